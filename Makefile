@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make train` (set up, train the tutorial's classifier on
+# Fashion-MNIST, print its test accuracy) and `make test` (set up, run the test suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+RUN ?= runs/tutorial
+PRESET ?= tutorial
+
+.PHONY: venv data train test lint bench clean
+
+venv: $(VENV)/.installed
+
+# torch is pinned here for a reproducible set-up; the package itself asks for torch>=2.3.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Real Fashion-MNIST from Debian's package, where apt is available and the files are not there yet.
+data:
+	@if [ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte.gz ] || [ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte ]; then \
+		echo "Fashion-MNIST found in $(FASHION_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "apt-get not available: Fashion-MNIST will be looked up or downloaded by rnnflow itself"; \
+	fi
+
+train: venv data
+	$(BIN)/rnnflow train --preset $(PRESET) --dataset fashion-mnist --out $(RUN)
+	$(BIN)/rnnflow evaluate $(RUN)
+
+test: venv data
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check rnnflow tests benchmarks tools
+	$(BIN)/ruff format --check rnnflow tests benchmarks tools
+
+bench: venv
+	$(BIN)/python -m benchmarks.bench_recurrence
+
+clean:
+	rm -rf $(VENV) .pytest_cache
