@@ -1,0 +1,90 @@
+"""Nested state structures: tensors inside (named) tuples, as TensorFlow's ``tf.nest`` sees them.
+
+Cells keep their states as a Tensor, an ``LSTMStateTuple`` or a tuple of sub-states (MultiRNNCell).
+These helpers walk such structures the way ``tf.nest`` does, depth first, left to right, so that
+flattened orders agree with TensorFlow's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def is_sequence(x: Any) -> bool:
+    """True for the containers a state may be built of: tuples (named or not) and lists."""
+    return isinstance(x, (tuple, list))
+
+
+def flatten(structure: Any) -> list[Any]:
+    """All leaves of ``structure``, depth first, in ``tf.nest.flatten`` order."""
+    if not is_sequence(structure):
+        return [structure]
+    leaves: list[Any] = []
+    for item in structure:
+        leaves.extend(flatten(item))
+    return leaves
+
+
+def _rebuild(template: Any, items: Sequence[Any]) -> Any:
+    if isinstance(template, tuple) and hasattr(template, "_fields"):  # NamedTuple
+        return type(template)(*items)
+    if isinstance(template, list):
+        return list(items)
+    return tuple(items)
+
+
+def pack_sequence_as(structure: Any, flat: Sequence[Any]) -> Any:
+    """The inverse of :func:`flatten`: ``flat``'s leaves in the shape of ``structure``."""
+    flat = list(flat)
+    n_expected = len(flatten(structure))
+    if len(flat) != n_expected:
+        raise ValueError(f"pack_sequence_as: structure has {n_expected} leaves, got {len(flat)}")
+
+    def build(node: Any, pos: int) -> tuple[Any, int]:
+        if not is_sequence(node):
+            return flat[pos], pos + 1
+        items = []
+        for child in node:
+            item, pos = build(child, pos)
+            items.append(item)
+        return _rebuild(node, items), pos
+
+    return build(structure, 0)[0]
+
+
+def same_structure(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` nest the same way (tuple and list count as the same)."""
+    if is_sequence(a) != is_sequence(b):
+        return False
+    if not is_sequence(a):
+        return True
+    return len(a) == len(b) and all(same_structure(x, y) for x, y in zip(a, b))
+
+
+def map_structure(fn: Callable[..., Any], *structures: Any) -> Any:
+    """Apply ``fn`` leaf-wise over same-shaped structures; the result has the first's shape."""
+    first = structures[0]
+    for other in structures[1:]:
+        if not same_structure(first, other):
+            raise ValueError(
+                f"map_structure: structures differ: {describe(first)} vs {describe(other)}"
+            )
+    flats = [flatten(s) for s in structures]
+    return pack_sequence_as(first, [fn(*leaves) for leaves in zip(*flats)])
+
+
+def describe(structure: Any) -> str:
+    """A short human-readable picture of a structure, used in error messages."""
+    if is_sequence(structure):
+        inner = ", ".join(describe(x) for x in structure)
+        if isinstance(structure, tuple) and hasattr(structure, "_fields"):
+            fields = ", ".join(
+                f"{name}={describe(x)}" for name, x in zip(structure._fields, structure)
+            )
+            return f"{type(structure).__name__}({fields})"
+        return f"({inner},)" if len(structure) == 1 else f"({inner})"
+    shape = getattr(structure, "shape", None)
+    if shape is not None:
+        return f"Tensor{tuple(shape)}"
+    return repr(structure)

@@ -1,0 +1,50 @@
+"""TF1's ``_linear`` as cells use it: ``concat([x, h], 1) @ kernel + bias`` with one kernel.
+
+TensorFlow stores a cell's input and recurrent weights stacked in a single kernel of shape
+``[input_depth + num_units, k * num_units]`` (inputs first). Keeping that layout means TF1
+variables copy in unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+Initializer = Callable[[Tensor], object]
+
+
+def glorot_uniform_(tensor: Tensor) -> Tensor:
+    """TF1's default variable initialiser: U(-l, l), l = sqrt(6 / (fan_in + fan_out))."""
+    return nn.init.xavier_uniform_(tensor)
+
+
+def register_dense(
+    module: nn.Module,
+    *,
+    input_size: int,
+    num_units: int,
+    out_features: int,
+    kernel_initializer: Initializer | None,
+    bias_initializer: Initializer | None,
+    bias_value: float,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> None:
+    """Create ``module.kernel`` [input_size + num_units, out_features] and ``module.bias``."""
+    kernel = torch.empty(input_size + num_units, out_features, dtype=dtype, device=device)
+    bias = torch.empty(out_features, dtype=dtype, device=device)
+    with torch.no_grad():
+        (kernel_initializer or glorot_uniform_)(kernel)
+        if bias_initializer is None:
+            bias.fill_(bias_value)
+        else:
+            bias_initializer(bias)
+    module.kernel = nn.Parameter(kernel)
+    module.bias = nn.Parameter(bias)
+
+
+def dense(module: nn.Module, inputs: Tensor, state: Tensor) -> Tensor:
+    """``concat([inputs, state], 1) @ kernel + bias``: [B, D] and [B, H] -> [B, out_features]."""
+    return torch.addmm(module.bias, torch.cat([inputs, state], dim=1), module.kernel)

@@ -1,0 +1,97 @@
+"""Shared plumbing of the built-in cells: TF1-style constructor extras and lazy building."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnflow.cells.base import RNNCell, State, check_state
+
+
+class LazyCell(RNNCell):
+    """A cell whose parameters need the input depth: built now if ``input_size`` is given,
+    else on the first call with the inputs' dtype and device (TF1 builds on first call too)."""
+
+    def __init__(
+        self,
+        num_units: int,
+        *,
+        input_size: int | None,
+        dtype: torch.dtype | None,
+        device: torch.device | str | None,
+        name: str | None,
+        reuse: Any,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        if input_size is not None and (
+            isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0
+        ):
+            raise ValueError(
+                f"{owner}: input_size must be a positive int or None, got {input_size!r}"
+            )
+        if dtype is not None and (
+            not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
+        ):
+            raise ValueError(
+                f"{owner}: dtype must be a floating torch.dtype or None, got {dtype!r}"
+            )
+        self.num_units = num_units
+        self.input_size = input_size
+        self.name = name  # kept for TF1 name mapping; `reuse` has no meaning in eager PyTorch
+        del reuse
+        self._init_dtype = dtype
+        self._declare_parameters()
+        if input_size is not None:
+            self.build(input_size, dtype=dtype or torch.get_default_dtype(), device=device)
+
+    @property
+    def built(self) -> bool:
+        return self._built
+
+    _built = False
+
+    def build(
+        self, input_size: int, *, dtype: torch.dtype, device: torch.device | str | None
+    ) -> None:
+        if self._built:
+            return
+        self.input_size = input_size
+        self._create_parameters(input_size, dtype=self._init_dtype or dtype, device=device)
+        self._built = True
+
+    def _declare_parameters(self) -> None:
+        """Register the (not yet built) parameters as None so the attributes always exist."""
+        self.register_parameter("kernel", None)
+        self.register_parameter("bias", None)
+
+    def _create_parameters(
+        self, input_size: int, *, dtype: torch.dtype, device: torch.device | str | None
+    ) -> None:
+        raise NotImplementedError
+
+    def _prepare(self, inputs: Tensor, state: State) -> None:
+        """Build on first use, then check shapes and dtypes: errors here, not inside torch."""
+        owner = type(self).__name__
+        if not isinstance(inputs, Tensor) or inputs.dim() != 2:
+            shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+            raise ValueError(f"{owner}: inputs must have shape [batch, depth], got {shape}")
+        if not self._built:
+            self.build(inputs.shape[1], dtype=inputs.dtype, device=inputs.device)
+        if inputs.shape[1] != self.input_size:
+            raise ValueError(
+                f"{owner}: inputs must have depth {self.input_size} (the cell was built for it), "
+                f"got shape {tuple(inputs.shape)}"
+            )
+        check_state(owner, "state", state, self.state_size, inputs.shape[0])
+        found = self._param_dtype_device()
+        if found is not None and inputs.dtype != found[0]:
+            raise TypeError(
+                f"{owner}: inputs dtype must match the parameters' dtype {found[0]}, "
+                f"got {inputs.dtype}"
+            )
+
+    def extra_repr(self) -> str:
+        return f"num_units={self.num_units}, input_size={self.input_size}"

@@ -1,0 +1,72 @@
+"""Per-row sequence lengths: validation, the [T, B] validity mask, and in-length reversal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def check_sequence_length(
+    owner: str, sequence_length: Any, *, batch: int, max_time: int, device: torch.device
+) -> Tensor | None:
+    """Return ``sequence_length`` as an int64 tensor [B] on ``device``, or refuse it.
+
+    TF1 silently clamps out-of-range lengths; rnnflow refuses them, since they are always a bug.
+    """
+    if sequence_length is None:
+        return None
+    if isinstance(sequence_length, Tensor):
+        lengths = sequence_length
+    elif isinstance(sequence_length, (list, tuple, np.ndarray)):
+        try:
+            lengths = torch.as_tensor(np.asarray(sequence_length))
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"{owner}: sequence_length must be an integer tensor, got {sequence_length!r}"
+            ) from err
+    else:
+        raise TypeError(
+            f"{owner}: sequence_length must be an integer tensor of shape ({batch},), "
+            f"got {type(sequence_length).__name__}"
+        )
+    if lengths.dtype == torch.bool or lengths.is_floating_point() or lengths.is_complex():
+        raise TypeError(
+            f"{owner}: sequence_length must be an integer tensor, got dtype {lengths.dtype}"
+        )
+    if tuple(lengths.shape) != (batch,):
+        raise ValueError(
+            f"{owner}: sequence_length must have shape ({batch},), got {tuple(lengths.shape)}"
+        )
+    if batch:
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 0:
+            raise ValueError(f"{owner}: sequence_length must be >= 0, got a minimum of {low}")
+        if high > max_time:
+            raise ValueError(
+                f"{owner}: sequence_length must be <= the time axis length {max_time}, "
+                f"got a maximum of {high}"
+            )
+    return lengths.to(device=device, dtype=torch.int64)
+
+
+def valid_mask(lengths: Tensor, max_time: int) -> Tensor:
+    """``mask[t, b]`` is True where step ``t`` is inside row ``b``'s length: [T, B] bool."""
+    steps = torch.arange(max_time, device=lengths.device)
+    return steps[:, None] < lengths[None, :]  # [T, B]
+
+
+def reverse_sequence(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each row of time-major ``x`` [T, B, ...] within its length (``tf.reverse_sequence``).
+
+    Steps at or past a row's length stay where they are; with no lengths the whole axis flips.
+    """
+    if lengths is None:
+        return x.flip(0)
+    max_time = x.shape[0]
+    steps = torch.arange(max_time, device=x.device)[:, None]  # [T, 1]
+    source = torch.where(steps < lengths[None, :], lengths[None, :] - 1 - steps, steps)  # [T, B]
+    index = source.view(max_time, -1, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(0, index)

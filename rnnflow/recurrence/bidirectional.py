@@ -1,0 +1,77 @@
+"""``bidirectional_dynamic_rnn``: a forward and a backward pass, each row reversed in its length."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnflow.cells.base import State
+from rnnflow.recurrence._masking import check_sequence_length, reverse_sequence
+from rnnflow.recurrence.dynamic_rnn import (
+    Impl,
+    check_cell,
+    check_common_arguments,
+    prepare_state,
+    run_time_major,
+)
+
+_OWNER = "bidirectional_dynamic_rnn"
+
+
+def bidirectional_dynamic_rnn(
+    cell_fw: Any,
+    cell_bw: Any,
+    inputs: Tensor,
+    sequence_length: Tensor | None = None,
+    initial_state_fw: State | None = None,
+    initial_state_bw: State | None = None,
+    dtype: torch.dtype | None = None,
+    parallel_iterations: int | None = None,
+    swap_memory: bool = False,
+    time_major: bool = False,
+    scope: str | None = None,
+    *,
+    impl: Impl = "auto",
+) -> tuple[tuple[Tensor, Tensor], tuple[State, State]]:
+    """Forward and backward ``dynamic_rnn`` over ``inputs``, as ``tf.nn.bidirectional_dynamic_rnn``.
+
+    The backward cell reads each row reversed within its own ``sequence_length``
+    (``tf.reverse_sequence``), and its outputs are reversed back, so ``out_bw[b, t]`` lines up with
+    ``inputs[b, t]``. Arguments are those of :func:`dynamic_rnn`, with one initial state per
+    direction.
+
+    Returns:
+        ``((out_fw, out_bw), (state_fw, state_bw))``, each output [B, T, H] (or time-major);
+        concatenate the outputs on the last axis for the usual [B, T, H_fw + H_bw].
+    """
+    check_cell(_OWNER, "cell_fw", cell_fw)
+    check_cell(_OWNER, "cell_bw", cell_bw)
+    x = check_common_arguments(
+        _OWNER,
+        inputs,
+        dtype=dtype,
+        parallel_iterations=parallel_iterations,
+        swap_memory=swap_memory,
+        time_major=time_major,
+        scope=scope,
+        impl=impl,
+    )
+    max_time, batch = x.shape[0], x.shape[1]
+    lengths = check_sequence_length(
+        _OWNER, sequence_length, batch=batch, max_time=max_time, device=x.device
+    )
+    state_fw = prepare_state(_OWNER, "initial_state_fw", cell_fw, initial_state_fw, x)
+    state_bw = prepare_state(_OWNER, "initial_state_bw", cell_bw, initial_state_bw, x)
+    out_fw, state_fw = run_time_major(
+        _OWNER, cell_fw, x, lengths, state_fw, impl=impl, swap_memory=swap_memory
+    )
+    x_rev = reverse_sequence(x, lengths)  # [T, B, D], each row reversed in its length
+    out_bw_rev, state_bw = run_time_major(
+        _OWNER, cell_bw, x_rev, lengths, state_bw, impl=impl, swap_memory=swap_memory
+    )
+    out_bw = reverse_sequence(out_bw_rev, lengths)
+    if not time_major:
+        out_fw, out_bw = out_fw.transpose(0, 1), out_bw.transpose(0, 1)  # [B, T, H]
+    return (out_fw, out_bw), (state_fw, state_bw)

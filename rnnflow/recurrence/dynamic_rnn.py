@@ -1,0 +1,207 @@
+"""``dynamic_rnn``: TF1's public entry point. Validate once, normalise the layout, pick a path."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from rnnflow import _nest
+from rnnflow.cells.base import State, build_cell, check_state
+from rnnflow.recurrence import fused
+from rnnflow.recurrence._masking import check_sequence_length
+from rnnflow.recurrence.reference import reference_dynamic_rnn
+
+Impl = Literal["auto", "fused", "reference"]
+_IMPLS = ("auto", "fused", "reference")
+
+
+def dynamic_rnn(
+    cell: Any,
+    inputs: Tensor,
+    sequence_length: Tensor | None = None,
+    initial_state: State | None = None,
+    dtype: torch.dtype | None = None,
+    parallel_iterations: int | None = None,
+    swap_memory: bool = False,
+    time_major: bool = False,
+    scope: str | None = None,
+    *,
+    impl: Impl = "auto",
+) -> tuple[Tensor, State]:
+    """Run ``cell`` over every time step of ``inputs``, as ``tf.nn.dynamic_rnn``.
+
+    Args:
+        cell: an ``RNNCell`` (or any object with ``state_size``, ``output_size``, ``zero_state``
+            that is callable as ``cell(inputs, state) -> (output, new_state)``).
+        inputs: [B, T, D] (``time_major=False``) or [T, B, D] (``time_major=True``), floating.
+        sequence_length: integer [B] with values in [0, T]. Row ``b``'s outputs at steps
+            ``t >= sequence_length[b]`` are zero and its state stops changing there, so the final
+            state is the state after its last valid step (the initial state for length 0).
+            TF1 clamps out-of-range lengths silently; rnnflow raises ``ValueError``.
+        initial_state: the cell's state structure with batch B; default ``cell.zero_state``.
+        dtype: dtype of the zero initial state; defaults to the inputs' dtype (TF1 required it
+            when no ``initial_state`` is given) and must equal it when given.
+        parallel_iterations: accepted for TF1 compatibility; no effect in eager execution.
+        swap_memory: on CUDA, keep the activations saved for backward in (pinned) host memory
+            (``torch.autograd.graph.save_on_cpu``); no effect on CPU.
+        time_major: layout of ``inputs`` and of the returned ``outputs``.
+        scope: accepted for TF1 compatibility; parameters live in the cell, not in a scope.
+        impl: ``"auto"`` uses the fused path when ``fused.fusable`` allows and the reference loop
+            otherwise; ``"fused"`` raises if it cannot fuse; ``"reference"`` forces the loop.
+
+    Returns:
+        ``(outputs, state)``: outputs [B, T, output_size] (or [T, B, output_size]) and the
+        final state, structured as the cell's state.
+    """
+    return run_rnn(
+        "dynamic_rnn",
+        cell,
+        inputs,
+        sequence_length=sequence_length,
+        initial_state=initial_state,
+        dtype=dtype,
+        parallel_iterations=parallel_iterations,
+        swap_memory=swap_memory,
+        time_major=time_major,
+        scope=scope,
+        impl=impl,
+    )
+
+
+def check_common_arguments(
+    owner: str,
+    inputs: Any,
+    *,
+    dtype: Any,
+    parallel_iterations: Any,
+    swap_memory: Any,
+    time_major: Any,
+    scope: Any,
+    impl: Any,
+) -> Tensor:
+    """Checks shared by ``dynamic_rnn`` and ``bidirectional_dynamic_rnn``; returns [T, B, D]."""
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"{owner}: inputs must be a torch.Tensor, got {type(inputs).__name__}")
+    if not isinstance(time_major, bool):
+        raise TypeError(f"{owner}: time_major must be a bool, got {time_major!r}")
+    if inputs.dim() != 3:
+        layout = "[time, batch, depth]" if time_major else "[batch, time, depth]"
+        raise ValueError(
+            f"{owner}: inputs must have rank 3 ({layout}), got shape {tuple(inputs.shape)}"
+        )
+    if not inputs.is_floating_point():
+        raise TypeError(f"{owner}: inputs must be floating point, got dtype {inputs.dtype}")
+    if dtype is not None and dtype != inputs.dtype:
+        raise TypeError(
+            f"{owner}: dtype must be None or the inputs' dtype {inputs.dtype}, got {dtype}"
+        )
+    if parallel_iterations is not None and (
+        isinstance(parallel_iterations, bool)
+        or not isinstance(parallel_iterations, int)
+        or parallel_iterations <= 0
+    ):
+        raise ValueError(
+            f"{owner}: parallel_iterations must be a positive int or None, "
+            f"got {parallel_iterations!r}"
+        )
+    if not isinstance(swap_memory, bool):
+        raise TypeError(f"{owner}: swap_memory must be a bool, got {swap_memory!r}")
+    if scope is not None and not isinstance(scope, str):
+        raise TypeError(f"{owner}: scope must be a str or None, got {scope!r}")
+    if impl not in _IMPLS:
+        raise ValueError(f"{owner}: impl must be one of {_IMPLS}, got {impl!r}")
+    return inputs if time_major else inputs.transpose(0, 1)  # [T, B, D]
+
+
+def check_cell(owner: str, argument: str, cell: Any) -> None:
+    missing = [a for a in ("state_size", "output_size", "zero_state") if not hasattr(cell, a)]
+    if missing or not callable(cell):
+        raise TypeError(
+            f"{owner}: {argument} must be an RNNCell (callable, with state_size, output_size and "
+            f"zero_state), got {type(cell).__name__}"
+        )
+
+
+def prepare_state(owner: str, argument: str, cell: Any, initial_state: Any, x: Tensor) -> State:
+    """Build the cell for ``x`` [T, B, D] if needed; return the checked or zero initial state."""
+    batch = x.shape[1]
+    build_cell(cell, x.shape[2], dtype=x.dtype, device=x.device)
+    if hasattr(cell, "begin_sequence"):
+        cell.begin_sequence()
+    if initial_state is None:
+        return cell.zero_state(batch, x.dtype, device=x.device)
+    check_state(owner, argument, initial_state, cell.state_size, batch)
+    for leaf in _nest.flatten(initial_state):
+        if leaf.dtype != x.dtype or leaf.device != x.device:
+            raise TypeError(
+                f"{owner}: {argument} must have the inputs' dtype {x.dtype} and device "
+                f"{x.device}, got dtype {leaf.dtype} on {leaf.device}"
+            )
+    return initial_state
+
+
+def run_time_major(
+    owner: str,
+    cell: Any,
+    x: Tensor,
+    lengths: Tensor | None,
+    state: State,
+    *,
+    impl: Impl,
+    swap_memory: bool,
+) -> tuple[Tensor, State]:
+    """Dispatch one checked, time-major run [T, B, D] to the fused path or the reference loop."""
+    use_fused = False
+    if impl != "reference":
+        ok, reason = fused.fusable(cell, x)
+        if impl == "fused" and not ok:
+            raise ValueError(
+                f"{owner}: impl='fused' unavailable ({reason}); use impl='auto' to fall back"
+            )
+        use_fused = ok
+    run = fused.fused_dynamic_rnn if use_fused else reference_dynamic_rnn
+    offload = swap_memory and x.is_cuda and torch.is_grad_enabled()
+    context = (
+        torch.autograd.graph.save_on_cpu(pin_memory=True) if offload else contextlib.nullcontext()
+    )
+    with context:
+        return run(cell, x, lengths, state)
+
+
+def run_rnn(
+    owner: str,
+    cell: Any,
+    inputs: Tensor,
+    *,
+    sequence_length: Any,
+    initial_state: Any,
+    dtype: Any,
+    parallel_iterations: Any,
+    swap_memory: Any,
+    time_major: Any,
+    scope: Any,
+    impl: Any,
+) -> tuple[Tensor, State]:
+    check_cell(owner, "cell", cell)
+    x = check_common_arguments(
+        owner,
+        inputs,
+        dtype=dtype,
+        parallel_iterations=parallel_iterations,
+        swap_memory=swap_memory,
+        time_major=time_major,
+        scope=scope,
+        impl=impl,
+    )
+    max_time, batch = x.shape[0], x.shape[1]
+    lengths = check_sequence_length(
+        owner, sequence_length, batch=batch, max_time=max_time, device=x.device
+    )
+    state = prepare_state(owner, "initial_state", cell, initial_state, x)
+    outputs, state = run_time_major(
+        owner, cell, x, lengths, state, impl=impl, swap_memory=swap_memory
+    )
+    return (outputs if time_major else outputs.transpose(0, 1)), state
