@@ -47,7 +47,10 @@ Variables, inputs, initial states and loss weights are drawn as ``normal * 0.5``
 generator seeded per case (biases included, so that wrong bias handling shows) and assigned
 to the TF variables after initialisation. ``defaults.json`` records TF's default initialisers
 (shape, min, max, mean, std, distinct values) for each cell type, and ``MANIFEST.json`` lists
-the cases, the TF version and the command that wrote them.
+the cases (with sha256), the TF version and the command that wrote them. The ``.npz`` files and
+the manifest are byte-for-byte reproducible; the ``defaults.json`` statistics are not (TF's
+default initialiser draws differ between runs even with a graph seed), which does not matter
+for the bounds the test checks.
 """
 
 from __future__ import annotations

@@ -1,0 +1,273 @@
+"""rnnflow == TensorFlow 1: outputs, final state and every gradient, against recorded TF vectors.
+
+The vectors in ``tests/fixtures/tf1/`` were written by real TensorFlow
+(``tools/make_tf_vectors.py``; the format is in that directory's README). This module needs no
+TensorFlow: it rebuilds each case's cells from ``meta``, copies TF's variables into them by name,
+runs ``dynamic_rnn`` / ``bidirectional_dynamic_rnn`` and compares outputs, final state, and the
+gradients of the recorded loss w.r.t. inputs, initial state and every parameter: atol = rtol = 1e-5
+in float32, 1e-10 in float64. Each case runs with ``impl="reference"`` and, when the fast path can
+take it, ``impl="fused"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from rnnflow import (
+    BasicLSTMCell,
+    BasicRNNCell,
+    GRUCell,
+    LSTMStateTuple,
+    MultiRNNCell,
+    bidirectional_dynamic_rnn,
+    dynamic_rnn,
+)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tf1"
+CASES = sorted(FIXTURES.glob("*.npz"))
+TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+ACTIVATIONS = {"tanh": None, "relu": torch.relu}  # None: the cell's default, TF's tanh
+CELL_SCOPES = {"basic_rnn_cell", "basic_lstm_cell", "gru_cell"}  # TF scopes with no rnnflow module
+
+
+# ----------------------------------------------------------------------------- helpers
+def load_case(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    return json.loads(str(arrays.pop("meta"))), arrays
+
+
+def build_cell(spec: dict, input_size: int, dtype: torch.dtype) -> torch.nn.Module:
+    """A built rnnflow cell from a fixture's cell spec."""
+    kind = spec["type"]
+    if kind == "BasicRNNCell":
+        act = ACTIVATIONS[spec["activation"]]
+        return BasicRNNCell(spec["num_units"], activation=act, input_size=input_size, dtype=dtype)
+    if kind == "BasicLSTMCell":
+        return BasicLSTMCell(
+            spec["num_units"],
+            forget_bias=spec["forget_bias"],
+            state_is_tuple=spec["state_is_tuple"],
+            input_size=input_size,
+            dtype=dtype,
+        )
+    if kind == "GRUCell":
+        return GRUCell(spec["num_units"], input_size=input_size, dtype=dtype)
+    if kind == "MultiRNNCell":
+        cells = []
+        for sub in spec["cells"]:
+            cells.append(build_cell(sub, input_size, dtype))
+            input_size = sub["num_units"]
+        return MultiRNNCell(cells, state_is_tuple=spec["state_is_tuple"])
+    raise ValueError(f"build_cell: unknown cell type {kind!r}")
+
+
+def tf_to_param(tf_name: str) -> tuple[str | None, str]:
+    """A TF variable name -> (direction, rnnflow parameter name).
+
+    ``rnn/basic_lstm_cell/kernel``                      -> (None, "kernel")
+    ``rnn/multi_rnn_cell/cell_1/gru_cell/gates/bias``   -> (None, "cell_1.gates.bias")
+    ``bidirectional_rnn/bw/gru_cell/candidate/kernel``  -> ("bw", "candidate.kernel")
+    """
+    parts = tf_name.split("/")
+    if parts[0] == "rnn":
+        direction, rest = None, parts[1:]
+    elif parts[0] == "bidirectional_rnn" and parts[1] in ("fw", "bw"):
+        direction, rest = parts[1], parts[2:]
+    else:
+        raise ValueError(f"tf_to_param: unexpected TF variable name {tf_name!r}")
+    if rest[0] == "multi_rnn_cell":
+        rest = rest[1:]
+    return direction, ".".join(p for p in rest if p not in CELL_SCOPES)
+
+
+def flatten(state: Any) -> list[Tensor]:
+    """Nested tuples / NamedTuples -> leaves, in tf.nest.flatten order."""
+    if isinstance(state, (tuple, list)):
+        return [leaf for part in state for leaf in flatten(part)]
+    return [state]
+
+
+def pack(spec: dict, leaves: Iterator[Tensor]) -> Any:
+    """Flat leaves -> the state structure of a cell spec (the inverse of ``flatten``)."""
+    if spec["type"] == "MultiRNNCell":
+        return tuple(pack(sub, leaves) for sub in spec["cells"])
+    if spec["type"] == "BasicLSTMCell" and spec["state_is_tuple"]:
+        return LSTMStateTuple(next(leaves), next(leaves))
+    return next(leaves)
+
+
+def load_variables(cells: dict[str | None, torch.nn.Module], arrays: dict) -> dict[str, Tensor]:
+    """Copy every ``var/<tf name>`` into its cell; return {tf name: parameter}."""
+    params = {d: dict(c.named_parameters()) for d, c in cells.items()}
+    found: dict[str, Tensor] = {}
+    for key, value in arrays.items():
+        if not key.startswith("var/"):
+            continue
+        name = key[len("var/") :]
+        direction, param_name = tf_to_param(name)
+        if param_name not in params[direction]:
+            raise KeyError(f"{name} -> {param_name!r}: not in {sorted(params[direction])}")
+        param = params[direction][param_name]
+        if tuple(param.shape) != value.shape:
+            raise ValueError(f"{name}: TF shape {value.shape}, rnnflow {tuple(param.shape)}")
+        with torch.no_grad():
+            param.copy_(torch.from_numpy(value))
+        found[name] = param
+    unmatched = {(d, n) for d, p in params.items() for n in p} - {tf_to_param(n) for n in found}
+    if unmatched:
+        raise KeyError(f"rnnflow parameters with no TF variable: {sorted(unmatched, key=str)}")
+    return found
+
+
+def fused_unavailable(cells: list[torch.nn.Module], inputs: Tensor) -> str | None:
+    """Why impl='fused' cannot run this case, or None if it can."""
+    try:
+        from rnnflow.recurrence.fused import fusable
+    except ImportError as e:
+        return f"rnnflow.recurrence.fused is not importable ({e})"
+    for cell in cells:
+        ok, reason = fusable(cell, inputs)
+        if not ok:
+            return f"fusable() is false for {type(cell).__name__}: {reason}"
+    return None
+
+
+def run_case(path: Path, impl: str) -> dict[str, tuple[Tensor, np.ndarray]]:
+    """Run one fixture through rnnflow; return {fixture key: (rnnflow value, TF value)}.
+
+    Skips when ``impl="fused"`` cannot take the case.
+    """
+    meta, arrays = load_case(path)
+    dtype = getattr(torch, meta["dtype"])
+    bidi = meta["bidirectional"]
+    specs = {"fw": meta["cell_fw"], "bw": meta["cell_bw"]} if bidi else {None: meta["cell"]}
+    cells = {d: build_cell(s, meta["input_depth"], dtype) for d, s in specs.items()}
+    variables = load_variables(cells, arrays)
+
+    x = torch.tensor(arrays["inputs"], requires_grad=True)
+    if impl == "fused":
+        reason = fused_unavailable(list(cells.values()), x)
+        if reason is not None:
+            pytest.skip(reason)
+    seq = None
+    if meta["has_sequence_length"]:
+        seq = torch.from_numpy(arrays["sequence_length"])
+    init_leaves: list[Tensor] = []
+    init = {d: None for d in specs}
+    if meta["has_initial_state"]:
+        n = sum(1 for k in arrays if k.startswith("initial_state/"))
+        init_leaves = [
+            torch.tensor(arrays[f"initial_state/{i}"], requires_grad=True) for i in range(n)
+        ]
+        leaves = iter(init_leaves)
+        init = {d: pack(s, leaves) for d, s in specs.items()}
+        assert next(leaves, None) is None, "initial_state leaves left over"
+
+    common = dict(sequence_length=seq, time_major=meta["time_major"], impl=impl)
+    if not meta["has_initial_state"]:
+        common["dtype"] = dtype
+    if bidi:
+        (out_fw, out_bw), (st_fw, st_bw) = bidirectional_dynamic_rnn(
+            cells["fw"],
+            cells["bw"],
+            x,
+            initial_state_fw=init["fw"],
+            initial_state_bw=init["bw"],
+            **common,
+        )
+        outputs = {"outputs/fw": out_fw, "outputs/bw": out_bw}
+        state = flatten((st_fw, st_bw))
+    else:
+        out, st = dynamic_rnn(cells[None], x, initial_state=init[None], **common)
+        outputs = {"outputs": out}
+        state = flatten(st)
+
+    n_state = sum(1 for k in arrays if k.startswith("state/"))
+    assert len(state) == n_state, f"final state has {len(state)} leaves, TF has {n_state}"
+    loss = torch.zeros((), dtype=dtype)
+    for key, o in outputs.items():
+        loss = loss + (o * torch.from_numpy(arrays[key.replace("outputs", "w_out")])).sum()
+    for i, s in enumerate(state):
+        loss = loss + (s * torch.from_numpy(arrays[f"w_state/{i}"])).sum()
+    wrt = [x, *init_leaves, *variables.values()]
+    grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+    grads = [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads, strict=True)]
+
+    got: dict[str, tuple[Tensor, np.ndarray]] = {}
+    for key, o in outputs.items():
+        got[key] = (o, arrays[key])
+    for i, s in enumerate(state):
+        got[f"state/{i}"] = (s, arrays[f"state/{i}"])
+    got["grad/inputs"] = (grads[0], arrays["grad/inputs"])
+    for i, g in enumerate(grads[1 : 1 + len(init_leaves)]):
+        got[f"grad/initial_state/{i}"] = (g, arrays[f"grad/initial_state/{i}"])
+    for name, g in zip(variables, grads[1 + len(init_leaves) :], strict=True):
+        got[f"grad/var/{name}"] = (g, arrays[f"grad/var/{name}"])
+    return got
+
+
+# ----------------------------------------------------------------------------- tests
+def test_fixtures_are_present_and_match_the_manifest():
+    manifest = json.loads((FIXTURES / "MANIFEST.json").read_text())
+    listed = {c["file"]: c["sha256"] for c in manifest["cases"]}
+    assert sorted(listed) == [p.name for p in CASES]
+    for path in CASES:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest == listed[path.name], (
+            f"{path.name}: sha256 {digest}, manifest {listed[path.name]}"
+        )
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused"])
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_matches_tensorflow(path: Path, impl: str):
+    torch.manual_seed(0)
+    got = run_case(path, impl)
+    dtype = next(iter(got.values()))[0].dtype
+    tol = TOLERANCE[dtype]
+    for key, (actual, expected) in got.items():
+        torch.testing.assert_close(
+            actual.detach(),
+            torch.from_numpy(expected),
+            atol=tol,
+            rtol=tol,
+            msg=lambda m, key=key: f"{path.stem} [{impl}] {key}: {m}",
+        )
+
+
+DEFAULTS = json.loads((FIXTURES / "defaults.json").read_text())
+CELL_CLASSES = {"BasicRNNCell": BasicRNNCell, "BasicLSTMCell": BasicLSTMCell, "GRUCell": GRUCell}
+
+
+@pytest.mark.parametrize("cell_type", sorted(DEFAULTS["cells"]))
+def test_default_initialisers_match_tensorflow(cell_type: str):
+    """Kernels: glorot-uniform over the whole stacked kernel. Biases: TF's constants."""
+    torch.manual_seed(0)
+    recorded = DEFAULTS["cells"][cell_type]["variables"]
+    cell = CELL_CLASSES[cell_type](
+        DEFAULTS["num_units"], input_size=DEFAULTS["input_depth"], dtype=torch.float32
+    )
+    params = dict(cell.named_parameters())
+    assert sorted(params) == sorted(tf_to_param(n)[1] for n in recorded)
+    for tf_name, stats in recorded.items():
+        p = params[tf_to_param(tf_name)[1]].detach()
+        assert list(p.shape) == stats["shape"], tf_name
+        if stats["distinct_values"] is not None:  # a constant initialiser
+            assert torch.unique(p).tolist() == stats["distinct_values"], tf_name
+            continue
+        limit = stats["glorot_uniform_limit"]
+        assert stats["max"] <= limit and stats["min"] >= -limit  # the fixture agrees with itself
+        assert p.abs().max().item() <= limit, tf_name
+        assert p.abs().max().item() > 0.95 * limit, tf_name  # thousands of draws reach the edge
+        assert abs(p.std().item() - limit / 3**0.5) < 0.05 * limit, tf_name  # U(-l, l): l/sqrt(3)
+        assert abs(p.mean().item()) < 0.05 * limit, tf_name
