@@ -74,17 +74,17 @@ def map_structure(fn: Callable[..., Any], *structures: Any) -> Any:
     return pack_sequence_as(first, [fn(*leaves) for leaves in zip(*flats)])
 
 
-def describe(structure: Any) -> str:
-    """A short human-readable picture of a structure, used in error messages."""
+def describe(structure: Any, leaf: Callable[[Any], str] | None = None) -> str:
+    """A short picture of a structure for error messages; ``leaf`` formats non-tensor leaves."""
     if is_sequence(structure):
-        inner = ", ".join(describe(x) for x in structure)
         if isinstance(structure, tuple) and hasattr(structure, "_fields"):
             fields = ", ".join(
-                f"{name}={describe(x)}" for name, x in zip(structure._fields, structure)
+                f"{name}={describe(x, leaf)}" for name, x in zip(structure._fields, structure)
             )
             return f"{type(structure).__name__}({fields})"
+        inner = ", ".join(describe(x, leaf) for x in structure)
         return f"({inner},)" if len(structure) == 1 else f"({inner})"
     shape = getattr(structure, "shape", None)
     if shape is not None:
         return f"Tensor{tuple(shape)}"
-    return repr(structure)
+    return leaf(structure) if leaf is not None else repr(structure)

@@ -128,10 +128,11 @@ def build_cell(
 
 def check_state(owner: str, argument: str, state: Any, state_size: StateSize, batch: int) -> None:
     """``state`` must nest like ``state_size`` with a [batch, size] tensor at every leaf."""
+    expected = _nest.describe(state_size, leaf=lambda size: f"Tensor({batch}, {size})")
     if not _nest.same_structure(state, state_size):
         raise ValueError(
-            f"{owner}: {argument} must match the cell's state structure "
-            f"{_nest.describe(state_size)}, got {_nest.describe(state)}"
+            f"{owner}: {argument} must match the cell's state structure {expected}, "
+            f"got {_nest.describe(state)}"
         )
     for leaf, size in zip(_nest.flatten(state), _nest.flatten(state_size)):
         if not isinstance(leaf, Tensor):
@@ -140,6 +141,6 @@ def check_state(owner: str, argument: str, state: Any, state_size: StateSize, ba
             )
         if tuple(leaf.shape) != (batch, size):
             raise ValueError(
-                f"{owner}: {argument} must match the cell's state structure "
-                f"{_nest.describe(state_size)} with batch {batch}, got {_nest.describe(state)}"
+                f"{owner}: {argument} must match the cell's state structure {expected}, "
+                f"got {_nest.describe(state)}"
             )

@@ -1,0 +1,87 @@
+"""MultiRNNCell: equals chaining its cells by hand; TF scope names; both state layouts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from rnnflow_testing import assert_close_tree
+
+from rnnflow import BasicLSTMCell, BasicRNNCell, GRUCell, LSTMStateTuple, MultiRNNCell
+
+
+def test_step_equals_cells_chained_by_hand():
+    cells = [
+        BasicLSTMCell(4, input_size=3),
+        GRUCell(5, input_size=4),
+        BasicRNNCell(2, input_size=5),
+    ]
+    multi = MultiRNNCell(cells)
+    x = torch.randn(6, 3)
+    state = multi.zero_state(6)
+    state = tuple(
+        torch.randn_like(s)
+        if torch.is_tensor(s)
+        else LSTMStateTuple(torch.randn_like(s.c), torch.randn_like(s.h))
+        for s in state
+    )
+    out, new_state = multi(x, state)
+    h = x
+    expected_states = []
+    for cell, sub in zip(cells, state):
+        h, sub_new = cell(h, sub)
+        expected_states.append(sub_new)
+    torch.testing.assert_close(out, h)
+    assert_close_tree(new_state, tuple(expected_states))
+    assert multi.output_size == 2
+    assert multi.state_size == (LSTMStateTuple(4, 4), 5, 2)
+
+
+def test_parameters_are_named_like_tf_scopes():
+    multi = MultiRNNCell([BasicRNNCell(2, input_size=1), GRUCell(3, input_size=2)])
+    assert [n for n, _ in multi.named_parameters()] == [
+        "cell_0.kernel",
+        "cell_0.bias",
+        "cell_1.gates.kernel",
+        "cell_1.gates.bias",
+        "cell_1.candidate.kernel",
+        "cell_1.candidate.bias",
+    ]
+
+
+def test_concatenated_state():
+    cells = [BasicRNNCell(2, input_size=3), GRUCell(4, input_size=2)]
+    tuple_multi = MultiRNNCell(cells)
+    concat_multi = MultiRNNCell(cells, state_is_tuple=False)
+    assert concat_multi.state_size == 6
+    x, s0, s1 = torch.randn(3, 3), torch.randn(3, 2), torch.randn(3, 4)
+    out_t, (n0, n1) = tuple_multi(x, (s0, s1))
+    out_c, state = concat_multi(x, torch.cat([s0, s1], 1))
+    torch.testing.assert_close(out_c, out_t)
+    torch.testing.assert_close(state, torch.cat([n0, n1], 1))
+
+
+def test_lazy_sub_cells_build_on_first_call():
+    multi = MultiRNNCell([BasicLSTMCell(4), BasicRNNCell(3)])
+    assert not multi.built
+    out, _ = multi(torch.randn(2, 7), multi.zero_state(2))
+    assert multi.built and out.shape == (2, 3)
+    assert multi.cell_1.kernel.shape == (4 + 3, 3)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"MultiRNNCell: cells must be a non-empty list of cells"):
+        MultiRNNCell([])
+    with pytest.raises(TypeError, match=r"MultiRNNCell: cells\[1\] must be an RNNCell, got int"):
+        MultiRNNCell([BasicRNNCell(2), 3])
+    cell = BasicRNNCell(2)
+    with pytest.raises(ValueError, match=r"the same cell object appears twice"):
+        MultiRNNCell([cell, cell])
+    with pytest.raises(ValueError, match=r"state_is_tuple=False needs cells with plain states"):
+        MultiRNNCell([BasicLSTMCell(2)], state_is_tuple=False)
+    multi = MultiRNNCell([BasicRNNCell(2, input_size=1), BasicRNNCell(2, input_size=2)])
+    with pytest.raises(
+        ValueError,
+        match=r"state must match the cell's state structure "
+        r"\(Tensor\(3, 2\), Tensor\(3, 2\)\), got Tensor\(3, 4\)",
+    ):
+        multi(torch.zeros(3, 1), torch.zeros(3, 4))

@@ -1,0 +1,174 @@
+"""Bad input to dynamic_rnn is refused at the boundary with a message naming what was wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rnnflow import BasicLSTMCell, BasicRNNCell, RNNCell, bidirectional_dynamic_rnn, dynamic_rnn
+
+X = torch.zeros(3, 5, 2)  # [B=3, T=5, D=2]
+
+
+@pytest.mark.parametrize(
+    ("sequence_length", "error", "message"),
+    [
+        (
+            torch.ones(3, 1, dtype=torch.long),
+            ValueError,
+            r"dynamic_rnn: sequence_length must have shape \(3,\), got \(3, 1\)",
+        ),
+        (
+            torch.ones(4, dtype=torch.long),
+            ValueError,
+            r"sequence_length must have shape \(3,\), got \(4,\)",
+        ),
+        (
+            torch.tensor([1, -1, 2]),
+            ValueError,
+            r"dynamic_rnn: sequence_length must be >= 0, got a minimum of -1",
+        ),
+        (
+            torch.tensor([1, 6, 2]),
+            ValueError,
+            r"sequence_length must be <= the time axis length 5, got a maximum of 6",
+        ),
+        (
+            torch.tensor([1.0, 2.0, 3.0]),
+            TypeError,
+            r"sequence_length must be an integer tensor, got dtype torch.float32",
+        ),
+        (
+            np.array([True, False, True]),
+            TypeError,
+            r"sequence_length must be an integer tensor, got dtype torch.bool",
+        ),
+        ("5", TypeError, r"sequence_length must be an integer tensor of shape \(3,\), got str"),
+    ],
+)
+def test_bad_sequence_length(sequence_length, error, message):
+    with pytest.raises(error, match=message):
+        dynamic_rnn(BasicRNNCell(4), X, sequence_length=sequence_length)
+
+
+def test_lists_and_numpy_lengths_are_accepted():
+    cell = BasicRNNCell(4, input_size=2)
+    a, _ = dynamic_rnn(cell, X, sequence_length=[5, 1, 0])
+    b, _ = dynamic_rnn(cell, X, sequence_length=np.array([5, 1, 0], dtype=np.int32))
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "kwargs", "error", "message"),
+    [
+        (
+            torch.zeros(3, 5),
+            {},
+            ValueError,
+            r"dynamic_rnn: inputs must have rank 3 \(\[batch, time, depth\]\), got shape \(3, 5\)",
+        ),
+        (
+            torch.zeros(3, 5),
+            {"time_major": True},
+            ValueError,
+            r"inputs must have rank 3 \(\[time, batch, depth\]\), got shape \(3, 5\)",
+        ),
+        (
+            torch.zeros(3, 5, 2, dtype=torch.long),
+            {},
+            TypeError,
+            r"dynamic_rnn: inputs must be floating point, got dtype torch.int64",
+        ),
+        (
+            np.zeros((3, 5, 2)),
+            {},
+            TypeError,
+            r"dynamic_rnn: inputs must be a torch.Tensor, got ndarray",
+        ),
+        (
+            X,
+            {"dtype": torch.float64},
+            TypeError,
+            r"dtype must be None or the inputs' dtype torch.float32, got torch.float64",
+        ),
+        (X, {"time_major": 1}, TypeError, r"time_major must be a bool, got 1"),
+        (
+            X,
+            {"parallel_iterations": 0},
+            ValueError,
+            r"parallel_iterations must be a positive int or None, got 0",
+        ),
+        (X, {"swap_memory": "yes"}, TypeError, r"swap_memory must be a bool, got 'yes'"),
+        (X, {"scope": 3}, TypeError, r"scope must be a str or None, got 3"),
+        (
+            X,
+            {"impl": "cudnn"},
+            ValueError,
+            r"impl must be one of \('auto', 'fused', 'reference'\), got 'cudnn'",
+        ),
+    ],
+)
+def test_bad_inputs_and_flags(inputs, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        dynamic_rnn(BasicRNNCell(4), inputs, **kwargs)
+
+
+def test_initial_state_batch_mismatch():
+    with pytest.raises(
+        ValueError,
+        match=r"dynamic_rnn: initial_state must match the cell's state "
+        r"structure Tensor\(3, 4\), got Tensor\(2, 4\)",
+    ):
+        dynamic_rnn(BasicRNNCell(4), X, initial_state=torch.zeros(2, 4))
+
+
+def test_initial_state_structure_mismatch():
+    with pytest.raises(
+        ValueError,
+        match=r"initial_state must match the cell's state structure "
+        r"LSTMStateTuple\(c=Tensor\(3, 4\), h=Tensor\(3, 4\)\), got Tensor\(3, 8\)",
+    ):
+        dynamic_rnn(BasicLSTMCell(4), X, initial_state=torch.zeros(3, 8))
+
+
+def test_initial_state_dtype_mismatch():
+    with pytest.raises(
+        TypeError,
+        match=r"initial_state must have the inputs' dtype torch.float32 "
+        r"and device cpu, got dtype torch.float64 on cpu",
+    ):
+        dynamic_rnn(BasicRNNCell(4), X, initial_state=torch.zeros(3, 4, dtype=torch.float64))
+
+
+def test_cell_must_be_a_cell():
+    with pytest.raises(TypeError, match=r"dynamic_rnn: cell must be an RNNCell .*got Linear"):
+        dynamic_rnn(torch.nn.Linear(2, 2), X)
+
+
+def test_fused_request_that_cannot_be_met_says_why():
+    class Custom(RNNCell):
+        state_size = output_size = 4
+
+        def forward(self, inputs, state):
+            return state, state
+
+    with pytest.raises(
+        ValueError,
+        match=r"dynamic_rnn: impl='fused' unavailable \(.+\); "
+        r"use impl='auto' to fall back",
+    ):
+        dynamic_rnn(Custom(), X, impl="fused")
+
+
+def test_bidirectional_errors_name_the_function_and_argument():
+    with pytest.raises(ValueError, match=r"bidirectional_dynamic_rnn: initial_state_bw must match"):
+        bidirectional_dynamic_rnn(
+            BasicRNNCell(4), BasicRNNCell(4), X, initial_state_bw=torch.zeros(3, 5)
+        )
+    with pytest.raises(TypeError, match=r"bidirectional_dynamic_rnn: cell_bw must be an RNNCell"):
+        bidirectional_dynamic_rnn(BasicRNNCell(4), object(), X)
+    with pytest.raises(
+        ValueError, match=r"bidirectional_dynamic_rnn: sequence_length must be >= 0"
+    ):
+        bidirectional_dynamic_rnn(BasicRNNCell(4), BasicRNNCell(4), X, sequence_length=[-1, 0, 0])
