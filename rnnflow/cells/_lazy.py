@@ -72,6 +72,20 @@ class LazyCell(RNNCell):
     ) -> None:
         raise NotImplementedError
 
+    def _kernel_name(self) -> str:
+        """The parameter whose first dimension is ``input_size + num_units``."""
+        return "kernel"
+
+    def _load_from_state_dict(self, state_dict, prefix, *args: Any, **kwargs: Any) -> None:
+        # An unbuilt cell learns its input depth from the checkpoint's kernel, so that loading
+        # works before the first call, as it does for built cells.
+        kernel = state_dict.get(prefix + self._kernel_name())
+        if not self._built and isinstance(kernel, Tensor) and kernel.dim() == 2:
+            input_size = kernel.shape[0] - self.num_units
+            if input_size > 0:
+                self.build(input_size, dtype=kernel.dtype, device=kernel.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _prepare(self, inputs: Tensor, state: State) -> None:
         """Build on first use, then check shapes and dtypes: errors here, not inside torch."""
         owner = type(self).__name__

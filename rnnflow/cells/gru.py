@@ -72,6 +72,9 @@ class GRUCell(LazyCell):
             part.register_parameter("kernel", None)
             part.register_parameter("bias", None)
 
+    def _kernel_name(self) -> str:
+        return "gates.kernel"
+
     @property
     def activation(self) -> Activation:
         return self._activation

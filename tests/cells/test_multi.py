@@ -85,3 +85,12 @@ def test_errors():
         r"\(Tensor\(3, 2\), Tensor\(3, 2\)\), got Tensor\(3, 4\)",
     ):
         multi(torch.zeros(3, 1), torch.zeros(3, 4))
+
+
+def test_unbuilt_cells_load_a_state_dict_and_compute_the_same():
+    built = MultiRNNCell([BasicLSTMCell(4, input_size=3), GRUCell(2, input_size=4)])
+    lazy = MultiRNNCell([BasicLSTMCell(4), GRUCell(2)])
+    lazy.load_state_dict(built.state_dict())
+    assert lazy.built
+    x = torch.randn(5, 3)
+    assert_close_tree(lazy(x, lazy.zero_state(5)), built(x, built.zero_state(5)))
