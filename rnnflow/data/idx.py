@@ -1,0 +1,164 @@
+"""IDX files (the MNIST container format): a strict reader and a writer.
+
+Layout (all integers big-endian)::
+
+    bytes 0-1   0x00 0x00                     magic
+    byte  2     type code                     0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
+                                              0x0D float32, 0x0E float64
+    byte  3     number of dimensions D >= 1
+    D x uint32  size of each dimension
+    payload     prod(sizes) items of that type, row-major
+
+Files may be gzip-compressed (detected from the gzip magic bytes, not from the name). Unlike
+torchvision's parser, every check is an explicit ``if``/``raise`` (so ``python -O`` keeps it) and
+each error names the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["IdxFormatError", "parse_idx", "read_idx", "read_idx_bytes", "write_idx"]
+
+# IDX type code -> big-endian numpy dtype.
+_CODE_TO_DTYPE: dict[int, np.dtype] = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_KIND_TO_CODE: dict[tuple[str, int], int] = {
+    (dt.kind, dt.itemsize): code for code, dt in _CODE_TO_DTYPE.items()
+}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class IdxFormatError(ValueError):
+    """A file is not a well-formed IDX file (the message names the file and the problem)."""
+
+
+def read_idx_bytes(path: str | os.PathLike[str]) -> bytes:
+    """Return the IDX bytes of ``path``, decompressed if the file is gzip (whatever its name).
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`IdxFormatError` for an empty file
+    or a truncated/corrupt gzip stream.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if not data:
+        raise IdxFormatError(f"read_idx: {path}: empty file (0 bytes)")
+    if data[:2] == _GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise IdxFormatError(
+                f"read_idx: {path}: truncated or corrupt gzip data ({exc}); delete the file and "
+                "download it again"
+            ) from exc
+        if not data:
+            raise IdxFormatError(f"read_idx: {path}: empty file (gzip holds 0 bytes)")
+    return data
+
+
+def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
+    """Parse uncompressed IDX ``data`` into a writable native-endian array of the header's shape.
+
+    ``source`` names the data in error messages (normally the file path).
+    """
+    if len(data) == 0:
+        raise IdxFormatError(f"read_idx: {source}: empty file (0 bytes)")
+    if len(data) < 4:
+        raise IdxFormatError(
+            f"read_idx: {source}: truncated header: need at least 4 bytes, got {len(data)}"
+        )
+    if data[0] != 0 or data[1] != 0:
+        raise IdxFormatError(
+            f"read_idx: {source}: bad magic: expected the first two bytes to be 00 00, "
+            f"got {data[:2].hex(' ')} (not an IDX file)"
+        )
+    code, ndim = data[2], data[3]
+    dtype = _CODE_TO_DTYPE.get(code)
+    if dtype is None:
+        known = ", ".join(f"0x{c:02X}" for c in _CODE_TO_DTYPE)
+        raise IdxFormatError(
+            f"read_idx: {source}: wrong type code 0x{code:02X}: expected one of {known}"
+        )
+    if ndim == 0:
+        raise IdxFormatError(f"read_idx: {source}: number of dimensions is 0, expected >= 1")
+    header_len = 4 + 4 * ndim
+    if len(data) < header_len:
+        raise IdxFormatError(
+            f"read_idx: {source}: truncated header: {ndim} dimensions need {header_len} bytes, "
+            f"file has {len(data)}"
+        )
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    count = math.prod(shape)
+    expected = header_len + count * dtype.itemsize
+    shape_text = "x".join(map(str, shape))
+    if len(data) < expected:
+        raise IdxFormatError(
+            f"read_idx: {source}: truncated: header declares {shape_text} {dtype.name} "
+            f"({expected} bytes in all), file has {len(data)} bytes"
+        )
+    if len(data) > expected:
+        raise IdxFormatError(
+            f"read_idx: {source}: {len(data) - expected} unexpected trailing bytes: header "
+            f"declares {shape_text} {dtype.name} ({expected} bytes in all), file has {len(data)}"
+        )
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=header_len)
+    return flat.astype(dtype.newbyteorder("="), copy=True).reshape(shape)  # writable, native
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file (raw or gzip) into a writable, native-endian numpy array.
+
+    Shapes: ``train-images-idx3-ubyte`` -> uint8 [N, 28, 28]; ``*-labels-idx1-ubyte`` -> uint8 [N].
+    Raises ``FileNotFoundError`` if missing and :class:`IdxFormatError` (a ``ValueError``) for an
+    empty or truncated file, bad magic, an unknown type code, zero dimensions, a payload whose
+    length does not match the header, or corrupt gzip data.
+    """
+    return parse_idx(read_idx_bytes(path), source=str(path))
+
+
+def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write ``array`` as an IDX file; gzip-compressed if ``path`` ends with ``.gz``.
+
+    The type code follows the array's dtype (uint8, int8, int16, int32, float32, float64). The
+    file is written to a temporary name and renamed, so readers never see half a file; gzip output
+    uses mtime 0 so the same array always gives the same bytes.
+    """
+    path = Path(path)
+    array = np.asarray(array)
+    code = _KIND_TO_CODE.get((array.dtype.kind, array.dtype.itemsize))
+    if code is None:
+        raise ValueError(
+            f"write_idx: array dtype must be one of uint8, int8, int16, int32, float32, float64, "
+            f"got {array.dtype}"
+        )
+    if array.ndim == 0 or array.ndim > 255:
+        raise ValueError(f"write_idx: array must have 1 to 255 dimensions, got {array.ndim}")
+    if any(d >= 2**32 for d in array.shape):
+        raise ValueError(f"write_idx: every dimension must be < 2**32, got {array.shape}")
+    header = bytes([0, 0, code, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    payload = np.ascontiguousarray(array, dtype=_CODE_TO_DTYPE[code]).tobytes()
+    data = header + payload
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
