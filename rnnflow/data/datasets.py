@@ -1,0 +1,622 @@
+"""MNIST-style IDX datasets: the table, where the files are found, and loading a split.
+
+``DATASETS`` is data (torchvision-style ``resources`` tables, but sha256 and several mirrors). Each
+file carries two published checksums: ``gz_sha256`` of the ``.gz`` archive as the mirrors serve it
+(checked on download) and ``sha256`` of the uncompressed IDX bytes (checked on every load, so a
+file recompressed by someone else, as Debian's ``dataset-fashion-mnist`` package does, or stored
+uncompressed, is still verified).
+
+Resolution order of :func:`resolve_dataset_dir` (the first folder holding all four files wins):
+
+1. ``data_dir`` (the CLI's ``--data-dir``): that folder itself, then ``data_dir/<name>``;
+2. ``$RNNFLOW_DATA_DIR``: that folder, then ``$RNNFLOW_DATA_DIR/<name>``;
+3. the user cache ``$XDG_CACHE_HOME/rnnflow/<name>`` (default ``~/.cache/rnnflow/<name>``);
+4. system folders where OS packages install data (``/usr/share/datasets/<name>``: Debian);
+5. download from the table's mirrors into ``data_dir/<name>``, else ``$RNNFLOW_DATA_DIR/<name>``,
+   else the user cache.
+
+If all fail, :class:`DatasetNotFoundError` lists every place searched and the ways to fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from rnnflow.data.download import DownloadError, ProgressCallback, fetch
+from rnnflow.data.idx import parse_idx, read_idx_bytes
+
+__all__ = [
+    "CLASS_NAMES",
+    "DATASETS",
+    "BatchIterator",
+    "DatasetChecksumError",
+    "DatasetNotFoundError",
+    "DatasetSpec",
+    "IdxFile",
+    "canonical_name",
+    "download_dataset",
+    "load_split",
+    "resolve_dataset_dir",
+    "train_val_split",
+    "user_cache_dir",
+    "verify_dataset_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+Split = Literal["train", "test"]
+ProgressFactory = Callable[[str], ProgressCallback]
+"""Called with a file name before its download; returns that file's progress callback."""
+
+ENV_DATA_DIR = "RNNFLOW_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    """One IDX file of a dataset, with the published checksums and sizes.
+
+    ``name`` is the canonical uncompressed name; mirrors serve ``name + ".gz"``.
+    """
+
+    name: str
+    gz_sha256: str  # of the .gz archive the mirrors serve
+    gz_size: int
+    sha256: str  # of the uncompressed IDX bytes (holds however the file is compressed locally)
+    size: int
+
+    @property
+    def archive(self) -> str:
+        return self.name + ".gz"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A four-file IDX dataset: train/test images and labels, mirrors, class names."""
+
+    name: str
+    mirrors: tuple[str, ...]  # base URLs; file URL = mirror + IdxFile.archive
+    train_images: IdxFile
+    train_labels: IdxFile
+    test_images: IdxFile
+    test_labels: IdxFile
+    class_names: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    os_package: str | None = None  # Debian package that installs the files in a system folder
+    system_dirs: tuple[str, ...] = field(default=())
+
+    @property
+    def files(self) -> tuple[IdxFile, ...]:
+        return (self.train_images, self.train_labels, self.test_images, self.test_labels)
+
+    def split_files(self, split: Split) -> tuple[IdxFile, IdxFile]:
+        """(images, labels) files of ``split``."""
+        if split == "train":
+            return self.train_images, self.train_labels
+        return self.test_images, self.test_labels
+
+
+def _files(**rows: tuple[str, int, str, int]) -> dict[str, IdxFile]:
+    """``train_images=(gz_sha256, gz_size, sha256, size), ...`` -> IdxFile per role."""
+    names = {
+        "train_images": "train-images-idx3-ubyte",
+        "train_labels": "train-labels-idx1-ubyte",
+        "test_images": "t10k-images-idx3-ubyte",
+        "test_labels": "t10k-labels-idx1-ubyte",
+    }
+    return {role: IdxFile(names[role], *row) for role, row in rows.items()}
+
+
+# Checksums: archive sha256/size as published by TensorFlow Datasets' url_checksums (mnist.txt,
+# fashion_mnist.txt); uncompressed sha256 as published by several projects, and recomputed here
+# from Debian's dataset-fashion-mnist (whose files' md5 match torchvision's raw_data md5 list).
+# See docs/DATA.md. Adding another IDX dataset (KMNIST, ...) is one more entry.
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+        **_files(
+            train_images=(
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                9912422,
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                47040016,
+            ),
+            train_labels=(
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                28881,
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                60008,
+            ),
+            test_images=(
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                1648877,
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                7840016,
+            ),
+            test_labels=(
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                4542,
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                10008,
+            ),
+        ),
+        class_names=tuple(str(d) for d in range(10)),
+        system_dirs=("/usr/share/datasets/mnist",),
+    ),
+    "fashion-mnist": DatasetSpec(
+        name="fashion-mnist",
+        mirrors=(
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+            # S3 *website* endpoints serve plain HTTP only; the sha256 check makes that safe.
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        ),
+        **_files(
+            train_images=(
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                26421880,
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                47040016,
+            ),
+            train_labels=(
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                29515,
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                60008,
+            ),
+            test_images=(
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                4422102,
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                7840016,
+            ),
+            test_labels=(
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                5148,
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                10008,
+            ),
+        ),
+        class_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        aliases=("fashion_mnist",),
+        os_package="dataset-fashion-mnist",
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+    ),
+}
+
+CLASS_NAMES: dict[str, tuple[str, ...]] = {n: s.class_names for n, s in DATASETS.items()}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No folder holds the dataset and downloading failed; the message lists where we looked."""
+
+
+class DatasetChecksumError(ValueError):
+    """A local dataset file's content does not match the published sha256."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Names and places
+
+
+def canonical_name(name: str) -> str:
+    """``"fashion_mnist"`` -> ``"fashion-mnist"``; raises ``ValueError`` for an unknown name."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    for known_name, spec in DATASETS.items():
+        if key == known_name or key in spec.aliases:
+            return known_name
+    known = ", ".join(sorted(DATASETS))
+    raise ValueError(f"unknown dataset {name!r}: expected one of {known}")
+
+
+def _spec(name: str) -> DatasetSpec:
+    return DATASETS[canonical_name(name)]
+
+
+def user_cache_dir(name: str) -> Path:
+    """``$XDG_CACHE_HOME/rnnflow/<name>``, or ``~/.cache/rnnflow/<name>`` when it is unset."""
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "rnnflow" / canonical_name(name)
+
+
+def _file_in(folder: Path, f: IdxFile) -> Path | None:
+    """The copy of ``f`` in ``folder``: uncompressed preferred (faster), then ``.gz``.
+
+    Also accepts the ``train-images.idx3-ubyte`` spelling some unpackers produce.
+    """
+    dotted = f.name.replace("-idx", ".idx")
+    for candidate in (f.name, f.archive, dotted, dotted + ".gz"):
+        path = folder / candidate
+        if path.is_file():
+            return path
+    return None
+
+
+def _missing(folder: Path, spec: DatasetSpec) -> list[str]:
+    return [f.archive for f in spec.files if _file_in(folder, f) is None]
+
+
+def _search_path(
+    spec: DatasetSpec, data_dir: str | os.PathLike[str] | None
+) -> list[tuple[str, Path | None]]:
+    """(label, folder or None when that source is not configured), in resolution order."""
+    places: list[tuple[str, Path | None]] = []
+    if data_dir is None:
+        places.append(("data_dir/--data-dir", None))
+    else:
+        root = Path(data_dir).expanduser()
+        places += [("data_dir/--data-dir", root), ("data_dir/--data-dir", root / spec.name)]
+    env = os.environ.get(ENV_DATA_DIR)
+    if not env:
+        places.append((f"${ENV_DATA_DIR}", None))
+    else:
+        root = Path(env).expanduser()
+        places += [(f"${ENV_DATA_DIR}", root), (f"${ENV_DATA_DIR}", root / spec.name)]
+    places.append(("user cache", user_cache_dir(spec.name)))
+    places += [("system folder", Path(d)) for d in spec.system_dirs]
+    return places
+
+
+def download_dir(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where a download of ``name`` goes: ``data_dir/<name>``, ``$RNNFLOW_DATA_DIR/<name>`` or
+    the user cache, in that order of preference."""
+    spec = _spec(name)
+    if data_dir is not None:
+        return Path(data_dir).expanduser() / spec.name
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        return Path(env).expanduser() / spec.name
+    return user_cache_dir(spec.name)
+
+
+def find_dataset_dir(
+    name: str, data_dir: str | os.PathLike[str] | None = None
+) -> tuple[Path | None, list[str]]:
+    """The first local folder holding all four files of ``name`` (or None), and a report line
+    per place searched. Does not download."""
+    spec = _spec(name)
+    report: list[str] = []
+    for label, folder in _search_path(spec, data_dir):
+        if folder is None:
+            report.append(f"{label}: not set")
+        elif not folder.is_dir():
+            report.append(f"{label} {folder}: no such folder")
+        elif missing := _missing(folder, spec):
+            report.append(f"{label} {folder}: missing {', '.join(missing)}")
+        else:
+            report.append(f"{label} {folder}: found")
+            return folder, report
+    return None, report
+
+
+def resolve_dataset_dir(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    progress: ProgressFactory | None = None,
+) -> Path:
+    """The folder holding the four IDX files of ``name`` (``.gz`` or not), downloading if needed.
+
+    Searches, in order: ``data_dir`` (and ``data_dir/<name>``), ``$RNNFLOW_DATA_DIR`` (and
+    ``/<name>``), the user cache, system folders (Debian: ``/usr/share/datasets/<name>``); then,
+    if ``download``, fetches the missing files into :func:`download_dir`. ``progress`` is called
+    with each file name and returns that file's progress callback (see ``text_progress``).
+
+    Raises ``ValueError`` for an unknown name and :class:`DatasetNotFoundError` listing every
+    place searched, the download failure, and the fixes.
+    """
+    spec = _spec(name)
+    folder, report = find_dataset_dir(spec.name, data_dir)
+    if folder is not None:
+        logger.info("%s: using %s", spec.name, folder)
+        return folder
+    target = download_dir(spec.name, data_dir)
+    if not download:
+        report.append(f"download into {target}: not attempted (download=False)")
+    else:
+        try:
+            return download_dataset(spec.name, target, progress=progress)
+        except DownloadError as exc:
+            lines = "\n".join(f"    {f}" for f in exc.failures)
+            report.append(f"download into {target}: failed:\n{lines}")
+        except OSError as exc:  # e.g. the target folder cannot be created
+            report.append(f"download into {target}: failed: {exc}")
+    raise DatasetNotFoundError(_not_found_message(spec, report))
+
+
+def _not_found_message(spec: DatasetSpec, report: list[str]) -> str:
+    searched = "\n".join(f"  {i}. {line}" for i, line in enumerate(report, 1))
+    fixes = [
+        f"pass --data-dir DIR (data_dir=DIR) naming a folder that holds "
+        f"{', '.join(f.archive for f in spec.files)} (gzip or uncompressed)",
+    ]
+    if spec.os_package:
+        fixes.append(f"install the Debian package: sudo apt-get install {spec.os_package}")
+    fixes.append(f"connect to the internet and run: rnnflow download {spec.name} [--data-dir DIR]")
+    how = "\n".join(f"  - {fix}" for fix in fixes)
+    return (
+        f"dataset {spec.name!r} not found and not downloaded. Searched:\n{searched}\n"
+        f"To fix it, any of:\n{how}"
+    )
+
+
+def download_dataset(
+    name: str,
+    dest_dir: str | os.PathLike[str],
+    *,
+    progress: ProgressFactory | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+) -> Path:
+    """Download the files of ``name`` missing from ``dest_dir`` (each sha256-verified, renamed
+    atomically); returns ``dest_dir``. Raises :class:`~rnnflow.data.download.DownloadError`."""
+    spec = _spec(name)
+    dest = Path(dest_dir).expanduser()
+    for f in spec.files:
+        if _file_in(dest, f) is not None:
+            continue
+        logger.info("%s: downloading %s into %s", spec.name, f.archive, dest)
+        fetch(
+            [mirror + f.archive for mirror in spec.mirrors],
+            dest / f.archive,
+            sha256=f.gz_sha256,
+            size=f.gz_size,
+            timeout=timeout,
+            retries=retries,
+            progress=progress(f.archive) if progress is not None else None,
+        )
+    return dest
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def _read_verified(folder: Path, spec: DatasetSpec, f: IdxFile) -> np.ndarray:
+    path = _file_in(folder, f)
+    if path is None:
+        raise DatasetNotFoundError(f"{spec.name}: {folder} has no {f.name} or {f.archive}")
+    data = read_idx_bytes(path)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != f.sha256:
+        raise DatasetChecksumError(
+            f"{spec.name}: {path}: sha256 of the uncompressed data is {actual}, expected "
+            f"{f.sha256}: the file is corrupt or from another dataset; delete it (it will be "
+            "downloaded again) or give another --data-dir"
+        )
+    return parse_idx(data, source=str(path))
+
+
+def verify_dataset_dir(name: str, folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """Check every file of ``name`` in ``folder`` against its published uncompressed sha256.
+
+    Returns {canonical file name: path}. Raises :class:`DatasetNotFoundError` for a missing file,
+    :class:`DatasetChecksumError` for a mismatch.
+    """
+    spec = _spec(name)
+    folder = Path(folder)
+    found: dict[str, Path] = {}
+    for f in spec.files:
+        _read_verified(folder, spec, f)
+        found[f.name] = _file_in(folder, f)  # type: ignore[assignment]
+    return found
+
+
+def load_split(
+    name: str,
+    split: Split,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of one split, each file verified against its published sha256.
+
+    Returns ``images`` float32 [N, 28, 28] in [0, 1] (row r of an image is time step r) and
+    ``labels`` int64 [N] in [0, 10). N is 60000 for "train", 10000 for "test".
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"load_split: split must be 'train' or 'test', got {split!r}")
+    spec = _spec(name)
+    folder = resolve_dataset_dir(spec.name, data_dir, download=download)
+    images_file, labels_file = spec.split_files(split)
+    images = _read_verified(folder, spec, images_file)  # uint8 [N, 28, 28]
+    labels = _read_verified(folder, spec, labels_file)  # uint8 [N]
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(
+            f"load_split: {images_file.name}: expected uint8 images [N, H, W], "
+            f"got {images.dtype} {list(images.shape)}"
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(
+            f"load_split: label count != image count: {labels_file.name} has shape "
+            f"{list(labels.shape)}, {images_file.name} has {len(images)} images"
+        )
+    if labels.size and int(labels.max()) >= len(spec.class_names):
+        raise ValueError(
+            f"load_split: {labels_file.name}: labels must be < {len(spec.class_names)}, "
+            f"got {int(labels.max())}"
+        )
+    x = torch.from_numpy(images).to(torch.float32).div_(255.0)  # [N, 28, 28] in [0, 1]
+    y = torch.from_numpy(labels).to(torch.int64)  # [N]
+    return x, y
+
+
+# ----------------------------------------------------------------------------------------------
+# Splitting and batching
+
+
+def train_val_split(
+    images: torch.Tensor, labels: torch.Tensor, *, val_size: int | float, seed: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Carve a held-out validation set from a training set, reproducibly.
+
+    ``val_size``: a count (int, 0 < n < N) or a fraction (float, 0 < f < 1, rounded to a count).
+    The same ``seed`` always picks the same examples; both parts keep the original order.
+    Returns ``((train_x, train_y), (val_x, val_y))``. Use it on the training split only: the test
+    split is never used for model selection.
+    """
+    n = len(images)
+    if len(labels) != n:
+        raise ValueError(
+            f"train_val_split: images and labels must have the same length, got {n} and "
+            f"{len(labels)}"
+        )
+    if isinstance(val_size, bool) or not isinstance(val_size, int | float):
+        raise ValueError(f"train_val_split: val_size must be an int or a float, got {val_size!r}")
+    if isinstance(val_size, float):
+        if not 0.0 < val_size < 1.0:
+            raise ValueError(f"train_val_split: a float val_size must be in (0, 1), got {val_size}")
+        n_val = round(n * val_size)
+    else:
+        n_val = val_size
+    if not 0 < n_val < n:
+        raise ValueError(
+            f"train_val_split: val_size must leave both parts non-empty (0 < n_val < {n}), "
+            f"got n_val={n_val}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=generator)  # [N]
+    val_idx = perm[:n_val].sort().values.to(images.device)
+    train_idx = perm[n_val:].sort().values.to(images.device)
+    return (
+        (images.index_select(0, train_idx), labels.index_select(0, train_idx.to(labels.device))),
+        (images.index_select(0, val_idx), labels.index_select(0, val_idx.to(labels.device))),
+    )
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 63-bit seed for (seed, epoch): nearby pairs give unrelated orders."""
+    state = np.random.SeedSequence([seed % 2**64, epoch]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class BatchIterator:
+    """Seeded, resumable mini-batches over in-memory tensors.
+
+    ``for x, y in loader`` yields ``x`` [B, 28, 28] and ``y`` [B] (the last batch is smaller
+    unless ``drop_last``). With ``shuffle``, epoch ``e``'s order is a pure function of
+    ``(seed, e)``: :meth:`set_epoch` picks the epoch, and :meth:`iter_from` starts at any batch,
+    so a run resumed from a checkpoint sees exactly the batches it would have seen.
+
+    A full pass over epoch ``e`` leaves :attr:`epoch` at ``e + 1``, so consecutive ``for`` loops
+    walk epochs 0, 1, 2, ... without calling ``set_epoch`` (calling it each epoch, as with
+    ``DistributedSampler``, gives the same result). Without shuffling, batches are views of
+    ``images``; with it, fresh tensors. Put ``images``/``labels`` on the GPU first for the
+    fastest loop: indices follow the tensors' device.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError(
+                f"BatchIterator: images and labels must have the same length, got "
+                f"{len(images)} and {len(labels)}"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(
+                f"BatchIterator: batch_size must be a positive int, got {batch_size!r}"
+            )
+        self.images = images
+        self.labels = labels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``iter(self)`` produce epoch ``epoch``'s order."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"BatchIterator.set_epoch: epoch must be an int >= 0, got {epoch!r}")
+        self.epoch = epoch
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The example indices of ``epoch`` in visiting order, int64 [N] on the CPU."""
+        n = len(self.images)
+        if not self.shuffle:
+            return torch.arange(n)
+        generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+        return torch.randperm(n, generator=generator)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iter_from(self.epoch, 0)
+
+    def iter_from(
+        self, epoch: int, start_batch: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``start_batch, start_batch + 1, ...`` of epoch ``epoch`` (to resume mid-epoch).
+
+        Equal to skipping the first ``start_batch`` batches of ``set_epoch(epoch); iter(self)``,
+        without computing them. Completing the pass sets :attr:`epoch` to ``epoch + 1``.
+        """
+        self.set_epoch(epoch)
+        if isinstance(start_batch, bool) or not isinstance(start_batch, int):
+            raise ValueError(
+                f"BatchIterator.iter_from: start_batch must be an int, got {start_batch!r}"
+            )
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(
+                f"BatchIterator.iter_from: start_batch must be in [0, {len(self)}], "
+                f"got {start_batch}"
+            )
+        return self._batches(epoch, start_batch)
+
+    def _batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, bs = len(self.images), self.batch_size
+        if self.shuffle:
+            order = self.order(epoch)  # [N]
+            img_idx = order.to(self.images.device)
+            lab_idx = order.to(self.labels.device)
+        for b in range(start, len(self)):
+            lo, hi = b * bs, min((b + 1) * bs, n)
+            if self.shuffle:
+                yield (
+                    self.images.index_select(0, img_idx[lo:hi]),  # [B, 28, 28]
+                    self.labels.index_select(0, lab_idx[lo:hi]),  # [B]
+                )
+            else:
+                yield self.images[lo:hi], self.labels[lo:hi]
+        self.epoch = epoch + 1
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchIterator(n={len(self.images)}, batch_size={self.batch_size}, "
+            f"shuffle={self.shuffle}, seed={self.seed}, drop_last={self.drop_last}, "
+            f"epoch={self.epoch})"
+        )
