@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 # Sub-command name -> module under rnnflow.cli. Modules import heavy dependencies inside their
 # run functions so that `rnnflow --help` stays fast.
-_COMMANDS: dict[str, str] = {}
+_COMMANDS: dict[str, str] = {
+    "download": "download",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

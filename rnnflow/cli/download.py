@@ -1,0 +1,87 @@
+"""`rnnflow download mnist|fashion-mnist [--data-dir D]`: fetch and verify a dataset's four files.
+
+Downloads into ``D/<name>`` (default: ``$RNNFLOW_DATA_DIR/<name>``, else the user cache
+``~/.cache/rnnflow/<name>``) only the files missing there, then checks all four against their
+published sha256. Exit status 0 when the folder holds the verified dataset, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _dataset_choices() -> list[str]:
+    from rnnflow.data.datasets import DATASETS
+
+    return sorted([*DATASETS, *(a for spec in DATASETS.values() for a in spec.aliases)])
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "download",
+        help="download and verify a dataset (mnist, fashion-mnist)",
+        description=(
+            "Download the four IDX files of a dataset from its mirrors (sha256-verified, "
+            "atomically renamed) into DATA_DIR/<name>, then verify them."
+        ),
+    )
+    parser.add_argument("dataset", choices=_dataset_choices(), help="dataset name")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="root folder; files go to DATA_DIR/<name> (default: $RNNFLOW_DATA_DIR/<name>, "
+        "else ~/.cache/rnnflow/<name>)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per connect/read (default: 30)"
+    )
+    parser.add_argument(
+        "--retries", type=int, default=3, help="tries per mirror for transient errors (default: 3)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnflow.data.datasets import (
+        DatasetChecksumError,
+        canonical_name,
+        download_dataset,
+        download_dir,
+        find_dataset_dir,
+        verify_dataset_dir,
+    )
+    from rnnflow.data.download import DownloadError, text_progress
+    from rnnflow.data.idx import IdxFormatError
+
+    name = canonical_name(args.dataset)
+    target = download_dir(name, args.data_dir)
+    progress = None if args.quiet else (lambda file: text_progress(sys.stderr, f"  {file}"))
+    try:
+        download_dataset(
+            name, target, progress=progress, timeout=args.timeout, retries=args.retries
+        )
+        verify_dataset_dir(name, target)
+    except DownloadError as exc:
+        print(f"rnnflow download: {exc}", file=sys.stderr)
+        elsewhere, _ = find_dataset_dir(name)
+        if elsewhere is not None and elsewhere != target:
+            print(
+                f"note: {name} is already available in {elsewhere}; training finds it there "
+                "without downloading",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                "to fix it: connect to the internet and retry, or copy the files into "
+                f"{target} (gzip or uncompressed)",
+                file=sys.stderr,
+            )
+        return 1
+    except (DatasetChecksumError, IdxFormatError, OSError) as exc:
+        print(f"rnnflow download: {exc}", file=sys.stderr)
+        return 1
+    print(f"{name}: 4 files verified in {target}")
+    return 0
