@@ -58,13 +58,29 @@ def run(args: argparse.Namespace) -> int:
 
     name = canonical_name(args.dataset)
     target = download_dir(name, args.data_dir)
-    progress = None if args.quiet else (lambda file: text_progress(sys.stderr, f"  {file}"))
+    open_line = [False]  # a progress bar line is drawn but not ended (a transfer broke off)
+
+    def progress(file: str):
+        draw = text_progress(sys.stderr, f"  {file}")
+
+        def update(done: int, total: int | None) -> None:
+            draw(done, total)
+            open_line[0] = total is None or done < total
+
+        return update
+
     try:
         download_dataset(
-            name, target, progress=progress, timeout=args.timeout, retries=args.retries
+            name,
+            target,
+            progress=None if args.quiet else progress,
+            timeout=args.timeout,
+            retries=args.retries,
         )
         verify_dataset_dir(name, target)
     except DownloadError as exc:
+        if open_line[0]:
+            print(file=sys.stderr)
         print(f"rnnflow download: {exc}", file=sys.stderr)
         elsewhere, _ = find_dataset_dir(name)
         if elsewhere is not None and elsewhere != target:

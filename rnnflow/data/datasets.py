@@ -44,6 +44,8 @@ __all__ = [
     "IdxFile",
     "canonical_name",
     "download_dataset",
+    "download_dir",
+    "find_dataset_dir",
     "load_split",
     "resolve_dataset_dir",
     "train_val_split",
@@ -376,19 +378,25 @@ def download_dataset(
     atomically); returns ``dest_dir``. Raises :class:`~rnnflow.data.download.DownloadError`."""
     spec = _spec(name)
     dest = Path(dest_dir).expanduser()
-    for f in spec.files:
-        if _file_in(dest, f) is not None:
-            continue
-        logger.info("%s: downloading %s into %s", spec.name, f.archive, dest)
-        fetch(
-            [mirror + f.archive for mirror in spec.mirrors],
-            dest / f.archive,
-            sha256=f.gz_sha256,
-            size=f.gz_size,
-            timeout=timeout,
-            retries=retries,
-            progress=progress(f.archive) if progress is not None else None,
-        )
+    created = not dest.exists()
+    try:
+        for f in spec.files:
+            if _file_in(dest, f) is not None:
+                continue
+            logger.info("%s: downloading %s into %s", spec.name, f.archive, dest)
+            fetch(
+                [mirror + f.archive for mirror in spec.mirrors],
+                dest / f.archive,
+                sha256=f.gz_sha256,
+                size=f.gz_size,
+                timeout=timeout,
+                retries=retries,
+                progress=progress(f.archive) if progress is not None else None,
+            )
+    except BaseException:
+        if created and dest.is_dir() and not any(dest.iterdir()):
+            dest.rmdir()  # leave no empty folder behind a failed first download
+        raise
     return dest
 
 

@@ -15,6 +15,7 @@ import http.client
 import logging
 import os
 import re
+import socket
 import tempfile
 import time
 import urllib.error
@@ -75,9 +76,10 @@ def fetch(
 
     Each mirror is tried up to ``retries`` times for transient failures (timeouts, connection
     errors, HTTP 5xx/408/429, a transfer shorter than its Content-Length), sleeping
-    ``backoff * 2**k`` seconds between tries; an HTTP 4xx or a checksum mismatch moves on to the
-    next mirror at once. ``timeout`` bounds every connect and every read, in seconds. ``size``,
-    when given, stops a server that sends more bytes than expected. Returns ``dest``.
+    ``backoff * 2**k`` seconds between tries; an HTTP 4xx, an unknown host or a checksum mismatch
+    moves on to the next mirror at once. ``timeout`` bounds every connect and every read, in
+    seconds. ``size``, when given, stops a server that sends more bytes than expected. Returns
+    ``dest``.
 
     Raises :class:`DownloadError` (an ``OSError``) naming every failed attempt; a mismatch reads
     ``sha256 mismatch: expected <hex>, got <hex>``. Nothing is left behind on failure.
@@ -105,11 +107,11 @@ def fetch(
                 return dest
             except _Permanent as exc:
                 failures.append(f"{url}: {exc}")
-                logger.warning("download failed, trying the next mirror: %s: %s", url, exc)
+                logger.info("download failed, trying the next mirror: %s: %s", url, exc)
                 break
             except _Transient as exc:
                 failures.append(f"{url} (try {attempt}/{retries}): {exc}")
-                logger.warning("download try %d/%d failed: %s: %s", attempt, retries, url, exc)
+                logger.info("download try %d/%d failed: %s: %s", attempt, retries, url, exc)
                 if attempt < retries and backoff > 0:
                     time.sleep(backoff * 2 ** (attempt - 1))
     lines = "\n".join(f"  - {f}" for f in failures)
@@ -176,6 +178,8 @@ def _stream(
             raise _Transient(f"HTTP {exc.code} {exc.reason}") from exc
         raise _Permanent(f"HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, socket.gaierror):  # offline or unknown host: retrying won't help
+            raise _Permanent(f"cannot resolve host: {exc.reason}") from exc
         raise _Transient(f"cannot connect: {exc.reason}") from exc
     except TimeoutError as exc:
         raise _Transient(f"timed out after {timeout:g} s") from exc

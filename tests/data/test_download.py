@@ -141,3 +141,24 @@ def test_text_progress_draws_a_bar_and_ends_the_line() -> None:
     unknown = io.StringIO()
     text_progress(unknown, "g")(2_500_000, None)
     assert unknown.getvalue() == "\rg 2.5 MB"
+
+
+def test_an_unknown_host_is_not_retried(server, tmp_path: Path, monkeypatch) -> None:
+    """Offline (DNS fails): move on to the next mirror at once instead of retrying."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "mirror.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    good = server.route("/f.gz", server.reply(PAYLOAD))
+    fetch(["http://mirror.invalid/f.gz", good], tmp_path / "f.gz", sha256=GOOD, retries=3)
+    with pytest.raises(
+        DownloadError, match=r"http://mirror\.invalid/f\.gz: cannot resolve host: .*Name or service"
+    ) as info:
+        fetch("http://mirror.invalid/f.gz", tmp_path / "g.gz", sha256=GOOD, retries=3)
+    assert len(info.value.failures) == 1
