@@ -1,18 +1,269 @@
-"""Fused fast path for the built-in cells (not yet: every cell uses the reference loop)."""
+"""Fused fast path of ``dynamic_rnn`` for the built-in cells, and ``fusable(cell, inputs)``.
+
+Same function as the reference loop (TF1 semantics: outputs zero past each row's length, final
+state taken at the last valid step), computed layer by layer with a hand-written BPTT backward
+(``_fused_kernels``): the input projection of all steps is one GEMM, the time loop does only
+``h @ W_h`` and the pointwise gate maths into preallocated buffers, and the backward computes
+every weight gradient and the input gradient as one GEMM over all steps. The parameters used are
+the cells' own ``nn.Parameter``s, so gradients land in ``cell.kernel.grad`` and friends.
+
+Fusable: ``BasicRNNCell`` (tanh, sigmoid, relu or linear activation), ``BasicLSTMCell`` and
+``GRUCell`` (tanh or sigmoid), any ``MultiRNNCell`` stack of fusable cells (either state layout),
+and ``DropoutWrapper`` around a fusable cell when it is the identity (eval mode, or every
+keep_prob 1.0). Cells must be built and share the inputs' dtype and device; exact subclasses
+with their own ``forward`` are not fused.
+
+Layer by layer is the same function as step by step: a layer's steps past a row's length change
+nothing observable (its outputs are zeroed and its state is frozen in both), so what layer k+1
+reads there cannot matter.
+
+Mixed precision: under ``torch.autocast`` (CPU bfloat16 or CUDA float16/bfloat16) with float32
+inputs, the whole recurrence (GEMMs, gates and states) runs in the autocast dtype, and outputs
+and final state come back in that dtype, as the reference loop's would; gradients reach the
+float32 parameters. GEMMs accumulate in float32 inside oneDNN/cuBLAS.
+
+CUDA: for ``BasicRNNCell`` (tanh/relu) and ``BasicLSTMCell`` (tanh) without sequence lengths,
+the layer runs through PyTorch's own fused kernel (cuDNN) with the TF weights converted on the fly
+(``_peer_layer``: LSTM columns i, j, f, o -> i, f, g, o and ``forget_bias`` folded into the
+bias; the GRU is a different cell in cuDNN and keeps the generic path). Unmeasured: no GPU was
+available when this was written; the conversion is tested on CPU against the reference loop.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
+
+from rnnflow.cells.base import _ACTIVATIONS
+from rnnflow.cells.basic_lstm import BasicLSTMCell, LSTMStateTuple
+from rnnflow.cells.basic_rnn import BasicRNNCell
+from rnnflow.cells.dropout import DropoutWrapper
+from rnnflow.cells.gru import GRUCell
+from rnnflow.cells.multi import MultiRNNCell
+from rnnflow.recurrence import _fused_kernels as kernels
+
+_ACTIVATION_KINDS: dict[Any, str] = {
+    torch.tanh: "tanh",
+    nn.functional.tanh: "tanh",
+    torch.sigmoid: "sigmoid",
+    nn.functional.sigmoid: "sigmoid",
+    torch.relu: "relu",
+    nn.functional.relu: "relu",
+    _ACTIVATIONS["linear"]: "linear",
+}
+_MODULE_ACTIVATIONS: dict[type, str] = {nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.ReLU: "relu"}
+# Bounded activations keep every state finite past a row's length (where the fused path, unlike
+# the reference loop, lets the recurrence run on); the BasicRNNCell takes any of them.
+_SUPPORTED = {
+    BasicRNNCell: ("tanh", "sigmoid", "relu", "linear"),
+    BasicLSTMCell: ("tanh", "sigmoid"),
+    GRUCell: ("tanh", "sigmoid"),
+}
+
+
+def _activation_kind(fn: Any) -> str | None:
+    """The name of a supported activation, or None for one the fused kernels do not know."""
+    if type(fn) in _MODULE_ACTIVATIONS and not getattr(fn, "inplace", False):
+        return _MODULE_ACTIVATIONS[type(fn)]
+    try:
+        return _ACTIVATION_KINDS.get(fn)
+    except TypeError:  # unhashable callable
+        return None
+
+
+def _why_not(cell: Any, inputs: Tensor) -> str | None:
+    """Why ``cell`` cannot be fused for ``inputs``, or None when it can."""
+    name = type(cell).__name__
+    if type(cell) is DropoutWrapper:
+        keeps = (cell.input_keep_prob, cell.output_keep_prob, cell.state_keep_prob)
+        if cell.training and min(keeps) < 1.0:
+            return "DropoutWrapper with keep_prob < 1 in training mode"
+        return _why_not(cell.cell, inputs)
+    if type(cell) is MultiRNNCell:
+        for k, sub in enumerate(cell.cells):
+            reason = _why_not(sub, inputs)
+            if reason is not None:
+                return f"MultiRNNCell cell_{k}: {reason}"
+        return None
+    if type(cell) not in _SUPPORTED:
+        return f"no fused kernel for {name}"
+    if not cell.built:
+        return f"{name} is not built"
+    kind = _activation_kind(cell.activation)
+    if kind not in _SUPPORTED[type(cell)]:
+        allowed = ", ".join(_SUPPORTED[type(cell)])
+        return f"{name} activation {cell.activation!r} is not one of {allowed}"
+    for pname, p in cell.named_parameters():
+        if p.dtype != inputs.dtype or p.device != inputs.device:
+            return (
+                f"{name}.{pname} is {p.dtype} on {p.device}, inputs are {inputs.dtype} "
+                f"on {inputs.device}"
+            )
+    return None
 
 
 def fusable(cell: Any, inputs: Tensor) -> tuple[bool, str]:
-    """Whether ``fused_dynamic_rnn`` can run ``cell`` on ``inputs``, and if not, why."""
-    return False, f"no fused kernel for {type(cell).__name__} yet"
+    """Whether ``fused_dynamic_rnn`` can run ``cell`` on ``inputs`` [T, B, D], and if not, why.
+
+    Returns ``(True, "")`` or ``(False, reason)``; the reason names the cell and what is missing.
+    """
+    if not isinstance(inputs, Tensor) or inputs.dim() != 3 or not inputs.is_floating_point():
+        return False, "inputs must be a floating tensor of rank 3"
+    reason = _why_not(cell, inputs)
+    return (True, "") if reason is None else (False, reason)
 
 
 def fused_dynamic_rnn(
     cell: Any, inputs: Tensor, lengths: Tensor | None, initial_state: Any
 ) -> tuple[Tensor, Any]:
-    raise NotImplementedError("fused_dynamic_rnn: no fused kernel yet")
+    """The fused equivalent of ``reference_dynamic_rnn``: time-major ``inputs`` [T, B, D],
+    ``lengths`` int64 [B] or None, a checked ``initial_state``. Returns outputs [T, B, O] and
+    the final state, structured as the cell's."""
+    reason = _why_not(cell, inputs)
+    if reason is not None:
+        raise ValueError(f"fused_dynamic_rnn: cannot fuse {type(cell).__name__}: {reason}")
+    if inputs.shape[0] == 0:  # no steps: the initial state itself, as the reference loop
+        return inputs.new_zeros(0, inputs.shape[1], cell.output_size), initial_state
+    if lengths is not None and lengths.numel() and bool((lengths == inputs.shape[0]).all()):
+        lengths = None  # every row is full: masking is the identity
+    device_type = inputs.device.type
+    compute = inputs.dtype
+    if (
+        inputs.dtype == torch.float32
+        and device_type in ("cpu", "cuda")
+        and torch.is_autocast_enabled(device_type)
+    ):
+        compute = torch.get_autocast_dtype(device_type)
+    if compute == inputs.dtype:
+        return _run(cell, inputs, lengths, initial_state, compute)
+    with torch.autocast(device_type, enabled=False):
+        cast = _map_state(lambda s: s.to(compute), initial_state)
+        return _run(cell, inputs.to(compute), lengths, cast, compute)
+
+
+def _map_state(fn: Any, state: Any) -> Any:
+    if isinstance(state, LSTMStateTuple):
+        return LSTMStateTuple(fn(state.c), fn(state.h))
+    if isinstance(state, (tuple, list)):
+        return type(state)(_map_state(fn, s) for s in state)
+    return fn(state)
+
+
+def _run(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute: torch.dtype):
+    """Run (possibly nested) ``cell`` layer by layer over ``x`` [T, B, D]."""
+    if type(cell) is DropoutWrapper:  # the identity here (checked by _why_not)
+        return _run(cell.cell, x, lengths, state, compute)
+    if type(cell) is MultiRNNCell:
+        subs = cell.cells
+        if cell.state_is_tuple:
+            parts = list(state)
+        else:
+            parts = list(state.split([sub.state_size for sub in subs], dim=1))  # [B, S_k]
+        finals = []
+        for sub, part in zip(subs, parts):
+            x, final = _run(sub, x, lengths, part, compute)
+            finals.append(final)
+        return x, (tuple(finals) if cell.state_is_tuple else torch.cat(finals, dim=1))
+    return _run_leaf(cell, x, lengths, state, compute)
+
+
+def _param(p: Tensor, compute: torch.dtype) -> Tensor:
+    return p if p.dtype == compute else p.to(compute)
+
+
+# LSTM kernel columns: TF's (i, j, f, o) -> the fused kernels' (o, i, f, j), so that the three
+# sigmoid gates are contiguous.
+_LSTM_ORDER = (3, 0, 2, 1)
+
+
+def _lstm_params(cell: BasicLSTMCell, order: tuple[int, ...], compute: torch.dtype):
+    """The LSTM's kernel and bias with gate blocks in ``order`` and forget_bias in the bias."""
+    units = cell.num_units
+    kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
+    kernel = torch.cat([kernel[:, g * units : (g + 1) * units] for g in order], dim=1)
+    shift = torch.zeros(4 * units, dtype=bias.dtype, device=bias.device)
+    shift[2 * units : 3 * units] = cell.forget_bias  # f, in TF's order
+    bias = bias + shift
+    bias = torch.cat([bias[g * units : (g + 1) * units] for g in order])
+    return kernel, bias
+
+
+def _run_leaf(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute: torch.dtype):
+    act = _activation_kind(cell.activation)
+    if _use_peer_kernel(cell, x, lengths, act):
+        return _peer_layer(cell, x, state, compute)
+    x = x.contiguous()
+    if type(cell) is BasicRNNCell:
+        kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
+        return kernels.rnn_layer(x, state, kernel, bias, lengths, act)
+    if type(cell) is GRUCell:
+        g, c = cell.gates, cell.candidate
+        return kernels.gru_layer(
+            x,
+            state,
+            _param(g.kernel, compute),
+            _param(g.bias, compute),
+            _param(c.kernel, compute),
+            _param(c.bias, compute),
+            lengths,
+            act,
+        )
+    # BasicLSTMCell
+    if cell.state_is_tuple:
+        c0, h0 = state
+    else:
+        c0, h0 = state.split(cell.num_units, dim=1)  # [B, H] each
+    kernel, bias = _lstm_params(cell, _LSTM_ORDER, compute)
+    out, c, h = kernels.lstm_layer(x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, act)
+    return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
+
+
+# ----------------------------------------------------------------------------- CUDA: cuDNN
+def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | None) -> bool:
+    """cuDNN computes the same cell for BasicRNNCell (tanh, relu) and BasicLSTMCell (tanh)."""
+    if not x.is_cuda or lengths is not None or not torch.backends.cudnn.is_available():
+        return False
+    if type(cell) is BasicRNNCell:
+        return act in ("tanh", "relu")
+    return type(cell) is BasicLSTMCell and act == "tanh"
+
+
+# PyTorch's gate order i, f, g, o from TF's i, j(=g), f, o.
+_TORCH_LSTM_ORDER = (0, 2, 1, 3)
+
+
+def _peer_layer(cell: Any, x: Tensor, state: Any, compute: torch.dtype) -> tuple[Tensor, Any]:
+    """One layer through PyTorch's fused RNN kernel (cuDNN on CUDA), TF weights converted.
+
+    BasicRNNCell: ``weight_ih = kernel[:D]^T``, ``weight_hh = kernel[D:]^T``, ``b_ih = bias``,
+    ``b_hh = 0``. BasicLSTMCell: the same after reordering the gate columns to i, f, g, o and
+    folding ``forget_bias`` into ``b_ih``. No sequence lengths (the caller checks).
+    """
+    depth = x.shape[2]
+    with warnings.catch_warnings():
+        # cuDNN copies weights that are not one flat buffer, and says so.
+        warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
+        if type(cell) is BasicRNNCell:
+            kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
+            weights = [kernel[:depth].t(), kernel[depth:].t(), bias, torch.zeros_like(bias)]
+            weights = [w.contiguous() for w in weights]
+            run = torch._VF.rnn_tanh if _activation_kind(cell.activation) == "tanh" else None
+            run = run or torch._VF.rnn_relu
+            out, h_n = run(
+                x, state.unsqueeze(0), weights, True, 1, 0.0, cell.training, False, False
+            )
+            return out, h_n[0]
+        if cell.state_is_tuple:
+            c0, h0 = state
+        else:
+            c0, h0 = state.split(cell.num_units, dim=1)  # [B, H] each
+        kernel, bias = _lstm_params(cell, _TORCH_LSTM_ORDER, compute)
+        weights = [kernel[:depth].t(), kernel[depth:].t(), bias, torch.zeros_like(bias)]
+        weights = [w.contiguous() for w in weights]
+        hx = (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous())
+        out, h_n, c_n = torch._VF.lstm(x, hx, weights, True, 1, 0.0, cell.training, False, False)
+    c, h = c_n[0], h_n[0]
+    return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
