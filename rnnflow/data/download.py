@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 __all__ = ["DownloadError", "ProgressCallback", "fetch", "sha256_of", "text_progress"]
 
@@ -147,18 +147,18 @@ def _fetch_verified(
 
 
 def _stream(
-    url: str, out, size: int | None, timeout: float, progress: ProgressCallback | None
+    url: str, out: BinaryIO, size: int | None, timeout: float, progress: ProgressCallback | None
 ) -> str:
     """Copy the body of ``url`` into ``out``; return its sha256. Raises _Transient/_Permanent."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     h = hashlib.sha256()
+    received, total = 0, None
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length is not None and length.strip().isdigit() else None
             if size is not None and total is not None and total != size:
                 raise _Permanent(f"server announces {total} bytes, expected {size}")
-            received = 0
             if progress is not None:
                 progress(0, total)
             while chunk := response.read(_CHUNK):
@@ -172,6 +172,8 @@ def _stream(
             # http.client returns b"" (no error) when the peer closes early: check it here.
             if total is not None and received != total:
                 raise _Transient(f"transfer interrupted: received {received} of {total} bytes")
+    except http.client.IncompleteRead as exc:  # the same, where http.client does raise
+        raise _Transient(f"transfer interrupted: received {received} of {total} bytes") from exc
     except urllib.error.HTTPError as exc:
         exc.close()  # an HTTPError holds the open response
         if exc.code >= 500 or exc.code in (408, 429):
