@@ -113,6 +113,25 @@ def test_offline_exits_1_with_the_reasons_and_the_fix(
     assert not (tmp_path / "d" / "mnist").exists()
 
 
+def test_found_locally_needs_no_network(mirror: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    """As with Debian's dataset-fashion-mnist: files in a system folder, no network at all."""
+    assert main(["download", "mnist", "--data-dir", str(tmp_path / "d"), "--quiet"]) == 0
+    system = tmp_path / "d" / "mnist"
+    monkeypatch.setitem(
+        DATASETS,
+        "mnist",
+        dataclasses.replace(
+            DATASETS["mnist"], mirrors=("http://127.0.0.1:9/",), system_dirs=(str(system),)
+        ),
+    )
+    capsys.readouterr()
+    assert main(["download", "mnist"]) == 0
+    assert capsys.readouterr().out == (
+        f"mnist: 4 files verified in {system} (found locally, nothing downloaded)\n"
+    )
+    assert not (tmp_path / "cache" / "rnnflow" / "mnist").exists()
+
+
 def test_a_corrupted_file_in_the_target_is_reported(mirror: str, tmp_path: Path, capsys) -> None:
     target = tmp_path / "d" / "mnist"
     target.mkdir(parents=True)

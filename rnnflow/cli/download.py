@@ -1,6 +1,9 @@
 """`rnnflow download mnist|fashion-mnist [--data-dir D]`: fetch and verify a dataset's four files.
 
-Downloads into ``D/<name>`` (default: ``$RNNFLOW_DATA_DIR/<name>``, else the user cache
+Without ``--data-dir``, a dataset already found locally (``$RNNFLOW_DATA_DIR``, the user cache,
+or a system folder such as Debian's ``/usr/share/datasets/fashion-mnist``) is verified and
+nothing is downloaded, so this works offline wherever the OS package is installed. Otherwise it
+downloads into ``D/<name>`` (default: ``$RNNFLOW_DATA_DIR/<name>``, else the user cache
 ``~/.cache/rnnflow/<name>``) only the files missing there, then checks all four against their
 published sha256. Exit status 0 when the folder holds the verified dataset, 1 otherwise.
 """
@@ -69,6 +72,16 @@ def run(args: argparse.Namespace) -> int:
 
         return update
 
+    if args.data_dir is None:
+        found, _ = find_dataset_dir(name)
+        if found is not None:
+            try:
+                verify_dataset_dir(name, found)
+            except (DatasetChecksumError, IdxFormatError, OSError) as exc:
+                print(f"rnnflow download: {exc}", file=sys.stderr)
+                return 1
+            print(f"{name}: 4 files verified in {found} (found locally, nothing downloaded)")
+            return 0
     try:
         download_dataset(
             name,
