@@ -15,6 +15,9 @@ from collections.abc import Sequence
 # run functions so that `rnnflow --help` stays fast.
 _COMMANDS: dict[str, str] = {
     "download": "download",
+    "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
 }
 
 

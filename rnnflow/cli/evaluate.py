@@ -1,0 +1,96 @@
+"""`rnnflow evaluate RUN_DIR|CKPT [--json]`: test accuracy, per-class accuracy, confusion matrix.
+
+A run folder means its ``best.safetensors`` (best validation accuracy), else its last checkpoint.
+The dataset is the one the model was trained on unless ``--dataset`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="test accuracy, per-class accuracy and confusion matrix of a trained model",
+        description="Evaluate a trained model (a run folder or a checkpoint file) on a split.",
+    )
+    parser.add_argument("model", metavar="RUN_DIR|CKPT", help="run folder or .safetensors file")
+    parser.add_argument("--dataset", help="dataset to evaluate on (default: the training one)")
+    parser.add_argument("--data-dir", help="folder holding the dataset's IDX files")
+    parser.add_argument(
+        "--split", choices=("test", "train"), default="test", help="split (default: test)"
+    )
+    parser.add_argument(
+        "--tta-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average with the mirrored image (default: as the run was configured)",
+    )
+    parser.add_argument("--batch-size", type=int, default=1000, help="(default: 1000)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def format_confusion(confusion: list[list[int]], class_names: tuple[str, ...]) -> str:
+    """Text confusion matrix: true class in rows, predicted class in columns (0..C-1)."""
+    n = len(class_names)
+    width = max(5, max(len(str(v)) for row in confusion for v in row) + 1)
+    name_width = max(len(c) for c in class_names) + 6
+    header = " " * name_width + "".join(f"{j:>{width}}" for j in range(n))
+    lines = ["confusion matrix (rows: true class, columns: predicted class)", header]
+    for i, row in enumerate(confusion):
+        label = f"{i} {class_names[i]}".ljust(name_width)
+        lines.append(label + "".join(f"{v:>{width}}" for v in row))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnflow.data import CLASS_NAMES, load_split
+    from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError, canonical_name
+    from rnnflow.training import CheckpointError, evaluate, load_trained_model
+
+    try:
+        model, checkpoint = load_trained_model(args.model)
+    except (FileNotFoundError, CheckpointError) as exc:
+        print(f"rnnflow evaluate: {exc}", file=sys.stderr)
+        return 1
+    config = checkpoint.config
+    try:
+        dataset = canonical_name(args.dataset) if args.dataset else config.dataset
+        images, labels = load_split(dataset, args.split, args.data_dir or config.data_dir)
+    except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
+        print(f"rnnflow evaluate: {exc}", file=sys.stderr)
+        return 1
+    tta = config.tta_flip if args.tta_flip is None else args.tta_flip
+    result = evaluate(model, images, labels, batch_size=args.batch_size, tta_flip=tta)
+    names = CLASS_NAMES[dataset]
+    per_class = result.per_class_accuracy.tolist()
+    if args.json:
+        payload = {
+            "checkpoint": str(checkpoint.path),
+            "step": checkpoint.progress.get("step"),
+            "dataset": dataset,
+            "split": args.split,
+            "examples": len(labels),
+            "tta_flip": tta,
+            "accuracy": result.accuracy,
+            "loss": result.loss,
+            "per_class_accuracy": {n: a for n, a in zip(names, per_class)},
+            "class_names": list(names),
+            "confusion": result.confusion.tolist(),
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(f"checkpoint: {checkpoint.path} (step {checkpoint.progress.get('step')})")
+    print(f"{dataset} {args.split}: {len(labels)} images" + (", mirror-averaged" if tta else ""))
+    print(f"accuracy {result.accuracy:.4f}  loss {result.loss:.4f}")
+    print("per-class accuracy:")
+    for i, (name, acc) in enumerate(zip(names, per_class)):
+        print(f"  {i} {name:<12} {acc:.4f}")
+    print(format_confusion(result.confusion.tolist(), names))
+    print(f"test accuracy: {result.accuracy:.4f}" if args.split == "test" else "")
+    return 0

@@ -1,0 +1,266 @@
+"""`rnnflow train --preset P --out RUN_DIR [--FIELD VALUE ...]`, `rnnflow train --resume RUN_DIR`.
+
+Trains the row-by-row classifier (config: a preset from ``rnnflow.training.config.PRESETS`` plus
+any field overridden by a flag), with a progress bar, periodic validation and checkpoints, then
+evaluates the best-validation checkpoint on the test set. RUN_DIR receives ``config.json``,
+``metrics.jsonl``, ``checkpoint.safetensors`` (exact resume), ``best.safetensors``,
+``curves.png``, ``confusion.png`` and, with ``--tensorboard``, ``tensorboard/`` event files.
+
+Ctrl-C finishes the current step, saves a checkpoint and exits with status 130 (a second Ctrl-C
+aborts at once); ``rnnflow train --resume RUN_DIR`` then continues exactly where it stopped, as
+it does after a kill (from the last periodic checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rnnflow.cli._config_args import add_config_arguments, config_overrides
+
+# Flags that may change on --resume: where the data is and how many threads; not the experiment.
+_RESUMABLE_OVERRIDES = {"data_dir", "threads"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from rnnflow.training.config import PRESETS
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train the row-by-row image classifier",
+        description=(
+            "Train a recurrent classifier that reads each 28x28 image row by row (28 steps of "
+            "28 pixels). Every TrainConfig field has a flag; unset ones take the preset's value."
+        ),
+    )
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default="tutorial", help="base config (tutorial)"
+    )
+    parser.add_argument("--out", metavar="RUN_DIR", help="new run folder to create")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped"
+    )
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard events to RUN_DIR/tensorboard",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--stop-at-step",
+        type=int,
+        metavar="N",
+        help="stop (checkpointed, resumable) after N optimizer steps, as Ctrl-C would",
+    )
+    add_config_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _fail(message: str, status: int = 2) -> int:
+    print(f"rnnflow train: {message}", file=sys.stderr)
+    return status
+
+
+class _StopFlag:
+    """SIGINT handler: the first Ctrl-C asks the loop to stop after its step; the second aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "\nrnnflow train: Ctrl-C: saving a checkpoint after this step "
+            "(press again to abort without saving)",
+            file=sys.stderr,
+        )
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from rnnflow.cli._progress import ProgressBar
+    from rnnflow.data import CLASS_NAMES, load_split, train_val_split
+    from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError, canonical_name
+    from rnnflow.training import (
+        CheckpointError,
+        MetricsLogger,
+        evaluate,
+        fit,
+        load_checkpoint,
+        load_trained_model,
+        read_metrics,
+    )
+    from rnnflow.training.checkpoint import atomic_write_bytes
+    from rnnflow.training.config import PRESETS
+    from rnnflow.training.loop import BEST_NAME, CHECKPOINT_NAME
+    from rnnflow.training.plots import plot_confusion, plot_curves
+
+    overrides = config_overrides(args)
+    if "dataset" in overrides:
+        overrides["dataset"] = canonical_name(overrides["dataset"])
+    resume = None
+    if args.resume:
+        if args.out and Path(args.out) != Path(args.resume):
+            return _fail("give either --out (new run) or --resume (existing run), not both")
+        run_dir = Path(args.resume)
+        try:
+            resume = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        except (FileNotFoundError, CheckpointError) as exc:
+            return _fail(f"cannot resume: {exc}")
+        fixed = sorted(set(overrides) - _RESUMABLE_OVERRIDES)
+        if fixed:
+            flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            return _fail(
+                f"--resume continues the saved config; {flags} cannot change "
+                f"(only --data-dir and --threads can)"
+            )
+        try:
+            config = replace(resume.config, **overrides)
+        except (TypeError, ValueError) as exc:
+            return _fail(str(exc))
+    else:
+        if not args.out:
+            return _fail("--out RUN_DIR is required (or --resume RUN_DIR)")
+        run_dir = Path(args.out)
+        if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "config.json").exists():
+            return _fail(
+                f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose "
+                "another --out"
+            )
+        try:
+            config = replace(PRESETS[args.preset], **overrides)
+        except (TypeError, ValueError) as exc:
+            return _fail(str(exc))
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    try:
+        x, y = load_split(config.dataset, "train", config.data_dir)
+        test_x, test_y = load_split(config.dataset, "test", config.data_dir)
+    except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
+        return _fail(str(exc), 1)
+    if config.val_size:
+        try:
+            train_data, val_data = train_val_split(x, y, val_size=config.val_size, seed=config.seed)
+        except ValueError as exc:
+            return _fail(str(exc))
+    else:
+        train_data, val_data = (x, y), (x[:0], y[:0])
+    class_names = CLASS_NAMES[config.dataset]
+
+    if resume is None:
+        atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
+        say(f"run {run_dir}: preset {args.preset}, {config.dataset}, {config.steps} steps")
+    else:
+        say(
+            f"run {run_dir}: resuming at step {resume.progress['step']} of {config.steps} "
+            f"({resume.progress['examples']} examples seen)"
+        )
+    bar = ProgressBar(config.steps, sys.stderr, enabled=not args.quiet)
+
+    def on_step(progress: Any, info: dict[str, Any]) -> None:
+        if info.get("kind") == "val":
+            bar.val_accuracy = info["accuracy"]
+        elif info.get("kind") == "train":
+            bar.loss, bar.accuracy = info["loss"], info["accuracy"]
+        bar.update(progress.step, config.batch_size)
+
+    start = time.perf_counter()
+    keep = resume.progress["step"] if resume is not None else None
+    try:
+        with (
+            MetricsLogger(run_dir, tensorboard=args.tensorboard, keep_until_step=keep) as metrics,
+            _StopFlag() as stop,
+        ):
+            model, progress = fit(
+                config,
+                run_dir,
+                train_data=train_data,
+                val_data=val_data,
+                num_classes=len(class_names),
+                resume=resume,
+                metrics=metrics,
+                on_step=on_step,
+                should_stop=stop,
+                stop_at_step=args.stop_at_step,
+            )
+            bar.close()
+            plot_curves(read_metrics(metrics.path), run_dir / "curves.png")
+            if not progress.finished:
+                print(
+                    f"rnnflow train: stopped at step {progress.step}/{config.steps}; checkpoint "
+                    f"saved. Continue with: rnnflow train --resume {run_dir}",
+                    file=sys.stderr,
+                )
+                return 130 if stop.requested else 0
+            best, checkpoint = load_trained_model(run_dir / BEST_NAME, device=config.device)
+            result = evaluate(
+                best,
+                test_x,
+                test_y,
+                batch_size=config.eval_batch_size,
+                tta_flip=config.tta_flip,
+                num_classes=len(class_names),
+            )
+            record = {
+                "kind": "test",
+                "step": progress.step,
+                "examples": progress.examples,
+                "checkpoint_step": checkpoint.progress["step"],
+                "loss": result.loss,
+                "accuracy": result.accuracy,
+                "per_class_accuracy": result.per_class_accuracy.tolist(),
+                "train_seconds": progress.train_seconds,
+                "examples_per_s": progress.examples / max(progress.train_seconds, 1e-9),
+            }
+            metrics.log(record)
+    except KeyboardInterrupt:
+        bar.close()
+        return _fail("aborted by a second Ctrl-C (the last periodic checkpoint is kept)", 130)
+    except (CheckpointError, OSError, ValueError) as exc:
+        return _fail(str(exc), 1)
+    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png")
+    plot_confusion(result.confusion.tolist(), class_names, run_dir / "confusion.png")
+    summary = {
+        "run_dir": str(run_dir),
+        "test_accuracy": result.accuracy,
+        "best_step": checkpoint.progress["step"],
+        "steps": progress.step,
+        "train_seconds": round(progress.train_seconds, 1),
+        "wall_seconds_this_session": round(time.perf_counter() - start, 1),
+        "examples_per_s": round(record["examples_per_s"], 1),
+    }
+    atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    print(
+        f"test accuracy {result.accuracy:.4f} ({config.dataset}, {len(test_y)} images; "
+        f"checkpoint of step {checkpoint.progress['step']}, best validation accuracy "
+        f"{progress.best_val_accuracy:.4f})"
+    )
+    print(
+        f"trained {progress.examples} examples in {progress.train_seconds:.0f} s "
+        f"({record['examples_per_s']:.0f} examples/s); run folder: {run_dir}"
+    )
+    return 0

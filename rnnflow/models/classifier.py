@@ -1,0 +1,220 @@
+"""SequenceClassifier: input projection -> rnnflow cell(s) -> dynamic_rnn -> last output -> logits.
+
+Configured as the TensorFlow-1 tutorial (``cell="rnn"``, 128 units, one layer, ``init="normal"``)
+it is exactly the tutorial's graph::
+
+    X [B, 28, 28] -> X @ weights_in + biases_in            # [B, 28, 128]
+      -> dynamic_rnn(BasicRNNCell(128), zero initial state)
+      -> final h @ weights_out + biases_out                # [B, 10] logits
+
+Parameter names follow the tutorial's variables so a TF1 checkpoint maps on by name:
+``weights_in`` [D, P], ``biases_in`` [P], ``weights_out`` [F, C], ``biases_out`` [C] (TF layout,
+``x @ W + b``, unlike ``nn.Linear``'s ``x @ W.T + b``), and the recurrent part as ``cell``
+(``cell.kernel``, ``cell.bias``, ...; ``cell.cell_0...`` for a MultiRNNCell, ``cell.cell...``
+inside a DropoutWrapper). A bidirectional model has ``cell_fw`` and ``cell_bw`` instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from rnnflow.cells import BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell, MultiRNNCell
+from rnnflow.cells.base import RNNCell
+from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
+
+CellKind = Literal["rnn", "lstm", "gru"]
+Init = Literal["normal", "glorot"]
+CELL_KINDS: tuple[str, ...] = ("rnn", "lstm", "gru")
+INITS: tuple[str, ...] = ("normal", "glorot")
+
+__all__ = ["CELL_KINDS", "INITS", "SequenceClassifier", "make_cell"]
+
+
+def make_cell(
+    kind: CellKind,
+    num_units: int,
+    *,
+    input_size: int,
+    num_layers: int = 1,
+    keep_prob: float = 1.0,
+    forget_bias: float = 1.0,
+) -> RNNCell:
+    """One rnnflow cell, or a ``MultiRNNCell`` of ``num_layers``; each layer's output wrapped in
+    ``DropoutWrapper(output_keep_prob=keep_prob)`` when ``keep_prob < 1``. Built at once
+    (``input_size`` given), so the parameters exist before an optimizer is created."""
+    if kind not in CELL_KINDS:
+        raise ValueError(f"make_cell: kind must be one of {CELL_KINDS}, got {kind!r}")
+    cells: list[RNNCell] = []
+    for layer in range(num_layers):
+        depth = input_size if layer == 0 else num_units
+        cell: RNNCell
+        if kind == "rnn":
+            cell = BasicRNNCell(num_units, input_size=depth)
+        elif kind == "lstm":
+            cell = BasicLSTMCell(num_units, forget_bias=forget_bias, input_size=depth)
+        else:
+            cell = GRUCell(num_units, input_size=depth)
+        if keep_prob < 1.0:
+            cell = DropoutWrapper(cell, output_keep_prob=keep_prob)
+        cells.append(cell)
+    return cells[0] if num_layers == 1 else MultiRNNCell(cells)
+
+
+class SequenceClassifier(nn.Module):
+    """Classify a sequence [B, T, D] from the last valid output of a recurrent network.
+
+        x_p    = x @ weights_in + biases_in                         # [B, T, P]
+        out, _ = dynamic_rnn(cell, x_p, sequence_length)            # [B, T, H]
+        h      = out[b, sequence_length[b] - 1]                     # [B, H] (top layer; h of LSTM)
+        logits = h @ weights_out + biases_out                       # [B, C]
+
+    Bidirectional: ``h = concat(out_fw[b, len - 1], out_bw[b, 0])`` ([B, 2H]), the last valid
+    output of each direction. Without dropout the last valid output equals the final state's h,
+    which is what the TF1 tutorial feeds to its output layer.
+
+    Args:
+        input_size: D, features per time step (28 pixels of a row).
+        num_classes: C.
+        cell: ``"rnn"`` (BasicRNNCell, tanh), ``"lstm"`` (BasicLSTMCell) or ``"gru"`` (GRUCell).
+        num_units: H, units per layer and direction.
+        num_layers: stacked layers (a MultiRNNCell when > 1).
+        bidirectional: run ``bidirectional_dynamic_rnn`` with two cells of the same kind.
+        dropout: drop probability on each layer's outputs (DropoutWrapper); 0 disables it.
+            Active only in ``train()`` mode.
+        projection_size: P, width of the input projection (default: ``num_units``).
+        init: ``"normal"``: projection weights ~ N(0, 1), biases 0.1 (the tutorial);
+            ``"glorot"``: Glorot-uniform projection weights, zero biases. Cells keep TF1's own
+            initialisers either way (Glorot-uniform kernels; GRU gate bias 1.0).
+        forget_bias: BasicLSTMCell's forget-gate bias.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_size: int = 28,
+        num_classes: int = 10,
+        cell: CellKind = "rnn",
+        num_units: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        projection_size: int | None = None,
+        init: Init = "normal",
+        forget_bias: float = 1.0,
+    ) -> None:
+        super().__init__()
+        owner = "SequenceClassifier"
+        for name, value in (
+            ("input_size", input_size),
+            ("num_classes", num_classes),
+            ("num_units", num_units),
+            ("num_layers", num_layers),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+        if projection_size is not None and (
+            isinstance(projection_size, bool)
+            or not isinstance(projection_size, int)
+            or projection_size <= 0
+        ):
+            raise ValueError(
+                f"{owner}: projection_size must be a positive int or None, got {projection_size!r}"
+            )
+        if cell not in CELL_KINDS:
+            raise ValueError(f"{owner}: cell must be one of {CELL_KINDS}, got {cell!r}")
+        if init not in INITS:
+            raise ValueError(f"{owner}: init must be one of {INITS}, got {init!r}")
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, int | float)
+            or not (0.0 <= dropout < 1.0)
+        ):
+            raise ValueError(f"{owner}: dropout must be a float in [0, 1), got {dropout!r}")
+        self.input_size = input_size
+        self.num_classes = num_classes
+        self.cell_kind = cell
+        self.num_units = num_units
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.dropout = float(dropout)
+        self.projection_size = projection_size or num_units
+        self.init = init
+
+        p = self.projection_size
+        features = num_units * (2 if bidirectional else 1)
+        self.weights_in = nn.Parameter(torch.empty(input_size, p))  # [D, P]
+        self.biases_in = nn.Parameter(torch.empty(p))  # [P]
+
+        def build() -> RNNCell:
+            return make_cell(
+                cell,
+                num_units,
+                input_size=p,
+                num_layers=num_layers,
+                keep_prob=1.0 - self.dropout,
+                forget_bias=forget_bias,
+            )
+
+        if bidirectional:
+            self.cell_fw = build()
+            self.cell_bw = build()
+        else:
+            self.cell = build()
+        self.weights_out = nn.Parameter(torch.empty(features, num_classes))  # [F, C]
+        self.biases_out = nn.Parameter(torch.empty(num_classes))  # [C]
+        self.reset_projections()
+
+    def reset_projections(self) -> None:
+        """(Re-)initialise the input and output projections according to ``init``."""
+        with torch.no_grad():
+            for w, b in ((self.weights_in, self.biases_in), (self.weights_out, self.biases_out)):
+                if self.init == "normal":
+                    w.normal_(0.0, 1.0)  # tf.random_normal
+                    b.fill_(0.1)  # tf.constant(0.1)
+                else:
+                    limit = math.sqrt(6.0 / (w.shape[0] + w.shape[1]))
+                    w.uniform_(-limit, limit)
+                    b.zero_()
+
+    def features(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
+        """The last valid output(s) fed to the output projection: [B, T, D] -> [B, F]."""
+        if not isinstance(inputs, Tensor) or inputs.dim() != 3:
+            shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+            raise ValueError(
+                f"SequenceClassifier: inputs must have shape [batch, time, {self.input_size}], "
+                f"got {shape}"
+            )
+        if inputs.shape[2] != self.input_size:
+            raise ValueError(
+                f"SequenceClassifier: inputs must have shape [batch, time, {self.input_size}], "
+                f"got {tuple(inputs.shape)}"
+            )
+        batch, max_time = inputs.shape[0], inputs.shape[1]
+        x = inputs @ self.weights_in + self.biases_in  # [B, T, P]
+        if sequence_length is None:
+            last = torch.full((batch,), max_time - 1, dtype=torch.long, device=inputs.device)
+        else:
+            last = (sequence_length.to(device=inputs.device, dtype=torch.long) - 1).clamp(min=0)
+        rows = torch.arange(batch, device=inputs.device)
+        if self.bidirectional:
+            (out_fw, out_bw), _ = bidirectional_dynamic_rnn(
+                self.cell_fw, self.cell_bw, x, sequence_length=sequence_length
+            )  # [B, T, H] each
+            return torch.cat([out_fw[rows, last], out_bw[:, 0]], dim=1)  # [B, 2H]
+        outputs, _ = dynamic_rnn(self.cell, x, sequence_length=sequence_length)  # [B, T, H]
+        return outputs[rows, last]  # [B, H]
+
+    def forward(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
+        """Logits [B, C] for inputs [B, T, D] (rows of an image: T = D = 28)."""
+        return self.features(inputs, sequence_length) @ self.weights_out + self.biases_out
+
+    def extra_repr(self) -> str:
+        return (
+            f"cell={self.cell_kind!r}, num_units={self.num_units}, num_layers={self.num_layers}, "
+            f"bidirectional={self.bidirectional}, dropout={self.dropout}, "
+            f"projection_size={self.projection_size}, init={self.init!r}"
+        )

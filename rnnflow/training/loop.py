@@ -1,0 +1,402 @@
+"""The training loop and evaluation: plain functions over a model, an optimizer and tensors.
+
+``fit`` runs (or resumes) a whole training run from a :class:`TrainConfig`; every piece of
+randomness lives in RNG states that checkpoints save (torch's global generator for initialisation
+and dropout, a dedicated generator for augmentation), the data order is a pure function of
+``(seed, epoch)`` and the learning rate a pure function of the step, so a resumed run performs
+exactly the operations an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnflow.data import BatchIterator
+from rnnflow.models import SequenceClassifier
+from rnnflow.training.checkpoint import Checkpoint, load_model_state, save_checkpoint
+from rnnflow.training.config import TrainConfig
+from rnnflow.training.logging import MetricsLogger
+
+__all__ = [
+    "EvalResult",
+    "Progress",
+    "augment",
+    "build_model",
+    "build_optimizer",
+    "evaluate",
+    "find_checkpoint",
+    "fit",
+    "learning_rate",
+    "load_trained_model",
+    "predict_proba",
+    "resolve_device",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+BEST_NAME = "best.safetensors"
+
+
+@dataclass
+class Progress:
+    """Where a run is; saved in every checkpoint's metadata."""
+
+    step: int = 0  # optimizer steps done
+    examples: int = 0  # training examples seen
+    epoch: int = 0  # current epoch of the training BatchIterator
+    batch_in_epoch: int = 0  # batches of ``epoch`` already done
+    train_seconds: float = 0.0  # wall time spent training, summed over sessions
+    best_val_accuracy: float = -1.0
+    best_step: int = -1
+    finished: bool = False
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    confusion: Tensor  # int64 [C, C]: rows true class, columns predicted class
+    probabilities: Tensor  # float32 [N, C]
+
+    @property
+    def per_class_accuracy(self) -> Tensor:
+        """float64 [C]: diagonal / row sums (NaN for a class without examples)."""
+        totals = self.confusion.sum(dim=1).to(torch.float64)
+        return self.confusion.diagonal().to(torch.float64) / totals
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+def build_model(config: TrainConfig, *, num_classes: int = 10) -> SequenceClassifier:
+    """The model a config describes (initialised from torch's global RNG)."""
+    return SequenceClassifier(
+        input_size=28,
+        num_classes=num_classes,
+        cell=config.cell,
+        num_units=config.num_units,
+        num_layers=config.num_layers,
+        bidirectional=config.bidirectional,
+        dropout=config.dropout,
+        projection_size=config.projection_size,
+        init=config.init,
+        forget_bias=config.forget_bias,
+    )
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam (as TF's AdamOptimizer, whose epsilon enters slightly differently) or AdamW."""
+    params = list(model.parameters())
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based): warm-up, then constant or cosine."""
+    warmup = config.warmup_examples // config.batch_size
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    if config.schedule == "constant":
+        return config.lr
+    span = max(config.steps - warmup, 1)
+    progress = min((step - warmup) / span, 1.0)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def augment(images: Tensor, config: TrainConfig, generator: torch.Generator) -> Tensor:
+    """Random mirror and translation of a batch [B, 28, 28], drawn from ``generator`` (CPU)."""
+    if not config.hflip and config.max_shift == 0:
+        return images
+    batch, height, width = images.shape
+    device = images.device
+    if config.hflip:
+        flip = torch.rand(batch, generator=generator) < 0.5  # [B]
+        images = torch.where(flip.to(device)[:, None, None], images.flip(-1), images)
+    s = config.max_shift
+    if s:
+        offsets = torch.randint(0, 2 * s + 1, (2, batch), generator=generator).to(device)  # [2, B]
+        padded = F.pad(images, (s, s, s, s))  # [B, H + 2s, W + 2s], zero fill
+        rows = offsets[0][:, None] + torch.arange(height, device=device)  # [B, H]
+        cols = offsets[1][:, None] + torch.arange(width, device=device)  # [B, W]
+        index = torch.arange(batch, device=device)[:, None, None]
+        images = padded[index, rows[:, :, None], cols[:, None, :]]  # [B, H, W]
+    return images
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module, images: Tensor, *, batch_size: int = 1000, tta_flip: bool = False
+) -> Tensor:
+    """Class probabilities float32 [N, C] for images [N, 28, 28], in eval mode.
+
+    ``tta_flip`` averages the probabilities of each image and its left-right mirror.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    try:
+        for lo in range(0, len(images), batch_size):
+            x = images[lo : lo + batch_size].to(device)  # [b, 28, 28]
+            p = model(x).softmax(-1)
+            if tta_flip:
+                p = 0.5 * (p + model(x.flip(-1)).softmax(-1))
+            out.append(p.float().cpu())
+    finally:
+        model.train(was_training)
+    if not out:
+        return torch.zeros(0, getattr(model, "num_classes", 10))
+    return torch.cat(out)  # [N, C]
+
+
+def evaluate(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    batch_size: int = 1000,
+    tta_flip: bool = False,
+    num_classes: int = 10,
+) -> EvalResult:
+    """Mean cross-entropy, accuracy and confusion matrix of ``model`` on a labelled set."""
+    probs = predict_proba(model, images, batch_size=batch_size, tta_flip=tta_flip)  # [N, C]
+    labels = labels.cpu()
+    n = len(labels)
+    if n == 0:
+        empty = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        return EvalResult(float("nan"), float("nan"), empty, probs)
+    loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels).item()
+    pred = probs.argmax(-1)
+    confusion = torch.bincount(labels * num_classes + pred, minlength=num_classes**2)
+    return EvalResult(
+        loss=loss,
+        accuracy=(pred == labels).double().mean().item(),
+        confusion=confusion.view(num_classes, num_classes),
+        probabilities=probs,
+    )
+
+
+def rng_states(augment_generator: torch.Generator) -> dict[str, Tensor]:
+    states = {"torch": torch.get_rng_state(), "augment": augment_generator.get_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            states[f"cuda{i}"] = s
+    return states
+
+
+def set_rng_states(states: dict[str, Tensor], augment_generator: torch.Generator) -> None:
+    torch.set_rng_state(states["torch"])
+    augment_generator.set_state(states["augment"])
+    cuda = [states[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in states]
+    if cuda and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+StepCallback = Callable[[Progress, dict[str, Any]], None]
+
+
+def fit(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    train_data: tuple[Tensor, Tensor],
+    val_data: tuple[Tensor, Tensor],
+    num_classes: int = 10,
+    resume: Checkpoint | None = None,
+    metrics: MetricsLogger | None = None,
+    on_step: StepCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    stop_at_step: int | None = None,
+) -> tuple[SequenceClassifier, Progress]:
+    """Train (or continue) the run in ``run_dir``; returns the final model and progress.
+
+    Writes ``checkpoint.safetensors`` (everything needed to continue exactly) at every validation,
+    at the end, and when stopped; ``best.safetensors`` (weights, config) when validation accuracy
+    improves. ``should_stop()`` is polled after each optimizer step (the CLI's Ctrl-C flag);
+    ``stop_at_step`` stops after that many steps (as an interruption would). Either way the run
+    stops at a step boundary with a checkpoint, and ``progress.finished`` stays False.
+    ``on_step(progress, info)`` is called after every step (for progress bars).
+    """
+    run_dir = Path(run_dir)
+    device = resolve_device(config.device)
+    augment_gen = torch.Generator()
+    if resume is None:
+        torch.manual_seed(config.seed)
+        augment_gen.manual_seed(config.seed + 1)
+        progress = Progress()
+    else:
+        progress = Progress(**resume.progress)
+    model = build_model(config, num_classes=num_classes)
+    if resume is not None:
+        load_model_state(model, resume)
+    model.to(device)
+    optimizer = build_optimizer(config, model)
+    if resume is not None:
+        if resume.optimizer is None:
+            raise ValueError(f"{resume.path}: holds no optimizer state; cannot resume from it")
+        optimizer.load_state_dict(resume.optimizer)
+        set_rng_states(resume.rng, augment_gen)
+
+    train_x, train_y = (t.to(device) for t in train_data)
+    loader = BatchIterator(
+        train_x, train_y, config.batch_size, shuffle=True, seed=config.seed, drop_last=True
+    )
+    if len(loader) == 0:
+        raise ValueError(
+            f"fit: the training set ({len(train_x)} examples) is smaller than one batch "
+            f"({config.batch_size})"
+        )
+    params = [p for p in model.parameters()]
+
+    def save(path: Path, *, full: bool) -> None:
+        save_checkpoint(
+            path,
+            model=model,
+            config=config,
+            progress=asdict(progress),
+            optimizer=optimizer if full else None,
+            rng=rng_states(augment_gen) if full else None,
+        )
+
+    def validate() -> None:
+        if len(val_data[0]) == 0:  # no validation set: the latest model is the best one
+            progress.best_step = progress.step
+            save(run_dir / BEST_NAME, full=False)
+            return
+        result = evaluate(
+            model,
+            *val_data,
+            batch_size=config.eval_batch_size,
+            tta_flip=config.tta_flip,
+            num_classes=num_classes,
+        )
+        record = {"kind": "val", "step": progress.step, "examples": progress.examples}
+        record |= {"loss": result.loss, "accuracy": result.accuracy}
+        if metrics is not None:
+            metrics.log(record)
+        logger.info("step %d: validation accuracy %.4f", progress.step, result.accuracy)
+        if result.accuracy > progress.best_val_accuracy:
+            progress.best_val_accuracy = result.accuracy
+            progress.best_step = progress.step
+            save(run_dir / BEST_NAME, full=False)
+        if on_step is not None:
+            on_step(progress, record)
+
+    model.train()
+    total = config.steps
+    window_loss, window_correct, window_n = 0.0, 0, 0
+    window_start = time.perf_counter()
+    window_examples = 0
+    session_start = time.perf_counter()
+    session_seconds_before = progress.train_seconds
+    stopped = False
+    while progress.step < total and not stopped:
+        for x, y in loader.iter_from(progress.epoch, progress.batch_in_epoch):
+            lr = learning_rate(config, progress.step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = augment(x, config, augment_gen)  # [B, 28, 28]
+            logits = model(x)  # [B, C]
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+
+            before = progress.examples
+            progress.step += 1
+            progress.examples += len(y)
+            progress.batch_in_epoch += 1
+            progress.train_seconds = session_seconds_before + time.perf_counter() - session_start
+            window_loss += loss.item() * len(y)
+            window_correct += int((logits.argmax(-1) == y).sum())
+            window_n += len(y)
+            window_examples += len(y)
+            info: dict[str, Any] = {"kind": "step", "loss": loss.item(), "lr": lr}
+            done = progress.step >= total
+            if before // config.log_every != progress.examples // config.log_every or done:
+                now = time.perf_counter()
+                record = {
+                    "kind": "train",
+                    "step": progress.step,
+                    "examples": progress.examples,
+                    "epoch": progress.epoch,
+                    "loss": window_loss / window_n,
+                    "accuracy": window_correct / window_n,
+                    "lr": lr,
+                    "examples_per_s": window_examples / max(now - window_start, 1e-9),
+                    "elapsed_s": progress.train_seconds,
+                }
+                if metrics is not None:
+                    metrics.log(record)
+                info = record
+                window_loss, window_correct, window_n = 0.0, 0, 0
+                window_start, window_examples = now, 0
+            if on_step is not None:
+                on_step(progress, info)
+            validate_now = before // config.eval_every != progress.examples // config.eval_every
+            if done:
+                progress.finished = True
+            if validate_now or done:
+                validate()
+                model.train()
+                save(run_dir / CHECKPOINT_NAME, full=True)
+            if done:
+                break
+            interrupted = should_stop is not None and should_stop()
+            if interrupted or (stop_at_step is not None and progress.step >= stop_at_step):
+                save(run_dir / CHECKPOINT_NAME, full=True)
+                logger.info("stopped at step %d; checkpoint saved", progress.step)
+                stopped = True
+                break
+        else:  # the epoch is complete (a checkpoint may hold batch_in_epoch == len(loader))
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+    return model, progress
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's ``best.safetensors`` (else its last checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST_NAME, CHECKPOINT_NAME):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(
+            f"{path}: a folder without {BEST_NAME} or {CHECKPOINT_NAME}: not a run folder "
+            "written by `rnnflow train`"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such run folder or checkpoint file")
+    return path
+
+
+def load_trained_model(
+    path: str | Path, *, device: str = "cpu"
+) -> tuple[SequenceClassifier, Checkpoint]:
+    """The model in a checkpoint (or a run folder's best checkpoint), in eval mode."""
+    from rnnflow.training.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(find_checkpoint(path))
+    model = build_model(checkpoint.config)
+    load_model_state(model, checkpoint)
+    model.to(resolve_device(device)).eval()
+    return model, checkpoint
