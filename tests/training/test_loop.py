@@ -1,0 +1,86 @@
+"""Loop pieces: learning-rate schedule, augmentation, evaluation, metrics log on resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from rnnflow.training import MetricsLogger, evaluate, learning_rate, read_metrics
+from rnnflow.training.config import TrainConfig
+from rnnflow.training.loop import augment
+
+
+def test_constant_schedule_is_the_tutorials():
+    config = TrainConfig()
+    assert {learning_rate(config, s) for s in (0, 100, config.steps - 1)} == {0.001}
+
+
+def test_warmup_then_cosine():
+    config = replace(
+        TrainConfig(), schedule="cosine", lr=0.1, min_lr=0.0, warmup_examples=1280,
+        batch_size=128, train_examples=128 * 110,
+    )  # fmt: skip
+    assert learning_rate(config, 0) == pytest.approx(0.01)
+    assert learning_rate(config, 9) == pytest.approx(0.1)
+    assert learning_rate(config, 10) == pytest.approx(0.1)
+    assert learning_rate(config, 60) == pytest.approx(0.05)
+    assert learning_rate(config, 110) == pytest.approx(0.0, abs=1e-12)
+    assert all(learning_rate(config, s) >= learning_rate(config, s + 1) for s in range(10, 109))
+    assert not math.isnan(learning_rate(config, 200))
+
+
+def test_augment_is_seeded_and_keeps_shape_and_content():
+    x = torch.zeros(64, 28, 28)
+    x[:, 10:18, 3:8] = 1.0  # a block on the left
+    config = replace(TrainConfig(), hflip=True, max_shift=2)
+    a = augment(x, config, torch.Generator().manual_seed(1))
+    b = augment(x, config, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert torch.equal(a.sum((1, 2)), x.sum((1, 2)))  # shifts of <= 2 keep the block inside
+    right = a[:, :, 14:].sum((1, 2)) > 0
+    assert 10 < int(right.sum()) < 54  # about half mirrored
+    assert augment(x, TrainConfig(), torch.Generator()) is x
+
+
+class Fixed(nn.Module):
+    """Predicts class (sum of the first row) mod 3."""
+
+    num_classes = 3
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        k = x[:, 0].sum(-1).long() % 3
+        return nn.functional.one_hot(k, 3).float() * 10 + self.w
+
+
+def test_evaluate_accuracy_confusion_per_class():
+    x = torch.zeros(6, 28, 28)
+    x[:, 0, 0] = torch.tensor([0, 1, 2, 0, 1, 2.0])
+    y = torch.tensor([0, 1, 2, 1, 1, 0])
+    result = evaluate(Fixed(), x, y, batch_size=4, num_classes=3)
+    assert result.accuracy == pytest.approx(4 / 6)
+    assert result.confusion.tolist() == [[1, 0, 1], [1, 2, 0], [0, 0, 1]]
+    assert result.per_class_accuracy.tolist() == pytest.approx([0.5, 2 / 3, 1.0])
+    assert result.probabilities.shape == (6, 3)
+
+
+def test_metrics_log_drops_lines_after_the_resumed_checkpoint(tmp_path):
+    with MetricsLogger(tmp_path) as log:
+        for step in (10, 20, 30):
+            log.log({"kind": "train", "step": step, "examples": step * 2, "loss": float("nan")})
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "tr')  # torn by a kill
+    with MetricsLogger(tmp_path, keep_until_step=20) as log:
+        log.log({"kind": "val", "step": 20, "examples": 40, "accuracy": 0.5})
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [(r["kind"], r["step"]) for r in records] == [("train", 10), ("train", 20), ("val", 20)]
+    assert records[0]["loss"] is None
+    json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
