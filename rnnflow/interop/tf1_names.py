@@ -1,0 +1,308 @@
+"""TensorFlow-1 variable names <-> rnnflow parameter names, for cells and the tutorial's model.
+
+rnnflow cells keep TF1's variable layouts, so importing is a renaming. TF1 names a cell's
+variables ``<scope>/<cell scope>/<param>``:
+
+    TF1 variable                                                 rnnflow parameter (in the cell)
+    <scope>/basic_rnn_cell/{kernel,bias}                         kernel, bias
+    <scope>/basic_lstm_cell/{kernel,bias}                        kernel, bias
+    <scope>/gru_cell/{gates,candidate}/{kernel,bias}             gates.kernel, candidate.bias, ...
+    <scope>/multi_rnn_cell/cell_<k>/<cell scope>/...             cell_<k>.<...>
+    DropoutWrapper(cell)                                         cell.<...> (no TF scope of its own)
+    a cell made with name="foo"                                  "foo" replaces the cell scope
+
+where ``<scope>`` is ``rnn`` for ``dynamic_rnn`` (``scope=`` replaces it),
+``bidirectional_rnn/fw`` and ``.../bw`` for ``bidirectional_dynamic_rnn``, each preceded by any
+enclosing ``tf.variable_scope`` ("encoder/rnn/...").
+
+The tutorial's own weights are unnamed ``tf.Variable``s: ``Variable`` .. ``Variable_3`` in its
+dict order (``weights['in']``, ``weights['out']``, ``biases['in']``, ``biases['out']``).
+:func:`match_projections` assigns them to ``weights_in``, ``weights_out``, ``biases_in`` and
+``biases_out`` by shape, using the creation order only to break ties.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from torch import nn
+
+from rnnflow.cells import BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell, MultiRNNCell
+
+__all__ = [
+    "TF1NameError",
+    "CellLayout",
+    "cell_tf_names",
+    "find_scope",
+    "parse_rnn_variables",
+    "match_projections",
+    "optimizer_variable",
+    "PROJECTION_ROLES",
+]
+
+# Default TF1 scopes of the cells (``_scope`` names chosen by Keras' legacy RNN cells).
+CELL_SCOPES: dict[type, str] = {
+    BasicRNNCell: "basic_rnn_cell",
+    BasicLSTMCell: "basic_lstm_cell",
+    GRUCell: "gru_cell",
+}
+_KIND_OF_SCOPE = {"basic_rnn_cell": "rnn", "basic_lstm_cell": "lstm", "gru_cell": "gru"}
+_PARAMS_OF_KIND = {
+    "rnn": ("kernel", "bias"),
+    "lstm": ("kernel", "bias"),
+    "gru": ("gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias"),
+}
+# The tutorial's projection variables in creation order (its dicts: weights in/out, biases in/out)
+PROJECTION_ROLES: tuple[str, ...] = ("weights_in", "weights_out", "biases_in", "biases_out")
+# Slot names TF1 optimizers add under each variable ("Variable/Adam", "rnn/.../kernel/Adam_1")
+_SLOT_RE = re.compile(
+    r"/(Adam|Adam_1|Momentum|RMSProp|RMSProp_1|Adagrad|Adadelta|Adadelta_1|Ftrl|Ftrl_1"
+    r"|AdagradDA|AdagradDA_1|ProximalAdagrad|ExponentialMovingAverage)$"
+)
+_OPTIMIZER_GLOBALS = re.compile(r"^(beta1_power|beta2_power|global_step)(_\d+)?$")
+
+
+class TF1NameError(ValueError):
+    """TF1 variables that cannot be matched to rnnflow parameters (or the other way round)."""
+
+
+# ----------------------------------------------------------------------------- cells
+def cell_tf_names(cell: nn.Module, scope: str) -> dict[str, str]:
+    """TF1 variable name of each parameter of ``cell``, keyed like ``cell.state_dict()``.
+
+    ``scope`` is the variable scope the cell runs in: ``"rnn"`` for ``dynamic_rnn``,
+    ``"bidirectional_rnn/fw"`` for a forward cell, ``"encoder/rnn"`` under a user scope, or
+    ``""`` for names relative to the scope.
+
+        cell_tf_names(MultiRNNCell([GRUCell(4), BasicRNNCell(3)]), "rnn")
+        # {"cell_0.gates.kernel": "rnn/multi_rnn_cell/cell_0/gru_cell/gates/kernel", ...}
+    """
+    prefix = f"{scope}/" if scope else ""
+    if isinstance(cell, DropoutWrapper):
+        return {f"cell.{k}": v for k, v in cell_tf_names(cell.cell, scope).items()}
+    if isinstance(cell, MultiRNNCell):
+        names: dict[str, str] = {}
+        for k, sub in enumerate(cell.cells):
+            sub_names = cell_tf_names(sub, f"{prefix}multi_rnn_cell/cell_{k}")
+            names.update({f"cell_{k}.{p}": v for p, v in sub_names.items()})
+        return names
+    for cls, default_scope in CELL_SCOPES.items():
+        if isinstance(cell, cls):
+            own = getattr(cell, "name", None) or default_scope
+            kind = _KIND_OF_SCOPE[default_scope]
+            return {p.replace("/", "."): f"{prefix}{own}/{p}" for p in _PARAMS_OF_KIND[kind]}
+    raise TF1NameError(
+        f"cell_tf_names: no TF1 naming known for {type(cell).__name__}; expected BasicRNNCell, "
+        "BasicLSTMCell, GRUCell, MultiRNNCell or DropoutWrapper"
+    )
+
+
+def find_scope(cell: nn.Module, names: Iterable[str], *, suffix: str = "") -> str:
+    """The variable scope under which every parameter of ``cell`` is among ``names``.
+
+    ``suffix`` restricts the search to scopes ending with it (``"fw"``, ``"bw"``). Raises
+    :class:`TF1NameError` when no scope or more than one fits.
+    """
+    relative = cell_tf_names(cell, "")
+    available = set(names)
+    first = next(iter(relative.values()))
+    candidates = []
+    for name in sorted(available):
+        if name == first:
+            scope = ""
+        elif name.endswith("/" + first):
+            scope = name[: -len(first) - 1]
+        else:
+            continue
+        if suffix and not (scope == suffix or scope.endswith("/" + suffix)):
+            continue
+        if all(cell_tf_names(cell, scope)[p] in available for p in relative):
+            candidates.append(scope)
+    if len(candidates) == 1:
+        return candidates[0]
+    owner = f"find_scope({type(cell).__name__})"
+    wanted = ", ".join(f"<scope>/{v}" for v in relative.values())
+    if not candidates:
+        raise TF1NameError(
+            f"{owner}: the checkpoint has no variables {wanted}"
+            + (f" with a scope ending in {suffix!r}" if suffix else "")
+            + "; check the cell type and units, or map names with --map"
+        )
+    raise TF1NameError(f"{owner}: several scopes fit: {candidates}; pass the scope explicitly")
+
+
+@dataclass(frozen=True)
+class CellLayout:
+    """The recurrent part of a model as its TF1 variable names reveal it."""
+
+    scope: str  # "rnn", "encoder/rnn", "bidirectional_rnn" (the part before fw/bw)
+    kind: str  # "rnn" | "lstm" | "gru"
+    num_units: int
+    num_layers: int
+    bidirectional: bool
+    input_size: int  # depth of the first layer's inputs
+    multi: bool  # a MultiRNNCell (also for one layer)
+    variables: tuple[str, ...]  # every TF name that belongs to the cells
+
+
+_CELL_VAR_RE = re.compile(
+    r"^(?:(?P<scope>.*?)/)??(?:(?P<dir>fw|bw)/)?(?:multi_rnn_cell/cell_(?P<layer>\d+)/)?"
+    r"(?P<cell>basic_rnn_cell|basic_lstm_cell|gru_cell|lstm_cell)/"
+    r"(?P<param>kernel|bias|gates/kernel|gates/bias|candidate/kernel|candidate/bias"
+    r"|w_f_diag|w_i_diag|w_o_diag|projection/kernel)$"
+)
+
+
+def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
+    """Find the cells' variables among ``shapes`` (model variables only, no optimizer slots)
+    and infer cell type, units, layers and direction from their names and shapes."""
+    owner = "parse_rnn_variables"
+    found: dict[tuple[str, str | None, int | None], dict[str, str]] = {}
+    kinds: dict[tuple[str | None, int | None], str] = {}
+    for name in sorted(shapes):
+        m = _CELL_VAR_RE.match(name)
+        if not m:
+            continue
+        if m["cell"] == "lstm_cell":
+            raise TF1NameError(
+                f"{owner}: {name!r} belongs to tf.nn.rnn_cell.LSTMCell (peepholes/projection "
+                "variant), which rnnflow does not implement; BasicLSTMCell is supported"
+            )
+        scope = m["scope"] or ""
+        layer = int(m["layer"]) if m["layer"] is not None else None
+        found.setdefault((scope, m["dir"], layer), {})[m["param"]] = name
+        kinds[(m["dir"], layer)] = _KIND_OF_SCOPE[m["cell"]]
+    if not found:
+        raise TF1NameError(
+            f"{owner}: no RNN cell variables (…/basic_rnn_cell/kernel, …/basic_lstm_cell/kernel, "
+            "…/gru_cell/gates/kernel) in the checkpoint; is it a model built from TF1 cells?"
+        )
+    scopes = sorted({s for s, _, _ in found})
+    if len(scopes) > 1:
+        raise TF1NameError(f"{owner}: cell variables under several scopes {scopes}; expected one")
+    directions = sorted({d or "" for _, d, _ in found})
+    if directions not in ([""], ["bw", "fw"]):
+        raise TF1NameError(f"{owner}: expected one direction or both fw and bw, got {directions}")
+    layers = sorted({layer for _, _, layer in found}, key=lambda x: -1 if x is None else x)
+    multi = layers != [None]
+    if multi and (None in layers or layers != list(range(len(layers)))):
+        raise TF1NameError(f"{owner}: MultiRNNCell layers {layers} are not 0..n-1")
+    kind_set = sorted(set(kinds.values()))
+    if len(kind_set) != 1:
+        raise TF1NameError(
+            f"{owner}: the layers mix cell types {kind_set}; the tutorial's model has one cell "
+            "type (map cells one by one with cell_tf_names for other models)"
+        )
+    kind = kind_set[0]
+    for key, params in found.items():
+        missing = [p for p in _PARAMS_OF_KIND[kind] if p not in params]
+        if missing:
+            raise TF1NameError(f"{owner}: cell {key} lacks {missing}")
+    first = found[(scopes[0], "fw" if directions != [""] else None, 0 if multi else None)]
+    if kind == "gru":
+        units = shapes[first["candidate/bias"]][0]
+        kernel = shapes[first["candidate/kernel"]]
+    else:
+        units = shapes[first["bias"]][0] // (4 if kind == "lstm" else 1)
+        kernel = shapes[first["kernel"]]
+    if len(kernel) != 2 or kernel[0] <= units:
+        raise TF1NameError(
+            f"{owner}: kernel of shape {list(kernel)} does not fit a {kind} cell of {units} units"
+        )
+    return CellLayout(
+        scope=scopes[0],
+        kind=kind,
+        num_units=units,
+        num_layers=len(layers),
+        bidirectional=directions != [""],
+        input_size=kernel[0] - units,
+        multi=multi,
+        variables=tuple(sorted(v for params in found.values() for v in params.values())),
+    )
+
+
+# ----------------------------------------------------------------------------- the tutorial
+def _creation_index(name: str) -> tuple[int, str]:
+    """``Variable`` -> 0, ``Variable_7`` -> 7 (TF's unique-name suffix); others after them."""
+    m = re.fullmatch(r"(.*?)(?:_(\d+))?", name)
+    assert m is not None
+    return (int(m[2]) if m[2] else 0, name)
+
+
+def match_projections(
+    candidates: Mapping[str, tuple[int, ...]],
+    *,
+    roles: Iterable[str] = PROJECTION_ROLES,
+    projection_size: int,
+    features: int,
+    known: Mapping[str, tuple[int, ...]] | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """Assign the tutorial's unnamed variables to the projection parameters by shape.
+
+    ``candidates``: TF name -> shape of the variables left after the cells' and optimizer's;
+    ``roles``: the projection parameters still to fill (``--map`` may have filled some);
+    ``projection_size``: P, the cell's input depth; ``features``: F, the cell's output width
+    (2H if bidirectional); ``known``: shapes of the roles already mapped.
+    Shapes: ``weights_in`` [D, P], ``biases_in`` [P], ``weights_out`` [F, C], ``biases_out`` [C].
+
+    Returns (role -> TF name, notes). Where several assignments fit the shapes, the one that
+    follows the tutorial's creation order (``Variable``, ``Variable_1``, ... for weights in/out,
+    biases in/out) is chosen and a note says so; if none does, :class:`TF1NameError`.
+    """
+    roles = [r for r in PROJECTION_ROLES if r in set(roles)]
+    known = dict(known or {})
+    names = sorted(candidates, key=_creation_index)
+    listing = ", ".join(f"{n} {list(candidates[n])}" for n in names) or "none"
+    if len(names) != len(roles):
+        raise TF1NameError(
+            f"match_projections: expected {len(roles)} variables for {roles}, found "
+            f"{len(names)}: {listing}; use --map NAME=PARAM to assign them, --ignore NAME to "
+            "skip extra ones"
+        )
+
+    def fits(assign: dict[str, tuple[int, ...]]) -> bool:
+        shape = {**known, **assign}
+        w_in, b_in = shape.get("weights_in"), shape.get("biases_in")
+        w_out, b_out = shape.get("weights_out"), shape.get("biases_out")
+        if w_in is not None and (len(w_in) != 2 or w_in[1] != projection_size):
+            return False
+        if b_in is not None and tuple(b_in) != (projection_size,):
+            return False
+        if w_out is not None and (len(w_out) != 2 or w_out[0] != features):
+            return False
+        if b_out is not None and (len(b_out) != 1 or (w_out is not None and b_out[0] != w_out[1])):
+            return False
+        return True
+
+    valid = []
+    for perm in itertools.permutations(names):
+        if fits({role: candidates[name] for role, name in zip(roles, perm)}):
+            valid.append(dict(zip(roles, perm)))
+    in_order = dict(zip(roles, names))
+    if len(valid) == 1:
+        return valid[0], []
+    if not valid:
+        raise TF1NameError(
+            f"match_projections: no assignment of {listing} to {roles} fits the shapes "
+            f"weights_in [D, {projection_size}], biases_in [{projection_size}], "
+            f"weights_out [{features}, C], biases_out [C]; use --map NAME=PARAM"
+        )
+    if in_order in valid:
+        chosen = ", ".join(f"{n}={r}" for r, n in in_order.items())
+        return in_order, [
+            f"{len(valid)} assignments fit the shapes; chose the tutorial's creation order "
+            f"({chosen}); override with --map NAME=PARAM"
+        ]
+    raise TF1NameError(
+        f"match_projections: {len(valid)} assignments of {listing} fit the shapes and none "
+        f"follows the tutorial's creation order; use --map NAME=PARAM to choose"
+    )
+
+
+def optimizer_variable(name: str) -> bool:
+    """Whether ``name`` is optimizer state (a slot like ``X/Adam_1``, ``beta1_power``,
+    ``global_step``) rather than a model variable."""
+    return bool(_SLOT_RE.search(name) or _OPTIMIZER_GLOBALS.match(name))

@@ -1,0 +1,274 @@
+"""TF1 variable names <-> rnnflow parameters: cells under every scope TF1 uses, the tutorial's
+unnamed variables, optimizer slots and Adam's step count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from interop._tf1_bundle import FIXTURES, load_expected
+
+from rnnflow import _nest
+from rnnflow.cells import BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell, MultiRNNCell
+from rnnflow.interop.tf1_checkpoint import TF1Checkpoint
+from rnnflow.interop.tf1_import import adam_step_from_powers, load_tf1_cell
+from rnnflow.interop.tf1_names import (
+    TF1NameError,
+    cell_tf_names,
+    find_scope,
+    match_projections,
+    optimizer_variable,
+    parse_rnn_variables,
+)
+from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
+
+
+# ----------------------------------------------------------------------------- cell names
+def test_cell_names_for_each_cell_type() -> None:
+    assert cell_tf_names(BasicRNNCell(4, input_size=3), "rnn") == {
+        "kernel": "rnn/basic_rnn_cell/kernel",
+        "bias": "rnn/basic_rnn_cell/bias",
+    }
+    assert cell_tf_names(BasicLSTMCell(4, input_size=3), "encoder/rnn")["kernel"] == (
+        "encoder/rnn/basic_lstm_cell/kernel"
+    )
+    assert cell_tf_names(GRUCell(4, input_size=3), "bidirectional_rnn/fw") == {
+        "gates.kernel": "bidirectional_rnn/fw/gru_cell/gates/kernel",
+        "gates.bias": "bidirectional_rnn/fw/gru_cell/gates/bias",
+        "candidate.kernel": "bidirectional_rnn/fw/gru_cell/candidate/kernel",
+        "candidate.bias": "bidirectional_rnn/fw/gru_cell/candidate/bias",
+    }
+    stack = MultiRNNCell([DropoutWrapper(GRUCell(4, input_size=3)), BasicRNNCell(2, name="top")])
+    names = cell_tf_names(stack, "")
+    assert names == {
+        "cell_0.cell.gates.kernel": "multi_rnn_cell/cell_0/gru_cell/gates/kernel",
+        "cell_0.cell.gates.bias": "multi_rnn_cell/cell_0/gru_cell/gates/bias",
+        "cell_0.cell.candidate.kernel": "multi_rnn_cell/cell_0/gru_cell/candidate/kernel",
+        "cell_0.cell.candidate.bias": "multi_rnn_cell/cell_0/gru_cell/candidate/bias",
+        "cell_1.kernel": "multi_rnn_cell/cell_1/top/kernel",
+        "cell_1.bias": "multi_rnn_cell/cell_1/top/bias",
+    }
+    stack.cell_1.build(4, dtype=torch.float32, device=None)
+    assert set(names) == set(stack.state_dict())  # every parameter named, nothing else
+
+
+def test_cell_names_reject_unknown_cells() -> None:
+    with pytest.raises(TF1NameError, match=r"no TF1 naming known for Linear; expected"):
+        cell_tf_names(torch.nn.Linear(2, 2), "rnn")
+
+
+def test_find_scope_errors() -> None:
+    names = ["a/rnn/gru_cell/gates/kernel", "a/rnn/gru_cell/gates/bias"]
+    with pytest.raises(TF1NameError, match=r"no variables <scope>/gru_cell/gates/kernel, .*"):
+        find_scope(GRUCell(3), names)
+    both = [f"{s}/basic_rnn_cell/{p}" for s in ("x", "y") for p in ("kernel", "bias")]
+    with pytest.raises(TF1NameError, match=r"several scopes fit: \['x', 'y'\]"):
+        find_scope(BasicRNNCell(3), both)
+    assert find_scope(BasicRNNCell(3), [*both, "basic_rnn_cell/kernel"], suffix="y") == "y"
+
+
+# ----------------------------------------------------------------------------- TF's own names
+def _rnnflow_cell(spec: dict):
+    kind = spec["type"]
+    if kind == "BasicRNNCell":
+        return BasicRNNCell(spec["num_units"], name=spec.get("name"))
+    if kind == "BasicLSTMCell":
+        return BasicLSTMCell(spec["num_units"], forget_bias=spec["forget_bias"])
+    if kind == "GRUCell":
+        return GRUCell(spec["num_units"])
+    if kind == "DropoutWrapper":
+        return DropoutWrapper(_rnnflow_cell(spec["cell"]), output_keep_prob=1.0)
+    return MultiRNNCell([_rnnflow_cell(c) for c in spec["cells"]])
+
+
+NAME_CASES = ["scoped_gru", "multi_mixed_scope", "bidi_lstm", "bidi_gru_scoped", "dropout_named"]
+
+
+@pytest.mark.parametrize("case", NAME_CASES)
+def test_tf_scoped_cells_load_and_reproduce_tf(case: str) -> None:
+    """Real TF checkpoints of cells under user scopes, scope=, bidirectional fw/bw,
+    MultiRNNCell of mixed cells, DropoutWrapper and a named cell: rnnflow cells load them
+    (scope found automatically) and compute TF's outputs and final states."""
+    import json
+
+    spec = json.loads((FIXTURES / "MANIFEST.json").read_text())["names"][case]
+    expected = load_expected(f"names/{case}")
+    prefix = FIXTURES / "names" / case / "model.ckpt"
+    ckpt = TF1Checkpoint(prefix)
+    x = torch.from_numpy(expected["inputs"])  # [B, T, D]
+    if spec["kind"] == "uni":
+        cell = _rnnflow_cell(spec["cell"])
+        scope = load_tf1_cell(cell, ckpt)
+        want = "/".join(filter(None, [spec.get("outer"), spec.get("scope") or "rnn"]))
+        assert scope == want
+        outputs, state = dynamic_rnn(cell, x)
+        got = {"outputs": outputs}
+        leaves = _nest.flatten(state)
+    else:
+        cell_fw, cell_bw = _rnnflow_cell(spec["cell_fw"]), _rnnflow_cell(spec["cell_bw"])
+        scope_fw = load_tf1_cell(cell_fw, ckpt, direction="fw")
+        load_tf1_cell(cell_bw, ckpt, direction="bw")
+        assert scope_fw.endswith("bidirectional_rnn/fw")
+        (out_fw, out_bw), (st_fw, st_bw) = bidirectional_dynamic_rnn(cell_fw, cell_bw, x)
+        got = {"outputs/fw": out_fw, "outputs/bw": out_bw}
+        leaves = _nest.flatten(st_fw) + _nest.flatten(st_bw)
+    got.update({f"state/{k}": leaf for k, leaf in enumerate(leaves)})
+    assert set(got) == set(expected) - {"inputs"}
+    for key, value in got.items():
+        torch.testing.assert_close(
+            value, torch.from_numpy(expected[key]), atol=1e-6, rtol=0, msg=key
+        )
+
+
+# ----------------------------------------------------------------------------- layouts
+@pytest.mark.parametrize(
+    ("model", "kind", "units", "layers", "input_size"),
+    [
+        ("basic_rnn", "rnn", 128, 1, 128),
+        ("basic_lstm", "lstm", 64, 1, 64),
+        ("gru", "gru", 64, 1, 64),
+        ("multi_lstm", "lstm", 32, 2, 32),
+    ],
+)
+def test_layout_of_the_tutorial_models(model, kind, units, layers, input_size) -> None:
+    shapes = TF1Checkpoint(FIXTURES / model / "model.ckpt").shapes()
+    layout = parse_rnn_variables({n: s for n, s in shapes.items() if not optimizer_variable(n)})
+    assert (layout.scope, layout.kind, layout.num_units) == ("rnn", kind, units)
+    assert (layout.num_layers, layout.input_size, layout.bidirectional) == (
+        layers,
+        input_size,
+        False,
+    )
+    assert layout.multi == (model == "multi_lstm")
+    assert all(v.startswith("rnn/") for v in layout.variables)
+
+
+def test_layout_bidirectional_and_errors() -> None:
+    shapes = TF1Checkpoint(FIXTURES / "names" / "bidi_gru_scoped" / "model.ckpt").shapes()
+    layout = parse_rnn_variables(shapes)
+    assert layout.scope == "model/encoder/bidirectional_rnn" and layout.bidirectional
+    assert (layout.kind, layout.num_units, layout.input_size) == ("gru", 3, 5)
+    mixed = TF1Checkpoint(FIXTURES / "names" / "multi_mixed_scope" / "model.ckpt").shapes()
+    with pytest.raises(TF1NameError, match=r"the layers mix cell types \['gru', 'lstm', 'rnn'\]"):
+        parse_rnn_variables(mixed)
+    with pytest.raises(
+        TF1NameError, match=r"'rnn/lstm_cell/bias' belongs to tf.nn.rnn_cell.LSTMCell"
+    ):
+        parse_rnn_variables({"rnn/lstm_cell/kernel": (10, 8), "rnn/lstm_cell/bias": (8,)})
+    with pytest.raises(TF1NameError, match=r"no RNN cell variables"):
+        parse_rnn_variables({"Variable": (28, 128)})
+    with pytest.raises(TF1NameError, match=r"lacks \['bias'\]"):
+        parse_rnn_variables({"rnn/basic_rnn_cell/kernel": (10, 5)})
+
+
+# ----------------------------------------------------------------------------- the tutorial
+TUTORIAL = {
+    "Variable": (28, 128),
+    "Variable_1": (128, 10),
+    "Variable_2": (128,),
+    "Variable_3": (10,),
+}
+
+
+def test_projections_by_shape() -> None:
+    mapping, notes = match_projections(TUTORIAL, projection_size=128, features=128)
+    assert mapping == {
+        "weights_in": "Variable",
+        "weights_out": "Variable_1",
+        "biases_in": "Variable_2",
+        "biases_out": "Variable_3",
+    }
+    assert notes == []
+    # shapes decide, not names: the same variables created in another order
+    shuffled = {
+        "Variable": (10,),
+        "Variable_1": (28, 128),
+        "Variable_2": (128,),
+        "Variable_3": (128, 10),
+    }
+    mapping, _ = match_projections(shuffled, projection_size=128, features=128)
+    assert mapping["weights_in"] == "Variable_1" and mapping["biases_out"] == "Variable"
+
+
+def test_projection_ties_follow_creation_order() -> None:
+    # 10 hidden units and 10 classes: both biases are [10], both weights could be [10, 10]
+    tied = {"Variable": (28, 10), "Variable_1": (10, 10), "Variable_2": (10,), "Variable_3": (10,)}
+    mapping, notes = match_projections(tied, projection_size=10, features=10)
+    assert mapping["biases_in"] == "Variable_2" and mapping["biases_out"] == "Variable_3"
+    assert len(notes) == 1 and notes[0].startswith("2 assignments fit the shapes; chose")
+    # creation order is by the numeric suffix, not by string order (Variable_10 > Variable_9)
+    late = {
+        "Variable_9": (28, 10),
+        "Variable_10": (10, 10),
+        "Variable_11": (10,),
+        "Variable_12": (10,),
+    }
+    mapping, _ = match_projections(late, projection_size=10, features=10)
+    assert mapping["weights_in"] == "Variable_9" and mapping["biases_in"] == "Variable_11"
+
+
+def test_projection_errors() -> None:
+    with pytest.raises(TF1NameError, match=r"expected 4 variables .* found 5: .*Variable_4 \[7\]"):
+        match_projections({**TUTORIAL, "Variable_4": (7,)}, projection_size=128, features=128)
+    with pytest.raises(TF1NameError, match=r"no assignment of .* fits the shapes"):
+        match_projections(TUTORIAL, projection_size=64, features=128)
+    # with one role given by --map, the rest is matched around it
+    mapping, _ = match_projections(
+        {k: v for k, v in TUTORIAL.items() if k != "Variable_3"},
+        roles=["weights_in", "weights_out", "biases_in"],
+        projection_size=128,
+        features=128,
+        known={"biases_out": (10,)},
+    )
+    assert mapping == {
+        "weights_in": "Variable",
+        "weights_out": "Variable_1",
+        "biases_in": "Variable_2",
+    }
+
+
+def test_optimizer_variables() -> None:
+    for name in [
+        "beta1_power",
+        "beta2_power",
+        "global_step",
+        "Variable/Adam",
+        "Variable_3/Adam_1",
+        "rnn/gru_cell/gates/kernel/Adam_1",
+        "w/Momentum",
+        "w/RMSProp_1",
+        "beta1_power_1",
+    ]:
+        assert optimizer_variable(name), name
+    for name in ["Variable", "rnn/basic_lstm_cell/kernel", "Adam/kernel", "my_Adam"]:
+        assert not optimizer_variable(name), name
+
+
+# ----------------------------------------------------------------------------- Adam's step
+@pytest.mark.parametrize("t", [0, 1, 2, 299, 300, 700])
+def test_adam_step_from_float32_powers(t: int) -> None:
+    b1p = float(np.float32(0.9) ** np.float32(t + 1))
+    b2p = float(np.float32(0.999) ** np.float32(t + 1))
+    # TF multiplies in float32 step by step: reproduce its rounding too
+    p1, p2 = np.float32(0.9), np.float32(0.999)
+    for _ in range(t):
+        p1, p2 = np.float32(p1 * np.float32(0.9)), np.float32(p2 * np.float32(0.999))
+    assert adam_step_from_powers(b1p, b2p) == t
+    assert adam_step_from_powers(float(p1), float(p2)) == t
+
+
+def test_adam_step_after_beta1_power_underflows() -> None:
+    t = 5000  # 0.9 ** 5001 underflows float32; beta2_power still tells the step
+    assert adam_step_from_powers(0.0, float(np.float32(0.999 ** (t + 1)))) == t
+
+
+def test_adam_step_errors() -> None:
+    with pytest.raises(ValueError, match=r"beta1_power=0.5 is not beta1\^\(t\+1\) for any whole"):
+        adam_step_from_powers(0.5, 0.999)
+    with pytest.raises(ValueError, match=r"beta2_power=0.5 means t = .*inconsistent"):
+        adam_step_from_powers(0.9**5, 0.5)
+    with pytest.raises(ValueError, match=r"beta1_power=1.5 cannot be beta1\^\(t\+1\)"):
+        adam_step_from_powers(1.5, 0.999)
+    # the tutorial's checkpoint with the wrong betas is caught
+    with pytest.raises(ValueError, match=r"another beta1"):
+        adam_step_from_powers(0.9**301, 0.999**301, beta1=0.95)
