@@ -223,13 +223,28 @@ def _run_leaf(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute:
 
 # ----------------------------------------------------------------------------- CUDA: cuDNN
 def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | None) -> bool:
-    """cuDNN computes the same cell for BasicRNNCell (tanh, relu) and BasicLSTMCell (tanh)."""
-    if not x.is_cuda or lengths is not None or not torch.backends.cudnn.is_available():
+    """cuDNN computes the same cell for BasicRNNCell (tanh, relu) and BasicLSTMCell (tanh);
+    on CPU, oneDNN's LSTM (what ``nn.LSTM`` runs in float32 and bfloat16) is faster than the
+    generic kernels for BasicLSTMCell."""
+    if lengths is not None:
+        return False
+    if x.device.type == "cpu":
+        return (
+            type(cell) is BasicLSTMCell
+            and act == "tanh"
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and torch.backends.mkldnn.is_available()
+            and bool(torch.backends.mkldnn.enabled)
+            and _CPU_LSTM_PEER
+        )
+    if not x.is_cuda or not torch.backends.cudnn.is_available():
         return False
     if type(cell) is BasicRNNCell:
         return act in ("tanh", "relu")
     return type(cell) is BasicLSTMCell and act == "tanh"
 
+
+_CPU_LSTM_PEER = True  # benchmarks switch it off to time the generic LSTM kernel
 
 # PyTorch's gate order i, f, g, o from TF's i, j(=g), f, o.
 _TORCH_LSTM_ORDER = (0, 2, 1, 3)

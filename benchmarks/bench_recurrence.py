@@ -1,0 +1,279 @@
+"""rnnflow fused vs rnnflow reference vs PyTorch's fused nn.RNN / nn.LSTM / nn.GRU (the peer).
+
+    python -m benchmarks.bench_recurrence [--quick | --full] [--json PATH] [--write-doc]
+
+Every case builds the same model three ways (a cell -> the final hidden state -> Linear(10) ->
+cross-entropy), on the same inputs, and times them side by side (interleaved rounds, median; see
+``harness``): a training step is forward + backward + Adam, inference is a no-grad forward in eval
+mode. The peer reads padded batches as a ``PackedSequence`` when the case has sequence lengths.
+
+FLOPs counted: the cell's matrix products only, 2 (D + H) G per example and step forward
+(G = H, 4H, 3H for RNN, LSTM, GRU), and 3x that for a training step (forward, input/state
+gradient, weight gradient). ``peak`` is the fraction of the machine's FP32 GEMM rate measured at
+start (a 2048^3 GEMM). Memory is what autograd saves for backward in one training step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from benchmarks.harness import SavedTensorBytes, emit, gemm_peak_gflops, machine, time_interleaved
+from rnnflow import BasicLSTMCell, BasicRNNCell, GRUCell, dynamic_rnn
+from rnnflow.recurrence import fused
+
+DEPTH = 28  # inputs per step: the tutorial's MNIST rows
+CLASSES = 10
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+PEERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+CELLS = {"rnn": BasicRNNCell, "lstm": BasicLSTMCell, "gru": GRUCell}
+
+
+@dataclass(frozen=True)
+class Case:
+    cell: str  # rnn | lstm | gru
+    mode: str  # train | infer
+    batch: int = 128
+    steps: int = 28
+    units: int = 128
+    lengths: bool = False
+    precision: str = "fp32"  # fp32 | bf16 (autocast; the peer stays fp32)
+    reference: bool = True  # also time the per-step reference loop
+    group: str = "tutorial"
+
+    @property
+    def name(self) -> str:
+        seq = " seq_len" if self.lengths else ""
+        return (
+            f"{self.cell} {self.mode} B={self.batch} T={self.steps} H={self.units}{seq} "
+            f"{self.precision}"
+        )
+
+    def flops_per_example(self) -> float:
+        forward = 2 * (DEPTH + self.units) * GATES[self.cell] * self.units * self.steps
+        return forward * (3 if self.mode == "train" else 1)
+
+
+class RnnflowModel(nn.Module):
+    def __init__(self, case: Case, impl: str) -> None:
+        super().__init__()
+        self.cell = CELLS[case.cell](case.units, input_size=DEPTH)
+        self.head = nn.Linear(case.units, CLASSES)
+        self.impl = impl
+
+    def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        _, state = dynamic_rnn(self.cell, x, sequence_length=lengths, impl=self.impl)
+        h = state.h if isinstance(state, tuple) else state  # [B, H]
+        return self.head(h)
+
+
+class PeerModel(nn.Module):
+    def __init__(self, case: Case) -> None:
+        super().__init__()
+        self.rnn = PEERS[case.cell](DEPTH, case.units, batch_first=True)
+        self.head = nn.Linear(case.units, CLASSES)
+
+    def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        if lengths is not None:
+            x = nn.utils.rnn.pack_padded_sequence(
+                x, lengths, batch_first=True, enforce_sorted=False
+            )
+        _, state = self.rnn(x)
+        h = state[0] if isinstance(state, tuple) else state  # [1, B, H]
+        return self.head(h[0])
+
+
+def make_inputs(case: Case, seed: int = 0) -> tuple[Tensor, Tensor | None, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(case.batch, case.steps, DEPTH, generator=g)
+    lengths = None
+    if case.lengths:
+        lengths = torch.randint(1, case.steps + 1, (case.batch,), generator=g)
+        lengths[0] = case.steps
+    y = torch.randint(0, CLASSES, (case.batch,), generator=g)
+    return x, lengths, y
+
+
+def step_fn(
+    model: nn.Module, case: Case, x: Tensor, lengths: Tensor | None, y: Tensor, bf16: bool
+) -> Callable[[], Any]:
+    """One training step or one inference forward of ``model``, as a closure."""
+    autocast = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    )
+    if case.mode == "infer":
+        model.eval()
+
+        def infer() -> Tensor:
+            with torch.no_grad(), autocast():
+                return model(x, lengths)
+
+        return infer
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def train() -> float:
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            logits = model(x, lengths)
+        loss = nn.functional.cross_entropy(logits.float(), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return train
+
+
+def candidates(case: Case) -> dict[str, Callable[[], Any]]:
+    x, lengths, y = make_inputs(case)
+    bf16 = case.precision == "bf16"
+    out = {"fused": step_fn(RnnflowModel(case, "fused"), case, x, lengths, y, bf16)}
+    if case.cell == "lstm" and not case.lengths:
+        # The LSTM runs through oneDNN when it can; also time the generic fused kernel.
+        generic = step_fn(RnnflowModel(case, "fused"), case, x, lengths, y, bf16)
+
+        def fused_generic() -> Any:
+            fused._CPU_LSTM_PEER = False
+            try:
+                return generic()
+            finally:
+                fused._CPU_LSTM_PEER = True
+
+        out["fused_generic"] = fused_generic
+    if case.reference:
+        out["reference"] = step_fn(RnnflowModel(case, "reference"), case, x, lengths, y, bf16)
+    out["peer"] = step_fn(PeerModel(case), case, x, lengths, y, False)
+    return out
+
+
+def saved_bytes(model: nn.Module, case: Case, x: Tensor, lengths: Tensor | None) -> int:
+    model.train()
+    with SavedTensorBytes() as m:
+        logits = model(x, lengths)
+    del logits
+    return m.bytes
+
+
+def run_case(case: Case, peak: float, *, rounds: int, min_round_s: float) -> dict[str, Any]:
+    torch.manual_seed(0)
+    timings = time_interleaved(candidates(case), rounds=rounds, min_round_s=min_round_s)
+    record: dict[str, Any] = {"case": case.name, **asdict(case)}
+    peer = timings["peer"].median
+    for name, t in timings.items():
+        eps = case.batch / t.median
+        gflops = eps * case.flops_per_example() / 1e9
+        record[name] = {
+            "ms": round(t.median * 1e3, 3),
+            "examples_per_s": round(eps, 1),
+            "ratio_to_peer": round(peer / t.median, 3),
+            "gflops": round(gflops, 1),
+            "peak_fraction": round(gflops / peak, 3),
+            "spread": round(t.spread, 3),
+        }
+    if case.mode == "train" and case.group == "seq_len":
+        x, lengths, _ = make_inputs(case)
+        record["fused"]["saved_mb"] = round(
+            saved_bytes(RnnflowModel(case, "fused"), case, x, lengths) / 2**20, 2
+        )
+        record["peer"]["saved_mb"] = round(
+            saved_bytes(PeerModel(case), case, x, lengths) / 2**20, 2
+        )
+    return record
+
+
+def tutorial_cases(*, quick: bool) -> list[Case]:
+    cases = [
+        Case("rnn", "train"),
+        Case("rnn", "infer", batch=1000),
+        Case("lstm", "train"),
+        Case("lstm", "infer", batch=1000),
+        Case("lstm", "train", precision="bf16"),
+        Case("gru", "train"),
+        Case("gru", "infer", batch=1000),
+    ]
+    if not quick:
+        cases += [
+            Case("rnn", "train", precision="bf16"),
+            Case("lstm", "infer", batch=1000, precision="bf16"),
+        ]
+    return cases
+
+
+def grid_cases() -> list[Case]:
+    cases: list[Case] = []
+    for cell in ("rnn", "lstm"):
+        for steps in (112, 392, 784):
+            cases.append(Case(cell, "train", steps=steps, reference=False, group="seq_len"))
+        for units in (64, 256, 512, 1024):
+            cases.append(Case(cell, "train", units=units, reference=False, group="units"))
+        for batch in (1, 16, 512):
+            cases.append(Case(cell, "train", batch=batch, reference=False, group="batch"))
+    for cell in ("rnn", "lstm", "gru"):
+        cases.append(Case(cell, "train", lengths=True, group="lengths"))
+        cases.append(Case(cell, "infer", batch=1000, lengths=True, group="lengths"))
+    # Memory and time vs T at the tutorial size: the T=28 point of the seq_len group.
+    for cell in ("rnn", "lstm"):
+        cases.append(Case(cell, "train", reference=False, group="seq_len"))
+    return cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="tutorial cases only (about a minute)")
+    size.add_argument("--full", action="store_true", help="tutorial cases and the whole grid")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case")
+    parser.add_argument("--json", type=Path, default=None, help="also write the records here")
+    parser.add_argument(
+        "--write-doc", action="store_true", help="update docs/PERFORMANCE.md's recurrence section"
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return run(
+        quick=not args.full, rounds=args.rounds, json_path=args.json, write_doc=args.write_doc
+    )
+
+
+def run(
+    *,
+    quick: bool,
+    rounds: int | None = None,
+    json_path: Path | None = None,
+    write_doc: bool = False,
+) -> int:
+    info = machine()
+    rates = gemm_peak_gflops()
+    peak = rates["peak"]
+    info["fp32_gemm_gflops"] = {k: round(v, 1) for k, v in rates.items()}
+    emit({"machine": info})
+    cases = tutorial_cases(quick=quick) + ([] if quick else grid_cases())
+    records = []
+    for case in cases:
+        record = run_case(
+            case, peak, rounds=rounds or (5 if quick else 5), min_round_s=0.2 if quick else 0.15
+        )
+        emit(record)
+        records.append(record)
+    info["fp32_gemm_gflops_end"] = {k: round(v, 1) for k, v in gemm_peak_gflops().items()}
+    if json_path is not None:
+        json_path.write_text(json.dumps({"machine": info, "records": records}, indent=1))
+    if write_doc:
+        from benchmarks.report import write_performance_doc
+
+        write_performance_doc(info, records, quick=quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
