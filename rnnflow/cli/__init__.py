@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # run functions so that `rnnflow --help` stays fast.
 _COMMANDS: dict[str, str] = {
     "download": "download",
+    "bench": "bench",
     "train": "train",
     "evaluate": "evaluate",
     "predict": "predict",
