@@ -16,6 +16,7 @@ from collections.abc import Sequence
 _COMMANDS: dict[str, str] = {
     "download": "download",
     "bench": "bench",
+    "import-tf1": "import_tf1",
     "train": "train",
     "evaluate": "evaluate",
     "predict": "predict",

@@ -229,6 +229,15 @@ def import_tutorial(
                 f"{owner}: no variable {name!r} in the checkpoint (--map/--ignore); it has "
                 f"{sorted(n for n in shapes if not optimizer_variable(n))}"
             )
+    for name, param in overrides.items():
+        if param not in PROJECTION_ROLES and not param.startswith(
+            ("cell.", "cell_fw.", "cell_bw.")
+        ):
+            raise TF1NameError(
+                f"{owner}: --map {name}={param}: unknown rnnflow parameter {param!r}; expected "
+                f"one of {list(PROJECTION_ROLES)} or a cell parameter (cell.kernel, "
+                "cell.cell_0.bias, cell_fw.gates.kernel, ...)"
+            )
     notes: list[str] = []
     skipped = sorted(ignore)
     model_vars = {
@@ -237,7 +246,9 @@ def import_tutorial(
         if n not in ignore and (n in overrides or not optimizer_variable(n))
     }
     free = {n: s for n, s in model_vars.items() if n not in overrides}
-    layout = parse_rnn_variables(free)
+    layout = parse_rnn_variables(
+        {n: s for n, s in model_vars.items() if overrides.get(n) not in PROJECTION_ROLES}
+    )
     hidden = layout.num_units * (2 if layout.bidirectional else 1)
     roles = [r for r in PROJECTION_ROLES if r not in overrides.values()]
     known = {param: tuple(shapes[name]) for name, param in overrides.items()}

@@ -285,8 +285,11 @@ def match_projections(
     if len(valid) == 1:
         return valid[0], []
     if not valid:
+        given = ", ".join(f"{r} {list(s)}" for r, s in known.items())
         raise TF1NameError(
-            f"match_projections: no assignment of {listing} to {roles} fits the shapes "
+            f"match_projections: no assignment of {listing} to {roles}"
+            + (f" (with {given} given)" if given else "")
+            + " fits the shapes "
             f"weights_in [D, {projection_size}], biases_in [{projection_size}], "
             f"weights_out [{features}, C], biases_out [C]; use --map NAME=PARAM"
         )

@@ -1,0 +1,222 @@
+"""End to end: TF1 checkpoints of the tutorial's program, trained with real TensorFlow, become
+rnnflow models that compute TF's logits, and runs that evaluate, predict and keep training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from interop._tf1_bundle import FIXTURES, load_expected
+
+from rnnflow.cli import main
+from rnnflow.interop.tf1_checkpoint import TF1Checkpoint
+from rnnflow.interop.tf1_import import import_tutorial
+from rnnflow.interop.tf1_names import TF1NameError
+
+MODELS = {  # name: (cell, units, layers)
+    "basic_rnn": ("rnn", 128, 1),
+    "basic_lstm": ("lstm", 64, 1),
+    "gru": ("gru", 64, 1),
+    "multi_lstm": ("lstm", 32, 2),
+}
+
+
+def _batch(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    with np.load(FIXTURES / "batch.npz") as data:
+        images, labels = data["images"], data["labels"]
+    x = torch.from_numpy(images).to(torch.float64).div(255.0).to(dtype)  # [N, 28, 28]
+    return x, torch.from_numpy(labels)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_imported_model_matches_tf_logits(model: str) -> None:
+    imported = import_tutorial(FIXTURES / model / "model.ckpt")
+    expected = load_expected(model)
+    cell, units, layers = MODELS[model]
+    config = imported.config
+    assert (config.cell, config.num_units, config.num_layers) == (cell, units, layers)
+    assert config.projection_size is None and not config.bidirectional
+    assert imported.step == 300 and imported.skipped == []
+    x32, _ = _batch(torch.float32)
+    with torch.no_grad():
+        logits = imported.model(x32)
+    # float32 against TF's float32 graph (same weights, same inputs)
+    torch.testing.assert_close(logits, torch.from_numpy(expected["logits"]), atol=1e-5, rtol=0)
+    # float64 against a float64 copy of TF's graph: the same function up to rounding
+    model64 = imported.model.to(torch.float64)
+    with torch.no_grad():
+        logits64 = model64(_batch(torch.float64)[0])
+    torch.testing.assert_close(
+        logits64, torch.from_numpy(expected["logits_f64"]), atol=1e-9, rtol=0
+    )
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_imported_adam_state_continues_like_tf(model: str) -> None:
+    """One more Adam step from the imported slots lands where TF's next step did."""
+    from rnnflow.training import build_optimizer
+
+    imported = import_tutorial(FIXTURES / model / "model.ckpt")
+    expected = load_expected(model)
+    net = imported.model.train()
+    optimizer = build_optimizer(imported.config, net)
+    optimizer.load_state_dict(imported.optimizer_state)
+    state = optimizer.state[net.weights_in]
+    assert float(state["step"]) == 300
+    tf_m = TF1Checkpoint(FIXTURES / model / "model.ckpt").read("Variable/Adam")
+    torch.testing.assert_close(state["exp_avg"], tf_m, atol=0, rtol=0)
+    x, y = _batch(torch.float32)
+    loss = F.cross_entropy(net(x), y)
+    torch.testing.assert_close(loss, torch.tensor(float(expected["loss"])), atol=1e-5, rtol=0)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = net(x)
+    # TF and PyTorch place Adam's epsilon differently (see tf1_import); negligible here
+    torch.testing.assert_close(
+        after, torch.from_numpy(expected["logits_after_step"]), atol=2e-5, rtol=0
+    )
+
+
+def test_map_overrides_and_their_errors() -> None:
+    prefix = FIXTURES / "basic_rnn" / "model.ckpt"
+    same = import_tutorial(prefix, overrides={"Variable_3": "biases_out"})
+    assert same.mapping["biases_out"] == "Variable_3"
+    with pytest.raises(
+        TF1NameError,
+        match=r"no assignment of Variable_2 \[128\], Variable_3 \[10\] to \['biases_in', "
+        r"'biases_out'\] \(with weights_in \[128, 10\], weights_out \[28, 128\] given\)",
+    ):
+        import_tutorial(prefix, overrides={"Variable_1": "weights_in", "Variable": "weights_out"})
+    with pytest.raises(TF1NameError, match=r"--map names unknown rnnflow parameters \['cell.w'\]"):
+        import_tutorial(prefix, overrides={"rnn/basic_rnn_cell/bias": "cell.w"})
+    with pytest.raises(TF1NameError, match=r"no variable 'Variable_9' in the checkpoint"):
+        import_tutorial(prefix, overrides={"Variable_9": "weights_in"})
+    with pytest.raises(
+        TF1NameError,
+        match=r"--map Variable=w_in: unknown rnnflow parameter 'w_in'; expected one of",
+    ):
+        import_tutorial(prefix, overrides={"Variable": "w_in"})
+
+
+def test_extra_variables_need_map_or_ignore(tmp_path: Path, bundle_writer) -> None:
+    source = TF1Checkpoint(FIXTURES / "gru" / "model.ckpt")
+    tensors = {n: source.read(n).numpy() for n in source}
+    tensors["Variable_4"] = np.ones(7, np.float32)  # e.g. a second head the user added
+    tensors["global_step"] = np.array(300, np.int64)
+    prefix = bundle_writer(tmp_path / "extra" / "model.ckpt", tensors)
+    with pytest.raises(TF1NameError, match=r"found 5: Variable \[28, 64\], .*Variable_4 \[7\]"):
+        import_tutorial(prefix)
+    imported = import_tutorial(prefix, ignore=["Variable_4"])
+    assert imported.skipped == ["Variable_4", "global_step"]
+    without = import_tutorial(prefix, ignore=["Variable_4"], with_optimizer=False)
+    assert without.optimizer_state is None and without.step == 0
+    assert "beta1_power" in without.skipped
+
+
+def test_checkpoint_without_adam_slots(tmp_path: Path, bundle_writer) -> None:
+    source = TF1Checkpoint(FIXTURES / "basic_lstm" / "model.ckpt")
+    tensors = {n: source.read(n).numpy() for n in source if "Adam" not in n and "power" not in n}
+    prefix = bundle_writer(tmp_path / "plain" / "model.ckpt", tensors)
+    imported = import_tutorial(prefix)
+    assert imported.optimizer_state is None and imported.step == 0
+    assert imported.notes == [
+        "no Adam slots in the checkpoint: continued training starts a fresh Adam"
+    ]
+    partial = dict(tensors, **{"Variable/Adam": tensors["Variable"]})
+    partial["Variable/Adam_1"] = tensors["Variable"]
+    prefix = bundle_writer(tmp_path / "partial" / "model.ckpt", partial)
+    with pytest.raises(TF1NameError, match=r"incomplete Adam state \(no slots for \['biases_in'"):
+        import_tutorial(prefix)
+
+
+# ----------------------------------------------------------------------------- the CLI
+def test_cli_list(capsys) -> None:
+    assert main(["import-tf1", str(FIXTURES / "gru"), "--list", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "model.ckpt: 26 variables, 1 shard(s)" in out
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:-1]}
+    assert lines["rnn/gru_cell/gates/kernel"] == ["float32", "128x128", "model"]
+    assert lines["beta1_power"] == ["float32", "scalar", "optimizer"]
+    assert lines["Variable/Adam_1"] == ["float32", "28x64", "optimizer"]
+    assert out.endswith("all tensors read; crc32c verified\n")
+
+
+def test_cli_list_reports_a_corrupted_tensor(tf1_copy, capsys) -> None:
+    prefix = tf1_copy("gru")
+    data = Path(f"{prefix}.data-00000-of-00001")
+    raw = bytearray(data.read_bytes())
+    raw[100] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    assert main(["import-tf1", str(prefix), "--list"]) == 0  # the index alone is fine
+    assert main(["import-tf1", str(prefix), "--list", "--check"]) == 1
+    assert "crc32c mismatch for 'Variable'" in capsys.readouterr().err
+
+
+def test_cli_import_writes_a_run_that_evaluates_predicts_and_resumes(tmp_path: Path, capsys):
+    from rnnflow.training import fit, load_checkpoint, load_trained_model
+
+    run_dir = tmp_path / "run"
+    argv = ["import-tf1", str(FIXTURES / "basic_rnn" / "model.ckpt"), "--preset", "tutorial"]
+    argv += ["--out", str(run_dir), "--dataset", "fashion-mnist", "--train-examples", "38656"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "  weights_in   <- Variable\n" in out and "Adam state: step 300" in out
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "best.safetensors",
+        "checkpoint.safetensors",
+        "config.json",
+        "import.json",
+    ]
+    record = json.loads((run_dir / "import.json").read_text())
+    assert record["mapping"]["cell.kernel"] == "rnn/basic_rnn_cell/kernel"
+    assert json.loads((run_dir / "config.json").read_text())["dataset"] == "fashion-mnist"
+
+    # evaluate / predict load it as a trained run: TF's logits
+    model, checkpoint = load_trained_model(run_dir)
+    assert checkpoint.progress["step"] == 300
+    x, _ = _batch(torch.float32)
+    with torch.no_grad():
+        logits = model(x)
+    expected = load_expected("basic_rnn")
+    torch.testing.assert_close(logits, torch.from_numpy(expected["logits"]), atol=1e-5, rtol=0)
+
+    # training continues from TF's Adam state at step 300: one more step (38656 = 302 * 128)
+    resume = load_checkpoint(run_dir / "checkpoint.safetensors")
+    assert resume.optimizer is not None and len(resume.optimizer["state"]) == 6
+    images = torch.from_numpy(np.load(FIXTURES / "batch.npz")["images"]).float() / 255
+    labels = torch.from_numpy(np.load(FIXTURES / "batch.npz")["labels"])
+    train = (images.repeat(4, 1, 1), labels.repeat(4))  # 256 examples: 2 batches
+    _, progress = fit(
+        resume.config,
+        run_dir,
+        train_data=train,
+        val_data=(images, labels),
+        resume=resume,
+        stop_at_step=301,
+    )
+    assert progress.step == 301
+
+
+def test_cli_import_errors(tmp_path: Path, capsys) -> None:
+    prefix = str(FIXTURES / "basic_rnn" / "model.ckpt")
+    assert main(["import-tf1", str(tmp_path / "none"), "--list"]) == 1
+    assert "rnnflow import-tf1: TF1Checkpoint: no index file" in capsys.readouterr().err
+    assert main(["import-tf1", prefix]) == 2
+    assert "give --list, or --preset tutorial --out RUN_DIR" in capsys.readouterr().err
+    out = ["--preset", "tutorial", "--out", str(tmp_path / "r")]
+    assert main(["import-tf1", prefix, *out, "--num-units", "64"]) == 2
+    assert "--num-units: the model's shape comes from the checkpoint" in capsys.readouterr().err
+    assert main(["import-tf1", prefix, *out, "--map", "Variable"]) == 2
+    assert "--map expects NAME=PARAM, got 'Variable'" in capsys.readouterr().err
+    assert main(["import-tf1", prefix, *out, "--map", "Variable_1=weights_in"]) == 2
+    assert "no assignment of" in capsys.readouterr().err
+    assert main(["import-tf1", prefix, *out]) == 0
+    capsys.readouterr()
+    assert main(["import-tf1", prefix, *out]) == 2
+    assert "already holds a run; choose another --out" in capsys.readouterr().err
