@@ -269,10 +269,56 @@ def run(
     if json_path is not None:
         json_path.write_text(json.dumps({"machine": info, "records": records}, indent=1))
     if write_doc:
-        from benchmarks.report import write_performance_doc
-
-        write_performance_doc(info, records, quick=quick)
+        write_performance_doc(info, records)
     return 0
+
+
+PERFORMANCE_MD = Path(__file__).resolve().parent.parent / "docs" / "PERFORMANCE.md"
+SECTION = "## Recurrence: measured ratios"
+
+
+def results_table(records: list[dict[str, Any]]) -> str:
+    """Markdown table: one row per case, examples/s and ratio to the peer per candidate."""
+    rows = [
+        "| group | case | fused ex/s | x peer | fused GFLOP/s (peak) | oneDNN-LSTM-free fused "
+        "x peer | reference x peer | peer ex/s | spread | saved MB fused / peer |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in records:
+        f, p = r["fused"], r["peer"]
+        gen, ref = r.get("fused_generic"), r.get("reference")
+        gen_ratio = f"{gen['ratio_to_peer']:.2f}" if isinstance(gen, dict) else ""
+        ref_ratio = f"{ref['ratio_to_peer']:.2f}" if isinstance(ref, dict) else ""
+        mem = f"{f['saved_mb']} / {p['saved_mb']}" if "saved_mb" in f else ""
+        spread = max(v["spread"] for v in r.values() if isinstance(v, dict) and "spread" in v)
+        rows.append(
+            f"| {r['group']} | {r['case']} | {f['examples_per_s']:,.0f} | "
+            f"**{f['ratio_to_peer']:.2f}** | {f['gflops']} ({100 * f['peak_fraction']:.0f}%) | "
+            f"{gen_ratio} | {ref_ratio} | {p['examples_per_s']:,.0f} | {spread:.2f} | {mem} |"
+        )
+    return "\n".join(rows)
+
+
+def write_performance_doc(info: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """Replace the measured-ratios section of docs/PERFORMANCE.md; other sections stay."""
+    gemm = info.get("fp32_gemm_gflops", {})
+    body = (
+        f"{SECTION}\n\n"
+        f"Measured {info['date']} with `{info['command']}` on {info['cpu']}, "
+        f"{info['logical_cpus']} logical CPUs, torch {info['torch']} with "
+        f"{info['torch_threads']} thread(s); load average at start {info['load_avg']}. "
+        f"FP32 GEMM 2048^3: torch.mm (MKL) {gemm.get('mm')} GFLOP/s, oneDNN "
+        f"{gemm.get('onednn')} GFLOP/s (the peak used below).\n\n"
+        f"{results_table(records)}\n"
+    )
+    text = PERFORMANCE_MD.read_text() if PERFORMANCE_MD.exists() else "# Performance\n"
+    start = text.find(SECTION)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + body + (text[end + 1 :] if end >= 0 else "")
+    PERFORMANCE_MD.write_text(text)
 
 
 if __name__ == "__main__":
