@@ -86,6 +86,8 @@ _DTYPES: dict[int, tuple[str, str | None]] = {
     23: ("uint64", None),
 }
 
+READABLE_DTYPES = frozenset(name for name, np_dtype in _DTYPES.values() if np_dtype is not None)
+
 
 class TF1CheckpointError(ValueError):
     """A TF1 checkpoint that cannot be read: missing file, malformed or unsupported content."""
@@ -107,6 +109,11 @@ class TensorEntry:
     size: int  # bytes in the data shard
     crc32c: int  # as stored (masked)
     sliced: bool  # a partitioned variable (its data lives in slice entries)
+
+    @property
+    def readable(self) -> bool:
+        """Whether :meth:`TF1Checkpoint.read` can return it (a supported dtype, not sliced)."""
+        return not self.sliced and self.dtype in READABLE_DTYPES
 
     @property
     def numel(self) -> int:

@@ -346,6 +346,7 @@ def test_unsupported_tensors_are_listed_but_not_read(tmp_path: Path, bundle_writ
     prefix = bundle_writer(tmp_path / "u", {"a": np.zeros(3, np.float32)}, entries=entries)
     ckpt = TF1Checkpoint(prefix)
     assert ckpt.entries["names"].dtype == "string" and ckpt.entries["part"].sliced
+    assert [n for n, e in ckpt.entries.items() if e.readable] == ["a"]
     with pytest.raises(TF1CheckpointError, match=r"'names' has dtype string, which this reader"):
         ckpt.read("names")
     with pytest.raises(TF1CheckpointError, match=r"'part' is a partitioned \(sliced\) variable"):
