@@ -275,7 +275,6 @@ def import_tutorial(
         num_units=layout.num_units,
         num_layers=layout.num_layers,
         bidirectional=layout.bidirectional,
-        dropout=0.0,
         projection_size=None if layout.input_size == layout.num_units else layout.input_size,
         optimizer="adam",
         weight_decay=0.0,

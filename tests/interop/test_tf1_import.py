@@ -242,3 +242,20 @@ def test_cli_import_errors(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(["import-tf1", prefix, *out]) == 2
     assert "already holds a run; choose another --out" in capsys.readouterr().err
+
+
+def test_dropout_for_continued_training_wraps_the_imported_cells() -> None:
+    from dataclasses import replace
+
+    from rnnflow.training import PRESETS
+
+    base = replace(PRESETS["tutorial"], dropout=0.2)
+    imported = import_tutorial(FIXTURES / "multi_lstm" / "model.ckpt", base_config=base)
+    assert imported.config.dropout == 0.2
+    assert imported.mapping["cell.cell_1.cell.kernel"] == (
+        "rnn/multi_rnn_cell/cell_1/basic_lstm_cell/kernel"
+    )
+    with torch.no_grad():  # eval mode: dropout off, TF's function
+        logits = imported.model.eval()(_batch(torch.float32)[0])
+    expected = load_expected("multi_lstm")["logits"]
+    torch.testing.assert_close(logits, torch.from_numpy(expected), atol=1e-5, rtol=0)
