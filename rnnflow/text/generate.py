@@ -1,0 +1,133 @@
+"""Sampling from a CharLM one character at a time, carrying the recurrent state.
+
+    logits, state = model([<bos>, prime...])             # one dynamic_rnn call over the prime
+    repeat:
+        p  = softmax(mask(logits) / temperature)          # mask: specials, the form, top-k
+        c ~ p                                             # torch.Generator seeded by ``seed``
+        logits, state = model([c], initial_state=state)   # one step, the state carried
+    until <eos> (or ``length`` characters, or the form is complete)
+
+The mask always removes ``<pad>``, ``<unk>`` and ``<bos>``; with a :class:`PoemForm` it keeps only
+the ids the form allows at each position (hanzi, ``，``, ``。？！``, a line break, ``<eos>``), so
+the poem is well formed whatever the model prefers. Top-k then keeps the k most likely of the
+allowed ids; ``temperature=0`` picks the most likely one (greedy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rnnflow.models.char_lm import CharLM
+from rnnflow.text.corpus import Vocabulary
+from rnnflow.text.poetry import FormMask, PoemForm
+
+__all__ = ["Sample", "generate"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A generated text: ``text`` is the prime followed by the sampled characters."""
+
+    text: str
+    prime: str
+    ids: list[int]  # sampled ids (not the prime), <eos> included when it was drawn
+    log_prob: float  # sum of log p of the sampled ids under the masked, tempered distribution
+    finished: bool  # True if <eos> was drawn (always True with a form)
+
+
+@torch.no_grad()
+def generate(
+    model: CharLM,
+    vocab: Vocabulary,
+    *,
+    prime: str = "",
+    length: int = 200,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    seed: int = 0,
+    form: PoemForm | None = None,
+) -> Sample:
+    """Sample a continuation of ``prime`` from ``model`` (see the module docstring).
+
+    Args:
+        prime: text to start with (every character must be in the vocabulary).
+        length: at most this many characters after the prime (ignored with ``form``: the form
+            fixes the length).
+        temperature: > 0 divides the logits; 0 is greedy decoding.
+        top_k: keep the k most likely allowed ids; 0 keeps all.
+        seed: seeds the sampling generator: the same seed gives the same text.
+        form: force a regular poem; ``prime`` must then be a prefix that fits it.
+    """
+    if temperature < 0:
+        raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
+    if top_k < 0:
+        raise ValueError(f"generate: top_k must be >= 0, got {top_k}")
+    if length < 0:
+        raise ValueError(f"generate: length must be >= 0, got {length}")
+    if len(vocab) != model.vocab_size:
+        raise ValueError(
+            f"generate: the vocabulary has {len(vocab)} symbols, the model {model.vocab_size}"
+        )
+    unknown = sorted({ch for ch in prime if ch not in vocab})
+    if unknown:
+        raise ValueError(f"generate: the prime has characters the model does not know: {unknown}")
+    form_mask = FormMask(form, vocab) if form is not None else None
+    if form_mask is not None:
+        form_mask.check_prefix(prime)
+        length = len(form_mask) - len(prime)
+
+    was_training = model.training
+    model.eval()
+    device = model.output.weight.device
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.ones(len(vocab), dtype=torch.bool)  # [V]
+    base[[vocab.pad_id, vocab.unk_id, vocab.bos_id]] = False
+    try:
+        tokens = torch.tensor([[vocab.bos_id, *vocab.encode(prime)]], device=device)  # [1, L]
+        logits, state = model(tokens)  # [1, L, V]
+        last = logits[0, -1].float().cpu()  # [V]
+        ids: list[int] = []
+        log_prob = 0.0
+        finished = False
+        for _ in range(length):
+            allowed = base
+            if form_mask is not None:
+                allowed = allowed & form_mask.allowed(len(prime) + len(ids))
+            choice, lp = _draw(last, allowed, temperature, top_k, generator)
+            ids.append(choice)
+            log_prob += lp
+            if choice == vocab.eos_id:
+                finished = True
+                break
+            step = torch.tensor([[choice]], device=device)  # [1, 1]
+            logits, state = model(step, initial_state=state)
+            last = logits[0, -1].float().cpu()
+    finally:
+        model.train(was_training)
+    return Sample(
+        text=prime + vocab.decode(ids),
+        prime=prime,
+        ids=ids,
+        log_prob=log_prob,
+        finished=finished,
+    )
+
+
+def _draw(
+    logits: Tensor, allowed: Tensor, temperature: float, top_k: int, generator: torch.Generator
+) -> tuple[int, float]:
+    """One id from ``logits`` [V] restricted to ``allowed`` [V], and its log-probability."""
+    masked = logits.masked_fill(~allowed, float("-inf"))  # [V]
+    if temperature == 0:
+        choice = int(masked.argmax())
+        return choice, 0.0
+    masked = masked / temperature
+    if top_k and top_k < int(allowed.sum()):
+        kth = masked.topk(top_k).values[-1]
+        masked = masked.masked_fill(masked < kth, float("-inf"))
+    log_p = masked.log_softmax(-1)  # [V]
+    choice = int(torch.multinomial(log_p.exp(), 1, generator=generator))
+    return choice, float(log_p[choice])
