@@ -237,3 +237,22 @@ def test_fashion_images_fill_the_frame_as_in_fashion_mnist(tmp_path):
     field = load_fashion_image(str(tmp_path / "b.png")).numpy()
     rows = np.flatnonzero(field.max(axis=1) > 0.5)
     assert field.shape == (28, 28) and rows[0] == 0 and rows[-1] == 27  # longest side -> 28
+
+
+def test_progress_bar_plain_lines_when_not_a_terminal():
+    import io
+
+    from rnnflow.cli._progress import ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar(100, stream, plain_every=0.0, start_step=40)
+    bar.loss, bar.accuracy = 0.5, 0.75
+    bar.update(50, 128)
+    bar.update(100, 128)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in stream.getvalue()
+    assert lines[0].startswith("[============>") and " 50% 50/100" in lines[0]
+    assert "loss 0.500" in lines[0] and "acc 0.750" in lines[0] and "ETA" in lines[0]
+    silent = io.StringIO()
+    ProgressBar(10, silent, enabled=False).update(5, 1)
+    assert silent.getvalue() == ""

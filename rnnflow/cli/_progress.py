@@ -29,6 +29,7 @@ class ProgressBar:
         interval: float = 0.2,
         plain_every: float = 30.0,
         width: int = 24,
+        start_step: int = 0,
     ) -> None:
         self.total = total
         self.stream = stream
@@ -36,9 +37,9 @@ class ProgressBar:
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
         self.interval = interval if self.tty else plain_every
         self.width = width
-        self._last = 0.0
-        self._start_step: int | None = None
+        self._start_step = start_step
         self._start_time = time.perf_counter()
+        self._last = self._start_time
         self.loss: float | None = None
         self.accuracy: float | None = None
         self.val_accuracy: float | None = None
@@ -47,8 +48,6 @@ class ProgressBar:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if self._start_step is None:
-            self._start_step, self._start_time = step - 1, now - 1e-9
         if not force and now - self._last < self.interval and step < self.total:
             return
         self._last = now

@@ -179,7 +179,12 @@ def run(args: argparse.Namespace) -> int:
             f"run {run_dir}: resuming at step {resume.progress['step']} of {config.steps} "
             f"({resume.progress['examples']} examples seen)"
         )
-    bar = ProgressBar(config.steps, sys.stderr, enabled=not args.quiet)
+    bar = ProgressBar(
+        config.steps,
+        sys.stderr,
+        enabled=not args.quiet,
+        start_step=resume.progress["step"] if resume is not None else 0,
+    )
 
     def on_step(progress: Any, info: dict[str, Any]) -> None:
         if info.get("kind") == "val":

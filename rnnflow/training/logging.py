@@ -31,7 +31,8 @@ class MetricsLogger:
 
     Each record has ``kind`` ("train", "val" or "test"), ``step`` and ``examples``. Opening an
     existing log with ``keep_until_step=s`` (a resume from step ``s``) drops the records an
-    interrupted session wrote after its last checkpoint, so the log reads as one run.
+    interrupted session wrote after its last checkpoint (and any earlier final test result), so
+    the log reads as one run.
     """
 
     def __init__(
@@ -43,7 +44,11 @@ class MetricsLogger:
     ) -> None:
         self.path = Path(run_dir) / METRICS_NAME
         if keep_until_step is not None and self.path.exists():
-            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= keep_until_step]
+            kept = [
+                r
+                for r in read_metrics(self.path)
+                if r.get("step", 0) <= keep_until_step and r.get("kind") != "test"
+            ]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         self._file = self.path.open("a", encoding="utf-8")
         self._writer = None
