@@ -20,6 +20,7 @@ _COMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "predict": "predict",
+    "generate": "generate",
 }
 
 

@@ -1,0 +1,288 @@
+"""`rnnflow train --task charlm`: train a character-level language model (the poem generator).
+
+    rnnflow train --task charlm --preset tang --out runs/tang            # built-in Tang corpus
+    rnnflow train --task charlm --corpus text --text a.txt --text b.txt --out runs/mine
+    rnnflow train --task charlm --resume runs/tang
+
+``add_arguments(parser)`` adds the flags this task needs to a parser (skipping any flag the
+parser already has, so it can extend ``rnnflow train``'s); ``run(args)`` does the work. One flag
+per ``CharLMConfig`` field (dest ``cfg_<field>``, unset flags stay out of the namespace), so the
+dataclass stays the only list of defaults. RUN_DIR receives what ``rnnflow.text.train``
+describes; the last line printed is the validation perplexity vs the unigram and bigram baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import typing
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+# Flags that may change on --resume: where the data is and how many threads; not the experiment.
+_RESUMABLE_OVERRIDES = {"fortunes_dir", "threads", "device"}
+
+
+def _optional(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        return None if text.lower() == "none" else parse(text)
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the charlm flags to ``parser``; flags it already defines are left as they are (an
+    existing ``--preset`` gets the charlm preset names added to its choices)."""
+    from rnnflow.text.train import PRESETS, CharLMConfig, field_type
+
+    existing = parser._option_string_actions  # argparse has no public lookup
+
+    def add(flag: str, **kwargs: Any) -> None:
+        if flag not in existing:
+            parser.add_argument(flag, **kwargs)
+
+    preset = existing.get("--preset")
+    if preset is None:
+        parser.add_argument("--preset", choices=sorted(PRESETS), default="tang")
+    elif preset.choices is not None:
+        preset.choices = sorted({*preset.choices, *PRESETS})
+        preset.help = (preset.help or "") + f"; with --task charlm: {', '.join(sorted(PRESETS))}"
+    add("--out", metavar="RUN_DIR", help="new run folder to create")
+    add("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    add("--tensorboard", action="store_true", help="also write TensorBoard events")
+    add("--quiet", action="store_true", help="no progress output")
+    add("--stop-at-step", type=int, metavar="N", help="stop (resumable) after N optimizer steps")
+    group = parser.add_argument_group(
+        "charlm config (--task charlm)", "any CharLMConfig field; the preset's value when not given"
+    )
+    for f in fields(CharLMConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if flag in existing:
+            continue
+        tp = field_type(f.name)
+        kwargs: dict[str, Any] = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS}
+        help_text = f"(default: {f.default!r})"
+        if typing.get_origin(tp) is typing.Literal:
+            group.add_argument(flag, choices=typing.get_args(tp), help=help_text, **kwargs)
+            continue
+        if typing.get_origin(tp) is tuple:
+            group.add_argument(
+                flag,
+                action="append",
+                metavar="PATH",
+                help="a UTF-8 text file (repeat for several); implies --corpus text",
+                **kwargs,
+            )
+            continue
+        if tp is bool:
+            group.add_argument(
+                flag, action=argparse.BooleanOptionalAction, help=help_text, **kwargs
+            )
+            continue
+        args = typing.get_args(tp)
+        base = next((a for a in args if a is not type(None)), tp)
+        parse = {int: int, float: float, str: str}[base]
+        if type(None) in args:
+            parse = _optional(parse)
+            help_text += "; 'none' for None"
+        group.add_argument(
+            flag, type=parse, metavar=base.__name__.upper(), help=help_text, **kwargs
+        )
+
+
+def is_charlm_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir/config.json`` was written by ``rnnflow train --task charlm``."""
+    try:
+        data = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("task") == "charlm"
+
+
+def _fail(message: str, status: int = 2) -> int:
+    print(f"rnnflow train --task charlm: {message}", file=sys.stderr)
+    return status
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from rnnflow.text.train import CharLMConfig
+
+    known = {f.name for f in fields(CharLMConfig)}
+    given = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+    foreign = sorted(set(given) - known)
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise ValueError(f"{flags}: not a charlm option (see rnnflow train --help)")
+    if "text" in given:
+        given["text"] = tuple(given["text"])
+        given.setdefault("corpus", "text")
+    return given
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from rnnflow.cli._progress import ProgressBar
+    from rnnflow.cli.train import _StopFlag
+    from rnnflow.text.corpus import CorpusError
+    from rnnflow.text.train import (
+        BEST_NAME,
+        CHECKPOINT_NAME,
+        PRESETS,
+        baselines,
+        evaluate,
+        fit,
+        load_charlm,
+        load_charlm_checkpoint,
+        prepare_data,
+    )
+    from rnnflow.training.checkpoint import CheckpointError, atomic_write_bytes
+    from rnnflow.training.logging import MetricsLogger, read_metrics
+    from rnnflow.training.plots import plot_curves
+
+    try:
+        overrides = _overrides(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    resume = None
+    preset = getattr(args, "preset", None)
+    if preset not in PRESETS:
+        if preset is not None and preset != "tutorial":  # "tutorial": the classifier's default
+            return _fail(f"--preset must be one of {sorted(PRESETS)} with --task charlm")
+        preset = "tang"
+    if args.resume:
+        if args.out and Path(args.out) != Path(args.resume):
+            return _fail("give either --out (new run) or --resume (existing run), not both")
+        run_dir = Path(args.resume)
+        try:
+            resume = load_charlm_checkpoint(run_dir / CHECKPOINT_NAME)
+        except (FileNotFoundError, CheckpointError) as exc:
+            return _fail(f"cannot resume: {exc}")
+        fixed = sorted(set(overrides) - _RESUMABLE_OVERRIDES)
+        if fixed:
+            flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            return _fail(
+                f"--resume continues the saved config; {flags} cannot change "
+                "(only --fortunes-dir, --threads and --device can)"
+            )
+        try:
+            config = replace(resume.config, **overrides)
+        except (TypeError, ValueError) as exc:
+            return _fail(str(exc))
+    else:
+        if not args.out:
+            return _fail("--out RUN_DIR is required (or --resume RUN_DIR)")
+        run_dir = Path(args.out)
+        if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "config.json").exists():
+            return _fail(
+                f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose "
+                "another --out"
+            )
+        try:
+            config = replace(PRESETS[preset], **overrides)
+        except (TypeError, ValueError) as exc:
+            return _fail(str(exc))
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    quiet = getattr(args, "quiet", False)
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
+    try:
+        data = prepare_data(config)
+    except (FileNotFoundError, CorpusError, OSError, ValueError) as exc:
+        return _fail(str(exc), 1)
+    from rnnflow.text.corpus import BucketBatches
+
+    steps_per_epoch = len(BucketBatches(data.train_examples, config.batch_size, shuffle=False))
+    total = config.epochs * steps_per_epoch
+    if resume is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
+        atomic_write_bytes(run_dir / "vocab.json", (data.vocab.to_json() + "\n").encode())
+        say(
+            f"run {run_dir}: {config.corpus} corpus, {len(data.train_docs)} + "
+            f"{len(data.val_docs)} documents (train + val), {data.train_tokens} + "
+            f"{data.val_tokens} characters, vocabulary {len(data.vocab)}, {total} steps"
+        )
+    else:
+        say(f"run {run_dir}: resuming at step {resume.progress['step']} of {total}")
+    bar = ProgressBar(total, sys.stderr, enabled=not quiet)
+
+    def on_step(progress: Any, info: dict[str, Any]) -> None:
+        if info.get("kind") == "val":
+            bar.val_accuracy = info["accuracy"]
+        elif info.get("kind") == "train":
+            bar.loss, bar.accuracy = info["loss"], info["accuracy"]
+        bar.update(progress.step, config.batch_size)
+
+    start = time.perf_counter()
+    keep = resume.progress["step"] if resume is not None else None
+    try:
+        with (
+            MetricsLogger(
+                run_dir, tensorboard=getattr(args, "tensorboard", False), keep_until_step=keep
+            ) as metrics,
+            _StopFlag() as stop,
+        ):
+            _, progress = fit(
+                config,
+                run_dir,
+                data=data,
+                resume=resume,
+                metrics=metrics,
+                on_step=on_step,
+                should_stop=stop,
+                stop_at_step=getattr(args, "stop_at_step", None),
+            )
+            bar.close()
+            plot_curves(read_metrics(metrics.path), run_dir / "curves.png")
+            if not progress.finished:
+                say(
+                    f"stopped at step {progress.step}/{total}; checkpoint saved. "
+                    f"Continue with: rnnflow train --task charlm --resume {run_dir}"
+                )
+                return 130 if stop.requested else 0
+    except KeyboardInterrupt:
+        bar.close()
+        return _fail("aborted by a second Ctrl-C (the last periodic checkpoint is kept)", 130)
+    except (CheckpointError, OSError, ValueError) as exc:
+        return _fail(str(exc), 1)
+
+    best, _, checkpoint = load_charlm(run_dir / BEST_NAME, device=config.device)
+    val_loader = BucketBatches(
+        data.val_examples, config.eval_batch_size, shuffle=False, pad_id=data.vocab.pad_id
+    )
+    result = evaluate(best, val_loader)
+    base = baselines(data)
+    summary = {
+        "run_dir": str(run_dir),
+        "corpus": config.corpus,
+        "train_documents": len(data.train_docs),
+        "val_documents": len(data.val_docs),
+        "train_characters": data.train_tokens,
+        "val_characters": data.val_tokens,
+        "vocab_size": len(data.vocab),
+        "val_loss": result.loss,
+        "val_perplexity": result.perplexity,
+        "val_accuracy": result.accuracy,
+        **base,
+        "best_step": checkpoint.progress["step"],
+        "steps": progress.step,
+        "train_seconds": round(progress.train_seconds, 1),
+        "wall_seconds_this_session": round(time.perf_counter() - start, 1),
+        "threads": torch.get_num_threads(),
+    }
+    atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    line = f"validation perplexity {result.perplexity:.2f} (best step {summary['best_step']})"
+    if base:
+        line += (
+            f"; unigram {base['unigram_perplexity']:.2f}, bigram {base['bigram_perplexity']:.2f}"
+            " on the same split"
+        )
+    print(line)
+    print(f"trained {progress.step} steps in {progress.train_seconds:.0f} s; run folder: {run_dir}")
+    return 0

@@ -1,0 +1,180 @@
+"""Character-LM training through the CLI entry points: run folder, resume, generate, errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnflow.cli import _charlm, main
+from rnnflow.text.baselines import ngram_perplexity
+from rnnflow.text.poetry import FORMS, is_well_formed
+from rnnflow.text.train import (
+    CharLMConfig,
+    charlm_config_from_dict,
+    load_charlm,
+    load_charlm_checkpoint,
+)
+from rnnflow.training.logging import read_metrics
+
+HANZI = "春江花月夜山水风云雨雪天地人心秋日明光长城"
+TINY = ["--preset", "tiny", "--embed-size", "8", "--num-units", "16", "--batch-size", "4"]
+
+
+def poem(rng: random.Random) -> str:
+    verse = lambda: "".join(rng.choice(HANZI) for _ in range(5))  # noqa: E731
+    return f"{verse()}，{verse()}。\n{verse()}，{verse()}。"
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    rng = random.Random(0)
+    path = tmp_path / "poems.txt"
+    path.write_text("\n%\n".join(poem(rng) for _ in range(24)) + "\n", encoding="utf-8")
+    return path
+
+
+def train(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    _charlm.add_arguments(parser)
+    return _charlm.run(parser.parse_args(list(argv)))
+
+
+def test_train_writes_the_run_folder(tmp_path: Path, corpus: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--out", str(run), "--quiet") == 0
+    for name in ("config.json", "vocab.json", "metrics.jsonl", "checkpoint.safetensors"):
+        assert (run / name).is_file(), name
+    assert (run / "best.safetensors").is_file() and (run / "curves.png").is_file()
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert config["task"] == "charlm" and config["corpus"] == "text"
+    assert charlm_config_from_dict(config).text == (str(corpus),)
+    assert _charlm.is_charlm_run(run)
+    records = read_metrics(run / "metrics.jsonl")
+    assert {r["kind"] for r in records} == {"train", "val"}
+    assert sum(r["kind"] == "val" for r in records) == 2  # one per epoch
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["val_perplexity"] == pytest.approx(math.exp(summary["val_loss"]))
+    assert summary["unigram_perplexity"] > summary["bigram_perplexity"] > 1
+    out = capsys.readouterr().out
+    assert "validation perplexity" in out and "unigram" in out and "bigram" in out
+
+    model, vocab, checkpoint = load_charlm(run)
+    assert checkpoint.path.name == "best.safetensors" and len(vocab) == model.vocab_size
+    assert not model.training
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path: Path, corpus: Path) -> None:
+    args = [*TINY, "--text", str(corpus), "--quiet", "--dropout", "0.2", "--epochs", "3"]
+    assert train(*args, "--out", str(tmp_path / "a")) == 0
+    assert train(*args, "--out", str(tmp_path / "b"), "--stop-at-step", "5") == 0
+    stopped = load_charlm_checkpoint(tmp_path / "b" / "checkpoint.safetensors")
+    assert stopped.progress["step"] == 5 and not stopped.progress["finished"]
+    assert train("--resume", str(tmp_path / "b"), "--quiet") == 0
+    a = load_charlm_checkpoint(tmp_path / "a" / "checkpoint.safetensors")
+    b = load_charlm_checkpoint(tmp_path / "b" / "checkpoint.safetensors")
+    assert a.progress["step"] == b.progress["step"] and b.progress["finished"]
+    for name, value in a.model.items():
+        torch.testing.assert_close(b.model[name], value, rtol=0, atol=0, msg=name)
+    val = lambda run: [  # noqa: E731  (train records average over a session's window)
+        (r["step"], r["loss"])
+        for r in read_metrics(tmp_path / run / "metrics.jsonl")
+        if r["kind"] == "val"
+    ]
+    assert val("b") == val("a") and len(val("a")) == 3
+
+
+def test_generate_cli_forms_seed_and_json(tmp_path: Path, corpus: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--out", str(run), "--quiet") == 0
+    capsys.readouterr()
+    argv = ["generate", str(run), "--form", "5x4", "--seed", "3", "--num", "3", "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out) == first  # same seed, same poems
+    assert [s["seed"] for s in first["samples"]] == [3, 4, 5]
+    assert all(is_well_formed(s["text"], FORMS["5x4"]) for s in first["samples"])
+    assert main(["generate", str(run), "--prime", "春江", "--length", "12", "--top-k", "3"]) == 0
+    assert capsys.readouterr().out.startswith("春江")
+
+
+def test_generate_cli_errors(tmp_path: Path, corpus: Path, capsys) -> None:
+    assert main(["generate", str(tmp_path)]) == 1
+    assert "not a run folder written by `rnnflow train --task charlm`" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--out", str(run), "--quiet") == 0
+    capsys.readouterr()
+    assert main(["generate", str(run), "--form", "5-4"]) == 2
+    assert "--form: PoemForm.parse: expected CHARSxVERSES" in capsys.readouterr().err
+    assert main(["generate", str(run), "--form", "5x4", "--prime", "春江花月夜山"]) == 2
+    assert "character 5 is '山', expected '，'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty: no text to train on"),
+        (b"\x7fELF\x02\x01\x01\x00\x00", "looks binary (a NUL byte at offset 7)"),
+    ],
+)
+def test_empty_or_binary_text_is_a_clear_error(tmp_path: Path, capsys, content, message) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(content)
+    assert train(*TINY, "--text", str(bad), "--out", str(tmp_path / "run"), "--quiet") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rnnflow train --task charlm: read_documents: ") and message in err
+
+
+def test_extends_the_classifier_train_parser(tmp_path: Path, corpus: Path) -> None:
+    """What `rnnflow train --task charlm` does: the charlm flags added to the train sub-parser."""
+    from rnnflow.cli import train as train_cli
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    train_parser = train_cli.add_parser(sub)
+    _charlm.add_arguments(train_parser)
+    argv = ["train", *TINY, "--cell", "gru", "--text", str(corpus), "--quiet"]
+    args = parser.parse_args([*argv, "--out", str(tmp_path / "run"), "--epochs", "1"])
+    assert _charlm.run(args) == 0
+    assert load_charlm_checkpoint(tmp_path / "run" / "checkpoint.safetensors").config.cell == "gru"
+    args = parser.parse_args([*argv, "--out", str(tmp_path / "r2"), "--dataset", "mnist"])
+    assert _charlm.run(args) == 2
+
+
+def test_config_checks_and_resume_refuses_changes(tmp_path: Path, corpus: Path, capsys) -> None:
+    with pytest.raises(ValueError, match=r"corpus='text' needs at least one file in text"):
+        CharLMConfig(corpus="text")
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1\.5"):
+        CharLMConfig(dropout=1.5)
+    with pytest.raises(ValueError, match=r"unknown CharLMConfig fields \['dataset'\]"):
+        charlm_config_from_dict({"dataset": "mnist"})
+    with pytest.raises(ValueError, match=r"task is 'classifier', expected 'charlm'"):
+        charlm_config_from_dict({"task": "classifier"})
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--out", str(run), "--stop-at-step", "1") == 0
+    capsys.readouterr()
+    assert train("--resume", str(run), "--lr", "0.1") == 2
+    assert "--lr cannot change" in capsys.readouterr().err
+    assert train(*TINY, "--text", str(corpus), "--out", str(run)) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_ngram_baselines_by_hand() -> None:
+    # targets exclude <pad>=0 and <bos>=2: |W| = 5 - 2 = 3 (ids 1, 3, 4)
+    train, val = [[2, 4, 4, 3]], [[2, 4, 3]]
+    uni = {4: (2 + 1) / (3 + 3), 3: (1 + 1) / (3 + 3)}
+    assert ngram_perplexity(train, val, order=1, vocab_size=5) == pytest.approx(
+        math.exp(-(math.log(uni[4]) + math.log(uni[3])) / 2)
+    )
+    # Witten-Bell: after <bos> (1 token, 1 type): (1 + 1 * P(4)) / 2; after 4 (2 tokens, 2 types)
+    p_4_bos = (1 + uni[4]) / 2
+    p_3_4 = (1 + 2 * uni[3]) / (2 + 2)
+    assert ngram_perplexity(train, val, order=2, vocab_size=5) == pytest.approx(
+        math.exp(-(math.log(p_4_bos) + math.log(p_3_4)) / 2)
+    )
