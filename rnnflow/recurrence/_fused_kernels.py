@@ -8,13 +8,19 @@ then computes every weight gradient and the input gradient as single large GEMMs
 
     dW_x = X^T dG   ([D, T*B] @ [T*B, G]),   dW_h = H_prev^T dG,   db = sum(dG),   dX = dG W_x^T
 
-Sequence lengths. Masking does not change the steps before a row's length, so the loop runs
-unmasked up to ``max(lengths)``; afterwards outputs past each row's length are zeroed, and the
-final state is gathered at step ``length - 1`` (the initial state for length 0). The backward is
-the exact adjoint of that: output gradients are masked, the final-state gradient enters at step
-``length - 1``, and so every step past a row's length gets a zero gradient, as in the reference
-loop, where those steps feed nothing. Buffers used by the weight GEMMs are zeroed past each
-length, so padding never reaches a weight gradient even as 0 * inf.
+The time loops exist twice, with one interface: compiled (``csrc/loops.cpp`` through ``_ext``:
+the loop, the recurrent GEMM and the gate maths fused into one pass per step, in C++) for float32
+and float64 on CPU, and in Python (``_py_*`` below) for everything else, when the extension is
+unavailable, or with ``RNNFLOW_NO_EXT=1``. Both compute the same function (tested against each
+other and against the reference loop).
+
+Sequence lengths: a shrinking batch, as PackedSequence. The caller (``fused.py``) sorts the rows
+by length, longest first, so that the rows still running at step ``t`` are the first
+``batch_sizes[t]``; step ``t`` computes only those. Rows past their length are never written:
+their outputs stay zero (buffers are zero-initialised) and the final state of each row is
+gathered at its last step (the initial state for length 0). The backward is the exact adjoint:
+the final-state gradient enters each row at its last step, inactive rows get zero gradients, and
+the weight GEMMs over all steps see those zeros.
 
 Activations (identified by ``fused._activation_kind``) are applied in place; their derivative is
 taken from the activation's output: tanh 1 - y^2, sigmoid y (1 - y), relu [y > 0], linear 1.
@@ -26,6 +32,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from rnnflow.recurrence import _ext
 
 
 # ----------------------------------------------------------------------------- GEMMs
@@ -47,6 +55,9 @@ def _probe_onednn() -> bool:
 
 
 _ONEDNN = _probe_onednn()
+# Below this many rows oneDNN's per-call cost (~15 us) exceeds MKL's whole GEMM (2-7 us at
+# 1-16 x 128 x 128 here); csrc/loops.cpp uses the same threshold.
+_ONEDNN_ROWS = 32
 
 
 def _use_onednn(x: Tensor) -> bool:
@@ -56,7 +67,7 @@ def _use_onednn(x: Tensor) -> bool:
 def lin(x: Tensor, weight: Tensor, add: Tensor | None = None) -> Tensor:
     """``x @ weight^T (+ add)``: ``x`` [M, K], ``weight`` [N, K] (``nn.Linear``'s layout),
     ``add`` [M, N]. A new tensor."""
-    if _use_onednn(x):
+    if _use_onednn(x) and (x.shape[0] >= _ONEDNN_ROWS or x.dtype == torch.bfloat16):
         op = torch.ops.mkldnn._linear_pointwise
         if add is None:
             return op(x, weight, None, "none", [], "")
@@ -67,6 +78,9 @@ def lin(x: Tensor, weight: Tensor, add: Tensor | None = None) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- activations
+_ACT_CODES = {"tanh": 0, "sigmoid": 1, "relu": 2, "linear": 3}  # csrc/loops.cpp's Act
+
+
 def tanh_(x: Tensor) -> Tensor:
     """``tanh`` in place. In float32 as ``2 sigmoid(2x) - 1``: PyTorch's CPU float32 tanh is
     several times slower than its sigmoid (measured: 35 us vs 6 us for 128 x 128), and the
@@ -99,11 +113,17 @@ def _act_grad(kind: str, y: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- lengths
-def steps_to_run(lengths: Tensor | None, max_time: int) -> int:
-    """Steps that any row needs: ``max(lengths)`` (all ``T`` without lengths)."""
+def batch_sizes(lengths: Tensor | None, batch: int, max_time: int) -> list[int]:
+    """Rows active at each step that any row needs: ``batch_sizes[t]`` = #rows with length > t,
+    for t < max(lengths) (all ``batch`` rows for ``max_time`` steps without lengths). With
+    lengths, the rows must be sorted longest first (``fused.py`` does that)."""
     if lengths is None:
-        return max_time
-    return int(lengths.max()) if lengths.numel() else 0
+        return [batch] * max_time
+    if lengths.numel() == 0:
+        return []
+    steps = int(lengths.max())
+    t = torch.arange(steps, device=lengths.device)
+    return (lengths[None, :] > t[:, None]).sum(1).tolist()
 
 
 def _gather_final(seq: Tensor, lengths: Tensor | None) -> Tensor:
@@ -114,31 +134,9 @@ def _gather_final(seq: Tensor, lengths: Tensor | None) -> Tensor:
     return seq[lengths, rows]  # [B, H]
 
 
-def _valid(lengths: Tensor, steps: int) -> Tensor:
-    """``[steps, B, 1]`` bool: step ``t`` is inside row ``b``'s length."""
-    t = torch.arange(steps, device=lengths.device)
-    return (t[:, None] < lengths[None, :]).unsqueeze(-1)
-
-
-def _external_grads(
-    d_seq: Tensor, d_final: Tensor, lengths: Tensor | None, steps: int
-) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Gradients that enter each step's state from outside the recurrence.
-
-    Returns ``(d_ext [steps, B, H], d_top, d_initial)``: ``d_ext[t]`` is what reaches step ``t``'s
-    new state from the outputs (masked) and, with lengths, from the final state; ``d_top``
-    (without lengths) is the final-state gradient, which enters at the last step; ``d_initial``
-    (with lengths) is the final-state gradient of rows of length 0, which goes to the initial
-    state.
-    """
-    if lengths is None:
-        return d_seq[:steps], d_final, None
-    d_ext = d_seq[:steps].masked_fill(~_valid(lengths, steps), 0.0)
-    live = lengths > 0
-    rows = torch.arange(lengths.shape[0], device=lengths.device)
-    d_ext.index_put_(((lengths - 1).clamp_min(0)[live], rows[live]), d_final[live], accumulate=True)
-    d_initial = d_final.masked_fill(live.unsqueeze(-1), 0.0)
-    return d_ext, None, d_initial
+def _buffer(x: Tensor, lengths: Tensor | None, *shape: int) -> Tensor:
+    """A step buffer: zeros with lengths (inactive rows are never written), else uninitialised."""
+    return x.new_empty(shape) if lengths is None else x.new_zeros(shape)
 
 
 def _pad_time(x: Tensor, total: int) -> Tensor:
@@ -164,73 +162,205 @@ def _kernel_grad(parts: list[tuple[Tensor, Tensor]], kernel: Tensor) -> Tensor:
     return torch.cat(grads)
 
 
+def _with_final(recurrent: Tensor | None, final: Tensor, n: int, m: int) -> Tensor:
+    """Rows ``[0, m)`` from ``recurrent`` [m, H], rows ``[m, n)`` from ``final`` [B, H]."""
+    if m == n:
+        assert recurrent is not None
+        return recurrent
+    if m == 0:
+        return final[:n]
+    assert recurrent is not None
+    return torch.cat([recurrent, final[m:n]])
+
+
+def _loops(x: Tensor) -> Any:
+    """The compiled loops for ``x``'s dtype and device, else the Python ones."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        ops = _ext.loops()
+        if ops is not None:
+            return ops
+    return _PY_LOOPS
+
+
+# ----------------------------------------------------------------------------- Python loops
+# The same interface and function as csrc/loops.cpp (read its header for the conventions).
+def _py_rnn_forward(pre, hs, w, bs, act, onednn) -> None:
+    kind = _KINDS[act]
+    for t, n in enumerate(bs):
+        if n == 0:
+            break
+        hs[t + 1, :n] = _act_(kind, lin(hs[t, :n], w, pre[t, :n]))
+
+
+def _py_rnn_backward(d_out, d_final, hs, w, bs, act, onednn) -> tuple[Tensor, Tensor]:
+    steps, (_, batch, units) = len(bs), hs.shape
+    d_pre = hs.new_zeros(steps, batch, units)
+    deriv = _act_grad(_KINDS[act], hs[1 : steps + 1])
+    for t in range(steps - 1, -1, -1):
+        n, m = bs[t], (bs[t + 1] if t + 1 < steps else 0)
+        rec = lin(d_pre[t + 1, :m], w, d_out[t, :m]) if m else None
+        dh = _with_final(rec, d_out[t] + d_final if m < n else d_final, n, m)
+        torch.mul(dh, deriv[t, :n], out=d_pre[t, :n])
+    dh0 = d_final.clone()
+    if steps and bs[0]:
+        dh0[: bs[0]] = lin(d_pre[0, : bs[0]], w)
+    return d_pre, dh0
+
+
+def _py_lstm_forward(gates, cs, hs, tcs, w, bs, act, onednn) -> None:
+    kind = _KINDS[act]
+    units = hs.shape[2]
+    for t, n in enumerate(bs):
+        if n == 0:
+            break
+        flat = gates[t, :n]  # [n, 4H]: o, i, f, j
+        flat.copy_(lin(hs[t, :n], w, flat))
+        g = flat.view(n, 4, units)
+        g[:, :3].sigmoid_()
+        _act_(kind, g[:, 3])
+        c = torch.mul(g[:, 2], cs[t, :n], out=cs[t + 1, :n])
+        c.addcmul_(g[:, 1], g[:, 3])
+        tc = _act_(kind, tcs[t, :n].copy_(c))
+        torch.mul(g[:, 0], tc, out=hs[t + 1, :n])
+
+
+def _py_lstm_backward(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, act, onednn):
+    kind = _KINDS[act]
+    steps, (_, batch, units) = len(bs), cs.shape
+    o, i, f, j = gates.view(steps, batch, 4, units).unbind(2)  # each [S, B, H]
+    # Per-step factors, for all steps at once (the loop below then needs 5 ops per step):
+    dc_from_dh = o * _act_grad(kind, tcs)  # dc += dh * o * act'(c)
+    do_from_dh = tcs * (o - o * o)  # d pre_o = dh * act(c) * o (1 - o)
+    from_dc = torch.stack(  # [S, B, 3, H]: d pre_{i, f, j} = dc * these
+        [j * (i - i * i), cs[:steps] * (f - f * f), i * _act_grad(kind, j)], dim=2
+    )
+    d_gates = cs.new_zeros(steps, batch, 4, units)
+    flat = d_gates.view(steps, batch, 4 * units)
+    carry = cs.new_zeros(batch, units)  # dc_t f_t, into step t - 1
+    for t in range(steps - 1, -1, -1):
+        n, m = bs[t], (bs[t + 1] if t + 1 < steps else 0)
+        rec = lin(flat[t + 1, :m], w, d_out[t, :m]) if m else None
+        dh = _with_final(rec, d_out[t] + d_final_h if m < n else d_final_h, n, m)
+        dc = torch.addcmul(_with_final(carry[:m], d_final_c, n, m), dh, dc_from_dh[t, :n])
+        torch.mul(dc.unsqueeze(1), from_dc[t, :n], out=d_gates[t, :n, 1:])
+        torch.mul(dh, do_from_dh[t, :n], out=d_gates[t, :n, 0])
+        torch.mul(dc, f[t, :n], out=carry[:n])
+    dc0, dh0 = d_final_c.clone(), d_final_h.clone()
+    if steps and bs[0]:
+        dc0[: bs[0]] = carry[: bs[0]]
+        dh0[: bs[0]] = lin(flat[0, : bs[0]], w)
+    return flat, dc0, dh0
+
+
+def _py_gru_forward(gates, cands, rhs, hs, w_g, w_c, bs, act, onednn) -> None:
+    kind = _KINDS[act]
+    units = hs.shape[2]
+    for t, n in enumerate(bs):
+        if n == 0:
+            break
+        h = hs[t, :n]
+        g = torch.sigmoid(lin(h, w_g, gates[t, :n]), out=gates[t, :n])
+        torch.mul(g[:, :units], h, out=rhs[t, :n])
+        c = _act_(kind, cands[t, :n].copy_(lin(rhs[t, :n], w_c, cands[t, :n])))
+        torch.sub(h, c, out=hs[t + 1, :n]).mul_(g[:, units:]).add_(c)
+
+
+def _py_gru_backward(d_out, d_final, gates, cands, hs, w_g, w_c, bs, act, onednn):
+    kind = _KINDS[act]
+    steps, (_, batch, units) = len(bs), hs.shape
+    r, u = gates[..., :units], gates[..., units:]
+    h_prev = hs[:steps]
+    # Per-step factors for all steps at once:
+    dc_from_dh = (1 - u) * _act_grad(kind, cands)  # d pre_c = dh (1 - u) act'(c)
+    du_from_dh = (h_prev - cands) * (u - u * u)  # d pre_u = dh (h - c) u (1 - u)
+    dr_from_drh = h_prev * (r - r * r)  # d pre_r = d(rh) h r (1 - r)
+    d_gates = hs.new_zeros(steps, batch, 2 * units)
+    d_cands = hs.new_zeros(steps, batch, units)
+    rec = hs.new_zeros(batch, units)  # gradient from step t + 1 into h_t
+    for t in range(steps - 1, -1, -1):
+        n, m = bs[t], (bs[t + 1] if t + 1 < steps else 0)
+        dh = d_out[t, :n] + _with_final(rec[:m], d_final, n, m)
+        torch.mul(dh, dc_from_dh[t, :n], out=d_cands[t, :n])
+        torch.mul(dh, du_from_dh[t, :n], out=d_gates[t, :n, units:])
+        d_rh = lin(d_cands[t, :n], w_c)
+        torch.mul(d_rh, dr_from_drh[t, :n], out=d_gates[t, :n, :units])
+        # dh_{t-1} = d pre_g W_gh^T + dh u + d(rh) r
+        rest = torch.mul(dh, u[t, :n]).addcmul_(d_rh, r[t, :n])
+        rec[:n] = lin(d_gates[t, :n], w_g, rest)
+    dh0 = d_final.clone()
+    if steps and bs[0]:
+        dh0[: bs[0]] = rec[: bs[0]]
+    return d_gates, d_cands, dh0
+
+
+class _PyLoops:
+    rnn_forward = staticmethod(_py_rnn_forward)
+    rnn_backward = staticmethod(_py_rnn_backward)
+    lstm_forward = staticmethod(_py_lstm_forward)
+    lstm_backward = staticmethod(_py_lstm_backward)
+    gru_forward = staticmethod(_py_gru_forward)
+    gru_backward = staticmethod(_py_gru_backward)
+
+
+_PY_LOOPS = _PyLoops()
+_KINDS = {code: kind for kind, code in _ACT_CODES.items()}
+
+
 # ----------------------------------------------------------------------------- BasicRNNCell
 def rnn_forward(
-    x: Tensor, h0: Tensor, kernel: Tensor, bias: Tensor, lengths: Tensor | None, act: str
+    x: Tensor, h0: Tensor, kernel: Tensor, bias: Tensor, lengths: Tensor | None, bs: list[int], act
 ) -> tuple[Tensor, Tensor]:
     """h_t = act(x_t W_x + h_{t-1} W_h + b). Returns ``hs`` [T+1, B, H] (``hs[0] = h0``,
-    past-length entries zeroed) and the final state [B, H]."""
+    past-length entries zero) and the final state [B, H]."""
     total, batch, depth = x.shape
     units = h0.shape[1]
-    steps = steps_to_run(lengths, total)
-    hs = x.new_empty(total + 1, batch, units)
+    steps = len(bs)
+    hs = _buffer(x, lengths, total + 1, batch, units)
     hs[0] = h0
     if steps:
         pre = torch.addmm(bias, x[:steps].reshape(steps * batch, depth), kernel[:depth])
-        pre = pre.view(steps, batch, units)  # [T, B, H]: the input projection of every step
         w_h = kernel[depth:].t().contiguous()  # [H, H] in linear layout
-        h = hs[0]
-        for t in range(steps):
-            h = _act_(act, lin(h, w_h, pre[t]))
-            hs[t + 1] = h
-    final = _gather_final(hs[: steps + 1], lengths)
-    if lengths is not None:
-        hs[1:].masked_fill_(~_valid(lengths, total), 0.0)
-    return hs, final
+        _loops(x).rnn_forward(
+            pre.view(steps, batch, units), hs, w_h, bs, _ACT_CODES[act], _use_onednn(x)
+        )
+    return hs, _gather_final(hs[: steps + 1], lengths)
 
 
 class _RNNLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x, h0, kernel, bias, lengths, act):
-        hs, final = rnn_forward(x, h0, kernel, bias, lengths, act)
-        ctx.save_for_backward(x, kernel, hs, lengths)
-        ctx.act = act
+    def forward(ctx: Any, x, h0, kernel, bias, lengths, bs, act):
+        hs, final = rnn_forward(x, h0, kernel, bias, lengths, bs, act)
+        ctx.save_for_backward(x, kernel, hs)
+        ctx.act, ctx.bs = act, bs
         return hs[1:], final
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_final: Tensor):
-        x, kernel, hs, lengths = ctx.saved_tensors
+        x, kernel, hs = ctx.saved_tensors
         total, batch, depth = x.shape
-        steps = steps_to_run(lengths, total)
-        d_ext, d_top, d_initial = _external_grads(d_out, d_final, lengths, steps)
-        w_h = kernel[depth:]  # [H, H]: dh_prev = d_pre @ w_h^T
-        if _use_onednn(x):
-            d_ext = d_ext.contiguous()
-        deriv = _act_grad(ctx.act, hs[1 : steps + 1])  # [T, B, H]
-        d_pre = x.new_empty(steps, batch, hs.shape[2])
-        for t in range(steps - 1, -1, -1):
-            if t == steps - 1:
-                dh = d_ext[t] if d_top is None else d_ext[t] + d_top
-            else:
-                dh = lin(d_pre[t + 1], w_h, d_ext[t])
-            torch.mul(dh, deriv[t], out=d_pre[t])
-        dx = dh0 = d_kernel = d_bias = None
+        bs = ctx.bs
+        steps = len(bs)
         if steps == 0:
-            dh0 = d_final.clone()
-            if ctx.needs_input_grad[0]:
-                dx = torch.zeros_like(x)
-            return dx, dh0, torch.zeros_like(kernel), torch.zeros_like(kernel[0]), None, None
-        if ctx.needs_input_grad[1]:
-            dh0 = lin(d_pre[0], w_h)
-            if d_initial is not None:
-                dh0 += d_initial
+            dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+            zk, zb = torch.zeros_like(kernel), torch.zeros_like(kernel[0])
+            return dx, d_final.clone(), zk, zb, None, None, None
+        d_pre, dh0 = _loops(x).rnn_backward(
+            d_out.contiguous(),
+            d_final.contiguous(),
+            hs,
+            kernel[depth:],
+            bs,
+            _ACT_CODES[ctx.act],
+            _use_onednn(x),
+        )
+        dx = d_kernel = d_bias = None
         if ctx.needs_input_grad[0]:
             dx = _input_grad(d_pre, kernel[:depth], total)
         if ctx.needs_input_grad[2]:
             d_kernel = _kernel_grad([(x[:steps], d_pre), (hs[:steps], d_pre)], kernel)
         if ctx.needs_input_grad[3]:
             d_bias = d_pre.sum((0, 1))
-        return dx, dh0, d_kernel, d_bias, None, None
+        return dx, dh0, d_kernel, d_bias, None, None, None
 
 
 # ----------------------------------------------------------------------------- BasicLSTMCell
@@ -241,113 +371,74 @@ def lstm_forward(
     kernel: Tensor,
     bias: Tensor,
     lengths: Tensor | None,
+    bs: list[int],
     act: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The LSTM with gate columns already permuted to o, i, f, j and forget_bias in ``bias``:
 
         o, i, f = sigmoid(.);  j = act(.);  c_t = f c_{t-1} + i j;  h_t = o act(c_t)
 
-    Returns ``gates`` [T, B, 4H] (after activation), ``cs``, ``hs`` [T+1, B, H] (``hs`` zeroed
-    past each length), ``tcs`` = act(c) [T, B, H], and the final c and h.
+    Returns ``gates`` [S, B, 4H] (after activation), ``cs`` [S+1, B, H], ``hs`` [T+1, B, H]
+    (both zero past each length), ``tcs`` = act(c) [S, B, H], and the final c and h.
     """
     total, batch, depth = x.shape
     units = h0.shape[1]
-    steps = steps_to_run(lengths, total)
-    cs = x.new_empty(steps + 1, batch, units)
-    hs = x.new_empty(total + 1, batch, units)
-    tcs = x.new_empty(steps, batch, units)
+    steps = len(bs)
+    cs = _buffer(x, lengths, steps + 1, batch, units)
+    hs = _buffer(x, lengths, total + 1, batch, units)
+    tcs = _buffer(x, lengths, steps, batch, units)
     cs[0] = c0
     hs[0] = h0
     gates = torch.addmm(bias, x[:steps].reshape(steps * batch, depth), kernel[:depth])
-    gates = gates.view(steps, batch, 4, units)  # [T, B, 4 (o, i, f, j), H]
-    w_h = kernel[depth:].t().contiguous()  # [4H, H], linear layout
-    for t in range(steps):
-        g = gates[t]
-        flat = g.view(batch, 4 * units)
-        flat.copy_(lin(hs[t], w_h, flat))
-        g[:, :3].sigmoid_()
-        _act_(act, g[:, 3])
-        c = torch.mul(g[:, 2], cs[t], out=cs[t + 1])
-        c.addcmul_(g[:, 1], g[:, 3])
-        tc = _act_(act, tcs[t].copy_(c))
-        torch.mul(g[:, 0], tc, out=hs[t + 1])
+    gates = gates.view(steps, batch, 4 * units)  # [S, B, 4H]: (o, i, f, j)
+    if steps:
+        w_h = kernel[depth:].t().contiguous()  # [4H, H], linear layout
+        _loops(x).lstm_forward(gates, cs, hs, tcs, w_h, bs, _ACT_CODES[act], _use_onednn(x))
     final_c = _gather_final(cs, lengths)
     final_h = _gather_final(hs[: steps + 1], lengths)
-    if lengths is not None:
-        hs[1:].masked_fill_(~_valid(lengths, total), 0.0)
     return gates, cs, hs, tcs, final_c, final_h
 
 
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x, c0, h0, kernel, bias, lengths, act):
-        gates, cs, hs, tcs, final_c, final_h = lstm_forward(x, c0, h0, kernel, bias, lengths, act)
-        ctx.save_for_backward(x, kernel, gates, cs, hs, tcs, lengths)
-        ctx.act = act
+    def forward(ctx: Any, x, c0, h0, kernel, bias, lengths, bs, act):
+        gates, cs, hs, tcs, final_c, final_h = lstm_forward(
+            x, c0, h0, kernel, bias, lengths, bs, act
+        )
+        ctx.save_for_backward(x, kernel, gates, cs, hs, tcs)
+        ctx.act, ctx.bs = act, bs
         return hs[1:], final_c, final_h
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_final_c: Tensor, d_final_h: Tensor):
-        x, kernel, gates, cs, hs, tcs, lengths = ctx.saved_tensors
+        x, kernel, gates, cs, hs, tcs = ctx.saved_tensors
         total, batch, depth = x.shape
-        units = hs.shape[2]
-        steps = steps_to_run(lengths, total)
+        bs = ctx.bs
+        steps = len(bs)
         if steps == 0:
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             zk, zb = torch.zeros_like(kernel), torch.zeros_like(kernel[0])
-            return dx, d_final_c.clone(), d_final_h.clone(), zk, zb, None, None
-        dh_ext, dh_top, dh_initial = _external_grads(d_out, d_final_h, lengths, steps)
-        if lengths is None:
-            dc_ext, dc_top, dc_initial = None, d_final_c, None
-        else:
-            zeros = d_out.new_zeros(steps, batch, units)
-            dc_ext, dc_top, dc_initial = _external_grads(zeros, d_final_c, lengths, steps)
-        o, i, f, j = gates.unbind(2)  # each [T, B, H]
-        # Per-step factors, for all steps at once (the loop below then needs 5 ops per step):
-        d_tc = _act_grad(ctx.act, tcs)
-        dc_from_dh = o * d_tc  # dc += dh * o * act'(c)
-        do_from_dh = tcs * (o - o * o)  # d pre_o = dh * act(c) * o (1 - o)
-        from_dc = torch.stack(  # [T, B, 3, H]: d pre_{i, f, j} = dc * these
-            [j * (i - i * i), cs[:steps] * (f - f * f), i * _act_grad(ctx.act, j)], dim=2
+            return dx, d_final_c.clone(), d_final_h.clone(), zk, zb, None, None, None
+        flat, dc0, dh0 = _loops(x).lstm_backward(
+            d_out.contiguous(),
+            d_final_c.contiguous(),
+            d_final_h.contiguous(),
+            gates,
+            cs,
+            tcs,
+            kernel[depth:],
+            bs,
+            _ACT_CODES[ctx.act],
+            _use_onednn(x),
         )
-        if lengths is not None:
-            # Past a row's length every gradient is zero; make these finite there too.
-            invalid = ~_valid(lengths, steps)
-            for factor in (dc_from_dh, do_from_dh):
-                factor.masked_fill_(invalid, 0.0)
-            from_dc.masked_fill_(invalid.unsqueeze(2), 0.0)
-        d_gates = x.new_empty(steps, batch, 4, units)
-        flat = d_gates.view(steps, batch, 4 * units)
-        w_h = kernel[depth:]  # [H, 4H]: dh_prev = d_gates @ w_h^T
-        if _use_onednn(x):
-            dh_ext = dh_ext.contiguous()
-        carry_c = dc_top if dc_ext is None else dc_ext[steps - 1]
-        for t in range(steps - 1, -1, -1):
-            if t == steps - 1:
-                dh = dh_ext[t] if dh_top is None else dh_ext[t] + dh_top
-            else:
-                dh = lin(flat[t + 1], w_h, dh_ext[t])
-            dc = torch.addcmul(carry_c, dh, dc_from_dh[t])
-            torch.mul(dc.unsqueeze(1), from_dc[t], out=d_gates[t, :, 1:])
-            torch.mul(dh, do_from_dh[t], out=d_gates[t, :, 0])
-            if t > 0:
-                carry_c = dc * f[t] if dc_ext is None else torch.addcmul(dc_ext[t - 1], dc, f[t])
-        dx = dc0 = dh0 = d_kernel = d_bias = None
-        if ctx.needs_input_grad[1]:
-            dc0 = dc * f[0]
-            if dc_initial is not None:
-                dc0 += dc_initial
-        if ctx.needs_input_grad[2]:
-            dh0 = lin(flat[0], w_h)
-            if dh_initial is not None:
-                dh0 += dh_initial
+        dx = d_kernel = d_bias = None
         if ctx.needs_input_grad[0]:
             dx = _input_grad(flat, kernel[:depth], total)
         if ctx.needs_input_grad[3]:
             d_kernel = _kernel_grad([(x[:steps], flat), (hs[:steps], flat)], kernel)
         if ctx.needs_input_grad[4]:
             d_bias = flat.sum((0, 1))
-        return dx, dc0, dh0, d_kernel, d_bias, None, None
+        return dx, dc0, dh0, d_kernel, d_bias, None, None, None
 
 
 # ----------------------------------------------------------------------------- GRUCell
@@ -359,52 +450,48 @@ def gru_forward(
     c_kernel: Tensor,
     c_bias: Tensor,
     lengths: Tensor | None,
+    bs: list[int],
     act: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """TF1's GRU: r, u = sigmoid(.);  c = act(x W_cx + (r h) W_ch + b_c);  h' = c + u (h - c).
 
-    Returns ``gates`` [T, B, 2H] (r, u after sigmoid), ``cands`` [T, B, H] (after act), ``rhs``
-    = r * h_prev [T, B, H] and ``hs`` [T+1, B, H] (both zeroed past each length), and the final h.
+    Returns ``gates`` [S, B, 2H] (r, u after sigmoid), ``cands`` [S, B, H] (after act), ``rhs``
+    = r * h_prev [S, B, H] and ``hs`` [T+1, B, H] (both zero past each length), and the final h.
     """
     total, batch, depth = x.shape
     units = h0.shape[1]
-    steps = steps_to_run(lengths, total)
-    hs = x.new_empty(total + 1, batch, units)
+    steps = len(bs)
+    hs = _buffer(x, lengths, total + 1, batch, units)
     hs[0] = h0
-    rhs = x.new_empty(steps, batch, units)
+    rhs = _buffer(x, lengths, steps, batch, units)
     x2 = x[:steps].reshape(steps * batch, depth)
     gates = torch.addmm(g_bias, x2, g_kernel[:depth]).view(steps, batch, 2 * units)
     cands = torch.addmm(c_bias, x2, c_kernel[:depth]).view(steps, batch, units)
-    w_gh = g_kernel[depth:].t().contiguous()  # [2H, H], linear layout
-    w_ch = c_kernel[depth:].t().contiguous()  # [H, H]
-    for t in range(steps):
-        g = torch.sigmoid(lin(hs[t], w_gh, gates[t]), out=gates[t])
-        torch.mul(g[:, :units], hs[t], out=rhs[t])
-        c = _act_(act, cands[t].copy_(lin(rhs[t], w_ch, cands[t])))
-        torch.sub(hs[t], c, out=hs[t + 1]).mul_(g[:, units:]).add_(c)
-    final = _gather_final(hs[: steps + 1], lengths)
-    if lengths is not None:
-        hs[1:].masked_fill_(~_valid(lengths, total), 0.0)
-        rhs.masked_fill_(~_valid(lengths, steps), 0.0)
-    return gates, cands, rhs, hs, final
+    if steps:
+        w_gh = g_kernel[depth:].t().contiguous()  # [2H, H], linear layout
+        w_ch = c_kernel[depth:].t().contiguous()  # [H, H]
+        _loops(x).gru_forward(
+            gates, cands, rhs, hs, w_gh, w_ch, bs, _ACT_CODES[act], _use_onednn(x)
+        )
+    return gates, cands, rhs, hs, _gather_final(hs[: steps + 1], lengths)
 
 
 class _GRULayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, act):
+    def forward(ctx: Any, x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act):
         gates, cands, rhs, hs, final = gru_forward(
-            x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, act
+            x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act
         )
-        ctx.save_for_backward(x, g_kernel, c_kernel, gates, cands, rhs, hs, lengths)
-        ctx.act = act
+        ctx.save_for_backward(x, g_kernel, c_kernel, gates, cands, rhs, hs)
+        ctx.act, ctx.bs = act, bs
         return hs[1:], final
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_final: Tensor):
-        x, g_kernel, c_kernel, gates, cands, rhs, hs, lengths = ctx.saved_tensors
+        x, g_kernel, c_kernel, gates, cands, rhs, hs = ctx.saved_tensors
         total, batch, depth = x.shape
-        units = hs.shape[2]
-        steps = steps_to_run(lengths, total)
+        bs = ctx.bs
+        steps = len(bs)
         if steps == 0:
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             return (
@@ -416,75 +503,57 @@ class _GRULayer(torch.autograd.Function):
                 torch.zeros_like(c_kernel[0]),
                 None,
                 None,
+                None,
             )
-        d_ext, d_top, d_initial = _external_grads(d_out, d_final, lengths, steps)
-        r, u = gates[..., :units], gates[..., units:]
-        h_prev = hs[:steps]
-        # Per-step factors for all steps at once:
-        dc_from_dh = (1 - u) * _act_grad(ctx.act, cands)  # d pre_c = dh (1 - u) act'(c)
-        du_from_dh = (h_prev - cands) * (u - u * u)  # d pre_u = dh (h - c) u (1 - u)
-        dr_from_drh = h_prev * (r - r * r)  # d pre_r = d(rh) h r (1 - r)
-        if lengths is not None:
-            invalid = ~_valid(lengths, steps)
-            for factor in (dc_from_dh, du_from_dh, dr_from_drh):
-                factor.masked_fill_(invalid, 0.0)
-        d_gates = x.new_empty(steps, batch, 2 * units)
-        d_cands = x.new_empty(steps, batch, units)
-        w_gh, w_ch = g_kernel[depth:], c_kernel[depth:]  # [H, 2H], [H, H]
-        if _use_onednn(x):
-            d_ext = d_ext.contiguous()
-        dh = d_ext[steps - 1] if d_top is None else d_ext[steps - 1] + d_top
-        for t in range(steps - 1, -1, -1):
-            torch.mul(dh, dc_from_dh[t], out=d_cands[t])
-            torch.mul(dh, du_from_dh[t], out=d_gates[t, :, units:])
-            d_rh = lin(d_cands[t], w_ch)
-            torch.mul(d_rh, dr_from_drh[t], out=d_gates[t, :, :units])
-            # dh_{t-1} = dh u + d(rh) r + d pre_g W_gh^T (+ what enters from outside)
-            if t > 0:
-                dh_prev = lin(d_gates[t], w_gh, d_ext[t - 1])
-            else:
-                dh_prev = lin(d_gates[t], w_gh)
-            dh = dh_prev.addcmul_(dh, u[t]).addcmul_(d_rh, r[t])
-        dx = dh0 = d_gk = d_gb = d_ck = d_cb = None
-        if ctx.needs_input_grad[1]:
-            dh0 = dh if d_initial is None else dh + d_initial
+        d_gates, d_cands, dh0 = _loops(x).gru_backward(
+            d_out.contiguous(),
+            d_final.contiguous(),
+            gates,
+            cands,
+            hs,
+            g_kernel[depth:],
+            c_kernel[depth:],
+            bs,
+            _ACT_CODES[ctx.act],
+            _use_onednn(x),
+        )
+        dx = d_gk = d_gb = d_ck = d_cb = None
         if ctx.needs_input_grad[0]:
             dx = _input_grad(d_gates, g_kernel[:depth], total)
-            dx[:steps] += torch.mm(d_cands.view(steps * batch, units), c_kernel[:depth].t()).view(
-                steps, batch, depth
-            )
+            dx[:steps] += _input_grad(d_cands, c_kernel[:depth], steps)
         if ctx.needs_input_grad[2]:
-            d_gk = _kernel_grad([(x[:steps], d_gates), (h_prev, d_gates)], g_kernel)
+            d_gk = _kernel_grad([(x[:steps], d_gates), (hs[:steps], d_gates)], g_kernel)
         if ctx.needs_input_grad[3]:
             d_gb = d_gates.sum((0, 1))
         if ctx.needs_input_grad[4]:
             d_ck = _kernel_grad([(x[:steps], d_cands), (rhs, d_cands)], c_kernel)
         if ctx.needs_input_grad[5]:
             d_cb = d_cands.sum((0, 1))
-        return dx, dh0, d_gk, d_gb, d_ck, d_cb, None, None
+        return dx, dh0, d_gk, d_gb, d_ck, d_cb, None, None, None
 
 
 # ----------------------------------------------------------------------------- entry points
-def rnn_layer(x, h0, kernel, bias, lengths, act) -> tuple[Tensor, Tensor]:
+# ``lengths`` sorted longest first (or None) and ``bs = batch_sizes(lengths, B, T)``.
+def rnn_layer(x, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor]:
     """Outputs [T, B, H] and final h of one BasicRNNCell layer; differentiable when needed."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h0, kernel, bias)):
-        return _RNNLayer.apply(x, h0, kernel, bias, lengths, act)
-    hs, final = rnn_forward(x, h0, kernel, bias, lengths, act)
+        return _RNNLayer.apply(x, h0, kernel, bias, lengths, bs, act)
+    hs, final = rnn_forward(x, h0, kernel, bias, lengths, bs, act)
     return hs[1:], final
 
 
-def lstm_layer(x, c0, h0, kernel, bias, lengths, act) -> tuple[Tensor, Tensor, Tensor]:
+def lstm_layer(x, c0, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor, Tensor]:
     """Outputs [T, B, H], final c and final h of one (permuted) BasicLSTMCell layer."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, c0, h0, kernel, bias)):
-        return _LSTMLayer.apply(x, c0, h0, kernel, bias, lengths, act)
-    _, _, hs, _, final_c, final_h = lstm_forward(x, c0, h0, kernel, bias, lengths, act)
+        return _LSTMLayer.apply(x, c0, h0, kernel, bias, lengths, bs, act)
+    _, _, hs, _, final_c, final_h = lstm_forward(x, c0, h0, kernel, bias, lengths, bs, act)
     return hs[1:], final_c, final_h
 
 
-def gru_layer(x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, act) -> tuple[Tensor, Tensor]:
+def gru_layer(x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act):
     """Outputs [T, B, H] and final h of one GRUCell layer."""
     tensors = (x, h0, g_kernel, g_bias, c_kernel, c_bias)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return _GRULayer.apply(x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, act)
-    *_, hs, final = gru_forward(x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, act)
+        return _GRULayer.apply(x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act)
+    *_, hs, final = gru_forward(x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act)
     return hs[1:], final

@@ -138,10 +138,31 @@ def fused_dynamic_rnn(
     ):
         compute = torch.get_autocast_dtype(device_type)
     if compute == inputs.dtype:
-        return _run(cell, inputs, lengths, initial_state, compute)
+        return _run_sorted(cell, inputs, lengths, initial_state, compute)
     with torch.autocast(device_type, enabled=False):
         cast = _map_state(lambda s: s.to(compute), initial_state)
-        return _run(cell, inputs.to(compute), lengths, cast, compute)
+        return _run_sorted(cell, inputs.to(compute), lengths, cast, compute)
+
+
+def _run_sorted(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute: torch.dtype):
+    """Run with the rows sorted by length, longest first (the shrinking batch of
+    ``_fused_kernels``: step t computes only the rows still running), then restore the order."""
+    if lengths is None:
+        return _run(
+            cell, x, None, kernels.batch_sizes(None, x.shape[1], x.shape[0]), state, compute
+        )
+    order = torch.argsort(lengths, descending=True, stable=True)
+    if bool((order[1:] > order[:-1]).all()):  # already sorted: no permutation
+        bs = kernels.batch_sizes(lengths, x.shape[1], x.shape[0])
+        return _run(cell, x, lengths, bs, state, compute)
+    lengths = lengths[order]
+    bs = kernels.batch_sizes(lengths, x.shape[1], x.shape[0])
+    state = _map_state(lambda s: s.index_select(0, order), state)
+    out, final = _run(cell, x.index_select(1, order), lengths, bs, state, compute)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    final = _map_state(lambda s: s.index_select(0, inverse), final)
+    return out.index_select(1, inverse), final
 
 
 def _map_state(fn: Any, state: Any) -> Any:
@@ -152,10 +173,13 @@ def _map_state(fn: Any, state: Any) -> Any:
     return fn(state)
 
 
-def _run(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute: torch.dtype):
-    """Run (possibly nested) ``cell`` layer by layer over ``x`` [T, B, D]."""
+def _run(
+    cell: Any, x: Tensor, lengths: Tensor | None, bs: list[int], state: Any, compute: torch.dtype
+):
+    """Run (possibly nested) ``cell`` layer by layer over ``x`` [T, B, D]; rows sorted by
+    ``lengths`` (longest first), ``bs`` the active rows per step (``batch_sizes``)."""
     if type(cell) is DropoutWrapper:  # the identity here (checked by _why_not)
-        return _run(cell.cell, x, lengths, state, compute)
+        return _run(cell.cell, x, lengths, bs, state, compute)
     if type(cell) is MultiRNNCell:
         subs = cell.cells
         if cell.state_is_tuple:
@@ -164,10 +188,10 @@ def _run(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute: torc
             parts = list(state.split([sub.state_size for sub in subs], dim=1))  # [B, S_k]
         finals = []
         for sub, part in zip(subs, parts):
-            x, final = _run(sub, x, lengths, part, compute)
+            x, final = _run(sub, x, lengths, bs, part, compute)
             finals.append(final)
         return x, (tuple(finals) if cell.state_is_tuple else torch.cat(finals, dim=1))
-    return _run_leaf(cell, x, lengths, state, compute)
+    return _run_leaf(cell, x, lengths, bs, state, compute)
 
 
 def _param(p: Tensor, compute: torch.dtype) -> Tensor:
@@ -191,14 +215,16 @@ def _lstm_params(cell: BasicLSTMCell, order: tuple[int, ...], compute: torch.dty
     return kernel, bias
 
 
-def _run_leaf(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute: torch.dtype):
+def _run_leaf(
+    cell: Any, x: Tensor, lengths: Tensor | None, bs: list[int], state: Any, compute: torch.dtype
+):
     act = _activation_kind(cell.activation)
     if _use_peer_kernel(cell, x, lengths, act):
         return _peer_layer(cell, x, state, compute)
     x = x.contiguous()
     if type(cell) is BasicRNNCell:
         kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
-        return kernels.rnn_layer(x, state, kernel, bias, lengths, act)
+        return kernels.rnn_layer(x, state, kernel, bias, lengths, bs, act)
     if type(cell) is GRUCell:
         g, c = cell.gates, cell.candidate
         return kernels.gru_layer(
@@ -209,6 +235,7 @@ def _run_leaf(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute:
             _param(c.kernel, compute),
             _param(c.bias, compute),
             lengths,
+            bs,
             act,
         )
     # BasicLSTMCell
@@ -217,7 +244,9 @@ def _run_leaf(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute:
     else:
         c0, h0 = state.split(cell.num_units, dim=1)  # [B, H] each
     kernel, bias = _lstm_params(cell, _LSTM_ORDER, compute)
-    out, c, h = kernels.lstm_layer(x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, act)
+    out, c, h = kernels.lstm_layer(
+        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act
+    )
     return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
 
 

@@ -1,0 +1,524 @@
+// rnnflow's compiled step loops: the per-step part of the fused kernels (_fused_kernels.py).
+//
+// Each function runs the time loop of one layer, forward or backward, exactly as the Python
+// fallback in _fused_kernels.py does (same buffers, same results up to float rounding): the
+// input projections and the weight/input-gradient GEMMs over all steps stay in Python, one GEMM
+// each. What moves here is what Python did once per step: the recurrent GEMM (oneDNN's
+// _linear_pointwise for float32 with at least 32 rows, ATen's addmm otherwise) and the gate
+// maths, fused into one pass per step over the [n, G] buffer.
+//
+// Shrinking batch: rows are sorted by length (descending) by the caller, and batch_sizes[t] is
+// the number of rows still active at step t; step t touches only those rows. Rows past their
+// length are never written (the caller zero-initialises every buffer they would occupy).
+//
+// Backward convention (all cells): d_out [T, B, H] is the gradient of the outputs, d_final [B, H]
+// that of the final state, which enters row b at its last step (rows [batch_sizes[t+1],
+// batch_sizes[t]) end at step t). Returned gradients are zero for inactive rows.
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+enum Act : int64_t { kTanh = 0, kSigmoid = 1, kRelu = 2, kLinear = 3 };
+
+// ------------------------------------------------------------------ elementwise maths
+// expf after Cephes (range reduction + degree-6 polynomial, ~1 ulp); written so that GCC
+// vectorises the loops that call it. NaN propagates; the clamp keeps 2^n finite.
+inline float exp_f(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  float fx = std::floor(x * 1.44269504088896341f + 0.5f);
+  x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+  const float z = x * x;
+  float y = 1.9875691500e-4f;
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  const int32_t n = static_cast<int32_t>(fx) + 127;
+  const uint32_t bits = static_cast<uint32_t>(n) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return y * scale;
+}
+
+template <typename T>
+struct Math;
+template <>
+struct Math<float> {
+  static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+  // 1 - 2 / (1 + e^{2x}): within ~1e-7 absolute of tanh (the Python path's 2 sigmoid(2x) - 1).
+  static inline float tanh(float x) { return 1.0f - 2.0f / (1.0f + exp_f(2.0f * x)); }
+};
+template <>
+struct Math<double> {
+  static inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+  static inline double tanh(double x) { return std::tanh(x); }
+};
+
+template <int A, typename T>
+inline T act(T x) {
+  if constexpr (A == kTanh) return Math<T>::tanh(x);
+  else if constexpr (A == kSigmoid) return Math<T>::sigmoid(x);
+  else if constexpr (A == kRelu) return x > T(0) ? x : T(0);
+  else return x;
+}
+
+// d act / d pre-activation from the activation's output y.
+template <int A, typename T>
+inline T act_grad(T y) {
+  if constexpr (A == kTanh) return T(1) - y * y;
+  else if constexpr (A == kSigmoid) return y - y * y;
+  else if constexpr (A == kRelu) return y > T(0) ? T(1) : T(0);
+  else return T(1);
+}
+
+template <int A, typename T>
+inline void act_into(const T* src, T* dst, int64_t n) {
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) dst[i] = act<A>(src[i]);
+}
+
+// Calls f.template operator()<A>() for the runtime activation code.
+template <typename F>
+void with_act(int64_t a, F&& f) {
+  switch (a) {
+    case kTanh: f(std::integral_constant<int, kTanh>()); break;
+    case kSigmoid: f(std::integral_constant<int, kSigmoid>()); break;
+    case kRelu: f(std::integral_constant<int, kRelu>()); break;
+    case kLinear: f(std::integral_constant<int, kLinear>()); break;
+    default: TORCH_CHECK(false, "rnnflow: unknown activation code ", a);
+  }
+}
+
+// ------------------------------------------------------------------ GEMMs
+// a [M, K] @ w^T + add, w [N, K] (nn.Linear's layout). oneDNN (AVX-512 on this AMD CPU, MKL's
+// sgemm runs AVX2) for float32 with >= 32 rows; below that its per-call cost dominates.
+constexpr int64_t kOneDnnRows = 32;
+
+bool use_onednn(const Tensor& a, bool onednn) {
+  return onednn && a.scalar_type() == at::kFloat && a.size(0) >= kOneDnnRows;
+}
+
+Tensor lin_add(const Tensor& a, const Tensor& w, const Tensor& add, Tensor scratch, bool onednn) {
+  if (use_onednn(a, onednn)) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
+                         .typed<Tensor(const Tensor&, const Tensor&, const Tensor&,
+                                       const std::optional<Tensor>&, c10::string_view)>();
+    return op.call(a, add, w, std::nullopt, "add");
+  }
+  return at::addmm_out(scratch, add, a, w.t());
+}
+
+Tensor lin(const Tensor& a, const Tensor& w, Tensor scratch, bool onednn) {
+  if (use_onednn(a, onednn)) {
+    static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+    torch::jit::Stack stack{a, w, c10::IValue(), std::string("none"),
+                            c10::List<std::optional<at::Scalar>>(), c10::IValue(std::string(""))};
+    op.callBoxed(&stack);
+    return stack[0].toTensor();
+  }
+  return at::mm_out(scratch, a, w.t());
+}
+
+Tensor rows(const Tensor& t, int64_t n) { return t.narrow(0, 0, n); }
+
+void check_sizes(const std::vector<int64_t>& bs, int64_t batch) {
+  for (size_t t = 0; t < bs.size(); ++t) {
+    TORCH_CHECK(bs[t] >= 0 && bs[t] <= batch && (t == 0 || bs[t] <= bs[t - 1]),
+                "rnnflow: batch_sizes must be non-increasing and within the batch");
+  }
+}
+
+// ------------------------------------------------------------------ BasicRNNCell
+// pre [S, B, H]: x W_x + b (scratch); hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H] = W_h^T.
+template <typename T>
+void rnn_forward_impl(Tensor pre, Tensor hs, const Tensor& w, const std::vector<int64_t>& bs,
+                      int64_t a, bool onednn) {
+  const int64_t units = hs.size(2);
+  Tensor scratch = at::empty({hs.size(1), units}, hs.options());
+  with_act(a, [&](auto A) {
+    for (size_t t = 0; t < bs.size(); ++t) {
+      const int64_t n = bs[t];
+      if (n == 0) break;
+      Tensor r = lin_add(rows(hs[t], n), w, rows(pre[t], n), rows(scratch, n), onednn);
+      act_into<decltype(A)::value>(r.data_ptr<T>(), hs[t + 1].data_ptr<T>(), n * units);
+    }
+  });
+}
+
+void rnn_forward(Tensor pre, Tensor hs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
+                 bool onednn) {
+  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
+  check_sizes(bs, hs.size(1));
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "rnn_forward", [&] {
+    rnn_forward_impl<scalar_t>(pre, hs, w, bs, a, onednn);
+  });
+}
+
+// Returns d_pre [S, B, H] and dh0 [B, H]. w [H, H] = W_h (dh_prev = d_pre W_h^T).
+template <typename T>
+std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& d_final,
+                                             const Tensor& hs, const Tensor& w,
+                                             const std::vector<int64_t>& bs, int64_t a,
+                                             bool onednn) {
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  const int64_t batch = hs.size(1), units = hs.size(2);
+  Tensor d_pre = at::zeros({steps, batch, units}, hs.options());
+  Tensor scratch = at::empty({batch, units}, hs.options());
+  const T* df = d_final.data_ptr<T>();
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      const int64_t n = bs[t], m = t + 1 < steps ? bs[t + 1] : 0;
+      const T* y = hs[t + 1].data_ptr<T>();
+      const T* dout = d_out[t].data_ptr<T>();
+      T* dp = d_pre[t].data_ptr<T>();
+      if (m > 0) {
+        Tensor r = lin_add(rows(d_pre[t + 1], m), w, rows(d_out[t], m), rows(scratch, m), onednn);
+        const T* dh = r.data_ptr<T>();
+#pragma GCC ivdep
+        for (int64_t i = 0; i < m * units; ++i) dp[i] = dh[i] * act_grad<kA>(y[i]);
+      }
+#pragma GCC ivdep
+      for (int64_t i = m * units; i < n * units; ++i)
+        dp[i] = (dout[i] + df[i]) * act_grad<kA>(y[i]);
+    }
+  });
+  Tensor dh0 = d_final.clone();
+  const int64_t n0 = steps ? bs[0] : 0;
+  if (n0 > 0) rows(dh0, n0).copy_(lin(rows(d_pre[0], n0), w, rows(scratch, n0), onednn));
+  return {d_pre, dh0};
+}
+
+std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_final,
+                                        const Tensor& hs, const Tensor& w,
+                                        at::IntArrayRef batch_sizes, int64_t a, bool onednn) {
+  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
+  check_sizes(bs, hs.size(1));
+  std::tuple<Tensor, Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "rnn_backward", [&] {
+    out = rnn_backward_impl<scalar_t>(d_out, d_final, hs, w, bs, a, onednn);
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------ BasicLSTMCell
+// gates [S, B, 4H] (o, i, f, j; x W_x + b; activated in place), cs [S+1, B, H] (cs[0] = c0),
+// hs [T+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T.
+template <typename T>
+void lstm_forward_impl(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
+                       const std::vector<int64_t>& bs, int64_t a, bool onednn) {
+  const int64_t units = hs.size(2), width = 4 * units;
+  Tensor scratch = at::empty({hs.size(1), width}, hs.options());
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    for (size_t t = 0; t < bs.size(); ++t) {
+      const int64_t n = bs[t];
+      if (n == 0) break;
+      Tensor r = lin_add(rows(hs[t], n), w, rows(gates[t], n), rows(scratch, n), onednn);
+      const T* pre = r.data_ptr<T>();
+      T* g = gates[t].data_ptr<T>();
+      const T* c_prev = cs[t].data_ptr<T>();
+      T* c_new = cs[t + 1].data_ptr<T>();
+      T* tc = tcs[t].data_ptr<T>();
+      T* h = hs[t + 1].data_ptr<T>();
+      for (int64_t b = 0; b < n; ++b) {
+        const T* p = pre + b * width;
+        T* gb = g + b * width;
+        act_into<kSigmoid>(p, gb, 3 * units);
+        act_into<kA>(p + 3 * units, gb + 3 * units, units);
+        const T *o = gb, *i = gb + units, *f = gb + 2 * units, *j = gb + 3 * units;
+        const T* cp = c_prev + b * units;
+        T* cn = c_new + b * units;
+        T* tcb = tc + b * units;
+        T* hb = h + b * units;
+#pragma GCC ivdep
+        for (int64_t k = 0; k < units; ++k) {
+          const T c = f[k] * cp[k] + i[k] * j[k];
+          cn[k] = c;
+          const T ac = act<kA>(c);
+          tcb[k] = ac;
+          hb[k] = o[k] * ac;
+        }
+      }
+    }
+  });
+}
+
+void lstm_forward(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
+                  at::IntArrayRef batch_sizes, int64_t a, bool onednn) {
+  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
+  check_sizes(bs, hs.size(1));
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "lstm_forward", [&] {
+    lstm_forward_impl<scalar_t>(gates, cs, hs, tcs, w, bs, a, onednn);
+  });
+}
+
+// Returns d_gates [S, B, 4H], dc0, dh0 [B, H]. w [H, 4H] = W_h.
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
+    const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
+    const Tensor& cs, const Tensor& tcs, const Tensor& w, const std::vector<int64_t>& bs,
+    int64_t a, bool onednn) {
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  const int64_t batch = cs.size(1), units = cs.size(2), width = 4 * units;
+  Tensor d_gates = at::zeros({steps, batch, width}, cs.options());
+  Tensor scratch = at::empty({batch, units}, cs.options());
+  Tensor carry = at::zeros({batch, units}, cs.options());  // dc_{t} f_{t}, into step t-1
+  const T* dfc = d_final_c.data_ptr<T>();
+  const T* dfh = d_final_h.data_ptr<T>();
+  T* cc = carry.data_ptr<T>();
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      const int64_t n = bs[t], m = t + 1 < steps ? bs[t + 1] : 0;
+      const T* dout = d_out[t].data_ptr<T>();
+      const T* dh_rec = nullptr;
+      Tensor r;
+      if (m > 0) {
+        r = lin_add(rows(d_gates[t + 1], m), w, rows(d_out[t], m), rows(scratch, m), onednn);
+        dh_rec = r.data_ptr<T>();
+      }
+      const T* g = gates[t].data_ptr<T>();
+      const T* c_prev = cs[t].data_ptr<T>();
+      const T* tc = tcs[t].data_ptr<T>();
+      T* dg = d_gates[t].data_ptr<T>();
+      for (int64_t b = 0; b < n; ++b) {
+        const bool live = b < m;  // else: row b's last step is t; the final state enters here
+        const T* dhr = live ? dh_rec + b * units : dout + b * units;
+        const T* dhx = live ? nullptr : dfh + b * units;
+        const T* dcin = live ? cc + b * units : dfc + b * units;
+        const T* gb = g + b * width;
+        const T *o = gb, *i = gb + units, *f = gb + 2 * units, *j = gb + 3 * units;
+        const T* cp = c_prev + b * units;
+        const T* tcb = tc + b * units;
+        T* d = dg + b * width;
+        T* cb = cc + b * units;
+        if (live) {
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) {
+            const T dh = dhr[k];
+            const T dc = dcin[k] + dh * o[k] * act_grad<kA>(tcb[k]);
+            d[k] = dh * tcb[k] * (o[k] - o[k] * o[k]);
+            d[units + k] = dc * j[k] * (i[k] - i[k] * i[k]);
+            d[2 * units + k] = dc * cp[k] * (f[k] - f[k] * f[k]);
+            d[3 * units + k] = dc * i[k] * act_grad<kA>(j[k]);
+            cb[k] = dc * f[k];
+          }
+        } else {
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) {
+            const T dh = dhr[k] + dhx[k];
+            const T dc = dcin[k] + dh * o[k] * act_grad<kA>(tcb[k]);
+            d[k] = dh * tcb[k] * (o[k] - o[k] * o[k]);
+            d[units + k] = dc * j[k] * (i[k] - i[k] * i[k]);
+            d[2 * units + k] = dc * cp[k] * (f[k] - f[k] * f[k]);
+            d[3 * units + k] = dc * i[k] * act_grad<kA>(j[k]);
+            cb[k] = dc * f[k];
+          }
+        }
+      }
+    }
+  });
+  const int64_t n0 = steps ? bs[0] : 0;
+  Tensor dc0 = d_final_c.clone();
+  Tensor dh0 = d_final_h.clone();
+  if (n0 > 0) {
+    rows(dc0, n0).copy_(rows(carry, n0));
+    rows(dh0, n0).copy_(lin(rows(d_gates[0], n0), w, rows(scratch, n0), onednn));
+  }
+  return {d_gates, dc0, dh0};
+}
+
+std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& d_out, const Tensor& d_final_c,
+                                                 const Tensor& d_final_h, const Tensor& gates,
+                                                 const Tensor& cs, const Tensor& tcs,
+                                                 const Tensor& w, at::IntArrayRef batch_sizes,
+                                                 int64_t a, bool onednn) {
+  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
+  check_sizes(bs, cs.size(1));
+  std::tuple<Tensor, Tensor, Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(cs.scalar_type(), "lstm_backward", [&] {
+    out = lstm_backward_impl<scalar_t>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, a,
+                                       onednn);
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------ GRUCell
+// gates [S, B, 2H] (r, u; x W_gx + b_g; sigmoid in place), cands [S, B, H] (x W_cx + b_c; act in
+// place), rhs [S, B, H] = r h_prev, hs [T+1, B, H]; w_g [2H, H] = W_gh^T, w_c [H, H] = W_ch^T.
+template <typename T>
+void gru_forward_impl(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
+                      const Tensor& w_c, const std::vector<int64_t>& bs, int64_t a, bool onednn) {
+  const int64_t units = hs.size(2);
+  Tensor scratch_g = at::empty({hs.size(1), 2 * units}, hs.options());
+  Tensor scratch_c = at::empty({hs.size(1), units}, hs.options());
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    for (size_t t = 0; t < bs.size(); ++t) {
+      const int64_t n = bs[t];
+      if (n == 0) break;
+      Tensor rg = lin_add(rows(hs[t], n), w_g, rows(gates[t], n), rows(scratch_g, n), onednn);
+      T* g = gates[t].data_ptr<T>();
+      act_into<kSigmoid>(rg.data_ptr<T>(), g, n * 2 * units);
+      const T* h = hs[t].data_ptr<T>();
+      T* rh = rhs[t].data_ptr<T>();
+      for (int64_t b = 0; b < n; ++b) {
+        const T* r = g + b * 2 * units;
+#pragma GCC ivdep
+        for (int64_t k = 0; k < units; ++k) rh[b * units + k] = r[k] * h[b * units + k];
+      }
+      Tensor rc = lin_add(rows(rhs[t], n), w_c, rows(cands[t], n), rows(scratch_c, n), onednn);
+      T* c = cands[t].data_ptr<T>();
+      act_into<kA>(rc.data_ptr<T>(), c, n * units);
+      T* hn = hs[t + 1].data_ptr<T>();
+      for (int64_t b = 0; b < n; ++b) {
+        const T* u = g + b * 2 * units + units;
+#pragma GCC ivdep
+        for (int64_t k = 0; k < units; ++k) {
+          const int64_t q = b * units + k;
+          hn[q] = (h[q] - c[q]) * u[k] + c[q];
+        }
+      }
+    }
+  });
+}
+
+void gru_forward(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
+                 const Tensor& w_c, at::IntArrayRef batch_sizes, int64_t a, bool onednn) {
+  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
+  check_sizes(bs, hs.size(1));
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_forward", [&] {
+    gru_forward_impl<scalar_t>(gates, cands, rhs, hs, w_g, w_c, bs, a, onednn);
+  });
+}
+
+// Returns d_gates [S, B, 2H], d_cands [S, B, H], dh0 [B, H]. w_g [H, 2H] = W_gh, w_c [H, H] = W_ch.
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const Tensor& d_final,
+                                                     const Tensor& gates, const Tensor& cands,
+                                                     const Tensor& hs, const Tensor& w_g,
+                                                     const Tensor& w_c,
+                                                     const std::vector<int64_t>& bs, int64_t a,
+                                                     bool onednn) {
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  const int64_t batch = hs.size(1), units = hs.size(2);
+  Tensor d_gates = at::zeros({steps, batch, 2 * units}, hs.options());
+  Tensor d_cands = at::zeros({steps, batch, units}, hs.options());
+  Tensor dh = at::empty({batch, units}, hs.options());      // gradient into h_t, all sources
+  Tensor dh_rec = at::zeros({batch, units}, hs.options());  // from step t+1 into h_t
+  Tensor scratch = at::empty({batch, units}, hs.options());
+  Tensor scratch2 = at::empty({batch, units}, hs.options());
+  const T* df = d_final.data_ptr<T>();
+  T* dhp = dh.data_ptr<T>();
+  T* rec = dh_rec.data_ptr<T>();
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      const int64_t n = bs[t], m = t + 1 < steps ? bs[t + 1] : 0;
+      const T* dout = d_out[t].data_ptr<T>();
+      const T* g = gates[t].data_ptr<T>();
+      const T* c = cands[t].data_ptr<T>();
+      const T* h = hs[t].data_ptr<T>();
+      T* dg = d_gates[t].data_ptr<T>();
+      T* dcd = d_cands[t].data_ptr<T>();
+#pragma GCC ivdep
+      for (int64_t q = 0; q < m * units; ++q) dhp[q] = dout[q] + rec[q];
+#pragma GCC ivdep
+      for (int64_t q = m * units; q < n * units; ++q) dhp[q] = dout[q] + df[q];
+      for (int64_t b = 0; b < n; ++b) {
+        const T* u = g + b * 2 * units + units;
+        T* du = dg + b * 2 * units + units;
+#pragma GCC ivdep
+        for (int64_t k = 0; k < units; ++k) {
+          const int64_t q = b * units + k;
+          dcd[q] = dhp[q] * (T(1) - u[k]) * act_grad<kA>(c[q]);
+          du[k] = dhp[q] * (h[q] - c[q]) * (u[k] - u[k] * u[k]);
+        }
+      }
+      Tensor d_rh = lin(rows(d_cands[t], n), w_c, rows(scratch, n), onednn);
+      const T* drh = d_rh.data_ptr<T>();
+      for (int64_t b = 0; b < n; ++b) {
+        const T* r = g + b * 2 * units;
+        T* dr = dg + b * 2 * units;
+#pragma GCC ivdep
+        for (int64_t k = 0; k < units; ++k) {
+          const int64_t q = b * units + k;
+          dr[k] = drh[q] * h[q] * (r[k] - r[k] * r[k]);
+        }
+      }
+      // dh_{t-1} = d pre_g W_gh^T + dh u + d(rh) r
+      T* s2 = scratch2.data_ptr<T>();
+      for (int64_t b = 0; b < n; ++b) {
+        const T* r = g + b * 2 * units;
+        const T* u = r + units;
+#pragma GCC ivdep
+        for (int64_t k = 0; k < units; ++k) {
+          const int64_t q = b * units + k;
+          s2[q] = dhp[q] * u[k] + drh[q] * r[k];
+        }
+      }
+      Tensor back = lin_add(rows(d_gates[t], n), w_g, rows(scratch2, n), rows(dh_rec, n), onednn);
+      if (back.data_ptr() != dh_rec.data_ptr()) rows(dh_rec, n).copy_(back);
+    }
+  });
+  const int64_t n0 = steps ? bs[0] : 0;
+  Tensor dh0 = d_final.clone();
+  if (n0 > 0) rows(dh0, n0).copy_(rows(dh_rec, n0));
+  return {d_gates, d_cands, dh0};
+}
+
+std::tuple<Tensor, Tensor, Tensor> gru_backward(const Tensor& d_out, const Tensor& d_final,
+                                                const Tensor& gates, const Tensor& cands,
+                                                const Tensor& hs, const Tensor& w_g,
+                                                const Tensor& w_c, at::IntArrayRef batch_sizes,
+                                                int64_t a, bool onednn) {
+  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
+  check_sizes(bs, hs.size(1));
+  std::tuple<Tensor, Tensor, Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
+    out = gru_backward_impl<scalar_t>(d_out, d_final, gates, cands, hs, w_g, w_c, bs, a, onednn);
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(rnnflow_loops, m) {
+  m.def("rnn_forward(Tensor(a!) pre, Tensor(b!) hs, Tensor w, int[] batch_sizes, int act, "
+        "bool onednn) -> ()");
+  m.def("rnn_backward(Tensor d_out, Tensor d_final, Tensor hs, Tensor w, int[] batch_sizes, "
+        "int act, bool onednn) -> (Tensor, Tensor)");
+  m.def("lstm_forward(Tensor(a!) gates, Tensor(b!) cs, Tensor(c!) hs, Tensor(d!) tcs, Tensor w, "
+        "int[] batch_sizes, int act, bool onednn) -> ()");
+  m.def("lstm_backward(Tensor d_out, Tensor d_final_c, Tensor d_final_h, Tensor gates, "
+        "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn) "
+        "-> (Tensor, Tensor, Tensor)");
+  m.def("gru_forward(Tensor(a!) gates, Tensor(b!) cands, Tensor(c!) rhs, Tensor(d!) hs, "
+        "Tensor w_g, Tensor w_c, int[] batch_sizes, int act, bool onednn) -> ()");
+  m.def("gru_backward(Tensor d_out, Tensor d_final, Tensor gates, Tensor cands, Tensor hs, "
+        "Tensor w_g, Tensor w_c, int[] batch_sizes, int act, bool onednn) "
+        "-> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(rnnflow_loops, CPU, m) {
+  m.impl("rnn_forward", &rnn_forward);
+  m.impl("rnn_backward", &rnn_backward);
+  m.impl("lstm_forward", &lstm_forward);
+  m.impl("lstm_backward", &lstm_backward);
+  m.impl("gru_forward", &gru_forward);
+  m.impl("gru_backward", &gru_backward);
+}
