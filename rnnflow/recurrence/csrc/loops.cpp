@@ -30,13 +30,17 @@ using at::Tensor;
 enum Act : int64_t { kTanh = 0, kSigmoid = 1, kRelu = 2, kLinear = 3 };
 
 // ------------------------------------------------------------------ elementwise maths
-// expf after Cephes (range reduction + degree-6 polynomial, ~1 ulp); written so that GCC
-// vectorises the loops that call it. NaN propagates; the clamp keeps 2^n finite.
+// expf after Cephes (range reduction + degree-6 polynomial, ~1 ulp), written so that GCC
+// vectorises the loops that call it: no libm call, rounding by the 1.5 * 2^23 trick, 2^n built
+// from the bits. NaN propagates; the clamp keeps 2^n a normal float.
 inline float exp_f(float x) {
   x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
-  float fx = std::floor(x * 1.44269504088896341f + 0.5f);
-  x = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+  const float shifted = x * 1.44269504088896341f + 12582912.0f;  // round(x log2 e) + 1.5 * 2^23
+  const float fx = shifted - 12582912.0f;
+  uint32_t sbits;
+  std::memcpy(&sbits, &shifted, sizeof(sbits));
+  x = x - fx * 0.693359375f + fx * 2.12194440e-4f;  // x - fx ln 2, in two parts
   const float z = x * x;
   float y = 1.9875691500e-4f;
   y = y * x + 1.3981999507e-3f;
@@ -45,8 +49,7 @@ inline float exp_f(float x) {
   y = y * x + 1.6666665459e-1f;
   y = y * x + 5.0000001201e-1f;
   y = y * z + x + 1.0f;
-  const int32_t n = static_cast<int32_t>(fx) + 127;
-  const uint32_t bits = static_cast<uint32_t>(n) << 23;
+  const uint32_t bits = (sbits - 0x4B400000u + 127u) << 23;  // 2^fx
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
   return y * scale;
@@ -216,12 +219,14 @@ std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_fin
 
 // ------------------------------------------------------------------ BasicLSTMCell
 // gates [S, B, 4H] (o, i, f, j; x W_x + b; activated in place), cs [S+1, B, H] (cs[0] = c0),
-// hs [T+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T.
+// hs [S+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. Inference passes cs and
+// tcs as [1, B, H]: c is then updated in place (a row past its length keeps its final c).
 template <typename T>
 void lstm_forward_impl(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
                        const std::vector<int64_t>& bs, int64_t a, bool onednn) {
   const int64_t units = hs.size(2), width = 4 * units;
   Tensor scratch = at::empty({hs.size(1), width}, hs.options());
+  const bool state_steps = cs.size(0) > 1;
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     for (size_t t = 0; t < bs.size(); ++t) {
@@ -230,9 +235,9 @@ void lstm_forward_impl(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Ten
       Tensor r = lin_add(rows(hs[t], n), w, rows(gates[t], n), rows(scratch, n), onednn);
       const T* pre = r.data_ptr<T>();
       T* g = gates[t].data_ptr<T>();
-      const T* c_prev = cs[t].data_ptr<T>();
-      T* c_new = cs[t + 1].data_ptr<T>();
-      T* tc = tcs[t].data_ptr<T>();
+      const T* c_prev = cs[state_steps ? t : 0].data_ptr<T>();
+      T* c_new = cs[state_steps ? t + 1 : 0].data_ptr<T>();
+      T* tc = tcs[state_steps ? t : 0].data_ptr<T>();
       T* h = hs[t + 1].data_ptr<T>();
       for (int64_t b = 0; b < n; ++b) {
         const T* p = pre + b * width;

@@ -1,0 +1,166 @@
+"""The compiled step loops (csrc/loops.cpp) == the Python loops == the reference loop, and the
+shrinking batch for sequence_length.
+
+Every case runs twice, with the compiled loops and with ``RNNFLOW_NO_EXT=1`` (the Python
+fallback); float64 at 1e-10, float32 at 1e-5 with a batch large enough (>= 32 rows) for the
+oneDNN GEMMs inside the compiled loop.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from rnnflow_testing import assert_close_tree
+
+from rnnflow import BasicLSTMCell, BasicRNNCell, GRUCell, MultiRNNCell, _nest, dynamic_rnn
+from rnnflow.recurrence import _ext, fused
+from rnnflow.recurrence import _fused_kernels as kernels
+
+KINDS = ["rnn", "rnn_relu", "lstm", "lstm_concat", "gru", "multi", "multi_concat"]
+DEPTH = 3
+
+
+def make_cell(kind: str, dtype: torch.dtype) -> torch.nn.Module:
+    common = dict(input_size=DEPTH, dtype=dtype)
+    if kind == "rnn":
+        return BasicRNNCell(5, **common)
+    if kind == "rnn_relu":
+        return BasicRNNCell(5, activation="relu", **common)
+    if kind == "lstm":
+        return BasicLSTMCell(5, forget_bias=0.7, **common)
+    if kind == "lstm_concat":
+        return BasicLSTMCell(5, state_is_tuple=False, **common)
+    if kind == "gru":
+        return GRUCell(5, **common)
+    if kind == "multi":
+        return MultiRNNCell(
+            [
+                GRUCell(5, **common),
+                BasicLSTMCell(4, input_size=5, dtype=dtype),
+                BasicRNNCell(6, input_size=4, dtype=dtype),
+            ]
+        )
+    if kind == "multi_concat":
+        return MultiRNNCell(
+            [BasicRNNCell(5, **common), GRUCell(3, input_size=5, dtype=dtype)],
+            state_is_tuple=False,
+        )
+    raise ValueError(kind)
+
+
+def outputs_and_grads(cell, x, lengths, init, impl):
+    """Outputs, final state and d(loss)/d(inputs, every parameter, initial state)."""
+    out, state = dynamic_rnn(cell, x, sequence_length=lengths, initial_state=init, impl=impl)
+    leaves = _nest.flatten(state)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    loss = (out * weights).sum() + sum((s * (k + 1.5)).sum() for k, s in enumerate(leaves))
+    wrt = [x, *cell.parameters(), *_nest.flatten(init)]
+    return out, state, torch.autograd.grad(loss, wrt)
+
+
+@pytest.fixture(params=["compiled", "python"])
+def loops(request, monkeypatch):
+    """Which time loops run: the compiled ones (skipped where they cannot be built) or Python."""
+    if request.param == "python":
+        monkeypatch.setenv("RNNFLOW_NO_EXT", "1")
+    else:
+        monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
+        ok, reason = _ext.status()
+        if not ok:
+            pytest.skip(f"compiled loops unavailable: {reason}")
+    return request.param
+
+
+def test_the_extension_builds_where_a_compiler_exists(monkeypatch):
+    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
+    if shutil.which("c++") is None:
+        pytest.skip("no C++ compiler")
+    assert _ext.status() == (True, "")
+    assert kernels._loops(torch.zeros(1, dtype=torch.float64)) is _ext.loops()
+
+
+def test_rnnflow_no_ext_selects_the_python_loops(monkeypatch):
+    monkeypatch.setenv("RNNFLOW_NO_EXT", "1")
+    assert _ext.loops() is None
+    assert _ext.status() == (False, "RNNFLOW_NO_EXT is set")
+    assert kernels._loops(torch.zeros(1)) is kernels._PY_LOOPS
+
+
+def test_bfloat16_always_uses_the_python_loops():
+    assert kernels._loops(torch.zeros(1, dtype=torch.bfloat16)) is kernels._PY_LOOPS
+
+
+def run(kind, dtype, batch, steps, lengths, monkeypatch, generic_lstm=True):
+    if generic_lstm:
+        monkeypatch.setattr(fused, "_CPU_LSTM_PEER", False)
+    torch.manual_seed(0)
+    cell = make_cell(kind, dtype)
+    x = torch.randn(batch, steps, DEPTH, dtype=dtype, requires_grad=True)
+    zero = cell.zero_state(batch, dtype)
+    init = _nest.map_structure(lambda z: torch.randn_like(z).requires_grad_(), zero)
+    seq = None if lengths is None else torch.tensor(lengths)
+    ref = outputs_and_grads(cell, x, seq, init, "reference")
+    fast = outputs_and_grads(cell, x, seq, init, "fused")
+    return fast, ref
+
+
+# unsorted, repeated, zero and full lengths: the rows are sorted, computed in a shrinking batch
+# and scattered back
+LENGTHS = {"none": None, "mixed": [3, 7, 0, 7, 1, 5, 3], "sorted": [7, 5, 3, 3, 2, 1, 0]}
+
+
+@pytest.mark.parametrize("lengths", list(LENGTHS))
+@pytest.mark.parametrize("kind", KINDS)
+def test_loops_match_reference_float64(kind, lengths, loops, monkeypatch):
+    fast, ref = run(kind, torch.float64, 7, 7, LENGTHS[lengths], monkeypatch)
+    assert_close_tree(fast, ref, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("lengths", ["none", "mixed"])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_loops_match_reference_float32_onednn_rows(kind, lengths, loops, monkeypatch):
+    """40 rows: the compiled loop's recurrent GEMM goes through oneDNN (>= 32 active rows)."""
+    seq = None if lengths == "none" else [(7 * b) % 9 for b in range(40)]
+    fast, ref = run(kind, torch.float32, 40, 9, seq, monkeypatch)
+    assert_close_tree(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_compiled_and_python_loops_agree(monkeypatch):
+    """The two implementations of the same loops, side by side (float64, 1e-12)."""
+    if not _ext.status()[0]:
+        pytest.skip("compiled loops unavailable")
+    seq = [5, 0, 9, 2, 9, 4]
+    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
+    compiled, _ = run("multi", torch.float64, 6, 9, seq, monkeypatch)
+    monkeypatch.setenv("RNNFLOW_NO_EXT", "1")
+    python, _ = run("multi", torch.float64, 6, 9, seq, monkeypatch)
+    assert_close_tree(compiled, python, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lstm_inference_in_chunks(dtype, loops, monkeypatch):
+    """No-grad LSTM: gates through a small reused buffer, c updated in place; several chunks."""
+    monkeypatch.setattr(fused, "_CPU_LSTM_PEER", False)
+    monkeypatch.setattr(kernels, "_CHUNK_BYTES", 1)  # one step per chunk
+    cell = MultiRNNCell(
+        [BasicLSTMCell(5, input_size=DEPTH, dtype=dtype), GRUCell(4, input_size=5, dtype=dtype)]
+    )
+    x = torch.randn(6, 8, DEPTH, dtype=dtype)
+    seq = torch.tensor([8, 3, 0, 8, 5, 1])
+    init = _nest.map_structure(torch.randn_like, cell.zero_state(6, dtype))
+    with torch.no_grad():
+        for lengths in (None, seq):
+            ref = dynamic_rnn(
+                cell, x, sequence_length=lengths, initial_state=init, impl="reference"
+            )
+            fast = dynamic_rnn(cell, x, sequence_length=lengths, initial_state=init, impl="fused")
+            tol = 1e-10 if dtype == torch.float64 else 1e-5
+            assert_close_tree(fast, ref, atol=tol, rtol=tol)
+
+
+def test_batch_sizes():
+    assert kernels.batch_sizes(None, 3, 4) == [3, 3, 3, 3]
+    assert kernels.batch_sizes(torch.tensor([4, 2, 2, 0]), 4, 6) == [3, 3, 1, 1]
+    assert kernels.batch_sizes(torch.tensor([0, 0]), 2, 6) == []
