@@ -286,3 +286,17 @@ def run(args: argparse.Namespace) -> int:
     print(line)
     print(f"trained {progress.step} steps in {progress.train_seconds:.0f} s; run folder: {run_dir}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rnnflow.cli._charlm ...``: the same as ``rnnflow train --task charlm ...``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m rnnflow.cli._charlm",
+        description="Train a character-level language model (rnnflow train --task charlm).",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

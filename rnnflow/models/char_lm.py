@@ -27,6 +27,7 @@ from rnnflow.cells import DropoutWrapper, MultiRNNCell
 from rnnflow.cells.base import RNNCell, State
 from rnnflow.models.classifier import make_cell
 from rnnflow.recurrence import dynamic_rnn
+from rnnflow.recurrence.dynamic_rnn import Impl
 
 __all__ = ["CharLM", "masked_cross_entropy"]
 
@@ -103,6 +104,7 @@ class CharLM(nn.Module):
         *,
         sequence_length: Tensor | None = None,
         initial_state: State | None = None,
+        impl: Impl = "auto",
     ) -> tuple[Tensor, State]:
         """Logits at every step and the final state.
 
@@ -111,6 +113,8 @@ class CharLM(nn.Module):
             sequence_length: int64 [B]; steps past a row's length are padding (their logits
                 are the output bias only and the state stops changing, as in TF1).
             initial_state: the cell's state for B rows; default zeros.
+            impl: ``dynamic_rnn``'s path (same results; ``"reference"`` is the fastest for the
+                one-step calls of sampling).
 
         Returns:
             ``(logits [B, T, V], state)``.
@@ -121,7 +125,7 @@ class CharLM(nn.Module):
             )
         x = self.drop(self.embedding(tokens))  # [B, T, E]
         out, state = dynamic_rnn(
-            self.cell, x, sequence_length=sequence_length, initial_state=initial_state
+            self.cell, x, sequence_length=sequence_length, initial_state=initial_state, impl=impl
         )  # [B, T, H]
         return self.output(self.drop(out)), state  # [B, T, V]
 

@@ -103,7 +103,8 @@ def generate(
                 finished = True
                 break
             step = torch.tensor([[choice]], device=device)  # [1, 1]
-            logits, state = model(step, initial_state=state)
+            # one step: the reference loop (no fused-path set-up cost per call; same results)
+            logits, state = model(step, initial_state=state, impl="reference")
             last = logits[0, -1].float().cpu()
     finally:
         model.train(was_training)
