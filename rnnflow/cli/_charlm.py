@@ -103,6 +103,13 @@ def is_charlm_run(run_dir: str | Path) -> bool:
     return isinstance(data, dict) and data.get("task") == "charlm"
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _fail(message: str, status: int = 2) -> int:
     print(f"rnnflow train --task charlm: {message}", file=sys.stderr)
     return status
@@ -274,6 +281,8 @@ def run(args: argparse.Namespace) -> int:
         "steps": progress.step,
         "train_seconds": round(progress.train_seconds, 1),
         "wall_seconds_this_session": round(time.perf_counter() - start, 1),
+        # on a shared machine wall time overstates the cost: CPU seconds of this process
+        "process_cpu_seconds_this_session": round(_cpu_seconds(), 1),
         "threads": torch.get_num_threads(),
     }
     atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())

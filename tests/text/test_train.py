@@ -62,6 +62,7 @@ def test_train_writes_the_run_folder(tmp_path: Path, corpus: Path, capsys) -> No
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val_perplexity"] == pytest.approx(math.exp(summary["val_loss"]))
     assert summary["unigram_perplexity"] > summary["bigram_perplexity"] > 1
+    assert summary["process_cpu_seconds_this_session"] > 0
     out = capsys.readouterr().out
     assert "validation perplexity" in out and "unigram" in out and "bigram" in out
 
