@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         tp = field_type(f.name)
         kwargs: dict[str, Any] = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS}
-        help_text = f"(default: {f.default!r})"
+        help_text = f"(default: {f.default!r})".replace("%", "%%")  # argparse %-formats help
         if typing.get_origin(tp) is typing.Literal:
             group.add_argument(flag, choices=typing.get_args(tp), help=help_text, **kwargs)
             continue

@@ -147,6 +147,14 @@ def test_extends_the_classifier_train_parser(tmp_path: Path, corpus: Path) -> No
     assert load_charlm_checkpoint(tmp_path / "run" / "checkpoint.safetensors").config.cell == "rnn"
     args = parser.parse_args([*argv, "--out", str(tmp_path / "r2"), "--dataset", "mnist"])
     assert _charlm.run(args) == 2
+    text = train_parser.format_help()  # help strings are %-formatted: the '%' delimiter default
+    assert "--delimiter" in text and "(default: '%')" in text and "tang-song" in text
+
+
+def test_standalone_help(capsys) -> None:
+    with pytest.raises(SystemExit):
+        _charlm.main(["--help"])
+    assert "--text PATH" in capsys.readouterr().out
 
 
 def test_config_checks_and_resume_refuses_changes(tmp_path: Path, corpus: Path, capsys) -> None:
