@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from benchmarks.harness import SavedTensorBytes, emit, gemm_peak_gflops, machine, time_interleaved
 from rnnflow import BasicLSTMCell, BasicRNNCell, GRUCell, dynamic_rnn
-from rnnflow.recurrence import fused
+from rnnflow.recurrence import _ext, fused
 
 DEPTH = 28  # inputs per step: the tutorial's MNIST rows
 CLASSES = 10
@@ -253,6 +253,8 @@ def run(
     write_doc: bool = False,
 ) -> int:
     info = machine()
+    ok, why_not = _ext.status()  # builds the compiled loops now, outside the timings
+    info["compiled_loops"] = "yes" if ok else f"no ({why_not})"
     rates = gemm_peak_gflops()
     peak = rates["peak"]
     info["fp32_gemm_gflops"] = {k: round(v, 1) for k, v in rates.items()}
@@ -306,7 +308,8 @@ def write_performance_doc(info: dict[str, Any], records: list[dict[str, Any]]) -
         f"{SECTION}\n\n"
         f"Measured {info['date']} with `{info['command']}` on {info['cpu']}, "
         f"{info['logical_cpus']} logical CPUs, torch {info['torch']} with "
-        f"{info['torch_threads']} thread(s); load average at start {info['load_avg']}. "
+        f"{info['torch_threads']} thread(s); load average at start {info['load_avg']}; "
+        f"compiled step loops: {info.get('compiled_loops', '?')}. "
         f"FP32 GEMM 2048^3: torch.mm (MKL) {gemm.get('mm')} GFLOP/s, oneDNN "
         f"{gemm.get('onednn')} GFLOP/s (the peak used below).\n\n"
         f"{results_table(records)}\n"

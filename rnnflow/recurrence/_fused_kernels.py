@@ -55,9 +55,10 @@ def _probe_onednn() -> bool:
 
 
 _ONEDNN = _probe_onednn()
-# Below this many rows oneDNN's per-call cost (~15 us) exceeds MKL's whole GEMM (2-7 us at
-# 1-16 x 128 x 128 here); csrc/loops.cpp uses the same threshold.
-_ONEDNN_ROWS = 32
+# Below this many multiply-adds oneDNN's per-call cost (~15 us) outweighs its faster kernel
+# (MKL: 2-7 us at 1-16 x 128 x 128, oneDNN ~15; at 128 x 128 x 128, 41 vs 31 us); csrc/loops.cpp
+# uses the same rule.
+_ONEDNN_MACS = 3 << 19
 
 
 def _use_onednn(x: Tensor) -> bool:
@@ -67,7 +68,8 @@ def _use_onednn(x: Tensor) -> bool:
 def lin(x: Tensor, weight: Tensor, add: Tensor | None = None) -> Tensor:
     """``x @ weight^T (+ add)``: ``x`` [M, K], ``weight`` [N, K] (``nn.Linear``'s layout),
     ``add`` [M, N]. A new tensor."""
-    if _use_onednn(x) and (x.shape[0] >= _ONEDNN_ROWS or x.dtype == torch.bfloat16):
+    big = x.shape[0] * weight.shape[0] * weight.shape[1] >= _ONEDNN_MACS
+    if _use_onednn(x) and (big or x.dtype == torch.bfloat16):
         op = torch.ops.mkldnn._linear_pointwise
         if add is None:
             return op(x, weight, None, "none", [], "")

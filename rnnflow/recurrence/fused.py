@@ -205,14 +205,57 @@ _LSTM_ORDER = (3, 0, 2, 1)
 
 def _lstm_params(cell: BasicLSTMCell, order: tuple[int, ...], compute: torch.dtype):
     """The LSTM's kernel and bias with gate blocks in ``order`` and forget_bias in the bias."""
-    units = cell.num_units
     kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
-    kernel = torch.cat([kernel[:, g * units : (g + 1) * units] for g in order], dim=1)
-    shift = torch.zeros(4 * units, dtype=bias.dtype, device=bias.device)
-    shift[2 * units : 3 * units] = cell.forget_bias  # f, in TF's order
-    bias = bias + shift
-    bias = torch.cat([bias[g * units : (g + 1) * units] for g in order])
-    return kernel, bias
+    return _LSTMParams.apply(kernel, bias, float(cell.forget_bias), order, False)
+
+
+def _torch_lstm_weights(cell: BasicLSTMCell, depth: int, compute: torch.dtype):
+    """PyTorch's ``w_ih`` [4H, D], ``w_hh`` [4H, H], ``b_ih`` [4H] (gates i, f, g, o)."""
+    kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
+    return _LSTMParams.apply(kernel, bias, float(cell.forget_bias), _TORCH_LSTM_ORDER, depth)
+
+
+_PERMS: dict[tuple[int, tuple[int, ...], torch.device], Tensor] = {}
+
+
+def _gate_perm(units: int, order: tuple[int, ...], device: torch.device) -> Tensor:
+    """Column index: new gate block k is TF's block ``order[k]`` (cached)."""
+    key = (units, order, device)
+    if key not in _PERMS:
+        blocks = [torch.arange(g * units, (g + 1) * units) for g in order]
+        _PERMS[key] = torch.cat(blocks).to(device)
+    return _PERMS[key]
+
+
+class _LSTMParams(torch.autograd.Function):
+    """TF's kernel [D+H, 4H] and bias [4H] (gates i, j, f, o) with the gate blocks reordered and
+    ``forget_bias`` folded into the bias, as one autograd node (a handful of ops either way,
+    which matters at small batches). ``depth`` False: returns the reordered kernel and bias;
+    ``depth`` = D: PyTorch's layout ``kernel^T`` split into [4H, D] and [4H, H], and the bias."""
+
+    @staticmethod
+    def forward(ctx: Any, kernel, bias, forget_bias, order, depth):
+        units = kernel.shape[1] // 4
+        perm = _gate_perm(units, order, kernel.device)
+        ctx.order, ctx.depth = order, depth
+        new_bias = bias.index_select(0, perm)
+        f = order.index(2)  # where TF's forget gate went
+        new_bias[f * units : (f + 1) * units] += forget_bias
+        if depth is False:
+            return kernel.index_select(1, perm), new_bias
+        w = kernel.t().index_select(0, perm)  # [4H, D+H]
+        return w[:, :depth].contiguous(), w[:, depth:].contiguous(), new_bias
+
+    @staticmethod
+    def backward(ctx: Any, *grads):
+        units = grads[-1].shape[0] // 4
+        inverse = _gate_perm(units, tuple(ctx.order.index(g) for g in range(4)), grads[-1].device)
+        d_bias = grads[-1].index_select(0, inverse)
+        if ctx.depth is False:
+            d_kernel = grads[0].index_select(1, inverse)
+        else:
+            d_kernel = torch.cat([grads[0], grads[1]], dim=1).index_select(0, inverse).t()
+        return d_kernel, d_bias, None, None, None
 
 
 def _run_leaf(
@@ -304,9 +347,8 @@ def _peer_layer(cell: Any, x: Tensor, state: Any, compute: torch.dtype) -> tuple
             c0, h0 = state
         else:
             c0, h0 = state.split(cell.num_units, dim=1)  # [B, H] each
-        kernel, bias = _lstm_params(cell, _TORCH_LSTM_ORDER, compute)
-        weights = [kernel[:depth].t(), kernel[depth:].t(), bias, torch.zeros_like(bias)]
-        weights = [w.contiguous() for w in weights]
+        w_ih, w_hh, bias = _torch_lstm_weights(cell, depth, compute)
+        weights = [w_ih, w_hh, bias, torch.zeros_like(bias)]
         hx = (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous())
         out, h_n, c_n = torch._VF.lstm(x, hx, weights, True, 1, 0.0, cell.training, False, False)
     c, h = c_n[0], h_n[0]

@@ -106,15 +106,17 @@ void with_act(int64_t a, F&& f) {
 
 // ------------------------------------------------------------------ GEMMs
 // a [M, K] @ w^T + add, w [N, K] (nn.Linear's layout). oneDNN (AVX-512 on this AMD CPU, MKL's
-// sgemm runs AVX2) for float32 with >= 32 rows; below that its per-call cost dominates.
-constexpr int64_t kOneDnnRows = 32;
+// sgemm runs AVX2) for float32 GEMMs of at least 1.5M multiply-adds (128 x 128 x 128 is 2M);
+// below that its per-call cost (~15 us) outweighs it. _fused_kernels.lin uses the same rule.
+constexpr int64_t kOneDnnMacs = 3 << 19;
 
-bool use_onednn(const Tensor& a, bool onednn) {
-  return onednn && a.scalar_type() == at::kFloat && a.size(0) >= kOneDnnRows;
+bool use_onednn(const Tensor& a, const Tensor& w, bool onednn) {
+  return onednn && a.scalar_type() == at::kFloat &&
+         a.size(0) * w.size(0) * w.size(1) >= kOneDnnMacs;
 }
 
 Tensor lin_add(const Tensor& a, const Tensor& w, const Tensor& add, Tensor scratch, bool onednn) {
-  if (use_onednn(a, onednn)) {
+  if (use_onednn(a, w, onednn)) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
                          .typed<Tensor(const Tensor&, const Tensor&, const Tensor&,
@@ -125,7 +127,7 @@ Tensor lin_add(const Tensor& a, const Tensor& w, const Tensor& add, Tensor scrat
 }
 
 Tensor lin(const Tensor& a, const Tensor& w, Tensor scratch, bool onednn) {
-  if (use_onednn(a, onednn)) {
+  if (use_onednn(a, w, onednn)) {
     static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
     torch::jit::Stack stack{a, w, c10::IValue(), std::string("none"),
                             c10::List<std::optional<at::Scalar>>(), c10::IValue(std::string(""))};
