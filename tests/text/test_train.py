@@ -25,6 +25,15 @@ from rnnflow.training.logging import read_metrics
 HANZI = "春江花月夜山水风云雨雪天地人心秋日明光长城"
 TINY = ["--preset", "tiny", "--embed-size", "8", "--num-units", "16", "--batch-size", "4"]
 TINY += ["--cell", "gru"]  # LSTM is covered by tests/models/test_char_lm.py
+TINY += ["--threads", "1"]  # tiny matrices: one thread is several times faster on a busy machine
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """--threads calls torch.set_num_threads, which is process-wide: undo it after each test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def poem(rng: random.Random) -> str:
