@@ -19,15 +19,20 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# Real Fashion-MNIST from Debian's package, where apt is available and the files are not there yet.
+# Real data from Debian's packages, where apt is available and the files are not there yet:
+# Fashion-MNIST (dataset-fashion-mnist) and the Tang/Song poems for the char-level LM (fortunes-zh).
+FORTUNES_DIR := /usr/share/games/fortunes
 data:
-	@if [ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte.gz ] || [ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte ]; then \
-		echo "Fashion-MNIST found in $(FASHION_DIR)"; \
+	@missing=""; \
+	[ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte.gz ] || [ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte ] || missing="$$missing dataset-fashion-mnist"; \
+	[ -f $(FORTUNES_DIR)/tang300 ] || missing="$$missing fortunes-zh"; \
+	if [ -z "$$missing" ]; then \
+		echo "data: Fashion-MNIST and fortunes-zh found"; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	else \
-		echo "apt-get not available: Fashion-MNIST will be looked up or downloaded by rnnflow itself"; \
+		echo "data: apt-get not available; missing:$$missing (rnnflow looks them up or downloads where it can)"; \
 	fi
 
 train: venv data
