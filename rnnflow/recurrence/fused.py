@@ -43,6 +43,7 @@ from rnnflow.cells.basic_rnn import BasicRNNCell
 from rnnflow.cells.dropout import DropoutWrapper
 from rnnflow.cells.gru import GRUCell
 from rnnflow.cells.multi import MultiRNNCell
+from rnnflow.recurrence import _ext
 from rnnflow.recurrence import _fused_kernels as kernels
 
 _ACTIVATION_KINDS: dict[Any, str] = {
@@ -215,16 +216,11 @@ def _torch_lstm_weights(cell: BasicLSTMCell, depth: int, compute: torch.dtype):
     return _LSTMParams.apply(kernel, bias, float(cell.forget_bias), _TORCH_LSTM_ORDER, depth)
 
 
-_PERMS: dict[tuple[int, tuple[int, ...], torch.device], Tensor] = {}
-
-
-def _gate_perm(units: int, order: tuple[int, ...], device: torch.device) -> Tensor:
-    """Column index: new gate block k is TF's block ``order[k]`` (cached)."""
-    key = (units, order, device)
-    if key not in _PERMS:
-        blocks = [torch.arange(g * units, (g + 1) * units) for g in order]
-        _PERMS[key] = torch.cat(blocks).to(device)
-    return _PERMS[key]
+def _blocks(t: Tensor, order: tuple[int, ...], dim: int) -> Tensor:
+    """``t`` with its 4 equal blocks along ``dim`` in ``order`` (one cat; faster than
+    ``index_select``, ~30 us for the tutorial's kernel)."""
+    parts = t.chunk(4, dim)
+    return torch.cat([parts[g] for g in order], dim=dim)
 
 
 class _LSTMParams(torch.autograd.Function):
@@ -236,25 +232,24 @@ class _LSTMParams(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, kernel, bias, forget_bias, order, depth):
         units = kernel.shape[1] // 4
-        perm = _gate_perm(units, order, kernel.device)
         ctx.order, ctx.depth = order, depth
-        new_bias = bias.index_select(0, perm)
+        new_bias = _blocks(bias, order, 0)
         f = order.index(2)  # where TF's forget gate went
         new_bias[f * units : (f + 1) * units] += forget_bias
         if depth is False:
-            return kernel.index_select(1, perm), new_bias
-        w = kernel.t().index_select(0, perm)  # [4H, D+H]
-        return w[:, :depth].contiguous(), w[:, depth:].contiguous(), new_bias
+            return _blocks(kernel, order, 1), new_bias
+        w_ih = _blocks(kernel[:depth].t(), order, 0)  # [4H, D]
+        w_hh = _blocks(kernel[depth:].t(), order, 0)  # [4H, H]
+        return w_ih, w_hh, new_bias
 
     @staticmethod
     def backward(ctx: Any, *grads):
-        units = grads[-1].shape[0] // 4
-        inverse = _gate_perm(units, tuple(ctx.order.index(g) for g in range(4)), grads[-1].device)
-        d_bias = grads[-1].index_select(0, inverse)
+        inverse = tuple(ctx.order.index(g) for g in range(4))
+        d_bias = _blocks(grads[-1], inverse, 0)
         if ctx.depth is False:
-            d_kernel = grads[0].index_select(1, inverse)
+            d_kernel = _blocks(grads[0], inverse, 1)
         else:
-            d_kernel = torch.cat([grads[0], grads[1]], dim=1).index_select(0, inverse).t()
+            d_kernel = _blocks(torch.cat([grads[0], grads[1]], dim=1), inverse, 0).t()
         return d_kernel, d_bias, None, None, None
 
 
@@ -308,6 +303,7 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
             and torch.backends.mkldnn.is_available()
             and bool(torch.backends.mkldnn.enabled)
             and _CPU_LSTM_PEER
+            and not _compiled_lstm_faster(cell, x)
         )
     if not x.is_cuda or not torch.backends.cudnn.is_available():
         return False
@@ -317,6 +313,20 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
 
 
 _CPU_LSTM_PEER = True  # benchmarks switch it off to time the generic LSTM kernel
+
+
+def _compiled_lstm_faster(cell: BasicLSTMCell, x: Tensor) -> bool:
+    """Where the compiled generic LSTM (float32 training) beat oneDNN's LSTM in the measured
+    grid (docs/PERFORMANCE.md, 1 thread): 512 x 28 or 128 x 112 rows and more (1.1-1.45x vs
+    ~1.0x), and 256-512 units (1.06-1.19x). At the tutorial size, small batches, 64 or 1024
+    units and in inference oneDNN's LSTM is faster (0.55-0.9x for the generic kernel)."""
+    if x.dtype != torch.float32 or _ext.disabled() or _ext.loops() is None:
+        return False
+    if not (torch.is_grad_enabled() and (x.requires_grad or cell.kernel.requires_grad)):
+        return False
+    steps, batch, _ = x.shape
+    return steps * batch >= 14336 or 256 <= cell.num_units <= 512
+
 
 # PyTorch's gate order i, f, g, o from TF's i, j(=g), f, o.
 _TORCH_LSTM_ORDER = (0, 2, 1, 3)
