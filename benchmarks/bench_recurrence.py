@@ -282,7 +282,7 @@ SECTION = "## Recurrence: measured ratios"
 def results_table(records: list[dict[str, Any]]) -> str:
     """Markdown table: one row per case, examples/s and ratio to the peer per candidate."""
     rows = [
-        "| group | case | fused ex/s | x peer | fused GFLOP/s (peak) | oneDNN-LSTM-free fused "
+        "| group | case | fused ex/s | x peer | fused GFLOP/s (peak) | generic (compiled) LSTM "
         "x peer | reference x peer | peer ex/s | spread | saved MB fused / peer |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
