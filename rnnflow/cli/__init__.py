@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "predict": "predict",
     "generate": "generate",
+    "export": "export",
 }
 
 

@@ -1,0 +1,163 @@
+"""`rnnflow export RUN_DIR|CKPT --format onnx|torchscript --out PATH`: a deployable model file.
+
+The file maps images float32 [batch, 28, 28] (pixels in [0, 1], rows as time steps) to logits
+float32 [batch, num_classes], for any batch size. Before anything is written, the exported model
+runs (onnxruntime, or ``torch.jit.load``) on the test images of the run's dataset and its logits
+are compared with PyTorch's; the command prints the largest difference and how many predicted
+classes agree. Within tolerance (default ``|exported - pytorch| <= 1e-5 + 1.3e-6 * |pytorch|``,
+torch.testing's float32 rule) the file is written atomically (temporary file + ``os.replace``);
+otherwise nothing is written, any existing PATH is left untouched, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+FORMATS = ("onnx", "torchscript")
+_RUNTIME = {"onnx": "onnxruntime", "torchscript": "torch.jit"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a trained model to ONNX or TorchScript, checked against PyTorch",
+        description=(
+            "Export a trained model (a run folder or a checkpoint file) to ONNX or TorchScript, "
+            "run the exported file on test images and compare its logits with PyTorch's. The "
+            "file is written only if they agree within the tolerance."
+        ),
+    )
+    parser.add_argument("model", metavar="RUN_DIR|CKPT", help="run folder or .safetensors file")
+    parser.add_argument(
+        "--format", required=True, help=f"output format: {' or '.join(FORMATS)}"
+    )  # checked in run(), so that a wrong value gets rnnflow's message and exit status 1
+    parser.add_argument("--out", required=True, metavar="PATH", help="file to write")
+    parser.add_argument("--dataset", help="check images from this dataset (default: the run's)")
+    parser.add_argument("--data-dir", help="folder holding the dataset's IDX files")
+    parser.add_argument(
+        "--check-images",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="compare on the first N test images (default: 10000, the whole test split)",
+    )
+    # None: rnnflow.interop._traceable's DEFAULT_ATOL / DEFAULT_RTOL (torch isn't imported yet)
+    parser.add_argument("--atol", type=float, help="absolute tolerance (default: 1e-05)")
+    parser.add_argument(
+        "--rtol", type=float, help="relative tolerance, times |pytorch logit| (default: 1.3e-06)"
+    )
+    parser.add_argument("--batch-size", type=int, default=1000, help="(default: 1000)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"rnnflow export: {message}", file=sys.stderr)
+    return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.format not in FORMATS:
+        return _fail(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}")
+    if args.check_images < 1 or args.batch_size < 1:
+        return _fail(
+            f"--check-images and --batch-size must be >= 1, "
+            f"got {args.check_images} and {args.batch_size}"
+        )
+    for name in ("atol", "rtol"):
+        value = getattr(args, name)
+        if value is not None and not (0 <= value < float("inf")):
+            return _fail(f"--{name} must be a finite number >= 0, got {value}")
+    out = Path(args.out)
+    if out.is_dir():
+        return _fail(f"cannot write {out}: it is a folder")
+    if not out.parent.exists():
+        return _fail(f"cannot write {out}: folder {out.parent} does not exist")
+    if not out.parent.is_dir():
+        return _fail(f"cannot write {out}: {out.parent} is not a folder")
+    if not os.access(out.parent, os.W_OK):
+        return _fail(f"cannot write {out}: folder {out.parent} is not writable")
+
+    from rnnflow.data import CLASS_NAMES, load_split
+    from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError, canonical_name
+    from rnnflow.interop._traceable import (
+        DEFAULT_ATOL,
+        DEFAULT_RTOL,
+        compare_logits,
+        pytorch_logits,
+    )
+    from rnnflow.training import CheckpointError, load_trained_model
+    from rnnflow.training.checkpoint import atomic_write_bytes
+
+    if args.format == "onnx":
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            return _fail(
+                f"--format onnx needs the onnx and onnxruntime packages ({exc}); "
+                "install them with: pip install 'rnnflow[export]'"
+            )
+    try:
+        model, checkpoint = load_trained_model(args.model)
+    except (FileNotFoundError, CheckpointError) as exc:
+        return _fail(str(exc))
+    config = checkpoint.config
+    try:
+        dataset = canonical_name(args.dataset) if args.dataset else config.dataset
+        images, _ = load_split(dataset, "test", args.data_dir or config.data_dir)
+    except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
+        return _fail(f"{exc}\n(the exported model is checked on test images; see --dataset)")
+    images = images[: args.check_images]  # [N, 28, 28]
+
+    metadata = {
+        "rnnflow.config": json.dumps(asdict(config)),
+        "rnnflow.class_names": json.dumps(list(CLASS_NAMES[config.dataset])),
+        "rnnflow.step": str(checkpoint.progress.get("step")),
+        "rnnflow.input": "images float32 [batch, 28, 28], pixels in [0, 1], row r = time step r",
+        "rnnflow.output": f"logits float32 [batch, {model.num_classes}]",
+    }
+    print(f"checkpoint: {checkpoint.path} (step {checkpoint.progress.get('step')})")
+    if args.format == "onnx":
+        from rnnflow.interop.onnx import OPSET, onnx_logits, to_onnx
+
+        data = to_onnx(model, metadata=metadata)
+        exported = onnx_logits(data, images, batch_size=args.batch_size)
+        kind = f"ONNX (opset {OPSET})"
+    else:
+        from rnnflow.interop.torchscript import to_torchscript, torchscript_logits
+
+        data = to_torchscript(model, metadata=metadata)
+        exported = torchscript_logits(data, images, batch_size=args.batch_size)
+        kind = "TorchScript"
+    expected = pytorch_logits(model, images, batch_size=args.batch_size)
+    atol = DEFAULT_ATOL if args.atol is None else args.atol
+    rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
+    check = compare_logits(expected, exported, atol=atol, rtol=rtol)
+    print(
+        f"exported {kind}: images float32 [batch, 28, 28] -> logits float32 "
+        f"[batch, {model.num_classes}], {len(data)} bytes"
+    )
+    print(f"check on {dataset} test images: {check.describe(_RUNTIME[args.format])}")
+    if not check.passed:
+        return _fail(
+            f"the exported model's logits differ from PyTorch's by more than atol {atol:g} "
+            f"+ rtol {rtol:g} * |logit|; nothing was written to {out}"
+        )
+    try:
+        atomic_write_bytes(out, data)
+    except OSError as exc:
+        return _fail(f"cannot write {out}: {exc}")
+    if config.tta_flip:
+        print(
+            "note: this run evaluates with tta_flip (mirror averaging); the exported model "
+            "computes one image's logits: average softmax(f(x)) and softmax(f(x flipped "
+            "left-right)) yourself to reproduce `rnnflow evaluate`"
+        )
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,134 @@
+"""Export a trained SequenceClassifier to ONNX, and run the file with onnxruntime.
+
+The graph (opset 17)::
+
+    images float32 [batch, 28, 28]  ->  logits float32 [batch, num_classes]
+
+``batch`` is a dynamic axis. The graph is :class:`~rnnflow.interop._traceable.TraceableClassifier`
+traced by PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``; the
+torch.export-based one needs the extra ``onnxscript`` package): the reference loop unrolled over
+the 28 rows, about 10-20 nodes per step, no ONNX ``RNN``/``LSTM``/``GRU`` operators (TF1's GRU and
+``forget_bias`` LSTM differ from ONNX's). The model's config and class names travel in the file's
+``metadata_props`` (``rnnflow.config``, ``rnnflow.class_names``).
+
+Needs the optional packages ``onnx`` and ``onnxruntime`` (``pip install 'rnnflow[export]'``),
+imported when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnflow.interop._traceable import TraceableClassifier, quiet_tracing
+from rnnflow.models.classifier import SequenceClassifier
+from rnnflow.training.checkpoint import atomic_write_bytes
+
+__all__ = [
+    "INPUT_NAME",
+    "OPSET",
+    "OUTPUT_NAME",
+    "export_onnx",
+    "onnx_logits",
+    "onnx_metadata",
+    "to_onnx",
+]
+
+OPSET = 17  # onnxruntime >= 1.11; the legacy exporter's well-trodden range
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+_INSTALL_HINT = "install the export extra: pip install 'rnnflow[export]'"
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ImportError(
+            f"rnnflow.interop.onnx: needs the {name} package; {_INSTALL_HINT}"
+        ) from exc
+
+
+def to_onnx(
+    model: SequenceClassifier,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    opset: int = OPSET,
+) -> bytes:
+    """The serialized ONNX model of ``model``'s forward (see the module docstring).
+
+    ``metadata`` (str -> str) is stored in the model's ``metadata_props``. The model must be on
+    the CPU; it is traced in eval mode with a batch of 2 zero images and left as it was.
+    """
+    onnx = _import("onnx")
+    traceable = TraceableClassifier(model)
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        raise ValueError(f"to_onnx: model must be on the CPU, got parameters on {device}")
+    example = torch.zeros(2, model.input_size, model.input_size)  # [B, T, D]; T = D = 28 rows
+    buffer = io.BytesIO()
+    with quiet_tracing(), torch.no_grad():
+        torch.onnx.export(
+            traceable,
+            (example,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    proto = onnx.load_model_from_string(buffer.getvalue())
+    proto.producer_name = "rnnflow"
+    proto.doc_string = (
+        f"rnnflow SequenceClassifier ({model.extra_repr()}): {INPUT_NAME} float32 "
+        f"[batch, 28, 28] (rows as time steps, pixels in [0, 1]) -> {OUTPUT_NAME} float32 "
+        f"[batch, {model.num_classes}]"
+    )
+    if metadata:
+        onnx.helper.set_model_props(proto, dict(metadata))
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def export_onnx(
+    model: SequenceClassifier,
+    path: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, str] | None = None,
+    opset: int = OPSET,
+) -> None:
+    """Write :func:`to_onnx`'s bytes to ``path`` atomically (temporary file + ``os.replace``)."""
+    atomic_write_bytes(path, to_onnx(model, metadata=metadata, opset=opset))
+
+
+def onnx_logits(
+    model: bytes | str | os.PathLike[str], images: Tensor, *, batch_size: int = 1000
+) -> Tensor:
+    """Logits float32 [N, C] of an exported model (bytes or a path) for ``images`` [N, 28, 28],
+    computed by onnxruntime's CPU provider ``batch_size`` images at a time."""
+    ort = _import("onnxruntime")
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    x = images.detach().to("cpu", torch.float32).numpy()
+    parts = [
+        torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x[lo : lo + batch_size]})[0])
+        for lo in range(0, len(x), batch_size)
+    ]
+    if not parts:
+        return torch.zeros(0, session.get_outputs()[0].shape[1])
+    return torch.cat(parts)  # [N, C]
+
+
+def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (``rnnflow.config`` is JSON)."""
+    onnx = _import("onnx")
+    proto = onnx.load(os.fspath(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}

@@ -1,0 +1,207 @@
+"""`rnnflow export` end to end: train tiny models through the real CLI on generated IDX files,
+export them to ONNX and TorchScript, and compare onnxruntime's / torch.jit's logits with
+PyTorch's at several batch sizes; then the refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+
+import pytest
+import torch
+from test_cli_train import write_fake_dataset
+
+from rnnflow.cli import main
+from rnnflow.data.datasets import DATASETS
+from rnnflow.interop._traceable import TraceableClassifier, compare_logits
+from rnnflow.models.classifier import SequenceClassifier
+from rnnflow.training import load_trained_model
+
+JIT_LOAD_DEPRECATED = "ignore:`torch.jit.load` is deprecated:DeprecationWarning"
+
+# name -> train flags on top of the tutorial preset (BasicRNN(128), normal init)
+CONFIGS = {
+    "tutorial": [],
+    "lstm": ["--cell", "lstm", "--num-units", "16"],
+    "gru-bidirectional": ["--cell", "gru", "--bidirectional", "--num-units", "12"],
+    "lstm-2-layers-dropout": ["--cell", "lstm", "--num-layers", "2", "--num-units", "10",
+                              "--dropout", "0.2"],
+}  # fmt: skip
+TINY = [
+    "--preset", "tutorial", "--dataset", "fashion-mnist", "--batch-size", "32",
+    "--train-examples", "64", "--val-size", "40", "--log-every", "64", "--eval-every", "64",
+    "--quiet", "--threads", "1",
+]  # fmt: skip
+
+
+def needs_onnxruntime():
+    pytest.importorskip("onnx", reason="ONNX export needs onnx: pip install 'rnnflow[export]'")
+    return pytest.importorskip(
+        "onnxruntime", reason="the ONNX checks need onnxruntime: pip install 'rnnflow[export]'"
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Fashion-MNIST replaced by generated files; one tiny trained run folder per config."""
+    root = tmp_path_factory.mktemp("export")
+    rows = write_fake_dataset(root / "data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(DATASETS, "fashion-mnist", dataclasses.replace(DATASETS["fashion-mnist"],
+                                                                  mirrors=(), **rows))  # fmt: skip
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        mp.delenv("RNNFLOW_DATA_DIR", raising=False)
+        folders = {}
+        for name, flags in CONFIGS.items():
+            folders[name] = root / name
+            argv = ["train", *TINY, *flags, "--data-dir", str(root / "data")]
+            assert main([*argv, "--out", str(folders[name])]) == 0, name
+        yield folders
+
+
+def random_images(n: int) -> torch.Tensor:
+    return torch.rand(n, 28, 28, generator=torch.Generator().manual_seed(n))  # [N, 28, 28]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_onnx_export_matches_pytorch_at_any_batch_size(runs, name, tmp_path, capsys):
+    ort = needs_onnxruntime()
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(runs[name]), "--format", "onnx", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"max \|onnxruntime - pytorch\| = \S+ on 60 images .*within", text), text
+    assert "argmax agreement 60/60 (100.00%)" in text
+    assert f"wrote {out}" in text
+
+    model, checkpoint = load_trained_model(runs[name])
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (graph_input,) = session.get_inputs()
+    assert graph_input.name == "images" and graph_input.shape == ["batch", 28, 28]
+    for batch in (1, 7):  # traced with 2
+        x = random_images(batch)
+        (logits,) = session.run(["logits"], {"images": x.numpy()})
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(logits), model(x), rtol=0, atol=1e-5)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["rnnflow.config"]) == dataclasses.asdict(checkpoint.config)
+    assert json.loads(meta["rnnflow.class_names"])[0] == "T-shirt/top"
+
+
+@pytest.mark.filterwarnings(JIT_LOAD_DEPRECATED)
+@pytest.mark.parametrize("name", ["tutorial", "gru-bidirectional"])
+def test_torchscript_export_matches_pytorch_at_any_batch_size(runs, name, tmp_path, capsys):
+    out = tmp_path / "model.pt"
+    assert main(["export", str(runs[name]), "--format", "torchscript", "--out", str(out)]) == 0
+    assert "argmax agreement 60/60" in capsys.readouterr().out
+    model, _ = load_trained_model(runs[name])
+    extra = {"rnnflow.json": ""}
+    module = torch.jit.load(str(out), _extra_files=extra)
+    assert json.loads(extra["rnnflow.json"])["rnnflow.output"] == "logits float32 [batch, 10]"
+    for batch in (1, 7):
+        x = random_images(batch)
+        with torch.no_grad():
+            torch.testing.assert_close(module(x), model(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"cell": "rnn"},
+        {"cell": "lstm", "num_layers": 2, "dropout": 0.3},
+        {"cell": "gru", "bidirectional": True, "num_layers": 2},
+        {"cell": "lstm", "bidirectional": True, "projection_size": 5},
+    ],
+)
+def test_traceable_forward_is_the_classifier_without_lengths(kwargs):
+    model = SequenceClassifier(num_units=8, **kwargs).double().eval()
+    x = random_images(3).double()
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(TraceableClassifier(model)(x), expected, rtol=1e-12, atol=1e-12)
+        full = torch.full((3,), 28)  # the lengths-free call is the all-rows-full call
+        torch.testing.assert_close(model(x, full), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_failed_check_writes_nothing(runs, tmp_path, capsys, monkeypatch):
+    needs_onnxruntime()
+    import rnnflow.interop.onnx as onnx_module
+
+    real = onnx_module.onnx_logits
+    monkeypatch.setattr(onnx_module, "onnx_logits", lambda *a, **k: real(*a, **k) + 1e-3)
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"previous")
+    assert main(["export", str(runs["lstm"]), "--format", "onnx", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert re.search(
+        r"max \|onnxruntime - pytorch\| = 0\.001 .* NOT within atol 1e-05", captured.out
+    )
+    assert re.search(
+        r"rnnflow export: the exported model's logits differ from PyTorch's by more than atol "
+        rf"1e-05 \+ rtol 1\.3e-06 \* \|logit\|; nothing was written to {re.escape(str(out))}",
+        captured.err,
+    )
+    assert out.read_bytes() == b"previous"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "pb"], r"--format must be one of onnx, torchscript, got 'pb'"),
+        (["--format", "onnx", "--check-images", "0"], r"--check-images and --batch-size must be"),
+        (["--format", "onnx", "--rtol", "-1"], r"--rtol must be a finite number >= 0, got -1\.0"),
+        (["--format", "onnx", "--out", "{tmp}/missing/m.onnx"],
+         r"cannot write .*m\.onnx: folder .*missing does not exist"),
+        (["--format", "onnx", "--out", "{tmp}"], r"cannot write .*: it is a folder"),
+        (["--format", "onnx", "--out", "{tmp}/file/m.onnx"],
+         r"cannot write .*m\.onnx: .*file is not a folder"),
+    ],
+)  # fmt: skip
+def test_cli_refusals(runs, tmp_path, capsys, args, message):
+    (tmp_path / "file").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "m.onnx")]
+    assert main(["export", str(runs["tutorial"]), *args]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"^rnnflow export: " + message, err), err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_missing_run_dir(tmp_path, capsys):
+    needs_onnxruntime()
+    missing = tmp_path / "no-run"
+    assert main(["export", str(missing), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+    assert re.search(rf"^rnnflow export: .*{re.escape(str(missing))}", capsys.readouterr().err)
+
+
+def test_unwritable_out_keeps_nothing(runs, tmp_path, capsys, monkeypatch):
+    needs_onnxruntime()
+    import rnnflow.training.checkpoint as checkpoint_module
+
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", refuse)
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(runs["tutorial"]), "--format", "onnx", "--out", str(out)]) == 1
+    assert re.search(
+        rf"rnnflow export: cannot write {re.escape(str(out))}: \[Errno 13\] Permission denied",
+        capsys.readouterr().err,
+    )
+    assert not out.exists()
+
+
+def test_library_errors(monkeypatch):
+    with pytest.raises(TypeError, match=r"model must be a SequenceClassifier, got Linear"):
+        TraceableClassifier(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"expected shape \(2, 10\), got \(2, 9\)"):
+        compare_logits(torch.zeros(2, 10), torch.zeros(2, 9))
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
+    from rnnflow.interop.onnx import to_onnx
+
+    with pytest.raises(
+        ImportError, match=r"needs the onnx package; .*pip install 'rnnflow\[export\]'"
+    ):
+        to_onnx(SequenceClassifier(num_units=4))
