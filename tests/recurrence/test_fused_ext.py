@@ -188,3 +188,23 @@ def test_batch_sizes():
     assert kernels.batch_sizes(None, 3, 4) == [3, 3, 3, 3]
     assert kernels.batch_sizes(torch.tensor([4, 2, 2, 0]), 4, 6) == [3, 3, 1, 1]
     assert kernels.batch_sizes(torch.tensor([0, 0]), 2, 6) == []
+
+
+def test_no_compiler_falls_back_to_the_python_loops_with_a_reason(monkeypatch, caplog):
+    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
+    monkeypatch.setattr(_ext, "_state", {})  # forget the loaded extension for this test
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    with caplog.at_level("INFO", logger="rnnflow.recurrence._ext"):
+        assert _ext.loops() is None
+    ok, reason = _ext.status()
+    assert not ok and "no C++ compiler ('/nonexistent/c++' not found)" in reason
+    assert "using the Python loops" in caplog.text
+    assert kernels._loops(torch.zeros(1)) is kernels._PY_LOOPS
+    cell = make_cell("lstm", torch.float64)
+    x = torch.randn(2, 4, DEPTH, dtype=torch.float64, requires_grad=True)
+    zero = cell.zero_state(2, torch.float64)
+    init = _nest.map_structure(lambda z: torch.randn_like(z).requires_grad_(), zero)
+    seq = torch.tensor([4, 1])
+    fast = outputs_and_grads(cell, x, seq, init, "fused")
+    ref = outputs_and_grads(cell, x, seq, init, "reference")
+    assert_close_tree(fast, ref, atol=1e-10, rtol=1e-10)
