@@ -17,6 +17,15 @@ Layer by layer is the same function as step by step: a layer's steps past a row'
 nothing observable (its outputs are zeroed and its state is frozen in both), so what layer k+1
 reads there cannot matter.
 
+Sequence lengths: the rows are sorted by length once (longest first, stable) for the whole
+stack, every layer computes step t for the rows still running only (a shrinking batch, as
+PackedSequence), and outputs and final state are put back in the caller's row order.
+
+CPU: the time loops run compiled (``csrc/loops.cpp`` via ``_ext``) for float32/float64, in
+Python otherwise (the same function). ``BasicLSTMCell`` without lengths in float32/bfloat16 runs
+oneDNN's fused LSTM (``nn.LSTM``'s kernel) with the TF weights converted per call, except where
+the compiled generic kernel measured faster (``_compiled_lstm_faster``).
+
 Mixed precision: under ``torch.autocast`` (CPU bfloat16 or CUDA float16/bfloat16) with float32
 inputs, the whole recurrence (GEMMs, gates and states) runs in the autocast dtype, and outputs
 and final state come back in that dtype, as the reference loop's would; gradients reach the
