@@ -174,6 +174,18 @@ def _kernel_grad(parts: list[tuple[Tensor, Tensor]], kernel: Tensor) -> Tensor:
     return torch.cat(grads)
 
 
+def _out_grad(d_out: Tensor | None, like: Tensor) -> Tensor:
+    """The outputs' gradient, or (outputs unused) one zero block expanded over time: the loops
+    read it a step at a time, so nothing of size [T, B, H] is materialised."""
+    if d_out is None:
+        return like.new_zeros(1, *like.shape[1:]).expand(like.shape)
+    return d_out.contiguous()
+
+
+def _state_grad(d: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if d is None else d.contiguous()
+
+
 def _with_final(recurrent: Tensor | None, final: Tensor, n: int, m: int) -> Tensor:
     """Rows ``[0, m)`` from ``recurrent`` [m, H], rows ``[m, n)`` from ``final`` [B, H]."""
     if m == n:
@@ -204,7 +216,7 @@ def _py_rnn_forward(pre, hs, w, bs, act, onednn) -> None:
         hs[t + 1, :n] = _act_(kind, lin(hs[t, :n], w, pre[t, :n]))
 
 
-def _py_rnn_backward(d_out, d_final, hs, w, bs, act, onednn) -> tuple[Tensor, Tensor]:
+def _py_rnn_backward(d_out, d_final, hs, w, bs, act, onednn, need_h0) -> tuple[Tensor, Tensor]:
     steps, (_, batch, units) = len(bs), hs.shape
     d_pre = hs.new_zeros(steps, batch, units)
     deriv = _act_grad(_KINDS[act], hs[1 : steps + 1])
@@ -214,7 +226,7 @@ def _py_rnn_backward(d_out, d_final, hs, w, bs, act, onednn) -> tuple[Tensor, Te
         dh = _with_final(rec, d_out[t] + d_final if m < n else d_final, n, m)
         torch.mul(dh, deriv[t, :n], out=d_pre[t, :n])
     dh0 = d_final.clone()
-    if steps and bs[0]:
+    if steps and bs[0] and need_h0:
         dh0[: bs[0]] = lin(d_pre[0, : bs[0]], w)
     return d_pre, dh0
 
@@ -238,7 +250,7 @@ def _py_lstm_forward(gates, cs, hs, tcs, w, bs, act, onednn) -> None:
         torch.mul(g[:, 0], tc, out=hs[t + 1, :n])
 
 
-def _py_lstm_backward(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, act, onednn):
+def _py_lstm_backward(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, act, onednn, need_h0):
     kind = _KINDS[act]
     steps, (_, batch, units) = len(bs), cs.shape
     o, i, f, j = gates.view(steps, batch, 4, units).unbind(2)  # each [S, B, H]
@@ -262,7 +274,8 @@ def _py_lstm_backward(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, act, o
     dc0, dh0 = d_final_c.clone(), d_final_h.clone()
     if steps and bs[0]:
         dc0[: bs[0]] = carry[: bs[0]]
-        dh0[: bs[0]] = lin(flat[0, : bs[0]], w)
+        if need_h0:
+            dh0[: bs[0]] = lin(flat[0, : bs[0]], w)
     return flat, dc0, dh0
 
 
@@ -279,7 +292,7 @@ def _py_gru_forward(gates, cands, rhs, hs, w_g, w_c, bs, act, onednn) -> None:
         torch.sub(h, c, out=hs[t + 1, :n]).mul_(g[:, units:]).add_(c)
 
 
-def _py_gru_backward(d_out, d_final, gates, cands, hs, w_g, w_c, bs, act, onednn):
+def _py_gru_backward(d_out, d_final, gates, cands, hs, w_g, w_c, bs, act, onednn, need_h0):
     kind = _KINDS[act]
     steps, (_, batch, units) = len(bs), hs.shape
     r, u = gates[..., :units], gates[..., units:]
@@ -298,6 +311,8 @@ def _py_gru_backward(d_out, d_final, gates, cands, hs, w_g, w_c, bs, act, onednn
         torch.mul(dh, du_from_dh[t, :n], out=d_gates[t, :n, units:])
         d_rh = lin(d_cands[t, :n], w_c)
         torch.mul(d_rh, dr_from_drh[t, :n], out=d_gates[t, :n, :units])
+        if t == 0 and not need_h0:
+            break  # what follows is dh0's
         # dh_{t-1} = d pre_g W_gh^T + dh u + d(rh) r
         rest = torch.mul(dh, u[t, :n]).addcmul_(d_rh, r[t, :n])
         rec[:n] = lin(d_gates[t, :n], w_g, rest)
@@ -344,6 +359,7 @@ class _RNNLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x, h0, kernel, bias, lengths, bs, act):
         hs, final = rnn_forward(x, h0, kernel, bias, lengths, bs, act)
+        ctx.set_materialize_grads(False)  # unused outputs: no [T, B, H] of zeros
         ctx.save_for_backward(x, kernel, hs)
         ctx.act, ctx.bs = act, bs
         return hs[1:], final
@@ -354,18 +370,20 @@ class _RNNLayer(torch.autograd.Function):
         total, batch, depth = x.shape
         bs = ctx.bs
         steps = len(bs)
+        d_out, d_final = _out_grad(d_out, hs[1:]), _state_grad(d_final, hs[0])
         if steps == 0:
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             zk, zb = torch.zeros_like(kernel), torch.zeros_like(kernel[0])
             return dx, d_final.clone(), zk, zb, None, None, None
         d_pre, dh0 = _loops(x).rnn_backward(
-            d_out.contiguous(),
-            d_final.contiguous(),
+            d_out,
+            d_final,
             hs,
             kernel[depth:],
             bs,
             _ACT_CODES[ctx.act],
             _use_onednn(x),
+            ctx.needs_input_grad[1],
         )
         dx = d_kernel = d_bias = None
         if ctx.needs_input_grad[0]:
@@ -457,6 +475,7 @@ class _LSTMLayer(torch.autograd.Function):
         gates, cs, hs, tcs, final_c, final_h = lstm_forward(
             x, c0, h0, kernel, bias, lengths, bs, act
         )
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, kernel, gates, cs, hs, tcs)
         ctx.act, ctx.bs = act, bs
         return hs[1:], final_c, final_h
@@ -467,14 +486,16 @@ class _LSTMLayer(torch.autograd.Function):
         total, batch, depth = x.shape
         bs = ctx.bs
         steps = len(bs)
+        d_out = _out_grad(d_out, hs[1:])
+        d_final_c, d_final_h = _state_grad(d_final_c, hs[0]), _state_grad(d_final_h, hs[0])
         if steps == 0:
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             zk, zb = torch.zeros_like(kernel), torch.zeros_like(kernel[0])
             return dx, d_final_c.clone(), d_final_h.clone(), zk, zb, None, None, None
         flat, dc0, dh0 = _loops(x).lstm_backward(
-            d_out.contiguous(),
-            d_final_c.contiguous(),
-            d_final_h.contiguous(),
+            d_out,
+            d_final_c,
+            d_final_h,
             gates,
             cs,
             tcs,
@@ -482,6 +503,7 @@ class _LSTMLayer(torch.autograd.Function):
             bs,
             _ACT_CODES[ctx.act],
             _use_onednn(x),
+            ctx.needs_input_grad[2],
         )
         dx = d_kernel = d_bias = None
         if ctx.needs_input_grad[0]:
@@ -533,6 +555,7 @@ class _GRULayer(torch.autograd.Function):
         gates, cands, rhs, hs, final = gru_forward(
             x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act
         )
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, g_kernel, c_kernel, gates, cands, rhs, hs)
         ctx.act, ctx.bs = act, bs
         return hs[1:], final
@@ -543,6 +566,7 @@ class _GRULayer(torch.autograd.Function):
         total, batch, depth = x.shape
         bs = ctx.bs
         steps = len(bs)
+        d_out, d_final = _out_grad(d_out, hs[1:]), _state_grad(d_final, hs[0])
         if steps == 0:
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             return (
@@ -557,8 +581,8 @@ class _GRULayer(torch.autograd.Function):
                 None,
             )
         d_gates, d_cands, dh0 = _loops(x).gru_backward(
-            d_out.contiguous(),
-            d_final.contiguous(),
+            d_out,
+            d_final,
             gates,
             cands,
             hs,
@@ -567,6 +591,7 @@ class _GRULayer(torch.autograd.Function):
             bs,
             _ACT_CODES[ctx.act],
             _use_onednn(x),
+            ctx.needs_input_grad[1],
         )
         dx = d_gk = d_gb = d_ck = d_cb = None
         if ctx.needs_input_grad[0]:

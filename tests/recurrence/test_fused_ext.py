@@ -208,3 +208,28 @@ def test_no_compiler_falls_back_to_the_python_loops_with_a_reason(monkeypatch, c
     fast = outputs_and_grads(cell, x, seq, init, "fused")
     ref = outputs_and_grads(cell, x, seq, init, "reference")
     assert_close_tree(fast, ref, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("given_state", [False, True], ids=["zero_state", "initial_state"])
+@pytest.mark.parametrize("lengths", ["none", "mixed"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_final_state_only_loss(kind, lengths, given_state, loops, monkeypatch):
+    """A loss of the final state alone (the classifier's): the outputs' gradient is None (no
+    [T, B, H] of zeros is made) and, without a differentiable initial state, its GEMM is skipped."""
+    monkeypatch.setattr(fused, "_CPU_LSTM_PEER", False)
+    torch.manual_seed(0)
+    cell = make_cell(kind, torch.float64)
+    x = torch.randn(7, 7, DEPTH, dtype=torch.float64, requires_grad=True)
+    seq = None if LENGTHS[lengths] is None else torch.tensor(LENGTHS[lengths])
+    init = None
+    if given_state:
+        zero = cell.zero_state(7, torch.float64)
+        init = _nest.map_structure(lambda z: torch.randn_like(z).requires_grad_(), zero)
+
+    def grads(impl):
+        _, state = dynamic_rnn(cell, x, sequence_length=seq, initial_state=init, impl=impl)
+        loss = sum((s * (k + 1.5)).sum() for k, s in enumerate(_nest.flatten(state)))
+        wrt = [x, *cell.parameters(), *(_nest.flatten(init) if init is not None else [])]
+        return state, torch.autograd.grad(loss, wrt)
+
+    assert_close_tree(grads("fused"), grads("reference"), atol=1e-10, rtol=1e-10)

@@ -13,7 +13,9 @@
 //
 // Backward convention (all cells): d_out [T, B, H] is the gradient of the outputs, d_final [B, H]
 // that of the final state, which enters row b at its last step (rows [batch_sizes[t+1],
-// batch_sizes[t]) end at step t). Returned gradients are zero for inactive rows.
+// batch_sizes[t]) end at step t). Returned gradients are zero for inactive rows. d_out may be a
+// zero block expanded over time (stride 0): only d_out[t] rows are read. need_h0 false skips the
+// GEMM of the initial state's gradient (the returned dh0 is then not meaningful).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
@@ -177,7 +179,7 @@ template <typename T>
 std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& d_final,
                                              const Tensor& hs, const Tensor& w,
                                              const std::vector<int64_t>& bs, int64_t a,
-                                             bool onednn) {
+                                             bool onednn, bool need_h0) {
   const int64_t steps = static_cast<int64_t>(bs.size());
   const int64_t batch = hs.size(1), units = hs.size(2);
   Tensor d_pre = at::zeros({steps, batch, units}, hs.options());
@@ -203,18 +205,20 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
   });
   Tensor dh0 = d_final.clone();
   const int64_t n0 = steps ? bs[0] : 0;
-  if (n0 > 0) rows(dh0, n0).copy_(lin(rows(d_pre[0], n0), w, rows(scratch, n0), onednn));
+  if (n0 > 0 && need_h0)
+    rows(dh0, n0).copy_(lin(rows(d_pre[0], n0), w, rows(scratch, n0), onednn));
   return {d_pre, dh0};
 }
 
 std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_final,
                                         const Tensor& hs, const Tensor& w,
-                                        at::IntArrayRef batch_sizes, int64_t a, bool onednn) {
+                                        at::IntArrayRef batch_sizes, int64_t a, bool onednn,
+                                        bool need_h0) {
   std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
   check_sizes(bs, hs.size(1));
   std::tuple<Tensor, Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "rnn_backward", [&] {
-    out = rnn_backward_impl<scalar_t>(d_out, d_final, hs, w, bs, a, onednn);
+    out = rnn_backward_impl<scalar_t>(d_out, d_final, hs, w, bs, a, onednn, need_h0);
   });
   return out;
 }
@@ -278,7 +282,7 @@ template <typename T>
 std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
     const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
     const Tensor& cs, const Tensor& tcs, const Tensor& w, const std::vector<int64_t>& bs,
-    int64_t a, bool onednn) {
+    int64_t a, bool onednn, bool need_h0) {
   const int64_t steps = static_cast<int64_t>(bs.size());
   const int64_t batch = cs.size(1), units = cs.size(2), width = 4 * units;
   Tensor d_gates = at::zeros({steps, batch, width}, cs.options());
@@ -344,7 +348,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
   Tensor dh0 = d_final_h.clone();
   if (n0 > 0) {
     rows(dc0, n0).copy_(rows(carry, n0));
-    rows(dh0, n0).copy_(lin(rows(d_gates[0], n0), w, rows(scratch, n0), onednn));
+    if (need_h0) rows(dh0, n0).copy_(lin(rows(d_gates[0], n0), w, rows(scratch, n0), onednn));
   }
   return {d_gates, dc0, dh0};
 }
@@ -353,13 +357,13 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& d_out, const Tens
                                                  const Tensor& d_final_h, const Tensor& gates,
                                                  const Tensor& cs, const Tensor& tcs,
                                                  const Tensor& w, at::IntArrayRef batch_sizes,
-                                                 int64_t a, bool onednn) {
+                                                 int64_t a, bool onednn, bool need_h0) {
   std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
   check_sizes(bs, cs.size(1));
   std::tuple<Tensor, Tensor, Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(cs.scalar_type(), "lstm_backward", [&] {
     out = lstm_backward_impl<scalar_t>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, a,
-                                       onednn);
+                                       onednn, need_h0);
   });
   return out;
 }
@@ -420,7 +424,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
                                                      const Tensor& hs, const Tensor& w_g,
                                                      const Tensor& w_c,
                                                      const std::vector<int64_t>& bs, int64_t a,
-                                                     bool onednn) {
+                                                     bool onednn, bool need_h0) {
   const int64_t steps = static_cast<int64_t>(bs.size());
   const int64_t batch = hs.size(1), units = hs.size(2);
   Tensor d_gates = at::zeros({steps, batch, 2 * units}, hs.options());
@@ -467,6 +471,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
           dr[k] = drh[q] * h[q] * (r[k] - r[k] * r[k]);
         }
       }
+      if (t == 0 && !need_h0) break;  // what follows is dh0's
       // dh_{t-1} = d pre_g W_gh^T + dh u + d(rh) r
       T* s2 = scratch2.data_ptr<T>();
       for (int64_t b = 0; b < n; ++b) {
@@ -492,12 +497,13 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward(const Tensor& d_out, const Tenso
                                                 const Tensor& gates, const Tensor& cands,
                                                 const Tensor& hs, const Tensor& w_g,
                                                 const Tensor& w_c, at::IntArrayRef batch_sizes,
-                                                int64_t a, bool onednn) {
+                                                int64_t a, bool onednn, bool need_h0) {
   std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
   check_sizes(bs, hs.size(1));
   std::tuple<Tensor, Tensor, Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
-    out = gru_backward_impl<scalar_t>(d_out, d_final, gates, cands, hs, w_g, w_c, bs, a, onednn);
+    out = gru_backward_impl<scalar_t>(d_out, d_final, gates, cands, hs, w_g, w_c, bs, a, onednn,
+                                      need_h0);
   });
   return out;
 }
@@ -508,16 +514,16 @@ TORCH_LIBRARY(rnnflow_loops, m) {
   m.def("rnn_forward(Tensor(a!) pre, Tensor(b!) hs, Tensor w, int[] batch_sizes, int act, "
         "bool onednn) -> ()");
   m.def("rnn_backward(Tensor d_out, Tensor d_final, Tensor hs, Tensor w, int[] batch_sizes, "
-        "int act, bool onednn) -> (Tensor, Tensor)");
+        "int act, bool onednn, bool need_h0) -> (Tensor, Tensor)");
   m.def("lstm_forward(Tensor(a!) gates, Tensor(b!) cs, Tensor(c!) hs, Tensor(d!) tcs, Tensor w, "
         "int[] batch_sizes, int act, bool onednn) -> ()");
   m.def("lstm_backward(Tensor d_out, Tensor d_final_c, Tensor d_final_h, Tensor gates, "
-        "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn) "
+        "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn, bool need_h0) "
         "-> (Tensor, Tensor, Tensor)");
   m.def("gru_forward(Tensor(a!) gates, Tensor(b!) cands, Tensor(c!) rhs, Tensor(d!) hs, "
         "Tensor w_g, Tensor w_c, int[] batch_sizes, int act, bool onednn) -> ()");
   m.def("gru_backward(Tensor d_out, Tensor d_final, Tensor gates, Tensor cands, Tensor hs, "
-        "Tensor w_g, Tensor w_c, int[] batch_sizes, int act, bool onednn) "
+        "Tensor w_g, Tensor w_c, int[] batch_sizes, int act, bool onednn, bool need_h0) "
         "-> (Tensor, Tensor, Tensor)");
 }
 
