@@ -141,6 +141,16 @@ Tensor lin(const Tensor& a, const Tensor& w, Tensor scratch, bool onednn) {
 
 Tensor rows(const Tensor& t, int64_t n) { return t.narrow(0, 0, n); }
 
+// A [steps, batch, width] gradient buffer: zeros where some row is inactive at some step (the
+// weight GEMMs over all rows read those zeros), uninitialised when every row runs every step.
+Tensor grad_buffer(const std::vector<int64_t>& bs, int64_t batch, int64_t width,
+                   const at::TensorOptions& options) {
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  const bool full = steps == 0 || bs[steps - 1] == batch;
+  return full ? at::empty({steps, batch, width}, options)
+              : at::zeros({steps, batch, width}, options);
+}
+
 void check_sizes(const std::vector<int64_t>& bs, int64_t batch) {
   for (size_t t = 0; t < bs.size(); ++t) {
     TORCH_CHECK(bs[t] >= 0 && bs[t] <= batch && (t == 0 || bs[t] <= bs[t - 1]),
@@ -182,7 +192,7 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
                                              bool onednn, bool need_h0) {
   const int64_t steps = static_cast<int64_t>(bs.size());
   const int64_t batch = hs.size(1), units = hs.size(2);
-  Tensor d_pre = at::zeros({steps, batch, units}, hs.options());
+  Tensor d_pre = grad_buffer(bs, batch, units, hs.options());
   Tensor scratch = at::empty({batch, units}, hs.options());
   const T* df = d_final.data_ptr<T>();
   with_act(a, [&](auto A) {
@@ -285,7 +295,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
     int64_t a, bool onednn, bool need_h0) {
   const int64_t steps = static_cast<int64_t>(bs.size());
   const int64_t batch = cs.size(1), units = cs.size(2), width = 4 * units;
-  Tensor d_gates = at::zeros({steps, batch, width}, cs.options());
+  Tensor d_gates = grad_buffer(bs, batch, width, cs.options());
   Tensor scratch = at::empty({batch, units}, cs.options());
   Tensor carry = at::zeros({batch, units}, cs.options());  // dc_{t} f_{t}, into step t-1
   const T* dfc = d_final_c.data_ptr<T>();
@@ -427,8 +437,8 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
                                                      bool onednn, bool need_h0) {
   const int64_t steps = static_cast<int64_t>(bs.size());
   const int64_t batch = hs.size(1), units = hs.size(2);
-  Tensor d_gates = at::zeros({steps, batch, 2 * units}, hs.options());
-  Tensor d_cands = at::zeros({steps, batch, units}, hs.options());
+  Tensor d_gates = grad_buffer(bs, batch, 2 * units, hs.options());
+  Tensor d_cands = grad_buffer(bs, batch, units, hs.options());
   Tensor dh = at::empty({batch, units}, hs.options());      // gradient into h_t, all sources
   Tensor dh_rec = at::zeros({batch, units}, hs.options());  // from step t+1 into h_t
   Tensor scratch = at::empty({batch, units}, hs.options());
