@@ -4,12 +4,13 @@
 // fallback in _fused_kernels.py does (same buffers, same results up to float rounding): the
 // input projections and the weight/input-gradient GEMMs over all steps stay in Python, one GEMM
 // each. What moves here is what Python did once per step: the recurrent GEMM (oneDNN's
-// _linear_pointwise for float32 with at least 32 rows, ATen's addmm otherwise) and the gate
-// maths, fused into one pass per step over the [n, G] buffer.
+// _linear_pointwise for float32 products of >= 1.5M multiply-adds, ATen's addmm otherwise) and
+// the gate maths, fused into one pass per step over the [n, G] buffer.
 //
 // Shrinking batch: rows are sorted by length (descending) by the caller, and batch_sizes[t] is
 // the number of rows still active at step t; step t touches only those rows. Rows past their
-// length are never written (the caller zero-initialises every buffer they would occupy).
+// length are never written (the caller zero-initialises every buffer they would occupy; the
+// backward's gradient buffers are zeroed here when some row is inactive).
 //
 // Backward convention (all cells): d_out [T, B, H] is the gradient of the outputs, d_final [B, H]
 // that of the final state, which enters row b at its last step (rows [batch_sizes[t+1],
