@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import signal
 import sys
 import time
@@ -66,6 +67,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _fail(message: str, status: int = 2) -> int:
     print(f"rnnflow train: {message}", file=sys.stderr)
     return status
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process: on a shared machine, wall time overstates the
+    cost; CPU seconds / cores is what a dedicated machine would take."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class _StopFlag:
@@ -239,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
                 "accuracy": result.accuracy,
                 "per_class_accuracy": result.per_class_accuracy.tolist(),
                 "train_seconds": progress.train_seconds,
+                "process_cpu_seconds": _cpu_seconds(),
                 "examples_per_s": progress.examples / max(progress.train_seconds, 1e-9),
             }
             metrics.log(record)
@@ -256,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": progress.step,
         "train_seconds": round(progress.train_seconds, 1),
         "wall_seconds_this_session": round(time.perf_counter() - start, 1),
+        "process_cpu_seconds_this_session": round(_cpu_seconds(), 1),
         "examples_per_s": round(record["examples_per_s"], 1),
     }
     atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
