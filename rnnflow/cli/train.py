@@ -60,6 +60,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="stop (checkpointed, resumable) after N optimizer steps, as Ctrl-C would",
     )
     add_config_arguments(parser)
+    parser.add_argument(
+        "--task",
+        choices=("classifier", "charlm"),
+        default="classifier",
+        help="classifier: the row-by-row image classifier (default); "
+        "charlm: a character-level language model (docs/TEXT.md)",
+    )
+    from rnnflow.cli import _charlm
+
+    _charlm.add_arguments(parser)  # only the charlm flags this parser lacks; extends --preset
     parser.set_defaults(func=run)
     return parser
 
@@ -105,6 +115,35 @@ class _StopFlag:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rnnflow.cli import _charlm
+
+    if args.task == "charlm" or (args.resume and _charlm.is_charlm_run(args.resume)):
+        return _charlm.run(args)
+    return _run_classifier(args)
+
+
+def _charlm_only_flags(args: argparse.Namespace) -> list[str]:
+    """Flags given on the command line that only ``--task charlm`` understands."""
+    from dataclasses import fields
+
+    from rnnflow.training.config import TrainConfig
+
+    known = {f.name for f in fields(TrainConfig)}
+    given = [name for name in config_overrides(args) if name not in known]
+    if getattr(args, "cfg_text", None) or getattr(args, "text", None):
+        given.append("text")
+    return sorted({"--" + name.replace("_", "-") for name in given})
+
+
+def _run_classifier(args: argparse.Namespace) -> int:
+    charlm_flags = _charlm_only_flags(args)
+    if charlm_flags:
+        print(
+            f"rnnflow train: {', '.join(charlm_flags)} only apply to --task charlm "
+            "(the character-level model); add --task charlm or drop them",
+            file=sys.stderr,
+        )
+        return 2
     import torch
 
     from rnnflow.cli._progress import ProgressBar

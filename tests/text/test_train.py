@@ -197,3 +197,19 @@ def test_ngram_baselines_by_hand() -> None:
     assert ngram_perplexity(train, val, order=2, vocab_size=5) == pytest.approx(
         math.exp(-(math.log(p_4_bos) + math.log(p_3_4)) / 2)
     )
+
+
+def test_rnnflow_train_task_charlm_through_the_real_entry_point(tmp_path: Path, corpus: Path):
+    run = tmp_path / "run"
+    argv = ["train", "--task", "charlm", *TINY, "--text", str(corpus), "--epochs", "1"]
+    assert main([*argv, "--out", str(run), "--quiet"]) == 0
+    assert _charlm.is_charlm_run(run)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0  # found to be a charlm run
+
+
+def test_charlm_flags_without_the_task_are_refused(tmp_path: Path, corpus: Path, capsys):
+    assert main(["train", "--text", str(corpus), "--corpus", "text", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "rnnflow train: --corpus, --text only apply to --task charlm (the character-level "
+        "model); add --task charlm or drop them\n"
+    )
