@@ -155,7 +155,9 @@ def run_time_major(
 ) -> tuple[Tensor, State]:
     """Dispatch one checked, time-major run [T, B, D] to the fused path or the reference loop."""
     use_fused = False
-    if impl != "reference":
+    if impl == "fused" or (impl == "auto" and x.shape[0] > 1):
+        # A single step has nothing to batch over time, and the fused path's fixed cost
+        # (weight re-layout, buffers) makes it several times slower there: "auto" loops.
         ok, reason = fused.fusable(cell, x)
         if impl == "fused" and not ok:
             raise ValueError(

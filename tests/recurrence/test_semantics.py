@@ -187,3 +187,18 @@ def test_runs_on_device_and_keeps_it(device):
         sequence_length=torch.tensor([3, 1], device=device),
     )
     assert out.device.type == device.type and state.c.device.type == device.type
+
+
+def test_auto_runs_single_steps_on_the_reference_loop(monkeypatch):
+    """One step (as when sampling a character at a time) has nothing for the fused path to batch."""
+    from rnnflow.recurrence import fused
+
+    def refuse(*args):
+        raise AssertionError("fused path used for a single step")
+
+    monkeypatch.setattr(fused, "fused_dynamic_rnn", refuse)
+    cell = BasicLSTMCell(3, input_size=2)
+    out, _ = dynamic_rnn(cell, torch.randn(4, 1, 2))
+    assert out.shape == (4, 1, 3)
+    with pytest.raises(AssertionError, match="fused path used"):
+        dynamic_rnn(cell, torch.randn(4, 2, 2))
