@@ -165,6 +165,27 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(fake_data, tmp_pat
     ]
 
 
+def test_resume_with_a_weight_average_is_bit_identical(fake_data, tmp_path):
+    """--ema-decay: the average is in the checkpoint (ema.*), best.safetensors holds it, and a
+    stopped + resumed run ends bit for bit as an uninterrupted one (raw weights and average)."""
+    data, _ = fake_data
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert train(data, full, "--ema-decay", "0.9") == 0
+    assert train(data, cut, "--ema-decay", "0.9", "--stop-at-step", "13") == 0
+    assert main(["train", "--resume", str(cut), "--quiet"]) == 0
+    final = params(full)
+    assert_same_tensors(final, params(cut))
+    ema = {k[len("ema.") :]: v for k, v in final.items() if k.startswith("ema.")}
+    model = {k[len("model.") :]: v for k, v in final.items() if k.startswith("model.")}
+    assert ema.keys() == model.keys() and any(not ema[k].equal(model[k]) for k in ema)
+    best = [load_file(run / "best.safetensors") for run in (full, cut)]
+    assert_same_tensors(*best)
+    best_step = json.loads(load_file_metadata(full / "best.safetensors")["progress"])["step"]
+    if best_step == 50:  # the last step was the best one: best.safetensors is the final average
+        assert_same_tensors(best[0], {f"model.{k}": v for k, v in ema.items()})
+    assert not any(k.startswith("ema.") for k in best[0])
+
+
 def test_resume_of_a_killed_run_from_its_last_periodic_checkpoint(fake_data, tmp_path):
     """A kill loses the steps after the last checkpoint; the resumed run redoes them exactly."""
     data, _ = fake_data

@@ -1,11 +1,12 @@
 """Checkpoints: one safetensors file per snapshot, versioned, written atomically, loaded strictly.
 
-Layout of ``checkpoint.safetensors`` (format ``rnnflow.checkpoint``, version 1)::
+Layout of ``checkpoint.safetensors`` (format ``rnnflow.checkpoint``, version 2)::
 
     tensors   model.<name>                 the model's state_dict (the unwrapped module)
               optimizer.<param>.<key>      per-parameter optimizer tensors (Adam: exp_avg, ...)
               rng.<name>                   RNG states as uint8 tensors (torch, CUDA, augment)
-    metadata  format, format_version       "rnnflow.checkpoint", "1"
+              ema.<name>                   the weight average's state_dict (only with ema_decay > 0)
+    metadata  format, format_version       "rnnflow.checkpoint", "2"
               config                       asdict(TrainConfig) as JSON
               progress                     step, epoch, examples, best validation, ... as JSON
               optimizer                    param_groups and non-tensor state as JSON (if saved)
@@ -14,6 +15,8 @@ Loading never executes code from the file (safetensors holds only tensors and st
 truncated, foreign or newer file raises :class:`CheckpointError` naming the file and the problem.
 Writes go to a temporary file in the same folder, are fsync'ed, then ``os.replace``'d over the
 target: a crash mid-save leaves the previous checkpoint intact.
+
+Version history: 1 had no ``ema.`` tensors; version 1 files still load (with an empty ``ema``).
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT = "rnnflow.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = ("1", "2")
 
 
 class CheckpointError(ValueError):
@@ -64,6 +68,7 @@ class Checkpoint:
     progress: dict[str, Any]
     optimizer: dict[str, Any] | None = None  # a torch optimizer state_dict, ready to load
     rng: dict[str, Tensor] = field(default_factory=dict)
+    ema: dict[str, Tensor] = field(default_factory=dict)  # the weight average (empty: none)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -132,8 +137,9 @@ def save_checkpoint(
     progress: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, Tensor] | None = None,
+    ema: nn.Module | None = None,
 ) -> None:
-    """Write model (+ optimizer, RNG states) with the config and progress, atomically."""
+    """Write model (+ optimizer, RNG states, weight average), config and progress atomically."""
     tensors: dict[str, Tensor] = {
         f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()
     }
@@ -149,6 +155,9 @@ def save_checkpoint(
         metadata["optimizer"] = json.dumps(opt_meta)
     for name, value in (rng or {}).items():
         tensors[f"rng.{name}"] = value.detach().cpu().clone().contiguous()
+    if ema is not None:
+        for name, value in ema.state_dict().items():
+            tensors[f"ema.{name}"] = value.detach().cpu().clone().contiguous()
     atomic_write_bytes(path, st_save(tensors, metadata=metadata))
     logger.debug("saved checkpoint %s (step %s)", path, progress.get("step"))
 
@@ -193,10 +202,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"{meta.get('format')!r}, expected {FORMAT!r}"
         )
     version = meta.get("format_version", "?")
-    if version != str(FORMAT_VERSION):
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(
             f"{path}: checkpoint format_version {version} is not supported (this rnnflow reads "
-            f"version {FORMAT_VERSION}); upgrade rnnflow"
+            f"versions {', '.join(READABLE_VERSIONS)}); upgrade rnnflow"
         )
     try:
         tensors = st_load(data)
@@ -208,7 +217,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         opt_meta = json.loads(meta["optimizer"]) if "optimizer" in meta else None
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata: {exc}") from exc
-    groups: dict[str, dict[str, Tensor]] = {"model": {}, "optimizer": {}, "rng": {}}
+    groups: dict[str, dict[str, Tensor]] = {"model": {}, "optimizer": {}, "rng": {}, "ema": {}}
     for name, value in tensors.items():
         group, _, rest = name.partition(".")
         if group not in groups or not rest:
@@ -227,6 +236,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         progress=progress,
         optimizer=optimizer,
         rng=groups["rng"],
+        ema=groups["ema"],
     )
 
 

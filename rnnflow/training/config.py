@@ -46,6 +46,7 @@ class TrainConfig:
     min_lr: float = 0.0  # cosine floor
     grad_clip: float = 0.0  # clip the global gradient norm to this; 0 disables
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # EMA of the weights (validated, kept as best); 0 disables, e.g. 0.999
     batch_size: int = 128
     train_examples: int = 1_000_000  # examples seen in training (steps = ceil(this / batch))
     # augmentation (training batches only)
@@ -81,6 +82,11 @@ class TrainConfig:
                 raise ValueError(
                     f"TrainConfig: {name} must be in [0, 1), got {getattr(self, name)}"
                 )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(
+                f"TrainConfig: ema_decay must be in [0, 1) (0 disables the weight average), "
+                f"got {self.ema_decay}"
+            )
         if self.projection_size is not None and self.projection_size <= 0:
             raise ValueError(
                 f"TrainConfig: projection_size must be > 0 or None, got {self.projection_size}"

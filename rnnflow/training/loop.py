@@ -9,6 +9,7 @@ exactly the operations an uninterrupted one would.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -40,6 +41,7 @@ __all__ = [
     "load_trained_model",
     "predict_proba",
     "resolve_device",
+    "update_ema",
 ]
 
 logger = logging.getLogger(__name__)
@@ -193,6 +195,21 @@ def evaluate(
     )
 
 
+@torch.no_grad()
+def update_ema(average: nn.Module, model: nn.Module, *, decay: float) -> None:
+    """One step of the exponential moving average of the weights (Polyak averaging), in place.
+
+        a <- decay * a + (1 - decay) * p     # every parameter p of ``model``, a of ``average``
+        b_a <- b                             # buffers (if any) are copied, not averaged
+
+    ``average`` is a copy of ``model`` (same architecture, same parameter order).
+    """
+    for a, p in zip(average.parameters(), model.parameters(), strict=True):
+        a.mul_(decay).add_(p, alpha=1.0 - decay)
+    for a, b in zip(average.buffers(), model.buffers(), strict=True):
+        a.copy_(b)
+
+
 def rng_states(augment_generator: torch.Generator) -> dict[str, Tensor]:
     states = {"torch": torch.get_rng_state(), "augment": augment_generator.get_state()}
     if torch.cuda.is_available():
@@ -229,7 +246,11 @@ def fit(
 
     Writes ``checkpoint.safetensors`` (everything needed to continue exactly) at every validation,
     at the end, and when stopped; ``best.safetensors`` (weights, config) when validation accuracy
-    improves. ``should_stop()`` is polled after each optimizer step (the CLI's Ctrl-C flag);
+    improves. With ``config.ema_decay > 0`` an exponential moving average of the weights is
+    updated after every optimizer step (:func:`update_ema`, starting from the initial weights);
+    validation scores the average, ``best.safetensors`` holds the average, and the checkpoint
+    stores it (``ema.*`` tensors) for an exact resume; the returned model is still the raw one.
+    ``should_stop()`` is polled after each optimizer step (the CLI's Ctrl-C flag);
     ``stop_at_step`` stops after that many steps (as an interruption would). Either way the run
     stops at a step boundary with a checkpoint, and ``progress.finished`` stays False.
     ``on_step(progress, info)`` is called after every step (for progress bars).
@@ -247,6 +268,20 @@ def fit(
     if resume is not None:
         load_model_state(model, resume)
     model.to(device)
+    ema: SequenceClassifier | None = None
+    if config.ema_decay > 0:
+        ema = copy.deepcopy(model).requires_grad_(False)
+        if resume is not None:
+            if not resume.ema:
+                raise ValueError(
+                    f"{resume.path}: holds no weight average (ema.* tensors) but its config has "
+                    f"ema_decay={config.ema_decay}; cannot resume from it"
+                )
+            try:
+                ema.load_state_dict(resume.ema, strict=True)
+            except RuntimeError as exc:
+                raise ValueError(f"{resume.path}: the weight average does not fit: {exc}") from exc
+    scored = model if ema is None else ema  # what validation scores and best.safetensors holds
     optimizer = build_optimizer(config, model)
     if resume is not None:
         if resume.optimizer is None:
@@ -268,11 +303,12 @@ def fit(
     def save(path: Path, *, full: bool) -> None:
         save_checkpoint(
             path,
-            model=model,
+            model=model if full else scored,
             config=config,
             progress=asdict(progress),
             optimizer=optimizer if full else None,
             rng=rng_states(augment_gen) if full else None,
+            ema=ema if full else None,
         )
 
     def validate() -> None:
@@ -281,7 +317,7 @@ def fit(
             save(run_dir / BEST_NAME, full=False)
             return
         result = evaluate(
-            model,
+            scored,
             *val_data,
             batch_size=config.eval_batch_size,
             tta_flip=config.tta_flip,
@@ -320,6 +356,8 @@ def fit(
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
+            if ema is not None:
+                update_ema(ema, model, decay=config.ema_decay)
 
             before = progress.examples
             progress.step += 1

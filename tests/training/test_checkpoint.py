@@ -100,8 +100,29 @@ def test_a_pickle_is_refused_without_running_it(tmp_path, monkeypatch):
 def test_newer_format_version(tmp_path):
     path = tmp_path / "future.safetensors"
     save_file({"model.w": torch.zeros(1)}, str(path), {"format": FORMAT, "format_version": "99"})
-    with pytest.raises(CheckpointError, match=r"format_version 99 is not supported"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"format_version 99 is not supported \(this rnnflow reads versions 1, 2\)",
+    ):
         load_checkpoint(path)
+
+
+def test_weight_average_round_trip_and_version_1_files_still_load(tmp_path):
+    model, opt = trained()
+    average, _ = trained()
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model=model, config=PRESETS["best"], progress={}, ema=average)
+    ckpt = load_checkpoint(path)
+    assert ckpt.ema.keys() == average.state_dict().keys()
+    for k, v in average.state_dict().items():
+        assert torch.equal(ckpt.ema[k], v)
+    # a version-1 file (before the weight average existed): loads, with no average
+    old = tmp_path / "v1.safetensors"
+    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "format_version": "1", "config": '{"cell": "lstm"}'}
+    save_file(tensors, str(old), meta | {"progress": '{"step": 2}'})
+    ckpt = load_checkpoint(old)
+    assert ckpt.ema == {} and ckpt.model.keys() == model.state_dict().keys()
 
 
 def test_missing_file():

@@ -59,6 +59,13 @@ def test_every_field_has_a_flag_and_unset_flags_stay_unset():
         ({"dropout": 1.0}, ValueError, r"dropout must be in \[0, 1\), got 1.0"),
         ({"bidirectional": 1}, TypeError, r"bidirectional must be bool, got 1"),
         ({"max_shift": 28}, ValueError, r"max_shift must be < 28, got 28"),
+        (
+            {"ema_decay": 1.0},
+            ValueError,
+            r"ema_decay must be in \[0, 1\) \(0 disables the weight "
+            r"average\), got 1.0",
+        ),
+        ({"ema_decay": -0.5}, ValueError, r"ema_decay must be in \[0, 1\) .*, got -0.5"),
     ],
 )
 def test_invalid_values(changes, error, message):

@@ -12,7 +12,7 @@ from torch import nn
 
 from rnnflow.training import MetricsLogger, evaluate, learning_rate, read_metrics
 from rnnflow.training.config import TrainConfig
-from rnnflow.training.loop import augment
+from rnnflow.training.loop import augment, update_ema
 
 
 def test_constant_schedule_is_the_tutorials():
@@ -84,3 +84,45 @@ def test_metrics_log_drops_lines_after_the_resumed_checkpoint(tmp_path):
     assert [(r["kind"], r["step"]) for r in records] == [("train", 10), ("train", 20), ("val", 20)]
     assert records[0]["loss"] is None
     json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_update_ema_matches_a_hand_computation():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))  # parameters and buffers
+    average = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)).requires_grad_(False)
+    model(torch.randn(5, 3))  # training mode: moves running_mean / running_var
+    a0 = [p.detach().clone() for p in average.parameters()]
+    p0 = [p.detach().clone() for p in model.parameters()]
+    update_ema(average, model, decay=0.75)
+    for a, before, p in zip(average.parameters(), a0, p0, strict=True):
+        torch.testing.assert_close(a, 0.75 * before + 0.25 * p)
+    w_a, w_p = a0[0][0, 0].item(), p0[0][0, 0].item()  # one weight, by hand
+    assert average[0].weight[0, 0].item() == pytest.approx(0.75 * w_a + 0.25 * w_p)
+    for a, b in zip(average.buffers(), model.buffers(), strict=True):
+        assert torch.equal(a, b)  # buffers are copied
+    assert not any(p.requires_grad for p in average.parameters())
+    update_ema(average, model, decay=0.0)  # decay 0: the average is the model
+    for a, p in zip(average.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, p)
+
+
+def test_resume_with_ema_decay_needs_a_weight_average_in_the_checkpoint(tmp_path):
+    from rnnflow.training import load_checkpoint, save_checkpoint
+    from rnnflow.training.loop import build_model, fit
+
+    config = replace(TrainConfig(), num_units=4, batch_size=4, train_examples=8, ema_decay=0.9)
+    save_checkpoint(
+        tmp_path / "c.safetensors",
+        model=build_model(config),
+        config=config,
+        progress={"step": 1, "examples": 4},
+        optimizer=torch.optim.Adam(build_model(config).parameters()),
+    )
+    data = (torch.rand(8, 28, 28), torch.arange(8) % 10)
+    with pytest.raises(
+        ValueError,
+        match=r"c.safetensors: holds no weight average \(ema\.\* "
+        r"tensors\) but its config has ema_decay=0.9; cannot resume from it",
+    ):
+        fit(config, tmp_path, train_data=data, val_data=data,
+            resume=load_checkpoint(tmp_path / "c.safetensors"))  # fmt: skip
