@@ -13,52 +13,20 @@ import shutil
 
 import pytest
 import torch
-from rnnflow_testing import assert_close_tree
+from rnnflow_testing import (
+    CELL_INPUT_DEPTH,
+    CELL_KINDS,
+    assert_close_tree,
+    make_cell,
+    outputs_and_grads,
+)
 
 from rnnflow import BasicLSTMCell, BasicRNNCell, GRUCell, MultiRNNCell, _nest, dynamic_rnn
 from rnnflow.recurrence import _ext, fused
 from rnnflow.recurrence import _fused_kernels as kernels
 
-KINDS = ["rnn", "rnn_relu", "lstm", "lstm_concat", "gru", "multi", "multi_concat"]
-DEPTH = 3
-
-
-def make_cell(kind: str, dtype: torch.dtype) -> torch.nn.Module:
-    common = dict(input_size=DEPTH, dtype=dtype)
-    if kind == "rnn":
-        return BasicRNNCell(5, **common)
-    if kind == "rnn_relu":
-        return BasicRNNCell(5, activation="relu", **common)
-    if kind == "lstm":
-        return BasicLSTMCell(5, forget_bias=0.7, **common)
-    if kind == "lstm_concat":
-        return BasicLSTMCell(5, state_is_tuple=False, **common)
-    if kind == "gru":
-        return GRUCell(5, **common)
-    if kind == "multi":
-        return MultiRNNCell(
-            [
-                GRUCell(5, **common),
-                BasicLSTMCell(4, input_size=5, dtype=dtype),
-                BasicRNNCell(6, input_size=4, dtype=dtype),
-            ]
-        )
-    if kind == "multi_concat":
-        return MultiRNNCell(
-            [BasicRNNCell(5, **common), GRUCell(3, input_size=5, dtype=dtype)],
-            state_is_tuple=False,
-        )
-    raise ValueError(kind)
-
-
-def outputs_and_grads(cell, x, lengths, init, impl):
-    """Outputs, final state and d(loss)/d(inputs, every parameter, initial state)."""
-    out, state = dynamic_rnn(cell, x, sequence_length=lengths, initial_state=init, impl=impl)
-    leaves = _nest.flatten(state)
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
-    loss = (out * weights).sum() + sum((s * (k + 1.5)).sum() for k, s in enumerate(leaves))
-    wrt = [x, *cell.parameters(), *_nest.flatten(init)]
-    return out, state, torch.autograd.grad(loss, wrt)
+KINDS = CELL_KINDS
+DEPTH = CELL_INPUT_DEPTH
 
 
 @pytest.fixture(params=["compiled", "python"])

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rnnflow_testing import assert_close_tree
+from rnnflow_testing import (
+    CELL_INPUT_DEPTH,
+    CELL_KINDS,
+    assert_close_tree,
+    make_cell,
+    outputs_and_grads,
+)
 
 from rnnflow import (
     BasicLSTMCell,
@@ -17,58 +23,16 @@ from rnnflow import (
     DropoutWrapper,
     GRUCell,
     LSTMStateTuple,
-    MultiRNNCell,
     _nest,
     dynamic_rnn,
 )
 from rnnflow.recurrence import fused
 
-DEPTH, BATCH, STEPS = 3, 4, 6
+DEPTH, BATCH, STEPS = CELL_INPUT_DEPTH, 4, 6
 
 
-def make_cell(kind: str, dtype: torch.dtype) -> torch.nn.Module:
-    common = dict(input_size=DEPTH, dtype=dtype)
-    if kind == "rnn":
-        return BasicRNNCell(5, **common)
-    if kind == "rnn_relu":
-        return BasicRNNCell(5, activation="relu", **common)
-    if kind == "lstm":
-        return BasicLSTMCell(5, forget_bias=0.7, **common)
-    if kind == "lstm_concat":
-        return BasicLSTMCell(5, state_is_tuple=False, **common)
-    if kind == "gru":
-        return GRUCell(5, **common)
-    if kind == "multi":
-        return MultiRNNCell(
-            [
-                GRUCell(5, **common),
-                BasicLSTMCell(4, input_size=5, dtype=dtype),
-                BasicRNNCell(6, input_size=4, dtype=dtype),
-            ]
-        )
-    if kind == "multi_concat":
-        return MultiRNNCell(
-            [BasicRNNCell(5, **common), GRUCell(3, input_size=5, dtype=dtype)],
-            state_is_tuple=False,
-        )
-    raise ValueError(kind)
-
-
-KINDS = ["rnn", "rnn_relu", "lstm", "lstm_concat", "gru", "multi", "multi_concat"]
+KINDS = CELL_KINDS
 LENGTHS = {"none": None, "partial": [6, 2, 0, 3], "full": [6, 6, 6, 6]}
-
-
-def outputs_and_grads(cell, x, lengths, init, impl, time_major=False):
-    """Outputs, final state and d(loss)/d(inputs, every parameter, initial state)."""
-    out, state = dynamic_rnn(
-        cell, x, sequence_length=lengths, initial_state=init, time_major=time_major, impl=impl
-    )
-    leaves = _nest.flatten(state)
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
-    loss = (out * weights).sum() + sum((s * (k + 1.5)).sum() for k, s in enumerate(leaves))
-    wrt = [x, *cell.parameters(), *(_nest.flatten(init) if init is not None else [])]
-    grads = torch.autograd.grad(loss, wrt)
-    return out, state, grads
 
 
 def inputs(time_major: bool, dtype: torch.dtype) -> torch.Tensor:
