@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from rnnflow.cells.base import State
-from rnnflow.recurrence._masking import check_sequence_length, reverse_sequence
+from rnnflow.recurrence._masking import reverse_sequence
 from rnnflow.recurrence.dynamic_rnn import (
     Impl,
     check_cell,
@@ -48,19 +48,16 @@ def bidirectional_dynamic_rnn(
     """
     check_cell(_OWNER, "cell_fw", cell_fw)
     check_cell(_OWNER, "cell_bw", cell_bw)
-    x = check_common_arguments(
+    x, lengths = check_common_arguments(
         _OWNER,
         inputs,
+        sequence_length=sequence_length,
         dtype=dtype,
         parallel_iterations=parallel_iterations,
         swap_memory=swap_memory,
         time_major=time_major,
         scope=scope,
         impl=impl,
-    )
-    max_time, batch = x.shape[0], x.shape[1]
-    lengths = check_sequence_length(
-        _OWNER, sequence_length, batch=batch, max_time=max_time, device=x.device
     )
     state_fw = prepare_state(_OWNER, "initial_state_fw", cell_fw, initial_state_fw, x)
     state_bw = prepare_state(_OWNER, "initial_state_bw", cell_bw, initial_state_bw, x)

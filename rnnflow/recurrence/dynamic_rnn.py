@@ -75,6 +75,7 @@ def check_common_arguments(
     owner: str,
     inputs: Any,
     *,
+    sequence_length: Any,
     dtype: Any,
     parallel_iterations: Any,
     swap_memory: Any,
@@ -82,7 +83,10 @@ def check_common_arguments(
     scope: Any,
     impl: Any,
 ) -> Tensor:
-    """Checks shared by ``dynamic_rnn`` and ``bidirectional_dynamic_rnn``; returns [T, B, D]."""
+    """Checks shared by ``dynamic_rnn`` and ``bidirectional_dynamic_rnn``.
+
+    Returns the inputs time-major [T, B, D] and the lengths as int64 [B] (or None).
+    """
     if not isinstance(inputs, Tensor):
         raise TypeError(f"{owner}: inputs must be a torch.Tensor, got {type(inputs).__name__}")
     if not isinstance(time_major, bool):
@@ -113,7 +117,11 @@ def check_common_arguments(
         raise TypeError(f"{owner}: scope must be a str or None, got {scope!r}")
     if impl not in _IMPLS:
         raise ValueError(f"{owner}: impl must be one of {_IMPLS}, got {impl!r}")
-    return inputs if time_major else inputs.transpose(0, 1)  # [T, B, D]
+    x = inputs if time_major else inputs.transpose(0, 1)  # [T, B, D]
+    lengths = check_sequence_length(
+        owner, sequence_length, batch=x.shape[1], max_time=x.shape[0], device=x.device
+    )
+    return x, lengths
 
 
 def check_cell(owner: str, argument: str, cell: Any) -> None:
@@ -188,19 +196,16 @@ def run_rnn(
     impl: Any,
 ) -> tuple[Tensor, State]:
     check_cell(owner, "cell", cell)
-    x = check_common_arguments(
+    x, lengths = check_common_arguments(
         owner,
         inputs,
+        sequence_length=sequence_length,
         dtype=dtype,
         parallel_iterations=parallel_iterations,
         swap_memory=swap_memory,
         time_major=time_major,
         scope=scope,
         impl=impl,
-    )
-    max_time, batch = x.shape[0], x.shape[1]
-    lengths = check_sequence_length(
-        owner, sequence_length, batch=batch, max_time=max_time, device=x.device
     )
     state = prepare_state(owner, "initial_state", cell, initial_state, x)
     outputs, state = run_time_major(
