@@ -14,6 +14,7 @@ it does after a kill (from the last periodic checkpoint).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import signal
@@ -54,6 +55,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument(
+        "--dist-timeout",
+        type=_positive_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="under torchrun: how long a process waits for the others in any collective "
+        "before it gives up with an error (600)",
+    )
+    parser.add_argument(
         "--stop-at-step",
         type=int,
         metavar="N",
@@ -74,6 +83,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
+    return value
+
+
 def _fail(message: str, status: int = 2) -> int:
     print(f"rnnflow train: {message}", file=sys.stderr)
     return status
@@ -87,23 +106,37 @@ def _cpu_seconds() -> float:
 
 
 class _StopFlag:
-    """SIGINT handler: the first Ctrl-C asks the loop to stop after its step; the second aborts."""
+    """SIGINT handler: the first Ctrl-C asks the loop to stop after its step; the second aborts.
 
-    def __init__(self) -> None:
+    Under ``torchrun`` (``distributed=True``) SIGTERM also asks for a stop and repeated signals
+    do not abort: a Ctrl-C reaches each worker twice (from the terminal, then forwarded by
+    torchrun, which sends SIGKILL itself 30 s later if a worker has not exited).
+    """
+
+    def __init__(self, *, distributed: bool = False, announce: bool = True) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.distributed = distributed
+        self.announce = announce  # under torchrun only rank 0 says it
+        self._signals = (signal.SIGINT, signal.SIGTERM) if distributed else (signal.SIGINT,)
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        for signum in self._signals:
+            self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
+            if self.distributed:
+                return
             raise KeyboardInterrupt
         self.requested = True
+        if not self.announce:
+            return
+        again = "" if self.distributed else " (press again to abort without saving)"
         print(
-            "\nrnnflow train: Ctrl-C: saving a checkpoint after this step "
-            "(press again to abort without saving)",
+            f"\nrnnflow train: {signal.Signals(signum).name}: saving a checkpoint after this "
+            f"step{again}",
             file=sys.stderr,
         )
 
@@ -111,7 +144,8 @@ class _StopFlag:
         return self.requested
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,6 +169,62 @@ def _charlm_only_flags(args: argparse.Namespace) -> list[str]:
     return sorted({"--" + name.replace("_", "-") for name in given})
 
 
+class _Refused(Exception):
+    """A reason not to start the run, with the exit status."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _plan_run(args: argparse.Namespace) -> tuple[Any, Any, Path]:
+    """(config, checkpoint to resume from or None, run folder), or :class:`_Refused`.
+
+    Under torchrun only rank 0 plans (it alone reads and creates the run folder).
+    """
+    from rnnflow.data.datasets import canonical_name
+    from rnnflow.training import CheckpointError, load_checkpoint
+    from rnnflow.training.config import PRESETS
+    from rnnflow.training.loop import CHECKPOINT_NAME
+
+    overrides = config_overrides(args)
+    if "dataset" in overrides:
+        overrides["dataset"] = canonical_name(overrides["dataset"])
+    if args.resume:
+        if args.out and Path(args.out) != Path(args.resume):
+            raise _Refused("give either --out (new run) or --resume (existing run), not both")
+        run_dir = Path(args.resume)
+        try:
+            resume = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        except (FileNotFoundError, CheckpointError) as exc:
+            raise _Refused(f"cannot resume: {exc}") from exc
+        fixed = sorted(set(overrides) - _RESUMABLE_OVERRIDES)
+        if fixed:
+            flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            raise _Refused(
+                f"--resume continues the saved config; {flags} cannot change "
+                f"(only --data-dir and --threads can)"
+            )
+        try:
+            return replace(resume.config, **overrides), resume, run_dir
+        except (TypeError, ValueError) as exc:
+            raise _Refused(str(exc)) from exc
+    if not args.out:
+        raise _Refused("--out RUN_DIR is required (or --resume RUN_DIR)")
+    run_dir = Path(args.out)
+    if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "config.json").exists():
+        raise _Refused(
+            f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose "
+            "another --out"
+        )
+    try:
+        config = replace(PRESETS[args.preset], **overrides)
+    except (TypeError, ValueError) as exc:
+        raise _Refused(str(exc)) from exc
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return config, None, run_dir
+
+
 def _run_classifier(args: argparse.Namespace) -> int:
     charlm_flags = _charlm_only_flags(args)
     if charlm_flags:
@@ -144,92 +234,91 @@ def _run_classifier(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from rnnflow.training.distributed import (
+        SINGLE_PROCESS,
+        DistributedError,
+        init_distributed,
+        launched_distributed,
+    )
+
+    ctx = SINGLE_PROCESS
+    try:
+        if launched_distributed():
+            ctx = init_distributed(timeout_s=args.dist_timeout)
+        return _train_classifier(args, ctx)
+    except DistributedError as exc:
+        # An error every rank agreed on is printed once, by rank 0; a lost peer by each rank.
+        if ctx.is_main or not exc.reported_by_all:
+            print(f"rnnflow train: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ctx.close()
+
+
+def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
     import torch
 
     from rnnflow.cli._progress import ProgressBar
     from rnnflow.data import CLASS_NAMES, load_split, train_val_split
-    from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError, canonical_name
+    from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError
     from rnnflow.training import (
         CheckpointError,
         MetricsLogger,
         evaluate,
         fit,
-        load_checkpoint,
         load_trained_model,
         read_metrics,
     )
     from rnnflow.training.checkpoint import atomic_write_bytes
-    from rnnflow.training.config import PRESETS
-    from rnnflow.training.loop import BEST_NAME, CHECKPOINT_NAME
+    from rnnflow.training.loop import BEST_NAME
     from rnnflow.training.plots import plot_confusion, plot_curves
 
-    overrides = config_overrides(args)
-    if "dataset" in overrides:
-        overrides["dataset"] = canonical_name(overrides["dataset"])
-    resume = None
-    if args.resume:
-        if args.out and Path(args.out) != Path(args.resume):
-            return _fail("give either --out (new run) or --resume (existing run), not both")
-        run_dir = Path(args.resume)
+    plan: Any = None
+    if ctx.is_main:
         try:
-            resume = load_checkpoint(run_dir / CHECKPOINT_NAME)
-        except (FileNotFoundError, CheckpointError) as exc:
-            return _fail(f"cannot resume: {exc}")
-        fixed = sorted(set(overrides) - _RESUMABLE_OVERRIDES)
-        if fixed:
-            flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
-            return _fail(
-                f"--resume continues the saved config; {flags} cannot change "
-                f"(only --data-dir and --threads can)"
-            )
-        try:
-            config = replace(resume.config, **overrides)
-        except (TypeError, ValueError) as exc:
-            return _fail(str(exc))
-    else:
-        if not args.out:
-            return _fail("--out RUN_DIR is required (or --resume RUN_DIR)")
-        run_dir = Path(args.out)
-        if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "config.json").exists():
-            return _fail(
-                f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose "
-                "another --out"
-            )
-        try:
-            config = replace(PRESETS[args.preset], **overrides)
-        except (TypeError, ValueError) as exc:
-            return _fail(str(exc))
-        run_dir.mkdir(parents=True, exist_ok=True)
+            plan = _plan_run(args)
+        except _Refused as exc:
+            plan = exc
+    plan = ctx.broadcast(plan)  # rank 0's config and checkpoint, or its refusal
+    if isinstance(plan, _Refused):
+        return _fail(str(plan), plan.status) if ctx.is_main else plan.status
+    config, resume, run_dir = plan
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    say = (lambda *a: None) if args.quiet or not ctx.is_main else print_stderr
+    error = None
     try:
         x, y = load_split(config.dataset, "train", config.data_dir)
         test_x, test_y = load_split(config.dataset, "test", config.data_dir)
-    except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
-        return _fail(str(exc), 1)
-    if config.val_size:
-        try:
+        if config.val_size:
             train_data, val_data = train_val_split(x, y, val_size=config.val_size, seed=config.seed)
-        except ValueError as exc:
-            return _fail(str(exc))
-    else:
-        train_data, val_data = (x, y), (x[:0], y[:0])
+        else:
+            train_data, val_data = (x, y), (x[:0], y[:0])
+    except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
+        error = str(exc)
+    if not ctx.parallel and error is not None:
+        return _fail(error, 1)
+    ctx.check_all(error)
     class_names = CLASS_NAMES[config.dataset]
 
+    processes = f" on {ctx.world_size} processes ({ctx.backend})" if ctx.parallel else ""
     if resume is None:
-        atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
-        say(f"run {run_dir}: preset {args.preset}, {config.dataset}, {config.steps} steps")
+        if ctx.is_main:
+            atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
+        say(
+            f"run {run_dir}: preset {args.preset}, {config.dataset}, {config.steps} steps"
+            f"{processes}"
+        )
     else:
         say(
             f"run {run_dir}: resuming at step {resume.progress['step']} of {config.steps} "
-            f"({resume.progress['examples']} examples seen)"
+            f"({resume.progress['examples']} examples seen){processes}"
         )
     bar = ProgressBar(
         config.steps,
         sys.stderr,
-        enabled=not args.quiet,
+        enabled=not args.quiet and ctx.is_main,
         start_step=resume.progress["step"] if resume is not None else 0,
     )
 
@@ -244,8 +333,12 @@ def _run_classifier(args: argparse.Namespace) -> int:
     keep = resume.progress["step"] if resume is not None else None
     try:
         with (
-            MetricsLogger(run_dir, tensorboard=args.tensorboard, keep_until_step=keep) as metrics,
-            _StopFlag() as stop,
+            (
+                MetricsLogger(run_dir, tensorboard=args.tensorboard, keep_until_step=keep)
+                if ctx.is_main
+                else contextlib.nullcontext()
+            ) as metrics,
+            _StopFlag(distributed=ctx.parallel, announce=ctx.is_main) as stop,
         ):
             model, progress = fit(
                 config,
@@ -255,11 +348,15 @@ def _run_classifier(args: argparse.Namespace) -> int:
                 num_classes=len(class_names),
                 resume=resume,
                 metrics=metrics,
-                on_step=on_step,
+                on_step=on_step if ctx.is_main else None,
                 should_stop=stop,
                 stop_at_step=args.stop_at_step,
+                distributed=ctx,
             )
             bar.close()
+            ctx.close(wait_for_peers=True)
+            if not ctx.is_main:  # rank 0 alone plots and evaluates on the test set
+                return 130 if stop.requested and not progress.finished else 0
             plot_curves(read_metrics(metrics.path), run_dir / "curves.png")
             if not progress.finished:
                 print(
@@ -302,6 +399,7 @@ def _run_classifier(args: argparse.Namespace) -> int:
         "test_accuracy": result.accuracy,
         "best_step": checkpoint.progress["step"],
         "steps": progress.step,
+        "processes": ctx.world_size,
         "train_seconds": round(progress.train_seconds, 1),
         "wall_seconds_this_session": round(time.perf_counter() - start, 1),
         "process_cpu_seconds_this_session": round(_cpu_seconds(), 1),
@@ -318,3 +416,7 @@ def _run_classifier(args: argparse.Namespace) -> int:
         f"({record['examples_per_s']:.0f} examples/s); run folder: {run_dir}"
     )
     return 0
+
+
+def print_stderr(*parts: Any) -> None:
+    print(*parts, file=sys.stderr)

@@ -26,6 +26,7 @@ from rnnflow.data import BatchIterator
 from rnnflow.models import SequenceClassifier
 from rnnflow.training.checkpoint import Checkpoint, load_model_state, save_checkpoint
 from rnnflow.training.config import TrainConfig
+from rnnflow.training.distributed import SINGLE_PROCESS, DistributedContext
 from rnnflow.training.logging import MetricsLogger
 
 __all__ = [
@@ -226,6 +227,47 @@ def set_rng_states(states: dict[str, Tensor], augment_generator: torch.Generator
         torch.cuda.set_rng_state_all(cuda)
 
 
+def _own_rng_state(device: torch.device) -> dict[str, Tensor]:
+    """This rank's dropout RNG: torch's CPU generator and, on CUDA, its own device's."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _saved_world_size(states: dict[str, Tensor]) -> int:
+    """How many processes wrote a checkpoint's RNG states (ranks >= 1 save ``rank<r>.torch``)."""
+    world = 1
+    while f"rank{world}.torch" in states:
+        world += 1
+    return world
+
+
+def _seed_rank(ctx: DistributedContext, seed: int, step: int, device: torch.device) -> None:
+    """A fresh dropout stream for a rank >= 1 (rank 0 keeps the single-process stream)."""
+    rank_seed = (seed * 1_000_003 + ctx.rank * 7_919 + step) % 2**63
+    torch.manual_seed(rank_seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(rank_seed)
+
+
+def _evaluate_sharded(
+    ctx: DistributedContext, model: nn.Module, images: Tensor, labels: Tensor, **kwargs: Any
+) -> tuple[float, float]:
+    """(loss, accuracy) on a labelled set, each rank scoring its ``rank::world_size`` rows."""
+    local = evaluate(model, ctx.shard(images), ctx.shard(labels), **kwargs)
+    if not ctx.parallel:
+        return local.loss, local.accuracy
+    n_local = int(local.confusion.sum())
+    loss_sum = local.loss * n_local if n_local else 0.0
+    totals = ctx.all_sum(
+        torch.cat([local.confusion.flatten().to(torch.float64), torch.tensor([loss_sum])])
+    )
+    confusion = totals[:-1].round().to(torch.long).view_as(local.confusion)
+    n = int(confusion.sum())
+    return totals[-1].item() / n, int(confusion.diagonal().sum()) / n
+
+
 StepCallback = Callable[[Progress, dict[str, Any]], None]
 
 
@@ -241,6 +283,7 @@ def fit(
     on_step: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     stop_at_step: int | None = None,
+    distributed: DistributedContext | None = None,
 ) -> tuple[SequenceClassifier, Progress]:
     """Train (or continue) the run in ``run_dir``; returns the final model and progress.
 
@@ -254,9 +297,23 @@ def fit(
     ``stop_at_step`` stops after that many steps (as an interruption would). Either way the run
     stops at a step boundary with a checkpoint, and ``progress.finished`` stays False.
     ``on_step(progress, info)`` is called after every step (for progress bars).
+
+    ``distributed`` (from :func:`~rnnflow.training.distributed.init_distributed`, one call per
+    process of a ``torchrun`` job) trains data-parallel: each rank computes the gradient of its
+    shard of every global batch, DistributedDataParallel averages them, only rank 0 writes
+    files; see :mod:`rnnflow.training.distributed` for why this equals the single-process run.
+    Every rank must pass the same config, data and ``resume``; ``metrics`` and ``on_step``
+    belong to rank 0.
     """
+    ctx = distributed or SINGLE_PROCESS
+    if config.batch_size % ctx.world_size:
+        raise ValueError(
+            f"fit: batch_size ({config.batch_size}) must be divisible by the number of "
+            f"processes ({ctx.world_size}): each process trains on batch_size / processes "
+            "examples of every global batch"
+        )
     run_dir = Path(run_dir)
-    device = resolve_device(config.device)
+    device = ctx.device(config.device)
     augment_gen = torch.Generator()
     if resume is None:
         torch.manual_seed(config.seed)
@@ -267,6 +324,8 @@ def fit(
     model = build_model(config, num_classes=num_classes)
     if resume is not None:
         load_model_state(model, resume)
+    elif ctx.rank > 0:  # same initial weights as rank 0, own dropout stream from here on
+        _seed_rank(ctx, config.seed, 0, device)
     model.to(device)
     ema: SequenceClassifier | None = None
     if config.ema_decay > 0:
@@ -288,6 +347,20 @@ def fit(
             raise ValueError(f"{resume.path}: holds no optimizer state; cannot resume from it")
         optimizer.load_state_dict(resume.optimizer)
         set_rng_states(resume.rng, augment_gen)
+        if ctx.rank > 0:
+            if _saved_world_size(resume.rng) == ctx.world_size:
+                torch.set_rng_state(resume.rng[f"rank{ctx.rank}.torch"])
+                if device.type == "cuda" and f"rank{ctx.rank}.cuda" in resume.rng:
+                    torch.cuda.set_rng_state(resume.rng[f"rank{ctx.rank}.cuda"], device)
+            else:  # another world size: only the per-rank dropout streams cannot continue
+                _seed_rank(ctx, config.seed, progress.step, device)
+    net: nn.Module = model
+    if ctx.parallel:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     train_x, train_y = (t.to(device) for t in train_data)
     loader = BatchIterator(
@@ -301,13 +374,22 @@ def fit(
     params = [p for p in model.parameters()]
 
     def save(path: Path, *, full: bool) -> None:
+        """Rank 0 writes; a full save is a collective (it gathers every rank's RNG state)."""
+        rng = None
+        if full:
+            rng = rng_states(augment_gen)
+            for rank, state in enumerate(ctx.gather(_own_rng_state(device))):
+                if rank > 0:
+                    rng |= {f"rank{rank}.{name}": tensor for name, tensor in state.items()}
+        if not ctx.is_main:
+            return
         save_checkpoint(
             path,
             model=model if full else scored,
             config=config,
             progress=asdict(progress),
             optimizer=optimizer if full else None,
-            rng=rng_states(augment_gen) if full else None,
+            rng=rng,
             ema=ema if full else None,
         )
 
@@ -316,7 +398,8 @@ def fit(
             progress.best_step = progress.step
             save(run_dir / BEST_NAME, full=False)
             return
-        result = evaluate(
+        loss, accuracy = _evaluate_sharded(
+            ctx,
             scored,
             *val_data,
             batch_size=config.eval_batch_size,
@@ -324,12 +407,12 @@ def fit(
             num_classes=num_classes,
         )
         record = {"kind": "val", "step": progress.step, "examples": progress.examples}
-        record |= {"loss": result.loss, "accuracy": result.accuracy}
+        record |= {"loss": loss, "accuracy": accuracy}
         if metrics is not None:
             metrics.log(record)
-        logger.info("step %d: validation accuracy %.4f", progress.step, result.accuracy)
-        if result.accuracy > progress.best_val_accuracy:
-            progress.best_val_accuracy = result.accuracy
+        logger.info("step %d: validation accuracy %.4f", progress.step, accuracy)
+        if accuracy > progress.best_val_accuracy:
+            progress.best_val_accuracy = accuracy
             progress.best_step = progress.step
             save(run_dir / BEST_NAME, full=False)
         if on_step is not None:
@@ -343,71 +426,83 @@ def fit(
     session_start = time.perf_counter()
     session_seconds_before = progress.train_seconds
     stopped = False
-    while progress.step < total and not stopped:
-        for x, y in loader.iter_from(progress.epoch, progress.batch_in_epoch):
-            lr = learning_rate(config, progress.step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = augment(x, config, augment_gen)  # [B, 28, 28]
-            logits = model(x)  # [B, C]
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            if ema is not None:
-                update_ema(ema, model, decay=config.ema_decay)
+    try:
+        while progress.step < total and not stopped:
+            for x, y in loader.iter_from(progress.epoch, progress.batch_in_epoch):
+                lr = learning_rate(config, progress.step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch_examples = len(y)  # the global batch, whichever rank(s) compute it
+                x = ctx.shard(augment(x, config, augment_gen))  # [B / world_size, 28, 28]
+                y = ctx.shard(y)
+                logits = net(x)  # [B / world_size, C]
+                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                if ema is not None:
+                    update_ema(ema, model, decay=config.ema_decay)
 
-            before = progress.examples
-            progress.step += 1
-            progress.examples += len(y)
-            progress.batch_in_epoch += 1
-            progress.train_seconds = session_seconds_before + time.perf_counter() - session_start
-            window_loss += loss.item() * len(y)
-            window_correct += int((logits.argmax(-1) == y).sum())
-            window_n += len(y)
-            window_examples += len(y)
-            info: dict[str, Any] = {"kind": "step", "loss": loss.item(), "lr": lr}
-            done = progress.step >= total
-            if before // config.log_every != progress.examples // config.log_every or done:
-                now = time.perf_counter()
-                record = {
-                    "kind": "train",
-                    "step": progress.step,
-                    "examples": progress.examples,
-                    "epoch": progress.epoch,
-                    "loss": window_loss / window_n,
-                    "accuracy": window_correct / window_n,
-                    "lr": lr,
-                    "examples_per_s": window_examples / max(now - window_start, 1e-9),
-                    "elapsed_s": progress.train_seconds,
-                }
-                if metrics is not None:
-                    metrics.log(record)
-                info = record
-                window_loss, window_correct, window_n = 0.0, 0, 0
-                window_start, window_examples = now, 0
-            if on_step is not None:
-                on_step(progress, info)
-            validate_now = before // config.eval_every != progress.examples // config.eval_every
-            if done:
-                progress.finished = True
-            if validate_now or done:
-                validate()
-                model.train()
-                save(run_dir / CHECKPOINT_NAME, full=True)
-            if done:
-                break
-            interrupted = should_stop is not None and should_stop()
-            if interrupted or (stop_at_step is not None and progress.step >= stop_at_step):
-                save(run_dir / CHECKPOINT_NAME, full=True)
-                logger.info("stopped at step %d; checkpoint saved", progress.step)
-                stopped = True
-                break
-        else:  # the epoch is complete (a checkpoint may hold batch_in_epoch == len(loader))
-            progress.epoch += 1
-            progress.batch_in_epoch = 0
+                before = progress.examples
+                progress.step += 1
+                progress.examples += batch_examples
+                progress.batch_in_epoch += 1
+                session_seconds = time.perf_counter() - session_start
+                progress.train_seconds = session_seconds_before + session_seconds
+                window_loss += loss.item() * len(y)
+                window_correct += int((logits.argmax(-1) == y).sum())
+                window_n += len(y)
+                window_examples += batch_examples
+                info: dict[str, Any] = {"kind": "step", "loss": loss.item(), "lr": lr}
+                done = progress.step >= total
+                if before // config.log_every != progress.examples // config.log_every or done:
+                    now = time.perf_counter()
+                    totals = ctx.all_sum(
+                        torch.tensor([window_loss, window_correct, window_n], dtype=torch.float64)
+                    )
+                    record = {
+                        "kind": "train",
+                        "step": progress.step,
+                        "examples": progress.examples,
+                        "epoch": progress.epoch,
+                        "loss": totals[0].item() / totals[2].item(),
+                        "accuracy": totals[1].item() / totals[2].item(),
+                        "lr": lr,
+                        "examples_per_s": window_examples / max(now - window_start, 1e-9),
+                        "elapsed_s": progress.train_seconds,
+                    }
+                    if metrics is not None:
+                        metrics.log(record)
+                    info = record
+                    window_loss, window_correct, window_n = 0.0, 0, 0
+                    window_start, window_examples = now, 0
+                if on_step is not None:
+                    on_step(progress, info)
+                validate_now = before // config.eval_every != progress.examples // config.eval_every
+                if done:
+                    progress.finished = True
+                if validate_now or done:
+                    validate()
+                    model.train()
+                    save(run_dir / CHECKPOINT_NAME, full=True)
+                if done:
+                    break
+                interrupted = ctx.any_true(should_stop is not None and should_stop())
+                if interrupted or (stop_at_step is not None and progress.step >= stop_at_step):
+                    save(run_dir / CHECKPOINT_NAME, full=True)
+                    logger.info("stopped at step %d; checkpoint saved", progress.step)
+                    stopped = True
+                    break
+            else:  # the epoch is complete (a checkpoint may hold batch_in_epoch == len(loader))
+                progress.epoch += 1
+                progress.batch_in_epoch = 0
+    except RuntimeError as exc:
+        lost = ctx.lost_peer(exc)  # DDP's averaging inside backward() failed: a peer is gone
+        if lost is None:
+            raise
+        raise lost from exc
     return model, progress
 
 
