@@ -152,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
     from rnnflow.cli import _charlm
 
     if args.task == "charlm" or (args.resume and _charlm.is_charlm_run(args.resume)):
+        from rnnflow.training.distributed import launched_distributed
+
+        if launched_distributed():  # N copies would each write the same run folder
+            return _fail(
+                "torchrun data-parallel training is implemented for the image classifier only, "
+                "not --task charlm: run the character model as one process"
+            )
         return _charlm.run(args)
     return _run_classifier(args)
 

@@ -289,3 +289,12 @@ def test_a_bad_launch_environment_is_named(monkeypatch, env, message):
             monkeypatch.delenv(name)
     with pytest.raises(DistributedError, match=message):
         init_distributed(timeout_s=1)
+
+
+def test_the_character_model_refuses_to_run_under_torchrun(monkeypatch, tmp_path, capsys):
+    from rnnflow.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--task", "charlm", "--out", str(tmp_path / "lm")]) == 2
+    assert "implemented for the image classifier only, not --task charlm" in capsys.readouterr().err
+    assert not (tmp_path / "lm").exists()
