@@ -245,21 +245,6 @@ def test_cli_errors(fake_data, tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
 
 
-def test_fashion_images_fill_the_frame_as_in_fashion_mnist(tmp_path):
-    from rnnflow.cli.predict import load_fashion_image
-
-    image = make_images(1, 5)[0][0]
-    Image.fromarray(image).save(tmp_path / "a.png")  # already 28x28: used as it is
-    loaded = load_fashion_image(str(tmp_path / "a.png")).numpy()
-    assert np.allclose(loaded, image / 255.0)
-    photo = np.full((90, 60), 255, np.uint8)
-    photo[10:80, 20:40] = 0  # a dark 70x20 object on white paper
-    Image.fromarray(photo).save(tmp_path / "b.png")
-    field = load_fashion_image(str(tmp_path / "b.png")).numpy()
-    rows = np.flatnonzero(field.max(axis=1) > 0.5)
-    assert field.shape == (28, 28) and rows[0] == 0 and rows[-1] == 27  # longest side -> 28
-
-
 def test_progress_bar_plain_lines_when_not_a_terminal():
     import io
 

@@ -1,9 +1,10 @@
 """`rnnflow predict RUN_DIR|CKPT IMAGE... [--top K] [--json]`: class names with probabilities.
 
 Each image (PNG, JPEG, ...) becomes a 28x28 grayscale array, light on black, as the training
-images were: MNIST digits by ``rnnflow.data.images.load_image`` (cropped, scaled into a 20x20 box,
-centred by mass); Fashion-MNIST garments by :func:`load_fashion_image` (cropped, longest side
-scaled to 28, centred), as Zalando made Fashion-MNIST. A 28x28 image is used as it is.
+images were, by ``rnnflow.data.images.load_image`` in the checkpoint's dataset's style: MNIST
+digits with ``style="mnist"`` (cropped, scaled into a 20x20 box, centred by mass), Fashion-MNIST
+garments with ``style="fashion"`` (cropped, longest side scaled to 28, centred; a 28x28 image is
+used as it is). This module only parses arguments and prints.
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import torch
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,44 +28,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def load_fashion_image(path: str) -> torch.Tensor:
-    """A photo or drawing -> float32 [28, 28] in [0, 1] as Fashion-MNIST's conversion: grayscale,
-    light object on black (a light background is inverted), cropped to the object, longest side
-    scaled to 28 pixels, centred. Errors as ``load_image``'s."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from rnnflow.data.images import MAX_PIXELS, ImageError, load_image
-
-    load_image(path)  # validation only: missing, unreadable, too large, blank -> its errors
-    with Image.open(path) as image:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        gray = np.asarray(Image.alpha_composite(white, rgba).convert("L"), dtype=np.float64)
-    if gray.size > MAX_PIXELS:  # pragma: no cover - load_image refused it already
-        raise ImageError(f"{path}: image too large")
-    gray /= 255.0  # [H, W]
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if np.median(border) > 0.5:
-        gray = 1.0 - gray
-    if gray.shape == (28, 28):
-        return torch.from_numpy(gray.astype(np.float32))
-    background = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
-    mask = gray > background + 0.1
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    crop = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # [h, w]
-    h, w = crop.shape
-    scale = 28 / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # (width, height)
-    resized = Image.fromarray(crop.astype(np.float32)).resize(size, Image.Resampling.LANCZOS)
-    box = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)  # [h', w']
-    field = np.zeros((28, 28), dtype=np.float32)
-    top, left = (28 - box.shape[0]) // 2, (28 - box.shape[1]) // 2
-    field[top : top + box.shape[0], left : left + box.shape[1]] = box
-    return torch.from_numpy(field)
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -83,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     names = CLASS_NAMES[checkpoint.config.dataset]
     top = max(1, min(args.top, len(names)))
-    read = load_fashion_image if checkpoint.config.dataset == "fashion-mnist" else load_image
+    fashion = checkpoint.config.dataset == "fashion-mnist"
     images = []
     for path in args.images:
         try:
-            images.append(read(path))  # [28, 28]
+            images.append(load_image(path, style="fashion" if fashion else "mnist"))  # [28, 28]
         except (OSError, ValueError) as exc:
             print(f"rnnflow predict: {exc}", file=sys.stderr)
             return 1

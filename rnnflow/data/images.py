@@ -1,13 +1,26 @@
-"""User images (PNG, JPEG, ...) -> the 28x28 grayscale tensor an MNIST-trained model expects.
+"""User images (PNG, JPEG, ...) -> the 28x28 grayscale tensor a model trained on MNIST or
+Fashion-MNIST expects: float32 [28, 28] in [0, 1], light on black, row r = time step r.
 
-MNIST's own preprocessing, as LeCun et al. describe it, done with Pillow and numpy:
+Both styles start the same way, with Pillow and numpy: grayscale (EXIF rotation applied;
+transparency composited onto white), then a light background (median of the border > 0.5) is
+inverted, so the object is light on black as in the datasets. Then each reproduces how its
+dataset was made, so that a user's image looks like the training images:
 
-1. grayscale (EXIF rotation applied; transparency composited onto white);
-2. light ink on a dark background: a light background (median of the border > 0.5) is inverted;
-3. the background level maps to 0 and the darkest-to-brightest ink to 1 (contrast stretch);
-4. crop to the ink's bounding box (pixels above 0.25 after the stretch);
-5. scale, keeping the aspect ratio, so the longer side is 20 pixels (antialiased Lanczos);
-6. paste into a black 28x28 field so the centre of mass sits at the field's centre.
+``style="mnist"`` (default): MNIST's preprocessing as LeCun et al. describe it (digits
+size-normalised into a 20x20 box, centred by centre of mass in a 28x28 field):
+
+1. the background level maps to 0 and the darkest-to-brightest ink to 1 (contrast stretch);
+2. crop to the ink's bounding box (pixels above 0.25 after the stretch);
+3. scale, keeping the aspect ratio, so the longer side is 20 pixels (antialiased Lanczos);
+4. paste into a black 28x28 field so the centre of mass sits at the field's centre.
+
+``style="fashion"``: Fashion-MNIST's conversion as Zalando describe it (products trimmed and
+their longest side resized to 28, centred); no contrast stretch:
+
+1. a 28x28 image is taken as it is (only the inversion above applied);
+2. otherwise crop to the object (pixels brighter than the background + 0.1);
+3. scale, keeping the aspect ratio, so the longer side is 28 pixels (antialiased Lanczos);
+4. paste into the middle of a black 28x28 field (centred by bounding box).
 """
 
 from __future__ import annotations
@@ -15,12 +28,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["MAX_PIXELS", "ImageError", "load_image", "preprocess_image"]
+__all__ = ["MAX_PIXELS", "ImageError", "Style", "load_image", "preprocess_image"]
 
 MAX_PIXELS = 40_000_000
 """Default limit on width x height; larger files are refused before decoding (bombs)."""
@@ -28,20 +42,30 @@ MAX_PIXELS = 40_000_000
 _FIELD, _BOX = 28, 20  # output field, box the ink is scaled into
 _INK_THRESHOLD = 0.25  # after contrast stretch: what counts as ink for the bounding box
 _MIN_CONTRAST = 0.1  # brightest ink minus background below this: no ink at all
+_FASHION_THRESHOLD = 0.1  # fashion style: above background + this is the object (crop box)
+
+Style = Literal["mnist", "fashion"]
+"""Which dataset's preprocessing to reproduce (see the module docstring)."""
+_STYLES: tuple[str, ...] = get_args(Style)
 
 
 class ImageError(ValueError):
     """An image file cannot be used: unreadable, too large, or without any ink."""
 
 
-def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
-    """Read an image file and preprocess it MNIST-style (see the module docstring).
+def load_image(
+    path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS, style: Style = "mnist"
+) -> torch.Tensor:
+    """Read an image file and preprocess it in ``style`` (see the module docstring).
 
-    Returns float32 [28, 28] in [0, 1]: white (1) ink on black (0), centred by mass, so row r is
-    time step r for a row-by-row model. Raises ``FileNotFoundError`` if the file is missing and
+    Returns float32 [28, 28] in [0, 1]: white (1) ink on black (0), so row r is time step r for a
+    row-by-row model; ``"mnist"`` (digits) scales it into a 20x20 box centred by mass,
+    ``"fashion"`` (garments) scales its longest side to 28. The file is opened once. Raises
+    ``FileNotFoundError`` if the file is missing, ``ValueError`` for an unknown ``style``, and
     :class:`ImageError` (a ``ValueError``) if it is not an image Pillow can decode, is truncated,
     has more than ``max_pixels`` pixels (checked from the header, before decoding), or holds no ink.
     """
+    _check_style(style, "load_image")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_image: {path}: no such file")
@@ -72,7 +96,7 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
         raise ImageError(
             f"load_image: {path}: unreadable: corrupt or truncated image ({exc})"
         ) from exc
-    return preprocess_image(gray, source=str(path))
+    return preprocess_image(gray, source=str(path), style=style)
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:
@@ -88,12 +112,23 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
 
 
-def preprocess_image(image: Image.Image | np.ndarray, *, source: str = "image") -> torch.Tensor:
-    """MNIST-style preprocessing of an in-memory image (see the module docstring).
+def _check_style(style: object, caller: str) -> None:
+    if style not in _STYLES:
+        raise ValueError(
+            f"{caller}: style must be one of {', '.join(map(repr, _STYLES))}, got {style!r}"
+        )
+
+
+def preprocess_image(
+    image: Image.Image | np.ndarray, *, source: str = "image", style: Style = "mnist"
+) -> torch.Tensor:
+    """Preprocessing of an in-memory image in ``style`` (see the module docstring).
 
     ``image``: a Pillow image, or a 2-D array in [0, 1] (float) or [0, 255] (uint8) [H, W].
-    Returns float32 [28, 28] in [0, 1]. ``source`` names the image in errors.
+    Returns float32 [28, 28] in [0, 1]. ``source`` names the image in errors. Raises
+    ``ValueError`` for an unknown ``style`` and :class:`ImageError` for a bad array or no ink.
     """
+    _check_style(style, "preprocess_image")
     if isinstance(image, Image.Image):
         gray = _to_gray(image)
     else:
@@ -106,16 +141,15 @@ def preprocess_image(image: Image.Image | np.ndarray, *, source: str = "image") 
     if gray.size == 0:
         raise ImageError(f"preprocess_image: {source}: empty image")
 
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
+    if style == "fashion":
+        return _fashion(gray, source)
+
+    background = _border_median(gray)
     if background > 0.5:  # dark ink on light paper -> light ink on black, as in MNIST
         gray, background = 1.0 - gray, 1.0 - background
     peak = float(gray.max())
     if peak - background < _MIN_CONTRAST:
-        raise ImageError(
-            f"preprocess_image: {source}: no ink found: the image is (nearly) uniform "
-            f"(background {background:.2f}, brightest ink {peak:.2f})"
-        )
+        raise _no_ink(source, background, peak)
     gray = np.clip((gray - background) / (peak - background), 0.0, 1.0)
 
     rows = np.flatnonzero((gray > _INK_THRESHOLD).any(axis=1))
@@ -137,6 +171,44 @@ def preprocess_image(image: Image.Image | np.ndarray, *, source: str = "image") 
     centre = (_FIELD - 1) / 2  # 13.5: the middle of the field in pixel-index coordinates
     top = int(np.clip(round(centre - cy), 0, _FIELD - new_h))
     left = int(np.clip(round(centre - cx), 0, _FIELD - new_w))
+    field = np.zeros((_FIELD, _FIELD), dtype=np.float32)  # [28, 28]
+    field[top : top + new_h, left : left + new_w] = box
+    return torch.from_numpy(field)
+
+
+def _border_median(gray: np.ndarray) -> float:
+    """Median of the outermost rows and columns of [H, W]: the background level."""
+    return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+
+
+def _no_ink(source: str, background: float, peak: float) -> ImageError:
+    return ImageError(
+        f"preprocess_image: {source}: no ink found: the image is (nearly) uniform "
+        f"(background {background:.2f}, brightest ink {peak:.2f})"
+    )
+
+
+def _fashion(gray: np.ndarray, source: str) -> torch.Tensor:
+    """Fashion-MNIST-style steps on float64 [H, W] in [0, 1] (see the module docstring)."""
+    if _border_median(gray) > 0.5:  # dark object on light paper -> light on black
+        gray = 1.0 - gray
+    background, peak = _border_median(gray), float(gray.max())
+    mask = gray > background + _FASHION_THRESHOLD  # [H, W]: the object
+    if peak - background < _MIN_CONTRAST or not mask.any():
+        raise _no_ink(source, background, peak)
+    if gray.shape == (_FIELD, _FIELD):  # already Fashion-MNIST's size: used as it is
+        return torch.from_numpy(gray.astype(np.float32))
+
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    crop = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # [h, w] around the object
+    h, w = crop.shape
+    scale = _FIELD / max(h, w)
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = Image.fromarray(crop.astype(np.float32)).resize(  # mode "F": no rounding to bytes
+        (new_w, new_h), Image.Resampling.LANCZOS
+    )
+    box = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)  # [new_h, new_w]
+    top, left = (_FIELD - new_h) // 2, (_FIELD - new_w) // 2
     field = np.zeros((_FIELD, _FIELD), dtype=np.float32)  # [28, 28]
     field[top : top + new_h, left : left + new_w] = box
     return torch.from_numpy(field)

@@ -1,4 +1,4 @@
-"""User images -> MNIST-style 28x28 tensors; unreadable and oversized files are refused."""
+"""User images -> MNIST- or Fashion-MNIST-style 28x28 tensors; bad files are refused."""
 
 from __future__ import annotations
 
@@ -140,3 +140,46 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path: Path, side: i
     path.write_bytes(png_claiming(side, side))
     with pytest.raises(ImageError, match=r"bomb\.png: image too large"):
         load_image(path)
+
+
+def test_fashion_images_fill_the_frame_as_in_fashion_mnist(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    image = (rng.random((28, 28)) * 40).astype(np.uint8)  # faint noise on black
+    image[10:13, 4:24] = 230  # a bright bar
+    Image.fromarray(image).save(tmp_path / "a.png")  # already 28x28: used as it is
+    loaded = load_image(str(tmp_path / "a.png"), style="fashion").numpy()
+    assert np.allclose(loaded, image / 255.0)
+    photo = np.full((90, 60), 255, np.uint8)
+    photo[10:80, 20:40] = 0  # a dark 70x20 object on white paper
+    Image.fromarray(photo).save(tmp_path / "b.png")
+    field = load_image(str(tmp_path / "b.png"), style="fashion").numpy()
+    rows = np.flatnonzero(field.max(axis=1) > 0.5)
+    assert field.shape == (28, 28) and rows[0] == 0 and rows[-1] == 27  # longest side -> 28
+
+
+def test_an_unknown_style_is_refused(tmp_path: Path) -> None:
+    drawing().save(tmp_path / "seven.png")
+    message = r"style must be one of 'mnist', 'fashion', got 'fashion-mnist'"
+    with pytest.raises(ValueError, match=rf"load_image: {message}"):
+        load_image(tmp_path / "seven.png", style="fashion-mnist")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=rf"preprocess_image: {message}"):
+        preprocess_image(drawing(), style="fashion-mnist")  # type: ignore[arg-type]
+
+
+def test_the_fashion_style_refuses_too_large_files_too(tmp_path: Path) -> None:
+    drawing().save(tmp_path / "big.png")
+    with pytest.raises(
+        ImageError, match=r"big\.png: image too large: 120x200 = 24000 pixels, the limit is 10000"
+    ):
+        load_image(tmp_path / "big.png", max_pixels=10_000, style="fashion")
+    (tmp_path / "bomb.png").write_bytes(png_claiming(100_000, 100_000))  # over Pillow's limit too
+    with pytest.raises(ImageError, match=r"bomb\.png: image too large"):
+        load_image(tmp_path / "bomb.png", style="fashion")
+
+
+def test_the_fashion_style_finds_no_ink_in_a_blank_image(tmp_path: Path) -> None:
+    Image.new("L", (50, 50), 250).save(tmp_path / "blank.png")
+    with pytest.raises(
+        ImageError, match=r"blank\.png: no ink found: the image is \(nearly\) uniform"
+    ):
+        load_image(tmp_path / "blank.png", style="fashion")
