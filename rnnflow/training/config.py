@@ -52,6 +52,7 @@ class TrainConfig:
     # augmentation (training batches only)
     hflip: bool = False  # mirror each image left-right with probability 1/2
     max_shift: int = 0  # translate by up to this many pixels in each direction (zero fill)
+    erase_prob: float = 0.0  # random erasing: a rectangle of noise, with this probability
     tta_flip: bool = False  # evaluation averages the probabilities of the image and its mirror
     # bookkeeping
     seed: int = 0
@@ -77,7 +78,7 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "min_lr", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("dropout", "label_smoothing"):
+        for name in ("dropout", "label_smoothing", "erase_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(
                     f"TrainConfig: {name} must be in [0, 1), got {getattr(self, name)}"

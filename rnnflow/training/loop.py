@@ -124,8 +124,9 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def augment(images: Tensor, config: TrainConfig, generator: torch.Generator) -> Tensor:
-    """Random mirror and translation of a batch [B, 28, 28], drawn from ``generator`` (CPU)."""
-    if not config.hflip and config.max_shift == 0:
+    """Random mirror, translation and erasing of a batch [B, 28, 28], drawn from ``generator``
+    (CPU). Each is skipped (drawing nothing) when off, so older configs keep their streams."""
+    if not config.hflip and config.max_shift == 0 and config.erase_prob == 0:
         return images
     batch, height, width = images.shape
     device = images.device
@@ -140,7 +141,37 @@ def augment(images: Tensor, config: TrainConfig, generator: torch.Generator) -> 
         cols = offsets[1][:, None] + torch.arange(width, device=device)  # [B, W]
         index = torch.arange(batch, device=device)[:, None, None]
         images = padded[index, rows[:, :, None], cols[:, None, :]]  # [B, H, W]
+    if config.erase_prob:
+        images = random_erase(images, config.erase_prob, generator)
     return images
+
+
+# Random erasing's rectangle: area fraction and log aspect ratio ranges (Zhong et al., 2017).
+ERASE_AREA = (0.02, 0.4)
+ERASE_LOG_RATIO = (math.log(0.3), math.log(1 / 0.3))
+
+
+def random_erase(images: Tensor, prob: float, generator: torch.Generator) -> Tensor:
+    """Random erasing (Zhong et al., 2017) of a batch [B, H, W]: with probability ``prob`` an
+    image gets one rectangle of 2-40% of its area, aspect ratio 0.3-3.3, filled with uniform
+    noise in [0, 1]. The rectangle is clipped to the image (rather than redrawn until it fits),
+    so a few come out smaller than drawn. Draws from ``generator`` (CPU) only."""
+    batch, height, width = images.shape
+    device = images.device
+    erase = torch.rand(batch, generator=generator) < prob  # [B]
+    area = height * width * torch.empty(batch).uniform_(*ERASE_AREA, generator=generator)
+    ratio = torch.empty(batch).uniform_(*ERASE_LOG_RATIO, generator=generator).exp()
+    h = (area * ratio).sqrt().round().clamp(1, height).long()  # [B]
+    w = (area / ratio).sqrt().round().clamp(1, width).long()
+    top = (torch.rand(batch, generator=generator) * (height - h + 1)).long()
+    left = (torch.rand(batch, generator=generator) * (width - w + 1)).long()
+    noise = torch.rand(batch, height, width, generator=generator).to(device, images.dtype)
+    rows = torch.arange(height)[None, :]  # [1, H]
+    cols = torch.arange(width)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # [B, H]
+    in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # [B, W]
+    mask = erase[:, None, None] & in_rows[:, :, None] & in_cols[:, None, :]  # [B, H, W]
+    return torch.where(mask.to(device), noise, images)
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from torch import nn
 
 from rnnflow.training import MetricsLogger, evaluate, learning_rate, read_metrics
 from rnnflow.training.config import TrainConfig
-from rnnflow.training.loop import augment, update_ema
+from rnnflow.training.loop import ERASE_AREA, augment, random_erase, update_ema
 
 
 def test_constant_schedule_is_the_tutorials():
@@ -45,6 +45,41 @@ def test_augment_is_seeded_and_keeps_shape_and_content():
     right = a[:, :, 14:].sum((1, 2)) > 0
     assert 10 < int(right.sum()) < 54  # about half mirrored
     assert augment(x, TrainConfig(), torch.Generator()) is x
+
+
+def test_random_erase_replaces_one_rectangle_per_chosen_image():
+    x = torch.full((2000, 28, 28), -1.0)  # noise is in [0, 1], so erased pixels are >= 0
+    out = random_erase(x, 0.5, torch.Generator().manual_seed(0))
+    erased = out >= 0  # [B, 28, 28]
+    chosen = erased.any(-1).any(-1)
+    assert 900 < int(chosen.sum()) < 1100  # about half the images
+    assert torch.equal(out[~erased], x[~erased])  # the rest is untouched
+    for mask in erased[chosen][:200]:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        assert box.all() and int(mask.sum()) == box.numel()  # one solid rectangle
+        h, w = box.shape
+        assert h * w <= ERASE_AREA[1] * 784 * 1.2 and max(h, w) / min(h, w) <= 1 / 0.3 + 1.5
+    areas = erased[chosen].sum((1, 2)).double() / 784
+    assert ERASE_AREA[0] <= areas.median() <= ERASE_AREA[1]
+    same = random_erase(x, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(out, same)
+
+
+def test_erasing_is_off_by_default_and_draws_nothing_then():
+    x = torch.rand(8, 28, 28)
+    gen = torch.Generator().manual_seed(3)
+    before = gen.get_state()
+    config = replace(TrainConfig(), hflip=True, max_shift=1)
+    a = augment(x, config, gen)
+    assert torch.equal(a, augment(x, config, torch.Generator().set_state(before)))
+    by_hand = torch.Generator().set_state(before)  # the flip and shift draws, nothing more
+    torch.rand(8, generator=by_hand), torch.randint(0, 3, (2, 8), generator=by_hand)
+    assert torch.equal(gen.get_state(), by_hand.get_state())  # erase_prob=0 draws nothing
+    erased = augment(x, replace(config, erase_prob=0.9), torch.Generator().set_state(before))
+    assert not torch.equal(erased, a)
+    with pytest.raises(ValueError, match=r"erase_prob must be in \[0, 1\), got 1.5"):
+        replace(config, erase_prob=1.5)
 
 
 class Fixed(nn.Module):
