@@ -262,3 +262,13 @@ def test_progress_bar_plain_lines_when_not_a_terminal():
     silent = io.StringIO()
     ProgressBar(10, silent, enabled=False).update(5, 1)
     assert silent.getvalue() == ""
+
+
+def test_without_a_validation_set_the_last_weights_are_kept(fake_data, tmp_path, capsys):
+    data, _ = fake_data
+    run = tmp_path / "run"
+    assert train(data, run, "--val-size", "0") == 0
+    out = capsys.readouterr().out
+    assert "checkpoint of step 50, no validation set (--val-size 0): the last weights" in out
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert not any(json.loads(x)["kind"] == "val" for x in lines)

@@ -413,10 +413,14 @@ def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
         "examples_per_s": round(record["examples_per_s"], 1),
     }
     atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    picked = (
+        f"best validation accuracy {progress.best_val_accuracy:.4f}"
+        if config.val_size
+        else "no validation set (--val-size 0): the last weights"
+    )
     print(
         f"test accuracy {result.accuracy:.4f} ({config.dataset}, {len(test_y)} images; "
-        f"checkpoint of step {checkpoint.progress['step']}, best validation accuracy "
-        f"{progress.best_val_accuracy:.4f})"
+        f"checkpoint of step {checkpoint.progress['step']}, {picked})"
     )
     print(
         f"trained {progress.examples} examples in {progress.train_seconds:.0f} s "
