@@ -18,7 +18,7 @@ import json
 import sys
 import time
 import typing
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from rnnflow.cli._progress import ProgressBar
+    from rnnflow.cli._run_folder import RunRefused, plan_run
     from rnnflow.cli.train import _StopFlag
     from rnnflow.text.corpus import CorpusError
     from rnnflow.text.train import (
@@ -155,44 +156,22 @@ def run(args: argparse.Namespace) -> int:
         overrides = _overrides(args)
     except ValueError as exc:
         return _fail(str(exc))
-    resume = None
     preset = getattr(args, "preset", None)
     if preset not in PRESETS:
         if preset is not None and preset != "tutorial":  # "tutorial": the classifier's default
             return _fail(f"--preset must be one of {sorted(PRESETS)} with --task charlm")
         preset = "tang"
-    if args.resume:
-        if args.out and Path(args.out) != Path(args.resume):
-            return _fail("give either --out (new run) or --resume (existing run), not both")
-        run_dir = Path(args.resume)
-        try:
-            resume = load_charlm_checkpoint(run_dir / CHECKPOINT_NAME)
-        except (FileNotFoundError, CheckpointError) as exc:
-            return _fail(f"cannot resume: {exc}")
-        fixed = sorted(set(overrides) - _RESUMABLE_OVERRIDES)
-        if fixed:
-            flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
-            return _fail(
-                f"--resume continues the saved config; {flags} cannot change "
-                "(only --fortunes-dir, --threads and --device can)"
-            )
-        try:
-            config = replace(resume.config, **overrides)
-        except (TypeError, ValueError) as exc:
-            return _fail(str(exc))
-    else:
-        if not args.out:
-            return _fail("--out RUN_DIR is required (or --resume RUN_DIR)")
-        run_dir = Path(args.out)
-        if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "config.json").exists():
-            return _fail(
-                f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose "
-                "another --out"
-            )
-        try:
-            config = replace(PRESETS[preset], **overrides)
-        except (TypeError, ValueError) as exc:
-            return _fail(str(exc))
+    try:
+        config, resume, run_dir = plan_run(
+            args,
+            overrides,
+            preset=PRESETS[preset],
+            load_checkpoint=load_charlm_checkpoint,
+            checkpoint_name=CHECKPOINT_NAME,
+            resumable=_RESUMABLE_OVERRIDES,
+        )
+    except RunRefused as exc:
+        return _fail(str(exc), exc.status)
 
     if config.threads:
         torch.set_num_threads(config.threads)

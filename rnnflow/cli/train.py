@@ -20,11 +20,11 @@ import resource
 import signal
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rnnflow.cli._config_args import add_config_arguments, config_overrides
+from rnnflow.cli._run_folder import RunRefused, plan_run
 
 # Flags that may change on --resume: where the data is and how many threads; not the experiment.
 _RESUMABLE_OVERRIDES = {"data_dir", "threads"}
@@ -176,60 +176,27 @@ def _charlm_only_flags(args: argparse.Namespace) -> list[str]:
     return sorted({"--" + name.replace("_", "-") for name in given})
 
 
-class _Refused(Exception):
-    """A reason not to start the run, with the exit status."""
-
-    def __init__(self, message: str, status: int = 2) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def _plan_run(args: argparse.Namespace) -> tuple[Any, Any, Path]:
-    """(config, checkpoint to resume from or None, run folder), or :class:`_Refused`.
+    """(config, checkpoint to resume from or None, run folder), or :class:`RunRefused`.
 
     Under torchrun only rank 0 plans (it alone reads and creates the run folder).
     """
     from rnnflow.data.datasets import canonical_name
-    from rnnflow.training import CheckpointError, load_checkpoint
+    from rnnflow.training import load_checkpoint
     from rnnflow.training.config import PRESETS
     from rnnflow.training.loop import CHECKPOINT_NAME
 
     overrides = config_overrides(args)
     if "dataset" in overrides:
         overrides["dataset"] = canonical_name(overrides["dataset"])
-    if args.resume:
-        if args.out and Path(args.out) != Path(args.resume):
-            raise _Refused("give either --out (new run) or --resume (existing run), not both")
-        run_dir = Path(args.resume)
-        try:
-            resume = load_checkpoint(run_dir / CHECKPOINT_NAME)
-        except (FileNotFoundError, CheckpointError) as exc:
-            raise _Refused(f"cannot resume: {exc}") from exc
-        fixed = sorted(set(overrides) - _RESUMABLE_OVERRIDES)
-        if fixed:
-            flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
-            raise _Refused(
-                f"--resume continues the saved config; {flags} cannot change "
-                f"(only --data-dir and --threads can)"
-            )
-        try:
-            return replace(resume.config, **overrides), resume, run_dir
-        except (TypeError, ValueError) as exc:
-            raise _Refused(str(exc)) from exc
-    if not args.out:
-        raise _Refused("--out RUN_DIR is required (or --resume RUN_DIR)")
-    run_dir = Path(args.out)
-    if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "config.json").exists():
-        raise _Refused(
-            f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose "
-            "another --out"
-        )
-    try:
-        config = replace(PRESETS[args.preset], **overrides)
-    except (TypeError, ValueError) as exc:
-        raise _Refused(str(exc)) from exc
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return config, None, run_dir
+    return plan_run(
+        args,
+        overrides,
+        preset=PRESETS[args.preset],
+        load_checkpoint=load_checkpoint,
+        checkpoint_name=CHECKPOINT_NAME,
+        resumable=_RESUMABLE_OVERRIDES,
+    )
 
 
 def _run_classifier(args: argparse.Namespace) -> int:
@@ -284,10 +251,10 @@ def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
     if ctx.is_main:
         try:
             plan = _plan_run(args)
-        except _Refused as exc:
+        except RunRefused as exc:
             plan = exc
     plan = ctx.broadcast(plan)  # rank 0's config and checkpoint, or its refusal
-    if isinstance(plan, _Refused):
+    if isinstance(plan, RunRefused):
         return _fail(str(plan), plan.status) if ctx.is_main else plan.status
     config, resume, run_dir = plan
 
@@ -312,6 +279,7 @@ def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
     processes = f" on {ctx.world_size} processes ({ctx.backend})" if ctx.parallel else ""
     if resume is None:
         if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
         say(
             f"run {run_dir}: preset {args.preset}, {config.dataset}, {config.steps} steps"
