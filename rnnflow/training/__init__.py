@@ -1,4 +1,4 @@
-"""Training: the config and presets, the loop, checkpoints, logs and plots.
+"""Training: the config and presets, the loop, data parallelism, checkpoints, logs and plots.
 
 Import by path (``from rnnflow.training import fit``); ``rnnflow`` itself does not re-export these.
 """
@@ -11,6 +11,7 @@ from rnnflow.training.checkpoint import (
     save_checkpoint,
 )
 from rnnflow.training.config import PRESETS, TrainConfig, config_from_dict
+from rnnflow.training.distributed import DistributedContext, DistributedError, init_distributed
 from rnnflow.training.logging import MetricsLogger, read_metrics
 from rnnflow.training.loop import (
     EvalResult,
@@ -29,6 +30,8 @@ __all__ = [
     "PRESETS",
     "Checkpoint",
     "CheckpointError",
+    "DistributedContext",
+    "DistributedError",
     "EvalResult",
     "MetricsLogger",
     "Progress",
@@ -39,6 +42,7 @@ __all__ = [
     "evaluate",
     "find_checkpoint",
     "fit",
+    "init_distributed",
     "learning_rate",
     "load_trained_model",
     "load_checkpoint",
