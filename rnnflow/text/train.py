@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
@@ -51,11 +49,12 @@ from rnnflow.training.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     _flatten_optimizer,
-    _read_metadata,
-    _unflatten_optimizer,
     atomic_write_bytes,
+    load_model_state,
+    read_checkpoint_file,
 )
 from rnnflow.training.logging import MetricsLogger
+from rnnflow.training.loop import find_checkpoint
 
 __all__ = [
     "PRESETS",
@@ -366,48 +365,20 @@ def load_charlm_checkpoint(path: str | os.PathLike[str]) -> CharLMCheckpoint:
     newer file, or an rnnflow checkpoint of another task (e.g. a classifier).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_charlm_checkpoint: {path}: no such file")
-    data = path.read_bytes()
-    meta = _read_metadata(path, data)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path}: not an rnnflow checkpoint: metadata 'format' is {meta.get('format')!r}, "
-            f"expected {FORMAT!r}"
-        )
-    if meta.get("format_version") != str(FORMAT_VERSION):
-        raise CheckpointError(
-            f"{path}: checkpoint format_version {meta.get('format_version')} is not supported "
-            f"(this rnnflow reads version {FORMAT_VERSION}); upgrade rnnflow"
-        )
+    meta, groups, optimizer = read_checkpoint_file(
+        path, reader="load_charlm_checkpoint", groups=("model", "optimizer", "rng")
+    )
     if meta.get("task") != TASK:
         raise CheckpointError(
             f"{path}: not a character-LM checkpoint (task {meta.get('task', 'classifier')!r}); "
             "`rnnflow generate` needs a run of `rnnflow train --task charlm`"
         )
     try:
-        tensors = st_load(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint data ({exc})") from exc
-    try:
         config = charlm_config_from_dict(json.loads(meta["config"]), source=f"{path}: config")
         vocab = Vocabulary.from_json(meta["vocab"])
         progress = json.loads(meta["progress"])
-        opt_meta = json.loads(meta["optimizer"]) if "optimizer" in meta else None
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata: {exc}") from exc
-    groups: dict[str, dict[str, Tensor]] = {"model": {}, "optimizer": {}, "rng": {}}
-    for name, value in tensors.items():
-        group, _, rest = name.partition(".")
-        if group not in groups or not rest:
-            raise CheckpointError(f"{path}: unexpected tensor {name!r} in an rnnflow checkpoint")
-        groups[group][name if group == "optimizer" else rest] = value
-    optimizer = None
-    if opt_meta is not None:
-        try:
-            optimizer = _unflatten_optimizer(groups["optimizer"], opt_meta)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{path}: corrupt optimizer state: {exc}") from exc
     return CharLMCheckpoint(
         path=path,
         config=config,
@@ -419,29 +390,9 @@ def load_charlm_checkpoint(path: str | os.PathLike[str]) -> CharLMCheckpoint:
     )
 
 
-def _load_weights(model: nn.Module, checkpoint: CharLMCheckpoint) -> None:
-    try:
-        model.load_state_dict(checkpoint.model, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{checkpoint.path}: the weights do not fit the model its config describes: {exc}"
-        ) from exc
-
-
 def find_charlm_checkpoint(path: str | os.PathLike[str]) -> Path:
     """A checkpoint file, or a run folder's ``best.safetensors`` (else its last checkpoint)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in (BEST_NAME, CHECKPOINT_NAME):
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(
-            f"{path}: a folder without {BEST_NAME} or {CHECKPOINT_NAME}: not a run folder "
-            "written by `rnnflow train --task charlm`"
-        )
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such run folder or checkpoint file")
-    return path
+    return find_checkpoint(path, written_by="`rnnflow train --task charlm`")
 
 
 def load_charlm(
@@ -450,7 +401,7 @@ def load_charlm(
     """The model and vocabulary of a run folder (its best checkpoint) or file, in eval mode."""
     checkpoint = load_charlm_checkpoint(find_charlm_checkpoint(path))
     model = build_model(checkpoint.config, len(checkpoint.vocab))
-    _load_weights(model, checkpoint)
+    load_model_state(model, checkpoint)
     model.to(resolve_device(device)).eval()
     return model, checkpoint.vocab, checkpoint
 
@@ -552,7 +503,7 @@ def fit(
         progress = CharLMProgress(**resume.progress)
     model = build_model(config, len(vocab))
     if resume is not None:
-        _load_weights(model, resume)
+        load_model_state(model, resume)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if resume is not None:

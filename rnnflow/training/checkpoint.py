@@ -27,7 +27,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors import SafetensorError
@@ -44,6 +44,8 @@ __all__ = [
     "CheckpointError",
     "atomic_write_bytes",
     "load_checkpoint",
+    "load_model_state",
+    "read_checkpoint_file",
     "save_checkpoint",
 ]
 
@@ -185,15 +187,19 @@ def _read_metadata(path: Path, data: bytes) -> dict[str, str]:
     return meta if isinstance(meta, dict) else {}
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`; never unpickles anything.
+def read_checkpoint_file(
+    path: str | os.PathLike[str], *, reader: str, groups: tuple[str, ...]
+) -> tuple[dict[str, str], dict[str, dict[str, Tensor]], dict[str, Any] | None]:
+    """What every rnnflow checkpoint reader does: ``(metadata, tensors by group, optimizer)``.
 
-    Raises ``FileNotFoundError`` if missing and :class:`CheckpointError` for a truncated or
-    corrupt file, a safetensors file that is not an rnnflow checkpoint, or a newer format.
+    Checks the format and version, decodes the tensors (never unpickling anything), sorts them by
+    their ``group.`` prefix into ``groups`` (optimizer tensors keep their full names; a prefix
+    outside ``groups`` is an error) and rebuilds the optimizer state_dict if one was saved.
+    ``reader`` names the calling function in the missing-file error.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"load_checkpoint: {path}: no such file")
+        raise FileNotFoundError(f"{reader}: {path}: no such file")
     data = path.read_bytes()
     meta = _read_metadata(path, data)
     if meta.get("format") != FORMAT:
@@ -212,23 +218,39 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint data ({exc})") from exc
     try:
-        config = config_from_dict(json.loads(meta["config"]), source=f"{path}: config")
-        progress = json.loads(meta["progress"])
         opt_meta = json.loads(meta["optimizer"]) if "optimizer" in meta else None
-    except (KeyError, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata: {exc}") from exc
-    groups: dict[str, dict[str, Tensor]] = {"model": {}, "optimizer": {}, "rng": {}, "ema": {}}
+    grouped: dict[str, dict[str, Tensor]] = {group: {} for group in groups}
     for name, value in tensors.items():
         group, _, rest = name.partition(".")
-        if group not in groups or not rest:
+        if group not in grouped or not rest:
             raise CheckpointError(f"{path}: unexpected tensor {name!r} in an rnnflow checkpoint")
-        groups[group][name if group == "optimizer" else rest] = value
+        grouped[group][name if group == "optimizer" else rest] = value
     optimizer = None
     if opt_meta is not None:
         try:
-            optimizer = _unflatten_optimizer(groups["optimizer"], opt_meta)
+            optimizer = _unflatten_optimizer(grouped.get("optimizer", {}), opt_meta)
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: corrupt optimizer state: {exc}") from exc
+    return meta, grouped, optimizer
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`; never unpickles anything.
+
+    Raises ``FileNotFoundError`` if missing and :class:`CheckpointError` for a truncated or
+    corrupt file, a safetensors file that is not an rnnflow checkpoint, or a newer format.
+    """
+    path = Path(path)
+    meta, groups, optimizer = read_checkpoint_file(
+        path, reader="load_checkpoint", groups=("model", "optimizer", "rng", "ema")
+    )
+    try:
+        config = config_from_dict(json.loads(meta["config"]), source=f"{path}: config")
+        progress = json.loads(meta["progress"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: corrupt checkpoint metadata: {exc}") from exc
     return Checkpoint(
         path=path,
         config=config,
@@ -240,7 +262,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     )
 
 
-def load_model_state(model: nn.Module, checkpoint: Checkpoint) -> None:
+class HasWeights(Protocol):
+    """A loaded checkpoint of any task: where it came from and its model's state_dict."""
+
+    path: Path
+    model: dict[str, Tensor]
+
+
+def load_model_state(model: nn.Module, checkpoint: HasWeights) -> None:
     """``model.load_state_dict(strict=True)`` with an error that names the checkpoint."""
     try:
         model.load_state_dict(checkpoint.model, strict=True)

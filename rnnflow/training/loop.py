@@ -537,8 +537,11 @@ def fit(
     return model, progress
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder's ``best.safetensors`` (else its last checkpoint)."""
+def find_checkpoint(path: str | Path, *, written_by: str = "`rnnflow train`") -> Path:
+    """A checkpoint file, or a run folder's ``best.safetensors`` (else its last checkpoint).
+
+    ``written_by`` names the command whose run folders these are, for the error message.
+    """
     path = Path(path)
     if path.is_dir():
         for name in (BEST_NAME, CHECKPOINT_NAME):
@@ -546,7 +549,7 @@ def find_checkpoint(path: str | Path) -> Path:
                 return path / name
         raise FileNotFoundError(
             f"{path}: a folder without {BEST_NAME} or {CHECKPOINT_NAME}: not a run folder "
-            "written by `rnnflow train`"
+            f"written by {written_by}"
         )
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such run folder or checkpoint file")

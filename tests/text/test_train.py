@@ -213,3 +213,22 @@ def test_charlm_flags_without_the_task_are_refused(tmp_path: Path, corpus: Path,
         "rnnflow train: --corpus, --text only apply to --task charlm (the character-level "
         "model); add --task charlm or drop them\n"
     )
+
+
+def test_checkpoints_of_format_version_1_still_load(tmp_path: Path, corpus: Path) -> None:
+    """Runs saved before the format moved to version 2 (it added the classifier's ema.*
+    tensors; a character model's file is otherwise unchanged) keep loading and generating."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--quiet", "--epochs", "1", "--out", str(run)) == 0
+    for name in ("checkpoint.safetensors", "best.safetensors"):
+        path = run / name
+        with safe_open(path, "pt") as f:
+            meta = f.metadata()
+        save_file(load_file(path), str(path), meta | {"format_version": "1"})
+    old = load_charlm_checkpoint(run / "checkpoint.safetensors")
+    assert old.progress["finished"] and old.optimizer is not None
+    model, vocab, _ = load_charlm(run)
+    assert len(vocab) > 4 and not model.training
