@@ -1,6 +1,7 @@
 """rnnflow fused vs rnnflow reference vs PyTorch's fused nn.RNN / nn.LSTM / nn.GRU (the peer).
 
-    python -m benchmarks.bench_recurrence [--quick | --full] [--json PATH] [--write-doc]
+    python -m benchmarks.bench_recurrence [--quick | --full] [--device {cpu,cuda}] [--json PATH]
+        [--write-doc]
 
 Every case builds the same model three ways (a cell -> the final hidden state -> Linear(10) ->
 cross-entropy), on the same inputs, and times them side by side (interleaved rounds, median; see
@@ -11,6 +12,16 @@ FLOPs counted: the cell's matrix products only, 2 (D + H) G per example and step
 (G = H, 4H, 3H for RNN, LSTM, GRU), and 3x that for a training step (forward, input/state
 gradient, weight gradient). ``peak`` is the fraction of the machine's FP32 GEMM rate measured at
 start (a 2048^3 GEMM). Memory is what autograd saves for backward in one training step.
+
+``--device cuda`` runs every candidate's model and inputs on the GPU: the peer is then cuDNN
+(PyTorch's nn.RNN / nn.LSTM / nn.GRU on CUDA), timings synchronise the device, the peak GEMM is
+measured on the GPU (``torch.mm``, PyTorch's default TF32 settings, which are recorded), bf16
+cases autocast with ``device_type="cuda"`` (the peer stays fp32, as on CPU), ``--threads`` is
+ignored, and ``fused_generic`` times the generic fused kernels in place of the cuDNN dispatch
+for the cases the fused path hands to cuDNN (RNN and LSTM without sequence lengths). Every
+record says its ``device``. Without a GPU, ``--device cuda`` exits with status 2. ``--write-doc``
+writes the CPU table only and refuses ``--device cuda`` (status 2): CUDA numbers go to
+``--json`` and into docs/PERFORMANCE.md by hand. ``tools/gpu_check.sh`` runs the CUDA quick set.
 """
 
 from __future__ import annotations
@@ -92,7 +103,10 @@ class PeerModel(nn.Module):
         return self.head(h[0])
 
 
-def make_inputs(case: Case, seed: int = 0) -> tuple[Tensor, Tensor | None, Tensor]:
+def make_inputs(
+    case: Case, seed: int = 0, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """The same values on every device (drawn on CPU, then moved)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(case.batch, case.steps, DEPTH, generator=g)
     lengths = None
@@ -100,15 +114,19 @@ def make_inputs(case: Case, seed: int = 0) -> tuple[Tensor, Tensor | None, Tenso
         lengths = torch.randint(1, case.steps + 1, (case.batch,), generator=g)
         lengths[0] = case.steps
     y = torch.randint(0, CLASSES, (case.batch,), generator=g)
-    return x, lengths, y
+    return x.to(device), None if lengths is None else lengths.to(device), y.to(device)
 
 
 def step_fn(
     model: nn.Module, case: Case, x: Tensor, lengths: Tensor | None, y: Tensor, bf16: bool
 ) -> Callable[[], Any]:
-    """One training step or one inference forward of ``model``, as a closure."""
+    """One training step or one inference forward of ``model`` (on ``x``'s device), as a
+    closure."""
+    device_type = x.device.type
     autocast = (
-        (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        (lambda: torch.autocast(device_type, dtype=torch.bfloat16))
+        if bf16
+        else contextlib.nullcontext
     )
     if case.mode == "infer":
         model.eval()
@@ -133,13 +151,24 @@ def step_fn(
     return train
 
 
-def candidates(case: Case) -> dict[str, Callable[[], Any]]:
-    x, lengths, y = make_inputs(case)
+def _no_cudnn(*args: Any) -> bool:
+    return False
+
+
+def candidates(case: Case, device: torch.device | str = "cpu") -> dict[str, Callable[[], Any]]:
+    device = torch.device(device)
+    x, lengths, y = make_inputs(case, device=device)
+    # pack_padded_sequence wants the lengths on CPU: the peer gets a CPU copy made once here.
+    peer_lengths = None if lengths is None else lengths.cpu()
     bf16 = case.precision == "bf16"
-    out = {"fused": step_fn(RnnflowModel(case, "fused"), case, x, lengths, y, bf16)}
-    if case.cell == "lstm" and not case.lengths:
+
+    def model(impl: str) -> nn.Module:
+        return RnnflowModel(case, impl).to(device)
+
+    out = {"fused": step_fn(model("fused"), case, x, lengths, y, bf16)}
+    if device.type == "cpu" and case.cell == "lstm" and not case.lengths:
         # The LSTM runs through oneDNN when it can; also time the generic fused kernel.
-        generic = step_fn(RnnflowModel(case, "fused"), case, x, lengths, y, bf16)
+        generic = step_fn(model("fused"), case, x, lengths, y, bf16)
 
         def fused_generic() -> Any:
             fused._CPU_LSTM_PEER = False
@@ -149,9 +178,22 @@ def candidates(case: Case) -> dict[str, Callable[[], Any]]:
                 fused._CPU_LSTM_PEER = True
 
         out["fused_generic"] = fused_generic
+    elif device.type == "cuda" and case.cell in ("rnn", "lstm") and not case.lengths:
+        # The fused path hands these to cuDNN; also time the generic fused kernels.
+        generic_cuda = step_fn(model("fused"), case, x, lengths, y, bf16)
+
+        def fused_generic_cuda() -> Any:
+            dispatch = fused._use_peer_kernel
+            fused._use_peer_kernel = _no_cudnn
+            try:
+                return generic_cuda()
+            finally:
+                fused._use_peer_kernel = dispatch
+
+        out["fused_generic"] = fused_generic_cuda
     if case.reference:
-        out["reference"] = step_fn(RnnflowModel(case, "reference"), case, x, lengths, y, bf16)
-    out["peer"] = step_fn(PeerModel(case), case, x, lengths, y, False)
+        out["reference"] = step_fn(model("reference"), case, x, lengths, y, bf16)
+    out["peer"] = step_fn(PeerModel(case).to(device), case, x, peer_lengths, y, False)
     return out
 
 
@@ -163,10 +205,20 @@ def saved_bytes(model: nn.Module, case: Case, x: Tensor, lengths: Tensor | None)
     return m.bytes
 
 
-def run_case(case: Case, peak: float, *, rounds: int, min_round_s: float) -> dict[str, Any]:
+def run_case(
+    case: Case,
+    peak: float,
+    *,
+    rounds: int,
+    min_round_s: float,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    device = torch.device(device)
     torch.manual_seed(0)
-    timings = time_interleaved(candidates(case), rounds=rounds, min_round_s=min_round_s)
-    record: dict[str, Any] = {"case": case.name, **asdict(case)}
+    timings = time_interleaved(
+        candidates(case, device), device=device, rounds=rounds, min_round_s=min_round_s
+    )
+    record: dict[str, Any] = {"case": case.name, "device": device.type, **asdict(case)}
     peer = timings["peer"].median
     for name, t in timings.items():
         eps = case.batch / t.median
@@ -180,12 +232,13 @@ def run_case(case: Case, peak: float, *, rounds: int, min_round_s: float) -> dic
             "spread": round(t.spread, 3),
         }
     if case.mode == "train" and case.group == "seq_len":
-        x, lengths, _ = make_inputs(case)
+        x, lengths, _ = make_inputs(case, device=device)
         record["fused"]["saved_mb"] = round(
-            saved_bytes(RnnflowModel(case, "fused"), case, x, lengths) / 2**20, 2
+            saved_bytes(RnnflowModel(case, "fused").to(device), case, x, lengths) / 2**20, 2
         )
+        peer_lengths = None if lengths is None else lengths.cpu()
         record["peer"]["saved_mb"] = round(
-            saved_bytes(PeerModel(case), case, x, lengths) / 2**20, 2
+            saved_bytes(PeerModel(case).to(device), case, x, peer_lengths) / 2**20, 2
         )
     return record
 
@@ -231,17 +284,44 @@ def main(argv: list[str] | None = None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="tutorial cases only (about a minute)")
     size.add_argument("--full", action="store_true", help="tutorial cases and the whole grid")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where every candidate runs (default: cpu; cuda: the peer is cuDNN)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: all; cpu only)"
+    )
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case")
     parser.add_argument("--json", type=Path, default=None, help="also write the records here")
     parser.add_argument(
         "--write-doc", action="store_true", help="update docs/PERFORMANCE.md's recurrence section"
     )
     args = parser.parse_args(argv)
-    if args.threads:
+    if args.device == "cuda":
+        if args.write_doc:
+            print(
+                "bench_recurrence: --write-doc writes the CPU table and refuses --device cuda; "
+                "keep the CUDA records with --json",
+                file=sys.stderr,
+            )
+            return 2
+        if not torch.cuda.is_available():
+            print(
+                "bench_recurrence: --device cuda: no CUDA device available "
+                "(torch.cuda.is_available() is False)",
+                file=sys.stderr,
+            )
+            return 2
+    elif args.threads:
         torch.set_num_threads(args.threads)
     return run(
-        quick=not args.full, rounds=args.rounds, json_path=args.json, write_doc=args.write_doc
+        quick=not args.full,
+        rounds=args.rounds,
+        json_path=args.json,
+        write_doc=args.write_doc,
+        device=args.device,
     )
 
 
@@ -251,11 +331,24 @@ def run(
     rounds: int | None = None,
     json_path: Path | None = None,
     write_doc: bool = False,
+    device: str = "cpu",
 ) -> int:
+    if write_doc and device != "cpu":
+        raise ValueError("write_doc writes the CPU table: run it with device='cpu'")
     info = machine()
-    ok, why_not = _ext.status()  # builds the compiled loops now, outside the timings
-    info["compiled_loops"] = "yes" if ok else f"no ({why_not})"
-    rates = gemm_peak_gflops()
+    info["device"] = device
+    if device == "cuda":
+        info["compiled_loops"] = "not used on cuda"
+        info["cuda_runtime"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+        info["tf32"] = {
+            "cudnn": torch.backends.cudnn.allow_tf32,
+            "matmul": torch.backends.cuda.matmul.allow_tf32,
+        }
+    else:
+        ok, why_not = _ext.status()  # builds the compiled loops now, outside the timings
+        info["compiled_loops"] = "yes" if ok else f"no ({why_not})"
+    rates = gemm_peak_gflops(device=device)
     peak = rates["peak"]
     info["fp32_gemm_gflops"] = {k: round(v, 1) for k, v in rates.items()}
     emit({"machine": info})
@@ -263,11 +356,16 @@ def run(
     records = []
     for case in cases:
         record = run_case(
-            case, peak, rounds=rounds or (5 if quick else 5), min_round_s=0.2 if quick else 0.15
+            case,
+            peak,
+            rounds=rounds or (5 if quick else 5),
+            min_round_s=0.2 if quick else 0.15,
+            device=device,
         )
         emit(record)
         records.append(record)
-    info["fp32_gemm_gflops_end"] = {k: round(v, 1) for k, v in gemm_peak_gflops().items()}
+    gemm_end = gemm_peak_gflops(device=device)
+    info["fp32_gemm_gflops_end"] = {k: round(v, 1) for k, v in gemm_end.items()}
     if json_path is not None:
         json_path.write_text(json.dumps({"machine": info, "records": records}, indent=1))
     if write_doc:
