@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import signal
 import sys
@@ -224,6 +225,14 @@ def _run_classifier(args: argparse.Namespace) -> int:
         # An error every rank agreed on is printed once, by rank 0; a lost peer by each rank.
         if ctx.is_main or not exc.reported_by_all:
             print(f"rnnflow train: {exc}", file=sys.stderr)
+        if ctx.parallel and not exc.reported_by_all:
+            # The process group is broken: tearing it down (or letting the interpreter do it at
+            # exit) can hit gloo work still in flight and abort the process (std::terminate,
+            # SIGABRT) after the message. Leave at once with the status; the last checkpoint
+            # is complete on disk and the metrics file was closed while unwinding.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         return 1
     finally:
         ctx.close()
