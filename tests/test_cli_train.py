@@ -272,3 +272,20 @@ def test_without_a_validation_set_the_last_weights_are_kept(fake_data, tmp_path,
     assert "checkpoint of step 50, no validation set (--val-size 0): the last weights" in out
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert not any(json.loads(x)["kind"] == "val" for x in lines)
+
+
+def test_progress_bar_step_callback_reads_train_and_val_records():
+    import io
+    from types import SimpleNamespace
+
+    from rnnflow.cli._progress import ProgressBar
+
+    stream = io.StringIO()
+    on_step = ProgressBar(10, stream, plain_every=0.0).step_callback(32)
+    on_step(SimpleNamespace(step=1), {"kind": "step", "loss": 9.0})  # per-step info: not shown
+    on_step(SimpleNamespace(step=2), {"kind": "train", "loss": 0.25, "accuracy": 0.5})
+    on_step(SimpleNamespace(step=3), {"kind": "val", "accuracy": 0.875})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and "loss" not in lines[0]
+    assert "loss 0.250  acc 0.500" in lines[1] and "val" not in lines[1]
+    assert "loss 0.250  acc 0.500  val 0.8750" in lines[2] and " 3/10" in lines[2]

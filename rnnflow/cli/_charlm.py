@@ -198,13 +198,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"run {run_dir}: resuming at step {resume.progress['step']} of {total}")
     bar = ProgressBar(total, sys.stderr, enabled=not quiet)
 
-    def on_step(progress: Any, info: dict[str, Any]) -> None:
-        if info.get("kind") == "val":
-            bar.val_accuracy = info["accuracy"]
-        elif info.get("kind") == "train":
-            bar.loss, bar.accuracy = info["loss"], info["accuracy"]
-        bar.update(progress.step, config.batch_size)
-
+    on_step = bar.step_callback(config.batch_size)
     start = time.perf_counter()
     keep = resume.progress["step"] if resume is not None else None
     try:

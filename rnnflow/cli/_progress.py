@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 
 def _clock(seconds: float) -> str:
@@ -71,6 +72,19 @@ class ProgressBar:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+    def step_callback(self, examples_per_step: int) -> Callable[[Any, dict[str, Any]], None]:
+        """An ``on_step(progress, info)`` for the training loops: takes loss and accuracy from
+        "train" records and validation accuracy from "val" records, then redraws."""
+
+        def on_step(progress: Any, info: dict[str, Any]) -> None:
+            if info.get("kind") == "val":
+                self.val_accuracy = info["accuracy"]
+            elif info.get("kind") == "train":
+                self.loss, self.accuracy = info["loss"], info["accuracy"]
+            self.update(progress.step, examples_per_step)
+
+        return on_step
 
     def close(self) -> None:
         if self.enabled and self.tty:

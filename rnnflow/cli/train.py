@@ -306,13 +306,7 @@ def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
         start_step=resume.progress["step"] if resume is not None else 0,
     )
 
-    def on_step(progress: Any, info: dict[str, Any]) -> None:
-        if info.get("kind") == "val":
-            bar.val_accuracy = info["accuracy"]
-        elif info.get("kind") == "train":
-            bar.loss, bar.accuracy = info["loss"], info["accuracy"]
-        bar.update(progress.step, config.batch_size)
-
+    on_step = bar.step_callback(config.batch_size)
     start = time.perf_counter()
     keep = resume.progress["step"] if resume is not None else None
     try:
