@@ -22,16 +22,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from rnnflow.cli._config_args import add_field_argument
+
 # Flags that may change on --resume: where the data is and how many threads; not the experiment.
 _RESUMABLE_OVERRIDES = {"fortunes_dir", "threads", "device"}
-
-
-def _optional(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        return None if text.lower() == "none" else parse(text)
-
-    convert.__name__ = getattr(parse, "__name__", "value")
-    return convert
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,34 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if flag in existing:
             continue
         tp = field_type(f.name)
-        kwargs: dict[str, Any] = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS}
-        help_text = f"(default: {f.default!r})".replace("%", "%%")  # argparse %-formats help
-        if typing.get_origin(tp) is typing.Literal:
-            group.add_argument(flag, choices=typing.get_args(tp), help=help_text, **kwargs)
-            continue
         if typing.get_origin(tp) is tuple:
             group.add_argument(
                 flag,
                 action="append",
                 metavar="PATH",
                 help="a UTF-8 text file (repeat for several); implies --corpus text",
-                **kwargs,
+                dest=f"cfg_{f.name}",
+                default=argparse.SUPPRESS,
             )
             continue
-        if tp is bool:
-            group.add_argument(
-                flag, action=argparse.BooleanOptionalAction, help=help_text, **kwargs
-            )
-            continue
-        args = typing.get_args(tp)
-        base = next((a for a in args if a is not type(None)), tp)
-        parse = {int: int, float: float, str: str}[base]
-        if type(None) in args:
-            parse = _optional(parse)
-            help_text += "; 'none' for None"
-        group.add_argument(
-            flag, type=parse, metavar=base.__name__.upper(), help=help_text, **kwargs
-        )
+        add_field_argument(group, f.name, tp, f.default)
 
 
 def is_charlm_run(run_dir: str | Path) -> bool:

@@ -7,7 +7,7 @@ import typing
 from dataclasses import fields
 from typing import Any
 
-from rnnflow.training.config import TrainConfig, field_choices, field_type
+from rnnflow.training.config import TrainConfig, field_type
 
 
 def _optional(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]:
@@ -18,33 +18,35 @@ def _optional(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]
     return convert
 
 
+def add_field_argument(group: Any, name: str, tp: Any, default: Any) -> None:
+    """``--field-name`` for one config field of type ``tp`` (Literal -> choices, bool ->
+    --x/--no-x, int/float/str, optionally None). Unset, it stays out of the namespace
+    (``dest="cfg_<name>"``, so :func:`config_overrides` finds exactly the given ones)."""
+    flag = "--" + name.replace("_", "-")
+    kwargs: dict[str, Any] = {"dest": f"cfg_{name}", "default": argparse.SUPPRESS}
+    help_text = f"(default: {default!r})".replace("%", "%%")  # argparse %-formats help
+    if typing.get_origin(tp) is typing.Literal:
+        group.add_argument(flag, choices=typing.get_args(tp), help=help_text, **kwargs)
+        return
+    if tp is bool:
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text, **kwargs)
+        return
+    args = typing.get_args(tp)
+    base = next((a for a in args if a is not type(None)), tp)
+    parse = {int: int, float: float, str: str}[base]
+    if type(None) in args:
+        parse = _optional(parse)
+        help_text += "; 'none' for None"
+    group.add_argument(flag, type=parse, metavar=base.__name__.upper(), help=help_text, **kwargs)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--field-name`` per TrainConfig field; unset flags stay out of the namespace."""
     group = parser.add_argument_group(
         "config overrides", "any TrainConfig field; the preset's value when not given"
     )
     for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        tp = field_type(f.name)
-        help_text = f"(default: {f.default!r})"
-        choices = field_choices(f.name)
-        kwargs: dict[str, Any] = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS}
-        if choices is not None:
-            group.add_argument(flag, choices=choices, help=help_text, **kwargs)
-            continue
-        if tp is bool:
-            group.add_argument(
-                flag, action=argparse.BooleanOptionalAction, help=help_text, **kwargs
-            )
-            continue
-        args = typing.get_args(tp)
-        base = next((a for a in args if a is not type(None)), tp)
-        parse = {int: int, float: float, str: str}[base]
-        if type(None) in args:
-            parse = _optional(parse)
-            help_text += "; 'none' for None"
-        metavar = base.__name__.upper()
-        group.add_argument(flag, type=parse, metavar=metavar, help=help_text, **kwargs)
+        add_field_argument(group, f.name, field_type(f.name), f.default)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
