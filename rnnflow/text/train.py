@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import time
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -53,6 +52,7 @@ from rnnflow.training.checkpoint import (
     load_model_state,
     read_checkpoint_file,
 )
+from rnnflow.training.config import check_field_type
 from rnnflow.training.logging import MetricsLogger
 from rnnflow.training.loop import find_checkpoint
 
@@ -116,7 +116,7 @@ class CharLMConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _check_type(f.name, getattr(self, f.name), field_type(f.name))
+            check_field_type("CharLMConfig", f.name, getattr(self, f.name), field_type(f.name))
         positive = ("min_count", "max_len", "embed_size", "num_units", "num_layers")
         positive += ("batch_size", "epochs", "log_every", "eval_batch_size")
         for name in positive:
@@ -145,32 +145,6 @@ class CharLMConfig:
 def field_type(name: str) -> Any:
     """The resolved annotation of CharLMConfig field ``name``."""
     return typing.get_type_hints(CharLMConfig)[name]
-
-
-def _check_type(name: str, value: Any, tp: Any) -> None:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ValueError(
-                f"CharLMConfig: {name} must be one of {list(typing.get_args(tp))}, got {value!r}"
-            )
-        return
-    if origin is tuple:
-        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
-            raise TypeError(f"CharLMConfig: {name} must be a tuple of str, got {value!r}")
-        return
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return
-        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, int | float) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }[tp]
-    if not ok:
-        raise TypeError(f"CharLMConfig: {name} must be {tp.__name__}, got {value!r}")
 
 
 def charlm_config_from_dict(data: dict[str, Any], *, source: str = "config") -> CharLMConfig:

@@ -65,7 +65,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            _check_type(f.name, value, field_type(f.name))
+            check_field_type("TrainConfig", f.name, value, field_type(f.name))
         positive = ("num_units", "num_layers", "batch_size", "train_examples", "log_every")
         positive += ("eval_every", "eval_batch_size")
         for name in positive:
@@ -115,13 +115,20 @@ def field_choices(name: str) -> tuple[Any, ...] | None:
     return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
 
 
-def _check_type(name: str, value: Any, tp: Any) -> None:
+def check_field_type(owner: str, name: str, value: Any, tp: Any) -> None:
+    """Raise if ``value`` does not fit the annotation ``tp`` of field ``name`` of ``owner``:
+    ``Literal`` (ValueError, the allowed values), ``X | None``, ``tuple[str, ...]``, bool, int,
+    float (an int is accepted) and str (TypeError). Booleans are not ints here."""
     origin = typing.get_origin(tp)
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise ValueError(
-                f"TrainConfig: {name} must be one of {list(typing.get_args(tp))}, got {value!r}"
+                f"{owner}: {name} must be one of {list(typing.get_args(tp))}, got {value!r}"
             )
+        return
+    if origin is tuple:
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            raise TypeError(f"{owner}: {name} must be a tuple of str, got {value!r}")
         return
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -135,7 +142,7 @@ def _check_type(name: str, value: Any, tp: Any) -> None:
         str: isinstance(value, str),
     }[tp]
     if not ok:
-        raise TypeError(f"TrainConfig: {name} must be {tp.__name__}, got {value!r}")
+        raise TypeError(f"{owner}: {name} must be {tp.__name__}, got {value!r}")
 
 
 def config_from_dict(data: dict[str, Any], *, source: str = "config") -> TrainConfig:
