@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.harness import emit, machine, time_interleaved
+from benchmarks.harness import emit, machine, replace_section, time_interleaved
 from rnnflow.interop.onnx import INPUT_NAME, OUTPUT_NAME, to_onnx
 from rnnflow.interop.torchscript import load_torchscript, to_torchscript
 from rnnflow.models.classifier import SequenceClassifier
@@ -104,14 +104,7 @@ def write_performance_doc(info: dict[str, Any], records: list[dict[str, Any]], n
         "over the fastest: above ~1.3 other jobs disturbed the run, and ratios within that "
         "factor of 1 are not a measured difference.\n"
     )
-    text = PERFORMANCE_MD.read_text() if PERFORMANCE_MD.exists() else "# Performance\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end + 1 :] if end >= 0 else "")
-    PERFORMANCE_MD.write_text(text)
+    replace_section(PERFORMANCE_MD, SECTION, body)
 
 
 def main(argv: list[str] | None = None) -> int:

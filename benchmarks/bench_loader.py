@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.harness import replace_section
 from rnnflow.data.datasets import (
     DATASETS,
     BatchIterator,
@@ -236,18 +236,7 @@ def markdown(rows: list[dict], command: str, folder: Path) -> str:
 
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) the ``## Data loader`` section of ``path``, leaving the rest as is."""
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Performance\n\nMeasured numbers, one section per component.\n"
-    )
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n")
+    replace_section(path, SECTION, section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from benchmarks.harness import SavedTensorBytes, emit, gemm_peak_gflops, machine, time_interleaved
+from benchmarks.harness import (
+    SavedTensorBytes,
+    emit,
+    gemm_peak_gflops,
+    machine,
+    replace_section,
+    time_interleaved,
+)
 from rnnflow import BasicLSTMCell, BasicRNNCell, GRUCell, dynamic_rnn
 from rnnflow.recurrence import _ext, fused
 
@@ -412,14 +419,7 @@ def write_performance_doc(info: dict[str, Any], records: list[dict[str, Any]]) -
         f"{gemm.get('onednn')} GFLOP/s (the peak used below).\n\n"
         f"{results_table(records)}\n"
     )
-    text = PERFORMANCE_MD.read_text() if PERFORMANCE_MD.exists() else "# Performance\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end + 1 :] if end >= 0 else "")
-    PERFORMANCE_MD.write_text(text)
+    replace_section(PERFORMANCE_MD, SECTION, body)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,13 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -170,3 +172,22 @@ def machine() -> dict[str, Any]:
 def emit(record: dict[str, Any], stream: Any = None) -> None:
     """One JSON line per case (the benchmarks' machine-readable output)."""
     print(json.dumps(record, default=str), file=stream or sys.stdout, flush=True)
+
+
+def replace_section(path: Path, heading: str, body: str) -> None:
+    """Replace the ``heading`` section of a Markdown file (from that line to the next ``## ``
+    heading or the end) with ``body``, which starts with the heading; append it if absent. The
+    other sections stay as they are, so each benchmark rewrites only its own results."""
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Performance\n\nMeasured numbers, one section per component.\n"
+    )
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    body = body.rstrip("\n") + "\n"
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip("\n") + "\n")
