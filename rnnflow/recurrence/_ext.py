@@ -32,6 +32,10 @@ _log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).resolve().parent / "csrc" / "loops.cpp"
 _NAMESPACE = "rnnflow_loops"
 _FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-w"]
+# OpenMP lets the packed step GEMM split its panels over torch's threads (at::parallel_for is
+# inline); torch's Linux wheels use GCC's libgomp, the runtime -fopenmp links.
+if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
+    _FLAGS.append("-fopenmp")
 _state: dict[str, Any] = {}
 
 
