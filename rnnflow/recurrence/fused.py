@@ -327,12 +327,15 @@ _CPU_LSTM_PEER = True  # benchmarks switch it off to time the generic LSTM kerne
 
 
 def _compiled_lstm_faster(cell: BasicLSTMCell, x: Tensor) -> bool:
-    """Where the compiled generic LSTM (float32 training) beat oneDNN's LSTM in the measured
-    grid (docs/PERFORMANCE.md, 1 thread): 512 x 28 or 128 x 112 rows and more (1.1-1.45x vs
-    ~1.0x), and 256-512 units (1.06-1.19x). At the tutorial size, small batches, 64 or 1024
-    units and in inference oneDNN's LSTM is faster (0.55-0.9x for the generic kernel)."""
+    """Where the compiled generic LSTM beat oneDNN's LSTM in float32 (docs/PERFORMANCE.md).
+
+    With the packed step GEMM (AVX-512): in every measured case, training and inference
+    (1.09x vs 0.95-1.05x at the tutorial size, 0.87x vs 0.75x at batch 1). Without it: float32
+    training from 512 x 28 or 128 x 112 rows (1.1-1.45x vs ~1.0x) and at 256-512 units."""
     if x.dtype != torch.float32 or _ext.disabled() or _ext.loops() is None:
         return False
+    if kernels._packed_gemm(x) is not None:
+        return True
     if not (torch.is_grad_enabled() and (x.requires_grad or cell.kernel.requires_grad)):
         return False
     steps, batch, _ = x.shape

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -132,9 +133,10 @@ constexpr int64_t kPanel = 32;  // columns per panel: two zmm registers
 constexpr int kRows = 12;       // rows per register block: 24 accumulators + 2 b + 1 a of 32
 constexpr int64_t kMacsPerThread = 1 << 18;
 
-// c[r, :32] = a[r, :K] . panel + add[r, :32] for r < R; columns >= the masks' width untouched.
+// c[r, :32] = a[r, :K] . panel + add[r, :32] for r < R; columns past the masks untouched. a's
+// element (r, k) is a[r * lda + k * ak]: rows or columns contiguous run at the same speed.
 template <int R>
-inline void panel_kernel(const float* a, int64_t lda, const float* panel, int64_t K,
+inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* panel, int64_t K,
                          const float* add, int64_t ldadd, float* c, int64_t ldc, __mmask16 m0,
                          __mmask16 m1) {
   __m512 acc[R][2];
@@ -148,7 +150,7 @@ inline void panel_kernel(const float* a, int64_t lda, const float* panel, int64_
     const __m512 b1 = _mm512_load_ps(panel + k * kPanel + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r * lda + k]);
+      const __m512 av = _mm512_set1_ps(a[r * lda + k * ak]);
       acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
     }
@@ -162,14 +164,15 @@ inline void panel_kernel(const float* a, int64_t lda, const float* panel, int64_
 
 // The row remainder (fewer than kRows rows) picks its kernel at run time.
 template <int R>
-inline void panel_tail(int rows_left, const float* a, int64_t lda, const float* panel, int64_t K,
+inline void panel_tail(int rows_left, const float* a, int64_t lda, int64_t ak, const float* panel,
+                       int64_t K,
                        const float* add, int64_t ldadd, float* c, int64_t ldc, __mmask16 m0,
                        __mmask16 m1) {
   if constexpr (R > 0) {
     if (rows_left == R)
-      panel_kernel<R>(a, lda, panel, K, add, ldadd, c, ldc, m0, m1);
+      panel_kernel<R>(a, lda, ak, panel, K, add, ldadd, c, ldc, m0, m1);
     else
-      panel_tail<R - 1>(rows_left, a, lda, panel, K, add, ldadd, c, ldc, m0, m1);
+      panel_tail<R - 1>(rows_left, a, lda, ak, panel, K, add, ldadd, c, ldc, m0, m1);
   }
 }
 #else
@@ -177,105 +180,155 @@ constexpr bool kPackedGemm = false;
 constexpr int64_t kPanel = 32;
 #endif
 
-// A recurrent weight w [N, K] and how its step GEMMs run (see above).
+// Rows [k0, k0 + kc) of w's 32-column panel p (w [N, K], element (i, k) at w[i * s0 + k * s1])
+// into dst [kc][32], zero past column N.
+inline void pack_panel(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t p, int64_t k0,
+                       int64_t kc, float* dst) {
+  const int64_t width = std::min(kPanel, N - p * kPanel);
+  const float* src = w + p * kPanel * s0 + k0 * s1;
+  if (s0 == 1) {  // w^T is row-major: each k is a run of 32 floats
+    for (int64_t k = 0; k < kc; ++k) {
+      std::memcpy(dst + k * kPanel, src + k * s1, width * sizeof(float));
+      std::fill(dst + k * kPanel + width, dst + (k + 1) * kPanel, 0.0f);
+    }
+    return;
+  }
+  if (width < kPanel) std::fill(dst, dst + kc * kPanel, 0.0f);
+  for (int64_t j = 0; j < width; ++j)
+    for (int64_t k = 0; k < kc; ++k) dst[k * kPanel + j] = src[j * s0 + k * s1];
+}
+
+#if defined(__AVX512F__)
+// out[:, panel p's columns] = a . panel (+ add) for all n rows of a, a register block at a time.
+// panel [kc][32] holds rows [0, kc) of the K dimension (a and add are offset by the caller).
+inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const float* panel,
+                       int64_t kc, const float* add, int64_t ldadd, float* out, int64_t ldc,
+                       int64_t p, int64_t N) {
+  const int64_t col = p * kPanel, width = std::min(kPanel, N - col);
+  const __mmask16 m0 = width >= 16 ? 0xFFFF : (1u << width) - 1;
+  const __mmask16 m1 = width >= 32 ? 0xFFFF : width <= 16 ? 0 : (1u << (width - 16)) - 1;
+  const float* add_col = add ? add + col : nullptr;
+  int64_t i = 0;
+  for (; i + kRows <= n; i += kRows)
+    panel_kernel<kRows>(a + i * lda, lda, ak, panel, kc, add_col ? add_col + i * ldadd : nullptr,
+                        ldadd, out + i * ldc + col, ldc, m0, m1);
+  if (i < n)
+    panel_tail<kRows - 1>(static_cast<int>(n - i), a + i * lda, lda, ak, panel, kc,
+                          add_col ? add_col + i * ldadd : nullptr, ldadd, out + i * ldc + col,
+                          ldc, m0, m1);
+}
+#endif
+
+// A recurrent weight w [N, K] and the step GEMMs with it, out[n, N] = a[n, K] w^T (+ add), on
+// row-major blocks given by pointer and row stride: ATen views (select, narrow) cost ~0.5 us
+// each and a step took several, half of the loop's time at batch 1. `add` may be `out`.
+template <typename T>
 class StepWeight {
  public:
   StepWeight(const Tensor& w, bool onednn) : w_(w), onednn_(onednn) {
-    if (!kPackedGemm || w.scalar_type() != at::kFloat || !w.device().is_cpu()) return;
-    const int64_t N = w.size(0), K = w.size(1), panels = (N + kPanel - 1) / kPanel;
-    packed_ = at::zeros({panels, K, kPanel}, w.options());
-    const float* src = w.data_ptr<float>();
-    float* dst = packed_.data_ptr<float>();
-    const int64_t s0 = w.stride(0), s1 = w.stride(1);
-    for (int64_t p = 0; p < panels; ++p) {
-      const int64_t width = std::min(kPanel, N - p * kPanel);
-      for (int64_t k = 0; k < K; ++k) {
-        float* d = dst + (p * K + k) * kPanel;
-        const float* s = src + p * kPanel * s0 + k * s1;
-        for (int64_t j = 0; j < width; ++j) d[j] = s[j * s0];
-      }
+    if constexpr (std::is_same_v<T, float>) {
+      if (kPackedGemm && w.device().is_cpu()) pack();
     }
+    if (!packed_.defined()) w_ = w.contiguous();  // oneDNN's linear wants a dense weight
   }
 
-  // out = a w^T + add (add may be `out` itself); returns the tensor holding the result.
-  Tensor lin_add(const Tensor& a, const Tensor& add, Tensor out) const {
-    if (packed(a, add, out)) {
-      run(a, add.data_ptr<float>(), add.stride(0), out);
-      return out;
-    }
-    if (use_onednn(a)) {
-      static auto op = c10::Dispatcher::singleton()
-                           .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
-                           .typed<Tensor(const Tensor&, const Tensor&, const Tensor&,
-                                         const std::optional<Tensor>&, c10::string_view)>();
-      return op.call(a, add, w_, std::nullopt, "add");
-    }
-    return at::addmm_out(out, add, a, w_.t());
-  }
-
-  // out = a w^T; returns the tensor holding the result.
-  Tensor lin(const Tensor& a, Tensor out) const {
-    if (packed(a, a, out)) {
-      run(a, nullptr, 0, out);
-      return out;
-    }
-    if (use_onednn(a)) {
-      static auto op =
-          c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-      torch::jit::Stack stack{a, w_, c10::IValue(), std::string("none"),
-                              c10::List<std::optional<at::Scalar>>(), c10::IValue(std::string(""))};
-      op.callBoxed(&stack);
-      return stack[0].toTensor();
-    }
-    return at::mm_out(out, a, w_.t());
-  }
-
- private:
-  bool use_onednn(const Tensor& a) const {
-    return onednn_ && a.scalar_type() == at::kFloat &&
-           a.size(0) * w_.size(0) * w_.size(1) >= kOneDnnMacs;
-  }
-
-  bool packed(const Tensor& a, const Tensor& add, const Tensor& out) const {
-    return packed_.defined() && a.scalar_type() == at::kFloat && a.stride(1) == 1 &&
-           add.stride(1) == 1 && out.stride(1) == 1 && a.size(1) == w_.size(1);
-  }
-
-  void run(const Tensor& a, const float* add, int64_t ldadd, Tensor& out) const {
-#if defined(__AVX512F__)
-    const int64_t n = a.size(0), K = a.size(1), N = w_.size(0), panels = packed_.size(0);
+  void operator()(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
+                  int64_t ldc) const {
     if (n == 0) return;
-    const float* pa = a.data_ptr<float>();
-    const int64_t lda = a.stride(0), ldc = out.stride(0);
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed_.defined()) return run(n, a, lda, 1, add, ldadd, out, ldc);
+    }
+#endif
+    library(n, a, lda, add, ldadd, out, ldc);
+  }
+
+  bool packed() const { return packed_.defined(); }
+
+#if defined(__AVX512F__)
+  // The packed GEMM with a's element (r, k) at a[r * lda + k * ak]; add's row stride may be 0
+  // (a bias).
+  void run(int64_t n, const float* a, int64_t lda, int64_t ak, const float* add, int64_t ldadd,
+           float* out, int64_t ldc) const {
+    const int64_t K = w_.size(1), N = w_.size(0), panels = packed_.size(0);
     const float* pw = packed_.data_ptr<float>();
-    float* pc = out.data_ptr<float>();
     const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (n * K * kPanel));
     at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t col = p * kPanel, width = std::min(kPanel, N - col);
-        const __mmask16 m0 = width >= 16 ? 0xFFFF : (1u << width) - 1;
-        const __mmask16 m1 = width >= 32 ? 0xFFFF : width <= 16 ? 0 : (1u << (width - 16)) - 1;
-        const float* panel = pw + p * K * kPanel;
-        const float* add_col = add ? add + col : nullptr;
-        int64_t i = 0;
-        for (; i + kRows <= n; i += kRows)
-          panel_kernel<kRows>(pa + i * lda, lda, panel, K, add_col ? add_col + i * ldadd : nullptr,
-                              ldadd, pc + i * ldc + col, ldc, m0, m1);
-        if (i < n)
-          panel_tail<kRows - 1>(static_cast<int>(n - i), pa + i * lda, lda, panel, K,
-                                add_col ? add_col + i * ldadd : nullptr, ldadd,
-                                pc + i * ldc + col, ldc, m0, m1);
-      }
+      for (int64_t p = p0; p < p1; ++p)
+        panel_rows(n, a, lda, ak, pw + p * K * kPanel, K, add, ldadd, out, ldc, p, N);
     });
-#endif
   }
+#endif
+
+ private:
+  // oneDNN's _linear_pointwise (float32, >= 1.5M multiply-adds) or ATen's addmm.
+  void library(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
+               int64_t ldc) const {
+    const int64_t N = w_.size(0), K = w_.size(1);
+    const auto opts = w_.options();
+    Tensor ta = at::from_blob(const_cast<T*>(a), {n, K}, {lda, 1}, opts);
+    Tensor to = at::from_blob(out, {n, N}, {ldc, 1}, opts);
+    Tensor tadd;
+    if (add) tadd = at::from_blob(const_cast<T*>(add), {n, N}, {ldadd, 1}, opts);
+    if (onednn_ && std::is_same_v<T, float> && n * N * K >= kOneDnnMacs) {
+      if (add) {
+        static auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
+                             .typed<Tensor(const Tensor&, const Tensor&, const Tensor&,
+                                           const std::optional<Tensor>&, c10::string_view)>();
+        to.copy_(op.call(ta, tadd.contiguous(), w_, std::nullopt, "add"));
+      } else {
+        static auto op =
+            c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+        torch::jit::Stack stack{ta, w_, c10::IValue(), std::string("none"),
+                                c10::List<std::optional<at::Scalar>>(),
+                                c10::IValue(std::string(""))};
+        op.callBoxed(&stack);
+        to.copy_(stack[0].toTensor());
+      }
+    } else if (add) {
+      at::addmm_out(to, tadd, ta, w_.t());
+    } else {
+      at::mm_out(to, ta, w_.t());
+    }
+  }
+
+  void pack() {
+    const int64_t N = w_.size(0), K = w_.size(1), panels = (N + kPanel - 1) / kPanel;
+    packed_ = at::empty({panels, K, kPanel}, w_.options());
+    for (int64_t p = 0; p < panels; ++p)
+      pack_panel(w_.data_ptr<float>(), w_.stride(0), w_.stride(1), N, p, 0, K,
+                 packed_.data_ptr<float>() + p * K * kPanel);
+  }
+
 
   Tensor w_;
   bool onednn_;
   Tensor packed_;  // [panels, K, 32], float32 with AVX-512; undefined otherwise
 };
 
-Tensor rows(const Tensor& t, int64_t n) { return t.narrow(0, 0, n); }
+// Step t of an [S, B, W] buffer whose [B, W] blocks are row-major (checked by `steps_of`); a
+// buffer with one step (inference's c) or a zero time stride (an expanded zero block) gives
+// the same block at every t.
+template <typename T>
+struct Steps {
+  T* base;
+  int64_t stride;
+  T* operator[](int64_t t) const { return base + t * stride; }
+};
+
+template <typename T>
+Steps<T> steps_of(const Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 3 && t.stride(2) == 1 && (t.size(1) <= 1 || t.stride(1) == t.size(2)),
+              "rnnflow: ", name, " must be [steps, batch, width] with row-major steps");
+  return {t.data_ptr<T>(), t.size(0) > 1 ? t.stride(0) : 0};
+}
+
+template <typename T>
+T* rows_of(const Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 2 && t.is_contiguous(), "rnnflow: ", name, " must be contiguous [B, H]");
+  return t.data_ptr<T>();
+}
 
 // A [steps, batch, width] gradient buffer: zeros where some row is inactive at some step (the
 // weight GEMMs over all rows read those zeros), uninitialised when every row runs every step.
@@ -295,19 +348,20 @@ void check_sizes(const std::vector<int64_t>& bs, int64_t batch) {
 }
 
 // ------------------------------------------------------------------ BasicRNNCell
-// pre [S, B, H]: x W_x + b (scratch); hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H] = W_h^T.
+// pre [S, B, H]: x W_x + b; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H] = W_h^T.
 template <typename T>
 void rnn_forward_impl(Tensor pre, Tensor hs, const Tensor& w, const std::vector<int64_t>& bs,
                       int64_t a, bool onednn) {
   const int64_t units = hs.size(2);
-  Tensor scratch = at::empty({hs.size(1), units}, hs.options());
-  const StepWeight sw(w, onednn);
+  const StepWeight<T> gemm(w, onednn);
+  const auto P = steps_of<T>(pre, "pre"), Hs = steps_of<T>(hs, "hs");
   with_act(a, [&](auto A) {
     for (size_t t = 0; t < bs.size(); ++t) {
       const int64_t n = bs[t];
       if (n == 0) break;
-      Tensor r = sw.lin_add(rows(hs[t], n), rows(pre[t], n), rows(scratch, n));
-      act_into<decltype(A)::value>(r.data_ptr<T>(), hs[t + 1].data_ptr<T>(), n * units);
+      T* h = Hs[t + 1];
+      gemm(n, Hs[t], units, P[t], units, h, units);
+      act_into<decltype(A)::value>(h, h, n * units);
     }
   });
 }
@@ -330,21 +384,21 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
   const int64_t steps = static_cast<int64_t>(bs.size());
   const int64_t batch = hs.size(1), units = hs.size(2);
   Tensor d_pre = grad_buffer(bs, batch, units, hs.options());
-  Tensor scratch = at::empty({batch, units}, hs.options());
-  const T* df = d_final.data_ptr<T>();
-  const StepWeight sw(w, onednn);
+  const StepWeight<T> gemm(w, onednn);
+  const auto Y = steps_of<T>(hs, "hs"), DO = steps_of<T>(d_out, "d_out");
+  const auto DP = steps_of<T>(d_pre, "d_pre");
+  const T* df = rows_of<T>(d_final, "d_final");
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     for (int64_t t = steps - 1; t >= 0; --t) {
       const int64_t n = bs[t], m = t + 1 < steps ? bs[t + 1] : 0;
-      const T* y = hs[t + 1].data_ptr<T>();
-      const T* dout = d_out[t].data_ptr<T>();
-      T* dp = d_pre[t].data_ptr<T>();
+      const T* y = Y[t + 1];
+      const T* dout = DO[t];
+      T* dp = DP[t];
       if (m > 0) {
-        Tensor r = sw.lin_add(rows(d_pre[t + 1], m), rows(d_out[t], m), rows(scratch, m));
-        const T* dh = r.data_ptr<T>();
+        gemm(m, DP[t + 1], units, dout, units, dp, units);  // dh, rows still running at t+1
 #pragma GCC ivdep
-        for (int64_t i = 0; i < m * units; ++i) dp[i] = dh[i] * act_grad<kA>(y[i]);
+        for (int64_t i = 0; i < m * units; ++i) dp[i] *= act_grad<kA>(y[i]);
       }
 #pragma GCC ivdep
       for (int64_t i = m * units; i < n * units; ++i)
@@ -353,8 +407,7 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
   });
   Tensor dh0 = d_final.clone();
   const int64_t n0 = steps ? bs[0] : 0;
-  if (n0 > 0 && need_h0)
-    rows(dh0, n0).copy_(sw.lin(rows(d_pre[0], n0), rows(scratch, n0)));
+  if (n0 > 0 && need_h0) gemm(n0, DP[0], units, nullptr, 0, dh0.data_ptr<T>(), units);
   return {d_pre, dh0};
 }
 
@@ -379,26 +432,25 @@ template <typename T>
 void lstm_forward_impl(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
                        const std::vector<int64_t>& bs, int64_t a, bool onednn) {
   const int64_t units = hs.size(2), width = 4 * units;
-  Tensor scratch = at::empty({hs.size(1), width}, hs.options());
+  const StepWeight<T> gemm(w, onednn);
+  const auto G = steps_of<T>(gates, "gates"), C = steps_of<T>(cs, "cs");
+  const auto Hs = steps_of<T>(hs, "hs"), TC = steps_of<T>(tcs, "tcs");
   const bool state_steps = cs.size(0) > 1;
-  const StepWeight sw(w, onednn);
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     for (size_t t = 0; t < bs.size(); ++t) {
       const int64_t n = bs[t];
       if (n == 0) break;
-      Tensor r = sw.lin_add(rows(hs[t], n), rows(gates[t], n), rows(scratch, n));
-      const T* pre = r.data_ptr<T>();
-      T* g = gates[t].data_ptr<T>();
-      const T* c_prev = cs[state_steps ? t : 0].data_ptr<T>();
-      T* c_new = cs[state_steps ? t + 1 : 0].data_ptr<T>();
-      T* tc = tcs[state_steps ? t : 0].data_ptr<T>();
-      T* h = hs[t + 1].data_ptr<T>();
+      T* g = G[t];
+      gemm(n, Hs[t], units, g, width, g, width);
+      const T* c_prev = C[state_steps ? t : 0];
+      T* c_new = C[state_steps ? t + 1 : 0];
+      T* tc = TC[state_steps ? t : 0];
+      T* h = Hs[t + 1];
       for (int64_t b = 0; b < n; ++b) {
-        const T* p = pre + b * width;
         T* gb = g + b * width;
-        act_into<kSigmoid>(p, gb, 3 * units);
-        act_into<kA>(p + 3 * units, gb + 3 * units, units);
+        act_into<kSigmoid>(gb, gb, 3 * units);
+        act_into<kA>(gb + 3 * units, gb + 3 * units, units);
         const T *o = gb, *i = gb + units, *f = gb + 2 * units, *j = gb + 3 * units;
         const T* cp = c_prev + b * units;
         T* cn = c_new + b * units;
@@ -437,25 +489,24 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
   Tensor d_gates = grad_buffer(bs, batch, width, cs.options());
   Tensor scratch = at::empty({batch, units}, cs.options());
   Tensor carry = at::zeros({batch, units}, cs.options());  // dc_{t} f_{t}, into step t-1
-  const T* dfc = d_final_c.data_ptr<T>();
-  const T* dfh = d_final_h.data_ptr<T>();
+  const StepWeight<T> gemm(w, onednn);
+  const auto DO = steps_of<T>(d_out, "d_out"), G = steps_of<T>(gates, "gates");
+  const auto C = steps_of<T>(cs, "cs"), TC = steps_of<T>(tcs, "tcs");
+  const auto DG = steps_of<T>(d_gates, "d_gates");
+  const T* dfc = rows_of<T>(d_final_c, "d_final_c");
+  const T* dfh = rows_of<T>(d_final_h, "d_final_h");
   T* cc = carry.data_ptr<T>();
-  const StepWeight sw(w, onednn);
+  T* dh_rec = scratch.data_ptr<T>();
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     for (int64_t t = steps - 1; t >= 0; --t) {
       const int64_t n = bs[t], m = t + 1 < steps ? bs[t + 1] : 0;
-      const T* dout = d_out[t].data_ptr<T>();
-      const T* dh_rec = nullptr;
-      Tensor r;
-      if (m > 0) {
-        r = sw.lin_add(rows(d_gates[t + 1], m), rows(d_out[t], m), rows(scratch, m));
-        dh_rec = r.data_ptr<T>();
-      }
-      const T* g = gates[t].data_ptr<T>();
-      const T* c_prev = cs[t].data_ptr<T>();
-      const T* tc = tcs[t].data_ptr<T>();
-      T* dg = d_gates[t].data_ptr<T>();
+      const T* dout = DO[t];
+      gemm(m, DG[t + 1], width, dout, units, dh_rec, units);
+      const T* g = G[t];
+      const T* c_prev = C[t];
+      const T* tc = TC[t];
+      T* dg = DG[t];
       for (int64_t b = 0; b < n; ++b) {
         const bool live = b < m;  // else: row b's last step is t; the final state enters here
         const T* dhr = live ? dh_rec + b * units : dout + b * units;
@@ -497,8 +548,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
   Tensor dc0 = d_final_c.clone();
   Tensor dh0 = d_final_h.clone();
   if (n0 > 0) {
-    rows(dc0, n0).copy_(rows(carry, n0));
-    if (need_h0) rows(dh0, n0).copy_(sw.lin(rows(d_gates[0], n0), rows(scratch, n0)));
+    std::memcpy(dc0.data_ptr<T>(), cc, n0 * units * sizeof(T));
+    if (need_h0) gemm(n0, DG[0], width, nullptr, 0, dh0.data_ptr<T>(), units);
   }
   return {d_gates, dc0, dh0};
 }
@@ -525,28 +576,28 @@ template <typename T>
 void gru_forward_impl(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
                       const Tensor& w_c, const std::vector<int64_t>& bs, int64_t a, bool onednn) {
   const int64_t units = hs.size(2);
-  Tensor scratch_g = at::empty({hs.size(1), 2 * units}, hs.options());
-  Tensor scratch_c = at::empty({hs.size(1), units}, hs.options());
-  const StepWeight sg(w_g, onednn), sc(w_c, onednn);
+  const StepWeight<T> gemm_g(w_g, onednn), gemm_c(w_c, onednn);
+  const auto G = steps_of<T>(gates, "gates"), CA = steps_of<T>(cands, "cands");
+  const auto RH = steps_of<T>(rhs, "rhs"), Hs = steps_of<T>(hs, "hs");
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     for (size_t t = 0; t < bs.size(); ++t) {
       const int64_t n = bs[t];
       if (n == 0) break;
-      Tensor rg = sg.lin_add(rows(hs[t], n), rows(gates[t], n), rows(scratch_g, n));
-      T* g = gates[t].data_ptr<T>();
-      act_into<kSigmoid>(rg.data_ptr<T>(), g, n * 2 * units);
-      const T* h = hs[t].data_ptr<T>();
-      T* rh = rhs[t].data_ptr<T>();
+      T* g = G[t];
+      const T* h = Hs[t];
+      gemm_g(n, h, units, g, 2 * units, g, 2 * units);
+      act_into<kSigmoid>(g, g, n * 2 * units);
+      T* rh = RH[t];
       for (int64_t b = 0; b < n; ++b) {
         const T* r = g + b * 2 * units;
 #pragma GCC ivdep
         for (int64_t k = 0; k < units; ++k) rh[b * units + k] = r[k] * h[b * units + k];
       }
-      Tensor rc = sc.lin_add(rows(rhs[t], n), rows(cands[t], n), rows(scratch_c, n));
-      T* c = cands[t].data_ptr<T>();
-      act_into<kA>(rc.data_ptr<T>(), c, n * units);
-      T* hn = hs[t + 1].data_ptr<T>();
+      T* c = CA[t];
+      gemm_c(n, rh, units, c, units, c, units);
+      act_into<kA>(c, c, n * units);
+      T* hn = Hs[t + 1];
       for (int64_t b = 0; b < n; ++b) {
         const T* u = g + b * 2 * units + units;
 #pragma GCC ivdep
@@ -584,20 +635,25 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
   Tensor dh_rec = at::zeros({batch, units}, hs.options());  // from step t+1 into h_t
   Tensor scratch = at::empty({batch, units}, hs.options());
   Tensor scratch2 = at::empty({batch, units}, hs.options());
-  const T* df = d_final.data_ptr<T>();
+  const StepWeight<T> gemm_g(w_g, onednn), gemm_c(w_c, onednn);
+  const auto DO = steps_of<T>(d_out, "d_out"), G = steps_of<T>(gates, "gates");
+  const auto CA = steps_of<T>(cands, "cands"), Hs = steps_of<T>(hs, "hs");
+  const auto DG = steps_of<T>(d_gates, "d_gates"), DC = steps_of<T>(d_cands, "d_cands");
+  const T* df = rows_of<T>(d_final, "d_final");
   T* dhp = dh.data_ptr<T>();
   T* rec = dh_rec.data_ptr<T>();
-  const StepWeight sg(w_g, onednn), sc(w_c, onednn);
+  T* drh = scratch.data_ptr<T>();
+  T* s2 = scratch2.data_ptr<T>();
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     for (int64_t t = steps - 1; t >= 0; --t) {
       const int64_t n = bs[t], m = t + 1 < steps ? bs[t + 1] : 0;
-      const T* dout = d_out[t].data_ptr<T>();
-      const T* g = gates[t].data_ptr<T>();
-      const T* c = cands[t].data_ptr<T>();
-      const T* h = hs[t].data_ptr<T>();
-      T* dg = d_gates[t].data_ptr<T>();
-      T* dcd = d_cands[t].data_ptr<T>();
+      const T* dout = DO[t];
+      const T* g = G[t];
+      const T* c = CA[t];
+      const T* h = Hs[t];
+      T* dg = DG[t];
+      T* dcd = DC[t];
 #pragma GCC ivdep
       for (int64_t q = 0; q < m * units; ++q) dhp[q] = dout[q] + rec[q];
 #pragma GCC ivdep
@@ -612,8 +668,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
           du[k] = dhp[q] * (h[q] - c[q]) * (u[k] - u[k] * u[k]);
         }
       }
-      Tensor d_rh = sc.lin(rows(d_cands[t], n), rows(scratch, n));
-      const T* drh = d_rh.data_ptr<T>();
+      gemm_c(n, dcd, units, nullptr, 0, drh, units);  // d(r h_prev)
       for (int64_t b = 0; b < n; ++b) {
         const T* r = g + b * 2 * units;
         T* dr = dg + b * 2 * units;
@@ -625,7 +680,6 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
       }
       if (t == 0 && !need_h0) break;  // what follows is dh0's
       // dh_{t-1} = d pre_g W_gh^T + dh u + d(rh) r
-      T* s2 = scratch2.data_ptr<T>();
       for (int64_t b = 0; b < n; ++b) {
         const T* r = g + b * 2 * units;
         const T* u = r + units;
@@ -635,13 +689,12 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
           s2[q] = dhp[q] * u[k] + drh[q] * r[k];
         }
       }
-      Tensor back = sg.lin_add(rows(d_gates[t], n), rows(scratch2, n), rows(dh_rec, n));
-      if (back.data_ptr() != dh_rec.data_ptr()) rows(dh_rec, n).copy_(back);
+      gemm_g(n, dg, 2 * units, s2, units, rec, units);
     }
   });
   const int64_t n0 = steps ? bs[0] : 0;
   Tensor dh0 = d_final.clone();
-  if (n0 > 0) rows(dh0, n0).copy_(rows(dh_rec, n0));
+  if (n0 > 0) std::memcpy(dh0.data_ptr<T>(), rec, n0 * units * sizeof(T));
   return {d_gates, d_cands, dh0};
 }
 
@@ -660,9 +713,63 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward(const Tensor& d_out, const Tenso
   return out;
 }
 
+// ------------------------------------------------------------------ one-off GEMMs
+// out = a w^T (+ add) for the GEMMs over all steps in _fused_kernels.py (input projections,
+// weight and input gradients): a [n, K] and w [N, K] with any strides (a transposed view costs
+// nothing), add [N] (a bias) or [n, N]. The packed kernel where StepWeight has one (float32,
+// AVX-512: 1.1-3x oneDNN's _linear_pointwise at these shapes here), ATen's addmm otherwise.
+Tensor linear(const Tensor& a, const Tensor& w, const std::optional<Tensor>& add) {
+  TORCH_CHECK(a.dim() == 2 && w.dim() == 2 && a.size(1) == w.size(1),
+              "rnnflow: linear needs a [n, K] and w [N, K]");
+  const int64_t n = a.size(0), N = w.size(0), K = a.size(1);
+  if (!kPackedGemm || a.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat ||
+      n == 0 || K == 0) {
+    if (add) return at::addmm(*add, a, w.t());
+    return at::mm(a, w.t());
+  }
+  Tensor out = at::empty({n, N}, a.options());
+#if defined(__AVX512F__)
+  Tensor bias;
+  int64_t ldadd = 0;
+  if (add) {
+    bias = add->contiguous();
+    TORCH_CHECK(bias.numel() == N || bias.numel() == n * N, "rnnflow: linear's add must be [N] "
+                "or [n, N] = [", n, ", ", N, "], got ", add->sizes());
+    ldadd = bias.numel() == N ? 0 : N;
+  }
+  // Unlike a recurrent weight, w is used once: packing all of it (7 MB for a weight gradient
+  // here) would cost more than it saves, so each thread packs kKc rows of a panel at a time
+  // into an L1-sized buffer and sweeps every row of a over it, accumulating into out.
+  constexpr int64_t kKc = 256;
+  const float* pa = a.data_ptr<float>();
+  const float* pw = w.data_ptr<float>();
+  const float* padd = add ? bias.data_ptr<float>() : nullptr;
+  float* pc = out.data_ptr<float>();
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+  const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (n * K * kPanel));
+  at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
+    alignas(64) float buf[kKc * kPanel];
+    for (int64_t p = p0; p < p1; ++p) {
+      for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+        const int64_t kc = std::min(kKc, K - k0);
+        pack_panel(pw, w.stride(0), w.stride(1), N, p, k0, kc, buf);
+        const bool first = k0 == 0;
+        panel_rows(n, pa + k0 * a.stride(1), a.stride(0), a.stride(1), buf, kc,
+                   first ? padd : pc, first ? ldadd : N, pc, N, p, N);
+      }
+    }
+  });
+#endif
+  return out;
+}
+
+bool packed_gemm() { return kPackedGemm; }
+
 }  // namespace
 
 TORCH_LIBRARY(rnnflow_loops, m) {
+  m.def("linear(Tensor a, Tensor w, Tensor? add) -> Tensor");
+  m.def("packed_gemm() -> bool", &packed_gemm);
   m.def("rnn_forward(Tensor(a!) pre, Tensor(b!) hs, Tensor w, int[] batch_sizes, int act, "
         "bool onednn) -> ()");
   m.def("rnn_backward(Tensor d_out, Tensor d_final, Tensor hs, Tensor w, int[] batch_sizes, "
@@ -680,6 +787,7 @@ TORCH_LIBRARY(rnnflow_loops, m) {
 }
 
 TORCH_LIBRARY_IMPL(rnnflow_loops, CPU, m) {
+  m.impl("linear", &linear);
   m.impl("rnn_forward", &rnn_forward);
   m.impl("rnn_backward", &rnn_backward);
   m.impl("lstm_forward", &lstm_forward);
