@@ -90,23 +90,28 @@ def test_loops_match_reference_float64(kind, lengths, loops, monkeypatch):
 BIG = {"rnn": BasicRNNCell, "lstm": BasicLSTMCell, "gru": GRUCell}
 
 
+@pytest.mark.parametrize("size", [(96, 6, 128), (13, 25, 37)], ids=["96x6x128", "13x25x37"])
 @pytest.mark.parametrize("lengths", ["none", "mixed"])
 @pytest.mark.parametrize("kind", list(BIG))
-def test_loops_match_reference_float32_onednn_sizes(kind, lengths, loops, monkeypatch):
-    """96 rows x 128 units: the recurrent GEMMs (96 x 128 x 128 and up) go through oneDNN.
+def test_loops_match_reference_float32(kind, lengths, size, loops, monkeypatch):
+    """float32 through the fast GEMMs. 96 rows x 128 units: the recurrent GEMMs (96 x 128 x 128
+    and up) run the packed kernel (AVX-512) or oneDNN; the weight gradients sum 576 rows, over
+    more than one 256-row packing chunk. 13 rows x 37 units: a partial register block, partial
+    (masked) column panels, 325 rows in the weight gradients.
 
-    At this size float32 sums over 576 rows differ by rounding alone (~1e-6 of the largest
-    gradient), so each path is compared with the float64 result: the fused path's error must be
-    of the float32 reference loop's order, or within 1e-6 of the largest value."""
+    float32 sums over hundreds of rows differ by rounding alone (~1e-6 of the largest gradient),
+    so each path is compared with the float64 result: the fused path's error must be of the
+    float32 reference loop's order, or within 1e-6 of the largest value."""
     monkeypatch.setattr(fused, "_CPU_LSTM_PEER", False)
+    batch, steps, units = size
     torch.manual_seed(0)
-    cell = BIG[kind](128, input_size=DEPTH)
-    x = torch.randn(96, 6, DEPTH)
-    seq = None if lengths == "none" else torch.tensor([(5 * b) % 7 for b in range(96)])
+    cell = BIG[kind](units, input_size=DEPTH)
+    x = torch.randn(batch, steps, DEPTH)
+    seq = None if lengths == "none" else torch.tensor([(5 * b) % (steps + 1) for b in range(batch)])
 
     def run_impl(cell, x, impl):
         x = x.clone().requires_grad_()
-        init = _nest.map_structure(lambda z: z.requires_grad_(), cell.zero_state(96, x.dtype))
+        init = _nest.map_structure(lambda z: z.requires_grad_(), cell.zero_state(batch, x.dtype))
         return outputs_and_grads(cell, x, seq, init, impl)
 
     truth = run_impl(copy.deepcopy(cell).double(), x.double(), "reference")
@@ -117,6 +122,44 @@ def test_loops_match_reference_float32_onednn_sizes(kind, lengths, loops, monkey
         fast_err = float((f.double() - t).abs().max().detach())
         scale = float(t.abs().max().detach())
         assert fast_err <= 4 * ref_err + 1e-6 * max(1.0, scale), (fast_err, ref_err, scale)
+
+
+def _packed_ops():
+    ops = _ext.loops()
+    if ops is None or not ops.packed_gemm():
+        pytest.skip("no packed GEMM here (it needs the compiled loops and AVX-512)")
+    return ops
+
+
+@pytest.mark.parametrize(
+    "n,k,cols", [(1, 1, 1), (13, 300, 37), (12, 256, 32), (25, 513, 70), (100, 28, 512)]
+)
+@pytest.mark.parametrize("layout", ["row-major", "transposed"])
+@pytest.mark.parametrize("add", ["none", "bias", "matrix"])
+def test_packed_linear_matches_float64(n, k, cols, layout, add, monkeypatch):
+    """The one-off GEMM (csrc/loops.cpp ``linear``): row remainders, masked panels, several
+    256-row packing chunks, transposed operands (the weight gradients pass views)."""
+    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
+    ops = _packed_ops()
+    torch.manual_seed(0)
+    if layout == "row-major":
+        a, w = torch.randn(n, k), torch.randn(cols, k)
+    else:
+        a, w = torch.randn(k, n).t(), torch.randn(k, cols).t()
+    extra = {"none": None, "bias": torch.randn(cols), "matrix": torch.randn(n, cols)}[add]
+    got = ops.linear(a, w, extra)
+    expected = a.double() @ w.double().t()
+    if extra is not None:
+        expected = expected + extra.double()
+    assert got.shape == (n, cols) and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5 * k**0.5)
+
+
+def test_packed_linear_rejects_a_mismatched_add(monkeypatch):
+    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
+    ops = _packed_ops()
+    with pytest.raises(RuntimeError, match=r"add must be \[N\] or \[n, N\]"):
+        ops.linear(torch.ones(3, 4), torch.ones(5, 4), torch.ones(7))
 
 
 def test_compiled_and_python_loops_agree(monkeypatch):
