@@ -263,27 +263,28 @@ def _py_lstm_forward(gates, cs, hs, tcs, w, bs, act, onednn) -> None:
     for t, n in enumerate(bs):
         if n == 0:
             break
-        flat = gates[t, :n]  # [n, 4H]: o, i, f, j
+        flat = gates[t, :n]  # [n, 4H]: i, j, f, o
         flat.copy_(lin(hs[t, :n], w, flat))
         g = flat.view(n, 4, units)
-        g[:, :3].sigmoid_()
-        _act_(kind, g[:, 3])
+        g[:, 0].sigmoid_()
+        g[:, 2:].sigmoid_()
+        _act_(kind, g[:, 1])
         c_prev = cs[t, :n] if state_steps else cs[0, :n]
         c = torch.mul(g[:, 2], c_prev, out=cs[t + 1, :n] if state_steps else cs[0, :n])
-        c.addcmul_(g[:, 1], g[:, 3])
+        c.addcmul_(g[:, 0], g[:, 1])
         tc = _act_(kind, (tcs[t, :n] if state_steps else tcs[0, :n]).copy_(c))
-        torch.mul(g[:, 0], tc, out=hs[t + 1, :n])
+        torch.mul(g[:, 3], tc, out=hs[t + 1, :n])
 
 
 def _py_lstm_backward(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, act, onednn, need_h0):
     kind = _KINDS[act]
     steps, (_, batch, units) = len(bs), cs.shape
-    o, i, f, j = gates.view(steps, batch, 4, units).unbind(2)  # each [S, B, H]
+    i, j, f, o = gates.view(steps, batch, 4, units).unbind(2)  # each [S, B, H]
     # Per-step factors, for all steps at once (the loop below then needs 5 ops per step):
     dc_from_dh = o * _act_grad(kind, tcs)  # dc += dh * o * act'(c)
     do_from_dh = tcs * (o - o * o)  # d pre_o = dh * act(c) * o (1 - o)
-    from_dc = torch.stack(  # [S, B, 3, H]: d pre_{i, f, j} = dc * these
-        [j * (i - i * i), cs[:steps] * (f - f * f), i * _act_grad(kind, j)], dim=2
+    from_dc = torch.stack(  # [S, B, 3, H]: d pre_{i, j, f} = dc * these
+        [j * (i - i * i), i * _act_grad(kind, j), cs[:steps] * (f - f * f)], dim=2
     )
     d_gates = cs.new_zeros(steps, batch, 4, units)
     flat = d_gates.view(steps, batch, 4 * units)
@@ -293,8 +294,8 @@ def _py_lstm_backward(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, act, o
         rec = lin(flat[t + 1, :m], w, d_out[t, :m]) if m else None
         dh = _with_final(rec, d_out[t] + d_final_h if m < n else d_final_h, n, m)
         dc = torch.addcmul(_with_final(carry[:m], d_final_c, n, m), dh, dc_from_dh[t, :n])
-        torch.mul(dc.unsqueeze(1), from_dc[t, :n], out=d_gates[t, :n, 1:])
-        torch.mul(dh, do_from_dh[t, :n], out=d_gates[t, :n, 0])
+        torch.mul(dc.unsqueeze(1), from_dc[t, :n], out=d_gates[t, :n, :3])
+        torch.mul(dh, do_from_dh[t, :n], out=d_gates[t, :n, 3])
         torch.mul(dc, f[t, :n], out=carry[:n])
     dc0, dh0 = d_final_c.clone(), d_final_h.clone()
     if steps and bs[0]:
@@ -431,9 +432,9 @@ def lstm_forward(
     bs: list[int],
     act: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The LSTM with gate columns already permuted to o, i, f, j and forget_bias in ``bias``:
+    """The LSTM with TF's gate columns i, j, f, o and forget_bias folded into ``bias``:
 
-        o, i, f = sigmoid(.);  j = act(.);  c_t = f c_{t-1} + i j;  h_t = o act(c_t)
+        i, f, o = sigmoid(.);  j = act(.);  c_t = f c_{t-1} + i j;  h_t = o act(c_t)
 
     Returns ``gates`` [S, B, 4H] (after activation), ``cs`` [S+1, B, H], ``hs`` [T+1, B, H]
     (both zero past each length), ``tcs`` = act(c) [S, B, H], and the final c and h.
@@ -446,7 +447,7 @@ def lstm_forward(
     tcs = _buffer(x, lengths, steps, batch, units)
     cs[0] = c0
     hs[0] = h0
-    gates = _project(x[:steps], kernel[:depth], bias).view(steps, batch, 4 * units)  # o, i, f, j
+    gates = _project(x[:steps], kernel[:depth], bias).view(steps, batch, 4 * units)  # i, j, f, o
     if steps:
         w_h = kernel[depth:].t().contiguous()  # [4H, H], linear layout
         _loops(x).lstm_forward(gates, cs, hs, tcs, w_h, bs, _ACT_CODES[act], _use_onednn(x))

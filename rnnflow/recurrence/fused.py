@@ -208,15 +208,16 @@ def _param(p: Tensor, compute: torch.dtype) -> Tensor:
     return p if p.dtype == compute else p.to(compute)
 
 
-# LSTM kernel columns: TF's (i, j, f, o) -> the fused kernels' (o, i, f, j), so that the three
-# sigmoid gates are contiguous.
-_LSTM_ORDER = (3, 0, 2, 1)
-
-
-def _lstm_params(cell: BasicLSTMCell, order: tuple[int, ...], compute: torch.dtype):
-    """The LSTM's kernel and bias with gate blocks in ``order`` and forget_bias in the bias."""
+def _lstm_params(cell: BasicLSTMCell, compute: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The LSTM's kernel (TF's gate order i, j, f, o, as the fused kernels take it) and bias
+    with ``forget_bias`` folded in: two small ops, no copy of the kernel."""
     kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
-    return _LSTMParams.apply(kernel, bias, float(cell.forget_bias), order, False)
+    if cell.forget_bias:
+        units = cell.num_units
+        shift = bias.new_zeros(4 * units)
+        shift[2 * units : 3 * units] = cell.forget_bias
+        bias = bias + shift
+    return kernel, bias
 
 
 def _torch_lstm_weights(cell: BasicLSTMCell, depth: int, compute: torch.dtype):
@@ -292,7 +293,7 @@ def _run_leaf(
         c0, h0 = state
     else:
         c0, h0 = state.split(cell.num_units, dim=1)  # [B, H] each
-    kernel, bias = _lstm_params(cell, _LSTM_ORDER, compute)
+    kernel, bias = _lstm_params(cell, compute)
     out, c, h = kernels.lstm_layer(
         x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act
     )

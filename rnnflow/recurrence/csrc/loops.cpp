@@ -425,7 +425,7 @@ std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_fin
 }
 
 // ------------------------------------------------------------------ BasicLSTMCell
-// gates [S, B, 4H] (o, i, f, j; x W_x + b; activated in place), cs [S+1, B, H] (cs[0] = c0),
+// gates [S, B, 4H] (TF's i, j, f, o; x W_x + b; activated in place), cs [S+1, B, H] (cs[0] = c0),
 // hs [S+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. Inference passes cs and
 // tcs as [1, B, H]: c is then updated in place (a row past its length keeps its final c).
 template <typename T>
@@ -449,9 +449,10 @@ void lstm_forward_impl(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Ten
       T* h = Hs[t + 1];
       for (int64_t b = 0; b < n; ++b) {
         T* gb = g + b * width;
-        act_into<kSigmoid>(gb, gb, 3 * units);
-        act_into<kA>(gb + 3 * units, gb + 3 * units, units);
-        const T *o = gb, *i = gb + units, *f = gb + 2 * units, *j = gb + 3 * units;
+        act_into<kSigmoid>(gb, gb, units);
+        act_into<kA>(gb + units, gb + units, units);
+        act_into<kSigmoid>(gb + 2 * units, gb + 2 * units, 2 * units);
+        const T *i = gb, *j = gb + units, *f = gb + 2 * units, *o = gb + 3 * units;
         const T* cp = c_prev + b * units;
         T* cn = c_new + b * units;
         T* tcb = tc + b * units;
@@ -513,7 +514,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
         const T* dhx = live ? nullptr : dfh + b * units;
         const T* dcin = live ? cc + b * units : dfc + b * units;
         const T* gb = g + b * width;
-        const T *o = gb, *i = gb + units, *f = gb + 2 * units, *j = gb + 3 * units;
+        const T *i = gb, *j = gb + units, *f = gb + 2 * units, *o = gb + 3 * units;
         const T* cp = c_prev + b * units;
         const T* tcb = tc + b * units;
         T* d = dg + b * width;
@@ -523,10 +524,10 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
           for (int64_t k = 0; k < units; ++k) {
             const T dh = dhr[k];
             const T dc = dcin[k] + dh * o[k] * act_grad<kA>(tcb[k]);
-            d[k] = dh * tcb[k] * (o[k] - o[k] * o[k]);
-            d[units + k] = dc * j[k] * (i[k] - i[k] * i[k]);
+            d[k] = dc * j[k] * (i[k] - i[k] * i[k]);
+            d[units + k] = dc * i[k] * act_grad<kA>(j[k]);
             d[2 * units + k] = dc * cp[k] * (f[k] - f[k] * f[k]);
-            d[3 * units + k] = dc * i[k] * act_grad<kA>(j[k]);
+            d[3 * units + k] = dh * tcb[k] * (o[k] - o[k] * o[k]);
             cb[k] = dc * f[k];
           }
         } else {
@@ -534,10 +535,10 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
           for (int64_t k = 0; k < units; ++k) {
             const T dh = dhr[k] + dhx[k];
             const T dc = dcin[k] + dh * o[k] * act_grad<kA>(tcb[k]);
-            d[k] = dh * tcb[k] * (o[k] - o[k] * o[k]);
-            d[units + k] = dc * j[k] * (i[k] - i[k] * i[k]);
+            d[k] = dc * j[k] * (i[k] - i[k] * i[k]);
+            d[units + k] = dc * i[k] * act_grad<kA>(j[k]);
             d[2 * units + k] = dc * cp[k] * (f[k] - f[k] * f[k]);
-            d[3 * units + k] = dc * i[k] * act_grad<kA>(j[k]);
+            d[3 * units + k] = dh * tcb[k] * (o[k] - o[k] * o[k]);
             cb[k] = dc * f[k];
           }
         }
