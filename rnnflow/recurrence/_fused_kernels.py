@@ -171,8 +171,12 @@ def _gather_final(seq: Tensor, lengths: Tensor | None) -> Tensor:
 
 
 def _buffer(x: Tensor, lengths: Tensor | None, *shape: int) -> Tensor:
-    """A step buffer: zeros with lengths (inactive rows are never written), else uninitialised."""
-    return x.new_empty(shape) if lengths is None else x.new_zeros(shape)
+    """A step buffer: zeros with lengths (inactive rows are never written), else uninitialised.
+    On CPU from the compiled loops' buffer pool (large buffers reused across training steps
+    instead of page-faulted in anew: csrc/loops.cpp, BufferPool)."""
+    ops = _loops(x)
+    buffer = x.new_empty(shape) if ops is _PY_LOOPS else ops.empty(shape, x.dtype)
+    return buffer if lengths is None else buffer.zero_()
 
 
 def _pad_time(x: Tensor, total: int) -> Tensor:
