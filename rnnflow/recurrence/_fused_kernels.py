@@ -192,15 +192,23 @@ def _input_grad(d_gates: Tensor, w_x: Tensor, total: int) -> Tensor:
     return _pad_time(dx, total)
 
 
-def _kernel_grad(parts: list[tuple[Tensor, Tensor]], kernel: Tensor) -> Tensor:
-    """``[inputs_k^T @ d_k]`` stacked on rows: one GEMM over all steps per part."""
-    grads = []
-    for inputs, d in parts:
-        a = inputs.reshape(-1, inputs.shape[-1])  # [T*B, K]
-        g = d.reshape(-1, d.shape[-1])  # [T*B, G]
-        fast = _use_onednn(a) or _packed_gemm(a) is not None
-        grads.append(lin(a.t(), g.t()) if fast else torch.mm(a.t(), g))
-    return torch.cat(grads)
+def _param_grads(
+    inputs: list[Tensor], d: Tensor, need_kernel: bool, need_bias: bool
+) -> tuple[Tensor | None, Tensor | None]:
+    """The kernel's gradient ``[inputs_k^T @ d]`` stacked on rows (each input [S, B, K_k]) and
+    the bias's, ``d`` summed over steps and rows: one GEMM over all steps per input, or with the
+    packed GEMM one pass over ``d`` for all of them (``weight_grad`` in csrc/loops.cpp)."""
+    g = d.reshape(-1, d.shape[-1])  # [S*B, G]
+    rows = [x.reshape(-1, x.shape[-1]) for x in inputs]  # [S*B, K_k]
+    if not need_kernel:
+        return None, (g.sum(0) if need_bias else None)
+    ops = _packed_gemm(g)
+    if ops is not None:
+        d_kernel, d_bias = ops.weight_grad(rows, g)
+        return d_kernel, (d_bias if need_bias else None)
+    fast = _use_onednn(g)
+    d_kernel = torch.cat([lin(a.t(), g.t()) if fast else torch.mm(a.t(), g) for a in rows])
+    return d_kernel, (g.sum(0) if need_bias else None)
 
 
 def _out_grad(d_out: Tensor | None, like: Tensor) -> Tensor:
@@ -208,7 +216,10 @@ def _out_grad(d_out: Tensor | None, like: Tensor) -> Tensor:
     read it a step at a time, so nothing of size [T, B, H] is materialised."""
     if d_out is None:
         return like.new_zeros(1, *like.shape[1:]).expand(like.shape)
-    return d_out.contiguous()
+    if d_out.is_contiguous():
+        return d_out
+    # Batch-major outputs send their gradient transposed: one copy, into a pooled buffer.
+    return _buffer(d_out, None, *d_out.shape).copy_(d_out)
 
 
 def _state_grad(d: Tensor | None, like: Tensor) -> Tensor:
@@ -415,13 +426,12 @@ class _RNNLayer(torch.autograd.Function):
             _use_onednn(x),
             ctx.needs_input_grad[1],
         )
-        dx = d_kernel = d_bias = None
+        dx = None
         if ctx.needs_input_grad[0]:
             dx = _input_grad(d_pre, kernel[:depth], total)
-        if ctx.needs_input_grad[2]:
-            d_kernel = _kernel_grad([(x[:steps], d_pre), (hs[:steps], d_pre)], kernel)
-        if ctx.needs_input_grad[3]:
-            d_bias = d_pre.sum((0, 1))
+        d_kernel, d_bias = _param_grads(
+            [x[:steps], hs[:steps]], d_pre, ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        )
         return dx, dh0, d_kernel, d_bias, None, None, None
 
 
@@ -535,13 +545,12 @@ class _LSTMLayer(torch.autograd.Function):
             _use_onednn(x),
             ctx.needs_input_grad[2],
         )
-        dx = d_kernel = d_bias = None
+        dx = None
         if ctx.needs_input_grad[0]:
             dx = _input_grad(flat, kernel[:depth], total)
-        if ctx.needs_input_grad[3]:
-            d_kernel = _kernel_grad([(x[:steps], flat), (hs[:steps], flat)], kernel)
-        if ctx.needs_input_grad[4]:
-            d_bias = flat.sum((0, 1))
+        d_kernel, d_bias = _param_grads(
+            [x[:steps], hs[:steps]], flat, ctx.needs_input_grad[3], ctx.needs_input_grad[4]
+        )
         return dx, dc0, dh0, d_kernel, d_bias, None, None, None
 
 
@@ -623,18 +632,13 @@ class _GRULayer(torch.autograd.Function):
             _use_onednn(x),
             ctx.needs_input_grad[1],
         )
-        dx = d_gk = d_gb = d_ck = d_cb = None
+        dx = None
         if ctx.needs_input_grad[0]:
             dx = _input_grad(d_gates, g_kernel[:depth], total)
             dx[:steps] += _input_grad(d_cands, c_kernel[:depth], steps)
-        if ctx.needs_input_grad[2]:
-            d_gk = _kernel_grad([(x[:steps], d_gates), (hs[:steps], d_gates)], g_kernel)
-        if ctx.needs_input_grad[3]:
-            d_gb = d_gates.sum((0, 1))
-        if ctx.needs_input_grad[4]:
-            d_ck = _kernel_grad([(x[:steps], d_cands), (rhs, d_cands)], c_kernel)
-        if ctx.needs_input_grad[5]:
-            d_cb = d_cands.sum((0, 1))
+        need = ctx.needs_input_grad
+        d_gk, d_gb = _param_grads([x[:steps], hs[:steps]], d_gates, need[2], need[3])
+        d_ck, d_cb = _param_grads([x[:steps], rhs], d_cands, need[4], need[5])
         return dx, dh0, d_gk, d_gb, d_ck, d_cb, None, None, None
 
 

@@ -155,6 +155,22 @@ def test_packed_linear_matches_float64(n, k, cols, layout, add, monkeypatch):
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5 * k**0.5)
 
 
+@pytest.mark.parametrize("rows,cols", [(1, 1), (600, 70), (256, 32), (3584, 512)])
+def test_weight_grad_matches_float64(rows, cols, monkeypatch):
+    """Kernel and bias gradients in one pass over d (csrc/loops.cpp ``weight_grad``): several
+    inputs stacked on rows, transposed views, masked panels, several 256-row chunks."""
+    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
+    ops = _packed_ops()
+    torch.manual_seed(0)
+    d = torch.randn(rows, cols)
+    inputs = [torch.randn(rows, 3), torch.randn(5, rows).t(), torch.randn(rows, 40)]
+    d_kernel, d_bias = ops.weight_grad(inputs, d)
+    expected = torch.cat([x.double().t() @ d.double() for x in inputs])
+    tol = 1e-5 * rows**0.5
+    torch.testing.assert_close(d_kernel.double(), expected, rtol=1e-5, atol=tol)
+    torch.testing.assert_close(d_bias.double(), d.double().sum(0), rtol=1e-5, atol=tol)
+
+
 def test_packed_linear_rejects_a_mismatched_add(monkeypatch):
     monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
     ops = _packed_ops()

@@ -132,6 +132,7 @@ constexpr bool kPackedGemm = true;
 constexpr int64_t kPanel = 32;  // columns per panel: two zmm registers
 constexpr int kRows = 12;       // rows per register block: 24 accumulators + 2 b + 1 a of 32
 constexpr int64_t kMacsPerThread = 1 << 18;
+constexpr int64_t kSmallWeightBytes = 256 << 10;  // packed whole for a one-off GEMM
 
 // c[r, :32] = a[r, :K] . panel + add[r, :32] for r < R; columns past the masks untouched. a's
 // element (r, k) is a[r * lda + k * ak]: rows or columns contiguous run at the same speed.
@@ -244,6 +245,7 @@ class StepWeight {
   }
 
   bool packed() const { return packed_.defined(); }
+  const float* packed_data() const { return packed_.data_ptr<float>(); }
 
 #if defined(__AVX512F__)
   // The packed GEMM with a's element (r, k) at a[r * lda + k * ak]; add's row stride may be 0
@@ -793,30 +795,110 @@ Tensor linear(const Tensor& a, const Tensor& w, const std::optional<Tensor>& add
                 "or [n, N] = [", n, ", ", N, "], got ", add->sizes());
     ldadd = bias.numel() == N ? 0 : N;
   }
-  // Unlike a recurrent weight, w is used once: packing all of it (7 MB for a weight gradient
-  // here) would cost more than it saves, so each thread packs kKc rows of a panel at a time
-  // into an L1-sized buffer and sweeps every row of a over it, accumulating into out.
-  constexpr int64_t kKc = 256;
   const float* pa = a.data_ptr<float>();
-  const float* pw = w.data_ptr<float>();
   const float* padd = add ? bias.data_ptr<float>() : nullptr;
   float* pc = out.data_ptr<float>();
+  const int64_t lda = a.stride(0), ak = a.stride(1);
   const int64_t panels = (N + kPanel - 1) / kPanel;
+  if (panels * K * kPanel * static_cast<int64_t>(sizeof(float)) <= kSmallWeightBytes) {
+    // A small w (an input projection's): packed whole, then each thread takes a range of rows
+    // and writes them whole, 48 at a time over every panel (output written once, in order).
+    const StepWeight<float> gemm(w, false);
+    const float* pw = gemm.packed_data();
+    constexpr int64_t kChunk = 4 * kRows;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (kChunk * K * N));
+    at::parallel_for(0, chunks, grain, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t i0 = c * kChunk, rows = std::min(kChunk, n - i0);
+        for (int64_t p = 0; p < panels; ++p)
+          panel_rows(rows, pa + i0 * lda, lda, ak, pw + p * K * kPanel, K,
+                     padd ? padd + i0 * ldadd : nullptr, ldadd, pc + i0 * N, N, p, N);
+      }
+    });
+    return out;
+  }
+  // A large w (a weight gradient's: dG over all steps, 7 MB here) is used once: packing all of
+  // it would cost more than it saves. Each thread takes a range of panels and walks K in chunks
+  // of kKc: it packs each panel's chunk into an L1-sized buffer and sweeps every row of a over
+  // it (a's chunk stays in L2 across the panels), accumulating into out.
+  constexpr int64_t kKc = 256;
+  const float* pw = w.data_ptr<float>();
   const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (n * K * kPanel));
   at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
     alignas(64) float buf[kKc * kPanel];
-    for (int64_t p = p0; p < p1; ++p) {
-      for (int64_t k0 = 0; k0 < K; k0 += kKc) {
-        const int64_t kc = std::min(kKc, K - k0);
+    for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+      const int64_t kc = std::min(kKc, K - k0);
+      const bool first = k0 == 0;
+      for (int64_t p = p0; p < p1; ++p) {
         pack_panel(pw, w.stride(0), w.stride(1), N, p, k0, kc, buf);
-        const bool first = k0 == 0;
-        panel_rows(n, pa + k0 * a.stride(1), a.stride(0), a.stride(1), buf, kc,
-                   first ? padd : pc, first ? ldadd : N, pc, N, p, N);
+        panel_rows(n, pa + k0 * ak, lda, ak, buf, kc, first ? padd : pc, first ? ldadd : N, pc,
+                   N, p, N);
       }
     }
   });
 #endif
   return out;
+}
+
+// The parameter gradients of a layer from the gradient of its pre-activations d [R, G] (R = all
+// steps' rows) and the inputs its kernel multiplied, each [R, K_i]: d_kernel = the inputs_i^T d
+// stacked on rows [sum K_i, G], d_bias = d's column sums [G]. One pass over d (7 MB for the
+// tutorial's LSTM) for all of them: each thread packs a chunk of d's columns once and sweeps
+// every input over it, and sums the chunk for the bias (float per chunk, double across).
+std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
+  TORCH_CHECK(d.dim() == 2, "rnnflow: weight_grad needs d [rows, G]");
+  const int64_t R = d.size(0), G = d.size(1);
+  int64_t total = 0;
+  for (const Tensor& x : inputs) {
+    TORCH_CHECK(x.dim() == 2 && x.size(0) == R && x.scalar_type() == d.scalar_type(),
+                "rnnflow: weight_grad's inputs must be [", R, ", K] like d");
+    total += x.size(1);
+  }
+  if (!kPackedGemm || d.scalar_type() != at::kFloat || R == 0) {
+    std::vector<Tensor> parts;
+    for (const Tensor& x : inputs) parts.push_back(at::mm(x.t(), d));
+    return {at::cat(parts), d.sum(0)};
+  }
+  Tensor d_kernel = at::empty({total, G}, d.options());
+  Tensor d_bias = at::empty({G}, d.options());
+#if defined(__AVX512F__)
+  constexpr int64_t kKc = 256;
+  const float* pd = d.data_ptr<float>();
+  float* out = d_kernel.data_ptr<float>();
+  float* bias = d_bias.data_ptr<float>();
+  const int64_t panels = (G + kPanel - 1) / kPanel;
+  const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (total * R * kPanel));
+  at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
+    alignas(64) float buf[kKc * kPanel];
+    std::vector<double> sums((p1 - p0) * kPanel, 0.0);
+    for (int64_t k0 = 0; k0 < R; k0 += kKc) {
+      const int64_t kc = std::min(kKc, R - k0);
+      for (int64_t p = p0; p < p1; ++p) {
+        // column panel p of d^T: element (j, k) of w = d^T is d[k][j]
+        pack_panel(pd, d.stride(1), d.stride(0), G, p, k0, kc, buf);
+        float chunk[kPanel] = {};
+        for (int64_t k = 0; k < kc; ++k)
+#pragma GCC ivdep
+          for (int64_t j = 0; j < kPanel; ++j) chunk[j] += buf[k * kPanel + j];
+        for (int64_t j = 0; j < kPanel; ++j) sums[(p - p0) * kPanel + j] += chunk[j];
+        int64_t row = 0;
+        for (const Tensor& x : inputs) {
+          // a = x^T: element (r, k) = x[k][r]
+          const int64_t lda = x.stride(1), ak = x.stride(0), n = x.size(1);
+          float* o = out + row * G;
+          panel_rows(n, x.data_ptr<float>() + k0 * ak, lda, ak, buf, kc, k0 ? o : nullptr, G, o,
+                     G, p, G);
+          row += n;
+        }
+      }
+    }
+    for (int64_t p = p0; p < p1; ++p)
+      for (int64_t j = 0; j < std::min(kPanel, G - p * kPanel); ++j)
+        bias[p * kPanel + j] = static_cast<float>(sums[(p - p0) * kPanel + j]);
+  });
+#endif
+  return {d_kernel, d_bias};
 }
 
 bool packed_gemm() { return kPackedGemm; }
@@ -830,6 +912,7 @@ Tensor pool_empty(at::IntArrayRef size, at::ScalarType dtype) {
 
 TORCH_LIBRARY(rnnflow_loops, m) {
   m.def("linear(Tensor a, Tensor w, Tensor? add) -> Tensor");
+  m.def("weight_grad(Tensor[] inputs, Tensor d) -> (Tensor, Tensor)");
   m.def("packed_gemm() -> bool", &packed_gemm);
   m.def("empty(int[] size, ScalarType dtype) -> Tensor", &pool_empty);
   m.def("rnn_forward(Tensor(a!) pre, Tensor(b!) hs, Tensor w, int[] batch_sizes, int act, "
@@ -850,6 +933,7 @@ TORCH_LIBRARY(rnnflow_loops, m) {
 
 TORCH_LIBRARY_IMPL(rnnflow_loops, CPU, m) {
   m.impl("linear", &linear);
+  m.impl("weight_grad", &weight_grad);
   m.impl("rnn_forward", &rnn_forward);
   m.impl("rnn_backward", &rnn_backward);
   m.impl("lstm_forward", &lstm_forward);
