@@ -234,10 +234,10 @@ def _blocks(t: Tensor, order: tuple[int, ...], dim: int) -> Tensor:
 
 
 class _LSTMParams(torch.autograd.Function):
-    """TF's kernel [D+H, 4H] and bias [4H] (gates i, j, f, o) with the gate blocks reordered and
-    ``forget_bias`` folded into the bias, as one autograd node (a handful of ops either way,
-    which matters at small batches). ``depth`` False: returns the reordered kernel and bias;
-    ``depth`` = D: PyTorch's layout ``kernel^T`` split into [4H, D] and [4H, H], and the bias."""
+    """TF's kernel [D+H, 4H] and bias [4H] (gates i, j, f, o) in PyTorch's layout: the gate
+    blocks reordered, ``kernel^T`` split into [4H, D] and [4H, H], ``forget_bias`` folded into
+    the bias, as one autograd node (a handful of ops either way, which matters at small
+    batches)."""
 
     @staticmethod
     def forward(ctx: Any, kernel, bias, forget_bias, order, depth):
@@ -247,8 +247,6 @@ class _LSTMParams(torch.autograd.Function):
         f = order.index(2)  # where TF's forget gate went
         new_bias[f * units : (f + 1) * units] += forget_bias
         reordered = _blocks(kernel, order, 1)  # [D+H, 4H]: copies of contiguous row pieces
-        if depth is False:
-            return reordered, new_bias
         # then one transposed copy each (half the time of concatenating transposed blocks)
         w_ih = reordered[:depth].t().contiguous()  # [4H, D]
         w_hh = reordered[depth:].t().contiguous()  # [4H, H]
@@ -258,10 +256,7 @@ class _LSTMParams(torch.autograd.Function):
     def backward(ctx: Any, *grads):
         inverse = tuple(ctx.order.index(g) for g in range(4))
         d_bias = _blocks(grads[-1], inverse, 0)
-        if ctx.depth is False:
-            d_kernel = _blocks(grads[0], inverse, 1)
-        else:
-            d_kernel = _blocks(torch.cat([grads[0], grads[1]], dim=1), inverse, 0).t()
+        d_kernel = _blocks(torch.cat([grads[0], grads[1]], dim=1), inverse, 0).t()
         return d_kernel, d_bias, None, None, None
 
 
