@@ -178,6 +178,20 @@ def test_packed_linear_rejects_a_mismatched_add(monkeypatch):
         ops.linear(torch.ones(3, 4), torch.ones(5, 4), torch.ones(7))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_loops_split_over_threads_match_reference(kind, loops, monkeypatch):
+    """Two threads, each running the time loop for its own range of rows (csrc/loops.cpp
+    parallel_rows), with lengths that end inside both ranges; float64 at 1e-10."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seq = [(7 * b) % 10 for b in range(37)]
+        fast, ref = run(kind, torch.float64, 37, 9, seq, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    assert_close_tree(fast, ref, atol=1e-10, rtol=1e-10)
+
+
 def test_compiled_and_python_loops_agree(monkeypatch):
     """The two implementations of the same loops, side by side (float64, 1e-12)."""
     monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
