@@ -406,12 +406,17 @@ void check_sizes(const std::vector<int64_t>& bs, int64_t batch) {
 }
 
 // Rows of a batch never interact in a recurrence (row b's state at t depends on row b's only,
-// forward and backward), so each thread runs the whole time loop for a range of rows: one
+// forward and backward), so each thread can run the whole time loop for a range of rows: one
 // parallel region per layer instead of one per step GEMM, and the gate maths split too (with 2
-// threads, splitting each step's GEMM by panels scaled the LSTM 1.37x, nn.LSTM 1.65x).
+// threads, splitting each step's GEMM by panels scaled the LSTM 1.37x, nn.LSTM 1.65x). Unless
+// the recurrent weights outgrow a core's L2 (1 MB here): then every thread would stream all of
+// them from L3 at every step (LSTM, 1024 units: 0.83x the peer), so the loop stays on one
+// thread and each step's GEMM splits its panels instead (each thread reads half the weight).
 template <typename F>
-void parallel_rows(int64_t batch, F&& f) {
+void parallel_rows(int64_t batch, int64_t weight_bytes, F&& f) {
   constexpr int64_t kRowGrain = 8;
+  constexpr int64_t kRowSplitMaxBytes = 1 << 20;
+  if (weight_bytes > kRowSplitMaxBytes) return f(int64_t{0}, batch);
   at::parallel_for(0, batch, kRowGrain, f);
 }
 
@@ -424,7 +429,7 @@ void rnn_forward_impl(Tensor pre, Tensor hs, const Tensor& w, const std::vector<
   const StepWeight<T> gemm(w, onednn);
   const auto P = steps_of<T>(pre, "pre"), Hs = steps_of<T>(hs, "hs");
   with_act(a, [&](auto A) {
-    parallel_rows(hs.size(1), [&](int64_t r0, int64_t r1) {
+    parallel_rows(hs.size(1), w.nbytes(), [&](int64_t r0, int64_t r1) {
       for (size_t t = 0; t < bs.size(); ++t) {
         const int64_t n = std::min(bs[t], r1) - r0, at = r0 * units;
         if (n <= 0) break;
@@ -460,7 +465,7 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
   const T* d_fin = rows_of<T>(d_final, "d_final");
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
-    parallel_rows(batch, [&](int64_t r0, int64_t r1) {
+    parallel_rows(batch, w.nbytes(), [&](int64_t r0, int64_t r1) {
       const int64_t at = r0 * units;
       const T* df = d_fin + at;
       for (int64_t t = steps - 1; t >= 0; --t) {
@@ -514,7 +519,7 @@ void lstm_forward_impl(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Ten
   const bool state_steps = cs.size(0) > 1;
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
-    parallel_rows(hs.size(1), [&](int64_t r0, int64_t r1) {
+    parallel_rows(hs.size(1), w.nbytes(), [&](int64_t r0, int64_t r1) {
       const int64_t at = r0 * units;
       for (size_t t = 0; t < bs.size(); ++t) {
         const int64_t n = std::min(bs[t], r1) - r0;
@@ -579,7 +584,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
   T* dh_rec_all = scratch.data_ptr<T>();
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
-    parallel_rows(batch, [&](int64_t r0, int64_t r1) {
+    parallel_rows(batch, w.nbytes(), [&](int64_t r0, int64_t r1) {
       const int64_t at = r0 * units;
       const T* dfc = d_fin_c + at;
       const T* dfh = d_fin_h + at;
@@ -670,7 +675,7 @@ void gru_forward_impl(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const T
   const auto RH = steps_of<T>(rhs, "rhs"), Hs = steps_of<T>(hs, "hs");
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
-    parallel_rows(hs.size(1), [&](int64_t r0, int64_t r1) {
+    parallel_rows(hs.size(1), w_g.nbytes() + w_c.nbytes(), [&](int64_t r0, int64_t r1) {
       const int64_t at = r0 * units;
       for (size_t t = 0; t < bs.size(); ++t) {
         const int64_t n = std::min(bs[t], r1) - r0;
@@ -735,7 +740,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
   T* rec_all = dh_rec.data_ptr<T>();
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
-    parallel_rows(batch, [&](int64_t r0, int64_t r1) {
+    parallel_rows(batch, w_g.nbytes() + w_c.nbytes(), [&](int64_t r0, int64_t r1) {
       const int64_t at = r0 * units;
       const T* df = d_fin + at;
       T* dhp = dh.data_ptr<T>() + at;
