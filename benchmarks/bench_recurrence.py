@@ -407,19 +407,22 @@ def results_table(records: list[dict[str, Any]]) -> str:
 
 
 def write_performance_doc(info: dict[str, Any], records: list[dict[str, Any]]) -> None:
-    """Replace the measured-ratios section of docs/PERFORMANCE.md; other sections stay."""
+    """Replace the measured-ratios section of docs/PERFORMANCE.md for this run's thread count
+    (one section per count); other sections stay."""
     gemm = info.get("fp32_gemm_gflops", {})
+    threads = info["torch_threads"]
+    heading = f"{SECTION}, {threads} thread{'s' if threads != 1 else ''}"
     body = (
-        f"{SECTION}\n\n"
+        f"{heading}\n\n"
         f"Measured {info['date']} with `{info['command']}` on {info['cpu']}, "
         f"{info['logical_cpus']} logical CPUs, torch {info['torch']} with "
         f"{info['torch_threads']} thread(s); load average at start {info['load_avg']}; "
         f"compiled step loops: {info.get('compiled_loops', '?')}. "
         f"FP32 GEMM 2048^3: torch.mm (MKL) {gemm.get('mm')} GFLOP/s, oneDNN "
-        f"{gemm.get('onednn')} GFLOP/s (the peak used below).\n\n"
+        f"{gemm.get('onednn')} GFLOP/s with {threads} thread(s) (the peak used below).\n\n"
         f"{results_table(records)}\n"
     )
-    replace_section(PERFORMANCE_MD, SECTION, body)
+    replace_section(PERFORMANCE_MD, heading, body)
 
 
 if __name__ == "__main__":
