@@ -22,6 +22,13 @@ for the cases the fused path hands to cuDNN (RNN and LSTM without sequence lengt
 record says its ``device``. Without a GPU, ``--device cuda`` exits with status 2. ``--write-doc``
 writes the CPU table only and refuses ``--device cuda`` (status 2): CUDA numbers go to
 ``--json`` and into docs/PERFORMANCE.md by hand. ``tools/gpu_check.sh`` runs the CUDA quick set.
+
+On CPU each case runs in a fresh process (``--case-index``, internal): the allocator's state
+left by earlier cases moved the peer's times by up to 60% (glibc returns freed memory to the
+OS and page-faults it back in, more or less often depending on the heap's history; nn.LSTM at
+batch 512 took ~16,000 page faults per step in a fresh process). ``MALLOC_MMAP_THRESHOLD_`` /
+``MALLOC_TRIM_THRESHOLD_`` in the environment reach every case and are recorded: set large, no
+candidate pays those page faults, which times the kernels alone.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -268,6 +277,29 @@ def tutorial_cases(*, quick: bool) -> list[Case]:
     return cases
 
 
+def all_cases(*, quick: bool) -> list[Case]:
+    return tutorial_cases(quick=quick) + ([] if quick else grid_cases())
+
+
+def _run_case_in_fresh_process(
+    index: int, peak: float, *, quick: bool, rounds: int | None
+) -> dict[str, Any]:
+    """Case ``index`` of ``all_cases`` timed by a new Python process with this one's threads and
+    environment (see the module docstring for why)."""
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "benchmarks.bench_recurrence", "--case-index", str(index)]
+    command += ["--peak", str(peak), "--threads", str(torch.get_num_threads())]
+    command += [] if quick else ["--full"]
+    command += [] if rounds is None else ["--rounds", str(rounds)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"bench_recurrence: case {index} failed ({done.returncode}): {done.stderr[-2000:]}"
+        )
+    return json.loads(lines[-1])
+
+
 def grid_cases() -> list[Case]:
     cases: list[Case] = []
     for cell in ("rnn", "lstm"):
@@ -305,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-doc", action="store_true", help="update docs/PERFORMANCE.md's recurrence section"
     )
+    parser.add_argument("--case-index", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--peak", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device == "cuda":
         if args.write_doc:
@@ -323,6 +357,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     elif args.threads:
         torch.set_num_threads(args.threads)
+    if args.case_index is not None:  # one case, in the fresh process the parent started
+        case = all_cases(quick=not args.full)[args.case_index]
+        emit(
+            run_case(
+                case, args.peak, rounds=args.rounds or 5, min_round_s=0.2 if not args.full else 0.15
+            )
+        )
+        return 0
     return run(
         quick=not args.full,
         rounds=args.rounds,
@@ -358,17 +400,16 @@ def run(
     rates = gemm_peak_gflops(device=device)
     peak = rates["peak"]
     info["fp32_gemm_gflops"] = {k: round(v, 1) for k, v in rates.items()}
+    info["malloc_env"] = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     emit({"machine": info})
-    cases = tutorial_cases(quick=quick) + ([] if quick else grid_cases())
     records = []
-    for case in cases:
-        record = run_case(
-            case,
-            peak,
-            rounds=rounds or (5 if quick else 5),
-            min_round_s=0.2 if quick else 0.15,
-            device=device,
-        )
+    for index, case in enumerate(all_cases(quick=quick)):
+        if device == "cpu":
+            record = _run_case_in_fresh_process(index, peak, quick=quick, rounds=rounds)
+        else:
+            record = run_case(
+                case, peak, rounds=rounds or 5, min_round_s=0.2 if quick else 0.15, device=device
+            )
         emit(record)
         records.append(record)
     gemm_end = gemm_peak_gflops(device=device)
@@ -412,6 +453,9 @@ def write_performance_doc(info: dict[str, Any], records: list[dict[str, Any]]) -
     gemm = info.get("fp32_gemm_gflops", {})
     threads = info["torch_threads"]
     heading = f"{SECTION}, {threads} thread{'s' if threads != 1 else ''}"
+    malloc = info.get("malloc_env") or {}
+    if malloc:
+        heading += ", " + " ".join(f"{k}={v}" for k, v in sorted(malloc.items()))
     body = (
         f"{heading}\n\n"
         f"Measured {info['date']} with `{info['command']}` on {info['cpu']}, "
