@@ -22,9 +22,11 @@ stack, every layer computes step t for the rows still running only (a shrinking 
 PackedSequence), and outputs and final state are put back in the caller's row order.
 
 CPU: the time loops run compiled (``csrc/loops.cpp`` via ``_ext``) for float32/float64, in
-Python otherwise (the same function). ``BasicLSTMCell`` without lengths in float32/bfloat16 runs
-oneDNN's fused LSTM (``nn.LSTM``'s kernel) with the TF weights converted per call, except where
-the compiled generic kernel measured faster (``_compiled_lstm_faster``).
+Python otherwise (the same function). ``BasicLSTMCell`` without lengths: in float32 the compiled
+kernel wherever it has its packed AVX-512 GEMM (faster than oneDNN's LSTM in every measured
+case); in bfloat16, and in float32 on CPUs without AVX-512 except where the compiled kernel
+measured faster (``_compiled_lstm_faster``), oneDNN's fused LSTM (``nn.LSTM``'s kernel) with the
+TF weights converted per call.
 
 Mixed precision: under ``torch.autocast`` (CPU bfloat16 or CUDA float16/bfloat16) with float32
 inputs, the whole recurrence (GEMMs, gates and states) runs in the autocast dtype, and outputs
@@ -298,8 +300,8 @@ def _run_leaf(
 # ----------------------------------------------------------------------------- CUDA: cuDNN
 def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | None) -> bool:
     """cuDNN computes the same cell for BasicRNNCell (tanh, relu) and BasicLSTMCell (tanh);
-    on CPU, oneDNN's LSTM (what ``nn.LSTM`` runs in float32 and bfloat16) is faster than the
-    generic kernels for BasicLSTMCell."""
+    on CPU, oneDNN's LSTM (what ``nn.LSTM`` runs in float32 and bfloat16) serves BasicLSTMCell
+    in bfloat16, and in float32 where the compiled kernel is not the faster one."""
     if lengths is not None:
         return False
     if x.device.type == "cpu":
