@@ -1,11 +1,12 @@
 // rnnflow's compiled step loops: the per-step part of the fused kernels (_fused_kernels.py).
 //
 // Each function runs the time loop of one layer, forward or backward, exactly as the Python
-// fallback in _fused_kernels.py does (same buffers, same results up to float rounding): the
-// input projections and the weight/input-gradient GEMMs over all steps stay in Python, one GEMM
-// each. What moves here is what Python did once per step: the recurrent GEMM (oneDNN's
-// _linear_pointwise for float32 products of >= 1.5M multiply-adds, ATen's addmm otherwise) and
-// the gate maths, fused into one pass per step over the [n, G] buffer.
+// fallback in _fused_kernels.py does (same buffers, same results up to float rounding). What
+// moves here is what Python did once per step: the recurrent GEMM (our packed AVX-512 kernel in
+// float32, see "GEMMs"; oneDNN or ATen otherwise) and the gate maths, fused into one pass per
+// step over the [n, G] block, each thread taking a range of rows. The GEMMs over all steps
+// (input projections, weight and input gradients) are called from Python as `linear` and
+// `weight_grad`, with the same packed kernel. Large buffers come from a per-thread pool.
 //
 // Shrinking batch: rows are sorted by length (descending) by the caller, and batch_sizes[t] is
 // the number of rows still active at step t; step t touches only those rows. Rows past their
