@@ -271,15 +271,19 @@ def _py_rnn_backward(d_out, d_final, hs, w, bs, act, onednn, need_h0) -> tuple[T
     return d_pre, dh0
 
 
-def _py_lstm_forward(gates, cs, hs, tcs, w, bs, act, onednn) -> None:
+def _py_lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn) -> None:
     kind = _KINDS[act]
     units = hs.shape[2]
     state_steps = cs.shape[0] > 1  # else: c and act(c) in one buffer each, updated in place
+    gate_steps = gates.shape[0] > 1  # else: one [B, 4H] block reused at every step (inference)
+    if gate_steps and bs:  # the input projection of every step as one GEMM
+        gates[: len(bs)].view(-1, gates.shape[-1]).copy_(_project(x[: len(bs)], w_x.t(), bias))
     for t, n in enumerate(bs):
         if n == 0:
             break
-        flat = gates[t, :n]  # [n, 4H]: i, j, f, o
-        flat.copy_(lin(hs[t, :n], w, flat))
+        flat = gates[t, :n] if gate_steps else gates[0, :n]  # [n, 4H]: i, j, f, o
+        pre = flat if gate_steps else lin(x[t, :n], w_x, bias)
+        flat.copy_(lin(hs[t, :n], w, pre))
         g = flat.view(n, 4, units)
         g[:, 0].sigmoid_()
         g[:, 2:].sigmoid_()
@@ -459,21 +463,25 @@ def lstm_forward(
     cs = _buffer(x, lengths, steps + 1, batch, units)
     hs = _buffer(x, lengths, total + 1, batch, units)
     tcs = _buffer(x, lengths, steps, batch, units)
+    gates = _buffer(x, lengths, steps, batch, 4 * units)  # i, j, f, o
     cs[0] = c0
     hs[0] = h0
-    gates = _project(x[:steps], kernel[:depth], bias).view(steps, batch, 4 * units)  # i, j, f, o
     if steps:
-        w_h = kernel[depth:].t().contiguous()  # [4H, H], linear layout
-        _loops(x).lstm_forward(gates, cs, hs, tcs, w_h, bs, _ACT_CODES[act], _use_onednn(x))
+        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act)
     final_c = _gather_final(cs, lengths)
     final_h = _gather_final(hs[: steps + 1], lengths)
     return gates, cs, hs, tcs, final_c, final_h
 
 
-# Inference keeps no per-step gates: they go through one reused [chunk, B, 4H] buffer, this many
-# bytes at most. Large fresh buffers are expensive here (the 57 MB gates of B=1000 cost ~20 ms in
-# page faults, a third of the whole forward).
-_CHUNK_BYTES = 4 << 20
+def _run_lstm_loop(x, kernel, bias, gates, cs, hs, tcs, bs, act) -> None:
+    """The time loop, input projection included: the compiled loop projects each step's rows
+    just before its recurrent GEMM (the block is still in cache; projecting all steps first
+    wrote and re-read a 7 MB block at the tutorial size), the Python loop all steps at once."""
+    depth = x.shape[2]
+    w_x = kernel[:depth].t()  # [4H, D], linear layout
+    w_h = kernel[depth:].t().contiguous()  # [4H, H]
+    loops = _loops(x)
+    loops.lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w_h, bs, _ACT_CODES[act], _use_onednn(x))
 
 
 def lstm_infer(
@@ -486,9 +494,10 @@ def lstm_infer(
     bs: list[int],
     act: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``lstm_forward`` without what only the backward needs: the gates of a chunk of steps at
-    a time, c and act(c) in one [1, B, H] buffer updated in place (rows past their length are
-    not touched, so it ends holding each row's final c). Returns outputs, final c and final h."""
+    """``lstm_forward`` without what only the backward needs: one [1, B, 4H] gates block reused
+    at every step, c and act(c) in one [1, B, H] buffer updated in place (rows past their length
+    are not touched, so it ends holding each row's final c). Returns outputs, final c and h.
+    (A fresh [T, B, 4H] gates buffer, 57 MB at B=1000, cost ~20 ms in page faults here.)"""
     total, batch, depth = x.shape
     units = h0.shape[1]
     steps = len(bs)
@@ -496,16 +505,9 @@ def lstm_infer(
     hs[0] = h0
     cs = c0.clone().unsqueeze(0)  # [1, B, H]
     tcs = x.new_empty(1, batch, units)
+    gates = x.new_empty(1, batch, 4 * units)
     if steps:
-        w_x = kernel[:depth]
-        w_h = kernel[depth:].t().contiguous()
-        chunk = max(1, _CHUNK_BYTES // (4 * units * batch * x.element_size()))
-        for t0 in range(0, steps, chunk):
-            t1 = min(steps, t0 + chunk)
-            gates = _project(x[t0:t1], w_x, bias).view(t1 - t0, batch, 4 * units)
-            _loops(x).lstm_forward(
-                gates, cs, hs[t0 : t1 + 1], tcs, w_h, bs[t0:t1], _ACT_CODES[act], _use_onednn(x)
-            )
+        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act)
     return hs[1:], cs[0], _gather_final(hs[: steps + 1], lengths)
 
 

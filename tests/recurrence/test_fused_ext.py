@@ -205,10 +205,9 @@ def test_compiled_and_python_loops_agree(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_lstm_inference_in_chunks(dtype, loops, monkeypatch):
-    """No-grad LSTM: gates through a small reused buffer, c updated in place; several chunks."""
+def test_lstm_inference_reuses_one_gates_block(dtype, loops, monkeypatch):
+    """No-grad LSTM: every step's gates in one reused [B, 4H] block, c updated in place."""
     monkeypatch.setattr(fused, "_CPU_LSTM_PEER", False)
-    monkeypatch.setattr(kernels, "_CHUNK_BYTES", 1)  # one step per chunk
     cell = MultiRNNCell(
         [BasicLSTMCell(5, input_size=DEPTH, dtype=dtype), GRUCell(4, input_size=5, dtype=dtype)]
     )

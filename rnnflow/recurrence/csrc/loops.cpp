@@ -507,14 +507,21 @@ std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_fin
 }
 
 // ------------------------------------------------------------------ BasicLSTMCell
-// gates [S, B, 4H] (TF's i, j, f, o; x W_x + b; activated in place), cs [S+1, B, H] (cs[0] = c0),
+// x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
+// h W_h, written here, activated in place; [1, B, 4H] in inference), cs [S+1, B, H] (cs[0] = c0),
 // hs [S+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. Inference passes cs and
 // tcs as [1, B, H]: c is then updated in place (a row past its length keeps its final c).
 template <typename T>
-void lstm_forward_impl(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
+void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
+                       Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
                        const std::vector<int64_t>& bs, int64_t a, bool onednn) {
-  const int64_t units = hs.size(2), width = 4 * units;
-  const StepWeight<T> gemm(w, onednn);
+  const int64_t units = hs.size(2), width = 4 * units, depth = x.size(2);
+  TORCH_CHECK(w_x.size(0) == width && w_x.size(1) == depth && bias.numel() == width,
+              "rnnflow: lstm_forward needs w_x [4H, D] and bias [4H]");
+  const StepWeight<T> gemm(w, onednn), gemm_x(w_x, onednn);
+  const Tensor b_dense = bias.contiguous();
+  const T* b = b_dense.data_ptr<T>();
+  const auto X = steps_of<T>(x, "x");
   const auto G = steps_of<T>(gates, "gates"), C = steps_of<T>(cs, "cs");
   const auto Hs = steps_of<T>(hs, "hs"), TC = steps_of<T>(tcs, "tcs");
   const bool state_steps = cs.size(0) > 1;
@@ -526,6 +533,7 @@ void lstm_forward_impl(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Ten
         const int64_t n = std::min(bs[t], r1) - r0;
         if (n <= 0) break;
         T* g = G[t] + r0 * width;
+        gemm_x(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
         gemm(n, Hs[t] + at, units, g, width, g, width);
         const T* c_prev = C[state_steps ? t : 0] + at;
         T* c_new = C[state_steps ? t + 1 : 0] + at;
@@ -555,12 +563,13 @@ void lstm_forward_impl(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Ten
   });
 }
 
-void lstm_forward(Tensor gates, Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
-                  at::IntArrayRef batch_sizes, int64_t a, bool onednn) {
+void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates, Tensor cs,
+                  Tensor hs, Tensor tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
+                  bool onednn) {
   std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
   check_sizes(bs, hs.size(1));
   AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "lstm_forward", [&] {
-    lstm_forward_impl<scalar_t>(gates, cs, hs, tcs, w, bs, a, onednn);
+    lstm_forward_impl<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, bs, a, onednn);
   });
 }
 
@@ -966,8 +975,8 @@ TORCH_LIBRARY(rnnflow_loops, m) {
         "bool onednn) -> ()");
   m.def("rnn_backward(Tensor d_out, Tensor d_final, Tensor hs, Tensor w, int[] batch_sizes, "
         "int act, bool onednn, bool need_h0) -> (Tensor, Tensor)");
-  m.def("lstm_forward(Tensor(a!) gates, Tensor(b!) cs, Tensor(c!) hs, Tensor(d!) tcs, Tensor w, "
-        "int[] batch_sizes, int act, bool onednn) -> ()");
+  m.def("lstm_forward(Tensor x, Tensor w_x, Tensor bias, Tensor(a!) gates, Tensor(b!) cs, "
+        "Tensor(c!) hs, Tensor(d!) tcs, Tensor w, int[] batch_sizes, int act, bool onednn) -> ()");
   m.def("lstm_backward(Tensor d_out, Tensor d_final_c, Tensor d_final_h, Tensor gates, "
         "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn, bool need_h0) "
         "-> (Tensor, Tensor, Tensor)");
