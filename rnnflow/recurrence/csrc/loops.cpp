@@ -621,10 +621,12 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
           const T* tcb = tc + b * units;
           T* d = dg + b * width;
           T* cb = cc + b * units;
-          if (live) {
+          // One loop, instantiated twice: rows still running at t+1 get no final-state term.
+          auto gate_grads = [&](auto ends_here) {
 #pragma GCC ivdep
             for (int64_t k = 0; k < units; ++k) {
-              const T dh = dhr[k];
+              T dh = dhr[k];
+              if constexpr (decltype(ends_here)::value) dh += dhx[k];
               const T dc = dcin[k] + dh * o[k] * act_grad<kA>(tcb[k]);
               d[k] = dc * j[k] * (i[k] - i[k] * i[k]);
               d[units + k] = dc * i[k] * act_grad<kA>(j[k]);
@@ -632,18 +634,11 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
               d[3 * units + k] = dh * tcb[k] * (o[k] - o[k] * o[k]);
               cb[k] = dc * f[k];
             }
-          } else {
-#pragma GCC ivdep
-            for (int64_t k = 0; k < units; ++k) {
-              const T dh = dhr[k] + dhx[k];
-              const T dc = dcin[k] + dh * o[k] * act_grad<kA>(tcb[k]);
-              d[k] = dc * j[k] * (i[k] - i[k] * i[k]);
-              d[units + k] = dc * i[k] * act_grad<kA>(j[k]);
-              d[2 * units + k] = dc * cp[k] * (f[k] - f[k] * f[k]);
-              d[3 * units + k] = dh * tcb[k] * (o[k] - o[k] * o[k]);
-              cb[k] = dc * f[k];
-            }
-          }
+          };
+          if (live)
+            gate_grads(std::false_type());
+          else
+            gate_grads(std::true_type());
         }
       }
     });
