@@ -1,10 +1,11 @@
 """Hand-written forward and BPTT backward for one layer of each built-in cell, over all steps.
 
 Each layer is one ``torch.autograd.Function``. The forward computes the input projection of every
-step in one GEMM and keeps only the recurrent product ``h @ W_h`` (and the pointwise gate maths)
-inside the time loop, writing into preallocated [T, B, ...] buffers. The backward walks the steps
-in reverse doing only the unavoidable per-step work (``dgates @ W_h^T`` and pointwise products),
-then computes every weight gradient and the input gradient as single large GEMMs over all steps:
+step in one GEMM (the compiled LSTM loop: each step's, just before its recurrent GEMM) and keeps
+only the recurrent product ``h @ W_h`` (and the pointwise gate maths) inside the time loop,
+writing into preallocated [T, B, ...] buffers. The backward walks the steps in reverse doing only
+the unavoidable per-step work (``dgates @ W_h^T`` and pointwise products), then computes the
+weight and bias gradients in one pass over all steps' dG and the input gradient in one GEMM:
 
     dW_x = X^T dG   ([D, T*B] @ [T*B, G]),   dW_h = H_prev^T dG,   db = sum(dG),   dX = dG W_x^T
 
