@@ -171,6 +171,13 @@ def _gather_final(seq: Tensor, lengths: Tensor | None) -> Tensor:
     return seq[lengths, rows]  # [B, H]
 
 
+def _recurrent_weight(w_h: Tensor, x: Tensor) -> Tensor:
+    """``W_h^T`` in ``nn.Linear``'s layout for the forward loop. The compiled loops pack it from
+    any strides (a dense copy first would be a second pass over it: 16 MB per call at 1024 LSTM
+    units); the Python loops multiply by it every step, so they get the dense copy once."""
+    return w_h.t().contiguous() if _loops(x) is _PY_LOOPS else w_h.t()
+
+
 def _buffer(x: Tensor, lengths: Tensor | None, *shape: int) -> Tensor:
     """A step buffer: zeros with lengths (inactive rows are never written), else uninitialised.
     On CPU from the compiled loops' buffer pool (large buffers reused across training steps
@@ -394,7 +401,7 @@ def rnn_forward(
     hs[0] = h0
     if steps:
         pre = _project(x[:steps], kernel[:depth], bias)
-        w_h = kernel[depth:].t().contiguous()  # [H, H] in linear layout
+        w_h = _recurrent_weight(kernel[depth:], x)  # [H, H]
         _loops(x).rnn_forward(
             pre.view(steps, batch, units), hs, w_h, bs, _ACT_CODES[act], _use_onednn(x)
         )
@@ -480,7 +487,7 @@ def _run_lstm_loop(x, kernel, bias, gates, cs, hs, tcs, bs, act) -> None:
     wrote and re-read a 7 MB block at the tutorial size), the Python loop all steps at once."""
     depth = x.shape[2]
     w_x = kernel[:depth].t()  # [4H, D], linear layout
-    w_h = kernel[depth:].t().contiguous()  # [4H, H]
+    w_h = _recurrent_weight(kernel[depth:], x)  # [4H, H]
     loops = _loops(x)
     loops.lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w_h, bs, _ACT_CODES[act], _use_onednn(x))
 
@@ -583,8 +590,8 @@ def gru_forward(
     gates = _project(x[:steps], g_kernel[:depth], g_bias).view(steps, batch, 2 * units)
     cands = _project(x[:steps], c_kernel[:depth], c_bias).view(steps, batch, units)
     if steps:
-        w_gh = g_kernel[depth:].t().contiguous()  # [2H, H], linear layout
-        w_ch = c_kernel[depth:].t().contiguous()  # [H, H]
+        w_gh = _recurrent_weight(g_kernel[depth:], x)  # [2H, H]
+        w_ch = _recurrent_weight(c_kernel[depth:], x)  # [H, H]
         _loops(x).gru_forward(
             gates, cands, rhs, hs, w_gh, w_ch, bs, _ACT_CODES[act], _use_onednn(x)
         )
