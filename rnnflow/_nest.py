@@ -1,19 +1,38 @@
-"""Nested state structures: tensors inside (named) tuples, as TensorFlow's ``tf.nest`` sees them.
+"""Nested structures of tensors, as TensorFlow's ``tf.nest`` sees them.
 
-Cells keep their states as a Tensor, an ``LSTMStateTuple`` or a tuple of sub-states (MultiRNNCell).
-These helpers walk such structures the way ``tf.nest`` does, depth first, left to right, so that
-flattened orders agree with TensorFlow's.
+Cells keep their states (and custom cells their outputs) as a Tensor or as nested tuples,
+namedtuples (``LSTMStateTuple``), lists and dicts of them, exactly the containers ``tf.nest``
+walks. These helpers walk such structures the way ``tf.nest`` does, depth first, left to right,
+dict values in sorted key order, so that flattened orders agree with TensorFlow's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
 def is_sequence(x: Any) -> bool:
-    """True for the containers a state may be built of: tuples (named or not) and lists."""
-    return isinstance(x, (tuple, list))
+    """True for the containers a structure may be built of: tuples (named or not), lists and
+    dicts (any ``Mapping``). Strings and tensors are leaves."""
+    return isinstance(x, (tuple, list, Mapping))
+
+
+def _sorted_keys(mapping: Mapping[Any, Any]) -> list[Any]:
+    try:
+        return sorted(mapping)
+    except TypeError as err:  # tf.nest refuses unsortable keys too
+        raise TypeError(
+            f"nest: dict keys must be sortable (tf.nest flattens dicts in sorted key order), "
+            f"got keys {list(mapping)!r}"
+        ) from err
+
+
+def children(x: Any) -> list[Any]:
+    """The direct children of container ``x`` in ``tf.nest`` order (dicts: by sorted key)."""
+    if isinstance(x, Mapping):
+        return [x[key] for key in _sorted_keys(x)]
+    return list(x)
 
 
 def flatten(structure: Any) -> list[Any]:
@@ -21,12 +40,15 @@ def flatten(structure: Any) -> list[Any]:
     if not is_sequence(structure):
         return [structure]
     leaves: list[Any] = []
-    for item in structure:
+    for item in children(structure):
         leaves.extend(flatten(item))
     return leaves
 
 
 def _rebuild(template: Any, items: Sequence[Any]) -> Any:
+    if isinstance(template, Mapping):  # the same mapping type, the template's key order
+        by_key = dict(zip(_sorted_keys(template), items))
+        return type(template)((key, by_key[key]) for key in template)
     if isinstance(template, tuple) and hasattr(template, "_fields"):  # NamedTuple
         return type(template)(*items)
     if isinstance(template, list):
@@ -45,7 +67,7 @@ def pack_sequence_as(structure: Any, flat: Sequence[Any]) -> Any:
         if not is_sequence(node):
             return flat[pos], pos + 1
         items = []
-        for child in node:
+        for child in children(node):
             item, pos = build(child, pos)
             items.append(item)
         return _rebuild(node, items), pos
@@ -54,11 +76,16 @@ def pack_sequence_as(structure: Any, flat: Sequence[Any]) -> Any:
 
 
 def same_structure(a: Any, b: Any) -> bool:
-    """True when ``a`` and ``b`` nest the same way (tuple and list count as the same)."""
+    """True when ``a`` and ``b`` nest the same way (tuple and list count as the same; dicts
+    must have the same keys)."""
     if is_sequence(a) != is_sequence(b):
         return False
     if not is_sequence(a):
         return True
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        if not (isinstance(a, Mapping) and isinstance(b, Mapping)) or set(a) != set(b):
+            return False
+        return all(same_structure(a[key], b[key]) for key in a)
     return len(a) == len(b) and all(same_structure(x, y) for x, y in zip(a, b))
 
 
@@ -76,6 +103,9 @@ def map_structure(fn: Callable[..., Any], *structures: Any) -> Any:
 
 def describe(structure: Any, leaf: Callable[[Any], str] | None = None) -> str:
     """A short picture of a structure for error messages; ``leaf`` formats non-tensor leaves."""
+    if isinstance(structure, Mapping):
+        items = ", ".join(f"{key!r}: {describe(structure[key], leaf)}" for key in structure)
+        return f"{{{items}}}"
     if is_sequence(structure):
         if isinstance(structure, tuple) and hasattr(structure, "_fields"):
             fields = ", ".join(
