@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+_UNSIGNED = (torch.uint8, torch.uint16, torch.uint32, torch.uint64)
 
 
 def check_sequence_length(
@@ -14,18 +17,36 @@ def check_sequence_length(
 ) -> Tensor | None:
     """Return ``sequence_length`` as an int64 tensor [B] on ``device``, or refuse it.
 
-    TF1 silently clamps out-of-range lengths; rnnflow refuses them, since they are always a bug.
+    Accepted: a dense integer tensor of any integer dtype (signed or unsigned) on any device, or
+    a list, tuple or NumPy array of ints (TF1 converts those too). Refused with ``TypeError``:
+    bool, floating and complex values (TF1 casts them to int32), sparse, nested and meta tensors
+    (a meta tensor holds no values), anything else; with ``ValueError``: a shape other than
+    [B], values outside [0, T]. TF1 silently clamps out-of-range lengths; rnnflow refuses them,
+    since they are always a bug.
     """
     if sequence_length is None:
         return None
     if isinstance(sequence_length, Tensor):
         lengths = sequence_length
+        if lengths.layout != torch.strided or lengths.is_nested:
+            kind = "nested" if lengths.is_nested else str(lengths.layout)
+            raise TypeError(
+                f"{owner}: sequence_length must be a dense integer tensor, got a {kind} tensor"
+            )
+        if lengths.is_meta:
+            raise TypeError(
+                f"{owner}: sequence_length must hold values, got a meta tensor (it has none)"
+            )
     elif isinstance(sequence_length, (list, tuple, np.ndarray)):
         try:
-            lengths = torch.as_tensor(np.asarray(sequence_length))
+            array = np.asarray(sequence_length)
+            if array.size == 0 and array.dtype == np.float64:  # [] converts to float64
+                array = array.astype(np.int64)
+            lengths = torch.as_tensor(array)
         except (TypeError, ValueError) as err:
             raise TypeError(
-                f"{owner}: sequence_length must be an integer tensor, got {sequence_length!r}"
+                f"{owner}: sequence_length must be an integer tensor, "
+                f"got {reprlib.repr(sequence_length)}"
             ) from err
     else:
         raise TypeError(
@@ -41,7 +62,11 @@ def check_sequence_length(
             f"{owner}: sequence_length must have shape ({batch},), got {tuple(lengths.shape)}"
         )
     if batch:
-        low, high = int(lengths.min()), int(lengths.max())
+        if lengths.dtype in _UNSIGNED:  # few reductions exist for these: exact Python ints
+            values = lengths.tolist()
+            low, high = min(values), max(values)
+        else:
+            low, high = int(lengths.min()), int(lengths.max())
         if low < 0:
             raise ValueError(f"{owner}: sequence_length must be >= 0, got a minimum of {low}")
         if high > max_time:
