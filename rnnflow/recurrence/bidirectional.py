@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnflow import _nest
 from rnnflow.cells.base import State
 from rnnflow.recurrence._masking import reverse_sequence
 from rnnflow.recurrence.dynamic_rnn import (
@@ -59,8 +60,8 @@ def bidirectional_dynamic_rnn(
         scope=scope,
         impl=impl,
     )
-    state_fw = prepare_state(_OWNER, "initial_state_fw", cell_fw, initial_state_fw, x)
-    state_bw = prepare_state(_OWNER, "initial_state_bw", cell_bw, initial_state_bw, x)
+    state_fw = prepare_state(_OWNER, "cell_fw", "initial_state_fw", cell_fw, initial_state_fw, x)
+    state_bw = prepare_state(_OWNER, "cell_bw", "initial_state_bw", cell_bw, initial_state_bw, x)
     out_fw, state_fw = run_time_major(
         _OWNER, cell_fw, x, lengths, state_fw, impl=impl, swap_memory=swap_memory
     )
@@ -68,7 +69,9 @@ def bidirectional_dynamic_rnn(
     out_bw_rev, state_bw = run_time_major(
         _OWNER, cell_bw, x_rev, lengths, state_bw, impl=impl, swap_memory=swap_memory
     )
-    out_bw = reverse_sequence(out_bw_rev, lengths)
-    if not time_major:
-        out_fw, out_bw = out_fw.transpose(0, 1), out_bw.transpose(0, 1)  # [B, T, H]
+    out_bw = _nest.map_structure(lambda out: reverse_sequence(out, lengths), out_bw_rev)
+    if not time_major:  # [B, T, size]
+        out_fw, out_bw = (
+            _nest.map_structure(lambda o: o.transpose(0, 1), o) for o in (out_fw, out_bw)
+        )
     return (out_fw, out_bw), (state_fw, state_bw)

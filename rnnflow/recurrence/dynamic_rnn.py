@@ -9,9 +9,10 @@ import torch
 from torch import Tensor
 
 from rnnflow import _nest
-from rnnflow.cells.base import State, build_cell, check_state
+from rnnflow.cells.base import RNNCell, State, build_cell, check_state
 from rnnflow.recurrence import fused
 from rnnflow.recurrence._masking import check_sequence_length
+from rnnflow.recurrence._shapes import check_input_depth, check_sizes
 from rnnflow.recurrence.reference import reference_dynamic_rnn
 
 Impl = Literal["auto", "fused", "reference"]
@@ -131,16 +132,30 @@ def check_cell(owner: str, argument: str, cell: Any) -> None:
             f"{owner}: {argument} must be an RNNCell (callable, with state_size, output_size and "
             f"zero_state), got {type(cell).__name__}"
         )
+    check_sizes(owner, argument, cell)
 
 
-def prepare_state(owner: str, argument: str, cell: Any, initial_state: Any, x: Tensor) -> State:
-    """Build the cell for ``x`` [T, B, D] if needed; return the checked or zero initial state."""
-    batch = x.shape[1]
-    build_cell(cell, x.shape[2], dtype=x.dtype, device=x.device)
+def prepare_state(
+    owner: str, cell_argument: str, argument: str, cell: Any, initial_state: Any, x: Tensor
+) -> State:
+    """Build the cell for ``x`` [T, B, D] if needed and check the depth every (sub-)cell was
+    built for; return the checked initial state, or the cell's zero state (checked too)."""
+    batch, depth = x.shape[1], x.shape[2]
+    if depth == 0 and not getattr(cell, "built", True):
+        raise ValueError(
+            f"{owner}: inputs must have a depth of at least 1 to build {cell_argument} "
+            f"({type(cell).__name__}), got depth 0"
+        )
+    build_cell(cell, depth, dtype=x.dtype, device=x.device)
+    check_input_depth(owner, cell_argument, cell, depth)
     if hasattr(cell, "begin_sequence"):
         cell.begin_sequence()
     if initial_state is None:
-        return cell.zero_state(batch, x.dtype, device=x.device)
+        argument = f"{cell_argument}.zero_state({batch})"
+        if isinstance(cell, RNNCell):
+            initial_state = cell.zero_state(batch, x.dtype, device=x.device)
+        else:  # TF1's signature
+            initial_state = cell.zero_state(batch, x.dtype)
     check_state(owner, argument, initial_state, cell.state_size, batch)
     for leaf in _nest.flatten(initial_state):
         if leaf.dtype != x.dtype or leaf.device != x.device:
@@ -178,7 +193,7 @@ def run_time_major(
         torch.autograd.graph.save_on_cpu(pin_memory=True) if offload else contextlib.nullcontext()
     )
     with context:
-        return run(cell, x, lengths, state)
+        return run(cell, x, lengths, state, owner=owner)
 
 
 def run_rnn(
@@ -207,8 +222,10 @@ def run_rnn(
         scope=scope,
         impl=impl,
     )
-    state = prepare_state(owner, "initial_state", cell, initial_state, x)
+    state = prepare_state(owner, "cell", "initial_state", cell, initial_state, x)
     outputs, state = run_time_major(
         owner, cell, x, lengths, state, impl=impl, swap_memory=swap_memory
     )
-    return (outputs if time_major else outputs.transpose(0, 1)), state
+    if not time_major:
+        outputs = _nest.map_structure(lambda out: out.transpose(0, 1), outputs)  # [B, T, size]
+    return outputs, state

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnflow.cells.base import _ACTIVATIONS
+from rnnflow.cells.base import _ACTIVATIONS, check_state
 from rnnflow.cells.basic_lstm import BasicLSTMCell, LSTMStateTuple
 from rnnflow.cells.basic_rnn import BasicRNNCell
 from rnnflow.cells.dropout import DropoutWrapper
@@ -56,6 +56,8 @@ from rnnflow.cells.gru import GRUCell
 from rnnflow.cells.multi import MultiRNNCell
 from rnnflow.recurrence import _ext
 from rnnflow.recurrence import _fused_kernels as kernels
+from rnnflow.recurrence._shapes import check_input_depth
+from rnnflow.recurrence.reference import compute_dtype, empty_outputs
 
 _ACTIVATION_KINDS: dict[Any, str] = {
     torch.tanh: "tanh",
@@ -128,27 +130,75 @@ def fusable(cell: Any, inputs: Tensor) -> tuple[bool, str]:
     return (True, "") if reason is None else (False, reason)
 
 
+def _weight_shapes(cell: Any, depth: int) -> dict[str, tuple[int, ...]]:
+    """The parameter shapes a built-in cell needs for inputs of depth ``depth``."""
+    rows, units = depth + cell.num_units, cell.num_units
+    if type(cell) is GRUCell:
+        return {
+            "gates.kernel": (rows, 2 * units),
+            "gates.bias": (2 * units,),
+            "candidate.kernel": (rows, units),
+            "candidate.bias": (units,),
+        }
+    width = units if type(cell) is BasicRNNCell else 4 * units
+    return {"kernel": (rows, width), "bias": (width,)}
+
+
+def _check_weights(owner: str, path: str, cell: Any, depth: int) -> int:
+    """Refuse parameters whose shapes the kernels would read out of bounds (a cell built for
+    another depth, a parameter replaced by hand); returns the output depth of ``cell``."""
+    if type(cell) is DropoutWrapper:
+        return _check_weights(owner, f"{path}.cell", cell.cell, depth)
+    if type(cell) is MultiRNNCell:
+        for k, sub in enumerate(cell.cells):
+            depth = _check_weights(owner, f"{path}.cell_{k}", sub, depth)
+        return depth
+    params = dict(cell.named_parameters())
+    for name, shape in _weight_shapes(cell, depth).items():
+        got = tuple(params[name].shape)
+        if got != shape:
+            raise ValueError(
+                f"{owner}: {path}.{name} must have shape {shape} for input depth {depth} and "
+                f"{cell.num_units} units, got {got}"
+            )
+    return cell.num_units
+
+
 def fused_dynamic_rnn(
-    cell: Any, inputs: Tensor, lengths: Tensor | None, initial_state: Any
+    cell: Any,
+    inputs: Tensor,
+    lengths: Tensor | None,
+    initial_state: Any,
+    *,
+    owner: str = "dynamic_rnn",
 ) -> tuple[Tensor, Any]:
     """The fused equivalent of ``reference_dynamic_rnn``: time-major ``inputs`` [T, B, D],
-    ``lengths`` int64 [B] or None, a checked ``initial_state``. Returns outputs [T, B, O] and
-    the final state, structured as the cell's."""
+    ``lengths`` int64 [B] or None, ``initial_state`` structured as the cell's. Returns outputs
+    [T, B, O] and the final state, structured as the cell's, in ``compute_dtype(inputs)``.
+
+    Every shape a kernel relies on is checked first (``ValueError``): the depth each layer was
+    built for (the message of ``dynamic_rnn``'s own check), the parameters', the initial
+    state's and the lengths'. T = 0 or B = 0 runs no kernel: zero outputs (differentiable, zero
+    gradients) and the initial state, as the reference loop."""
     reason = _why_not(cell, inputs)
     if reason is not None:
         raise ValueError(f"fused_dynamic_rnn: cannot fuse {type(cell).__name__}: {reason}")
-    if inputs.shape[0] == 0:  # no steps: the initial state itself, as the reference loop
-        return inputs.new_zeros(0, inputs.shape[1], cell.output_size), initial_state
-    if lengths is not None and lengths.numel() and bool((lengths == inputs.shape[0]).all()):
+    max_time, batch, depth = inputs.shape
+    check_input_depth(owner, "cell", cell, depth)
+    _check_weights(owner, "cell", cell, depth)
+    check_state(owner, "initial_state", initial_state, cell.state_size, batch)
+    if lengths is not None and (lengths.shape != (batch,) or lengths.dtype != torch.int64):
+        raise ValueError(
+            f"{owner}: lengths must be int64 of shape ({batch},), "
+            f"got {lengths.dtype} of shape {tuple(lengths.shape)}"
+        )
+    compute = compute_dtype(inputs)
+    if max_time == 0 or batch == 0:  # nothing to run: the initial state itself
+        state = _map_state(lambda s: s.to(compute), initial_state)
+        return empty_outputs(cell, inputs, compute), state
+    if lengths is not None and bool((lengths == max_time).all()):
         lengths = None  # every row is full: masking is the identity
     device_type = inputs.device.type
-    compute = inputs.dtype
-    if (
-        inputs.dtype == torch.float32
-        and device_type in ("cpu", "cuda")
-        and torch.is_autocast_enabled(device_type)
-    ):
-        compute = torch.get_autocast_dtype(device_type)
     if compute == inputs.dtype:
         return _run_sorted(cell, inputs, lengths, initial_state, compute)
     with torch.autocast(device_type, enabled=False):

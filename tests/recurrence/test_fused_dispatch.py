@@ -23,9 +23,9 @@ def calls(monkeypatch):
     seen = []
     real = fused.fused_dynamic_rnn
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         seen.append(type(args[0]).__name__)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(fused, "fused_dynamic_rnn", spy)
     return seen

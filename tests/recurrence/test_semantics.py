@@ -193,7 +193,7 @@ def test_auto_runs_single_steps_on_the_reference_loop(monkeypatch):
     """One step (as when sampling a character at a time) has nothing for the fused path to batch."""
     from rnnflow.recurrence import fused
 
-    def refuse(*args):
+    def refuse(*args, **kwargs):
         raise AssertionError("fused path used for a single step")
 
     monkeypatch.setattr(fused, "fused_dynamic_rnn", refuse)
