@@ -159,10 +159,10 @@ def _expand_filter(visitor: StateFilter, state: Any) -> list[bool]:
         if verdict is True:
             return [True]
     elif verdict is True:
-        return [flag for sub in state for flag in _expand_filter(visitor, sub)]
+        return [flag for sub in _nest.children(state) for flag in _expand_filter(visitor, sub)]
     elif _nest.is_sequence(verdict) and len(verdict) == len(state):
         flags: list[bool] = []
-        for sub_verdict, sub in zip(verdict, state):
+        for sub_verdict, sub in zip(_nest.children(verdict), _nest.children(state)):
             if sub_verdict is False:
                 flags.extend([False] * len(_nest.flatten(sub)))
             elif sub_verdict is True:

@@ -130,7 +130,13 @@ def reference_dynamic_rnn(
     steps = []  # each step's flattened output leaves
     template = None
     for t in range(max_time):
-        output, new_state = cell(inputs[t], state)
+        result = cell(inputs[t], state)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise TypeError(
+                f"{owner}: the cell must return (output, new_state), got "
+                f"{_nest.describe(result)} at step {t}"
+            )
+        output, new_state = result
         _check_step(owner, "output", output, cell.output_size, batch, t)
         _check_step(owner, "new state", new_state, cell.state_size, batch, t)
         output = _settle(owner, "output", output, dtype, cast, t)
