@@ -172,3 +172,126 @@ def test_bidirectional_errors_name_the_function_and_argument():
         ValueError, match=r"bidirectional_dynamic_rnn: sequence_length must be >= 0"
     ):
         bidirectional_dynamic_rnn(BasicRNNCell(4), BasicRNNCell(4), X, sequence_length=[-1, 0, 0])
+
+
+def _run(driver, cell_fn, x, **kwargs):
+    if driver == "dynamic_rnn":
+        return dynamic_rnn(cell_fn(), x, **kwargs)[0]
+    return torch.cat(bidirectional_dynamic_rnn(cell_fn(), cell_fn(), x, **kwargs)[0], dim=-1)
+
+
+DRIVERS = ["dynamic_rnn", "bidirectional_dynamic_rnn"]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        torch.tensor([5, 1, 0], dtype=torch.uint8),
+        torch.tensor([5, 1, 0], dtype=torch.uint16),
+        torch.tensor([5, 1, 0], dtype=torch.uint32),
+        torch.tensor([5, 1, 0], dtype=torch.uint64),
+        torch.tensor([5, 1, 0], dtype=torch.int8),
+        np.array([5, 1, 0], dtype=np.uint64),
+        (5, 1, 0),
+        [np.int16(5), np.int64(1), 0],
+    ],
+    ids=["uint8", "uint16", "uint32", "uint64", "int8", "np-uint64", "tuple", "numpy-scalars"],
+)
+def test_every_integer_kind_of_sequence_length_is_accepted(driver, lengths):
+    """As TF1 (which converts lists and casts any integer dtype): the same run as int64."""
+    x = torch.randn(3, 5, 2)
+    cell = BasicRNNCell(4, input_size=2)
+    want = _run(driver, lambda: cell, x, sequence_length=torch.tensor([5, 1, 0]))
+    got = _run(driver, lambda: cell, x, sequence_length=lengths)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("lengths", [[], np.array([], dtype=np.int32), torch.tensor([])])
+def test_empty_sequence_length_for_an_empty_batch(driver, lengths):
+    if isinstance(lengths, torch.Tensor):  # a float tensor stays refused, even empty
+        with pytest.raises(TypeError, match=r"got dtype torch.float32"):
+            _run(driver, lambda: BasicRNNCell(4), torch.zeros(0, 5, 2), sequence_length=lengths)
+        return
+    out = _run(driver, lambda: BasicRNNCell(4), torch.zeros(0, 5, 2), sequence_length=lengths)
+    assert out.shape[:2] == (0, 5)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    ("sequence_length", "error", "message"),
+    [
+        (
+            torch.tensor([5, 1, 0], device="meta"),
+            TypeError,
+            r"sequence_length must hold values, got a meta tensor \(it has none\)",
+        ),
+        (
+            torch.tensor([5, 1, 0]).to_sparse(),
+            TypeError,
+            r"sequence_length must be a dense integer tensor, got a torch.sparse_coo tensor",
+        ),
+        (
+            torch.tensor([5, 2**64 - 1, 0], dtype=torch.uint64),
+            ValueError,
+            r"sequence_length must be <= the time axis length 5, "
+            r"got a maximum of 18446744073709551615",
+        ),
+        (
+            np.array([5, -3, 0]),
+            ValueError,
+            r"sequence_length must be >= 0, got a minimum of -3",
+        ),
+        ([5.0, 1.0, 0.0], TypeError, r"sequence_length must be an integer tensor, got dtype"),
+        (
+            [True, False, True],
+            TypeError,
+            r"sequence_length must be an integer tensor, got dtype torch.bool",
+        ),
+        (
+            ["5", "1", "0"],
+            TypeError,
+            r"sequence_length must be an integer tensor, got \['5', '1', '0'\]",
+        ),
+        (
+            [[5], [1, 0]],
+            TypeError,
+            r"sequence_length must be an integer tensor, got \[\[5\], \[1, 0\]\]",
+        ),
+        (
+            [2**80, 1, 0],
+            TypeError,
+            r"sequence_length must be an integer tensor, got \[1208925819614629174706176",
+        ),
+        (5, TypeError, r"sequence_length must be an integer tensor of shape \(3,\), got int"),
+        (True, TypeError, r"sequence_length must be an integer tensor of shape \(3,\), got bool"),
+    ],
+    ids=[
+        "meta",
+        "sparse",
+        "uint64-huge",
+        "negative",
+        "floats",
+        "bools",
+        "strings",
+        "ragged",
+        "too-big-for-int64",
+        "int",
+        "bool",
+    ],
+)
+def test_sequence_length_of_every_kind_is_refused_clearly(driver, sequence_length, error, message):
+    with pytest.raises(error, match=rf"^{driver}: {message}"):
+        _run(driver, lambda: BasicRNNCell(4), X, sequence_length=sequence_length)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_lazy_cell_fed_zero_depth_inputs(driver):
+    cell = "cell_fw" if driver == "bidirectional_dynamic_rnn" else "cell"
+    with pytest.raises(
+        ValueError,
+        match=rf"^{driver}: inputs must have a depth of at least 1 to build {cell} "
+        r"\(BasicLSTMCell\), got depth 0$",
+    ):
+        _run(driver, lambda: BasicLSTMCell(4), torch.zeros(3, 5, 0))
