@@ -10,6 +10,18 @@ from torch import Tensor
 from rnnflow.cells.base import RNNCell, State, check_state
 
 
+def _autocast_to(inputs: Tensor, param_dtype: torch.dtype) -> bool:
+    """Whether ``inputs`` are in the dtype autocast computes float32 parameters in (the layers
+    of a stack pass their outputs on in it)."""
+    device_type = inputs.device.type
+    return (
+        param_dtype == torch.float32
+        and device_type in ("cpu", "cuda")
+        and torch.is_autocast_enabled(device_type)
+        and inputs.dtype == torch.get_autocast_dtype(device_type)
+    )
+
+
 class LazyCell(RNNCell):
     """A cell whose parameters need the input depth: built now if ``input_size`` is given,
     else on the first call with the inputs' dtype and device (TF1 builds on first call too)."""
@@ -101,7 +113,7 @@ class LazyCell(RNNCell):
             )
         check_state(owner, "state", state, self.state_size, inputs.shape[0])
         found = self._param_dtype_device()
-        if found is not None and inputs.dtype != found[0]:
+        if found is not None and inputs.dtype != found[0] and not _autocast_to(inputs, found[0]):
             raise TypeError(
                 f"{owner}: inputs dtype must match the parameters' dtype {found[0]}, "
                 f"got {inputs.dtype}"
