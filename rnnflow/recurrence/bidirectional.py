@@ -35,7 +35,7 @@ def bidirectional_dynamic_rnn(
     scope: str | None = None,
     *,
     impl: Impl = "auto",
-) -> tuple[tuple[Tensor, Tensor], tuple[State, State]]:
+) -> tuple[tuple[Any, Any], tuple[State, State]]:
     """Forward and backward ``dynamic_rnn`` over ``inputs``, as ``tf.nn.bidirectional_dynamic_rnn``.
 
     The backward cell reads each row reversed within its own ``sequence_length``
@@ -44,8 +44,13 @@ def bidirectional_dynamic_rnn(
     direction.
 
     Returns:
-        ``((out_fw, out_bw), (state_fw, state_bw))``, each output [B, T, H] (or time-major);
+        ``((out_fw, out_bw), (state_fw, state_bw))``, each output [B, T, H] (or time-major;
+        nested as the cell's ``output_size``, every leaf reversed back);
         concatenate the outputs on the last axis for the usual [B, T, H_fw + H_bw].
+
+    Raises:
+        As :func:`dynamic_rnn`, naming ``cell_fw``/``cell_bw`` and
+        ``initial_state_fw``/``initial_state_bw``.
     """
     check_cell(_OWNER, "cell_fw", cell_fw)
     check_cell(_OWNER, "cell_bw", cell_bw)

@@ -31,17 +31,22 @@ def dynamic_rnn(
     scope: str | None = None,
     *,
     impl: Impl = "auto",
-) -> tuple[Tensor, State]:
+) -> tuple[Any, State]:
     """Run ``cell`` over every time step of ``inputs``, as ``tf.nn.dynamic_rnn``.
 
     Args:
         cell: an ``RNNCell`` (or any object with ``state_size``, ``output_size``, ``zero_state``
-            that is callable as ``cell(inputs, state) -> (output, new_state)``).
-        inputs: [B, T, D] (``time_major=False``) or [T, B, D] (``time_major=True``), floating.
-        sequence_length: integer [B] with values in [0, T]. Row ``b``'s outputs at steps
-            ``t >= sequence_length[b]`` are zero and its state stops changing there, so the final
-            state is the state after its last valid step (the initial state for length 0).
-            TF1 clamps out-of-range lengths silently; rnnflow raises ``ValueError``.
+            that is callable as ``cell(inputs, state) -> (output, new_state)``; TF1's
+            ``zero_state(batch_size, dtype)`` signature will do). ``state_size`` and
+            ``output_size`` are ints or ``tf.nest`` structures of ints (tuples, namedtuples,
+            lists, dicts); states and outputs are then nested alike.
+        inputs: [B, T, D] (``time_major=False``) or [T, B, D] (``time_major=True``), floating;
+            B = 0 and T = 0 are allowed. One tensor (TF1 also takes nested inputs: refused).
+        sequence_length: [B] of integers in [0, T]: a tensor of any integer dtype, or a list,
+            tuple or NumPy array of ints. Row ``b``'s outputs at steps ``t >= sequence_length[b]``
+            are zero and its state stops changing there, so the final state is the state after
+            its last valid step (the initial state for length 0). TF1 clamps out-of-range
+            lengths silently; rnnflow raises ``ValueError``.
         initial_state: the cell's state structure with batch B; default ``cell.zero_state``.
         dtype: dtype of the zero initial state; defaults to the inputs' dtype (TF1 required it
             when no ``initial_state`` is given) and must equal it when given.
@@ -54,8 +59,19 @@ def dynamic_rnn(
             otherwise; ``"fused"`` raises if it cannot fuse; ``"reference"`` forces the loop.
 
     Returns:
-        ``(outputs, state)``: outputs [B, T, output_size] (or [T, B, output_size]) and the
-        final state, structured as the cell's state.
+        ``(outputs, state)``: outputs [B, T, output_size] (or [T, B, output_size]; one such
+        tensor per leaf of a nested ``output_size``) and the final state, structured as the
+        cell's state. With T = 0 or B = 0 the outputs are zeros that still depend on the inputs
+        and the cell's parameters (their gradients exist and are zero) and the final state is
+        the initial state. Under ``torch.autocast`` with float32 inputs, outputs and state come
+        back in the autocast dtype on every path (``reference.compute_dtype``).
+
+    Raises:
+        TypeError, ValueError: at the boundary, before any step runs, for every bad argument
+        (naming it, what was expected and what was received), including a cell (or a layer of a
+        ``MultiRNNCell``) built for another input depth than it would be fed; during the run,
+        a step whose output or new state does not match ``output_size``/``state_size`` (the
+        message names the step).
     """
     return run_rnn(
         "dynamic_rnn",
@@ -175,7 +191,7 @@ def run_time_major(
     *,
     impl: Impl,
     swap_memory: bool,
-) -> tuple[Tensor, State]:
+) -> tuple[Any, State]:
     """Dispatch one checked, time-major run [T, B, D] to the fused path or the reference loop."""
     use_fused = False
     if impl == "fused" or (impl == "auto" and x.shape[0] > 1):
@@ -209,7 +225,7 @@ def run_rnn(
     time_major: Any,
     scope: Any,
     impl: Any,
-) -> tuple[Tensor, State]:
+) -> tuple[Any, State]:
     check_cell(owner, "cell", cell)
     x, lengths = check_common_arguments(
         owner,
