@@ -153,28 +153,55 @@ class RNNCell(nn.Module):
         traced size); ``ValueError`` for floats, bools and negatives. ``dtype``/``device``
         default to the parameters' (or the default dtype and CPU before the cell is built).
         """
-        batch = zeros_batch_size(self, batch_size)
+        dtype, device = self._state_dtype_device(dtype, device)
+        return zeros_for_state_size(self, self.state_size, batch_size, dtype, device)
+
+    def _state_dtype_device(
+        self, dtype: torch.dtype | None, device: torch.device | str | None
+    ) -> tuple[torch.dtype, torch.device | str]:
         found = self._param_dtype_device()
         if dtype is None:
             dtype = found[0] if found else torch.get_default_dtype()
         if device is None:
             device = found[1] if found else torch.device("cpu")
-        return _nest.map_structure(
-            lambda size: torch.zeros(batch, size, dtype=dtype, device=device),
-            self.state_size,
-        )
+        return dtype, device
+
+    def _inner_zero_state(
+        self,
+        cell: Any,
+        batch_size: SupportsIndex,
+        dtype: torch.dtype | None,
+        device: torch.device | str | None,
+    ) -> State:
+        """``cell``'s own ``zero_state`` (TF1's wrappers and ``MultiRNNCell`` delegate), or
+        zeros shaped by its ``state_size`` for a cell that is not an ``RNNCell``."""
+        if isinstance(cell, RNNCell):
+            return cell.zero_state(batch_size, dtype, device=device)
+        dtype, device = self._state_dtype_device(dtype, device)
+        return zeros_for_state_size(self, cell.state_size, batch_size, dtype, device)
 
     def forward(self, inputs: Tensor, state: State) -> tuple[Tensor, State]:  # pragma: no cover
         raise NotImplementedError
 
 
-def zeros_batch_size(cell: Any, batch_size: Any) -> int | Tensor:
-    """``zero_state``'s ``batch_size`` checked (:func:`check_int`, >= 0), ready for
-    ``torch.zeros``: a 0-d tensor is returned as is, so ``torch.jit.trace`` keeps it symbolic."""
+def zeros_for_state_size(
+    cell: Any,
+    state_size: StateSize,
+    batch_size: Any,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> State:
+    """Zeros [batch_size, size] per leaf of ``state_size``; ``batch_size`` checked
+    (:func:`check_int`, >= 0) with errors named ``{type(cell).__name__}.zero_state``. A 0-d
+    tensor ``batch_size`` is passed to ``torch.zeros`` as is, so ``torch.jit.trace`` keeps it
+    symbolic."""
     check_int(f"{type(cell).__name__}.zero_state", "batch_size", batch_size, minimum=0)
-    if isinstance(batch_size, Tensor) and batch_size.dim() == 0:
-        return batch_size
-    return operator.index(batch_size)
+    batch = batch_size
+    if not (isinstance(batch_size, Tensor) and batch_size.dim() == 0):
+        batch = operator.index(batch_size)
+    return _nest.map_structure(
+        lambda size: torch.zeros(batch, size, dtype=dtype, device=device), state_size
+    )
 
 
 def check_wrapped_cell(owner: str, cell: Any) -> None:

@@ -141,7 +141,7 @@ class DropoutWrapper(RNNCell):
         device: torch.device | str | None = None,
     ) -> State:
         """The wrapped cell's ``zero_state`` (as TF1's wrappers do)."""
-        return self.cell.zero_state(batch_size, dtype, device=device)
+        return self._inner_zero_state(self.cell, batch_size, dtype, device)
 
     def begin_sequence(self) -> None:
         """Forget the variational masks: the next step draws new ones (a new TF1 run)."""
