@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from typing import Any, SupportsIndex
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from rnnflow import _nest
-from rnnflow.cells.base import (
-    RNNCell,
-    State,
-    StateSize,
-    build_cell,
-    check_optional_int,
-    check_wrapped_cell,
-)
+from rnnflow.cells._wrapper import CellWrapper
+from rnnflow.cells.base import RNNCell, check_optional_int
 from rnnflow.cells.basic_lstm import LSTMStateTuple
 
 StateFilter = Callable[[Any], Any]
@@ -36,7 +30,7 @@ def _check_keep_prob(name: str, value: Any) -> float:
     return float(value)
 
 
-class DropoutWrapper(RNNCell):
+class DropoutWrapper(CellWrapper):
     """Dropout on a cell's inputs, outputs and/or new state, as ``tf.nn.rnn_cell.DropoutWrapper``.
 
         x  = dropout(x, input_keep_prob);  y, s' = cell(x, s)
@@ -87,8 +81,7 @@ class DropoutWrapper(RNNCell):
         seed: int | None = None,
         dropout_state_filter_visitor: StateFilter | None = None,
     ) -> None:
-        super().__init__()
-        check_wrapped_cell("DropoutWrapper", cell)
+        super().__init__(cell)
         self.input_keep_prob = _check_keep_prob("input_keep_prob", input_keep_prob)
         self.output_keep_prob = _check_keep_prob("output_keep_prob", output_keep_prob)
         self.state_keep_prob = _check_keep_prob("state_keep_prob", state_keep_prob)
@@ -105,43 +98,10 @@ class DropoutWrapper(RNNCell):
                 "DropoutWrapper: dropout_state_filter_visitor must be callable, "
                 f"got {dropout_state_filter_visitor!r}"
             )
-        self.cell = cell
         self.variational_recurrent = bool(variational_recurrent)
         self._state_filter = dropout_state_filter_visitor or default_state_filter
         self._generators: dict[torch.device, torch.Generator] = {}
         self._masks: dict[str, Tensor] = {}  # variational masks [1, size] of the current run
-
-    @property
-    def wrapped_cell(self) -> RNNCell:
-        """The cell inside (TF1's ``wrapped_cell``)."""
-        return self.cell
-
-    @property
-    def built(self) -> bool:
-        return getattr(self.cell, "built", True)
-
-    def build(
-        self, input_size: int, *, dtype: torch.dtype, device: torch.device | str | None
-    ) -> None:
-        build_cell(self.cell, input_size, dtype=dtype, device=device)
-
-    @property
-    def state_size(self) -> StateSize:
-        return self.cell.state_size
-
-    @property
-    def output_size(self) -> int:
-        return self.cell.output_size
-
-    def zero_state(
-        self,
-        batch_size: SupportsIndex,
-        dtype: torch.dtype | None = None,
-        *,
-        device: torch.device | str | None = None,
-    ) -> State:
-        """The wrapped cell's ``zero_state`` (as TF1's wrappers do)."""
-        return self._inner_zero_state(self.cell, batch_size, dtype, device)
 
     def begin_sequence(self) -> None:
         """Forget the variational masks: the next step draws new ones (a new TF1 run)."""
