@@ -33,9 +33,14 @@ def reference_dynamic_rnn(
         output, new_state = cell(inputs[t], state)
         if valid is not None:
             keep = valid[t]  # [B, 1]
-            output = output.masked_fill(~keep, 0.0)
+            # A cell may answer on another device (DeviceWrapper): the masks follow its tensors.
+            output = output.masked_fill(~keep.to(output.device), 0.0)
             new_state = _nest.map_structure(
-                lambda new, old, keep=keep: torch.where(keep, new, old), new_state, state
+                lambda new, old, keep=keep: torch.where(
+                    keep.to(new.device), new, old.to(new.device)
+                ),
+                new_state,
+                state,
             )
         outputs.append(output)
         state = new_state
