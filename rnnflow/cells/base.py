@@ -8,6 +8,7 @@ TensorFlow-1 ``RNNCell``. ``dynamic_rnn``, ``MultiRNNCell`` and ``DropoutWrapper
 
 from __future__ import annotations
 
+import inspect
 import operator
 from collections.abc import Callable
 from typing import Any, SupportsIndex, TypeAlias
@@ -173,15 +174,29 @@ class RNNCell(nn.Module):
         dtype: torch.dtype | None,
         device: torch.device | str | None,
     ) -> State:
-        """``cell``'s own ``zero_state`` (TF1's wrappers and ``MultiRNNCell`` delegate), or
-        zeros shaped by its ``state_size`` for a cell that is not an ``RNNCell``."""
-        if isinstance(cell, RNNCell):
-            return cell.zero_state(batch_size, dtype, device=device)
+        """``cell``'s own ``zero_state`` (TF1's wrappers and ``MultiRNNCell`` delegate): called
+        with ``device=`` when it takes one, else with TF1's ``(batch_size, dtype)`` and moved to
+        the device; zeros shaped by its ``state_size`` when it has no ``zero_state``."""
+        zero_state = getattr(cell, "zero_state", None)
+        if zero_state is not None and _takes_device(zero_state):
+            return zero_state(batch_size, dtype, device=device)
         dtype, device = self._state_dtype_device(dtype, device)
-        return zeros_for_state_size(self, cell.state_size, batch_size, dtype, device)
+        if zero_state is None:
+            return zeros_for_state_size(self, cell.state_size, batch_size, dtype, device)
+        state = zero_state(batch_size, dtype)
+        return _nest.map_structure(lambda leaf: leaf.to(device), state)
 
     def forward(self, inputs: Tensor, state: State) -> tuple[Tensor, State]:  # pragma: no cover
         raise NotImplementedError
+
+
+def _takes_device(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` accepts a ``device=`` keyword (rnnflow's ``zero_state`` does)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "device" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def zeros_for_state_size(

@@ -136,3 +136,22 @@ def test_zero_state_asks_every_cell_as_tf1_does():
         ValueError, match=r"MultiRNNCell\.zero_state: batch_size must be a non-negative int, got -1"
     ):
         multi.zero_state(-1)
+
+
+class TF1Style(torch.nn.Module):
+    """A custom cell written for TF1: zero_state(batch_size, dtype), no device argument."""
+
+    state_size = output_size = 2
+
+    def zero_state(self, batch_size, dtype):
+        return torch.full((batch_size, 2), 0.5, dtype=dtype)
+
+    def forward(self, inputs, state):
+        return inputs[:, :2] + state, inputs[:, :2] + state
+
+
+def test_zero_state_of_a_tf1_style_cell_inside_a_stack_or_wrapper():
+    for cell in (MultiRNNCell([TF1Style(), BasicRNNCell(3)]), DropoutWrapper(TF1Style())):
+        state = cell.zero_state(2, torch.float64, device="cpu")
+        first = state[0] if isinstance(state, tuple) else state
+        assert torch.equal(first, torch.full((2, 2), 0.5, dtype=torch.float64))
