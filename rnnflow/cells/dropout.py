@@ -135,7 +135,7 @@ class DropoutWrapper(CellWrapper):
                 f"DropoutWrapper: {key} has depth {x.shape[-1]} but this run's variational mask "
                 f"has depth {mask.shape[-1]}; call begin_sequence() before a new run"
             )
-        return x / keep_prob * mask.to(x.dtype)  # [B, D] * [1, D]: one mask for every row
+        return x / keep_prob * mask.to(x.device, x.dtype)  # [B, D] * [1, D]: one mask, all rows
 
     def _state_dropout(self, state: Any) -> Any:
         flags = _expand_filter(self._state_filter, state)
