@@ -3,10 +3,12 @@
 from rnnflow.cells import (
     BasicLSTMCell,
     BasicRNNCell,
+    DeviceWrapper,
     DropoutWrapper,
     GRUCell,
     LSTMStateTuple,
     MultiRNNCell,
+    ResidualWrapper,
     RNNCell,
 )
 from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
@@ -21,6 +23,8 @@ __all__ = [
     "GRUCell",
     "MultiRNNCell",
     "DropoutWrapper",
+    "ResidualWrapper",
+    "DeviceWrapper",
     "dynamic_rnn",
     "bidirectional_dynamic_rnn",
 ]

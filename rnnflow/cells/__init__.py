@@ -3,9 +3,11 @@
 from rnnflow.cells.base import RNNCell, State, StateSize
 from rnnflow.cells.basic_lstm import BasicLSTMCell, LSTMStateTuple
 from rnnflow.cells.basic_rnn import BasicRNNCell
+from rnnflow.cells.device import DeviceWrapper
 from rnnflow.cells.dropout import DropoutWrapper
 from rnnflow.cells.gru import GRUCell
 from rnnflow.cells.multi import MultiRNNCell
+from rnnflow.cells.residual import ResidualWrapper
 
 __all__ = [
     "RNNCell",
@@ -17,4 +19,6 @@ __all__ = [
     "GRUCell",
     "MultiRNNCell",
     "DropoutWrapper",
+    "ResidualWrapper",
+    "DeviceWrapper",
 ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from rnnflow.cells.base import RNNCell, State, check_state
+from rnnflow.cells.base import RNNCell, State, check_optional_int, check_state
 
 
 def _autocast_to(inputs: Tensor, param_dtype: torch.dtype) -> bool:
@@ -38,12 +39,7 @@ class LazyCell(RNNCell):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        if input_size is not None and (
-            isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0
-        ):
-            raise ValueError(
-                f"{owner}: input_size must be a positive int or None, got {input_size!r}"
-            )
+        input_size = check_optional_int(owner, "input_size", input_size)
         if dtype is not None and (
             not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
         ):
@@ -70,6 +66,7 @@ class LazyCell(RNNCell):
     ) -> None:
         if self._built:
             return
+        input_size = operator.index(input_size)  # e.g. a traced x.shape[-1]
         self.input_size = input_size
         self._create_parameters(input_size, dtype=self._init_dtype or dtype, device=device)
         self._built = True

@@ -8,7 +8,7 @@ variables ``<scope>/<cell scope>/<param>``:
     <scope>/basic_lstm_cell/{kernel,bias}                        kernel, bias
     <scope>/gru_cell/{gates,candidate}/{kernel,bias}             gates.kernel, candidate.bias, ...
     <scope>/multi_rnn_cell/cell_<k>/<cell scope>/...             cell_<k>.<...>
-    DropoutWrapper(cell)                                         cell.<...> (no TF scope of its own)
+    Dropout/Residual/DeviceWrapper(cell)                         cell.<...> (no TF scope of its own)
     a cell made with name="foo"                                  "foo" replaces the cell scope
 
 where ``<scope>`` is ``rnn`` for ``dynamic_rnn`` (``scope=`` replaces it),
@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from rnnflow.cells import BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell, MultiRNNCell
+from rnnflow.cells import BasicLSTMCell, BasicRNNCell, GRUCell, MultiRNNCell
+from rnnflow.cells._wrapper import CellWrapper
 
 __all__ = [
     "TF1NameError",
@@ -81,7 +82,7 @@ def cell_tf_names(cell: nn.Module, scope: str) -> dict[str, str]:
         # {"cell_0.gates.kernel": "rnn/multi_rnn_cell/cell_0/gru_cell/gates/kernel", ...}
     """
     prefix = f"{scope}/" if scope else ""
-    if isinstance(cell, DropoutWrapper):
+    if isinstance(cell, CellWrapper):  # DropoutWrapper, ResidualWrapper, DeviceWrapper
         return {f"cell.{k}": v for k, v in cell_tf_names(cell.cell, scope).items()}
     if isinstance(cell, MultiRNNCell):
         names: dict[str, str] = {}

@@ -126,6 +126,8 @@ def fusable(cell: Any, inputs: Tensor) -> tuple[bool, str]:
     """
     if not isinstance(inputs, Tensor) or inputs.dim() != 3 or not inputs.is_floating_point():
         return False, "inputs must be a floating tensor of rank 3"
+    if torch.jit.is_tracing():  # the C++ loops are opaque to the tracer
+        return False, "torch.jit.trace is recording (it records the reference loop)"
     reason = _why_not(cell, inputs)
     return (True, "") if reason is None else (False, reason)
 

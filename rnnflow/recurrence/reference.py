@@ -144,9 +144,14 @@ def reference_dynamic_rnn(
         leaves = _nest.flatten(output)
         if valid is not None:
             keep = valid[t]  # [B, 1]
-            leaves = [leaf.masked_fill(~keep, 0.0) for leaf in leaves]
+            # A cell may answer on another device (DeviceWrapper): the masks follow its tensors.
+            leaves = [leaf.masked_fill(~keep.to(leaf.device), 0.0) for leaf in leaves]
             new_state = _nest.map_structure(
-                lambda new, old, keep=keep: torch.where(keep, new, old), new_state, state
+                lambda new, old, keep=keep: torch.where(
+                    keep.to(new.device), new, old.to(new.device)
+                ),
+                new_state,
+                state,
             )
         template = output if template is None else template
         steps.append(leaves)
