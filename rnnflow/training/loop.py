@@ -24,7 +24,12 @@ from torch import Tensor, nn
 
 from rnnflow.data import BatchIterator
 from rnnflow.models import SequenceClassifier
-from rnnflow.training.checkpoint import Checkpoint, load_model_state, save_checkpoint
+from rnnflow.training.checkpoint import (
+    Checkpoint,
+    check_weights_fit,
+    load_model_state,
+    save_checkpoint,
+)
 from rnnflow.training.config import TrainConfig
 from rnnflow.training.distributed import SINGLE_PROCESS, DistributedContext
 from rnnflow.training.logging import MetricsLogger
@@ -352,6 +357,7 @@ def fit(
         progress = Progress()
     else:
         progress = Progress(**resume.progress)
+        check_weights_fit(resume, lambda: build_model(config, num_classes=num_classes))
     model = build_model(config, num_classes=num_classes)
     if resume is not None:
         load_model_state(model, resume)
@@ -563,6 +569,7 @@ def load_trained_model(
     from rnnflow.training.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(find_checkpoint(path))
+    check_weights_fit(checkpoint, lambda: build_model(checkpoint.config))
     model = build_model(checkpoint.config)
     load_model_state(model, checkpoint)
     model.to(resolve_device(device)).eval()
