@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import random
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,14 @@ from rnnflow.cli import _charlm, main
 from rnnflow.text.baselines import ngram_perplexity
 from rnnflow.text.poetry import FORMS, is_well_formed
 from rnnflow.text.train import (
+    CHARLM_CONFIG_RANGES,
     CharLMConfig,
     charlm_config_from_dict,
     load_charlm,
     load_charlm_checkpoint,
+)
+from rnnflow.text.train import (
+    field_type as charlm_field_type,
 )
 from rnnflow.training.logging import read_metrics
 
@@ -182,6 +187,29 @@ def test_config_checks_and_resume_refuses_changes(tmp_path: Path, corpus: Path, 
     assert "--lr cannot change" in capsys.readouterr().err
     assert train(*TINY, "--text", str(corpus), "--out", str(run)) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+CHARLM_FLOATS = [f.name for f in fields(CharLMConfig) if charlm_field_type(f.name) is float]
+CHARLM_INTS = [f.name for f in fields(CharLMConfig) if charlm_field_type(f.name) is int]
+
+
+def test_every_numeric_charlm_field_is_checked() -> None:
+    assert sorted(CHARLM_CONFIG_RANGES) == sorted(CHARLM_FLOATS + CHARLM_INTS)
+    assert len(CHARLM_FLOATS) == 7 and len(CHARLM_INTS) == 12  # counted by hand
+
+
+@pytest.mark.parametrize("name", CHARLM_FLOATS)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_charlm_floats_are_refused(name: str, value: float) -> None:
+    with pytest.raises(ValueError, match=rf"CharLMConfig: {name} must be a finite number, got"):
+        CharLMConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name", CHARLM_INTS)
+def test_negative_and_huge_charlm_ints_are_refused(name: str) -> None:
+    for value in (-1, 2**63):
+        with pytest.raises(ValueError, match=rf"CharLMConfig: {name} must "):
+            CharLMConfig(**{name: value})
 
 
 def test_ngram_baselines_by_hand() -> None:
