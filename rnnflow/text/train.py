@@ -54,6 +54,7 @@ from rnnflow.training.checkpoint import (
 )
 from rnnflow.training.config import (
     FINITE,
+    LEARNING_RATE,
     NON_NEGATIVE,
     POSITIVE,
     PROBABILITY,
@@ -64,7 +65,7 @@ from rnnflow.training.config import (
     check_ranges,
 )
 from rnnflow.training.logging import MetricsLogger
-from rnnflow.training.loop import find_checkpoint
+from rnnflow.training.loop import find_checkpoint, non_finite, non_finite_error
 
 __all__ = [
     "PRESETS",
@@ -151,7 +152,7 @@ CHARLM_CONFIG_RANGES: dict[str, Range] = {
     "num_layers": POSITIVE,
     "dropout": PROBABILITY,
     "forget_bias": FINITE,
-    "lr": POSITIVE,
+    "lr": LEARNING_RATE,
     "min_lr": NON_NEGATIVE,  # and <= lr
     "weight_decay": NON_NEGATIVE,
     "grad_clip": Range(low=0, note=" (0 disables clipping)"),
@@ -519,8 +520,12 @@ def fit(
     )
     total = config.epochs * len(loader)
     params = list(model.parameters())
+    saved_step = resume.progress["step"] if resume is not None else None
 
     def save(path: Path, *, full: bool) -> None:
+        nonlocal saved_step
+        if full:
+            saved_step = progress.step
         save_charlm_checkpoint(
             path,
             model=model,
@@ -570,6 +575,16 @@ def fit(
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
+            loss_value = loss.item()
+            reason = non_finite(loss_value, params)
+            if reason is not None:
+                raise non_finite_error(
+                    reason,
+                    step=progress.step + 1,
+                    lr=lr,
+                    checkpoint=run_dir / CHECKPOINT_NAME,
+                    saved_step=saved_step,
+                )
 
             progress.step += 1
             progress.examples += len(lengths)
@@ -583,7 +598,7 @@ def fit(
             window["tokens"] += n
             done = progress.step >= total
             end_of_epoch = progress.batch_in_epoch == len(loader)
-            info: dict[str, Any] = {"kind": "step", "loss": loss.item(), "lr": lr}
+            info: dict[str, Any] = {"kind": "step", "loss": loss_value, "lr": lr}
             before = progress.examples - len(lengths)
             if before // config.log_every != progress.examples // config.log_every or done:
                 now = time.perf_counter()

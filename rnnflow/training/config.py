@@ -120,6 +120,8 @@ NON_NEGATIVE = Range(low=0)
 PROBABILITY = Range(low=0, high=1, high_open=True)  # drop / smoothing probabilities: [0, 1)
 FINITE = Range()
 SEED = Range(low=0, high=2**63 - 2)  # the augmentation generator is seeded with seed + 1
+# Adam's first step size, lr / (1 - beta1) = 10 lr, must be a float32 (torch raises otherwise).
+LEARNING_RATE = Range(low=0, high=1e37, low_open=True)
 THREADS = Range(low=0, high=MAX_THREADS, note=" (0: PyTorch's default)")
 
 
@@ -157,7 +159,7 @@ TRAIN_CONFIG_RANGES: dict[str, Range] = {
     "dropout": PROBABILITY,
     "projection_size": POSITIVE,  # or None
     "forget_bias": FINITE,
-    "lr": POSITIVE,
+    "lr": LEARNING_RATE,
     "weight_decay": NON_NEGATIVE,
     "warmup_examples": NON_NEGATIVE,
     "min_lr": NON_NEGATIVE,  # and <= lr

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import random
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -260,3 +261,16 @@ def test_checkpoints_of_format_version_1_still_load(tmp_path: Path, corpus: Path
     assert old.progress["finished"] and old.optimizer is not None
     model, vocab, _ = load_charlm(run)
     assert len(vocab) > 4 and not model.training
+
+
+def test_a_non_finite_step_stops_the_character_model(tmp_path: Path, corpus: Path, capsys):
+    """lr = 1e37 is accepted (finite); the weights overflow and the run stops with exit 1."""
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--out", str(run), "--lr", "1e37") == 1
+    err = capsys.readouterr().err
+    assert re.search(
+        r"fit: the loss is (nan|inf) at optimizer step 2 \(learning rate 9.8\d+e\+36\)"
+        r"; training stopped and no checkpoint had been written yet",
+        err,
+    ), err
+    assert "Traceback" not in err and not (run / "best.safetensors").exists()
