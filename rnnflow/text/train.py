@@ -64,7 +64,7 @@ from rnnflow.training.config import (
     check_field_type,
     check_ranges,
 )
-from rnnflow.training.logging import MetricsLogger
+from rnnflow.training.logging import MetricsLogger, file_errors
 from rnnflow.training.loop import find_checkpoint, non_finite, non_finite_error
 
 __all__ = [
@@ -526,15 +526,16 @@ def fit(
         nonlocal saved_step
         if full:
             saved_step = progress.step
-        save_charlm_checkpoint(
-            path,
-            model=model,
-            config=config,
-            vocab=vocab,
-            progress=asdict(progress),
-            optimizer=optimizer if full else None,
-            rng=_rng_states() if full else None,
-        )
+        with file_errors(path):
+            save_charlm_checkpoint(
+                path,
+                model=model,
+                config=config,
+                vocab=vocab,
+                progress=asdict(progress),
+                optimizer=optimizer if full else None,
+                rng=_rng_states() if full else None,
+            )
 
     def validate() -> None:
         if not data.val_examples:

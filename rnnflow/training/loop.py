@@ -27,7 +27,7 @@ from rnnflow.models import SequenceClassifier
 from rnnflow.training.checkpoint import Checkpoint, load_model_state, save_checkpoint
 from rnnflow.training.config import TrainConfig
 from rnnflow.training.distributed import SINGLE_PROCESS, DistributedContext
-from rnnflow.training.logging import MetricsLogger
+from rnnflow.training.logging import MetricsLogger, file_errors
 
 __all__ = [
     "EvalResult",
@@ -451,15 +451,16 @@ def fit(
                     rng |= {f"rank{rank}.{name}": tensor for name, tensor in state.items()}
         if not ctx.is_main:
             return
-        save_checkpoint(
-            path,
-            model=model if full else scored,
-            config=config,
-            progress=asdict(progress),
-            optimizer=optimizer if full else None,
-            rng=rng,
-            ema=ema if full else None,
-        )
+        with file_errors(path):
+            save_checkpoint(
+                path,
+                model=model if full else scored,
+                config=config,
+                progress=asdict(progress),
+                optimizer=optimizer if full else None,
+                rng=rng,
+                ema=ema if full else None,
+            )
 
     def validate() -> None:
         if len(val_data[0]) == 0:  # no validation set: the latest model is the best one
