@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -98,12 +99,10 @@ def params(run: Path) -> dict:
 
 
 def assert_same_tensors(a: dict, b: dict) -> None:
+    """Bit for bit: the same keys, dtypes, shapes and values (NaN equal to NaN)."""
     assert a.keys() == b.keys()
     for key in a:
-        assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
-        assert a[key].view(-1).view_as(a[key]).eq(b[key]).all() or (
-            a[key].isnan().eq(b[key].isnan()).all()
-        ), key
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, equal_nan=True, msg=key)
 
 
 def test_train_evaluate_predict(fake_data, tmp_path, capsys):

@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 import random
+import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,14 @@ from rnnflow.cli import _charlm, main
 from rnnflow.text.baselines import ngram_perplexity
 from rnnflow.text.poetry import FORMS, is_well_formed
 from rnnflow.text.train import (
+    CHARLM_CONFIG_RANGES,
     CharLMConfig,
     charlm_config_from_dict,
     load_charlm,
     load_charlm_checkpoint,
+)
+from rnnflow.text.train import (
+    field_type as charlm_field_type,
 )
 from rnnflow.training.logging import read_metrics
 
@@ -184,6 +190,29 @@ def test_config_checks_and_resume_refuses_changes(tmp_path: Path, corpus: Path, 
     assert "already holds a run" in capsys.readouterr().err
 
 
+CHARLM_FLOATS = [f.name for f in fields(CharLMConfig) if charlm_field_type(f.name) is float]
+CHARLM_INTS = [f.name for f in fields(CharLMConfig) if charlm_field_type(f.name) is int]
+
+
+def test_every_numeric_charlm_field_is_checked() -> None:
+    assert sorted(CHARLM_CONFIG_RANGES) == sorted(CHARLM_FLOATS + CHARLM_INTS)
+    assert len(CHARLM_FLOATS) == 7 and len(CHARLM_INTS) == 12  # counted by hand
+
+
+@pytest.mark.parametrize("name", CHARLM_FLOATS)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_charlm_floats_are_refused(name: str, value: float) -> None:
+    with pytest.raises(ValueError, match=rf"CharLMConfig: {name} must be a finite number, got"):
+        CharLMConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name", CHARLM_INTS)
+def test_negative_and_huge_charlm_ints_are_refused(name: str) -> None:
+    for value in (-1, 2**63):
+        with pytest.raises(ValueError, match=rf"CharLMConfig: {name} must "):
+            CharLMConfig(**{name: value})
+
+
 def test_ngram_baselines_by_hand() -> None:
     # targets exclude <pad>=0 and <bos>=2: |W| = 5 - 2 = 3 (ids 1, 3, 4)
     train, val = [[2, 4, 4, 3]], [[2, 4, 3]]
@@ -232,3 +261,16 @@ def test_checkpoints_of_format_version_1_still_load(tmp_path: Path, corpus: Path
     assert old.progress["finished"] and old.optimizer is not None
     model, vocab, _ = load_charlm(run)
     assert len(vocab) > 4 and not model.training
+
+
+def test_a_non_finite_step_stops_the_character_model(tmp_path: Path, corpus: Path, capsys):
+    """lr = 1e37 is accepted (finite); the weights overflow and the run stops with exit 1."""
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--out", str(run), "--lr", "1e37") == 1
+    err = capsys.readouterr().err
+    assert re.search(
+        r"fit: the loss is (nan|inf) at optimizer step 2 \(learning rate 9.8\d+e\+36\)"
+        r"; training stopped and no checkpoint had been written yet",
+        err,
+    ), err
+    assert "Traceback" not in err and not (run / "best.safetensors").exists()
