@@ -5,6 +5,8 @@ Their numbers against TensorFlow are in ``test_contrib_tf_parity.py``.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -17,10 +19,12 @@ from rnnflow import (
     LSTMBlockCell,
     LSTMBlockFusedCell,
     LSTMStateTuple,
+    MultiRNNCell,
     dynamic_rnn,
 )
 from rnnflow.cells.lstm_block import straight_through_clip
 from rnnflow.interop.tf1_names import cell_tf_names
+from rnnflow.recurrence.fused import fusable
 
 
 # ----------------------------------------------------------------------------- constructors
@@ -192,3 +196,67 @@ def test_fused_cell_defaults_and_errors():
         cell(torch.randn(5, 2, 3), initial_state=(torch.zeros(2, 4), torch.zeros(2, 5)))
     with pytest.raises(ValueError, match=r"sequence_length must be <= the time axis length 5"):
         cell(torch.randn(5, 2, 3), sequence_length=torch.tensor([6, 1]))
+
+
+# ----------------------------------------------------------------------------- fused path
+@pytest.mark.parametrize("time_major", [False, True])
+def test_fused_path_equals_reference_loop_for_contrib_cells(time_major: bool):
+    """LSTMBlockCell without peepholes/clip, CudnnCompatibleLSTMCell and GRUBlockCellV2 run on
+    the built-in cells' fused kernels: == the reference loop in float64 at 1e-10, gradients
+    w.r.t. inputs, initial state and every parameter included."""
+    torch.manual_seed(0)
+    f64 = dict(dtype=torch.float64)
+    cell = MultiRNNCell(
+        [
+            LSTMBlockCell(4, forget_bias=0.7, input_size=3, **f64),
+            GRUBlockCellV2(5, input_size=4, **f64),
+            CudnnCompatibleLSTMCell(3, input_size=5, **f64),
+        ]
+    )
+    shape = (6, 3, 3) if time_major else (3, 6, 3)
+    x = torch.randn(*shape, **f64, requires_grad=True)
+    init = cell.zero_state(3, torch.float64)
+    init = tuple(
+        type(s)(*(torch.randn_like(t).requires_grad_() for t in s))
+        if isinstance(s, tuple)
+        else torch.randn_like(s).requires_grad_()
+        for s in init
+    )
+    leaves = [t for s in init for t in (s if isinstance(s, tuple) else (s,))]
+    lengths = torch.tensor([6, 2, 0])
+    assert fusable(cell, x if time_major else x.transpose(0, 1)) == (True, "")
+    results = {}
+    for impl in ("reference", "fused"):
+        out, state = dynamic_rnn(
+            cell, x, sequence_length=lengths, initial_state=init, time_major=time_major, impl=impl
+        )
+        flat = [state[0].c, state[0].h, state[1], state[2].c, state[2].h]
+        loss = (out * out.detach().cos()).sum() + sum((s * s.detach().sin()).sum() for s in flat)
+        grads = torch.autograd.grad(loss, [x, *leaves, *cell.parameters()])
+        results[impl] = [out, *flat, *grads]
+    for a, b in zip(results["fused"], results["reference"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "cell, reason",
+    [
+        (
+            LSTMBlockCell(4, use_peephole=True, input_size=3),
+            r"no fused kernel for LSTMBlockCell with use_peephole=True, cell_clip=None",
+        ),
+        (
+            LSTMBlockCell(4, cell_clip=2.0, input_size=3),
+            r"LSTMBlockCell with use_peephole=False, cell_clip=2.0 \(only without peepholes",
+        ),
+        (LayerNormBasicLSTMCell(4, input_size=3), r"LayerNormBasicLSTMCell \(layer normal"),
+        (CudnnCompatibleGRUCell(4, input_size=3), r"CudnnCompatibleGRUCell \(cuDNN's reset-af"),
+    ],
+)
+def test_fusable_names_the_contrib_cells_it_does_not_take(cell, reason):
+    x = torch.randn(2, 5, 3)
+    ok, why = fusable(cell, x)
+    assert not ok
+    assert re.search(reason, why), why
+    with pytest.raises(ValueError, match=r"dynamic_rnn: impl='fused' unavailable \(.*" + reason):
+        dynamic_rnn(cell, x, dtype=torch.float32, impl="fused")

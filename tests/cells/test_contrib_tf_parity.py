@@ -34,6 +34,7 @@ from rnnflow import (
     dynamic_rnn,
 )
 from rnnflow.interop.tf1_names import cell_tf_names
+from rnnflow.recurrence.fused import fusable
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tf1_contrib"
 CASES = sorted(FIXTURES.glob("*.npz"))
@@ -125,6 +126,11 @@ def run_case(
     }
     variables = load_variables(cells, arrays)
     x = torch.tensor(arrays["inputs"], requires_grad=True)
+    if impl == "fused":
+        for cell in cells.values():
+            ok, reason = fusable(cell, x)
+            if not ok:
+                pytest.skip(f"fusable() is false: {reason}")
     seq = torch.from_numpy(arrays["sequence_length"]) if meta["has_sequence_length"] else None
     init_leaves: list[Tensor] = []
     init: dict[str, Any] = {s: None for s in specs}
@@ -188,10 +194,12 @@ def test_fixtures_are_present_and_match_the_manifest():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == listed[path.name], path.name
 
 
-@pytest.mark.parametrize("impl", ["reference", "auto"])
+@pytest.mark.parametrize("impl", ["reference", "fused"])
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_matches_tensorflow(path: Path, impl: str):
-    if impl == "auto" and path.stem.startswith("lstm_fused"):
+    """impl="fused" runs where fusable() accepts every cell (LSTMBlockCell without peepholes
+    or clipping, CudnnCompatibleLSTMCell, GRUBlockCellV2) and is skipped elsewhere."""
+    if impl == "fused" and path.stem.startswith("lstm_fused"):
         pytest.skip("LSTMBlockFusedCell runs its own loop, not dynamic_rnn")
     got = run_case(path, impl)
     tol = TOLERANCE[next(iter(got.values()))[0].dtype]
