@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from rnnflow.cells._dense import dense, register_dense
 from rnnflow.cells._lazy import LazyCell
-from rnnflow.cells.base import check_num_units, check_state
+from rnnflow.cells.base import Activation, check_num_units, check_state
 from rnnflow.cells.basic_lstm import LSTMStateTuple
 
 _PEEPHOLES = ("w_i_diag", "w_f_diag", "w_o_diag")
@@ -52,6 +52,7 @@ def straight_through_clip(c: Tensor, clip: float) -> Tensor:
 
 
 def check_forget_bias(owner: str, forget_bias: Any) -> float:
+    """``forget_bias`` as a float; TypeError for a non-number, ValueError for inf/NaN."""
     if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
         raise TypeError(f"{owner}: forget_bias must be a number, got {forget_bias!r}")
     if not math.isfinite(forget_bias):
@@ -137,7 +138,8 @@ class LSTMBlockCell(LazyCell):
                 self.register_parameter(pname, None)
 
     @property
-    def activation(self):
+    def activation(self) -> Activation:
+        """Always tanh: TF's kernels have no other."""
         return torch.tanh
 
     @property

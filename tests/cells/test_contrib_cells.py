@@ -200,12 +200,12 @@ def test_fused_cell_defaults_and_errors():
 
 # ----------------------------------------------------------------------------- fused path
 @pytest.mark.parametrize("time_major", [False, True])
-def test_fused_path_equals_reference_loop_for_contrib_cells(time_major: bool):
+def test_fused_path_equals_reference_loop_for_contrib_cells(time_major: bool, device):
     """LSTMBlockCell without peepholes/clip, CudnnCompatibleLSTMCell and GRUBlockCellV2 run on
     the built-in cells' fused kernels: == the reference loop in float64 at 1e-10, gradients
     w.r.t. inputs, initial state and every parameter included."""
     torch.manual_seed(0)
-    f64 = dict(dtype=torch.float64)
+    f64 = dict(dtype=torch.float64, device=device)
     cell = MultiRNNCell(
         [
             LSTMBlockCell(4, forget_bias=0.7, input_size=3, **f64),
@@ -215,7 +215,7 @@ def test_fused_path_equals_reference_loop_for_contrib_cells(time_major: bool):
     )
     shape = (6, 3, 3) if time_major else (3, 6, 3)
     x = torch.randn(*shape, **f64, requires_grad=True)
-    init = cell.zero_state(3, torch.float64)
+    init = cell.zero_state(3, torch.float64, device=device)
     init = tuple(
         type(s)(*(torch.randn_like(t).requires_grad_() for t in s))
         if isinstance(s, tuple)
@@ -223,7 +223,7 @@ def test_fused_path_equals_reference_loop_for_contrib_cells(time_major: bool):
         for s in init
     )
     leaves = [t for s in init for t in (s if isinstance(s, tuple) else (s,))]
-    lengths = torch.tensor([6, 2, 0])
+    lengths = torch.tensor([6, 2, 0], device=device)
     assert fusable(cell, x if time_major else x.transpose(0, 1)) == (True, "")
     results = {}
     for impl in ("reference", "fused"):
