@@ -260,3 +260,19 @@ def test_fusable_names_the_contrib_cells_it_does_not_take(cell, reason):
     assert re.search(reason, why), why
     with pytest.raises(ValueError, match=r"dynamic_rnn: impl='fused' unavailable \(.*" + reason):
         dynamic_rnn(cell, x, dtype=torch.float32, impl="fused")
+
+
+@pytest.mark.parametrize("dtype, eps", [(torch.float64, 1e-12), (torch.float16, 1e-3)])
+def test_layer_norm_epsilon_is_tfs(dtype, eps):
+    """TF's contrib layer_norm: variance_epsilon 1e-12, but 1e-3 for float16. A row [0, d] has
+    mean d/2 and variance d^2/4, so its normalised values are -+ (d/2) / sqrt(d^2/4 + eps)."""
+    from rnnflow.cells.layer_norm_lstm import _layer_norm
+
+    d = 2e-3
+    x = torch.tensor([[0.0, d]], dtype=dtype)
+    one, zero = torch.ones(2, dtype=dtype), torch.zeros(2, dtype=dtype)
+    expected = (d / 2) / (d * d / 4 + eps) ** 0.5
+    got = _layer_norm(x, one, zero).double()
+    torch.testing.assert_close(
+        got, torch.tensor([[-expected, expected]], dtype=torch.float64), rtol=2e-3, atol=0
+    )
