@@ -10,6 +10,8 @@ variables ``<scope>/<cell scope>/<param>``:
     <scope>/multi_rnn_cell/cell_<k>/<cell scope>/...             cell_<k>.<...>
     DropoutWrapper(cell)                                         cell.<...> (no TF scope of its own)
     a cell made with name="foo"                                  "foo" replaces the cell scope
+    tf.contrib cells (LSTMBlockCell, LayerNormBasicLSTMCell, ...)  see CONTRIB_CELL_SCOPES and
+                                                                 contrib_tf_params below
 
 where ``<scope>`` is ``rnn`` for ``dynamic_rnn`` (``scope=`` replaces it),
 ``bidirectional_rnn/fw`` and ``.../bw`` for ``bidirectional_dynamic_rnn``, each preceded by any
