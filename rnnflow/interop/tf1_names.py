@@ -194,6 +194,7 @@ def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
         raise TF1NameError(
             f"{owner}: no RNN cell variables (…/basic_rnn_cell/kernel, …/basic_lstm_cell/kernel, "
             "…/gru_cell/gates/kernel) in the checkpoint; is it a model built from TF1 cells?"
+            + _contrib_hint(shapes)
         )
     scopes = sorted({s for s, _, _ in found})
     if len(scopes) > 1:
@@ -345,6 +346,24 @@ _CUDNN_GRU_PARAMS = (
     "candidate/hidden_projection/kernel",
     "candidate/hidden_projection/bias",
 )
+
+
+_CONTRIB_SCOPE_RE = re.compile(
+    r"(?:^|/)(cudnn_compatible_lstm_cell|cudnn_compatible_gru_cell|lstm_fused_cell"
+    r"|layer_norm_basic_lstm_cell)/"
+)
+
+
+def _contrib_hint(names: Iterable[str]) -> str:
+    """A sentence for errors about checkpoints whose cells are tf.contrib ones ("" if none)."""
+    scopes = sorted({m[1] for n in names if (m := _CONTRIB_SCOPE_RE.search(n))})
+    if not scopes:
+        return ""
+    return (
+        f" It holds tf.contrib cell variables ({', '.join(scopes)}): build the cells and load "
+        "them with load_tf1_cell (CudnnLSTM/CudnnGRU: parse_cudnn_variables), see "
+        "docs/MIGRATION.md"
+    )
 
 
 def contrib_tf_params(cell: nn.Module) -> tuple[str, tuple[str, ...]] | None:
