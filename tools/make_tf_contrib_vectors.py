@@ -11,11 +11,11 @@ ones TF gives. Which oracle each case used is recorded in its ``meta["oracle"]``
     raw_op    LSTMBlockCell / GRUBlockCell / BlockLSTM kernels of TF 2.21 (float32 only: the
               kernels have no float64). The per-step kernels' gradients are r1.15's
               ``_LSTMBlockCellGrad`` (contrib/rnn/python/ops/lstm_ops.py lines 230-287) and
-              ``_GRUBlockCellGrad`` (contrib/rnn/python/ops/gru_ops.py lines 38-96), transcribed
+              ``_GRUBlockCellGrad`` (contrib/rnn/python/ops/gru_ops.py lines 35-94), transcribed
               below and registered for the ops, calling the real gradient kernels
               (LSTMBlockCellGrad, GRUBlockCellGrad); BlockLSTM's gradient is TF 2.21's own.
-    formula   float64: the op's documented equations (lstm_ops.py lines 52-73, gru_ops.py
-              lines 105-127) in TF ops, including the op's gradient convention that the cell
+    formula   float64: the op's documented equations (lstm_ops.py lines 58-76, gru_ops.py
+              lines 113-127) in TF ops, including the op's gradient convention that the cell
               clip passes gradients through unchanged (LSTMBlockCellGrad ignores the clip);
               GRUBlockCellV2 in float64 is TF's own tf.compat.v1 GRUCell (the same formula
               and variable names). In every float32 raw_op case the formula is run too and must
@@ -93,7 +93,7 @@ def _lstm_block_cell_grad(op, *grad):
 
 @tf.RegisterGradient("GRUBlockCell")
 def _gru_block_cell_grad(op, *grad):
-    """r1.15 contrib/rnn/python/ops/gru_ops.py lines 38-96 (``_GRUBlockCellGrad``)."""
+    """r1.15 contrib/rnn/python/ops/gru_ops.py lines 35-94 (``_GRUBlockCellGrad``)."""
     x, h_prev, w_ru, w_c, b_ru, b_c = op.inputs
     r, u, c, _ = op.outputs
     _, _, _, d_h = grad
@@ -113,7 +113,7 @@ def _straight_through_clip(cs, clip: float):
 
 
 def lstm_block_formula(x, cs_prev, h_prev, w, b, wci, wcf, wco, forget_bias, cell_clip, peep):
-    """The LSTMBlockCell op's equations (r1.15 lstm_ops.py lines 52-73): (cs, h)."""
+    """The LSTMBlockCell op's equations (r1.15 lstm_ops.py lines 58-76): (cs, h)."""
     i, ci, f, o = tf.split(tf.matmul(tf.concat([x, h_prev], 1), w) + b, 4, axis=1)
     if peep:
         i = i + cs_prev * wci
@@ -184,7 +184,7 @@ class LSTMBlockCell(legacy_cells.LayerRNNCell):
 
 
 class GRUBlockCellV2(legacy_cells.LayerRNNCell):
-    """r1.15 contrib/rnn/python/ops/gru_ops.py lines 96-250 (GRUBlockCell.call, V2's build)
+    """r1.15 contrib/rnn/python/ops/gru_ops.py lines 97-236 (GRUBlockCell.call, V2's build)
     on tf.raw_ops.GRUBlockCell."""
 
     def __init__(self, num_units, name="gru_cell"):
@@ -397,7 +397,7 @@ def _specs(case: dict) -> list[dict]:
 
 # ----------------------------------------------------------------------------- LSTMBlockFusedCell
 def run_fused_case(case: dict) -> tuple[dict[str, np.ndarray], dict]:
-    """r1.15 lstm_ops.py lines 441-538 (LSTMBlockWrapper.call) and 608-661 (_call_cell) on
+    """r1.15 lstm_ops.py lines 441-538 (LSTMBlockWrapper.call) and 608-667 (_call_cell) on
     tf.raw_ops.BlockLSTM (float32) or a loop of :func:`lstm_block_formula` (float64)."""
     dtype = np.dtype(case["dtype"])
     seed = base.seed_for(case["name"])
