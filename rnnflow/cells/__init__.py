@@ -6,7 +6,7 @@ from rnnflow.cells.basic_rnn import BasicRNNCell
 from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatibleLSTMCell
 from rnnflow.cells.dropout import DropoutWrapper
 from rnnflow.cells.gru import GRUCell
-from rnnflow.cells.gru_block import GRUBlockCellV2
+from rnnflow.cells.gru_block import GRUBlockCell, GRUBlockCellV2
 from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
 from rnnflow.cells.lstm_block import LSTMBlockCell, LSTMBlockFusedCell
 from rnnflow.cells.multi import MultiRNNCell
@@ -23,6 +23,7 @@ __all__ = [
     "DropoutWrapper",
     "LSTMBlockCell",
     "LSTMBlockFusedCell",
+    "GRUBlockCell",
     "GRUBlockCellV2",
     "LayerNormBasicLSTMCell",
     "CudnnCompatibleLSTMCell",

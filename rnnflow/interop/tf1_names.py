@@ -34,7 +34,7 @@ from torch import nn
 
 from rnnflow.cells import BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell, MultiRNNCell
 from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatibleLSTMCell
-from rnnflow.cells.gru_block import GRUBlockCellV2
+from rnnflow.cells.gru_block import GRUBlockCell, GRUBlockCellV2
 from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
 from rnnflow.cells.lstm_block import LSTMBlockCell, LSTMBlockFusedCell
 
@@ -102,7 +102,7 @@ def cell_tf_names(cell: nn.Module, scope: str) -> dict[str, str]:
     contrib = contrib_tf_params(cell)
     if contrib is not None:
         own = getattr(cell, "name", None) or contrib[0]
-        return {p.replace("/", "."): f"{prefix}{own}/{p}" for p in contrib[1]}
+        return {_contrib_key(cell, p): f"{prefix}{own}/{p}" for p in contrib[1]}
     for cls, default_scope in CELL_SCOPES.items():
         if isinstance(cell, cls):
             own = getattr(cell, "name", None) or default_scope
@@ -330,6 +330,7 @@ def optimizer_variable(name: str) -> bool:
 # ----------------------------------------------------------------------------- tf.contrib cells
 # Default TF1 scopes of the tf.contrib cells, most derived class first (isinstance order).
 CONTRIB_CELL_SCOPES: dict[type, str] = {
+    GRUBlockCell: "gru_cell",
     CudnnCompatibleLSTMCell: "cudnn_compatible_lstm_cell",
     CudnnCompatibleGRUCell: "cudnn_compatible_gru_cell",
     LSTMBlockFusedCell: "lstm_fused_cell",
@@ -338,6 +339,13 @@ CONTRIB_CELL_SCOPES: dict[type, str] = {
     LayerNormBasicLSTMCell: "layer_norm_basic_lstm_cell",
 }
 _LAYER_NORM_SCOPES = ("input", "transform", "forget", "output", "state")
+# GRUBlockCell (V1, r1.15 gru_ops.py lines 174-191): its own names for GRUCell's parameters.
+_GRU_BLOCK_V1 = {
+    "w_ru": "gates.kernel",
+    "b_ru": "gates.bias",
+    "w_c": "candidate.kernel",
+    "b_c": "candidate.bias",
+}
 _CUDNN_GRU_PARAMS = (
     "gates/kernel",
     "gates/bias",
@@ -366,6 +374,13 @@ def _contrib_hint(names: Iterable[str]) -> str:
     )
 
 
+def _contrib_key(cell: nn.Module, tf_param: str) -> str:
+    """The state_dict key of a contrib cell's TF variable (relative to the cell scope)."""
+    if isinstance(cell, GRUBlockCell):
+        return _GRU_BLOCK_V1[tf_param]
+    return tf_param.replace("/", ".")
+
+
 def contrib_tf_params(cell: nn.Module) -> tuple[str, tuple[str, ...]] | None:
     """(default TF scope, TF variable names relative to it) of a tf.contrib cell, else None.
 
@@ -379,6 +394,8 @@ def contrib_tf_params(cell: nn.Module) -> tuple[str, tuple[str, ...]] | None:
             continue
         if isinstance(cell, CudnnCompatibleGRUCell):
             return scope, _CUDNN_GRU_PARAMS
+        if isinstance(cell, GRUBlockCell):
+            return scope, tuple(_GRU_BLOCK_V1)
         if isinstance(cell, GRUBlockCellV2):
             return scope, _PARAMS_OF_KIND["gru"]
         if isinstance(cell, LayerNormBasicLSTMCell):

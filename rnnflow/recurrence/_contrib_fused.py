@@ -1,7 +1,7 @@
 """The tf.contrib cells whose maths is a built-in cell's, seen as that cell by the fused path.
 
 ``LSTMBlockCell`` (and ``CudnnCompatibleLSTMCell``) without peepholes or clipping computes
-``BasicLSTMCell``'s step (tanh, state tuple, ``forget_bias`` at run time); ``GRUBlockCellV2`` is
+``BasicLSTMCell``'s step (tanh, state tuple, ``forget_bias`` at run time); ``GRUBlockCell(V2)`` is
 ``GRUCell``'s. :func:`builtin_view` returns a shallow copy of such a cell whose class is the
 built-in one: it shares the very same ``Parameter`` objects (gradients reach the contrib cell),
 costs no copy of any tensor, and is never registered anywhere. Other contrib cells are returned
@@ -18,14 +18,14 @@ import torch
 from rnnflow.cells.basic_lstm import BasicLSTMCell
 from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell
 from rnnflow.cells.gru import GRUCell
-from rnnflow.cells.gru_block import GRUBlockCellV2
+from rnnflow.cells.gru_block import GRUBlockCell, GRUBlockCellV2
 from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
 from rnnflow.cells.lstm_block import LSTMBlockCell, LSTMBlockFusedCell
 
 
 def builtin_view(cell: Any) -> Any:
     """``cell`` seen as the built-in cell with the same maths, or ``cell`` itself."""
-    if type(cell) is GRUBlockCellV2:
+    if type(cell) in (GRUBlockCellV2, GRUBlockCell):
         view = copy.copy(cell)
         view.__class__ = GRUCell
         return view

@@ -13,6 +13,7 @@ import torch
 from rnnflow import (
     CudnnCompatibleGRUCell,
     CudnnCompatibleLSTMCell,
+    GRUBlockCell,
     GRUBlockCellV2,
     GRUCell,
     LayerNormBasicLSTMCell,
@@ -94,6 +95,12 @@ def test_tf_names_follow_the_configuration_built_or_not():
     ]
     named = cell_tf_names(LSTMBlockCell(4, name="enc_lstm"), "")
     assert named == {"kernel": "enc_lstm/kernel", "bias": "enc_lstm/bias"}
+    assert cell_tf_names(GRUBlockCell(4), "rnn") == {
+        "gates.kernel": "rnn/gru_cell/w_ru",
+        "gates.bias": "rnn/gru_cell/b_ru",
+        "candidate.kernel": "rnn/gru_cell/w_c",
+        "candidate.bias": "rnn/gru_cell/b_c",
+    }
     plain = cell_tf_names(LayerNormBasicLSTMCell(4, layer_norm=False), "rnn")
     assert plain == {
         "kernel": "rnn/layer_norm_basic_lstm_cell/kernel",

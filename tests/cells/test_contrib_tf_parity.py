@@ -24,6 +24,7 @@ from rnnflow import (
     CudnnCompatibleGRUCell,
     CudnnCompatibleLSTMCell,
     DropoutWrapper,
+    GRUBlockCell,
     GRUBlockCellV2,
     LayerNormBasicLSTMCell,
     LSTMBlockCell,
@@ -64,6 +65,8 @@ def build_cell(
         )
     if kind == "GRUBlockCellV2":
         return GRUBlockCellV2(units, **common)
+    if kind == "GRUBlockCell":
+        return GRUBlockCell(units, **common)
     if kind == "LayerNormBasicLSTMCell":
         return LayerNormBasicLSTMCell(
             units, forget_bias=spec["forget_bias"], layer_norm=spec["layer_norm"], **common
@@ -90,7 +93,7 @@ def flatten(state: Any) -> list[Tensor]:
 def pack(spec: dict, leaves) -> Any:
     if spec["type"] == "MultiRNNCell":
         return tuple(pack(sub, leaves) for sub in spec["cells"])
-    if spec["type"] in ("GRUBlockCellV2", "CudnnCompatibleGRUCell"):
+    if spec["type"] in ("GRUBlockCell", "GRUBlockCellV2", "CudnnCompatibleGRUCell"):
         return next(leaves)
     return LSTMStateTuple(next(leaves), next(leaves))
 
