@@ -161,7 +161,7 @@ def cudnn_to_tf_gru(w: dict) -> dict[str, np.ndarray]:
 
 def cudnn_formula(kind: str, w: dict, x: np.ndarray, lengths, reverse: bool) -> np.ndarray:
     """cuDNN's equations in float64 from the per-gate matrices (cuDNN user guide, as quoted in
-    cudnn_rnn_ops.py lines 88-101): batch-major x [B, T, in] -> outputs [B, T, H], zero past
+    cudnn_rnn_ops.py lines 94-102): batch-major x [B, T, in] -> outputs [B, T, H], zero past
     each row's length; ``reverse`` runs each row backwards within its length."""
     w = {k: v.astype(np.float64) for k, v in w.items()}
     units = w["R_h" if kind == "gru" else "R_i"].shape[0]

@@ -11,11 +11,11 @@ ones TF gives. Which oracle each case used is recorded in its ``meta["oracle"]``
     raw_op    LSTMBlockCell / GRUBlockCell / BlockLSTM kernels of TF 2.21 (float32 only: the
               kernels have no float64). The per-step kernels' gradients are r1.15's
               ``_LSTMBlockCellGrad`` (contrib/rnn/python/ops/lstm_ops.py lines 230-287) and
-              ``_GRUBlockCellGrad`` (contrib/rnn/python/ops/gru_ops.py lines 38-96), transcribed
+              ``_GRUBlockCellGrad`` (contrib/rnn/python/ops/gru_ops.py lines 35-94), transcribed
               below and registered for the ops, calling the real gradient kernels
               (LSTMBlockCellGrad, GRUBlockCellGrad); BlockLSTM's gradient is TF 2.21's own.
-    formula   float64: the op's documented equations (lstm_ops.py lines 52-73, gru_ops.py
-              lines 105-127) in TF ops, including the op's gradient convention that the cell
+    formula   float64: the op's documented equations (lstm_ops.py lines 58-76, gru_ops.py
+              lines 113-127) in TF ops, including the op's gradient convention that the cell
               clip passes gradients through unchanged (LSTMBlockCellGrad ignores the clip);
               GRUBlockCellV2 in float64 is TF's own tf.compat.v1 GRUCell (the same formula
               and variable names). In every float32 raw_op case the formula is run too and must
@@ -36,7 +36,7 @@ every variable), plus ``MANIFEST.json``. Cell specs added here:
 
     {"type": "LSTMBlockCell", "num_units", "forget_bias", "cell_clip" (null: none),
      "use_peephole"}
-    {"type": "GRUBlockCellV2", "num_units"}
+    {"type": "GRUBlockCellV2", "num_units"}, {"type": "GRUBlockCell", "num_units"} (V1 names)
     {"type": "LayerNormBasicLSTMCell", "num_units", "forget_bias", "layer_norm"}
     {"type": "CudnnCompatibleLSTMCell", "num_units"}
     {"type": "CudnnCompatibleGRUCell", "num_units"}
@@ -93,7 +93,7 @@ def _lstm_block_cell_grad(op, *grad):
 
 @tf.RegisterGradient("GRUBlockCell")
 def _gru_block_cell_grad(op, *grad):
-    """r1.15 contrib/rnn/python/ops/gru_ops.py lines 38-96 (``_GRUBlockCellGrad``)."""
+    """r1.15 contrib/rnn/python/ops/gru_ops.py lines 35-94 (``_GRUBlockCellGrad``)."""
     x, h_prev, w_ru, w_c, b_ru, b_c = op.inputs
     r, u, c, _ = op.outputs
     _, _, _, d_h = grad
@@ -113,7 +113,7 @@ def _straight_through_clip(cs, clip: float):
 
 
 def lstm_block_formula(x, cs_prev, h_prev, w, b, wci, wcf, wco, forget_bias, cell_clip, peep):
-    """The LSTMBlockCell op's equations (r1.15 lstm_ops.py lines 52-73): (cs, h)."""
+    """The LSTMBlockCell op's equations (r1.15 lstm_ops.py lines 58-76): (cs, h)."""
     i, ci, f, o = tf.split(tf.matmul(tf.concat([x, h_prev], 1), w) + b, 4, axis=1)
     if peep:
         i = i + cs_prev * wci
@@ -184,12 +184,20 @@ class LSTMBlockCell(legacy_cells.LayerRNNCell):
 
 
 class GRUBlockCellV2(legacy_cells.LayerRNNCell):
-    """r1.15 contrib/rnn/python/ops/gru_ops.py lines 96-250 (GRUBlockCell.call, V2's build)
-    on tf.raw_ops.GRUBlockCell."""
+    """r1.15 contrib/rnn/python/ops/gru_ops.py lines 97-236 (GRUBlockCell.call, V2's build)
+    on tf.raw_ops.GRUBlockCell (``mode="raw_op"``) or on the op's equations (gru_ops.py lines
+    113-127) in TF ops (``mode="formula"``); ``v1_names``: GRUBlockCell's (V1) build, lines
+    174-191."""
 
-    def __init__(self, num_units, name="gru_cell"):
+    def __init__(self, num_units, name="gru_cell", mode="raw_op", v1_names=False):
         super().__init__(name=name)
         self._cell_size = num_units
+        self._mode = mode
+        self._names = (
+            ("w_ru", "b_ru", "w_c", "b_c")
+            if v1_names
+            else ("gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias")
+        )
 
     @property
     def state_size(self):
@@ -202,22 +210,28 @@ class GRUBlockCellV2(legacy_cells.LayerRNNCell):
     def build(self, input_shape):
         input_size = input_shape[1]
         n = self._cell_size
-        self._gate_kernel = self.add_weight("gates/kernel", [input_size + n, n * 2])
-        self._gate_bias = self.add_weight(
-            "gates/bias", [n * 2], initializer=tf1.constant_initializer(1.0)
-        )
-        self._candidate_kernel = self.add_weight("candidate/kernel", [input_size + n, n])
-        self._candidate_bias = self.add_weight(
-            "candidate/bias", [n], initializer=tf1.constant_initializer(0.0)
-        )
+        w_ru, b_ru, w_c, b_c = self._names
+        self._gate_kernel = self.add_weight(w_ru, [input_size + n, n * 2])
+        self._gate_bias = self.add_weight(b_ru, [n * 2], initializer=tf1.constant_initializer(1.0))
+        self._candidate_kernel = self.add_weight(w_c, [input_size + n, n])
+        self._candidate_bias = self.add_weight(b_c, [n], initializer=tf1.constant_initializer(0.0))
         self.built = True
 
     def call(self, inputs, h_prev):
-        out = tf.raw_ops.GRUBlockCell(
-            x=inputs, h_prev=h_prev, w_ru=self._gate_kernel, w_c=self._candidate_kernel,
-            b_ru=self._gate_bias, b_c=self._candidate_bias,
-        )  # fmt: skip
-        return out.h, out.h
+        if self._mode == "raw_op":
+            out = tf.raw_ops.GRUBlockCell(
+                x=inputs, h_prev=h_prev, w_ru=self._gate_kernel, w_c=self._candidate_kernel,
+                b_ru=self._gate_bias, b_c=self._candidate_bias,
+            )  # fmt: skip
+            return out.h, out.h
+        ru = tf.sigmoid(
+            tf.matmul(tf.concat([inputs, h_prev], 1), self._gate_kernel) + self._gate_bias
+        )
+        r, u = tf.split(ru, 2, axis=1)
+        c_bar = tf.matmul(tf.concat([inputs, h_prev * r], 1), self._candidate_kernel)
+        c = tf.tanh(c_bar + self._candidate_bias)
+        h = (1 - u) * c + u * h_prev
+        return h, h
 
 
 class LayerNormBasicLSTMCell(tf1.nn.rnn_cell.RNNCell):
@@ -336,8 +350,8 @@ def lstm_block(units=4, forget_bias=1.0, cell_clip=None, use_peephole=False) -> 
     }
 
 
-def gru_block(units=4) -> dict:
-    return {"type": "GRUBlockCellV2", "num_units": units}
+def gru_block(units=4, v1=False) -> dict:
+    return {"type": "GRUBlockCell" if v1 else "GRUBlockCellV2", "num_units": units}
 
 
 def layer_norm(units=4, forget_bias=1.0, norm=True) -> dict:
@@ -375,6 +389,8 @@ def build_cell(spec: dict):
         if mode == "raw_op":
             return GRUBlockCellV2(spec["num_units"])
         return tf1.nn.rnn_cell.GRUCell(spec["num_units"], name="gru_cell")
+    if kind == "GRUBlockCell":
+        return GRUBlockCellV2(spec["num_units"], mode=mode, v1_names=True)
     if kind == "LayerNormBasicLSTMCell":
         return LayerNormBasicLSTMCell(spec["num_units"], spec["forget_bias"], spec["layer_norm"])
     if kind == "CudnnCompatibleGRUCell":
@@ -388,7 +404,8 @@ base.build_cell = build_cell  # base.run_case (and MultiRNNCell specs) build thr
 def _uses_kernels(spec: dict) -> bool:
     if spec["type"] == "MultiRNNCell":
         return any(_uses_kernels(s) for s in spec["cells"])
-    return spec["type"] in ("LSTMBlockCell", "CudnnCompatibleLSTMCell", "GRUBlockCellV2")
+    kernel_cells = ("LSTMBlockCell", "CudnnCompatibleLSTMCell", "GRUBlockCellV2", "GRUBlockCell")
+    return spec["type"] in kernel_cells
 
 
 def _specs(case: dict) -> list[dict]:
@@ -397,7 +414,7 @@ def _specs(case: dict) -> list[dict]:
 
 # ----------------------------------------------------------------------------- LSTMBlockFusedCell
 def run_fused_case(case: dict) -> tuple[dict[str, np.ndarray], dict]:
-    """r1.15 lstm_ops.py lines 441-538 (LSTMBlockWrapper.call) and 608-661 (_call_cell) on
+    """r1.15 lstm_ops.py lines 441-538 (LSTMBlockWrapper.call) and 608-667 (_call_cell) on
     tf.raw_ops.BlockLSTM (float32) or a loop of :func:`lstm_block_formula` (float64)."""
     dtype = np.dtype(case["dtype"])
     seed = base.seed_for(case["name"])
@@ -517,6 +534,7 @@ def case_grid() -> list[dict]:
         ("lstm_block_peep", lstm_block(5, use_peephole=True), False, True, False),
         ("gru_block", gru_block(4), False, True, True),
         ("gru_block", gru_block(5), True, False, False),
+        ("gru_block_v1", gru_block(4, v1=True), False, True, True),
         ("layer_norm_lstm", layer_norm(4), False, True, True),
         ("layer_norm_lstm", layer_norm(4, forget_bias=0.5), True, True, False),
         ("layer_norm_lstm", layer_norm(5), False, False, False),
@@ -593,6 +611,7 @@ def default_initialisers(input_depth: int = 20, units: int = 30) -> dict:
     specs = [
         lstm_block(units, use_peephole=True),
         gru_block(units),
+        gru_block(units, v1=True),
         {**layer_norm(units), "norm_gain": 1.3, "norm_shift": 0.2},
         layer_norm(units, norm=False),
         cudnn_lstm(units),

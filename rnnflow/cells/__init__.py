@@ -7,7 +7,7 @@ from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatib
 from rnnflow.cells.device import DeviceWrapper
 from rnnflow.cells.dropout import DropoutWrapper
 from rnnflow.cells.gru import GRUCell
-from rnnflow.cells.gru_block import GRUBlockCellV2
+from rnnflow.cells.gru_block import GRUBlockCell, GRUBlockCellV2
 from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
 from rnnflow.cells.lstm_block import LSTMBlockCell, LSTMBlockFusedCell
 from rnnflow.cells.multi import MultiRNNCell
@@ -27,6 +27,7 @@ __all__ = [
     "DeviceWrapper",
     "LSTMBlockCell",
     "LSTMBlockFusedCell",
+    "GRUBlockCell",
     "GRUBlockCellV2",
     "LayerNormBasicLSTMCell",
     "CudnnCompatibleLSTMCell",

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from rnnflow.cells._dense import Initializer, glorot_uniform_
 from rnnflow.cells._lazy import LazyCell
-from rnnflow.cells.base import check_num_units
+from rnnflow.cells.base import Activation, check_num_units
 from rnnflow.cells.lstm_block import LSTMBlockCell
 
 
@@ -114,7 +114,8 @@ class CudnnCompatibleGRUCell(LazyCell):
         return "gates.kernel"
 
     @property
-    def activation(self):
+    def activation(self) -> Activation:
+        """Always tanh: TF's kernels have no other."""
         return torch.tanh
 
     @property

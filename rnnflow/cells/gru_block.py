@@ -1,4 +1,4 @@
-"""``tf.contrib.rnn.GRUBlockCellV2``: TF's fused GRU op, the maths and variables of GRUCell."""
+"""``tf.contrib.rnn.GRUBlockCellV2`` and ``GRUBlockCell``: TF's fused GRU op, GRUCell's maths."""
 
 from __future__ import annotations
 
@@ -50,3 +50,14 @@ class GRUBlockCellV2(GRUCell):
             input_size=input_size,
             device=device,
         )
+
+
+class GRUBlockCell(GRUBlockCellV2):
+    """``tf.contrib.rnn.GRUBlockCell`` (V1): :class:`GRUBlockCellV2` with r1.15's V1 names.
+
+    The same maths and parameters (``gates.kernel`` etc.); only the TF variable names differ:
+    ``<scope>/gru_cell/w_ru`` [input_size + H, 2H], ``b_ru`` [2H] (ones), ``w_c``
+    [input_size + H, H], ``b_c`` [H] (zeros) (r1.15 ``gru_ops.py`` lines 174-191). Some older
+    TF releases stored the two kernels under each other's names (``w_c`` for the gates); their
+    shapes differ, so such a checkpoint is refused with a shape error, never loaded wrongly.
+    """

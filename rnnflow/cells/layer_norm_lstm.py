@@ -18,15 +18,19 @@ from rnnflow.cells.basic_lstm import LSTMStateTuple
 from rnnflow.cells.lstm_block import check_forget_bias, uniform_diagonal_
 
 _NORMS = ("input", "transform", "forget", "output", "state")  # TF's variable scopes, in order
-_EPSILON = 1e-12  # layer_norm's variance_epsilon for float32/float64
 
 
 def _layer_norm(x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
     """TF's ``layer_norm`` over the last axis, in ``batch_normalization``'s operation order:
-    ``x * inv + (beta - mean * inv)`` with ``inv = rsqrt(var + 1e-12) * gamma``."""
-    mean = x.mean(dim=1, keepdim=True)  # [B, 1]
-    var = (x - mean).square().mean(dim=1, keepdim=True)  # [B, 1]
-    inv = torch.rsqrt(var + _EPSILON) * gamma  # [B, H]
+    ``x * inv + (beta - mean * inv)`` with ``inv = rsqrt(var + eps) * gamma``; eps is 1e-12, or
+    1e-3 for float16, whose moments TF computes in float32 (layers.py line 2322, nn_impl.py
+    ``moments``)."""
+    y = x.float() if x.dtype == torch.float16 else x
+    mean = y.mean(dim=1, keepdim=True)  # [B, 1]
+    var = (y - mean).square().mean(dim=1, keepdim=True)  # [B, 1]
+    mean, var = mean.to(x.dtype), var.to(x.dtype)
+    eps = 1e-3 if x.dtype == torch.float16 else 1e-12
+    inv = torch.rsqrt(var + eps) * gamma  # [B, H]
     return x * inv + (beta - mean * inv)
 
 
@@ -48,9 +52,10 @@ class LayerNormBasicLSTMCell(LazyCell):
         h' = activation(c') * sigmoid(o)
 
     ``LN_s(x) = (x - mean(x)) / sqrt(var(x) + 1e-12) * s.gamma + s.beta`` over the units of each
-    row (Ba et al. 2016). Recurrent dropout (Semeniuta et al. 2016) draws a new mask at every
-    step, scales kept units by ``1 / dropout_keep_prob`` and, as rnnflow's DropoutWrapper, acts
-    only in training mode (``module.train()``); ``dropout_prob_seed`` seeds it.
+    row (Ba et al. 2016); float16 uses 1e-3, as TF. Recurrent dropout (Semeniuta et al. 2016)
+    draws a new mask at every step, scales kept units by ``1 / dropout_keep_prob`` and, as
+    rnnflow's DropoutWrapper, acts only in training mode (``module.train()``);
+    ``dropout_prob_seed`` seeds it.
 
     Parameters (TF names under the scope ``layer_norm_basic_lstm_cell``): ``kernel``
     [input_size + H, 4H] (Glorot-uniform); with ``layer_norm`` ``input.gamma``,

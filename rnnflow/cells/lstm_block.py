@@ -19,6 +19,7 @@ gradient passes through it unchanged even where ``c'`` was clipped. rnnflow repr
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 from rnnflow.cells._dense import dense, register_dense
 from rnnflow.cells._lazy import LazyCell
-from rnnflow.cells.base import check_num_units, check_state
+from rnnflow.cells.base import Activation, check_num_units, check_state
 from rnnflow.cells.basic_lstm import LSTMStateTuple
 
 _PEEPHOLES = ("w_i_diag", "w_f_diag", "w_o_diag")
@@ -52,6 +53,7 @@ def straight_through_clip(c: Tensor, clip: float) -> Tensor:
 
 
 def check_forget_bias(owner: str, forget_bias: Any) -> float:
+    """``forget_bias`` as a float; TypeError for a non-number, ValueError for inf/NaN."""
     if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
         raise TypeError(f"{owner}: forget_bias must be a number, got {forget_bias!r}")
     if not math.isfinite(forget_bias):
@@ -137,7 +139,8 @@ class LSTMBlockCell(LazyCell):
                 self.register_parameter(pname, None)
 
     @property
-    def activation(self):
+    def activation(self) -> Activation:
+        """Always tanh: TF's kernels have no other."""
         return torch.tanh
 
     @property
@@ -206,7 +209,8 @@ class LSTMBlockFusedCell(LSTMBlockCell):
     ``LSTMStateTuple(c, h)`` at step ``length - 1`` (the initial state for length 0).
 
     It is not a per-step cell: ``dynamic_rnn`` and ``MultiRNNCell`` take :class:`LSTMBlockCell`,
-    whose variables are the same (only the scope name differs).
+    whose variables are the same (only the scope name differs). The call runs that step through
+    ``dynamic_rnn``, so it uses the fused kernels when there are no peepholes and no clipping.
     """
 
     def __init__(
@@ -268,28 +272,20 @@ class LSTMBlockFusedCell(LSTMBlockCell):
                 )
             initial_state = LSTMStateTuple(*initial_state)
             check_state(owner, "initial_state", initial_state, self.state_size, batch)
-        from rnnflow.recurrence._masking import check_sequence_length  # cells load first
+        # Imported here because rnnflow.recurrence imports rnnflow.cells.
+        from rnnflow.recurrence._masking import check_sequence_length
+        from rnnflow.recurrence.dynamic_rnn import dynamic_rnn
 
         lengths = check_sequence_length(
             owner, sequence_length, batch=batch, max_time=max_time, device=inputs.device
         )
-        c, h = initial_state
-        states_c, outputs = [c], [h]  # index t + 1 holds the state after step t
-        steps = max_time if lengths is None or batch == 0 else int(lengths.max())
-        for t in range(steps):
-            output, (c, h) = LSTMBlockCell.forward(self, inputs[t], LSTMStateTuple(c, h))
-            states_c.append(c)
-            outputs.append(output)
-        if lengths is None:
-            out = torch.stack(outputs[1:]) if steps else inputs.new_zeros(0, batch, self.num_units)
-            return out, LSTMStateTuple(c, h)
-        # TF's BlockLSTM leaves steps >= max(lengths) at zero; the wrapper then masks every row
-        # past its length and gathers the final state at index `length` of [initial, steps...].
-        pad = [inputs.new_zeros(batch, self.num_units)] * (max_time - steps)
-        out = torch.stack(outputs[1:] + pad)  # [T, B, H]
-        mask = torch.arange(max_time, device=inputs.device)[:, None] < lengths[None, :]
-        out = out * mask.unsqueeze(-1).to(out.dtype)
-        rows = torch.arange(batch, device=inputs.device)
-        final_c = torch.stack(states_c)[lengths, rows]  # [B, H]
-        final_h = torch.stack(outputs)[lengths, rows]
-        return out, LSTMStateTuple(final_c, final_h)
+        # TF's BlockLSTM runs every row to max(lengths); LSTMBlockWrapper then zeroes outputs
+        # past each length and gathers the state at step length - 1, which is dynamic_rnn's
+        # contract exactly. dynamic_rnn runs this cell's step (seen as an LSTMBlockCell sharing
+        # the parameters), on the fused kernels where fusable() allows.
+        step = copy.copy(self)
+        step.__class__ = LSTMBlockCell
+        outputs, state = dynamic_rnn(
+            step, inputs, sequence_length=lengths, initial_state=initial_state, time_major=True
+        )
+        return outputs, state

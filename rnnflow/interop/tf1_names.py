@@ -10,6 +10,8 @@ variables ``<scope>/<cell scope>/<param>``:
     <scope>/multi_rnn_cell/cell_<k>/<cell scope>/...             cell_<k>.<...>
     Dropout/Residual/DeviceWrapper(cell)                         cell.<...> (no TF scope of its own)
     a cell made with name="foo"                                  "foo" replaces the cell scope
+    tf.contrib cells (LSTMBlockCell, LayerNormBasicLSTMCell, ...)  see CONTRIB_CELL_SCOPES and
+                                                                 contrib_tf_params below
 
 where ``<scope>`` is ``rnn`` for ``dynamic_rnn`` (``scope=`` replaces it),
 ``bidirectional_rnn/fw`` and ``.../bw`` for ``bidirectional_dynamic_rnn``, each preceded by any
@@ -33,7 +35,7 @@ from torch import nn
 from rnnflow.cells import BasicLSTMCell, BasicRNNCell, GRUCell, MultiRNNCell
 from rnnflow.cells._wrapper import CellWrapper
 from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatibleLSTMCell
-from rnnflow.cells.gru_block import GRUBlockCellV2
+from rnnflow.cells.gru_block import GRUBlockCell, GRUBlockCellV2
 from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
 from rnnflow.cells.lstm_block import LSTMBlockCell, LSTMBlockFusedCell
 
@@ -101,7 +103,7 @@ def cell_tf_names(cell: nn.Module, scope: str) -> dict[str, str]:
     contrib = contrib_tf_params(cell)
     if contrib is not None:
         own = getattr(cell, "name", None) or contrib[0]
-        return {p.replace("/", "."): f"{prefix}{own}/{p}" for p in contrib[1]}
+        return {_contrib_key(cell, p): f"{prefix}{own}/{p}" for p in contrib[1]}
     for cls, default_scope in CELL_SCOPES.items():
         if isinstance(cell, cls):
             own = getattr(cell, "name", None) or default_scope
@@ -193,6 +195,7 @@ def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
         raise TF1NameError(
             f"{owner}: no RNN cell variables (…/basic_rnn_cell/kernel, …/basic_lstm_cell/kernel, "
             "…/gru_cell/gates/kernel) in the checkpoint; is it a model built from TF1 cells?"
+            + _contrib_hint(shapes)
         )
     scopes = sorted({s for s, _, _ in found})
     if len(scopes) > 1:
@@ -328,6 +331,7 @@ def optimizer_variable(name: str) -> bool:
 # ----------------------------------------------------------------------------- tf.contrib cells
 # Default TF1 scopes of the tf.contrib cells, most derived class first (isinstance order).
 CONTRIB_CELL_SCOPES: dict[type, str] = {
+    GRUBlockCell: "gru_cell",
     CudnnCompatibleLSTMCell: "cudnn_compatible_lstm_cell",
     CudnnCompatibleGRUCell: "cudnn_compatible_gru_cell",
     LSTMBlockFusedCell: "lstm_fused_cell",
@@ -336,6 +340,13 @@ CONTRIB_CELL_SCOPES: dict[type, str] = {
     LayerNormBasicLSTMCell: "layer_norm_basic_lstm_cell",
 }
 _LAYER_NORM_SCOPES = ("input", "transform", "forget", "output", "state")
+# GRUBlockCell (V1, r1.15 gru_ops.py lines 174-191): its own names for GRUCell's parameters.
+_GRU_BLOCK_V1 = {
+    "w_ru": "gates.kernel",
+    "b_ru": "gates.bias",
+    "w_c": "candidate.kernel",
+    "b_c": "candidate.bias",
+}
 _CUDNN_GRU_PARAMS = (
     "gates/kernel",
     "gates/bias",
@@ -344,6 +355,31 @@ _CUDNN_GRU_PARAMS = (
     "candidate/hidden_projection/kernel",
     "candidate/hidden_projection/bias",
 )
+
+
+_CONTRIB_SCOPE_RE = re.compile(
+    r"(?:^|/)(cudnn_compatible_lstm_cell|cudnn_compatible_gru_cell|lstm_fused_cell"
+    r"|layer_norm_basic_lstm_cell)/"
+)
+
+
+def _contrib_hint(names: Iterable[str]) -> str:
+    """A sentence for errors about checkpoints whose cells are tf.contrib ones ("" if none)."""
+    scopes = sorted({m[1] for n in names if (m := _CONTRIB_SCOPE_RE.search(n))})
+    if not scopes:
+        return ""
+    return (
+        f" It holds tf.contrib cell variables ({', '.join(scopes)}): build the cells and load "
+        "them with load_tf1_cell (CudnnLSTM/CudnnGRU: parse_cudnn_variables), see "
+        "docs/MIGRATION.md"
+    )
+
+
+def _contrib_key(cell: nn.Module, tf_param: str) -> str:
+    """The state_dict key of a contrib cell's TF variable (relative to the cell scope)."""
+    if isinstance(cell, GRUBlockCell):
+        return _GRU_BLOCK_V1[tf_param]
+    return tf_param.replace("/", ".")
 
 
 def contrib_tf_params(cell: nn.Module) -> tuple[str, tuple[str, ...]] | None:
@@ -359,6 +395,8 @@ def contrib_tf_params(cell: nn.Module) -> tuple[str, tuple[str, ...]] | None:
             continue
         if isinstance(cell, CudnnCompatibleGRUCell):
             return scope, _CUDNN_GRU_PARAMS
+        if isinstance(cell, GRUBlockCell):
+            return scope, tuple(_GRU_BLOCK_V1)
         if isinstance(cell, GRUBlockCellV2):
             return scope, _PARAMS_OF_KIND["gru"]
         if isinstance(cell, LayerNormBasicLSTMCell):

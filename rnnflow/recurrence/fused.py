@@ -56,6 +56,7 @@ from rnnflow.cells.gru import GRUCell
 from rnnflow.cells.multi import MultiRNNCell
 from rnnflow.recurrence import _ext
 from rnnflow.recurrence import _fused_kernels as kernels
+from rnnflow.recurrence._contrib_fused import builtin_view, contrib_reason
 from rnnflow.recurrence._shapes import check_input_depth
 from rnnflow.recurrence.reference import compute_dtype, empty_outputs
 
@@ -90,6 +91,7 @@ def _activation_kind(fn: Any) -> str | None:
 
 def _why_not(cell: Any, inputs: Tensor) -> str | None:
     """Why ``cell`` cannot be fused for ``inputs``, or None when it can."""
+    cell = builtin_view(cell)  # contrib cells with a built-in cell's maths
     name = type(cell).__name__
     if type(cell) is DropoutWrapper:
         keeps = (cell.input_keep_prob, cell.output_keep_prob, cell.state_keep_prob)
@@ -103,7 +105,7 @@ def _why_not(cell: Any, inputs: Tensor) -> str | None:
                 return f"MultiRNNCell cell_{k}: {reason}"
         return None
     if type(cell) not in _SUPPORTED:
-        return f"no fused kernel for {name}"
+        return contrib_reason(cell) or f"no fused kernel for {name}"
     if not cell.built:
         return f"{name} is not built"
     kind = _activation_kind(cell.activation)
@@ -242,6 +244,7 @@ def _run(
 ):
     """Run (possibly nested) ``cell`` layer by layer over ``x`` [T, B, D]; rows sorted by
     ``lengths`` (longest first), ``bs`` the active rows per step (``batch_sizes``)."""
+    cell = builtin_view(cell)  # contrib cells with a built-in cell's maths
     if type(cell) is DropoutWrapper:  # the identity here (checked by _why_not)
         return _run(cell.cell, x, lengths, bs, state, compute)
     if type(cell) is MultiRNNCell:

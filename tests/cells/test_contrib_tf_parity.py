@@ -24,6 +24,7 @@ from rnnflow import (
     CudnnCompatibleGRUCell,
     CudnnCompatibleLSTMCell,
     DropoutWrapper,
+    GRUBlockCell,
     GRUBlockCellV2,
     LayerNormBasicLSTMCell,
     LSTMBlockCell,
@@ -34,6 +35,7 @@ from rnnflow import (
     dynamic_rnn,
 )
 from rnnflow.interop.tf1_names import cell_tf_names
+from rnnflow.recurrence.fused import fusable
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tf1_contrib"
 CASES = sorted(FIXTURES.glob("*.npz"))
@@ -63,6 +65,8 @@ def build_cell(
         )
     if kind == "GRUBlockCellV2":
         return GRUBlockCellV2(units, **common)
+    if kind == "GRUBlockCell":
+        return GRUBlockCell(units, **common)
     if kind == "LayerNormBasicLSTMCell":
         return LayerNormBasicLSTMCell(
             units, forget_bias=spec["forget_bias"], layer_norm=spec["layer_norm"], **common
@@ -89,7 +93,7 @@ def flatten(state: Any) -> list[Tensor]:
 def pack(spec: dict, leaves) -> Any:
     if spec["type"] == "MultiRNNCell":
         return tuple(pack(sub, leaves) for sub in spec["cells"])
-    if spec["type"] in ("GRUBlockCellV2", "CudnnCompatibleGRUCell"):
+    if spec["type"] in ("GRUBlockCell", "GRUBlockCellV2", "CudnnCompatibleGRUCell"):
         return next(leaves)
     return LSTMStateTuple(next(leaves), next(leaves))
 
@@ -125,6 +129,11 @@ def run_case(
     }
     variables = load_variables(cells, arrays)
     x = torch.tensor(arrays["inputs"], requires_grad=True)
+    if impl == "fused":
+        for cell in cells.values():
+            ok, reason = fusable(cell, x)
+            if not ok:
+                pytest.skip(f"fusable() is false: {reason}")
     seq = torch.from_numpy(arrays["sequence_length"]) if meta["has_sequence_length"] else None
     init_leaves: list[Tensor] = []
     init: dict[str, Any] = {s: None for s in specs}
@@ -188,10 +197,12 @@ def test_fixtures_are_present_and_match_the_manifest():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == listed[path.name], path.name
 
 
-@pytest.mark.parametrize("impl", ["reference", "auto"])
+@pytest.mark.parametrize("impl", ["reference", "fused"])
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_matches_tensorflow(path: Path, impl: str):
-    if impl == "auto" and path.stem.startswith("lstm_fused"):
+    """impl="fused" runs where fusable() accepts every cell (LSTMBlockCell without peepholes
+    or clipping, CudnnCompatibleLSTMCell, GRUBlockCellV2) and is skipped elsewhere."""
+    if impl == "fused" and path.stem.startswith("lstm_fused"):
         pytest.skip("LSTMBlockFusedCell runs its own loop, not dynamic_rnn")
     got = run_case(path, impl)
     tol = TOLERANCE[next(iter(got.values()))[0].dtype]

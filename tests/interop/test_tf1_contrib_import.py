@@ -198,3 +198,16 @@ def test_parse_cudnn_variables_refuses_what_does_not_fit():
     bad = {**_lstm_shapes(), LSTM_NAME.format(k=0, p="kernel"): (3, 24)}
     with pytest.raises(TF1NameError, match=r"kernel of shape \[3, 24\] does not fit a lstm cell"):
         parse_cudnn_variables(bad)
+
+
+def test_the_tutorial_parser_points_contrib_checkpoints_to_the_cell_loader():
+    from rnnflow.interop.tf1_names import parse_rnn_variables
+
+    ckpt, _, _ = _fixture("cudnn_gru_bidi")
+    with pytest.raises(
+        TF1NameError,
+        match=r"no RNN cell variables .* It holds tf.contrib cell variables "
+        r"\(cudnn_compatible_gru_cell\): build the cells and load them with load_tf1_cell "
+        r"\(CudnnLSTM/CudnnGRU: parse_cudnn_variables\)",
+    ):
+        parse_rnn_variables(ckpt.shapes())
