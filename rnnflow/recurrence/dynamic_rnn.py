@@ -170,6 +170,8 @@ def prepare_state(
         argument = f"{cell_argument}.zero_state({batch})"
         if isinstance(cell, RNNCell):
             initial_state = cell.zero_state(batch, x.dtype, device=x.device)
+            if type(cell).zero_state is RNNCell.zero_state:
+                return initial_state  # made from state_size with the inputs' dtype and device
         else:  # TF1's signature
             initial_state = cell.zero_state(batch, x.dtype)
     check_state(owner, argument, initial_state, cell.state_size, batch)
