@@ -8,6 +8,7 @@ dict values in sorted key order, so that flattened orders agree with TensorFlow'
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -66,7 +67,10 @@ def flatten(structure: Any) -> list[Any]:
 def _rebuild(template: Any, items: Sequence[Any]) -> Any:
     if _is_mapping(template):  # the same mapping type, the template's key order
         by_key = dict(zip(_sorted_keys(template), items))
-        return type(template)((key, by_key[key]) for key in template)
+        pairs = [(key, by_key[key]) for key in template]
+        if isinstance(template, collections.defaultdict):
+            return type(template)(template.default_factory, pairs)
+        return type(template)(pairs)
     if isinstance(template, tuple) and hasattr(template, "_fields"):  # NamedTuple
         return type(template)(*items)
     if isinstance(template, list):
