@@ -8,14 +8,29 @@ dict values in sorted key order, so that flattened orders agree with TensorFlow'
 
 from __future__ import annotations
 
+import collections
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+_LEAF, _SEQUENCE, _MAPPING = 0, 1, 2
+
+
+@functools.cache
+def _kind(cls: type) -> int:  # one dict lookup per call, not an ABC check: every step walks
+    if issubclass(cls, Mapping):
+        return _MAPPING
+    return _SEQUENCE if issubclass(cls, (tuple, list)) else _LEAF
 
 
 def is_sequence(x: Any) -> bool:
     """True for the containers a structure may be built of: tuples (named or not), lists and
     dicts (any ``Mapping``). Strings and tensors are leaves."""
-    return isinstance(x, (tuple, list, Mapping))
+    return _kind(type(x)) != _LEAF
+
+
+def _is_mapping(x: Any) -> bool:
+    return _kind(type(x)) == _MAPPING
 
 
 def _sorted_keys(mapping: Mapping[Any, Any]) -> list[Any]:
@@ -30,25 +45,32 @@ def _sorted_keys(mapping: Mapping[Any, Any]) -> list[Any]:
 
 def children(x: Any) -> list[Any]:
     """The direct children of container ``x`` in ``tf.nest`` order (dicts: by sorted key)."""
-    if isinstance(x, Mapping):
+    if _is_mapping(x):
         return [x[key] for key in _sorted_keys(x)]
     return list(x)
 
 
 def flatten(structure: Any) -> list[Any]:
     """All leaves of ``structure``, depth first, in ``tf.nest.flatten`` order."""
-    if not is_sequence(structure):
+    kind = _kind(type(structure))
+    if kind == _LEAF:
         return [structure]
     leaves: list[Any] = []
-    for item in children(structure):
-        leaves.extend(flatten(item))
+    for item in children(structure) if kind == _MAPPING else structure:
+        if _kind(type(item)) == _LEAF:
+            leaves.append(item)
+        else:
+            leaves.extend(flatten(item))
     return leaves
 
 
 def _rebuild(template: Any, items: Sequence[Any]) -> Any:
-    if isinstance(template, Mapping):  # the same mapping type, the template's key order
+    if _is_mapping(template):  # the same mapping type, the template's key order
         by_key = dict(zip(_sorted_keys(template), items))
-        return type(template)((key, by_key[key]) for key in template)
+        pairs = [(key, by_key[key]) for key in template]
+        if isinstance(template, collections.defaultdict):
+            return type(template)(template.default_factory, pairs)
+        return type(template)(pairs)
     if isinstance(template, tuple) and hasattr(template, "_fields"):  # NamedTuple
         return type(template)(*items)
     if isinstance(template, list):
@@ -78,15 +100,19 @@ def pack_sequence_as(structure: Any, flat: Sequence[Any]) -> Any:
 def same_structure(a: Any, b: Any) -> bool:
     """True when ``a`` and ``b`` nest the same way (tuple and list count as the same; dicts
     must have the same keys)."""
-    if is_sequence(a) != is_sequence(b):
-        return False
-    if not is_sequence(a):
-        return True
-    if isinstance(a, Mapping) or isinstance(b, Mapping):
-        if not (isinstance(a, Mapping) and isinstance(b, Mapping)) or set(a) != set(b):
+    kind_a, kind_b = _kind(type(a)), _kind(type(b))
+    if kind_a == _LEAF or kind_b == _LEAF:
+        return kind_a == kind_b
+    if kind_a == _MAPPING or kind_b == _MAPPING:
+        if kind_a != kind_b or set(a) != set(b):
             return False
         return all(same_structure(a[key], b[key]) for key in a)
-    return len(a) == len(b) and all(same_structure(x, y) for x, y in zip(a, b))
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if not same_structure(x, y):
+            return False
+    return True
 
 
 def map_structure(fn: Callable[..., Any], *structures: Any) -> Any:
@@ -103,7 +129,7 @@ def map_structure(fn: Callable[..., Any], *structures: Any) -> Any:
 
 def describe(structure: Any, leaf: Callable[[Any], str] | None = None) -> str:
     """A short picture of a structure for error messages; ``leaf`` formats non-tensor leaves."""
-    if isinstance(structure, Mapping):
+    if _is_mapping(structure):
         items = ", ".join(f"{key!r}: {describe(structure[key], leaf)}" for key in structure)
         return f"{{{items}}}"
     if is_sequence(structure):

@@ -235,10 +235,13 @@ def build_cell(
 
 def check_state(owner: str, argument: str, state: Any, state_size: StateSize, batch: int) -> None:
     """``state`` must nest like ``state_size`` with a [batch, size] tensor at every leaf."""
-    expected = _nest.describe(state_size, leaf=lambda size: f"Tensor({batch}, {size})")
+
+    def expected() -> str:  # built only for a message: every step of every cell checks
+        return _nest.describe(state_size, leaf=lambda size: f"Tensor({batch}, {size})")
+
     if not _nest.same_structure(state, state_size):
         raise ValueError(
-            f"{owner}: {argument} must match the cell's state structure {expected}, "
+            f"{owner}: {argument} must match the cell's state structure {expected()}, "
             f"got {_nest.describe(state)}"
         )
     for leaf, size in zip(_nest.flatten(state), _nest.flatten(state_size)):
@@ -248,6 +251,6 @@ def check_state(owner: str, argument: str, state: Any, state_size: StateSize, ba
             )
         if tuple(leaf.shape) != (batch, size):
             raise ValueError(
-                f"{owner}: {argument} must match the cell's state structure {expected}, "
+                f"{owner}: {argument} must match the cell's state structure {expected()}, "
                 f"got {_nest.describe(state)}"
             )

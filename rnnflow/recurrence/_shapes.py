@@ -11,6 +11,8 @@ from rnnflow.cells.multi import MultiRNNCell
 
 
 def _is_size(x: Any) -> bool:
+    if type(x) is int:
+        return x >= 0
     if isinstance(x, bool):
         return False
     try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -106,8 +108,10 @@ def check_common_arguments(
     """
     if not isinstance(inputs, Tensor):
         raise TypeError(f"{owner}: inputs must be a torch.Tensor, got {type(inputs).__name__}")
-    if not isinstance(time_major, bool):
-        raise TypeError(f"{owner}: time_major must be a bool, got {time_major!r}")
+    if inputs.layout != torch.strided or inputs.is_nested:
+        kind = "nested" if inputs.is_nested else str(inputs.layout)
+        raise TypeError(f"{owner}: inputs must be a dense tensor, got a {kind} tensor")
+    time_major = _flag(owner, "time_major", time_major)
     if inputs.dim() != 3:
         layout = "[time, batch, depth]" if time_major else "[batch, time, depth]"
         raise ValueError(
@@ -119,17 +123,12 @@ def check_common_arguments(
         raise TypeError(
             f"{owner}: dtype must be None or the inputs' dtype {inputs.dtype}, got {dtype}"
         )
-    if parallel_iterations is not None and (
-        isinstance(parallel_iterations, bool)
-        or not isinstance(parallel_iterations, int)
-        or parallel_iterations <= 0
-    ):
+    if parallel_iterations is not None and not _positive_int(parallel_iterations):
         raise ValueError(
             f"{owner}: parallel_iterations must be a positive int or None, "
             f"got {parallel_iterations!r}"
         )
-    if not isinstance(swap_memory, bool):
-        raise TypeError(f"{owner}: swap_memory must be a bool, got {swap_memory!r}")
+    _flag(owner, "swap_memory", swap_memory)
     if scope is not None and not isinstance(scope, str):
         raise TypeError(f"{owner}: scope must be a str or None, got {scope!r}")
     if impl not in _IMPLS:
@@ -139,6 +138,23 @@ def check_common_arguments(
         owner, sequence_length, batch=x.shape[1], max_time=x.shape[0], device=x.device
     )
     return x, lengths
+
+
+def _flag(owner: str, name: str, value: Any) -> bool:
+    """A bool (NumPy's too, as TF1's ``if flag:`` takes it); anything else is refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _positive_int(value: Any) -> bool:
+    """An int as ``operator.index`` takes it (NumPy's too), not a bool, and > 0."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        return operator.index(value) > 0
+    except TypeError:
+        return False
 
 
 def check_cell(owner: str, argument: str, cell: Any) -> None:
@@ -164,16 +180,28 @@ def prepare_state(
         )
     build_cell(cell, depth, dtype=x.dtype, device=x.device)
     check_input_depth(owner, cell_argument, cell, depth)
+    if isinstance(cell, torch.nn.Module):
+        for p in cell.parameters():
+            if p.device != x.device:
+                name = next(n for n, q in cell.named_parameters() if q is p)
+                raise TypeError(
+                    f"{owner}: {cell_argument}.{name} must be on the inputs' device {x.device}, "
+                    f"got {p.device} (move the cell with .to({str(x.device)!r}))"
+                )
     if hasattr(cell, "begin_sequence"):
         cell.begin_sequence()
     if initial_state is None:
         argument = f"{cell_argument}.zero_state({batch})"
         if isinstance(cell, RNNCell):
             initial_state = cell.zero_state(batch, x.dtype, device=x.device)
+            if type(cell).zero_state is RNNCell.zero_state:
+                return initial_state  # made from state_size with the inputs' dtype and device
         else:  # TF1's signature
             initial_state = cell.zero_state(batch, x.dtype)
     check_state(owner, argument, initial_state, cell.state_size, batch)
     for leaf in _nest.flatten(initial_state):
+        if leaf.layout != torch.strided or leaf.is_nested:
+            raise TypeError(f"{owner}: {argument} must hold dense tensors, got {leaf.layout}")
         if leaf.dtype != x.dtype or leaf.device != x.device:
             raise TypeError(
                 f"{owner}: {argument} must have the inputs' dtype {x.dtype} and device "

@@ -42,6 +42,7 @@ available when this was written; the conversion is tested on CPU against the ref
 
 from __future__ import annotations
 
+import operator
 import warnings
 from typing import Any
 
@@ -157,9 +158,8 @@ def _check_weights(owner: str, path: str, cell: Any, depth: int) -> int:
         for k, sub in enumerate(cell.cells):
             depth = _check_weights(owner, f"{path}.cell_{k}", sub, depth)
         return depth
-    params = dict(cell.named_parameters())
     for name, shape in _weight_shapes(cell, depth).items():
-        got = tuple(params[name].shape)
+        got = tuple(operator.attrgetter(name)(cell).shape)
         if got != shape:
             raise ValueError(
                 f"{owner}: {path}.{name} must have shape {shape} for input depth {depth} and "

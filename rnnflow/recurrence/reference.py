@@ -67,15 +67,21 @@ def empty_outputs(cell: Any, inputs: Tensor, dtype: torch.dtype) -> Any:
     return _nest.pack_sequence_as(sizes, list(zeros))
 
 
-def _check_step(owner: str, what: str, value: Any, sizes: Any, batch: int, t: int) -> None:
-    """The cell's ``what`` (output or new state) at step ``t`` must nest like ``sizes`` with a
-    [batch, size] tensor at each leaf: refused here, not deep inside ``torch.stack``."""
+def _step_leaves(owner: str, what: str, value: Any, sizes: Any, batch: int, t: int) -> list[Tensor]:
+    """The leaves of the cell's ``what`` (output or new state) at step ``t``, which must nest
+    like ``sizes`` with a [batch, size] tensor at each leaf: refused here, not deep inside
+    ``torch.stack`` or ``torch.where``."""
     leaves = _nest.flatten(value)
-    if _nest.same_structure(value, sizes) and all(
-        isinstance(leaf, Tensor) and tuple(leaf.shape) == (batch, size)
-        for leaf, size in zip(leaves, _nest.flatten(sizes))
+    flat_sizes = _nest.flatten(sizes)
+    if (
+        len(leaves) == len(flat_sizes)
+        and _nest.same_structure(value, sizes)
+        and all(
+            isinstance(leaf, Tensor) and leaf.shape == (batch, size)
+            for leaf, size in zip(leaves, flat_sizes)
+        )
     ):
-        return
+        return leaves
     name = "output_size" if what == "output" else "state_size"
     expected = _nest.describe(sizes, leaf=lambda size: f"Tensor({batch}, {size})")
     raise ValueError(
@@ -84,13 +90,14 @@ def _check_step(owner: str, what: str, value: Any, sizes: Any, batch: int, t: in
     )
 
 
-def _settle(owner: str, what: str, value: Any, dtype: torch.dtype, cast: bool, t: int) -> Any:
-    """``value``'s leaves in ``dtype``: cast under autocast, else refused if they differ."""
-    leaves = _nest.flatten(value)
+def _in_dtype(
+    owner: str, what: str, leaves: list[Tensor], dtype: torch.dtype, cast: bool, t: int
+) -> list[Tensor]:
+    """``leaves`` in the run's ``dtype``: cast under autocast, else refused if they differ."""
     if all(leaf.dtype == dtype for leaf in leaves):
-        return value
+        return leaves
     if cast:
-        return _nest.pack_sequence_as(value, [leaf.to(dtype) for leaf in leaves])
+        return [leaf.to(dtype) for leaf in leaves]
     got = sorted({str(leaf.dtype) for leaf in leaves})
     raise TypeError(
         f"{owner}: the cell's {what} at step {t} must have the inputs' dtype {dtype}, "
@@ -127,6 +134,7 @@ def reference_dynamic_rnn(
     valid = (
         valid_mask(lengths, max_time).unsqueeze(-1) if lengths is not None else None
     )  # [T, B, 1]
+    output_size, state_size = cell.output_size, cell.state_size
     steps = []  # each step's flattened output leaves
     template = None
     for t in range(max_time):
@@ -137,22 +145,21 @@ def reference_dynamic_rnn(
                 f"{_nest.describe(result)} at step {t}"
             )
         output, new_state = result
-        _check_step(owner, "output", output, cell.output_size, batch, t)
-        _check_step(owner, "new state", new_state, cell.state_size, batch, t)
-        output = _settle(owner, "output", output, dtype, cast, t)
-        new_state = _settle(owner, "new state", new_state, dtype, cast, t)
-        leaves = _nest.flatten(output)
+        leaves = _step_leaves(owner, "output", output, output_size, batch, t)
+        new_leaves = _step_leaves(owner, "new state", new_state, state_size, batch, t)
+        leaves = _in_dtype(owner, "output", leaves, dtype, cast, t)
+        checked = _in_dtype(owner, "new state", new_leaves, dtype, cast, t)
         if valid is not None:
             keep = valid[t]  # [B, 1]
             # A cell may answer on another device (DeviceWrapper): the masks follow its tensors.
             leaves = [leaf.masked_fill(~keep.to(leaf.device), 0.0) for leaf in leaves]
-            new_state = _nest.map_structure(
-                lambda new, old, keep=keep: torch.where(
-                    keep.to(new.device), new, old.to(new.device)
-                ),
-                new_state,
-                state,
-            )
+            olds = _nest.flatten(state)
+            checked = [
+                torch.where(keep.to(new.device), new, old.to(new.device))
+                for new, old in zip(checked, olds)
+            ]
+        if checked is not new_leaves:
+            new_state = _nest.pack_sequence_as(new_state, checked)
         template = output if template is None else template
         steps.append(leaves)
         state = new_state

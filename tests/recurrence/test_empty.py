@@ -20,6 +20,7 @@ EXTENTS = {
     "B=0,T=0": (0, 0, None),
     "lengths=0": (3, 4, [0, 0, 0]),
     "B=0,lengths=[]": (0, 4, []),
+    "T=0,lengths=0": (3, 0, [0, 0, 0]),
 }
 KINDS = ["rnn", "lstm", "lstm_concat", "gru", "multi", "multi_concat"]
 

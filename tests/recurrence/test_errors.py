@@ -295,3 +295,74 @@ def test_lazy_cell_fed_zero_depth_inputs(driver):
         r"\(BasicLSTMCell\), got depth 0$",
     ):
         _run(driver, lambda: BasicLSTMCell(4), torch.zeros(3, 5, 0))
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_numpy_ints_and_bools_are_taken_where_tf1_takes_ints_and_bools(driver):
+    x = torch.randn(3, 5, 2)
+    cell = BasicRNNCell(4, input_size=2)
+    want = _run(driver, lambda: cell, x)
+    got = _run(
+        driver,
+        lambda: cell,
+        x.transpose(0, 1),
+        parallel_iterations=np.int64(32),
+        time_major=np.bool_(True),
+        swap_memory=np.bool_(False),
+    )
+    torch.testing.assert_close(got.transpose(0, 1), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    ("make", "kwargs", "error", "message"),
+    [
+        (
+            lambda: BasicRNNCell(4),
+            {"inputs": X.to_sparse()},
+            TypeError,
+            r"inputs must be a dense tensor, got a torch.sparse_coo tensor",
+        ),
+        (
+            lambda: BasicRNNCell(4, input_size=2),
+            {"inputs": torch.zeros(3, 5, 2, device="meta")},
+            TypeError,
+            r"cell(_fw)?\.kernel must be on the inputs' device meta, got cpu "
+            r"\(move the cell with \.to\('meta'\)\)",
+        ),
+        (
+            lambda: BasicRNNCell(4, input_size=2),
+            {"state": torch.zeros(3, 4).to_sparse()},
+            TypeError,
+            r"initial_state(_fw)? must hold dense tensors, got torch.sparse_coo",
+        ),
+        (
+            lambda: BasicRNNCell(4),
+            {"parallel_iterations": 2.0},
+            ValueError,
+            r"parallel_iterations must be a positive int or None, got 2.0",
+        ),
+        (
+            lambda: BasicRNNCell(4),
+            {"parallel_iterations": np.bool_(True)},
+            ValueError,
+            r"parallel_iterations must be a positive int or None, got np.True_",
+        ),
+        (
+            lambda: BasicRNNCell(4),
+            {"swap_memory": np.int64(1)},
+            TypeError,
+            r"swap_memory must be a bool, got np.int64\(1\)",
+        ),
+    ],
+    ids=["sparse-inputs", "cell-elsewhere", "sparse-state", "float-int", "bool-int", "int-bool"],
+)
+def test_other_argument_kinds_are_refused_clearly(driver, make, kwargs, error, message):
+    kwargs = dict(kwargs)
+    x = kwargs.pop("inputs", X)
+    state = kwargs.pop("state", None)
+    if state is not None:
+        key = "initial_state" if driver == "dynamic_rnn" else "initial_state_fw"
+        kwargs[key] = state
+    with pytest.raises(error, match=rf"^{driver}: {message}"):
+        _run(driver, make, x, **kwargs)

@@ -248,3 +248,36 @@ def test_bfloat16_on_a_cpu_without_native_bf16_linear(kind, monkeypatch):
         runs[impl] = out, state
     assert kernels._ONEDNN[torch.bfloat16] is False
     assert_close_tree(runs["fused"], runs["reference"], atol=3e-2, rtol=3e-2)
+
+
+_AVX2_CHILD = """
+import torch, test_fused_parity as t
+from rnnflow.recurrence import _fused_kernels as kernels
+print("bf16-linear", kernels.onednn_usable(torch.bfloat16), flush=True)
+for kind in t.KINDS:
+    for lengths in t.LENGTHS:
+        t.test_bfloat16_mode_under_autocast(kind, lengths)
+print("ok", flush=True)
+"""
+
+
+def test_bfloat16_with_onednn_limited_to_avx2():
+    """The report's machine, simulated: ``ONEDNN_MAX_CPU_ISA=AVX2`` makes oneDNN refuse bf16
+    as on an AVX2-only CPU (its linear raises, its LSTM is not used by PyTorch). Every cell kind,
+    with and without lengths, runs under bf16 autocast in a fresh process, both paths."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    env["PYTHONPATH"] = os.pathsep.join([str(here.parent), str(here), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", _AVX2_CHILD], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    lines = done.stdout.split()
+    if "bf16-linear" in lines and lines[lines.index("bf16-linear") + 1] == "True":
+        pytest.skip("this torch's oneDNN ignores ONEDNN_MAX_CPU_ISA (bf16 linear still runs)")
+    assert lines[-1] == "ok"
