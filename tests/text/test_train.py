@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from rnnflow.cli import _charlm, main
+from rnnflow.cli._run_folder import recorded_task
 from rnnflow.text.baselines import ngram_perplexity
 from rnnflow.text.poetry import FORMS, is_well_formed
 from rnnflow.text.train import (
@@ -70,7 +71,7 @@ def test_train_writes_the_run_folder(tmp_path: Path, corpus: Path, capsys) -> No
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert config["task"] == "charlm" and config["corpus"] == "text"
     assert charlm_config_from_dict(config).text == (str(corpus),)
-    assert _charlm.is_charlm_run(run)
+    assert recorded_task(run) == "charlm"
     records = read_metrics(run / "metrics.jsonl")
     assert {r["kind"] for r in records} == {"train", "val"}
     assert sum(r["kind"] == "val" for r in records) == 2  # one per epoch
@@ -232,7 +233,7 @@ def test_rnnflow_train_task_charlm_through_the_real_entry_point(tmp_path: Path, 
     run = tmp_path / "run"
     argv = ["train", "--task", "charlm", *TINY, "--text", str(corpus), "--epochs", "1"]
     assert main([*argv, "--out", str(run), "--quiet"]) == 0
-    assert _charlm.is_charlm_run(run)
+    assert recorded_task(run) == "charlm"
     assert main(["train", "--resume", str(run), "--quiet"]) == 0  # found to be a charlm run
 
 

@@ -221,3 +221,31 @@ def test_a_nan_optimizer_step_stops_the_run(tmp_path):
     ):
         run(resume=checkpoint)
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_the_training_loss_is_label_smoothed_cross_entropy_by_hand(tmp_path, smoothing):
+    """The first logged training loss equals, in float64 from the same initial weights and
+    batch, (1 - e) * (-log p_y) + e * mean_k(-log p_k) (Szegedy et al., 2016), averaged over
+    the batch: a loop that ignored label_smoothing would log the e = 0 value."""
+    from rnnflow.data import BatchIterator
+    from rnnflow.training.loop import build_model
+
+    config, data, run = _tiny_run(tmp_path, label_smoothing=smoothing, seed=5)
+    with MetricsLogger(tmp_path) as log:
+        run(metrics=log, stop_at_step=1)
+    logged = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["step"] for r in logged] == [1]
+
+    torch.manual_seed(config.seed)
+    model = build_model(config).double()
+    batch = BatchIterator(*data, 8, shuffle=True, seed=config.seed).order(0)[:8]
+    with torch.no_grad():
+        logp = model(data[0][batch].double()).log_softmax(-1)  # [8, 10]
+    y = data[1][batch]
+    nll = -logp[torch.arange(8), y]
+    uniform = -logp.mean(-1)
+    expected = ((1 - smoothing) * nll + smoothing * uniform).mean().item()
+    assert logged[0]["loss"] == pytest.approx(expected, rel=1e-5)
+    without = nll.mean().item()
+    assert smoothing == 0 or abs(without - expected) > 1e-3  # the test can tell them apart
