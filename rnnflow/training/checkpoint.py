@@ -259,7 +259,8 @@ def _tensor_extent(path: Path, name: str, info: Any) -> int:
     """The end offset of one header entry, after checking its dtype, shape and byte count."""
     ok = (
         isinstance(info, dict)
-        and info.get("dtype") in _ITEMSIZE
+        and isinstance(info.get("dtype"), str)
+        and info["dtype"] in _ITEMSIZE
         and isinstance(info.get("shape"), list)
         and all(type(d) is int and d >= 0 for d in info["shape"])
         and isinstance(info.get("data_offsets"), list)
