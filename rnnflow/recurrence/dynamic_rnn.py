@@ -12,6 +12,7 @@ from torch import Tensor
 
 from rnnflow import _nest
 from rnnflow.cells.base import RNNCell, State, build_cell, check_state
+from rnnflow.cells.device import DeviceWrapper
 from rnnflow.recurrence import fused
 from rnnflow.recurrence._masking import check_sequence_length
 from rnnflow.recurrence._shapes import check_input_depth, check_sizes
@@ -167,6 +168,17 @@ def check_cell(owner: str, argument: str, cell: Any) -> None:
     check_sizes(owner, argument, cell)
 
 
+def _parameters_on_the_inputs_device(cell: torch.nn.Module) -> list[tuple[str, Tensor]]:
+    """The named parameters that must be on the inputs' device: all but those under a
+    ``DeviceWrapper``, which moves its cell's inputs and state to its own device."""
+    placed = [n for n, m in cell.named_modules() if isinstance(m, DeviceWrapper)]
+    return [
+        (n, p)
+        for n, p in cell.named_parameters()
+        if not any(n.startswith(f"{w}.") if w else True for w in placed)
+    ]
+
+
 def prepare_state(
     owner: str, cell_argument: str, argument: str, cell: Any, initial_state: Any, x: Tensor
 ) -> State:
@@ -181,9 +193,8 @@ def prepare_state(
     build_cell(cell, depth, dtype=x.dtype, device=x.device)
     check_input_depth(owner, cell_argument, cell, depth)
     if isinstance(cell, torch.nn.Module):
-        for p in cell.parameters():
+        for name, p in _parameters_on_the_inputs_device(cell):
             if p.device != x.device:
-                name = next(n for n, q in cell.named_parameters() if q is p)
                 raise TypeError(
                     f"{owner}: {cell_argument}.{name} must be on the inputs' device {x.device}, "
                     f"got {p.device} (move the cell with .to({str(x.device)!r}))"

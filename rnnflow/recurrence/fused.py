@@ -152,6 +152,7 @@ def _weight_shapes(cell: Any, depth: int) -> dict[str, tuple[int, ...]]:
 def _check_weights(owner: str, path: str, cell: Any, depth: int) -> int:
     """Refuse parameters whose shapes the kernels would read out of bounds (a cell built for
     another depth, a parameter replaced by hand); returns the output depth of ``cell``."""
+    cell = builtin_view(cell)  # contrib cells with a built-in cell's maths
     if type(cell) is DropoutWrapper:
         return _check_weights(owner, f"{path}.cell", cell.cell, depth)
     if type(cell) is MultiRNNCell:
