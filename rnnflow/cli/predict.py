@@ -31,10 +31,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from rnnflow.cli._task import classifier_only
     from rnnflow.data import CLASS_NAMES
     from rnnflow.data.images import load_image
     from rnnflow.training import CheckpointError, load_trained_model, predict_proba
 
+    refusal = classifier_only("predict", args.model)
+    if refusal:
+        print(f"rnnflow predict: {refusal}", file=sys.stderr)
+        return 1
     try:
         model, checkpoint = load_trained_model(args.model)
     except (FileNotFoundError, CheckpointError) as exc:
