@@ -1,15 +1,25 @@
-"""rnnflow: TensorFlow-1 RNN cells and ``dynamic_rnn`` on PyTorch, numerically equal to TF1."""
+"""rnnflow: TensorFlow-1 RNN cells and ``dynamic_rnn`` on PyTorch, numerically equal to TF1.
 
-from rnnflow.cells import (
-    BasicLSTMCell,
-    BasicRNNCell,
-    DropoutWrapper,
-    GRUCell,
-    LSTMStateTuple,
-    MultiRNNCell,
-    RNNCell,
-)
-from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
+The names below are imported on first use (PEP 562), so that ``import rnnflow.cli`` (and
+``rnnflow --help``) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rnnflow.cells import (
+        BasicLSTMCell,
+        BasicRNNCell,
+        DropoutWrapper,
+        GRUCell,
+        LSTMStateTuple,
+        MultiRNNCell,
+        RNNCell,
+    )
+    from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
 
 __version__ = "0.1.0"
 
@@ -24,3 +34,18 @@ __all__ = [
     "dynamic_rnn",
     "bidirectional_dynamic_rnn",
 ]
+
+_HOME = {name: "rnnflow.cells" for name in __all__[:7]}
+_HOME.update(dynamic_rnn="rnnflow.recurrence", bidirectional_dynamic_rnn="rnnflow.recurrence")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rnnflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
