@@ -317,19 +317,24 @@ def _border_ring(shape: tuple[int, int]) -> np.ndarray:
 def _background_surface(gray: np.ndarray) -> np.ndarray:
     """float64 [H, W]: a quadratic surface fitted to the border ring (module docstring)."""
     h, w = gray.shape
-    y, x = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
-    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)  # [H, W, 6]
+    ys, xs = np.linspace(-1, 1, h)[:, None], np.linspace(-1, 1, w)[None, :]  # [H, 1], [1, W]
+
+    def terms(y: np.ndarray, x: np.ndarray) -> list[np.ndarray]:  # 1, x, y, x^2, xy, y^2
+        return [np.ones(np.broadcast_shapes(y.shape, x.shape)), x, y, x * x, x * y, y * y]
+
     ring = _border_ring(gray.shape)
-    use = ring
+    rows, cols = np.nonzero(ring)  # the ring's pixels only: a small least-squares problem
+    basis = np.stack(np.broadcast_arrays(*terms(ys[rows, 0], xs[0, cols])), axis=1)  # [R, 6]
+    values = gray[rows, cols]  # [R]
+    use = np.ones(len(values), dtype=bool)
     for _ in range(2):  # fit, then refit without outliers (an object touching the border)
-        coef, *_ = np.linalg.lstsq(basis[use], gray[use], rcond=None)
-        surface = basis @ coef
-        residual = gray - surface
-        spread = 1.4826 * float(np.median(np.abs(residual[ring])))  # robust sigma (MAD)
-        use = ring & (np.abs(residual) <= 3 * spread + 0.02)
+        coef, *_ = np.linalg.lstsq(basis[use], values[use], rcond=None)
+        residual = values - basis @ coef
+        spread = 1.4826 * float(np.median(np.abs(residual)))  # robust sigma (MAD)
+        use = np.abs(residual) <= 3 * spread + 0.02
         if use.sum() < 6:
             break
-    return surface
+    return sum(c * t for c, t in zip(coef, terms(ys, xs)))  # [H, W]
 
 
 def _remove_background(gray: np.ndarray) -> tuple[np.ndarray, float]:
