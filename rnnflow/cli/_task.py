@@ -42,10 +42,12 @@ def classifier_only(command: str, path: str | Path) -> str | None:
     if task == CLASSIFIER:
         return None
     if task == CHARLM:
+        from rnnflow.cli import prog
+
         return (
             f"{path} is a character-level language model run (rnnflow train --task charlm): "
-            f"`rnnflow {command}` works on image classifier runs; use `rnnflow generate {path}` "
-            f"to sample text from it, or `rnnflow evaluate {path}` for its validation perplexity"
+            f"`rnnflow {command}` works on image classifier runs; use `{prog()} generate {path}` "
+            f"to sample text from it, or `{prog()} evaluate {path}` for its validation perplexity"
         )
     return (
         f"{path} holds a checkpoint of task {task!r}, which this rnnflow does not know (it "
