@@ -114,6 +114,8 @@ def test_dotted_file_names_are_accepted(fake, patched, tmp_path: Path) -> None:
         f.rename(folder / f.name.replace("-idx", ".idx"))
     x, y = load_split("mnist", "test", folder, download=False)
     assert x.shape == (12, 28, 28)
+    images, labels = fake.arrays["t10k-images-idx3-ubyte"], fake.arrays["t10k-labels-idx1-ubyte"]
+    assert np.array_equal(x.numpy(), images / np.float32(255)) and np.array_equal(y.numpy(), labels)
 
 
 def test_offline_error_lists_every_place_and_every_fix(fake, patched, dead_url: str) -> None:

@@ -7,6 +7,8 @@ conversion (run on CPU), the bfloat16 mode, and edge cases.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from rnnflow_testing import (
@@ -99,10 +101,14 @@ def test_cudnn_weight_conversion_matches_reference(kind, monkeypatch):
 
 def test_gradients_land_in_the_cells_own_parameters():
     cell = BasicLSTMCell(5, input_size=DEPTH, dtype=torch.float64)
-    out, state = dynamic_rnn(cell, inputs(False, torch.float64), impl="fused")
-    (out.sum() + state.c.sum()).backward()
+    reference = copy.deepcopy(cell)  # the same weights, run by the oracle
+    x = inputs(False, torch.float64).detach()
+    for module, impl in ((cell, "fused"), (reference, "reference")):
+        out, state = dynamic_rnn(module, x, impl=impl)
+        (out.sum() + state.c.sum()).backward()
     assert cell.kernel.grad is not None and cell.bias.grad is not None
-    assert cell.kernel.grad.shape == cell.kernel.shape
+    torch.testing.assert_close(cell.kernel.grad, reference.kernel.grad, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(cell.bias.grad, reference.bias.grad, rtol=1e-10, atol=1e-10)
 
 
 def test_identity_dropout_wrapper_is_fused_and_unchanged():
