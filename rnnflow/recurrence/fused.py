@@ -13,6 +13,10 @@ and ``DropoutWrapper`` around a fusable cell when it is the identity (eval mode,
 keep_prob 1.0). Cells must be built and share the inputs' dtype and device; exact subclasses
 with their own ``forward`` are not fused.
 
+Shapes: before any kernel runs, the input depth each layer was built for and every parameter's
+shape are checked against the inputs (``ValueError``), since the kernels index by them; a run
+over no steps or no rows runs no kernel at all.
+
 Layer by layer is the same function as step by step: a layer's steps past a row's length change
 nothing observable (its outputs are zeroed and its state is frozen in both), so what layer k+1
 reads there cannot matter.

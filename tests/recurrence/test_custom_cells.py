@@ -290,3 +290,36 @@ def test_initial_state_missing_a_dict_key_is_refused():
 def test_nested_inputs_are_refused_at_the_boundary():
     with pytest.raises(TypeError, match=r"dynamic_rnn: inputs must be a torch.Tensor, got tuple"):
         dynamic_rnn(DictCounter(), (X, X))
+
+
+class _BadZeroState(_Sized):
+    def zero_state(self, batch_size, dtype=None, *, device=None):
+        return torch.zeros(batch_size, 3)
+
+
+class _Float64Duck(Tf1DuckCell):
+    def zero_state(self, batch_size, dtype):
+        return torch.zeros(batch_size, 1, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "cell, error, message",
+    [
+        (
+            _BadZeroState(),
+            ValueError,
+            r"dynamic_rnn: cell\.zero_state\(2\) must match the cell's state structure "
+            r"Tensor\(2, 2\), got Tensor\(2, 3\)",
+        ),
+        (
+            _Float64Duck(),
+            TypeError,
+            r"dynamic_rnn: cell\.zero_state\(2\) must have the inputs' dtype torch.float32 and "
+            r"device cpu, got dtype torch.float64 on cpu",
+        ),
+    ],
+    ids=["shape", "dtype"],
+)
+def test_a_zero_state_that_breaks_the_contract_is_refused(cell, error, message):
+    with pytest.raises(error, match=message):
+        dynamic_rnn(cell, torch.zeros(2, 4, 2))
