@@ -278,7 +278,7 @@ def write_tf1(prefix: Path, tensors: dict[str, np.ndarray], fields: list[tuple],
         offset += array.nbytes
     for kind, a, b, c in fields:
         if kind == "value":
-            array = tensors[names[a % len(names)]]
+            array = tensors.get(names[a % len(names)], np.zeros(0))  # dropped: nothing to do
             if array.size and array.dtype == np.float32:
                 array.reshape(-1)[b % array.size] = c
         elif kind == "drop" and len(tensors) > 1:
