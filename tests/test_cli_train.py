@@ -328,7 +328,9 @@ def test_a_second_writer_is_refused_and_a_killed_holder_leaves_no_lock(fake_data
         assert lock.read_text().strip() == str(holder.pid)
         refused = 0
         for attempt in range(100):
-            argv = ["--resume", str(run)] if attempt % 2 else [*TINY, "--out", str(run)]
+            # (--stop-at-step: were the lock not held, a resume would stop after one step)
+            resume = ["--resume", str(run), "--stop-at-step", "1"]
+            argv = resume if attempt % 2 else [*TINY, "--out", str(run)]
             status = main(["train", *argv, "--data-dir", str(data)])
             err = capsys.readouterr().err
             message = f"{run} is in use by another rnnflow process (pid {holder.pid})"

@@ -3,8 +3,11 @@
 Trains the row-by-row classifier (config: a preset from ``rnnflow.training.config.PRESETS`` plus
 any field overridden by a flag), with a progress bar, periodic validation and checkpoints, then
 evaluates the best-validation checkpoint on the test set. RUN_DIR receives ``config.json``,
-``metrics.jsonl``, ``checkpoint.safetensors`` (exact resume), ``best.safetensors``,
-``curves.png``, ``confusion.png`` and, with ``--tensorboard``, ``tensorboard/`` event files.
+``run.json`` (run-level options: ``--tensorboard``), ``metrics.jsonl``,
+``checkpoint.safetensors`` (exact resume), ``best.safetensors``, ``curves.png``,
+``confusion.png``, ``summary.json`` and, with ``--tensorboard``, ``tensorboard/`` event files.
+One process at a time writes a run folder (see ``rnnflow.cli._run_folder``); a non-finite loss
+or weight stops training with exit status 1, keeping the last good checkpoint.
 
 Ctrl-C finishes the current step, saves a checkpoint and exits with status 130 (a second Ctrl-C
 aborts at once); ``rnnflow train --resume RUN_DIR`` then continues exactly where it stopped, as

@@ -3,6 +3,7 @@
 A run folder follows the classifier's conventions (``rnnflow.training``)::
 
     config.json              asdict(CharLMConfig)
+    run.json                 run-level options (--tensorboard), restored by --resume
     vocab.json               the vocabulary (also inside every checkpoint)
     metrics.jsonl            "train" and "val" records: loss (nats/char), perplexity, accuracy
     checkpoint.safetensors   model + optimizer + RNG + progress: exact resume
