@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "predict": "predict",
     "generate": "generate",
     "export": "export",
+    "serve": "serve",
 }
 
 
