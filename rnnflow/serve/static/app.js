@@ -3,7 +3,8 @@
 
 const N = 28;                      // canvas and model input: 28 x 28, row r = time step r
 const $ = (id) => document.getElementById(id);
-const state = { info: null, last: null, poem: null, step: N, timer: null };
+const pixels = new Uint8ClampedArray(N * N);  // the drawing: 0..255, light ink on black
+const state = { info: null, last: null, poem: null, step: N, timer: null, pixels };
 window.rnnflow = state;            // for the browser tests and the curious: the last answers
 
 function showError(message) {
@@ -49,7 +50,6 @@ function bars(container, names, probs, top) {
 }
 
 // ---------------------------------------------------------------- drawing pad (image runs)
-const pixels = new Uint8ClampedArray(N * N);  // 0..255, light ink on black
 const cursor = { x: 14, y: 14, pen: false };
 let last = null;
 
@@ -221,6 +221,7 @@ function showResult(data) {
     li.textContent = `row ${m.row}: ${sign}${Math.abs(m.change).toFixed(3)} for ${p.class}`;
     moved.append(li);
   }
+  legend(names, p.class_index);
   showStep(N);
 }
 
@@ -281,6 +282,22 @@ function drawTrace(reading, t) {
   }
   ctx.fillStyle = "#ff9f1c";
   ctx.fillRect(X(t) - 1, 0, 2, h);
+  ctx.fillStyle = "#5b6571";
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.fillText("p = 1", pad + 2, pad + 10);
+  ctx.fillText(`rows read: 0 … ${steps - 1}`, w - 110, h - pad - 4);
+}
+
+function legend(names, predicted) {
+  const box = $("legend");
+  box.replaceChildren();
+  names.forEach((name, k) => {
+    const item = document.createElement("span");
+    item.textContent = name;
+    item.style.borderColor = COLORS[k % COLORS.length];
+    if (k === predicted) item.classList.add("top");
+    box.append(item);
+  });
 }
 
 function drawHeat(reading, t) {
@@ -343,7 +360,7 @@ async function writePoem() {
   state.poem = data;
   const sample = data.samples[0];
   const poem = $("poem");
-  poem.replaceChildren(document.createTextNode(sample.prime));
+  poem.replaceChildren(document.createTextNode(data.prime));
   $("poem-meta").textContent = "";
   clearInterval(state.timer);
   let i = 0;
