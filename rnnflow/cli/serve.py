@@ -51,6 +51,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def shown_host(host: str) -> str:
+    """``host`` as it appears in a URL and a Host header (IPv6 addresses in brackets)."""
+    bare = host.strip("[]")
+    return f"[{bare}]" if ":" in bare else bare
+
+
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         return _fail(f"--port must be in [0, 65535], got {args.port}", 2)
@@ -76,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
         return _fail(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}")
     port = sock.getsockname()[1]
-    allowed = ["localhost", "127.0.0.1", "[::1]"]
+    allowed = ["localhost", "127.0.0.1", "[::1]", shown_host(host)]
     if not is_loopback(host):
         print(
             f"rnnflow serve: WARNING: listening on {host}, reachable from other machines; the "
@@ -84,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         allowed = ["*"]
-    shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
+    shown = shown_host(host)
     print(f"rnnflow serve: {served.kind} run {served.checkpoint.path}", flush=True)
     print(f"rnnflow serve: open http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
     app = create_app(served, allowed_hosts=allowed)
