@@ -285,7 +285,7 @@ function drawTrace(reading, t) {
   ctx.fillStyle = "#5b6571";
   ctx.font = "11px system-ui, sans-serif";
   ctx.fillText("p = 1", pad + 2, pad + 10);
-  ctx.fillText(`rows read: 0 … ${steps - 1}`, w - 110, h - pad - 4);
+  ctx.fillText(`rows read: 0 … ${steps - 1}`, w - 110, pad + 10);
 }
 
 function legend(names, predicted) {
