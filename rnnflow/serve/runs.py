@@ -32,7 +32,7 @@ from rnnflow.models.char_lm import CharLM
 from rnnflow.models.classifier import SequenceClassifier
 from rnnflow.text.corpus import Vocabulary
 from rnnflow.text.generate import generate
-from rnnflow.text.poetry import FORMS, PoemForm
+from rnnflow.text.poetry import FORMS
 from rnnflow.text.train import CharLMCheckpoint, load_charlm
 from rnnflow.training import Checkpoint, CheckpointError, load_trained_model, predict_proba
 
@@ -316,17 +316,9 @@ def _generate_options(request: object) -> dict[str, Any]:
         raise RequestError(f"temperature: expected a number in [0, 100], got {temperature!r}")
     form = request.get("form")
     if form is not None:
-        if not isinstance(form, str):
+        if form not in FORMS:  # the forms `rnnflow generate --form` offers
             raise RequestError(f"form: expected one of {list(FORMS)} or null, got {form!r}")
-        try:
-            form = PoemForm.parse(form)
-        except ValueError as exc:
-            raise RequestError(f"form: {exc}") from exc
-        if len(form.slots()) > GENERATE_LIMITS["length"]:
-            raise RequestError(
-                f"form: {form.name} is {len(form.slots())} symbols long, the limit is "
-                f"{GENERATE_LIMITS['length']}"
-            )
+        form = FORMS[form]
     return {
         "prime": prime,
         "length": integer("length", 200, 0, GENERATE_LIMITS["length"]),

@@ -64,9 +64,10 @@ def generate(
         temperature: > 0 divides the logits; 0 is greedy decoding.
         top_k: keep the k most likely allowed ids; 0 keeps all.
         seed: seeds the sampling generator: the same seed gives the same text.
+        candidates: also record, for each sampled id,
+            the ``candidates`` most likely ids and their probabilities (``Sample.candidates``);
+            0 records nothing.
         form: force a regular poem; ``prime`` must then be a prefix that fits it.
-        candidates: also record, for each sampled id, the ``candidates`` most likely ids and
-            their probabilities (``Sample.candidates``); 0 records nothing.
     """
     if temperature < 0:
         raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
@@ -74,8 +75,6 @@ def generate(
         raise ValueError(f"generate: top_k must be >= 0, got {top_k}")
     if length < 0:
         raise ValueError(f"generate: length must be >= 0, got {length}")
-    if candidates < 0:
-        raise ValueError(f"generate: candidates must be >= 0, got {candidates}")
     if len(vocab) != model.vocab_size:
         raise ValueError(
             f"generate: the vocabulary has {len(vocab)} symbols, the model {model.vocab_size}"
@@ -83,6 +82,8 @@ def generate(
     unknown = sorted({ch for ch in prime if ch not in vocab})
     if unknown:
         raise ValueError(f"generate: the prime has characters the model does not know: {unknown}")
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 0:
+        raise ValueError(f"generate: candidates must be an int >= 0, got {candidates!r}")
     form_mask = FormMask(form, vocab) if form is not None else None
     if form_mask is not None:
         form_mask.check_prefix(prime)

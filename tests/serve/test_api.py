@@ -180,7 +180,7 @@ def test_bad_requests_are_refused_with_4xx_and_the_server_keeps_answering(runs):
               headers={"Content-Type": "image/png"}), 413, "possible decompression bomb"),
         (post("/api/predict", content=huge_png_header(5000, 5000),
               headers={"Content-Type": "image/png"}), 413,
-         "image too large: 5000x5000 = 25000000 pixels, the limit is 16000000"),
+         "image too large: 5000x5000 = 25000000 pixels"),
         (post("/api/predict", content=b"\0" * 300_000, headers={"Content-Type": "image/png"}),
          413, "request body too large: 300000 bytes, the limit is 200000"),
         (post("/api/predict", content=b"", headers={"Content-Type": "image/png"}),
@@ -216,8 +216,7 @@ def test_streamed_body_over_the_limit_is_refused_without_content_length(runs):
 def test_generate_refuses_bad_fields(runs):
     c = client(runs["poem"])
     cases = [
-        ({"form": "5x3"}, 400, "form: PoemForm: need chars_per_verse >= 1 and an even number"),
-        ({"form": "100x100"}, 400, "form: 100x100 is 10150 symbols long, the limit is 2000"),
+        ({"form": "6x4"}, 400, "form: expected one of ['5x4', '7x4', '5x8', '7x8'] or null"),
         ({"form": 5}, 400, "form: expected one of"),
         ({"temperature": -1}, 400, "temperature: expected a number in [0, 100], got -1"),
         ({"temperature": "hot"}, 400, "temperature: expected a number"),

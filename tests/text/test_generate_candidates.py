@@ -50,5 +50,5 @@ def test_candidates_with_a_form_hold_only_allowed_ids_and_errors():
         assert shown and len(shown) <= 3
         at_verse_end = position in (5, 11, 12, 18, 24, 25)  # then <eos>
         assert all((i in punctuation) == at_verse_end for i, _ in shown), position
-    with pytest.raises(ValueError, match=r"generate: candidates must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"generate: candidates must be an int >= 0, got -1"):
         generate(model, vocab, candidates=-1)
