@@ -286,3 +286,28 @@ def test_cli_serve_errors_and_loopback(tmp_path, capsys):
     assert "--port must be in [0, 65535], got 70000" in capsys.readouterr().err
     assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.4", "example.com"]))
+
+
+@pytest.mark.parametrize(
+    ("host", "warned", "hosts"),
+    [
+        ("127.0.0.1", False, ["localhost", "127.0.0.1", "[::1]", "127.0.0.1"]),
+        ("0.0.0.0", True, ["*"]),
+    ],
+)
+def test_cli_serve_binds_and_warns_off_loopback(runs, monkeypatch, capsys, host, warned, hosts):
+    import uvicorn
+
+    seen = {}
+
+    def fake_run(self, sockets):  # instead of serving: record what would be served
+        seen["bound"] = sockets[0].getsockname()
+        seen["hosts"] = self.config.app.user_middleware[0].kwargs["allowed_hosts"]
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    assert main(["serve", str(runs["image"]), "--host", host, "--port", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert seen["bound"][0] == host and seen["bound"][1] > 0
+    assert f"open http://{host}:{seen['bound'][1]}/" in out
+    assert ("WARNING: listening on 0.0.0.0, reachable from other machines" in err) == warned
+    assert seen["hosts"] == hosts
