@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), args.port))
+        sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
     except OSError as exc:
         sock.close()
         return _fail(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}")

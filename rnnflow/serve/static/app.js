@@ -181,17 +181,29 @@ function clearPad() {
   showError("");
 }
 
-async function predictDrawing() {
-  if (!pixels.some((v) => v > 0)) { showError("The canvas is empty: draw something first."); return; }
+// Only the answer to the latest request is shown (an older one arriving late is dropped);
+// body[data-busy] is set while that latest request is in flight.
+async function latest(request, onError) {
+  const seq = (state.seq = (state.seq || 0) + 1);
+  document.body.dataset.busy = "1";
   try {
-    showResult(await api("/api/predict", { pixels: pixelRows(), top: 3 }));
-  } catch (err) { showError(err.message); }
+    const data = await request;
+    if (seq === state.seq) showResult(data);
+  } catch (err) {
+    if (seq === state.seq) onError(err);
+  } finally {
+    if (seq === state.seq) delete document.body.dataset.busy;
+  }
 }
 
-async function upload(file) {
-  try {
-    showResult(await api("/api/predict", file, file.type || "application/octet-stream"));
-  } catch (err) { showError(`${file.name}: ${err.message}`); }
+function predictDrawing() {
+  if (!pixels.some((v) => v > 0)) { showError("The canvas is empty: draw something first."); return; }
+  latest(api("/api/predict", { pixels: pixelRows(), top: 3 }), (err) => showError(err.message));
+}
+
+function upload(file) {
+  const kind = file.type || "application/octet-stream";
+  latest(api("/api/predict", file, kind), (err) => showError(`${file.name}: ${err.message}`));
 }
 
 // ---------------------------------------------------------------- results and the reading
