@@ -144,7 +144,11 @@ def load_image(
             f"load_image: {path}: unreadable: not an image format Pillow can decode "
             "(expected PNG, JPEG, BMP, GIF, ...)"
         ) from exc
-    except (OSError, SyntaxError, EOFError) as exc:  # truncated or corrupt data while decoding
+    except ImageError:
+        raise  # our own refusal, already naming the file
+    except (OSError, SyntaxError, EOFError, ValueError) as exc:  # corrupt data while decoding
+        # Pillow raises ValueError too for some corrupt headers and tiles ("Truncated IHDR
+        # chunk", "tile cannot extend outside image"), found by tests/fuzz.
         raise ImageError(
             f"load_image: {path}: unreadable: corrupt or truncated image ({exc})"
         ) from exc

@@ -27,15 +27,6 @@ BUDGET = {
     "metrics": (2, 10),
 }
 
-OTHER_OWNERS = {
-    "image": "image reader (rnnflow/data/images.py; helper 'cli'): corrupt PNG/GIF data makes "
-    "Pillow raise ValueError ('Truncated IHDR chunk', 'tile cannot extend outside image'), which "
-    "load_image does not catch (it catches OSError/SyntaxError)",
-    "metrics": "metrics.jsonl reader (rnnflow/training/logging.py, plots.py; helper 'run'): a line "
-    "`5`, a record without 'examples', a dict as a loss or non-UTF-8 bytes end in "
-    "AttributeError/KeyError/TypeError/UnicodeDecodeError",
-}
-
 
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
@@ -78,10 +69,8 @@ def fuzz(kind: str, seeds: Seeds, worker: Worker, folder: Path) -> tuple[list, C
         "checkpoint",
         "idx",
         "tf1",
-        pytest.param("image", marks=pytest.mark.xfail(strict=True, reason=OTHER_OWNERS["image"])),
-        pytest.param(
-            "metrics", marks=pytest.mark.xfail(strict=True, reason=OTHER_OWNERS["metrics"])
-        ),
+        "image",
+        "metrics",
     ],
 )
 def test_mutated_files_give_a_clear_error_or_a_result(
@@ -96,7 +85,7 @@ def test_mutated_files_give_a_clear_error_or_a_result(
     assert not bugs, f"{len(bugs)} {kind} case(s) ended in a traceback:\n{describe(bugs)}"
 
 
-# Cases found by the fuzzer in readers other helpers own: kept as strict xfails until fixed.
+# Cases the fuzzer found (each a traceback before its fix): kept as regression tests.
 IMAGE_CASES = {
     "gif tile": ("digit.gif", [("int", 0.776475327540115, (8, "little", 0)),
                  ("int", 0.2317001028515431, (8, "little", 0)), ("flip", 0.9409934840786048, 7)]),
@@ -110,7 +99,6 @@ METRICS_LINES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=OTHER_OWNERS["image"])
 @pytest.mark.parametrize("case", sorted(IMAGE_CASES))
 def test_found_image_cases(case: str, seeds: Seeds, worker: Worker, tmp_path: Path) -> None:
     name, ops = IMAGE_CASES[case]
@@ -120,7 +108,6 @@ def test_found_image_cases(case: str, seeds: Seeds, worker: Worker, tmp_path: Pa
     assert outcome["outcome"] != "bug", outcome
 
 
-@pytest.mark.xfail(strict=True, reason=OTHER_OWNERS["metrics"])
 @pytest.mark.parametrize("case", sorted(METRICS_LINES))
 def test_found_metrics_cases(case: str, worker: Worker, tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
