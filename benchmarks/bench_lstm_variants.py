@@ -103,8 +103,8 @@ def unavailable(case: Case) -> str | None:
     """Why ``case`` cannot run in this checkout (its cell is missing), or None."""
     try:
         make_cell(case)
-    except ImportError as exc:
-        return f"not in this checkout ({exc})"
+    except ImportError:
+        return "rnnflow.LSTMCell is not in this checkout"
     return None
 
 
@@ -228,6 +228,7 @@ def run(
 ) -> int:
     """Every case in its own process; records to stdout (JSON lines), ``json_path``, the doc."""
     info = machine()
+    info["command"] = " ".join(["python -m benchmarks.bench_lstm_variants", *sys.argv[1:]])
     info["isa_flags"] = isa_flags()
     info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     emit({"machine": info})
@@ -252,8 +253,15 @@ PERFORMANCE_MD = Path(__file__).resolve().parent.parent / "docs" / "PERFORMANCE.
 SECTION = "## LSTM variants"
 
 
-def _ratio(entry: Any) -> str:
-    return f"{entry['ratio_to_peer']:.2f}" if isinstance(entry, dict) else ""
+def _ratio(entry: Any, *, bold: bool = False) -> str:
+    if not isinstance(entry, dict):
+        return ""
+    text = f"{entry['ratio_to_peer']:.2f}"
+    return f"**{text}**" if bold else text
+
+
+def _load(values: Any) -> str:
+    return ", ".join(f"{v:.2f}" for v in values) if values else "unknown"
 
 
 def results_table(records: list[dict[str, Any]]) -> str:
@@ -274,7 +282,7 @@ def results_table(records: list[dict[str, Any]]) -> str:
         )
         spread = max(v["spread"] for v in r.values() if isinstance(v, dict) and "spread" in v)
         rows.append(
-            f"| {r['case']} | {r['peer_name']} | {fused_text} | **{_ratio(fused)}** | "
+            f"| {r['case']} | {r['peer_name']} | {fused_text} | {_ratio(fused, bold=True)} | "
             f"{_ratio(r.get('reference'))} | {r['peer']['examples_per_s']:,.0f} | {spread:.2f} |"
         )
     return "\n".join(rows)
@@ -288,8 +296,8 @@ def write_performance_doc(info: dict[str, Any], records: list[dict[str, Any]]) -
         f"{heading}\n\n"
         f"CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs); ISA flags: "
         f"{', '.join(info['isa_flags']) or 'none listed'} (PyTorch CPU capability "
-        f"{info['torch_cpu_capability']}). Load average (1, 5, 15 min) {info['load_avg']} at "
-        f"the start, {info['load_avg_end']} at the end. Measured {info['date']} with "
+        f"{info['torch_cpu_capability']}). Load average (1, 5, 15 min) {_load(info['load_avg'])} "
+        f"at the start, {_load(info['load_avg_end'])} at the end. Measured {info['date']} with "
         f"`{info['command']}`, torch {info['torch']}, {threads} thread(s); each case in a fresh "
         "process, its candidates in the same process in interleaved rounds. 'x peer' is the "
         "peer's time over the candidate's (> 1: faster than PyTorch); spread is the largest "

@@ -41,7 +41,7 @@ def test_quick_run_records_every_case(tmp_path: Path) -> None:
         from rnnflow.cells import LSTMCell  # noqa: F401
     except ImportError:
         for kind in ("lstm_cell", "lstm_cell_peepholes", "lstm_cell_projection"):
-            assert "LSTMCell" in by_kind[kind]["skipped"]
+            assert by_kind[kind]["skipped"] == "rnnflow.LSTMCell is not in this checkout"
     else:
         assert by_kind["lstm_cell_projection"]["peer_name"] == "nn.LSTM(proj_size=P)"
     measured = [r for r in data["records"] if "skipped" not in r]
@@ -86,9 +86,12 @@ def test_write_doc_replaces_only_its_own_section(bench, tmp_path, monkeypatch) -
     text = doc.read_text()
     assert text.count("## LSTM variants, 1 thread\n") == 1 and "## Other\n\nkept" in text
     assert "CPU: Test CPU 9000 (2 logical CPUs); ISA flags: avx2, avx512f" in text
-    assert "Load average (1, 5, 15 min) (1.5, 1.0, 0.5) at the start, (2.5, 1.0, 0.5)" in text
+    assert "Load average (1, 5, 15 min) 1.50, 1.00, 0.50 at the start, 2.50, 1.00, 0.50" in text
     assert "| LSTMBlockCell train | nn.LSTM | 256,000 | **2.00** | 0.50 | 128,000 | 1.30 |" in text
-    assert "| CudnnGRU train | nn.LSTM | no fused path: no fused kernel (reset-after) |" in text
+    assert (
+        "| CudnnGRU train | nn.LSTM | no fused path: no fused kernel (reset-after) |  | 0.50 |"
+        in text
+    )
     assert "| LSTMCell train | | skipped: not in this checkout |" in text
 
 
