@@ -17,18 +17,24 @@ inside a DropoutWrapper). A bidirectional model has ``cell_fw`` and ``cell_bw`` 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 from rnnflow.cells import BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell, MultiRNNCell
 from rnnflow.cells.base import RNNCell
+from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatibleLSTMCell
+from rnnflow.cells.gru_block import GRUBlockCellV2
+from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
+from rnnflow.cells.lstm_block import LSTMBlockCell
 from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
 
-CellKind = Literal["rnn", "lstm", "gru"]
+CellKind = Literal[
+    "rnn", "lstm", "gru", "lstm_block", "gru_block", "layer_norm_lstm", "cudnn_lstm", "cudnn_gru"
+]
 Init = Literal["normal", "glorot"]
-CELL_KINDS: tuple[str, ...] = ("rnn", "lstm", "gru")
+CELL_KINDS: tuple[str, ...] = get_args(CellKind)
 INITS: tuple[str, ...] = ("normal", "glorot")
 
 __all__ = ["CELL_KINDS", "INITS", "SequenceClassifier", "make_cell"]
@@ -56,8 +62,18 @@ def make_cell(
             cell = BasicRNNCell(num_units, input_size=depth)
         elif kind == "lstm":
             cell = BasicLSTMCell(num_units, forget_bias=forget_bias, input_size=depth)
-        else:
+        elif kind == "gru":
             cell = GRUCell(num_units, input_size=depth)
+        elif kind == "lstm_block":  # tf.contrib.rnn.LSTMBlockCell: TF variables .../lstm_cell/...
+            cell = LSTMBlockCell(num_units, forget_bias=forget_bias, input_size=depth)
+        elif kind == "gru_block":  # tf.contrib.rnn.GRUBlockCellV2: .../gru_cell/...
+            cell = GRUBlockCellV2(num_units, input_size=depth)
+        elif kind == "layer_norm_lstm":  # tf.contrib.rnn.LayerNormBasicLSTMCell
+            cell = LayerNormBasicLSTMCell(num_units, forget_bias=forget_bias, input_size=depth)
+        elif kind == "cudnn_lstm":  # tf.contrib.cudnn_rnn.CudnnCompatibleLSTMCell (no forget bias)
+            cell = CudnnCompatibleLSTMCell(num_units, input_size=depth)
+        else:  # cudnn_gru: tf.contrib.cudnn_rnn.CudnnCompatibleGRUCell (reset after the matmul)
+            cell = CudnnCompatibleGRUCell(num_units, input_size=depth)
         if keep_prob < 1.0:
             cell = DropoutWrapper(cell, output_keep_prob=keep_prob)
         cells.append(cell)
@@ -79,7 +95,11 @@ class SequenceClassifier(nn.Module):
     Args:
         input_size: D, features per time step (28 pixels of a row).
         num_classes: C.
-        cell: ``"rnn"`` (BasicRNNCell, tanh), ``"lstm"`` (BasicLSTMCell) or ``"gru"`` (GRUCell).
+        cell: ``"rnn"`` (BasicRNNCell, tanh), ``"lstm"`` (BasicLSTMCell) or ``"gru"`` (GRUCell);
+            the tf.contrib cells ``"lstm_block"`` (LSTMBlockCell), ``"gru_block"``
+            (GRUBlockCellV2), ``"layer_norm_lstm"`` (LayerNormBasicLSTMCell, layer norm on,
+            its own recurrent dropout off), ``"cudnn_lstm"`` (CudnnCompatibleLSTMCell) or
+            ``"cudnn_gru"`` (CudnnCompatibleGRUCell, cuDNN's reset-after GRU).
         num_units: H, units per layer and direction.
         num_layers: stacked layers (a MultiRNNCell when > 1).
         bidirectional: run ``bidirectional_dynamic_rnn`` with two cells of the same kind.
@@ -89,7 +109,8 @@ class SequenceClassifier(nn.Module):
         init: ``"normal"``: projection weights ~ N(0, 1), biases 0.1 (the tutorial);
             ``"glorot"``: Glorot-uniform projection weights, zero biases. Cells keep TF1's own
             initialisers either way (Glorot-uniform kernels; GRU gate bias 1.0).
-        forget_bias: BasicLSTMCell's forget-gate bias.
+        forget_bias: the forget-gate bias of BasicLSTMCell, LSTMBlockCell and
+            LayerNormBasicLSTMCell (CudnnCompatibleLSTMCell has none, as cuDNN; GRUs ignore it).
     """
 
     def __init__(
