@@ -50,6 +50,8 @@ from rnnflow.training.checkpoint import (
     CheckpointError,
     _flatten_optimizer,
     atomic_write_bytes,
+    check_progress,
+    check_weights_fit,
     load_model_state,
     read_checkpoint_file,
 )
@@ -378,7 +380,8 @@ def load_charlm_checkpoint(path: str | os.PathLike[str]) -> CharLMCheckpoint:
         progress = json.loads(meta["progress"])
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata: {exc}") from exc
-    return CharLMCheckpoint(
+    progress = check_progress(path, progress, CharLMProgress)
+    checkpoint = CharLMCheckpoint(
         path=path,
         config=config,
         vocab=vocab,
@@ -387,6 +390,10 @@ def load_charlm_checkpoint(path: str | os.PathLike[str]) -> CharLMCheckpoint:
         optimizer=optimizer,
         rng=groups["rng"],
     )
+    # the config must describe the stored tensors before any model is built (#14: a small file
+    # never allocates big)
+    check_weights_fit(checkpoint, lambda: build_model(config, len(vocab)))
+    return checkpoint
 
 
 def find_charlm_checkpoint(path: str | os.PathLike[str]) -> Path:
