@@ -5,11 +5,21 @@ from rnnflow.cells import (
     BasicRNNCell,
     DropoutWrapper,
     GRUCell,
+    LSTMCell,
     LSTMStateTuple,
     MultiRNNCell,
     RNNCell,
 )
-from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
+from rnnflow.recurrence import (
+    bidirectional_dynamic_rnn,
+    dynamic_rnn,
+    raw_rnn,
+    stack_bidirectional_dynamic_rnn,
+    stack_bidirectional_rnn,
+    static_bidirectional_rnn,
+    static_rnn,
+    static_state_saving_rnn,
+)
 
 __version__ = "0.1.0"
 
@@ -18,9 +28,16 @@ __all__ = [
     "BasicRNNCell",
     "BasicLSTMCell",
     "LSTMStateTuple",
+    "LSTMCell",
     "GRUCell",
     "MultiRNNCell",
     "DropoutWrapper",
     "dynamic_rnn",
     "bidirectional_dynamic_rnn",
+    "static_rnn",
+    "static_bidirectional_rnn",
+    "static_state_saving_rnn",
+    "raw_rnn",
+    "stack_bidirectional_dynamic_rnn",
+    "stack_bidirectional_rnn",
 ]

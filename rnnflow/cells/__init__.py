@@ -5,6 +5,7 @@ from rnnflow.cells.basic_lstm import BasicLSTMCell, LSTMStateTuple
 from rnnflow.cells.basic_rnn import BasicRNNCell
 from rnnflow.cells.dropout import DropoutWrapper
 from rnnflow.cells.gru import GRUCell
+from rnnflow.cells.lstm import LSTMCell
 from rnnflow.cells.multi import MultiRNNCell
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "BasicRNNCell",
     "BasicLSTMCell",
     "LSTMStateTuple",
+    "LSTMCell",
     "GRUCell",
     "MultiRNNCell",
     "DropoutWrapper",

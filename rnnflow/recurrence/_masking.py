@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnflow import _nest
+
 
 def check_sequence_length(
     owner: str, sequence_length: Any, *, batch: int, max_time: int, device: torch.device
@@ -70,3 +72,16 @@ def reverse_sequence(x: Tensor, lengths: Tensor | None) -> Tensor:
     source = torch.where(steps < lengths[None, :], lengths[None, :] - 1 - steps, steps)  # [T, B]
     index = source.view(max_time, -1, *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(0, index)
+
+
+def copy_through(keep_old: Tensor, old: Any, new: Any) -> Any:
+    """TF1's ``_copy_some_through``: per row, ``old`` where ``keep_old`` [B] is True, else ``new``.
+
+    ``old`` and ``new`` are nested structures of tensors [B, ...] (states, outputs); the result
+    has ``new``'s structure.
+    """
+
+    def pick(n: Tensor, o: Tensor) -> Tensor:
+        return torch.where(keep_old.view(-1, *([1] * (n.dim() - 1))), o, n)  # [B, 1, ...]
+
+    return _nest.map_structure(pick, new, old)

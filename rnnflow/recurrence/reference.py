@@ -7,8 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnflow import _nest
-from rnnflow.recurrence._masking import valid_mask
+from rnnflow.recurrence._masking import copy_through, valid_mask
 
 
 def reference_dynamic_rnn(
@@ -25,18 +24,13 @@ def reference_dynamic_rnn(
     if max_time == 0:
         empty = inputs.new_zeros(0, batch, cell.output_size)
         return empty, state
-    valid = (
-        valid_mask(lengths, max_time).unsqueeze(-1) if lengths is not None else None
-    )  # [T, B, 1]
+    done = ~valid_mask(lengths, max_time) if lengths is not None else None  # [T, B]
     outputs = []
     for t in range(max_time):
         output, new_state = cell(inputs[t], state)
-        if valid is not None:
-            keep = valid[t]  # [B, 1]
-            output = output.masked_fill(~keep, 0.0)
-            new_state = _nest.map_structure(
-                lambda new, old, keep=keep: torch.where(keep, new, old), new_state, state
-            )
+        if done is not None:
+            output = copy_through(done[t], torch.zeros_like(output), output)
+            new_state = copy_through(done[t], state, new_state)
         outputs.append(output)
         state = new_state
     return torch.stack(outputs), state  # [T, B, O]

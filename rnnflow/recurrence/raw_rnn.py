@@ -1,0 +1,156 @@
+"""``raw_rnn``: TF1's loop-function driver for hand-written decoders, in eager PyTorch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnflow import _nest
+from rnnflow.cells.base import State, check_state
+from rnnflow.recurrence._masking import copy_through
+from rnnflow.recurrence.dynamic_rnn import check_cell
+
+_OWNER = "raw_rnn"
+
+LoopFn = Callable[[int, Any, Any, Any], tuple[Tensor, Any, Any, Any, Any]]
+
+
+def _check_finished(finished: Any, batch: int | None, time: int) -> Tensor:
+    if not isinstance(finished, Tensor) or finished.dtype != torch.bool or finished.dim() != 1:
+        got = (
+            f"{finished.dtype} tensor of shape {list(finished.shape)}"
+            if isinstance(finished, Tensor)
+            else type(finished).__name__
+        )
+        raise TypeError(
+            f"{_OWNER}: loop_fn(time={time}) must return finished as a bool tensor [batch], "
+            f"got {got}"
+        )
+    if batch is not None and finished.shape[0] != batch:
+        raise ValueError(
+            f"{_OWNER}: loop_fn(time={time}) returned finished of shape {list(finished.shape)}, "
+            f"expected [{batch}]"
+        )
+    return finished
+
+
+def _same(time: int, what: str, expected: Any, got: Any) -> None:
+    if not _nest.same_structure(expected, got):
+        raise ValueError(
+            f"{_OWNER}: loop_fn(time={time}) returned {what} structured as "
+            f"{_nest.describe(got)}, expected {_nest.describe(expected)}"
+        )
+
+
+def raw_rnn(
+    cell: Any,
+    loop_fn: LoopFn,
+    parallel_iterations: int | None = None,
+    swap_memory: bool = False,
+    scope: str | None = None,
+) -> tuple[Any, State, Any]:
+    """Run ``cell`` under the control of ``loop_fn``, as ``tf.nn.raw_rnn``.
+
+    ``loop_fn(time, cell_output, cell_state, loop_state)`` returns
+    ``(finished, next_input, next_cell_state, emit_output, next_loop_state)``. It is first
+    called as ``loop_fn(0, None, None, None)``: ``next_cell_state`` is then the initial state,
+    and ``emit_output`` either None (emit ``cell.output_size``-shaped outputs) or a structure
+    of tensors [B, ...] whose shapes and dtypes the emitted values take (its values are
+    ignored). Then, while not every row is finished::
+
+        output, cell_state = cell(next_input, state)
+        finished_t, next_input, next_state, emit, loop_state = loop_fn(
+            time + 1, output, cell_state, loop_state)
+        state = where(finished, state, next_state)      # finished rows keep their state
+        emit  = where(finished, zeros, emit)            # and emit zeros
+        emits.append(emit); finished |= finished_t; time += 1
+
+    ``time`` is a Python int (TF passes an int32 scalar tensor; index a [T, B, D] input with it).
+    ``finished`` is a bool tensor [B]. ``loop_state`` may be any Python object (TF allowed
+    tensors and TensorArrays); a ``next_loop_state`` of None keeps the previous one. As in TF
+    the loop only ends when every row is finished: a ``loop_fn`` that never finishes loops
+    forever.
+
+    Args:
+        cell: an ``RNNCell`` (built on its first call if lazy).
+        loop_fn: the callable above.
+        parallel_iterations, swap_memory, scope: accepted for TF1 compatibility; no effect.
+
+    Returns:
+        ``(emit, final_state, final_loop_state)``: ``emit`` is TF's ``emit_ta.stack()``, a
+        tensor [T, B, ...] (or a structure of them, like the emit structure) with T the number
+        of steps run (0 when every row is finished at time 0); ``final_state`` the state after
+        the last step; ``final_loop_state`` None when the first ``loop_fn`` call returned None.
+
+    Raises:
+        TypeError: ``cell`` is not a cell, ``loop_fn`` is not callable, ``finished`` is not a
+            bool tensor [B].
+        ValueError: a ``loop_fn`` result whose structure or batch changes between steps, or an
+            initial state that does not fit ``cell.state_size``.
+    """
+    check_cell(_OWNER, "cell", cell)
+    if not callable(loop_fn):
+        raise TypeError(f"{_OWNER}: loop_fn must be callable, got {type(loop_fn).__name__}")
+    if not isinstance(swap_memory, bool):
+        raise TypeError(f"{_OWNER}: swap_memory must be a bool, got {swap_memory!r}")
+    finished, next_input, state, emit_structure, init_loop_state = loop_fn(0, None, None, None)
+    finished = _check_finished(finished, None, 0)
+    batch = finished.shape[0]
+    for leaf in _nest.flatten(next_input):
+        if not isinstance(leaf, Tensor) or leaf.dim() < 1 or leaf.shape[0] != batch:
+            shape = list(leaf.shape) if isinstance(leaf, Tensor) else type(leaf).__name__
+            raise ValueError(
+                f"{_OWNER}: loop_fn(time=0) must return next_input as tensors [{batch}, ...] "
+                f"(the batch of finished), got {shape}"
+            )
+    check_state(
+        _OWNER, "the initial cell state from loop_fn(time=0)", state, cell.state_size, batch
+    )
+    state_leaf = _nest.flatten(state)[0]
+    if emit_structure is None:
+        zero_emit = _nest.map_structure(
+            lambda size: state_leaf.new_zeros(batch, size), cell.output_size
+        )
+    else:
+        for leaf in _nest.flatten(emit_structure):
+            if not isinstance(leaf, Tensor) or leaf.dim() < 1 or leaf.shape[0] != batch:
+                shape = list(leaf.shape) if isinstance(leaf, Tensor) else type(leaf).__name__
+                raise ValueError(
+                    f"{_OWNER}: loop_fn(time=0) must return emit_output as None or tensors "
+                    f"[{batch}, ...], got {shape}"
+                )
+        zero_emit = _nest.map_structure(torch.zeros_like, emit_structure)
+    loop_state = init_loop_state
+    emitted: list[list[Tensor]] = []
+    time = 0
+    while not bool(finished.all()):
+        output, cell_state = cell(next_input, state)
+        result = loop_fn(time + 1, output, cell_state, loop_state)
+        if not isinstance(result, tuple) or len(result) != 5:
+            raise TypeError(
+                f"{_OWNER}: loop_fn(time={time + 1}) must return a 5-tuple (finished, "
+                f"next_input, next_cell_state, emit_output, next_loop_state), got "
+                f"{type(result).__name__}"
+            )
+        next_finished, new_input, next_state, emit, next_loop_state = result
+        next_finished = _check_finished(next_finished, batch, time + 1)
+        _same(time + 1, "next_cell_state", state, next_state)
+        _same(time + 1, "next_input", next_input, new_input)
+        _same(time + 1, "emit_output", zero_emit, emit)
+        if next_loop_state is not None:
+            loop_state = next_loop_state
+        emitted.append(_nest.flatten(copy_through(finished, zero_emit, emit)))
+        state = copy_through(finished, state, next_state)
+        finished = finished | next_finished
+        next_input = new_input
+        time += 1
+    flat_zero = _nest.flatten(zero_emit)
+    stacked = [
+        torch.stack([step[k] for step in emitted]) if emitted else z.new_zeros(0, *z.shape)
+        for k, z in enumerate(flat_zero)
+    ]  # [T, B, ...] each
+    emit_all = _nest.pack_sequence_as(zero_emit, stacked)
+    return emit_all, state, (None if init_loop_state is None else loop_state)
