@@ -22,13 +22,20 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from rnnflow.cells import BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell, MultiRNNCell
+from rnnflow.cells import (
+    BasicLSTMCell,
+    BasicRNNCell,
+    DropoutWrapper,
+    GRUCell,
+    LSTMCell,
+    MultiRNNCell,
+)
 from rnnflow.cells.base import RNNCell
 from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
 
-CellKind = Literal["rnn", "lstm", "gru"]
+CellKind = Literal["rnn", "lstm", "gru", "lstm_cell"]
 Init = Literal["normal", "glorot"]
-CELL_KINDS: tuple[str, ...] = ("rnn", "lstm", "gru")
+CELL_KINDS: tuple[str, ...] = ("rnn", "lstm", "gru", "lstm_cell")
 INITS: tuple[str, ...] = ("normal", "glorot")
 
 __all__ = ["CELL_KINDS", "INITS", "SequenceClassifier", "make_cell"]
@@ -56,6 +63,8 @@ def make_cell(
             cell = BasicRNNCell(num_units, input_size=depth)
         elif kind == "lstm":
             cell = BasicLSTMCell(num_units, forget_bias=forget_bias, input_size=depth)
+        elif kind == "lstm_cell":  # tf.nn.rnn_cell.LSTMCell: TF variables .../lstm_cell/...
+            cell = LSTMCell(num_units, forget_bias=forget_bias, input_size=depth)
         else:
             cell = GRUCell(num_units, input_size=depth)
         if keep_prob < 1.0:
@@ -79,7 +88,9 @@ class SequenceClassifier(nn.Module):
     Args:
         input_size: D, features per time step (28 pixels of a row).
         num_classes: C.
-        cell: ``"rnn"`` (BasicRNNCell, tanh), ``"lstm"`` (BasicLSTMCell) or ``"gru"`` (GRUCell).
+        cell: ``"rnn"`` (BasicRNNCell, tanh), ``"lstm"`` (BasicLSTMCell), ``"gru"`` (GRUCell)
+            or ``"lstm_cell"`` (LSTMCell without peepholes or projection: the same function as
+            BasicLSTMCell, under TF's ``lstm_cell`` variable names).
         num_units: H, units per layer and direction.
         num_layers: stacked layers (a MultiRNNCell when > 1).
         bidirectional: run ``bidirectional_dynamic_rnn`` with two cells of the same kind.
@@ -89,7 +100,7 @@ class SequenceClassifier(nn.Module):
         init: ``"normal"``: projection weights ~ N(0, 1), biases 0.1 (the tutorial);
             ``"glorot"``: Glorot-uniform projection weights, zero biases. Cells keep TF1's own
             initialisers either way (Glorot-uniform kernels; GRU gate bias 1.0).
-        forget_bias: BasicLSTMCell's forget-gate bias.
+        forget_bias: the LSTM cells' forget-gate bias.
     """
 
     def __init__(

@@ -29,7 +29,7 @@ class TrainConfig:
     data_dir: str | None = None  # None: search $RNNFLOW_DATA_DIR, the user cache, /usr/share/...
     val_size: int = 5000  # held out of the training split for validation and model selection
     # model
-    cell: Literal["rnn", "lstm", "gru"] = "rnn"
+    cell: Literal["rnn", "lstm", "gru", "lstm_cell"] = "rnn"  # lstm_cell: tf LSTMCell
     num_units: int = 128
     num_layers: int = 1
     bidirectional: bool = False

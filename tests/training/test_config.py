@@ -53,7 +53,11 @@ def test_every_field_has_a_flag_and_unset_flags_stay_unset():
 @pytest.mark.parametrize(
     ("changes", "error", "message"),
     [
-        ({"cell": "transformer"}, ValueError, r"cell must be one of \['rnn', 'lstm', 'gru'\]"),
+        (
+            {"cell": "transformer"},
+            ValueError,
+            r"cell must be one of \['rnn', 'lstm', 'gru', 'lstm_cell'\]",
+        ),
         ({"num_units": 0}, ValueError, r"num_units must be > 0, got 0"),
         ({"num_units": 1.5}, TypeError, r"num_units must be int, got 1.5"),
         ({"dropout": 1.0}, ValueError, r"dropout must be in \[0, 1\), got 1.0"),
