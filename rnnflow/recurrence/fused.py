@@ -8,7 +8,9 @@ every weight gradient and the input gradient as one GEMM over all steps. The par
 the cells' own ``nn.Parameter``s, so gradients land in ``cell.kernel.grad`` and friends.
 
 Fusable: ``BasicRNNCell`` (tanh, sigmoid, relu or linear activation), ``BasicLSTMCell`` and
-``GRUCell`` (tanh or sigmoid), any ``MultiRNNCell`` stack of fusable cells (either state layout),
+``GRUCell`` (tanh or sigmoid), ``LSTMCell`` without peepholes, ``cell_clip`` or ``num_proj``
+(BasicLSTMCell's function: the same kernels run it; ``fusable`` names the option otherwise), any
+``MultiRNNCell`` stack of fusable cells (either state layout),
 and ``DropoutWrapper`` around a fusable cell when it is the identity (eval mode, or every
 keep_prob 1.0). Cells must be built and share the inputs' dtype and device; exact subclasses
 with their own ``forward`` are not fused.
@@ -53,6 +55,7 @@ from rnnflow.cells.basic_lstm import BasicLSTMCell, LSTMStateTuple
 from rnnflow.cells.basic_rnn import BasicRNNCell
 from rnnflow.cells.dropout import DropoutWrapper
 from rnnflow.cells.gru import GRUCell
+from rnnflow.cells.lstm import LSTMCell
 from rnnflow.cells.multi import MultiRNNCell
 from rnnflow.recurrence import _ext
 from rnnflow.recurrence import _fused_kernels as kernels
@@ -73,7 +76,19 @@ _SUPPORTED = {
     BasicRNNCell: ("tanh", "sigmoid", "relu", "linear"),
     BasicLSTMCell: ("tanh", "sigmoid"),
     GRUCell: ("tanh", "sigmoid"),
+    LSTMCell: ("tanh", "sigmoid"),  # without its options: BasicLSTMCell's function and kernels
 }
+# The cells that run BasicLSTMCell's fused kernels (LSTMCell only when _lstm_cell_option is None).
+_PLAIN_LSTM = (BasicLSTMCell, LSTMCell)
+
+
+def _lstm_cell_option(cell: Any) -> str | None:
+    """The first LSTMCell option the fused kernels do not implement, or None."""
+    for option in ("use_peepholes", "cell_clip", "num_proj"):
+        value = getattr(cell, option)
+        if value:
+            return f"{option}={value!r}"
+    return None
 
 
 def _activation_kind(fn: Any) -> str | None:
@@ -102,6 +117,8 @@ def _why_not(cell: Any, inputs: Tensor) -> str | None:
         return None
     if type(cell) not in _SUPPORTED:
         return f"no fused kernel for {name}"
+    if type(cell) is LSTMCell and _lstm_cell_option(cell) is not None:
+        return f"no fused kernel for LSTMCell with {_lstm_cell_option(cell)}"
     if not cell.built:
         return f"{name} is not built"
     kind = _activation_kind(cell.activation)
@@ -285,7 +302,7 @@ def _run_leaf(
             bs,
             act,
         )
-    # BasicLSTMCell
+    # BasicLSTMCell, or LSTMCell without peepholes, clipping or projection
     if cell.state_is_tuple:
         c0, h0 = state
     else:
@@ -306,7 +323,7 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
         return False
     if x.device.type == "cpu":
         return (
-            type(cell) is BasicLSTMCell
+            type(cell) in _PLAIN_LSTM
             and act == "tanh"
             and x.dtype in (torch.float32, torch.bfloat16)
             and torch.backends.mkldnn.is_available()
@@ -318,7 +335,7 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
         return False
     if type(cell) is BasicRNNCell:
         return act in ("tanh", "relu")
-    return type(cell) is BasicLSTMCell and act == "tanh"
+    return type(cell) in _PLAIN_LSTM and act == "tanh"
 
 
 _CPU_LSTM_PEER = True  # benchmarks switch it off to time the generic LSTM kernel
