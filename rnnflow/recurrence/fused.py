@@ -8,10 +8,10 @@ every weight gradient and the input gradient as one GEMM over all steps. The par
 the cells' own ``nn.Parameter``s, so gradients land in ``cell.kernel.grad`` and friends.
 
 Fusable: ``BasicRNNCell`` (tanh, sigmoid, relu or linear activation), ``BasicLSTMCell`` and
-``GRUCell`` (tanh or sigmoid), ``LSTMCell`` without peepholes, ``cell_clip`` or ``num_proj``
-(BasicLSTMCell's function: the same kernels run it; ``fusable`` names the option otherwise), any
-``MultiRNNCell`` stack of fusable cells (either state layout),
-and ``DropoutWrapper`` around a fusable cell when it is the identity (eval mode, or every
+``GRUCell`` (tanh or sigmoid), ``LSTMCell`` (tanh or sigmoid; without peepholes, ``cell_clip``
+or ``num_proj`` it is BasicLSTMCell's function and runs its kernels, with them
+``_fused_lstm_cell``'s Python loop), any ``MultiRNNCell`` stack of fusable cells (either state
+layout), and ``DropoutWrapper`` around a fusable cell when it is the identity (eval mode, or every
 keep_prob 1.0). Cells must be built and share the inputs' dtype and device; exact subclasses
 with their own ``forward`` are not fused.
 
@@ -59,6 +59,7 @@ from rnnflow.cells.lstm import LSTMCell
 from rnnflow.cells.multi import MultiRNNCell
 from rnnflow.recurrence import _ext
 from rnnflow.recurrence import _fused_kernels as kernels
+from rnnflow.recurrence._fused_lstm_cell import lstm_cell_layer
 
 _ACTIVATION_KINDS: dict[Any, str] = {
     torch.tanh: "tanh",
@@ -76,19 +77,16 @@ _SUPPORTED = {
     BasicRNNCell: ("tanh", "sigmoid", "relu", "linear"),
     BasicLSTMCell: ("tanh", "sigmoid"),
     GRUCell: ("tanh", "sigmoid"),
-    LSTMCell: ("tanh", "sigmoid"),  # without its options: BasicLSTMCell's function and kernels
+    LSTMCell: ("tanh", "sigmoid"),  # options: _fused_lstm_cell; none: BasicLSTMCell's kernels
 }
-# The cells that run BasicLSTMCell's fused kernels (LSTMCell only when _lstm_cell_option is None).
-_PLAIN_LSTM = (BasicLSTMCell, LSTMCell)
 
 
-def _lstm_cell_option(cell: Any) -> str | None:
-    """The first LSTMCell option the fused kernels do not implement, or None."""
-    for option in ("use_peepholes", "cell_clip", "num_proj"):
-        value = getattr(cell, option)
-        if value:
-            return f"{option}={value!r}"
-    return None
+def _plain_lstm(cell: Any) -> bool:
+    """BasicLSTMCell, or an LSTMCell without peepholes, clipping or projection (the same
+    function): these run BasicLSTMCell's kernels (compiled loops, oneDNN, cuDNN)."""
+    if type(cell) is LSTMCell:
+        return not (cell.use_peepholes or cell.cell_clip is not None or cell.num_proj)
+    return type(cell) is BasicLSTMCell
 
 
 def _activation_kind(fn: Any) -> str | None:
@@ -117,8 +115,6 @@ def _why_not(cell: Any, inputs: Tensor) -> str | None:
         return None
     if type(cell) not in _SUPPORTED:
         return f"no fused kernel for {name}"
-    if type(cell) is LSTMCell and _lstm_cell_option(cell) is not None:
-        return f"no fused kernel for LSTMCell with {_lstm_cell_option(cell)}"
     if not cell.built:
         return f"{name} is not built"
     kind = _activation_kind(cell.activation)
@@ -302,6 +298,8 @@ def _run_leaf(
             bs,
             act,
         )
+    if not _plain_lstm(cell):
+        return _lstm_cell_with_options(cell, x, lengths, bs, state, compute, act)
     # BasicLSTMCell, or LSTMCell without peepholes, clipping or projection
     if cell.state_is_tuple:
         c0, h0 = state
@@ -314,6 +312,36 @@ def _run_leaf(
     return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
 
 
+def _lstm_cell_with_options(
+    cell: LSTMCell, x: Tensor, lengths: Tensor | None, bs: list[int], state: Any, compute, act
+):
+    """An LSTMCell with peepholes, cell_clip and/or a projection: ``_fused_lstm_cell``."""
+    if cell.state_is_tuple:
+        c0, m0 = state
+    else:
+        c0, m0 = state.split([cell.num_units, cell.output_size], dim=1)  # [B, H], [B, P]
+    kernel, bias = _lstm_params(cell, compute)
+    peepholes = None
+    if cell.use_peepholes:
+        peepholes = tuple(_param(p, compute) for p in (cell.w_i_diag, cell.w_f_diag, cell.w_o_diag))
+    projection = _param(cell.projection.kernel, compute) if cell.num_proj is not None else None
+    out, c, m = lstm_cell_layer(
+        x,
+        c0.contiguous(),
+        m0.contiguous(),
+        kernel,
+        bias,
+        peepholes,
+        projection,
+        lengths,
+        bs,
+        act,
+        cell.cell_clip,
+        cell.proj_clip,
+    )
+    return out, (LSTMStateTuple(c, m) if cell.state_is_tuple else torch.cat([c, m], dim=1))
+
+
 # ----------------------------------------------------------------------------- CUDA: cuDNN
 def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | None) -> bool:
     """cuDNN computes the same cell for BasicRNNCell (tanh, relu) and BasicLSTMCell (tanh);
@@ -323,7 +351,7 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
         return False
     if x.device.type == "cpu":
         return (
-            type(cell) in _PLAIN_LSTM
+            _plain_lstm(cell)
             and act == "tanh"
             and x.dtype in (torch.float32, torch.bfloat16)
             and torch.backends.mkldnn.is_available()
@@ -335,7 +363,7 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
         return False
     if type(cell) is BasicRNNCell:
         return act in ("tanh", "relu")
-    return type(cell) in _PLAIN_LSTM and act == "tanh"
+    return _plain_lstm(cell) and act == "tanh"
 
 
 _CPU_LSTM_PEER = True  # benchmarks switch it off to time the generic LSTM kernel
