@@ -15,12 +15,15 @@ steps. Rows are sorted longest first and step t computes the ``bs[t]`` rows stil
 
 Clipping passes the gradient where the value lies inside [-clip, clip], bounds included (TF's
 ``ClipByValue`` gradient and ``torch.clamp``'s). No compiled loop: the Python loop serves every
-dtype and device. Measured on the 2-core development machine (float32, one thread, 28 steps,
-128 inputs and units, min of 12-30 interleaved runs, under load): as fast as the reference loop
-(0.9x-1.4x either way: projection 91 vs 66 ms per training step at batch 128, 519 vs 505 ms at
-512; every option 151 vs 158 ms and 581 vs 613 ms), where the compiled BasicLSTMCell loop that
-a plain LSTMCell runs is 1.7x faster (391 vs 657 ms at 512). A compiled loop (csrc/loops.cpp)
-is what would make these options fast.
+dtype and device.
+
+Measured on the shared 2-core development machine (float32, one thread, 28 steps, 128 inputs
+and units, min of 12-40 interleaved runs, load average ~9): at parity with the reference loop,
+within that machine's noise (projection: 154 vs 152 and 158 vs 158 ms per training step in two
+runs at batch 128, an earlier run 91 vs 66; 519 vs 505 ms at batch 512; every option: 151 vs 158
+and 581 vs 613 ms), where the compiled BasicLSTMCell loop that a plain LSTMCell runs measured
+1.7x faster than its reference loop (391 vs 657 ms at batch 512). A compiled loop
+(csrc/loops.cpp) is what would make these options fast.
 """
 
 from __future__ import annotations
