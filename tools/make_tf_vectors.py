@@ -164,6 +164,11 @@ def case_grid() -> list[dict]:
         cases.append(
             {"name": tag, "cell_fw": fw, "cell_bw": bw, "time_major": tm, "seq": sl, "init": ini}
         )
+    return in_both_dtypes(cases)
+
+
+def in_both_dtypes(cases: list[dict]) -> list[dict]:
+    """Each case in float32 then float64, named ``<case>__f32`` / ``<case>__f64``."""
     out = []
     for dtype in ("float32", "float64"):
         for c in cases:
@@ -427,17 +432,7 @@ def lstm_cell_grid() -> list[dict]:
             driver="raw_rnn",
             seq_values=RAW_RNN_SEQ,
         )
-    out = []
-    for dtype in ("float32", "float64"):
-        for c in grid:
-            out.append(
-                {
-                    **c,
-                    "name": f"{c['name']}__{'f32' if dtype == 'float32' else 'f64'}",
-                    "dtype": dtype,
-                }
-            )
-    return out
+    return in_both_dtypes(grid)
 
 
 def run_driver(case: dict, cells: list, x, seq, init_structs: list, dtype):

@@ -37,6 +37,17 @@ def _check_finished(finished: Any, batch: int | None, time: int) -> Tensor:
     return finished
 
 
+def _check_batch(what: str, structure: Any, batch: int) -> None:
+    """Every leaf of what ``loop_fn(time=0)`` returned is a tensor [batch, ...]."""
+    for leaf in _nest.flatten(structure):
+        if not isinstance(leaf, Tensor) or leaf.dim() < 1 or leaf.shape[0] != batch:
+            shape = list(leaf.shape) if isinstance(leaf, Tensor) else type(leaf).__name__
+            raise ValueError(
+                f"{_OWNER}: loop_fn(time=0) must return {what} tensors [{batch}, ...] (the "
+                f"batch of finished), got {shape}"
+            )
+
+
 def _same(time: int, what: str, expected: Any, got: Any) -> None:
     if not _nest.same_structure(expected, got):
         raise ValueError(
@@ -99,13 +110,7 @@ def raw_rnn(
     finished, next_input, state, emit_structure, init_loop_state = loop_fn(0, None, None, None)
     finished = _check_finished(finished, None, 0)
     batch = finished.shape[0]
-    for leaf in _nest.flatten(next_input):
-        if not isinstance(leaf, Tensor) or leaf.dim() < 1 or leaf.shape[0] != batch:
-            shape = list(leaf.shape) if isinstance(leaf, Tensor) else type(leaf).__name__
-            raise ValueError(
-                f"{_OWNER}: loop_fn(time=0) must return next_input as tensors [{batch}, ...] "
-                f"(the batch of finished), got {shape}"
-            )
+    _check_batch("next_input as", next_input, batch)
     check_state(
         _OWNER, "the initial cell state from loop_fn(time=0)", state, cell.state_size, batch
     )
@@ -115,13 +120,7 @@ def raw_rnn(
             lambda size: state_leaf.new_zeros(batch, size), cell.output_size
         )
     else:
-        for leaf in _nest.flatten(emit_structure):
-            if not isinstance(leaf, Tensor) or leaf.dim() < 1 or leaf.shape[0] != batch:
-                shape = list(leaf.shape) if isinstance(leaf, Tensor) else type(leaf).__name__
-                raise ValueError(
-                    f"{_OWNER}: loop_fn(time=0) must return emit_output as None or tensors "
-                    f"[{batch}, ...], got {shape}"
-                )
+        _check_batch("emit_output as None or", emit_structure, batch)
         zero_emit = _nest.map_structure(torch.zeros_like, emit_structure)
     loop_state = init_loop_state
     emitted: list[list[Tensor]] = []

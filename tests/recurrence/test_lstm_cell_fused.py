@@ -12,19 +12,6 @@ from rnnflow import BasicLSTMCell, LSTMCell, MultiRNNCell, _nest, dynamic_rnn
 from rnnflow.recurrence import fused
 
 
-@pytest.fixture
-def calls(monkeypatch):
-    seen = []
-    real = fused.fused_dynamic_rnn
-
-    def spy(*args):
-        seen.append(type(args[0]).__name__)
-        return real(*args)
-
-    monkeypatch.setattr(fused, "fused_dynamic_rnn", spy)
-    return seen
-
-
 def test_plain_lstm_cell_is_basic_lstm_on_the_fused_path_bit_for_bit(calls):
     lstm_cell = LSTMCell(6, forget_bias=0.5, input_size=3)
     basic = BasicLSTMCell(6, forget_bias=0.5, input_size=3)
