@@ -161,12 +161,12 @@ def test_tf_scoped_cells_load_and_reproduce_tf(case: str) -> None:
         got["logits"] = outputs @ ckpt.read("Variable") + ckpt.read("Variable_1")
     assert set(got) == set(expected) - {"inputs"}
     for key, value in got.items():
-        # rtol: TF's own float32 rounding (the 64-input CTC case's c reaches 2.2; float64
-        # rnnflow differs from TF float32 by the same 1.2e-6 there)
-        # (logits: a 64-term float32 dot product that TF's matmul sums in another order)
+        # rtol: float32 rounding, as in the TF vector tests (1e-5): the 64-input CTC case's c
+        # reaches 2.2, where float64 rnnflow differs from TF's float32 by 1.2e-6 and the fused
+        # float32 path by 1.6e-6. logits: a 64-term float32 dot product summed in another order.
         atol = 1e-5 if key == "logits" else 1e-6
         torch.testing.assert_close(
-            value, torch.from_numpy(expected[key]), atol=atol, rtol=1e-6, msg=key
+            value, torch.from_numpy(expected[key]), atol=atol, rtol=1e-5, msg=key
         )
 
 
