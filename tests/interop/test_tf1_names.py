@@ -161,12 +161,12 @@ def test_tf_scoped_cells_load_and_reproduce_tf(case: str) -> None:
         got["logits"] = outputs @ ckpt.read("Variable") + ckpt.read("Variable_1")
     assert set(got) == set(expected) - {"inputs"}
     for key, value in got.items():
-        # rtol: float32 rounding, as in the TF vector tests (1e-5): the 64-input CTC case's c
-        # reaches 2.2, where float64 rnnflow differs from TF's float32 by 1.2e-6 and the fused
-        # float32 path by 1.6e-6. logits: a 64-term float32 dot product summed in another order.
-        atol = 1e-5 if key == "logits" else 1e-6
+        # The 64-input CTC case is float32 rounding at a larger scale: there TF's own float32 c
+        # is 1.2e-6 from the float64 function (rnnflow float64 vs TF), and rnnflow's fused
+        # float32 kernel 1.6e-6 from TF's; its logits sum 64 float32 products.
+        atol = 5e-6 if spec.get("depth", 5) == 64 else 1e-6
         torch.testing.assert_close(
-            value, torch.from_numpy(expected[key]), atol=atol, rtol=1e-5, msg=key
+            value, torch.from_numpy(expected[key]), atol=atol, rtol=1e-6, msg=key
         )
 
 
