@@ -35,11 +35,12 @@ inputs, the whole recurrence (GEMMs, gates and states) runs in the autocast dtyp
 and final state come back in that dtype, as the reference loop's would; gradients reach the
 float32 parameters. GEMMs accumulate in float32 inside oneDNN/cuBLAS.
 
-CUDA: for ``BasicRNNCell`` (tanh/relu) and ``BasicLSTMCell`` (tanh) without sequence lengths,
-the layer runs through PyTorch's own fused kernel (cuDNN) with the TF weights converted on the fly
-(``_peer_layer``: LSTM columns i, j, f, o -> i, f, g, o and ``forget_bias`` folded into the
-bias; the GRU is a different cell in cuDNN and keeps the generic path). Unmeasured: no GPU was
-available when this was written; the conversion is tested on CPU against the reference loop.
+CUDA: for ``BasicRNNCell`` (tanh/relu) and ``BasicLSTMCell`` or a plain ``LSTMCell`` (tanh)
+without sequence lengths, the layer runs through PyTorch's own fused kernel (cuDNN) with the TF
+weights converted on the fly (``_peer_layer``: LSTM columns i, j, f, o -> i, f, g, o and
+``forget_bias`` folded into the bias; the GRU is a different cell in cuDNN and keeps the generic
+path). Unmeasured: no GPU was available when this was written; the conversion is tested on CPU
+against the reference loop.
 """
 
 from __future__ import annotations
