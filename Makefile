@@ -35,8 +35,17 @@ data:
 		echo "data: apt-get not available; missing:$$missing (rnnflow looks them up or downloads where it can)"; \
 	fi
 
+# A second `make train` does not start over: it continues an interrupted run (config.json but no
+# summary.json yet) or, for a finished one, evaluates it again and says how to train anew.
 train: venv data
-	$(BIN)/rnnflow train --preset $(PRESET) --dataset fashion-mnist --out $(RUN)
+	@if [ -f $(RUN)/summary.json ]; then \
+		echo "make train: $(RUN) holds a finished run (evaluated below); to train again: rm -rf $(RUN) && make train, or make train RUN=runs/another"; \
+	elif [ -f $(RUN)/config.json ]; then \
+		echo "make train: continuing the interrupted run in $(RUN) (to start over: rm -rf $(RUN))"; \
+		$(BIN)/rnnflow train --resume $(RUN); \
+	else \
+		$(BIN)/rnnflow train --preset $(PRESET) --dataset fashion-mnist --out $(RUN); \
+	fi
 	$(BIN)/rnnflow evaluate $(RUN)
 
 test: venv data

@@ -89,9 +89,9 @@ def gemm_peak_gflops(
     b = torch.randn(n, n, dtype=dtype, device=device)
     ways: dict[str, Callable[[], Any]] = {"mm": lambda: torch.mm(a, b)}
     if torch.device(device).type == "cpu":
-        from rnnflow.recurrence._fused_kernels import _ONEDNN
+        from rnnflow.recurrence._fused_kernels import onednn_usable
 
-        if _ONEDNN:
+        if onednn_usable(dtype):
             ways["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
     rates: dict[str, float] = {}
     for name, fn in ways.items():

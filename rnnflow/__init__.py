@@ -1,25 +1,44 @@
-"""rnnflow: TensorFlow-1 RNN cells and ``dynamic_rnn`` on PyTorch, numerically equal to TF1."""
+"""rnnflow: TensorFlow-1 RNN cells and ``dynamic_rnn`` on PyTorch, numerically equal to TF1.
 
-from rnnflow.cells import (
-    BasicLSTMCell,
-    BasicRNNCell,
-    DropoutWrapper,
-    GRUCell,
-    LSTMCell,
-    LSTMStateTuple,
-    MultiRNNCell,
-    RNNCell,
-)
-from rnnflow.recurrence import (
-    bidirectional_dynamic_rnn,
-    dynamic_rnn,
-    raw_rnn,
-    stack_bidirectional_dynamic_rnn,
-    stack_bidirectional_rnn,
-    static_bidirectional_rnn,
-    static_rnn,
-    static_state_saving_rnn,
-)
+The names below are imported on first use (PEP 562), so that ``import rnnflow.cli`` (and
+``rnnflow --help``) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rnnflow.cells import (
+        BasicLSTMCell,
+        BasicRNNCell,
+        CudnnCompatibleGRUCell,
+        CudnnCompatibleLSTMCell,
+        DeviceWrapper,
+        DropoutWrapper,
+        GRUBlockCell,
+        GRUBlockCellV2,
+        GRUCell,
+        LayerNormBasicLSTMCell,
+        LSTMBlockCell,
+        LSTMBlockFusedCell,
+        LSTMCell,
+        LSTMStateTuple,
+        MultiRNNCell,
+        ResidualWrapper,
+        RNNCell,
+    )
+    from rnnflow.recurrence import (
+        bidirectional_dynamic_rnn,
+        dynamic_rnn,
+        raw_rnn,
+        stack_bidirectional_dynamic_rnn,
+        stack_bidirectional_rnn,
+        static_bidirectional_rnn,
+        static_rnn,
+        static_state_saving_rnn,
+    )
 
 __version__ = "0.1.0"
 
@@ -32,6 +51,15 @@ __all__ = [
     "GRUCell",
     "MultiRNNCell",
     "DropoutWrapper",
+    "ResidualWrapper",
+    "DeviceWrapper",
+    "LSTMBlockCell",
+    "LSTMBlockFusedCell",
+    "GRUBlockCell",
+    "GRUBlockCellV2",
+    "LayerNormBasicLSTMCell",
+    "CudnnCompatibleLSTMCell",
+    "CudnnCompatibleGRUCell",
     "dynamic_rnn",
     "bidirectional_dynamic_rnn",
     "static_rnn",
@@ -41,3 +69,28 @@ __all__ = [
     "stack_bidirectional_dynamic_rnn",
     "stack_bidirectional_rnn",
 ]
+
+# the public names defined in rnnflow.recurrence; every other one is in rnnflow.cells
+_RECURRENCE = {
+    "dynamic_rnn",
+    "bidirectional_dynamic_rnn",
+    "static_rnn",
+    "static_bidirectional_rnn",
+    "static_state_saving_rnn",
+    "raw_rnn",
+    "stack_bidirectional_dynamic_rnn",
+    "stack_bidirectional_rnn",
+}
+_HOME = {n: "rnnflow.recurrence" if n in _RECURRENCE else "rnnflow.cells" for n in __all__}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rnnflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

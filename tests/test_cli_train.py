@@ -11,6 +11,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -98,12 +101,10 @@ def params(run: Path) -> dict:
 
 
 def assert_same_tensors(a: dict, b: dict) -> None:
+    """Bit for bit: the same keys, dtypes, shapes and values (NaN equal to NaN)."""
     assert a.keys() == b.keys()
     for key in a:
-        assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
-        assert a[key].view(-1).view_as(a[key]).eq(b[key]).all() or (
-            a[key].isnan().eq(b[key].isnan()).all()
-        ), key
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, equal_nan=True, msg=key)
 
 
 def test_train_evaluate_predict(fake_data, tmp_path, capsys):
@@ -289,3 +290,336 @@ def test_progress_bar_step_callback_reads_train_and_val_records():
     assert len(lines) == 3 and "loss" not in lines[0]
     assert "loss 0.250  acc 0.500" in lines[1] and "val" not in lines[1]
     assert "loss 0.250  acc 0.500  val 0.8750" in lines[2] and " 3/10" in lines[2]
+
+
+# ---------------------------------------------------------------------------------------------
+# the run folder: one writer, crash safety, clear refusals
+
+
+def _patched(rows: dict, *argv: str, env_extra: dict | None = None, script: str = PATCH):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env_extra or {})}
+    rows_json = json.dumps({k: vars(v) for k, v in rows.items()})
+    return subprocess.Popen(
+        [sys.executable, "-c", script, rows_json, *argv],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            pytest.fail(f"the process ended before {what}: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_a_second_writer_is_refused_and_a_killed_holder_leaves_no_lock(fake_data, tmp_path, capsys):
+    """100 of 100 attempts (--out and --resume) against a training process are refused naming
+    its pid; after kill -9 its lock file is stale and the run resumes."""
+    data, rows = fake_data
+    run = tmp_path / "run"
+    long = ["--train-examples", "400000", "--eval-every", "160"]
+    holder = _patched(rows, "train", *TINY, *long, "--data-dir", str(data), "--out", str(run))
+    try:
+        lock = run / ".rnnflow.lock"
+        _wait_for(lambda: (run / "checkpoint.safetensors").exists(), holder, "a checkpoint")
+        assert lock.read_text().strip() == str(holder.pid)
+        refused = 0
+        for attempt in range(100):
+            # (--stop-at-step: were the lock not held, a resume would stop after one step)
+            resume = ["--resume", str(run), "--stop-at-step", "1"]
+            argv = resume if attempt % 2 else [*TINY, "--out", str(run)]
+            status = main(["train", *argv, "--data-dir", str(data)])
+            err = capsys.readouterr().err
+            message = f"{run} is in use by another rnnflow process (pid {holder.pid})"
+            refused += status == 1 and message in err
+        assert refused == 100
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert lock.exists()  # kill -9: the file stays, the kernel dropped the lock
+    step = json.loads(load_file_metadata(run / "checkpoint.safetensors")["progress"])["step"]
+    assert main(["train", "--resume", str(run), "--stop-at-step", str(step + 3)]) == 0
+    progress = json.loads(load_file_metadata(run / "checkpoint.safetensors")["progress"])
+    assert progress["step"] == step + 3
+    assert not lock.exists()  # released and removed at the end of the session
+
+
+def test_two_runs_started_at_once_in_one_folder_one_is_refused(fake_data, tmp_path):
+    data, rows = fake_data
+    run = tmp_path / "run"
+    argv = ["train", *TINY, "--data-dir", str(data), "--out", str(run)]
+    procs = [_patched(rows, *argv) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [0, 1], results
+    loser = next(err for status, err in results if status == 1)
+    pids = {str(p.pid) for p in procs}
+    assert "is in use by another rnnflow process (pid" in loser or "already holds a run" in loser
+    if "in use" in loser:
+        assert loser.split("(pid ")[1].split(")")[0] in pids
+    kinds = [json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert kinds.count("test") == 1 and kinds.count("train") == 5  # one run's records only
+
+
+# kill -9 inside an atomic write: the process dies at its Nth fsync (a complete temporary file
+# on disk, not yet renamed over the target), as a power cut or the OOM killer would leave it
+KILL_AT_FSYNC = (
+    """
+import os, signal
+_fsync, _calls, _at = os.fsync, [0], int(os.environ["RNNFLOW_TEST_KILL_AT_FSYNC"])
+def _dying_fsync(fd):
+    _calls[0] += 1
+    if _calls[0] == _at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    _fsync(fd)
+os.fsync = _dying_fsync
+"""
+    + PATCH
+)
+
+
+def _kill_loop(fake_data, tmp_path, random_kills: int, seed: int, examples: int = 4800) -> dict:
+    """A run killed (SIGKILL) again and again, then resumed to the end, against an uninterrupted
+    one. The first kills land inside atomic writes (run.json, config.json, the first best and
+    the first checkpoint), the others at random moments of training. Returns figures."""
+    import random
+
+    data, rows = fake_data
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    long = ["--train-examples", str(examples), "--eval-every", "320", "--log-every", "160"]
+    assert train(data, full, *long) == 0
+    rng = random.Random(seed)
+    figures = {"kills": 0, "kills_in_writes": 0, "sessions": 0, "temporaries_left_by_kills": 0}
+    # fsync counts per session: 1 run.json, 3 config.json (both before config.json exists), 5
+    # the first best.safetensors; then a restart from step 0 dies at 7: its first checkpoint
+    # (run.json 1-2, the metrics rewrite 3-4, best 5-6)
+    plan = [("1", None), ("3", None), ("5", None), ("7", None)]
+    plan += [(None, rng.uniform(0.0, 1.2)) for _ in range(random_kills)]
+    start = time.monotonic()
+    for at_fsync, delay in plan:
+        started = (cut / "config.json").exists()
+        argv = ["--resume", str(cut)] if started else [*TINY, *long, "--out", str(cut)]
+        env = {"RNNFLOW_TEST_KILL_AT_FSYNC": at_fsync} if at_fsync else {}
+        script = KILL_AT_FSYNC if at_fsync else PATCH
+        proc = _patched(rows, "train", *argv, "--data-dir", str(data), env_extra=env, script=script)
+        figures["sessions"] += 1
+        if at_fsync is None:
+            metrics = cut / "metrics.jsonl"
+            size = metrics.stat().st_size if metrics.exists() else 0
+            grown = lambda m=metrics, s=size: m.exists() and m.stat().st_size != s  # noqa: E731
+            _wait_for(grown, proc, "training to log")
+            time.sleep(delay)
+            assert proc.poll() is None, "the run ended before its kill: make it longer"
+            proc.kill()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == -signal.SIGKILL, err
+        figures["kills"] += 1
+        figures["kills_in_writes"] += at_fsync is not None
+        figures["temporaries_left_by_kills"] += len(list(cut.glob(".*.tmp")))
+        assert "Traceback" not in err
+    assert main(["train", "--resume", str(cut), "--data-dir", str(data), "--quiet"]) == 0
+    figures["seconds"] = round(time.monotonic() - start, 1)
+    assert_same_tensors(params(full), params(cut))
+    assert_same_tensors(*[load_file(run / "best.safetensors") for run in (full, cut)])
+    records = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()]
+               for r in (full, cut)]  # fmt: skip
+    drop = ("examples_per_s", "elapsed_s", "train_seconds", "process_cpu_seconds")
+    same = [[{k: v for k, v in r.items() if k not in drop} for r in rs] for rs in records]
+    assert same[0] == same[1]  # one run's log: nothing duplicated, nothing lost
+    assert not list(cut.glob(".*.tmp")) and not (cut / ".rnnflow.lock").exists()
+    return figures
+
+
+def test_kill_loop_resumes_bit_identical(fake_data, tmp_path):
+    """6 kills (4 inside writes); the 24-kill variant below is marked slow."""
+    figures = _kill_loop(fake_data, tmp_path, random_kills=2, seed=0, examples=2400)
+    assert figures["kills"] == 6 and figures["kills_in_writes"] == 4
+    assert figures["temporaries_left_by_kills"] >= 3  # a kill in each write left its .tmp
+
+
+@pytest.mark.slow
+def test_kill_loop_resumes_bit_identical_long(fake_data, tmp_path, capsys):
+    figures = _kill_loop(fake_data, tmp_path, random_kills=20, seed=1, examples=16000)
+    assert figures["kills"] == 24
+    with capsys.disabled():
+        print(f"\nkill loop: {figures}")
+
+
+def _no_data_loading(monkeypatch):
+    import rnnflow.data
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the data was loaded before the run folder was checked")
+
+    monkeypatch.setattr(rnnflow.data, "load_split", refuse)
+
+
+def test_out_naming_a_file_or_an_unwritable_folder_is_refused_before_loading(
+    fake_data, tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    _no_data_loading(monkeypatch)
+    afile = tmp_path / "a_file"
+    afile.write_text("mine")
+    assert main(["train", "--out", str(afile)]) == 2
+    assert f"rnnflow train: {afile} exists and is not a folder" in capsys.readouterr().err
+    assert afile.read_text() == "mine"
+
+    real_open = os.open
+
+    def read_only_open(path, flags, *args):  # what a read-only file system answers
+        if str(path).endswith(".rnnflow.lock"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    assert main(["train", "--out", str(folder)]) == 2
+    assert (
+        f"cannot write in the run folder {folder}: Read-only file system" in capsys.readouterr().err
+    )
+    assert main(["train", "--out", str(tmp_path / "new")]) == 2
+    assert "cannot write in the run folder" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # the folder it had created is removed again
+
+
+def test_a_failed_start_leaves_nothing_and_stale_temporaries_are_removed(fake_data, tmp_path):
+    data, _ = fake_data
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--data-dir", str(tmp_path / "nowhere"), "--out", str(run)]) == 1
+    assert not run.exists()  # no data: the folder it created is gone, lock file included
+    run.mkdir()
+    stale = run / ".checkpoint.safetensors.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    assert train(data, run, "--stop-at-step", "2") == 0
+    assert not stale.exists()
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint.safetensors", "config.json", "curves.png", "metrics.jsonl", "run.json",
+    ]  # fmt: skip
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(fake_data, tmp_path):
+    """config.json marks a run; without a checkpoint, --resume starts it again from step 0,
+    bit-identical to an uninterrupted run; --out refuses to overwrite it."""
+    data, _ = fake_data
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert train(data, full) == 0
+    assert train(data, cut, "--stop-at-step", "3") == 0
+    (cut / "checkpoint.safetensors").unlink()  # as if killed before its first checkpoint
+    assert not (cut / "best.safetensors").exists()  # no validation before step 20
+    assert train(data, cut) == 2  # still a run: --out does not overwrite it
+    assert main(["train", "--resume", str(cut), "--quiet"]) == 0
+    assert_same_tensors(params(full), params(cut))
+    lines = [json.loads(x)["kind"] for x in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert lines.count("train") == 5 and lines.count("test") == 1  # the first session's dropped
+
+
+def test_resume_keeps_tensorboard_and_the_checkpoint_decides_the_task(fake_data, tmp_path, capsys):
+    data, _ = fake_data
+    run = tmp_path / "run"
+    assert train(data, run, "--tensorboard", "--stop-at-step", "13") == 0
+    assert "Continue with: rnnflow train --resume" in capsys.readouterr().err
+    assert json.loads((run / "run.json").read_text()) == {"tensorboard": True}
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({"task": "charlm", **config}))  # edited
+    shutil.rmtree(run / "tensorboard")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert any((run / "tensorboard").iterdir())  # events continue after the interruption
+    assert main(["train", "--task", "charlm", "--resume", str(run)]) == 2
+    assert f"--task charlm, but {run} holds a classifier run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("5", r"line 2: expected a JSON object, got 5"),
+        ('{"step": "x"}', r"line 2: 'step' must be an integer >= 0, got 'x'"),
+        ('{"kind": "train", "step": 1, "examples": -3}', r"line 2: 'examples' must be an int"),
+        ('{"kind": 7}', r"line 2: 'kind' must be a string, got 7"),
+        ("{not json", r"line 2: not JSON"),
+    ],
+)
+def test_a_bad_metrics_line_is_named_on_resume(fake_data, tmp_path, capsys, line, message):
+    data, _ = fake_data
+    run = tmp_path / "run"
+    assert train(data, run, "--stop-at-step", "13") == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    # not the last line (a torn last line is what a kill leaves: skipped)
+    (run / "metrics.jsonl").write_text("\n".join([lines[0], line, *lines]) + "\n")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert re.search(rf"rnnflow train: .*metrics.jsonl: {message}", err), err
+    assert "Traceback" not in err
+
+
+def test_a_full_disk_while_plotting_names_the_file_and_leaves_no_partial_png(
+    fake_data, tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    from rnnflow.training import checkpoint
+
+    data, _ = fake_data
+    run = tmp_path / "run"
+    assert train(data, run, "--stop-at-step", "13") == 0
+    before = (run / "curves.png").read_bytes()
+    real_fdopen = os.fdopen
+
+    class FullDisk:  # writes half, then ENOSPC, as write(2) on a full disk
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        return FullDisk(f) if checkpoint_target[0] == "curves.png" else f
+
+    checkpoint_target = [""]
+    real_mkstemp = checkpoint.tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        checkpoint_target[0] = kwargs["prefix"][1:-1]
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.os, "fdopen", fdopen)
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
+    assert main(["train", "--resume", str(run), "--quiet", "--stop-at-step", "15"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {run / 'curves.png'}: No space left on device" in err, err
+    assert (run / "curves.png").read_bytes() == before  # the previous figure, whole
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_presets_of_the_other_task_are_refused_and_help_lists_what_presets_change(capsys):
+    assert main(["train", "--preset", "tiny", "--out", "x"]) == 2
+    assert (
+        "argument --preset: 'tiny' is not a preset of --task classifier; choose from best, "
+        "tutorial (--preset tiny is a preset of --task charlm: add --task charlm)"
+    ) in capsys.readouterr().err
+    assert main(["train", "--task", "charlm", "--preset", "best", "--out", "x"]) == 2
+    assert "'best' is not a preset of --task charlm; choose from tang, tang-song, tiny" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the defaults shown are the tutorial preset's" in text
+    assert "best: --dataset fashion-mnist, --cell gru, --num-layers 2, --bidirectional," in text
+    assert "tiny: --min-count 1, --cell lstm, --embed-size 16, --num-units 32," in text

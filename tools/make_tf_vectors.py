@@ -106,6 +106,8 @@ ACTIVATIONS = {"tanh": None, "relu": tf.nn.relu}  # None -> the cell's default (
 
 def build_cell(spec: dict):
     kind = spec["type"]
+    if kind in WRAPPER_TYPES:  # ResidualWrapper, DeviceWrapper, DropoutWrapper: see below
+        return build_wrapper(spec)
     if kind == "BasicRNNCell":
         return tf1.nn.rnn_cell.BasicRNNCell(
             spec["num_units"], activation=ACTIVATIONS[spec["activation"]]
@@ -577,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.name}: {path.stat().st_size} bytes", file=sys.stderr)
 
     (args.out / "defaults.json").write_text(json.dumps(default_initialisers(), indent=1) + "\n")
+    write_wrapper_vectors(args.out.parent / "tf1_wrappers")
     (args.out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
     total = sum(p.stat().st_size for p in args.out.iterdir() if p.is_file())
     print(f"{len(manifest['cases'])} cases, {total} bytes in {args.out}", file=sys.stderr)
@@ -596,6 +599,90 @@ def _tf_keras_version() -> str:
     import tf_keras
 
     return tf_keras.__version__
+
+
+# ----------------------------------------------------------------------------- cell wrappers
+# ResidualWrapper / DeviceWrapper / DropoutWrapper cases, read by tests/cells/test_wrappers_tf.py
+# (not by test_tf_parity.py): their own directory tests/fixtures/tf1_wrappers/ and MANIFEST.json,
+# the same .npz format. Extra cell specs:
+#   {"type": "ResidualWrapper", "cell": spec}                      default residual_fn (x + y)
+#   {"type": "DeviceWrapper", "cell": spec, "device": "/cpu:0"}
+#   {"type": "DropoutWrapper", "cell": spec}                       every keep_prob 1.0
+WRAPPER_TYPES = ("ResidualWrapper", "DeviceWrapper", "DropoutWrapper")
+
+
+def residual(cell: dict) -> dict:
+    return {"type": "ResidualWrapper", "cell": cell}
+
+
+def on_device(cell: dict, device: str = "/cpu:0") -> dict:
+    return {"type": "DeviceWrapper", "cell": cell, "device": device}
+
+
+def keep_all(cell: dict) -> dict:
+    return {"type": "DropoutWrapper", "cell": cell}
+
+
+def build_wrapper(spec: dict):
+    inner = build_cell(spec["cell"])
+    if spec["type"] == "ResidualWrapper":
+        return tf1.nn.rnn_cell.ResidualWrapper(inner)
+    if spec["type"] == "DeviceWrapper":
+        return tf1.nn.rnn_cell.DeviceWrapper(inner, spec["device"])
+    return tf1.nn.rnn_cell.DropoutWrapper(inner)
+
+
+def wrapper_case_grid() -> list[dict]:
+    """Residual cells have num_units == DEPTH (TF's default residual_fn needs equal shapes)."""
+    single = [
+        ("residual_gru", residual(gru(DEPTH)), False, True, True),
+        ("residual_lstm", residual(lstm(DEPTH)), True, True, False),
+        ("device_rnn", on_device(rnn(4)), False, True, True),
+        ("device_residual_rnn", on_device(residual(rnn(DEPTH))), True, False, True),
+        ("dropout_residual_gru", keep_all(residual(gru(DEPTH))), False, False, False),
+        (
+            "multi_wrapped",
+            multi(gru(DEPTH), residual(lstm(DEPTH)), on_device(residual(rnn(DEPTH)))),
+            False,
+            True,
+            True,
+        ),
+    ]
+    cases = []
+    for name, spec, tm, sl, ini in single:
+        tag = f"{name}__{'tm' if tm else 'bm'}__{'seq' if sl else 'noseq'}__"
+        tag += "init" if ini else "zero"
+        cases.append({"name": tag, "cell": spec, "time_major": tm, "seq": sl, "init": ini})
+    fw, bw = residual(lstm(DEPTH)), on_device(gru(4))
+    cases.append(
+        {"name": "bidi_wrapped__tm__seq__init", "cell_fw": fw, "cell_bw": bw, "time_major": True}
+        | {"seq": True, "init": True}
+    )
+    return [
+        {**c, "name": f"{c['name']}__{'f32' if d == 'float32' else 'f64'}", "dtype": d}
+        for d in ("float32", "float64")
+        for c in cases
+    ]
+
+
+def write_wrapper_vectors(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "format": FORMAT,
+        "tf_version": tf.__version__,
+        "tf_keras_version": _tf_keras_version(),
+        "numpy_version": np.__version__,
+        "command": "TF_USE_LEGACY_KERAS=1 python tools/make_tf_vectors.py",
+        "cases": [],
+    }
+    for case in wrapper_case_grid():
+        arrays, meta = run_case(case)
+        arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+        path = out / f"{case['name']}.npz"
+        np.savez_compressed(path, **arrays)
+        manifest["cases"].append({"file": path.name, "sha256": _sha256(path), **_summary(meta)})
+        print(f"{path.name}: {path.stat().st_size} bytes", file=sys.stderr)
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 if __name__ == "__main__":

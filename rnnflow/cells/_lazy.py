@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from rnnflow.cells.base import RNNCell, State, check_state
+from rnnflow.cells.base import RNNCell, State, check_optional_int, check_state
+
+
+def _autocast_to(inputs: Tensor, param_dtype: torch.dtype) -> bool:
+    """Whether ``inputs`` are in the dtype autocast computes float32 parameters in (the layers
+    of a stack pass their outputs on in it)."""
+    device_type = inputs.device.type
+    return (
+        param_dtype == torch.float32
+        and device_type in ("cpu", "cuda")
+        and torch.is_autocast_enabled(device_type)
+        and inputs.dtype == torch.get_autocast_dtype(device_type)
+    )
 
 
 class LazyCell(RNNCell):
@@ -26,12 +39,7 @@ class LazyCell(RNNCell):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        if input_size is not None and (
-            isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0
-        ):
-            raise ValueError(
-                f"{owner}: input_size must be a positive int or None, got {input_size!r}"
-            )
+        input_size = check_optional_int(owner, "input_size", input_size)
         if dtype is not None and (
             not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
         ):
@@ -58,6 +66,7 @@ class LazyCell(RNNCell):
     ) -> None:
         if self._built:
             return
+        input_size = operator.index(input_size)  # e.g. a traced x.shape[-1]
         self.input_size = input_size
         self._create_parameters(input_size, dtype=self._init_dtype or dtype, device=device)
         self._built = True
@@ -105,7 +114,7 @@ class LazyCell(RNNCell):
             )
         check_state(owner, "state", state, self.state_size, inputs.shape[0])
         found = self._param_dtype_device()
-        if found is not None and inputs.dtype != found[0]:
+        if found is not None and inputs.dtype != found[0] and not _autocast_to(inputs, found[0]):
             raise TypeError(
                 f"{owner}: inputs dtype must match the parameters' dtype {found[0]}, "
                 f"got {inputs.dtype}"

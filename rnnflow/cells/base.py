@@ -8,9 +8,12 @@ TensorFlow-1 ``RNNCell``. ``dynamic_rnn``, ``MultiRNNCell`` and ``DropoutWrapper
 
 from __future__ import annotations
 
+import inspect
+import operator
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, SupportsIndex, TypeAlias
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -46,10 +49,58 @@ def resolve_activation(owner: str, activation: Activation | str | None) -> Activ
     return activation
 
 
+def _int_kind(minimum: int | None) -> str:
+    if minimum is None:
+        return "an int"
+    return {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+
+
+def check_int(owner: str, argument: str, value: Any, *, minimum: int | None = 1) -> int:
+    """``value`` as a Python ``int``, accepting what TF1 accepts where it takes an int.
+
+    Anything ``operator.index`` accepts passes: Python ints, NumPy integers (``np.int64``), and
+    single-element integer tensors (``torch.tensor(3)``, what ``x.shape[0]`` is under
+    ``torch.jit.trace``). Refused with ``ValueError("{owner}: {argument} must be a positive int,
+    got ...")``: floats (even integral ones), bools (``True``, ``np.True_``, bool tensors),
+    strings, and values below ``minimum`` (``None``: no lower bound).
+
+    Cells and wrappers call this for every integer argument (``num_units``, ``input_size``,
+    ``num_proj``, ``zero_state``'s ``batch_size``, ...), so they all accept the same things
+    and word their errors the same way.
+    """
+    index = _as_index(value)
+    if index is None or (minimum is not None and index < minimum):
+        raise ValueError(f"{owner}: {argument} must be {_int_kind(minimum)}, got {value!r}")
+    return index
+
+
+def check_optional_int(
+    owner: str, argument: str, value: Any, *, minimum: int | None = 1
+) -> int | None:
+    """:func:`check_int`, with ``None`` passed through (the message says "... or None")."""
+    if value is None:
+        return None
+    index = _as_index(value)
+    if index is None or (minimum is not None and index < minimum):
+        raise ValueError(f"{owner}: {argument} must be {_int_kind(minimum)} or None, got {value!r}")
+    return index
+
+
+def _as_index(value: Any) -> int | None:
+    """``operator.index(value)``, or None for bools and what it refuses."""
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, Tensor) and value.dtype == torch.bool
+    ):
+        return None
+    try:
+        return operator.index(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
 def check_num_units(owner: str, num_units: Any) -> int:
-    if isinstance(num_units, bool) or not isinstance(num_units, int) or num_units <= 0:
-        raise ValueError(f"{owner}: num_units must be a positive int, got {num_units!r}")
-    return num_units
+    """``num_units`` as a positive Python int (see :func:`check_int`)."""
+    return check_int(owner, "num_units", num_units)
 
 
 class RNNCell(nn.Module):
@@ -91,31 +142,87 @@ class RNNCell(nn.Module):
 
     def zero_state(
         self,
-        batch_size: int,
+        batch_size: SupportsIndex,
         dtype: torch.dtype | None = None,
         *,
         device: torch.device | str | None = None,
     ) -> State:
         """Zero-filled state of shape ``[batch_size, size]`` per leaf of ``state_size``.
 
-        ``dtype``/``device`` default to the parameters' (or the default dtype and CPU before the
-        cell is built).
+        ``batch_size`` is anything ``operator.index`` accepts (an int, ``np.int64``, a 0-d
+        integer tensor such as ``x.shape[0]`` under ``torch.jit.trace``, which then stays a
+        traced size); ``ValueError`` for floats, bools and negatives. ``dtype``/``device``
+        default to the parameters' (or the default dtype and CPU before the cell is built).
         """
-        owner = f"{type(self).__name__}.zero_state"
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
-            raise ValueError(f"{owner}: batch_size must be a non-negative int, got {batch_size!r}")
+        dtype, device = self._state_dtype_device(dtype, device)
+        return zeros_for_state_size(self, self.state_size, batch_size, dtype, device)
+
+    def _state_dtype_device(
+        self, dtype: torch.dtype | None, device: torch.device | str | None
+    ) -> tuple[torch.dtype, torch.device | str]:
         found = self._param_dtype_device()
         if dtype is None:
             dtype = found[0] if found else torch.get_default_dtype()
         if device is None:
             device = found[1] if found else torch.device("cpu")
-        return _nest.map_structure(
-            lambda size: torch.zeros(batch_size, size, dtype=dtype, device=device),
-            self.state_size,
-        )
+        return dtype, device
+
+    def _inner_zero_state(
+        self,
+        cell: Any,
+        batch_size: SupportsIndex,
+        dtype: torch.dtype | None,
+        device: torch.device | str | None,
+    ) -> State:
+        """``cell``'s own ``zero_state`` (TF1's wrappers and ``MultiRNNCell`` delegate): called
+        with ``device=`` when it takes one, else with TF1's ``(batch_size, dtype)`` and moved to
+        the device; zeros shaped by its ``state_size`` when it has no ``zero_state``."""
+        zero_state = getattr(cell, "zero_state", None)
+        if zero_state is not None and _takes_device(zero_state):
+            return zero_state(batch_size, dtype, device=device)
+        dtype, device = self._state_dtype_device(dtype, device)
+        if zero_state is None:
+            return zeros_for_state_size(self, cell.state_size, batch_size, dtype, device)
+        state = zero_state(batch_size, dtype)
+        return _nest.map_structure(lambda leaf: leaf.to(device), state)
 
     def forward(self, inputs: Tensor, state: State) -> tuple[Tensor, State]:  # pragma: no cover
         raise NotImplementedError
+
+
+def _takes_device(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` accepts a ``device=`` keyword (rnnflow's ``zero_state`` does)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "device" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def zeros_for_state_size(
+    cell: Any,
+    state_size: StateSize,
+    batch_size: Any,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> State:
+    """Zeros [batch_size, size] per leaf of ``state_size``; ``batch_size`` checked
+    (:func:`check_int`, >= 0) with errors named ``{type(cell).__name__}.zero_state``. A 0-d
+    tensor ``batch_size`` is passed to ``torch.zeros`` as is, so ``torch.jit.trace`` keeps it
+    symbolic."""
+    check_int(f"{type(cell).__name__}.zero_state", "batch_size", batch_size, minimum=0)
+    batch = batch_size
+    if not (isinstance(batch_size, Tensor) and batch_size.dim() == 0):
+        batch = operator.index(batch_size)
+    return _nest.map_structure(
+        lambda size: torch.zeros(batch, size, dtype=dtype, device=device), state_size
+    )
+
+
+def check_wrapped_cell(owner: str, cell: Any) -> None:
+    """A wrapper's ``cell`` must be an ``nn.Module`` cell (so its parameters are registered)."""
+    if not isinstance(cell, nn.Module) or not hasattr(cell, "state_size"):
+        raise TypeError(f"{owner}: cell must be an RNNCell, got {type(cell).__name__}")
 
 
 def build_cell(
@@ -128,10 +235,13 @@ def build_cell(
 
 def check_state(owner: str, argument: str, state: Any, state_size: StateSize, batch: int) -> None:
     """``state`` must nest like ``state_size`` with a [batch, size] tensor at every leaf."""
-    expected = _nest.describe(state_size, leaf=lambda size: f"Tensor({batch}, {size})")
+
+    def expected() -> str:  # built only for a message: every step of every cell checks
+        return _nest.describe(state_size, leaf=lambda size: f"Tensor({batch}, {size})")
+
     if not _nest.same_structure(state, state_size):
         raise ValueError(
-            f"{owner}: {argument} must match the cell's state structure {expected}, "
+            f"{owner}: {argument} must match the cell's state structure {expected()}, "
             f"got {_nest.describe(state)}"
         )
     for leaf, size in zip(_nest.flatten(state), _nest.flatten(state_size)):
@@ -141,6 +251,6 @@ def check_state(owner: str, argument: str, state: Any, state_size: StateSize, ba
             )
         if tuple(leaf.shape) != (batch, size):
             raise ValueError(
-                f"{owner}: {argument} must match the cell's state structure {expected}, "
+                f"{owner}: {argument} must match the cell's state structure {expected()}, "
                 f"got {_nest.describe(state)}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,8 @@ import torch
 from torch import Tensor
 
 from rnnflow import _nest
-from rnnflow.cells.base import RNNCell, StateSize, build_cell
+from rnnflow.cells._wrapper import CellWrapper
+from rnnflow.cells.base import RNNCell, check_optional_int
 from rnnflow.cells.basic_lstm import LSTMStateTuple
 
 StateFilter = Callable[[Any], Any]
@@ -23,27 +25,48 @@ def default_state_filter(substate: Any) -> Any:
 
 
 def _check_keep_prob(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:
         raise ValueError(f"DropoutWrapper: {name} must be a float in (0, 1], got {value!r}")
     return float(value)
 
 
-class DropoutWrapper(RNNCell):
+class DropoutWrapper(CellWrapper):
     """Dropout on a cell's inputs, outputs and/or new state, as ``tf.nn.rnn_cell.DropoutWrapper``.
 
         x  = dropout(x, input_keep_prob);  y, s' = cell(x, s)
         y  = dropout(y, output_keep_prob); s' = dropout(s', state_keep_prob)   # filtered parts only
 
-    Kept units are scaled by ``1 / keep_prob`` (inverted dropout), as in TF1. With
-    ``variational_recurrent=True`` the same mask is used at every time step of a sequence
-    (Gal & Ghahramani); a new mask is drawn at the start of each ``dynamic_rnn`` call
-    (``begin_sequence``) or when the batch shape changes.
+    Kept values are scaled by ``1 / keep_prob`` (inverted dropout), with TF1's arithmetic:
+    ``x * (1 / keep_prob) * mask`` per step, ``x / keep_prob * mask`` when variational.
 
-    Differs from TF1: dropout is active only in training mode (``module.train()``); ``eval()``
-    turns it off, which TF1 users did by feeding ``keep_prob=1.0``. ``input_size`` and ``dtype``,
-    which TF1 needed to pre-build variational masks, are accepted and not needed.
-    ``dropout_state_filter_visitor(substate)`` returns ``True``/``False`` or a structure of them
-    (default: every state part but ``LSTMStateTuple.c``).
+    Masks have TF1's structure (r1.15 ``rnn_cell_impl.py`` / ``rnn_cell_wrapper_impl.py``):
+
+    - ``variational_recurrent=False``: a fresh mask of the value's full shape [B, size] for every
+      value at every step, each element drawn independently.
+    - ``variational_recurrent=True`` (Gal & Ghahramani, https://arxiv.org/abs/1512.05287): ONE
+      mask of shape [1, size] per value (the inputs, each state leaf, the output), shared by
+      every batch row ("we use the same dropout mask for all batch elements") and by every time
+      step of a run. ``dynamic_rnn`` and ``bidirectional_dynamic_rnn`` draw new masks at the
+      start of each call (``begin_sequence()``), as each TF1 ``session.run`` did; a cell
+      stepped by hand keeps its masks until ``begin_sequence()`` is called.
+
+    ``dropout_state_filter_visitor(substate)`` returns ``True``/``False`` or a depth-1 structure
+    of them (TF1's ``get_traverse_shallow_structure`` rules); by default every state part but
+    ``LSTMStateTuple.c`` is dropped. ``seed`` makes the masks reproducible (one
+    ``torch.Generator`` per device; the numbers differ from TF's, the distribution does not).
+
+    Differs from TF1: dropout acts only in training mode (``module.train()``); ``eval()`` turns
+    it off, which TF1 users did by feeding ``keep_prob=1.0``. TF1 required ``dtype`` when
+    ``variational_recurrent``, and ``input_size`` when also ``input_keep_prob < 1``, to build
+    the masks in the graph; rnnflow draws each variational mask at its first use in a run, with
+    the value's dtype, device and depth, so both are optional. ``input_size``, when given, must
+    be the inputs' depth (``ValueError`` otherwise); ``dtype`` is accepted and unused.
+    Keep probabilities are Python numbers in (0, 1] (TF also took tensors).
+
+    Raises:
+        TypeError: ``cell`` is not a cell; ``dropout_state_filter_visitor`` is not callable.
+        ValueError: a keep probability outside (0, 1]; ``input_size``/``seed`` not integers;
+            inputs whose depth differs from ``input_size``.
     """
 
     def __init__(
@@ -53,50 +76,35 @@ class DropoutWrapper(RNNCell):
         output_keep_prob: float = 1.0,
         state_keep_prob: float = 1.0,
         variational_recurrent: bool = False,
-        input_size: Any = None,
+        input_size: int | None = None,
         dtype: torch.dtype | None = None,
         seed: int | None = None,
         dropout_state_filter_visitor: StateFilter | None = None,
     ) -> None:
-        super().__init__()
-        if not isinstance(cell, torch.nn.Module) or not hasattr(cell, "state_size"):
-            raise TypeError(f"DropoutWrapper: cell must be an RNNCell, got {type(cell).__name__}")
+        super().__init__(cell)
         self.input_keep_prob = _check_keep_prob("input_keep_prob", input_keep_prob)
         self.output_keep_prob = _check_keep_prob("output_keep_prob", output_keep_prob)
         self.state_keep_prob = _check_keep_prob("state_keep_prob", state_keep_prob)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"DropoutWrapper: seed must be an int or None, got {seed!r}")
+        self.seed = check_optional_int("DropoutWrapper", "seed", seed, minimum=None)
+        self.input_size = check_optional_int("DropoutWrapper", "input_size", input_size)
+        if dtype is not None and (
+            not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
+        ):
+            raise ValueError(
+                f"DropoutWrapper: dtype must be a floating torch.dtype or None, got {dtype!r}"
+            )
         if dropout_state_filter_visitor is not None and not callable(dropout_state_filter_visitor):
             raise TypeError(
                 "DropoutWrapper: dropout_state_filter_visitor must be callable, "
                 f"got {dropout_state_filter_visitor!r}"
             )
-        self.cell = cell
         self.variational_recurrent = bool(variational_recurrent)
-        self.seed = seed
         self._state_filter = dropout_state_filter_visitor or default_state_filter
         self._generators: dict[torch.device, torch.Generator] = {}
-        self._masks: dict[str, Tensor] = {}
-        del input_size, dtype
-
-    @property
-    def built(self) -> bool:
-        return getattr(self.cell, "built", True)
-
-    def build(
-        self, input_size: int, *, dtype: torch.dtype, device: torch.device | str | None
-    ) -> None:
-        build_cell(self.cell, input_size, dtype=dtype, device=device)
-
-    @property
-    def state_size(self) -> StateSize:
-        return self.cell.state_size
-
-    @property
-    def output_size(self) -> int:
-        return self.cell.output_size
+        self._masks: dict[str, Tensor] = {}  # variational masks [1, size] of the current run
 
     def begin_sequence(self) -> None:
+        """Forget the variational masks: the next step draws new ones (a new TF1 run)."""
         self._masks.clear()
         super().begin_sequence()
 
@@ -107,32 +115,47 @@ class DropoutWrapper(RNNCell):
             self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[device]
 
-    def _mask(self, key: str, like: Tensor, keep_prob: float) -> Tensor:
-        mask = self._masks.get(key) if self.variational_recurrent else None
-        if mask is None or mask.shape != like.shape or mask.device != like.device:
-            keep = torch.empty_like(like).bernoulli_(
-                keep_prob, generator=self._generator(like.device)
-            )
-            mask = keep.div_(keep_prob)
-            if self.variational_recurrent:
-                self._masks[key] = mask
-        return mask.to(like.dtype)
+    def _keep_mask(self, shape: tuple[int, ...], like: Tensor, keep_prob: float) -> Tensor:
+        """0/1 values, each 1 with probability ``keep_prob``, in ``like``'s dtype and device."""
+        keep = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return keep.bernoulli_(keep_prob, generator=self._generator(like.device))
 
     def _dropout(self, key: str, x: Tensor, keep_prob: float) -> Tensor:
         if keep_prob >= 1.0 or not self.training:
             return x
-        return x * self._mask(key, x, keep_prob)
+        if not self.variational_recurrent:
+            # TF1's nn_ops.dropout(x, keep_prob): rate = 1 - keep_prob; x * (1 / (1 - rate)) * mask
+            scale = 1.0 / (1.0 - (1.0 - keep_prob))
+            return x * scale * self._keep_mask(tuple(x.shape), x, keep_prob)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = self._masks[key] = self._keep_mask((1, x.shape[-1]), x, keep_prob)  # [1, D]
+        elif mask.shape[-1] != x.shape[-1]:
+            raise ValueError(
+                f"DropoutWrapper: {key} has depth {x.shape[-1]} but this run's variational mask "
+                f"has depth {mask.shape[-1]}; call begin_sequence() before a new run"
+            )
+        return x / keep_prob * mask.to(x.device, x.dtype)  # [B, D] * [1, D]: one mask, all rows
 
     def _state_dropout(self, state: Any) -> Any:
         flags = _expand_filter(self._state_filter, state)
         leaves = _nest.flatten(state)
         dropped = [
-            self._dropout(f"state/{k}", leaf, self.state_keep_prob) if keep else leaf
+            self._dropout(f"state {k}", leaf, self.state_keep_prob) if keep else leaf
             for k, (leaf, keep) in enumerate(zip(leaves, flags))
         ]
         return _nest.pack_sequence_as(state, dropped)
 
     def forward(self, inputs: Tensor, state: Any) -> tuple[Tensor, Any]:
+        if (
+            self.input_size is not None
+            and isinstance(inputs, Tensor)
+            and inputs.shape[-1] != self.input_size
+        ):
+            raise ValueError(
+                f"DropoutWrapper: inputs must have depth input_size={self.input_size}, "
+                f"got shape {tuple(inputs.shape)}"
+            )
         inputs = self._dropout("input", inputs, self.input_keep_prob)
         output, new_state = self.cell(inputs, state)
         if self.state_keep_prob < 1.0 and self.training:
@@ -159,10 +182,10 @@ def _expand_filter(visitor: StateFilter, state: Any) -> list[bool]:
         if verdict is True:
             return [True]
     elif verdict is True:
-        return [flag for sub in state for flag in _expand_filter(visitor, sub)]
+        return [flag for sub in _nest.children(state) for flag in _expand_filter(visitor, sub)]
     elif _nest.is_sequence(verdict) and len(verdict) == len(state):
         flags: list[bool] = []
-        for sub_verdict, sub in zip(verdict, state):
+        for sub_verdict, sub in zip(_nest.children(verdict), _nest.children(state)):
             if sub_verdict is False:
                 flags.extend([False] * len(_nest.flatten(sub)))
             elif sub_verdict is True:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, SupportsIndex
 
 import torch
 from torch import Tensor
 
-from rnnflow.cells.base import RNNCell, StateSize, build_cell, check_state
+from rnnflow.cells.base import RNNCell, StateSize, build_cell, check_int, check_state
 
 
 class MultiRNNCell(RNNCell):
@@ -35,11 +35,7 @@ class MultiRNNCell(RNNCell):
                 raise TypeError(
                     f"MultiRNNCell: cells[{k}] must be an RNNCell, got {type(cell).__name__}"
                 )
-        if len({id(c) for c in cells}) != len(cells):
-            raise ValueError(
-                "MultiRNNCell: the same cell object appears twice in cells; "
-                "create one cell per layer (TF1 would share or reject its variables)"
-            )
+        _check_no_shared_cells(cells)
         self.state_is_tuple = bool(state_is_tuple)
         if not self.state_is_tuple:
             for k, cell in enumerate(cells):
@@ -70,6 +66,19 @@ class MultiRNNCell(RNNCell):
             build_cell(cell, input_size, dtype=dtype, device=device)
             input_size = cell.output_size
 
+    def zero_state(
+        self,
+        batch_size: SupportsIndex,
+        dtype: torch.dtype | None = None,
+        *,
+        device: torch.device | str | None = None,
+    ) -> Any:
+        """Each cell's own ``zero_state`` (a tuple), as TF1; concatenated when not a tuple."""
+        if not self.state_is_tuple:
+            return super().zero_state(batch_size, dtype, device=device)
+        check_int("MultiRNNCell.zero_state", "batch_size", batch_size, minimum=0)
+        return tuple(self._inner_zero_state(cell, batch_size, dtype, device) for cell in self.cells)
+
     @property
     def state_size(self) -> StateSize:
         sizes = tuple(cell.state_size for cell in self.cells)
@@ -98,3 +107,24 @@ class MultiRNNCell(RNNCell):
 
     def extra_repr(self) -> str:
         return f"state_is_tuple={self.state_is_tuple}"
+
+
+def _check_no_shared_cells(cells: Sequence[Any]) -> None:
+    """Refuse a cell (or a cell inside a wrapper) that serves two layers, as in ``[cell] * n``.
+
+    TF1 either shared one kernel between the layers silently (equal sizes) or failed with a
+    variable-shape error; rnnflow refuses it at once.
+    """
+    owner: dict[int, int] = {}
+    for k, cell in enumerate(cells):
+        for module in cell.modules():
+            if not hasattr(module, "state_size"):
+                continue
+            j = owner.setdefault(id(module), k)
+            if j != k:
+                raise ValueError(
+                    f"MultiRNNCell: cells[{j}] and cells[{k}] are (or wrap) the same "
+                    f"{type(module).__name__} object; a list like [cell] * n would share one "
+                    "kernel between layers (TF1 shares it silently or fails with a shape error). "
+                    f"Create one cell per layer: [{type(module).__name__}(...) for _ in range(n)]"
+                )

@@ -2,43 +2,92 @@
 
 Each sub-command module defines ``add_parser(subparsers)`` which registers its arguments and sets
 ``func`` (a callable ``(argparse.Namespace) -> int``). This is the only package that prints.
+
+``rnnflow --help`` and ``rnnflow COMMAND --help`` stay fast: only the named command's module is
+imported (the others are listed from the table below), and command modules import torch inside
+their run functions, not at import time.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 
-# Sub-command name -> module under rnnflow.cli. Modules import heavy dependencies inside their
-# run functions so that `rnnflow --help` stays fast.
-_COMMANDS: dict[str, str] = {
-    "download": "download",
-    "bench": "bench",
-    "import-tf1": "import_tf1",
-    "train": "train",
-    "evaluate": "evaluate",
-    "predict": "predict",
-    "generate": "generate",
-    "export": "export",
+# Sub-command name -> (module under rnnflow.cli, one-line help for `rnnflow --help`).
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "download": ("download", "download and verify a dataset (mnist, fashion-mnist)"),
+    "bench": ("bench", "benchmark the fused recurrence against the reference loop and PyTorch"),
+    "import-tf1": ("import_tf1", "list or import a TensorFlow-1 checkpoint (no TensorFlow needed)"),
+    "train": ("train", "train the row-by-row image classifier (or, --task charlm, a text model)"),
+    "evaluate": ("evaluate", "accuracy and confusion matrix (or a text model's perplexity)"),
+    "predict": ("predict", "classify image files with a trained model"),
+    "generate": ("generate", "sample text (or a poem of a given form) from a character model"),
+    "export": ("export", "export a trained model to ONNX or TorchScript, checked against PyTorch"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def version() -> str:
+    """The installed rnnflow's version (package metadata: no torch import)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("rnnflow")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, never installed
+        return "unknown (not installed)"
+
+
+def prog() -> str:
+    """How to run this command line again, as the user can type it: ``rnnflow`` when that is on
+    PATH (and is this program), else the path they used (``.venv/bin/rnnflow``), else
+    ``python -m rnnflow``. Hints in messages ("Continue with: ...") start with it."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "rnnflow":
+        found = shutil.which("rnnflow")
+        if found and os.path.exists(argv0) and os.path.samefile(found, argv0):
+            return "rnnflow"
+        return argv0
+    if argv0.endswith(os.path.join("rnnflow", "__main__.py")):  # python -m rnnflow
+        python = shutil.which("python")
+        same = python and os.path.samefile(python, sys.executable)
+        return f"{'python' if same else sys.executable} -m rnnflow"
+    return "rnnflow"
+
+
+def _wanted_command(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names (its first non-option word), if it names one."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in _COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given ``argv``, only the sub-command it names is built in full (the
+    others are listed by name and help), so that no other command's module is imported."""
     parser = argparse.ArgumentParser(
-        prog="rnnflow",
-        description="TensorFlow-1 style recurrent networks on PyTorch: train, evaluate, predict.",
+        prog=prog(),
+        description="TensorFlow-1 style recurrent networks on PyTorch: train, evaluate, predict, "
+        "generate, export.",
     )
+    parser.add_argument("--version", action="version", version=f"rnnflow {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in _COMMANDS.values():
-        importlib.import_module(f"rnnflow.cli.{module_name}").add_parser(subparsers)
+    wanted = _wanted_command(argv) if argv is not None else None
+    for name, (module_name, help_text) in _COMMANDS.items():
+        if argv is None or name == wanted:
+            importlib.import_module(f"rnnflow.cli.{module_name}").add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    args_list = list(argv) if argv is not None else sys.argv[1:]
+    args = build_parser(args_list).parse_args(args_list)
     return int(args.func(args) or 0)
 
 

@@ -19,7 +19,6 @@ import sys
 import time
 import typing
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 from rnnflow.cli._config_args import add_field_argument
@@ -39,19 +38,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if flag not in existing:
             parser.add_argument(flag, **kwargs)
 
+    from rnnflow.cli._config_args import preset_epilog
+
     preset = existing.get("--preset")
     if preset is None:
-        parser.add_argument("--preset", choices=sorted(PRESETS), default="tang")
+        parser.add_argument(
+            "--preset",
+            choices=sorted(PRESETS),
+            default=None,
+            help="base config; its values replace the defaults shown below (listed at the end); "
+            "tang (default), tang-song, tiny",
+        )
     elif preset.choices is not None:
         preset.choices = sorted({*preset.choices, *PRESETS})
-        preset.help = (preset.help or "") + f"; with --task charlm: {', '.join(sorted(PRESETS))}"
+        preset.help = (preset.help or "") + "; --task charlm: tang (default), tang-song, tiny"
+    from rnnflow.training.config import TrainConfig
+
+    shown = {f.name: f.default for f in fields(CharLMConfig)}
+    for f in fields(TrainConfig):  # flags shared with the classifier show its defaults
+        if f.name in shown and "--" + f.name.replace("_", "-") in existing:
+            shown[f.name] = f.default
+    epilog = preset_epilog("character-model presets (--task charlm)", PRESETS, shown)
+    parser.epilog = f"{parser.epilog}\n\n{epilog}" if parser.epilog else epilog
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add("--out", metavar="RUN_DIR", help="new run folder to create")
     add("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
     add("--tensorboard", action="store_true", help="also write TensorBoard events")
     add("--quiet", action="store_true", help="no progress output")
     add("--stop-at-step", type=int, metavar="N", help="stop (resumable) after N optimizer steps")
     group = parser.add_argument_group(
-        "charlm config (--task charlm)", "any CharLMConfig field; the preset's value when not given"
+        "charlm config (--task charlm)",
+        "any CharLMConfig field; when not given, the preset's value (the defaults shown are the "
+        "tang preset's; the list at the end gives what each other preset changes)",
     )
     for f in fields(CharLMConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -69,15 +87,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
             continue
         add_field_argument(group, f.name, tp, f.default)
-
-
-def is_charlm_run(run_dir: str | Path) -> bool:
-    """Whether ``run_dir/config.json`` was written by ``rnnflow train --task charlm``."""
-    try:
-        data = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("task") == "charlm"
 
 
 def _cpu_seconds() -> float:
@@ -108,47 +117,50 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
-    from rnnflow.cli._progress import ProgressBar
     from rnnflow.cli._run_folder import RunRefused, plan_run
-    from rnnflow.cli.train import _StopFlag
-    from rnnflow.text.corpus import CorpusError
-    from rnnflow.text.train import (
-        BEST_NAME,
-        CHECKPOINT_NAME,
-        PRESETS,
-        baselines,
-        evaluate,
-        fit,
-        load_charlm,
-        load_charlm_checkpoint,
-        prepare_data,
-    )
-    from rnnflow.training.checkpoint import CheckpointError, atomic_write_bytes
-    from rnnflow.training.logging import MetricsLogger, read_metrics
-    from rnnflow.training.plots import plot_curves
+    from rnnflow.text.train import PRESETS, charlm_config_from_dict, load_charlm_checkpoint
 
     try:
         overrides = _overrides(args)
     except ValueError as exc:
         return _fail(str(exc))
-    preset = getattr(args, "preset", None)
+    preset = getattr(args, "preset", None) or "tang"
     if preset not in PRESETS:
-        if preset is not None and preset != "tutorial":  # "tutorial": the classifier's default
-            return _fail(f"--preset must be one of {sorted(PRESETS)} with --task charlm")
-        preset = "tang"
+        return _fail(
+            f"argument --preset: {preset!r} is not a preset of --task charlm; choose from "
+            f"{', '.join(sorted(PRESETS))}"
+        )
     try:
-        config, resume, run_dir = plan_run(
+        plan, lock = plan_run(
             args,
             overrides,
             preset=PRESETS[preset],
             load_checkpoint=load_charlm_checkpoint,
-            checkpoint_name=CHECKPOINT_NAME,
+            config_from_dict=charlm_config_from_dict,
             resumable=_RESUMABLE_OVERRIDES,
         )
     except RunRefused as exc:
         return _fail(str(exc), exc.status)
+    try:
+        return _train(args, plan)
+    finally:
+        lock.release(remove_created=True)
+
+
+def _train(args: argparse.Namespace, plan: Any) -> int:
+    import torch
+
+    from rnnflow.cli._progress import ProgressBar
+    from rnnflow.cli._run_folder import CONFIG_NAME, continue_command, start_run_files
+    from rnnflow.cli.train import _StopFlag
+    from rnnflow.text.corpus import BucketBatches, CorpusError
+    from rnnflow.text.train import BEST_NAME, baselines, evaluate, fit, load_charlm, prepare_data
+    from rnnflow.training.checkpoint import CheckpointError
+    from rnnflow.training.logging import MetricsLogger, read_metrics, write_run_file
+    from rnnflow.training.plots import plot_curves
+
+    config, resume, run_dir = plan.config, plan.resume, plan.run_dir
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -158,30 +170,33 @@ def run(args: argparse.Namespace) -> int:
         data = prepare_data(config)
     except (FileNotFoundError, CorpusError, OSError, ValueError) as exc:
         return _fail(str(exc), 1)
-    from rnnflow.text.corpus import BucketBatches
-
     steps_per_epoch = len(BucketBatches(data.train_examples, config.batch_size, shuffle=False))
     total = config.epochs * steps_per_epoch
-    if resume is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
-        atomic_write_bytes(run_dir / "vocab.json", (data.vocab.to_json() + "\n").encode())
+    try:  # run.json, vocab.json, then config.json: from here the folder holds a resumable run
+        start_run_files(
+            plan,
+            {"vocab.json": data.vocab.to_json() + "\n", CONFIG_NAME: config.to_json() + "\n"},
+        )
+    except OSError as exc:
+        return _fail(str(exc), 1)
+    if not plan.existing:
         say(
             f"run {run_dir}: {config.corpus} corpus, {len(data.train_docs)} + "
             f"{len(data.val_docs)} documents (train + val), {data.train_tokens} + "
             f"{data.val_tokens} characters, vocabulary {len(data.vocab)}, {total} steps"
         )
+    elif resume is None:
+        say(f"run {run_dir}: killed before its first checkpoint; starting again from step 0")
     else:
         say(f"run {run_dir}: resuming at step {resume.progress['step']} of {total}")
     bar = ProgressBar(total, sys.stderr, enabled=not quiet)
 
     on_step = bar.step_callback(config.batch_size)
     start = time.perf_counter()
-    keep = resume.progress["step"] if resume is not None else None
     try:
         with (
             MetricsLogger(
-                run_dir, tensorboard=getattr(args, "tensorboard", False), keep_until_step=keep
+                run_dir, tensorboard=plan.options["tensorboard"], keep_until_step=plan.start_step
             ) as metrics,
             _StopFlag() as stop,
         ):
@@ -200,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
             if not progress.finished:
                 say(
                     f"stopped at step {progress.step}/{total}; checkpoint saved. "
-                    f"Continue with: rnnflow train --task charlm --resume {run_dir}"
+                    f"Continue with: {continue_command(plan)}"
                 )
                 return 130 if stop.requested else 0
     except KeyboardInterrupt:
@@ -209,7 +224,10 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, OSError, ValueError) as exc:
         return _fail(str(exc), 1)
 
-    best, _, checkpoint = load_charlm(run_dir / BEST_NAME, device=config.device)
+    try:
+        best, _, checkpoint = load_charlm(run_dir / BEST_NAME, device=config.device)
+    except (CheckpointError, OSError, ValueError) as exc:
+        return _fail(str(exc), 1)
     val_loader = BucketBatches(
         data.val_examples, config.eval_batch_size, shuffle=False, pad_id=data.vocab.pad_id
     )
@@ -235,7 +253,10 @@ def run(args: argparse.Namespace) -> int:
         "process_cpu_seconds_this_session": round(_cpu_seconds(), 1),
         "threads": torch.get_num_threads(),
     }
-    atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    try:
+        write_run_file(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    except OSError as exc:
+        return _fail(str(exc), 1)
     line = f"validation perplexity {result.perplexity:.2f} (best step {summary['best_step']})"
     if base:
         line += (

@@ -40,10 +40,39 @@ def add_field_argument(group: Any, name: str, tp: Any, default: Any) -> None:
     group.add_argument(flag, type=parse, metavar=base.__name__.upper(), help=help_text, **kwargs)
 
 
+def _flag_text(name: str, value: Any) -> str:
+    flag = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
+
+
+def preset_epilog(title: str, presets: dict[str, Any], shown: dict[str, Any] | None = None) -> str:
+    """Help text listing, for each preset, the values that differ from the defaults ``--help``
+    shows (``shown``: field -> default; the first preset's dataclass defaults when None), so
+    that ``--help`` does not pass one preset's defaults off as every preset's."""
+    import textwrap
+    from dataclasses import asdict
+
+    if shown is None:
+        shown = asdict(type(next(iter(presets.values())))())
+    lines = [f"{title}; each replaces the defaults shown above with:"]
+    for name in sorted(presets):
+        changed = {k: v for k, v in asdict(presets[name]).items() if shown.get(k) != v}
+        values = ", ".join(_flag_text(k, v) for k, v in changed.items())
+        text = f"{name}: {values or '(the defaults shown)'}"
+        lines += textwrap.wrap(
+            text, width=96, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False
+        )
+    return "\n".join(lines)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--field-name`` per TrainConfig field; unset flags stay out of the namespace."""
     group = parser.add_argument_group(
-        "config overrides", "any TrainConfig field; the preset's value when not given"
+        "config overrides",
+        "any TrainConfig field; when not given, the preset's value (the defaults shown are the "
+        "tutorial preset's; the list at the end gives what each other preset changes)",
     )
     for f in fields(TrainConfig):
         add_field_argument(group, f.name, field_type(f.name), f.default)

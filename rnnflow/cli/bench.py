@@ -3,13 +3,18 @@
 Times rnnflow's fused path, its reference loop and PyTorch's fused ``nn.RNN``/``nn.LSTM``/
 ``nn.GRU`` side by side on the same inputs (``benchmarks/bench_recurrence.py``) and prints one
 JSON line per case with examples/s, the ratio to the PyTorch peer, GFLOP/s and the fraction of
-the machine's measured FP32 GEMM peak. Needs a source checkout (``benchmarks/`` is not shipped).
+the machine's measured FP32 GEMM peak. Needs a source checkout: ``benchmarks/`` sits beside the
+``rnnflow/`` package there (an editable install, ``make``'s ``.venv``, or ``PYTHONPATH``) and is
+found from the package's own location, whatever the current folder; a wheel does not ship it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
 from pathlib import Path
+from types import ModuleType
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,13 +36,40 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def checkout_root() -> Path:
+    """The folder holding the ``rnnflow`` package (a source checkout's root when run from one)."""
+    import rnnflow
+
+    return Path(rnnflow.__file__).resolve().parent.parent
+
+
+def import_bench() -> ModuleType | None:
+    """``benchmarks.bench_recurrence`` from the checkout this rnnflow runs from, or None."""
     try:
-        from benchmarks import bench_recurrence
-    except ImportError as err:
+        return importlib.import_module("benchmarks.bench_recurrence")
+    except ImportError:
+        pass
+    root = checkout_root()
+    if not (root / "benchmarks" / "bench_recurrence.py").is_file():
+        return None
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("benchmarks.bench_recurrence")
+    except ImportError:
+        return None
+    finally:
+        sys.path.remove(str(root))
+
+
+def run(args: argparse.Namespace) -> int:
+    bench_recurrence = import_bench()
+    if bench_recurrence is None:
         print(
-            f"rnnflow bench: the benchmarks package is not importable ({err}); "
-            "run it from a source checkout of rnnflow"
+            f"rnnflow bench: the benchmark harness is not installed: rnnflow runs from "
+            f"{checkout_root()}, which has no benchmarks/bench_recurrence.py (a wheel does not "
+            "ship it). Install rnnflow from a source checkout (pip install -e .) and run "
+            "`rnnflow bench` again, or `python -m benchmarks.bench_recurrence` there",
+            file=sys.stderr,
         )
         return 1
     import torch

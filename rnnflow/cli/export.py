@@ -4,9 +4,12 @@ The file maps images float32 [batch, 28, 28] (pixels in [0, 1], rows as time ste
 float32 [batch, num_classes], for any batch size. Before anything is written, the exported model
 runs (onnxruntime, or ``torch.jit.load``) on the test images of the run's dataset and its logits
 are compared with PyTorch's; the command prints the largest difference and how many predicted
-classes agree. Within tolerance (default ``|exported - pytorch| <= 1e-5 + 1.3e-6 * |pytorch|``,
-torch.testing's float32 rule) the file is written atomically (temporary file + ``os.replace``);
-otherwise nothing is written, any existing PATH is left untouched, and the exit status is 1.
+classes agree. The tolerance follows from float32 arithmetic on the model at hand: twice the
+bound on a float32 evaluation's rounding error (``rnnflow.interop._rounding``, largest over the
+first ``BOUND_IMAGES`` check images), or the fixed rule
+``|exported - pytorch| <= ATOL + RTOL * |pytorch|`` given by ``--atol``/``--rtol``. Within
+tolerance the file is written atomically (temporary file + ``os.replace``); otherwise nothing is
+written, any existing PATH is left untouched, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 FORMATS = ("onnx", "torchscript")
 _RUNTIME = {"onnx": "onnxruntime", "torchscript": "torch.jit"}
+BOUND_IMAGES = 128  # images the rounding-error bound is computed on (float64 + backward: slow)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,10 +50,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="N",
         help="compare on the first N test images (default: 10000, the whole test split)",
     )
-    # None: rnnflow.interop._traceable's DEFAULT_ATOL / DEFAULT_RTOL (torch isn't imported yet)
-    parser.add_argument("--atol", type=float, help="absolute tolerance (default: 1e-05)")
     parser.add_argument(
-        "--rtol", type=float, help="relative tolerance, times |pytorch logit| (default: 1.3e-06)"
+        "--atol",
+        type=float,
+        help="fixed tolerance |exported - pytorch| <= ATOL + RTOL * |pytorch| instead of the "
+        "computed one (default: twice the model's float32 rounding-error bound)",
+    )
+    parser.add_argument(
+        "--rtol", type=float, help="relative part of the fixed tolerance (default: 0 with --atol)"
     )
     parser.add_argument("--batch-size", type=int, default=1000, help="(default: 1000)")
     parser.set_defaults(func=run)
@@ -59,6 +67,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _fail(message: str) -> int:
     print(f"rnnflow export: {message}", file=sys.stderr)
     return 1
+
+
+def _round_up(value: float) -> str:
+    """``value`` rounded up to two significant digits, as text: 2.77e-05 -> '2.8e-05'."""
+    import math
+
+    if not (value > 0 and math.isfinite(value)):
+        return "1e-05"
+    exponent = math.floor(math.log10(value)) - 1
+    return f"{math.ceil(value / 10**exponent) * 10**exponent:.2g}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,17 +101,17 @@ def run(args: argparse.Namespace) -> int:
     if not os.access(out.parent, os.W_OK):
         return _fail(f"cannot write {out}: folder {out.parent} is not writable")
 
+    from rnnflow.cli._task import classifier_only
     from rnnflow.data import CLASS_NAMES, load_split
     from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError, canonical_name
-    from rnnflow.interop._traceable import (
-        DEFAULT_ATOL,
-        DEFAULT_RTOL,
-        compare_logits,
-        pytorch_logits,
-    )
+    from rnnflow.interop._rounding import rounding_error_bound
+    from rnnflow.interop._traceable import compare_logits, pytorch_logits
     from rnnflow.training import CheckpointError, load_trained_model
     from rnnflow.training.checkpoint import atomic_write_bytes
 
+    refusal = classifier_only("export", args.model)
+    if refusal:
+        return _fail(refusal)
     if args.format == "onnx":
         try:
             import onnx  # noqa: F401
@@ -136,18 +154,34 @@ def run(args: argparse.Namespace) -> int:
         exported = torchscript_logits(data, images, batch_size=args.batch_size)
         kind = "TorchScript"
     expected = pytorch_logits(model, images, batch_size=args.batch_size)
-    atol = DEFAULT_ATOL if args.atol is None else args.atol
-    rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
-    check = compare_logits(expected, exported, atol=atol, rtol=rtol)
     print(
         f"exported {kind}: images float32 [batch, 28, 28] -> logits float32 "
         f"[batch, {model.num_classes}], {len(data)} bytes"
     )
+    computed = args.atol is None and args.rtol is None
+    if computed:
+        bound = float(rounding_error_bound(model, images[:BOUND_IMAGES]).max())
+        atol, rtol = 2 * bound, 0.0
+        print(
+            f"tolerance {atol:.3g}: twice this model's float32 rounding-error bound {bound:.3g} "
+            f"(largest over {min(len(images), BOUND_IMAGES)} images; docs/DEPLOYING.md)"
+        )
+    else:
+        atol, rtol = args.atol or 0.0, args.rtol or 0.0
+    check = compare_logits(expected, exported, atol=atol, rtol=rtol)
     print(f"check on {dataset} test images: {check.describe(_RUNTIME[args.format])}")
     if not check.passed:
+        accept = f"--atol {_round_up(check.max_abs_diff)} (and --rtol R to add R * |logit|)"
+        advice = (
+            "A difference above this model's float32 rounding bound usually means an export bug "
+            f"(please report it); to accept it anyway, rerun with {accept}"
+            if computed
+            else f"To accept it, rerun with {accept}, or without --atol/--rtol to use this "
+            "model's float32 rounding bound"
+        )
         return _fail(
-            f"the exported model's logits differ from PyTorch's by more than atol {atol:g} "
-            f"+ rtol {rtol:g} * |logit|; nothing was written to {out}"
+            f"the exported model's logits differ from PyTorch's by more than atol {atol:.3g} "
+            f"+ rtol {rtol:.3g} * |logit|; nothing was written to {out}. {advice}"
         )
     try:
         atomic_write_bytes(out, data)

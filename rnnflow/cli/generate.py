@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+
+# rnnflow.text.poetry.FORMS' names (a test keeps them equal), listed here so that `--help` and
+# argument parsing do not import torch
+FORM_NAMES = ("5x4", "7x4", "5x8", "7x8")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -37,8 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     parser.add_argument(
         "--form",
-        metavar="CxV",
-        help="force a regular poem: 5x4, 7x4, 5x8, 7x8 (C characters per verse, V verses)",
+        choices=FORM_NAMES,
+        help="force a regular poem of C characters per verse and V verses (CxV)",
     )
     parser.add_argument("--num", type=int, default=1, help="samples to draw, seeds S, S+1, ... (1)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
@@ -60,10 +65,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         return _fail(f"--num must be >= 1, got {args.num}")
-    try:
-        form = PoemForm.parse(args.form) if args.form else None
-    except ValueError as exc:
-        return _fail(f"--form: {exc}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        return _fail(
+            f"--temperature must be a finite number >= 0 (0: greedy), got {args.temperature}"
+        )
+    for flag, value in (("--top-k", args.top_k), ("--length", args.length)):
+        if value < 0:
+            return _fail(f"{flag} must be >= 0, got {value}")
+    form = PoemForm.parse(args.form) if args.form else None
     try:
         model, vocab, checkpoint = load_charlm(args.model, device=args.device)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:

@@ -9,8 +9,10 @@ Reads a TensorFlow-1 V2 checkpoint (``PREFIX.index`` + ``PREFIX.data-*``; PREFIX
   writes a run folder that ``rnnflow evaluate``/``predict`` use, and that
   ``rnnflow train --resume RUN_DIR`` continues with TF's Adam state: ``config.json``,
   ``checkpoint.safetensors`` (weights, Adam state, step), ``best.safetensors`` (weights) and
-  ``import.json`` (source, name mapping, notes). ``--map NAME=PARAM`` assigns a TF variable to
-  an rnnflow parameter by hand; ``--ignore NAME`` leaves a variable out.
+  ``import.json`` (source, name mapping, dataset, notes). ``--map NAME=PARAM`` assigns a TF
+  variable to an rnnflow parameter by hand; ``--ignore NAME`` leaves a variable out. A TF1
+  checkpoint does not record its training data: ``--dataset`` names it (default: the preset's,
+  ``mnist``; the summary says when it was assumed).
 
 Exit status: 0 on success, 1 for an unreadable checkpoint, 2 for a usage or mapping problem.
 """
@@ -198,9 +200,12 @@ def _import(ckpt, args: argparse.Namespace) -> int:
         rng=rng,
     )
     save_checkpoint(run_dir / BEST_NAME, model=model, config=config, progress=progress)
+    assumed = "dataset" not in overrides  # a TF1 checkpoint does not record its data
     record = {
         "source": str(ckpt.prefix.resolve()),
         "preset": args.preset,
+        "dataset": config.dataset,
+        "dataset_assumed": assumed,
         "step": step,
         "optimizer_imported": optimizer is not None,
         "mapping": imported.mapping,
@@ -224,5 +229,12 @@ def _import(ckpt, args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     if imported.skipped:
         print(f"  not imported: {', '.join(imported.skipped)}")
+    if assumed:
+        print(
+            f"  dataset: {config.dataset} ASSUMED (the {args.preset} preset's default; a TF1 "
+            "checkpoint does not say what it was trained on). For a Fashion-MNIST model, import "
+            "again with --dataset fashion-mnist, or evaluate this run with "
+            "`rnnflow evaluate RUN --dataset fashion-mnist`"
+        )
     print(f"evaluate with: rnnflow evaluate {run_dir}  (dataset: {config.dataset})")
     return 0

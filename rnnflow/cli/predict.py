@@ -1,10 +1,14 @@
-"""`rnnflow predict RUN_DIR|CKPT IMAGE... [--top K] [--json]`: class names with probabilities.
+"""`rnnflow predict RUN_DIR|CKPT IMAGE... [--top K] [--json] [--save-input DIR]`: class names with
+probabilities.
 
-Each image (PNG, JPEG, ...) becomes a 28x28 grayscale array, light on black, as the training
-images were, by ``rnnflow.data.images.load_image`` in the checkpoint's dataset's style: MNIST
-digits with ``style="mnist"`` (cropped, scaled into a 20x20 box, centred by mass), Fashion-MNIST
-garments with ``style="fashion"`` (cropped, longest side scaled to 28, centred; a 28x28 image is
-used as it is). This module only parses arguments and prints.
+Each image (PNG, JPEG, TIFF, ...) becomes a 28x28 grayscale array, light on black, as the
+training images were, by ``rnnflow.data.images.load_image`` in the checkpoint's dataset's style:
+MNIST digits with ``style="mnist"`` (background removed, cropped, scaled into a 20x20 box, centred
+by mass), Fashion-MNIST garments with ``style="fashion"`` (background removed, cropped, longest
+side scaled to 28, centred; a 28x28 image is used as it is). ``--save-input DIR`` writes those
+28x28 arrays as PNG files, to see what the model saw. An image that cannot be used (unreadable,
+too large, no object found) is reported on stderr, naming the file and why; the others are still
+classified, and the exit status is then 1. This module only parses arguments and prints.
 """
 
 from __future__ import annotations
@@ -24,17 +28,65 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     parser.add_argument("--top", type=int, default=3, help="classes to show per image (3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--save-input",
+        metavar="DIR",
+        help="write the 28x28 image the model saw for each input, as DIR/<name>.png",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse images with more than N pixels to decode (default: 50000000; JPEGs are "
+        "decoded at reduced scale, so a 48-megapixel photo decodes 0.75 megapixels)",
+    )
     parser.set_defaults(func=run)
     return parser
 
 
+def _input_names(paths: list[str]) -> list[str]:
+    """A distinct file name per input for --save-input: its stem, numbered when repeated."""
+    from pathlib import Path
+
+    names: list[str] = []
+    for path in paths:
+        stem = Path(path).stem or "image"
+        name, n = f"{stem}.png", 1
+        while name in names:
+            n += 1
+            name = f"{stem}-{n}.png"
+        names.append(name)
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.max_pixels is not None and args.max_pixels < 1:
+        print(f"rnnflow predict: --max-pixels must be >= 1, got {args.max_pixels}", file=sys.stderr)
+        return 2
+    save_dir = Path(args.save_input) if args.save_input else None
+    if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
+        print(f"rnnflow predict: --save-input {save_dir}: not a folder", file=sys.stderr)
+        return 2
+
+    import io
+
+    import numpy as np
     import torch
+    from PIL import Image
 
+    from rnnflow.cli._task import classifier_only
     from rnnflow.data import CLASS_NAMES
-    from rnnflow.data.images import load_image
+    from rnnflow.data.images import MAX_PIXELS, ImageTooLarge, load_image
     from rnnflow.training import CheckpointError, load_trained_model, predict_proba
+    from rnnflow.training.checkpoint import atomic_write_bytes
 
+    refusal = classifier_only("predict", args.model)
+    if refusal:
+        print(f"rnnflow predict: {refusal}", file=sys.stderr)
+        return 1
     try:
         model, checkpoint = load_trained_model(args.model)
     except (FileNotFoundError, CheckpointError) as exc:
@@ -42,35 +94,64 @@ def run(args: argparse.Namespace) -> int:
         return 1
     names = CLASS_NAMES[checkpoint.config.dataset]
     top = max(1, min(args.top, len(names)))
-    fashion = checkpoint.config.dataset == "fashion-mnist"
-    images = []
+    style = "fashion" if checkpoint.config.dataset == "fashion-mnist" else "mnist"
+    max_pixels = args.max_pixels or MAX_PIXELS
+    loaded, errors = [], []
     for path in args.images:
         try:
-            images.append(load_image(path, style="fashion" if fashion else "mnist"))  # [28, 28]
+            loaded.append((path, load_image(path, style=style, max_pixels=max_pixels)))  # [28, 28]
+        except ImageTooLarge as exc:
+            hint = f"; --max-pixels N raises the limit ({max_pixels})" if exc.pixels else ""
+            errors.append({"image": path, "error": f"{exc}{hint}"})
         except (OSError, ValueError) as exc:
-            print(f"rnnflow predict: {exc}", file=sys.stderr)
+            errors.append({"image": path, "error": str(exc)})
+    saved = {}
+    if save_dir is not None and loaded:
+        try:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            for (path, x), name in zip(loaded, _input_names([p for p, _ in loaded])):
+                pixels = np.round(x.numpy() * 255).astype(np.uint8)  # [28, 28], 0..255
+                buffer = io.BytesIO()
+                Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+                atomic_write_bytes(save_dir / name, buffer.getvalue())
+                saved[path] = str(save_dir / name)
+        except OSError as exc:
+            print(f"rnnflow predict: --save-input {save_dir}: {exc}", file=sys.stderr)
             return 1
-    probs = predict_proba(model, torch.stack(images), tta_flip=checkpoint.config.tta_flip)
     results = []
-    for path, p in zip(args.images, probs):
-        values, indices = p.topk(top)
-        results.append(
-            {
-                "image": path,
-                "class": names[int(indices[0])],
-                "class_index": int(indices[0]),
-                "probability": float(values[0]),
-                "top": [
-                    {"class": names[int(i)], "class_index": int(i), "probability": float(v)}
-                    for v, i in zip(values, indices)
-                ],
-            }
+    if loaded:
+        probs = predict_proba(
+            model, torch.stack([x for _, x in loaded]), tta_flip=checkpoint.config.tta_flip
         )
+        for (path, _), p in zip(loaded, probs):
+            values, indices = p.topk(top)
+            results.append(
+                {
+                    "image": path,
+                    "class": names[int(indices[0])],
+                    "class_index": int(indices[0]),
+                    "probability": float(values[0]),
+                    "top": [
+                        {"class": names[int(i)], "class_index": int(i), "probability": float(v)}
+                        for v, i in zip(values, indices)
+                    ],
+                    **({"input_saved_as": saved[path]} if path in saved else {}),
+                }
+            )
+    status = 1 if errors else 0
     if args.json:
-        print(json.dumps({"checkpoint": str(checkpoint.path), "predictions": results}, indent=2))
-        return 0
-    for r in results:
-        others = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"][1:])
-        line = f"{r['image']}: {r['class']} ({r['probability']:.3f})"
-        print(line + (f"  [then: {others}]" if others else ""))
-    return 0
+        payload = {"checkpoint": str(checkpoint.path), "predictions": results, "errors": errors}
+        print(json.dumps(payload, indent=2))
+    else:
+        for r in results:
+            others = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"][1:])
+            line = f"{r['image']}: {r['class']} ({r['probability']:.3f})"
+            print(line + (f"  [then: {others}]" if others else ""))
+    for e in errors:
+        print(f"rnnflow predict: {e['error']}", file=sys.stderr)
+    if errors:
+        print(
+            f"rnnflow predict: {len(errors)} of {len(args.images)} images could not be used",
+            file=sys.stderr,
+        )
+    return status

@@ -3,8 +3,11 @@
 Trains the row-by-row classifier (config: a preset from ``rnnflow.training.config.PRESETS`` plus
 any field overridden by a flag), with a progress bar, periodic validation and checkpoints, then
 evaluates the best-validation checkpoint on the test set. RUN_DIR receives ``config.json``,
-``metrics.jsonl``, ``checkpoint.safetensors`` (exact resume), ``best.safetensors``,
-``curves.png``, ``confusion.png`` and, with ``--tensorboard``, ``tensorboard/`` event files.
+``run.json`` (run-level options: ``--tensorboard``), ``metrics.jsonl``,
+``checkpoint.safetensors`` (exact resume), ``best.safetensors``, ``curves.png``,
+``confusion.png``, ``summary.json`` and, with ``--tensorboard``, ``tensorboard/`` event files.
+One process at a time writes a run folder (see ``rnnflow.cli._run_folder``); a non-finite loss
+or weight stops training with exit status 1, keeping the last good checkpoint.
 
 Ctrl-C finishes the current step, saves a checkpoint and exits with status 130 (a second Ctrl-C
 aborts at once); ``rnnflow train --resume RUN_DIR`` then continues exactly where it stopped, as
@@ -21,17 +24,23 @@ import resource
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from rnnflow.cli._config_args import add_config_arguments, config_overrides
-from rnnflow.cli._run_folder import RunRefused, plan_run
+from rnnflow.cli._run_folder import (
+    CONFIG_NAME,
+    RunRefused,
+    continue_command,
+    plan_run,
+    start_run_files,
+)
 
 # Flags that may change on --resume: where the data is and how many threads; not the experiment.
 _RESUMABLE_OVERRIDES = {"data_dir", "threads"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from rnnflow.cli._config_args import preset_epilog
     from rnnflow.training.config import PRESETS
 
     parser = subparsers.add_parser(
@@ -41,9 +50,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "Train a recurrent classifier that reads each 28x28 image row by row (28 steps of "
             "28 pixels). Every TrainConfig field has a flag; unset ones take the preset's value."
         ),
+        epilog=preset_epilog("classifier presets (--task classifier)", PRESETS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS), default="tutorial", help="base config (tutorial)"
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="base config; its values replace the defaults shown below (listed at the end); "
+        "classifier: tutorial (default), best",
     )
     parser.add_argument("--out", metavar="RUN_DIR", help="new run folder to create")
     parser.add_argument(
@@ -73,9 +88,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--task",
         choices=("classifier", "charlm"),
-        default="classifier",
+        default=None,
         help="classifier: the row-by-row image classifier (default); "
-        "charlm: a character-level language model (docs/TEXT.md)",
+        "charlm: a character-level language model (docs/TEXT.md); with --resume, the run's "
+        "own checkpoint says which",
     )
     from rnnflow.cli import _charlm
 
@@ -151,8 +167,19 @@ class _StopFlag:
 
 def run(args: argparse.Namespace) -> int:
     from rnnflow.cli import _charlm
+    from rnnflow.cli._run_folder import recorded_task
 
-    if args.task == "charlm" or (args.resume and _charlm.is_charlm_run(args.resume)):
+    task = args.task
+    if args.resume:
+        recorded = recorded_task(args.resume)  # the checkpoint's own record decides
+        if task is not None and recorded is not None and task != recorded:
+            return _fail(f"--task {task}, but {args.resume} holds a {recorded} run")
+        task = task or recorded
+    task = task or "classifier"
+    problem = _preset_problem(args.preset, task)
+    if problem:
+        return _fail(problem)
+    if task == "charlm":
         from rnnflow.training.distributed import launched_distributed
 
         if launched_distributed():  # N copies would each write the same run folder
@@ -162,6 +189,27 @@ def run(args: argparse.Namespace) -> int:
             )
         return _charlm.run(args)
     return _run_classifier(args)
+
+
+def _preset_problem(preset: str | None, task: str) -> str | None:
+    """Why ``--preset`` does not fit ``--task`` (each task has its own presets), else None."""
+    from rnnflow.text.train import PRESETS as CHARLM_PRESETS
+    from rnnflow.training.config import PRESETS
+
+    if preset is None:
+        return None
+    own, other = (PRESETS, CHARLM_PRESETS) if task == "classifier" else (CHARLM_PRESETS, PRESETS)
+    if preset in own:
+        return None
+    hint = ""
+    if preset in other:
+        hint = f" (--preset {preset} is a preset of --task " + (
+            "charlm: add --task charlm)" if task == "classifier" else "classifier)"
+        )
+    return (
+        f"argument --preset: {preset!r} is not a preset of --task {task}; choose from "
+        f"{', '.join(sorted(own))}{hint}"
+    )
 
 
 def _charlm_only_flags(args: argparse.Namespace) -> list[str]:
@@ -177,15 +225,12 @@ def _charlm_only_flags(args: argparse.Namespace) -> list[str]:
     return sorted({"--" + name.replace("_", "-") for name in given})
 
 
-def _plan_run(args: argparse.Namespace) -> tuple[Any, Any, Path]:
-    """(config, checkpoint to resume from or None, run folder), or :class:`RunRefused`.
-
-    Under torchrun only rank 0 plans (it alone reads and creates the run folder).
-    """
+def _plan_run(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(RunPlan, RunLock)``, or :class:`RunRefused`. Under torchrun only rank 0 plans (it
+    alone reads, locks and writes the run folder)."""
     from rnnflow.data.datasets import canonical_name
     from rnnflow.training import load_checkpoint
-    from rnnflow.training.config import PRESETS
-    from rnnflow.training.loop import CHECKPOINT_NAME
+    from rnnflow.training.config import PRESETS, config_from_dict
 
     overrides = config_overrides(args)
     if "dataset" in overrides:
@@ -193,9 +238,9 @@ def _plan_run(args: argparse.Namespace) -> tuple[Any, Any, Path]:
     return plan_run(
         args,
         overrides,
-        preset=PRESETS[args.preset],
+        preset=PRESETS[args.preset or "tutorial"],
         load_checkpoint=load_checkpoint,
-        checkpoint_name=CHECKPOINT_NAME,
+        config_from_dict=config_from_dict,
         resumable=_RESUMABLE_OVERRIDES,
     )
 
@@ -239,6 +284,24 @@ def _run_classifier(args: argparse.Namespace) -> int:
 
 
 def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
+    plan: Any = None
+    lock = None
+    if ctx.is_main:
+        try:
+            plan, lock = _plan_run(args)
+        except RunRefused as exc:
+            plan = exc
+    plan = ctx.broadcast(plan)  # rank 0's config and checkpoint, or its refusal
+    if isinstance(plan, RunRefused):
+        return _fail(str(plan), plan.status) if ctx.is_main else plan.status
+    try:
+        return _train_planned(args, ctx, plan)
+    finally:
+        if lock is not None:  # a folder this session created and never used goes too
+            lock.release(remove_created=True)
+
+
+def _train_planned(args: argparse.Namespace, ctx: Any, plan: Any) -> int:
     import torch
 
     from rnnflow.cli._progress import ProgressBar
@@ -252,20 +315,11 @@ def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
         load_trained_model,
         read_metrics,
     )
-    from rnnflow.training.checkpoint import atomic_write_bytes
+    from rnnflow.training.logging import write_run_file
     from rnnflow.training.loop import BEST_NAME
     from rnnflow.training.plots import plot_confusion, plot_curves
 
-    plan: Any = None
-    if ctx.is_main:
-        try:
-            plan = _plan_run(args)
-        except RunRefused as exc:
-            plan = exc
-    plan = ctx.broadcast(plan)  # rank 0's config and checkpoint, or its refusal
-    if isinstance(plan, RunRefused):
-        return _fail(str(plan), plan.status) if ctx.is_main else plan.status
-    config, resume, run_dir = plan
+    config, resume, run_dir = plan.config, plan.resume, plan.run_dir
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -280,20 +334,24 @@ def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
             train_data, val_data = (x, y), (x[:0], y[:0])
     except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
         error = str(exc)
+    if error is None and ctx.is_main:
+        try:  # run.json, then config.json: from here the folder holds a resumable run
+            start_run_files(plan, {CONFIG_NAME: config.to_json() + "\n"})
+        except OSError as exc:
+            error = str(exc)
     if not ctx.parallel and error is not None:
         return _fail(error, 1)
     ctx.check_all(error)
     class_names = CLASS_NAMES[config.dataset]
 
     processes = f" on {ctx.world_size} processes ({ctx.backend})" if ctx.parallel else ""
-    if resume is None:
-        if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
+    if not plan.existing:
         say(
-            f"run {run_dir}: preset {args.preset}, {config.dataset}, {config.steps} steps"
-            f"{processes}"
+            f"run {run_dir}: preset {args.preset or 'tutorial'}, {config.dataset}, "
+            f"{config.steps} steps{processes}"
         )
+    elif resume is None:
+        say(f"run {run_dir}: killed before its first checkpoint; starting again from step 0")
     else:
         say(
             f"run {run_dir}: resuming at step {resume.progress['step']} of {config.steps} "
@@ -308,11 +366,14 @@ def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
 
     on_step = bar.step_callback(config.batch_size)
     start = time.perf_counter()
-    keep = resume.progress["step"] if resume is not None else None
     try:
         with (
             (
-                MetricsLogger(run_dir, tensorboard=args.tensorboard, keep_until_step=keep)
+                MetricsLogger(
+                    run_dir,
+                    tensorboard=plan.options["tensorboard"],
+                    keep_until_step=plan.start_step,
+                )
                 if ctx.is_main
                 else contextlib.nullcontext()
             ) as metrics,
@@ -339,7 +400,7 @@ def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
             if not progress.finished:
                 print(
                     f"rnnflow train: stopped at step {progress.step}/{config.steps}; checkpoint "
-                    f"saved. Continue with: rnnflow train --resume {run_dir}",
+                    f"saved. Continue with: {continue_command(plan)}",
                     file=sys.stderr,
                 )
                 return 130 if stop.requested else 0
@@ -365,13 +426,13 @@ def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
                 "examples_per_s": progress.examples / max(progress.train_seconds, 1e-9),
             }
             metrics.log(record)
+        plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png")
+        plot_confusion(result.confusion.tolist(), class_names, run_dir / "confusion.png")
     except KeyboardInterrupt:
         bar.close()
         return _fail("aborted by a second Ctrl-C (the last periodic checkpoint is kept)", 130)
     except (CheckpointError, OSError, ValueError) as exc:
         return _fail(str(exc), 1)
-    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png")
-    plot_confusion(result.confusion.tolist(), class_names, run_dir / "confusion.png")
     summary = {
         "run_dir": str(run_dir),
         "test_accuracy": result.accuracy,
@@ -383,7 +444,10 @@ def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
         "process_cpu_seconds_this_session": round(_cpu_seconds(), 1),
         "examples_per_s": round(record["examples_per_s"], 1),
     }
-    atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    try:
+        write_run_file(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    except OSError as exc:
+        return _fail(str(exc), 1)
     picked = (
         f"best validation accuracy {progress.best_val_accuracy:.4f}"
         if config.val_size

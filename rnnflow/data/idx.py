@@ -22,6 +22,7 @@ import os
 import tempfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO, NoReturn
 
 import numpy as np
 
@@ -46,36 +47,103 @@ class IdxFormatError(ValueError):
     """A file is not a well-formed IDX file (the message names the file and the problem)."""
 
 
-def read_idx_bytes(path: str | os.PathLike[str]) -> bytes:
+def read_idx_bytes(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> bytes:
     """Return the IDX bytes of ``path``, decompressed if the file is gzip (whatever its name).
 
-    Raises ``FileNotFoundError`` for a missing file and :class:`IdxFormatError` for an empty file
-    or a truncated/corrupt gzip stream.
+    The header is read first and the rest only as far as it declares: a raw file whose size
+    differs from the header's is refused before its payload is read, and gzip data is
+    decompressed in streaming, never beyond the declared size (a gzip bomb costs no more memory
+    than the array its header declares). ``max_bytes`` bounds the IDX size the caller accepts
+    (header + payload; a dataset file's published size): a header declaring more is refused
+    before anything else is read.
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`IdxFormatError` for an empty,
+    malformed or truncated file, trailing bytes, a size over ``max_bytes``, or a truncated or
+    corrupt gzip stream.
     """
     path = Path(path)
-    data = path.read_bytes()
-    if not data:
-        raise IdxFormatError(f"read_idx: {path}: empty file (0 bytes)")
-    if data[:2] == _GZIP_MAGIC:
+    with open(path, "rb") as raw:
+        size = os.fstat(raw.fileno()).st_size
+        if size == 0:
+            raise IdxFormatError(f"read_idx: {path}: empty file (0 bytes)")
+        if raw.read(2) != _GZIP_MAGIC:
+            raw.seek(0)
+            return _read_stream(raw, source=str(path), file_size=size, max_bytes=max_bytes)
+        raw.seek(0)
         try:
-            data = gzip.decompress(data)
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                return _read_stream(stream, source=str(path), file_size=None, max_bytes=max_bytes)
         except (EOFError, OSError, zlib.error) as exc:
             raise IdxFormatError(
                 f"read_idx: {path}: truncated or corrupt gzip data ({exc}); delete the file and "
                 "download it again"
             ) from exc
-        if not data:
-            raise IdxFormatError(f"read_idx: {path}: empty file (gzip holds 0 bytes)")
-    return data
 
 
-def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
-    """Parse uncompressed IDX ``data`` into a writable native-endian array of the header's shape.
+_MAX_HEADER = 4 + 4 * 255  # magic, type, ndim <= 255, the sizes
+_CHUNK = 1 << 20
+_TRAILING_LIMIT = 1 << 20  # trailing bytes of a gzip stream counted exactly up to this many
 
-    ``source`` names the data in error messages (normally the file path).
-    """
+
+def _read_stream(
+    stream: BinaryIO, *, source: str, file_size: int | None, max_bytes: int | None
+) -> bytes:
+    """The IDX bytes of ``stream``: header, then exactly the declared payload (see
+    :func:`read_idx_bytes`); ``file_size`` is the byte count of an uncompressed file."""
+    data = bytearray(stream.read(4))
+    if len(data) == 4 and data[:2] == b"\0\0" and data[3]:
+        data += stream.read(4 * data[3])
+    dtype, shape, header_len = _parse_header(
+        bytes(data), source=source, compressed=file_size is None
+    )
+    expected = header_len + math.prod(shape) * dtype.itemsize
+    described = _describe(shape, dtype, expected)
+    if max_bytes is not None and expected > max_bytes:
+        raise IdxFormatError(
+            f"read_idx: {source}: {described}, more than the {max_bytes} bytes expected of this "
+            "file"
+        )
+    if file_size is not None and file_size != expected:  # checked before reading the payload
+        _wrong_size(source, described, expected, file_size)
+    while len(data) < expected:  # grows with the bytes really there, not with the claim
+        chunk = stream.read(min(_CHUNK, expected - len(data)))
+        if not chunk:
+            _wrong_size(source, described, expected, len(data))
+        data += chunk
+    trailing = 0
+    while chunk := stream.read(_CHUNK):  # only gzip streams get here with bytes left
+        trailing += len(chunk)
+        if trailing > _TRAILING_LIMIT:
+            raise IdxFormatError(
+                f"read_idx: {source}: more than {_TRAILING_LIMIT} unexpected trailing bytes: "
+                f"{described}"
+            )
+    if trailing:
+        _wrong_size(source, described, expected, expected + trailing)
+    return bytes(data)
+
+
+def _describe(shape: tuple[int, ...], dtype: np.dtype, expected: int) -> str:
+    return f"header declares {'x'.join(map(str, shape))} {dtype.name} ({expected} bytes in all)"
+
+
+def _wrong_size(source: str, described: str, expected: int, actual: int) -> NoReturn:
+    if actual < expected:
+        raise IdxFormatError(f"read_idx: {source}: truncated: {described}, file has {actual} bytes")
+    raise IdxFormatError(
+        f"read_idx: {source}: {actual - expected} unexpected trailing bytes: {described}, file "
+        f"has {actual}"
+    )
+
+
+def _parse_header(
+    data: bytes, *, source: str, compressed: bool = False
+) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(dtype, shape, header length) from the first bytes of an IDX file; every check of the
+    magic, type code and dimension count, each with its own message."""
     if len(data) == 0:
-        raise IdxFormatError(f"read_idx: {source}: empty file (0 bytes)")
+        what = "gzip holds 0 bytes" if compressed else "0 bytes"
+        raise IdxFormatError(f"read_idx: {source}: empty file ({what})")
     if len(data) < 4:
         raise IdxFormatError(
             f"read_idx: {source}: truncated header: need at least 4 bytes, got {len(data)}"
@@ -101,32 +169,33 @@ def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
             f"file has {len(data)}"
         )
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return dtype, shape, header_len
+
+
+def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
+    """Parse uncompressed IDX ``data`` into a writable native-endian array of the header's shape.
+
+    ``source`` names the data in error messages (normally the file path).
+    """
+    dtype, shape, header_len = _parse_header(data[:_MAX_HEADER], source=source)
     count = math.prod(shape)
     expected = header_len + count * dtype.itemsize
-    shape_text = "x".join(map(str, shape))
-    if len(data) < expected:
-        raise IdxFormatError(
-            f"read_idx: {source}: truncated: header declares {shape_text} {dtype.name} "
-            f"({expected} bytes in all), file has {len(data)} bytes"
-        )
-    if len(data) > expected:
-        raise IdxFormatError(
-            f"read_idx: {source}: {len(data) - expected} unexpected trailing bytes: header "
-            f"declares {shape_text} {dtype.name} ({expected} bytes in all), file has {len(data)}"
-        )
+    if len(data) != expected:
+        _wrong_size(source, _describe(shape, dtype, expected), expected, len(data))
     flat = np.frombuffer(data, dtype=dtype, count=count, offset=header_len)
     return flat.astype(dtype.newbyteorder("="), copy=True).reshape(shape)  # writable, native
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> np.ndarray:
     """Read an IDX file (raw or gzip) into a writable, native-endian numpy array.
 
     Shapes: ``train-images-idx3-ubyte`` -> uint8 [N, 28, 28]; ``*-labels-idx1-ubyte`` -> uint8 [N].
     Raises ``FileNotFoundError`` if missing and :class:`IdxFormatError` (a ``ValueError``) for an
     empty or truncated file, bad magic, an unknown type code, zero dimensions, a payload whose
-    length does not match the header, or corrupt gzip data.
+    length does not match the header, a size over ``max_bytes`` (see :func:`read_idx_bytes`:
+    the payload is never read beyond what the header declares), or corrupt gzip data.
     """
-    return parse_idx(read_idx_bytes(path), source=str(path))
+    return parse_idx(read_idx_bytes(path, max_bytes=max_bytes), source=str(path))
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:

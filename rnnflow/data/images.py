@@ -1,15 +1,32 @@
 """User images (PNG, JPEG, ...) -> the 28x28 grayscale tensor a model trained on MNIST or
 Fashion-MNIST expects: float32 [28, 28] in [0, 1], light on black, row r = time step r.
 
-Both styles start the same way, with Pillow and numpy: grayscale (EXIF rotation applied;
-transparency composited onto white), then a light background (median of the border > 0.5) is
-inverted, so the object is light on black as in the datasets. Then each reproduces how its
-dataset was made, so that a user's image looks like the training images:
+Reading a file (:func:`load_image`) keeps memory bounded by what the result needs, not by the
+file: the header's size is checked first; a JPEG is decoded at reduced scale (Pillow's
+``draft``: the decoder's own 1/2, 1/4, 1/8 DCT scaling), so a 48-megapixel phone photo never
+exists at full size; any other image is decoded once, then shrunk by integer box averaging
+(``Image.reduce``, no resampling kernel as wide as the reduction) to at most ``WORK_SIDE``
+pixels on its longer side. Only what would take more than ``max_pixels`` pixels to decode is
+refused (:class:`ImageTooLarge`). Every Pillow mode is handled: palette, bilevel, CMYK,
+grey+alpha, 16-bit and 32-bit integer, float (non-finite pixels are refused); an animated or
+multi-page file gives its first frame; EXIF rotation is applied.
+
+Both styles then start the same way: grayscale (transparency composited onto white), and the
+background removed. The background is what the outer ring of the picture shows (the outermost 5%
+of each side), fitted by a quadratic surface ``b(x, y)`` by least squares, refitted once
+without the ring's outliers (an object touching the border): a lighting gradient or vignette on
+the paper becomes part of ``b``. Light backgrounds (ring median > 0.5) are corrected as a
+flat field, ``object = 1 - gray / b`` (reflectance under uneven illumination: observed =
+reflectance x illumination); dark ones by subtraction, ``object = gray - b``. Either way the
+object is light on black, as in the datasets. (Method: fitting a polynomial background
+function to background points and dividing or subtracting it, J. C. Russ, *The Image Processing
+Handbook*, 6th ed., CRC Press 2011, ch. 4, "Nonuniform illumination".) Then each style
+reproduces how its dataset was made:
 
 ``style="mnist"`` (default): MNIST's preprocessing as LeCun et al. describe it (digits
 size-normalised into a 20x20 box, centred by centre of mass in a 28x28 field):
 
-1. the background level maps to 0 and the darkest-to-brightest ink to 1 (contrast stretch);
+1. the brightest ink maps to 1 (contrast stretch; the background is already 0);
 2. crop to the ink's bounding box (pixels above 0.25 after the stretch);
 3. scale, keeping the aspect ratio, so the longer side is 20 pixels (antialiased Lanczos);
 4. paste into a black 28x28 field so the centre of mass sits at the field's centre.
@@ -17,14 +34,15 @@ size-normalised into a 20x20 box, centred by centre of mass in a 28x28 field):
 ``style="fashion"``: Fashion-MNIST's conversion as Zalando describe it (products trimmed and
 their longest side resized to 28, centred); no contrast stretch:
 
-1. a 28x28 image is taken as it is (only the inversion above applied);
-2. otherwise crop to the object (pixels brighter than the background + 0.1);
+1. a 28x28 image is taken as it is (only inverted when its background is light);
+2. otherwise crop to the object (pixels above 0.1 once the background is removed);
 3. scale, keeping the aspect ratio, so the longer side is 28 pixels (antialiased Lanczos);
 4. paste into the middle of a black 28x28 field (centred by bounding box).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -32,12 +50,25 @@ from typing import Literal, get_args
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-__all__ = ["MAX_PIXELS", "ImageError", "Style", "load_image", "preprocess_image"]
+__all__ = [
+    "MAX_PIXELS",
+    "WORK_SIDE",
+    "ImageError",
+    "ImageTooLarge",
+    "Style",
+    "load_image",
+    "preprocess_image",
+]
 
-MAX_PIXELS = 40_000_000
-"""Default limit on width x height; larger files are refused before decoding (bombs)."""
+MAX_PIXELS = 50_000_000
+"""Default limit on the pixels decoded (width x height, after a JPEG's reduced-scale decoding):
+beyond it a file is refused before decoding (a decompression bomb). At most 4 bytes per pixel
+(RGBA, or a palette image converted to it) plus the decoded file: about 250 MB at the limit."""
+
+WORK_SIDE = 1024
+"""Longer side, in pixels, an image is shrunk to right after decoding (28 are kept in the end)."""
 
 _FIELD, _BOX = 28, 20  # output field, box the ink is scaled into
 _INK_THRESHOLD = 0.25  # after contrast stretch: what counts as ink for the bounding box
@@ -50,7 +81,29 @@ _STYLES: tuple[str, ...] = get_args(Style)
 
 
 class ImageError(ValueError):
-    """An image file cannot be used: unreadable, too large, or without any ink."""
+    """An image file cannot be used: unreadable, too large, with non-finite pixels, or without
+    any ink."""
+
+
+class ImageTooLarge(ImageError):
+    """More pixels to decode than allowed: ``pixels`` > ``limit``."""
+
+    def __init__(self, message: str, *, pixels: int, limit: int) -> None:
+        super().__init__(message)
+        self.pixels = pixels
+        self.limit = limit
+
+
+# EXIF orientation (tag 0x0112) -> the transpose that undoes it (as ImageOps.exif_transpose)
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def load_image(
@@ -60,12 +113,16 @@ def load_image(
 
     Returns float32 [28, 28] in [0, 1]: white (1) ink on black (0), so row r is time step r for a
     row-by-row model; ``"mnist"`` (digits) scales it into a 20x20 box centred by mass,
-    ``"fashion"`` (garments) scales its longest side to 28. The file is opened once. Raises
-    ``FileNotFoundError`` if the file is missing, ``ValueError`` for an unknown ``style``, and
-    :class:`ImageError` (a ``ValueError``) if it is not an image Pillow can decode, is truncated,
-    has more than ``max_pixels`` pixels (checked from the header, before decoding), or holds no ink.
+    ``"fashion"`` (garments) scales its longest side to 28. The file is opened once; memory stays
+    near the decoded size (at most ``max_pixels`` pixels, JPEGs decoded at reduced scale). Raises
+    ``FileNotFoundError`` if the file is missing, ``ValueError`` for an unknown ``style`` or a
+    ``max_pixels`` < 1, :class:`ImageTooLarge` (checked from the header, before decoding) for more
+    than ``max_pixels`` pixels to decode, and :class:`ImageError` (a ``ValueError``) if it is not
+    an image Pillow can decode, is truncated, has NaN or infinite pixels, or holds no ink.
     """
     _check_style(style, "load_image")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"load_image: max_pixels must be an int >= 1, got {max_pixels!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_image: {path}: no such file")
@@ -75,34 +132,83 @@ def load_image(
             # errors without touching Pillow's global settings.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageError(
-                        f"load_image: {path}: image too large: {width}x{height} = "
-                        f"{width * height} pixels, the limit is {max_pixels} (max_pixels=)"
-                    )
-                image = ImageOps.exif_transpose(image)
-                gray = _to_gray(image)  # [H, W] in [0, 1]
+                gray = _to_gray(_decode_small(image, path, max_pixels), path)  # [h, w] in [0, 1]
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(
-            f"load_image: {path}: image too large (possible decompression bomb): {exc}"
+        raise ImageTooLarge(
+            f"load_image: {path}: image too large (possible decompression bomb): {exc}",
+            pixels=0,
+            limit=max_pixels,
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
             f"load_image: {path}: unreadable: not an image format Pillow can decode "
             "(expected PNG, JPEG, BMP, GIF, ...)"
         ) from exc
-    except (OSError, SyntaxError) as exc:  # truncated or corrupt data found while decoding
+    except (OSError, SyntaxError, EOFError) as exc:  # truncated or corrupt data while decoding
         raise ImageError(
             f"load_image: {path}: unreadable: corrupt or truncated image ({exc})"
         ) from exc
     return preprocess_image(gray, source=str(path), style=style)
 
 
-def _to_gray(image: Image.Image) -> np.ndarray:
+def _decode_small(image: Image.Image, path: Path, max_pixels: int) -> Image.Image:
+    """Decode ``image`` (just opened: header only) into at most ``WORK_SIDE`` pixels on its
+    longer side, in a mode ``_to_gray`` reads, EXIF orientation applied."""
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(f"load_image: {path}: empty image ({width}x{height})")
+    if image.format == "JPEG":  # the decoder itself scales by 1/2, 1/4 or 1/8
+        scale = min(1.0, WORK_SIDE / max(width, height))
+        wanted = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+        image.draft("L" if image.mode in ("L", "RGB", "YCbCr") else None, wanted)
+    width, height = image.size  # what will be decoded
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"load_image: {path}: image too large: {width}x{height} = {width * height} pixels "
+            f"to decode, the limit is {max_pixels}",
+            pixels=width * height,
+            limit=max_pixels,
+        )
+    image.load()
+    orientation = image.getexif().get(0x0112)  # after load(): a PNG's may follow its pixels
+    # modes Image.reduce handles: 8-bit bands, 32-bit "I" and "F"
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode == "PA":
+        image = image.convert("RGBA")
+    elif image.mode.startswith("I;16") or image.mode == "I;32":
+        image = image.convert("I")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):  # CMYK, YCbCr, LAB, HSV, ...
+        image = image.convert("RGB")
+    if image.mode == "F":
+        _check_finite(image, path)
+    factor = math.ceil(max(width, height) / WORK_SIDE)
+    if factor > 1:  # box average over factor x factor blocks (fewer where a side is shorter)
+        image = image.reduce((min(factor, width), min(factor, height)))
+    if orientation in _ORIENTATION:
+        image = image.transpose(_ORIENTATION[orientation])
+    return image
+
+
+def _check_finite(image: Image.Image, path: Path) -> None:
+    values = np.asarray(image, dtype=np.float32)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        nan = int(np.isnan(values).sum())
+        raise ImageError(
+            f"load_image: {path}: {nan} NaN and {int(bad.sum()) - nan} infinite pixels in a "
+            "floating-point image; pixel values must be finite"
+        )
+
+
+def _to_gray(image: Image.Image, source: object = "image") -> np.ndarray:
     """Any Pillow image -> float64 [H, W] in [0, 1], alpha composited onto white."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float grayscale
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;32", "F"):  # 16/32-bit and float gray
         array = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(array).all():
+            raise ImageError(f"preprocess_image: {source}: pixel values must be finite")
         array = array - array.min()
         return array / max(float(array.max()), 1e-12)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
@@ -124,37 +230,36 @@ def preprocess_image(
 ) -> torch.Tensor:
     """Preprocessing of an in-memory image in ``style`` (see the module docstring).
 
-    ``image``: a Pillow image, or a 2-D array in [0, 1] (float) or [0, 255] (uint8) [H, W].
+    ``image``: a Pillow image, or a 2-D array [H, W] of uint8 in [0, 255] or floats in [0, 1].
     Returns float32 [28, 28] in [0, 1]. ``source`` names the image in errors. Raises
-    ``ValueError`` for an unknown ``style`` and :class:`ImageError` for a bad array or no ink.
+    ``ValueError`` for an unknown ``style`` and :class:`ImageError` for a bad array (not 2-D,
+    another dtype, non-finite or out-of-range values) or no ink.
     """
     _check_style(style, "preprocess_image")
     if isinstance(image, Image.Image):
-        gray = _to_gray(image)
+        gray = _to_gray(image, source)
     else:
-        gray = np.asarray(image)
-        if gray.ndim != 2:
-            raise ImageError(
-                f"preprocess_image: {source}: expected a 2-D [H, W] array, got shape {gray.shape}"
-            )
-        gray = gray.astype(np.float64) / (255.0 if gray.dtype == np.uint8 else 1.0)
+        gray = _gray_array(np.asarray(image), source)
     if gray.size == 0:
         raise ImageError(f"preprocess_image: {source}: empty image")
 
-    if style == "fashion":
-        return _fashion(gray, source)
-
-    background = _border_median(gray)
-    if background > 0.5:  # dark ink on light paper -> light ink on black, as in MNIST
-        gray, background = 1.0 - gray, 1.0 - background
-    peak = float(gray.max())
-    if peak - background < _MIN_CONTRAST:
+    if style == "fashion" and gray.shape == (_FIELD, _FIELD):  # Fashion-MNIST's own size
+        if _border_median(gray) > 0.5:
+            gray = 1.0 - gray
+        if float(gray.max()) - _border_median(gray) < _MIN_CONTRAST:
+            raise _no_ink(source, _border_median(gray), float(gray.max()))
+        return torch.from_numpy(gray.astype(np.float32))  # used as it is
+    obj, background = _remove_background(gray)  # light on black, background ~0
+    peak = float(obj.max())
+    if peak < _MIN_CONTRAST:
         raise _no_ink(source, background, peak)
-    gray = np.clip((gray - background) / (peak - background), 0.0, 1.0)
+    if style == "fashion":
+        return _fashion(obj)
 
-    rows = np.flatnonzero((gray > _INK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((gray > _INK_THRESHOLD).any(axis=0))
-    crop = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # [h, w] around the ink
+    obj = obj / peak  # contrast stretch: the brightest ink is 1
+    rows = np.flatnonzero((obj > _INK_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((obj > _INK_THRESHOLD).any(axis=0))
+    crop = obj[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # [h, w] around the ink
 
     h, w = crop.shape
     scale = _BOX / max(h, w)
@@ -176,6 +281,73 @@ def preprocess_image(
     return torch.from_numpy(field)
 
 
+def _gray_array(array: np.ndarray, source: str) -> np.ndarray:
+    """A user's 2-D array -> float64 [H, W] in [0, 1], checked."""
+    if array.ndim != 2:
+        raise ImageError(
+            f"preprocess_image: {source}: expected a 2-D [H, W] array, got shape {array.shape}"
+        )
+    if array.dtype == np.uint8:
+        return array.astype(np.float64) / 255.0
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ImageError(
+            f"preprocess_image: {source}: expected uint8 in [0, 255] or floats in [0, 1], got "
+            f"dtype {array.dtype}"
+        )
+    gray = array.astype(np.float64)
+    if not np.isfinite(gray).all():
+        raise ImageError(f"preprocess_image: {source}: pixel values must be finite")
+    if gray.size and (gray.min() < 0 or gray.max() > 1):
+        raise ImageError(
+            f"preprocess_image: {source}: float pixels must be in [0, 1], got "
+            f"{gray.min():.3g}..{gray.max():.3g}"
+        )
+    return gray
+
+
+def _border_ring(shape: tuple[int, int]) -> np.ndarray:
+    """bool [H, W]: the outermost 5% of each side (at least one pixel)."""
+    h, w = shape
+    ring = np.zeros(shape, dtype=bool)
+    dh, dw = max(1, round(0.05 * h)), max(1, round(0.05 * w))
+    ring[:dh], ring[-dh:], ring[:, :dw], ring[:, -dw:] = True, True, True, True
+    return ring
+
+
+def _background_surface(gray: np.ndarray) -> np.ndarray:
+    """float64 [H, W]: a quadratic surface fitted to the border ring (module docstring)."""
+    h, w = gray.shape
+    ys, xs = np.linspace(-1, 1, h)[:, None], np.linspace(-1, 1, w)[None, :]  # [H, 1], [1, W]
+
+    def terms(y: np.ndarray, x: np.ndarray) -> list[np.ndarray]:  # 1, x, y, x^2, xy, y^2
+        return [np.ones(np.broadcast_shapes(y.shape, x.shape)), x, y, x * x, x * y, y * y]
+
+    ring = _border_ring(gray.shape)
+    rows, cols = np.nonzero(ring)  # the ring's pixels only: a small least-squares problem
+    basis = np.stack(np.broadcast_arrays(*terms(ys[rows, 0], xs[0, cols])), axis=1)  # [R, 6]
+    values = gray[rows, cols]  # [R]
+    use = np.ones(len(values), dtype=bool)
+    for _ in range(2):  # fit, then refit without outliers (an object touching the border)
+        coef, *_ = np.linalg.lstsq(basis[use], values[use], rcond=None)
+        residual = values - basis @ coef
+        spread = 1.4826 * float(np.median(np.abs(residual)))  # robust sigma (MAD)
+        use = np.abs(residual) <= 3 * spread + 0.02
+        if use.sum() < 6:
+            break
+    return sum(c * t for c, t in zip(coef, terms(ys, xs)))  # [H, W]
+
+
+def _remove_background(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """(object light on black [H, W] in [0, 1], background level) from gray [H, W]."""
+    surface = _background_surface(gray)
+    level = _border_median(gray)
+    if level > 0.5:  # light paper: flat-field correction, reflectance = gray / illumination
+        obj = 1.0 - gray / np.maximum(surface, 1e-3)
+    else:  # dark background: subtract it
+        obj = gray - surface
+    return np.clip(obj, 0.0, 1.0), level
+
+
 def _border_median(gray: np.ndarray) -> float:
     """Median of the outermost rows and columns of [H, W]: the background level."""
     return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
@@ -188,19 +360,11 @@ def _no_ink(source: str, background: float, peak: float) -> ImageError:
     )
 
 
-def _fashion(gray: np.ndarray, source: str) -> torch.Tensor:
-    """Fashion-MNIST-style steps on float64 [H, W] in [0, 1] (see the module docstring)."""
-    if _border_median(gray) > 0.5:  # dark object on light paper -> light on black
-        gray = 1.0 - gray
-    background, peak = _border_median(gray), float(gray.max())
-    mask = gray > background + _FASHION_THRESHOLD  # [H, W]: the object
-    if peak - background < _MIN_CONTRAST or not mask.any():
-        raise _no_ink(source, background, peak)
-    if gray.shape == (_FIELD, _FIELD):  # already Fashion-MNIST's size: used as it is
-        return torch.from_numpy(gray.astype(np.float32))
-
+def _fashion(obj: np.ndarray) -> torch.Tensor:
+    """Fashion-MNIST-style steps on the object, light on black [H, W] (module docstring)."""
+    mask = obj > _FASHION_THRESHOLD  # [H, W]: the object
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    crop = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # [h, w] around the object
+    crop = obj[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # [h, w] around the object
     h, w = crop.shape
     scale = _FIELD / max(h, w)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))

@@ -23,18 +23,12 @@ from rnnflow.models.classifier import SequenceClassifier
 from rnnflow.recurrence.reference import reference_dynamic_rnn
 
 __all__ = [
-    "DEFAULT_ATOL",
-    "DEFAULT_RTOL",
     "ExportCheck",
     "TraceableClassifier",
     "compare_logits",
     "pytorch_logits",
     "quiet_tracing",
 ]
-
-# torch.testing.assert_close's float32 tolerances: |actual - expected| <= atol + rtol * |expected|.
-DEFAULT_ATOL = 1e-5
-DEFAULT_RTOL = 1.3e-6
 
 
 class TraceableClassifier(nn.Module):
@@ -141,16 +135,16 @@ class ExportCheck:
         agree = round(self.argmax_agreement * self.examples)
         return (
             f"max |{runtime} - pytorch| = {self.max_abs_diff:.3g} on {self.examples} images "
-            f"(largest |logit| {self.max_abs_logit:.3g}; {verdict} atol {self.atol:g} + rtol "
-            f"{self.rtol:g} * |logit|); argmax agreement {agree}/{self.examples} "
+            f"(largest |logit| {self.max_abs_logit:.3g}; {verdict} atol {self.atol:.3g} + rtol "
+            f"{self.rtol:.3g} * |logit|); argmax agreement {agree}/{self.examples} "
             f"({100 * self.argmax_agreement:.2f}%)"
         )
 
 
-def compare_logits(
-    expected: Tensor, actual: Tensor, *, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL
-) -> ExportCheck:
-    """Compare ``actual`` [N, C] logits with PyTorch's ``expected`` [N, C] elementwise."""
+def compare_logits(expected: Tensor, actual: Tensor, *, atol: float, rtol: float) -> ExportCheck:
+    """Compare ``actual`` [N, C] logits with PyTorch's ``expected`` [N, C] elementwise:
+    passed when every ``|actual - expected| <= atol + rtol * |expected|`` and ``actual`` is
+    finite (``rnnflow.interop._rounding`` gives ``atol`` for the model at hand)."""
     if expected.shape != actual.shape:
         raise ValueError(
             f"compare_logits: actual logits must have the expected shape "

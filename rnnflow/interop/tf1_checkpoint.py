@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -517,21 +517,33 @@ class TF1Checkpoint:
     def read_all(self, *, verify: bool = True) -> dict[str, Tensor]:
         return {name: self.read(name, verify=verify) for name in self.entries}
 
-    def _read_bytes(self, entry: TensorEntry) -> bytearray:
-        path = self.shard_path(entry.shard_id)
+    def check_data(self, names: Iterable[str]) -> None:
+        """Check that the data shards hold the bytes the index claims for ``names`` (each shard
+        exists and is long enough), reading nothing: run it before allocating anything sized by
+        the index. Raises :class:`TF1CheckpointError` naming the shard and the tensor."""
+        for name in names:
+            entry = self.entries[name]
+            if not entry.sliced:
+                self._check_extent(entry, self.shard_path(entry.shard_id))
+
+    def _check_extent(self, entry: TensorEntry, path: Path) -> None:
         if not path.is_file():
             raise TF1CheckpointError(
                 f"TF1Checkpoint.read: missing data shard {path} (tensor {entry.name!r}; the "
                 f"index {self.index_path} lists {self.num_shards} shard(s))"
             )
+        available = path.stat().st_size
+        if entry.offset > available or entry.size > available - entry.offset:
+            raise TF1CheckpointError(
+                f"TF1Checkpoint.read: {path} is truncated or the index is wrong: tensor "
+                f"{entry.name!r} claims bytes [{entry.offset}, {entry.offset + entry.size}) "
+                f"({entry.size} bytes), but the file has only {available} bytes"
+            )
+
+    def _read_bytes(self, entry: TensorEntry) -> bytearray:
+        path = self.shard_path(entry.shard_id)
+        self._check_extent(entry, path)
         with open(path, "rb") as f:
-            available = os.fstat(f.fileno()).st_size
-            if entry.offset > available or entry.size > available - entry.offset:
-                raise TF1CheckpointError(
-                    f"TF1Checkpoint.read: {path} is truncated or the index is wrong: tensor "
-                    f"{entry.name!r} claims bytes [{entry.offset}, {entry.offset + entry.size}) "
-                    f"({entry.size} bytes), but the file has only {available} bytes"
-                )
             f.seek(entry.offset)
             buf = bytearray(entry.size)
             got = f.readinto(buf)

@@ -75,9 +75,21 @@ def _copy_into(
                     f"{owner}: {tf_name!r} has dtype {value.dtype}, expected a float tensor"
                 )
             notes.append(f"{tf_name}: converted {value.dtype} -> {target.dtype}")
+        _check_finite(owner, tf_name, value)
         tensors[key] = value.to(target.dtype)
     module.load_state_dict(tensors, strict=True)
     return notes
+
+
+def _check_finite(owner: str, tf_name: str, value: Tensor, *, non_negative: bool = False) -> None:
+    """Refuse NaN/inf (and, for a second moment, negative) values: they would train to NaN."""
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        raise TF1NameError(f"{owner}: {tf_name!r} holds NaN or infinite values")
+    if non_negative and bool((value < 0).any()):
+        raise TF1NameError(
+            f"{owner}: {tf_name!r} holds negative values (min {float(value.min()):g}); Adam's "
+            "second moment (Adam_1) is a running mean of squares, never negative"
+        )
 
 
 def load_tf1_cell(
@@ -268,6 +280,8 @@ def import_tutorial(
             f"{owner}: weights_in ({by_param['weights_in']}) has shape {list(w_in)}; the "
             "tutorial's model reads 28 pixels per row, so it must be [28, P]"
         )
+    # Everything sized by the index is checked against the data files before a model exists.
+    ckpt.check_data([*model_vars, *(n for n in shapes if with_optimizer and optimizer_variable(n))])
     base = base_config if base_config is not None else PRESETS["tutorial"]
     config = replace(
         base,
@@ -352,6 +366,8 @@ def _adam_state(
     for pname, param in names.items():
         m_name, v_name = slots[pname]
         m, v = ckpt.read(m_name), ckpt.read(v_name)
+        _check_finite("import_tutorial", m_name, m)
+        _check_finite("import_tutorial", v_name, v, non_negative=True)
         for slot, value in ((m_name, m), (v_name, v)):
             if tuple(value.shape) != tuple(param.shape):
                 raise TF1NameError(

@@ -11,8 +11,10 @@ variables ``<scope>/<cell scope>/<param>``:
     <scope>/lstm_cell/{w_f_diag,w_i_diag,w_o_diag}               w_f_diag, ...  (use_peepholes)
     <scope>/lstm_cell/projection/kernel                          projection.kernel (num_proj)
     <scope>/multi_rnn_cell/cell_<k>/<cell scope>/...             cell_<k>.<...>
-    DropoutWrapper(cell)                                         cell.<...> (no TF scope of its own)
+    Dropout/Residual/DeviceWrapper(cell)                         cell.<...> (no TF scope of its own)
     a cell made with name="foo"                                  "foo" replaces the cell scope
+    tf.contrib cells (LSTMBlockCell, LayerNormBasicLSTMCell, ...)  see CONTRIB_CELL_SCOPES and
+                                                                 contrib_tf_params below
 
 where ``<scope>`` is ``rnn`` for ``dynamic_rnn`` (``scope=`` replaces it),
 ``bidirectional_rnn/fw`` and ``.../bw`` for ``bidirectional_dynamic_rnn`` and
@@ -31,18 +33,16 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
-from rnnflow.cells import (
-    BasicLSTMCell,
-    BasicRNNCell,
-    DropoutWrapper,
-    GRUCell,
-    LSTMCell,
-    MultiRNNCell,
-)
+from rnnflow.cells import BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, MultiRNNCell
+from rnnflow.cells._wrapper import CellWrapper
+from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatibleLSTMCell
+from rnnflow.cells.gru_block import GRUBlockCell, GRUBlockCellV2
+from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
+from rnnflow.cells.lstm_block import LSTMBlockCell, LSTMBlockFusedCell
 
 __all__ = [
     "TF1NameError",
@@ -53,6 +53,10 @@ __all__ = [
     "match_projections",
     "optimizer_variable",
     "PROJECTION_ROLES",
+    "CONTRIB_CELL_SCOPES",
+    "contrib_tf_params",
+    "CudnnLayout",
+    "parse_cudnn_variables",
 ]
 
 # Default TF1 scopes of the cells (``_scope`` names chosen by Keras' legacy RNN cells).
@@ -100,7 +104,7 @@ def cell_tf_names(cell: nn.Module, scope: str) -> dict[str, str]:
         # {"cell_0.gates.kernel": "rnn/multi_rnn_cell/cell_0/gru_cell/gates/kernel", ...}
     """
     prefix = f"{scope}/" if scope else ""
-    if isinstance(cell, DropoutWrapper):
+    if isinstance(cell, CellWrapper):  # DropoutWrapper, ResidualWrapper, DeviceWrapper
         return {f"cell.{k}": v for k, v in cell_tf_names(cell.cell, scope).items()}
     if isinstance(cell, MultiRNNCell):
         names: dict[str, str] = {}
@@ -108,6 +112,10 @@ def cell_tf_names(cell: nn.Module, scope: str) -> dict[str, str]:
             sub_names = cell_tf_names(sub, f"{prefix}multi_rnn_cell/cell_{k}")
             names.update({f"cell_{k}.{p}": v for p, v in sub_names.items()})
         return names
+    contrib = contrib_tf_params(cell)
+    if contrib is not None:
+        own = getattr(cell, "name", None) or contrib[0]
+        return {_contrib_key(cell, p): f"{prefix}{own}/{p}" for p in contrib[1]}
     for cls, default_scope in CELL_SCOPES.items():
         if isinstance(cell, cls):
             own = getattr(cell, "name", None) or default_scope
@@ -115,7 +123,8 @@ def cell_tf_names(cell: nn.Module, scope: str) -> dict[str, str]:
             return {p.replace("/", "."): f"{prefix}{own}/{p}" for p in params}
     raise TF1NameError(
         f"cell_tf_names: no TF1 naming known for {type(cell).__name__}; expected BasicRNNCell, "
-        "BasicLSTMCell, LSTMCell, GRUCell, MultiRNNCell or DropoutWrapper"
+        "BasicLSTMCell, LSTMCell, GRUCell, MultiRNNCell, DropoutWrapper or a tf.contrib cell "
+        f"({', '.join(c.__name__ for c in CONTRIB_CELL_SCOPES)})"
     )
 
 
@@ -208,6 +217,7 @@ def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
         raise TF1NameError(
             f"{owner}: no RNN cell variables (…/basic_rnn_cell/kernel, …/basic_lstm_cell/kernel, "
             "…/gru_cell/gates/kernel) in the checkpoint; is it a model built from TF1 cells?"
+            + _contrib_hint(shapes)
         )
     scopes = sorted({s for s, _, _ in found})
     if len(scopes) > 1:
@@ -338,3 +348,192 @@ def optimizer_variable(name: str) -> bool:
     """Whether ``name`` is optimizer state (a slot like ``X/Adam_1``, ``beta1_power``,
     ``global_step``) rather than a model variable."""
     return bool(_SLOT_RE.search(name) or _OPTIMIZER_GLOBALS.match(name))
+
+
+# ----------------------------------------------------------------------------- tf.contrib cells
+# Default TF1 scopes of the tf.contrib cells, most derived class first (isinstance order).
+CONTRIB_CELL_SCOPES: dict[type, str] = {
+    GRUBlockCell: "gru_cell",
+    CudnnCompatibleLSTMCell: "cudnn_compatible_lstm_cell",
+    CudnnCompatibleGRUCell: "cudnn_compatible_gru_cell",
+    LSTMBlockFusedCell: "lstm_fused_cell",
+    LSTMBlockCell: "lstm_cell",
+    GRUBlockCellV2: "gru_cell",
+    LayerNormBasicLSTMCell: "layer_norm_basic_lstm_cell",
+}
+_LAYER_NORM_SCOPES = ("input", "transform", "forget", "output", "state")
+# GRUBlockCell (V1, r1.15 gru_ops.py lines 174-191): its own names for GRUCell's parameters.
+_GRU_BLOCK_V1 = {
+    "w_ru": "gates.kernel",
+    "b_ru": "gates.bias",
+    "w_c": "candidate.kernel",
+    "b_c": "candidate.bias",
+}
+_CUDNN_GRU_PARAMS = (
+    "gates/kernel",
+    "gates/bias",
+    "candidate/input_projection/kernel",
+    "candidate/input_projection/bias",
+    "candidate/hidden_projection/kernel",
+    "candidate/hidden_projection/bias",
+)
+
+
+_CONTRIB_SCOPE_RE = re.compile(
+    r"(?:^|/)(cudnn_compatible_lstm_cell|cudnn_compatible_gru_cell|lstm_fused_cell"
+    r"|layer_norm_basic_lstm_cell)/"
+)
+
+
+def _contrib_hint(names: Iterable[str]) -> str:
+    """A sentence for errors about checkpoints whose cells are tf.contrib ones ("" if none)."""
+    scopes = sorted({m[1] for n in names if (m := _CONTRIB_SCOPE_RE.search(n))})
+    if not scopes:
+        return ""
+    return (
+        f" It holds tf.contrib cell variables ({', '.join(scopes)}): build the cells and load "
+        "them with load_tf1_cell (CudnnLSTM/CudnnGRU: parse_cudnn_variables), see "
+        "docs/MIGRATION.md"
+    )
+
+
+def _contrib_key(cell: nn.Module, tf_param: str) -> str:
+    """The state_dict key of a contrib cell's TF variable (relative to the cell scope)."""
+    if isinstance(cell, GRUBlockCell):
+        return _GRU_BLOCK_V1[tf_param]
+    return tf_param.replace("/", ".")
+
+
+def contrib_tf_params(cell: nn.Module) -> tuple[str, tuple[str, ...]] | None:
+    """(default TF scope, TF variable names relative to it) of a tf.contrib cell, else None.
+
+    The names depend on the configuration, not on whether the cell is built: an LSTMBlockCell
+    has ``w_i_diag``/``w_f_diag``/``w_o_diag`` only with ``use_peephole``; a
+    LayerNormBasicLSTMCell has ``<gate>/gamma``, ``<gate>/beta`` with ``layer_norm`` and
+    ``bias`` without.
+    """
+    for cls, scope in CONTRIB_CELL_SCOPES.items():
+        if not isinstance(cell, cls):
+            continue
+        if isinstance(cell, CudnnCompatibleGRUCell):
+            return scope, _CUDNN_GRU_PARAMS
+        if isinstance(cell, GRUBlockCell):
+            return scope, tuple(_GRU_BLOCK_V1)
+        if isinstance(cell, GRUBlockCellV2):
+            return scope, _PARAMS_OF_KIND["gru"]
+        if isinstance(cell, LayerNormBasicLSTMCell):
+            if not cell.layer_norm:
+                return scope, ("kernel", "bias")
+            norms = tuple(f"{s}/{p}" for s in _LAYER_NORM_SCOPES for p in ("gamma", "beta"))
+            return scope, ("kernel", *norms)
+        peepholes = ("w_i_diag", "w_f_diag", "w_o_diag") if cell.use_peephole else ()
+        return scope, ("kernel", "bias", *peepholes)
+    return None
+
+
+@dataclass(frozen=True)
+class CudnnLayout:
+    """A ``tf.contrib.cudnn_rnn.CudnnLSTM``/``CudnnGRU`` checkpoint as its canonical names show it.
+
+    ``CudnnOpaqueParamsSaveable`` (r1.15 ``contrib/cudnn_rnn/python/ops/cudnn_rnn_ops.py``
+    lines 724-960) saves the opaque parameter buffer as the variables of the equivalent
+    CudnnCompatible cells, under the scope the layer was built in (``prefix``):
+
+        unidirectional  <prefix>rnn/multi_rnn_cell/cell_<k>/cudnn_compatible_lstm_cell/{kernel,bias}
+        bidirectional   <prefix>stack_bidirectional_rnn/cell_<k>/bidirectional_rnn/{fw,bw}/
+                        cudnn_compatible_gru_cell/{gates/kernel, candidate/input_projection/...}
+
+    already in the cells' layouts (cuDNN's W/R matrices transposed and stacked, LSTM gates
+    reordered from cuDNN's i, f, c, o to TF's i, c, f, o, the two bias sets summed except the
+    GRU candidate's), so importing is renaming. The opaque buffer itself
+    (``<layer>/opaque_kernel``) is device-specific and not read.
+    """
+
+    prefix: str  # "" or "encoder/": the variable scope the CudnnLSTM/CudnnGRU layer was built in
+    kind: str  # "lstm" | "gru"
+    num_layers: int
+    num_units: int
+    input_size: int
+    bidirectional: bool
+    variables: tuple[str, ...]
+
+    def layer_scope(self, layer: int, direction: str = "") -> str:
+        """The TF scope of one layer's cell (``direction`` "fw"/"bw" when bidirectional)."""
+        if self.bidirectional:
+            return (
+                f"{self.prefix}stack_bidirectional_rnn/cell_{layer}/bidirectional_rnn/{direction}"
+            )
+        return f"{self.prefix}rnn/multi_rnn_cell/cell_{layer}"
+
+    def make_cell(self, layer: int, **kwargs) -> nn.Module:
+        """A built CudnnCompatible cell for ``layer`` (``kwargs``: dtype, device)."""
+        width = self.num_units * (2 if self.bidirectional else 1)
+        input_size = self.input_size if layer == 0 else width
+        cls = CudnnCompatibleLSTMCell if self.kind == "lstm" else CudnnCompatibleGRUCell
+        return cls(self.num_units, input_size=input_size, **kwargs)
+
+
+_CUDNN_VAR_RE = re.compile(
+    r"^(?P<prefix>(?:.*/)?)(?:rnn/multi_rnn_cell/cell_(?P<layer>\d+)"
+    r"|stack_bidirectional_rnn/cell_(?P<blayer>\d+)/bidirectional_rnn/(?P<dir>fw|bw))"
+    r"/cudnn_compatible_(?P<kind>lstm|gru)_cell/(?P<param>.+)$"
+)
+
+
+def parse_cudnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CudnnLayout:
+    """Find the canonical variables a CudnnLSTM/CudnnGRU saveable wrote among ``shapes``
+    (TF name -> shape) and infer cell kind, layers, direction, units and input depth.
+
+    Raises :class:`TF1NameError` when there are none, when they mix kinds, scopes or
+    directions, when a layer or parameter is missing, or when shapes disagree.
+    """
+    owner = "parse_cudnn_variables"
+    found: set[tuple[str, str, int, str]] = set()  # (prefix, kind, layer, direction)
+    for name in sorted(shapes):
+        m = _CUDNN_VAR_RE.match(name)
+        if m and not optimizer_variable(name):
+            layer = int(m["layer"] if m["layer"] is not None else m["blayer"])
+            found.add((m["prefix"], m["kind"], layer, m["dir"] or ""))
+    if not found:
+        raise TF1NameError(
+            f"{owner}: no CudnnLSTM/CudnnGRU canonical variables (…/rnn/multi_rnn_cell/cell_0/"
+            "cudnn_compatible_lstm_cell/kernel, …/stack_bidirectional_rnn/cell_0/"
+            "bidirectional_rnn/fw/cudnn_compatible_gru_cell/gates/kernel) in the checkpoint"
+        )
+    prefixes = sorted({k[0] for k in found})
+    kinds = sorted({k[1] for k in found})
+    if len(prefixes) > 1 or len(kinds) > 1:
+        raise TF1NameError(
+            f"{owner}: canonical variables of several cuDNN layers (scopes {prefixes}, kinds "
+            f"{kinds}); load each with load_tf1_cell and an explicit scope"
+        )
+    prefix, kind = prefixes[0], kinds[0]
+    directions = sorted({k[3] for k in found})
+    if directions not in ([""], ["bw", "fw"]):
+        raise TF1NameError(f"{owner}: expected no direction or both fw and bw, got {directions}")
+    layers = sorted({k[2] for k in found})
+    if layers != list(range(len(layers))):
+        raise TF1NameError(f"{owner}: layers {layers} are not 0..n-1")
+    params = _CUDNN_GRU_PARAMS if kind == "gru" else ("kernel", "bias")
+    cell_scope = f"cudnn_compatible_{kind}_cell"
+    layout = CudnnLayout(prefix, kind, len(layers), 0, 0, directions != [""], ())
+    names = []
+    for layer in layers:
+        for direction in directions:
+            scope = f"{layout.layer_scope(layer, direction)}/{cell_scope}"
+            missing = [p for p in params if f"{scope}/{p}" not in shapes]
+            if missing:
+                raise TF1NameError(f"{owner}: {scope} lacks {missing}")
+            names.extend(f"{scope}/{p}" for p in params)
+    first = f"{layout.layer_scope(0, directions[-1])}/{cell_scope}"
+    if kind == "lstm":
+        kernel, units = shapes[f"{first}/kernel"], shapes[f"{first}/bias"][0] // 4
+    else:
+        kernel, units = shapes[f"{first}/gates/kernel"], shapes[f"{first}/gates/bias"][0] // 2
+    if len(kernel) != 2 or kernel[0] <= units:
+        raise TF1NameError(
+            f"{owner}: kernel of shape {list(kernel)} does not fit a {kind} cell of {units} units"
+        )
+    return replace(
+        layout, num_units=units, input_size=kernel[0] - units, variables=tuple(sorted(names))
+    )

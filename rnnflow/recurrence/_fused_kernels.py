@@ -38,24 +38,40 @@ from rnnflow.recurrence import _ext
 
 
 # ----------------------------------------------------------------------------- GEMMs
-def _probe_onednn() -> bool:
-    """Whether oneDNN's dense linear (``torch.ops.mkldnn._linear_pointwise``) is usable.
+def _probe_onednn(dtype: torch.dtype, op: Any = None) -> bool:
+    """Whether oneDNN's dense linear (``torch.ops.mkldnn._linear_pointwise``) runs in ``dtype``
+    here, tried in the three forms ``lin`` and ``_project`` call (plain, with a bias vector,
+    ``binary`` add of a matrix); ``op`` replaces the real op (tests).
 
     PyTorch's float32 ``mm``/``addmm`` on CPU go to MKL, which runs AVX2 code on AMD CPUs
     (measured ~105 GFLOP/s per core here); oneDNN uses AVX-512 (~140-240 GFLOP/s on the same
-    shapes), in exact float32. A private op: probed once, and every use falls back to ``addmm``.
+    shapes), in exact float32. A private op, whose bfloat16 forms need AVX-512 (BW, VL, DQ) or
+    AVX-NE-CONVERT and raise elsewhere: probed once per dtype (``onednn_usable``), and every
+    use falls back to ``addmm`` where the probe failed.
     """
     try:
-        op = torch.ops.mkldnn._linear_pointwise
-        a, w = torch.ones(2, 3), torch.ones(4, 3)
+        op = op if op is not None else torch.ops.mkldnn._linear_pointwise
+        a, w = torch.ones(2, 3, dtype=dtype), torch.ones(4, 3, dtype=dtype)
         plain = op(a, w, None, "none", [], "")
-        added = op.binary(a, torch.ones(2, 4), w, None, "add")
-        return bool((plain == 3).all()) and bool((added == 4).all())
+        biased = op(a, w, torch.ones(4, dtype=dtype), "none", [], "")
+        added = op.binary(a, torch.ones(2, 4, dtype=dtype), w, None, "add")
+        return bool((plain == 3).all()) and bool((biased == 4).all()) and bool((added == 4).all())
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
 
 
-_ONEDNN = _probe_onednn()
+_ONEDNN: dict[torch.dtype, bool] = {}  # the probe's verdict per dtype (a property of the CPU)
+
+
+def onednn_usable(dtype: torch.dtype) -> bool:
+    """Whether ``lin`` may call oneDNN's linear in ``dtype`` (float32, bfloat16) on this CPU."""
+    if dtype not in (torch.float32, torch.bfloat16):
+        return False
+    if dtype not in _ONEDNN:
+        _ONEDNN[dtype] = _probe_onednn(dtype)
+    return _ONEDNN[dtype]
+
+
 # Below this many multiply-adds oneDNN's per-call cost (~15 us) outweighs its faster kernel
 # (MKL: 2-7 us at 1-16 x 128 x 128, oneDNN ~15; at 128 x 128 x 128, 41 vs 31 us); csrc/loops.cpp
 # uses the same rule.
@@ -63,7 +79,7 @@ _ONEDNN_MACS = 3 << 19
 
 
 def _use_onednn(x: Tensor) -> bool:
-    return _ONEDNN and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+    return x.device.type == "cpu" and onednn_usable(x.dtype)
 
 
 def _packed_gemm(x: Tensor) -> Any | None:

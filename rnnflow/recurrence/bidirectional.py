@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnflow import _nest
 from rnnflow.cells.base import State
 from rnnflow.recurrence._masking import reverse_sequence
 from rnnflow.recurrence.dynamic_rnn import (
@@ -34,7 +35,7 @@ def bidirectional_dynamic_rnn(
     scope: str | None = None,
     *,
     impl: Impl = "auto",
-) -> tuple[tuple[Tensor, Tensor], tuple[State, State]]:
+) -> tuple[tuple[Any, Any], tuple[State, State]]:
     """Forward and backward ``dynamic_rnn`` over ``inputs``, as ``tf.nn.bidirectional_dynamic_rnn``.
 
     The backward cell reads each row reversed within its own ``sequence_length``
@@ -43,8 +44,13 @@ def bidirectional_dynamic_rnn(
     direction.
 
     Returns:
-        ``((out_fw, out_bw), (state_fw, state_bw))``, each output [B, T, H] (or time-major);
+        ``((out_fw, out_bw), (state_fw, state_bw))``, each output [B, T, H] (or time-major;
+        nested as the cell's ``output_size``, every leaf reversed back);
         concatenate the outputs on the last axis for the usual [B, T, H_fw + H_bw].
+
+    Raises:
+        As :func:`dynamic_rnn`, naming ``cell_fw``/``cell_bw`` and
+        ``initial_state_fw``/``initial_state_bw``.
     """
     return run_bidirectional(
         _OWNER,
@@ -93,8 +99,8 @@ def run_bidirectional(
         scope=scope,
         impl=impl,
     )
-    state_fw = prepare_state(owner, "initial_state_fw", cell_fw, initial_state_fw, x)
-    state_bw = prepare_state(owner, "initial_state_bw", cell_bw, initial_state_bw, x)
+    state_fw = prepare_state(owner, "cell_fw", "initial_state_fw", cell_fw, initial_state_fw, x)
+    state_bw = prepare_state(owner, "cell_bw", "initial_state_bw", cell_bw, initial_state_bw, x)
     out_fw, state_fw = run_time_major(
         owner, cell_fw, x, lengths, state_fw, impl=impl, swap_memory=swap_memory
     )
@@ -102,7 +108,9 @@ def run_bidirectional(
     out_bw_rev, state_bw = run_time_major(
         owner, cell_bw, x_rev, lengths, state_bw, impl=impl, swap_memory=swap_memory
     )
-    out_bw = reverse_sequence(out_bw_rev, lengths)
-    if not time_major:
-        out_fw, out_bw = out_fw.transpose(0, 1), out_bw.transpose(0, 1)  # [B, T, H]
+    out_bw = _nest.map_structure(lambda out: reverse_sequence(out, lengths), out_bw_rev)
+    if not time_major:  # [B, T, size]
+        out_fw, out_bw = (
+            _nest.map_structure(lambda o: o.transpose(0, 1), o) for o in (out_fw, out_bw)
+        )
     return (out_fw, out_bw), (state_fw, state_bw)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from rnnflow import _nest
-from rnnflow.cells.base import State, build_cell, check_state
+from rnnflow.cells.base import RNNCell, State, build_cell, check_state
+from rnnflow.cells.device import DeviceWrapper
 from rnnflow.recurrence import fused
 from rnnflow.recurrence._masking import check_sequence_length
+from rnnflow.recurrence._shapes import check_input_depth, check_sizes
 from rnnflow.recurrence.reference import reference_dynamic_rnn
 
 Impl = Literal["auto", "fused", "reference"]
@@ -30,17 +34,22 @@ def dynamic_rnn(
     scope: str | None = None,
     *,
     impl: Impl = "auto",
-) -> tuple[Tensor, State]:
+) -> tuple[Any, State]:
     """Run ``cell`` over every time step of ``inputs``, as ``tf.nn.dynamic_rnn``.
 
     Args:
         cell: an ``RNNCell`` (or any object with ``state_size``, ``output_size``, ``zero_state``
-            that is callable as ``cell(inputs, state) -> (output, new_state)``).
-        inputs: [B, T, D] (``time_major=False``) or [T, B, D] (``time_major=True``), floating.
-        sequence_length: integer [B] with values in [0, T]. Row ``b``'s outputs at steps
-            ``t >= sequence_length[b]`` are zero and its state stops changing there, so the final
-            state is the state after its last valid step (the initial state for length 0).
-            TF1 clamps out-of-range lengths silently; rnnflow raises ``ValueError``.
+            that is callable as ``cell(inputs, state) -> (output, new_state)``; TF1's
+            ``zero_state(batch_size, dtype)`` signature will do). ``state_size`` and
+            ``output_size`` are ints or ``tf.nest`` structures of ints (tuples, namedtuples,
+            lists, dicts); states and outputs are then nested alike.
+        inputs: [B, T, D] (``time_major=False``) or [T, B, D] (``time_major=True``), floating;
+            B = 0 and T = 0 are allowed. One tensor (TF1 also takes nested inputs: refused).
+        sequence_length: [B] of integers in [0, T]: a tensor of any integer dtype, or a list,
+            tuple or NumPy array of ints. Row ``b``'s outputs at steps ``t >= sequence_length[b]``
+            are zero and its state stops changing there, so the final state is the state after
+            its last valid step (the initial state for length 0). TF1 clamps out-of-range
+            lengths silently; rnnflow raises ``ValueError``.
         initial_state: the cell's state structure with batch B; default ``cell.zero_state``.
         dtype: dtype of the zero initial state; defaults to the inputs' dtype (TF1 required it
             when no ``initial_state`` is given) and must equal it when given.
@@ -53,8 +62,19 @@ def dynamic_rnn(
             otherwise; ``"fused"`` raises if it cannot fuse; ``"reference"`` forces the loop.
 
     Returns:
-        ``(outputs, state)``: outputs [B, T, output_size] (or [T, B, output_size]) and the
-        final state, structured as the cell's state.
+        ``(outputs, state)``: outputs [B, T, output_size] (or [T, B, output_size]; one such
+        tensor per leaf of a nested ``output_size``) and the final state, structured as the
+        cell's state. With T = 0 or B = 0 the outputs are zeros that still depend on the inputs
+        and the cell's parameters (their gradients exist and are zero) and the final state is
+        the initial state. Under ``torch.autocast`` with float32 inputs, outputs and state come
+        back in the autocast dtype on every path (``reference.compute_dtype``).
+
+    Raises:
+        TypeError, ValueError: at the boundary, before any step runs, for every bad argument
+        (naming it, what was expected and what was received), including a cell (or a layer of a
+        ``MultiRNNCell``) built for another input depth than it would be fed; during the run,
+        a step whose output or new state does not match ``output_size``/``state_size`` (the
+        message names the step).
     """
     return run_rnn(
         "dynamic_rnn",
@@ -89,8 +109,10 @@ def check_common_arguments(
     """
     if not isinstance(inputs, Tensor):
         raise TypeError(f"{owner}: inputs must be a torch.Tensor, got {type(inputs).__name__}")
-    if not isinstance(time_major, bool):
-        raise TypeError(f"{owner}: time_major must be a bool, got {time_major!r}")
+    if inputs.layout != torch.strided or inputs.is_nested:
+        kind = "nested" if inputs.is_nested else str(inputs.layout)
+        raise TypeError(f"{owner}: inputs must be a dense tensor, got a {kind} tensor")
+    time_major = _flag(owner, "time_major", time_major)
     if inputs.dim() != 3:
         layout = "[time, batch, depth]" if time_major else "[batch, time, depth]"
         raise ValueError(
@@ -102,17 +124,12 @@ def check_common_arguments(
         raise TypeError(
             f"{owner}: dtype must be None or the inputs' dtype {inputs.dtype}, got {dtype}"
         )
-    if parallel_iterations is not None and (
-        isinstance(parallel_iterations, bool)
-        or not isinstance(parallel_iterations, int)
-        or parallel_iterations <= 0
-    ):
+    if parallel_iterations is not None and not _positive_int(parallel_iterations):
         raise ValueError(
             f"{owner}: parallel_iterations must be a positive int or None, "
             f"got {parallel_iterations!r}"
         )
-    if not isinstance(swap_memory, bool):
-        raise TypeError(f"{owner}: swap_memory must be a bool, got {swap_memory!r}")
+    _flag(owner, "swap_memory", swap_memory)
     if scope is not None and not isinstance(scope, str):
         raise TypeError(f"{owner}: scope must be a str or None, got {scope!r}")
     if impl not in _IMPLS:
@@ -124,6 +141,23 @@ def check_common_arguments(
     return x, lengths
 
 
+def _flag(owner: str, name: str, value: Any) -> bool:
+    """A bool (NumPy's too, as TF1's ``if flag:`` takes it); anything else is refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _positive_int(value: Any) -> bool:
+    """An int as ``operator.index`` takes it (NumPy's too), not a bool, and > 0."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        return operator.index(value) > 0
+    except TypeError:
+        return False
+
+
 def check_cell(owner: str, argument: str, cell: Any) -> None:
     missing = [a for a in ("state_size", "output_size", "zero_state") if not hasattr(cell, a)]
     if missing or not callable(cell):
@@ -131,18 +165,54 @@ def check_cell(owner: str, argument: str, cell: Any) -> None:
             f"{owner}: {argument} must be an RNNCell (callable, with state_size, output_size and "
             f"zero_state), got {type(cell).__name__}"
         )
+    check_sizes(owner, argument, cell)
 
 
-def prepare_state(owner: str, argument: str, cell: Any, initial_state: Any, x: Tensor) -> State:
-    """Build the cell for ``x`` [T, B, D] if needed; return the checked or zero initial state."""
-    batch = x.shape[1]
-    build_cell(cell, x.shape[2], dtype=x.dtype, device=x.device)
+def _parameters_on_the_inputs_device(cell: torch.nn.Module) -> list[tuple[str, Tensor]]:
+    """The named parameters that must be on the inputs' device: all but those under a
+    ``DeviceWrapper``, which moves its cell's inputs and state to its own device."""
+    placed = [n for n, m in cell.named_modules() if isinstance(m, DeviceWrapper)]
+    return [
+        (n, p)
+        for n, p in cell.named_parameters()
+        if not any(n.startswith(f"{w}.") if w else True for w in placed)
+    ]
+
+
+def prepare_state(
+    owner: str, cell_argument: str, argument: str, cell: Any, initial_state: Any, x: Tensor
+) -> State:
+    """Build the cell for ``x`` [T, B, D] if needed and check the depth every (sub-)cell was
+    built for; return the checked initial state, or the cell's zero state (checked too)."""
+    batch, depth = x.shape[1], x.shape[2]
+    if depth == 0 and not getattr(cell, "built", True):
+        raise ValueError(
+            f"{owner}: inputs must have a depth of at least 1 to build {cell_argument} "
+            f"({type(cell).__name__}), got depth 0"
+        )
+    build_cell(cell, depth, dtype=x.dtype, device=x.device)
+    check_input_depth(owner, cell_argument, cell, depth)
+    if isinstance(cell, torch.nn.Module):
+        for name, p in _parameters_on_the_inputs_device(cell):
+            if p.device != x.device:
+                raise TypeError(
+                    f"{owner}: {cell_argument}.{name} must be on the inputs' device {x.device}, "
+                    f"got {p.device} (move the cell with .to({str(x.device)!r}))"
+                )
     if hasattr(cell, "begin_sequence"):
         cell.begin_sequence()
     if initial_state is None:
-        return cell.zero_state(batch, x.dtype, device=x.device)
+        argument = f"{cell_argument}.zero_state({batch})"
+        if isinstance(cell, RNNCell):
+            initial_state = cell.zero_state(batch, x.dtype, device=x.device)
+            if type(cell).zero_state is RNNCell.zero_state:
+                return initial_state  # made from state_size with the inputs' dtype and device
+        else:  # TF1's signature
+            initial_state = cell.zero_state(batch, x.dtype)
     check_state(owner, argument, initial_state, cell.state_size, batch)
     for leaf in _nest.flatten(initial_state):
+        if leaf.layout != torch.strided or leaf.is_nested:
+            raise TypeError(f"{owner}: {argument} must hold dense tensors, got {leaf.layout}")
         if leaf.dtype != x.dtype or leaf.device != x.device:
             raise TypeError(
                 f"{owner}: {argument} must have the inputs' dtype {x.dtype} and device "
@@ -160,7 +230,7 @@ def run_time_major(
     *,
     impl: Impl,
     swap_memory: bool,
-) -> tuple[Tensor, State]:
+) -> tuple[Any, State]:
     """Dispatch one checked, time-major run [T, B, D] to the fused path or the reference loop."""
     use_fused = False
     if impl == "fused" or (impl == "auto" and x.shape[0] > 1):
@@ -178,7 +248,7 @@ def run_time_major(
         torch.autograd.graph.save_on_cpu(pin_memory=True) if offload else contextlib.nullcontext()
     )
     with context:
-        return run(cell, x, lengths, state)
+        return run(cell, x, lengths, state, owner=owner)
 
 
 def run_rnn(
@@ -194,7 +264,7 @@ def run_rnn(
     time_major: Any,
     scope: Any,
     impl: Any,
-) -> tuple[Tensor, State]:
+) -> tuple[Any, State]:
     check_cell(owner, "cell", cell)
     x, lengths = check_common_arguments(
         owner,
@@ -207,8 +277,10 @@ def run_rnn(
         scope=scope,
         impl=impl,
     )
-    state = prepare_state(owner, "initial_state", cell, initial_state, x)
+    state = prepare_state(owner, "cell", "initial_state", cell, initial_state, x)
     outputs, state = run_time_major(
         owner, cell, x, lengths, state, impl=impl, swap_memory=swap_memory
     )
-    return (outputs if time_major else outputs.transpose(0, 1)), state
+    if not time_major:
+        outputs = _nest.map_structure(lambda out: out.transpose(0, 1), outputs)  # [B, T, size]
+    return outputs, state

@@ -15,6 +15,10 @@ layout), and ``DropoutWrapper`` around a fusable cell when it is the identity (e
 keep_prob 1.0). Cells must be built and share the inputs' dtype and device; exact subclasses
 with their own ``forward`` are not fused.
 
+Shapes: before any kernel runs, the input depth each layer was built for and every parameter's
+shape are checked against the inputs (``ValueError``), since the kernels index by them; a run
+over no steps or no rows runs no kernel at all.
+
 Layer by layer is the same function as step by step: a layer's steps past a row's length change
 nothing observable (its outputs are zeroed and its state is frozen in both), so what layer k+1
 reads there cannot matter.
@@ -45,13 +49,14 @@ against the reference loop.
 
 from __future__ import annotations
 
+import operator
 import warnings
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from rnnflow.cells.base import _ACTIVATIONS
+from rnnflow.cells.base import _ACTIVATIONS, check_state
 from rnnflow.cells.basic_lstm import BasicLSTMCell, LSTMStateTuple
 from rnnflow.cells.basic_rnn import BasicRNNCell
 from rnnflow.cells.dropout import DropoutWrapper
@@ -60,7 +65,10 @@ from rnnflow.cells.lstm import LSTMCell
 from rnnflow.cells.multi import MultiRNNCell
 from rnnflow.recurrence import _ext
 from rnnflow.recurrence import _fused_kernels as kernels
+from rnnflow.recurrence._contrib_fused import builtin_view, contrib_reason
 from rnnflow.recurrence._fused_lstm_cell import lstm_cell_layer
+from rnnflow.recurrence._shapes import check_input_depth
+from rnnflow.recurrence.reference import compute_dtype, empty_outputs
 
 _ACTIVATION_KINDS: dict[Any, str] = {
     torch.tanh: "tanh",
@@ -102,6 +110,7 @@ def _activation_kind(fn: Any) -> str | None:
 
 def _why_not(cell: Any, inputs: Tensor) -> str | None:
     """Why ``cell`` cannot be fused for ``inputs``, or None when it can."""
+    cell = builtin_view(cell)  # contrib cells with a built-in cell's maths
     name = type(cell).__name__
     if type(cell) is DropoutWrapper:
         keeps = (cell.input_keep_prob, cell.output_keep_prob, cell.state_keep_prob)
@@ -115,7 +124,7 @@ def _why_not(cell: Any, inputs: Tensor) -> str | None:
                 return f"MultiRNNCell cell_{k}: {reason}"
         return None
     if type(cell) not in _SUPPORTED:
-        return f"no fused kernel for {name}"
+        return contrib_reason(cell) or f"no fused kernel for {name}"
     if not cell.built:
         return f"{name} is not built"
     kind = _activation_kind(cell.activation)
@@ -138,31 +147,87 @@ def fusable(cell: Any, inputs: Tensor) -> tuple[bool, str]:
     """
     if not isinstance(inputs, Tensor) or inputs.dim() != 3 or not inputs.is_floating_point():
         return False, "inputs must be a floating tensor of rank 3"
+    if torch.jit.is_tracing():  # the C++ loops are opaque to the tracer
+        return False, "torch.jit.trace is recording (it records the reference loop)"
     reason = _why_not(cell, inputs)
     return (True, "") if reason is None else (False, reason)
 
 
+def _weight_shapes(cell: Any, depth: int) -> dict[str, tuple[int, ...]]:
+    """The parameter shapes a built-in cell needs for inputs of depth ``depth``."""
+    units = cell.num_units
+    rows = depth + cell.output_size  # LSTMCell: the recurrent input is m, num_proj wide
+    if type(cell) is GRUCell:
+        return {
+            "gates.kernel": (rows, 2 * units),
+            "gates.bias": (2 * units,),
+            "candidate.kernel": (rows, units),
+            "candidate.bias": (units,),
+        }
+    width = units if type(cell) is BasicRNNCell else 4 * units
+    shapes = {"kernel": (rows, width), "bias": (width,)}
+    if type(cell) is LSTMCell and cell.use_peepholes:
+        shapes.update({name: (units,) for name in ("w_i_diag", "w_f_diag", "w_o_diag")})
+    if type(cell) is LSTMCell and cell.num_proj is not None:
+        shapes["projection.kernel"] = (units, cell.num_proj)
+    return shapes
+
+
+def _check_weights(owner: str, path: str, cell: Any, depth: int) -> int:
+    """Refuse parameters whose shapes the kernels would read out of bounds (a cell built for
+    another depth, a parameter replaced by hand); returns the output depth of ``cell``."""
+    cell = builtin_view(cell)  # contrib cells with a built-in cell's maths
+    if type(cell) is DropoutWrapper:
+        return _check_weights(owner, f"{path}.cell", cell.cell, depth)
+    if type(cell) is MultiRNNCell:
+        for k, sub in enumerate(cell.cells):
+            depth = _check_weights(owner, f"{path}.cell_{k}", sub, depth)
+        return depth
+    for name, shape in _weight_shapes(cell, depth).items():
+        got = tuple(operator.attrgetter(name)(cell).shape)
+        if got != shape:
+            raise ValueError(
+                f"{owner}: {path}.{name} must have shape {shape} for input depth {depth} and "
+                f"{cell.num_units} units, got {got}"
+            )
+    return cell.output_size
+
+
 def fused_dynamic_rnn(
-    cell: Any, inputs: Tensor, lengths: Tensor | None, initial_state: Any
+    cell: Any,
+    inputs: Tensor,
+    lengths: Tensor | None,
+    initial_state: Any,
+    *,
+    owner: str = "dynamic_rnn",
 ) -> tuple[Tensor, Any]:
     """The fused equivalent of ``reference_dynamic_rnn``: time-major ``inputs`` [T, B, D],
-    ``lengths`` int64 [B] or None, a checked ``initial_state``. Returns outputs [T, B, O] and
-    the final state, structured as the cell's."""
+    ``lengths`` int64 [B] or None, ``initial_state`` structured as the cell's. Returns outputs
+    [T, B, O] and the final state, structured as the cell's, in ``compute_dtype(inputs)``.
+
+    Every shape a kernel relies on is checked first (``ValueError``): the depth each layer was
+    built for (the message of ``dynamic_rnn``'s own check), the parameters', the initial
+    state's and the lengths'. T = 0 or B = 0 runs no kernel: zero outputs (differentiable, zero
+    gradients) and the initial state, as the reference loop."""
     reason = _why_not(cell, inputs)
     if reason is not None:
         raise ValueError(f"fused_dynamic_rnn: cannot fuse {type(cell).__name__}: {reason}")
-    if inputs.shape[0] == 0:  # no steps: the initial state itself, as the reference loop
-        return inputs.new_zeros(0, inputs.shape[1], cell.output_size), initial_state
-    if lengths is not None and lengths.numel() and bool((lengths == inputs.shape[0]).all()):
+    max_time, batch, depth = inputs.shape
+    check_input_depth(owner, "cell", cell, depth)
+    _check_weights(owner, "cell", cell, depth)
+    check_state(owner, "initial_state", initial_state, cell.state_size, batch)
+    if lengths is not None and (lengths.shape != (batch,) or lengths.dtype != torch.int64):
+        raise ValueError(
+            f"{owner}: lengths must be int64 of shape ({batch},), "
+            f"got {lengths.dtype} of shape {tuple(lengths.shape)}"
+        )
+    compute = compute_dtype(inputs)
+    if max_time == 0 or batch == 0:  # nothing to run: the initial state itself
+        state = _map_state(lambda s: s.to(compute), initial_state)
+        return empty_outputs(cell, inputs, compute), state
+    if lengths is not None and bool((lengths == max_time).all()):
         lengths = None  # every row is full: masking is the identity
     device_type = inputs.device.type
-    compute = inputs.dtype
-    if (
-        inputs.dtype == torch.float32
-        and device_type in ("cpu", "cuda")
-        and torch.is_autocast_enabled(device_type)
-    ):
-        compute = torch.get_autocast_dtype(device_type)
     if compute == inputs.dtype:
         return _run_sorted(cell, inputs, lengths, initial_state, compute)
     with torch.autocast(device_type, enabled=False):
@@ -204,6 +269,7 @@ def _run(
 ):
     """Run (possibly nested) ``cell`` layer by layer over ``x`` [T, B, D]; rows sorted by
     ``lengths`` (longest first), ``bs`` the active rows per step (``batch_sizes``)."""
+    cell = builtin_view(cell)  # contrib cells with a built-in cell's maths
     if type(cell) is DropoutWrapper:  # the identity here (checked by _why_not)
         return _run(cell.cell, x, lengths, bs, state, compute)
     if type(cell) is MultiRNNCell:

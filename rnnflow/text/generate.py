@@ -15,6 +15,7 @@ allowed ids; ``temperature=0`` picks the most likely one (greedy).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -56,17 +57,24 @@ def generate(
         prime: text to start with (every character must be in the vocabulary).
         length: at most this many characters after the prime (ignored with ``form``: the form
             fixes the length).
-        temperature: > 0 divides the logits; 0 is greedy decoding.
-        top_k: keep the k most likely allowed ids; 0 keeps all.
+        temperature: a finite float > 0 divides the logits; 0 is greedy decoding.
+        top_k: keep the k most likely allowed ids; 0 (or more than are allowed) keeps all.
         seed: seeds the sampling generator: the same seed gives the same text.
         form: force a regular poem; ``prime`` must then be a prefix that fits it.
+
+    Raises ``ValueError`` for a NaN, infinite or negative ``temperature``, a ``top_k`` or
+    ``length`` that is not an int >= 0, an unknown prime character or a prime that does not fit
+    ``form``.
     """
-    if temperature < 0:
-        raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
-    if top_k < 0:
-        raise ValueError(f"generate: top_k must be >= 0, got {top_k}")
-    if length < 0:
-        raise ValueError(f"generate: length must be >= 0, got {length}")
+    if isinstance(temperature, bool) or not (
+        isinstance(temperature, int | float) and math.isfinite(temperature) and temperature >= 0
+    ):
+        raise ValueError(
+            f"generate: temperature must be a finite number >= 0 (0: greedy), got {temperature!r}"
+        )
+    for name, value in (("top_k", top_k), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"generate: {name} must be an int >= 0, got {value!r}")
     if len(vocab) != model.vocab_size:
         raise ValueError(
             f"generate: the vocabulary has {len(vocab)} symbols, the model {model.vocab_size}"

@@ -3,6 +3,7 @@
 A run folder follows the classifier's conventions (``rnnflow.training``)::
 
     config.json              asdict(CharLMConfig)
+    run.json                 run-level options (--tensorboard), restored by --resume
     vocab.json               the vocabulary (also inside every checkpoint)
     metrics.jsonl            "train" and "val" records: loss (nats/char), perplexity, accuracy
     checkpoint.safetensors   model + optimizer + RNG + progress: exact resume
@@ -52,9 +53,20 @@ from rnnflow.training.checkpoint import (
     load_model_state,
     read_checkpoint_file,
 )
-from rnnflow.training.config import check_field_type
-from rnnflow.training.logging import MetricsLogger
-from rnnflow.training.loop import find_checkpoint
+from rnnflow.training.config import (
+    FINITE,
+    LEARNING_RATE,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    SEED,
+    THREADS,
+    Range,
+    check_field_type,
+    check_ranges,
+)
+from rnnflow.training.logging import MetricsLogger, file_errors
+from rnnflow.training.loop import find_checkpoint, non_finite, non_finite_error
 
 __all__ = [
     "PRESETS",
@@ -117,19 +129,9 @@ class CharLMConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             check_field_type("CharLMConfig", f.name, getattr(self, f.name), field_type(f.name))
-        positive = ("min_count", "max_len", "embed_size", "num_units", "num_layers")
-        positive += ("batch_size", "epochs", "log_every", "eval_batch_size")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"CharLMConfig: {name} must be > 0, got {getattr(self, name)}")
-        for name in ("eval_every", "threads", "lr", "min_lr", "weight_decay", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"CharLMConfig: {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("val_fraction", "dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(
-                    f"CharLMConfig: {name} must be in [0, 1), got {getattr(self, name)}"
-                )
+        check_ranges("CharLMConfig", self, CHARLM_CONFIG_RANGES)
+        if self.min_lr > self.lr:
+            raise ValueError(f"CharLMConfig: min_lr must be <= lr ({self.lr}), got {self.min_lr}")
         if self.corpus == "text" and not self.text:
             raise ValueError("CharLMConfig: corpus='text' needs at least one file in text")
         if self.corpus != "text" and self.text:
@@ -140,6 +142,29 @@ class CharLMConfig:
 
     def to_json(self) -> str:
         return json.dumps({"task": TASK, **asdict(self)}, indent=2, ensure_ascii=False)
+
+
+CHARLM_CONFIG_RANGES: dict[str, Range] = {
+    "val_fraction": PROBABILITY,
+    "min_count": POSITIVE,
+    "max_len": POSITIVE,
+    "embed_size": POSITIVE,
+    "num_units": POSITIVE,
+    "num_layers": POSITIVE,
+    "dropout": PROBABILITY,
+    "forget_bias": FINITE,
+    "lr": LEARNING_RATE,
+    "min_lr": NON_NEGATIVE,  # and <= lr
+    "weight_decay": NON_NEGATIVE,
+    "grad_clip": Range(low=0, note=" (0 disables clipping)"),
+    "batch_size": POSITIVE,
+    "epochs": POSITIVE,
+    "seed": SEED,
+    "log_every": POSITIVE,
+    "eval_every": Range(low=0, note=" (0: at the end of every epoch)"),
+    "eval_batch_size": POSITIVE,
+    "threads": THREADS,
+}
 
 
 def field_type(name: str) -> Any:
@@ -496,17 +521,22 @@ def fit(
     )
     total = config.epochs * len(loader)
     params = list(model.parameters())
+    saved_step = resume.progress["step"] if resume is not None else None
 
     def save(path: Path, *, full: bool) -> None:
-        save_charlm_checkpoint(
-            path,
-            model=model,
-            config=config,
-            vocab=vocab,
-            progress=asdict(progress),
-            optimizer=optimizer if full else None,
-            rng=_rng_states() if full else None,
-        )
+        nonlocal saved_step
+        if full:
+            saved_step = progress.step
+        with file_errors(path):
+            save_charlm_checkpoint(
+                path,
+                model=model,
+                config=config,
+                vocab=vocab,
+                progress=asdict(progress),
+                optimizer=optimizer if full else None,
+                rng=_rng_states() if full else None,
+            )
 
     def validate() -> None:
         if not data.val_examples:
@@ -547,6 +577,16 @@ def fit(
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
+            loss_value = loss.item()
+            reason = non_finite(loss_value, params)
+            if reason is not None:
+                raise non_finite_error(
+                    reason,
+                    step=progress.step + 1,
+                    lr=lr,
+                    checkpoint=run_dir / CHECKPOINT_NAME,
+                    saved_step=saved_step,
+                )
 
             progress.step += 1
             progress.examples += len(lengths)
@@ -560,7 +600,7 @@ def fit(
             window["tokens"] += n
             done = progress.step >= total
             end_of_epoch = progress.batch_in_epoch == len(loader)
-            info: dict[str, Any] = {"kind": "step", "loss": loss.item(), "lr": lr}
+            info: dict[str, Any] = {"kind": "step", "loss": loss_value, "lr": lr}
             before = progress.examples - len(lengths)
             if before // config.log_every != progress.examples // config.log_every or done:
                 now = time.perf_counter()

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import torch
 from safetensors import SafetensorError
@@ -43,6 +45,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "atomic_write_bytes",
+    "check_progress",
+    "check_weights_fit",
     "load_checkpoint",
     "load_model_state",
     "read_checkpoint_file",
@@ -115,19 +119,43 @@ def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], d
     return tensors, meta
 
 
-def _unflatten_optimizer(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        _, index, key = name.split(".", 2)
-        state.setdefault(int(index), {})[key] = value
-    for index, values in meta.get("scalars", {}).items():
-        state.setdefault(int(index), {}).update(values)
-    groups = []
+def _unflatten_optimizer(tensors: dict[str, Tensor], meta: Any) -> dict[str, Any]:
+    """The torch optimizer state_dict saved by :func:`_flatten_optimizer`, checked for layout:
+    raises ``ValueError`` naming what is malformed (every number finite, every index known)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("param_groups"), list):
+        raise ValueError("the optimizer metadata needs a 'param_groups' list")
+    groups, indices = [], []
     for group in meta["param_groups"]:
+        if not isinstance(group, dict) or not isinstance(group.get("params"), list):
+            raise ValueError(
+                f"a param group must be an object with a 'params' list: {group!r:.200}"
+            )
+        for key, value in group.items():
+            numbers = value if key in ("params", "betas") and isinstance(value, list) else [value]
+            for x in numbers:
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ValueError(f"param group entry {key!r} is {value!r}, expected finite")
+        if not all(type(i) is int and i >= 0 for i in group["params"]):
+            raise ValueError(f"param group 'params' must be indices >= 0, got {group['params']}")
+        indices += group["params"]
         group = dict(group)
         if isinstance(group.get("betas"), list):
             group["betas"] = tuple(group["betas"])
         groups.append(group)
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"a parameter index appears in two param groups: {sorted(indices)}")
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, index, key = name.split(".", 2)
+        state.setdefault(int(index), {})[key] = value
+    scalars = meta.get("scalars", {})
+    if not isinstance(scalars, dict) or not all(isinstance(v, dict) for v in scalars.values()):
+        raise ValueError("the optimizer's 'scalars' must map parameter indices to objects")
+    for index, values in scalars.items():
+        state.setdefault(int(index), {}).update(values)
+    unknown = sorted(set(state) - set(indices))
+    if unknown:
+        raise ValueError(f"state for parameter indices {unknown}, which no param group holds")
     return {"state": state, "param_groups": groups}
 
 
@@ -164,27 +192,136 @@ def save_checkpoint(
     logger.debug("saved checkpoint %s (step %s)", path, progress.get("step"))
 
 
-def _read_metadata(path: Path, data: bytes) -> dict[str, str]:
-    """The safetensors header's ``__metadata__`` (the header is JSON: no code runs)."""
-    if len(data) < 8:
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
+
+# safetensors dtype -> bytes per element
+_ITEMSIZE = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+def _read_header(path: Path, f: BinaryIO, size: int) -> dict[str, Any]:
+    """The safetensors JSON header of the open file ``f`` (``size`` bytes), checked against the
+    file's size before any tensor byte is read: a header that describes more (or fewer) bytes
+    than the file holds, or any malformed entry, raises :class:`CheckpointError`."""
+    if size < 8:
         raise CheckpointError(
-            f"{path}: not an rnnflow checkpoint: {len(data)} bytes is too short for a "
+            f"{path}: not an rnnflow checkpoint: {size} bytes is too short for a "
             "safetensors file (truncated?)"
         )
-    header_len = int.from_bytes(data[:8], "little")
-    if header_len > len(data) - 8:
+    header_len = int.from_bytes(f.read(8), "little")
+    if header_len > size - 8:
         raise CheckpointError(
             f"{path}: truncated or not a safetensors file: the header declares {header_len} "
-            f"bytes, the file has {len(data) - 8} after the length field"
+            f"bytes, the file has {size - 8} after the length field"
+        )
+    if header_len > MAX_HEADER_BYTES:
+        raise CheckpointError(
+            f"{path}: not an rnnflow checkpoint: a {header_len}-byte header is over the "
+            f"{MAX_HEADER_BYTES}-byte limit of safetensors"
         )
     try:
-        header = json.loads(data[8 : 8 + header_len])
+        header = json.loads(f.read(header_len))
+    except RecursionError as exc:
+        raise CheckpointError(
+            f"{path}: not an rnnflow checkpoint: the safetensors header is nested too deeply"
+        ) from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: not an rnnflow checkpoint: the safetensors header is not JSON ({exc})"
         ) from exc
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return meta if isinstance(meta, dict) else {}
+    if not isinstance(header, dict):
+        raise CheckpointError(
+            f"{path}: not an rnnflow checkpoint: the safetensors header is a JSON "
+            f"{type(header).__name__}, expected an object"
+        )
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(
+            f"{path}: not an rnnflow checkpoint: '__metadata__' must map names to strings"
+        )
+    data_bytes = size - 8 - header_len
+    end = 0
+    for name, info in header.items():
+        if name != "__metadata__":
+            end = max(end, _tensor_extent(path, name, info))
+    if end != data_bytes:
+        raise CheckpointError(
+            f"{path}: truncated or corrupt checkpoint: the header describes {end} bytes of "
+            f"tensor data, the file holds {data_bytes}"
+        )
+    return header
+
+
+def _tensor_extent(path: Path, name: str, info: Any) -> int:
+    """The end offset of one header entry, after checking its dtype, shape and byte count."""
+    ok = (
+        isinstance(info, dict)
+        and isinstance(info.get("dtype"), str)
+        and info["dtype"] in _ITEMSIZE
+        and isinstance(info.get("shape"), list)
+        and all(type(d) is int and d >= 0 for d in info["shape"])
+        and isinstance(info.get("data_offsets"), list)
+        and len(info["data_offsets"]) == 2
+        and all(type(o) is int and o >= 0 for o in info["data_offsets"])
+    )
+    if not ok:
+        raise CheckpointError(
+            f"{path}: corrupt checkpoint: tensor {name!r} needs a known dtype, a shape of "
+            f"non-negative ints and two data_offsets, got {str(info)[:200]}"
+        )
+    begin, end = info["data_offsets"]
+    nbytes = math.prod(info["shape"]) * _ITEMSIZE[info["dtype"]]
+    if end - begin != nbytes:
+        raise CheckpointError(
+            f"{path}: corrupt checkpoint: tensor {name!r} is {info['dtype']}{info['shape']} "
+            f"({nbytes} bytes) but its data_offsets span {end - begin} bytes"
+        )
+    return end
+
+
+def _check_dtypes(path: Path, header: dict[str, Any]) -> None:
+    """Weights and optimizer state are floating point; RNG states are 1-D uint8."""
+    for name, info in header.items():
+        group = name.partition(".")[0]
+        if group in ("model", "ema", "optimizer") and info["dtype"] not in _FLOAT_DTYPES:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} is stored as {info['dtype']}, expected a floating-point "
+                f"dtype ({', '.join(_FLOAT_DTYPES)})"
+            )
+        if group == "rng" and (info["dtype"] != "U8" or len(info["shape"]) != 1):
+            raise CheckpointError(
+                f"{path}: RNG state {name!r} is {info['dtype']}{info['shape']}, expected a "
+                "1-D U8 tensor"
+            )
+
+
+def _check_values(path: Path, grouped: dict[str, dict[str, Tensor]]) -> None:
+    """Finite weights and optimizer state, a non-negative second moment, usable RNG states."""
+    for group in ("model", "ema", "optimizer"):
+        for name, value in grouped.get(group, {}).items():
+            label = name if group == "optimizer" else f"{group}.{name}"
+            if not bool(torch.isfinite(value).all()):
+                raise CheckpointError(f"{path}: tensor {label!r} holds NaN or infinite values")
+            if name.endswith("exp_avg_sq") and bool((value < 0).any()):
+                raise CheckpointError(
+                    f"{path}: tensor {label!r} (Adam's second moment) holds negative values"
+                )
+            if name.endswith(".step") and (value.numel() != 1 or float(value) < 0):
+                raise CheckpointError(
+                    f"{path}: tensor {label!r} must be one non-negative step count, got "
+                    f"shape {list(value.shape)}"
+                )
+    for name, value in grouped.get("rng", {}).items():
+        if name.rsplit(".", 1)[-1] in ("torch", "augment"):  # CPU generators: try the state
+            try:
+                torch.Generator().set_state(value)
+            except RuntimeError as exc:
+                raise CheckpointError(
+                    f"{path}: RNG state 'rng.{name}' is not a torch CPU generator state ({exc})"
+                ) from None
 
 
 def read_checkpoint_file(
@@ -200,8 +337,12 @@ def read_checkpoint_file(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{reader}: {path}: no such file")
-    data = path.read_bytes()
-    meta = _read_metadata(path, data)
+    with open(path, "rb") as f:
+        header = _read_header(path, f, os.fstat(f.fileno()).st_size)
+        meta: dict[str, str] = header.get("__metadata__", {})
+        if meta.get("format") == FORMAT and meta.get("format_version") in READABLE_VERSIONS:
+            f.seek(0)
+            data = f.read()
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not an rnnflow checkpoint: metadata 'format' is "
@@ -213,6 +354,7 @@ def read_checkpoint_file(
             f"{path}: checkpoint format_version {version} is not supported (this rnnflow reads "
             f"versions {', '.join(READABLE_VERSIONS)}); upgrade rnnflow"
         )
+    _check_dtypes(path, header)
     try:
         tensors = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
@@ -227,11 +369,12 @@ def read_checkpoint_file(
         if group not in grouped or not rest:
             raise CheckpointError(f"{path}: unexpected tensor {name!r} in an rnnflow checkpoint")
         grouped[group][name if group == "optimizer" else rest] = value
+    _check_values(path, grouped)
     optimizer = None
     if opt_meta is not None:
         try:
             optimizer = _unflatten_optimizer(grouped.get("optimizer", {}), opt_meta)
-        except (KeyError, ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: corrupt optimizer state: {exc}") from exc
     return meta, grouped, optimizer
 
@@ -251,6 +394,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         progress = json.loads(meta["progress"])
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata: {exc}") from exc
+    from rnnflow.training.loop import Progress  # loop.py imports this module
+
+    progress = check_progress(path, progress, Progress)
     return Checkpoint(
         path=path,
         config=config,
@@ -260,6 +406,128 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         rng=groups["rng"],
         ema=groups["ema"],
     )
+
+
+REQUIRED_PROGRESS = ("step",)  # every other field has a default
+
+
+def check_progress(path: Path, progress: Any, fields_of: type) -> dict[str, Any]:
+    """``progress`` with every field of the dataclass ``fields_of`` (defaults filled in), after
+    refusing what ``fields_of(**progress)`` cannot hold: unknown keys, no ``step``, a value of the
+    wrong type, a count below its start value (each field's default), a non-finite float.
+    Raises :class:`CheckpointError` naming ``path``.
+    """
+    if not isinstance(progress, dict):
+        raise CheckpointError(
+            f"{path}: corrupt progress metadata: expected a JSON object, got "
+            f"{type(progress).__name__}"
+        )
+    defaults = {f.name: f.default for f in fields(fields_of)}
+    missing = [k for k in REQUIRED_PROGRESS if k not in progress]
+    if missing:
+        raise CheckpointError(f"{path}: corrupt progress metadata: no {missing[0]!r}")
+    unknown = sorted(set(progress) - set(defaults))
+    if unknown:
+        raise CheckpointError(
+            f"{path}: corrupt progress metadata: unknown keys {unknown} (expected keys among "
+            f"{sorted(defaults)})"
+        )
+    for key, value in progress.items():
+        start = defaults[key]
+        if isinstance(start, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(start, int):
+            ok = type(value) is int and value >= start
+        elif isinstance(start, float):
+            ok = type(value) in (int, float) and math.isfinite(value) and value >= start
+        else:
+            continue
+        if not ok:
+            raise CheckpointError(
+                f"{path}: corrupt progress metadata: {key!r} is {value!r}, expected a "
+                f"{type(start).__name__}" + ("" if isinstance(start, bool) else f" >= {start}")
+            )
+    return {**defaults, **progress}
+
+
+def check_weights_fit(checkpoint: Any, build: Callable[[], nn.Module]) -> None:
+    """Refuse a checkpoint whose config does not describe its stored tensors, before any model
+    is allocated: ``build()`` (the model the config describes) runs on the ``meta`` device, and
+    every stored weight (``model``, ``ema``) and optimizer tensor must have the name, shape and
+    dtype of its parameter; the param groups must list each parameter once.
+
+    ``checkpoint`` has ``path``, ``config``, ``model`` and optionally ``optimizer`` and ``ema``
+    (a :class:`Checkpoint` or a task's own). A config asking for more layers than the file has
+    tensors is refused before building (``num_layers=10**6`` in a 6 KB file costs nothing);
+    raises :class:`CheckpointError` naming the file, the config value and what is stored.
+    """
+    path, config, stored = checkpoint.path, checkpoint.config, checkpoint.model
+    layers = getattr(config, "num_layers", None)
+    if isinstance(layers, int) and layers > len(stored):
+        raise CheckpointError(
+            f"{path}: its config says num_layers={layers}, but the file holds only "
+            f"{len(stored)} weight tensors (at least one per layer)"
+        )
+    try:
+        with torch.device("meta"):  # shapes and dtypes only: nothing is allocated
+            model = build()
+    except (RuntimeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(
+            f"{path}: its config describes no model this file can hold ({exc})"
+        ) from None
+    expected = model.state_dict()
+    described = _describe(config)
+
+    def compare(group: str, tensors: dict[str, Tensor]) -> None:
+        missing, unexpected = (
+            sorted(set(expected) - set(tensors)),
+            sorted(set(tensors) - set(expected)),
+        )
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{path}: the {group} weights do not fit the model its config describes "
+                f"({described}): missing {missing[:8]}, unexpected {unexpected[:8]}"
+            )
+        for name, want in expected.items():
+            got = tensors[name]
+            if got.shape != want.shape or got.dtype != want.dtype:
+                raise CheckpointError(
+                    f"{path}: {group}.{name} is stored as {got.dtype} {list(got.shape)}, the "
+                    f"model its config describes ({described}) needs {want.dtype} "
+                    f"{list(want.shape)}"
+                )
+
+    compare("model", stored)
+    if getattr(checkpoint, "ema", None):
+        compare("ema", checkpoint.ema)
+    optimizer = getattr(checkpoint, "optimizer", None)
+    if optimizer is None:
+        return
+    params = list(model.named_parameters())
+    listed = sorted(i for group in optimizer["param_groups"] for i in group["params"])
+    if listed != list(range(len(params))):
+        raise CheckpointError(
+            f"{path}: the optimizer's param groups list parameters {listed[:16]}, the model "
+            f"has {len(params)} (indices 0..{len(params) - 1})"
+        )
+    for index, per_param in optimizer["state"].items():
+        name, param = params[index]
+        for key, value in per_param.items():
+            if (
+                isinstance(value, Tensor)
+                and value.dim() > 0
+                and (value.shape != param.shape or value.dtype != param.dtype)
+            ):
+                raise CheckpointError(
+                    f"{path}: optimizer state {key!r} of parameter {name!r} is stored as "
+                    f"{value.dtype} {list(value.shape)}, the parameter is {param.dtype} "
+                    f"{list(param.shape)}"
+                )
+
+
+def _describe(config: Any) -> str:
+    keys = ("cell", "num_units", "num_layers", "bidirectional", "projection_size")
+    return ", ".join(f"{k}={getattr(config, k)!r}" for k in keys if hasattr(config, k))
 
 
 class HasWeights(Protocol):

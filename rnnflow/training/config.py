@@ -12,12 +12,22 @@ images for validation, so ``val_size=5000`` keeps the tutorial's 55,000 training
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
-__all__ = ["PRESETS", "TrainConfig", "config_from_dict", "field_choices", "field_type"]
+__all__ = [
+    "PRESETS",
+    "Range",
+    "TrainConfig",
+    "check_range",
+    "check_ranges",
+    "config_from_dict",
+    "field_choices",
+    "field_type",
+]
 
 
 @dataclass(frozen=True)
@@ -64,36 +74,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            check_field_type("TrainConfig", f.name, value, field_type(f.name))
-        positive = ("num_units", "num_layers", "batch_size", "train_examples", "log_every")
-        positive += ("eval_every", "eval_batch_size")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"TrainConfig: {name} must be > 0, got {getattr(self, name)}")
-        non_negative = ("val_size", "warmup_examples", "max_shift", "threads")
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "weight_decay", "min_lr", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("dropout", "label_smoothing", "erase_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(
-                    f"TrainConfig: {name} must be in [0, 1), got {getattr(self, name)}"
-                )
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(
-                f"TrainConfig: ema_decay must be in [0, 1) (0 disables the weight average), "
-                f"got {self.ema_decay}"
-            )
-        if self.projection_size is not None and self.projection_size <= 0:
-            raise ValueError(
-                f"TrainConfig: projection_size must be > 0 or None, got {self.projection_size}"
-            )
-        if self.max_shift >= 28:
-            raise ValueError(f"TrainConfig: max_shift must be < 28, got {self.max_shift}")
+            check_field_type("TrainConfig", f.name, getattr(self, f.name), field_type(f.name))
+        check_ranges("TrainConfig", self, TRAIN_CONFIG_RANGES)
+        if self.min_lr > self.lr:
+            raise ValueError(f"TrainConfig: min_lr must be <= lr ({self.lr}), got {self.min_lr}")
 
     @property
     def steps(self) -> int:
@@ -102,6 +86,96 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+
+INT64_MAX = 2**63 - 1  # torch seeds, counters and sizes are int64
+MAX_THREADS = 1024
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric config field: ``low``/``high`` bounds (None: unbounded,
+    except that every int must fit in int64), open or closed, and an optional note for the
+    message. Floats must be finite whatever the bounds."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"in {left}{self.low}, {self.high}{right}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {self.high}"
+        return "finite"
+
+
+POSITIVE = Range(low=0, low_open=True)
+NON_NEGATIVE = Range(low=0)
+PROBABILITY = Range(low=0, high=1, high_open=True)  # drop / smoothing probabilities: [0, 1)
+FINITE = Range()
+SEED = Range(low=0, high=2**63 - 2)  # the augmentation generator is seeded with seed + 1
+# Adam's first step size, lr / (1 - beta1) = 10 lr, must be a float32 (torch raises otherwise).
+LEARNING_RATE = Range(low=0, high=1e37, low_open=True)
+THREADS = Range(low=0, high=MAX_THREADS, note=" (0: PyTorch's default)")
+
+
+def check_ranges(owner: str, config: Any, ranges: dict[str, Range]) -> None:
+    """Raise ``ValueError`` naming ``owner``, the field, the allowed range and the value for
+    the first numeric field of ``config`` outside its :class:`Range` (NaN and inf never pass).
+    Every int or float field must have an entry in ``ranges`` (a new field cannot be forgotten).
+    """
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if f.name not in ranges:
+            raise TypeError(f"{owner}: field {f.name} has no range (add it to its ranges table)")
+        check_range(owner, f.name, value, ranges[f.name])
+
+
+def check_range(owner: str, name: str, value: float, allowed: Range) -> None:
+    """Raise ``ValueError`` if ``value`` (int or float) is non-finite or outside ``allowed``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be a finite number, got {value}")
+    low, high = allowed.low, allowed.high
+    too_low = low is not None and (value <= low if allowed.low_open else value < low)
+    too_high = high is not None and (value >= high if allowed.high_open else value > high)
+    if too_low or too_high:
+        raise ValueError(f"{owner}: {name} must be {allowed.describe()}{allowed.note}, got {value}")
+    if isinstance(value, int) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise ValueError(f"{owner}: {name} must fit in a 64-bit integer, got {value}")
+
+
+TRAIN_CONFIG_RANGES: dict[str, Range] = {
+    "val_size": NON_NEGATIVE,
+    "num_units": POSITIVE,
+    "num_layers": POSITIVE,
+    "dropout": PROBABILITY,
+    "projection_size": POSITIVE,  # or None
+    "forget_bias": FINITE,
+    "lr": LEARNING_RATE,
+    "weight_decay": NON_NEGATIVE,
+    "warmup_examples": NON_NEGATIVE,
+    "min_lr": NON_NEGATIVE,  # and <= lr
+    "grad_clip": Range(low=0, note=" (0 disables clipping)"),
+    "label_smoothing": PROBABILITY,
+    "ema_decay": Range(low=0, high=1, high_open=True, note=" (0 disables the weight average)"),
+    "batch_size": POSITIVE,
+    "train_examples": POSITIVE,
+    "max_shift": Range(low=0, high=28, high_open=True),
+    "erase_prob": PROBABILITY,
+    "seed": SEED,
+    "log_every": POSITIVE,
+    "eval_every": POSITIVE,
+    "eval_batch_size": POSITIVE,
+    "threads": THREADS,
+}
 
 
 def field_type(name: str) -> Any:

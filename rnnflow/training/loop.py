@@ -13,7 +13,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,19 @@ from torch import Tensor, nn
 
 from rnnflow.data import BatchIterator
 from rnnflow.models import SequenceClassifier
-from rnnflow.training.checkpoint import Checkpoint, load_model_state, save_checkpoint
+from rnnflow.training.checkpoint import (
+    Checkpoint,
+    check_weights_fit,
+    load_model_state,
+    save_checkpoint,
+)
 from rnnflow.training.config import TrainConfig
 from rnnflow.training.distributed import SINGLE_PROCESS, DistributedContext
-from rnnflow.training.logging import MetricsLogger
+from rnnflow.training.logging import MetricsLogger, file_errors
 
 __all__ = [
     "EvalResult",
+    "NonFiniteError",
     "Progress",
     "augment",
     "build_model",
@@ -299,6 +305,38 @@ def _evaluate_sharded(
     return totals[-1].item() / n, int(confusion.diagonal().sum()) / n
 
 
+class NonFiniteError(ValueError):
+    """Training produced a non-finite loss or non-finite weights and stopped (as Keras's
+    ``TerminateOnNaN``) before saving anything from that step: the run folder keeps its last
+    good checkpoint."""
+
+
+def non_finite(loss: float, params: Sequence[Tensor]) -> str | None:
+    """Why an optimizer step cannot be kept (a NaN/inf ``loss``, or a NaN/inf weight in
+    ``params`` after the step, e.g. from a corrupt optimizer state), else None. One device sync.
+    """
+    if not math.isfinite(loss):
+        return f"the loss is {loss}"
+    if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+        return "a weight is not finite after the optimizer step"
+    return None
+
+
+def non_finite_error(
+    reason: str, *, step: int, lr: float, checkpoint: Path, saved_step: int | None
+) -> NonFiniteError:
+    """The error :func:`fit` raises when :func:`non_finite` finds a reason at ``step``."""
+    kept = (
+        f"the last good checkpoint ({checkpoint}, step {saved_step}) is kept"
+        if saved_step is not None
+        else "no checkpoint had been written yet"
+    )
+    return NonFiniteError(
+        f"fit: {reason} at optimizer step {step} (learning rate {lr:g}); training stopped and "
+        f"{kept}. Try a lower --lr, or --grad-clip"
+    )
+
+
 StepCallback = Callable[[Progress, dict[str, Any]], None]
 
 
@@ -352,6 +390,7 @@ def fit(
         progress = Progress()
     else:
         progress = Progress(**resume.progress)
+        check_weights_fit(resume, lambda: build_model(config, num_classes=num_classes))
     model = build_model(config, num_classes=num_classes)
     if resume is not None:
         load_model_state(model, resume)
@@ -403,9 +442,13 @@ def fit(
             f"({config.batch_size})"
         )
     params = [p for p in model.parameters()]
+    saved_step = resume.progress["step"] if resume is not None else None
 
     def save(path: Path, *, full: bool) -> None:
         """Rank 0 writes; a full save is a collective (it gathers every rank's RNG state)."""
+        nonlocal saved_step
+        if full:
+            saved_step = progress.step
         rng = None
         if full:
             rng = rng_states(augment_gen)
@@ -414,15 +457,16 @@ def fit(
                     rng |= {f"rank{rank}.{name}": tensor for name, tensor in state.items()}
         if not ctx.is_main:
             return
-        save_checkpoint(
-            path,
-            model=model if full else scored,
-            config=config,
-            progress=asdict(progress),
-            optimizer=optimizer if full else None,
-            rng=rng,
-            ema=ema if full else None,
-        )
+        with file_errors(path):
+            save_checkpoint(
+                path,
+                model=model if full else scored,
+                config=config,
+                progress=asdict(progress),
+                optimizer=optimizer if full else None,
+                rng=rng,
+                ema=ema if full else None,
+            )
 
     def validate() -> None:
         if len(val_data[0]) == 0:  # no validation set: the latest model is the best one
@@ -473,6 +517,17 @@ def fit(
                 if config.grad_clip > 0:
                     nn.utils.clip_grad_norm_(params, config.grad_clip)
                 optimizer.step()
+                loss_value = loss.item()
+                reason = non_finite(loss_value, params)
+                if ctx.any_true(reason is not None):  # every rank stops at the same step
+                    reason = reason or "another process's loss or weights are not finite"
+                    raise non_finite_error(
+                        reason,
+                        step=progress.step + 1,
+                        lr=lr,
+                        checkpoint=run_dir / CHECKPOINT_NAME,
+                        saved_step=saved_step,
+                    )
                 if ema is not None:
                     update_ema(ema, model, decay=config.ema_decay)
 
@@ -482,11 +537,11 @@ def fit(
                 progress.batch_in_epoch += 1
                 session_seconds = time.perf_counter() - session_start
                 progress.train_seconds = session_seconds_before + session_seconds
-                window_loss += loss.item() * len(y)
+                window_loss += loss_value * len(y)
                 window_correct += int((logits.argmax(-1) == y).sum())
                 window_n += len(y)
                 window_examples += batch_examples
-                info: dict[str, Any] = {"kind": "step", "loss": loss.item(), "lr": lr}
+                info: dict[str, Any] = {"kind": "step", "loss": loss_value, "lr": lr}
                 done = progress.step >= total
                 if before // config.log_every != progress.examples // config.log_every or done:
                     now = time.perf_counter()
@@ -563,6 +618,7 @@ def load_trained_model(
     from rnnflow.training.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(find_checkpoint(path))
+    check_weights_fit(checkpoint, lambda: build_model(checkpoint.config))
     model = build_model(checkpoint.config)
     load_model_state(model, checkpoint)
     model.to(resolve_device(device)).eval()

@@ -1,10 +1,14 @@
-"""Figures of a run with matplotlib's Agg canvas (no pyplot, no display, no global backend)."""
+"""Figures of a run with matplotlib's Agg canvas (no pyplot, no display, no global backend).
+
+Each PNG is rendered in memory and written atomically (:func:`write_run_file`): a full disk or a
+kill leaves the previous figure (or none), never a truncated one, and the error names the file.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 __all__ = ["plot_confusion", "plot_curves"]
@@ -19,12 +23,29 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
+def _save(figure: Any, path: str | os.PathLike[str]) -> None:
+    from rnnflow.training.logging import write_run_file
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_run_file(path, buffer.getvalue())
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def plot_curves(records: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
     """``curves.png``: loss and accuracy against training examples, train and validation."""
     figure = _figure(11, 4.2)
     ax_loss, ax_acc = figure.subplots(1, 2)
     for kind, style in (("train", "-"), ("val", "o-")):
-        rows = [r for r in records if r.get("kind") == kind and r.get("loss") is not None]
+        rows = [
+            r
+            for r in records
+            if r.get("kind") == kind
+            and all(_number(r.get(k)) for k in ("examples", "loss", "accuracy"))
+        ]
         if not rows:
             continue
         xs = [r["examples"] for r in rows]
@@ -37,11 +58,11 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str | os.PathLike[str])
         ax.grid(True, alpha=0.3)
         if ax.get_lines():
             ax.legend()
-    tests = [r for r in records if r.get("kind") == "test"]
+    tests = [r for r in records if r.get("kind") == "test" and _number(r.get("accuracy"))]
     if tests:
         figure.suptitle(f"test accuracy {tests[-1]['accuracy']:.4f}")
     figure.tight_layout()
-    figure.savefig(Path(path))
+    _save(figure, path)
 
 
 def plot_confusion(
@@ -72,4 +93,4 @@ def plot_confusion(
             color = "white" if frac > 0.5 else "black"
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color=color)
     figure.tight_layout()
-    figure.savefig(Path(path))
+    _save(figure, path)

@@ -68,6 +68,7 @@ def test_zero_state_is_a_state_tuple():
     assert isinstance(state, LSTMStateTuple)
     assert state.c.shape == state.h.shape == (3, 5)
     assert state.dtype == torch.float32
+    assert not state.c.any() and not state.h.any()  # zeros
 
 
 def test_gradcheck():

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from rnnflow import BasicLSTMCell, BasicRNNCell, DropoutWrapper, LSTMStateTuple, MultiRNNCell
+from rnnflow import (
+    BasicLSTMCell,
+    BasicRNNCell,
+    DropoutWrapper,
+    LSTMStateTuple,
+    MultiRNNCell,
+    bidirectional_dynamic_rnn,
+    dynamic_rnn,
+)
 from rnnflow.cells.base import RNNCell
 
 
@@ -79,15 +88,131 @@ def test_custom_filter_can_keep_the_whole_state():
     assert torch.equal(state, torch.ones(2, 50))
 
 
-def test_variational_mask_is_shared_across_steps_and_renewed_per_sequence():
+class EchoState(RNNCell):
+    """Outputs the state it was given; its new state is its input: shows the state masks."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    state_size = property(lambda self: self.size)
+    output_size = property(lambda self: self.size)
+
+    def forward(self, inputs, state):
+        return state, inputs
+
+
+def zero_pattern(t: torch.Tensor) -> torch.Tensor:
+    return t == 0
+
+
+def test_variational_output_mask_is_one_row_shared_by_every_row_and_step():
+    # The issue's case: TF1 draws one [1, size] mask for all 64 rows (64 of 64 share row 0's).
+    cell = DropoutWrapper(
+        BasicRNNCell(8, activation=torch.sigmoid),
+        output_keep_prob=0.5,
+        variational_recurrent=True,
+        seed=3,
+    )
+    out, _ = dynamic_rnn(cell, torch.ones(64, 5, 3), impl="reference")  # sigmoid: never 0
+    zeros = zero_pattern(out)  # [B, T, 8]
+    assert zeros.any() and not zeros.all()
+    same_as_row0_step0 = (zeros == zeros[0, 0]).all(dim=-1)  # [B, T]
+    assert int(same_as_row0_step0.sum()) == 64 * 5
+
+
+@pytest.mark.parametrize("keep_prob", [0.5, 0.3])
+def test_variational_input_mask_scales_kept_values_by_one_over_keep_prob(keep_prob):
+    cell = DropoutWrapper(Identity(256), input_keep_prob=keep_prob, variational_recurrent=True)
+    out, _ = dynamic_rnn(cell, torch.ones(16, 4, 256))  # Identity: output = dropped inputs
+    kept = torch.tensor(1.0) / keep_prob  # TF1: div(value, keep_prob) * binary
+    assert set(out.unique().tolist()) == {0.0, kept.item()}
+    assert (out == out[0, 0]).all()  # one [1, 256] mask for every row and step
+    assert abs((out[0, 0] != 0).float().mean().item() - keep_prob) < 0.15  # 256 draws
+
+
+def test_variational_state_mask_is_shared_and_spares_nothing_unfiltered():
+    cell = DropoutWrapper(EchoState(128), state_keep_prob=0.5, variational_recurrent=True)
+    out, final = dynamic_rnn(cell, torch.ones(8, 6, 128))
+    # out[:, t] is the state after step t - 1: the input ones, dropped by the state mask.
+    dropped = out[:, 1:]  # [B, T - 1, 128]
+    assert set(dropped.unique().tolist()) == {0.0, 2.0}
+    assert (dropped == dropped[0, 0]).all() and torch.equal(final, dropped[:, -1])
+    assert not out[:, 0].any()  # the zero initial state
+
+
+def test_variational_masks_differ_between_input_state_and_output():
+    cell = DropoutWrapper(
+        Identity(128, lstm=True),
+        input_keep_prob=0.5,
+        state_keep_prob=0.5,
+        output_keep_prob=0.5,
+        variational_recurrent=True,
+    )
+    out, state = dynamic_rnn(cell, torch.ones(2, 3, 128))
+    input_pattern = zero_pattern(state.c[0])  # c: the dropped inputs (never state-dropped)
+    output_pattern = zero_pattern(out[0, -1])  # inputs mask, then the output mask
+    h_pattern = zero_pattern(state.h[0])  # inputs mask, then the state mask
+    assert (output_pattern >= input_pattern).all() and (h_pattern >= input_pattern).all()
+    assert not torch.equal(output_pattern, input_pattern)
+    assert not torch.equal(h_pattern, input_pattern)
+    assert not torch.equal(h_pattern, output_pattern)
+
+
+@pytest.mark.parametrize("driver", ["dynamic_rnn", "bidirectional_dynamic_rnn"])
+def test_variational_masks_are_renewed_by_every_run(driver):
+    cell = DropoutWrapper(Identity(64), output_keep_prob=0.5, variational_recurrent=True)
+    x = torch.ones(3, 4, 64)
+
+    def run():
+        if driver == "dynamic_rnn":
+            return dynamic_rnn(cell, x)[0]
+        return bidirectional_dynamic_rnn(cell, DropoutWrapper(Identity(64)), x)[0][0]
+
+    first, second = run(), run()
+    for out in (first, second):
+        assert (out == out[0, 0]).all()  # one mask within a run
+    assert not torch.equal(first, second)  # a new one for the next (P(same) = 2**-64)
+
+
+def test_variational_masks_persist_between_hand_steps_until_begin_sequence():
     wrapped = DropoutWrapper(Identity(64), output_keep_prob=0.5, variational_recurrent=True)
     x, h = torch.ones(3, 64), torch.zeros(3, 64)
     first, _ = wrapped(x, h)
-    second, _ = wrapped(x, h)
-    assert torch.equal(first, second)
+    second, _ = wrapped(torch.ones(5, 64), torch.zeros(5, 64))  # another batch: same mask
+    torch.testing.assert_close(second, first[:1].expand(5, 64), rtol=0, atol=0)
     wrapped.begin_sequence()
     third, _ = wrapped(x, h)
     assert not torch.equal(first, third)
+
+
+def test_variational_input_depth_is_taken_from_the_first_call_or_checked_against_input_size():
+    free = DropoutWrapper(Identity(5), input_keep_prob=0.5, variational_recurrent=True)
+    free(torch.ones(2, 5), torch.zeros(2, 5))
+    with pytest.raises(
+        ValueError,
+        match=r"DropoutWrapper: input has depth 4 but this run's variational mask has depth 5; "
+        r"call begin_sequence\(\) before a new run",
+    ):
+        free(torch.ones(2, 4), torch.zeros(2, 4))
+    fixed = DropoutWrapper(
+        Identity(5), input_keep_prob=0.5, variational_recurrent=True, input_size=np.int64(5)
+    )
+    assert fixed.input_size == 5 and type(fixed.input_size) is int
+    with pytest.raises(
+        ValueError, match=r"DropoutWrapper: inputs must have depth input_size=5, got shape \(2, 4\)"
+    ):
+        fixed(torch.ones(2, 4), torch.zeros(2, 4))
+
+
+def test_non_variational_masks_are_per_element_with_tf_scaling():
+    wrapped = DropoutWrapper(Identity(64), output_keep_prob=0.3)
+    out, _ = dynamic_rnn(wrapped, torch.ones(32, 2, 64))
+    # TF1's nn_ops.dropout: x * (1 / (1 - rate)) * mask, rate = 1 - keep_prob
+    assert set(out.unique().tolist()) == {0.0, torch.tensor(1 / (1 - (1 - 0.3))).item()}
+    zeros = zero_pattern(out)
+    rows_like_row0 = (zeros == zeros[0, 0]).all(dim=-1)  # [B, T]
+    assert int(rows_like_row0.sum()) == 1  # only itself (each other row: P = 2**-64)
 
 
 def test_non_variational_masks_differ_per_step():

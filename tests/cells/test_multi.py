@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from rnnflow_testing import assert_close_tree
 
-from rnnflow import BasicLSTMCell, BasicRNNCell, GRUCell, LSTMStateTuple, MultiRNNCell
+from rnnflow import (
+    BasicLSTMCell,
+    BasicRNNCell,
+    DropoutWrapper,
+    GRUCell,
+    LSTMStateTuple,
+    MultiRNNCell,
+)
 
 
 def test_step_equals_cells_chained_by_hand():
@@ -73,9 +81,6 @@ def test_errors():
         MultiRNNCell([])
     with pytest.raises(TypeError, match=r"MultiRNNCell: cells\[1\] must be an RNNCell, got int"):
         MultiRNNCell([BasicRNNCell(2), 3])
-    cell = BasicRNNCell(2)
-    with pytest.raises(ValueError, match=r"the same cell object appears twice"):
-        MultiRNNCell([cell, cell])
     with pytest.raises(ValueError, match=r"state_is_tuple=False needs cells with plain states"):
         MultiRNNCell([BasicLSTMCell(2)], state_is_tuple=False)
     multi = MultiRNNCell([BasicRNNCell(2, input_size=1), BasicRNNCell(2, input_size=2)])
@@ -87,6 +92,24 @@ def test_errors():
         multi(torch.zeros(3, 1), torch.zeros(3, 4))
 
 
+@pytest.mark.parametrize("cell_cls", [BasicRNNCell, BasicLSTMCell, GRUCell])
+def test_one_cell_repeated_as_layers_is_refused(cell_cls):
+    # TF1: [cell] * n shares one kernel silently when the sizes allow it, else a shape error.
+    cell = cell_cls(4)
+    name = cell_cls.__name__
+    message = (
+        rf"MultiRNNCell: cells\[0\] and cells\[1\] are \(or wrap\) the same {name} object; "
+        r"a list like \[cell\] \* n would share one kernel between layers \(TF1 shares it "
+        r"silently or fails with a shape error\)\. "
+        rf"Create one cell per layer: \[{name}\(\.\.\.\) for _ in range\(n\)\]$"
+    )
+    with pytest.raises(ValueError, match=message):
+        MultiRNNCell([cell] * 3)
+    with pytest.raises(ValueError, match=r"cells\[1\] and cells\[2\] are \(or wrap\) the same"):
+        MultiRNNCell([cell_cls(4), cell, DropoutWrapper(cell, output_keep_prob=0.5)])
+    MultiRNNCell([cell_cls(4) for _ in range(3)])  # one cell per layer is fine
+
+
 def test_unbuilt_cells_load_a_state_dict_and_compute_the_same():
     built = MultiRNNCell([BasicLSTMCell(4, input_size=3), GRUCell(2, input_size=4)])
     lazy = MultiRNNCell([BasicLSTMCell(4), GRUCell(2)])
@@ -94,3 +117,41 @@ def test_unbuilt_cells_load_a_state_dict_and_compute_the_same():
     assert lazy.built
     x = torch.randn(5, 3)
     assert_close_tree(lazy(x, lazy.zero_state(5)), built(x, built.zero_state(5)))
+
+
+class OnesState(BasicRNNCell):
+    """A cell with its own zero_state (TF1 cells may override it): the state starts at one."""
+
+    def zero_state(self, batch_size, dtype=None, *, device=None):
+        return super().zero_state(batch_size, dtype, device=device) + 1
+
+
+def test_zero_state_asks_every_cell_as_tf1_does():
+    multi = MultiRNNCell([OnesState(2), DropoutWrapper(OnesState(3)), BasicRNNCell(1)])
+    first, second, third = multi.zero_state(np.int64(4), torch.float64)
+    assert torch.equal(first, torch.ones(4, 2, dtype=torch.float64))
+    assert torch.equal(second, torch.ones(4, 3, dtype=torch.float64))
+    assert torch.equal(third, torch.zeros(4, 1, dtype=torch.float64))
+    with pytest.raises(
+        ValueError, match=r"MultiRNNCell\.zero_state: batch_size must be a non-negative int, got -1"
+    ):
+        multi.zero_state(-1)
+
+
+class TF1Style(torch.nn.Module):
+    """A custom cell written for TF1: zero_state(batch_size, dtype), no device argument."""
+
+    state_size = output_size = 2
+
+    def zero_state(self, batch_size, dtype):
+        return torch.full((batch_size, 2), 0.5, dtype=dtype)
+
+    def forward(self, inputs, state):
+        return inputs[:, :2] + state, inputs[:, :2] + state
+
+
+def test_zero_state_of_a_tf1_style_cell_inside_a_stack_or_wrapper():
+    for cell in (MultiRNNCell([TF1Style(), BasicRNNCell(3)]), DropoutWrapper(TF1Style())):
+        state = cell.zero_state(2, torch.float64, device="cpu")
+        first = state[0] if isinstance(state, tuple) else state
+        assert torch.equal(first, torch.full((2, 2), 0.5, dtype=torch.float64))

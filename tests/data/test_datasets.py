@@ -25,6 +25,7 @@ from rnnflow.data.datasets import (
     train_val_split,
     verify_dataset_dir,
 )
+from rnnflow.data.idx import IdxFormatError
 
 # ------------------------------------------------------------------------------------------------
 # The table
@@ -113,6 +114,8 @@ def test_dotted_file_names_are_accepted(fake, patched, tmp_path: Path) -> None:
         f.rename(folder / f.name.replace("-idx", ".idx"))
     x, y = load_split("mnist", "test", folder, download=False)
     assert x.shape == (12, 28, 28)
+    images, labels = fake.arrays["t10k-images-idx3-ubyte"], fake.arrays["t10k-labels-idx1-ubyte"]
+    assert np.array_equal(x.numpy(), images / np.float32(255)) and np.array_equal(y.numpy(), labels)
 
 
 def test_offline_error_lists_every_place_and_every_fix(fake, patched, dead_url: str) -> None:
@@ -396,3 +399,23 @@ def test_iter_from_rejects_bad_positions() -> None:
 def test_epoch_seeds_do_not_collide() -> None:
     seeds = {ds._epoch_seed(s, e) for s in range(50) for e in range(50)}
     assert len(seeds) == 2500
+
+
+def test_a_gzip_bomb_in_the_data_folder_stops_at_the_published_size(
+    fake, patched, tmp_path: Path
+) -> None:
+    import gzip
+
+    folder = fake.write(tmp_path / "d")
+    bomb = folder / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(bomb, "wb") as f:  # claims 300 M labels: 300 MB, published size 20 bytes
+        f.write(bytes([0, 0, 8, 1]) + (300_000_000).to_bytes(4, "big"))
+        for _ in range(300):
+            f.write(bytes(1 << 20))
+    size = fake.spec().test_labels.size
+    with pytest.raises(
+        IdxFormatError,
+        match=rf"{re.escape(str(bomb))}: header declares 300000000 uint8 \(300000008 bytes in "
+        rf"all\), more than the {size} bytes expected of this file",
+    ):
+        load_split("mnist", "test", folder)

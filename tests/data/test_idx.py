@@ -6,6 +6,7 @@ import gzip
 import re
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,83 @@ def test_checks_survive_python_dash_O(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "IdxFormatError" in done.stderr and "bad magic" in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# The magic: each of its two bytes is checked on its own (an `or` turned `and` fails here).
+
+
+@pytest.mark.parametrize("position", [0, 1])
+@pytest.mark.parametrize("value", [0x01, 0x08, 0xFF])
+def test_one_wrong_magic_byte_is_enough_to_refuse(position: int, value: int) -> None:
+    data = bytearray(header(0x08, 2) + b"\x07\x09")
+    data[position] = value
+    expected = "00 " + f"{value:02x}" if position else f"{value:02x} 00"
+    with pytest.raises(IdxFormatError, match=rf"bad magic: .*got {expected} \(not an IDX file\)"):
+        parse_idx(bytes(data))
+
+
+# ------------------------------------------------------------------------------------------------
+# Sizes: nothing is read or decompressed beyond what the header declares.
+
+
+def traced_peak(run) -> tuple[int, str]:
+    """Peak bytes Python allocated while ``run()`` ran (it must raise IdxFormatError)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(IdxFormatError) as info:
+            run()
+        return tracemalloc.get_traced_memory()[1], str(info.value)
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_gzip_bomb_is_refused_without_expanding_it(tmp_path: Path) -> None:
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:  # 10 labels, then 256 MB of zeros
+        f.write(header(0x08, 10) + bytes(10))
+        for _ in range(256):
+            f.write(bytes(1 << 20))
+    assert path.stat().st_size < 1 << 20
+    peak, message = traced_peak(lambda: read_idx(path))
+    assert re.search(
+        r"more than 1048576 unexpected trailing bytes: header declares 10 uint8", message
+    )
+    assert peak < 8 << 20
+
+
+def test_a_header_over_max_bytes_is_refused_before_decompressing(tmp_path: Path) -> None:
+    path = tmp_path / "big-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(header(0x08, 4000, 28, 28) + bytes(4000 * 28 * 28))
+    peak, message = traced_peak(lambda: read_idx(path, max_bytes=1000))
+    assert re.search(
+        r"header declares 4000x28x28 uint8 \(3136016 bytes in all\), more than the 1000 bytes "
+        r"expected of this file",
+        message,
+    )
+    assert peak < 1 << 20
+    assert read_idx(path, max_bytes=3136016).shape == (4000, 28, 28)  # the limit is inclusive
+
+
+def test_a_huge_sparse_file_is_refused_from_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "sparse-idx1-ubyte"
+    path.write_bytes(header(0x08, 3) + bytes(3))
+    with open(path, "r+b") as f:
+        f.truncate(1 << 35)  # 32 GB that must never be read
+    peak, message = traced_peak(lambda: read_idx(path))
+    assert f"{(1 << 35) - 11} unexpected trailing bytes: header declares 3 uint8" in message
+    assert peak < 1 << 20
+
+
+def test_a_header_claiming_more_than_a_gzip_holds_allocates_only_what_is_there(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "liar-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header(0x08, 60000, 1000, 1000) + bytes(100)))  # claims 60 GB
+    peak, message = traced_peak(lambda: read_idx(path))
+    assert (
+        "truncated: header declares 60000x1000x1000 uint8 (60000000016 bytes in all), file "
+        "has 116 bytes" in message
+    )
+    assert peak < 8 << 20

@@ -112,7 +112,8 @@ def test_a_truncated_image_is_unreadable(tmp_path: Path) -> None:
 def test_an_image_over_the_pixel_limit_is_refused(tmp_path: Path) -> None:
     drawing().save(tmp_path / "big.png")
     with pytest.raises(
-        ImageError, match=r"big\.png: image too large: 120x200 = 24000 pixels, the limit is 10000"
+        ImageError,
+        match=r"big\.png: image too large: 120x200 = 24000 pixels to decode, the limit is 10000",
     ):
         load_image(tmp_path / "big.png", max_pixels=10_000)
 
@@ -169,7 +170,8 @@ def test_an_unknown_style_is_refused(tmp_path: Path) -> None:
 def test_the_fashion_style_refuses_too_large_files_too(tmp_path: Path) -> None:
     drawing().save(tmp_path / "big.png")
     with pytest.raises(
-        ImageError, match=r"big\.png: image too large: 120x200 = 24000 pixels, the limit is 10000"
+        ImageError,
+        match=r"big\.png: image too large: 120x200 = 24000 pixels to decode, the limit is 10000",
     ):
         load_image(tmp_path / "big.png", max_pixels=10_000, style="fashion")
     (tmp_path / "bomb.png").write_bytes(png_claiming(100_000, 100_000))  # over Pillow's limit too
@@ -183,3 +185,162 @@ def test_the_fashion_style_finds_no_ink_in_a_blank_image(tmp_path: Path) -> None
         ImageError, match=r"blank\.png: no ink found: the image is \(nearly\) uniform"
     ):
         load_image(tmp_path / "blank.png", style="fashion")
+
+
+def garment(illumination: np.ndarray) -> np.ndarray:
+    """A navy T-shirt (reflectance 0.25) on white paper (reflectance 1) under ``illumination``
+    [H, W]: observed = reflectance x illumination, float in [0, 1]."""
+    h, w = illumination.shape
+    reflectance = np.ones((h, w))
+    reflectance[60:230, 70:170] = 0.25  # body
+    reflectance[60:110, 40:200] = 0.25  # sleeves
+    return reflectance * illumination
+
+
+def test_a_garment_on_an_uneven_light_background_is_found(tmp_path: Path) -> None:
+    h, w = 280, 240
+    x = np.linspace(0, 1, w)[None, :]
+    y = np.linspace(0, 1, h)[:, None]
+    uneven = 0.55 + 0.35 * x + 0.1 * y * x  # light from one side: 0.55 .. 1.0
+    for name, light in (("even", np.ones((h, w))), ("uneven", uneven)):
+        Image.fromarray(np.round(garment(light) * 255).astype(np.uint8)).save(
+            tmp_path / f"{name}.png"
+        )
+    field = load_image(tmp_path / "uneven.png", style="fashion").numpy()
+    # what we expect by reasoning: the 160x170 shirt (w x h) scaled by 28/170, centred, its
+    # inside 1 - 0.25 = 0.75 once the illumination is divided out; the paper black
+    assert field[:, 0].max() < 0.05 and field[:, -1].max() < 0.05  # not a grey box: black paper
+    assert field[-10:, :4].max() < 0.05 and field[-10:, -4:].max() < 0.05  # beside the body
+    assert abs(float(np.median(field[field > 0.3])) - 0.75) < 0.03
+    cols = np.flatnonzero(field.max(axis=0) > 0.375)
+    assert len(cols) == round(160 * 28 / 170)  # 26 columns: the sleeves' span
+    reference = load_image(tmp_path / "even.png", style="fashion").numpy()
+    assert np.abs(field - reference).max() < 0.06  # as if photographed under even light
+
+
+def test_a_digit_on_a_vignetted_page_is_the_digit_on_white(tmp_path: Path) -> None:
+    h, w = 200, 120
+    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    vignette = 1.0 - 0.35 * (xx**2 + yy**2) / 2  # darker corners: 0.65 .. 1.0
+    ink = np.asarray(drawing(), dtype=np.float64) / 255  # 0 ink, 1 paper
+    Image.fromarray(np.round(ink * vignette * 255).astype(np.uint8)).save(tmp_path / "v.png")
+    drawing().save(tmp_path / "ref.png")
+    diff = (load_image(tmp_path / "v.png") - load_image(tmp_path / "ref.png")).abs()
+    assert diff.max() < 0.05
+
+
+def odd_files(folder: Path) -> dict[str, Path]:
+    """The '7' drawing saved in every kind of file Pillow reads oddly."""
+    base = drawing()  # "L", dark ink on white
+    files = {}
+
+    def save(name: str, image: Image.Image, **kwargs) -> None:
+        files[name] = folder / name
+        image.save(files[name], **kwargs)
+
+    save("bilevel.png", base.point(lambda v: 255 if v > 127 else 0).convert("1"))
+    save("palette.png", base.convert("P"))
+    save("palette-transparent.png", base.convert("P"), transparency=255)
+    save("grey-alpha.png", base.convert("LA"))
+    save("cmyk.tif", base.convert("CMYK"))
+    save("cmyk.jpg", base.convert("CMYK"))
+    sixteen = np.asarray(base, dtype=np.uint16) * 257  # 16-bit grey, same picture
+    save("sixteen.png", Image.fromarray(sixteen))
+    save("int32.tif", Image.fromarray(np.asarray(base, dtype=np.int32) * 1000))
+    save("float.tif", Image.fromarray(np.asarray(base, dtype=np.float32) / 255))
+    blank = Image.new("L", base.size, 255)  # an animated GIF: the drawing, then a blank frame
+    save("animated.gif", base, save_all=True, append_images=[blank], duration=100, loop=0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view": stored rotated the other way
+    save("rotated.jpg", base.transpose(Image.Transpose.ROTATE_90), exif=exif, quality=95)
+    return files
+
+
+def test_every_odd_image_mode_gives_the_same_digit(tmp_path: Path) -> None:
+    drawing().save(tmp_path / "ref.png")
+    reference = load_image(tmp_path / "ref.png")
+    for name, path in odd_files(tmp_path).items():
+        diff = (load_image(path) - reference).abs()
+        assert diff.mean() < 0.02, (name, float(diff.mean()))
+
+
+@pytest.mark.parametrize(("bad", "counts"), [(np.nan, "1 NaN and 0"), (np.inf, "0 NaN and 1")])
+def test_a_float_image_with_a_non_finite_pixel_is_refused(tmp_path: Path, bad, counts) -> None:
+    array = np.asarray(drawing(), dtype=np.float32) / 255
+    array[5, 7] = bad
+    Image.fromarray(array).save(tmp_path / "f.tif")
+    message = rf"f\.tif: {counts} infinite pixels in a floating-point image; pixel values must"
+    with pytest.raises(ImageError, match=message):
+        load_image(tmp_path / "f.tif")
+    with pytest.raises(ImageError, match=r"preprocess_image: image: pixel values must be finite"):
+        preprocess_image(array)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 1), (1, 3)])
+def test_tiny_images_have_no_ink(tmp_path: Path, size) -> None:
+    Image.new("L", size, 0).save(tmp_path / "dot.png")
+    with pytest.raises(ImageError, match=r"dot\.png: no ink found"):
+        load_image(tmp_path / "dot.png")
+
+
+def test_preprocess_image_refuses_bad_arrays() -> None:
+    with pytest.raises(ImageError, match=r"float pixels must be in \[0, 1\], got 0\.\.2"):
+        preprocess_image(np.full((5, 5), 2.0) * np.eye(5))
+    with pytest.raises(ImageError, match=r"expected uint8 in \[0, 255\] or floats .*int64"):
+        preprocess_image(np.zeros((5, 5), dtype=np.int64))
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale(tmp_path: Path) -> None:
+    big = drawing().resize((4800, 8000))  # 38.4 megapixels
+    big.save(tmp_path / "photo.jpg", quality=90)
+    drawing().save(tmp_path / "ref.png")
+    # decoded at 1/4 scale (1200x2000 = 2,400,000 pixels, the least >= 1024 on the longer side)
+    x = load_image(tmp_path / "photo.jpg", max_pixels=3_000_000)
+    assert (x - load_image(tmp_path / "ref.png")).abs().mean() < 0.02
+    png = tmp_path / "photo.png"  # no reduced-scale decoding for PNG: refused at that limit
+    big.save(png)
+    with pytest.raises(ImageError, match=r"4800x8000 = 38400000 pixels to decode, the limit"):
+        load_image(png, max_pixels=3_000_000)
+
+
+PEAK_RSS = """
+import resource, sys
+from rnnflow.data.images import ImageError, load_image
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_image(sys.argv[1], style=sys.argv[2])
+    outcome = "ok"
+except ImageError as exc:
+    outcome = "ImageError: " + str(exc)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, outcome)
+"""
+
+
+@pytest.mark.parametrize("style", ["mnist", "fashion"])
+def test_a_39_megapixel_row_is_decoded_in_bounded_memory(tmp_path: Path, style: str) -> None:
+    import subprocess
+    import sys
+
+    width = 39_000_000
+    row = bytearray(b"\xff" * width)
+    row[19_000_000:20_000_000] = b"\x00" * 1_000_000  # a dark stroke in the middle
+    ihdr = struct.pack(">IIBBBBB", width, 1, 8, 0, 0, 0, 0)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+    png += chunk(b"IDAT", zlib.compress(b"\x00" + bytes(row), 9)) + chunk(b"IEND", b"")
+    (tmp_path / "row.png").write_bytes(png)
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, str(tmp_path / "row.png"), style],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    grown_kb, outcome = result.stdout.split(" ", 1)
+    assert outcome.startswith(("ok", "ImageError: load_image")), outcome
+    assert int(grown_kb) < 150_000  # KiB: the 39 MB decoded row and small change, not 2.4 GB

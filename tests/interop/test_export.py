@@ -15,6 +15,7 @@ from test_cli_train import write_fake_dataset
 
 from rnnflow.cli import main
 from rnnflow.data.datasets import DATASETS
+from rnnflow.interop._rounding import FLOAT32_UNIT_ROUNDOFF, _chunk_bound, rounding_error_bound
 from rnnflow.interop._traceable import TraceableClassifier, compare_logits
 from rnnflow.models.classifier import SequenceClassifier
 from rnnflow.training import load_trained_model
@@ -71,6 +72,7 @@ def test_onnx_export_matches_pytorch_at_any_batch_size(runs, name, tmp_path, cap
     out = tmp_path / "model.onnx"
     assert main(["export", str(runs[name]), "--format", "onnx", "--out", str(out)]) == 0
     text = capsys.readouterr().out
+    assert re.search(r"tolerance \S+: twice this model's float32 rounding-error bound", text)
     assert re.search(r"max \|onnxruntime - pytorch\| = \S+ on 60 images .*within", text), text
     assert "argmax agreement 60/60 (100.00%)" in text
     assert f"wrote {out}" in text
@@ -134,15 +136,104 @@ def test_a_failed_check_writes_nothing(runs, tmp_path, capsys, monkeypatch):
     out.write_bytes(b"previous")
     assert main(["export", str(runs["lstm"]), "--format", "onnx", "--out", str(out)]) == 1
     captured = capsys.readouterr()
+    bound = float(re.search(r"rounding-error bound (\S+) ", captured.out)[1])
+    assert 0 < bound < 1e-4  # a 16-unit LSTM's logits: float32 errors far below the 1e-3 shift
     assert re.search(
-        r"max \|onnxruntime - pytorch\| = 0\.001 .* NOT within atol 1e-05", captured.out
+        r"max \|onnxruntime - pytorch\| = 0\.001 .* NOT within atol \S+ \+ rtol 0 ", captured.out
     )
     assert re.search(
         r"rnnflow export: the exported model's logits differ from PyTorch's by more than atol "
-        rf"1e-05 \+ rtol 1\.3e-06 \* \|logit\|; nothing was written to {re.escape(str(out))}",
+        rf"\S+ \+ rtol 0 \* \|logit\|; nothing was written to {re.escape(str(out))}\. .*export "
+        r"bug.*rerun with --atol 0\.0011 \(and --rtol R",
         captured.err,
     )
     assert out.read_bytes() == b"previous"
+
+
+@pytest.mark.parametrize(
+    ("flags", "written"),
+    [
+        (["--atol", "2e-3"], True),  # a fixed tolerance above the 1e-3 shift accepts it
+        (["--atol", "5e-4"], False),
+        (["--rtol", "2e-3"], True),  # logits scaled by 1 + 1e-3: within 2e-3 * |logit|
+        (["--rtol", "5e-4"], False),
+        (["--atol", "0", "--rtol", "0"], False),
+    ],
+)
+def test_atol_and_rtol_replace_the_computed_tolerance(runs, tmp_path, capsys, monkeypatch, flags,
+                                                      written):  # fmt: skip
+    needs_onnxruntime()
+    import rnnflow.interop.onnx as onnx_module
+
+    real = onnx_module.onnx_logits
+    if "--atol" in flags:  # a shift: only an absolute tolerance accepts it
+        shifted = lambda *a, **k: real(*a, **k) + 1e-3  # noqa: E731
+    else:  # a relative change, no shift: a relative tolerance accepts it
+        shifted = lambda *a, **k: real(*a, **k) * (1 + 1e-3)  # noqa: E731
+    monkeypatch.setattr(onnx_module, "onnx_logits", shifted)
+    out = tmp_path / "model.onnx"
+    status = main(["export", str(runs["lstm"]), "--format", "onnx", "--out", str(out), *flags])
+    captured = capsys.readouterr()
+    text = captured.out
+    assert "rounding-error bound" not in text  # the fixed rule replaces the computed one
+    atol = float(flags[flags.index("--atol") + 1]) if "--atol" in flags else 0.0
+    rtol = float(flags[flags.index("--rtol") + 1]) if "--rtol" in flags else 0.0
+    assert re.search(rf"within atol {atol:.3g} \+ rtol {rtol:.3g} \* \|logit\|", text), text
+    assert (status, out.exists()) == ((0, True) if written else (1, False))
+    if not written:
+        assert re.search(
+            r"To accept it, rerun with --atol \S+ \(and --rtol R to add R \* \|logit\|\), or "
+            r"without --atol/--rtol to use this model's float32 rounding bound",
+            captured.err,
+        )
+
+
+def test_rounding_bound_of_one_product_is_the_hand_computed_one():
+    u = FLOAT32_UNIT_ROUNDOFF
+    x = torch.tensor([[1.0, -2.0, 3.0], [0.5, 0.25, -4.0], [2.0, 0.0, -1.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0, 2.0], [-1.0, 0.5], [2.0, -3.0]], dtype=torch.float64)  # [3, C=2]
+
+    class Product(torch.nn.Module):
+        def forward(self, images):
+            return images @ w  # one rounded operation: 3 terms, rounded twice
+
+    terms = torch.tensor(
+        [[1 + 2 + 6, 2 + 1 + 9], [0.5 + 0.25 + 8, 1 + 0.125 + 12], [4, 7]], dtype=torch.float64
+    )  # |x| @ |w|
+    expected = 7 * 3**0.5 * u * terms  # confidence * sqrt(n) * u * (|x| @ |w|)
+    torch.testing.assert_close(_chunk_bound(Product(), x, 7.0), expected, rtol=1e-12, atol=0)
+
+    class Squashed(torch.nn.Module):
+        def forward(self, images):
+            return torch.tanh(images @ w)  # tanh: 4 ulp = 8u of its result
+
+    y = torch.tanh(x @ w)
+    expected = 2 * ((1 - y**2) ** 2 * (3**0.5 * u * terms) ** 2 + (8 * u * y.abs()) ** 2).sqrt()
+    torch.testing.assert_close(_chunk_bound(Squashed(), x, 2.0), expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"cell": "rnn", "init": "normal", "num_units": 32},  # the tutorial's large logits
+        {"cell": "lstm", "num_layers": 2, "dropout": 0.3},
+        {"cell": "gru", "bidirectional": True},
+        {"cell": "lstm", "bidirectional": True, "projection_size": 5},
+    ],
+)
+def test_rounding_bound_covers_float32_error_and_is_not_vacuous(kwargs):
+    torch.manual_seed(0)
+    model = SequenceClassifier(**{"num_units": 12, **kwargs}).eval()
+    x = random_images(37)
+    bound = rounding_error_bound(model, x)  # [37, 10]
+    with torch.no_grad():
+        float32 = model(x).double()
+        exact = TraceableClassifier(SequenceClassifier(**{"num_units": 12, **kwargs}).double())
+        exact.model.load_state_dict(model.state_dict())
+        exact = exact(x.double())
+    ratio = (float32 - exact).abs() / bound
+    assert ratio.max() <= 1  # the float32 result is within the bound of the exact one
+    assert ratio.max() > 1e-3  # and the bound is within 1000x of the largest error seen
 
 
 @pytest.mark.parametrize(
@@ -197,7 +288,7 @@ def test_library_errors(monkeypatch):
     with pytest.raises(TypeError, match=r"model must be a SequenceClassifier, got Linear"):
         TraceableClassifier(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"expected shape \(2, 10\), got \(2, 9\)"):
-        compare_logits(torch.zeros(2, 10), torch.zeros(2, 9))
+        compare_logits(torch.zeros(2, 10), torch.zeros(2, 9), atol=0, rtol=0)
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
     from rnnflow.interop.onnx import to_onnx
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from interop._tf1_bundle import FIXTURES, load_expected
 
 from rnnflow.cli import main
-from rnnflow.interop.tf1_checkpoint import TF1Checkpoint
+from rnnflow.interop.tf1_checkpoint import TF1Checkpoint, TF1CheckpointError, TF1ChecksumError
 from rnnflow.interop.tf1_import import import_tutorial
 from rnnflow.interop.tf1_names import TF1NameError
 
@@ -260,3 +260,111 @@ def test_dropout_for_continued_training_wraps_the_imported_cells() -> None:
         logits = imported.model.eval()(_batch(torch.float32)[0])
     expected = load_expected("multi_lstm")["logits"]
     torch.testing.assert_close(logits, torch.from_numpy(expected), atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------- hostile files
+def _tensors(model: str) -> dict[str, np.ndarray]:
+    source = TF1Checkpoint(FIXTURES / model / "model.ckpt")
+    return {name: source.read(name).numpy() for name in source}
+
+
+@pytest.mark.parametrize("units", [20_000, 10**6])
+def test_an_index_claiming_a_huge_model_is_refused_before_building_it(
+    tmp_path: Path, bundle_writer, monkeypatch, capsys, units: int
+) -> None:
+    """The index claims H units, the data file holds 40 bytes: refused from the file sizes,
+    before a model (3.4 GB for H = 20000) is built."""
+    from interop._tf1_bundle import entry_proto
+
+    import rnnflow.training
+
+    claims = {
+        "Variable": (28, units),
+        "Variable_1": (units, 10),
+        "Variable_2": (units,),
+        "Variable_3": (10,),
+        "rnn/basic_rnn_cell/kernel": (2 * units, units),
+        "rnn/basic_rnn_cell/bias": (units,),
+    }
+    entries = {
+        name: entry_proto(dtype=1, shape=shape, size=4 * int(np.prod(shape)), crc=0)
+        for name, shape in claims.items()
+    }
+    prefix = bundle_writer(
+        tmp_path / "liar" / "model.ckpt", {"pad": np.zeros(10, np.float32)}, entries=entries
+    )
+
+    def no_building(*args, **kwargs):
+        raise AssertionError("build_model ran before the data files were checked")
+
+    monkeypatch.setattr(rnnflow.training, "build_model", no_building)
+    message = r"claims bytes \[0, \d+\) \(\d+ bytes\), but the file has only 40 bytes"
+    with pytest.raises(TF1CheckpointError, match=message):
+        import_tutorial(prefix, ignore=["pad"])
+    out = ["--preset", "tutorial", "--out", str(tmp_path / "run"), "--ignore", "pad"]
+    assert main(["import-tf1", str(prefix), *out]) == 1
+    assert "but the file has only 40 bytes" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("rnn/basic_rnn_cell/kernel/Adam_1", -1.0,
+         r"'rnn/basic_rnn_cell/kernel/Adam_1' holds negative values \(min -1\); Adam's second "
+         r"moment \(Adam_1\) is a running mean of squares, never negative"),
+        ("Variable/Adam_1", float("nan"), r"'Variable/Adam_1' holds NaN or infinite values"),
+        ("Variable_1/Adam", float("inf"), r"'Variable_1/Adam' holds NaN or infinite values"),
+        ("rnn/basic_rnn_cell/bias", float("nan"),
+         r"'rnn/basic_rnn_cell/bias' holds NaN or infinite values"),
+    ],
+)  # fmt: skip
+def test_non_finite_values_and_a_negative_second_moment_are_refused_at_import(
+    tmp_path: Path, bundle_writer, capsys, name: str, value: float, message: str
+) -> None:
+    tensors = _tensors("basic_rnn")
+    tensors[name] = tensors[name].copy()
+    tensors[name].reshape(-1)[0] = value
+    prefix = bundle_writer(tmp_path / "bad" / "model.ckpt", tensors)
+    with pytest.raises(TF1NameError, match=rf"import_tutorial: {message}"):
+        import_tutorial(prefix)
+    run_dir = tmp_path / "run"
+    assert main(["import-tf1", str(prefix), "--preset", "tutorial", "--out", str(run_dir)]) == 2
+    assert "rnnflow import-tf1: import_tutorial: " in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("name", ["Variable", "rnn/gru_cell/gates/kernel/Adam_1"])
+def test_a_corrupted_data_file_is_caught_by_the_import_itself(tf1_copy, capsys, name) -> None:
+    """crc32c is verified on the import path (a weight and an Adam slot), not only by --check."""
+    prefix = tf1_copy("gru")
+    entry = TF1Checkpoint(prefix).entries[name]
+    data = Path(f"{prefix}.data-00000-of-00001")
+    raw = bytearray(data.read_bytes())
+    raw[entry.offset + entry.size // 2] ^= 0x01  # one bit of one float
+    data.write_bytes(bytes(raw))
+    with pytest.raises(TF1ChecksumError, match=rf"crc32c mismatch for '{name}'"):
+        import_tutorial(prefix)
+    run_dir = prefix.parent / "run"
+    assert main(["import-tf1", str(prefix), "--preset", "tutorial", "--out", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert f"crc32c mismatch for '{name}'" in err and "the data file is corrupted" in err
+    assert not run_dir.exists()
+
+
+def test_the_assumed_dataset_is_said_and_recorded(tmp_path: Path, capsys) -> None:
+    prefix = str(FIXTURES / "basic_rnn" / "model.ckpt")
+    assert main(["import-tf1", prefix, "--preset", "tutorial", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "  dataset: mnist ASSUMED (the tutorial preset's default; a TF1 checkpoint does not say "
+        "what it was trained on). For a Fashion-MNIST model, import again with --dataset "
+        "fashion-mnist, or evaluate this run with `rnnflow evaluate RUN --dataset fashion-mnist`"
+    ) in out
+    record = json.loads((tmp_path / "a" / "import.json").read_text())
+    assert record["dataset"] == "mnist" and record["dataset_assumed"] is True
+    argv = ["import-tf1", prefix, "--preset", "tutorial", "--out", str(tmp_path / "b")]
+    assert main([*argv, "--dataset", "fashion-mnist"]) == 0
+    assert "ASSUMED" not in capsys.readouterr().out
+    record = json.loads((tmp_path / "b" / "import.json").read_text())
+    assert record["dataset"] == "fashion-mnist" and record["dataset_assumed"] is False

@@ -1,10 +1,32 @@
-"""Fixtures of the recurrence tests."""
+"""Fixtures of the recurrence tests: the implementations every contract test runs on, and
+a spy on the fused path."""
 
 from __future__ import annotations
 
 import pytest
 
-from rnnflow.recurrence import fused
+from rnnflow.recurrence import _ext, fused
+
+# (dynamic_rnn's impl=, RNNFLOW_NO_EXT): the reference loop; the fused path with the compiled
+# time loops (csrc/loops.cpp); the fused path with its Python loops.
+IMPLS = {
+    "reference": ("reference", None),
+    "fused-compiled": ("fused", "0"),
+    "fused-python": ("fused", "1"),
+}
+
+
+@pytest.fixture(params=list(IMPLS))
+def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``impl=`` for ``dynamic_rnn``, with ``RNNFLOW_NO_EXT`` set for the loops wanted."""
+    name, no_ext = IMPLS[request.param]
+    if no_ext is None:
+        monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
+    else:
+        monkeypatch.setenv("RNNFLOW_NO_EXT", no_ext)
+    if request.param == "fused-compiled" and not _ext.status()[0]:
+        pytest.skip(f"compiled loops unavailable: {_ext.status()[1]}")
+    return name
 
 
 @pytest.fixture
@@ -13,9 +35,9 @@ def calls(monkeypatch):
     seen = []
     real = fused.fused_dynamic_rnn
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         seen.append(type(args[0]).__name__)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(fused, "fused_dynamic_rnn", spy)
     return seen

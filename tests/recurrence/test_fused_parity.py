@@ -7,6 +7,8 @@ conversion (run on CPU), the bfloat16 mode, and edge cases.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from rnnflow_testing import (
@@ -22,10 +24,10 @@ from rnnflow import (
     BasicRNNCell,
     DropoutWrapper,
     GRUCell,
-    LSTMStateTuple,
     _nest,
     dynamic_rnn,
 )
+from rnnflow.recurrence import _fused_kernels as kernels
 from rnnflow.recurrence import fused
 
 DEPTH, BATCH, STEPS = CELL_INPUT_DEPTH, 4, 6
@@ -99,10 +101,14 @@ def test_cudnn_weight_conversion_matches_reference(kind, monkeypatch):
 
 def test_gradients_land_in_the_cells_own_parameters():
     cell = BasicLSTMCell(5, input_size=DEPTH, dtype=torch.float64)
-    out, state = dynamic_rnn(cell, inputs(False, torch.float64), impl="fused")
-    (out.sum() + state.c.sum()).backward()
+    reference = copy.deepcopy(cell)  # the same weights, run by the oracle
+    x = inputs(False, torch.float64).detach()
+    for module, impl in ((cell, "fused"), (reference, "reference")):
+        out, state = dynamic_rnn(module, x, impl=impl)
+        (out.sum() + state.c.sum()).backward()
     assert cell.kernel.grad is not None and cell.bias.grad is not None
-    assert cell.kernel.grad.shape == cell.kernel.shape
+    torch.testing.assert_close(cell.kernel.grad, reference.kernel.grad, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(cell.bias.grad, reference.bias.grad, rtol=1e-10, atol=1e-10)
 
 
 def test_identity_dropout_wrapper_is_fused_and_unchanged():
@@ -152,18 +158,132 @@ def test_padding_past_lengths_never_reaches_the_gradients():
     assert_close_tree(fast, ref, atol=1e-10, rtol=1e-10)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_bfloat16_mode_under_autocast(kind):
-    """Opt-in mixed precision: bfloat16 outputs/state close to float32, float32 gradients."""
+@pytest.mark.parametrize("lengths", ["none", "partial"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_bfloat16_mode_under_autocast(kind, lengths):
+    """Opt-in mixed precision: outputs and every state leaf in bfloat16 on both paths (the
+    reference loop casts the initial state, the fused path runs in bfloat16), close to each
+    other and to float32; float32 gradients in every parameter."""
     cell = make_cell(kind, torch.float32)
     x = torch.randn(BATCH, STEPS, DEPTH)
-    ref_out, ref_state = dynamic_rnn(cell, x, impl="fused")
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out, state = dynamic_rnn(cell, x, impl="fused")
-    assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out.float(), ref_out, atol=3e-2, rtol=3e-2)
-    h = state.h if isinstance(state, LSTMStateTuple) else state
-    ref_h = ref_state.h if isinstance(ref_state, LSTMStateTuple) else ref_state
-    torch.testing.assert_close(h.float(), ref_h, atol=3e-2, rtol=3e-2)
-    out.float().sum().backward()
+    seq = None if LENGTHS[lengths] is None else torch.tensor(LENGTHS[lengths])
+    ref_out, ref_state = dynamic_rnn(cell, x, sequence_length=seq, impl="reference")
+    runs = {}
+    for impl in ("reference", "fused"):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            runs[impl] = dynamic_rnn(cell, x, sequence_length=seq, impl=impl)
+    for out, state in runs.values():
+        assert out.dtype == torch.bfloat16
+        assert all(leaf.dtype == torch.bfloat16 for leaf in _nest.flatten(state))
+        torch.testing.assert_close(out.float(), ref_out, atol=3e-2, rtol=3e-2)
+        for got, want in zip(_nest.flatten(state), _nest.flatten(ref_state)):
+            torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=3e-2)
+    assert_close_tree(runs["fused"], runs["reference"], atol=3e-2, rtol=3e-2)
+    runs["fused"][0].float().sum().backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in cell.parameters())
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused"])
+def test_bfloat16_zero_steps_return_the_autocast_dtype(impl):
+    cell = make_cell("lstm", torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, state = dynamic_rnn(cell, torch.zeros(BATCH, 0, DEPTH), impl=impl)
+    assert out.dtype == state.c.dtype == state.h.dtype == torch.bfloat16
+    assert out.shape == (BATCH, 0, 5)
+
+
+def _linear_without_bf16(real):
+    """oneDNN's linear as on a CPU without AVX-512 (AVX2 only): bfloat16 raises."""
+
+    def check(*args):
+        if any(isinstance(a, torch.Tensor) and a.dtype == torch.bfloat16 for a in args):
+            raise RuntimeError(
+                "mkldnn pointwise binary: bf16 path needs the cpu support avx_ne_convert or "
+                "avx512bw, avx512vl and avx512dq"
+            )
+
+    class Op:
+        def __call__(self, *args):
+            check(*args)
+            return real(*args)
+
+        def binary(self, *args):
+            check(*args)
+            return real.binary(*args)
+
+    return Op()
+
+
+def test_onednn_probe_tries_each_form_in_the_dtype_asked():
+    real = torch.ops.mkldnn._linear_pointwise
+    avx2 = _linear_without_bf16(real)
+    assert kernels._probe_onednn(torch.bfloat16, op=avx2) is False
+    assert kernels._probe_onednn(torch.float32, op=avx2) is True
+
+    class NoBinary:  # the op without its ``binary`` overload
+        def __call__(self, *args):
+            return real(*args)
+
+    assert kernels._probe_onednn(torch.float32, op=NoBinary()) is False
+
+    class Wrong:  # answers, but wrongly
+        def __call__(self, *args):
+            return real(*args) + 1
+
+        def binary(self, *args):
+            return real.binary(*args)
+
+    assert kernels._probe_onednn(torch.float32, op=Wrong()) is False
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru", "multi"])
+def test_bfloat16_on_a_cpu_without_native_bf16_linear(kind, monkeypatch):
+    """The report: on AVX2-only CPUs oneDNN's bf16 linear raises. With the op behaving so, the
+    probe (run afresh) says no for bfloat16 and the run falls back to addmm: no error, the
+    reference loop's numbers. Every call reaching the op is recorded: none in bfloat16."""
+    real = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", _linear_without_bf16(real))
+    monkeypatch.setattr(kernels, "_ONEDNN", {})  # forget the verdicts of the real op
+    cell = make_cell(kind, torch.float32)
+    x = torch.randn(BATCH, STEPS, DEPTH, requires_grad=True)
+    runs = {}
+    for impl in ("reference", "fused"):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, state = dynamic_rnn(cell, x, sequence_length=[6, 2, 0, 3], impl=impl)
+        out.float().sum().backward()
+        runs[impl] = out, state
+    assert kernels._ONEDNN[torch.bfloat16] is False
+    assert_close_tree(runs["fused"], runs["reference"], atol=3e-2, rtol=3e-2)
+
+
+_AVX2_CHILD = """
+import torch, test_fused_parity as t
+from rnnflow.recurrence import _fused_kernels as kernels
+print("bf16-linear", kernels.onednn_usable(torch.bfloat16), flush=True)
+for kind in t.KINDS:
+    for lengths in t.LENGTHS:
+        t.test_bfloat16_mode_under_autocast(kind, lengths)
+print("ok", flush=True)
+"""
+
+
+def test_bfloat16_with_onednn_limited_to_avx2():
+    """The report's machine, simulated: ``ONEDNN_MAX_CPU_ISA=AVX2`` makes oneDNN refuse bf16
+    as on an AVX2-only CPU (its linear raises, its LSTM is not used by PyTorch). Every cell kind,
+    with and without lengths, runs under bf16 autocast in a fresh process, both paths."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    env["PYTHONPATH"] = os.pathsep.join([str(here.parent), str(here), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", _AVX2_CHILD], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    lines = done.stdout.split()
+    if "bf16-linear" in lines and lines[lines.index("bf16-linear") + 1] == "True":
+        pytest.skip("this torch's oneDNN ignores ONEDNN_MAX_CPU_ISA (bf16 linear still runs)")
+    assert lines[-1] == "ok"

@@ -88,9 +88,22 @@ def test_prime_and_argument_errors(vocab: Vocabulary) -> None:
         generate(model, vocab, prime="龙")
     with pytest.raises(ValueError, match=r"does not fit the 5x4 form: character 0 is 'a'"):
         generate(model, vocab, prime="a", form=PoemForm(5, 4))
-    with pytest.raises(ValueError, match=r"temperature must be >= 0, got -1"):
-        generate(model, vocab, temperature=-1)
-    with pytest.raises(ValueError, match=r"top_k must be >= 0, got -2"):
-        generate(model, vocab, top_k=-2)
-    with pytest.raises(ValueError, match=r"the vocabulary has 3 symbols|the first symbols"):
-        generate(model, Vocabulary(["<pad>", "<unk>", "<bos>"]))
+    for bad in (-1, float("nan"), float("inf"), True):
+        with pytest.raises(
+            ValueError, match=rf"temperature must be a finite number >= 0 \(0: greedy\), got {bad}"
+        ):
+            generate(model, vocab, temperature=bad)
+    for name, bad in (("top_k", -2), ("top_k", 2.5), ("length", -1), ("length", True)):
+        with pytest.raises(ValueError, match=rf"generate: {name} must be an int >= 0, got {bad}"):
+            generate(model, vocab, **{name: bad})
+    smaller = Vocabulary.build(POEMS[:1])  # a valid vocabulary, not the model's
+    with pytest.raises(
+        ValueError, match=rf"the vocabulary has {len(smaller)} symbols, the model {len(vocab)}"
+    ):
+        generate(model, smaller)
+
+
+def test_cli_form_names_are_the_library_forms() -> None:
+    from rnnflow.cli.generate import FORM_NAMES
+
+    assert sorted(FORM_NAMES) == sorted(FORMS)

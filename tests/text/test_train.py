@@ -6,19 +6,26 @@ import argparse
 import json
 import math
 import random
+import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
 
 from rnnflow.cli import _charlm, main
+from rnnflow.cli._run_folder import recorded_task
 from rnnflow.text.baselines import ngram_perplexity
 from rnnflow.text.poetry import FORMS, is_well_formed
 from rnnflow.text.train import (
+    CHARLM_CONFIG_RANGES,
     CharLMConfig,
     charlm_config_from_dict,
     load_charlm,
     load_charlm_checkpoint,
+)
+from rnnflow.text.train import (
+    field_type as charlm_field_type,
 )
 from rnnflow.training.logging import read_metrics
 
@@ -64,7 +71,7 @@ def test_train_writes_the_run_folder(tmp_path: Path, corpus: Path, capsys) -> No
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert config["task"] == "charlm" and config["corpus"] == "text"
     assert charlm_config_from_dict(config).text == (str(corpus),)
-    assert _charlm.is_charlm_run(run)
+    assert recorded_task(run) == "charlm"
     records = read_metrics(run / "metrics.jsonl")
     assert {r["kind"] for r in records} == {"train", "val"}
     assert sum(r["kind"] == "val" for r in records) == 2  # one per epoch
@@ -121,8 +128,11 @@ def test_generate_cli_errors(tmp_path: Path, corpus: Path, capsys) -> None:
     run = tmp_path / "run"
     assert train(*TINY, "--text", str(corpus), "--out", str(run), "--quiet") == 0
     capsys.readouterr()
-    assert main(["generate", str(run), "--form", "5-4"]) == 2
-    assert "--form: PoemForm.parse: expected CHARSxVERSES" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):  # argparse: one of the four forms listed
+        main(["generate", str(run), "--form", "5-4"])
+    assert "--form: invalid choice: '5-4' (choose from '5x4', '7x4', '5x8', '7x8')" in (
+        capsys.readouterr().err
+    )
     assert main(["generate", str(run), "--form", "5x4", "--prime", "春江花月夜山"]) == 2
     assert "character 5 is '山', expected '，'" in capsys.readouterr().err
 
@@ -184,6 +194,29 @@ def test_config_checks_and_resume_refuses_changes(tmp_path: Path, corpus: Path, 
     assert "already holds a run" in capsys.readouterr().err
 
 
+CHARLM_FLOATS = [f.name for f in fields(CharLMConfig) if charlm_field_type(f.name) is float]
+CHARLM_INTS = [f.name for f in fields(CharLMConfig) if charlm_field_type(f.name) is int]
+
+
+def test_every_numeric_charlm_field_is_checked() -> None:
+    assert sorted(CHARLM_CONFIG_RANGES) == sorted(CHARLM_FLOATS + CHARLM_INTS)
+    assert len(CHARLM_FLOATS) == 7 and len(CHARLM_INTS) == 12  # counted by hand
+
+
+@pytest.mark.parametrize("name", CHARLM_FLOATS)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_charlm_floats_are_refused(name: str, value: float) -> None:
+    with pytest.raises(ValueError, match=rf"CharLMConfig: {name} must be a finite number, got"):
+        CharLMConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name", CHARLM_INTS)
+def test_negative_and_huge_charlm_ints_are_refused(name: str) -> None:
+    for value in (-1, 2**63):
+        with pytest.raises(ValueError, match=rf"CharLMConfig: {name} must "):
+            CharLMConfig(**{name: value})
+
+
 def test_ngram_baselines_by_hand() -> None:
     # targets exclude <pad>=0 and <bos>=2: |W| = 5 - 2 = 3 (ids 1, 3, 4)
     train, val = [[2, 4, 4, 3]], [[2, 4, 3]]
@@ -203,7 +236,7 @@ def test_rnnflow_train_task_charlm_through_the_real_entry_point(tmp_path: Path, 
     run = tmp_path / "run"
     argv = ["train", "--task", "charlm", *TINY, "--text", str(corpus), "--epochs", "1"]
     assert main([*argv, "--out", str(run), "--quiet"]) == 0
-    assert _charlm.is_charlm_run(run)
+    assert recorded_task(run) == "charlm"
     assert main(["train", "--resume", str(run), "--quiet"]) == 0  # found to be a charlm run
 
 
@@ -232,3 +265,16 @@ def test_checkpoints_of_format_version_1_still_load(tmp_path: Path, corpus: Path
     assert old.progress["finished"] and old.optimizer is not None
     model, vocab, _ = load_charlm(run)
     assert len(vocab) > 4 and not model.training
+
+
+def test_a_non_finite_step_stops_the_character_model(tmp_path: Path, corpus: Path, capsys):
+    """lr = 1e37 is accepted (finite); the weights overflow and the run stops with exit 1."""
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--out", str(run), "--lr", "1e37") == 1
+    err = capsys.readouterr().err
+    assert re.search(
+        r"fit: the loss is (nan|inf) at optimizer step 2 \(learning rate 9.8\d+e\+36\)"
+        r"; training stopped and no checkpoint had been written yet",
+        err,
+    ), err
+    assert "Traceback" not in err and not (run / "best.safetensors").exists()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -40,7 +42,8 @@ def test_round_trip_restores_model_optimizer_and_rng(tmp_path):
     path = tmp_path / "c.safetensors"
     save(path, model, opt)
     ckpt = load_checkpoint(path)
-    assert ckpt.config == PRESETS["best"] and ckpt.progress == {"step": 2, "epoch": 0}
+    assert ckpt.config == PRESETS["best"] and ckpt.progress["step"] == 2
+    assert ckpt.progress["epoch"] == 0 and ckpt.progress["examples"] == 0  # a default
     assert ckpt.model.keys() == model.state_dict().keys()
     for k, v in model.state_dict().items():
         assert torch.equal(ckpt.model[k], v)
@@ -92,7 +95,9 @@ def test_a_pickle_is_refused_without_running_it(tmp_path, monkeypatch):
     monkeypatch.setenv("EXPLOIT_MARKER", str(marker))
     path = tmp_path / "evil.pt"
     path.write_bytes(pickle.dumps({"model": Exploit()}))
-    with pytest.raises(CheckpointError, match=r"not a safetensors file|not an rnnflow checkpoint"):
+    with pytest.raises(
+        CheckpointError, match=r"evil\.pt: truncated or not a safetensors file: the header declares"
+    ):
         load_checkpoint(path)
     assert not marker.exists()
 
@@ -111,7 +116,7 @@ def test_weight_average_round_trip_and_version_1_files_still_load(tmp_path):
     model, opt = trained()
     average, _ = trained()
     path = tmp_path / "c.safetensors"
-    save_checkpoint(path, model=model, config=PRESETS["best"], progress={}, ema=average)
+    save_checkpoint(path, model=model, config=PRESETS["best"], progress={"step": 0}, ema=average)
     ckpt = load_checkpoint(path)
     assert ckpt.ema.keys() == average.state_dict().keys()
     for k, v in average.state_dict().items():
@@ -149,3 +154,216 @@ def test_crash_mid_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]  # no temp file left
     load_checkpoint(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile and corrupt files: refused with the file's name, before anything big is allocated.
+
+
+def small_run(tmp_path, name="c.safetensors"):
+    """A real checkpoint of a 4-unit LSTM classifier after one Adam step (model, optimizer,
+    RNG states, progress); returns its path and config."""
+    from dataclasses import replace
+
+    from rnnflow.training.config import TrainConfig
+    from rnnflow.training.loop import build_model
+
+    config = replace(TrainConfig(), cell="lstm", num_units=4, batch_size=4, train_examples=8)
+    model = build_model(config)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.rand(2, 28, 28)).sum().backward()
+    opt.step()
+    path = tmp_path / name
+    save_checkpoint(
+        path,
+        model=model,
+        config=config,
+        progress={"step": 1, "examples": 4},
+        optimizer=opt,
+        rng={"torch": torch.get_rng_state(), "augment": torch.Generator().get_state()},
+    )
+    return path, config
+
+
+def rewrite(path, *, tensors=None, meta=None):
+    """Save ``path`` again with some tensors or metadata replaced (a hand-edited file)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        old_meta = f.metadata()
+        old = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(old | (tensors or {}), str(path), old_meta | (meta or {}))
+
+
+def edit_json_meta(path, key, edit):
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        value = json.loads(f.metadata()[key])
+    rewrite(path, meta={key: json.dumps(edit(value))})
+
+
+def load_model(path):
+    from rnnflow.training import load_trained_model
+
+    return load_trained_model(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        # 41 s and 3.4 GB before this check: now refused from the stored shapes
+        ("num_units", 20000, r"model\.weights_in is stored as torch\.float32 \[28, 4\], the "
+         r"model its config describes \(cell='lstm', num_units=20000, .*\) needs torch\.float32 "
+         r"\[28, 20000\]"),
+        # an allocator traceback before: the shapes overflow even on the meta device
+        ("num_units", 10**9, r"its config describes no model this file can hold"),
+        # minutes of building before
+        ("num_layers", 10**6, r"its config says num_layers=1000000, but the file holds only 6 "
+         r"weight tensors"),
+        ("cell", "gru", r"the model weights do not fit the model its config describes "
+         r"\(cell='gru', .*\): missing \['cell\.candidate\.bias'"),
+    ],
+)  # fmt: skip
+def test_a_config_that_does_not_describe_the_tensors_is_refused_before_building(
+    tmp_path, field, value, message
+):
+    path, _ = small_run(tmp_path)
+    edit_json_meta(path, "config", lambda c: c | {field: value})
+    with pytest.raises(CheckpointError, match=rf"{re.escape(str(path))}: {message}"):
+        load_model(path)
+    load_checkpoint(path)  # the file itself is well-formed: only its config lies
+
+
+def test_a_float_kernel_relabelled_int32_is_refused(tmp_path):
+    path, _ = small_run(tmp_path)
+    data = path.read_bytes()
+    entry = b'"model.cell.kernel":{"dtype":"F32"'
+    assert data.count(entry) == 1
+    path.write_bytes(data.replace(entry, entry.replace(b"F32", b"I32")))  # same byte count
+    with pytest.raises(
+        CheckpointError,
+        match=r"tensor 'model\.cell\.kernel' is stored as I32, expected a floating-point dtype",
+    ):
+        load_checkpoint(path)
+
+
+def test_a_deeply_nested_header_is_a_clear_error(tmp_path):
+    path = tmp_path / "deep.safetensors"
+    header = b'{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(CheckpointError, match=r"deep\.safetensors: .*header is nested too deeply"):
+        load_checkpoint(path)
+
+
+def test_a_header_that_describes_less_than_the_file_is_refused_before_reading(tmp_path):
+    path, _ = small_run(tmp_path)
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size + (1 << 33))  # sparse: 8 GB that must never be read
+    with pytest.raises(
+        CheckpointError,
+        match=r"truncated or corrupt checkpoint: the header describes \d+ bytes of tensor data, "
+        r"the file holds 85899\d{5}",
+    ):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: {k: v for k, v in p.items() if k != "step"}, r"no 'step'"),
+        (lambda p: p | {"step": "x"}, r"'step' is 'x', expected a int >= 0"),
+        (lambda p: p | {"examples": -5}, r"'examples' is -5, expected a int >= 0"),
+        (lambda p: p | {"finished": 1}, r"'finished' is 1, expected a bool"),
+        (lambda p: p | {"colour": 1}, r"unknown keys \['colour'\] \(expected keys among \["),
+        (lambda p: 5, r"expected a JSON object, got int"),
+    ],
+)
+def test_corrupt_progress_metadata_is_named(tmp_path, edit, message):
+    path, _ = small_run(tmp_path)
+    edit_json_meta(path, "progress", edit)
+    with pytest.raises(
+        CheckpointError, match=rf"{re.escape(str(path))}: corrupt progress metadata: {message}"
+    ):
+        load_checkpoint(path)
+
+
+def test_garbage_rng_state_is_named_at_load(tmp_path):
+    path, _ = small_run(tmp_path)
+    rewrite(path, tensors={"rng.torch": torch.full((5056,), 7, dtype=torch.uint8)})
+    with pytest.raises(
+        CheckpointError,
+        match=r"RNG state 'rng\.torch' is not a torch CPU generator state",
+    ):
+        load_checkpoint(path)
+    rewrite(path, tensors={"rng.torch": torch.zeros(3, dtype=torch.float32)})
+    with pytest.raises(
+        CheckpointError, match=r"RNG state 'rng\.torch' is F32\[3\], expected a 1-D U8"
+    ):
+        load_checkpoint(path)
+
+
+def test_optimizer_state_of_the_wrong_shape_is_refused_before_resuming(tmp_path):
+    from rnnflow.training.loop import fit
+
+    path, config = small_run(tmp_path)
+    rewrite(path, tensors={"optimizer.0.exp_avg": torch.zeros(3)})
+    resume = load_checkpoint(path)
+    data = (torch.rand(8, 28, 28), torch.arange(8) % 10)
+    with pytest.raises(
+        CheckpointError,
+        match=r"optimizer state 'exp_avg' of parameter '.*' is stored as torch\.float32 \[3\], "
+        r"the parameter is torch\.float32 \[",
+    ):
+        fit(config, tmp_path / "run", train_data=data, val_data=data, resume=resume)
+
+
+@pytest.mark.parametrize(
+    ("tensor", "value", "message"),
+    [
+        ("model.cell.bias", float("nan"), r"tensor 'model\.cell\.bias' holds NaN or infinite"),
+        ("optimizer.0.exp_avg_sq", -1.0, r"'optimizer\.0\.exp_avg_sq' \(Adam's second moment\) "
+         r"holds negative values"),
+        ("optimizer.0.exp_avg", float("inf"), r"'optimizer\.0\.exp_avg' holds NaN or infinite"),
+    ],
+)  # fmt: skip
+def test_non_finite_weights_and_a_negative_second_moment_are_refused(
+    tmp_path, tensor, value, message
+):
+    path, _ = small_run(tmp_path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        bad = f.get_tensor(tensor).clone()
+    bad.view(-1)[0] = value
+    rewrite(path, tensors={tensor: bad})
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda o: [1, 2], r"the optimizer metadata needs a 'param_groups' list"),
+        (lambda o: o | {"param_groups": [{"lr": 1e-3}]}, r"a param group must be an object with a 'params' list"),
+        (lambda o: o | {"param_groups": [o["param_groups"][0] | {"lr": float("nan")}]},
+         r"param group entry 'lr' is nan, expected finite"),
+        (lambda o: o | {"param_groups": [o["param_groups"][0] | {"params": [0, 0]}]},
+         r"a parameter index appears in two param groups"),
+    ],
+)  # fmt: skip
+def test_corrupt_optimizer_metadata_is_named(tmp_path, edit, message):
+    path, _ = small_run(tmp_path)
+    edit_json_meta(path, "optimizer", edit)
+    with pytest.raises(CheckpointError, match=rf"corrupt optimizer state: {message}"):
+        load_checkpoint(path)
+
+
+def test_an_optimizer_that_lists_other_parameters_is_refused(tmp_path):
+    path, config = small_run(tmp_path)
+    edit_json_meta(
+        path, "optimizer", lambda o: o | {"param_groups": [o["param_groups"][0] | {"params": [0]}]}
+    )
+    with pytest.raises(CheckpointError, match=r"state for parameter indices \[1, 2, 3, 4, 5\]"):
+        load_checkpoint(path)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import asdict, fields, replace
 
 import pytest
 
 from rnnflow.cli import build_parser
 from rnnflow.cli._config_args import config_overrides
-from rnnflow.training.config import PRESETS, TrainConfig, config_from_dict
+from rnnflow.training.config import (
+    PRESETS,
+    TRAIN_CONFIG_RANGES,
+    TrainConfig,
+    config_from_dict,
+    field_type,
+)
 
 
 def test_tutorial_preset_is_the_tutorial():
@@ -62,7 +69,7 @@ def test_every_field_has_a_flag_and_unset_flags_stay_unset():
         ({"num_units": 1.5}, TypeError, r"num_units must be int, got 1.5"),
         ({"dropout": 1.0}, ValueError, r"dropout must be in \[0, 1\), got 1.0"),
         ({"bidirectional": 1}, TypeError, r"bidirectional must be bool, got 1"),
-        ({"max_shift": 28}, ValueError, r"max_shift must be < 28, got 28"),
+        ({"max_shift": 28}, ValueError, r"max_shift must be in \[0, 28\), got 28"),
         (
             {"ema_decay": 1.0},
             ValueError,
@@ -70,6 +77,13 @@ def test_every_field_has_a_flag_and_unset_flags_stay_unset():
             r"average\), got 1.0",
         ),
         ({"ema_decay": -0.5}, ValueError, r"ema_decay must be in \[0, 1\) .*, got -0.5"),
+        ({"lr": 0.0}, ValueError, r"lr must be in \(0, 1e\+37\], got 0.0"),
+        ({"lr": 1e38}, ValueError, r"lr must be in \(0, 1e\+37\], got 1e\+38"),
+        ({"min_lr": 0.01}, ValueError, r"min_lr must be <= lr \(0.001\), got 0.01"),
+        ({"grad_clip": -1.0}, ValueError, r"grad_clip must be >= 0 \(0 disables clipping\)"),
+        ({"seed": -1}, ValueError, r"seed must be in \[0, 9223372036854775806\], got -1"),
+        ({"threads": 5000}, ValueError, r"threads must be in \[0, 1024\] \(0: PyTorch's def"),
+        ({"train_examples": 2**64}, ValueError, r"train_examples must fit in a 64-bit integer"),
     ],
 )
 def test_invalid_values(changes, error, message):
@@ -81,3 +95,48 @@ def test_config_from_dict_rejects_unknown_fields_and_accepts_whole_floats():
     with pytest.raises(ValueError, match=r"run/config.json: unknown TrainConfig fields \['lr2'\]"):
         config_from_dict({"lr2": 1}, source="run/config.json")
     assert config_from_dict({"lr": 1}).lr == 1.0
+
+
+FLOAT_FIELDS = [f.name for f in fields(TrainConfig) if field_type(f.name) is float]
+INT_FIELDS = [f.name for f in fields(TrainConfig) if field_type(f.name) in (int, int | None)]
+
+
+def test_every_numeric_field_is_checked():
+    """The ranges table covers every int and float field (the list below is written by hand)."""
+    assert sorted(TRAIN_CONFIG_RANGES) == sorted(FLOAT_FIELDS + INT_FIELDS)
+    assert len(FLOAT_FIELDS) == 9 and len(INT_FIELDS) == 13
+
+
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_floats_are_refused_for_every_field(name, value):
+    """--lr inf, --weight-decay inf, --forget-bias nan, --grad-clip nan trained silently."""
+    with pytest.raises(ValueError, match=rf"TrainConfig: {name} must be a finite number, got"):
+        replace(TrainConfig(), **{name: value})
+
+
+@pytest.mark.parametrize("name", INT_FIELDS)
+def test_negative_and_huge_ints_are_refused_for_every_field(name):
+    with pytest.raises(ValueError, match=rf"TrainConfig: {name} must be "):
+        replace(TrainConfig(), **{name: -1})
+    with pytest.raises(ValueError, match=rf"TrainConfig: {name} must "):
+        replace(TrainConfig(), **{name: 2**63})
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--lr", "inf", "lr must be a finite number, got inf"),
+        ("--weight-decay", "inf", "weight_decay must be a finite number, got inf"),
+        ("--forget-bias", "nan", "forget_bias must be a finite number, got nan"),
+        ("--grad-clip", "nan", "grad_clip must be a finite number, got nan"),
+    ],
+)
+def test_the_cli_refuses_non_finite_values_before_anything_is_written(
+    tmp_path, capsys, flag, value, message
+):
+    from rnnflow.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "r"), flag, value]) == 2
+    assert f"rnnflow train: TrainConfig: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -229,6 +229,10 @@ def test_ctrl_c_under_torchrun_saves_a_checkpoint_and_stops_every_rank(job, tmp_
     try:
         _wait_for_training(run, [proc])
         first = json.loads(_checkpoint_progress(run))["step"]
+        # The checkpoint file appears before that step's stop check: a Ctrl-C in between
+        # stops at that same step (it once failed `assert 20 > 20`). Wait until training has
+        # logged a step past it, so the Ctrl-C checkpoint must be a new, later one.
+        logged = _wait_for_record_after(run, first, [proc])
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
@@ -238,8 +242,22 @@ def test_ctrl_c_under_torchrun_saves_a_checkpoint_and_stops_every_rank(job, tmp_
     assert "SIGINT: saving a checkpoint after this step" in err
     assert err.count("stopped at step") == 1 and "Continue with: rnnflow train --resume" in err
     progress = json.loads(_checkpoint_progress(run))
-    assert progress["step"] > first and not progress["finished"]
+    assert progress["step"] >= logged > first and not progress["finished"]
     assert "rng.rank1.torch" in load_file(run / "checkpoint.safetensors")
+
+
+def _wait_for_record_after(run: Path, step: int, procs: list[subprocess.Popen[str]]) -> int:
+    """The step of the first metrics.jsonl record past ``step`` (waiting for it)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        steps = [json.loads(x)["step"] for x in lines[:-1]]  # the last line may be half-written
+        if any(s > step for s in steps):
+            return min(s for s in steps if s > step)
+        if any(p.poll() is not None for p in procs):
+            pytest.fail(f"training ended early: {[p.communicate() for p in procs]}")
+        time.sleep(0.05)
+    pytest.fail("training did not continue past its first checkpoint")
 
 
 def test_a_batch_that_does_not_split_evenly_over_the_processes_is_refused(tmp_path):
@@ -298,3 +316,60 @@ def test_the_character_model_refuses_to_run_under_torchrun(monkeypatch, tmp_path
     assert main(["train", "--task", "charlm", "--out", str(tmp_path / "lm")]) == 2
     assert "implemented for the image classifier only, not --task charlm" in capsys.readouterr().err
     assert not (tmp_path / "lm").exists()
+
+
+# Each rank records the example ids (pixel [0, 0]) of every training batch its model sees.
+SHARD_SCRIPT = """
+import json, sys, torch
+from rnnflow.training import loop
+from rnnflow.training.config import TrainConfig
+from rnnflow.training.distributed import init_distributed
+
+ctx = init_distributed(timeout_s=60)
+seen, real_build = [], loop.build_model
+def build(config, num_classes=10):
+    model = real_build(config, num_classes=num_classes)
+    forward = model.forward
+    def recording(x):
+        if model.training:
+            seen.append(x[:, 0, 0].round().long().tolist())
+        return forward(x)
+    model.forward = recording
+    return model
+loop.build_model = build
+config = TrainConfig(num_units=4, batch_size=8, train_examples=32, val_size=0, device="cpu",
+                     threads=1, seed=4)
+x = torch.zeros(24, 28, 28)
+x[:, 0, 0] = torch.arange(24).float()
+y = torch.arange(24) % 10
+loop.fit(config, sys.argv[1], train_data=(x, y), val_data=(x[:0], y[:0]), distributed=ctx)
+with open(f"{sys.argv[1]}/seen{ctx.rank}.json", "w") as f:
+    json.dump(seen, f)
+ctx.close(wait_for_peers=True)
+"""
+
+
+def test_each_rank_trains_on_distributed_samplers_share_of_every_global_batch(job, tmp_path):
+    """Under torchrun, rank r's model sees exactly DistributedSampler(batch, num_replicas=2,
+    rank=r, shuffle=False)'s rows of each global batch (the strided split the design promises;
+    a contiguous split would give the same gradients and pass every other test)."""
+    from torch.utils.data import DistributedSampler
+
+    from rnnflow.data import BatchIterator
+
+    script = tmp_path / "shard.py"
+    script.write_text(SHARD_SCRIPT)
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", str(script), str(out)]
+    result = subprocess.run(
+        command, cwd=job.cwd, env=job.env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    _ok(result)
+    seen = [json.loads((out / f"seen{rank}.json").read_text()) for rank in (0, 1)]
+    loader = BatchIterator(torch.zeros(24), torch.zeros(24), 8, shuffle=True, seed=4)
+    batches = [loader.order(e)[i * 8 : (i + 1) * 8].tolist() for e in (0, 1) for i in range(3)]
+    for rank in (0, 1):
+        share = list(DistributedSampler(range(8), num_replicas=2, rank=rank, shuffle=False))
+        assert seen[rank] == [[batch[i] for i in share] for batch in batches[:4]], rank

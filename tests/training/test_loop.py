@@ -161,3 +161,91 @@ def test_resume_with_ema_decay_needs_a_weight_average_in_the_checkpoint(tmp_path
     ):
         fit(config, tmp_path, train_data=data, val_data=data,
             resume=load_checkpoint(tmp_path / "c.safetensors"))  # fmt: skip
+
+
+def _tiny_run(tmp_path, nan_pixels=False, **changes):
+    from rnnflow.training.loop import fit
+
+    config = replace(
+        TrainConfig(), num_units=4, batch_size=8, train_examples=64, val_size=0,
+        eval_every=16, log_every=8, threads=1, device="cpu", **changes,
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    data = (torch.rand(32, 28, 28, generator=gen), torch.arange(32) % 10)
+    if nan_pixels:
+        data[0][:, 5, 5] = math.nan
+    return config, data, lambda **kw: fit(config, tmp_path, train_data=data, val_data=data, **kw)
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    """Keras's TerminateOnNaN: a NaN pixel in the data makes the loss NaN at the first step."""
+    from rnnflow.training.loop import NonFiniteError
+
+    _, _, run = _tiny_run(tmp_path, nan_pixels=True)
+    with pytest.raises(
+        NonFiniteError,
+        match=r"fit: the loss is nan at optimizer step 1 \(learning rate 0.001\); training "
+        r"stopped and no checkpoint had been written yet\. Try a lower --lr",
+    ):
+        run()
+    assert not (tmp_path / "checkpoint.safetensors").exists()
+
+
+def test_weights_that_overflow_stop_the_run(tmp_path):
+    """lr = 1e37 is finite and accepted; the first Adam step moves every weight by ~1e38."""
+    from rnnflow.training.loop import NonFiniteError
+
+    _, _, run = _tiny_run(tmp_path, lr=1e37)
+    with pytest.raises(NonFiniteError, match=r"at optimizer step [12] \(learning rate 1e\+37\)"):
+        run()
+
+
+def test_a_nan_optimizer_step_stops_the_run(tmp_path):
+    """A corrupt optimizer state (a negative second moment, as in a bad TF1 Adam_1) makes the
+    weights NaN at the next step: the run stops, the checkpoint on disk is not replaced."""
+    from rnnflow.training import load_checkpoint
+    from rnnflow.training.loop import NonFiniteError
+
+    _, _, run = _tiny_run(tmp_path)
+    run(stop_at_step=2)
+    path = tmp_path / "checkpoint.safetensors"
+    checkpoint = load_checkpoint(path)
+    for state in checkpoint.optimizer["state"].values():
+        state["exp_avg_sq"] = -state["exp_avg_sq"] - 1.0
+    before = path.read_bytes()
+    with pytest.raises(
+        NonFiniteError,
+        match=r"fit: a weight is not finite after the optimizer step at optimizer step 3 "
+        r"\(learning rate 0.001\); training stopped and the last good checkpoint \(.*"
+        r"checkpoint.safetensors, step 2\) is kept",
+    ):
+        run(resume=checkpoint)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_the_training_loss_is_label_smoothed_cross_entropy_by_hand(tmp_path, smoothing):
+    """The first logged training loss equals, in float64 from the same initial weights and
+    batch, (1 - e) * (-log p_y) + e * mean_k(-log p_k) (Szegedy et al., 2016), averaged over
+    the batch: a loop that ignored label_smoothing would log the e = 0 value."""
+    from rnnflow.data import BatchIterator
+    from rnnflow.training.loop import build_model
+
+    config, data, run = _tiny_run(tmp_path, label_smoothing=smoothing, seed=5)
+    with MetricsLogger(tmp_path) as log:
+        run(metrics=log, stop_at_step=1)
+    logged = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["step"] for r in logged] == [1]
+
+    torch.manual_seed(config.seed)
+    model = build_model(config).double()
+    batch = BatchIterator(*data, 8, shuffle=True, seed=config.seed).order(0)[:8]
+    with torch.no_grad():
+        logp = model(data[0][batch].double()).log_softmax(-1)  # [8, 10]
+    y = data[1][batch]
+    nll = -logp[torch.arange(8), y]
+    uniform = -logp.mean(-1)
+    expected = ((1 - smoothing) * nll + smoothing * uniform).mean().item()
+    assert logged[0]["loss"] == pytest.approx(expected, rel=1e-5)
+    without = nll.mean().item()
+    assert smoothing == 0 or abs(without - expected) > 1e-3  # the test can tell them apart

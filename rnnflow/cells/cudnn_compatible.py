@@ -1,0 +1,156 @@
+"""``tf.contrib.cudnn_rnn.CudnnCompatibleLSTMCell`` / ``CudnnCompatibleGRUCell``: cuDNN's maths
+on any device, with the variables that ``CudnnLSTM``/``CudnnGRU`` checkpoints hold.
+
+Source: r1.15 ``tensorflow/contrib/cudnn_rnn/python/ops/cudnn_rnn_ops.py`` lines 62-180 (the
+cells) and 473-660 (how the saveable turns cuDNN's per-gate matrices into these variables).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnflow.cells._dense import Initializer, glorot_uniform_
+from rnnflow.cells._lazy import LazyCell
+from rnnflow.cells.base import Activation, check_num_units
+from rnnflow.cells.lstm_block import LSTMBlockCell
+
+
+class CudnnCompatibleLSTMCell(LSTMBlockCell):
+    """LSTM equal to ``tf.contrib.cudnn_rnn.CudnnLSTM``'s, as ``CudnnCompatibleLSTMCell``.
+
+    :class:`LSTMBlockCell` with ``forget_bias=0``, no clipping, no peepholes and the TF scope
+    ``cudnn_compatible_lstm_cell``. A ``CudnnLSTM`` checkpoint stores, per layer,
+    ``kernel`` [input_size + H, 4H] (cuDNN's W and R matrices, gates reordered from cuDNN's
+    i, f, c, o to TF's i, c, f, o and transposed) and ``bias`` [4H] (cuDNN's two bias sets
+    summed), which is exactly this cell's layout.
+
+    Shapes: inputs [B, input_size]; state ``LSTMStateTuple(c, h)`` of [B, H]; output [B, H].
+    """
+
+    def __init__(
+        self,
+        num_units: int,
+        reuse: Any = None,
+        *,
+        input_size: int | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__(
+            num_units,
+            forget_bias=0.0,
+            cell_clip=None,
+            use_peephole=False,
+            reuse=reuse,
+            name="cudnn_compatible_lstm_cell",
+            input_size=input_size,
+            dtype=dtype,
+            device=device,
+        )
+
+
+class CudnnCompatibleGRUCell(LazyCell):
+    """GRU in cuDNN's formulation (reset applied AFTER the recurrent matmul), as
+    ``tf.contrib.cudnn_rnn.CudnnCompatibleGRUCell``.
+
+        r, u = split(sigmoid([x, h] @ gates.kernel + gates.bias), 2)        # gates.bias: 1.0
+        c    = tanh(x @ candidate.input_projection.kernel + candidate.input_projection.bias
+                    + r * (h @ candidate.hidden_projection.kernel
+                           + candidate.hidden_projection.bias))
+        h'   = (1 - u) * c + u * h
+
+    Parameters (TF names ``gates/kernel``, ``candidate/input_projection/kernel``, ...):
+    ``gates.kernel`` [input_size + H, 2H], ``gates.bias`` [2H] (ones),
+    ``candidate.input_projection.kernel`` [input_size, H],
+    ``candidate.hidden_projection.kernel`` [H, H] (kernels Glorot-uniform unless
+    ``kernel_initializer``), ``candidate.input_projection.bias`` and
+    ``candidate.hidden_projection.bias`` [H] (zeros).
+
+    Equals ``torch.nn.GRU`` / cuDNN with ``b_hn`` = ``hidden_projection.bias``; differs from
+    :class:`GRUCell` (TF's own GRU), which multiplies ``h`` by ``r`` before the matmul and has
+    no separate recurrent candidate bias.
+
+    Shapes: inputs [B, input_size], state [B, H] -> output, state: [B, H].
+    """
+
+    def __init__(
+        self,
+        num_units: int,
+        reuse: Any = None,
+        kernel_initializer: Initializer | None = None,
+        *,
+        input_size: int | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if kernel_initializer is not None and not callable(kernel_initializer):
+            raise TypeError(
+                "CudnnCompatibleGRUCell: kernel_initializer must be a callable or None, "
+                f"got {kernel_initializer!r}"
+            )
+        self._kernel_initializer = kernel_initializer  # used by the build inside __init__
+        super().__init__(
+            check_num_units("CudnnCompatibleGRUCell", num_units),
+            input_size=input_size,
+            dtype=dtype,
+            device=device,
+            name=None,
+            reuse=reuse,
+        )
+
+    def _declare_parameters(self) -> None:
+        self.gates = nn.Module()
+        self.candidate = nn.Module()
+        self.candidate.input_projection = nn.Module()
+        self.candidate.hidden_projection = nn.Module()
+        for part in (self.gates, self.candidate.input_projection, self.candidate.hidden_projection):
+            part.register_parameter("kernel", None)
+            part.register_parameter("bias", None)
+
+    def _kernel_name(self) -> str:
+        return "gates.kernel"
+
+    @property
+    def activation(self) -> Activation:
+        """Always tanh: TF's kernels have no other."""
+        return torch.tanh
+
+    @property
+    def state_size(self) -> int:
+        return self.num_units
+
+    @property
+    def output_size(self) -> int:
+        return self.num_units
+
+    def _create_parameters(self, input_size: int, *, dtype, device) -> None:
+        units = self.num_units
+        init = self._kernel_initializer or glorot_uniform_
+        shapes = (
+            (self.gates, (input_size + units, 2 * units), 1.0),
+            (self.candidate.input_projection, (input_size, units), 0.0),
+            (self.candidate.hidden_projection, (units, units), 0.0),
+        )
+        for part, kernel_shape, bias_value in shapes:
+            kernel = torch.empty(kernel_shape, dtype=dtype, device=device)
+            with torch.no_grad():
+                init(kernel)
+            part.kernel = nn.Parameter(kernel)
+            part.bias = nn.Parameter(
+                torch.full((kernel_shape[1],), bias_value, dtype=dtype, device=device)
+            )
+
+    def forward(self, inputs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        self._prepare(inputs, state)
+        gates = torch.addmm(self.gates.bias, torch.cat([inputs, state], 1), self.gates.kernel)
+        r, u = torch.sigmoid(gates).chunk(2, dim=1)  # each [B, H]
+        inp, hid = self.candidate.input_projection, self.candidate.hidden_projection
+        candidate = torch.addmm(inp.bias, inputs, inp.kernel) + r * torch.addmm(
+            hid.bias, state, hid.kernel
+        )
+        c = torch.tanh(candidate)
+        new_h = (1 - u) * c + u * state
+        return new_h, new_h

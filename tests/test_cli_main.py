@@ -1,0 +1,142 @@
+"""The command line's own behaviour: fast --help (no torch), --version, hints that print a
+command that works, argument checks of `generate`, and `rnnflow bench` from a checkout."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rnnflow
+from rnnflow.cli import bench, main, prog, version
+
+ROOT = Path(rnnflow.__file__).resolve().parent.parent
+
+TORCH_FREE = """
+import runpy, sys
+sys.argv = ["rnnflow", *sys.argv[1:]]
+try:
+    runpy.run_module("rnnflow", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+print("torch imported:", "torch" in sys.modules, "exit:", code)
+"""
+
+
+@pytest.mark.parametrize("command", ["", "predict", "evaluate", "export", "generate", "bench"])
+def test_help_does_not_import_torch(command):
+    argv = [sys.executable, "-c", TORCH_FREE, *([command] if command else []), "--help"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert result.stdout.rstrip().endswith("torch imported: False exit: 0"), result.stdout
+    assert f"usage: rnnflow {command}".rstrip() in result.stdout
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit, match="0"):
+        main(["--version"])
+    assert capsys.readouterr().out == f"rnnflow {version()}\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*|unknown \(not installed\)", version())
+
+
+def test_prog_is_a_command_that_works(tmp_path, monkeypatch):
+    script = tmp_path / "venv" / "bin" / "rnnflow"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [".venv/bin/rnnflow"])
+    monkeypatch.chdir(tmp_path / "venv" / "..")
+    (tmp_path / ".venv").symlink_to(tmp_path / "venv")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert prog() == ".venv/bin/rnnflow"  # not on PATH: the path the user typed
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert prog() == "rnnflow"  # on PATH, and the same program
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "rnnflow" / "__main__.py")])
+    assert prog().endswith(" -m rnnflow")
+
+
+def test_generate_refuses_bad_sampling_values_before_loading(tmp_path, capsys):
+    missing = str(tmp_path / "no-run")
+    for flags, message in [
+        (["--temperature", "nan"], r"--temperature must be a finite number >= 0 \(0: greedy\), "
+                                   r"got nan"),
+        (["--temperature", "inf"], r"--temperature must be a finite number >= 0 .*got inf"),
+        (["--temperature", "-0.5"], r"--temperature must be .*got -0\.5"),
+        (["--top-k", "-1"], r"--top-k must be >= 0, got -1"),
+        (["--length", "-3"], r"--length must be >= 0, got -3"),
+    ]:  # fmt: skip
+        assert main(["generate", missing, *flags]) == 2
+        assert re.search(r"^rnnflow generate: " + message, capsys.readouterr().err)
+    for form in ("6x4", "50x50"):
+        with pytest.raises(SystemExit, match="2"):
+            main(["generate", missing, "--form", form])
+        assert f"invalid choice: '{form}' (choose from '5x4', '7x4', '5x8', '7x8')" in (
+            capsys.readouterr().err
+        )
+
+
+def test_bench_finds_its_harness_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as `.venv/bin/rnnflow bench`: the checkout is not on sys.path
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != ROOT])
+    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    module = bench.import_bench()
+    assert module is not None
+    assert Path(module.__file__).resolve() == ROOT / "benchmarks" / "bench_recurrence.py"
+    assert str(ROOT) not in sys.path  # found without leaving the checkout on sys.path
+
+
+def test_bench_without_a_harness_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "checkout_root", lambda: tmp_path)
+    monkeypatch.setattr(bench, "import_bench", lambda: None)
+    assert main(["bench"]) == 1
+    assert re.search(
+        rf"^rnnflow bench: the benchmark harness is not installed: rnnflow runs from "
+        rf"{re.escape(str(tmp_path))}, which has no benchmarks/bench_recurrence\.py .*pip install "
+        r"-e \.",
+        capsys.readouterr().err,
+    )
+
+
+FAKE_RNNFLOW = """#!/bin/sh
+echo "$@" >> "{log}"
+"""
+
+
+@pytest.mark.skipif(not Path("/usr/bin/make").exists(), reason="needs make")
+def test_make_train_twice_resumes_or_says_how_to_start_over(tmp_path):
+    venv, data, log = tmp_path / "venv", tmp_path / "data", tmp_path / "calls.log"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "rnnflow").write_text(FAKE_RNNFLOW.format(log=log))
+    (venv / "bin" / "rnnflow").chmod(0o755)
+    (venv / ".installed").touch()
+    os.utime(venv / ".installed", (2**31, 2**31))  # newer than pyproject.toml: no pip install
+    data.mkdir()
+    (data / "t10k-labels-idx1-ubyte").touch()
+    (data / "tang300").touch()
+    run = tmp_path / "run"
+    make = ["make", "-s", "-C", str(ROOT), "train", f"VENV={venv}", f"RUN={run}",
+            f"FASHION_DIR={data}", f"FORTUNES_DIR={data}"]  # fmt: skip
+
+    def make_train() -> tuple[list[str], str]:
+        log.write_text("")
+        out = subprocess.run(make, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return log.read_text().splitlines(), out.stdout
+
+    calls, _ = make_train()  # a new run
+    assert calls == [f"train --preset tutorial --dataset fashion-mnist --out {run}",
+                     f"evaluate {run}"]  # fmt: skip
+    run.mkdir()
+    (run / "config.json").write_text("{}")  # interrupted: no summary yet
+    calls, text = make_train()
+    assert calls == [f"train --resume {run}", f"evaluate {run}"]
+    assert f"continuing the interrupted run in {run} (to start over: rm -rf {run})" in text
+    (run / "summary.json").write_text("{}")  # finished
+    calls, text = make_train()
+    assert calls == [f"evaluate {run}"]
+    assert f"{run} holds a finished run" in text and f"rm -rf {run} && make train" in text
