@@ -49,7 +49,9 @@ def _check_batch(what: str, structure: Any, batch: int) -> None:
 
 
 def _same(time: int, what: str, expected: Any, got: Any) -> None:
-    if not _nest.same_structure(expected, got):
+    if not _nest.same_structure(expected, got) or not all(
+        isinstance(leaf, Tensor) for leaf in _nest.flatten(got)
+    ):
         raise ValueError(
             f"{_OWNER}: loop_fn(time={time}) returned {what} structured as "
             f"{_nest.describe(got)}, expected {_nest.describe(expected)}"
@@ -83,7 +85,8 @@ def raw_rnn(
     ``finished`` is a bool tensor [B]. ``loop_state`` may be any Python object (TF allowed
     tensors and TensorArrays); a ``next_loop_state`` of None keeps the previous one. As in TF
     the loop only ends when every row is finished: a ``loop_fn`` that never finishes loops
-    forever.
+    forever. Each call is a new run, as in ``dynamic_rnn``: ``cell.begin_sequence()`` first
+    (a ``DropoutWrapper(variational_recurrent=True)`` draws new masks).
 
     Args:
         cell: an ``RNNCell`` (built on its first call if lazy).
@@ -107,6 +110,8 @@ def raw_rnn(
         raise TypeError(f"{_OWNER}: loop_fn must be callable, got {type(loop_fn).__name__}")
     if not isinstance(swap_memory, bool):
         raise TypeError(f"{_OWNER}: swap_memory must be a bool, got {swap_memory!r}")
+    if hasattr(cell, "begin_sequence"):  # a new run: DropoutWrapper draws new variational masks
+        cell.begin_sequence()
     finished, next_input, state, emit_structure, init_loop_state = loop_fn(0, None, None, None)
     finished = _check_finished(finished, None, 0)
     batch = finished.shape[0]

@@ -9,6 +9,7 @@ import torch
 
 from rnnflow import (
     BasicRNNCell,
+    DropoutWrapper,
     GRUCell,
     LSTMCell,
     LSTMStateTuple,
@@ -170,6 +171,32 @@ def test_raw_rnn_with_every_row_finished_at_time_0_runs_no_step():
     assert emit.shape == (0, 2, 3) and state is init and loop_state is None
 
 
+def _dropout_raw_rnn(cell, x):
+    """raw_rnn over every step of x [T, B, D]: the emitted outputs [T, B, size]."""
+
+    def loop_fn(time, cell_output, cell_state, loop_state):
+        finished = torch.full((x.shape[1],), time >= x.shape[0])
+        state = cell.zero_state(x.shape[1], x.dtype) if cell_state is None else cell_state
+        return finished, x[min(time, x.shape[0] - 1)], state, cell_output, None
+
+    return raw_rnn(cell, loop_fn)[0]
+
+
+def test_raw_rnn_draws_new_variational_masks_each_call():
+    """Each raw_rnn call is a new run (begin_sequence), as dynamic_rnn: the variational output
+    mask is shared by every step of one call and drawn anew for the next call."""
+    torch.manual_seed(0)
+    cell = DropoutWrapper(
+        BasicRNNCell(32, input_size=2), output_keep_prob=0.5, variational_recurrent=True, seed=3
+    )
+    cell.train()
+    x = torch.rand(3, 4, 2) + 0.5  # positive inputs: tanh outputs are never exactly zero
+    dropped = [_dropout_raw_rnn(cell, x).eq(0) for _ in range(2)]  # [T, B, 32] each
+    for d in dropped:  # one [1, 32] mask per call: every step and row drops the same units
+        assert d.any() and d.eq(d[:1, :1]).all()
+    assert not torch.equal(dropped[0][0, 0], dropped[1][0, 0])
+
+
 @pytest.mark.parametrize(
     ("finished", "error", "match"),
     [
@@ -193,6 +220,15 @@ def test_raw_rnn_refuses_a_changing_structure_and_a_bad_initial_state():
 
     with pytest.raises(ValueError, match=r"raw_rnn: loop_fn\(time=1\) returned next_cell_state"):
         raw_rnn(BasicRNNCell(3), loop_fn)
+
+    def no_emit(time, cell_output, cell_state, loop_state):  # emit_output=None after time 0
+        state = torch.zeros(2, 3) if time == 0 else cell_state
+        return torch.zeros(2, dtype=torch.bool), torch.zeros(2, 2), state, None, None
+
+    with pytest.raises(
+        ValueError, match=r"raw_rnn: loop_fn\(time=1\) returned emit_output structured as None"
+    ):
+        raw_rnn(BasicRNNCell(3), no_emit)
 
     def bad_init(time, cell_output, cell_state, loop_state):
         return torch.zeros(2, dtype=torch.bool), torch.zeros(2, 2), torch.zeros(2, 4), None, None
