@@ -10,26 +10,29 @@ from torch import Tensor, nn
 
 from rnnflow.cells._dense import Initializer, dense, glorot_uniform_, register_dense
 from rnnflow.cells._lazy import LazyCell
-from rnnflow.cells.base import Activation, check_num_units, resolve_activation
+from rnnflow.cells.base import (
+    Activation,
+    check_num_units,
+    check_optional_int,
+    resolve_activation,
+)
 from rnnflow.cells.basic_lstm import LSTMStateTuple
 
 _PEEPHOLES = ("w_f_diag", "w_i_diag", "w_o_diag")  # TF's creation order
 
 
-def _optional_positive(owner: str, name: str, value: Any, *, integer: bool) -> Any:
-    """``None`` or a positive int (``integer``) / positive finite number; else ValueError."""
+def _optional_clip(owner: str, name: str, value: Any) -> float | None:
+    """``None`` or a positive finite number, as a float; else ValueError."""
     if value is None:
         return None
-    kinds = (int,) if integer else (int, float)
     if (
         isinstance(value, bool)
-        or not isinstance(value, kinds)
+        or not isinstance(value, (int, float))
         or not math.isfinite(value)
         or value <= 0
     ):
-        what = "a positive int" if integer else "a positive finite number"
-        raise ValueError(f"{owner}: {name} must be None or {what}, got {value!r}")
-    return value if integer else float(value)
+        raise ValueError(f"{owner}: {name} must be None or a positive finite number, got {value!r}")
+    return float(value)
 
 
 class LSTMCell(LazyCell):
@@ -55,8 +58,11 @@ class LSTMCell(LazyCell):
     P = ``num_proj or num_units``, or with ``state_is_tuple=False`` ``concat([c, m], 1)``
     [B, H + P]; output ``m'`` [B, P].
 
-    Arguments as TF's. ``num_unit_shards``/``num_proj_shards`` are accepted (TF partitioned the
-    variables with them; the maths is unchanged) and the parameters stay whole tensors.
+    Arguments as TF's; the integer ones (``num_units``, ``num_proj``, the shard counts,
+    ``input_size``) take what ``operator.index`` takes (``np.int64``, a 0-d integer tensor) and
+    refuse floats and bools (``check_int``). ``num_unit_shards``/``num_proj_shards`` are
+    accepted (TF partitioned the variables with them; the maths is unchanged) and the
+    parameters stay whole tensors.
     ``activation`` is a callable or a name (``"tanh"``, ``"relu"``, ...). ``**kwargs`` takes
     TF's layer keyword ``trainable`` (``False``: the parameters get ``requires_grad=False``);
     any other keyword raises ``TypeError``. Differs from TF on purpose: ``proj_clip`` without
@@ -111,14 +117,11 @@ class LSTMCell(LazyCell):
             raise TypeError(f"{owner}: forget_bias must be a number, got {forget_bias!r}")
         if initializer is not None and not callable(initializer):
             raise TypeError(f"{owner}: initializer must be a callable or None, got {initializer!r}")
-        cell_clip = _optional_positive(owner, "cell_clip", cell_clip, integer=False)
-        proj_clip = _optional_positive(owner, "proj_clip", proj_clip, integer=False)
-        num_proj = _optional_positive(owner, "num_proj", num_proj, integer=True)
-        for arg, value in (
-            ("num_unit_shards", num_unit_shards),
-            ("num_proj_shards", num_proj_shards),
-        ):
-            _optional_positive(owner, arg, value, integer=True)
+        cell_clip = _optional_clip(owner, "cell_clip", cell_clip)
+        proj_clip = _optional_clip(owner, "proj_clip", proj_clip)
+        num_proj = check_optional_int(owner, "num_proj", num_proj)
+        num_unit_shards = check_optional_int(owner, "num_unit_shards", num_unit_shards)
+        num_proj_shards = check_optional_int(owner, "num_proj_shards", num_proj_shards)
         if proj_clip is not None and num_proj is None:
             raise ValueError(
                 f"{owner}: proj_clip={proj_clip} needs num_proj (TF ignores it without a "

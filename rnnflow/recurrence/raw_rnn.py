@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 from rnnflow import _nest
-from rnnflow.cells.base import State, check_state
+from rnnflow.cells.base import State, check_optional_int, check_state
 from rnnflow.recurrence._masking import copy_through
-from rnnflow.recurrence.dynamic_rnn import check_cell
+from rnnflow.recurrence.dynamic_rnn import _flag, check_cell
 
 _OWNER = "raw_rnn"
 
@@ -101,15 +101,18 @@ def raw_rnn(
 
     Raises:
         TypeError: ``cell`` is not a cell, ``loop_fn`` is not callable, ``finished`` is not a
-            bool tensor [B].
-        ValueError: a ``loop_fn`` result whose structure or batch changes between steps, or an
-            initial state that does not fit ``cell.state_size``.
+            bool tensor [B], ``swap_memory`` is not a bool or ``scope`` not a str.
+        ValueError: a ``loop_fn`` result whose structure or batch changes between steps, an
+            initial state that does not fit ``cell.state_size``, or a ``parallel_iterations``
+            that is not a positive int (``np.int64`` and 0-d integer tensors are) or None.
     """
     check_cell(_OWNER, "cell", cell)
     if not callable(loop_fn):
         raise TypeError(f"{_OWNER}: loop_fn must be callable, got {type(loop_fn).__name__}")
-    if not isinstance(swap_memory, bool):
-        raise TypeError(f"{_OWNER}: swap_memory must be a bool, got {swap_memory!r}")
+    check_optional_int(_OWNER, "parallel_iterations", parallel_iterations)
+    _flag(_OWNER, "swap_memory", swap_memory)
+    if scope is not None and not isinstance(scope, str):
+        raise TypeError(f"{_OWNER}: scope must be a str or None, got {scope!r}")
     if hasattr(cell, "begin_sequence"):  # a new run: DropoutWrapper draws new variational masks
         cell.begin_sequence()
     finished, next_input, state, emit_structure, init_loop_state = loop_fn(0, None, None, None)

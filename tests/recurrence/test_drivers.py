@@ -4,6 +4,7 @@ test_tf_parity.py: static_*, stack_bidi_* and raw_rnn_* fixtures)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from rnnflow import (
     GRUCell,
     LSTMCell,
     LSTMStateTuple,
+    dynamic_rnn,
     raw_rnn,
     stack_bidirectional_dynamic_rnn,
     stack_bidirectional_rnn,
@@ -276,3 +278,46 @@ def test_stack_bidirectional_errors_name_the_layer():
             initial_states_fw=init,
             initial_states_bw=[torch.zeros(1, 2)] * 2,
         )
+
+
+# ----------------------------------------------------------------------------- integer arguments
+def _finish_at_once(time, cell_output, cell_state, loop_state):
+    return torch.ones(2, dtype=torch.bool), torch.zeros(2, 2), torch.zeros(2, 3), None, None
+
+
+DRIVERS_WITH_PARALLEL_ITERATIONS = {
+    "dynamic_rnn": lambda p: dynamic_rnn(
+        BasicRNNCell(3), torch.zeros(2, 4, 2), parallel_iterations=p
+    ),
+    "stack_bidirectional_dynamic_rnn": lambda p: stack_bidirectional_dynamic_rnn(
+        [GRUCell(2)], [GRUCell(2)], torch.zeros(2, 4, 3), parallel_iterations=p
+    ),
+    "raw_rnn": lambda p: raw_rnn(BasicRNNCell(3), _finish_at_once, parallel_iterations=p),
+}
+
+
+@pytest.mark.parametrize("driver", DRIVERS_WITH_PARALLEL_ITERATIONS)
+@pytest.mark.parametrize("value", [None, 4, np.int64(4), torch.tensor(4)], ids=repr)
+def test_parallel_iterations_takes_integer_likes(driver, value):
+    DRIVERS_WITH_PARALLEL_ITERATIONS[driver](value)
+
+
+@pytest.mark.parametrize("driver", DRIVERS_WITH_PARALLEL_ITERATIONS)
+@pytest.mark.parametrize(
+    ("value", "shown"), [(4.0, r"4\.0"), (True, "True"), (np.True_, r"np\.True_"), (0, "0")]
+)
+def test_parallel_iterations_refuses_floats_bools_and_zero(driver, value, shown):
+    owner = rf"{driver} \(layer 0\)" if driver.startswith("stack") else driver
+    with pytest.raises(
+        ValueError,
+        match=rf"^{owner}: parallel_iterations must be a positive int or None, got {shown}$",
+    ):
+        DRIVERS_WITH_PARALLEL_ITERATIONS[driver](value)
+
+
+def test_raw_rnn_checks_swap_memory_and_scope():
+    assert raw_rnn(BasicRNNCell(3), _finish_at_once, swap_memory=np.True_)[0].shape == (0, 2, 3)
+    with pytest.raises(TypeError, match=r"^raw_rnn: swap_memory must be a bool, got 1$"):
+        raw_rnn(BasicRNNCell(3), _finish_at_once, swap_memory=1)
+    with pytest.raises(TypeError, match=r"^raw_rnn: scope must be a str or None, got 3$"):
+        raw_rnn(BasicRNNCell(3), _finish_at_once, scope=3)
