@@ -12,6 +12,7 @@ from rnnflow import _nest
 from rnnflow.cells.base import State, check_optional_int, check_state
 from rnnflow.recurrence._masking import copy_through
 from rnnflow.recurrence.dynamic_rnn import _flag, check_cell
+from rnnflow.recurrence.reference import _ZerosFrom
 
 _OWNER = "raw_rnn"
 
@@ -58,6 +59,22 @@ def _same(time: int, what: str, expected: Any, got: Any) -> None:
         )
 
 
+def _no_steps(cell: Any, first_input: Any, flat_zero: list[Tensor]) -> list[Tensor]:
+    """The emits [0, B, ...] of a run without steps; the floating ones connected to the first
+    input and the cell's parameters with zero gradients (``dynamic_rnn``'s empty runs do the
+    same), so ``emit.sum().backward()`` works and every gradient exists."""
+    params = cell.parameters() if isinstance(cell, torch.nn.Module) else ()
+    leaves = [t for t in _nest.flatten(first_input) if isinstance(t, Tensor)]
+    sources = [t for t in (*leaves, *params) if t.requires_grad]
+    out = []
+    for z in flat_zero:
+        if torch.is_grad_enabled() and sources and z.is_floating_point():
+            out.append(_ZerosFrom.apply([(0, *z.shape)], z.dtype, z.device, *sources)[0])
+        else:
+            out.append(z.new_zeros(0, *z.shape))
+    return out
+
+
 def raw_rnn(
     cell: Any,
     loop_fn: LoopFn,
@@ -96,8 +113,9 @@ def raw_rnn(
     Returns:
         ``(emit, final_state, final_loop_state)``: ``emit`` is TF's ``emit_ta.stack()``, a
         tensor [T, B, ...] (or a structure of them, like the emit structure) with T the number
-        of steps run (0 when every row is finished at time 0); ``final_state`` the state after
-        the last step; ``final_loop_state`` None when the first ``loop_fn`` call returned None.
+        of steps run (0 when every row is finished at time 0, or B = 0: zeros whose gradients
+        with respect to the first input and the parameters exist and are zero, as
+        ``dynamic_rnn``'s empty runs); ``final_state`` the state after the last step; ``final_loop_state`` None when the first ``loop_fn`` call returned None.
 
     Raises:
         TypeError: ``cell`` is not a cell, ``loop_fn`` is not callable, ``finished`` is not a
@@ -155,9 +173,9 @@ def raw_rnn(
         next_input = new_input
         time += 1
     flat_zero = _nest.flatten(zero_emit)
-    stacked = [
-        torch.stack([step[k] for step in emitted]) if emitted else z.new_zeros(0, *z.shape)
-        for k, z in enumerate(flat_zero)
-    ]  # [T, B, ...] each
+    if emitted:
+        stacked = [torch.stack([step[k] for step in emitted]) for k in range(len(flat_zero))]
+    else:  # no step (every row finished at time 0, or B = 0): [0, B, ...] zeros
+        stacked = _no_steps(cell, next_input, flat_zero)
     emit_all = _nest.pack_sequence_as(zero_emit, stacked)
     return emit_all, state, (None if init_loop_state is None else loop_state)
