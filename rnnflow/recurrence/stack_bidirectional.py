@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnflow import _nest
 from rnnflow.cells.base import State
 from rnnflow.recurrence.bidirectional import run_bidirectional
 from rnnflow.recurrence.dynamic_rnn import Impl
@@ -29,6 +30,14 @@ def _check_layers(
                 f"{owner}: {arg} must be a non-empty list of RNNCells (one per layer), "
                 f"got {cells!r}"
             )
+    for arg, cells in (("cells_fw", cells_fw), ("cells_bw", cells_bw)):
+        for k, cell in enumerate(cells):
+            size = getattr(cell, "output_size", None)
+            if _nest.is_sequence(size):  # each layer's outputs are concatenated, as in TF
+                raise ValueError(
+                    f"{owner}: {arg}[{k}] must have a single output (an int output_size: the "
+                    f"layers' outputs are concatenated), got {_nest.describe(size)}"
+                )
     if len(cells_fw) != len(cells_bw):
         raise ValueError(
             f"{owner}: cells_fw and cells_bw must have the same depth, got {len(cells_fw)} "
@@ -125,7 +134,8 @@ def stack_bidirectional_dynamic_rnn(
         time-major); the final states as tuples with one entry per layer.
 
     Raises:
-        ValueError: empty or unequal cell lists, initial-state lists of the wrong length, and
+        ValueError: empty or unequal cell lists, a cell with nested outputs (TF's concat of the
+            layers' outputs needs one tensor), initial-state lists of the wrong length, and
             every error of ``bidirectional_dynamic_rnn`` (the message names the layer).
     """
     return _stack(

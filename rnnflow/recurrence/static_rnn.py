@@ -54,6 +54,12 @@ def stack_steps(owner: str, inputs: Any) -> Tensor:
     return torch.stack(list(inputs))  # [T, B, D]
 
 
+def unstack_steps(outputs: Any) -> list[Any]:
+    """Time-major outputs (each leaf [T, B, ...]) as a list of T per-step structures."""
+    steps = _nest.flatten(outputs)[0].shape[0]
+    return [_nest.map_structure(lambda o, t=t: o[t], outputs) for t in range(steps)]
+
+
 def static_rnn(
     cell: Any,
     inputs: Sequence[Tensor],
@@ -81,7 +87,8 @@ def static_rnn(
         impl: as :func:`~rnnflow.dynamic_rnn` (``"auto"``, ``"fused"``, ``"reference"``).
 
     Returns:
-        ``(outputs, state)``: a list of T outputs [B, output_size] and the final state.
+        ``(outputs, state)``: a list of T outputs [B, output_size] (each nested as the cell's
+        ``output_size`` where that is a structure) and the final state.
 
     Raises:
         TypeError/ValueError: ``inputs`` not a non-empty list of equal [B, D] tensors, and
@@ -103,7 +110,7 @@ def static_rnn(
         scope=scope,
         impl=impl,
     )
-    return list(outputs.unbind(0)), state
+    return unstack_steps(outputs), state
 
 
 def static_bidirectional_rnn(
@@ -127,11 +134,18 @@ def static_bidirectional_rnn(
 
     Returns:
         ``(outputs, state_fw, state_bw)``: outputs is a list of T tensors
-        ``concat([out_fw[t], out_bw[t]], 1)`` [B, H_fw + H_bw].
+        ``concat([out_fw[t], out_bw[t]], 1)`` [B, H_fw + H_bw]; for nested outputs (both cells'
+        ``output_size`` of one structure) each leaf is concatenated so, as in TF.
     """
     owner = "static_bidirectional_rnn"
     check_cell(owner, "cell_fw", cell_fw)
     check_cell(owner, "cell_bw", cell_bw)
+    if not _nest.same_structure(cell_fw.output_size, cell_bw.output_size):
+        raise ValueError(
+            f"{owner}: cell_fw and cell_bw must have outputs of the same structure (they are "
+            f"concatenated leaf by leaf), got {_nest.describe(cell_fw.output_size)} and "
+            f"{_nest.describe(cell_bw.output_size)}"
+        )
     x = stack_steps(owner, inputs)  # [T, B, D]
     (out_fw, out_bw), (state_fw, state_bw) = run_bidirectional(
         owner,
@@ -148,8 +162,11 @@ def static_bidirectional_rnn(
         scope=scope,
         impl=impl,
     )
-    outputs = torch.cat([out_fw, out_bw], dim=2)  # [T, B, H_fw + H_bw]
-    return list(outputs.unbind(0)), state_fw, state_bw
+    # TF: each leaf of fw's and bw's outputs concatenated on the feature axis, fw's structure
+    outputs = _nest.map_structure(
+        lambda fw, bw: torch.cat([fw, bw], dim=2), out_fw, out_bw
+    )  # each leaf [T, B, H_fw + H_bw]
+    return unstack_steps(outputs), state_fw, state_bw
 
 
 def static_state_saving_rnn(
