@@ -115,7 +115,8 @@ def raw_rnn(
         tensor [T, B, ...] (or a structure of them, like the emit structure) with T the number
         of steps run (0 when every row is finished at time 0, or B = 0: zeros whose gradients
         with respect to the first input and the parameters exist and are zero, as
-        ``dynamic_rnn``'s empty runs); ``final_state`` the state after the last step; ``final_loop_state`` None when the first ``loop_fn`` call returned None.
+        ``dynamic_rnn``'s empty runs); ``final_state`` the state after the last step;
+        ``final_loop_state`` None when the first ``loop_fn`` call returned None.
 
     Raises:
         TypeError: ``cell`` is not a cell, ``loop_fn`` is not callable, ``finished`` is not a
