@@ -7,7 +7,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 RUN ?= runs/tutorial
 PRESET ?= tutorial
 
-.PHONY: venv data train test lint bench clean
+.PHONY: venv data browser train test lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,22 @@ data:
 		echo "data: apt-get not available; missing:$$missing (rnnflow looks them up or downloads where it can)"; \
 	fi
 
+# Debian's chromium for the browser tests of `rnnflow serve` (tests/serve/test_browser.py;
+# Playwright drives /usr/bin/chromium, its own browser download is never used), and a CJK font
+# so poems render in its screenshots. Installed where apt is available and chromium is missing;
+# otherwise (or if the install fails) those tests are skipped and say why.
+browser:
+	@if [ -x /usr/bin/chromium ]; then \
+		echo "browser: /usr/bin/chromium found"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			chromium chromium-driver fonts-wqy-microhei; } \
+		|| echo "browser: install failed; the browser tests will be skipped"; \
+	else \
+		echo "browser: apt-get not available; the browser tests will be skipped"; \
+	fi
+
 # A second `make train` does not start over: it continues an interrupted run (config.json but no
 # summary.json yet) or, for a finished one, evaluates it again and says how to train anew.
 train: venv data
@@ -48,7 +64,7 @@ train: venv data
 	fi
 	$(BIN)/rnnflow evaluate $(RUN)
 
-test: venv data
+test: venv data browser
 	$(BIN)/python -m pytest -q
 
 lint: venv

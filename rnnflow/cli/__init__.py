@@ -27,6 +27,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "classify image files with a trained model"),
     "generate": ("generate", "sample text (or a poem of a given form) from a character model"),
     "export": ("export", "export a trained model to ONNX or TorchScript, checked against PyTorch"),
+    "serve": (
+        "serve",
+        "a local web page (and JSON API) to watch a model read a drawing or write a poem",
+    ),
 }
 
 

@@ -223,6 +223,29 @@ class SequenceClassifier(nn.Module):
         """Logits [B, C] for inputs [B, T, D] (rows of an image: T = D = 28)."""
         return self.features(inputs, sequence_length) @ self.weights_out + self.biases_out
 
+    def prefix_features(self, inputs: Tensor) -> Tensor:
+        """What the model holds after reading only the first t steps, for every t = 0..T.
+
+        Returns [B, T + 1, F]: ``[:, t]`` is :meth:`features` of ``inputs`` cut after step t
+        (``sequence_length = t``; t = 0 is the zero state's output, zeros). One-directional, it
+        is the top layer's output at step t - 1. Bidirectional, it is the forward output at step
+        t - 1 concatenated with the backward direction's output after it read steps t-1..0 (the
+        model's own view of the prefix, not a slice of the full-sequence backward pass).
+        Inputs [B, T, D] as :meth:`forward`; runs B * (T + 1) rows in one ``dynamic_rnn`` call.
+        """
+        if not isinstance(inputs, Tensor) or inputs.dim() != 3:
+            return self.features(inputs)  # raises the shape error
+        batch, max_time = inputs.shape[0], inputs.shape[1]
+        cut = inputs.repeat_interleave(max_time + 1, dim=0)  # [B * (T + 1), T, D]
+        lengths = torch.arange(max_time + 1, device=inputs.device).repeat(batch)  # [B * (T + 1)]
+        return self.features(cut, lengths).view(batch, max_time + 1, -1)  # [B, T + 1, F]
+
+    def prefix_logits(self, inputs: Tensor) -> Tensor:
+        """The output layer applied to :meth:`prefix_features`: logits [B, T + 1, C], where
+        ``[:, t]`` equals ``forward(inputs[:, :t])`` (the prediction had the input ended after t
+        steps) and ``[:, T]`` equals ``forward(inputs)``."""
+        return self.prefix_features(inputs) @ self.weights_out + self.biases_out
+
     def extra_repr(self) -> str:
         return (
             f"cell={self.cell_kind!r}, num_units={self.num_units}, num_layers={self.num_layers}, "

@@ -37,6 +37,10 @@ class Sample:
     ids: list[int]  # sampled ids (not the prime), <eos> included when it was drawn
     log_prob: float  # sum of log p of the sampled ids under the masked, tempered distribution
     finished: bool  # True if <eos> was drawn (always True with a form)
+    # with generate(candidates=k): per sampled id, the k most likely (id, probability) pairs of
+    # the distribution it was drawn from (masked, tempered, top-k; greedy: softmax of the
+    # masked logits), most likely first
+    candidates: tuple[tuple[tuple[int, float], ...], ...] = ()
 
 
 @torch.no_grad()
@@ -50,6 +54,7 @@ def generate(
     top_k: int = 0,
     seed: int = 0,
     form: PoemForm | None = None,
+    candidates: int = 0,
 ) -> Sample:
     """Sample a continuation of ``prime`` from ``model`` (see the module docstring).
 
@@ -60,6 +65,9 @@ def generate(
         temperature: a finite float > 0 divides the logits; 0 is greedy decoding.
         top_k: keep the k most likely allowed ids; 0 (or more than are allowed) keeps all.
         seed: seeds the sampling generator: the same seed gives the same text.
+        candidates: also record, for each sampled id,
+            the ``candidates`` most likely ids and their probabilities (``Sample.candidates``);
+            0 records nothing.
         form: force a regular poem; ``prime`` must then be a prefix that fits it.
 
     Raises ``ValueError`` for a NaN, infinite or negative ``temperature``, a ``top_k`` or
@@ -82,6 +90,8 @@ def generate(
     unknown = sorted({ch for ch in prime if ch not in vocab})
     if unknown:
         raise ValueError(f"generate: the prime has characters the model does not know: {unknown}")
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 0:
+        raise ValueError(f"generate: candidates must be an int >= 0, got {candidates!r}")
     form_mask = FormMask(form, vocab) if form is not None else None
     if form_mask is not None:
         form_mask.check_prefix(prime)
@@ -100,11 +110,15 @@ def generate(
         ids: list[int] = []
         log_prob = 0.0
         finished = False
+        shown: list[tuple[tuple[int, float], ...]] = []
         for _ in range(length):
             allowed = base
             if form_mask is not None:
                 allowed = allowed & form_mask.allowed(len(prime) + len(ids))
-            choice, lp = _draw(last, allowed, temperature, top_k, generator)
+            choice, lp, probs = _draw(last, allowed, temperature, top_k, generator)
+            if candidates:
+                values, top = probs.topk(min(candidates, len(probs)))
+                shown.append(tuple((int(i), float(v)) for v, i in zip(values, top) if v > 0))
             ids.append(choice)
             log_prob += lp
             if choice == vocab.eos_id:
@@ -122,21 +136,24 @@ def generate(
         ids=ids,
         log_prob=log_prob,
         finished=finished,
+        candidates=tuple(shown),
     )
 
 
 def _draw(
     logits: Tensor, allowed: Tensor, temperature: float, top_k: int, generator: torch.Generator
-) -> tuple[int, float]:
-    """One id from ``logits`` [V] restricted to ``allowed`` [V], and its log-probability."""
+) -> tuple[int, float, Tensor]:
+    """One id from ``logits`` [V] restricted to ``allowed`` [V], its log-probability, and the
+    probabilities [V] it was drawn from (greedy: the softmax of the masked logits)."""
     masked = logits.masked_fill(~allowed, float("-inf"))  # [V]
     if temperature == 0:
         choice = int(masked.argmax())
-        return choice, 0.0
+        return choice, 0.0, masked.softmax(-1)
     masked = masked / temperature
     if top_k and top_k < int(allowed.sum()):
         kth = masked.topk(top_k).values[-1]
         masked = masked.masked_fill(masked < kth, float("-inf"))
     log_p = masked.log_softmax(-1)  # [V]
-    choice = int(torch.multinomial(log_p.exp(), 1, generator=generator))
-    return choice, float(log_p[choice])
+    probs = log_p.exp()  # [V]
+    choice = int(torch.multinomial(probs, 1, generator=generator))
+    return choice, float(log_p[choice]), probs

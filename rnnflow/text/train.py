@@ -66,7 +66,7 @@ from rnnflow.training.config import (
     check_ranges,
 )
 from rnnflow.training.logging import MetricsLogger, file_errors
-from rnnflow.training.loop import find_checkpoint, non_finite, non_finite_error
+from rnnflow.training.loop import check_step, find_checkpoint
 
 __all__ = [
     "PRESETS",
@@ -578,15 +578,14 @@ def fit(
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
             loss_value = loss.item()
-            reason = non_finite(loss_value, params)
-            if reason is not None:
-                raise non_finite_error(
-                    reason,
-                    step=progress.step + 1,
-                    lr=lr,
-                    checkpoint=run_dir / CHECKPOINT_NAME,
-                    saved_step=saved_step,
-                )
+            check_step(
+                loss_value,
+                params,
+                step=progress.step + 1,
+                lr=lr,
+                checkpoint=run_dir / CHECKPOINT_NAME,
+                saved_step=saved_step,
+            )
 
             progress.step += 1
             progress.examples += len(lengths)

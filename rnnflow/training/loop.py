@@ -322,18 +322,32 @@ def non_finite(loss: float, params: Sequence[Tensor]) -> str | None:
     return None
 
 
-def non_finite_error(
-    reason: str, *, step: int, lr: float, checkpoint: Path, saved_step: int | None
-) -> NonFiniteError:
-    """The error :func:`fit` raises when :func:`non_finite` finds a reason at ``step``."""
+def check_step(
+    loss: float,
+    params: Sequence[Tensor],
+    *,
+    step: int,
+    lr: float,
+    checkpoint: Path,
+    saved_step: int | None,
+    ctx: DistributedContext = SINGLE_PROCESS,
+) -> None:
+    """Raise :class:`NonFiniteError` if optimizer step ``step`` cannot be kept
+    (:func:`non_finite`) on any rank of ``ctx``; ``saved_step`` is the step of the last full
+    checkpoint written to ``checkpoint`` (None: none yet). One collective under torchrun, so
+    that every rank stops at the same step."""
+    reason = non_finite(loss, params)
+    if not ctx.any_true(reason is not None):
+        return
     kept = (
         f"the last good checkpoint ({checkpoint}, step {saved_step}) is kept"
         if saved_step is not None
         else "no checkpoint had been written yet"
     )
-    return NonFiniteError(
-        f"fit: {reason} at optimizer step {step} (learning rate {lr:g}); training stopped and "
-        f"{kept}. Try a lower --lr, or --grad-clip"
+    raise NonFiniteError(
+        f"fit: {reason or 'the loss or a weight of another process is not finite'} at optimizer "
+        f"step {step} (learning rate {lr:g}); training stopped and {kept}. Try a lower --lr, "
+        "or --grad-clip"
     )
 
 
@@ -518,16 +532,15 @@ def fit(
                     nn.utils.clip_grad_norm_(params, config.grad_clip)
                 optimizer.step()
                 loss_value = loss.item()
-                reason = non_finite(loss_value, params)
-                if ctx.any_true(reason is not None):  # every rank stops at the same step
-                    reason = reason or "another process's loss or weights are not finite"
-                    raise non_finite_error(
-                        reason,
-                        step=progress.step + 1,
-                        lr=lr,
-                        checkpoint=run_dir / CHECKPOINT_NAME,
-                        saved_step=saved_step,
-                    )
+                check_step(
+                    loss_value,
+                    params,
+                    step=progress.step + 1,
+                    lr=lr,
+                    checkpoint=run_dir / CHECKPOINT_NAME,
+                    saved_step=saved_step,
+                    ctx=ctx,
+                )
                 if ema is not None:
                     update_ema(ema, model, decay=config.ema_decay)
 

@@ -346,7 +346,8 @@ def test_non_finite_weights_and_a_negative_second_moment_are_refused(
     ("edit", "message"),
     [
         (lambda o: [1, 2], r"the optimizer metadata needs a 'param_groups' list"),
-        (lambda o: o | {"param_groups": [{"lr": 1e-3}]}, r"a param group must be an object with a 'params' list"),
+        (lambda o: o | {"param_groups": [{"lr": 1e-3}]},
+         r"a param group must be an object with a 'params' list"),
         (lambda o: o | {"param_groups": [o["param_groups"][0] | {"lr": float("nan")}]},
          r"param group entry 'lr' is nan, expected finite"),
         (lambda o: o | {"param_groups": [o["param_groups"][0] | {"params": [0, 0]}]},

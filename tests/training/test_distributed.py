@@ -219,7 +219,7 @@ def test_a_dead_or_hung_rank_makes_the_other_exit_with_an_error(job, tmp_path, f
     assert (run / "checkpoint.safetensors").is_file()  # the last periodic checkpoint is kept
 
 
-def test_ctrl_c_under_torchrun_saves_a_checkpoint_and_stops_every_rank(job, tmp_path):
+def test_ctrl_c_under_torchrun_saves_a_checkpoint_and_stops_every_rank(job, tmp_path, capsys):
     run = tmp_path / "run"
     proc = subprocess.Popen(
         job.command(2, "train", *LONG, "--out", str(run)),
@@ -233,6 +233,12 @@ def test_ctrl_c_under_torchrun_saves_a_checkpoint_and_stops_every_rank(job, tmp_
         # stops at that same step (it once failed `assert 20 > 20`). Wait until training has
         # logged a step past it, so the Ctrl-C checkpoint must be a new, later one.
         logged = _wait_for_record_after(run, first, [proc])
+        # rank 0 holds the run folder's lock: another writer is refused, naming its pid
+        from rnnflow.cli import main
+
+        holder = (run / ".rnnflow.lock").read_text().strip()
+        assert main(["train", "--resume", str(run), "--stop-at-step", "1"]) == 1
+        assert f"is in use by another rnnflow process (pid {holder})" in capsys.readouterr().err
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
