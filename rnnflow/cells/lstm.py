@@ -17,6 +17,7 @@ from rnnflow.cells.base import (
     resolve_activation,
 )
 from rnnflow.cells.basic_lstm import LSTMStateTuple
+from rnnflow.cells.lstm_block import check_forget_bias
 
 _PEEPHOLES = ("w_f_diag", "w_i_diag", "w_o_diag")  # TF's creation order
 
@@ -73,8 +74,9 @@ class LSTMCell(LazyCell):
     PyTorch lacks; ``proj_size`` there is ``num_proj`` here, with the same ``m @ W_proj``.
 
     Raises:
-        ValueError: a bad ``num_units``, ``num_proj``, shard count or clip value; an input of
-            the wrong shape or a state of the wrong structure when called.
+        ValueError: a bad ``num_units``, ``num_proj``, shard count or clip value, a non-finite
+            ``forget_bias``; an input of the wrong shape or a state of the wrong structure when
+            called.
         TypeError: a non-number ``forget_bias``, a non-callable ``initializer``, an unknown
             keyword, or inputs of another dtype than the parameters.
     """
@@ -113,8 +115,7 @@ class LSTMCell(LazyCell):
             raise TypeError(f"{owner}: use_peepholes must be a bool, got {use_peepholes!r}")
         if not isinstance(state_is_tuple, bool):
             raise TypeError(f"{owner}: state_is_tuple must be a bool, got {state_is_tuple!r}")
-        if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
-            raise TypeError(f"{owner}: forget_bias must be a number, got {forget_bias!r}")
+        forget_bias = check_forget_bias(owner, forget_bias)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"{owner}: initializer must be a callable or None, got {initializer!r}")
         cell_clip = _optional_clip(owner, "cell_clip", cell_clip)

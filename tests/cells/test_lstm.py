@@ -199,6 +199,11 @@ def test_trainable_false_freezes_the_parameters():
             r"num_unit_shards must be a positive int or None, got 0$",
         ),
         ({"forget_bias": True}, TypeError, r"forget_bias must be a number, got True"),
+        (
+            {"forget_bias": float("nan")},
+            ValueError,
+            r"LSTMCell: forget_bias must be finite, got nan",
+        ),
         ({"initializer": "zeros"}, TypeError, r"initializer must be a callable or None"),
         ({"use_peepholes": 1}, TypeError, r"use_peepholes must be a bool, got 1"),
         ({"input_dim": 3}, TypeError, r"unexpected keyword arguments \['input_dim'\]"),
