@@ -23,12 +23,22 @@ if TYPE_CHECKING:
         LayerNormBasicLSTMCell,
         LSTMBlockCell,
         LSTMBlockFusedCell,
+        LSTMCell,
         LSTMStateTuple,
         MultiRNNCell,
         ResidualWrapper,
         RNNCell,
     )
-    from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
+    from rnnflow.recurrence import (
+        bidirectional_dynamic_rnn,
+        dynamic_rnn,
+        raw_rnn,
+        stack_bidirectional_dynamic_rnn,
+        stack_bidirectional_rnn,
+        static_bidirectional_rnn,
+        static_rnn,
+        static_state_saving_rnn,
+    )
 
 __version__ = "0.1.0"
 
@@ -37,6 +47,7 @@ __all__ = [
     "BasicRNNCell",
     "BasicLSTMCell",
     "LSTMStateTuple",
+    "LSTMCell",
     "GRUCell",
     "MultiRNNCell",
     "DropoutWrapper",
@@ -51,10 +62,25 @@ __all__ = [
     "CudnnCompatibleGRUCell",
     "dynamic_rnn",
     "bidirectional_dynamic_rnn",
+    "static_rnn",
+    "static_bidirectional_rnn",
+    "static_state_saving_rnn",
+    "raw_rnn",
+    "stack_bidirectional_dynamic_rnn",
+    "stack_bidirectional_rnn",
 ]
 
 # the public names defined in rnnflow.recurrence; every other one is in rnnflow.cells
-_RECURRENCE = {"dynamic_rnn", "bidirectional_dynamic_rnn"}
+_RECURRENCE = {
+    "dynamic_rnn",
+    "bidirectional_dynamic_rnn",
+    "static_rnn",
+    "static_bidirectional_rnn",
+    "static_state_saving_rnn",
+    "raw_rnn",
+    "stack_bidirectional_dynamic_rnn",
+    "stack_bidirectional_rnn",
+}
 _HOME = {n: "rnnflow.recurrence" if n in _RECURRENCE else "rnnflow.cells" for n in __all__}
 
 

@@ -21,12 +21,13 @@ def assert_close_tree(actual: Any, expected: Any, **tolerances: Any) -> None:
 # Cell configurations the fused-path tests run over: every built-in cell, both state layouts,
 # and mixed MultiRNNCell stacks. Inputs have depth CELL_INPUT_DEPTH.
 CELL_KINDS = ["rnn", "rnn_relu", "lstm", "lstm_concat", "gru", "multi", "multi_concat"]
+CELL_KINDS += ["lstm_cell", "lstm_cell_concat"]  # LSTMCell without options: fused as BasicLSTM
 CELL_INPUT_DEPTH = 3
 
 
 def make_cell(kind: str, dtype: torch.dtype) -> torch.nn.Module:
     """A built cell of one of ``CELL_KINDS`` for inputs of depth ``CELL_INPUT_DEPTH``."""
-    from rnnflow import BasicLSTMCell, BasicRNNCell, GRUCell, MultiRNNCell
+    from rnnflow import BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, MultiRNNCell
 
     common = dict(input_size=CELL_INPUT_DEPTH, dtype=dtype)
     if kind == "rnn":
@@ -39,6 +40,10 @@ def make_cell(kind: str, dtype: torch.dtype) -> torch.nn.Module:
         return BasicLSTMCell(5, state_is_tuple=False, **common)
     if kind == "gru":
         return GRUCell(5, **common)
+    if kind == "lstm_cell":
+        return LSTMCell(5, forget_bias=0.3, **common)
+    if kind == "lstm_cell_concat":
+        return LSTMCell(5, state_is_tuple=False, **common)
     if kind == "multi":
         return MultiRNNCell(
             [

@@ -81,6 +81,7 @@ MODELS: dict[str, dict] = {
             {"type": "BasicLSTMCell", "num_units": 32, "forget_bias": 1.0},
         ],
     },
+    "lstm_cell": {"type": "LSTMCell", "num_units": 64},  # tf.nn.rnn_cell.LSTMCell, plain
 }
 
 
@@ -130,6 +131,11 @@ def build_cell(spec: dict):
         )
     if kind == "GRUCell":
         return tf1.nn.rnn_cell.GRUCell(spec["num_units"], name=name)
+    if kind == "LSTMCell":
+        options = ("use_peepholes", "cell_clip", "num_proj", "proj_clip", "forget_bias")
+        return tf1.nn.rnn_cell.LSTMCell(
+            spec["num_units"], name=name, **{k: spec[k] for k in options if k in spec}
+        )
     if kind == "MultiRNNCell":
         return tf1.nn.rnn_cell.MultiRNNCell([build_cell(c) for c in spec["cells"]])
     if kind == "DropoutWrapper":
@@ -141,7 +147,7 @@ def top_h(spec: dict, final_state):
     """The final output h of the (top) cell, as the tutorial feeds it to the output layer."""
     if spec["type"] == "MultiRNNCell":
         return top_h(spec["cells"][-1], final_state[-1])
-    if spec["type"] == "BasicLSTMCell":
+    if spec["type"] in ("BasicLSTMCell", "LSTMCell"):
         return final_state[1]  # LSTMStateTuple(c, h)
     return final_state
 
@@ -302,13 +308,52 @@ NAME_CASES: dict[str, dict] = {
 }
 
 
+# LSTMCell in every variant (helper "lstm"): peepholes, clipping and projection under a user
+# scope, bidirectional, stacked, and the CTC speech tutorial's layout (rnn/lstm_cell/kernel
+# [128, 256] next to its unnamed output-layer Variables).
+LSTM_CELL_CLIPPED = {
+    "type": "LSTMCell",
+    "num_units": 5,
+    "use_peepholes": True,
+    "cell_clip": 0.3,
+    "num_proj": 3,
+    "proj_clip": 0.05,
+}
+NAME_CASES.update(
+    {
+        "lstm_cell_peep_proj": {"kind": "uni", "outer": "encoder", "cell": LSTM_CELL_CLIPPED},
+        "bidi_lstm_cell": {
+            "kind": "bidi",
+            "cell_fw": {"type": "LSTMCell", "num_units": 4, "use_peepholes": True, "num_proj": 2},
+            "cell_bw": {"type": "LSTMCell", "num_units": 3},
+        },
+        "multi_lstm_cell": {
+            "kind": "uni",
+            "cell": {
+                "type": "MultiRNNCell",
+                "cells": [
+                    {"type": "LSTMCell", "num_units": 4, "num_proj": 3},
+                    {"type": "LSTMCell", "num_units": 3, "use_peepholes": True},
+                ],
+            },
+        },
+        "ctc_lstm_cell": {
+            "kind": "uni",
+            "depth": 64,
+            "cell": {"type": "LSTMCell", "num_units": 64},
+            "output_layer": 29,  # W [64, 29] and b [29]: the CTC tutorial's unnamed Variables
+        },
+    }
+)
+
+
 def name_case(name: str, case: dict, out: Path, seed: int) -> dict:
     case_dir = out / "names" / name
     if case_dir.exists():
         shutil.rmtree(case_dir)
     case_dir.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    inputs = rng.standard_normal((2, 3, 5)).astype(np.float32)  # [B, T, D]
+    inputs = rng.standard_normal((2, 3, case.get("depth", 5))).astype(np.float32)  # [B, T, D]
     graph = tf1.Graph()
     with graph.as_default():
         tf1.set_random_seed(seed)
@@ -322,6 +367,11 @@ def name_case(name: str, case: dict, out: Path, seed: int) -> dict:
             )
             results = {"outputs": outputs}
             leaves = tf.nest.flatten(state)
+            if "output_layer" in case:  # logits = outputs @ W + b, as the CTC tutorial
+                shape = [outputs.shape[-1], case["output_layer"]]
+                w = tf.Variable(tf1.truncated_normal(shape, stddev=0.1))
+                b = tf.Variable(tf.constant(0.0, shape=[case["output_layer"]]))
+                results["logits"] = tf.tensordot(outputs, w, 1) + b
         else:
             (out_fw, out_bw), (st_fw, st_bw) = tf1.nn.bidirectional_dynamic_rnn(
                 build_cell(case["cell_fw"]), build_cell(case["cell_bw"]), x, dtype=tf.float32

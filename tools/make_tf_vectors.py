@@ -120,6 +120,8 @@ def build_cell(spec: dict):
         )
     if kind == "GRUCell":
         return tf1.nn.rnn_cell.GRUCell(spec["num_units"])
+    if kind == "LSTMCell":
+        return build_lstm_cell(spec)
     if kind == "MultiRNNCell":
         return tf1.nn.rnn_cell.MultiRNNCell(
             [build_cell(c) for c in spec["cells"]], state_is_tuple=spec["state_is_tuple"]
@@ -164,6 +166,11 @@ def case_grid() -> list[dict]:
         cases.append(
             {"name": tag, "cell_fw": fw, "cell_bw": bw, "time_major": tm, "seq": sl, "init": ini}
         )
+    return in_both_dtypes(cases)
+
+
+def in_both_dtypes(cases: list[dict]) -> list[dict]:
+    """Each case in float32 then float64, named ``<case>__f32`` / ``<case>__f64``."""
     out = []
     for dtype in ("float32", "float64"):
         for c in cases:
@@ -207,14 +214,10 @@ def run_case(case: dict) -> tuple[dict[str, np.ndarray], dict]:
         x = tf.constant(x_np)
         seq = None
         if case["seq"]:
-            arrays["sequence_length"] = np.array(SEQ_LEN, dtype=np.int32)
+            arrays["sequence_length"] = np.array(case.get("seq_values", SEQ_LEN), dtype=np.int32)
             seq = tf.constant(arrays["sequence_length"])
 
-        cells = (
-            [build_cell(case["cell_fw"]), build_cell(case["cell_bw"])]
-            if bidi
-            else [build_cell(case["cell"])]
-        )
+        cells = [build_cell(spec) for spec in case_specs(case)]
         init_structs = [None] * len(cells)
         init_leaves: list = []
         if case["init"]:
@@ -228,7 +231,9 @@ def run_case(case: dict) -> tuple[dict[str, np.ndarray], dict]:
                 init_leaves.extend(leaves)
                 init_structs[k] = tf.nest.pack_sequence_as(zero, leaves)
 
-        if bidi:
+        if case.get("driver"):
+            out_list, states = run_driver(case, cells, x, seq, init_structs, tf.as_dtype(dtype))
+        elif bidi:
             outs, states = tf1.nn.bidirectional_dynamic_rnn(
                 cells[0],
                 cells[1],
@@ -306,18 +311,221 @@ def run_case(case: dict) -> tuple[dict[str, np.ndarray], dict]:
         "input_depth": DEPTH,
         "seed": seed,
     }
-    if bidi:
-        meta["cell_fw"], meta["cell_bw"] = case["cell_fw"], case["cell_bw"]
-    else:
-        meta["cell"] = case["cell"]
+    for key in ("cell", "cell_fw", "cell_bw", "driver", "cells_fw", "cells_bw"):
+        if key in case:
+            meta[key] = case[key]
+    check_clipping(case, arrays)
     return arrays, meta
+
+
+# ----------------------------------------------------------------------------- LSTMCell and drivers
+# (helper "lstm": tf.nn.rnn_cell.LSTMCell, static_rnn, static_bidirectional_rnn, raw_rnn and
+# tf.contrib.rnn.stack_bidirectional_dynamic_rnn; kept in one block)
+def lstm_cell(
+    units: int = 4,
+    *,
+    peep: bool = False,
+    cell_clip: float | None = None,
+    proj: int | None = None,
+    proj_clip: float | None = None,
+    forget_bias: float = 1.0,
+    state_is_tuple: bool = True,
+) -> dict:
+    return {
+        "type": "LSTMCell",
+        "num_units": units,
+        "use_peepholes": peep,
+        "cell_clip": cell_clip,
+        "num_proj": proj,
+        "proj_clip": proj_clip,
+        "forget_bias": forget_bias,
+        "state_is_tuple": state_is_tuple,
+        "activation": "tanh",
+    }
+
+
+def build_lstm_cell(spec: dict):
+    return tf1.nn.rnn_cell.LSTMCell(
+        spec["num_units"],
+        use_peepholes=spec["use_peepholes"],
+        cell_clip=spec["cell_clip"],
+        num_proj=spec["num_proj"],
+        proj_clip=spec["proj_clip"],
+        forget_bias=spec["forget_bias"],
+        state_is_tuple=spec["state_is_tuple"],
+    )
+
+
+def case_specs(case: dict) -> list[dict]:
+    """The cell specs of a case in initial-state order: one cell, fw then bw, or (stacked
+    bidirectional) every forward layer then every backward layer."""
+    if "cells_fw" in case:
+        return [*case["cells_fw"], *case["cells_bw"]]
+    if "cell_fw" in case:
+        return [case["cell_fw"], case["cell_bw"]]
+    return [case["cell"]]
+
+
+# Clip values small enough that the inputs and variables (normal * 0.5) exceed them.
+CELL_CLIP, PROJ_CLIP = 0.3, 0.05
+RAW_RNN_SEQ = [4, 2, 0]  # max < MAX_TIME: raw_rnn must stop after 4 steps
+
+
+def lstm_cell_grid() -> list[dict]:
+    """LSTMCell in every option through dynamic_rnn, MultiRNNCell and bidirectional_dynamic_rnn,
+    and the drivers (static_rnn, static_bidirectional_rnn, stack_bidirectional_dynamic_rnn,
+    raw_rnn)."""
+    plain = lstm_cell(4)
+    peep = lstm_cell(4, peep=True)
+    clip = lstm_cell(4, peep=True, cell_clip=CELL_CLIP)
+    proj = lstm_cell(4, proj=3)
+    everything = lstm_cell(5, peep=True, cell_clip=CELL_CLIP, proj=3, proj_clip=PROJ_CLIP)
+    concat = lstm_cell(4, peep=True, proj=3, forget_bias=0.5, state_is_tuple=False)
+    flags = [(tm, sl, ini) for tm in (False, True) for sl in (False, True) for ini in (False, True)]
+    partial = [(False, True, True), (True, True, False), (True, False, True)]
+    grid: list[dict] = []
+
+    def add(name: str, tm: bool, sl: bool, ini: bool, **fields) -> None:
+        tag = f"{name}__{'tm' if tm else 'bm'}__{'seq' if sl else 'noseq'}__"
+        grid.append(
+            {
+                "name": tag + ("init" if ini else "zero"),
+                "time_major": tm,
+                "seq": sl,
+                "init": ini,
+                **fields,
+            }
+        )
+
+    for tm, sl, ini in flags:
+        add("lstm_cell", tm, sl, ini, cell=plain)
+    for tm, sl, ini in partial:
+        add("lstm_cell_peep", tm, sl, ini, cell=peep)
+        add("lstm_cell_clip", tm, sl, ini, cell=clip)
+        add("lstm_cell_proj", tm, sl, ini, cell=proj)
+        add("lstm_cell_all", tm, sl, ini, cell=everything)
+    for tm, sl, ini in partial[:2]:
+        add("lstm_cell_concat", tm, sl, ini, cell=concat)
+        add("multi_lstm_cell", tm, sl, ini, cell=multi(everything, lstm_cell(4, peep=True)))
+        add("bidi_lstm_cell", tm, sl, ini, cell_fw=everything, cell_bw=lstm_cell(5, proj=2))
+    # the drivers (static ones take a list of [B, D] steps: stored time-major)
+    add("static_rnn_lstm_cell", True, True, True, cell=everything, driver="static_rnn")
+    add("static_rnn_gru", True, False, False, cell=gru(4), driver="static_rnn")
+    for sl, ini in ((True, True), (False, False)):
+        add(
+            "static_bidi_lstm_cell",
+            True,
+            sl,
+            ini,
+            cell_fw=everything,
+            cell_bw=lstm(4),
+            driver="static_bidirectional_rnn",
+        )
+    stack = {"cells_fw": [peep, lstm_cell(3, proj=2)], "cells_bw": [plain, gru(3)]}
+    for tm, sl, ini in ((False, True, True), (True, True, False), (False, False, False)):
+        add("stack_bidi", tm, sl, ini, driver="stack_bidirectional_dynamic_rnn", **stack)
+    for ini in (True, False):
+        add(
+            "raw_rnn_lstm_cell",
+            True,
+            True,
+            ini,
+            cell=everything,
+            driver="raw_rnn",
+            seq_values=RAW_RNN_SEQ,
+        )
+    return in_both_dtypes(grid)
+
+
+def run_driver(case: dict, cells: list, x, seq, init_structs: list, dtype):
+    """Run ``case['driver']`` in TF; returns ([(fixture key, output tensor)], final states)."""
+    driver = case["driver"]
+    if driver in ("static_rnn", "static_bidirectional_rnn", "raw_rnn") and not case["time_major"]:
+        raise ValueError(f"{case['name']}: {driver} cases store their inputs time-major")
+    if driver == "static_rnn":
+        outs, state = tf1.nn.static_rnn(
+            cells[0],
+            tf.unstack(x),
+            initial_state=init_structs[0],
+            dtype=dtype,
+            sequence_length=seq,
+        )
+        return [("outputs", tf.stack(outs))], state
+    if driver == "static_bidirectional_rnn":
+        outs, state_fw, state_bw = tf1.nn.static_bidirectional_rnn(
+            cells[0],
+            cells[1],
+            tf.unstack(x),
+            initial_state_fw=init_structs[0],
+            initial_state_bw=init_structs[1],
+            dtype=dtype,
+            sequence_length=seq,
+        )
+        return [("outputs", tf.stack(outs))], (state_fw, state_bw)
+    if driver == "stack_bidirectional_dynamic_rnn":
+        # tf.contrib.rnn.stack_bidirectional_dynamic_rnn (r1.15 contrib/rnn/python/ops/rnn.py),
+        # which TF 2 no longer ships, transcribed line for line with the same variable scopes.
+        n = len(case["cells_fw"])
+        prev, states_fw, states_bw = x, [], []
+        with tf1.variable_scope("stack_bidirectional_rnn"):
+            for i in range(n):
+                with tf1.variable_scope(f"cell_{i}"):
+                    (out_fw, out_bw), (s_fw, s_bw) = tf1.nn.bidirectional_dynamic_rnn(
+                        cells[i],
+                        cells[n + i],
+                        prev,
+                        initial_state_fw=init_structs[i],
+                        initial_state_bw=init_structs[n + i],
+                        sequence_length=seq,
+                        dtype=dtype,
+                        time_major=case["time_major"],
+                    )
+                    prev = tf.concat([out_fw, out_bw], 2)
+                states_fw.append(s_fw)
+                states_bw.append(s_bw)
+        return [("outputs", prev)], (tuple(states_fw), tuple(states_bw))
+    if driver == "raw_rnn":
+        # tf.nn.raw_rnn's documented example: dynamic_rnn written with a loop_fn.
+        cell = cells[0]
+        max_time, batch, depth = x.shape.as_list()
+        inputs_ta = tf.TensorArray(dtype=dtype, size=max_time).unstack(x)
+        first_state = init_structs[0] or cell.zero_state(batch, dtype)
+
+        def loop_fn(time, cell_output, cell_state, loop_state):
+            next_state = first_state if cell_output is None else cell_state
+            elements_finished = time >= seq
+            next_input = tf.cond(
+                tf.reduce_all(elements_finished),
+                lambda: tf.zeros([batch, depth], dtype=dtype),
+                lambda: inputs_ta.read(time),
+            )
+            return elements_finished, next_input, next_state, cell_output, None
+
+        emit_ta, state, _ = tf1.nn.raw_rnn(cell, loop_fn)
+        emitted = emit_ta.stack()
+        emitted.set_shape([max(case["seq_values"]), batch, cell.output_size])
+        return [("outputs", emitted)], state
+    raise ValueError(f"run_driver: unknown driver {driver!r}")
+
+
+def check_clipping(case: dict, arrays: dict) -> None:
+    """A clip case must actually clip: some TF output or state sits exactly on each bound
+    (a MultiRNNCell's lower projections show in the state only)."""
+    specs = [spec for s in case_specs(case) for spec in (s.get("cells") or [s])]
+    bounds = {s[key] for s in specs for key in ("cell_clip", "proj_clip") if s.get(key)}
+    values = np.concatenate(
+        [np.abs(v).ravel() for k, v in arrays.items() if k.startswith(("state/", "outputs"))]
+    )
+    for bound in sorted(bounds):
+        if not np.any(values == np.asarray(bound, dtype=values.dtype)):
+            raise RuntimeError(f"{case['name']}: the clip value {bound} never clips")
 
 
 # ----------------------------------------------------------------------------- default initialisers
 def default_initialisers(input_depth: int = 20, units: int = 30) -> dict:
     """Statistics of TF's default-initialised variables for each cell type (float32)."""
     result = {"input_depth": input_depth, "num_units": units, "cells": {}}
-    for spec in (rnn(units), lstm(units), gru(units)):
+    for spec in (rnn(units), lstm(units), gru(units), lstm_cell(units, peep=True, proj=20)):
         graph = tf.Graph()
         with graph.as_default():
             tf1.set_random_seed(0)
@@ -341,6 +549,8 @@ def default_initialisers(input_depth: int = 20, units: int = 30) -> dict:
             }
             if a.ndim == 2:  # glorot-uniform limit: sqrt(6 / (fan_in + fan_out))
                 stats[tf_name(v)]["glorot_uniform_limit"] = float(np.sqrt(6.0 / sum(a.shape)))
+            elif distinct.size > 4:  # a vector [n] (peepholes): fan_in = fan_out = n
+                stats[tf_name(v)]["glorot_uniform_limit"] = float(np.sqrt(3.0 / a.shape[0]))
         result["cells"][spec["type"]] = {"spec": spec, "variables": stats}
     return result
 
@@ -360,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "TF_USE_LEGACY_KERAS=1 python tools/make_tf_vectors.py",
         "cases": [],
     }
-    for case in case_grid():
+    for case in case_grid() + lstm_cell_grid():
         arrays, meta = run_case(case)
         arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
         path = args.out / f"{case['name']}.npz"

@@ -9,6 +9,7 @@ from rnnflow.cells.dropout import DropoutWrapper
 from rnnflow.cells.gru import GRUCell
 from rnnflow.cells.gru_block import GRUBlockCell, GRUBlockCellV2
 from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
+from rnnflow.cells.lstm import LSTMCell
 from rnnflow.cells.lstm_block import LSTMBlockCell, LSTMBlockFusedCell
 from rnnflow.cells.multi import MultiRNNCell
 from rnnflow.cells.residual import ResidualWrapper
@@ -20,6 +21,7 @@ __all__ = [
     "BasicRNNCell",
     "BasicLSTMCell",
     "LSTMStateTuple",
+    "LSTMCell",
     "GRUCell",
     "MultiRNNCell",
     "DropoutWrapper",

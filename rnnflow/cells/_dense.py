@@ -16,7 +16,13 @@ Initializer = Callable[[Tensor], object]
 
 
 def glorot_uniform_(tensor: Tensor) -> Tensor:
-    """TF1's default variable initialiser: U(-l, l), l = sqrt(6 / (fan_in + fan_out))."""
+    """TF1's default variable initialiser: U(-l, l), l = sqrt(6 / (fan_in + fan_out)).
+
+    A vector [n] (LSTMCell's peepholes) has fan_in = fan_out = n, as TF's ``_compute_fans``.
+    """
+    if tensor.dim() == 1:
+        limit = (3.0 / max(tensor.shape[0], 1)) ** 0.5
+        return nn.init.uniform_(tensor, -limit, limit)
     return nn.init.xavier_uniform_(tensor)
 
 

@@ -85,12 +85,16 @@ class LazyCell(RNNCell):
         """The parameter whose first dimension is ``input_size + num_units``."""
         return "kernel"
 
+    def _recurrent_depth(self) -> int:
+        """The kernel's rows after the input rows: the width of the state fed back."""
+        return self.num_units
+
     def _load_from_state_dict(self, state_dict, prefix, *args: Any, **kwargs: Any) -> None:
         # An unbuilt cell learns its input depth from the checkpoint's kernel, so that loading
         # works before the first call, as it does for built cells.
         kernel = state_dict.get(prefix + self._kernel_name())
         if not self._built and isinstance(kernel, Tensor) and kernel.dim() == 2:
-            input_size = kernel.shape[0] - self.num_units
+            input_size = kernel.shape[0] - self._recurrent_depth()
             if input_size > 0:
                 self.build(input_size, dtype=kernel.dtype, device=kernel.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

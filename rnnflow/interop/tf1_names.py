@@ -7,6 +7,9 @@ variables ``<scope>/<cell scope>/<param>``:
     <scope>/basic_rnn_cell/{kernel,bias}                         kernel, bias
     <scope>/basic_lstm_cell/{kernel,bias}                        kernel, bias
     <scope>/gru_cell/{gates,candidate}/{kernel,bias}             gates.kernel, candidate.bias, ...
+    <scope>/lstm_cell/{kernel,bias}                              kernel, bias   (LSTMCell)
+    <scope>/lstm_cell/{w_f_diag,w_i_diag,w_o_diag}               w_f_diag, ...  (use_peepholes)
+    <scope>/lstm_cell/projection/kernel                          projection.kernel (num_proj)
     <scope>/multi_rnn_cell/cell_<k>/<cell scope>/...             cell_<k>.<...>
     Dropout/Residual/DeviceWrapper(cell)                         cell.<...> (no TF scope of its own)
     a cell made with name="foo"                                  "foo" replaces the cell scope
@@ -14,8 +17,10 @@ variables ``<scope>/<cell scope>/<param>``:
                                                                  contrib_tf_params below
 
 where ``<scope>`` is ``rnn`` for ``dynamic_rnn`` (``scope=`` replaces it),
-``bidirectional_rnn/fw`` and ``.../bw`` for ``bidirectional_dynamic_rnn``, each preceded by any
-enclosing ``tf.variable_scope`` ("encoder/rnn/...").
+``bidirectional_rnn/fw`` and ``.../bw`` for ``bidirectional_dynamic_rnn`` and
+``static_bidirectional_rnn``, ``stack_bidirectional_rnn/cell_<k>/bidirectional_rnn/fw`` for layer k
+of ``stack_bidirectional_dynamic_rnn``, each preceded by any enclosing ``tf.variable_scope``
+("encoder/rnn/...").
 
 The tutorial's own weights are unnamed ``tf.Variable``s: ``Variable`` .. ``Variable_3`` in its
 dict order (``weights['in']``, ``weights['out']``, ``biases['in']``, ``biases['out']``).
@@ -32,7 +37,7 @@ from dataclasses import dataclass, replace
 
 from torch import nn
 
-from rnnflow.cells import BasicLSTMCell, BasicRNNCell, GRUCell, MultiRNNCell
+from rnnflow.cells import BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, MultiRNNCell
 from rnnflow.cells._wrapper import CellWrapper
 from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatibleLSTMCell
 from rnnflow.cells.gru_block import GRUBlockCell, GRUBlockCellV2
@@ -59,11 +64,18 @@ CELL_SCOPES: dict[type, str] = {
     BasicRNNCell: "basic_rnn_cell",
     BasicLSTMCell: "basic_lstm_cell",
     GRUCell: "gru_cell",
+    LSTMCell: "lstm_cell",
 }
-_KIND_OF_SCOPE = {"basic_rnn_cell": "rnn", "basic_lstm_cell": "lstm", "gru_cell": "gru"}
+_KIND_OF_SCOPE = {
+    "basic_rnn_cell": "rnn",
+    "basic_lstm_cell": "lstm",
+    "gru_cell": "gru",
+    "lstm_cell": "lstm_cell",
+}
 _PARAMS_OF_KIND = {
     "rnn": ("kernel", "bias"),
     "lstm": ("kernel", "bias"),
+    "lstm_cell": ("kernel", "bias"),  # + peepholes and projection/kernel when the cell has them
     "gru": ("gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias"),
 }
 # The tutorial's projection variables in creation order (its dicts: weights in/out, biases in/out)
@@ -107,13 +119,21 @@ def cell_tf_names(cell: nn.Module, scope: str) -> dict[str, str]:
     for cls, default_scope in CELL_SCOPES.items():
         if isinstance(cell, cls):
             own = getattr(cell, "name", None) or default_scope
-            kind = _KIND_OF_SCOPE[default_scope]
-            return {p.replace("/", "."): f"{prefix}{own}/{p}" for p in _PARAMS_OF_KIND[kind]}
+            params = _PARAMS_OF_KIND[_KIND_OF_SCOPE[default_scope]] + _lstm_cell_extras(cell)
+            return {p.replace("/", "."): f"{prefix}{own}/{p}" for p in params}
     raise TF1NameError(
         f"cell_tf_names: no TF1 naming known for {type(cell).__name__}; expected BasicRNNCell, "
-        "BasicLSTMCell, GRUCell, MultiRNNCell, DropoutWrapper or a tf.contrib cell "
+        "BasicLSTMCell, LSTMCell, GRUCell, MultiRNNCell, DropoutWrapper or a tf.contrib cell "
         f"({', '.join(c.__name__ for c in CONTRIB_CELL_SCOPES)})"
     )
+
+
+def _lstm_cell_extras(cell: nn.Module) -> tuple[str, ...]:
+    """An LSTMCell's optional variables, in TF's creation order (none for other cells)."""
+    if not isinstance(cell, LSTMCell):
+        return ()
+    peepholes = ("w_f_diag", "w_i_diag", "w_o_diag") if cell.use_peepholes else ()
+    return peepholes + (("projection/kernel",) if cell.num_proj is not None else ())
 
 
 def find_scope(cell: nn.Module, names: Iterable[str], *, suffix: str = "") -> str:
@@ -155,7 +175,7 @@ class CellLayout:
     """The recurrent part of a model as its TF1 variable names reveal it."""
 
     scope: str  # "rnn", "encoder/rnn", "bidirectional_rnn" (the part before fw/bw)
-    kind: str  # "rnn" | "lstm" | "gru"
+    kind: str  # "rnn" | "lstm" | "gru" | "lstm_cell" (tf.nn.rnn_cell.LSTMCell, plain)
     num_units: int
     num_layers: int
     bidirectional: bool
@@ -182,10 +202,12 @@ def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
         m = _CELL_VAR_RE.match(name)
         if not m:
             continue
-        if m["cell"] == "lstm_cell":
+        if m["cell"] == "lstm_cell" and m["param"] not in ("kernel", "bias"):
             raise TF1NameError(
-                f"{owner}: {name!r} belongs to tf.nn.rnn_cell.LSTMCell (peepholes/projection "
-                "variant), which rnnflow does not implement; BasicLSTMCell is supported"
+                f"{owner}: {name!r} belongs to a tf.nn.rnn_cell.LSTMCell with peepholes or a "
+                "projection; the tutorial's model has a plain LSTMCell: load this cell with "
+                "rnnflow.interop.tf1_import.load_tf1_cell(LSTMCell(units, use_peepholes=..., "
+                "num_proj=...), checkpoint)"
             )
         scope = m["scope"] or ""
         layer = int(m["layer"]) if m["layer"] is not None else None
@@ -223,7 +245,7 @@ def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
         units = shapes[first["candidate/bias"]][0]
         kernel = shapes[first["candidate/kernel"]]
     else:
-        units = shapes[first["bias"]][0] // (4 if kind == "lstm" else 1)
+        units = shapes[first["bias"]][0] // (1 if kind == "rnn" else 4)
         kernel = shapes[first["kernel"]]
     if len(kernel) != 2 or kernel[0] <= units:
         raise TF1NameError(

@@ -22,7 +22,14 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from rnnflow.cells import BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell, MultiRNNCell
+from rnnflow.cells import (
+    BasicLSTMCell,
+    BasicRNNCell,
+    DropoutWrapper,
+    GRUCell,
+    LSTMCell,
+    MultiRNNCell,
+)
 from rnnflow.cells.base import RNNCell
 from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatibleLSTMCell
 from rnnflow.cells.gru_block import GRUBlockCellV2
@@ -31,7 +38,15 @@ from rnnflow.cells.lstm_block import LSTMBlockCell
 from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
 
 CellKind = Literal[
-    "rnn", "lstm", "gru", "lstm_block", "gru_block", "layer_norm_lstm", "cudnn_lstm", "cudnn_gru"
+    "rnn",
+    "lstm",
+    "gru",
+    "lstm_cell",
+    "lstm_block",
+    "gru_block",
+    "layer_norm_lstm",
+    "cudnn_lstm",
+    "cudnn_gru",
 ]
 Init = Literal["normal", "glorot"]
 CELL_KINDS: tuple[str, ...] = get_args(CellKind)
@@ -62,6 +77,8 @@ def make_cell(
             cell = BasicRNNCell(num_units, input_size=depth)
         elif kind == "lstm":
             cell = BasicLSTMCell(num_units, forget_bias=forget_bias, input_size=depth)
+        elif kind == "lstm_cell":  # tf.nn.rnn_cell.LSTMCell: TF variables .../lstm_cell/...
+            cell = LSTMCell(num_units, forget_bias=forget_bias, input_size=depth)
         elif kind == "gru":
             cell = GRUCell(num_units, input_size=depth)
         elif kind == "lstm_block":  # tf.contrib.rnn.LSTMBlockCell: TF variables .../lstm_cell/...
@@ -95,11 +112,13 @@ class SequenceClassifier(nn.Module):
     Args:
         input_size: D, features per time step (28 pixels of a row).
         num_classes: C.
-        cell: ``"rnn"`` (BasicRNNCell, tanh), ``"lstm"`` (BasicLSTMCell) or ``"gru"`` (GRUCell);
-            the tf.contrib cells ``"lstm_block"`` (LSTMBlockCell), ``"gru_block"``
-            (GRUBlockCellV2), ``"layer_norm_lstm"`` (LayerNormBasicLSTMCell, layer norm on,
-            its own recurrent dropout off), ``"cudnn_lstm"`` (CudnnCompatibleLSTMCell) or
-            ``"cudnn_gru"`` (CudnnCompatibleGRUCell, cuDNN's reset-after GRU).
+        cell: ``"rnn"`` (BasicRNNCell, tanh), ``"lstm"`` (BasicLSTMCell), ``"gru"`` (GRUCell)
+            or ``"lstm_cell"`` (LSTMCell without peepholes or projection: the same function as
+            BasicLSTMCell, under TF's ``lstm_cell`` variable names); the tf.contrib cells
+            ``"lstm_block"`` (LSTMBlockCell), ``"gru_block"`` (GRUBlockCellV2),
+            ``"layer_norm_lstm"`` (LayerNormBasicLSTMCell, layer norm on, its own recurrent
+            dropout off), ``"cudnn_lstm"`` (CudnnCompatibleLSTMCell) or ``"cudnn_gru"``
+            (CudnnCompatibleGRUCell, cuDNN's reset-after GRU).
         num_units: H, units per layer and direction.
         num_layers: stacked layers (a MultiRNNCell when > 1).
         bidirectional: run ``bidirectional_dynamic_rnn`` with two cells of the same kind.
@@ -109,7 +128,7 @@ class SequenceClassifier(nn.Module):
         init: ``"normal"``: projection weights ~ N(0, 1), biases 0.1 (the tutorial);
             ``"glorot"``: Glorot-uniform projection weights, zero biases. Cells keep TF1's own
             initialisers either way (Glorot-uniform kernels; GRU gate bias 1.0).
-        forget_bias: the forget-gate bias of BasicLSTMCell, LSTMBlockCell and
+        forget_bias: the forget-gate bias of BasicLSTMCell, LSTMCell, LSTMBlockCell and
             LayerNormBasicLSTMCell (CudnnCompatibleLSTMCell has none, as cuDNN; GRUs ignore it).
     """
 

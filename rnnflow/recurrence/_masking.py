@@ -1,4 +1,5 @@
-"""Per-row sequence lengths: validation, the [T, B] validity mask, and in-length reversal."""
+"""Per-row sequence lengths: validation, the [T, B] validity mask, TF1's copy-through select and
+in-length reversal."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from rnnflow import _nest
 
 _UNSIGNED = (torch.uint8, torch.uint16, torch.uint32, torch.uint64)
 
@@ -95,3 +98,17 @@ def reverse_sequence(x: Tensor, lengths: Tensor | None) -> Tensor:
     source = torch.where(steps < lengths[None, :], lengths[None, :] - 1 - steps, steps)  # [T, B]
     index = source.view(max_time, x.shape[1], *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(0, index)
+
+
+def copy_through(keep_old: Tensor, old: Any, new: Any) -> Any:
+    """TF1's ``_copy_some_through``: per row, ``old`` where ``keep_old`` [B] is True, else ``new``.
+
+    ``old`` and ``new`` are nested structures of tensors [B, ...] (states, outputs); the result
+    has ``new``'s structure.
+    """
+
+    def pick(n: Tensor, o: Tensor) -> Tensor:  # n may be on a DeviceWrapper's device
+        keep = keep_old.to(n.device).view(-1, *([1] * (n.dim() - 1)))  # [B, 1, ...]
+        return torch.where(keep, o.to(n.device), n)
+
+    return _nest.map_structure(pick, new, old)

@@ -52,10 +52,44 @@ def bidirectional_dynamic_rnn(
         As :func:`dynamic_rnn`, naming ``cell_fw``/``cell_bw`` and
         ``initial_state_fw``/``initial_state_bw``.
     """
-    check_cell(_OWNER, "cell_fw", cell_fw)
-    check_cell(_OWNER, "cell_bw", cell_bw)
-    x, lengths = check_common_arguments(
+    return run_bidirectional(
         _OWNER,
+        cell_fw,
+        cell_bw,
+        inputs,
+        sequence_length=sequence_length,
+        initial_state_fw=initial_state_fw,
+        initial_state_bw=initial_state_bw,
+        dtype=dtype,
+        parallel_iterations=parallel_iterations,
+        swap_memory=swap_memory,
+        time_major=time_major,
+        scope=scope,
+        impl=impl,
+    )
+
+
+def run_bidirectional(
+    owner: str,
+    cell_fw: Any,
+    cell_bw: Any,
+    inputs: Tensor,
+    *,
+    sequence_length: Any,
+    initial_state_fw: Any,
+    initial_state_bw: Any,
+    dtype: Any,
+    parallel_iterations: Any,
+    swap_memory: Any,
+    time_major: Any,
+    scope: Any,
+    impl: Any,
+) -> tuple[tuple[Tensor, Tensor], tuple[State, State]]:
+    """:func:`bidirectional_dynamic_rnn` with errors naming ``owner`` (the public driver)."""
+    check_cell(owner, "cell_fw", cell_fw)
+    check_cell(owner, "cell_bw", cell_bw)
+    x, lengths = check_common_arguments(
+        owner,
         inputs,
         sequence_length=sequence_length,
         dtype=dtype,
@@ -65,14 +99,14 @@ def bidirectional_dynamic_rnn(
         scope=scope,
         impl=impl,
     )
-    state_fw = prepare_state(_OWNER, "cell_fw", "initial_state_fw", cell_fw, initial_state_fw, x)
-    state_bw = prepare_state(_OWNER, "cell_bw", "initial_state_bw", cell_bw, initial_state_bw, x)
+    state_fw = prepare_state(owner, "cell_fw", "initial_state_fw", cell_fw, initial_state_fw, x)
+    state_bw = prepare_state(owner, "cell_bw", "initial_state_bw", cell_bw, initial_state_bw, x)
     out_fw, state_fw = run_time_major(
-        _OWNER, cell_fw, x, lengths, state_fw, impl=impl, swap_memory=swap_memory
+        owner, cell_fw, x, lengths, state_fw, impl=impl, swap_memory=swap_memory
     )
     x_rev = reverse_sequence(x, lengths)  # [T, B, D], each row reversed in its length
     out_bw_rev, state_bw = run_time_major(
-        _OWNER, cell_bw, x_rev, lengths, state_bw, impl=impl, swap_memory=swap_memory
+        owner, cell_bw, x_rev, lengths, state_bw, impl=impl, swap_memory=swap_memory
     )
     out_bw = _nest.map_structure(lambda out: reverse_sequence(out, lengths), out_bw_rev)
     if not time_major:  # [B, T, size]

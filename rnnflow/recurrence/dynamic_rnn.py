@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import operator
 from typing import Any, Literal
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from torch import Tensor
 
 from rnnflow import _nest
-from rnnflow.cells.base import RNNCell, State, build_cell, check_state
+from rnnflow.cells.base import RNNCell, State, build_cell, check_optional_int, check_state
 from rnnflow.cells.device import DeviceWrapper
 from rnnflow.recurrence import fused
 from rnnflow.recurrence._masking import check_sequence_length
@@ -124,11 +123,7 @@ def check_common_arguments(
         raise TypeError(
             f"{owner}: dtype must be None or the inputs' dtype {inputs.dtype}, got {dtype}"
         )
-    if parallel_iterations is not None and not _positive_int(parallel_iterations):
-        raise ValueError(
-            f"{owner}: parallel_iterations must be a positive int or None, "
-            f"got {parallel_iterations!r}"
-        )
+    check_optional_int(owner, "parallel_iterations", parallel_iterations)
     _flag(owner, "swap_memory", swap_memory)
     if scope is not None and not isinstance(scope, str):
         raise TypeError(f"{owner}: scope must be a str or None, got {scope!r}")
@@ -146,16 +141,6 @@ def _flag(owner: str, name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{owner}: {name} must be a bool, got {value!r}")
     return bool(value)
-
-
-def _positive_int(value: Any) -> bool:
-    """An int as ``operator.index`` takes it (NumPy's too), not a bool, and > 0."""
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    try:
-        return operator.index(value) > 0
-    except TypeError:
-        return False
 
 
 def check_cell(owner: str, argument: str, cell: Any) -> None:

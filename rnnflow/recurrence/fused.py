@@ -8,8 +8,10 @@ every weight gradient and the input gradient as one GEMM over all steps. The par
 the cells' own ``nn.Parameter``s, so gradients land in ``cell.kernel.grad`` and friends.
 
 Fusable: ``BasicRNNCell`` (tanh, sigmoid, relu or linear activation), ``BasicLSTMCell`` and
-``GRUCell`` (tanh or sigmoid), any ``MultiRNNCell`` stack of fusable cells (either state layout),
-and ``DropoutWrapper`` around a fusable cell when it is the identity (eval mode, or every
+``GRUCell`` (tanh or sigmoid), ``LSTMCell`` (tanh or sigmoid; without peepholes, ``cell_clip``
+or ``num_proj`` it is BasicLSTMCell's function and runs its kernels, with them
+``_fused_lstm_cell``'s Python loop), any ``MultiRNNCell`` stack of fusable cells (either state
+layout), and ``DropoutWrapper`` around a fusable cell when it is the identity (eval mode, or every
 keep_prob 1.0). Cells must be built and share the inputs' dtype and device; exact subclasses
 with their own ``forward`` are not fused.
 
@@ -37,11 +39,12 @@ inputs, the whole recurrence (GEMMs, gates and states) runs in the autocast dtyp
 and final state come back in that dtype, as the reference loop's would; gradients reach the
 float32 parameters. GEMMs accumulate in float32 inside oneDNN/cuBLAS.
 
-CUDA: for ``BasicRNNCell`` (tanh/relu) and ``BasicLSTMCell`` (tanh) without sequence lengths,
-the layer runs through PyTorch's own fused kernel (cuDNN) with the TF weights converted on the fly
-(``_peer_layer``: LSTM columns i, j, f, o -> i, f, g, o and ``forget_bias`` folded into the
-bias; the GRU is a different cell in cuDNN and keeps the generic path). Unmeasured: no GPU was
-available when this was written; the conversion is tested on CPU against the reference loop.
+CUDA: for ``BasicRNNCell`` (tanh/relu) and ``BasicLSTMCell`` or a plain ``LSTMCell`` (tanh)
+without sequence lengths, the layer runs through PyTorch's own fused kernel (cuDNN) with the TF
+weights converted on the fly (``_peer_layer``: LSTM columns i, j, f, o -> i, f, g, o and
+``forget_bias`` folded into the bias; the GRU is a different cell in cuDNN and keeps the generic
+path). Unmeasured: no GPU was available when this was written; the conversion is tested on CPU
+against the reference loop.
 """
 
 from __future__ import annotations
@@ -58,10 +61,12 @@ from rnnflow.cells.basic_lstm import BasicLSTMCell, LSTMStateTuple
 from rnnflow.cells.basic_rnn import BasicRNNCell
 from rnnflow.cells.dropout import DropoutWrapper
 from rnnflow.cells.gru import GRUCell
+from rnnflow.cells.lstm import LSTMCell
 from rnnflow.cells.multi import MultiRNNCell
 from rnnflow.recurrence import _ext
 from rnnflow.recurrence import _fused_kernels as kernels
 from rnnflow.recurrence._contrib_fused import builtin_view, contrib_reason
+from rnnflow.recurrence._fused_lstm_cell import lstm_cell_layer
 from rnnflow.recurrence._shapes import check_input_depth
 from rnnflow.recurrence.reference import compute_dtype, empty_outputs
 
@@ -81,7 +86,16 @@ _SUPPORTED = {
     BasicRNNCell: ("tanh", "sigmoid", "relu", "linear"),
     BasicLSTMCell: ("tanh", "sigmoid"),
     GRUCell: ("tanh", "sigmoid"),
+    LSTMCell: ("tanh", "sigmoid"),  # options: _fused_lstm_cell; none: BasicLSTMCell's kernels
 }
+
+
+def _plain_lstm(cell: Any) -> bool:
+    """BasicLSTMCell, or an LSTMCell without peepholes, clipping or projection (the same
+    function): these run BasicLSTMCell's kernels (compiled loops, oneDNN, cuDNN)."""
+    if type(cell) is LSTMCell:
+        return not (cell.use_peepholes or cell.cell_clip is not None or cell.num_proj)
+    return type(cell) is BasicLSTMCell
 
 
 def _activation_kind(fn: Any) -> str | None:
@@ -141,7 +155,8 @@ def fusable(cell: Any, inputs: Tensor) -> tuple[bool, str]:
 
 def _weight_shapes(cell: Any, depth: int) -> dict[str, tuple[int, ...]]:
     """The parameter shapes a built-in cell needs for inputs of depth ``depth``."""
-    rows, units = depth + cell.num_units, cell.num_units
+    units = cell.num_units
+    rows = depth + cell.output_size  # LSTMCell: the recurrent input is m, num_proj wide
     if type(cell) is GRUCell:
         return {
             "gates.kernel": (rows, 2 * units),
@@ -150,7 +165,12 @@ def _weight_shapes(cell: Any, depth: int) -> dict[str, tuple[int, ...]]:
             "candidate.bias": (units,),
         }
     width = units if type(cell) is BasicRNNCell else 4 * units
-    return {"kernel": (rows, width), "bias": (width,)}
+    shapes = {"kernel": (rows, width), "bias": (width,)}
+    if type(cell) is LSTMCell and cell.use_peepholes:
+        shapes.update({name: (units,) for name in ("w_i_diag", "w_f_diag", "w_o_diag")})
+    if type(cell) is LSTMCell and cell.num_proj is not None:
+        shapes["projection.kernel"] = (units, cell.num_proj)
+    return shapes
 
 
 def _check_weights(owner: str, path: str, cell: Any, depth: int) -> int:
@@ -170,7 +190,7 @@ def _check_weights(owner: str, path: str, cell: Any, depth: int) -> int:
                 f"{owner}: {path}.{name} must have shape {shape} for input depth {depth} and "
                 f"{cell.num_units} units, got {got}"
             )
-    return cell.num_units
+    return cell.output_size
 
 
 def fused_dynamic_rnn(
@@ -345,7 +365,9 @@ def _run_leaf(
             bs,
             act,
         )
-    # BasicLSTMCell
+    if not _plain_lstm(cell):
+        return _lstm_cell_with_options(cell, x, lengths, bs, state, compute, act)
+    # BasicLSTMCell, or LSTMCell without peepholes, clipping or projection
     if cell.state_is_tuple:
         c0, h0 = state
     else:
@@ -357,6 +379,36 @@ def _run_leaf(
     return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
 
 
+def _lstm_cell_with_options(
+    cell: LSTMCell, x: Tensor, lengths: Tensor | None, bs: list[int], state: Any, compute, act
+):
+    """An LSTMCell with peepholes, cell_clip and/or a projection: ``_fused_lstm_cell``."""
+    if cell.state_is_tuple:
+        c0, m0 = state
+    else:
+        c0, m0 = state.split([cell.num_units, cell.output_size], dim=1)  # [B, H], [B, P]
+    kernel, bias = _lstm_params(cell, compute)
+    peepholes = None
+    if cell.use_peepholes:
+        peepholes = tuple(_param(p, compute) for p in (cell.w_i_diag, cell.w_f_diag, cell.w_o_diag))
+    projection = _param(cell.projection.kernel, compute) if cell.num_proj is not None else None
+    out, c, m = lstm_cell_layer(
+        x,
+        c0.contiguous(),
+        m0.contiguous(),
+        kernel,
+        bias,
+        peepholes,
+        projection,
+        lengths,
+        bs,
+        act,
+        cell.cell_clip,
+        cell.proj_clip,
+    )
+    return out, (LSTMStateTuple(c, m) if cell.state_is_tuple else torch.cat([c, m], dim=1))
+
+
 # ----------------------------------------------------------------------------- CUDA: cuDNN
 def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | None) -> bool:
     """cuDNN computes the same cell for BasicRNNCell (tanh, relu) and BasicLSTMCell (tanh);
@@ -366,7 +418,7 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
         return False
     if x.device.type == "cpu":
         return (
-            type(cell) is BasicLSTMCell
+            _plain_lstm(cell)
             and act == "tanh"
             and x.dtype in (torch.float32, torch.bfloat16)
             and torch.backends.mkldnn.is_available()
@@ -378,7 +430,7 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
         return False
     if type(cell) is BasicRNNCell:
         return act in ("tanh", "relu")
-    return type(cell) is BasicLSTMCell and act == "tanh"
+    return _plain_lstm(cell) and act == "tanh"
 
 
 _CPU_LSTM_PEER = True  # benchmarks switch it off to time the generic LSTM kernel

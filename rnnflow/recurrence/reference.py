@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from rnnflow import _nest
-from rnnflow.recurrence._masking import valid_mask
+from rnnflow.recurrence._masking import copy_through, valid_mask
 
 
 def compute_dtype(inputs: Tensor) -> torch.dtype:
@@ -131,9 +131,7 @@ def reference_dynamic_rnn(
         state = _nest.map_structure(lambda s: s.to(dtype), initial_state)
     if max_time == 0:
         return empty_outputs(cell, inputs, dtype), state
-    valid = (
-        valid_mask(lengths, max_time).unsqueeze(-1) if lengths is not None else None
-    )  # [T, B, 1]
+    done = ~valid_mask(lengths, max_time) if lengths is not None else None  # [T, B]
     output_size, state_size = cell.output_size, cell.state_size
     steps = []  # each step's flattened output leaves
     template = None
@@ -149,15 +147,10 @@ def reference_dynamic_rnn(
         new_leaves = _step_leaves(owner, "new state", new_state, state_size, batch, t)
         leaves = _in_dtype(owner, "output", leaves, dtype, cast, t)
         checked = _in_dtype(owner, "new state", new_leaves, dtype, cast, t)
-        if valid is not None:
-            keep = valid[t]  # [B, 1]
-            # A cell may answer on another device (DeviceWrapper): the masks follow its tensors.
-            leaves = [leaf.masked_fill(~keep.to(leaf.device), 0.0) for leaf in leaves]
-            olds = _nest.flatten(state)
-            checked = [
-                torch.where(keep.to(new.device), new, old.to(new.device))
-                for new, old in zip(checked, olds)
-            ]
+        if done is not None:  # past a row's length: zero output, state carried through
+            # (copy_through moves the mask to each tensor's device: a DeviceWrapper's answers)
+            leaves = copy_through(done[t], [torch.zeros_like(leaf) for leaf in leaves], leaves)
+            checked = copy_through(done[t], _nest.flatten(state), checked)
         if checked is not new_leaves:
             new_state = _nest.pack_sequence_as(new_state, checked)
         template = output if template is None else template

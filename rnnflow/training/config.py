@@ -43,6 +43,7 @@ class TrainConfig:
         "rnn",
         "lstm",
         "gru",
+        "lstm_cell",
         "lstm_block",
         "gru_block",
         "layer_norm_lstm",

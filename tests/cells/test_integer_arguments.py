@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 import rnnflow
-from rnnflow import BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell, MultiRNNCell
+from rnnflow import BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell, LSTMCell, MultiRNNCell
 from rnnflow.cells.base import check_int, check_optional_int
 
-CELLS = [BasicRNNCell, BasicLSTMCell, GRUCell]
+CELLS = [BasicRNNCell, BasicLSTMCell, GRUCell, LSTMCell]
 INT_LIKE = [
     5,
     np.int64(5),
@@ -92,6 +92,25 @@ def test_dropout_wrapper_integer_arguments():
         ValueError, match=r"DropoutWrapper: input_size must be a positive int or None, got 0"
     ):
         DropoutWrapper(BasicRNNCell(2), input_size=0)
+
+
+@pytest.mark.parametrize("value", INT_LIKE, ids=repr)
+def test_lstm_cell_takes_integer_like_num_proj_and_shards(value):
+    cell = LSTMCell(7, num_proj=value, num_unit_shards=value, num_proj_shards=value, input_size=2)
+    assert (cell.num_proj, cell.num_unit_shards, cell.num_proj_shards) == (5, 5, 5)
+    assert all(type(v) is int for v in (cell.num_proj, cell.num_unit_shards, cell.num_proj_shards))
+    assert cell.projection.kernel.shape == (7, 5)
+    out, state = cell(torch.ones(3, 2), cell.zero_state(3))
+    assert out.shape == (3, 5) and state.h.shape == (3, 5)
+
+
+@pytest.mark.parametrize("argument", ["num_proj", "num_unit_shards", "num_proj_shards"])
+@pytest.mark.parametrize(("value", "shown"), [*NOT_INTS[:-1], (0, "0")], ids=lambda v: repr(v)[:20])
+def test_lstm_cell_refuses_non_integers_for_its_optional_ints(argument, value, shown):
+    with pytest.raises(
+        ValueError, match=rf"LSTMCell: {argument} must be a positive int or None, got {shown}$"
+    ):
+        LSTMCell(3, **{argument: value})
 
 
 def test_helper_wording_and_bounds():

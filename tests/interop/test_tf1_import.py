@@ -22,6 +22,7 @@ MODELS = {  # name: (cell, units, layers)
     "basic_lstm": ("lstm", 64, 1),
     "gru": ("gru", 64, 1),
     "multi_lstm": ("lstm", 32, 2),
+    "lstm_cell": ("lstm_cell", 64, 1),  # tf.nn.rnn_cell.LSTMCell: rnn/lstm_cell/kernel [128, 256]
 }
 
 

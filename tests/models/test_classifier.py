@@ -101,3 +101,18 @@ def test_input_shape_error():
         ValueError, match=r"inputs must have shape \[batch, time, 28\], got \(2, 28\)"
     ):
         SequenceClassifier()(torch.zeros(2, 28))
+
+
+def test_lstm_cell_kind_is_tf_lstmcell_with_basic_lstm_numbers():
+    """cell="lstm_cell" builds tf.nn.rnn_cell.LSTMCell (TF names .../lstm_cell/...), the same
+    function as BasicLSTMCell with the same weights."""
+    from rnnflow.cells import BasicLSTMCell, LSTMCell
+
+    torch.manual_seed(0)
+    a = SequenceClassifier(cell="lstm_cell", num_units=8, num_layers=2, forget_bias=0.5)
+    b = SequenceClassifier(cell="lstm", num_units=8, num_layers=2, forget_bias=0.5)
+    assert all(type(c) is LSTMCell for c in a.cell.cells)
+    assert all(type(c) is BasicLSTMCell for c in b.cell.cells)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(3, 28, 28)
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)

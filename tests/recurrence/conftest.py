@@ -1,10 +1,11 @@
-"""The implementations every contract test runs on."""
+"""Fixtures of the recurrence tests: the implementations every contract test runs on, and
+a spy on the fused path."""
 
 from __future__ import annotations
 
 import pytest
 
-from rnnflow.recurrence import _ext
+from rnnflow.recurrence import _ext, fused
 
 # (dynamic_rnn's impl=, RNNFLOW_NO_EXT): the reference loop; the fused path with the compiled
 # time loops (csrc/loops.cpp); the fused path with its Python loops.
@@ -26,3 +27,17 @@ def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     if request.param == "fused-compiled" and not _ext.status()[0]:
         pytest.skip(f"compiled loops unavailable: {_ext.status()[1]}")
     return name
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the runs that reach the fused path (the cell type of each)."""
+    seen = []
+    real = fused.fused_dynamic_rnn
+
+    def spy(*args, **kwargs):
+        seen.append(type(args[0]).__name__)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fused, "fused_dynamic_rnn", spy)
+    return seen

@@ -19,6 +19,9 @@ from rnnflow import (
     _nest,
     bidirectional_dynamic_rnn,
     dynamic_rnn,
+    stack_bidirectional_dynamic_rnn,
+    static_bidirectional_rnn,
+    static_rnn,
 )
 
 
@@ -137,6 +140,48 @@ def test_bidirectional_reverses_every_output_leaf(impl):
     assert out_bw.step[:, :, 0].tolist() == [[3, 2, 1], [1, 0, 0]]  # aligned with the inputs
     assert out_bw.more[0][0].tolist() == [[9, 12], [8, 10], [5, 6]]
     assert state_bw["total"].tolist() == [[9, 12], [7, 8]]
+
+
+def test_static_rnn_returns_one_nested_output_per_step(impl):
+    steps = list(X.unbind(1))  # T = 3 steps [B, D]
+    outputs, state = static_rnn(DictCounter(), steps, sequence_length=LENGTHS, impl=impl)
+    assert len(outputs) == 3 and all(isinstance(o, Pair) for o in outputs)
+    assert [o.step[:, 0].tolist() for o in outputs] == [[1, 1], [2, 0], [3, 0]]
+    assert outputs[1].more[0].tolist() == [[4, 6], [0, 0]]
+    assert state["total"].tolist() == [[9, 12], [7, 8]]
+
+
+def test_static_bidirectional_rnn_concatenates_each_output_leaf(impl):
+    outputs, _, state_bw = static_bidirectional_rnn(
+        DictCounter(), DictCounter(), list(X.unbind(1)), sequence_length=LENGTHS, impl=impl
+    )
+    assert len(outputs) == 3 and isinstance(outputs[0], Pair)
+    # step t: [fw count, bw count]; bw reads row 0 reversed (count 3, 2, 1), row 1 has length 1
+    assert [o.step.tolist() for o in outputs] == [
+        [[1, 3], [1, 1]],
+        [[2, 2], [0, 0]],
+        [[3, 1], [0, 0]],
+    ]
+    assert outputs[0].more[0].tolist() == [[1, 2, 9, 12], [7, 8, 7, 8]]
+    assert state_bw["total"].tolist() == [[9, 12], [7, 8]]
+
+
+def test_static_bidirectional_rnn_refuses_output_structures_that_differ():
+    with pytest.raises(
+        ValueError,
+        match=r"^static_bidirectional_rnn: cell_fw and cell_bw must have outputs of the same "
+        r"structure \(they are concatenated leaf by leaf\), got Pair\(",
+    ):
+        static_bidirectional_rnn(DictCounter(), BasicRNNCell(3), list(X.unbind(1)))
+
+
+def test_stacked_layers_refuse_nested_outputs():
+    with pytest.raises(
+        ValueError,
+        match=r"^stack_bidirectional_dynamic_rnn: cells_bw\[0\] must have a single output \(an "
+        r"int output_size: the layers' outputs are concatenated\), got Pair\(",
+    ):
+        stack_bidirectional_dynamic_rnn([BasicRNNCell(3)], [DictCounter()], X)
 
 
 def test_duck_typed_tf1_cell(impl):

@@ -17,20 +17,6 @@ from rnnflow import (
 from rnnflow.recurrence import fused
 
 
-@pytest.fixture
-def calls(monkeypatch):
-    """Counts the runs that reach the fused path."""
-    seen = []
-    real = fused.fused_dynamic_rnn
-
-    def spy(*args, **kwargs):
-        seen.append(type(args[0]).__name__)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(fused, "fused_dynamic_rnn", spy)
-    return seen
-
-
 class CustomCell(BasicRNNCell):
     """A subclass may change ``forward``: never fused."""
 

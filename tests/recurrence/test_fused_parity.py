@@ -75,7 +75,7 @@ def test_fused_matches_reference_float32(kind, lengths):
     assert_close_tree(fast, ref, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "lstm_concat"])
+@pytest.mark.parametrize("kind", ["lstm", "lstm_concat", "lstm_cell"])
 def test_generic_lstm_kernel_matches_reference_float32(kind, monkeypatch):
     """The LSTM kernel that oneDNN's LSTM replaces on CPU (lengths-free float32) stays exact."""
     monkeypatch.setattr(fused, "_CPU_LSTM_PEER", False)
@@ -87,7 +87,7 @@ def test_generic_lstm_kernel_matches_reference_float32(kind, monkeypatch):
     assert_close_tree(fast, ref, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "rnn_relu", "lstm", "lstm_concat"])
+@pytest.mark.parametrize("kind", ["rnn", "rnn_relu", "lstm", "lstm_concat", "lstm_cell"])
 def test_cudnn_weight_conversion_matches_reference(kind, monkeypatch):
     """The CUDA branch's TF -> PyTorch weight conversion, run through PyTorch's CPU kernels."""
     monkeypatch.setattr(fused, "_use_peer_kernel", lambda *args: True)

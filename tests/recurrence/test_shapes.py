@@ -26,6 +26,7 @@ from rnnflow import (
     BasicRNNCell,
     DropoutWrapper,
     GRUCell,
+    LSTMCell,
     MultiRNNCell,
     bidirectional_dynamic_rnn,
     dynamic_rnn,
@@ -44,8 +45,48 @@ def _replaced_kernel(impl):
     return dynamic_rnn(cell, torch.randn(4, 10, 5), impl=impl)
 
 
+def _full_lstm_cell() -> LSTMCell:
+    """LSTMCell(8 units) with peepholes and a projection to 3, built for depth 5."""
+    return LSTMCell(8, use_peepholes=True, cell_clip=1.0, num_proj=3, input_size=5)
+
+
+def _replaced_lstm_cell_parameter(name, shape):
+    def run(impl):
+        cell = _full_lstm_cell()
+        module, _, attr = name.rpartition(".")
+        owner = cell.get_submodule(module) if module else cell
+        setattr(owner, attr, torch.nn.Parameter(torch.randn(shape)))  # as if assigned by hand
+        return dynamic_rnn(cell, torch.randn(4, 10, 5), impl=impl)
+
+    return run
+
+
 # name -> (run(impl), message); every message must be raised as a ValueError
 CASES = {
+    "lstm-cell-wider-inputs": (
+        lambda impl: dynamic_rnn(_full_lstm_cell(), torch.randn(4, 10, 13), impl=impl),
+        r"dynamic_rnn: cell \(LSTMCell\) was built for input depth 5, "
+        r"got depth 13 from the inputs",
+    ),
+    "stack-after-projected-lstm-cell": (
+        lambda impl: dynamic_rnn(
+            MultiRNNCell([_full_lstm_cell(), GRUCell(4, input_size=8)]),
+            torch.randn(4, 10, 5),
+            impl=impl,
+        ),
+        r"dynamic_rnn: cell\.cell_1 \(GRUCell\) was built for input depth 8, "
+        r"got depth 3 from cell\.cell_0\.output_size",
+    ),
+    "lstm-cell-projected-state": (
+        lambda impl: dynamic_rnn(
+            _full_lstm_cell(),
+            torch.randn(4, 10, 5),
+            initial_state=(torch.zeros(4, 8), torch.zeros(4, 8)),
+            impl=impl,
+        ),
+        r"dynamic_rnn: initial_state must match the cell's state structure "
+        r"LSTMStateTuple\(c=Tensor\(4, 8\), h=Tensor\(4, 3\)\), got",
+    ),
     "lstm-wider-inputs": (
         lambda impl: dynamic_rnn(BasicLSTMCell(8, input_size=5), torch.randn(4, 10, 13), impl=impl),
         r"dynamic_rnn: cell \(BasicLSTMCell\) was built for input depth 5, "
@@ -164,6 +205,22 @@ FUSED_ONLY = {  # the reference loop hands these to the cell, which raises its o
         _replaced_kernel,
         r"dynamic_rnn: cell\.kernel must have shape \(13, 32\) for input depth 5 and 8 units, "
         r"got \(7, 32\)",
+    ),
+    # LSTMCell: the recurrent rows of its kernel are the projected m (3), not the 8 units
+    "lstm-cell-kernel": (
+        _replaced_lstm_cell_parameter("kernel", (13, 32)),
+        r"dynamic_rnn: cell\.kernel must have shape \(8, 32\) for input depth 5 and 8 units, "
+        r"got \(13, 32\)",
+    ),
+    "lstm-cell-peephole": (
+        _replaced_lstm_cell_parameter("w_o_diag", (3,)),
+        r"dynamic_rnn: cell\.w_o_diag must have shape \(8,\) for input depth 5 and 8 units, "
+        r"got \(3,\)",
+    ),
+    "lstm-cell-projection": (
+        _replaced_lstm_cell_parameter("projection.kernel", (8, 4)),
+        r"dynamic_rnn: cell\.projection\.kernel must have shape \(8, 3\) for input depth 5 "
+        r"and 8 units, got \(8, 4\)",
     ),
 }
 
