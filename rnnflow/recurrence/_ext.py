@@ -41,7 +41,10 @@ _log = logging.getLogger(__name__)
 _CSRC = Path(__file__).resolve().parent / "csrc"
 _SOURCE = _CSRC / "loops.cpp"  # includes loops_isa.h once per kernel variant
 _NAMESPACE = "rnnflow_loops"
-_FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-w"]
+# -fno-trapping-math: without it GCC does not vectorise the gate maths' clamps (the exp's range
+# reduction) for AVX2 or SSE2, only with AVX-512's masks (checked with -fopt-info-vec); the
+# loops never rely on floating-point exceptions.
+_FLAGS = ["-O3", "-fno-trapping-math", "-std=c++20", "-shared", "-fPIC", "-w"]
 ISAS = ("avx512", "avx2", "generic")  # the kernel variants, widest first
 # OpenMP lets the packed step GEMM split its panels over torch's threads (at::parallel_for is
 # inline); torch's Linux wheels use GCC's libgomp, the runtime -fopenmp links.
