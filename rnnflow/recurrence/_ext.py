@@ -96,6 +96,7 @@ def _select_isa(ops: Any, wanted: str) -> None:
         )
     ops.set_isa(name)
     _state["isa_env"] = wanted
+    _log.info("compiled step loops: kernel variant %s (%s)", name, cpu_description())
 
 
 def isa() -> str | None:

@@ -18,8 +18,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
-from rnnflow.recurrence import _ext
+from rnnflow import BasicLSTMCell
+from rnnflow.recurrence import _ext, _fused_kernels, fused
 
 # The flags each variant's code is compiled for (csrc/loops.cpp, isa_flags).
 FLAGS = {
@@ -333,3 +335,21 @@ def test_compiled_entry_points_refuse_bad_arguments(case, entry_results):
     assert returncode == 0, stderr
     _, message = CASES[case]
     assert re.search(message, results[case]), results[case]
+
+
+@pytest.mark.parametrize(
+    "isa,compiled_lstm", [("avx512", True), ("avx2", True), ("generic", False)]
+)
+def test_the_lstm_dispatch_follows_the_variant(isa, compiled_lstm, ops, monkeypatch):
+    """float32 LSTM inference at the tutorial size: the compiled LSTM with the avx512 and avx2
+    variants (measured faster than oneDNN's, docs/PERFORMANCE.md), oneDNN's LSTM with the
+    generic one; the one-off GEMMs use the packed kernel with avx512 and avx2 only."""
+    missing = _ext.missing_flags(isa)
+    if missing:
+        pytest.skip(f"kernel variant {isa}: this CPU lacks {' '.join(missing)}")
+    monkeypatch.setenv("RNNFLOW_ISA", isa)
+    cell = BasicLSTMCell(128, input_size=28)
+    x = torch.zeros(28, 1000, 28)
+    with torch.no_grad():
+        assert fused._compiled_lstm_faster(cell, x) is compiled_lstm
+    assert (_fused_kernels._packed_gemm(x) is not None) is compiled_lstm

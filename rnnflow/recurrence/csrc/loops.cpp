@@ -47,10 +47,13 @@
 #include <vector>
 
 // The x86 variants need GCC's target pragmas (clang ignores them: generic only there).
+// -DRNNFLOW_X86_VARIANTS=0 builds the generic variant alone (how other platforms build).
+#ifndef RNNFLOW_X86_VARIANTS
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
 #define RNNFLOW_X86_VARIANTS 1
 #else
 #define RNNFLOW_X86_VARIANTS 0
+#endif
 #endif
 
 namespace {
@@ -243,6 +246,24 @@ std::vector<int64_t> check_batch_sizes(const char* fn, at::IntArrayRef batch_siz
 }
 
 
+// What every loop's other arguments are checked against, from the [>= S+1, B, H] state buffer
+// that defines the layer (hs; cs in the LSTM's backward): its dtype, B, H and batch_sizes.
+struct Layer {
+  at::ScalarType dtype;
+  int64_t batch, units, steps;
+  std::vector<int64_t> bs;
+};
+
+Layer check_layer(const char* fn, int64_t act, const Tensor& t, const char* name,
+                  at::IntArrayRef batch_sizes) {
+  check_act(fn, act);
+  const auto dt = loop_dtype(fn, t, name);
+  expect_steps(fn, name, t, dt, {at_least(1), any_size(), any_size()});
+  auto bs = check_batch_sizes(fn, batch_sizes, t.size(1), t.size(0) - 1);
+  const auto steps = static_cast<int64_t>(bs.size());
+  return {dt, t.size(1), t.size(2), steps, std::move(bs)};
+}
+
 // ------------------------------------------------------------------ kernel variants
 #define RNNFLOW_LANES 4  // 128-bit generic vectors: SSE2 on x86-64, NEON on aarch64
 #define RNNFLOW_NV 2
@@ -422,15 +443,13 @@ void weight_grad_any(at::TensorList inputs, const Tensor& d, Tensor& d_kernel, T
 void rnn_forward(Tensor pre, Tensor hs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
                  bool onednn) {
   constexpr const char* fn = "rnn_forward";
-  check_act(fn, a);
-  const auto dt = loop_dtype(fn, hs, "hs");
-  expect_steps(fn, "hs", hs, dt, {at_least(1), any_size(), any_size()});
-  const int64_t batch = hs.size(1), units = hs.size(2);
-  const auto bs = check_batch_sizes(fn, batch_sizes, batch, hs.size(0) - 1);
-  const int64_t steps = static_cast<int64_t>(bs.size());
+  const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units;
+  const int64_t steps = l.steps;
   expect_steps(fn, "pre", pre, dt, {at_least(steps), exactly(batch), exactly(units)});
   expect(fn, "w", w, dt, {exactly(units), exactly(units)});
-  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] { rnn_forward_any<scalar_t>(pre, hs, w, bs, a); });
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] { rnn_forward_any<scalar_t>(pre, hs, w, l.bs, a); });
 }
 
 // Returns d_pre [S, B, H] and dh0 [B, H]. w [H, H] = W_h (dh_prev = d_pre W_h^T).
@@ -439,18 +458,16 @@ std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_fin
                                         at::IntArrayRef batch_sizes, int64_t a, bool onednn,
                                         bool need_h0) {
   constexpr const char* fn = "rnn_backward";
-  check_act(fn, a);
-  const auto dt = loop_dtype(fn, hs, "hs");
-  expect_steps(fn, "hs", hs, dt, {at_least(1), any_size(), any_size()});
-  const int64_t batch = hs.size(1), units = hs.size(2);
-  const auto bs = check_batch_sizes(fn, batch_sizes, batch, hs.size(0) - 1);
-  const int64_t steps = static_cast<int64_t>(bs.size());
+  const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units;
+  const int64_t steps = l.steps;
   expect_steps(fn, "d_out", d_out, dt, {at_least(steps), exactly(batch), exactly(units)});
   expect_rows(fn, "d_final", d_final, dt, batch, units);
   expect(fn, "w", w, dt, {exactly(units), exactly(units)});
   std::tuple<Tensor, Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
-    out = rnn_backward_any<scalar_t>(d_out, d_final, hs, w, bs, a, need_h0);
+    out = rnn_backward_any<scalar_t>(d_out, d_final, hs, w, l.bs, a, need_h0);
   });
   return out;
 }
@@ -463,12 +480,10 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
                   Tensor hs, Tensor tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
                   bool onednn) {
   constexpr const char* fn = "lstm_forward";
-  check_act(fn, a);
-  const auto dt = loop_dtype(fn, hs, "hs");
-  expect_steps(fn, "hs", hs, dt, {at_least(1), any_size(), any_size()});
-  const int64_t batch = hs.size(1), units = hs.size(2), width = 4 * units;
-  const auto bs = check_batch_sizes(fn, batch_sizes, batch, hs.size(0) - 1);
-  const int64_t steps = static_cast<int64_t>(bs.size());
+  const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units, width = 4 * units;
+  const int64_t steps = l.steps;
   expect_steps(fn, "x", x, dt, {at_least(steps), exactly(batch), any_size()});
   const int64_t depth = x.size(2);
   expect(fn, "w_x", w_x, dt, {exactly(width), exactly(depth)});
@@ -484,7 +499,7 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
                {gates.dim() == 3 && gates.size(0) == 1 ? exactly(1) : at_least(steps),
                 exactly(batch), exactly(width)});
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
-    lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, bs, a);
+    lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, l.bs, a);
   });
 }
 
@@ -495,12 +510,10 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& d_out, const Tens
                                                  const Tensor& w, at::IntArrayRef batch_sizes,
                                                  int64_t a, bool onednn, bool need_h0) {
   constexpr const char* fn = "lstm_backward";
-  check_act(fn, a);
-  const auto dt = loop_dtype(fn, cs, "cs");
-  expect_steps(fn, "cs", cs, dt, {at_least(1), any_size(), any_size()});
-  const int64_t batch = cs.size(1), units = cs.size(2), width = 4 * units;
-  const auto bs = check_batch_sizes(fn, batch_sizes, batch, cs.size(0) - 1);
-  const int64_t steps = static_cast<int64_t>(bs.size());
+  const Layer l = check_layer(fn, a, cs, "cs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units, width = 4 * units;
+  const int64_t steps = l.steps;
   expect_steps(fn, "d_out", d_out, dt, {at_least(steps), exactly(batch), exactly(units)});
   expect_rows(fn, "d_final_c", d_final_c, dt, batch, units);
   expect_rows(fn, "d_final_h", d_final_h, dt, batch, units);
@@ -509,7 +522,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& d_out, const Tens
   expect(fn, "w", w, dt, {exactly(units), exactly(width)});
   std::tuple<Tensor, Tensor, Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
-    out = lstm_backward_any<scalar_t>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, a,
+    out = lstm_backward_any<scalar_t>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, l.bs, a,
                                       need_h0);
   });
   return out;
@@ -520,19 +533,17 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& d_out, const Tens
 void gru_forward(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
                  const Tensor& w_c, at::IntArrayRef batch_sizes, int64_t a, bool onednn) {
   constexpr const char* fn = "gru_forward";
-  check_act(fn, a);
-  const auto dt = loop_dtype(fn, hs, "hs");
-  expect_steps(fn, "hs", hs, dt, {at_least(1), any_size(), any_size()});
-  const int64_t batch = hs.size(1), units = hs.size(2);
-  const auto bs = check_batch_sizes(fn, batch_sizes, batch, hs.size(0) - 1);
-  const Dim steps = at_least(static_cast<int64_t>(bs.size()));
+  const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units;
+  const Dim steps = at_least(l.steps);
   expect_steps(fn, "gates", gates, dt, {steps, exactly(batch), exactly(2 * units)});
   expect_steps(fn, "cands", cands, dt, {steps, exactly(batch), exactly(units)});
   expect_steps(fn, "rhs", rhs, dt, {steps, exactly(batch), exactly(units)});
   expect(fn, "w_g", w_g, dt, {exactly(2 * units), exactly(units)});
   expect(fn, "w_c", w_c, dt, {exactly(units), exactly(units)});
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
-    gru_forward_any<scalar_t>(gates, cands, rhs, hs, w_g, w_c, bs, a);
+    gru_forward_any<scalar_t>(gates, cands, rhs, hs, w_g, w_c, l.bs, a);
   });
 }
 
@@ -543,12 +554,10 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward(const Tensor& d_out, const Tenso
                                                 const Tensor& w_c, at::IntArrayRef batch_sizes,
                                                 int64_t a, bool onednn, bool need_h0) {
   constexpr const char* fn = "gru_backward";
-  check_act(fn, a);
-  const auto dt = loop_dtype(fn, hs, "hs");
-  expect_steps(fn, "hs", hs, dt, {at_least(1), any_size(), any_size()});
-  const int64_t batch = hs.size(1), units = hs.size(2);
-  const auto bs = check_batch_sizes(fn, batch_sizes, batch, hs.size(0) - 1);
-  const Dim steps = at_least(static_cast<int64_t>(bs.size()));
+  const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units;
+  const Dim steps = at_least(l.steps);
   expect_steps(fn, "d_out", d_out, dt, {steps, exactly(batch), exactly(units)});
   expect_rows(fn, "d_final", d_final, dt, batch, units);
   expect_steps(fn, "gates", gates, dt, {steps, exactly(batch), exactly(2 * units)});
@@ -557,7 +566,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward(const Tensor& d_out, const Tenso
   expect(fn, "w_c", w_c, dt, {exactly(units), exactly(units)});
   std::tuple<Tensor, Tensor, Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
-    out = gru_backward_any<scalar_t>(d_out, d_final, gates, cands, hs, w_g, w_c, bs, a, need_h0);
+    out = gru_backward_any<scalar_t>(d_out, d_final, gates, cands, hs, w_g, w_c, l.bs, a, need_h0);
   });
   return out;
 }
