@@ -118,7 +118,7 @@ inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* p
     for (int v = 0; v < kNv; ++v) b[v] = load(panel + k * kPanel + v * kLanes);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const Vec av = Vec{} + a[r * lda + k * ak];  // broadcast
+      const float av = a[r * lda + k * ak];  // scalar * vector: broadcast (not 0 + av, an add)
 #pragma GCC unroll 4
       for (int v = 0; v < kNv; ++v) acc[r][v] += av * b[v];
     }
