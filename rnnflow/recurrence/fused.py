@@ -329,7 +329,7 @@ def _compiled_lstm_faster(cell: BasicLSTMCell, x: Tensor) -> bool:
 
     With the packed step GEMM's avx512 variant: in every measured case, training and inference
     (1.09x vs 0.95-1.05x at the tutorial size, 0.87x vs 0.75x at batch 1). avx2 variant, with
-    oneDNN and MKL held to AVX2 too (an AVX2-only CPU's peer): 1.04-1.06x training, 1.15-1.27x
+    oneDNN and MKL held to AVX2 too (an AVX2-only CPU's peer): 1.38-1.42x training, 1.57-1.60x
     inference at the tutorial size (loaded machine), where the oneDNN fallback had trained at
     0.88x on an AVX2-only EPYC. Otherwise: float32 training from 512 x 28 or 128 x 112 rows
     (1.1-1.45x vs ~1.0x) and at 256-512 units."""
