@@ -29,6 +29,13 @@ OS and page-faults it back in, more or less often depending on the heap's histor
 batch 512 took ~16,000 page faults per step in a fresh process). ``MALLOC_MMAP_THRESHOLD_`` /
 ``MALLOC_TRIM_THRESHOLD_`` in the environment reach every case and are recorded: set large, no
 candidate pays those page faults, which times the kernels alone.
+
+Kernel variants: every table records the CPU (model and SIMD flags) and the variant of the
+compiled loops that ran (``_ext.isa()``). ``RNNFLOW_ISA=avx2`` forces the AVX2 kernels on an
+AVX-512 CPU; ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN, the peer's LSTM and GEMMs) and
+``MALLOC_*`` set in the environment reach every case and are recorded in the heading, so a
+forced run gets its own section of docs/PERFORMANCE.md. ``--cell`` and ``--precision`` pick
+cases (e.g. ``--quick --cell rnn --cell lstm --precision fp32``).
 """
 
 from __future__ import annotations
@@ -337,6 +344,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-doc", action="store_true", help="update docs/PERFORMANCE.md's recurrence section"
     )
+    parser.add_argument(
+        "--cell",
+        action="append",
+        choices=("rnn", "lstm", "gru"),
+        help="only the cases of this cell (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="only the cases in this precision (default: all)",
+    )
     parser.add_argument("--case-index", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--peak", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -371,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         json_path=args.json,
         write_doc=args.write_doc,
         device=args.device,
+        cells=args.cell,
+        precision=args.precision,
     )
 
 
@@ -381,6 +402,8 @@ def run(
     json_path: Path | None = None,
     write_doc: bool = False,
     device: str = "cpu",
+    cells: list[str] | None = None,
+    precision: str | None = None,
 ) -> int:
     if write_doc and device != "cpu":
         raise ValueError("write_doc writes the CPU table: run it with device='cpu'")
@@ -397,13 +420,17 @@ def run(
     else:
         ok, why_not = _ext.status()  # builds the compiled loops now, outside the timings
         info["compiled_loops"] = "yes" if ok else f"no ({why_not})"
+        info["kernel_variant"] = _ext.isa() or "none (Python loops)"
     rates = gemm_peak_gflops(device=device)
     peak = rates["peak"]
     info["fp32_gemm_gflops"] = {k: round(v, 1) for k, v in rates.items()}
     info["malloc_env"] = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    info["forced_isa_env"] = {k: os.environ[k] for k in _ISA_ENV if os.environ.get(k)}
     emit({"machine": info})
     records = []
     for index, case in enumerate(all_cases(quick=quick)):
+        if (cells and case.cell not in cells) or (precision and case.precision != precision):
+            continue
         if device == "cpu":
             record = _run_case_in_fresh_process(index, peak, quick=quick, rounds=rounds)
         else:
@@ -421,6 +448,8 @@ def run(
     return 0
 
 
+# Environment variables that narrow the instruction set of our kernels or of the peer's.
+_ISA_ENV = ("RNNFLOW_ISA", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 PERFORMANCE_MD = Path(__file__).resolve().parent.parent / "docs" / "PERFORMANCE.md"
 SECTION = "## Recurrence: measured ratios"
 
@@ -456,12 +485,16 @@ def write_performance_doc(info: dict[str, Any], records: list[dict[str, Any]]) -
     malloc = info.get("malloc_env") or {}
     if malloc:
         heading += ", " + " ".join(f"{k}={v}" for k, v in sorted(malloc.items()))
+    forced = info.get("forced_isa_env") or {}
+    if forced:
+        heading += ", " + " ".join(f"{k}={v}" for k, v in sorted(forced.items()))
     body = (
         f"{heading}\n\n"
         f"Measured {info['date']} with `{info['command']}` on {info['cpu']}, "
         f"{info['logical_cpus']} logical CPUs, torch {info['torch']} with "
         f"{info['torch_threads']} thread(s); load average at start {info['load_avg']}; "
-        f"compiled step loops: {info.get('compiled_loops', '?')}. "
+        f"compiled step loops: {info.get('compiled_loops', '?')}, kernel variant "
+        f"{info.get('kernel_variant', '?')}. "
         f"FP32 GEMM 2048^3: torch.mm (MKL) {gemm.get('mm')} GFLOP/s, oneDNN "
         f"{gemm.get('onednn')} GFLOP/s with {threads} thread(s) (the peak used below).\n\n"
         f"{results_table(records)}\n"

@@ -140,15 +140,9 @@ class SavedTensorBytes:
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from rnnflow.recurrence import _ext
+
+    cpu = _ext.cpu_description()  # model and SIMD flags
     flags = ""
     try:
         with open("/proc/cpuinfo") as f:

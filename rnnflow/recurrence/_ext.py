@@ -7,12 +7,19 @@ no C++ compiler was found, or the build or the load failed; the reason is logged
 kept in ``status()``.
 
 The build is one ``c++`` invocation (no ninja, no setuptools) against the installed torch's
-headers and libraries, ``-O3 -march=native`` (and ``-fopenmp`` on Linux), into the torch
+headers and libraries, ``-O3`` for the baseline of the architecture (no ``-march=native``: a
+library built on one machine runs on any other; ``-fopenmp`` on Linux), into the torch
 extensions cache (``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) under a name that
-hashes the source, torch's version, the compiler, its flags and the CPU model, so an edit, a
-torch upgrade or another machine sharing the cache rebuilds. The shared library is written to a
-temporary name and renamed into place, so concurrent first uses both succeed. Build time here:
-10-12 s, once.
+hashes the sources, torch's version, the compiler and its flags, so an edit or a torch upgrade
+rebuilds. The shared library is written to a temporary name and renamed into place, so
+concurrent first uses both succeed.
+
+Kernel variants: the library carries the packed GEMM and the loops for AVX-512, AVX2 + FMA and
+portable C++ ("generic": 128-bit generic vectors, SSE2 on x86-64, NEON on aarch64; x86 with GCC
+gets all three, other builds the generic one only) and runs the widest the CPU supports
+(cpuid). ``RNNFLOW_ISA=avx512|avx2|generic`` (read at every call, like
+``RNNFLOW_NO_EXT``) forces one, so the narrower ones are tested on wide CPUs; an unknown name or
+one the CPU lacks raises ``ValueError``. ``isa()`` names the variant running.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -30,9 +38,14 @@ from typing import Any
 import torch
 
 _log = logging.getLogger(__name__)
-_SOURCE = Path(__file__).resolve().parent / "csrc" / "loops.cpp"
+_CSRC = Path(__file__).resolve().parent / "csrc"
+_SOURCE = _CSRC / "loops.cpp"  # includes loops_isa.h once per kernel variant
 _NAMESPACE = "rnnflow_loops"
-_FLAGS = ["-O3", "-march=native", "-std=c++20", "-shared", "-fPIC", "-w"]
+# -fno-trapping-math: without it GCC does not vectorise the gate maths' clamps (the exp's range
+# reduction) for AVX2 or SSE2, only with AVX-512's masks (checked with -fopt-info-vec); the
+# loops never rely on floating-point exceptions.
+_FLAGS = ["-O3", "-fno-trapping-math", "-std=c++20", "-shared", "-fPIC", "-w"]
+ISAS = ("avx512", "avx2", "generic")  # the kernel variants, widest first
 # OpenMP lets the packed step GEMM split its panels over torch's threads (at::parallel_for is
 # inline); torch's Linux wheels use GCC's libgomp, the runtime -fopenmp links.
 if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
@@ -46,7 +59,11 @@ def disabled() -> bool:
 
 
 def loops() -> Any | None:
-    """The compiled loops (``torch.ops.rnnflow_loops``), built on first use; None if unavailable."""
+    """The compiled loops (``torch.ops.rnnflow_loops``), built on first use; None if unavailable.
+
+    Raises:
+        ValueError: ``RNNFLOW_ISA`` names no kernel variant, or one this CPU cannot run.
+    """
     if disabled():
         return None
     if "ops" not in _state:
@@ -55,7 +72,81 @@ def loops() -> Any | None:
         except Exception as exc:  # any failure means: use the Python loops
             _state["ops"], _state["reason"] = None, f"{type(exc).__name__}: {exc}"
             _log.info("compiled step loops unavailable, using the Python loops (%s)", exc)
-    return _state["ops"]
+    ops = _state["ops"]
+    if ops is not None:
+        _select_isa(ops, os.environ.get("RNNFLOW_ISA", ""))
+    return ops
+
+
+def _select_isa(ops: Any, wanted: str) -> None:
+    """Run the variant ``RNNFLOW_ISA`` names (the widest the CPU supports when unset or empty)."""
+    if _state.get("isa_env") == wanted:
+        return
+    if wanted not in ("", *ISAS):
+        raise ValueError(
+            f"RNNFLOW_ISA must be one of {', '.join(ISAS)} (or unset: the widest the CPU "
+            f"supports), got {wanted!r}"
+        )
+    name = wanted or next(isa for isa in ISAS if not ops.missing_flags(isa))
+    lacks = ops.missing_flags(name)
+    if lacks:
+        raise ValueError(
+            f"RNNFLOW_ISA={wanted}: this CPU cannot run the {wanted} kernels, it lacks "
+            f"{' '.join(lacks)} (it runs: {', '.join(supported_isas())})"
+        )
+    ops.set_isa(name)
+    _state["isa_env"] = wanted
+    _log.info("compiled step loops: kernel variant %s (%s)", name, cpu_description())
+
+
+def isa() -> str | None:
+    """The kernel variant the compiled loops run (``"avx512"``, ``"avx2"`` or ``"generic"``),
+    None when they are unavailable (the Python loops run)."""
+    ops = loops()
+    return None if ops is None else str(ops.isa())
+
+
+def supported_isas() -> list[str]:
+    """The kernel variants this build carries and this CPU can run, widest first (empty when
+    the compiled loops are unavailable)."""
+    ops = loops() if "ops" not in _state else _state["ops"]
+    if ops is None:
+        return []
+    return [name for name in ISAS if not ops.missing_flags(name)]
+
+
+def missing_flags(name: str) -> list[str]:
+    """The CPU flags variant ``name`` needs and this CPU lacks (empty: it runs here)."""
+    ops = loops() if "ops" not in _state else _state["ops"]
+    if ops is None:
+        return ["(compiled loops unavailable)"]
+    return list(ops.missing_flags(name))
+
+
+def cpu_description() -> str:
+    """The CPU's model and the SIMD flags that matter here (for benchmark tables and logs)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = (
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512vl",
+        "avx512bw",
+        "avx512dq",
+        "avx512_bf16",
+        "amx_bf16",
+    )
+    shown = [flag for flag in wanted if flag in flags]
+    return f"{model}; flags: {' '.join(shown) or 'none of ' + ' '.join(wanted)}"
 
 
 def status() -> tuple[bool, str]:
@@ -66,25 +157,12 @@ def status() -> tuple[bool, str]:
     return (ops is not None), _state.get("reason", "")
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                return line
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor()
-
-
 def _library_path(cxx: str) -> Path:
     key = hashlib.sha256()
-    for part in (_SOURCE.read_bytes(), torch.__version__.encode(), cxx.encode()):
-        key.update(part)
-    key.update(" ".join(_FLAGS).encode())
-    key.update(_cpu_model().encode())
-    key.update(sys.version.encode())
+    for source in sorted(_CSRC.iterdir()):
+        key.update(source.name.encode() + source.read_bytes())
+    for part in (torch.__version__, cxx, " ".join(_FLAGS), sys.version, platform.machine()):
+        key.update(part.encode())
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
     return Path(root) / "rnnflow_loops" / f"loops_{key.hexdigest()[:16]}.so"
 

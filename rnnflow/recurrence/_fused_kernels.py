@@ -83,19 +83,13 @@ def _use_onednn(x: Tensor) -> bool:
 
 
 def _packed_gemm(x: Tensor) -> Any | None:
-    """The compiled loops' packed GEMM (``csrc/loops.cpp``: float32, AVX-512), when it serves
-    ``x``: 1.1-3x oneDNN's linear at the shapes used here, and no ~25 us per-call cost."""
+    """The compiled loops' packed GEMM (``csrc/loops.cpp``: float32, the AVX-512 or AVX2 kernel
+    variant), when it serves ``x``: 1.1-3x oneDNN's linear at the shapes used here (AVX-512),
+    and no ~25 us per-call cost. Asked at every call: ``RNNFLOW_ISA`` may change the variant."""
     if x.dtype != torch.float32 or x.device.type != "cpu":
         return None
     ops = _ext.loops()
-    if ops is None:
-        return None
-    if "packed" not in _PACKED:
-        _PACKED["packed"] = bool(ops.packed_gemm())
-    return ops if _PACKED["packed"] else None
-
-
-_PACKED: dict[str, bool] = {}  # whether the build has the packed GEMM (a property of the CPU)
+    return ops if ops is not None and ops.packed_gemm() else None
 
 
 def lin(x: Tensor, weight: Tensor, add: Tensor | None = None) -> Tensor:

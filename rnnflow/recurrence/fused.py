@@ -29,10 +29,10 @@ PackedSequence), and outputs and final state are put back in the caller's row or
 
 CPU: the time loops run compiled (``csrc/loops.cpp`` via ``_ext``) for float32/float64, in
 Python otherwise (the same function). ``BasicLSTMCell`` without lengths: in float32 the compiled
-kernel wherever it has its packed AVX-512 GEMM (faster than oneDNN's LSTM in every measured
-case); in bfloat16, and in float32 on CPUs without AVX-512 except where the compiled kernel
-measured faster (``_compiled_lstm_faster``), oneDNN's fused LSTM (``nn.LSTM``'s kernel) with the
-TF weights converted per call.
+kernel wherever its packed GEMM runs the avx512 or avx2 kernel variant (``_ext.isa()``; faster
+than oneDNN's LSTM in the measured cases); in bfloat16, and in float32 with the generic variant
+except where the compiled kernel measured faster (``_compiled_lstm_faster``), oneDNN's fused
+LSTM (``nn.LSTM``'s kernel) with the TF weights converted per call.
 
 Mixed precision: under ``torch.autocast`` (CPU bfloat16 or CUDA float16/bfloat16) with float32
 inputs, the whole recurrence (GEMMs, gates and states) runs in the autocast dtype, and outputs
@@ -439,9 +439,12 @@ _CPU_LSTM_PEER = True  # benchmarks switch it off to time the generic LSTM kerne
 def _compiled_lstm_faster(cell: BasicLSTMCell, x: Tensor) -> bool:
     """Where the compiled generic LSTM beat oneDNN's LSTM in float32 (docs/PERFORMANCE.md).
 
-    With the packed step GEMM (AVX-512): in every measured case, training and inference
-    (1.09x vs 0.95-1.05x at the tutorial size, 0.87x vs 0.75x at batch 1). Without it: float32
-    training from 512 x 28 or 128 x 112 rows (1.1-1.45x vs ~1.0x) and at 256-512 units."""
+    With the packed step GEMM's avx512 variant: in every measured case, training and inference
+    (1.09x vs 0.95-1.05x at the tutorial size, 0.87x vs 0.75x at batch 1). avx2 variant, with
+    oneDNN and MKL held to AVX2 too (an AVX2-only CPU's peer): 1.38-1.42x training, 1.57-1.60x
+    inference at the tutorial size (loaded machine), where the oneDNN fallback had trained at
+    0.88x on an AVX2-only EPYC. Otherwise: float32 training from 512 x 28 or 128 x 112 rows
+    (1.1-1.45x vs ~1.0x) and at 256-512 units."""
     if x.dtype != torch.float32 or _ext.disabled() or _ext.loops() is None:
         return False
     if kernels._packed_gemm(x) is not None:

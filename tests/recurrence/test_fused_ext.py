@@ -1,9 +1,10 @@
 """The compiled step loops (csrc/loops.cpp) == the Python loops == the reference loop, and the
 shrinking batch for sequence_length.
 
-Every case runs twice, with the compiled loops and with ``RNNFLOW_NO_EXT=1`` (the Python
-fallback); float64 at 1e-10, float32 at 1e-5, also at a size where the recurrent GEMMs inside
-the compiled loop go through oneDNN (>= 1.5M multiply-adds).
+Every case runs with each kernel variant of the compiled loops (avx512, avx2, generic: forced
+with ``RNNFLOW_ISA``; a variant the CPU cannot run is skipped naming the flags it lacks) and with
+``RNNFLOW_NO_EXT=1`` (the Python fallback); float64 at 1e-10 against the reference loop, float32
+against the float64 result.
 """
 
 from __future__ import annotations
@@ -29,17 +30,36 @@ KINDS = CELL_KINDS
 DEPTH = CELL_INPUT_DEPTH
 
 
-@pytest.fixture(params=["compiled", "python"])
+def use_isa(isa, monkeypatch):
+    """Run the compiled loops' variant ``isa``; skip (naming what is missing) where it cannot."""
+    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
+    monkeypatch.delenv("RNNFLOW_ISA", raising=False)
+    ok, reason = _ext.status()
+    if not ok:
+        pytest.skip(f"compiled loops unavailable: {reason}")
+    missing = _ext.missing_flags(isa)
+    if missing:
+        pytest.skip(f"kernel variant {isa}: this CPU lacks {' '.join(missing)}")
+    monkeypatch.setenv("RNNFLOW_ISA", isa)
+    ops = _ext.loops()
+    assert ops.isa() == isa
+    return ops
+
+
+@pytest.fixture(params=[*_ext.ISAS, "python"])
 def loops(request, monkeypatch):
-    """Which time loops run: the compiled ones (skipped where they cannot be built) or Python."""
+    """Which time loops run: a variant of the compiled ones, or the Python ones."""
     if request.param == "python":
         monkeypatch.setenv("RNNFLOW_NO_EXT", "1")
     else:
-        monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
-        ok, reason = _ext.status()
-        if not ok:
-            pytest.skip(f"compiled loops unavailable: {reason}")
+        use_isa(request.param, monkeypatch)
     return request.param
+
+
+@pytest.fixture(params=_ext.ISAS)
+def packed(request, monkeypatch):
+    """The compiled loops' ops with variant ``request.param`` of the packed GEMM running."""
+    return use_isa(request.param, monkeypatch)
 
 
 def test_the_extension_builds_where_a_compiler_exists(monkeypatch):
@@ -124,23 +144,15 @@ def test_loops_match_reference_float32(kind, lengths, size, loops, monkeypatch):
         assert fast_err <= 4 * ref_err + 1e-6 * max(1.0, scale), (fast_err, ref_err, scale)
 
 
-def _packed_ops():
-    ops = _ext.loops()
-    if ops is None or not ops.packed_gemm():
-        pytest.skip("no packed GEMM here (it needs the compiled loops and AVX-512)")
-    return ops
-
-
 @pytest.mark.parametrize(
     "n,k,cols", [(1, 1, 1), (13, 300, 37), (12, 256, 32), (25, 513, 70), (100, 28, 512)]
 )
 @pytest.mark.parametrize("layout", ["row-major", "transposed"])
 @pytest.mark.parametrize("add", ["none", "bias", "matrix"])
-def test_packed_linear_matches_float64(n, k, cols, layout, add, monkeypatch):
-    """The one-off GEMM (csrc/loops.cpp ``linear``): row remainders, masked panels, several
+def test_packed_linear_matches_float64(n, k, cols, layout, add, packed):
+    """The one-off GEMM (csrc/loops.cpp ``linear``): row remainders, partial panels, several
     256-row packing chunks, transposed operands (the weight gradients pass views)."""
-    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
-    ops = _packed_ops()
+    ops = packed
     torch.manual_seed(0)
     if layout == "row-major":
         a, w = torch.randn(n, k), torch.randn(cols, k)
@@ -156,11 +168,10 @@ def test_packed_linear_matches_float64(n, k, cols, layout, add, monkeypatch):
 
 
 @pytest.mark.parametrize("rows,cols", [(1, 1), (600, 70), (256, 32), (3584, 512)])
-def test_weight_grad_matches_float64(rows, cols, monkeypatch):
+def test_weight_grad_matches_float64(rows, cols, packed):
     """Kernel and bias gradients in one pass over d (csrc/loops.cpp ``weight_grad``): several
-    inputs stacked on rows, transposed views, masked panels, several 256-row chunks."""
-    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
-    ops = _packed_ops()
+    inputs stacked on rows, transposed views, partial panels, several 256-row chunks."""
+    ops = packed
     torch.manual_seed(0)
     d = torch.randn(rows, cols)
     inputs = [torch.randn(rows, 3), torch.randn(5, rows).t(), torch.randn(rows, 40)]
@@ -169,13 +180,6 @@ def test_weight_grad_matches_float64(rows, cols, monkeypatch):
     tol = 1e-5 * rows**0.5
     torch.testing.assert_close(d_kernel.double(), expected, rtol=1e-5, atol=tol)
     torch.testing.assert_close(d_bias.double(), d.double().sum(0), rtol=1e-5, atol=tol)
-
-
-def test_packed_linear_rejects_a_mismatched_add(monkeypatch):
-    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
-    ops = _packed_ops()
-    with pytest.raises(RuntimeError, match=r"add must be \[N\] or \[n, N\]"):
-        ops.linear(torch.ones(3, 4), torch.ones(5, 4), torch.ones(7))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -192,11 +196,10 @@ def test_loops_split_over_threads_match_reference(kind, loops, monkeypatch):
     assert_close_tree(fast, ref, atol=1e-10, rtol=1e-10)
 
 
-def test_compiled_and_python_loops_agree(monkeypatch):
+@pytest.mark.parametrize("isa", _ext.ISAS)
+def test_compiled_and_python_loops_agree(isa, monkeypatch):
     """The two implementations of the same loops, side by side (float64, 1e-12)."""
-    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
-    if not _ext.status()[0]:
-        pytest.skip("compiled loops unavailable")
+    use_isa(isa, monkeypatch)
     seq = [5, 0, 9, 2, 9, 4]
     compiled, _ = run("multi", torch.float64, 6, 9, seq, monkeypatch)
     monkeypatch.setenv("RNNFLOW_NO_EXT", "1")

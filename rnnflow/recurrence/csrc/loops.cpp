@@ -2,14 +2,26 @@
 //
 // Each function runs the time loop of one layer, forward or backward, exactly as the Python
 // fallback in _fused_kernels.py does (same buffers, same results up to float rounding). What
-// moves here is what Python did once per step: the recurrent GEMM (our packed AVX-512 kernel in
-// float32, see "GEMMs"; oneDNN or ATen otherwise) and the gate maths, fused into one pass per
-// step over the [n, G] block, each thread taking a range of rows. The GEMMs over all steps
-// (input projections, weight and input gradients) are called from Python as `linear` and
+// moves here is what Python did once per step: the recurrent GEMM (our packed GEMM in float32,
+// see loops_isa.h; ATen's addmm in float64) and the gate maths, fused into one pass per step
+// over the [n, G] block, each thread taking a range of rows. The GEMMs over all steps (input
+// projections, weight and input gradients) are called from Python as `linear` and
 // `weight_grad`, with the same packed kernel. Large buffers come from a per-thread pool.
 //
+// Kernel variants: the arithmetic (loops_isa.h) is compiled once per instruction set into its
+// own namespace, under `#pragma GCC target`: avx512 (AVX-512 F/VL/BW/DQ + FMA), avx2 (AVX2 +
+// FMA) and generic (portable C++ for the build's baseline, 128-bit generic vectors: SSE2 on
+// x86-64, NEON on aarch64; the only one on other architectures and with compilers other than
+// GCC). The build itself targets the baseline (no -march=native), so
+// a library built on one machine runs on any other; the widest variant the CPU supports
+// (cpuid, __builtin_cpu_supports) runs unless `set_isa` (RNNFLOW_ISA, _ext.py) picks another.
+//
+// Every entry point checks its arguments (TORCH_CHECK: ranks, sizes against each other, dtype,
+// device, the strides the loops assume, batch_sizes within the buffers): no caller can make the
+// loops read or write outside its tensors.
+//
 // Shrinking batch: rows are sorted by length (descending) by the caller, and batch_sizes[t] is
-// the number of rows still active at step t; step t touches only those rows. Rows past their
+// the number of rows still active at step t; step t touches only those. Rows past their
 // length are never written (the caller zero-initialises every buffer they would occupy; the
 // backward's gradient buffers are zeroed here when some row is inactive).
 //
@@ -20,88 +32,34 @@
 // GEMM of the initial state's gradient (the returned dh0 is then not meaningful).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <sstream>
 #include <string>
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
+// The x86 variants need GCC's target pragmas (clang ignores them: generic only there).
+// -DRNNFLOW_X86_VARIANTS=0 builds the generic variant alone (how other platforms build).
+#ifndef RNNFLOW_X86_VARIANTS
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
+#define RNNFLOW_X86_VARIANTS 1
+#else
+#define RNNFLOW_X86_VARIANTS 0
+#endif
 #endif
 
 namespace {
 
 using at::Tensor;
 enum Act : int64_t { kTanh = 0, kSigmoid = 1, kRelu = 2, kLinear = 3 };
-
-// ------------------------------------------------------------------ elementwise maths
-// expf after Cephes (range reduction + degree-6 polynomial, ~1 ulp), written so that GCC
-// vectorises the loops that call it: no libm call, rounding by the 1.5 * 2^23 trick, 2^n built
-// from the bits. NaN propagates; the clamp keeps 2^n a normal float.
-inline float exp_f(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  const float shifted = x * 1.44269504088896341f + 12582912.0f;  // round(x log2 e) + 1.5 * 2^23
-  const float fx = shifted - 12582912.0f;
-  uint32_t sbits;
-  std::memcpy(&sbits, &shifted, sizeof(sbits));
-  x = x - fx * 0.693359375f + fx * 2.12194440e-4f;  // x - fx ln 2, in two parts
-  const float z = x * x;
-  float y = 1.9875691500e-4f;
-  y = y * x + 1.3981999507e-3f;
-  y = y * x + 8.3334519073e-3f;
-  y = y * x + 4.1665795894e-2f;
-  y = y * x + 1.6666665459e-1f;
-  y = y * x + 5.0000001201e-1f;
-  y = y * z + x + 1.0f;
-  const uint32_t bits = (sbits - 0x4B400000u + 127u) << 23;  // 2^fx
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
-}
-
-template <typename T>
-struct Math;
-template <>
-struct Math<float> {
-  static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_f(-x)); }
-  // 1 - 2 / (1 + e^{2x}): within ~1e-7 absolute of tanh (the Python path's 2 sigmoid(2x) - 1).
-  static inline float tanh(float x) { return 1.0f - 2.0f / (1.0f + exp_f(2.0f * x)); }
-};
-template <>
-struct Math<double> {
-  static inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-  static inline double tanh(double x) { return std::tanh(x); }
-};
-
-template <int A, typename T>
-inline T act(T x) {
-  if constexpr (A == kTanh) return Math<T>::tanh(x);
-  else if constexpr (A == kSigmoid) return Math<T>::sigmoid(x);
-  else if constexpr (A == kRelu) return x > T(0) ? x : T(0);
-  else return x;
-}
-
-// d act / d pre-activation from the activation's output y.
-template <int A, typename T>
-inline T act_grad(T y) {
-  if constexpr (A == kTanh) return T(1) - y * y;
-  else if constexpr (A == kSigmoid) return y - y * y;
-  else if constexpr (A == kRelu) return y > T(0) ? T(1) : T(0);
-  else return T(1);
-}
-
-template <int A, typename T>
-inline void act_into(const T* src, T* dst, int64_t n) {
-#pragma GCC ivdep
-  for (int64_t i = 0; i < n; ++i) dst[i] = act<A>(src[i]);
-}
 
 // Calls f.template operator()<A>() for the runtime activation code.
 template <typename F>
@@ -111,208 +69,12 @@ void with_act(int64_t a, F&& f) {
     case kSigmoid: f(std::integral_constant<int, kSigmoid>()); break;
     case kRelu: f(std::integral_constant<int, kRelu>()); break;
     case kLinear: f(std::integral_constant<int, kLinear>()); break;
-    default: TORCH_CHECK(false, "rnnflow: unknown activation code ", a);
+    default: TORCH_CHECK(false, "rnnflow_loops: unknown activation code ", a);
   }
 }
 
-// ------------------------------------------------------------------ GEMMs
-// Every step multiplies a small [n, K] block by the same recurrent weight w [N, K] (nn.Linear's
-// layout: out = a w^T + add). Library GEMMs repack w and dispatch on every call: oneDNN costs
-// ~25 us per call here before any arithmetic (a 128 x 128 x 128 product took 40 us, 61% of the
-// machine's peak), MKL's sgemm runs AVX2 on this AMD CPU. So where AVX-512 is available the
-// float32 step GEMM is our own: w is packed once per loop into 32-column panels ([N/32][K][32],
-// the last panel zero-padded), and a 12 x 32 register-blocked kernel (24 zmm accumulators, a's
-// elements broadcast) runs over each panel while it stays in L1 (K x 128 bytes). Measured
-// 250-260 GFLOP/s on one core from 1 x 128 to 1000 x 1024 x 4096, 2.5x oneDNN at 128^3. The
-// panels are split over threads (at::parallel_for) when a product is large enough.
-// Without AVX-512, for float64, or for strided operands: oneDNN's _linear_pointwise (float32,
-// >= 1.5M multiply-adds) or ATen's addmm, as before.
-constexpr int64_t kOneDnnMacs = 3 << 19;
-#if defined(__AVX512F__)
-constexpr bool kPackedGemm = true;
-constexpr int64_t kPanel = 32;  // columns per panel: two zmm registers
-constexpr int kRows = 12;       // rows per register block: 24 accumulators + 2 b + 1 a of 32
-constexpr int64_t kMacsPerThread = 1 << 18;
-constexpr int64_t kSmallWeightBytes = 256 << 10;  // packed whole for a one-off GEMM
-
-// c[r, :32] = a[r, :K] . panel + add[r, :32] for r < R; columns past the masks untouched. a's
-// element (r, k) is a[r * lda + k * ak]: rows or columns contiguous run at the same speed.
-template <int R>
-inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* panel, int64_t K,
-                         const float* add, int64_t ldadd, float* c, int64_t ldc, __mmask16 m0,
-                         __mmask16 m1) {
-  __m512 acc[R][2];
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    acc[r][0] = add ? _mm512_maskz_loadu_ps(m0, add + r * ldadd) : _mm512_setzero_ps();
-    acc[r][1] = add ? _mm512_maskz_loadu_ps(m1, add + r * ldadd + 16) : _mm512_setzero_ps();
-  }
-  for (int64_t k = 0; k < K; ++k) {
-    const __m512 b0 = _mm512_load_ps(panel + k * kPanel);
-    const __m512 b1 = _mm512_load_ps(panel + k * kPanel + 16);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r * lda + k * ak]);
-      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc[r][1]);
-  }
-}
-
-// The row remainder (fewer than kRows rows) picks its kernel at run time.
-template <int R>
-inline void panel_tail(int rows_left, const float* a, int64_t lda, int64_t ak, const float* panel,
-                       int64_t K,
-                       const float* add, int64_t ldadd, float* c, int64_t ldc, __mmask16 m0,
-                       __mmask16 m1) {
-  if constexpr (R > 0) {
-    if (rows_left == R)
-      panel_kernel<R>(a, lda, ak, panel, K, add, ldadd, c, ldc, m0, m1);
-    else
-      panel_tail<R - 1>(rows_left, a, lda, ak, panel, K, add, ldadd, c, ldc, m0, m1);
-  }
-}
-#else
-constexpr bool kPackedGemm = false;
-constexpr int64_t kPanel = 32;
-#endif
-
-// Rows [k0, k0 + kc) of w's 32-column panel p (w [N, K], element (i, k) at w[i * s0 + k * s1])
-// into dst [kc][32], zero past column N.
-inline void pack_panel(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t p, int64_t k0,
-                       int64_t kc, float* dst) {
-  const int64_t width = std::min(kPanel, N - p * kPanel);
-  const float* src = w + p * kPanel * s0 + k0 * s1;
-  if (s0 == 1) {  // w^T is row-major: each k is a run of 32 floats
-    for (int64_t k = 0; k < kc; ++k) {
-      std::memcpy(dst + k * kPanel, src + k * s1, width * sizeof(float));
-      std::fill(dst + k * kPanel + width, dst + (k + 1) * kPanel, 0.0f);
-    }
-    return;
-  }
-  if (width < kPanel) std::fill(dst, dst + kc * kPanel, 0.0f);
-  for (int64_t j = 0; j < width; ++j)
-    for (int64_t k = 0; k < kc; ++k) dst[k * kPanel + j] = src[j * s0 + k * s1];
-}
-
-#if defined(__AVX512F__)
-// out[:, panel p's columns] = a . panel (+ add) for all n rows of a, a register block at a time.
-// panel [kc][32] holds rows [0, kc) of the K dimension (a and add are offset by the caller).
-inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const float* panel,
-                       int64_t kc, const float* add, int64_t ldadd, float* out, int64_t ldc,
-                       int64_t p, int64_t N) {
-  const int64_t col = p * kPanel, width = std::min(kPanel, N - col);
-  const __mmask16 m0 = width >= 16 ? 0xFFFF : (1u << width) - 1;
-  const __mmask16 m1 = width >= 32 ? 0xFFFF : width <= 16 ? 0 : (1u << (width - 16)) - 1;
-  const float* add_col = add ? add + col : nullptr;
-  int64_t i = 0;
-  for (; i + kRows <= n; i += kRows)
-    panel_kernel<kRows>(a + i * lda, lda, ak, panel, kc, add_col ? add_col + i * ldadd : nullptr,
-                        ldadd, out + i * ldc + col, ldc, m0, m1);
-  if (i < n)
-    panel_tail<kRows - 1>(static_cast<int>(n - i), a + i * lda, lda, ak, panel, kc,
-                          add_col ? add_col + i * ldadd : nullptr, ldadd, out + i * ldc + col,
-                          ldc, m0, m1);
-}
-#endif
-
-// A recurrent weight w [N, K] and the step GEMMs with it, out[n, N] = a[n, K] w^T (+ add), on
-// row-major blocks given by pointer and row stride: ATen views (select, narrow) cost ~0.5 us
-// each and a step took several, half of the loop's time at batch 1. `add` may be `out`.
-template <typename T>
-class StepWeight {
- public:
-  // Detached: the library path may run on a worker thread, where grad mode is on.
-  StepWeight(const Tensor& w, bool onednn) : w_(w.detach()), onednn_(onednn) {
-    if constexpr (std::is_same_v<T, float>) {
-      if (kPackedGemm && w.device().is_cpu()) pack();
-    }
-    if (!packed_.defined()) w_ = w_.contiguous();  // oneDNN's linear wants a dense weight
-  }
-
-  void operator()(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
-                  int64_t ldc) const {
-    if (n == 0) return;
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float>) {
-      if (packed_.defined()) return run(n, a, lda, 1, add, ldadd, out, ldc);
-    }
-#endif
-    library(n, a, lda, add, ldadd, out, ldc);
-  }
-
-  bool packed() const { return packed_.defined(); }
-  const float* packed_data() const { return packed_.data_ptr<float>(); }
-
-#if defined(__AVX512F__)
-  // The packed GEMM with a's element (r, k) at a[r * lda + k * ak]; add's row stride may be 0
-  // (a bias).
-  void run(int64_t n, const float* a, int64_t lda, int64_t ak, const float* add, int64_t ldadd,
-           float* out, int64_t ldc) const {
-    const int64_t K = w_.size(1), N = w_.size(0), panels = packed_.size(0);
-    const float* pw = packed_.data_ptr<float>();
-    const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (n * K * kPanel));
-    at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p)
-        panel_rows(n, a, lda, ak, pw + p * K * kPanel, K, add, ldadd, out, ldc, p, N);
-    });
-  }
-#endif
-
- private:
-  // oneDNN's _linear_pointwise (float32, >= 1.5M multiply-adds) or ATen's addmm.
-  void library(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
-               int64_t ldc) const {
-    const int64_t N = w_.size(0), K = w_.size(1);
-    const auto opts = w_.options();
-    Tensor ta = at::from_blob(const_cast<T*>(a), {n, K}, {lda, 1}, opts);
-    Tensor to = at::from_blob(out, {n, N}, {ldc, 1}, opts);
-    Tensor tadd;
-    if (add) tadd = at::from_blob(const_cast<T*>(add), {n, N}, {ldadd, 1}, opts);
-    if (onednn_ && std::is_same_v<T, float> && n * N * K >= kOneDnnMacs) {
-      if (add) {
-        static auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
-                             .typed<Tensor(const Tensor&, const Tensor&, const Tensor&,
-                                           const std::optional<Tensor>&, c10::string_view)>();
-        to.copy_(op.call(ta, tadd.contiguous(), w_, std::nullopt, "add"));
-      } else {
-        static auto op =
-            c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-        torch::jit::Stack stack{ta, w_, c10::IValue(), std::string("none"),
-                                c10::List<std::optional<at::Scalar>>(),
-                                c10::IValue(std::string(""))};
-        op.callBoxed(&stack);
-        to.copy_(stack[0].toTensor());
-      }
-    } else if (add) {
-      at::addmm_out(to, tadd, ta, w_.t());
-    } else {
-      at::mm_out(to, ta, w_.t());
-    }
-  }
-
-  void pack() {
-    const int64_t N = w_.size(0), K = w_.size(1), panels = (N + kPanel - 1) / kPanel;
-    packed_ = at::empty({panels, K, kPanel}, w_.options());
-    for (int64_t p = 0; p < panels; ++p)
-      pack_panel(w_.data_ptr<float>(), w_.stride(0), w_.stride(1), N, p, 0, K,
-                 packed_.data_ptr<float>() + p * K * kPanel);
-  }
-
-
-  Tensor w_;
-  bool onednn_;
-  Tensor packed_;  // [panels, K, 32], float32 with AVX-512; undefined otherwise
-};
-
-// Step t of an [S, B, W] buffer whose [B, W] blocks are row-major (checked by `steps_of`); a
-// buffer with one step (inference's c) or a zero time stride (an expanded zero block) gives
+// Step t of an [S, B, W] buffer whose [B, W] blocks are row-major (checked by `expect_steps`);
+// a buffer with one step (inference's c) or a zero time stride (an expanded zero block) gives
 // the same block at every t.
 template <typename T>
 struct Steps {
@@ -322,16 +84,8 @@ struct Steps {
 };
 
 template <typename T>
-Steps<T> steps_of(const Tensor& t, const char* name) {
-  TORCH_CHECK(t.dim() == 3 && t.stride(2) == 1 && (t.size(1) <= 1 || t.stride(1) == t.size(2)),
-              "rnnflow: ", name, " must be [steps, batch, width] with row-major steps");
+Steps<T> steps_of(const Tensor& t) {
   return {t.data_ptr<T>(), t.size(0) > 1 ? t.stride(0) : 0};
-}
-
-template <typename T>
-T* rows_of(const Tensor& t, const char* name) {
-  TORCH_CHECK(t.dim() == 2 && t.is_contiguous(), "rnnflow: ", name, " must be contiguous [B, H]");
-  return t.data_ptr<T>();
 }
 
 // ------------------------------------------------------------------ buffer pool
@@ -399,564 +153,495 @@ Tensor grad_buffer(const std::vector<int64_t>& bs, int64_t batch, int64_t width,
   return full ? buffer : buffer.zero_();
 }
 
-void check_sizes(const std::vector<int64_t>& bs, int64_t batch) {
+
+// ------------------------------------------------------------------ argument checks
+// One allowed range per dimension: [lo, hi].
+struct Dim {
+  int64_t lo, hi;
+};
+constexpr int64_t kAnySize = std::numeric_limits<int64_t>::max();
+constexpr Dim exactly(int64_t v) { return {v, v}; }
+constexpr Dim at_least(int64_t v) { return {v, kAnySize}; }
+constexpr Dim any_size() { return {0, kAnySize}; }
+
+std::string describe(std::initializer_list<Dim> dims) {
+  std::ostringstream out;
+  out << "[";
+  const char* sep = "";
+  for (const Dim& d : dims) {
+    out << sep;
+    if (d.lo == d.hi) out << d.lo;
+    else if (d.hi == kAnySize && d.lo == 0) out << "*";
+    else if (d.hi == kAnySize) out << ">= " << d.lo;
+    else out << d.lo << ".." << d.hi;
+    sep = ", ";
+  }
+  out << "]";
+  return out.str();
+}
+
+// `t` is a CPU tensor of `dtype` whose sizes lie in `dims`.
+void expect(const char* fn, const char* name, const Tensor& t, at::ScalarType dtype,
+            std::initializer_list<Dim> dims) {
+  bool ok = t.defined() && t.device().is_cpu() && t.scalar_type() == dtype &&
+            t.dim() == static_cast<int64_t>(dims.size());
+  int64_t k = 0;
+  for (const Dim& d : dims) {
+    if (!ok) break;
+    ok = t.size(k) >= d.lo && t.size(k) <= d.hi;
+    ++k;
+  }
+  if (ok) return;
+  if (!t.defined()) TORCH_CHECK(false, "rnnflow_loops.", fn, ": ", name, " is undefined");
+  TORCH_CHECK(false, "rnnflow_loops.", fn, ": ", name, " must be a ", c10::toString(dtype),
+              " CPU tensor of sizes ", describe(dims), ", got ", c10::toString(t.scalar_type()),
+              " ", t.device(), " ", t.sizes());
+}
+
+// ... and [S, B, W] with each step's [B, W] block row-major (the loops address it by pointer).
+void expect_steps(const char* fn, const char* name, const Tensor& t, at::ScalarType dtype,
+                  std::initializer_list<Dim> dims) {
+  expect(fn, name, t, dtype, dims);
+  TORCH_CHECK(t.stride(2) == 1 && (t.size(1) <= 1 || t.stride(1) == t.size(2)),
+              "rnnflow_loops.", fn, ": ", name, " must have row-major [batch, width] steps "
+              "(strides [*, ", t.size(2), ", 1]), got strides ", t.strides());
+}
+
+// ... and a contiguous [B, H] block.
+void expect_rows(const char* fn, const char* name, const Tensor& t, at::ScalarType dtype,
+                 int64_t batch, int64_t units) {
+  expect(fn, name, t, dtype, {exactly(batch), exactly(units)});
+  TORCH_CHECK(t.is_contiguous(), "rnnflow_loops.", fn, ": ", name,
+              " must be contiguous, got strides ", t.strides());
+}
+
+void check_act(const char* fn, int64_t a) {
+  TORCH_CHECK(a >= kTanh && a <= kLinear, "rnnflow_loops.", fn,
+              ": act must be 0 (tanh), 1 (sigmoid), 2 (relu) or 3 (linear), got ", a);
+}
+
+// The loops' own dtype: float32 or float64, from the tensor that defines the layer's sizes.
+at::ScalarType loop_dtype(const char* fn, const Tensor& t, const char* name) {
+  TORCH_CHECK(t.defined() && (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble),
+              "rnnflow_loops.", fn, ": ", name, " must be float32 or float64, got ",
+              t.defined() ? c10::toString(t.scalar_type()) : "undefined");
+  return t.scalar_type();
+}
+
+// batch_sizes: one count per step, non-increasing, each within [0, batch], at most `max_steps`
+// steps (what the buffers hold).
+std::vector<int64_t> check_batch_sizes(const char* fn, at::IntArrayRef batch_sizes,
+                                       int64_t batch, int64_t max_steps) {
+  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
+  TORCH_CHECK(static_cast<int64_t>(bs.size()) <= max_steps, "rnnflow_loops.", fn,
+              ": batch_sizes has ", bs.size(), " steps, more than the ", max_steps,
+              " the buffers hold");
   for (size_t t = 0; t < bs.size(); ++t) {
     TORCH_CHECK(bs[t] >= 0 && bs[t] <= batch && (t == 0 || bs[t] <= bs[t - 1]),
-                "rnnflow: batch_sizes must be non-increasing and within the batch");
+                "rnnflow_loops.", fn, ": batch_sizes must be non-increasing, each within [0, ",
+                batch, "] (the batch), got ", bs[t], " at step ", t,
+                t ? " after " + std::to_string(bs[t - 1]) : std::string());
+  }
+  return bs;
+}
+
+
+// What every loop's other arguments are checked against, from the [>= S+1, B, H] state buffer
+// that defines the layer (hs; cs in the LSTM's backward): its dtype, B, H and batch_sizes.
+struct Layer {
+  at::ScalarType dtype;
+  int64_t batch, units, steps;
+  std::vector<int64_t> bs;
+};
+
+Layer check_layer(const char* fn, int64_t act, const Tensor& t, const char* name,
+                  at::IntArrayRef batch_sizes) {
+  check_act(fn, act);
+  const auto dt = loop_dtype(fn, t, name);
+  expect_steps(fn, name, t, dt, {at_least(1), any_size(), any_size()});
+  auto bs = check_batch_sizes(fn, batch_sizes, t.size(1), t.size(0) - 1);
+  const auto steps = static_cast<int64_t>(bs.size());
+  return {dt, t.size(1), t.size(2), steps, std::move(bs)};
+}
+
+// ------------------------------------------------------------------ kernel variants
+#define RNNFLOW_LANES 4  // 128-bit generic vectors: SSE2 on x86-64, NEON on aarch64
+#define RNNFLOW_NV 2
+#define RNNFLOW_ROWS 4
+namespace isa_generic {
+#include "loops_isa.h"
+}  // namespace isa_generic
+#undef RNNFLOW_LANES
+#undef RNNFLOW_NV
+#undef RNNFLOW_ROWS
+
+#if RNNFLOW_X86_VARIANTS
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define RNNFLOW_LANES 8  // ymm: 6 x 16 blocks, 12 accumulators + 2 panel rows + 1 broadcast
+#define RNNFLOW_NV 2
+#define RNNFLOW_ROWS 6
+namespace isa_avx2 {
+#include "loops_isa.h"
+}  // namespace isa_avx2
+#undef RNNFLOW_LANES
+#undef RNNFLOW_NV
+#undef RNNFLOW_ROWS
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")
+#define RNNFLOW_LANES 16  // zmm: 12 x 32 blocks, 24 accumulators
+#define RNNFLOW_NV 2
+#define RNNFLOW_ROWS 12
+namespace isa_avx512 {
+#include "loops_isa.h"
+}  // namespace isa_avx512
+#undef RNNFLOW_LANES
+#undef RNNFLOW_NV
+#undef RNNFLOW_ROWS
+#pragma GCC pop_options
+#endif
+
+enum class Isa : int { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+constexpr const char* kIsaNames[] = {"generic", "avx2", "avx512"};
+
+// The CPU flags a variant's code uses (its target pragma), none for the generic one.
+std::vector<std::string> isa_flags(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return {"avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq"};
+    case Isa::kAvx2: return {"avx2", "fma"};
+    default: return {};
   }
 }
 
-// Rows of a batch never interact in a recurrence (row b's state at t depends on row b's only,
-// forward and backward), so each thread can run the whole time loop for a range of rows: one
-// parallel region per layer instead of one per step GEMM, and the gate maths split too (with 2
-// threads, splitting each step's GEMM by panels scaled the LSTM 1.37x, nn.LSTM 1.65x). Unless
-// the recurrent weights outgrow a core's L2 (1 MB here): then every thread would stream all of
-// them from L3 at every step (LSTM, 1024 units: 0.83x the peer), so the loop stays on one
-// thread and each step's GEMM splits its panels instead (each thread reads half the weight).
-template <typename F>
-void parallel_rows(int64_t batch, int64_t weight_bytes, F&& f) {
-  constexpr int64_t kRowGrain = 8;
-  constexpr int64_t kRowSplitMaxBytes = 1 << 20;
-  if (weight_bytes > kRowSplitMaxBytes) return f(int64_t{0}, batch);
-  at::parallel_for(0, batch, kRowGrain, f);
+bool cpu_has(const std::string& flag) {
+#if RNNFLOW_X86_VARIANTS
+  __builtin_cpu_init();
+  if (flag == "avx2") return __builtin_cpu_supports("avx2");
+  if (flag == "fma") return __builtin_cpu_supports("fma");
+  if (flag == "avx512f") return __builtin_cpu_supports("avx512f");
+  if (flag == "avx512vl") return __builtin_cpu_supports("avx512vl");
+  if (flag == "avx512bw") return __builtin_cpu_supports("avx512bw");
+  if (flag == "avx512dq") return __builtin_cpu_supports("avx512dq");
+#endif
+  (void)flag;
+  return false;
 }
 
-// ------------------------------------------------------------------ BasicRNNCell
-// pre [S, B, H]: x W_x + b; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H] = W_h^T.
+bool compiled(Isa isa) { return isa == Isa::kGeneric || RNNFLOW_X86_VARIANTS; }
+
+Isa parse_isa(const std::string& name) {
+  for (int i = 0; i < 3; ++i)
+    if (name == kIsaNames[i]) return static_cast<Isa>(i);
+  TORCH_CHECK(false, "rnnflow_loops: unknown kernel variant '", name,
+              "' (known: avx512, avx2, generic)");
+}
+
+// What the CPU lacks for variant `name` (its flags; "compiled" when this build has no such
+// variant); empty when it can run.
+std::vector<std::string> missing_flags(c10::string_view name) {
+  const Isa isa = parse_isa(std::string(name));
+  if (!compiled(isa)) return {"(not compiled in this build: needs GCC on x86)"};
+  std::vector<std::string> missing;
+  for (const std::string& flag : isa_flags(isa))
+    if (!cpu_has(flag)) missing.push_back(flag);
+  return missing;
+}
+
+Isa widest_isa() {
+  for (Isa isa : {Isa::kAvx512, Isa::kAvx2})
+    if (missing_flags(kIsaNames[static_cast<int>(isa)]).empty()) return isa;
+  return Isa::kGeneric;
+}
+
+std::atomic<int> g_isa{-1};  // the running variant, chosen at the first call
+
+Isa current_isa() {
+  int isa = g_isa.load(std::memory_order_relaxed);
+  if (isa < 0) {
+    isa = static_cast<int>(widest_isa());
+    g_isa.store(isa);
+  }
+  return static_cast<Isa>(isa);
+}
+
+std::string isa_name() { return kIsaNames[static_cast<int>(current_isa())]; }
+
+// Runs variant `name` from now on; refuses one this CPU (or this build) cannot run.
+void set_isa(c10::string_view name) {
+  const std::vector<std::string> missing = missing_flags(name);
+  std::string lacks;
+  for (const std::string& flag : missing) lacks += (lacks.empty() ? "" : " ") + flag;
+  TORCH_CHECK(missing.empty(), "rnnflow_loops: this CPU cannot run the '", std::string(name),
+              "' kernels: it lacks ", lacks);
+  g_isa.store(static_cast<int>(parse_isa(std::string(name))));
+}
+
+#if RNNFLOW_X86_VARIANTS
+#define RNNFLOW_DISPATCH(...)                                      \
+  switch (current_isa()) {                                         \
+    case Isa::kAvx512: return isa_avx512::__VA_ARGS__;             \
+    case Isa::kAvx2: return isa_avx2::__VA_ARGS__;                 \
+    default: return isa_generic::__VA_ARGS__;                       \
+  }
+#else
+#define RNNFLOW_DISPATCH(...) return isa_generic::__VA_ARGS__;
+#endif
+
 template <typename T>
-void rnn_forward_impl(Tensor pre, Tensor hs, const Tensor& w, const std::vector<int64_t>& bs,
-                      int64_t a, bool onednn) {
-  const int64_t units = hs.size(2);
-  const StepWeight<T> gemm(w, onednn);
-  const auto P = steps_of<T>(pre, "pre"), Hs = steps_of<T>(hs, "hs");
-  with_act(a, [&](auto A) {
-    parallel_rows(hs.size(1), w.nbytes(), [&](int64_t r0, int64_t r1) {
-      for (size_t t = 0; t < bs.size(); ++t) {
-        const int64_t n = std::min(bs[t], r1) - r0, at = r0 * units;
-        if (n <= 0) break;
-        T* h = Hs[t + 1] + at;
-        gemm(n, Hs[t] + at, units, P[t] + at, units, h, units);
-        act_into<decltype(A)::value>(h, h, n * units);
-      }
-    });
-  });
+void rnn_forward_any(Tensor pre, Tensor hs, const Tensor& w, const std::vector<int64_t>& bs,
+                     int64_t a) {
+  RNNFLOW_DISPATCH(rnn_forward_impl<T>(pre, hs, w, bs, a))
+}
+template <typename T>
+std::tuple<Tensor, Tensor> rnn_backward_any(const Tensor& d_out, const Tensor& d_final,
+                                            const Tensor& hs, const Tensor& w,
+                                            const std::vector<int64_t>& bs, int64_t a,
+                                            bool need_h0) {
+  RNNFLOW_DISPATCH(rnn_backward_impl<T>(d_out, d_final, hs, w, bs, a, need_h0))
+}
+template <typename T>
+void lstm_forward_any(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
+                      Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
+                      const std::vector<int64_t>& bs, int64_t a) {
+  RNNFLOW_DISPATCH(lstm_forward_impl<T>(x, w_x, bias, gates, cs, hs, tcs, w, bs, a))
+}
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> lstm_backward_any(
+    const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
+    const Tensor& cs, const Tensor& tcs, const Tensor& w, const std::vector<int64_t>& bs,
+    int64_t a, bool need_h0) {
+  RNNFLOW_DISPATCH(
+      lstm_backward_impl<T>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, a, need_h0))
+}
+template <typename T>
+void gru_forward_any(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
+                     const Tensor& w_c, const std::vector<int64_t>& bs, int64_t a) {
+  RNNFLOW_DISPATCH(gru_forward_impl<T>(gates, cands, rhs, hs, w_g, w_c, bs, a))
+}
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> gru_backward_any(
+    const Tensor& d_out, const Tensor& d_final, const Tensor& gates, const Tensor& cands,
+    const Tensor& hs, const Tensor& w_g, const Tensor& w_c, const std::vector<int64_t>& bs,
+    int64_t a, bool need_h0) {
+  RNNFLOW_DISPATCH(
+      gru_backward_impl<T>(d_out, d_final, gates, cands, hs, w_g, w_c, bs, a, need_h0))
+}
+void linear_any(const Tensor& a, const Tensor& w, const float* add, int64_t ldadd, Tensor& out) {
+  RNNFLOW_DISPATCH(linear_impl(a, w, add, ldadd, out))
+}
+void weight_grad_any(at::TensorList inputs, const Tensor& d, Tensor& d_kernel, Tensor& d_bias) {
+  RNNFLOW_DISPATCH(weight_grad_impl(inputs, d, d_kernel, d_bias))
 }
 
+// ------------------------------------------------------------------ entry points
+// Each checks every argument, then runs the chosen variant. `onednn` is accepted for the
+// Python loops' interface and unused here (every variant has its packed float32 GEMM).
+
+// pre [S, B, H]: x W_x + b; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H] = W_h^T.
 void rnn_forward(Tensor pre, Tensor hs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
                  bool onednn) {
-  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
-  check_sizes(bs, hs.size(1));
-  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "rnn_forward", [&] {
-    rnn_forward_impl<scalar_t>(pre, hs, w, bs, a, onednn);
-  });
+  constexpr const char* fn = "rnn_forward";
+  const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units;
+  const int64_t steps = l.steps;
+  expect_steps(fn, "pre", pre, dt, {at_least(steps), exactly(batch), exactly(units)});
+  expect(fn, "w", w, dt, {exactly(units), exactly(units)});
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] { rnn_forward_any<scalar_t>(pre, hs, w, l.bs, a); });
 }
 
 // Returns d_pre [S, B, H] and dh0 [B, H]. w [H, H] = W_h (dh_prev = d_pre W_h^T).
-template <typename T>
-std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& d_final,
-                                             const Tensor& hs, const Tensor& w,
-                                             const std::vector<int64_t>& bs, int64_t a,
-                                             bool onednn, bool need_h0) {
-  const int64_t steps = static_cast<int64_t>(bs.size());
-  const int64_t batch = hs.size(1), units = hs.size(2);
-  Tensor d_pre = grad_buffer(bs, batch, units, hs.options());
-  const StepWeight<T> gemm(w, onednn);
-  const auto Y = steps_of<T>(hs, "hs"), DO = steps_of<T>(d_out, "d_out");
-  const auto DP = steps_of<T>(d_pre, "d_pre");
-  const T* d_fin = rows_of<T>(d_final, "d_final");
-  with_act(a, [&](auto A) {
-    constexpr int kA = decltype(A)::value;
-    parallel_rows(batch, w.nbytes(), [&](int64_t r0, int64_t r1) {
-      const int64_t at = r0 * units;
-      const T* df = d_fin + at;
-      for (int64_t t = steps - 1; t >= 0; --t) {
-        const int64_t n = std::min(bs[t], r1) - r0;
-        const int64_t m = std::max<int64_t>(0, t + 1 < steps ? std::min(bs[t + 1], r1) - r0 : 0);
-        if (n <= 0) continue;
-        const T* y = Y[t + 1] + at;
-        const T* dout = DO[t] + at;
-        T* dp = DP[t] + at;
-        if (m > 0) {
-          gemm(m, DP[t + 1] + at, units, dout, units, dp, units);  // dh, rows running at t+1
-#pragma GCC ivdep
-          for (int64_t i = 0; i < m * units; ++i) dp[i] *= act_grad<kA>(y[i]);
-        }
-#pragma GCC ivdep
-        for (int64_t i = m * units; i < n * units; ++i)
-          dp[i] = (dout[i] + df[i]) * act_grad<kA>(y[i]);
-      }
-    });
-  });
-  Tensor dh0 = d_final.clone();
-  const int64_t n0 = steps ? bs[0] : 0;
-  if (n0 > 0 && need_h0) gemm(n0, DP[0], units, nullptr, 0, dh0.data_ptr<T>(), units);
-  return {d_pre, dh0};
-}
-
 std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_final,
                                         const Tensor& hs, const Tensor& w,
                                         at::IntArrayRef batch_sizes, int64_t a, bool onednn,
                                         bool need_h0) {
-  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
-  check_sizes(bs, hs.size(1));
+  constexpr const char* fn = "rnn_backward";
+  const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units;
+  const int64_t steps = l.steps;
+  expect_steps(fn, "d_out", d_out, dt, {at_least(steps), exactly(batch), exactly(units)});
+  expect_rows(fn, "d_final", d_final, dt, batch, units);
+  expect(fn, "w", w, dt, {exactly(units), exactly(units)});
   std::tuple<Tensor, Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "rnn_backward", [&] {
-    out = rnn_backward_impl<scalar_t>(d_out, d_final, hs, w, bs, a, onednn, need_h0);
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
+    out = rnn_backward_any<scalar_t>(d_out, d_final, hs, w, l.bs, a, need_h0);
   });
   return out;
 }
 
-// ------------------------------------------------------------------ BasicLSTMCell
 // x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
 // h W_h, written here, activated in place; [1, B, 4H] in inference), cs [S+1, B, H] (cs[0] = c0),
 // hs [S+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. Inference passes cs and
 // tcs as [1, B, H]: c is then updated in place (a row past its length keeps its final c).
-template <typename T>
-void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
-                       Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
-                       const std::vector<int64_t>& bs, int64_t a, bool onednn) {
-  const int64_t units = hs.size(2), width = 4 * units, depth = x.size(2);
-  TORCH_CHECK(w_x.size(0) == width && w_x.size(1) == depth && bias.numel() == width,
-              "rnnflow: lstm_forward needs w_x [4H, D] and bias [4H]");
-  const StepWeight<T> gemm(w, onednn), gemm_x(w_x, onednn);
-  const Tensor b_dense = bias.contiguous();
-  const T* b = b_dense.data_ptr<T>();
-  const auto X = steps_of<T>(x, "x");
-  const auto G = steps_of<T>(gates, "gates"), C = steps_of<T>(cs, "cs");
-  const auto Hs = steps_of<T>(hs, "hs"), TC = steps_of<T>(tcs, "tcs");
-  const bool state_steps = cs.size(0) > 1;
-  with_act(a, [&](auto A) {
-    constexpr int kA = decltype(A)::value;
-    parallel_rows(hs.size(1), w.nbytes(), [&](int64_t r0, int64_t r1) {
-      const int64_t at = r0 * units;
-      for (size_t t = 0; t < bs.size(); ++t) {
-        const int64_t n = std::min(bs[t], r1) - r0;
-        if (n <= 0) break;
-        T* g = G[t] + r0 * width;
-        gemm_x(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
-        gemm(n, Hs[t] + at, units, g, width, g, width);
-        const T* c_prev = C[state_steps ? t : 0] + at;
-        T* c_new = C[state_steps ? t + 1 : 0] + at;
-        T* tc = TC[state_steps ? t : 0] + at;
-        T* h = Hs[t + 1] + at;
-        for (int64_t b = 0; b < n; ++b) {
-          T* gb = g + b * width;
-          act_into<kSigmoid>(gb, gb, units);
-          act_into<kA>(gb + units, gb + units, units);
-          act_into<kSigmoid>(gb + 2 * units, gb + 2 * units, 2 * units);
-          const T *i = gb, *j = gb + units, *f = gb + 2 * units, *o = gb + 3 * units;
-          const T* cp = c_prev + b * units;
-          T* cn = c_new + b * units;
-          T* tcb = tc + b * units;
-          T* hb = h + b * units;
-#pragma GCC ivdep
-          for (int64_t k = 0; k < units; ++k) {
-            const T c = f[k] * cp[k] + i[k] * j[k];
-            cn[k] = c;
-            const T ac = act<kA>(c);
-            tcb[k] = ac;
-            hb[k] = o[k] * ac;
-          }
-        }
-      }
-    });
-  });
-}
-
 void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates, Tensor cs,
                   Tensor hs, Tensor tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
                   bool onednn) {
-  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
-  check_sizes(bs, hs.size(1));
-  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "lstm_forward", [&] {
-    lstm_forward_impl<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, bs, a, onednn);
+  constexpr const char* fn = "lstm_forward";
+  const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units, width = 4 * units;
+  const int64_t steps = l.steps;
+  expect_steps(fn, "x", x, dt, {at_least(steps), exactly(batch), any_size()});
+  const int64_t depth = x.size(2);
+  expect(fn, "w_x", w_x, dt, {exactly(width), exactly(depth)});
+  expect(fn, "bias", bias, dt, {exactly(width)});
+  expect(fn, "w", w, dt, {exactly(width), exactly(units)});
+  // Training: every step's gates, c and act(c); inference: one reused block of each.
+  const bool inference = cs.dim() == 3 && cs.size(0) == 1;
+  const Dim one_or_steps = inference ? Dim{std::min<int64_t>(steps, 1), 1} : at_least(steps);
+  expect_steps(fn, "cs", cs, dt,
+               {inference ? exactly(1) : at_least(steps + 1), exactly(batch), exactly(units)});
+  expect_steps(fn, "tcs", tcs, dt, {one_or_steps, exactly(batch), exactly(units)});
+  expect_steps(fn, "gates", gates, dt,
+               {gates.dim() == 3 && gates.size(0) == 1 ? exactly(1) : at_least(steps),
+                exactly(batch), exactly(width)});
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
+    lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, l.bs, a);
   });
 }
 
 // Returns d_gates [S, B, 4H], dc0, dh0 [B, H]. w [H, 4H] = W_h.
-template <typename T>
-std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
-    const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
-    const Tensor& cs, const Tensor& tcs, const Tensor& w, const std::vector<int64_t>& bs,
-    int64_t a, bool onednn, bool need_h0) {
-  const int64_t steps = static_cast<int64_t>(bs.size());
-  const int64_t batch = cs.size(1), units = cs.size(2), width = 4 * units;
-  Tensor d_gates = grad_buffer(bs, batch, width, cs.options());
-  Tensor scratch = at::empty({batch, units}, cs.options());
-  Tensor carry = at::zeros({batch, units}, cs.options());  // dc_{t} f_{t}, into step t-1
-  const StepWeight<T> gemm(w, onednn);
-  const auto DO = steps_of<T>(d_out, "d_out"), G = steps_of<T>(gates, "gates");
-  const auto C = steps_of<T>(cs, "cs"), TC = steps_of<T>(tcs, "tcs");
-  const auto DG = steps_of<T>(d_gates, "d_gates");
-  const T* d_fin_c = rows_of<T>(d_final_c, "d_final_c");
-  const T* d_fin_h = rows_of<T>(d_final_h, "d_final_h");
-  T* carry_all = carry.data_ptr<T>();
-  T* dh_rec_all = scratch.data_ptr<T>();
-  with_act(a, [&](auto A) {
-    constexpr int kA = decltype(A)::value;
-    parallel_rows(batch, w.nbytes(), [&](int64_t r0, int64_t r1) {
-      const int64_t at = r0 * units;
-      const T* dfc = d_fin_c + at;
-      const T* dfh = d_fin_h + at;
-      T* cc = carry_all + at;
-      T* dh_rec = dh_rec_all + at;
-      for (int64_t t = steps - 1; t >= 0; --t) {
-        const int64_t n = std::min(bs[t], r1) - r0;
-        const int64_t m = std::max<int64_t>(0, t + 1 < steps ? std::min(bs[t + 1], r1) - r0 : 0);
-        if (n <= 0) continue;
-        const T* dout = DO[t] + at;
-        gemm(m, DG[t + 1] + r0 * width, width, dout, units, dh_rec, units);
-        const T* g = G[t] + r0 * width;
-        const T* c_prev = C[t] + at;
-        const T* tc = TC[t] + at;
-        T* dg = DG[t] + r0 * width;
-        for (int64_t b = 0; b < n; ++b) {
-          const bool live = b < m;  // else: row b's last step is t; the final state enters here
-          const T* dhr = live ? dh_rec + b * units : dout + b * units;
-          const T* dhx = live ? nullptr : dfh + b * units;
-          const T* dcin = live ? cc + b * units : dfc + b * units;
-          const T* gb = g + b * width;
-          const T *i = gb, *j = gb + units, *f = gb + 2 * units, *o = gb + 3 * units;
-          const T* cp = c_prev + b * units;
-          const T* tcb = tc + b * units;
-          T* d = dg + b * width;
-          T* cb = cc + b * units;
-          // One loop, instantiated twice: rows still running at t+1 get no final-state term.
-          auto gate_grads = [&](auto ends_here) {
-#pragma GCC ivdep
-            for (int64_t k = 0; k < units; ++k) {
-              T dh = dhr[k];
-              if constexpr (decltype(ends_here)::value) dh += dhx[k];
-              const T dc = dcin[k] + dh * o[k] * act_grad<kA>(tcb[k]);
-              d[k] = dc * j[k] * (i[k] - i[k] * i[k]);
-              d[units + k] = dc * i[k] * act_grad<kA>(j[k]);
-              d[2 * units + k] = dc * cp[k] * (f[k] - f[k] * f[k]);
-              d[3 * units + k] = dh * tcb[k] * (o[k] - o[k] * o[k]);
-              cb[k] = dc * f[k];
-            }
-          };
-          if (live)
-            gate_grads(std::false_type());
-          else
-            gate_grads(std::true_type());
-        }
-      }
-    });
-  });
-  const int64_t n0 = steps ? bs[0] : 0;
-  Tensor dc0 = d_final_c.clone();
-  Tensor dh0 = d_final_h.clone();
-  if (n0 > 0) {
-    std::memcpy(dc0.data_ptr<T>(), carry_all, n0 * units * sizeof(T));
-    if (need_h0) gemm(n0, DG[0], width, nullptr, 0, dh0.data_ptr<T>(), units);
-  }
-  return {d_gates, dc0, dh0};
-}
-
 std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& d_out, const Tensor& d_final_c,
                                                  const Tensor& d_final_h, const Tensor& gates,
                                                  const Tensor& cs, const Tensor& tcs,
                                                  const Tensor& w, at::IntArrayRef batch_sizes,
                                                  int64_t a, bool onednn, bool need_h0) {
-  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
-  check_sizes(bs, cs.size(1));
+  constexpr const char* fn = "lstm_backward";
+  const Layer l = check_layer(fn, a, cs, "cs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units, width = 4 * units;
+  const int64_t steps = l.steps;
+  expect_steps(fn, "d_out", d_out, dt, {at_least(steps), exactly(batch), exactly(units)});
+  expect_rows(fn, "d_final_c", d_final_c, dt, batch, units);
+  expect_rows(fn, "d_final_h", d_final_h, dt, batch, units);
+  expect_steps(fn, "gates", gates, dt, {at_least(steps), exactly(batch), exactly(width)});
+  expect_steps(fn, "tcs", tcs, dt, {at_least(steps), exactly(batch), exactly(units)});
+  expect(fn, "w", w, dt, {exactly(units), exactly(width)});
   std::tuple<Tensor, Tensor, Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES(cs.scalar_type(), "lstm_backward", [&] {
-    out = lstm_backward_impl<scalar_t>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, a,
-                                       onednn, need_h0);
-  });
-  return out;
-}
-
-// ------------------------------------------------------------------ GRUCell
-// gates [S, B, 2H] (r, u; x W_gx + b_g; sigmoid in place), cands [S, B, H] (x W_cx + b_c; act in
-// place), rhs [S, B, H] = r h_prev, hs [T+1, B, H]; w_g [2H, H] = W_gh^T, w_c [H, H] = W_ch^T.
-template <typename T>
-void gru_forward_impl(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
-                      const Tensor& w_c, const std::vector<int64_t>& bs, int64_t a, bool onednn) {
-  const int64_t units = hs.size(2);
-  const StepWeight<T> gemm_g(w_g, onednn), gemm_c(w_c, onednn);
-  const auto G = steps_of<T>(gates, "gates"), CA = steps_of<T>(cands, "cands");
-  const auto RH = steps_of<T>(rhs, "rhs"), Hs = steps_of<T>(hs, "hs");
-  with_act(a, [&](auto A) {
-    constexpr int kA = decltype(A)::value;
-    parallel_rows(hs.size(1), w_g.nbytes() + w_c.nbytes(), [&](int64_t r0, int64_t r1) {
-      const int64_t at = r0 * units;
-      for (size_t t = 0; t < bs.size(); ++t) {
-        const int64_t n = std::min(bs[t], r1) - r0;
-        if (n <= 0) break;
-        T* g = G[t] + 2 * at;
-        const T* h = Hs[t] + at;
-        gemm_g(n, h, units, g, 2 * units, g, 2 * units);
-        act_into<kSigmoid>(g, g, n * 2 * units);
-        T* rh = RH[t] + at;
-        for (int64_t b = 0; b < n; ++b) {
-          const T* r = g + b * 2 * units;
-#pragma GCC ivdep
-          for (int64_t k = 0; k < units; ++k) rh[b * units + k] = r[k] * h[b * units + k];
-        }
-        T* c = CA[t] + at;
-        gemm_c(n, rh, units, c, units, c, units);
-        act_into<kA>(c, c, n * units);
-        T* hn = Hs[t + 1] + at;
-        for (int64_t b = 0; b < n; ++b) {
-          const T* u = g + b * 2 * units + units;
-#pragma GCC ivdep
-          for (int64_t k = 0; k < units; ++k) {
-            const int64_t q = b * units + k;
-            hn[q] = (h[q] - c[q]) * u[k] + c[q];
-          }
-        }
-      }
-    });
-  });
-}
-
-void gru_forward(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
-                 const Tensor& w_c, at::IntArrayRef batch_sizes, int64_t a, bool onednn) {
-  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
-  check_sizes(bs, hs.size(1));
-  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_forward", [&] {
-    gru_forward_impl<scalar_t>(gates, cands, rhs, hs, w_g, w_c, bs, a, onednn);
-  });
-}
-
-// Returns d_gates [S, B, 2H], d_cands [S, B, H], dh0 [B, H]. w_g [H, 2H] = W_gh, w_c [H, H] = W_ch.
-template <typename T>
-std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const Tensor& d_final,
-                                                     const Tensor& gates, const Tensor& cands,
-                                                     const Tensor& hs, const Tensor& w_g,
-                                                     const Tensor& w_c,
-                                                     const std::vector<int64_t>& bs, int64_t a,
-                                                     bool onednn, bool need_h0) {
-  const int64_t steps = static_cast<int64_t>(bs.size());
-  const int64_t batch = hs.size(1), units = hs.size(2);
-  Tensor d_gates = grad_buffer(bs, batch, 2 * units, hs.options());
-  Tensor d_cands = grad_buffer(bs, batch, units, hs.options());
-  Tensor dh = at::empty({batch, units}, hs.options());      // gradient into h_t, all sources
-  Tensor dh_rec = at::zeros({batch, units}, hs.options());  // from step t+1 into h_t
-  Tensor scratch = at::empty({batch, units}, hs.options());
-  Tensor scratch2 = at::empty({batch, units}, hs.options());
-  const StepWeight<T> gemm_g(w_g, onednn), gemm_c(w_c, onednn);
-  const auto DO = steps_of<T>(d_out, "d_out"), G = steps_of<T>(gates, "gates");
-  const auto CA = steps_of<T>(cands, "cands"), Hs = steps_of<T>(hs, "hs");
-  const auto DG = steps_of<T>(d_gates, "d_gates"), DC = steps_of<T>(d_cands, "d_cands");
-  const T* d_fin = rows_of<T>(d_final, "d_final");
-  T* rec_all = dh_rec.data_ptr<T>();
-  with_act(a, [&](auto A) {
-    constexpr int kA = decltype(A)::value;
-    parallel_rows(batch, w_g.nbytes() + w_c.nbytes(), [&](int64_t r0, int64_t r1) {
-      const int64_t at = r0 * units;
-      const T* df = d_fin + at;
-      T* dhp = dh.data_ptr<T>() + at;
-      T* rec = rec_all + at;
-      T* drh = scratch.data_ptr<T>() + at;
-      T* s2 = scratch2.data_ptr<T>() + at;
-      for (int64_t t = steps - 1; t >= 0; --t) {
-        const int64_t n = std::min(bs[t], r1) - r0;
-        const int64_t m = std::max<int64_t>(0, t + 1 < steps ? std::min(bs[t + 1], r1) - r0 : 0);
-        if (n <= 0) continue;
-        const T* dout = DO[t] + at;
-        const T* g = G[t] + 2 * at;
-        const T* c = CA[t] + at;
-        const T* h = Hs[t] + at;
-        T* dg = DG[t] + 2 * at;
-        T* dcd = DC[t] + at;
-#pragma GCC ivdep
-        for (int64_t q = 0; q < m * units; ++q) dhp[q] = dout[q] + rec[q];
-#pragma GCC ivdep
-        for (int64_t q = m * units; q < n * units; ++q) dhp[q] = dout[q] + df[q];
-        for (int64_t b = 0; b < n; ++b) {
-          const T* u = g + b * 2 * units + units;
-          T* du = dg + b * 2 * units + units;
-#pragma GCC ivdep
-          for (int64_t k = 0; k < units; ++k) {
-            const int64_t q = b * units + k;
-            dcd[q] = dhp[q] * (T(1) - u[k]) * act_grad<kA>(c[q]);
-            du[k] = dhp[q] * (h[q] - c[q]) * (u[k] - u[k] * u[k]);
-          }
-        }
-        gemm_c(n, dcd, units, nullptr, 0, drh, units);  // d(r h_prev)
-        for (int64_t b = 0; b < n; ++b) {
-          const T* r = g + b * 2 * units;
-          T* dr = dg + b * 2 * units;
-#pragma GCC ivdep
-          for (int64_t k = 0; k < units; ++k) {
-            const int64_t q = b * units + k;
-            dr[k] = drh[q] * h[q] * (r[k] - r[k] * r[k]);
-          }
-        }
-        if (t == 0 && !need_h0) break;  // what follows is dh0's
-        // dh_{t-1} = d pre_g W_gh^T + dh u + d(rh) r
-        for (int64_t b = 0; b < n; ++b) {
-          const T* r = g + b * 2 * units;
-          const T* u = r + units;
-#pragma GCC ivdep
-          for (int64_t k = 0; k < units; ++k) {
-            const int64_t q = b * units + k;
-            s2[q] = dhp[q] * u[k] + drh[q] * r[k];
-          }
-        }
-        gemm_g(n, dg, 2 * units, s2, units, rec, units);
-      }
-    });
-  });
-  const int64_t n0 = steps ? bs[0] : 0;
-  Tensor dh0 = d_final.clone();
-  if (n0 > 0) std::memcpy(dh0.data_ptr<T>(), rec_all, n0 * units * sizeof(T));
-  return {d_gates, d_cands, dh0};
-}
-
-std::tuple<Tensor, Tensor, Tensor> gru_backward(const Tensor& d_out, const Tensor& d_final,
-                                                const Tensor& gates, const Tensor& cands,
-                                                const Tensor& hs, const Tensor& w_g,
-                                                const Tensor& w_c, at::IntArrayRef batch_sizes,
-                                                int64_t a, bool onednn, bool need_h0) {
-  std::vector<int64_t> bs(batch_sizes.begin(), batch_sizes.end());
-  check_sizes(bs, hs.size(1));
-  std::tuple<Tensor, Tensor, Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "gru_backward", [&] {
-    out = gru_backward_impl<scalar_t>(d_out, d_final, gates, cands, hs, w_g, w_c, bs, a, onednn,
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
+    out = lstm_backward_any<scalar_t>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, l.bs, a,
                                       need_h0);
   });
   return out;
 }
 
-// ------------------------------------------------------------------ one-off GEMMs
+// gates [S, B, 2H] (r, u; x W_gx + b_g; sigmoid in place), cands [S, B, H] (x W_cx + b_c; act in
+// place), rhs [S, B, H] = r h_prev, hs [T+1, B, H]; w_g [2H, H] = W_gh^T, w_c [H, H] = W_ch^T.
+void gru_forward(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
+                 const Tensor& w_c, at::IntArrayRef batch_sizes, int64_t a, bool onednn) {
+  constexpr const char* fn = "gru_forward";
+  const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units;
+  const Dim steps = at_least(l.steps);
+  expect_steps(fn, "gates", gates, dt, {steps, exactly(batch), exactly(2 * units)});
+  expect_steps(fn, "cands", cands, dt, {steps, exactly(batch), exactly(units)});
+  expect_steps(fn, "rhs", rhs, dt, {steps, exactly(batch), exactly(units)});
+  expect(fn, "w_g", w_g, dt, {exactly(2 * units), exactly(units)});
+  expect(fn, "w_c", w_c, dt, {exactly(units), exactly(units)});
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
+    gru_forward_any<scalar_t>(gates, cands, rhs, hs, w_g, w_c, l.bs, a);
+  });
+}
+
+// Returns d_gates [S, B, 2H], d_cands [S, B, H], dh0 [B, H]. w_g [H, 2H] = W_gh, w_c [H, H] = W_ch.
+std::tuple<Tensor, Tensor, Tensor> gru_backward(const Tensor& d_out, const Tensor& d_final,
+                                                const Tensor& gates, const Tensor& cands,
+                                                const Tensor& hs, const Tensor& w_g,
+                                                const Tensor& w_c, at::IntArrayRef batch_sizes,
+                                                int64_t a, bool onednn, bool need_h0) {
+  constexpr const char* fn = "gru_backward";
+  const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  const auto dt = l.dtype;
+  const int64_t batch = l.batch, units = l.units;
+  const Dim steps = at_least(l.steps);
+  expect_steps(fn, "d_out", d_out, dt, {steps, exactly(batch), exactly(units)});
+  expect_rows(fn, "d_final", d_final, dt, batch, units);
+  expect_steps(fn, "gates", gates, dt, {steps, exactly(batch), exactly(2 * units)});
+  expect_steps(fn, "cands", cands, dt, {steps, exactly(batch), exactly(units)});
+  expect(fn, "w_g", w_g, dt, {exactly(units), exactly(2 * units)});
+  expect(fn, "w_c", w_c, dt, {exactly(units), exactly(units)});
+  std::tuple<Tensor, Tensor, Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
+    out = gru_backward_any<scalar_t>(d_out, d_final, gates, cands, hs, w_g, w_c, l.bs, a, need_h0);
+  });
+  return out;
+}
+
 // out = a w^T (+ add) for the GEMMs over all steps in _fused_kernels.py (input projections,
 // weight and input gradients): a [n, K] and w [N, K] with any strides (a transposed view costs
-// nothing), add [N] (a bias) or [n, N]. The packed kernel where StepWeight has one (float32,
-// AVX-512: 1.1-3x oneDNN's _linear_pointwise at these shapes here), ATen's addmm otherwise.
+// nothing), add [N] (a bias) or [n, N]. float32: the packed kernel (1.1-3x oneDNN's
+// _linear_pointwise at these shapes with AVX-512 here); float64: ATen's addmm.
 Tensor linear(const Tensor& a, const Tensor& w, const std::optional<Tensor>& add) {
-  TORCH_CHECK(a.dim() == 2 && w.dim() == 2 && a.size(1) == w.size(1),
-              "rnnflow: linear needs a [n, K] and w [N, K]");
-  const int64_t n = a.size(0), N = w.size(0), K = a.size(1);
-  if (!kPackedGemm || a.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat ||
-      n == 0 || K == 0) {
+  constexpr const char* fn = "linear";
+  const auto dt = loop_dtype(fn, a, "a");
+  expect(fn, "a", a, dt, {any_size(), any_size()});
+  const int64_t n = a.size(0), K = a.size(1);
+  expect(fn, "w", w, dt, {any_size(), exactly(K)});
+  const int64_t N = w.size(0);
+  if (add) {
+    if (add->dim() == 1) expect(fn, "add", *add, dt, {exactly(N)});
+    else expect(fn, "add", *add, dt, {exactly(n), exactly(N)});
+  }
+  if (dt != at::kFloat || n == 0 || K == 0) {
     if (add) return at::addmm(*add, a, w.t());
     return at::mm(a, w.t());
   }
   Tensor out = pooled_empty({n, N}, a.options());
-#if defined(__AVX512F__)
   Tensor bias;
-  int64_t ldadd = 0;
-  if (add) {
-    bias = add->contiguous();
-    TORCH_CHECK(bias.numel() == N || bias.numel() == n * N, "rnnflow: linear's add must be [N] "
-                "or [n, N] = [", n, ", ", N, "], got ", add->sizes());
-    ldadd = bias.numel() == N ? 0 : N;
-  }
-  const float* pa = a.data_ptr<float>();
-  const float* padd = add ? bias.data_ptr<float>() : nullptr;
-  float* pc = out.data_ptr<float>();
-  const int64_t lda = a.stride(0), ak = a.stride(1);
-  const int64_t panels = (N + kPanel - 1) / kPanel;
-  if (panels * K * kPanel * static_cast<int64_t>(sizeof(float)) <= kSmallWeightBytes) {
-    // A small w (an input projection's): packed whole, then each thread takes a range of rows
-    // and writes them whole, 48 at a time over every panel (output written once, in order).
-    const StepWeight<float> gemm(w, false);
-    const float* pw = gemm.packed_data();
-    constexpr int64_t kChunk = 4 * kRows;
-    const int64_t chunks = (n + kChunk - 1) / kChunk;
-    const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (kChunk * K * N));
-    at::parallel_for(0, chunks, grain, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t i0 = c * kChunk, rows = std::min(kChunk, n - i0);
-        for (int64_t p = 0; p < panels; ++p)
-          panel_rows(rows, pa + i0 * lda, lda, ak, pw + p * K * kPanel, K,
-                     padd ? padd + i0 * ldadd : nullptr, ldadd, pc + i0 * N, N, p, N);
-      }
-    });
-    return out;
-  }
-  // A large w (a weight gradient's: dG over all steps, 7 MB here) is used once: packing all of
-  // it would cost more than it saves. Each thread takes a range of panels and walks K in chunks
-  // of kKc: it packs each panel's chunk into an L1-sized buffer and sweeps every row of a over
-  // it (a's chunk stays in L2 across the panels), accumulating into out.
-  constexpr int64_t kKc = 256;
-  const float* pw = w.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (n * K * kPanel));
-  at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
-    alignas(64) float buf[kKc * kPanel];
-    for (int64_t k0 = 0; k0 < K; k0 += kKc) {
-      const int64_t kc = std::min(kKc, K - k0);
-      const bool first = k0 == 0;
-      for (int64_t p = p0; p < p1; ++p) {
-        pack_panel(pw, w.stride(0), w.stride(1), N, p, k0, kc, buf);
-        panel_rows(n, pa + k0 * ak, lda, ak, buf, kc, first ? padd : pc, first ? ldadd : N, pc,
-                   N, p, N);
-      }
-    }
-  });
-#endif
+  if (add) bias = add->contiguous();
+  linear_any(a, w, add ? bias.data_ptr<float>() : nullptr, add && add->dim() == 2 ? N : 0, out);
   return out;
 }
 
 // The parameter gradients of a layer from the gradient of its pre-activations d [R, G] (R = all
 // steps' rows) and the inputs its kernel multiplied, each [R, K_i]: d_kernel = the inputs_i^T d
 // stacked on rows [sum K_i, G], d_bias = d's column sums [G]. One pass over d (7 MB for the
-// tutorial's LSTM) for all of them: each thread packs a chunk of d's columns once and sweeps
-// every input over it, and sums the chunk for the bias (float per chunk, double across).
+// tutorial's LSTM) for all of them in float32 (loops_isa.h); two GEMMs in float64.
 std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
-  TORCH_CHECK(d.dim() == 2, "rnnflow: weight_grad needs d [rows, G]");
+  constexpr const char* fn = "weight_grad";
+  const auto dt = loop_dtype(fn, d, "d");
+  expect(fn, "d", d, dt, {any_size(), any_size()});
   const int64_t R = d.size(0), G = d.size(1);
   int64_t total = 0;
   for (const Tensor& x : inputs) {
-    TORCH_CHECK(x.dim() == 2 && x.size(0) == R && x.scalar_type() == d.scalar_type(),
-                "rnnflow: weight_grad's inputs must be [", R, ", K] like d");
+    expect(fn, "inputs[i]", x, dt, {exactly(R), any_size()});
     total += x.size(1);
   }
-  if (!kPackedGemm || d.scalar_type() != at::kFloat || R == 0) {
+  if (dt != at::kFloat || R == 0) {
     std::vector<Tensor> parts;
     for (const Tensor& x : inputs) parts.push_back(at::mm(x.t(), d));
+    if (parts.empty()) return {at::empty({0, G}, d.options()), d.sum(0)};
     return {at::cat(parts), d.sum(0)};
   }
   Tensor d_kernel = at::empty({total, G}, d.options());
   Tensor d_bias = at::empty({G}, d.options());
-#if defined(__AVX512F__)
-  constexpr int64_t kKc = 256;
-  const float* pd = d.data_ptr<float>();
-  float* out = d_kernel.data_ptr<float>();
-  float* bias = d_bias.data_ptr<float>();
-  const int64_t panels = (G + kPanel - 1) / kPanel;
-  const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (total * R * kPanel));
-  at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
-    alignas(64) float buf[kKc * kPanel];
-    std::vector<double> sums((p1 - p0) * kPanel, 0.0);
-    for (int64_t k0 = 0; k0 < R; k0 += kKc) {
-      const int64_t kc = std::min(kKc, R - k0);
-      for (int64_t p = p0; p < p1; ++p) {
-        // column panel p of d^T: element (j, k) of w = d^T is d[k][j]
-        pack_panel(pd, d.stride(1), d.stride(0), G, p, k0, kc, buf);
-        float chunk[kPanel] = {};
-        for (int64_t k = 0; k < kc; ++k)
-#pragma GCC ivdep
-          for (int64_t j = 0; j < kPanel; ++j) chunk[j] += buf[k * kPanel + j];
-        for (int64_t j = 0; j < kPanel; ++j) sums[(p - p0) * kPanel + j] += chunk[j];
-        int64_t row = 0;
-        for (const Tensor& x : inputs) {
-          // a = x^T: element (r, k) = x[k][r]
-          const int64_t lda = x.stride(1), ak = x.stride(0), n = x.size(1);
-          float* o = out + row * G;
-          panel_rows(n, x.data_ptr<float>() + k0 * ak, lda, ak, buf, kc, k0 ? o : nullptr, G, o,
-                     G, p, G);
-          row += n;
-        }
-      }
-    }
-    for (int64_t p = p0; p < p1; ++p)
-      for (int64_t j = 0; j < std::min(kPanel, G - p * kPanel); ++j)
-        bias[p * kPanel + j] = static_cast<float>(sums[(p - p0) * kPanel + j]);
-  });
-#endif
+  weight_grad_any(inputs, d, d_kernel, d_bias);
   return {d_kernel, d_bias};
 }
 
-bool packed_gemm() { return kPackedGemm; }
+// Whether the packed GEMM is the fast path for the one-off GEMMs (_fused_kernels.lin): with
+// the avx512 and avx2 variants; the generic one (128-bit vectors) is for portability, and
+// oneDNN or ATen serve those GEMMs better there. The step loops use the packed GEMM always.
+bool packed_gemm() { return current_isa() != Isa::kGeneric; }
 
 // The pool to Python (_fused_kernels._buffer): float32/float64 CPU step buffers.
 Tensor pool_empty(at::IntArrayRef size, at::ScalarType dtype) {
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
+              "rnnflow_loops.empty: dtype must be float32 or float64, got ", c10::toString(dtype));
+  for (int64_t s : size)
+    TORCH_CHECK(s >= 0, "rnnflow_loops.empty: sizes must be >= 0, got ", size);
   return pooled_empty(size, at::TensorOptions().dtype(dtype));
+}
+
+std::vector<std::string> compiled_isas() {
+  std::vector<std::string> names;
+  for (Isa isa : {Isa::kAvx512, Isa::kAvx2, Isa::kGeneric})
+    if (compiled(isa)) names.emplace_back(kIsaNames[static_cast<int>(isa)]);
+  return names;
 }
 
 }  // namespace
@@ -965,6 +650,10 @@ TORCH_LIBRARY(rnnflow_loops, m) {
   m.def("linear(Tensor a, Tensor w, Tensor? add) -> Tensor");
   m.def("weight_grad(Tensor[] inputs, Tensor d) -> (Tensor, Tensor)");
   m.def("packed_gemm() -> bool", &packed_gemm);
+  m.def("isa() -> str", &isa_name);
+  m.def("set_isa(str name) -> ()", &set_isa);
+  m.def("missing_flags(str name) -> str[]", &missing_flags);
+  m.def("compiled_isas() -> str[]", &compiled_isas);
   m.def("empty(int[] size, ScalarType dtype) -> Tensor", &pool_empty);
   m.def("rnn_forward(Tensor(a!) pre, Tensor(b!) hs, Tensor w, int[] batch_sizes, int act, "
         "bool onednn) -> ()");

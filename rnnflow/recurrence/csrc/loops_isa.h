@@ -1,0 +1,695 @@
+// The ISA-dependent half of loops.cpp: the packed step GEMM, the gate maths and the time loops.
+//
+// loops.cpp includes this file once per kernel variant, each time inside its own namespace and
+// under its own `#pragma GCC target` (avx512: 16 float lanes, 12 x 32 register blocks; avx2:
+// 8 lanes, 6 x 16; generic: 4 lanes, 4 x 8, the build's baseline), with these macros set:
+//   RNNFLOW_LANES  floats per vector register (the vector width)
+//   RNNFLOW_NV     vectors per panel row (the panel is RNNFLOW_LANES * RNNFLOW_NV columns)
+//   RNNFLOW_ROWS   rows per register block (RNNFLOW_ROWS * RNNFLOW_NV accumulators)
+// so one source gives every variant, and the compiler vectorises the gate maths to the same
+// width. No intrinsics: GCC's vector extensions carry the width. Everything the variants share
+// and that is not arithmetic (argument checks, the buffer pool, dispatch) stays in loops.cpp.
+// Not a header of its own: no include guard, no includes (loops.cpp includes everything first).
+
+using at::Tensor;
+
+// ------------------------------------------------------------------ elementwise maths
+// expf after Cephes (range reduction + degree-6 polynomial, ~1 ulp), written so that GCC
+// vectorises the loops that call it: no libm call, rounding by the 1.5 * 2^23 trick, 2^n built
+// from the bits. NaN propagates; the clamp keeps 2^n a normal float.
+inline float exp_f(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float shifted = x * 1.44269504088896341f + 12582912.0f;  // round(x log2 e) + 1.5 * 2^23
+  const float fx = shifted - 12582912.0f;
+  uint32_t sbits;
+  std::memcpy(&sbits, &shifted, sizeof(sbits));
+  x = x - fx * 0.693359375f + fx * 2.12194440e-4f;  // x - fx ln 2, in two parts
+  const float z = x * x;
+  float y = 1.9875691500e-4f;
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  const uint32_t bits = (sbits - 0x4B400000u + 127u) << 23;  // 2^fx
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return y * scale;
+}
+
+template <typename T>
+struct Math;
+template <>
+struct Math<float> {
+  static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+  // 1 - 2 / (1 + e^{2x}): within ~1e-7 absolute of tanh (the Python path's 2 sigmoid(2x) - 1).
+  static inline float tanh(float x) { return 1.0f - 2.0f / (1.0f + exp_f(2.0f * x)); }
+};
+template <>
+struct Math<double> {
+  static inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+  static inline double tanh(double x) { return std::tanh(x); }
+};
+
+template <int A, typename T>
+inline T act(T x) {
+  if constexpr (A == kTanh) return Math<T>::tanh(x);
+  else if constexpr (A == kSigmoid) return Math<T>::sigmoid(x);
+  else if constexpr (A == kRelu) return x > T(0) ? x : T(0);
+  else return x;
+}
+
+// d act / d pre-activation from the activation's output y.
+template <int A, typename T>
+inline T act_grad(T y) {
+  if constexpr (A == kTanh) return T(1) - y * y;
+  else if constexpr (A == kSigmoid) return y - y * y;
+  else if constexpr (A == kRelu) return y > T(0) ? T(1) : T(0);
+  else return T(1);
+}
+
+template <int A, typename T>
+inline void act_into(const T* src, T* dst, int64_t n) {
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) dst[i] = act<A>(src[i]);
+}
+
+// ------------------------------------------------------------------ GEMMs
+// Every step multiplies a small [n, K] block by the same recurrent weight w [N, K] (nn.Linear's
+// layout: out = a w^T + add). Library GEMMs repack w and dispatch on every call: oneDNN costs
+// ~25 us per call here before any arithmetic (a 128 x 128 x 128 product took 40 us, 61% of the
+// machine's peak), MKL's sgemm runs AVX2 on this AMD CPU. So the float32 step GEMM is our own:
+// w is packed once per loop into panels of kPanel columns ([N/kPanel][K][kPanel], the last
+// panel zero-padded), and a kRows x kPanel register-blocked kernel (a's elements broadcast) runs
+// over each panel while it stays in L1. AVX-512 (12 x 32, 24 zmm accumulators): 250-260 GFLOP/s
+// on one core from 1 x 128 to 1000 x 1024 x 4096, 2.5x oneDNN at 128^3. The panels are split
+// over threads (at::parallel_for) when a product is large enough. float64: oneDNN's
+// _linear_pointwise is float32 only, so ATen's addmm.
+constexpr int64_t kLanes = RNNFLOW_LANES;
+constexpr int64_t kPanel = RNNFLOW_LANES * RNNFLOW_NV;  // columns per panel
+constexpr int kNv = RNNFLOW_NV;
+constexpr int kRows = RNNFLOW_ROWS;
+constexpr int64_t kMacsPerThread = 1 << 18;
+constexpr int64_t kSmallWeightBytes = 256 << 10;  // packed whole for a one-off GEMM
+typedef float Vec __attribute__((vector_size(RNNFLOW_LANES * sizeof(float))));
+
+inline Vec load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof(v)); }
+
+// c[r, :kPanel] = a[r, :K] . panel + add[r, :kPanel] for r < R (add may be null, or c). a's
+// element (r, k) is a[r * lda + k * ak]: rows or columns contiguous run at the same speed.
+template <int R>
+inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* panel, int64_t K,
+                         const float* add, int64_t ldadd, float* c, int64_t ldc) {
+  Vec acc[R][kNv];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) acc[r][v] = add ? load(add + r * ldadd + v * kLanes) : Vec{};
+  for (int64_t k = 0; k < K; ++k) {
+    Vec b[kNv];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) b[v] = load(panel + k * kPanel + v * kLanes);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const float av = a[r * lda + k * ak];  // scalar * vector: broadcast (not 0 + av, an add)
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) acc[r][v] += av * b[v];
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) store(c + r * ldc + v * kLanes, acc[r][v]);
+}
+
+// The row remainder (fewer than kRows rows) picks its kernel at run time.
+template <int R>
+inline void panel_tail(int rows_left, const float* a, int64_t lda, int64_t ak, const float* panel,
+                       int64_t K, const float* add, int64_t ldadd, float* c, int64_t ldc) {
+  if constexpr (R > 0) {
+    if (rows_left == R)
+      panel_kernel<R>(a, lda, ak, panel, K, add, ldadd, c, ldc);
+    else
+      panel_tail<R - 1>(rows_left, a, lda, ak, panel, K, add, ldadd, c, ldc);
+  }
+}
+
+// Rows [k0, k0 + kc) of w's panel p (w [N, K], element (i, k) at w[i * s0 + k * s1]) into
+// dst [kc][kPanel], zero past column N.
+inline void pack_panel(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t p, int64_t k0,
+                       int64_t kc, float* dst) {
+  const int64_t width = std::min(kPanel, N - p * kPanel);
+  const float* src = w + p * kPanel * s0 + k0 * s1;
+  if (s0 == 1) {  // w^T is row-major: each k is a run of kPanel floats
+    for (int64_t k = 0; k < kc; ++k) {
+      std::memcpy(dst + k * kPanel, src + k * s1, width * sizeof(float));
+      std::fill(dst + k * kPanel + width, dst + (k + 1) * kPanel, 0.0f);
+    }
+    return;
+  }
+  if (width < kPanel) std::fill(dst, dst + kc * kPanel, 0.0f);
+  for (int64_t j = 0; j < width; ++j)
+    for (int64_t k = 0; k < kc; ++k) dst[k * kPanel + j] = src[j * s0 + k * s1];
+}
+
+// out[:, panel p's columns] = a . panel (+ add) for all n rows of a, a register block at a time.
+// panel [kc][kPanel] holds rows [0, kc) of the K dimension (a and add are offset by the caller).
+// A partial last panel (N not a multiple of kPanel) goes through a block on the stack, so no
+// column past N is read or written.
+inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const float* panel,
+                       int64_t kc, const float* add, int64_t ldadd, float* out, int64_t ldc,
+                       int64_t p, int64_t N) {
+  const int64_t col = p * kPanel, width = std::min(kPanel, N - col);
+  const float* add_col = add ? add + col : nullptr;
+  float* out_col = out + col;
+  if (width == kPanel) {
+    int64_t i = 0;
+    for (; i + kRows <= n; i += kRows)
+      panel_kernel<kRows>(a + i * lda, lda, ak, panel, kc, add_col ? add_col + i * ldadd : nullptr,
+                          ldadd, out_col + i * ldc, ldc);
+    if (i < n)
+      panel_tail<kRows - 1>(static_cast<int>(n - i), a + i * lda, lda, ak, panel, kc,
+                            add_col ? add_col + i * ldadd : nullptr, ldadd, out_col + i * ldc,
+                            ldc);
+    return;
+  }
+  alignas(64) float block[kRows * kPanel];
+  for (int64_t i = 0; i < n; i += kRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kRows, n - i));
+    std::fill(block, block + kRows * kPanel, 0.0f);
+    if (add_col)
+      for (int r = 0; r < rows; ++r)
+        std::memcpy(block + r * kPanel, add_col + (i + r) * ldadd, width * sizeof(float));
+    panel_tail<kRows>(rows, a + i * lda, lda, ak, panel, kc, block, kPanel, block, kPanel);
+    for (int r = 0; r < rows; ++r)
+      std::memcpy(out_col + (i + r) * ldc, block + r * kPanel, width * sizeof(float));
+  }
+}
+
+// A recurrent weight w [N, K] and the step GEMMs with it, out[n, N] = a[n, K] w^T (+ add), on
+// row-major blocks given by pointer and row stride: ATen views (select, narrow) cost ~0.5 us
+// each and a step took several, half of the loop's time at batch 1. `add` may be `out`.
+template <typename T>
+class StepWeight {
+ public:
+  // Detached: the library path may run on a worker thread, where grad mode is on.
+  explicit StepWeight(const Tensor& w) : w_(w.detach()) {
+    if constexpr (std::is_same_v<T, float>) pack();
+    if (!packed_.defined()) w_ = w_.contiguous();  // ATen's addmm wants a dense weight
+  }
+
+  void operator()(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
+                  int64_t ldc) const {
+    if (n == 0) return;
+    if constexpr (std::is_same_v<T, float>) {
+      return run(n, a, lda, 1, add, ldadd, out, ldc);
+    } else {
+      library(n, a, lda, add, ldadd, out, ldc);
+    }
+  }
+
+  const float* packed_data() const { return packed_.data_ptr<float>(); }
+
+  // The packed GEMM with a's element (r, k) at a[r * lda + k * ak]; add's row stride may be 0
+  // (a bias).
+  void run(int64_t n, const float* a, int64_t lda, int64_t ak, const float* add, int64_t ldadd,
+           float* out, int64_t ldc) const {
+    const int64_t K = w_.size(1), N = w_.size(0), panels = packed_.size(0);
+    const float* pw = packed_.data_ptr<float>();
+    const int64_t grain = std::max<int64_t>(1, kMacsPerThread / std::max<int64_t>(1, n * K * kPanel));
+    at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p)
+        panel_rows(n, a, lda, ak, pw + p * K * kPanel, K, add, ldadd, out, ldc, p, N);
+    });
+  }
+
+ private:
+  // ATen's addmm (float64).
+  void library(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
+               int64_t ldc) const {
+    const int64_t N = w_.size(0), K = w_.size(1);
+    const auto opts = w_.options();
+    Tensor ta = at::from_blob(const_cast<T*>(a), {n, K}, {lda, 1}, opts);
+    Tensor to = at::from_blob(out, {n, N}, {ldc, 1}, opts);
+    if (add) {
+      Tensor tadd = at::from_blob(const_cast<T*>(add), {n, N}, {ldadd, 1}, opts);
+      at::addmm_out(to, tadd, ta, w_.t());
+    } else {
+      at::mm_out(to, ta, w_.t());
+    }
+  }
+
+  void pack() {
+    const int64_t N = w_.size(0), K = w_.size(1), panels = (N + kPanel - 1) / kPanel;
+    packed_ = at::empty({panels, K, kPanel}, w_.options());
+    for (int64_t p = 0; p < panels; ++p)
+      pack_panel(w_.data_ptr<float>(), w_.stride(0), w_.stride(1), N, p, 0, K,
+                 packed_.data_ptr<float>() + p * K * kPanel);
+  }
+
+  Tensor w_;
+  Tensor packed_;  // [panels, K, kPanel], float32; undefined for float64
+};
+
+// Rows of a batch never interact in a recurrence (row b's state at t depends on row b's only,
+// forward and backward), so each thread can run the whole time loop for a range of rows: one
+// parallel region per layer instead of one per step GEMM, and the gate maths split too (with 2
+// threads, splitting each step's GEMM by panels scaled the LSTM 1.37x, nn.LSTM 1.65x). Unless
+// the recurrent weights outgrow a core's L2 (1 MB here): then every thread would stream all of
+// them from L3 at every step (LSTM, 1024 units: 0.83x the peer), so the loop stays on one
+// thread and each step's GEMM splits its panels instead (each thread reads half the weight).
+template <typename F>
+void parallel_rows(int64_t batch, int64_t weight_bytes, F&& f) {
+  constexpr int64_t kRowGrain = 8;
+  constexpr int64_t kRowSplitMaxBytes = 1 << 20;
+  if (weight_bytes > kRowSplitMaxBytes) return f(int64_t{0}, batch);
+  at::parallel_for(0, batch, kRowGrain, f);
+}
+
+// ------------------------------------------------------------------ BasicRNNCell
+// pre [S, B, H]: x W_x + b; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H] = W_h^T.
+template <typename T>
+void rnn_forward_impl(Tensor pre, Tensor hs, const Tensor& w, const std::vector<int64_t>& bs,
+                      int64_t a) {
+  const int64_t units = hs.size(2);
+  const StepWeight<T> gemm(w);
+  const auto P = steps_of<T>(pre), Hs = steps_of<T>(hs);
+  with_act(a, [&](auto A) {
+    parallel_rows(hs.size(1), w.nbytes(), [&](int64_t r0, int64_t r1) {
+      for (size_t t = 0; t < bs.size(); ++t) {
+        const int64_t n = std::min(bs[t], r1) - r0, at = r0 * units;
+        if (n <= 0) break;
+        T* h = Hs[t + 1] + at;
+        gemm(n, Hs[t] + at, units, P[t] + at, units, h, units);
+        act_into<decltype(A)::value>(h, h, n * units);
+      }
+    });
+  });
+}
+
+// Returns d_pre [S, B, H] and dh0 [B, H]. w [H, H] = W_h (dh_prev = d_pre W_h^T).
+template <typename T>
+std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& d_final,
+                                             const Tensor& hs, const Tensor& w,
+                                             const std::vector<int64_t>& bs, int64_t a,
+                                             bool need_h0) {
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  const int64_t batch = hs.size(1), units = hs.size(2);
+  Tensor d_pre = grad_buffer(bs, batch, units, hs.options());
+  const StepWeight<T> gemm(w);
+  const auto Y = steps_of<T>(hs), DO = steps_of<T>(d_out), DP = steps_of<T>(d_pre);
+  const T* d_fin = d_final.data_ptr<T>();
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    parallel_rows(batch, w.nbytes(), [&](int64_t r0, int64_t r1) {
+      const int64_t at = r0 * units;
+      const T* df = d_fin + at;
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        const int64_t n = std::min(bs[t], r1) - r0;
+        const int64_t m = std::max<int64_t>(0, t + 1 < steps ? std::min(bs[t + 1], r1) - r0 : 0);
+        if (n <= 0) continue;
+        const T* y = Y[t + 1] + at;
+        const T* dout = DO[t] + at;
+        T* dp = DP[t] + at;
+        if (m > 0) {
+          gemm(m, DP[t + 1] + at, units, dout, units, dp, units);  // dh, rows running at t+1
+#pragma GCC ivdep
+          for (int64_t i = 0; i < m * units; ++i) dp[i] *= act_grad<kA>(y[i]);
+        }
+#pragma GCC ivdep
+        for (int64_t i = m * units; i < n * units; ++i)
+          dp[i] = (dout[i] + df[i]) * act_grad<kA>(y[i]);
+      }
+    });
+  });
+  Tensor dh0 = d_final.clone();
+  const int64_t n0 = steps ? bs[0] : 0;
+  if (n0 > 0 && need_h0) gemm(n0, DP[0], units, nullptr, 0, dh0.data_ptr<T>(), units);
+  return {d_pre, dh0};
+}
+
+// ------------------------------------------------------------------ BasicLSTMCell
+// x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
+// h W_h, written here, activated in place; [1, B, 4H] in inference), cs [S+1, B, H] (cs[0] = c0),
+// hs [S+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. Inference passes cs and
+// tcs as [1, B, H]: c is then updated in place (a row past its length keeps its final c).
+template <typename T>
+void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
+                       Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
+                       const std::vector<int64_t>& bs, int64_t a) {
+  const int64_t units = hs.size(2), width = 4 * units, depth = x.size(2);
+  const StepWeight<T> gemm(w), gemm_x(w_x);
+  const Tensor b_dense = bias.contiguous();
+  const T* b = b_dense.data_ptr<T>();
+  const auto X = steps_of<T>(x), G = steps_of<T>(gates), C = steps_of<T>(cs);
+  const auto Hs = steps_of<T>(hs), TC = steps_of<T>(tcs);
+  const bool state_steps = cs.size(0) > 1;
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    parallel_rows(hs.size(1), w.nbytes(), [&](int64_t r0, int64_t r1) {
+      const int64_t at = r0 * units;
+      for (size_t t = 0; t < bs.size(); ++t) {
+        const int64_t n = std::min(bs[t], r1) - r0;
+        if (n <= 0) break;
+        T* g = G[t] + r0 * width;
+        gemm_x(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
+        gemm(n, Hs[t] + at, units, g, width, g, width);
+        const T* c_prev = C[state_steps ? t : 0] + at;
+        T* c_new = C[state_steps ? t + 1 : 0] + at;
+        T* tc = TC[state_steps ? t : 0] + at;
+        T* h = Hs[t + 1] + at;
+        for (int64_t b = 0; b < n; ++b) {
+          T* gb = g + b * width;
+          act_into<kSigmoid>(gb, gb, units);
+          act_into<kA>(gb + units, gb + units, units);
+          act_into<kSigmoid>(gb + 2 * units, gb + 2 * units, 2 * units);
+          const T *i = gb, *j = gb + units, *f = gb + 2 * units, *o = gb + 3 * units;
+          const T* cp = c_prev + b * units;
+          T* cn = c_new + b * units;
+          T* tcb = tc + b * units;
+          T* hb = h + b * units;
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) {
+            const T c = f[k] * cp[k] + i[k] * j[k];
+            cn[k] = c;
+            const T ac = act<kA>(c);
+            tcb[k] = ac;
+            hb[k] = o[k] * ac;
+          }
+        }
+      }
+    });
+  });
+}
+
+// Returns d_gates [S, B, 4H], dc0, dh0 [B, H]. w [H, 4H] = W_h.
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
+    const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
+    const Tensor& cs, const Tensor& tcs, const Tensor& w, const std::vector<int64_t>& bs,
+    int64_t a, bool need_h0) {
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  const int64_t batch = cs.size(1), units = cs.size(2), width = 4 * units;
+  Tensor d_gates = grad_buffer(bs, batch, width, cs.options());
+  Tensor scratch = at::empty({batch, units}, cs.options());
+  Tensor carry = at::zeros({batch, units}, cs.options());  // dc_{t} f_{t}, into step t-1
+  const StepWeight<T> gemm(w);
+  const auto DO = steps_of<T>(d_out), G = steps_of<T>(gates);
+  const auto C = steps_of<T>(cs), TC = steps_of<T>(tcs), DG = steps_of<T>(d_gates);
+  const T* d_fin_c = d_final_c.data_ptr<T>();
+  const T* d_fin_h = d_final_h.data_ptr<T>();
+  T* carry_all = carry.data_ptr<T>();
+  T* dh_rec_all = scratch.data_ptr<T>();
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    parallel_rows(batch, w.nbytes(), [&](int64_t r0, int64_t r1) {
+      const int64_t at = r0 * units;
+      const T* dfc = d_fin_c + at;
+      const T* dfh = d_fin_h + at;
+      T* cc = carry_all + at;
+      T* dh_rec = dh_rec_all + at;
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        const int64_t n = std::min(bs[t], r1) - r0;
+        const int64_t m = std::max<int64_t>(0, t + 1 < steps ? std::min(bs[t + 1], r1) - r0 : 0);
+        if (n <= 0) continue;
+        const T* dout = DO[t] + at;
+        gemm(m, DG[t + 1] + r0 * width, width, dout, units, dh_rec, units);
+        const T* g = G[t] + r0 * width;
+        const T* c_prev = C[t] + at;
+        const T* tc = TC[t] + at;
+        T* dg = DG[t] + r0 * width;
+        for (int64_t b = 0; b < n; ++b) {
+          const bool live = b < m;  // else: row b's last step is t; the final state enters here
+          const T* dhr = live ? dh_rec + b * units : dout + b * units;
+          const T* dhx = live ? nullptr : dfh + b * units;
+          const T* dcin = live ? cc + b * units : dfc + b * units;
+          const T* gb = g + b * width;
+          const T *i = gb, *j = gb + units, *f = gb + 2 * units, *o = gb + 3 * units;
+          const T* cp = c_prev + b * units;
+          const T* tcb = tc + b * units;
+          T* d = dg + b * width;
+          T* cb = cc + b * units;
+          // One loop, instantiated twice: rows still running at t+1 get no final-state term.
+          auto gate_grads = [&](auto ends_here) {
+#pragma GCC ivdep
+            for (int64_t k = 0; k < units; ++k) {
+              T dh = dhr[k];
+              if constexpr (decltype(ends_here)::value) dh += dhx[k];
+              const T dc = dcin[k] + dh * o[k] * act_grad<kA>(tcb[k]);
+              d[k] = dc * j[k] * (i[k] - i[k] * i[k]);
+              d[units + k] = dc * i[k] * act_grad<kA>(j[k]);
+              d[2 * units + k] = dc * cp[k] * (f[k] - f[k] * f[k]);
+              d[3 * units + k] = dh * tcb[k] * (o[k] - o[k] * o[k]);
+              cb[k] = dc * f[k];
+            }
+          };
+          if (live)
+            gate_grads(std::false_type());
+          else
+            gate_grads(std::true_type());
+        }
+      }
+    });
+  });
+  const int64_t n0 = steps ? bs[0] : 0;
+  Tensor dc0 = d_final_c.clone();
+  Tensor dh0 = d_final_h.clone();
+  if (n0 > 0) {
+    std::memcpy(dc0.data_ptr<T>(), carry_all, n0 * units * sizeof(T));
+    if (need_h0) gemm(n0, DG[0], width, nullptr, 0, dh0.data_ptr<T>(), units);
+  }
+  return {d_gates, dc0, dh0};
+}
+
+// ------------------------------------------------------------------ GRUCell
+// gates [S, B, 2H] (r, u; x W_gx + b_g; sigmoid in place), cands [S, B, H] (x W_cx + b_c; act in
+// place), rhs [S, B, H] = r h_prev, hs [T+1, B, H]; w_g [2H, H] = W_gh^T, w_c [H, H] = W_ch^T.
+template <typename T>
+void gru_forward_impl(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
+                      const Tensor& w_c, const std::vector<int64_t>& bs, int64_t a) {
+  const int64_t units = hs.size(2);
+  const StepWeight<T> gemm_g(w_g), gemm_c(w_c);
+  const auto G = steps_of<T>(gates), CA = steps_of<T>(cands);
+  const auto RH = steps_of<T>(rhs), Hs = steps_of<T>(hs);
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    parallel_rows(hs.size(1), w_g.nbytes() + w_c.nbytes(), [&](int64_t r0, int64_t r1) {
+      const int64_t at = r0 * units;
+      for (size_t t = 0; t < bs.size(); ++t) {
+        const int64_t n = std::min(bs[t], r1) - r0;
+        if (n <= 0) break;
+        T* g = G[t] + 2 * at;
+        const T* h = Hs[t] + at;
+        gemm_g(n, h, units, g, 2 * units, g, 2 * units);
+        act_into<kSigmoid>(g, g, n * 2 * units);
+        T* rh = RH[t] + at;
+        for (int64_t b = 0; b < n; ++b) {
+          const T* r = g + b * 2 * units;
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) rh[b * units + k] = r[k] * h[b * units + k];
+        }
+        T* c = CA[t] + at;
+        gemm_c(n, rh, units, c, units, c, units);
+        act_into<kA>(c, c, n * units);
+        T* hn = Hs[t + 1] + at;
+        for (int64_t b = 0; b < n; ++b) {
+          const T* u = g + b * 2 * units + units;
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) {
+            const int64_t q = b * units + k;
+            hn[q] = (h[q] - c[q]) * u[k] + c[q];
+          }
+        }
+      }
+    });
+  });
+}
+
+// Returns d_gates [S, B, 2H], d_cands [S, B, H], dh0 [B, H]. w_g [H, 2H] = W_gh, w_c [H, H] = W_ch.
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const Tensor& d_final,
+                                                     const Tensor& gates, const Tensor& cands,
+                                                     const Tensor& hs, const Tensor& w_g,
+                                                     const Tensor& w_c,
+                                                     const std::vector<int64_t>& bs, int64_t a,
+                                                     bool need_h0) {
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  const int64_t batch = hs.size(1), units = hs.size(2);
+  Tensor d_gates = grad_buffer(bs, batch, 2 * units, hs.options());
+  Tensor d_cands = grad_buffer(bs, batch, units, hs.options());
+  Tensor dh = at::empty({batch, units}, hs.options());      // gradient into h_t, all sources
+  Tensor dh_rec = at::zeros({batch, units}, hs.options());  // from step t+1 into h_t
+  Tensor scratch = at::empty({batch, units}, hs.options());
+  Tensor scratch2 = at::empty({batch, units}, hs.options());
+  const StepWeight<T> gemm_g(w_g), gemm_c(w_c);
+  const auto DO = steps_of<T>(d_out), G = steps_of<T>(gates);
+  const auto CA = steps_of<T>(cands), Hs = steps_of<T>(hs);
+  const auto DG = steps_of<T>(d_gates), DC = steps_of<T>(d_cands);
+  const T* d_fin = d_final.data_ptr<T>();
+  T* rec_all = dh_rec.data_ptr<T>();
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    parallel_rows(batch, w_g.nbytes() + w_c.nbytes(), [&](int64_t r0, int64_t r1) {
+      const int64_t at = r0 * units;
+      const T* df = d_fin + at;
+      T* dhp = dh.data_ptr<T>() + at;
+      T* rec = rec_all + at;
+      T* drh = scratch.data_ptr<T>() + at;
+      T* s2 = scratch2.data_ptr<T>() + at;
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        const int64_t n = std::min(bs[t], r1) - r0;
+        const int64_t m = std::max<int64_t>(0, t + 1 < steps ? std::min(bs[t + 1], r1) - r0 : 0);
+        if (n <= 0) continue;
+        const T* dout = DO[t] + at;
+        const T* g = G[t] + 2 * at;
+        const T* c = CA[t] + at;
+        const T* h = Hs[t] + at;
+        T* dg = DG[t] + 2 * at;
+        T* dcd = DC[t] + at;
+#pragma GCC ivdep
+        for (int64_t q = 0; q < m * units; ++q) dhp[q] = dout[q] + rec[q];
+#pragma GCC ivdep
+        for (int64_t q = m * units; q < n * units; ++q) dhp[q] = dout[q] + df[q];
+        for (int64_t b = 0; b < n; ++b) {
+          const T* u = g + b * 2 * units + units;
+          T* du = dg + b * 2 * units + units;
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) {
+            const int64_t q = b * units + k;
+            dcd[q] = dhp[q] * (T(1) - u[k]) * act_grad<kA>(c[q]);
+            du[k] = dhp[q] * (h[q] - c[q]) * (u[k] - u[k] * u[k]);
+          }
+        }
+        gemm_c(n, dcd, units, nullptr, 0, drh, units);  // d(r h_prev)
+        for (int64_t b = 0; b < n; ++b) {
+          const T* r = g + b * 2 * units;
+          T* dr = dg + b * 2 * units;
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) {
+            const int64_t q = b * units + k;
+            dr[k] = drh[q] * h[q] * (r[k] - r[k] * r[k]);
+          }
+        }
+        if (t == 0 && !need_h0) break;  // what follows is dh0's
+        // dh_{t-1} = d pre_g W_gh^T + dh u + d(rh) r
+        for (int64_t b = 0; b < n; ++b) {
+          const T* r = g + b * 2 * units;
+          const T* u = r + units;
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) {
+            const int64_t q = b * units + k;
+            s2[q] = dhp[q] * u[k] + drh[q] * r[k];
+          }
+        }
+        gemm_g(n, dg, 2 * units, s2, units, rec, units);
+      }
+    });
+  });
+  const int64_t n0 = steps ? bs[0] : 0;
+  Tensor dh0 = d_final.clone();
+  if (n0 > 0) std::memcpy(dh0.data_ptr<T>(), rec_all, n0 * units * sizeof(T));
+  return {d_gates, d_cands, dh0};
+}
+
+// ------------------------------------------------------------------ one-off GEMMs
+// out = a w^T (+ add) in float32 for the GEMMs over all steps in _fused_kernels.py (input
+// projections, weight and input gradients): a [n, K] and w [N, K] with any strides (a
+// transposed view costs nothing), add null, a bias (ldadd 0) or [n, N] (ldadd N), dense. The
+// caller (loops.cpp `linear`) checked the sizes and allocated out [n, N].
+inline void linear_impl(const Tensor& a, const Tensor& w, const float* padd, int64_t ldadd,
+                        Tensor& out) {
+  const int64_t n = a.size(0), N = w.size(0), K = a.size(1);
+  const float* pa = a.data_ptr<float>();
+  float* pc = out.data_ptr<float>();
+  const int64_t lda = a.stride(0), ak = a.stride(1);
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+  if (panels * K * kPanel * static_cast<int64_t>(sizeof(float)) <= kSmallWeightBytes) {
+    // A small w (an input projection's): packed whole, then each thread takes a range of rows
+    // and writes them whole, 4 register blocks at a time over every panel (output written
+    // once, in order).
+    const StepWeight<float> gemm(w);
+    const float* pw = gemm.packed_data();
+    constexpr int64_t kChunk = 4 * kRows;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (kChunk * K * N));
+    at::parallel_for(0, chunks, grain, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t i0 = c * kChunk, rows = std::min(kChunk, n - i0);
+        for (int64_t p = 0; p < panels; ++p)
+          panel_rows(rows, pa + i0 * lda, lda, ak, pw + p * K * kPanel, K,
+                     padd ? padd + i0 * ldadd : nullptr, ldadd, pc + i0 * N, N, p, N);
+      }
+    });
+    return;
+  }
+  // A large w (a weight gradient's: dG over all steps, 7 MB here) is used once: packing all of
+  // it would cost more than it saves. Each thread takes a range of panels and walks K in chunks
+  // of kKc: it packs each panel's chunk into an L1-sized buffer and sweeps every row of a over
+  // it (a's chunk stays in L2 across the panels), accumulating into out.
+  constexpr int64_t kKc = 256;
+  const float* pw = w.data_ptr<float>();
+  const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (n * K * kPanel));
+  at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
+    alignas(64) float buf[kKc * kPanel];
+    for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+      const int64_t kc = std::min(kKc, K - k0);
+      const bool first = k0 == 0;
+      for (int64_t p = p0; p < p1; ++p) {
+        pack_panel(pw, w.stride(0), w.stride(1), N, p, k0, kc, buf);
+        panel_rows(n, pa + k0 * ak, lda, ak, buf, kc, first ? padd : pc, first ? ldadd : N, pc,
+                   N, p, N);
+      }
+    }
+  });
+}
+
+// The parameter gradients of a layer in float32 (loops.cpp `weight_grad` checked the sizes and
+// allocated d_kernel [sum K_i, G] and d_bias [G]): one pass over d for all of them, each thread
+// packing a chunk of d's columns once and sweeping every input over it, and summing the chunk
+// for the bias (float per chunk, double across).
+inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_kernel,
+                             Tensor& d_bias) {
+  constexpr int64_t kKc = 256;
+  const int64_t R = d.size(0), G = d.size(1), total = d_kernel.size(0);
+  const float* pd = d.data_ptr<float>();
+  float* out = d_kernel.data_ptr<float>();
+  float* bias = d_bias.data_ptr<float>();
+  const int64_t panels = (G + kPanel - 1) / kPanel;
+  const int64_t grain =
+      std::max<int64_t>(1, kMacsPerThread / std::max<int64_t>(1, total * R * kPanel));
+  at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
+    alignas(64) float buf[kKc * kPanel];
+    std::vector<double> sums((p1 - p0) * kPanel, 0.0);
+    for (int64_t k0 = 0; k0 < R; k0 += kKc) {
+      const int64_t kc = std::min(kKc, R - k0);
+      for (int64_t p = p0; p < p1; ++p) {
+        // column panel p of d^T: element (j, k) of w = d^T is d[k][j]
+        pack_panel(pd, d.stride(1), d.stride(0), G, p, k0, kc, buf);
+        float chunk[kPanel] = {};
+        for (int64_t k = 0; k < kc; ++k)
+#pragma GCC ivdep
+          for (int64_t j = 0; j < kPanel; ++j) chunk[j] += buf[k * kPanel + j];
+        for (int64_t j = 0; j < kPanel; ++j) sums[(p - p0) * kPanel + j] += chunk[j];
+        int64_t row = 0;
+        for (const Tensor& x : inputs) {
+          // a = x^T: element (r, k) = x[k][r]
+          const int64_t lda = x.stride(1), ak = x.stride(0), n = x.size(1);
+          float* o = out + row * G;
+          panel_rows(n, x.data_ptr<float>() + k0 * ak, lda, ak, buf, kc, k0 ? o : nullptr, G, o,
+                     G, p, G);
+          row += n;
+        }
+      }
+    }
+    for (int64_t p = p0; p < p1; ++p)
+      for (int64_t j = 0; j < std::min(kPanel, G - p * kPanel); ++j)
+        bias[p * kPanel + j] = static_cast<float>(sums[(p - p0) * kPanel + j]);
+  });
+}
