@@ -11,7 +11,7 @@ import typing
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
-from rnnflow.training.config import (
+from rnnflow._config_checks import (
     FINITE,
     LEARNING_RATE,
     NON_NEGATIVE,
