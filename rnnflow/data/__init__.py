@@ -9,8 +9,9 @@ only the dataset table (``rnnflow.data.catalog``), do not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rnnflow._lazy_names import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from rnnflow.data.datasets import (
@@ -82,14 +83,4 @@ _HOME = {
     "preprocess_image": "rnnflow.data.images",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        value = getattr(importlib.import_module(_HOME[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'rnnflow.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_names(__name__, _HOME, __all__)

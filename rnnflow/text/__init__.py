@@ -10,8 +10,9 @@ only ``rnnflow.text.config``, do not import torch (``rnnflow train --help`` stay
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rnnflow._lazy_names import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from rnnflow.text.corpus import (
@@ -96,14 +97,4 @@ _HOME = {
     "strip_poem_header": "rnnflow.text.poetry",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        value = getattr(importlib.import_module(_HOME[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'rnnflow.text' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_names(__name__, _HOME, __all__)
