@@ -6,8 +6,9 @@ The names below are imported on first use (PEP 562), so that ``import rnnflow.cl
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rnnflow._lazy_names import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from rnnflow.cells import (
@@ -83,14 +84,4 @@ _RECURRENCE = {
 }
 _HOME = {n: "rnnflow.recurrence" if n in _RECURRENCE else "rnnflow.cells" for n in __all__}
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        value = getattr(importlib.import_module(_HOME[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'rnnflow' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_names(__name__, _HOME, __all__)

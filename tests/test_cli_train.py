@@ -534,11 +534,15 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(fake_data,
     assert lines.count("train") == 5 and lines.count("test") == 1  # the first session's dropped
 
 
-def test_resume_keeps_tensorboard_and_the_checkpoint_decides_the_task(fake_data, tmp_path, capsys):
+def test_resume_keeps_tensorboard_and_the_checkpoint_decides_the_task(
+    fake_data, tmp_path, capsys, monkeypatch
+):
     data, _ = fake_data
     run = tmp_path / "run"
+    typed = str(tmp_path / "venv" / "bin" / "rnnflow")  # not on PATH: the hint repeats it
+    monkeypatch.setattr(sys, "argv", [typed])
     assert train(data, run, "--tensorboard", "--stop-at-step", "13") == 0
-    assert "Continue with: rnnflow train --resume" in capsys.readouterr().err
+    assert f"Continue with: {typed} train --resume {run}\n" in capsys.readouterr().err
     assert json.loads((run / "run.json").read_text()) == {"tensorboard": True}
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({"task": "charlm", **config}))  # edited

@@ -21,6 +21,7 @@ import typing
 from dataclasses import fields
 from typing import Any
 
+from rnnflow.cli import prog
 from rnnflow.cli._config_args import add_field_argument
 
 # Flags that may change on --resume: where the data is and how many threads; not the experiment.
@@ -30,7 +31,7 @@ _RESUMABLE_OVERRIDES = {"fortunes_dir", "threads", "device"}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the charlm flags to ``parser``; flags it already defines are left as they are (an
     existing ``--preset`` gets the charlm preset names added to its choices)."""
-    from rnnflow.text.train import PRESETS, CharLMConfig, field_type
+    from rnnflow.text.config import PRESETS, CharLMConfig, field_type
 
     existing = parser._option_string_actions  # argparse has no public lookup
 
@@ -102,14 +103,14 @@ def _fail(message: str, status: int = 2) -> int:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from rnnflow.text.train import CharLMConfig
+    from rnnflow.text.config import CharLMConfig
 
     known = {f.name for f in fields(CharLMConfig)}
     given = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
     foreign = sorted(set(given) - known)
     if foreign:
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
-        raise ValueError(f"{flags}: not a charlm option (see rnnflow train --help)")
+        raise ValueError(f"{flags}: not a charlm option (see {prog()} train --help)")
     if "text" in given:
         given["text"] = tuple(given["text"])
         given.setdefault("corpus", "text")

@@ -318,6 +318,9 @@ def start_run_files(plan: RunPlan, files: dict[str, str]) -> None:
 
 
 def continue_command(plan: RunPlan, *, task: str | None = None) -> str:
-    """The command that continues this run (its options are restored from ``run.json``)."""
+    """The command that continues this run (its options are restored from ``run.json``), as the
+    user can type it (:func:`rnnflow.cli.prog`)."""
+    from rnnflow.cli import prog
+
     flag = f" --task {task}" if task else ""
-    return f"rnnflow train{flag} --resume {plan.run_dir}"
+    return f"{prog()} train{flag} --resume {plan.run_dir}"

@@ -15,7 +15,7 @@ import sys
 
 
 def _dataset_choices() -> list[str]:
-    from rnnflow.data.datasets import DATASETS
+    from rnnflow.data.catalog import DATASETS
 
     return sorted([*DATASETS, *(a for spec in DATASETS.values() for a in spec.aliases)])
 

@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _preset_problem(preset: str | None, task: str) -> str | None:
     """Why ``--preset`` does not fit ``--task`` (each task has its own presets), else None."""
-    from rnnflow.text.train import PRESETS as CHARLM_PRESETS
+    from rnnflow.text.config import PRESETS as CHARLM_PRESETS
     from rnnflow.training.config import PRESETS
 
     if preset is None:

@@ -8,8 +8,9 @@ Import by path (``from rnnflow.training import fit``); ``rnnflow`` itself does n
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rnnflow._lazy_names import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from rnnflow.training.checkpoint import (
@@ -87,14 +88,4 @@ _HOME = {
     "predict_proba": "rnnflow.training.loop",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        value = getattr(importlib.import_module(_HOME[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'rnnflow.training' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_names(__name__, _HOME, __all__)

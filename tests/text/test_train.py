@@ -7,6 +7,7 @@ import json
 import math
 import random
 import re
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -176,7 +177,9 @@ def test_standalone_help(capsys) -> None:
     assert "--text PATH" in capsys.readouterr().out
 
 
-def test_config_checks_and_resume_refuses_changes(tmp_path: Path, corpus: Path, capsys) -> None:
+def test_config_checks_and_resume_refuses_changes(
+    tmp_path: Path, corpus: Path, capsys, monkeypatch
+) -> None:
     with pytest.raises(ValueError, match=r"corpus='text' needs at least one file in text"):
         CharLMConfig(corpus="text")
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1\.5"):
@@ -186,8 +189,10 @@ def test_config_checks_and_resume_refuses_changes(tmp_path: Path, corpus: Path, 
     with pytest.raises(ValueError, match=r"task is 'classifier', expected 'charlm'"):
         charlm_config_from_dict({"task": "classifier"})
     run = tmp_path / "run"
+    typed = str(tmp_path / "venv" / "bin" / "rnnflow")  # not on PATH: the hint repeats it
+    monkeypatch.setattr(sys, "argv", [typed])
     assert train(*TINY, "--text", str(corpus), "--out", str(run), "--stop-at-step", "1") == 0
-    capsys.readouterr()
+    assert f"Continue with: {typed} train --resume {run}\n" in capsys.readouterr().err
     assert train("--resume", str(run), "--lr", "0.1") == 2
     assert "--lr cannot change" in capsys.readouterr().err
     assert train(*TINY, "--text", str(corpus), "--out", str(run)) == 2

@@ -1,0 +1,154 @@
+"""The character-LM run's config: ``CharLMConfig`` (every default), its ranges and presets.
+
+Torch-free (the CLI's ``rnnflow train --help`` builds its flags from these without importing
+torch); ``rnnflow.text.train`` re-exports every name.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+from rnnflow._config_checks import (
+    FINITE,
+    LEARNING_RATE,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    SEED,
+    THREADS,
+    Range,
+    check_field_type,
+    check_ranges,
+)
+
+__all__ = [
+    "CHARLM_CONFIG_RANGES",
+    "PRESETS",
+    "TASK",
+    "CharLMConfig",
+    "charlm_config_from_dict",
+    "field_type",
+]
+
+TASK = "charlm"  # the "task" key of config.json and of checkpoint metadata
+
+
+@dataclass(frozen=True)
+class CharLMConfig:
+    """Everything that defines a character-LM run. Frozen: derive variants with ``replace``."""
+
+    # data
+    corpus: Literal["tang", "song", "tang-song", "text"] = "tang"  # "text": the --text files
+    text: tuple[str, ...] = ()  # UTF-8 files, with corpus="text"
+    delimiter: str = "%"  # a line holding only this ends a document; "" : one document per file
+    fortunes_dir: str | None = None  # None: $RNNFLOW_FORTUNES_DIR or /usr/share/games/fortunes
+    val_fraction: float = 0.1  # documents held out (seeded) for validation
+    min_count: int = 2  # rarer training characters become <unk>
+    max_len: int = 128  # longer documents are cut into windows of this many steps
+    # model
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    embed_size: int = 128
+    num_units: int = 256
+    num_layers: int = 1
+    dropout: float = 0.3  # embeddings, between layers, top outputs
+    forget_bias: float = 1.0  # BasicLSTMCell only
+    # optimisation (Adam)
+    lr: float = 0.003
+    min_lr: float = 0.0003  # cosine floor
+    schedule: Literal["constant", "cosine"] = "cosine"
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0  # global gradient norm; 0 disables
+    batch_size: int = 32  # windows per batch
+    epochs: int = 25
+    # bookkeeping
+    seed: int = 0
+    log_every: int = 320  # training windows between "train" records
+    eval_every: int = 0  # training windows between validations; 0: at the end of every epoch
+    eval_batch_size: int = 64
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0  # torch.set_num_threads; 0: PyTorch's default
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check_field_type("CharLMConfig", f.name, getattr(self, f.name), field_type(f.name))
+        check_ranges("CharLMConfig", self, CHARLM_CONFIG_RANGES)
+        if self.min_lr > self.lr:
+            raise ValueError(f"CharLMConfig: min_lr must be <= lr ({self.lr}), got {self.min_lr}")
+        if self.corpus == "text" and not self.text:
+            raise ValueError("CharLMConfig: corpus='text' needs at least one file in text")
+        if self.corpus != "text" and self.text:
+            raise ValueError(
+                f"CharLMConfig: text files are read only with corpus='text', got "
+                f"corpus={self.corpus!r}"
+            )
+
+    def to_json(self) -> str:
+        return json.dumps({"task": TASK, **asdict(self)}, indent=2, ensure_ascii=False)
+
+
+CHARLM_CONFIG_RANGES: dict[str, Range] = {
+    "val_fraction": PROBABILITY,
+    "min_count": POSITIVE,
+    "max_len": POSITIVE,
+    "embed_size": POSITIVE,
+    "num_units": POSITIVE,
+    "num_layers": POSITIVE,
+    "dropout": PROBABILITY,
+    "forget_bias": FINITE,
+    "lr": LEARNING_RATE,
+    "min_lr": NON_NEGATIVE,  # and <= lr
+    "weight_decay": NON_NEGATIVE,
+    "grad_clip": Range(low=0, note=" (0 disables clipping)"),
+    "batch_size": POSITIVE,
+    "epochs": POSITIVE,
+    "seed": SEED,
+    "log_every": POSITIVE,
+    "eval_every": Range(low=0, note=" (0: at the end of every epoch)"),
+    "eval_batch_size": POSITIVE,
+    "threads": THREADS,
+}
+
+
+def field_type(name: str) -> Any:
+    """The resolved annotation of CharLMConfig field ``name``."""
+    return typing.get_type_hints(CharLMConfig)[name]
+
+
+def charlm_config_from_dict(data: dict[str, Any], *, source: str = "config") -> CharLMConfig:
+    """A CharLMConfig from ``config.json`` (the ``task`` key is checked and dropped); unknown keys
+    are an error, missing keys take the defaults."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    values = dict(data)
+    task = values.pop("task", TASK)
+    if task != TASK:
+        raise ValueError(f"{source}: task is {task!r}, expected {TASK!r}")
+    unknown = sorted(set(values) - {f.name for f in fields(CharLMConfig)})
+    if unknown:
+        raise ValueError(f"{source}: unknown CharLMConfig fields {unknown}")
+    for f in fields(CharLMConfig):
+        tp = field_type(f.name)
+        if f.name not in values:
+            continue
+        if tp is float and isinstance(values[f.name], int):
+            values[f.name] = float(values[f.name])
+        if typing.get_origin(tp) is tuple and isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])
+    return CharLMConfig(**values)
+
+
+_DEFAULT = CharLMConfig()
+
+PRESETS: dict[str, CharLMConfig] = {
+    # One LSTM layer on the 313 Tang poems: a few minutes on 2 CPU cores.
+    "tang": _DEFAULT,
+    # Tang + Song poems, two layers.
+    "tang-song": replace(_DEFAULT, corpus="tang-song", num_layers=2, epochs=30),
+    # Seconds: smoke tests and CI.
+    "tiny": replace(
+        _DEFAULT, embed_size=16, num_units=32, batch_size=8, epochs=2, min_count=1, dropout=0.0
+    ),
+}
