@@ -226,7 +226,7 @@ def run_time_major(
             raise ValueError(
                 f"{owner}: impl='fused' unavailable ({reason}); use impl='auto' to fall back"
             )
-        use_fused = ok
+        use_fused = ok and (impl == "fused" or not fused.auto_prefers_reference(cell, x))
     run = fused.fused_dynamic_rnn if use_fused else reference_dynamic_rnn
     offload = swap_memory and x.is_cuda and torch.is_grad_enabled()
     context = (

@@ -108,6 +108,24 @@ def _activation_kind(fn: Any) -> str | None:
         return None
 
 
+def auto_prefers_reference(cell: Any, inputs: Tensor) -> bool:
+    """Whether ``impl="auto"`` should run the reference loop although ``cell`` is fusable.
+
+    True for an ``LSTMCell`` with peepholes, ``cell_clip`` or ``num_proj`` (alone, in a stack or
+    wrapped) on the CPU: its fused layer is a Python time loop (``_fused_lstm_cell``) that
+    measured no faster than the reference loop (0.46-1.07x of it, docs/PERFORMANCE.md "LSTM
+    variants"). ``impl="fused"`` still runs it.
+    """
+    if inputs.device.type != "cpu":
+        return False
+    cell = builtin_view(cell)
+    if type(cell) is DropoutWrapper:
+        return auto_prefers_reference(cell.cell, inputs)
+    if type(cell) is MultiRNNCell:
+        return any(auto_prefers_reference(sub, inputs) for sub in cell.cells)
+    return type(cell) is LSTMCell and not _plain_lstm(cell)
+
+
 def _why_not(cell: Any, inputs: Tensor) -> str | None:
     """Why ``cell`` cannot be fused for ``inputs``, or None when it can."""
     cell = builtin_view(cell)  # contrib cells with a built-in cell's maths

@@ -10,11 +10,30 @@ from rnnflow import (
     BasicRNNCell,
     DropoutWrapper,
     GRUCell,
+    LSTMCell,
     MultiRNNCell,
     bidirectional_dynamic_rnn,
     dynamic_rnn,
 )
 from rnnflow.recurrence import fused
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"use_peepholes": True}, {"cell_clip": 1.0}, {"num_proj": 2}],
+    ids=["peepholes", "cell_clip", "num_proj"],
+)
+def test_auto_runs_the_reference_loop_for_lstm_cell_options_fused_runs_its_layer(options, calls):
+    """LSTMCell with options: its fused layer measured no faster than the reference loop on
+    the CPU, so "auto" loops (alone and in a stack); "fused" still runs it; a plain LSTMCell
+    is fused by "auto"."""
+    x = torch.randn(2, 5, 3)
+    dynamic_rnn(LSTMCell(4, input_size=3, **options), x)
+    dynamic_rnn(MultiRNNCell([GRUCell(3, input_size=3), LSTMCell(4, input_size=3, **options)]), x)
+    assert calls == []
+    dynamic_rnn(LSTMCell(4, input_size=3, **options), x, impl="fused")
+    dynamic_rnn(LSTMCell(4, input_size=3), x)
+    assert calls == ["LSTMCell", "LSTMCell"]
 
 
 class CustomCell(BasicRNNCell):
