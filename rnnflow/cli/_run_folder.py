@@ -319,5 +319,7 @@ def start_run_files(plan: RunPlan, files: dict[str, str]) -> None:
 
 def continue_command(plan: RunPlan, *, task: str | None = None) -> str:
     """The command that continues this run (its options are restored from ``run.json``)."""
+    from rnnflow.cli import prog  # as the user ran it: .venv/bin/rnnflow, python -m rnnflow
+
     flag = f" --task {task}" if task else ""
-    return f"rnnflow train{flag} --resume {plan.run_dir}"
+    return f"{prog()} train{flag} --resume {plan.run_dir}"
