@@ -62,6 +62,19 @@ def test_prog_is_a_command_that_works(tmp_path, monkeypatch):
     assert prog().endswith(" -m rnnflow")
 
 
+def test_the_continue_hint_starts_as_the_user_ran_rnnflow(monkeypatch):
+    from types import SimpleNamespace
+
+    from rnnflow.cli._run_folder import continue_command
+
+    monkeypatch.setattr(sys, "argv", [".venv/bin/rnnflow"])
+    monkeypatch.setenv("PATH", "/nonexistent")  # not on PATH: the path the user typed
+    plan = SimpleNamespace(run_dir=Path("runs/a"))
+    assert continue_command(plan, task="charlm") == (
+        f".venv/bin/rnnflow train --task charlm --resume {Path('runs/a')}"
+    )
+
+
 def test_generate_refuses_bad_sampling_values_before_loading(tmp_path, capsys):
     missing = str(tmp_path / "no-run")
     for flags, message in [

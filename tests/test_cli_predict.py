@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,18 @@ def test_save_input_writes_what_the_model_saw(run, tmp_path, capsys):
             assert abs(p - float(probs[index])) < 0.02  # 8-bit rounding of the saved pixels
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny 8-bit grey PNG whose header claims width x height pixels (its data is short)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = chunk(b"IDAT", zlib.compress(b"\x00"))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
+
+
 def test_the_pixel_limit_is_named_by_its_flag(run, tmp_path, capsys):
     image = shirt(tmp_path / "big.png")
     assert main(["predict", str(run), str(image), "--max-pixels", "5000"]) == 1
@@ -106,5 +120,20 @@ def test_the_pixel_limit_is_named_by_its_flag(run, tmp_path, capsys):
         capsys.readouterr().err,
     )
     assert main(["predict", str(run), str(image), "--max-pixels", "20000"]) == 0
+    capsys.readouterr()
+    (tmp_path / "bomb.png").write_bytes(png_claiming(100_000, 100_000))  # over Pillow's limit
+    assert main(["predict", str(run), str(tmp_path / "bomb.png")]) == 1
+    assert re.search(
+        r"bomb\.png: image too large: 10000000000 pixels to decode, over Pillow's own "
+        r"decompression-bomb limit of \d+ pixels .*; --max-pixels cannot raise Pillow's own limit",
+        capsys.readouterr().err,
+    )
+    (tmp_path / "tall.png").write_bytes(png_claiming(1, 30_000))  # 30000 rows x 9 bytes
+    assert main(["predict", str(run), str(tmp_path / "tall.png"), "--max-pixels", "60000"]) == 1
+    assert re.search(
+        r"tall\.png: image too large: 1x30000 L takes 270000 bytes to decode \(1 per pixel \+ 8 "
+        r"per row\), the limit is 240000 \(4 x max_pixels 60000\); --max-pixels N raises",
+        capsys.readouterr().err,
+    )
     assert main(["predict", str(run), str(image), "--max-pixels", "0"]) == 2
     assert "--max-pixels must be >= 1, got 0" in capsys.readouterr().err

@@ -59,10 +59,11 @@ def check_int(owner: str, argument: str, value: Any, *, minimum: int | None = 1)
     """``value`` as a Python ``int``, accepting what TF1 accepts where it takes an int.
 
     Anything ``operator.index`` accepts passes: Python ints, NumPy integers (``np.int64``), and
-    single-element integer tensors (``torch.tensor(3)``, what ``x.shape[0]`` is under
-    ``torch.jit.trace``). Refused with ``ValueError("{owner}: {argument} must be a positive int,
-    got ...")``: floats (even integral ones), bools (``True``, ``np.True_``, bool tensors),
-    strings, and values below ``minimum`` (``None``: no lower bound).
+    0-d integer tensors (``torch.tensor(3)``, what ``x.shape[0]`` is under ``torch.jit.trace``;
+    not ``torch.tensor([3])``). Refused with ``ValueError("{owner}: {argument} must be a
+    positive int, got ...")``: floats (even integral ones), bools (``True``, ``np.True_``, bool
+    tensors), tensors that are not 0-d, strings, and values below ``minimum`` (``None``: no
+    lower bound).
 
     Cells and wrappers call this for every integer argument (``num_units``, ``input_size``,
     ``num_proj``, ``zero_state``'s ``batch_size``, ...), so they all accept the same things
@@ -89,9 +90,9 @@ def check_optional_int(
 def _as_index(value: Any) -> int | None:
     """``operator.index(value)``, or None for bools and what it refuses."""
     if isinstance(value, (bool, np.bool_)) or (
-        isinstance(value, Tensor) and value.dtype == torch.bool
+        isinstance(value, Tensor) and (value.dtype == torch.bool or value.dim() != 0)
     ):
-        return None
+        return None  # a tensor must be 0-d: TF refuses shape [1] where it takes an int
     try:
         return operator.index(value)
     except (TypeError, ValueError, RuntimeError):

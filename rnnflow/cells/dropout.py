@@ -43,8 +43,11 @@ class DropoutWrapper(CellWrapper):
 
     - ``variational_recurrent=False``: a fresh mask of the value's full shape [B, size] for every
       value at every step, each element drawn independently.
+
+    Nested inputs and outputs (a custom cell's namedtuple ``output_size``, say) are dropped leaf
+    by leaf, as TF1's ``nest.map_structure``, each leaf with its own masks.
     - ``variational_recurrent=True`` (Gal & Ghahramani, https://arxiv.org/abs/1512.05287): ONE
-      mask of shape [1, size] per value (the inputs, each state leaf, the output), shared by
+      mask of shape [1, size] per value (each leaf of the inputs, state and output), shared by
       every batch row ("we use the same dropout mask for all batch elements") and by every time
       step of a run. ``dynamic_rnn`` and ``bidirectional_dynamic_rnn`` draw new masks at the
       start of each call (``begin_sequence()``), as each TF1 ``session.run`` did; a cell
@@ -137,6 +140,15 @@ class DropoutWrapper(CellWrapper):
             )
         return x / keep_prob * mask.to(x.device, x.dtype)  # [B, D] * [1, D]: one mask, all rows
 
+    def _dropout_structure(self, key: str, value: Any, keep_prob: float) -> Any:
+        """``_dropout`` on every leaf of a nested value (TF1's ``nest.map_structure``): each leaf
+        has its own masks (variational: one [1, size] mask per leaf)."""
+        if isinstance(value, Tensor) or keep_prob >= 1.0 or not self.training:
+            return self._dropout(key, value, keep_prob)
+        leaves = _nest.flatten(value)
+        dropped = [self._dropout(f"{key} {k}", leaf, keep_prob) for k, leaf in enumerate(leaves)]
+        return _nest.pack_sequence_as(value, dropped)
+
     def _state_dropout(self, state: Any) -> Any:
         flags = _expand_filter(self._state_filter, state)
         leaves = _nest.flatten(state)
@@ -156,11 +168,11 @@ class DropoutWrapper(CellWrapper):
                 f"DropoutWrapper: inputs must have depth input_size={self.input_size}, "
                 f"got shape {tuple(inputs.shape)}"
             )
-        inputs = self._dropout("input", inputs, self.input_keep_prob)
+        inputs = self._dropout_structure("input", inputs, self.input_keep_prob)
         output, new_state = self.cell(inputs, state)
         if self.state_keep_prob < 1.0 and self.training:
             new_state = self._state_dropout(new_state)
-        output = self._dropout("output", output, self.output_keep_prob)
+        output = self._dropout_structure("output", output, self.output_keep_prob)
         return output, new_state
 
     def extra_repr(self) -> str:

@@ -229,12 +229,14 @@ def _import(ckpt, args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     if imported.skipped:
         print(f"  not imported: {', '.join(imported.skipped)}")
+    from rnnflow.cli import prog  # as the user ran it: .venv/bin/rnnflow, python -m rnnflow
+
     if assumed:
         print(
             f"  dataset: {config.dataset} ASSUMED (the {args.preset} preset's default; a TF1 "
             "checkpoint does not say what it was trained on). For a Fashion-MNIST model, import "
             "again with --dataset fashion-mnist, or evaluate this run with "
-            "`rnnflow evaluate RUN --dataset fashion-mnist`"
+            f"`{prog()} evaluate RUN --dataset fashion-mnist`"
         )
-    print(f"evaluate with: rnnflow evaluate {run_dir}  (dataset: {config.dataset})")
+    print(f"evaluate with: {prog()} evaluate {run_dir}  (dataset: {config.dataset})")
     return 0

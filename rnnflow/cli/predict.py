@@ -101,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             loaded.append((path, load_image(path, style=style, max_pixels=max_pixels)))  # [28, 28]
         except ImageTooLarge as exc:
-            hint = f"; --max-pixels N raises the limit ({max_pixels})" if exc.pixels else ""
+            if exc.limit == max_pixels:
+                hint = f"; --max-pixels N raises the limit ({max_pixels})"
+            else:  # Pillow's own decompression-bomb limit
+                hint = f"; --max-pixels cannot raise Pillow's own limit ({exc.limit} pixels)"
             errors.append({"image": path, "error": f"{exc}{hint}"})
         except (OSError, ValueError) as exc:
             errors.append({"image": path, "error": str(exc)})

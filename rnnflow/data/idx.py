@@ -80,6 +80,7 @@ def read_idx_bytes(path: str | os.PathLike[str], *, max_bytes: int | None = None
             ) from exc
 
 
+_SHOWN_DIMS = 8  # shapes with more dimensions are described by their count in errors
 _MAX_HEADER = 4 + 4 * 255  # magic, type, ndim <= 255, the sizes
 _CHUNK = 1 << 20
 _TRAILING_LIMIT = 1 << 20  # trailing bytes of a gzip stream counted exactly up to this many
@@ -124,7 +125,10 @@ def _read_stream(
 
 
 def _describe(shape: tuple[int, ...], dtype: np.dtype, expected: int) -> str:
-    return f"header declares {'x'.join(map(str, shape))} {dtype.name} ({expected} bytes in all)"
+    dims = "x".join(map(str, shape[:_SHOWN_DIMS]))
+    if len(shape) > _SHOWN_DIMS:  # a corrupt dimension count: no 255-part shape string
+        dims = f"{len(shape)} dimensions ({dims}x...)"
+    return f"header declares {dims} {dtype.name} ({expected} bytes in all)"
 
 
 def _wrong_size(source: str, described: str, expected: int, actual: int) -> NoReturn:

@@ -4,12 +4,16 @@ Fashion-MNIST expects: float32 [28, 28] in [0, 1], light on black, row r = time 
 Reading a file (:func:`load_image`) keeps memory bounded by what the result needs, not by the
 file: the header's size is checked first; a JPEG is decoded at reduced scale (Pillow's
 ``draft``: the decoder's own 1/2, 1/4, 1/8 DCT scaling), so a 48-megapixel phone photo never
-exists at full size; any other image is decoded once, then shrunk by integer box averaging
-(``Image.reduce``, no resampling kernel as wide as the reduction) to at most ``WORK_SIDE``
-pixels on its longer side. Only what would take more than ``max_pixels`` pixels to decode is
-refused (:class:`ImageTooLarge`). Every Pillow mode is handled: palette, bilevel, CMYK,
-grey+alpha, 16-bit and 32-bit integer, float (non-finite pixels are refused); an animated or
-multi-page file gives its first frame; EXIF rotation is applied.
+exists at full size; any other image is decoded once, then shrunk tile by tile (mode
+conversions and Pillow's premultiplied-alpha copy touch one tile at a time) by integer box
+averaging (``Image.reduce``, no resampling kernel as wide as the reduction) to at most
+``WORK_SIDE`` pixels on its longer side. Refused (:class:`ImageTooLarge`, from the header,
+before decoding): more than ``max_pixels`` pixels to decode, or more than 4 x ``max_pixels``
+bytes (Pillow's 1, 2 or 4 bytes per pixel plus an 8-byte pointer per row: a 1-pixel-wide
+image costs 9 bytes a pixel), or more than Pillow's own decompression-bomb limit. Every
+Pillow mode is handled: palette, bilevel, CMYK, grey+alpha, 16-bit and 32-bit integer, float
+(non-finite pixels are refused); an animated or multi-page file gives its first frame; EXIF
+rotation is applied.
 
 Both styles then start the same way: grayscale (transparency composited onto white), and the
 background removed. The background is what the outer ring of the picture shows (the outermost 5%
@@ -44,6 +48,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Literal, get_args
@@ -64,12 +69,16 @@ __all__ = [
 
 MAX_PIXELS = 50_000_000
 """Default limit on the pixels decoded (width x height, after a JPEG's reduced-scale decoding):
-beyond it a file is refused before decoding (a decompression bomb). At most 4 bytes per pixel
-(RGBA, or a palette image converted to it) plus the decoded file: about 250 MB at the limit."""
+beyond it a file is refused before decoding (a decompression bomb). The decoded image may take
+at most 4 bytes per pixel of the limit (200 MB), row pointers included; conversions work on one
+tile at a time."""
 
 WORK_SIDE = 1024
 """Longer side, in pixels, an image is shrunk to right after decoding (28 are kept in the end)."""
 
+_BYTES_PER_PIXEL = 4  # decoded bytes allowed per pixel of max_pixels (RGBA's 4)
+_ROW_BYTES = 8  # Pillow's pointer to each row of a decoded image
+_TILE = 64  # output pixels per side of a tile shrunk at a time (_decode_small)
 _FIELD, _BOX = 28, 20  # output field, box the ink is scaled into
 _INK_THRESHOLD = 0.25  # after contrast stretch: what counts as ink for the bounding box
 _MIN_CONTRAST = 0.1  # brightest ink minus background below this: no ink at all
@@ -117,8 +126,10 @@ def load_image(
     near the decoded size (at most ``max_pixels`` pixels, JPEGs decoded at reduced scale). Raises
     ``FileNotFoundError`` if the file is missing, ``ValueError`` for an unknown ``style`` or a
     ``max_pixels`` < 1, :class:`ImageTooLarge` (checked from the header, before decoding) for more
-    than ``max_pixels`` pixels to decode, and :class:`ImageError` (a ``ValueError``) if it is not
-    an image Pillow can decode, is truncated, has NaN or infinite pixels, or holds no ink.
+    than ``max_pixels`` pixels or 4 x ``max_pixels`` bytes to decode or more pixels than
+    Pillow's own decompression-bomb limit (``limit`` is then Pillow's), and
+    :class:`ImageError` (a ``ValueError``) if it is not an image Pillow can decode, is
+    truncated, has NaN or infinite pixels, or holds no ink.
     """
     _check_style(style, "load_image")
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
@@ -128,16 +139,20 @@ def load_image(
         raise FileNotFoundError(f"load_image: {path}: no such file")
     try:
         with warnings.catch_warnings():
-            # Pillow warns above Image.MAX_IMAGE_PIXELS and raises above twice that; make both
-            # errors without touching Pillow's global settings.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns above Image.MAX_IMAGE_PIXELS (our own max_pixels check decides
+            # there) and raises above twice that, without touching Pillow's global settings.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 gray = _to_gray(_decode_small(image, path, max_pixels), path)  # [h, w] in [0, 1]
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
+        # "Image size (N pixels) exceeds limit of M pixels, ..." (Pillow's own hard limit)
+        sizes = [int(n) for n in re.findall(r"\d+", str(exc))][:2]
+        pixels, limit = sizes if len(sizes) == 2 else (0, 0)
         raise ImageTooLarge(
-            f"load_image: {path}: image too large (possible decompression bomb): {exc}",
-            pixels=0,
-            limit=max_pixels,
+            f"load_image: {path}: image too large: {pixels} pixels to decode, over Pillow's "
+            f"own decompression-bomb limit of {limit} pixels (max_pixels cannot raise it)",
+            pixels=pixels,
+            limit=limit,
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
@@ -173,9 +188,33 @@ def _decode_small(image: Image.Image, path: Path, max_pixels: int) -> Image.Imag
             pixels=width * height,
             limit=max_pixels,
         )
+    _check_working_size(image, path, max_pixels)
     image.load()
     orientation = image.getexif().get(0x0112)  # after load(): a PNG's may follow its pixels
-    # modes Image.reduce handles: 8-bit bands, 32-bit "I" and "F"
+    factor = math.ceil(max(width, height) / WORK_SIDE)
+    blocks = (min(factor, width), min(factor, height))  # box average over blocks of this size
+    # Tile by tile: a mode conversion or a reduce (which first copies RGBA and LA to
+    # premultiplied alpha) only ever copies one tile, never the whole decoded image.
+    step_x, step_y = _TILE * blocks[0], _TILE * blocks[1]  # input tiles aligned to blocks
+    small = None
+    for top in range(0, height, step_y):
+        for left in range(0, width, step_x):
+            box = (left, top, min(width, left + step_x), min(height, top + step_y))
+            tile = _workable(image.crop(box), path)
+            if factor > 1:
+                tile = tile.reduce(blocks)
+            if small is None:
+                small = Image.new(tile.mode, (-(-width // blocks[0]), -(-height // blocks[1])))
+            small.paste(tile, (left // blocks[0], top // blocks[1]))
+    image = small
+    if orientation in _ORIENTATION:
+        image = image.transpose(_ORIENTATION[orientation])
+    return image
+
+
+def _workable(image: Image.Image, path: Path) -> Image.Image:
+    """``image`` in a mode ``Image.reduce`` and ``_to_gray`` handle: 8-bit bands, "I", "F"
+    (checked finite)."""
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif image.mode == "PA":
@@ -188,12 +227,31 @@ def _decode_small(image: Image.Image, path: Path, max_pixels: int) -> Image.Imag
         image = image.convert("RGB")
     if image.mode == "F":
         _check_finite(image, path)
-    factor = math.ceil(max(width, height) / WORK_SIDE)
-    if factor > 1:  # box average over factor x factor blocks (fewer where a side is shorter)
-        image = image.reduce((min(factor, width), min(factor, height)))
-    if orientation in _ORIENTATION:
-        image = image.transpose(_ORIENTATION[orientation])
     return image
+
+
+def _check_working_size(image: Image.Image, path: Path, max_pixels: int) -> None:
+    """Refuse (:class:`ImageTooLarge`) what would take more than ``_BYTES_PER_PIXEL x
+    max_pixels`` bytes to decode: Pillow keeps 1 byte per pixel for "1", "L", "P", 2 for
+    16-bit modes, 4 for the others, and one 8-byte pointer per row, so a 1-pixel-wide image
+    costs 9 bytes per pixel."""
+    width, height = image.size
+    if image.mode in ("1", "L", "P"):
+        depth = 1
+    elif image.mode.startswith("I;16"):
+        depth = 2
+    else:
+        depth = 4
+    needed = height * (width * depth + _ROW_BYTES)
+    allowed = _BYTES_PER_PIXEL * max_pixels
+    if needed > allowed:
+        raise ImageTooLarge(
+            f"load_image: {path}: image too large: {width}x{height} {image.mode} takes "
+            f"{needed} bytes to decode ({depth} per pixel + {_ROW_BYTES} per row), the limit is "
+            f"{allowed} ({_BYTES_PER_PIXEL} x max_pixels {max_pixels})",
+            pixels=width * height,
+            limit=max_pixels,
+        )
 
 
 def _check_finite(image: Image.Image, path: Path) -> None:

@@ -481,7 +481,7 @@ class TF1Checkpoint:
         if name not in self.entries:
             raise KeyError(
                 f"TF1Checkpoint.read: no tensor {name!r} in {self.index_path} "
-                f"({len(self.entries)} tensors; list them with `rnnflow import-tf1 PREFIX --list`)"
+                f"({len(self.entries)} tensors; TF1Checkpoint.shapes() lists them)"
             )
         entry = self.entries[name]
         if entry.sliced:

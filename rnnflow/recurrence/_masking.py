@@ -51,6 +51,12 @@ def check_sequence_length(
                 f"{owner}: sequence_length must be an integer tensor, "
                 f"got {reprlib.repr(sequence_length)}"
             ) from err
+        if array.dtype != np.bool_ and isinstance(sequence_length, (list, tuple)):
+            for i, value in enumerate(sequence_length):  # NumPy read a bool among ints as 0/1
+                if isinstance(value, (bool, np.bool_)):
+                    raise TypeError(
+                        f"{owner}: sequence_length must hold integers, got {value!r} at index {i}"
+                    )
     else:
         raise TypeError(
             f"{owner}: sequence_length must be an integer tensor of shape ({batch},), "

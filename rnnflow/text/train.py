@@ -58,6 +58,7 @@ from rnnflow.training.checkpoint import (
     _flatten_optimizer,
     atomic_write_bytes,
     check_progress,
+    check_progress_bounds,
     check_weights_fit,
     load_model_state,
     read_checkpoint_file,
@@ -260,6 +261,8 @@ def load_charlm_checkpoint(path: str | os.PathLike[str]) -> CharLMCheckpoint:
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata: {exc}") from exc
     progress = check_progress(path, progress, CharLMProgress)
+    # the total steps depend on the corpus: fit() checks them against its data
+    check_progress_bounds(path, progress, batch_size=config.batch_size, window=config.max_len)
     checkpoint = CharLMCheckpoint(
         path=path,
         config=config,
@@ -406,6 +409,10 @@ def fit(
         data.val_examples, config.eval_batch_size, shuffle=False, pad_id=vocab.pad_id
     )
     total = config.epochs * len(loader)
+    if resume is not None:
+        check_progress_bounds(
+            resume.path, resume.progress, batch_size=config.batch_size, total_steps=total
+        )
     params = list(model.parameters())
     saved_step = resume.progress["step"] if resume is not None else None
 

@@ -46,6 +46,7 @@ __all__ = [
     "CheckpointError",
     "atomic_write_bytes",
     "check_progress",
+    "check_progress_bounds",
     "check_weights_fit",
     "load_checkpoint",
     "load_model_state",
@@ -397,6 +398,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     from rnnflow.training.loop import Progress  # loop.py imports this module
 
     progress = check_progress(path, progress, Progress)
+    check_progress_bounds(path, progress, batch_size=config.batch_size, total_steps=config.steps)
     return Checkpoint(
         path=path,
         config=config,
@@ -448,6 +450,42 @@ def check_progress(path: Path, progress: Any, fields_of: type) -> dict[str, Any]
                 f"{type(start).__name__}" + ("" if isinstance(start, bool) else f" >= {start}")
             )
     return {**defaults, **progress}
+
+
+def check_progress_bounds(
+    path: Path,
+    progress: dict[str, Any],
+    *,
+    batch_size: int,
+    total_steps: int | None = None,
+    window: int | None = None,
+) -> None:
+    """Refuse progress counters (already typed by :func:`check_progress`) that the run's config
+    cannot have produced: ``step`` > ``total_steps`` (when known), ``examples`` > ``step x
+    batch_size`` (every step sees at most one batch), ``epoch``, ``batch_in_epoch`` or
+    ``best_step`` > ``step``, ``tokens`` > ``examples x window``. Raises
+    :class:`CheckpointError` naming ``path``, the field, its value and the bound.
+    """
+    step = progress["step"]
+    if total_steps is not None and step > total_steps:
+        raise CheckpointError(
+            f"{path}: corrupt progress metadata: 'step' is {step}, but its config's run has only "
+            f"{total_steps} steps"
+        )
+    bounds = {
+        "examples": (step * batch_size, f"step x batch_size = {step} x {batch_size}"),
+        "epoch": (step, "step"),
+        "batch_in_epoch": (step, "step"),
+        "best_step": (step, "step"),
+    }
+    if window is not None and "examples" in progress:
+        bounds["tokens"] = (progress["examples"] * window, f"examples x max_len ({window})")
+    for key, (high, what) in bounds.items():
+        if key in progress and progress[key] > high:
+            raise CheckpointError(
+                f"{path}: corrupt progress metadata: {key!r} is {progress[key]}, more than "
+                f"{what} ({high})"
+            )
 
 
 def check_weights_fit(checkpoint: Any, build: Callable[[], nn.Module]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 import torch
@@ -253,3 +255,41 @@ def test_bad_filter_result_is_refused():
     )
     with pytest.raises(ValueError, match=r"must return a bool or a structure of bools"):
         wrapped(torch.ones(1, 4), torch.zeros(1, 4))
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+
+class NestedOutput(RNNCell):
+    """A custom cell whose output is nested, Pair(a [B, 40], (b [B, 30],)): its input split."""
+
+    @property
+    def state_size(self):
+        return 1
+
+    @property
+    def output_size(self):
+        return Pair(40, (30,))
+
+    def forward(self, inputs, state):
+        return Pair(inputs[:, :40], (inputs[:, 40:],)), state
+
+
+@pytest.mark.parametrize("variational", [False, True])
+def test_nested_outputs_are_dropped_leaf_by_leaf(variational):
+    # TF1 maps dropout over the output structure: every leaf's values are 0 or 1 / keep_prob.
+    cell = DropoutWrapper(
+        NestedOutput(), output_keep_prob=0.25, variational_recurrent=variational, seed=1
+    )
+    x = torch.ones(16, 6, 70)  # [B, T, 40 + 30]
+    out, _ = dynamic_rnn(cell, x, dtype=torch.float32)
+    assert isinstance(out, Pair) and out.a.shape == (16, 6, 40) and out.b[0].shape == (16, 6, 30)
+    for leaf in (out.a, out.b[0]):
+        assert set(leaf.unique().tolist()) == {0.0, 4.0}  # kept values scaled by 1 / 0.25
+        if variational:  # one [1, size] mask per leaf, shared by every row and step
+            assert (leaf == leaf[:1, :1]).all()
+    if variational:  # the two leaves' masks are separate draws: 40 vs 30 units
+        assert not torch.equal(out.a[0, 0, :30] == 0, out.b[0][0, 0] == 0)
+    cell.eval()  # dropout off: the identity
+    out, _ = dynamic_rnn(cell, x, dtype=torch.float32)
+    assert torch.equal(out.a, x[..., :40]) and torch.equal(out.b[0], x[..., 40:])

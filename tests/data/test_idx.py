@@ -85,6 +85,11 @@ MALFORMED = {
         r"2 unexpected trailing bytes: header declares 3 uint8",
     ),
     "int32-cut": (header(0x0C, 2) + bytes(7), r"truncated: header declares 2 int32 \(16 bytes"),
+    "ndim-ff": (  # a corrupt dimension count: its count is named, not a 255-part shape
+        bytes([0, 0, 8, 255]) + header(0x08, 5, 28, 28)[4:] + bytes(4 * 252) + bytes(9),
+        r"9 unexpected trailing bytes: header declares 255 dimensions \(5x28x28x0x0x0x0x0x\.\.\.\)"
+        r" uint8 \(1024 bytes in all\), file has 1033$",
+    ),
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from rnnflow.data.images import ImageError, load_image, preprocess_image
+from rnnflow.data.images import WORK_SIDE, ImageError, load_image, preprocess_image
 
 
 def drawing(*, ink: int = 0, paper: int = 255, size: tuple[int, int] = (120, 200)) -> Image.Image:
@@ -303,44 +303,114 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale(tmp_path: Path) -> None:
         load_image(png, max_pixels=3_000_000)
 
 
+# Peak resident memory of this process, KiB: VmHWM, not ru_maxrss, which carries the
+# forking pytest's own peak across exec (a large parent hides the child's growth).
 PEAK_RSS = """
-import resource, sys
+import re, sys
 from rnnflow.data.images import ImageError, load_image
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak():
+    with open("/proc/self/status") as status:
+        return int(re.search(r"VmHWM:\\s*(\\d+) kB", status.read()).group(1))
+before = peak()
 try:
     load_image(sys.argv[1], style=sys.argv[2])
     outcome = "ok"
 except ImageError as exc:
     outcome = "ImageError: " + str(exc)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, outcome)
+print(peak() - before, outcome)
 """
 
 
+def streamed_png(path: Path, width: int, height: int, colour_type: int, rows) -> None:
+    """Write an 8-bit PNG (colour type 0 grey, 6 RGBA) from ``rows``: (y0, y1, pixel bytes)
+    runs of equal rows, so no full image is ever in memory."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    packer = zlib.compressobj(6)
+    compressed = []
+    for y0, y1, data in rows:  # [y0, y1) all hold the row data
+        line = b"\x00" + data  # filter byte 0: none
+        for start in range(y0, y1, 65536):
+            compressed.append(packer.compress(line * (min(y1, start + 65536) - start)))
+    compressed.append(packer.flush())
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(compressed))
+    path.write_bytes(png + chunk(b"IEND", b""))
+
+
+def row_image(path: Path) -> None:  # 39,000,000 x 1 grey, a dark stroke in the middle
+    width = 39_000_000
+    row = bytearray(b"\xff" * width)
+    row[19_000_000:20_000_000] = b"\x00" * 1_000_000
+    streamed_png(path, width, 1, 0, [(0, 1, bytes(row))])
+
+
+def column_image(path: Path) -> None:  # 1 x 39,000,000 grey: 8 bytes of row pointers a pixel
+    height = 39_000_000
+    rows = [(0, 19_000_000, b"\xff"), (19_000_000, 20_000_000, b"\x00")]
+    streamed_png(path, 1, height, 0, rows + [(20_000_000, height, b"\xff")])
+
+
+def rgba_image(path: Path) -> None:  # 7000 x 7000 RGBA: 196 MB decoded
+    white, ink = b"\xff" * 4 * 7000, b"\x00\x00\x00\xff" * 7000
+    rows = [(0, 3000, white), (3000, 4000, ink), (4000, 7000, white)]
+    streamed_png(path, 7000, 7000, 6, rows)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads Linux's VmHWM")
+@pytest.mark.parametrize(
+    ("make", "limit_kib", "refused"),
+    [
+        (row_image, 150_000, False),  # the 39 MB decoded row and small change, not 2.4 GB
+        (column_image, 100_000, True),  # 351 MB to decode: refused before decoding
+        (rgba_image, 300_000, False),  # 196 MB decoded; conversions copy a tile at a time
+    ],
+)
 @pytest.mark.parametrize("style", ["mnist", "fashion"])
-def test_a_39_megapixel_row_is_decoded_in_bounded_memory(tmp_path: Path, style: str) -> None:
+def test_large_images_are_decoded_in_bounded_memory(
+    tmp_path: Path, style: str, make, limit_kib: int, refused: bool
+) -> None:
     import subprocess
     import sys
 
-    width = 39_000_000
-    row = bytearray(b"\xff" * width)
-    row[19_000_000:20_000_000] = b"\x00" * 1_000_000  # a dark stroke in the middle
-    ihdr = struct.pack(">IIBBBBB", width, 1, 8, 0, 0, 0, 0)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-    png += chunk(b"IDAT", zlib.compress(b"\x00" + bytes(row), 9)) + chunk(b"IEND", b"")
-    (tmp_path / "row.png").write_bytes(png)
+    make(tmp_path / "big.png")
     result = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, str(tmp_path / "row.png"), style],
+        [sys.executable, "-c", PEAK_RSS, str(tmp_path / "big.png"), style],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    grown_kb, outcome = result.stdout.split(" ", 1)
-    assert outcome.startswith(("ok", "ImageError: load_image")), outcome
-    assert int(grown_kb) < 150_000  # KiB: the 39 MB decoded row and small change, not 2.4 GB
+    grown_kib, outcome = result.stdout.split(" ", 1)
+    if refused:
+        assert re.match(
+            r"ImageError: load_image: .*big\.png: image too large: 1x39000000 L takes "
+            r"351000000 bytes to decode",
+            outcome,
+        ), outcome
+    else:
+        assert outcome.startswith("ok"), outcome
+    assert int(grown_kib) < limit_kib
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "F", "I;16", "1"])
+def test_tiles_shrink_exactly_as_the_whole_image(monkeypatch, tmp_path: Path, mode: str) -> None:
+    """Tile-by-tile conversion and reduction (3 x 3 output pixels a tile) equals Pillow's
+    conversion and reduction of the whole image, partial blocks at the edges included."""
+    import rnnflow.data.images as images
+
+    rng = np.random.default_rng(3)
+    width, height = 3 * WORK_SIDE + 7, 2 * WORK_SIDE + 5  # factor 4, partial edge blocks
+    rgba = Image.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8), "RGBA")
+    image = rgba.convert("F") if mode == "F" else rgba.convert(mode)
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
+    whole = {"LA": "LA", "RGBA": "RGBA", "P": "RGB", "F": "F", "I;16": "I"}.get(mode, "L")
+    expected = image.convert(whole).reduce(4)
+    monkeypatch.setattr(images, "_TILE", 3)
+    got = images._decode_small(image, tmp_path / "x.png", 10**9)
+    assert got.mode == expected.mode and got.size == expected.size == (770, 514)
+    assert np.array_equal(np.asarray(got), np.asarray(expected))

@@ -4,6 +4,7 @@ rnnflow models that compute TF's logits, and runs that evaluate, predict and kee
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -368,3 +369,14 @@ def test_the_assumed_dataset_is_said_and_recorded(tmp_path: Path, capsys) -> Non
     assert "ASSUMED" not in capsys.readouterr().out
     record = json.loads((tmp_path / "b" / "import.json").read_text())
     assert record["dataset"] == "fashion-mnist" and record["dataset_assumed"] is False
+
+
+def test_import_hints_start_as_the_user_ran_rnnflow(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "argv", [".venv/bin/rnnflow"])
+    monkeypatch.setenv("PATH", "/nonexistent")  # not on PATH: rnnflow.cli.prog() gives the path
+    prefix = str(FIXTURES / "basic_rnn" / "model.ckpt")
+    assert main(["import-tf1", prefix, "--preset", "tutorial", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "`.venv/bin/rnnflow evaluate RUN --dataset fashion-mnist`" in out
+    assert f"evaluate with: .venv/bin/rnnflow evaluate {tmp_path / 'a'}  (dataset: mnist)" in out
+    assert "rnnflow evaluate" not in out.replace(".venv/bin/rnnflow evaluate", "")

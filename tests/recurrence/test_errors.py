@@ -45,6 +45,13 @@ X = torch.zeros(3, 5, 2)  # [B=3, T=5, D=2]
             r"sequence_length must be an integer tensor, got dtype torch.bool",
         ),
         ("5", TypeError, r"sequence_length must be an integer tensor of shape \(3,\), got str"),
+        # a bool among ints: NumPy would make the list int64 and the bool a length of 0 or 1
+        ([True, 3, 1], TypeError, r"dynamic_rnn: sequence_length must hold integers, got True "),
+        (
+            (3, np.True_, 1),
+            TypeError,
+            r"sequence_length must hold integers, got np\.True_ at index 1",
+        ),
     ],
 )
 def test_bad_sequence_length(sequence_length, error, message):

@@ -283,3 +283,39 @@ def test_a_non_finite_step_stops_the_character_model(tmp_path: Path, corpus: Pat
         err,
     ), err
     assert "Traceback" not in err and not (run / "best.safetensors").exists()
+
+
+def test_progress_beyond_the_run_is_refused(tmp_path: Path, corpus: Path, capsys) -> None:
+    """#14: a hand-edited step of 10**18 (or more tokens than its windows hold) is refused,
+    naming the file, at load (tokens) and at resume (steps: the total depends on the corpus)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    assert (
+        train(*TINY, "--text", str(corpus), "--quiet", "--out", str(run), "--stop-at-step", "2")
+        == 0
+    )
+    path = run / "checkpoint.safetensors"
+
+    def edit(**changes) -> None:
+        with safe_open(path, "pt") as f:
+            meta = f.metadata()
+        progress = json.loads(meta["progress"]) | changes
+        save_file(load_file(path), str(path), meta | {"progress": json.dumps(progress)})
+
+    edit(tokens=10**18)
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint\.safetensors: corrupt progress metadata: "
+        r"'tokens' is 1000000000000000000, more than examples x max_len",
+    ):
+        load_charlm_checkpoint(path)
+    edit(tokens=0, step=10**18)
+    capsys.readouterr()
+    assert train("--resume", str(run), "--quiet") == 1
+    assert re.search(
+        r"checkpoint\.safetensors: corrupt progress metadata: 'step' is 1000000000000000000, "
+        r"but its config's run has only \d+ steps",
+        capsys.readouterr().err,
+    )

@@ -278,6 +278,15 @@ def test_a_header_that_describes_less_than_the_file_is_refused_before_reading(tm
         (lambda p: p | {"finished": 1}, r"'finished' is 1, expected a bool"),
         (lambda p: p | {"colour": 1}, r"unknown keys \['colour'\] \(expected keys among \["),
         (lambda p: 5, r"expected a JSON object, got int"),
+        # counters the config's run cannot reach (#14): batch_size 4, 8 examples = 2 steps
+        (
+            lambda p: p | {"step": 10**18},
+            r"'step' is 1000000000000000000, but its config's run has only 2 steps",
+        ),
+        (lambda p: p | {"examples": 5}, r"'examples' is 5, more than step x batch_size = 1 x 4"),
+        (lambda p: p | {"best_step": 2}, r"'best_step' is 2, more than step \(1\)"),
+        (lambda p: p | {"epoch": 2}, r"'epoch' is 2, more than step \(1\)"),
+        (lambda p: p | {"batch_in_epoch": 3}, r"'batch_in_epoch' is 3, more than step \(1\)"),
     ],
 )
 def test_corrupt_progress_metadata_is_named(tmp_path, edit, message):
@@ -287,6 +296,12 @@ def test_corrupt_progress_metadata_is_named(tmp_path, edit, message):
         CheckpointError, match=rf"{re.escape(str(path))}: corrupt progress metadata: {message}"
     ):
         load_checkpoint(path)
+
+
+def test_progress_at_the_end_of_the_run_is_accepted(tmp_path):
+    path, _ = small_run(tmp_path)
+    edit_json_meta(path, "progress", lambda p: p | {"step": 2, "examples": 8, "best_step": 2})
+    assert load_checkpoint(path).progress["step"] == 2  # the bounds themselves are allowed
 
 
 def test_garbage_rng_state_is_named_at_load(tmp_path):
