@@ -17,7 +17,6 @@ inside a DropoutWrapper). A bidirectional model has ``cell_fw`` and ``cell_bw`` 
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -35,22 +34,8 @@ from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatib
 from rnnflow.cells.gru_block import GRUBlockCellV2
 from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
 from rnnflow.cells.lstm_block import LSTMBlockCell
+from rnnflow.models.cell_kinds import CELL_KINDS, INITS, CellKind, Init
 from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
-
-CellKind = Literal[
-    "rnn",
-    "lstm",
-    "gru",
-    "lstm_cell",
-    "lstm_block",
-    "gru_block",
-    "layer_norm_lstm",
-    "cudnn_lstm",
-    "cudnn_gru",
-]
-Init = Literal["normal", "glorot"]
-CELL_KINDS: tuple[str, ...] = get_args(CellKind)
-INITS: tuple[str, ...] = ("normal", "glorot")
 
 __all__ = ["CELL_KINDS", "INITS", "SequenceClassifier", "make_cell"]
 

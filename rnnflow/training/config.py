@@ -29,6 +29,7 @@ from rnnflow._config_checks import (  # re-exported: their home is rnnflow._conf
     check_range,
     check_ranges,
 )
+from rnnflow.models.cell_kinds import CellKind, Init
 
 __all__ = [
     "PRESETS",
@@ -51,23 +52,13 @@ class TrainConfig:
     data_dir: str | None = None  # None: search $RNNFLOW_DATA_DIR, the user cache, /usr/share/...
     val_size: int = 5000  # held out of the training split for validation and model selection
     # model
-    cell: Literal[
-        "rnn",
-        "lstm",
-        "gru",
-        "lstm_cell",
-        "lstm_block",
-        "gru_block",
-        "layer_norm_lstm",
-        "cudnn_lstm",
-        "cudnn_gru",
-    ] = "rnn"  # the kinds of models.classifier.CellKind
+    cell: CellKind = "rnn"  # the kinds of models.cell_kinds.CellKind
     num_units: int = 128
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0  # drop probability on each layer's outputs (DropoutWrapper)
     projection_size: int | None = None  # width of the input projection; None: num_units
-    init: Literal["normal", "glorot"] = "normal"  # projections: N(0,1) + 0.1 (tutorial) or Glorot
+    init: Init = "normal"  # projections: N(0,1) + 0.1 (tutorial) or Glorot
     forget_bias: float = 1.0  # the LSTM cells but cudnn_lstm (cuDNN has none)
     # optimisation
     optimizer: Literal["adam", "adamw"] = "adam"
