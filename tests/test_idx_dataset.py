@@ -71,6 +71,10 @@ def test_train_evaluate_records_sha256(tmp_path, capsys):
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(png)
     assert main(["predict", str(run), str(png)]) == 1
     assert "trained on 13x17 images" in capsys.readouterr().err
+    assert (
+        main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 1
+    )
+    assert "is a --dataset idx run (13x17 images): export supports" in capsys.readouterr().err
 
 
 def test_labels_without_classes_file(tmp_path):
