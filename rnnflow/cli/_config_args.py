@@ -7,7 +7,7 @@ import typing
 from dataclasses import fields
 from typing import Any
 
-from rnnflow.training.config import TrainConfig, field_type
+from rnnflow.training.config import DATA_RECORD_FIELDS, TrainConfig, field_type
 
 
 def _optional(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]:
@@ -75,7 +75,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "tutorial preset's; the list at the end gives what each other preset changes)",
     )
     for f in fields(TrainConfig):
-        add_field_argument(group, f.name, field_type(f.name), f.default)
+        if f.name not in DATA_RECORD_FIELDS:  # recorded from the data, not chosen
+            add_field_argument(group, f.name, field_type(f.name), f.default)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -148,14 +148,29 @@ def _run_classifier(args: argparse.Namespace) -> int:
         return 1
     config = checkpoint.config
     try:
-        dataset = canonical_name(args.dataset) if args.dataset else config.dataset
-        images, labels = load_split(dataset, args.split, args.data_dir or config.data_dir)
+        dataset = config.dataset if args.dataset in (None, "idx") else canonical_name(args.dataset)
+        if dataset == "idx":  # the run's classes; the labels are checked against their count
+            from rnnflow.data.idx_folder import load_idx_folder_split
+
+            split = load_idx_folder_split(
+                args.data_dir or config.data_dir, args.split, num_classes=config.num_classes
+            )
+            images, labels = split.images, split.labels
+            if tuple(images.shape[1:]) != (config.image_height, config.image_width):
+                raise ValueError(
+                    f"{args.split} images are {list(images.shape[1:])}, the run was trained on "
+                    f"{[config.image_height, config.image_width]}"
+                )
+        else:
+            images, labels = load_split(dataset, args.split, args.data_dir or config.data_dir)
     except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
         print(f"rnnflow evaluate: {exc}", file=sys.stderr)
         return 1
     tta = config.tta_flip if args.tta_flip is None else args.tta_flip
-    result = evaluate(model, images, labels, batch_size=args.batch_size, tta_flip=tta)
-    names = CLASS_NAMES[dataset]
+    names = config.class_names or CLASS_NAMES[dataset]
+    result = evaluate(
+        model, images, labels, batch_size=args.batch_size, tta_flip=tta, num_classes=len(names)
+    )
     per_class = result.per_class_accuracy.tolist()
     if args.json:
         payload = {

@@ -126,6 +126,11 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, CheckpointError) as exc:
         return _fail(str(exc))
     config = checkpoint.config
+    if config.dataset == "idx":
+        return _fail(
+            f"{args.model} is a --dataset idx run ({config.image_height}x{config.image_width} "
+            "images): export supports MNIST and Fashion-MNIST runs only"
+        )
     try:
         dataset = canonical_name(args.dataset) if args.dataset else config.dataset
         images, _ = load_split(dataset, "test", args.data_dir or config.data_dir)

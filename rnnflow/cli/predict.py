@@ -92,7 +92,15 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, CheckpointError) as exc:
         print(f"rnnflow predict: {exc}", file=sys.stderr)
         return 1
-    names = CLASS_NAMES[checkpoint.config.dataset]
+    config = checkpoint.config
+    if (config.image_height, config.image_width) != (28, 28):
+        print(
+            f"rnnflow predict: {args.model} was trained on {config.image_height}x"
+            f"{config.image_width} images (height x width); predict reads images as 28x28 only",
+            file=sys.stderr,
+        )
+        return 1
+    names = config.class_names or CLASS_NAMES[config.dataset]
     top = max(1, min(args.top, len(names)))
     style = "fashion" if checkpoint.config.dataset == "fashion-mnist" else "mnist"
     max_pixels = args.max_pixels or MAX_PIXELS

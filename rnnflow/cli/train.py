@@ -176,6 +176,12 @@ def run(args: argparse.Namespace) -> int:
             return _fail(f"--task {task}, but {args.resume} holds a {recorded} run")
         task = task or recorded
     task = task or "classifier"
+    if task == "classifier" and getattr(args, "cfg_dataset", None) == "idx":
+        if getattr(args, "cfg_data_dir", None) is None:
+            return _fail(
+                "argument --data-dir: required with --dataset idx (the folder of the "
+                "four IDX files)"
+            )
     problem = _preset_problem(args.preset, task)
     if problem:
         return _fail(problem)
@@ -233,7 +239,7 @@ def _plan_run(args: argparse.Namespace) -> tuple[Any, Any]:
     from rnnflow.training.config import PRESETS, config_from_dict
 
     overrides = config_overrides(args)
-    if "dataset" in overrides:
+    if overrides.get("dataset", "idx") != "idx":
         overrides["dataset"] = canonical_name(overrides["dataset"])
     return plan_run(
         args,
@@ -326,8 +332,12 @@ def _train_planned(args: argparse.Namespace, ctx: Any, plan: Any) -> int:
     say = (lambda *a: None) if args.quiet or not ctx.is_main else print_stderr
     error = None
     try:
-        x, y = load_split(config.dataset, "train", config.data_dir)
-        test_x, test_y = load_split(config.dataset, "test", config.data_dir)
+        if config.dataset == "idx":
+            config, (x, y), (test_x, test_y) = _load_idx(config)
+            plan.config = config
+        else:
+            x, y = load_split(config.dataset, "train", config.data_dir)
+            test_x, test_y = load_split(config.dataset, "test", config.data_dir)
         if config.val_size:
             train_data, val_data = train_val_split(x, y, val_size=config.val_size, seed=config.seed)
         else:
@@ -342,7 +352,7 @@ def _train_planned(args: argparse.Namespace, ctx: Any, plan: Any) -> int:
     if not ctx.parallel and error is not None:
         return _fail(error, 1)
     ctx.check_all(error)
-    class_names = CLASS_NAMES[config.dataset]
+    class_names = config.class_names or CLASS_NAMES[config.dataset]
 
     processes = f" on {ctx.world_size} processes ({ctx.backend})" if ctx.parallel else ""
     if not plan.existing:
@@ -462,6 +472,37 @@ def _train_planned(args: argparse.Namespace, ctx: Any, plan: Any) -> int:
         f"({record['examples_per_s']:.0f} examples/s); run folder: {run_dir}"
     )
     return 0
+
+
+def _load_idx(config: Any) -> tuple[Any, Any, Any]:
+    """``(config with the data recorded, (train x, y), (test x, y))`` of a ``--dataset idx`` run;
+    a resumed run must see the files it recorded (``ValueError`` otherwise)."""
+    from dataclasses import replace
+
+    from rnnflow.data.idx_folder import load_idx_folder_split
+
+    train = load_idx_folder_split(config.data_dir, "train")
+    test = load_idx_folder_split(config.data_dir, "test")
+    height, width = train.images.shape[1:]
+    if test.images.shape[1:] != train.images.shape[1:]:
+        raise ValueError(
+            f"--dataset idx: test images are {list(test.images.shape[1:])}, training images "
+            f"{[height, width]} (in {config.data_dir})"
+        )
+    sha256 = tuple(f"{n}={h}" for n, h in {**train.sha256, **test.sha256}.items())
+    if config.data_sha256 and config.data_sha256 != sha256:
+        raise ValueError(
+            f"--dataset idx: the files in {config.data_dir} differ from those this run recorded "
+            f"(config.json data_sha256): recorded {list(config.data_sha256)}, found {list(sha256)}"
+        )
+    recorded = replace(
+        config,
+        image_height=height,
+        image_width=width,
+        class_names=train.class_names,
+        data_sha256=sha256,
+    )
+    return recorded, (train.images, train.labels), (test.images, test.labels)
 
 
 def print_stderr(*parts: Any) -> None:

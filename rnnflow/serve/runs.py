@@ -77,7 +77,8 @@ class ImageRun:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return tuple(CLASS_NAMES[self.checkpoint.config.dataset])
+        config = self.checkpoint.config
+        return config.class_names or tuple(CLASS_NAMES[config.dataset])
 
     @property
     def style(self) -> Style:

@@ -37,6 +37,7 @@ __all__ = [
     "TrainConfig",
     "check_range",
     "check_ranges",
+    "DATA_RECORD_FIELDS",
     "config_from_dict",
     "field_choices",
     "field_type",
@@ -48,8 +49,13 @@ class TrainConfig:
     """Everything that defines a training run. Frozen: derive variants with ``replace``."""
 
     # data
-    dataset: Literal["mnist", "fashion-mnist"] = "mnist"
+    dataset: Literal["mnist", "fashion-mnist", "idx"] = "mnist"  # idx: any IDX set in data_dir
     data_dir: str | None = None  # None: search $RNNFLOW_DATA_DIR, the user cache, /usr/share/...
+    # Recorded from the data for dataset "idx" (no CLI flags; see DATA_RECORD_FIELDS):
+    image_height: int = 28  # time steps
+    image_width: int = 28  # inputs per step
+    class_names: tuple[str, ...] = ()  # empty: the registered dataset's names
+    data_sha256: tuple[str, ...] = ()  # "file name=sha256 of its uncompressed IDX bytes"
     val_size: int = 5000  # held out of the training split for validation and model selection
     # model
     cell: CellKind = "rnn"  # the kinds of models.cell_kinds.CellKind
@@ -89,6 +95,17 @@ class TrainConfig:
         for f in fields(self):
             check_field_type("TrainConfig", f.name, getattr(self, f.name), field_type(f.name))
         check_ranges("TrainConfig", self, TRAIN_CONFIG_RANGES)
+        if self.dataset == "idx" and self.data_dir is None:
+            raise ValueError("TrainConfig: dataset 'idx' needs data_dir (--data-dir DIR)")
+        if self.dataset != "idx" and (
+            (self.image_height, self.image_width) != (28, 28)
+            or self.class_names
+            or self.data_sha256
+        ):
+            raise ValueError(
+                f"TrainConfig: image_height, image_width, class_names and data_sha256 are "
+                f"recorded for dataset 'idx' only, not {self.dataset!r}"
+            )
         if self.min_lr > self.lr:
             raise ValueError(f"TrainConfig: min_lr must be <= lr ({self.lr}), got {self.min_lr}")
 
@@ -97,12 +114,19 @@ class TrainConfig:
         """Optimizer steps in the whole run: ceil(train_examples / batch_size)."""
         return -(-self.train_examples // self.batch_size)
 
+    @property
+    def num_classes(self) -> int:
+        """Classes of the model: ``len(class_names)``, else 10 (MNIST, Fashion-MNIST)."""
+        return len(self.class_names) or 10
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
 
 
 TRAIN_CONFIG_RANGES: dict[str, Range] = {
     "val_size": NON_NEGATIVE,
+    "image_height": POSITIVE,
+    "image_width": POSITIVE,
     "num_units": POSITIVE,
     "num_layers": POSITIVE,
     "dropout": PROBABILITY,
@@ -151,8 +175,13 @@ def config_from_dict(data: dict[str, Any], *, source: str = "config") -> TrainCo
     for f in fields(TrainConfig):  # JSON has no int/float distinction for whole numbers
         if f.name in values and field_type(f.name) is float and isinstance(values[f.name], int):
             values[f.name] = float(values[f.name])
+        if f.name in values and f.name in DATA_RECORD_FIELDS and isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])  # JSON has no tuples
     return TrainConfig(**values)
 
+
+DATA_RECORD_FIELDS = ("image_height", "image_width", "class_names", "data_sha256")
+"""Fields the run records from the data (dataset "idx"), not set by flags or presets."""
 
 _TUTORIAL = TrainConfig()
 

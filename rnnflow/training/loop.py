@@ -93,11 +93,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(config: TrainConfig, *, num_classes: int = 10) -> SequenceClassifier:
-    """The model a config describes (initialised from torch's global RNG)."""
+def build_model(config: TrainConfig, *, num_classes: int | None = None) -> SequenceClassifier:
+    """The model a config describes (initialised from torch's global RNG); ``num_classes``
+    defaults to ``config.num_classes``, the input size is ``config.image_width``."""
     return SequenceClassifier(
-        input_size=28,
-        num_classes=num_classes,
+        input_size=config.image_width,
+        num_classes=config.num_classes if num_classes is None else num_classes,
         cell=config.cell,
         num_units=config.num_units,
         num_layers=config.num_layers,

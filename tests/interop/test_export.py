@@ -87,7 +87,9 @@ def test_onnx_export_matches_pytorch_at_any_batch_size(runs, name, tmp_path, cap
         with torch.no_grad():
             torch.testing.assert_close(torch.from_numpy(logits), model(x), rtol=0, atol=1e-5)
     meta = session.get_modelmeta().custom_metadata_map
-    assert json.loads(meta["rnnflow.config"]) == dataclasses.asdict(checkpoint.config)
+    assert json.loads(meta["rnnflow.config"]) == json.loads(
+        json.dumps(dataclasses.asdict(checkpoint.config))
+    )
     assert json.loads(meta["rnnflow.class_names"])[0] == "T-shirt/top"
 
 

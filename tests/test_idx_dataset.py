@@ -1,0 +1,154 @@
+"""`rnnflow train --dataset idx --data-dir DIR`: any IDX set, written here (13x17, 26 classes)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnflow.cli import main
+from rnnflow.data import write_idx
+from rnnflow.data.idx_folder import IdxFolderError, load_idx_folder_split
+
+H, W, C = 13, 17, 26
+LETTERS = [chr(ord("a") + k) for k in range(C)]
+
+
+def make(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class k: pixel column k % 17 bright on rows k // 17 * 6 .. +5 (uint8 [N, 13, 17])."""
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.arange(C), rng.integers(0, C, n - C)]).astype(np.uint8)
+    images = (rng.random((n, H, W)) * 30).astype(np.uint8)
+    for i, k in enumerate(labels):
+        images[i, (k // W) * 6 : (k // W) * 6 + 6, k % W] = 240
+    return images, labels
+
+
+def write_set(folder: Path, *, classes: bool = True, gz: bool = True) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (tx, ty), (sx, sy) = make(130, 0), make(52, 1)
+    suffix = ".gz" if gz else ""
+    paths = {
+        "train-images-idx3-ubyte": tx,
+        "train-labels-idx1-ubyte": ty,
+        "t10k-images-idx3-ubyte": sx,
+        "t10k-labels-idx1-ubyte": sy,
+    }
+    out = {}
+    for name, array in paths.items():
+        write_idx(folder / (name + suffix), array)
+        out[name] = folder / (name + suffix)
+    if classes:
+        (folder / "classes.txt").write_text("\n".join(LETTERS) + "\n")
+    return out
+
+
+def test_train_evaluate_records_sha256(tmp_path, capsys):
+    data, run = tmp_path / "data", tmp_path / "run"
+    files = write_set(data)
+    argv = ["train", "--dataset", "idx", "--data-dir", str(data), "--out", str(run), "--quiet"]
+    small = ["--num-units", "8", "--batch-size", "32", "--train-examples", "96", "--val-size", "26"]
+    assert main([*argv, *small, "--eval-every", "64", "--threads", "1"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert (config["image_height"], config["image_width"]) == (H, W)
+    assert config["class_names"] == LETTERS
+    expected = {  # the sha256 of each file's uncompressed bytes, by hashlib
+        p.name: hashlib.sha256(gzip.decompress(p.read_bytes())).hexdigest() for p in files.values()
+    }
+    assert dict(s.split("=") for s in config["data_sha256"]) == expected
+    assert main(["evaluate", str(run), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["examples"] == 52 and report["class_names"] == LETTERS
+    assert len(report["confusion"]) == C
+    png = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(png)
+    assert main(["predict", str(run), str(png)]) == 1
+    assert "trained on 13x17 images" in capsys.readouterr().err
+    assert (
+        main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 1
+    )
+    assert "is a --dataset idx run (13x17 images): export supports" in capsys.readouterr().err
+
+
+def test_labels_without_classes_file(tmp_path):
+    write_set(tmp_path, classes=False, gz=False)
+    split = load_idx_folder_split(tmp_path, "test")
+    assert split.class_names == tuple(str(k) for k in range(C))
+    assert tuple(split.images.shape) == (52, H, W)
+    raw = (tmp_path / "t10k-images-idx3-ubyte").read_bytes()
+    assert split.sha256["t10k-images-idx3-ubyte"] == hashlib.sha256(raw).hexdigest()
+
+
+def test_missing_file(tmp_path):
+    write_set(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(IdxFolderError, match=r"missing t10k-labels-idx1-ubyte \(or"):
+        load_idx_folder_split(tmp_path, "test")
+
+
+def test_label_count_mismatch(tmp_path):
+    write_set(tmp_path)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", make(129, 0)[1])
+    with pytest.raises(IdxFolderError, match=r"train-labels-idx1-ubyte.gz has 129 labels, .*130"):
+        load_idx_folder_split(tmp_path, "train")
+
+
+def test_label_out_of_range(tmp_path):
+    write_set(tmp_path)
+    labels = make(52, 1)[1]
+    labels[3] = 26
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(IdxFolderError, match=r"t10k-labels-idx1-ubyte.gz: label 26 is out of"):
+        load_idx_folder_split(tmp_path, "test")
+
+
+def test_classes_file_wrong_count(tmp_path):
+    write_set(tmp_path)
+    (tmp_path / "classes.txt").write_text("\n".join(LETTERS[:25]))
+    with pytest.raises(IdxFolderError, match=r"classes.txt names 25 classes, .* label 25"):
+        load_idx_folder_split(tmp_path, "train")
+
+
+def test_labels_not_contiguous(tmp_path):
+    write_set(tmp_path, classes=False)
+    labels = make(130, 0)[1]
+    labels[labels == 5] = 6
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(IdxFolderError, match=r"contiguous from 0 .* classes \[5\] never occur"):
+        load_idx_folder_split(tmp_path, "train")
+
+
+def test_idx_without_data_dir_is_refused(tmp_path, capsys):
+    assert main(["train", "--dataset", "idx", "--out", str(tmp_path / "r")]) == 2
+    assert "argument --data-dir: required with --dataset idx" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_refuses_changed_files(tmp_path, capsys):
+    data, run = tmp_path / "data", tmp_path / "run"
+    write_set(data)
+    argv = ["train", "--dataset", "idx", "--data-dir", str(data), "--out", str(run), "--quiet"]
+    small = ["--num-units", "8", "--batch-size", "32", "--train-examples", "96", "--val-size", "26"]
+    assert main([*argv, *small, "--eval-every", "32", "--stop-at-step", "1"]) == 0
+    capsys.readouterr()
+    write_idx(data / "t10k-images-idx3-ubyte.gz", make(52, 7)[0])  # other images, same shape
+    assert main(["train", "--resume", str(run), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "differ from those this run recorded" in err and "t10k-images-idx3-ubyte.gz=" in err
+
+
+def test_config_records_only_for_idx():
+    from rnnflow.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"dataset 'idx' needs data_dir"):
+        TrainConfig(dataset="idx")
+    with pytest.raises(ValueError, match=r"recorded for dataset 'idx' only, not 'mnist'"):
+        TrainConfig(image_width=17)
+    assert TrainConfig(dataset="idx", data_dir="d", class_names=("a", "b")).num_classes == 2
