@@ -75,6 +75,10 @@ def test_train_evaluate_records_sha256(tmp_path, capsys):
         main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 1
     )
     assert "is a --dataset idx run (13x17 images): export supports" in capsys.readouterr().err
+    from rnnflow.serve import load_run  # the page draws 28x28: refused at start, not per request
+
+    with pytest.raises(ValueError, match=r"trained on 13x17 images .* reads 28x28 images only"):
+        load_run(run)
 
 
 def test_labels_without_classes_file(tmp_path):

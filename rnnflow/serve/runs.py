@@ -336,8 +336,9 @@ def load_run(path: str | os.PathLike[str], *, device: str = "cpu") -> ImageRun |
     (``rnnflow train --task charlm``) or an image classifier (``rnnflow train``), by the same
     loaders as ``rnnflow generate`` and ``rnnflow predict``.
 
-    Raises ``FileNotFoundError`` for a missing path or a folder without a checkpoint and
-    ``CheckpointError`` for a file that is neither kind of rnnflow checkpoint.
+    Raises ``FileNotFoundError`` for a missing path or a folder without a checkpoint,
+    ``CheckpointError`` for a file that is neither kind of rnnflow checkpoint, and ``ValueError``
+    for an image run whose images are not 28x28 (``--dataset idx``).
     """
     try:
         model, vocab, checkpoint = load_charlm(path, device=device)
@@ -345,5 +346,11 @@ def load_run(path: str | os.PathLike[str], *, device: str = "cpu") -> ImageRun |
         if "not a character-LM checkpoint" not in str(poem_error):
             raise
         classifier, image_checkpoint = load_trained_model(path, device=device)
+        config = image_checkpoint.config
+        if (config.image_height, config.image_width) != (FIELD, FIELD):
+            raise ValueError(
+                f"{path}: trained on {config.image_height}x{config.image_width} images (height x "
+                f"width); the page draws and reads {FIELD}x{FIELD} images only"
+            ) from None
         return ImageRun(classifier, image_checkpoint, threading.Lock())
     return PoemRun(model, vocab, checkpoint, threading.Lock())
