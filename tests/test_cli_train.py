@@ -581,7 +581,7 @@ def test_a_full_disk_while_plotting_names_the_file_and_leaves_no_partial_png(
 ):
     import errno
 
-    from rnnflow.training import checkpoint
+    from rnnflow import _atomic as atomic
 
     data, _ = fake_data
     run = tmp_path / "run"
@@ -611,14 +611,14 @@ def test_a_full_disk_while_plotting_names_the_file_and_leaves_no_partial_png(
         return FullDisk(f) if checkpoint_target[0] == "curves.png" else f
 
     checkpoint_target = [""]
-    real_mkstemp = checkpoint.tempfile.mkstemp
+    real_mkstemp = atomic.tempfile.mkstemp
 
     def mkstemp(*args, **kwargs):
         checkpoint_target[0] = kwargs["prefix"][1:-1]
         return real_mkstemp(*args, **kwargs)
 
-    monkeypatch.setattr(checkpoint.os, "fdopen", fdopen)
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
     assert main(["train", "--resume", str(run), "--quiet", "--stop-at-step", "15"]) == 1
     err = capsys.readouterr().err
     assert f"cannot write {run / 'curves.png'}: No space left on device" in err, err

@@ -101,13 +101,13 @@ def run(args: argparse.Namespace) -> int:
     if not os.access(out.parent, os.W_OK):
         return _fail(f"cannot write {out}: folder {out.parent} is not writable")
 
+    from rnnflow._atomic import atomic_write_bytes
     from rnnflow.cli._task import classifier_only
     from rnnflow.data import CLASS_NAMES, load_split
     from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError, canonical_name
     from rnnflow.interop._rounding import rounding_error_bound
     from rnnflow.interop._traceable import compare_logits, pytorch_logits
     from rnnflow.training import CheckpointError, load_trained_model
-    from rnnflow.training.checkpoint import atomic_write_bytes
 
     refusal = classifier_only("export", args.model)
     if refusal:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 import numpy as np
+
+from rnnflow._atomic import atomic_write_bytes
 
 __all__ = ["IdxFormatError", "parse_idx", "read_idx", "read_idx_bytes", "write_idx"]
 
@@ -226,12 +227,4 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     data = header + payload
     if path.name.endswith(".gz"):
         data = gzip.compress(data, mtime=0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)

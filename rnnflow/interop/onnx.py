@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnflow._atomic import atomic_write_bytes
 from rnnflow.interop._traceable import TraceableClassifier, quiet_tracing
 from rnnflow.models.classifier import SequenceClassifier
-from rnnflow.training.checkpoint import atomic_write_bytes
 
 __all__ = [
     "INPUT_NAME",

@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -37,6 +36,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
+from rnnflow._atomic import atomic_write_bytes  # re-exported: its home is rnnflow._atomic
 from rnnflow.training.config import TrainConfig, config_from_dict
 
 __all__ = [
@@ -76,35 +76,6 @@ class Checkpoint:
     optimizer: dict[str, Any] | None = None  # a torch optimizer state_dict, ready to load
     rng: dict[str, Tensor] = field(default_factory=dict)
     ema: dict[str, Tensor] = field(default_factory=dict)  # the weight average (empty: none)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
-
-    Temporary file in the same folder -> write -> fsync -> ``os.replace`` -> fsync the folder.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:

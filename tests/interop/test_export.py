@@ -271,12 +271,12 @@ def test_missing_run_dir(tmp_path, capsys):
 
 def test_unwritable_out_keeps_nothing(runs, tmp_path, capsys, monkeypatch):
     needs_onnxruntime()
-    import rnnflow.training.checkpoint as checkpoint_module
+    import rnnflow._atomic as atomic_module
 
     def refuse(path, data):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", refuse)
+    monkeypatch.setattr(atomic_module, "atomic_write_bytes", refuse)
     out = tmp_path / "m.onnx"
     assert main(["export", str(runs["tutorial"]), "--format", "onnx", "--out", str(out)]) == 1
     assert re.search(
