@@ -6,7 +6,10 @@ import dataclasses
 import functools
 import gzip
 import hashlib
+import io
+import shutil
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +19,7 @@ import numpy as np
 import pytest
 
 from rnnflow.cli import main
+from rnnflow.data.catalog import Checksum
 from rnnflow.data.datasets import DATASETS, IdxFile
 
 NAMES = (
@@ -55,7 +59,15 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         gz = gzip.compress(raw, mtime=0)
         (root / f"{name}.gz").write_bytes(gz)
         sha = hashlib.sha256
-        files.append(IdxFile(name, sha(gz).hexdigest(), len(gz), sha(raw).hexdigest(), len(raw)))
+        files.append(
+            IdxFile(
+                name,
+                Checksum("sha256", sha(gz).hexdigest()),
+                len(gz),
+                len(raw),
+                sha(raw).hexdigest(),
+            )
+        )
     handler = functools.partial(QuietHandler, directory=str(root))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02})
@@ -79,12 +91,28 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         thread.join()
 
 
-def test_download_into_data_dir_then_already_present(mirror: str, tmp_path: Path, capsys) -> None:
-    assert main(["download", "mnist", "--data-dir", str(tmp_path / "d")]) == 0
-    out, err = capsys.readouterr()
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_download_into_data_dir_then_already_present(
+    mirror: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    terminal = Terminal()
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "stderr", terminal)
+        assert main(["download", "mnist", "--data-dir", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
     target = tmp_path / "d" / "mnist"
     assert out == f"mnist: 4 files verified in {target}\n"
-    assert "train-images-idx3-ubyte.gz [" in err and "100%" in err  # the progress bar
+    bars = terminal.getvalue()  # tqdm's bars on a terminal, one finished line per file
+    for name in NAMES:
+        assert f"  {name}.gz: 100%|" in bars
+    assert bars.count("\n") == 4
+    shutil.rmtree(target)
+    assert main(["download", "mnist", "--data-dir", str(tmp_path / "d")]) == 0
+    assert capsys.readouterr().err == ""  # off a terminal (a log, CI): no bar
     assert sorted(p.name for p in target.iterdir()) == sorted(n + ".gz" for n in NAMES)
     assert main(["download", "mnist", "--data-dir", str(tmp_path / "d"), "--quiet"]) == 0
     out, err = capsys.readouterr()
@@ -150,4 +178,8 @@ def test_unknown_dataset_is_a_usage_error(capsys) -> None:
 def test_help_lists_the_datasets(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["download", "--help"])
-    assert "{fashion-mnist,fashion_mnist,mnist}" in capsys.readouterr().out
+    assert (
+        "{emnist-balanced,emnist-letters,emnist_balanced,emnist_letters,fashion-mnist,"
+        "fashion_mnist,kmnist,kuzushiji-mnist,mnist}"
+        in capsys.readouterr().out.replace("\n", "").replace(" ", "")
+    )

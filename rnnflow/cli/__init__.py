@@ -19,7 +19,10 @@ from collections.abc import Sequence
 
 # Sub-command name -> (module under rnnflow.cli, one-line help for `rnnflow --help`).
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "download": ("download", "download and verify a dataset (mnist, fashion-mnist)"),
+    "download": (
+        "download",
+        "download and verify a registered dataset (mnist, kmnist, emnist-letters, ...)",
+    ),
     "bench": ("bench", "benchmark the fused recurrence against the reference loop and PyTorch"),
     "import-tf1": ("import_tf1", "list or import a TensorFlow-1 checkpoint (no TensorFlow needed)"),
     "train": ("train", "train the row-by-row image classifier (or, --task charlm, a text model)"),

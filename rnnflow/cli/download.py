@@ -1,11 +1,14 @@
-"""`rnnflow download mnist|fashion-mnist [--data-dir D]`: fetch and verify a dataset's four files.
+"""`rnnflow download NAME [--data-dir D]`: fetch and verify a registered dataset's four files.
 
 Without ``--data-dir``, a dataset already found locally (``$RNNFLOW_DATA_DIR``, the user cache,
 or a system folder such as Debian's ``/usr/share/datasets/fashion-mnist``) is verified and
 nothing is downloaded, so this works offline wherever the OS package is installed. Otherwise it
 downloads into ``D/<name>`` (default: ``$RNNFLOW_DATA_DIR/<name>``, else the user cache
 ``~/.cache/rnnflow/<name>``) only the files missing there, then checks all four against their
-published sha256. Exit status 0 when the folder holds the verified dataset, 1 otherwise.
+published checksums. EMNIST splits are extracted from NIST's zip of every split, downloaded
+once into ``D`` (``D/emnist-gzip.zip``, kept for the other splits). Progress bars (tqdm) are
+drawn on stderr when it is a terminal. Exit status 0 when the folder holds the verified dataset,
+1 otherwise.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ def _dataset_choices() -> list[str]:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "download",
-        help="download and verify a dataset (mnist, fashion-mnist)",
+        help="download and verify a registered dataset (mnist, kmnist, emnist-letters, ...)",
         description=(
-            "Download the four IDX files of a dataset from its mirrors (sha256-verified, "
-            "atomically renamed) into DATA_DIR/<name>, then verify them."
+            "Download the four IDX files of a dataset from its mirrors (checked against the "
+            "published checksums, atomically renamed) into DATA_DIR/<name>, then verify them."
         ),
     )
     parser.add_argument("dataset", choices=_dataset_choices(), help="dataset name")
@@ -42,13 +45,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--retries", type=int, default=3, help="tries per mirror for transient errors (default: 3)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (none is drawn off a terminal)"
+    )
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from rnnflow.data.datasets import (
+        DATASETS,
         DatasetChecksumError,
         canonical_name,
         download_dataset,
@@ -56,21 +62,20 @@ def run(args: argparse.Namespace) -> int:
         find_dataset_dir,
         verify_dataset_dir,
     )
-    from rnnflow.data.download import DownloadError, text_progress
+    from rnnflow.data.download import DownloadError, TqdmProgress, tqdm_progress
     from rnnflow.data.idx import IdxFormatError
 
     name = canonical_name(args.dataset)
     target = download_dir(name, args.data_dir)
-    open_line = [False]  # a progress bar line is drawn but not ended (a transfer broke off)
+    bars: list[TqdmProgress] = []
 
-    def progress(file: str):
-        draw = text_progress(sys.stderr, f"  {file}")
+    def progress(file: str) -> TqdmProgress:
+        bars.append(tqdm_progress(sys.stderr, f"  {file}"))
+        return bars[-1]
 
-        def update(done: int, total: int | None) -> None:
-            draw(done, total)
-            open_line[0] = total is None or done < total
-
-        return update
+    def close_bars() -> None:  # a transfer that broke off leaves its bar open
+        for bar in bars:
+            bar.close()
 
     if args.data_dir is None:
         found, _ = find_dataset_dir(name)
@@ -92,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
         )
         verify_dataset_dir(name, target)
     except DownloadError as exc:
-        if open_line[0]:
-            print(file=sys.stderr)
+        close_bars()
         print(f"rnnflow download: {exc}", file=sys.stderr)
         elsewhere, _ = find_dataset_dir(name)
         if elsewhere is not None and elsewhere != target:
@@ -103,13 +107,16 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         else:
+            spec = DATASETS[name]
+            kinds = "gzip or uncompressed" if spec.files[0].sha256 else "the .gz files as published"
             print(
-                "to fix it: connect to the internet and retry, or copy the files into "
-                f"{target} (gzip or uncompressed)",
+                f"to fix it: connect to the internet and retry, or copy the files into {target} "
+                f"({kinds})",
                 file=sys.stderr,
             )
         return 1
     except (DatasetChecksumError, IdxFormatError, OSError) as exc:
+        close_bars()
         print(f"rnnflow download: {exc}", file=sys.stderr)
         return 1
     print(f"{name}: 4 files verified in {target}")

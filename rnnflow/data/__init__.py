@@ -1,4 +1,5 @@
-"""Data: IDX files, the MNIST / Fashion-MNIST table and loaders, and user images.
+"""Data: IDX files, the table of registered datasets (MNIST, Fashion-MNIST, KMNIST, EMNIST) and
+its loaders, and user images.
 
 Import by path (``from rnnflow.data import load_split``); ``rnnflow`` itself does not re-export
 these. This package depends on no other rnnflow package.
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
         train_val_split,
         verify_dataset_dir,
     )
-    from rnnflow.data.download import DownloadError, fetch, text_progress
+    from rnnflow.data.download import DownloadError, fetch, tqdm_progress
     from rnnflow.data.idx import IdxFormatError, read_idx, write_idx
     from rnnflow.data.images import ImageError, load_image, preprocess_image
 
@@ -52,7 +53,7 @@ __all__ = [
     "preprocess_image",
     "read_idx",
     "resolve_dataset_dir",
-    "text_progress",
+    "tqdm_progress",
     "train_val_split",
     "verify_dataset_dir",
     "write_idx",
@@ -74,7 +75,7 @@ _HOME = {
     "verify_dataset_dir": "rnnflow.data.datasets",
     "DownloadError": "rnnflow.data.download",
     "fetch": "rnnflow.data.download",
-    "text_progress": "rnnflow.data.download",
+    "tqdm_progress": "rnnflow.data.download",
     "IdxFormatError": "rnnflow.data.idx",
     "read_idx": "rnnflow.data.idx",
     "write_idx": "rnnflow.data.idx",

@@ -1,10 +1,14 @@
 """MNIST-style IDX datasets: where the files are found, and loading a split (table: catalog.py).
 
-``DATASETS`` is data (torchvision-style ``resources`` tables, but sha256 and several mirrors). Each
-file carries two published checksums: ``gz_sha256`` of the ``.gz`` archive as the mirrors serve it
-(checked on download) and ``sha256`` of the uncompressed IDX bytes (checked on every load, so a
-file recompressed by someone else, as Debian's ``dataset-fashion-mnist`` package does, or stored
-uncompressed, is still verified).
+``DATASETS`` is data (torchvision-style ``resources`` tables, but several mirrors). Each file
+carries the published checksum of its ``.gz`` archive (``archive_checksum``: sha256, or md5 where
+that is all there is; checked on download) and, where published (MNIST, Fashion-MNIST), the
+``sha256`` of its uncompressed IDX bytes. Every load checks the uncompressed sha256 when there is
+one (so a file recompressed by someone else, as Debian's ``dataset-fashion-mnist`` package does,
+or stored uncompressed, is still verified), else the archive's checksum on the ``.gz`` file itself
+(KMNIST, EMNIST: an uncompressed copy of those cannot be verified, and is refused by name).
+EMNIST's splits come out of one zip (:class:`~rnnflow.data.catalog.Bundle`), downloaded and
+verified once, whose members are extracted and verified one by one.
 
 Resolution order of :func:`resolve_dataset_dir` (the first folder holding all four files wins):
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,12 +37,20 @@ import torch
 from rnnflow.data.catalog import (  # re-exported: the table's home is rnnflow.data.catalog
     CLASS_NAMES,
     DATASETS,
+    Bundle,
     DatasetSpec,
     IdxFile,
     Split,
     canonical_name,
 )
-from rnnflow.data.download import DownloadError, ProgressCallback, fetch
+from rnnflow.data.download import (
+    ChecksumMismatchError,
+    DownloadError,
+    ProgressCallback,
+    fetch,
+    file_digest,
+    save_verified,
+)
 from rnnflow.data.idx import parse_idx, read_idx_bytes
 
 __all__ = [
@@ -91,12 +104,16 @@ def user_cache_dir(name: str) -> Path:
 
 
 def _file_in(folder: Path, f: IdxFile) -> Path | None:
-    """The copy of ``f`` in ``folder``: uncompressed preferred (faster), then ``.gz``.
+    """The copy of ``f`` in ``folder``: uncompressed preferred (faster), then ``.gz``; the ``.gz``
+    first where only the archive's checksum is published (only it can be verified).
 
     Also accepts the ``train-images.idx3-ubyte`` spelling some unpackers produce.
     """
     dotted = f.name.replace("-idx", ".idx")
-    for candidate in (f.name, f.archive, dotted, dotted + ".gz"):
+    candidates = (f.name, f.archive, dotted, dotted + ".gz")
+    if f.sha256 is None:
+        candidates = (f.archive, dotted + ".gz", f.name, dotted)
+    for candidate in candidates:
         path = folder / candidate
         if path.is_file():
             return path
@@ -172,7 +189,7 @@ def resolve_dataset_dir(
     Searches, in order: ``data_dir`` (and ``data_dir/<name>``), ``$RNNFLOW_DATA_DIR`` (and
     ``/<name>``), the user cache, system folders (Debian: ``/usr/share/datasets/<name>``); then,
     if ``download``, fetches the missing files into :func:`download_dir`. ``progress`` is called
-    with each file name and returns that file's progress callback (see ``text_progress``).
+    with each file name and returns that file's progress callback (see ``tqdm_progress``).
 
     Raises ``ValueError`` for an unknown name and :class:`DatasetNotFoundError` listing every
     place searched, the download failure, and the fixes.
@@ -198,10 +215,16 @@ def resolve_dataset_dir(
 
 def _not_found_message(spec: DatasetSpec, report: list[str]) -> str:
     searched = "\n".join(f"  {i}. {line}" for i, line in enumerate(report, 1))
+    kinds = "(gzip or uncompressed)" if spec.files[0].sha256 else "(as published)"
     fixes = [
         f"pass --data-dir DIR (data_dir=DIR) naming a folder that holds "
-        f"{', '.join(f.archive for f in spec.files)} (gzip or uncompressed)",
+        f"{', '.join(f.archive for f in spec.files)} {kinds}",
     ]
+    if spec.bundle is not None:
+        fixes.append(
+            f"put the archive they come in ({spec.bundle.urls[0]}) into DIR as "
+            f"{spec.bundle.name} and pass --data-dir DIR: the files are extracted from it"
+        )
     if spec.os_package:
         fixes.append(f"install the Debian package: sudo apt-get install {spec.os_package}")
     fixes.append(f"connect to the internet and run: rnnflow download {spec.name} [--data-dir DIR]")
@@ -220,21 +243,29 @@ def download_dataset(
     timeout: float = 30.0,
     retries: int = 3,
 ) -> Path:
-    """Download the files of ``name`` missing from ``dest_dir`` (each sha256-verified, renamed
-    atomically); returns ``dest_dir``. Raises :class:`~rnnflow.data.download.DownloadError`."""
+    """Download the files of ``name`` missing from ``dest_dir`` (each verified against its
+    published checksum, renamed atomically); returns ``dest_dir``.
+
+    A dataset that comes in a bundle (EMNIST) takes its archive from ``dest_dir``'s parent
+    (``<root>/emnist-gzip.zip``, kept there for the other splits) or downloads it there, checks
+    it, and extracts and checks the split's members. Raises
+    :class:`~rnnflow.data.download.DownloadError` when the download fails and
+    :class:`DatasetChecksumError` for a local archive that is corrupt, unreadable or lacks a member.
+    """
     spec = _spec(name)
     dest = Path(dest_dir).expanduser()
     created = not dest.exists()
     try:
-        for f in spec.files:
-            if _file_in(dest, f) is not None:
-                continue
+        missing = [f for f in spec.files if _file_in(dest, f) is None]
+        if missing and spec.bundle is not None:
+            _extract_from_bundle(spec, spec.bundle, dest, missing, progress, timeout, retries)
+        for f in missing if spec.bundle is None else ():
             logger.info("%s: downloading %s into %s", spec.name, f.archive, dest)
             fetch(
                 [mirror + f.archive for mirror in spec.mirrors],
                 dest / f.archive,
-                sha256=f.gz_sha256,
-                size=f.gz_size,
+                **{f.archive_checksum.algorithm: f.archive_checksum.hexdigest},
+                size=f.archive_size,
                 timeout=timeout,
                 retries=retries,
                 progress=progress(f.archive) if progress is not None else None,
@@ -246,6 +277,58 @@ def download_dataset(
     return dest
 
 
+def _extract_from_bundle(
+    spec: DatasetSpec,
+    bundle: Bundle,
+    dest: Path,
+    missing: list[IdxFile],
+    progress: ProgressFactory | None,
+    timeout: float,
+    retries: int,
+) -> None:
+    checksum = bundle.checksum
+    archive = dest.parent / bundle.name
+    if archive.is_file():
+        actual = file_digest(archive, checksum.algorithm)
+        if actual != checksum.hexdigest:
+            raise DatasetChecksumError(
+                f"{spec.name}: {archive}: {checksum.algorithm} is {actual}, expected "
+                f"{checksum.hexdigest}: the archive is corrupt or another file; delete it (it "
+                "will be downloaded again)"
+            )
+    else:
+        logger.info("%s: downloading %s into %s", spec.name, bundle.name, dest.parent)
+        fetch(
+            list(bundle.urls),
+            archive,
+            **{checksum.algorithm: checksum.hexdigest},
+            size=bundle.size,
+            timeout=timeout,
+            retries=retries,
+            progress=progress(bundle.name) if progress is not None else None,
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            for f in missing:
+                member = bundle.member_dir + f.archive
+                if member not in z.NameToInfo:
+                    raise DatasetChecksumError(
+                        f"{spec.name}: {archive} has no member {member}: not EMNIST's archive?"
+                    )
+                with z.open(member) as source:
+                    save_verified(
+                        source,
+                        dest / f.archive,
+                        **{f.archive_checksum.algorithm: f.archive_checksum.hexdigest},
+                    )
+                logger.info("%s: extracted %s from %s", spec.name, member, archive)
+    except ChecksumMismatchError as exc:
+        raise DatasetChecksumError(f"{spec.name}: {archive}: a member's {exc}") from exc
+    except (zipfile.BadZipFile, EOFError) as exc:  # a zip damaged after its check, or a bad CRC
+        raise DatasetChecksumError(f"{spec.name}: {archive}: not a readable zip: {exc}") from exc
+
+
 # ----------------------------------------------------------------------------------------------
 # Loading
 
@@ -254,9 +337,11 @@ def _read_verified(folder: Path, spec: DatasetSpec, f: IdxFile) -> np.ndarray:
     path = _file_in(folder, f)
     if path is None:
         raise DatasetNotFoundError(f"{spec.name}: {folder} has no {f.name} or {f.archive}")
+    if f.sha256 is None:  # only the archive's checksum is published: check the file as it is
+        _check_archive(spec, path, f)
     data = read_idx_bytes(path, max_bytes=f.size)  # a bomb stops at the published size
     actual = hashlib.sha256(data).hexdigest()
-    if actual != f.sha256:
+    if f.sha256 is not None and actual != f.sha256:
         raise DatasetChecksumError(
             f"{spec.name}: {path}: sha256 of the uncompressed data is {actual}, expected "
             f"{f.sha256}: the file is corrupt or from another dataset; delete it (it will be "
@@ -265,8 +350,27 @@ def _read_verified(folder: Path, spec: DatasetSpec, f: IdxFile) -> np.ndarray:
     return parse_idx(data, source=str(path))
 
 
+def _check_archive(spec: DatasetSpec, path: Path, f: IdxFile) -> None:
+    expected = f.archive_checksum
+    if not path.name.endswith(".gz"):
+        raise DatasetChecksumError(
+            f"{spec.name}: {path}: an uncompressed copy cannot be verified ({spec.name}'s "
+            f"publishers give checksums of the .gz files only): put {f.archive} as published in "
+            f"{path.parent} instead (`rnnflow download {spec.name}` fetches it), or train on "
+            f"unverified files with --dataset idx --data-dir {path.parent}"
+        )
+    actual = file_digest(path, expected.algorithm)
+    if actual != expected.hexdigest:
+        raise DatasetChecksumError(
+            f"{spec.name}: {path}: {expected.algorithm} of the file is {actual}, expected "
+            f"{expected.hexdigest}: the file is corrupt, recompressed or from another dataset; "
+            "delete it (it will be downloaded again) or give another --data-dir"
+        )
+
+
 def verify_dataset_dir(name: str, folder: str | os.PathLike[str]) -> dict[str, Path]:
-    """Check every file of ``name`` in ``folder`` against its published uncompressed sha256.
+    """Check every file of ``name`` in ``folder`` against its published checksum (of the
+    uncompressed data where published, else of the ``.gz`` file).
 
     Returns {canonical file name: path}. Raises :class:`DatasetNotFoundError` for a missing file,
     :class:`DatasetChecksumError` for a mismatch.
@@ -287,10 +391,12 @@ def load_split(
     *,
     download: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and labels of one split, each file verified against its published sha256.
+    """Images and labels of one split, each file verified against its published checksum.
 
-    Returns ``images`` float32 [N, 28, 28] in [0, 1] (row r of an image is time step r) and
-    ``labels`` int64 [N] in [0, 10). N is 60000 for "train", 10000 for "test".
+    Returns ``images`` float32 [N, 28, 28] in [0, 1] (row r of an image, from the top, is time
+    step r; EMNIST's column-major files are transposed to that) and ``labels`` int64 [N] in
+    [0, number of classes) (EMNIST letters' 1-based labels are shifted down by one). N is 60000
+    for "train" and 10000 for "test" (MNIST, Fashion-MNIST, KMNIST); see docs/DATA.md for EMNIST.
     """
     if split not in ("train", "test"):
         raise ValueError(f"load_split: split must be 'train' or 'test', got {split!r}")
@@ -309,13 +415,16 @@ def load_split(
             f"load_split: label count != image count: {labels_file.name} has shape "
             f"{list(labels.shape)}, {images_file.name} has {len(images)} images"
         )
-    if labels.size and int(labels.max()) >= len(spec.class_names):
+    low, high = spec.label_offset, spec.label_offset + len(spec.class_names) - 1
+    if labels.size and not low <= int(labels.min()) <= int(labels.max()) <= high:
+        bad = int(labels.min()) if int(labels.min()) < low else int(labels.max())
         raise ValueError(
-            f"load_split: {labels_file.name}: labels must be < {len(spec.class_names)}, "
-            f"got {int(labels.max())}"
+            f"load_split: {labels_file.name}: labels must be in [{low}, {high}], got {bad}"
         )
+    if spec.transposed:  # stored column by column: make row r of each image its r-th row
+        images = np.ascontiguousarray(images.transpose(0, 2, 1))  # [N, H, W]
     x = torch.from_numpy(images).to(torch.float32).div_(255.0)  # [N, 28, 28] in [0, 1]
-    y = torch.from_numpy(labels).to(torch.int64)  # [N]
+    y = torch.from_numpy(labels).to(torch.int64) - spec.label_offset  # [N], from 0
     return x, y
 
 

@@ -1,11 +1,12 @@
-"""Fetch one file over HTTP(S): mirrors in turn, retries, timeouts, progress, sha256, atomic rename.
+"""Fetch one file over HTTP(S): mirrors in turn, retries, timeouts, progress, checksum, rename.
 
 The bytes go to a hidden ``.<name>.<random>.part`` file next to the destination, are hashed while
-they arrive, and the file is renamed onto the destination only when the sha256 matches. Whatever
-goes wrong (a mirror that answers 404, a dropped connection, a short transfer, a wrong checksum,
-Ctrl-C) the ``.part`` file is deleted, so a destination that exists is always complete and
-verified. Library code never prints: pass ``progress`` to see the transfer
-(:func:`text_progress` draws a bar on a stream you choose).
+they arrive, and the file is renamed onto the destination only when the checksum (sha256, or md5
+where that is all a publisher gives) matches. Whatever goes wrong (a mirror that answers 404, a
+dropped connection, a short transfer, a wrong checksum, Ctrl-C) the ``.part`` file is deleted, so a
+destination that exists is always complete and verified. :func:`save_verified` does the same for
+bytes read from any stream (a member of a zip). Library code never prints: pass ``progress`` to
+see the transfer (:func:`tqdm_progress` draws a tqdm bar on a stream you choose).
 """
 
 from __future__ import annotations
@@ -22,9 +23,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
-__all__ = ["DownloadError", "ProgressCallback", "fetch", "sha256_of", "text_progress"]
+__all__ = [
+    "ChecksumMismatchError",
+    "DownloadError",
+    "ProgressCallback",
+    "TqdmProgress",
+    "fetch",
+    "file_digest",
+    "save_verified",
+    "sha256_of",
+    "tqdm_progress",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +44,7 @@ ProgressCallback = Callable[[int, "int | None"], None]
 
 USER_AGENT = "rnnflow-data/1"
 _CHUNK = 1 << 16
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_HEX_RE = {"sha256": re.compile(r"[0-9a-f]{64}"), "md5": re.compile(r"[0-9a-f]{32}")}
 
 
 class DownloadError(OSError):
@@ -44,6 +55,10 @@ class DownloadError(OSError):
         self.failures = list(failures)
 
 
+class ChecksumMismatchError(ValueError):
+    """The bytes written do not have the expected digest (nothing was kept)."""
+
+
 class _Transient(Exception):
     """A failure worth retrying on the same mirror (timeout, dropped or short transfer, 5xx)."""
 
@@ -52,27 +67,110 @@ class _Permanent(Exception):
     """A failure that retrying the same mirror will not fix (404, wrong checksum)."""
 
 
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
+def _hasher(algorithm: str) -> Any:
+    if algorithm == "md5":
+        return hashlib.md5(usedforsecurity=False)  # a published md5 is an integrity check here
+    return hashlib.sha256()
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest ("sha256" or "md5") of a file's bytes, read in chunks."""
+    h = _hasher(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
 
 
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    return file_digest(path, "sha256")
+
+
+def _expected(where: str, sha256: str | None, md5: str | None) -> tuple[str, str]:
+    """(algorithm, hexdigest) from exactly one of ``sha256=`` / ``md5=``; checks the digits."""
+    given = [(a, h) for a, h in (("sha256", sha256), ("md5", md5)) if h is not None]
+    if len(given) != 1:
+        raise ValueError(f"{where}: give exactly one of sha256= or md5=, got {len(given)}")
+    algorithm, hexdigest = given[0]
+    if not isinstance(hexdigest, str) or not _HEX_RE[algorithm].fullmatch(hexdigest):
+        digits = 64 if algorithm == "sha256" else 32
+        raise ValueError(
+            f"{where}: {algorithm} must be {digits} lowercase hex digits, got {hexdigest!r}"
+        )
+    return algorithm, hexdigest
+
+
+def _write_verified(
+    dest: Path, algorithm: str, expected: str, fill: Callable[[BinaryIO, Any], None]
+) -> None:
+    """``fill(out, hasher)`` writes and hashes into a .part file beside ``dest``; it becomes
+    ``dest`` only when the digest is ``expected`` (else :class:`ChecksumMismatchError`)."""
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        h = _hasher(algorithm)
+        with os.fdopen(fd, "wb") as out:
+            fill(out, h)
+            out.flush()
+            os.fsync(out.fileno())
+        actual = h.hexdigest()
+        if actual != expected:
+            raise ChecksumMismatchError(
+                f"{algorithm} mismatch: expected {expected}, got {actual} (download rejected)"
+            )
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        os.replace(tmp, dest)  # atomic: readers see no file or the whole verified file
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_verified(
+    source: BinaryIO,
+    dest: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    md5: str | None = None,
+    size: int | None = None,
+) -> Path:
+    """Copy the stream ``source`` to ``dest`` if its bytes have this ``sha256`` (or ``md5``).
+
+    Written to a ``.part`` file and renamed atomically, as :func:`fetch` does; ``size``, when
+    given, stops a stream longer than that. Raises :class:`ChecksumMismatchError` (a
+    ``ValueError``: ``<algorithm> mismatch: expected <hex>, got <hex>``) or ``ValueError`` for a
+    stream longer than ``size``; nothing is left behind. Returns ``dest``.
+    """
+    algorithm, expected = _expected("save_verified", sha256, md5)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def fill(out: BinaryIO, h: Any) -> None:
+        written = 0
+        while chunk := source.read(_CHUNK):
+            written += len(chunk)
+            if size is not None and written > size:
+                raise ValueError(f"save_verified: {dest.name}: more than the expected {size} bytes")
+            out.write(chunk)
+            h.update(chunk)
+
+    _write_verified(dest, algorithm, expected, fill)
+    return dest
+
+
 def fetch(
     urls: str | Sequence[str],
     dest: str | os.PathLike[str],
     *,
-    sha256: str,
+    sha256: str | None = None,
+    md5: str | None = None,
     size: int | None = None,
     timeout: float = 30.0,
     retries: int = 3,
     backoff: float = 1.0,
     progress: ProgressCallback | None = None,
 ) -> Path:
-    """Download ``dest`` from the first mirror in ``urls`` that delivers bytes with this ``sha256``.
+    """Download ``dest`` from the first mirror in ``urls`` that delivers bytes with this ``sha256``
+    (or, where the publisher gives only that, this ``md5``: exactly one of the two).
 
     Each mirror is tried up to ``retries`` times for transient failures (timeouts, connection
     errors, HTTP 5xx/408/429, a transfer shorter than its Content-Length), sleeping
@@ -82,15 +180,15 @@ def fetch(
     ``dest``.
 
     Raises :class:`DownloadError` (an ``OSError``) naming every failed attempt; a mismatch reads
-    ``sha256 mismatch: expected <hex>, got <hex>``. Nothing is left behind on failure.
+    ``sha256 mismatch: expected <hex>, got <hex>`` (or ``md5 mismatch``). Nothing is left behind
+    on failure.
     """
     if isinstance(urls, str):
         urls = [urls]
     urls = list(urls)
     if not urls:
         raise ValueError("fetch: urls must name at least one mirror, got none")
-    if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
-        raise ValueError(f"fetch: sha256 must be 64 lowercase hex digits, got {sha256!r}")
+    algorithm, expected = _expected("fetch", sha256, md5)
     if retries < 1:
         raise ValueError(f"fetch: retries must be >= 1, got {retries}")
     if timeout <= 0:
@@ -102,7 +200,7 @@ def fetch(
     for url in urls:
         for attempt in range(1, retries + 1):
             try:
-                _fetch_verified(url, dest, sha256, size, timeout, progress)
+                _fetch_verified(url, dest, algorithm, expected, size, timeout, progress)
                 logger.info("downloaded %s -> %s", url, dest)
                 return dest
             except _Permanent as exc:
@@ -123,35 +221,31 @@ def fetch(
 def _fetch_verified(
     url: str,
     dest: Path,
-    sha256: str,
+    algorithm: str,
+    expected: str,
     size: int | None,
     timeout: float,
     progress: ProgressCallback | None,
 ) -> None:
     """One attempt: stream ``url`` into a .part file, verify, rename; classify any failure."""
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            actual = _stream(url, out, size, timeout, progress)
-            out.flush()
-            os.fsync(out.fileno())
-        if actual != sha256:
-            raise _Permanent(
-                f"sha256 mismatch: expected {sha256}, got {actual} (download rejected)"
-            )
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, dest)  # atomic: readers see no file or the whole verified file
-    finally:
-        tmp.unlink(missing_ok=True)
+        _write_verified(
+            dest, algorithm, expected, lambda out, h: _stream(url, out, h, size, timeout, progress)
+        )
+    except ChecksumMismatchError as exc:
+        raise _Permanent(str(exc)) from exc
 
 
 def _stream(
-    url: str, out: BinaryIO, size: int | None, timeout: float, progress: ProgressCallback | None
-) -> str:
-    """Copy the body of ``url`` into ``out``; return its sha256. Raises _Transient/_Permanent."""
+    url: str,
+    out: BinaryIO,
+    h: Any,
+    size: int | None,
+    timeout: float,
+    progress: ProgressCallback | None,
+) -> None:
+    """Copy the body of ``url`` into ``out``, hashed into ``h``. Raises _Transient/_Permanent."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    h = hashlib.sha256()
     received, total = 0, None
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -187,32 +281,52 @@ def _stream(
         raise _Transient(f"timed out after {timeout:g} s") from exc
     except (ConnectionError, http.client.HTTPException) as exc:
         raise _Transient(f"connection failed: {type(exc).__name__}: {exc}") from exc
-    return h.hexdigest()
 
 
-def text_progress(stream: TextIO, label: str, *, width: int = 30) -> ProgressCallback:
-    """A :data:`ProgressCallback` drawing ``label [=====>    ]  42% 11.1/26.4 MB`` on ``stream``.
+class TqdmProgress:
+    """A :data:`ProgressCallback` drawing a tqdm bar (``label  42%|####   | 11.1M/26.4M ...``).
 
-    Redraws in place with ``\\r`` and ends the line when the transfer completes. The stream is
-    chosen by the caller (the CLI passes ``sys.stderr``), so the library itself never prints.
+    A new transfer (``done`` back at 0, as when a mirror is retried) starts a new bar; the bar
+    closes when ``done`` reaches ``total``; :meth:`close` ends one that broke off. ``disable``
+    as tqdm's: ``None`` draws only when ``stream`` is a terminal, ``True`` never, ``False``
+    always.
     """
-    last = [-1]
 
-    def draw(done: int, total: int | None) -> None:
-        if total:
-            frac = min(done / total, 1.0)
-            percent = int(frac * 100)
-            if percent == last[0] and done != total:
-                return
-            last[0] = percent
-            filled = int(frac * width)
-            bar = "=" * filled + (">" if filled < width else "") + " " * (width - filled - 1)
-            text = f"\r{label} [{bar[:width]}] {percent:3d}% {done / 1e6:.1f}/{total / 1e6:.1f} MB"
-        else:
-            text = f"\r{label} {done / 1e6:.1f} MB"
-        stream.write(text)
+    def __init__(self, stream: TextIO, label: str, *, disable: bool | None = None) -> None:
+        self.stream = stream
+        self.label = label
+        self.disable = disable
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._bar is not None and done < self._bar.n:
+            self.close()  # a retry starts the transfer again
+        if self._bar is None:
+            from tqdm import tqdm  # a dependency; imported when a download starts
+
+            self._bar = tqdm(
+                total=total,
+                desc=self.label,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=self.stream,
+                disable=self.disable,
+                leave=True,
+            )
+        self._bar.update(done - self._bar.n)
         if total is not None and done >= total:
-            stream.write("\n")
-        stream.flush()
+            self.close()
 
-    return draw
+    def close(self) -> None:
+        """End the bar's line (a finished bar closes itself)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def tqdm_progress(stream: TextIO, label: str, *, disable: bool | None = None) -> TqdmProgress:
+    """A :class:`TqdmProgress` for one file: a tqdm bar on ``stream``, drawn when it is a
+    terminal (``disable=None``). The caller chooses the stream (the CLI passes ``sys.stderr``),
+    so the library itself never prints."""
+    return TqdmProgress(stream, label, disable=disable)

@@ -29,6 +29,7 @@ from rnnflow._config_checks import (  # re-exported: their home is rnnflow._conf
     check_range,
     check_ranges,
 )
+from rnnflow.data.catalog import CLASS_NAMES
 from rnnflow.models.cell_kinds import CellKind, Init
 
 __all__ = [
@@ -49,7 +50,9 @@ class TrainConfig:
     """Everything that defines a training run. Frozen: derive variants with ``replace``."""
 
     # data
-    dataset: Literal["mnist", "fashion-mnist", "idx"] = "mnist"  # idx: any IDX set in data_dir
+    dataset: Literal[
+        "mnist", "fashion-mnist", "kmnist", "emnist-letters", "emnist-balanced", "idx"
+    ] = "mnist"  # the registered sets of rnnflow.data.catalog; idx: any IDX set in data_dir
     data_dir: str | None = None  # None: search $RNNFLOW_DATA_DIR, the user cache, /usr/share/...
     # Recorded from the data for dataset "idx" (no CLI flags; see DATA_RECORD_FIELDS):
     image_height: int = 28  # time steps
@@ -116,8 +119,8 @@ class TrainConfig:
 
     @property
     def num_classes(self) -> int:
-        """Classes of the model: ``len(class_names)``, else 10 (MNIST, Fashion-MNIST)."""
-        return len(self.class_names) or 10
+        """Classes of the model: ``len(class_names)``, else the registered dataset's count."""
+        return len(self.class_names) or len(CLASS_NAMES[self.dataset])
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rnnflow.data.catalog import Checksum
 from rnnflow.data.datasets import DatasetSpec, IdxFile
 
 
@@ -152,10 +153,10 @@ class FakeDataset:
         def idx_file(name: str) -> IdxFile:
             return IdxFile(
                 name,
-                hashlib.sha256(self.gz[name]).hexdigest(),
+                Checksum("sha256", hashlib.sha256(self.gz[name]).hexdigest()),
                 len(self.gz[name]),
-                hashlib.sha256(self.raw[name]).hexdigest(),
                 len(self.raw[name]),
+                hashlib.sha256(self.raw[name]).hexdigest(),
             )
 
         spec = DatasetSpec(

@@ -32,38 +32,133 @@ from rnnflow.data.idx import IdxFormatError
 
 
 def test_table_rows_are_well_formed() -> None:
-    assert set(DATASETS) == {"mnist", "fashion-mnist"}
+    assert set(DATASETS) == {
+        "mnist",
+        "fashion-mnist",
+        "kmnist",
+        "emnist-letters",
+        "emnist-balanced",
+    }
+    digits = {"sha256": 64, "md5": 32}
     for name, spec in DATASETS.items():
-        assert spec.name == name
-        assert len(spec.class_names) == 10 and CLASS_NAMES[name] == spec.class_names
-        assert spec.mirrors and all(re.fullmatch(r"https?://\S+/", m) for m in spec.mirrors)
-        names = [f.name for f in spec.files]
-        assert names == [
-            "train-images-idx3-ubyte",
-            "train-labels-idx1-ubyte",
-            "t10k-images-idx3-ubyte",
-            "t10k-labels-idx1-ubyte",
+        assert spec.name == name and CLASS_NAMES[name] == spec.class_names
+        assert len(set(spec.class_names)) == len(spec.class_names)  # distinct names
+        assert (spec.bundle is None) == bool(spec.mirrors)  # files from mirrors, or one archive
+        assert all(re.fullmatch(r"https?://\S+/", m) for m in spec.mirrors)
+        prefix, test = ("", "t10k") if spec.bundle is None else (f"{name}-", "test")
+        assert [f.name for f in spec.files] == [
+            f"{prefix}train-images-idx3-ubyte",
+            f"{prefix}train-labels-idx1-ubyte",
+            f"{prefix}{test}-images-idx3-ubyte",
+            f"{prefix}{test}-labels-idx1-ubyte",
+        ]
+        n_train, n_test = (spec.files[1].size - 8, spec.files[3].size - 8)  # from label files
+        assert [f.size for f in spec.files] == [
+            16 + n_train * 784,
+            8 + n_train,
+            16 + n_test * 784,
+            8 + n_test,
         ]
         for f in spec.files:
-            assert re.fullmatch(r"[0-9a-f]{64}", f.gz_sha256) and re.fullmatch(
-                r"[0-9a-f]{64}", f.sha256
-            )
-            assert f.archive == f.name + ".gz" and 0 < f.gz_size < f.size
-        assert [f.size for f in spec.files] == [47040016, 60008, 7840016, 10008]
+            checksum = f.archive_checksum
+            assert re.fullmatch(f"[0-9a-f]{{{digits[checksum.algorithm]}}}", checksum.hexdigest)
+            assert f.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", f.sha256)
+            assert f.archive == f.name + ".gz"
+            assert f.archive_size is None or 0 < f.archive_size < f.size
+        checksums = [f.archive_checksum.hexdigest for f in spec.files]
+        assert len(set(checksums)) == 4
+    # every checksum of every row is distinct: no row copied from another
+    every = [f.archive_checksum.hexdigest for s in DATASETS.values() for f in s.files]
+    assert len(set(every)) == len(every)
+    sizes = {n: (s.files[1].size - 8, s.files[3].size - 8) for n, s in DATASETS.items()}
+    assert sizes == {
+        "mnist": (60000, 10000),
+        "fashion-mnist": (60000, 10000),
+        "kmnist": (60000, 10000),
+        "emnist-letters": (124800, 20800),  # Cohen et al. 2017, table II
+        "emnist-balanced": (112800, 18800),
+    }
     assert CLASS_NAMES["mnist"] == tuple("0123456789")
     assert (
         CLASS_NAMES["fashion-mnist"][0] == "T-shirt/top"
         and CLASS_NAMES["fashion-mnist"][9] == "Ankle boot"
     )
+    assert CLASS_NAMES["kmnist"] == ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
+    assert len(CLASS_NAMES["emnist-letters"]) == 26
+    assert CLASS_NAMES["emnist-letters"][0] == "A/a" and CLASS_NAMES["emnist-letters"][25] == "Z/z"
+    # EMNIST's balanced mapping file: 0-9, A-Z, then a b d e f g h n q r t (labels 36..46)
+    assert "".join(CLASS_NAMES["emnist-balanced"]) == (
+        "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"
+    )
+
+
+def test_how_each_row_is_checked_and_read() -> None:
+    """Only MNIST and Fashion-MNIST publish uncompressed checksums; the rest are checked on the
+    .gz as published. KMNIST is fetched per file by sha256; EMNIST from NIST's zip, by md5."""
+    for name in ("mnist", "fashion-mnist", "kmnist"):
+        spec = DATASETS[name]
+        assert all(f.archive_checksum.algorithm == "sha256" for f in spec.files)
+        assert (spec.bundle, spec.label_offset, spec.transposed) == (None, 0, False)
+    assert all(f.sha256 for n in ("mnist", "fashion-mnist") for f in DATASETS[n].files)
+    assert all(
+        f.archive_size for n in ("mnist", "fashion-mnist", "kmnist") for f in DATASETS[n].files
+    )
+    assert DATASETS["kmnist"].mirrors == ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",)
+    letters, balanced = DATASETS["emnist-letters"], DATASETS["emnist-balanced"]
+    assert letters.bundle is balanced.bundle is not None
+    bundle = letters.bundle
+    assert bundle.urls == ("https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",)
+    assert (bundle.checksum.algorithm, bundle.checksum.hexdigest, bundle.size) == (
+        "md5",
+        "58c8d27c78d21e728a6bc7b3cc06412e",
+        561753746,
+    )
+    assert bundle.member_dir == "gzip/" and bundle.name == "emnist-gzip.zip"
+    for spec, offset in ((letters, 1), (balanced, 0)):
+        assert spec.transposed and spec.label_offset == offset
+        assert all(f.sha256 is None and f.archive_checksum.algorithm == "md5" for f in spec.files)
+
+
+def test_the_run_config_offers_every_registered_dataset() -> None:
+    from typing import get_args
+
+    from rnnflow.training.config import TrainConfig, field_type
+
+    assert set(get_args(field_type("dataset"))) == {*DATASETS, "idx"}
+    counts = {name: TrainConfig(dataset=name).num_classes for name in DATASETS}
+    assert counts == {
+        "mnist": 10,
+        "fashion-mnist": 10,
+        "kmnist": 10,
+        "emnist-letters": 26,
+        "emnist-balanced": 47,
+    }
+
+
+def test_a_checksum_must_be_well_formed() -> None:
+    from rnnflow.data.catalog import Checksum
+
+    with pytest.raises(
+        ValueError, match=r"Checksum: a md5 must be 32 lowercase hex digits, got 'AB'"
+    ):
+        Checksum("md5", "AB")
+    with pytest.raises(
+        ValueError, match=r"Checksum: algorithm must be 'sha256' or 'md5', got 'crc'"
+    ):
+        Checksum("crc", "00")  # type: ignore[arg-type]
 
 
 def test_names_and_aliases() -> None:
     assert canonical_name("fashion_mnist") == "fashion-mnist"
     assert canonical_name("MNIST") == "mnist"
     with pytest.raises(
-        ValueError, match=r"unknown dataset 'cifar10': expected one of fashion-mnist, mnist"
+        ValueError,
+        match=r"unknown dataset 'cifar10': expected one of emnist-balanced, emnist-letters, "
+        r"fashion-mnist, kmnist, mnist$",
     ):
         canonical_name("cifar10")
+    assert canonical_name("emnist_letters") == "emnist-letters"
+    assert canonical_name("Kuzushiji-MNIST") == "kmnist"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -251,7 +346,7 @@ def test_labels_must_be_class_indices(fake, monkeypatch, tmp_path: Path) -> None
     monkeypatch.setitem(DATASETS, "mnist", fake.spec())
     folder = fake.write(tmp_path / "d", compressed=False)
     with pytest.raises(
-        ValueError, match=r"load_split: train-labels-idx1-ubyte: labels must be < 10, got 10"
+        ValueError, match=r"load_split: train-labels-idx1-ubyte: labels must be in \[0, 9\], got 10"
     ):
         load_split("mnist", "train", folder)
 

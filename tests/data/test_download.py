@@ -8,10 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from rnnflow.data.download import DownloadError, fetch, sha256_of, text_progress
+from rnnflow.data.download import (
+    ChecksumMismatchError,
+    DownloadError,
+    fetch,
+    file_digest,
+    save_verified,
+    sha256_of,
+    tqdm_progress,
+)
 
 PAYLOAD = bytes(range(256)) * 1000  # 256 kB: several chunks
 GOOD = hashlib.sha256(PAYLOAD).hexdigest()
+GOOD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -124,23 +133,79 @@ def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
         ValueError, match=r"fetch: sha256 must be 64 lowercase hex digits, got 'abc'"
     ):
         fetch("http://127.0.0.1/", tmp_path / "f", sha256="abc")
+    with pytest.raises(ValueError, match=r"fetch: md5 must be 32 lowercase hex digits, got 'A'"):
+        fetch("http://127.0.0.1/", tmp_path / "f", md5="A")
+    with pytest.raises(ValueError, match=r"fetch: give exactly one of sha256= or md5=, got 2"):
+        fetch("http://127.0.0.1/", tmp_path / "f", sha256=GOOD, md5=GOOD_MD5)
+    with pytest.raises(ValueError, match=r"fetch: give exactly one of sha256= or md5=, got 0"):
+        fetch("http://127.0.0.1/", tmp_path / "f")
     with pytest.raises(ValueError, match=r"fetch: urls must name at least one mirror, got none"):
         fetch([], tmp_path / "f", sha256=GOOD)
     with pytest.raises(ValueError, match=r"fetch: retries must be >= 1, got 0"):
         fetch("http://127.0.0.1/", tmp_path / "f", sha256=GOOD, retries=0)
+    assert leftovers(tmp_path) == []
 
 
-def test_text_progress_draws_a_bar_and_ends_the_line() -> None:
-    out = io.StringIO()
-    draw = text_progress(out, "f.gz", width=10)
-    for done in (0, 500, 1000):
-        draw(done, 1000)
+def test_md5_where_that_is_all_a_publisher_gives(server, tmp_path: Path) -> None:
+    url = server.route("/f.gz", server.reply(PAYLOAD))
+    fetch(url, tmp_path / "f.gz", md5=GOOD_MD5)
+    assert (tmp_path / "f.gz").read_bytes() == PAYLOAD
+    assert file_digest(tmp_path / "f.gz", "md5") == GOOD_MD5 == hashlib.md5(PAYLOAD).hexdigest()
+    wrong = "0" * 32
+    with pytest.raises(
+        DownloadError, match=rf"md5 mismatch: expected {wrong}, got {GOOD_MD5} \(download rejected"
+    ):
+        fetch(url, tmp_path / "g.gz", md5=wrong)
+    assert leftovers(tmp_path) == ["f.gz"]
+
+
+def test_save_verified_keeps_only_a_stream_with_the_checksum(tmp_path: Path) -> None:
+    dest = save_verified(io.BytesIO(PAYLOAD), tmp_path / "a" / "f.gz", md5=GOOD_MD5)
+    assert dest.read_bytes() == PAYLOAD and leftovers(dest.parent) == ["f.gz"]
+    with pytest.raises(
+        ChecksumMismatchError, match=rf"sha256 mismatch: expected {'0' * 64}, got {GOOD}"
+    ):
+        save_verified(io.BytesIO(PAYLOAD), tmp_path / "b" / "f.gz", sha256="0" * 64)
+    with pytest.raises(
+        ValueError, match=r"save_verified: f\.gz: more than the expected 1000 bytes"
+    ):
+        save_verified(io.BytesIO(PAYLOAD), tmp_path / "b" / "f.gz", sha256=GOOD, size=1000)
+    assert leftovers(tmp_path / "b") == []  # no .part file, no destination
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_tqdm_progress_draws_on_a_terminal_and_restarts_on_a_retry() -> None:
+    out = Terminal()
+    bar = tqdm_progress(out, "f.gz")
+    for done in (0, 512, 1024):
+        bar(done, 1024)
     text = out.getvalue()
-    assert text.startswith("\rf.gz [>         ]   0%")
-    assert "\rf.gz [==========] 100% 0.0/0.0 MB\n" in text
-    unknown = io.StringIO()
-    text_progress(unknown, "g")(2_500_000, None)
-    assert unknown.getvalue() == "\rg 2.5 MB"
+    assert "f.gz: 100%" in text and "1.00k/1.00k " in text and text.endswith("\n")
+    assert bar._bar is None  # a finished transfer closed its bar
+    retried = Terminal()
+    bar = tqdm_progress(retried, "g")
+    bar(0, 2048)
+    bar(1024, 2048)
+    bar(0, 2048)  # the mirror is retried: a fresh bar, not a bar going backwards
+    bar(2048, 2048)
+    assert retried.getvalue().count("g: 100%") == 1 and retried.getvalue().count("\n") == 2
+
+
+def test_tqdm_progress_is_quiet_off_a_terminal_and_bounded_without_a_total() -> None:
+    log = io.StringIO()  # a log file, CI: no bar
+    bar = tqdm_progress(log, "f.gz")
+    bar(0, 1024)
+    bar(1024, 1024)
+    assert log.getvalue() == ""
+    unknown = Terminal()
+    bar = tqdm_progress(unknown, "g")
+    bar(2_500_000, None)
+    bar.close()
+    assert "g: 2.38MB " in unknown.getvalue() and unknown.getvalue().endswith("\n")
 
 
 def test_an_unknown_host_is_not_retried(server, tmp_path: Path, monkeypatch) -> None:
