@@ -1,5 +1,5 @@
 """The command line's own behaviour: fast --help (no torch), --version, hints that print a
-command that works, argument checks of `generate`, and `rnnflow bench` from a checkout."""
+command that works, argument checks of `generate`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import rnnflow
-from rnnflow.cli import _COMMANDS, bench, main, prog, version
+from rnnflow.cli import _COMMANDS, main, prog, version
 
 ROOT = Path(rnnflow.__file__).resolve().parent.parent
 
@@ -93,29 +93,6 @@ def test_generate_refuses_bad_sampling_values_before_loading(tmp_path, capsys):
         assert f"invalid choice: '{form}' (choose from '5x4', '7x4', '5x8', '7x8')" in (
             capsys.readouterr().err
         )
-
-
-def test_bench_finds_its_harness_from_any_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # as `.venv/bin/rnnflow bench`: the checkout is not on sys.path
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != ROOT])
-    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
-        monkeypatch.delitem(sys.modules, name)
-    module = bench.import_bench()
-    assert module is not None
-    assert Path(module.__file__).resolve() == ROOT / "benchmarks" / "bench_recurrence.py"
-    assert str(ROOT) not in sys.path  # found without leaving the checkout on sys.path
-
-
-def test_bench_without_a_harness_says_how_to_get_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "checkout_root", lambda: tmp_path)
-    monkeypatch.setattr(bench, "import_bench", lambda: None)
-    assert main(["bench"]) == 1
-    assert re.search(
-        rf"^rnnflow bench: the benchmark harness is not installed: rnnflow runs from "
-        rf"{re.escape(str(tmp_path))}, which has no benchmarks/bench_recurrence\.py .*pip install "
-        r"-e \.",
-        capsys.readouterr().err,
-    )
 
 
 FAKE_RNNFLOW = """#!/bin/sh

@@ -23,7 +23,6 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "download",
         "download and verify a registered dataset (mnist, kmnist, emnist-letters, ...)",
     ),
-    "bench": ("bench", "benchmark the fused recurrence against the reference loop and PyTorch"),
     "import-tf1": ("import_tf1", "list or import a TensorFlow-1 checkpoint (no TensorFlow needed)"),
     "train": ("train", "train the row-by-row image classifier (or, --task charlm, a text model)"),
     "evaluate": ("evaluate", "accuracy and confusion matrix (or a text model's perplexity)"),
