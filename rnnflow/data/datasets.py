@@ -38,6 +38,7 @@ from rnnflow.data.catalog import (  # re-exported: the table's home is rnnflow.d
     CLASS_NAMES,
     DATASETS,
     Bundle,
+    Checksum,
     DatasetSpec,
     IdxFile,
     Split,
@@ -289,13 +290,7 @@ def _extract_from_bundle(
     checksum = bundle.checksum
     archive = dest.parent / bundle.name
     if archive.is_file():
-        actual = file_digest(archive, checksum.algorithm)
-        if actual != checksum.hexdigest:
-            raise DatasetChecksumError(
-                f"{spec.name}: {archive}: {checksum.algorithm} is {actual}, expected "
-                f"{checksum.hexdigest}: the archive is corrupt or another file; delete it (it "
-                "will be downloaded again)"
-            )
+        _check_file(spec, archive, checksum, "the archive is corrupt or another file")
     else:
         logger.info("%s: downloading %s into %s", spec.name, bundle.name, dest.parent)
         fetch(
@@ -359,12 +354,17 @@ def _check_archive(spec: DatasetSpec, path: Path, f: IdxFile) -> None:
             f"{path.parent} instead (`rnnflow download {spec.name}` fetches it), or train on "
             f"unverified files with --dataset idx --data-dir {path.parent}"
         )
+    _check_file(spec, path, expected, "the file is corrupt, recompressed or from another dataset")
+
+
+def _check_file(spec: DatasetSpec, path: Path, expected: Checksum, why: str) -> None:
+    """:class:`DatasetChecksumError` unless ``path``'s bytes have the ``expected`` digest."""
     actual = file_digest(path, expected.algorithm)
     if actual != expected.hexdigest:
         raise DatasetChecksumError(
             f"{spec.name}: {path}: {expected.algorithm} of the file is {actual}, expected "
-            f"{expected.hexdigest}: the file is corrupt, recompressed or from another dataset; "
-            "delete it (it will be downloaded again) or give another --data-dir"
+            f"{expected.hexdigest}: {why}; delete it (it will be downloaded again) or give "
+            "another --data-dir"
         )
 
 

@@ -125,6 +125,27 @@ def _write_verified(
         tmp.unlink(missing_ok=True)
 
 
+def _copy(
+    read: Callable[[int], bytes],
+    out: BinaryIO,
+    h: Any,
+    size: int | None,
+    too_long: Callable[[], Exception],
+    step: Callable[[int], None] | None = None,
+) -> None:
+    """Copy ``read``'s chunks into ``out`` and the hasher ``h``; past ``size`` bytes raise
+    ``too_long()``; ``step(bytes so far)`` after each chunk."""
+    done = 0
+    while chunk := read(_CHUNK):
+        done += len(chunk)
+        if size is not None and done > size:
+            raise too_long()
+        out.write(chunk)
+        h.update(chunk)
+        if step is not None:
+            step(done)
+
+
 def save_verified(
     source: BinaryIO,
     dest: str | os.PathLike[str],
@@ -144,16 +165,12 @@ def save_verified(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
 
-    def fill(out: BinaryIO, h: Any) -> None:
-        written = 0
-        while chunk := source.read(_CHUNK):
-            written += len(chunk)
-            if size is not None and written > size:
-                raise ValueError(f"save_verified: {dest.name}: more than the expected {size} bytes")
-            out.write(chunk)
-            h.update(chunk)
+    def too_long() -> Exception:
+        return ValueError(f"save_verified: {dest.name}: more than the expected {size} bytes")
 
-    _write_verified(dest, algorithm, expected, fill)
+    _write_verified(
+        dest, algorithm, expected, lambda out, h: _copy(source.read, out, h, size, too_long)
+    )
     return dest
 
 
@@ -255,14 +272,17 @@ def _stream(
                 raise _Permanent(f"server announces {total} bytes, expected {size}")
             if progress is not None:
                 progress(0, total)
-            while chunk := response.read(_CHUNK):
-                received += len(chunk)
-                if size is not None and received > size:
-                    raise _Permanent(f"server sent more than the expected {size} bytes")
-                out.write(chunk)
-                h.update(chunk)
+
+            def too_long() -> Exception:
+                return _Permanent(f"server sent more than the expected {size} bytes")
+
+            def step(done: int) -> None:
+                nonlocal received
+                received = done
                 if progress is not None:
-                    progress(received, total)
+                    progress(done, total)
+
+            _copy(response.read, out, h, size, too_long, step)
             # http.client returns b"" (no error) when the peer closes early: check it here.
             if total is not None and received != total:
                 raise _Transient(f"transfer interrupted: received {received} of {total} bytes")

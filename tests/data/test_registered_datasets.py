@@ -236,8 +236,9 @@ def test_a_local_emnist_zip_is_checked_then_used(server, monkeypatch, tmp_path) 
     (tmp_path / "d" / "emnist-gzip.zip").write_bytes(bytes(damaged))
     with pytest.raises(
         DatasetChecksumError,
-        match=r"emnist-letters: \S+/d/emnist-gzip\.zip: md5 is [0-9a-f]{32}, expected "
-        r"[0-9a-f]{32}: the archive is corrupt or another file; delete it",
+        match=r"emnist-letters: \S+/d/emnist-gzip\.zip: md5 of the file is [0-9a-f]{32}, expected "
+        r"[0-9a-f]{32}: the archive is corrupt or another file; delete it \(it will be "
+        r"downloaded again\) or give another --data-dir",
     ):
         load_split("emnist-letters", "test", tmp_path / "d")
     assert not (tmp_path / "d" / "emnist-letters").exists()
