@@ -162,6 +162,11 @@ def _run_classifier(args: argparse.Namespace) -> int:
                     f"{[config.image_height, config.image_width]}"
                 )
         else:
+            if len(CLASS_NAMES[dataset]) != config.num_classes:  # its labels mean other classes
+                raise ValueError(
+                    f"--dataset {dataset} has {len(CLASS_NAMES[dataset])} classes, the run's "
+                    f"model {config.num_classes} ({config.dataset})"
+                )
             images, labels = load_split(dataset, args.split, args.data_dir or config.data_dir)
     except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
         print(f"rnnflow evaluate: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -297,3 +298,19 @@ def test_letters_outside_1_to_26_are_refused(server, monkeypatch, tmp_path) -> N
         r"got 0",
     ):
         load_split("emnist-letters", "train", folder, download=False)
+
+
+def test_evaluate_refuses_a_dataset_with_another_class_count(
+    fake, kmnist, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--dataset", "kmnist", "--data-dir", str(tmp_path / "d"), "--out", str(run)]
+    small = ["--num-units", "8", "--batch-size", "10", "--train-examples", "20", "--val-size", "10"]
+    assert main([*argv, *small, "--eval-every", "20", "--threads", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["class_names"][1] == "ki"
+    assert main(["evaluate", str(run), "--dataset", "emnist-letters"]) == 1
+    assert capsys.readouterr().err == (
+        "rnnflow evaluate: --dataset emnist-letters has 26 classes, the run's model 10 (kmnist)\n"
+    )
