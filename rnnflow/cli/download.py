@@ -109,9 +109,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             spec = DATASETS[name]
             kinds = "gzip or uncompressed" if spec.files[0].sha256 else "the .gz files as published"
+            where = f"copy the files into {target} ({kinds})"
+            if spec.bundle is not None:
+                where = f"put {spec.bundle.urls[0]} at {target.parent / spec.bundle.name}"
             print(
-                f"to fix it: connect to the internet and retry, or copy the files into {target} "
-                f"({kinds})",
+                f"to fix it: connect to the internet and retry, or {where}",
                 file=sys.stderr,
             )
         return 1

@@ -314,3 +314,24 @@ def test_evaluate_refuses_a_dataset_with_another_class_count(
     assert capsys.readouterr().err == (
         "rnnflow evaluate: --dataset emnist-letters has 26 classes, the run's model 10 (kmnist)\n"
     )
+
+
+def test_offline_emnist_download_says_where_the_zip_goes(
+    dead_url, monkeypatch, tmp_path, capsys
+) -> None:
+    real = DATASETS["emnist-balanced"]
+    assert real.bundle is not None
+    url = dead_url + "gzip.zip"  # tests never touch the network
+    offline = dataclasses.replace(real, bundle=dataclasses.replace(real.bundle, urls=(url,)))
+    monkeypatch.setitem(DATASETS, "emnist-balanced", offline)
+    code = main(
+        ["download", "emnist-balanced", "--data-dir", str(tmp_path / "d"), "--retries", "1"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "rnnflow download: fetch: could not download emnist-gzip.zip; every mirror failed" in err
+    zip_path = tmp_path / "d" / "emnist-gzip.zip"
+    assert err.endswith(
+        f"to fix it: connect to the internet and retry, or put {url} at {zip_path}\n"
+    )
+    assert not (tmp_path / "d" / "emnist-balanced").exists()
