@@ -20,6 +20,7 @@ __all__ = [
     "IdxFile",
     "Split",
     "canonical_name",
+    "check_digest",
 ]
 
 Split = Literal["train", "test"]
@@ -40,21 +41,19 @@ class Checksum:
     hexdigest: str
 
     def __post_init__(self) -> None:
-        length = _HEX_LENGTH.get(self.algorithm)
-        if length is None:
-            raise ValueError(
-                f"Checksum: algorithm must be 'sha256' or 'md5', got {self.algorithm!r}"
-            )
-        if not isinstance(self.hexdigest, str) or not re.fullmatch(
-            f"[0-9a-f]{{{length}}}", self.hexdigest
-        ):
-            raise ValueError(
-                f"Checksum: a {self.algorithm} must be {length} lowercase hex digits, "
-                f"got {self.hexdigest!r}"
-            )
+        check_digest("Checksum", self.algorithm, self.hexdigest)
 
-    def __str__(self) -> str:
-        return f"{self.algorithm} {self.hexdigest}"
+
+def check_digest(where: str, algorithm: object, hexdigest: object) -> None:
+    """``ValueError`` naming ``where`` unless ``hexdigest`` is a well-formed lowercase hex digest
+    of ``algorithm`` ("sha256": 64 digits, "md5": 32)."""
+    length = _HEX_LENGTH.get(algorithm) if isinstance(algorithm, str) else None
+    if length is None:
+        raise ValueError(f"{where}: algorithm must be 'sha256' or 'md5', got {algorithm!r}")
+    if not isinstance(hexdigest, str) or not re.fullmatch(f"[0-9a-f]{{{length}}}", hexdigest):
+        raise ValueError(
+            f"{where}: {algorithm} must be {length} lowercase hex digits, got {hexdigest!r}"
+        )
 
 
 def _sha256(hexdigest: str) -> Checksum:

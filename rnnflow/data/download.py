@@ -15,7 +15,6 @@ import hashlib
 import http.client
 import logging
 import os
-import re
 import socket
 import tempfile
 import time
@@ -24,6 +23,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
+
+from rnnflow.data.catalog import check_digest
 
 __all__ = [
     "ChecksumMismatchError",
@@ -44,7 +45,6 @@ ProgressCallback = Callable[[int, "int | None"], None]
 
 USER_AGENT = "rnnflow-data/1"
 _CHUNK = 1 << 16
-_HEX_RE = {"sha256": re.compile(r"[0-9a-f]{64}"), "md5": re.compile(r"[0-9a-f]{32}")}
 
 
 class DownloadError(OSError):
@@ -93,11 +93,7 @@ def _expected(where: str, sha256: str | None, md5: str | None) -> tuple[str, str
     if len(given) != 1:
         raise ValueError(f"{where}: give exactly one of sha256= or md5=, got {len(given)}")
     algorithm, hexdigest = given[0]
-    if not isinstance(hexdigest, str) or not _HEX_RE[algorithm].fullmatch(hexdigest):
-        digits = 64 if algorithm == "sha256" else 32
-        raise ValueError(
-            f"{where}: {algorithm} must be {digits} lowercase hex digits, got {hexdigest!r}"
-        )
+    check_digest(where, algorithm, hexdigest)
     return algorithm, hexdigest
 
 

@@ -139,7 +139,7 @@ def test_a_checksum_must_be_well_formed() -> None:
     from rnnflow.data.catalog import Checksum
 
     with pytest.raises(
-        ValueError, match=r"Checksum: a md5 must be 32 lowercase hex digits, got 'AB'"
+        ValueError, match=r"Checksum: md5 must be 32 lowercase hex digits, got 'AB'"
     ):
         Checksum("md5", "AB")
     with pytest.raises(
