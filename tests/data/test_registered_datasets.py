@@ -335,3 +335,20 @@ def test_offline_emnist_download_says_where_the_zip_goes(
         f"to fix it: connect to the internet and retry, or put {url} at {zip_path}\n"
     )
     assert not (tmp_path / "d" / "emnist-balanced").exists()
+
+
+def test_emnist_letters_trains_and_evaluates_with_26_classes(
+    server, monkeypatch, tmp_path, capsys
+) -> None:
+    emnist = make_emnist()
+    install_emnist(monkeypatch, emnist, server.route("/gzip.zip", server.reply(emnist.zip_bytes)))
+    run = tmp_path / "run"
+    argv = ["train", "--dataset", "emnist-letters", "--data-dir", str(tmp_path / "d")]
+    small = ["--num-units", "8", "--batch-size", "10", "--train-examples", "20", "--val-size", "10"]
+    assert main([*argv, *small, "--out", str(run), "--threads", "1", "--quiet"]) == 0
+    assert json.loads((run / "config.json").read_text())["dataset"] == "emnist-letters"
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0  # the saved model has 26 outputs
+    report = json.loads(capsys.readouterr().out)
+    assert report["examples"] == 8 and len(report["confusion"]) == 26
+    assert report["class_names"][0] == "A/a" and report["class_names"][-1] == "Z/z"
