@@ -122,4 +122,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"rnnflow download: {exc}", file=sys.stderr)
         return 1
     print(f"{name}: 4 files verified in {target}")
+    bundle = DATASETS[name].bundle
+    if bundle is not None and (target.parent / bundle.name).is_file():
+        print(
+            f"note: {target.parent / bundle.name} stays for the other splits it holds; "
+            "delete it when done"
+        )
     return 0

@@ -225,7 +225,11 @@ def test_emnist_through_rnnflow_download(server, monkeypatch, tmp_path, capsys) 
     install_emnist(monkeypatch, emnist, server.route("/gzip.zip", server.reply(emnist.zip_bytes)))
     assert main(["download", "emnist_letters", "--data-dir", str(tmp_path / "d")]) == 0
     target = tmp_path / "d" / "emnist-letters"
-    assert capsys.readouterr().out == f"emnist-letters: 4 files verified in {target}\n"
+    assert capsys.readouterr().out == (
+        f"emnist-letters: 4 files verified in {target}\n"
+        f"note: {tmp_path / 'd' / 'emnist-gzip.zip'} stays for the other splits it holds; "
+        "delete it when done\n"
+    )
 
 
 def test_a_local_emnist_zip_is_checked_then_used(server, monkeypatch, tmp_path) -> None:
