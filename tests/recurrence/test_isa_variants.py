@@ -199,12 +199,6 @@ CASES = {
         "z(2, 3, 4), z(16, 4), [3, 3], 0, False)",
         r"lstm_forward: cs must be a Double CPU tensor of sizes \[>= 3, 3, 4\]",
     ),
-    "lstm_forward/inference_tcs": (
-        "L.lstm_forward(z(2, 3, 5), z(16, 5), z(16), z(1, 3, 16), z(1, 3, 4), z(3, 3, 4), "
-        "z(2, 3, 4), z(16, 4), [3, 3], 0, False)",
-        r"lstm_forward: tcs must be a Double CPU tensor of sizes \[1, 3, 4\], got Double "
-        r"cpu \[2, 3, 4\]",
-    ),
     "lstm_forward/x_batch": (
         "L.lstm_forward(z(2, 2, 5), z(16, 5), z(16), z(2, 3, 16), z(3, 3, 4), z(3, 3, 4), "
         "z(2, 3, 4), z(16, 4), [3, 3], 0, False)",

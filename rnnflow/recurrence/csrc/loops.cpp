@@ -74,7 +74,7 @@ void with_act(int64_t a, F&& f) {
 }
 
 // Step t of an [S, B, W] buffer whose [B, W] blocks are row-major (checked by `expect_steps`);
-// a buffer with one step (inference's c) or a zero time stride (an expanded zero block) gives
+// a buffer with one step or a zero time stride (an expanded zero block) gives
 // the same block at every t.
 template <typename T>
 struct Steps {
@@ -492,9 +492,8 @@ std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_fin
 }
 
 // x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
-// h W_h, written here, activated in place; [1, B, 4H] in inference), cs [S+1, B, H] (cs[0] = c0),
-// hs [S+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. Inference passes cs and
-// tcs as [1, B, H]: c is then updated in place (a row past its length keeps its final c).
+// h W_h, written here, activated in place), cs [S+1, B, H] (cs[0] = c0), hs [S+1, B, H]
+// (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. (No-grad runs: lstm_infer.)
 void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates, Tensor cs,
                   Tensor hs, Tensor tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
                   bool onednn) {
@@ -508,15 +507,9 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
   expect(fn, "w_x", w_x, dt, {exactly(width), exactly(depth)});
   expect(fn, "bias", bias, dt, {exactly(width)});
   expect(fn, "w", w, dt, {exactly(width), exactly(units)});
-  // Training: every step's gates, c and act(c); inference: one reused block of each.
-  const bool inference = cs.dim() == 3 && cs.size(0) == 1;
-  const Dim one_or_steps = inference ? Dim{std::min<int64_t>(steps, 1), 1} : at_least(steps);
-  expect_steps(fn, "cs", cs, dt,
-               {inference ? exactly(1) : at_least(steps + 1), exactly(batch), exactly(units)});
-  expect_steps(fn, "tcs", tcs, dt, {one_or_steps, exactly(batch), exactly(units)});
-  expect_steps(fn, "gates", gates, dt,
-               {gates.dim() == 3 && gates.size(0) == 1 ? exactly(1) : at_least(steps),
-                exactly(batch), exactly(width)});
+  expect_steps(fn, "cs", cs, dt, {at_least(steps + 1), exactly(batch), exactly(units)});
+  expect_steps(fn, "tcs", tcs, dt, {at_least(steps), exactly(batch), exactly(units)});
+  expect_steps(fn, "gates", gates, dt, {at_least(steps), exactly(batch), exactly(width)});
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
     lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, l.bs, a);
   });

@@ -414,9 +414,8 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
 
 // ------------------------------------------------------------------ BasicLSTMCell
 // x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
-// h W_h, written here, activated in place; [1, B, 4H] in inference), cs [S+1, B, H] (cs[0] = c0),
-// hs [S+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. Inference passes cs and
-// tcs as [1, B, H]: c is then updated in place (a row past its length keeps its final c).
+// h W_h, written here, activated in place), cs [S+1, B, H] (cs[0] = c0), hs [S+1, B, H]
+// (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. (No-grad runs: lstm_infer_impl.)
 template <typename T>
 void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
                        Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
@@ -427,7 +426,6 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
   const T* b = b_dense.data_ptr<T>();
   const auto X = steps_of<T>(x), G = steps_of<T>(gates), C = steps_of<T>(cs);
   const auto Hs = steps_of<T>(hs), TC = steps_of<T>(tcs);
-  const bool state_steps = cs.size(0) > 1;
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     parallel_rows(hs.size(1), w.nbytes(), [&](int64_t r0, int64_t r1) {
@@ -438,9 +436,9 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
         T* g = G[t] + r0 * width;
         gemm_x(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
         gemm(n, Hs[t] + at, units, g, width, g, width);
-        const T* c_prev = C[state_steps ? t : 0] + at;
-        T* c_new = C[state_steps ? t + 1 : 0] + at;
-        T* tc = TC[state_steps ? t : 0] + at;
+        const T* c_prev = C[t] + at;
+        T* c_new = C[t + 1] + at;
+        T* tc = TC[t] + at;
         T* h = Hs[t + 1] + at;
         for (int64_t b = 0; b < n; ++b) {
           T* gb = g + b * width;
