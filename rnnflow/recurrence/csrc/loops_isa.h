@@ -720,6 +720,25 @@ bool project_all(const std::vector<int64_t>& bs, int64_t batch) {
   return batch <= kProjectAllRows && !bs.empty() && bs.back() == batch;
 }
 
+// The time loop of a thread's rows [r0, r1): f(t, c0, n) for every step t and every chunk
+// [c0, c0 + n) of those rows still running at t.
+template <typename F>
+void infer_chunks(const std::vector<int64_t>& bs, int64_t r0, int64_t r1, F&& f) {
+  for (int64_t t = 0; t < static_cast<int64_t>(bs.size()); ++t) {
+    const int64_t end = std::min(bs[t], r1);
+    if (end <= r0) break;
+    for (int64_t c0 = r0; c0 < end; c0 += kInferChunk) f(t, c0, std::min(kInferChunk, end - c0));
+  }
+}
+
+// Row c0's previous output at step t (the initial state h0 [B, H] at t = 0) and its row stride.
+template <typename T>
+std::pair<const T*, int64_t> previous_h(const Strided<T>& out, const T* h0, int64_t units,
+                                        int64_t t, int64_t c0) {
+  if (t == 0) return {h0 + c0 * units, units};
+  return {out.at(t - 1, c0), out.sr};
+}
+
 // BasicRNNCell: out_t = act(x_t W_x + b + h_{t-1} W_h), h_{-1} = h0. w_x [H, D] = W_x^T,
 // w_h [H, H] = W_h^T; h_final [B, H] holds h0 on entry.
 template <typename T>
@@ -740,20 +759,13 @@ void rnn_infer_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, cons
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     parallel_rows(batch, w_h.nbytes(), [&](int64_t r0, int64_t r1) {
-      for (int64_t t = 0; t < steps; ++t) {
-        const int64_t end = std::min(bs[t], r1);
-        if (end <= r0) break;
-        for (int64_t c0 = r0; c0 < end; c0 += kInferChunk) {
-          const int64_t n = std::min(kInferChunk, end - c0);
-          T* o = O.at(t, c0);
-          if (!all) gemm_x(n, X.at(t, c0), X.sr, b, 0, o, O.sr);
-          if (t == 0)
-            gemm_h(n, h_init + c0 * units, units, o, O.sr, o, O.sr);
-          else
-            gemm_h(n, O.at(t - 1, c0), O.sr, o, O.sr, o, O.sr);
-          for (int64_t r = 0; r < n; ++r) act_into<kA>(o + r * O.sr, o + r * O.sr, units);
-        }
-      }
+      infer_chunks(bs, r0, r1, [&](int64_t t, int64_t c0, int64_t n) {
+        T* o = O.at(t, c0);
+        if (!all) gemm_x(n, X.at(t, c0), X.sr, b, 0, o, O.sr);
+        const auto [h, ldh] = previous_h(O, h_init, units, t, c0);
+        gemm_h(n, h, ldh, o, O.sr, o, O.sr);
+        for (int64_t r = 0; r < n; ++r) act_into<kA>(o + r * O.sr, o + r * O.sr, units);
+      });
     });
   });
   gather_final(O, bs, units, h_final.data_ptr<T>());
@@ -786,17 +798,11 @@ void lstm_infer_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, con
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     parallel_rows(batch, w_h.nbytes(), [&](int64_t r0, int64_t r1) {
-      for (int64_t t = 0; t < steps; ++t) {
-        const int64_t end = std::min(bs[t], r1);
-        if (end <= r0) break;
-        for (int64_t c0 = r0; c0 < end; c0 += kInferChunk) {
-        const int64_t n = std::min(kInferChunk, end - c0);
+      infer_chunks(bs, r0, r1, [&](int64_t t, int64_t c0, int64_t n) {
         T* g = g_all + c0 * ldg + (all ? t * width : 0);
         if (!all) gemm_x(n, X.at(t, c0), X.sr, b, 0, g, ldg);
-        if (t == 0)
-          gemm_h(n, h_init + c0 * units, units, g, ldg, g, ldg);
-        else
-          gemm_h(n, O.at(t - 1, c0), O.sr, g, ldg, g, ldg);
+        const auto [h, ldh] = previous_h(O, h_init, units, t, c0);
+        gemm_h(n, h, ldh, g, ldg, g, ldg);
         for (int64_t r = 0; r < n; ++r) {
           T* gb = g + r * ldg;
           act_into<kSigmoid>(gb, gb, units);
@@ -812,8 +818,7 @@ void lstm_infer_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, con
             hb[k] = o[k] * act<kA>(c);
           }
         }
-        }
-      }
+      });
     });
   });
   gather_final(O, bs, units, h_final.data_ptr<T>());
@@ -851,16 +856,11 @@ void gru_infer_impl(const Tensor& x, const Tensor& w_gx, const Tensor& b_g, cons
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     parallel_rows(batch, w_gh.nbytes() + w_ch.nbytes(), [&](int64_t r0, int64_t r1) {
-      for (int64_t t = 0; t < steps; ++t) {
-        const int64_t end = std::min(bs[t], r1);
-        if (end <= r0) break;
-        for (int64_t c0 = r0; c0 < end; c0 += kInferChunk) {
-        const int64_t n = std::min(kInferChunk, end - c0);
+      infer_chunks(bs, r0, r1, [&](int64_t t, int64_t c0, int64_t n) {
         T* g = s_all + c0 * lds + (all ? t * 3 * units : 0);  // [n, 2H], row stride lds
         T* cand = g + 2 * units;                                // [n, H], row stride lds
         T* rh = s_all + c0 * lds + ld;                          // [n, H], row stride lds
-        const T* h = t == 0 ? h_init + c0 * units : O.at(t - 1, c0);
-        const int64_t ldh = t == 0 ? units : O.sr;
+        const auto [h, ldh] = previous_h(O, h_init, units, t, c0);
         if (!all) {
           gemm_gx(n, X.at(t, c0), X.sr, bg, 0, g, lds);
           gemm_cx(n, X.at(t, c0), X.sr, bc, 0, cand, lds);
@@ -884,8 +884,7 @@ void gru_infer_impl(const Tensor& x, const Tensor& w_gx, const Tensor& b_g, cons
 #pragma GCC ivdep
           for (int64_t k = 0; k < units; ++k) hn[k] = (hr[k] - c[k]) * u[k] + c[k];
         }
-        }
-      }
+      });
     });
   });
   gather_final(O, bs, units, h_final.data_ptr<T>());
