@@ -1,11 +1,11 @@
 """Inference speed of the tutorial model: rnnflow itself vs onnxruntime (and TorchScript).
 
-    python -m benchmarks.bench_export [--threads 1] [--cell rnn] [--run RUN_DIR] [--write-doc]
+    python -m benchmarks.bench_export [--threads 1] [--cell rnn ...] [--run RUN_DIR] [--write-doc]
 
 The tutorial's model (BasicRNN(128), 28 steps of 28 pixels; random weights unless ``--run``: the
-speed does not depend on them; ``--cell lstm|gru`` for the same model with another cell) on
-random images, batch 1 and 1000. Candidates, timed in interleaved rounds in one process
-(harness.time_interleaved), median reported:
+speed does not depend on them; ``--cell lstm``, ``--cell gru``, repeatable, for the same model
+with other cells) on random images, batch 1 and 1000. Candidates, timed in interleaved rounds in
+one process (harness.time_interleaved), median reported:
 
 * ``rnnflow``: ``model(x)`` under ``torch.no_grad()``, as ``rnnflow evaluate`` runs it: the
   inference path (``fused.infer_fast``: one compiled call per layer, no autograd);
@@ -39,10 +39,11 @@ from rnnflow.recurrence import _ext
 PERFORMANCE_MD = Path(__file__).resolve().parent.parent / "docs" / "PERFORMANCE.md"
 SECTION = "## Inference: rnnflow vs ONNX Runtime"
 BATCHES = (1, 1000)
+CELL_NAMES = {"rnn": "BasicRNN", "lstm": "BasicLSTM", "gru": "GRU"}
 CLOCKS = {"wall": time.perf_counter, "thread CPU": time.thread_time}
 
 
-def bench(model: SequenceClassifier, threads: int, rounds: int) -> list[dict[str, Any]]:
+def bench(model: SequenceClassifier, label: str, threads: int, rounds: int) -> list[dict[str, Any]]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -73,7 +74,7 @@ def bench(model: SequenceClassifier, threads: int, rounds: int) -> list[dict[str
                 min_round_s=0.2,
                 clock=clock,
             )
-            record: dict[str, Any] = {"batch": batch, "clock": clock_name}
+            record: dict[str, Any] = {"model": label, "batch": batch, "clock": clock_name}
             for name, t in timings.items():
                 record[name] = {
                     "examples_per_s": round(batch / t.median, 1),
@@ -96,15 +97,16 @@ def write_performance_doc(
 ) -> None:
     """Replace this benchmark's section of docs/PERFORMANCE.md; other sections stay."""
     rows = [
-        "| batch | clock | rnnflow ms/call | onnxruntime ms/call | rnnflow x onnxruntime | "
-        "TorchScript ms/call | rnnflow x TorchScript | rnnflow ex/s | spread (max/min round) |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | batch | clock | rnnflow ms/call | onnxruntime ms/call | rnnflow x onnxruntime "
+        "| TorchScript ms/call | rnnflow x TorchScript | rnnflow ex/s | spread (max/min round) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in records:
         p, o, s = r["rnnflow"], r["onnxruntime"], r["torchscript"]
         spread = max(p["spread"], o["spread"], s["spread"])
         rows.append(
-            f"| {r['batch']} | {r['clock']} | {p['ms_per_call']} | {o['ms_per_call']} | "
+            f"| {r['model']} | {r['batch']} | {r['clock']} | {p['ms_per_call']} | "
+            f"{o['ms_per_call']} | "
             f"**{r['rnnflow_x_onnxruntime']:.2f}** | {s['ms_per_call']} | "
             f"{r['rnnflow_x_torchscript']:.2f} | {p['examples_per_s']:,.0f} | {spread:.2f} |"
         )
@@ -134,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (7)")
     parser.add_argument("--run", help="a trained run folder (default: random tutorial weights)")
     parser.add_argument(
-        "--cell", default="rnn", choices=["rnn", "lstm", "gru"], help="cell of the random model"
+        "--cell",
+        action="append",
+        choices=list(CELL_NAMES),
+        help="cell of the random model (repeatable; default rnn, the tutorial's)",
     )
     parser.add_argument("--write-doc", action="store_true", help="update docs/PERFORMANCE.md")
     args = parser.parse_args(argv)
@@ -142,21 +147,24 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    models: list[tuple[str, SequenceClassifier]] = []
     if args.run:
         from rnnflow.training import load_trained_model
 
         model, checkpoint = load_trained_model(args.run)
+        models.append((f"{checkpoint.path}", model))
         note = f"Model: {checkpoint.path}."
     else:
-        model = SequenceClassifier(cell=args.cell).eval()  # the tutorial: BasicRNNCell(128)
-        name = {"rnn": "BasicRNN", "lstm": "BasicLSTM", "gru": "GRU"}[args.cell]
-        note = f"Model: the tutorial's classifier with {name}(128), random weights."
+        for cell in args.cell or ["rnn"]:  # the tutorial: BasicRNNCell(128)
+            label = f"{CELL_NAMES[cell]}(128)"
+            models.append((label, SequenceClassifier(cell=cell).eval()))
+        note = "Models: the tutorial's classifier with the cell named, random weights."
     info = machine()
     info["onnxruntime"] = ort.__version__
     info["isa"] = _ext.isa()
     info["command"] = " ".join(["python -m benchmarks.bench_export", *(argv or sys.argv[1:])])
     emit({"machine": info})
-    records = bench(model, args.threads, args.rounds)
+    records = [r for label, model in models for r in bench(model, label, args.threads, args.rounds)]
     load_end = os.getloadavg()
     emit({"load_avg_end": load_end})
     if args.write_doc:
