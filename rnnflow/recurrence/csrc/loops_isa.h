@@ -76,6 +76,15 @@ inline void act_into(const T* src, T* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = act<A>(src[i]);
 }
 
+// One row of an LSTM step's gate pre-activations [4H] (TF's i, j, f, o) activated in place:
+// sigmoid for i, f and o, the cell's activation for j.
+template <int A, typename T>
+inline void lstm_gates(T* g, int64_t units) {
+  act_into<kSigmoid>(g, g, units);
+  act_into<A>(g + units, g + units, units);
+  act_into<kSigmoid>(g + 2 * units, g + 2 * units, 2 * units);
+}
+
 // ------------------------------------------------------------------ GEMMs
 // Every step multiplies a small [n, K] block by the same recurrent weight w [N, K] (nn.Linear's
 // layout: out = a w^T + add). Library GEMMs repack w and dispatch on every call: oneDNN costs
@@ -442,9 +451,7 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
         T* h = Hs[t + 1] + at;
         for (int64_t b = 0; b < n; ++b) {
           T* gb = g + b * width;
-          act_into<kSigmoid>(gb, gb, units);
-          act_into<kA>(gb + units, gb + units, units);
-          act_into<kSigmoid>(gb + 2 * units, gb + 2 * units, 2 * units);
+          lstm_gates<kA>(gb, units);
           const T *i = gb, *j = gb + units, *f = gb + 2 * units, *o = gb + 3 * units;
           const T* cp = c_prev + b * units;
           T* cn = c_new + b * units;
@@ -805,9 +812,7 @@ void lstm_infer_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, con
         gemm_h(n, h, ldh, g, ldg, g, ldg);
         for (int64_t r = 0; r < n; ++r) {
           T* gb = g + r * ldg;
-          act_into<kSigmoid>(gb, gb, units);
-          act_into<kA>(gb + units, gb + units, units);
-          act_into<kSigmoid>(gb + 2 * units, gb + 2 * units, 2 * units);
+          lstm_gates<kA>(gb, units);
           const T *i = gb, *j = gb + units, *f = gb + 2 * units, *o = gb + 3 * units;
           T* cb = c_all + (c0 + r) * units;
           T* hb = O.at(t, c0 + r);
