@@ -51,31 +51,34 @@ def time_interleaved(
     warmup: int = 2,
     rounds: int = 5,
     min_round_s: float = 0.05,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Timing]:
     """Median seconds per call of each candidate, timed in interleaved rounds.
 
     Each round calls a candidate ``n`` times back to back (``n`` chosen in the warm-up so a round
-    lasts at least ``min_round_s``), then moves to the next candidate.
+    lasts at least ``min_round_s``), then moves to the next candidate. ``clock``: wall time, or
+    ``time.thread_time`` (the calling thread's CPU time: on a machine other jobs keep busy, it
+    leaves out the time spent waiting for a core; single-threaded candidates only).
     """
     calls: dict[str, int] = {}
     for name, fn in candidates.items():
         for _ in range(warmup):
             fn()
         sync(device)
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync(device)
-        once = max(time.perf_counter() - start, 1e-6)
+        once = max(clock() - start, 1e-6)
         calls[name] = max(1, int(min_round_s / once))
     results: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
             sync(device)
-            start = time.perf_counter()
+            start = clock()
             for _ in range(calls[name]):
                 fn()
             sync(device)
-            results[name].append((time.perf_counter() - start) / calls[name])
+            results[name].append((clock() - start) / calls[name])
     return {name: Timing(statistics.median(r), min(r), max(r), r) for name, r in results.items()}
 
 

@@ -219,7 +219,12 @@ class SequenceClassifier(nn.Module):
                 f"got {tuple(inputs.shape)}"
             )
         batch, max_time = inputs.shape[0], inputs.shape[1]
-        x = inputs @ self.weights_in + self.biases_in  # [B, T, P]
+        rows_in = inputs.reshape(batch * max_time, self.input_size)  # one GEMM, bias fused
+        x = torch.addmm(self.biases_in, rows_in, self.weights_in)
+        x = x.view(batch, max_time, self.projection_size)  # [B, T, P]
+        if sequence_length is None and not self.bidirectional and max_time > 0:
+            outputs, _ = dynamic_rnn(self.cell, x)  # [B, T, H]
+            return outputs[:, -1]  # [B, H]: every row's last step, no index tensors
         if sequence_length is None:
             last = torch.full((batch,), max_time - 1, dtype=torch.long, device=inputs.device)
         else:
@@ -235,7 +240,9 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
         """Logits [B, C] for inputs [B, T, D] (rows of an image: T = D = 28)."""
-        return self.features(inputs, sequence_length) @ self.weights_out + self.biases_out
+        return torch.addmm(
+            self.biases_out, self.features(inputs, sequence_length), self.weights_out
+        )
 
     def prefix_features(self, inputs: Tensor) -> Tensor:
         """What the model holds after reading only the first t steps, for every t = 0..T.

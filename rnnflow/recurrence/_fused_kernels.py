@@ -663,26 +663,82 @@ class _GRULayer(torch.autograd.Function):
 
 
 # ----------------------------------------------------------------------------- entry points
-# ``lengths`` sorted longest first (or None) and ``bs = batch_sizes(lengths, B, T)``.
+# ``lengths`` sorted longest first (or None) and ``bs = batch_sizes(lengths, B, T)``. Each runs
+# its ``torch.autograd.Function`` when a gradient is needed, and otherwise (``torch.no_grad``,
+# ``torch.inference_mode``, or nothing requires grad) the compiled inference op of the layer
+# (``_infer_ops``) or the Python loops' forward.
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _infer_ops(x: Tensor) -> Any | None:
+    """The compiled loops when their inference ops serve ``x`` (CPU float32/float64): one call
+    per layer, each step's input projection, recurrent GEMM and gate maths in C++, nothing kept
+    for a backward, ``x`` read and the outputs written through their strides."""
+    ops = _loops(x)
+    return None if ops is _PY_LOOPS else ops
+
+
+def _rows_inner(x: Tensor) -> Tensor:
+    """``x`` [T, B, D] with unit stride within a row (a copy only if it lacks it)."""
+    return x if x.shape[2] <= 1 or x.stride(2) == 1 else x.contiguous()
+
+
+def _batch_major(x: Tensor) -> bool:
+    """Whether ``x`` [T, B, D] is batch-major memory (a [B, T, D] tensor's transpose): the
+    inference ops then write the outputs batch-major too, so no transposed copy follows."""
+    return x.stride(1) > x.stride(0)
+
+
 def rnn_layer(x, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor]:
     """Outputs [T, B, H] and final h of one BasicRNNCell layer; differentiable when needed."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h0, kernel, bias)):
-        return _RNNLayer.apply(x, h0, kernel, bias, lengths, bs, act)
-    hs, final = rnn_forward(x, h0, kernel, bias, lengths, bs, act)
+    if _needs_grad(x, h0, kernel, bias):
+        return _RNNLayer.apply(x.contiguous(), h0, kernel, bias, lengths, bs, act)
+    ops = _infer_ops(x)
+    if ops is not None:
+        x, depth = _rows_inner(x), x.shape[2]
+        w_x, w_h = kernel[:depth].t(), kernel[depth:].t()
+        code = _ACT_CODES[act]
+        return ops.rnn_infer(x, w_x, bias, w_h, h0.contiguous(), bs, code, _batch_major(x))
+    hs, final = rnn_forward(x.contiguous(), h0, kernel, bias, lengths, bs, act)
     return hs[1:], final
 
 
 def lstm_layer(x, c0, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor, Tensor]:
     """Outputs [T, B, H], final c and final h of one (permuted) BasicLSTMCell layer."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, c0, h0, kernel, bias)):
-        return _LSTMLayer.apply(x, c0, h0, kernel, bias, lengths, bs, act)
-    return lstm_infer(x, c0, h0, kernel, bias, lengths, bs, act)
+    if _needs_grad(x, c0, h0, kernel, bias):
+        return _LSTMLayer.apply(x.contiguous(), c0, h0, kernel, bias, lengths, bs, act)
+    ops = _infer_ops(x)
+    if ops is not None:
+        x, depth = _rows_inner(x), x.shape[2]
+        w_x, w_h = kernel[:depth].t(), kernel[depth:].t()
+        code = _ACT_CODES[act]
+        return ops.lstm_infer(x, w_x, bias, w_h, c0, h0, bs, code, _batch_major(x))
+    return lstm_infer(x.contiguous(), c0, h0, kernel, bias, lengths, bs, act)
 
 
 def gru_layer(x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act):
     """Outputs [T, B, H] and final h of one GRUCell layer."""
-    tensors = (x, h0, g_kernel, g_bias, c_kernel, c_bias)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return _GRULayer.apply(x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act)
+    if _needs_grad(x, h0, g_kernel, g_bias, c_kernel, c_bias):
+        return _GRULayer.apply(
+            x.contiguous(), h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act
+        )
+    ops = _infer_ops(x)
+    if ops is not None:
+        x, depth = _rows_inner(x), x.shape[2]
+        return ops.gru_infer(
+            x,
+            g_kernel[:depth].t(),
+            g_bias,
+            c_kernel[:depth].t(),
+            c_bias,
+            g_kernel[depth:].t(),
+            c_kernel[depth:].t(),
+            h0.contiguous(),
+            bs,
+            _ACT_CODES[act],
+            _batch_major(x),
+        )
+    x = x.contiguous()
     *_, hs, final = gru_forward(x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act)
     return hs[1:], final

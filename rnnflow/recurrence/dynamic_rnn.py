@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Literal
 
 import numpy as np
@@ -227,13 +226,16 @@ def run_time_major(
                 f"{owner}: impl='fused' unavailable ({reason}); use impl='auto' to fall back"
             )
         use_fused = ok and (impl == "fused" or not fused.auto_prefers_reference(cell, x))
-    run = fused.fused_dynamic_rnn if use_fused else reference_dynamic_rnn
-    offload = swap_memory and x.is_cuda and torch.is_grad_enabled()
-    context = (
-        torch.autograd.graph.save_on_cpu(pin_memory=True) if offload else contextlib.nullcontext()
-    )
-    with context:
-        return run(cell, x, lengths, state, owner=owner)
+    if swap_memory and x.is_cuda and torch.is_grad_enabled():
+        with torch.autograd.graph.save_on_cpu(pin_memory=True):
+            return _run(use_fused, owner, cell, x, lengths, state)
+    return _run(use_fused, owner, cell, x, lengths, state)
+
+
+def _run(use_fused: bool, owner: str, cell: Any, x: Tensor, lengths: Tensor | None, state: State):
+    if use_fused:  # prepare_state and fusable() checked the depth, the state and the cell
+        return fused.fused_dynamic_rnn(cell, x, lengths, state, owner=owner, checked=True)
+    return reference_dynamic_rnn(cell, x, lengths, state, owner=owner)
 
 
 def run_rnn(
@@ -250,6 +252,19 @@ def run_rnn(
     scope: Any,
     impl: Any,
 ) -> tuple[Any, State]:
+    if (
+        impl == "auto"
+        and sequence_length is None
+        and dtype is None
+        and parallel_iterations is None
+        and swap_memory is False
+        and scope is None
+        and (time_major is False or time_major is True)
+        and isinstance(inputs, Tensor)
+    ):  # the plain inference call: one check pass and one compiled call (fused.infer_fast)
+        done = fused.infer_fast(cell, inputs, initial_state, time_major)
+        if done is not None:
+            return done
     check_cell(owner, "cell", cell)
     x, lengths = check_common_arguments(
         owner,

@@ -218,6 +218,7 @@ def fused_dynamic_rnn(
     initial_state: Any,
     *,
     owner: str = "dynamic_rnn",
+    checked: bool = False,
 ) -> tuple[Tensor, Any]:
     """The fused equivalent of ``reference_dynamic_rnn``: time-major ``inputs`` [T, B, D],
     ``lengths`` int64 [B] or None, ``initial_state`` structured as the cell's. Returns outputs
@@ -225,15 +226,19 @@ def fused_dynamic_rnn(
 
     Every shape a kernel relies on is checked first (``ValueError``): the depth each layer was
     built for (the message of ``dynamic_rnn``'s own check), the parameters', the initial
-    state's and the lengths'. T = 0 or B = 0 runs no kernel: zero outputs (differentiable, zero
-    gradients) and the initial state, as the reference loop."""
-    reason = _why_not(cell, inputs)
-    if reason is not None:
-        raise ValueError(f"fused_dynamic_rnn: cannot fuse {type(cell).__name__}: {reason}")
+    state's and the lengths'. ``checked=True`` (``dynamic_rnn``'s dispatch, which has just
+    run ``fusable``, the depth and the initial-state checks on these arguments) skips those
+    three; the parameters' and the lengths' checks always run. T = 0 or B = 0 runs no kernel:
+    zero outputs (differentiable, zero gradients) and the initial state, as the reference
+    loop."""
     max_time, batch, depth = inputs.shape
-    check_input_depth(owner, "cell", cell, depth)
+    if not checked:
+        reason = _why_not(cell, inputs)
+        if reason is not None:
+            raise ValueError(f"fused_dynamic_rnn: cannot fuse {type(cell).__name__}: {reason}")
+        check_input_depth(owner, "cell", cell, depth)
+        check_state(owner, "initial_state", initial_state, cell.state_size, batch)
     _check_weights(owner, "cell", cell, depth)
-    check_state(owner, "initial_state", initial_state, cell.state_size, batch)
     if lengths is not None and (lengths.shape != (batch,) or lengths.dtype != torch.int64):
         raise ValueError(
             f"{owner}: lengths must be int64 of shape ({batch},), "
@@ -366,7 +371,6 @@ def _run_leaf(
     act = _activation_kind(cell.activation)
     if _use_peer_kernel(cell, x, lengths, act):
         return _peer_layer(cell, x, state, compute)
-    x = x.contiguous()
     if type(cell) is BasicRNNCell:
         kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
         return kernels.rnn_layer(x, state, kernel, bias, lengths, bs, act)
@@ -384,7 +388,7 @@ def _run_leaf(
             act,
         )
     if not _plain_lstm(cell):
-        return _lstm_cell_with_options(cell, x, lengths, bs, state, compute, act)
+        return _lstm_cell_with_options(cell, x.contiguous(), lengths, bs, state, compute, act)
     # BasicLSTMCell, or LSTMCell without peepholes, clipping or projection
     if cell.state_is_tuple:
         c0, h0 = state
@@ -425,6 +429,110 @@ def _lstm_cell_with_options(
         cell.proj_clip,
     )
     return out, (LSTMStateTuple(c, m) if cell.state_is_tuple else torch.cat([c, m], dim=1))
+
+
+# ----------------------------------------------------------------------------- inference
+def _leaf_weights(cell: Any) -> tuple[Tensor, ...]:
+    if type(cell) is GRUCell:
+        return cell.gates.kernel, cell.gates.bias, cell.candidate.kernel, cell.candidate.bias
+    return cell.kernel, cell.bias
+
+
+def _plain_state(cell: Any, state: Any, x: Tensor, grad: bool) -> tuple[Tensor, ...] | None:
+    """``state`` as the [B, H] tensors of a plain cell (LSTM: c, h), or None if it is not
+    exactly that (the general path then checks it and says what is wrong)."""
+    batch, units = x.shape[1], cell.num_units
+    if state is None:
+        zeros = x.new_zeros(batch, units)
+        return (zeros, zeros) if type(cell) is BasicLSTMCell else (zeros,)
+    if type(cell) is not BasicLSTMCell:
+        parts = (state,)
+    elif cell.state_is_tuple:
+        if type(state) not in (LSTMStateTuple, tuple) or len(state) != 2:
+            return None
+        parts = tuple(state)
+    else:
+        if not isinstance(state, Tensor) or state.shape != (batch, 2 * units):
+            return None
+        parts = tuple(state.split(units, dim=1))
+    for part in parts:
+        if (
+            not isinstance(part, Tensor)
+            or part.is_nested
+            or part.shape != (batch, units)
+            or part.dtype != x.dtype
+            or part.device != x.device
+            or part.layout != torch.strided
+            or (grad and part.requires_grad)
+        ):
+            return None
+    return tuple(part.contiguous() for part in parts)
+
+
+def infer_fast(
+    cell: Any, inputs: Tensor, initial_state: Any, time_major: bool
+) -> tuple[Tensor, Any] | None:
+    """``dynamic_rnn(cell, inputs, initial_state=initial_state, time_major=time_major)`` (no
+    lengths, ``impl="auto"``) for a plain ``BasicRNNCell``, ``BasicLSTMCell`` or ``GRUCell``
+    when no gradient is needed, or None when this is not that case (the caller then runs the
+    general path, which checks and reports everything).
+
+    The per-call Python cost is what a model pays at batch 1 (issue 17: ~70 us of checks and
+    dispatch around one compiled call of ~40 us at the tutorial size): this checks what the
+    general path's checks would find for these exact cell types in one pass (its parameters'
+    shapes for ``inputs``' depth, dtype and device, a supported activation, dense CPU
+    float32/float64 inputs, an initial state of the cell's shapes or none (zeros), no autocast
+    or tracing, nothing requiring grad with grad mode on) and makes the layer's one compiled
+    inference op call (``_fused_kernels``), with the same arguments as the general fused path.
+    One step counts too: a language model's sampling step (the general path runs the reference
+    loop for one step, where the fused path's set-up would not pay)."""
+    kind = type(cell)
+    if kind not in (BasicRNNCell, BasicLSTMCell, GRUCell) or "zero_state" in cell.__dict__:
+        return None
+    if (
+        inputs.dim() != 3
+        or inputs.layout != torch.strided
+        or inputs.device.type != "cpu"
+        or inputs.dtype not in (torch.float32, torch.float64)
+        or inputs.is_nested
+    ):
+        return None
+    x = inputs if time_major else inputs.transpose(0, 1)  # [T, B, D]
+    steps, batch, depth = x.shape
+    if steps == 0 or batch == 0 or not cell.built:
+        return None
+    if torch.is_autocast_enabled("cpu") or torch.jit.is_tracing():
+        return None
+    weights = _leaf_weights(cell)
+    grad = torch.is_grad_enabled()
+    for w in weights:
+        if w.dtype != x.dtype or w.device != x.device or (grad and w.requires_grad):
+            return None
+    if grad and inputs.requires_grad:
+        return None
+    act = _activation_kind(cell.activation)
+    if act not in _SUPPORTED[kind] or kernels._infer_ops(x) is None:
+        return None
+    units = cell.num_units
+    widths = {BasicRNNCell: (units,), BasicLSTMCell: (4 * units,), GRUCell: (2 * units, units)}
+    for k, width in enumerate(widths[kind]):
+        kernel, bias = weights[2 * k], weights[2 * k + 1]
+        if kernel.shape != (depth + units, width) or bias.shape != (width,):
+            return None
+    if kind is BasicLSTMCell and _use_peer_kernel(cell, x, None, act):
+        return None
+    parts = _plain_state(cell, initial_state, x, grad)
+    if parts is None:
+        return None
+    if kind is BasicRNNCell:
+        out, state = kernels.rnn_layer(x, *parts, *weights, None, [batch] * steps, act)
+    elif kind is GRUCell:
+        out, state = kernels.gru_layer(x, *parts, *weights, None, [batch] * steps, act)
+    else:
+        kernel, bias = _lstm_params(cell, x.dtype)
+        out, c, h = kernels.lstm_layer(x, *parts, kernel, bias, None, [batch] * steps, act)
+        state = LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1)
+    return (out if time_major else out.transpose(0, 1)), state
 
 
 # ----------------------------------------------------------------------------- CUDA: cuDNN

@@ -41,3 +41,42 @@ def calls(monkeypatch):
 
     monkeypatch.setattr(fused, "fused_dynamic_rnn", spy)
     return seen
+
+
+def use_isa(isa: str, monkeypatch: pytest.MonkeyPatch):
+    """Run the compiled loops' variant ``isa``; skip (naming what is missing) where it cannot."""
+    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
+    monkeypatch.delenv("RNNFLOW_ISA", raising=False)
+    ok, reason = _ext.status()
+    if not ok:
+        pytest.skip(f"compiled loops unavailable: {reason}")
+    missing = _ext.missing_flags(isa)
+    if missing:
+        pytest.skip(f"kernel variant {isa}: this CPU lacks {' '.join(missing)}")
+    monkeypatch.setenv("RNNFLOW_ISA", isa)
+    ops = _ext.loops()
+    assert ops.isa() == isa
+    return ops
+
+
+@pytest.fixture
+def force_isa(monkeypatch: pytest.MonkeyPatch):
+    """``force_isa(name)``: run variant ``name`` of the compiled loops (skip where it cannot);
+    returns their ops."""
+    return lambda isa: use_isa(isa, monkeypatch)
+
+
+@pytest.fixture(params=[*_ext.ISAS, "python"])
+def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which time loops run: a variant of the compiled ones, or the Python ones."""
+    if request.param == "python":
+        monkeypatch.setenv("RNNFLOW_NO_EXT", "1")
+    else:
+        use_isa(request.param, monkeypatch)
+    return request.param
+
+
+@pytest.fixture(params=_ext.ISAS)
+def packed(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """The compiled loops' ops with variant ``request.param`` of the packed GEMM running."""
+    return use_isa(request.param, monkeypatch)

@@ -30,38 +30,6 @@ KINDS = CELL_KINDS
 DEPTH = CELL_INPUT_DEPTH
 
 
-def use_isa(isa, monkeypatch):
-    """Run the compiled loops' variant ``isa``; skip (naming what is missing) where it cannot."""
-    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
-    monkeypatch.delenv("RNNFLOW_ISA", raising=False)
-    ok, reason = _ext.status()
-    if not ok:
-        pytest.skip(f"compiled loops unavailable: {reason}")
-    missing = _ext.missing_flags(isa)
-    if missing:
-        pytest.skip(f"kernel variant {isa}: this CPU lacks {' '.join(missing)}")
-    monkeypatch.setenv("RNNFLOW_ISA", isa)
-    ops = _ext.loops()
-    assert ops.isa() == isa
-    return ops
-
-
-@pytest.fixture(params=[*_ext.ISAS, "python"])
-def loops(request, monkeypatch):
-    """Which time loops run: a variant of the compiled ones, or the Python ones."""
-    if request.param == "python":
-        monkeypatch.setenv("RNNFLOW_NO_EXT", "1")
-    else:
-        use_isa(request.param, monkeypatch)
-    return request.param
-
-
-@pytest.fixture(params=_ext.ISAS)
-def packed(request, monkeypatch):
-    """The compiled loops' ops with variant ``request.param`` of the packed GEMM running."""
-    return use_isa(request.param, monkeypatch)
-
-
 def test_the_extension_builds_where_a_compiler_exists(monkeypatch):
     monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
     if shutil.which("c++") is None:
@@ -197,9 +165,9 @@ def test_loops_split_over_threads_match_reference(kind, loops, monkeypatch):
 
 
 @pytest.mark.parametrize("isa", _ext.ISAS)
-def test_compiled_and_python_loops_agree(isa, monkeypatch):
+def test_compiled_and_python_loops_agree(isa, force_isa, monkeypatch):
     """The two implementations of the same loops, side by side (float64, 1e-12)."""
-    use_isa(isa, monkeypatch)
+    force_isa(isa)
     seq = [5, 0, 9, 2, 9, 4]
     compiled, _ = run("multi", torch.float64, 6, 9, seq, monkeypatch)
     monkeypatch.setenv("RNNFLOW_NO_EXT", "1")

@@ -199,12 +199,6 @@ CASES = {
         "z(2, 3, 4), z(16, 4), [3, 3], 0, False)",
         r"lstm_forward: cs must be a Double CPU tensor of sizes \[>= 3, 3, 4\]",
     ),
-    "lstm_forward/inference_tcs": (
-        "L.lstm_forward(z(2, 3, 5), z(16, 5), z(16), z(1, 3, 16), z(1, 3, 4), z(3, 3, 4), "
-        "z(2, 3, 4), z(16, 4), [3, 3], 0, False)",
-        r"lstm_forward: tcs must be a Double CPU tensor of sizes \[1, 3, 4\], got Double "
-        r"cpu \[2, 3, 4\]",
-    ),
     "lstm_forward/x_batch": (
         "L.lstm_forward(z(2, 2, 5), z(16, 5), z(16), z(2, 3, 16), z(3, 3, 4), z(3, 3, 4), "
         "z(2, 3, 4), z(16, 4), [3, 3], 0, False)",
@@ -251,6 +245,57 @@ CASES = {
         "L.gru_backward(z(2, 3, 4), z(3, 4), z(2, 3, 8), z(2, 3, 4), z(3, 3, 4), z(4, 8), "
         "z(4, 3), [3, 3], 0, False, True)",
         r"gru_backward: w_c must be a Double CPU tensor of sizes \[4, 4\]",
+    ),
+    # inference: x [T, B, D] (any strides, unit within a row), w_x [G, D], bias [G],
+    # w_h [G, H], h0 and c0 [B, H]
+    "rnn_infer/w_h": (
+        "L.rnn_infer(z(2, 3, 5), z(4, 5), z(4), z(4, 3), z(3, 4), [3, 3], 0, False)",
+        r"rnn_infer: w_h must be a Double CPU tensor of sizes \[4, 4\], got Double cpu \[4, 3\]",
+    ),
+    "rnn_infer/x_row_stride": (
+        "L.rnn_infer(z(2, 5, 3).transpose(1, 2), z(4, 5), z(4), z(4, 4), z(3, 4), [3, 3], 0, "
+        "False)",
+        r"rnn_infer: x must have unit stride within a row \(strides \[\*, \*, 1\]\), got "
+        r"strides \[15, 1, 3\]",
+    ),
+    "rnn_infer/x_dtype": (
+        "L.rnn_infer(z(2, 3, 5).long(), z(4, 5), z(4), z(4, 4), z(3, 4), [3, 3], 0, False)",
+        r"rnn_infer: x must be float32 or float64, got Long",
+    ),
+    "rnn_infer/w_x_float32": (
+        "L.rnn_infer(z(2, 3, 5), z(4, 5).float(), z(4), z(4, 4), z(3, 4), [3, 3], 0, False)",
+        r"rnn_infer: w_x must be a Double CPU tensor of sizes \[4, 5\], got Float cpu",
+    ),
+    "rnn_infer/too_many_steps": (
+        "L.rnn_infer(z(2, 3, 5), z(4, 5), z(4), z(4, 4), z(3, 4), [3, 3, 3], 0, False)",
+        r"rnn_infer: batch_sizes has 3 steps, more than the 2 the buffers hold",
+    ),
+    "rnn_infer/h0_batch": (
+        "L.rnn_infer(z(2, 3, 5), z(4, 5), z(4), z(4, 4), z(2, 4), [3, 3], 0, False)",
+        r"rnn_infer: h0 must be a Double CPU tensor of sizes \[3, \*\], got Double cpu \[2, 4\]",
+    ),
+    "rnn_infer/h0_strided": (
+        "L.rnn_infer(z(2, 3, 5), z(4, 5), z(4), z(4, 4), z(4, 3).t(), [3, 3], 0, False)",
+        r"rnn_infer: h0 must be contiguous, got strides \[1, 3\]",
+    ),
+    "lstm_infer/c0": (
+        "L.lstm_infer(z(2, 3, 5), z(16, 5), z(16), z(16, 4), z(3, 5), z(3, 4), [3, 3], 0, False)",
+        r"lstm_infer: c0 must be a Double CPU tensor of sizes \[3, 4\], got Double cpu \[3, 5\]",
+    ),
+    "lstm_infer/w_x": (
+        "L.lstm_infer(z(2, 3, 5), z(16, 6), z(16), z(16, 4), z(3, 4), z(3, 4), [3, 3], 0, False)",
+        r"lstm_infer: w_x must be a Double CPU tensor of sizes \[16, 5\], got Double cpu "
+        r"\[16, 6\]",
+    ),
+    "gru_infer/w_cx": (
+        "L.gru_infer(z(2, 3, 5), z(8, 5), z(8), z(4, 6), z(4), z(8, 4), z(4, 4), z(3, 4), "
+        "[3, 3], 0, False)",
+        r"gru_infer: w_cx must be a Double CPU tensor of sizes \[4, 5\], got Double cpu \[4, 6\]",
+    ),
+    "gru_infer/act": (
+        "L.gru_infer(z(2, 3, 5), z(8, 5), z(8), z(4, 5), z(4), z(8, 4), z(4, 4), z(3, 4), "
+        "[3, 3], 9, False)",
+        r"gru_infer: act must be 0 \(tanh\), 1 \(sigmoid\), 2 \(relu\) or 3 \(linear\), got 9",
     ),
     # one-off GEMMs, float32 (the packed kernel)
     "linear/k": (

@@ -74,7 +74,7 @@ void with_act(int64_t a, F&& f) {
 }
 
 // Step t of an [S, B, W] buffer whose [B, W] blocks are row-major (checked by `expect_steps`);
-// a buffer with one step (inference's c) or a zero time stride (an expanded zero block) gives
+// a buffer with one step or a zero time stride (an expanded zero block) gives
 // the same block at every t.
 template <typename T>
 struct Steps {
@@ -428,6 +428,25 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_any(
   RNNFLOW_DISPATCH(
       gru_backward_impl<T>(d_out, d_final, gates, cands, hs, w_g, w_c, bs, a, need_h0))
 }
+template <typename T>
+void rnn_infer_any(const Tensor& x, const Tensor& w_x, const Tensor& bias, const Tensor& w_h,
+                   const Tensor& h0, Tensor out, Tensor h_final, const std::vector<int64_t>& bs,
+                   int64_t a) {
+  RNNFLOW_DISPATCH(rnn_infer_impl<T>(x, w_x, bias, w_h, h0, out, h_final, bs, a))
+}
+template <typename T>
+void lstm_infer_any(const Tensor& x, const Tensor& w_x, const Tensor& bias, const Tensor& w_h,
+                    Tensor out, Tensor c_final, Tensor h_final, const std::vector<int64_t>& bs,
+                    int64_t a) {
+  RNNFLOW_DISPATCH(lstm_infer_impl<T>(x, w_x, bias, w_h, out, c_final, h_final, bs, a))
+}
+template <typename T>
+void gru_infer_any(const Tensor& x, const Tensor& w_gx, const Tensor& b_g, const Tensor& w_cx,
+                   const Tensor& b_c, const Tensor& w_gh, const Tensor& w_ch, Tensor out,
+                   Tensor h_final, const std::vector<int64_t>& bs, int64_t a) {
+  RNNFLOW_DISPATCH(
+      gru_infer_impl<T>(x, w_gx, b_g, w_cx, b_c, w_gh, w_ch, out, h_final, bs, a))
+}
 void linear_any(const Tensor& a, const Tensor& w, const float* add, int64_t ldadd, Tensor& out) {
   RNNFLOW_DISPATCH(linear_impl(a, w, add, ldadd, out))
 }
@@ -473,9 +492,8 @@ std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_fin
 }
 
 // x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
-// h W_h, written here, activated in place; [1, B, 4H] in inference), cs [S+1, B, H] (cs[0] = c0),
-// hs [S+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. Inference passes cs and
-// tcs as [1, B, H]: c is then updated in place (a row past its length keeps its final c).
+// h W_h, written here, activated in place), cs [S+1, B, H] (cs[0] = c0), hs [S+1, B, H]
+// (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. (No-grad runs: lstm_infer.)
 void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates, Tensor cs,
                   Tensor hs, Tensor tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
                   bool onednn) {
@@ -489,15 +507,9 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
   expect(fn, "w_x", w_x, dt, {exactly(width), exactly(depth)});
   expect(fn, "bias", bias, dt, {exactly(width)});
   expect(fn, "w", w, dt, {exactly(width), exactly(units)});
-  // Training: every step's gates, c and act(c); inference: one reused block of each.
-  const bool inference = cs.dim() == 3 && cs.size(0) == 1;
-  const Dim one_or_steps = inference ? Dim{std::min<int64_t>(steps, 1), 1} : at_least(steps);
-  expect_steps(fn, "cs", cs, dt,
-               {inference ? exactly(1) : at_least(steps + 1), exactly(batch), exactly(units)});
-  expect_steps(fn, "tcs", tcs, dt, {one_or_steps, exactly(batch), exactly(units)});
-  expect_steps(fn, "gates", gates, dt,
-               {gates.dim() == 3 && gates.size(0) == 1 ? exactly(1) : at_least(steps),
-                exactly(batch), exactly(width)});
+  expect_steps(fn, "cs", cs, dt, {at_least(steps + 1), exactly(batch), exactly(units)});
+  expect_steps(fn, "tcs", tcs, dt, {at_least(steps), exactly(batch), exactly(units)});
+  expect_steps(fn, "gates", gates, dt, {at_least(steps), exactly(batch), exactly(width)});
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
     lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, l.bs, a);
   });
@@ -569,6 +581,109 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward(const Tensor& d_out, const Tenso
     out = gru_backward_any<scalar_t>(d_out, d_final, gates, cands, hs, w_g, w_c, l.bs, a, need_h0);
   });
   return out;
+}
+
+// ------------------------------------------------------------------ inference entry points
+// x [T, B, D]: any step and row strides (a batch-major tensor's transpose), unit stride within a
+// row; h0 (and c0) [B, H] contiguous; batch_sizes as the loops' (at most T steps). The outputs
+// [T, B, H] are allocated here: batch-major memory ([B, T, H], returned transposed) when
+// batch_major, zeros where a row is past its length; the final state is each row's state after
+// its last step.
+struct InferLayer {
+  at::ScalarType dtype;
+  int64_t steps, batch, depth, units;
+  std::vector<int64_t> bs;
+};
+
+InferLayer check_infer(const char* fn, const Tensor& x, const Tensor& h0, const char* h0_name,
+                       at::IntArrayRef batch_sizes, int64_t a) {
+  check_act(fn, a);
+  const auto dt = loop_dtype(fn, x, "x");
+  expect(fn, "x", x, dt, {any_size(), any_size(), any_size()});
+  TORCH_CHECK(x.size(2) <= 1 || x.stride(2) == 1, "rnnflow_loops.", fn,
+              ": x must have unit stride within a row (strides [*, *, 1]), got strides ",
+              x.strides());
+  const int64_t total = x.size(0), batch = x.size(1);
+  expect(fn, h0_name, h0, dt, {exactly(batch), any_size()});
+  expect_rows(fn, h0_name, h0, dt, batch, h0.size(1));
+  auto bs = check_batch_sizes(fn, batch_sizes, batch, total);
+  return {dt, total, batch, x.size(2), h0.size(1), std::move(bs)};
+}
+
+// The outputs' buffer [T, B, H] (see above), from the buffer pool: a model calling this in a
+// loop drops the previous outputs before the next call, and their storage comes back instead
+// of a fresh 14 MB (batch 1000) page-faulted in at every call.
+Tensor infer_outputs(const InferLayer& l, bool batch_major, const at::TensorOptions& options) {
+  const int64_t n = static_cast<int64_t>(l.bs.size());
+  const bool full = n == l.steps && (n == 0 || l.bs[n - 1] == l.batch);
+  Tensor out = batch_major ? pooled_empty({l.batch, l.steps, l.units}, options).transpose(0, 1)
+                           : pooled_empty({l.steps, l.batch, l.units}, options);
+  return full ? out : out.zero_();
+}
+
+// BasicRNNCell: w_x [H, D] = W_x^T, bias [H], w_h [H, H] = W_h^T. Returns (out, final h).
+std::tuple<Tensor, Tensor> rnn_infer(const Tensor& x, const Tensor& w_x, const Tensor& bias,
+                                     const Tensor& w_h, const Tensor& h0,
+                                     at::IntArrayRef batch_sizes, int64_t a, bool batch_major) {
+  constexpr const char* fn = "rnn_infer";
+  const InferLayer l = check_infer(fn, x, h0, "h0", batch_sizes, a);
+  const auto dt = l.dtype;
+  expect(fn, "w_x", w_x, dt, {exactly(l.units), exactly(l.depth)});
+  expect(fn, "bias", bias, dt, {exactly(l.units)});
+  expect(fn, "w_h", w_h, dt, {exactly(l.units), exactly(l.units)});
+  Tensor out = infer_outputs(l, batch_major, x.options());
+  Tensor h = h0.clone();
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
+    rnn_infer_any<scalar_t>(x, w_x, bias, w_h, h0, out, h, l.bs, a);
+  });
+  return {out, h};
+}
+
+// BasicLSTMCell (TF's gate columns i, j, f, o, forget_bias folded into bias): w_x [4H, D],
+// bias [4H], w_h [4H, H]. Returns (out, final c, final h).
+std::tuple<Tensor, Tensor, Tensor> lstm_infer(const Tensor& x, const Tensor& w_x,
+                                              const Tensor& bias, const Tensor& w_h,
+                                              const Tensor& c0, const Tensor& h0,
+                                              at::IntArrayRef batch_sizes, int64_t a,
+                                              bool batch_major) {
+  constexpr const char* fn = "lstm_infer";
+  const InferLayer l = check_infer(fn, x, h0, "h0", batch_sizes, a);
+  const auto dt = l.dtype;
+  const int64_t width = 4 * l.units;
+  expect_rows(fn, "c0", c0, dt, l.batch, l.units);
+  expect(fn, "w_x", w_x, dt, {exactly(width), exactly(l.depth)});
+  expect(fn, "bias", bias, dt, {exactly(width)});
+  expect(fn, "w_h", w_h, dt, {exactly(width), exactly(l.units)});
+  Tensor out = infer_outputs(l, batch_major, x.options());
+  Tensor c = c0.clone(), h = h0.clone();
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
+    lstm_infer_any<scalar_t>(x, w_x, bias, w_h, out, c, h, l.bs, a);
+  });
+  return {out, c, h};
+}
+
+// GRUCell: w_gx [2H, D], b_g [2H], w_cx [H, D], b_c [H], w_gh [2H, H], w_ch [H, H] (each W^T).
+// Returns (out, final h).
+std::tuple<Tensor, Tensor> gru_infer(const Tensor& x, const Tensor& w_gx, const Tensor& b_g,
+                                     const Tensor& w_cx, const Tensor& b_c, const Tensor& w_gh,
+                                     const Tensor& w_ch, const Tensor& h0,
+                                     at::IntArrayRef batch_sizes, int64_t a, bool batch_major) {
+  constexpr const char* fn = "gru_infer";
+  const InferLayer l = check_infer(fn, x, h0, "h0", batch_sizes, a);
+  const auto dt = l.dtype;
+  const int64_t units = l.units;
+  expect(fn, "w_gx", w_gx, dt, {exactly(2 * units), exactly(l.depth)});
+  expect(fn, "b_g", b_g, dt, {exactly(2 * units)});
+  expect(fn, "w_cx", w_cx, dt, {exactly(units), exactly(l.depth)});
+  expect(fn, "b_c", b_c, dt, {exactly(units)});
+  expect(fn, "w_gh", w_gh, dt, {exactly(2 * units), exactly(units)});
+  expect(fn, "w_ch", w_ch, dt, {exactly(units), exactly(units)});
+  Tensor out = infer_outputs(l, batch_major, x.options());
+  Tensor h = h0.clone();
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
+    gru_infer_any<scalar_t>(x, w_gx, b_g, w_cx, b_c, w_gh, w_ch, out, h, l.bs, a);
+  });
+  return {out, h};
 }
 
 // out = a w^T (+ add) for the GEMMs over all steps in _fused_kernels.py (input projections,
@@ -664,6 +779,13 @@ TORCH_LIBRARY(rnnflow_loops, m) {
   m.def("lstm_backward(Tensor d_out, Tensor d_final_c, Tensor d_final_h, Tensor gates, "
         "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn, bool need_h0) "
         "-> (Tensor, Tensor, Tensor)");
+  m.def("rnn_infer(Tensor x, Tensor w_x, Tensor bias, Tensor w_h, Tensor h0, int[] batch_sizes, "
+        "int act, bool batch_major) -> (Tensor, Tensor)");
+  m.def("lstm_infer(Tensor x, Tensor w_x, Tensor bias, Tensor w_h, Tensor c0, Tensor h0, "
+        "int[] batch_sizes, int act, bool batch_major) -> (Tensor, Tensor, Tensor)");
+  m.def("gru_infer(Tensor x, Tensor w_gx, Tensor b_g, Tensor w_cx, Tensor b_c, Tensor w_gh, "
+        "Tensor w_ch, Tensor h0, int[] batch_sizes, int act, bool batch_major) "
+        "-> (Tensor, Tensor)");
   m.def("gru_forward(Tensor(a!) gates, Tensor(b!) cands, Tensor(c!) rhs, Tensor(d!) hs, "
         "Tensor w_g, Tensor w_c, int[] batch_sizes, int act, bool onednn) -> ()");
   m.def("gru_backward(Tensor d_out, Tensor d_final, Tensor gates, Tensor cands, Tensor hs, "
@@ -680,4 +802,7 @@ TORCH_LIBRARY_IMPL(rnnflow_loops, CPU, m) {
   m.impl("lstm_backward", &lstm_backward);
   m.impl("gru_forward", &gru_forward);
   m.impl("gru_backward", &gru_backward);
+  m.impl("rnn_infer", &rnn_infer);
+  m.impl("lstm_infer", &lstm_infer);
+  m.impl("gru_infer", &gru_infer);
 }

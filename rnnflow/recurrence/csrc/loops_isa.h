@@ -76,6 +76,15 @@ inline void act_into(const T* src, T* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = act<A>(src[i]);
 }
 
+// One row of an LSTM step's gate pre-activations [4H] (TF's i, j, f, o) activated in place:
+// sigmoid for i, f and o, the cell's activation for j.
+template <int A, typename T>
+inline void lstm_gates(T* g, int64_t units) {
+  act_into<kSigmoid>(g, g, units);
+  act_into<A>(g + units, g + units, units);
+  act_into<kSigmoid>(g + 2 * units, g + 2 * units, 2 * units);
+}
+
 // ------------------------------------------------------------------ GEMMs
 // Every step multiplies a small [n, K] block by the same recurrent weight w [N, K] (nn.Linear's
 // layout: out = a w^T + add). Library GEMMs repack w and dispatch on every call: oneDNN costs
@@ -102,11 +111,75 @@ inline Vec load(const float* p) {
 }
 inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof(v)); }
 
+// Independent accumulator chains for a block of R rows: a full block's R * kNv accumulators
+// keep the FMA units busy, but with few rows (batch 1 at inference: R = 1, 2 accumulators)
+// each FMA waits for the previous one (4 cycles), so small blocks split K over C chains,
+// summed at the end, within the same register budget (C * R <= kRows).
+template <int R>
+constexpr int chains() {
+  return R * 4 <= kRows ? 4 : (R * 2 <= kRows ? 2 : 1);
+}
+
+// The kernel below for a block of R rows with C = chains<R>() > 1: k = c (mod C) accumulates
+// into chain c.
+template <int R>
+inline void panel_kernel_chains(const float* a, int64_t lda, int64_t ak, const float* panel,
+                                int64_t ldp, int64_t K, const float* add, int64_t ldadd, float* c,
+                                int64_t ldc) {
+  constexpr int C = chains<R>();
+  Vec acc[C][R][kNv];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) {
+      acc[0][r][v] = add ? load(add + r * ldadd + v * kLanes) : Vec{};
+#pragma GCC unroll 4
+      for (int ch = 1; ch < C; ++ch) acc[ch][r][v] = Vec{};
+    }
+  int64_t k = 0;
+  for (; k + C <= K; k += C) {
+#pragma GCC unroll 4
+    for (int ch = 0; ch < C; ++ch) {
+      Vec b[kNv];
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) b[v] = load(panel + (k + ch) * ldp + v * kLanes);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const float av = a[r * lda + (k + ch) * ak];
+#pragma GCC unroll 4
+        for (int v = 0; v < kNv; ++v) acc[ch][r][v] += av * b[v];
+      }
+    }
+  }
+  for (; k < K; ++k) {
+    Vec b[kNv];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) b[v] = load(panel + k * ldp + v * kLanes);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const float av = a[r * lda + k * ak];
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) acc[0][r][v] += av * b[v];
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) {
+#pragma GCC unroll 4
+      for (int ch = 1; ch < C; ++ch) acc[0][r][v] += acc[ch][r][v];
+      store(c + r * ldc + v * kLanes, acc[0][r][v]);
+    }
+}
+
 // c[r, :kPanel] = a[r, :K] . panel + add[r, :kPanel] for r < R (add may be null, or c). a's
 // element (r, k) is a[r * lda + k * ak]: rows or columns contiguous run at the same speed.
 template <int R>
-inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* panel, int64_t K,
-                         const float* add, int64_t ldadd, float* c, int64_t ldc) {
+inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* panel, int64_t ldp,
+                         int64_t K, const float* add, int64_t ldadd, float* c, int64_t ldc) {
+  if constexpr (chains<R>() > 1) {
+    return panel_kernel_chains<R>(a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
+  }
   Vec acc[R][kNv];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
@@ -115,7 +188,7 @@ inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* p
   for (int64_t k = 0; k < K; ++k) {
     Vec b[kNv];
 #pragma GCC unroll 4
-    for (int v = 0; v < kNv; ++v) b[v] = load(panel + k * kPanel + v * kLanes);
+    for (int v = 0; v < kNv; ++v) b[v] = load(panel + k * ldp + v * kLanes);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const float av = a[r * lda + k * ak];  // scalar * vector: broadcast (not 0 + av, an add)
@@ -132,12 +205,13 @@ inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* p
 // The row remainder (fewer than kRows rows) picks its kernel at run time.
 template <int R>
 inline void panel_tail(int rows_left, const float* a, int64_t lda, int64_t ak, const float* panel,
-                       int64_t K, const float* add, int64_t ldadd, float* c, int64_t ldc) {
+                       int64_t ldp, int64_t K, const float* add, int64_t ldadd, float* c,
+                       int64_t ldc) {
   if constexpr (R > 0) {
     if (rows_left == R)
-      panel_kernel<R>(a, lda, ak, panel, K, add, ldadd, c, ldc);
+      panel_kernel<R>(a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
     else
-      panel_tail<R - 1>(rows_left, a, lda, ak, panel, K, add, ldadd, c, ldc);
+      panel_tail<R - 1>(rows_left, a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
   }
 }
 
@@ -164,7 +238,7 @@ inline void pack_panel(const float* w, int64_t s0, int64_t s1, int64_t N, int64_
 // A partial last panel (N not a multiple of kPanel) goes through a block on the stack, so no
 // column past N is read or written.
 inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const float* panel,
-                       int64_t kc, const float* add, int64_t ldadd, float* out, int64_t ldc,
+                       int64_t ldp, int64_t kc, const float* add, int64_t ldadd, float* out, int64_t ldc,
                        int64_t p, int64_t N) {
   const int64_t col = p * kPanel, width = std::min(kPanel, N - col);
   const float* add_col = add ? add + col : nullptr;
@@ -172,10 +246,10 @@ inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const
   if (width == kPanel) {
     int64_t i = 0;
     for (; i + kRows <= n; i += kRows)
-      panel_kernel<kRows>(a + i * lda, lda, ak, panel, kc, add_col ? add_col + i * ldadd : nullptr,
+      panel_kernel<kRows>(a + i * lda, lda, ak, panel, ldp, kc, add_col ? add_col + i * ldadd : nullptr,
                           ldadd, out_col + i * ldc, ldc);
     if (i < n)
-      panel_tail<kRows - 1>(static_cast<int>(n - i), a + i * lda, lda, ak, panel, kc,
+      panel_tail<kRows - 1>(static_cast<int>(n - i), a + i * lda, lda, ak, panel, ldp, kc,
                             add_col ? add_col + i * ldadd : nullptr, ldadd, out_col + i * ldc,
                             ldc);
     return;
@@ -187,7 +261,7 @@ inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const
     if (add_col)
       for (int r = 0; r < rows; ++r)
         std::memcpy(block + r * kPanel, add_col + (i + r) * ldadd, width * sizeof(float));
-    panel_tail<kRows>(rows, a + i * lda, lda, ak, panel, kc, block, kPanel, block, kPanel);
+    panel_tail<kRows>(rows, a + i * lda, lda, ak, panel, ldp, kc, block, kPanel, block, kPanel);
     for (int r = 0; r < rows; ++r)
       std::memcpy(out_col + (i + r) * ldc, block + r * kPanel, width * sizeof(float));
   }
@@ -199,10 +273,19 @@ inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const
 template <typename T>
 class StepWeight {
  public:
-  // Detached: the library path may run on a worker thread, where grad mode is on.
-  explicit StepWeight(const Tensor& w) : w_(w.detach()) {
-    if constexpr (std::is_same_v<T, float>) pack();
-    if (!packed_.defined()) w_ = w_.contiguous();  // ATen's addmm wants a dense weight
+  // Detached: the library path may run on a worker thread, where grad mode is on. `max_rows`:
+  // the most rows a product will have. When they fit one register block and w^T is row-major
+  // with whole panels (w = a TF kernel's rows, transposed), the float32 kernel reads w in place:
+  // each panel is then used once per product, and packing it (a copy of w per call) cost more
+  // than it saved at batch 1.
+  explicit StepWeight(const Tensor& w, int64_t max_rows = std::numeric_limits<int64_t>::max())
+      : w_(w.detach()) {
+    if constexpr (std::is_same_v<T, float>) {
+      direct_ = max_rows <= kRows && w_.size(0) % kPanel == 0 && w_.stride(0) == 1;
+      if (!direct_) pack();
+    } else {
+      w_ = w_.contiguous();  // ATen's addmm wants a dense weight
+    }
   }
 
   void operator()(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
@@ -221,12 +304,14 @@ class StepWeight {
   // (a bias).
   void run(int64_t n, const float* a, int64_t lda, int64_t ak, const float* add, int64_t ldadd,
            float* out, int64_t ldc) const {
-    const int64_t K = w_.size(1), N = w_.size(0), panels = packed_.size(0);
-    const float* pw = packed_.data_ptr<float>();
+    const int64_t K = w_.size(1), N = w_.size(0), panels = (N + kPanel - 1) / kPanel;
+    // panel p, row k: packed at pw[(p * K + k) * kPanel], in place at w[p * kPanel + k * s1]
+    const float* pw = direct_ ? w_.data_ptr<float>() : packed_.data_ptr<float>();
+    const int64_t ldp = direct_ ? w_.stride(1) : kPanel, step = direct_ ? kPanel : K * kPanel;
     const int64_t grain = std::max<int64_t>(1, kMacsPerThread / std::max<int64_t>(1, n * K * kPanel));
     at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p)
-        panel_rows(n, a, lda, ak, pw + p * K * kPanel, K, add, ldadd, out, ldc, p, N);
+        panel_rows(n, a, lda, ak, pw + p * step, ldp, K, add, ldadd, out, ldc, p, N);
     });
   }
 
@@ -255,7 +340,8 @@ class StepWeight {
   }
 
   Tensor w_;
-  Tensor packed_;  // [panels, K, kPanel], float32; undefined for float64
+  Tensor packed_;  // [panels, K, kPanel], float32 unless direct_; undefined for float64
+  bool direct_ = false;
 };
 
 // Rows of a batch never interact in a recurrence (row b's state at t depends on row b's only,
@@ -337,9 +423,8 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
 
 // ------------------------------------------------------------------ BasicLSTMCell
 // x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
-// h W_h, written here, activated in place; [1, B, 4H] in inference), cs [S+1, B, H] (cs[0] = c0),
-// hs [S+1, B, H] (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. Inference passes cs and
-// tcs as [1, B, H]: c is then updated in place (a row past its length keeps its final c).
+// h W_h, written here, activated in place), cs [S+1, B, H] (cs[0] = c0), hs [S+1, B, H]
+// (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. (No-grad runs: lstm_infer_impl.)
 template <typename T>
 void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
                        Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
@@ -350,7 +435,6 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
   const T* b = b_dense.data_ptr<T>();
   const auto X = steps_of<T>(x), G = steps_of<T>(gates), C = steps_of<T>(cs);
   const auto Hs = steps_of<T>(hs), TC = steps_of<T>(tcs);
-  const bool state_steps = cs.size(0) > 1;
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     parallel_rows(hs.size(1), w.nbytes(), [&](int64_t r0, int64_t r1) {
@@ -361,15 +445,13 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
         T* g = G[t] + r0 * width;
         gemm_x(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
         gemm(n, Hs[t] + at, units, g, width, g, width);
-        const T* c_prev = C[state_steps ? t : 0] + at;
-        T* c_new = C[state_steps ? t + 1 : 0] + at;
-        T* tc = TC[state_steps ? t : 0] + at;
+        const T* c_prev = C[t] + at;
+        T* c_new = C[t + 1] + at;
+        T* tc = TC[t] + at;
         T* h = Hs[t + 1] + at;
         for (int64_t b = 0; b < n; ++b) {
           T* gb = g + b * width;
-          act_into<kSigmoid>(gb, gb, units);
-          act_into<kA>(gb + units, gb + units, units);
-          act_into<kSigmoid>(gb + 2 * units, gb + 2 * units, 2 * units);
+          lstm_gates<kA>(gb, units);
           const T *i = gb, *j = gb + units, *f = gb + 2 * units, *o = gb + 3 * units;
           const T* cp = c_prev + b * units;
           T* cn = c_new + b * units;
@@ -598,6 +680,221 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
   return {d_gates, d_cands, dh0};
 }
 
+// ------------------------------------------------------------------ inference (no autograd)
+// One call runs a whole layer when no gradient is needed: each step's input projection
+// (x_t W_x + b, while the step's rows are in cache), the recurrent GEMM and the gate maths, with
+// nothing kept for a backward. x and out are read and written through their strides (step t,
+// row r at base + t * st + r * sr, unit stride within a row), so batch-major inputs and outputs
+// need no transposed copy. Rows are sorted by length (batch_sizes, as above); the caller
+// zero-filled out where a row is past its length. The final state of row b is its state after
+// its last step, gathered at the end (the initial state for length 0).
+template <typename T>
+struct Strided {
+  T* base;
+  int64_t st, sr;
+  T* at(int64_t t, int64_t r) const { return base + t * st + r * sr; }
+};
+
+template <typename T>
+Strided<T> strided(const Tensor& t) {
+  return {t.data_ptr<T>(), t.stride(0), t.stride(1)};
+}
+
+// final[b] = out[last_b, b] for rows with a step (last_b = their number of steps - 1); rows with
+// none keep what final holds (the initial state).
+template <typename T>
+void gather_final(const Strided<T>& out, const std::vector<int64_t>& bs, int64_t units,
+                  T* final) {
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  for (int64_t t = steps - 1; t >= 0; --t) {  // rows [bs[t+1], bs[t]) end at step t
+    const int64_t first = t + 1 < steps ? bs[t + 1] : 0;
+    for (int64_t r = first; r < bs[t]; ++r)
+      std::memcpy(final + r * units, out.at(t, r), units * sizeof(T));
+  }
+}
+
+// A tiny batch (at most kProjectAllRows rows, every row running every step) projects the
+// inputs of all its steps first, one product per row over its steps: each step's product of
+// one row with the input weight is bound by reading the weight from L2, and this reads it once
+// per row instead of once per step (the recurrent weight still streams once per step).
+constexpr int64_t kProjectAllRows = 4;
+// A step's rows go through in chunks of kInferChunk rows: each chunk's input projection,
+// recurrent product and gate maths while its rows are in L1 (a whole step's block, 512 KB at
+// batch 1000, was re-read from L2 by every column panel of each product).
+constexpr int64_t kInferChunk = 4 * kRows;
+
+bool project_all(const std::vector<int64_t>& bs, int64_t batch) {
+  return batch <= kProjectAllRows && !bs.empty() && bs.back() == batch;
+}
+
+// The time loop of a thread's rows [r0, r1): f(t, c0, n) for every step t and every chunk
+// [c0, c0 + n) of those rows still running at t.
+template <typename F>
+void infer_chunks(const std::vector<int64_t>& bs, int64_t r0, int64_t r1, F&& f) {
+  for (int64_t t = 0; t < static_cast<int64_t>(bs.size()); ++t) {
+    const int64_t end = std::min(bs[t], r1);
+    if (end <= r0) break;
+    for (int64_t c0 = r0; c0 < end; c0 += kInferChunk) f(t, c0, std::min(kInferChunk, end - c0));
+  }
+}
+
+// Row c0's previous output at step t (the initial state h0 [B, H] at t = 0) and its row stride.
+template <typename T>
+std::pair<const T*, int64_t> previous_h(const Strided<T>& out, const T* h0, int64_t units,
+                                        int64_t t, int64_t c0) {
+  if (t == 0) return {h0 + c0 * units, units};
+  return {out.at(t - 1, c0), out.sr};
+}
+
+// BasicRNNCell: out_t = act(x_t W_x + b + h_{t-1} W_h), h_{-1} = h0. w_x [H, D] = W_x^T,
+// w_h [H, H] = W_h^T; h_final [B, H] holds h0 on entry.
+template <typename T>
+void rnn_infer_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, const Tensor& w_h,
+                    const Tensor& h0, Tensor out, Tensor h_final, const std::vector<int64_t>& bs,
+                    int64_t a) {
+  const int64_t batch = out.size(1), units = out.size(2);
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  const bool all = project_all(bs, batch);
+  const StepWeight<T> gemm_x(w_x, all ? steps : batch), gemm_h(w_h, batch);
+  const Tensor b_dense = bias.contiguous();
+  const T* b = b_dense.data_ptr<T>();
+  const T* h_init = h0.data_ptr<T>();
+  const auto X = strided<T>(x);
+  const auto O = strided<T>(out);
+  if (all)
+    for (int64_t r = 0; r < batch; ++r) gemm_x(steps, X.at(0, r), X.st, b, 0, O.at(0, r), O.st);
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    parallel_rows(batch, w_h.nbytes(), [&](int64_t r0, int64_t r1) {
+      infer_chunks(bs, r0, r1, [&](int64_t t, int64_t c0, int64_t n) {
+        T* o = O.at(t, c0);
+        if (!all) gemm_x(n, X.at(t, c0), X.sr, b, 0, o, O.sr);
+        const auto [h, ldh] = previous_h(O, h_init, units, t, c0);
+        gemm_h(n, h, ldh, o, O.sr, o, O.sr);
+        for (int64_t r = 0; r < n; ++r) act_into<kA>(o + r * O.sr, o + r * O.sr, units);
+      });
+    });
+  });
+  gather_final(O, bs, units, h_final.data_ptr<T>());
+}
+
+// BasicLSTMCell (TF's gates i, j, f, o; forget_bias in bias): w_x [4H, D], w_h [4H, H];
+// c_final and h_final [B, H] hold c0 and h0 on entry; c_final is updated in place (a row past
+// its length keeps its final c).
+template <typename T>
+void lstm_infer_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, const Tensor& w_h,
+                     Tensor out, Tensor c_final, Tensor h_final, const std::vector<int64_t>& bs,
+                     int64_t a) {
+  const int64_t batch = out.size(1), units = out.size(2), width = 4 * units;
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  const bool all = project_all(bs, batch);
+  const StepWeight<T> gemm_x(w_x, all ? steps : batch), gemm_h(w_h, batch);
+  const Tensor b_dense = bias.contiguous();
+  const T* b = b_dense.data_ptr<T>();
+  // Gates: one [B, 4H] block reused at every step, or all steps' [B, S, 4H] when projected first.
+  Tensor gates = pooled_empty({batch, all ? steps : 1, width}, out.options());
+  const int64_t ldg = all ? steps * width : width;  // row stride of a step's gates
+  T* g_all = gates.data_ptr<T>();
+  T* c_all = c_final.data_ptr<T>();
+  const T* h_init = h_final.data_ptr<T>();
+  const auto X = strided<T>(x);
+  const auto O = strided<T>(out);
+  if (all)
+    for (int64_t r = 0; r < batch; ++r)
+      gemm_x(steps, X.at(0, r), X.st, b, 0, g_all + r * ldg, width);
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    parallel_rows(batch, w_h.nbytes(), [&](int64_t r0, int64_t r1) {
+      infer_chunks(bs, r0, r1, [&](int64_t t, int64_t c0, int64_t n) {
+        T* g = g_all + c0 * ldg + (all ? t * width : 0);
+        if (!all) gemm_x(n, X.at(t, c0), X.sr, b, 0, g, ldg);
+        const auto [h, ldh] = previous_h(O, h_init, units, t, c0);
+        gemm_h(n, h, ldh, g, ldg, g, ldg);
+        for (int64_t r = 0; r < n; ++r) {
+          T* gb = g + r * ldg;
+          lstm_gates<kA>(gb, units);
+          const T *i = gb, *j = gb + units, *f = gb + 2 * units, *o = gb + 3 * units;
+          T* cb = c_all + (c0 + r) * units;
+          T* hb = O.at(t, c0 + r);
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) {
+            const T c = f[k] * cb[k] + i[k] * j[k];
+            cb[k] = c;
+            hb[k] = o[k] * act<kA>(c);
+          }
+        }
+      });
+    });
+  });
+  gather_final(O, bs, units, h_final.data_ptr<T>());
+}
+
+// GRUCell (TF1): r, u = sigmoid(x W_gx + b_g + h W_gh); c = act(x W_cx + b_c + (r h) W_ch);
+// h' = (h - c) u + c. w_gx [2H, D], w_gh [2H, H], w_cx [H, D], w_ch [H, H]; h_final holds h0.
+template <typename T>
+void gru_infer_impl(const Tensor& x, const Tensor& w_gx, const Tensor& b_g, const Tensor& w_cx,
+                    const Tensor& b_c, const Tensor& w_gh, const Tensor& w_ch, Tensor out,
+                    Tensor h_final, const std::vector<int64_t>& bs, int64_t a) {
+  const int64_t batch = out.size(1), units = out.size(2);
+  const int64_t steps = static_cast<int64_t>(bs.size());
+  const bool all = project_all(bs, batch);
+  const int64_t xrows = all ? steps : batch;
+  const StepWeight<T> gemm_gx(w_gx, xrows), gemm_cx(w_cx, xrows);
+  const StepWeight<T> gemm_gh(w_gh, batch), gemm_ch(w_ch, batch);
+  const Tensor bg_dense = b_g.contiguous(), bc_dense = b_c.contiguous();
+  const T* bg = bg_dense.data_ptr<T>();
+  const T* bc = bc_dense.data_ptr<T>();
+  // Per row and step: the gates (2H) and the candidate (H), for one step or (projected first)
+  // all of them, then r h (H) for the current step.
+  const int64_t span = all ? steps : 1, ld = span * 3 * units;
+  Tensor scratch = pooled_empty({batch, ld + units}, out.options());
+  T* s_all = scratch.data_ptr<T>();
+  const int64_t lds = ld + units;  // row stride in scratch
+  const T* h_init = h_final.data_ptr<T>();
+  const auto X = strided<T>(x);
+  const auto O = strided<T>(out);
+  if (all)
+    for (int64_t r = 0; r < batch; ++r) {
+      gemm_gx(steps, X.at(0, r), X.st, bg, 0, s_all + r * lds, 3 * units);
+      gemm_cx(steps, X.at(0, r), X.st, bc, 0, s_all + r * lds + 2 * units, 3 * units);
+    }
+  with_act(a, [&](auto A) {
+    constexpr int kA = decltype(A)::value;
+    parallel_rows(batch, w_gh.nbytes() + w_ch.nbytes(), [&](int64_t r0, int64_t r1) {
+      infer_chunks(bs, r0, r1, [&](int64_t t, int64_t c0, int64_t n) {
+        T* g = s_all + c0 * lds + (all ? t * 3 * units : 0);  // [n, 2H], row stride lds
+        T* cand = g + 2 * units;                                // [n, H], row stride lds
+        T* rh = s_all + c0 * lds + ld;                          // [n, H], row stride lds
+        const auto [h, ldh] = previous_h(O, h_init, units, t, c0);
+        if (!all) {
+          gemm_gx(n, X.at(t, c0), X.sr, bg, 0, g, lds);
+          gemm_cx(n, X.at(t, c0), X.sr, bc, 0, cand, lds);
+        }
+        gemm_gh(n, h, ldh, g, lds, g, lds);
+        for (int64_t r = 0; r < n; ++r) {
+          T* gr = g + r * lds;
+          act_into<kSigmoid>(gr, gr, 2 * units);
+          const T* hr = h + r * ldh;
+          T* rr = rh + r * lds;
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) rr[k] = gr[k] * hr[k];
+        }
+        gemm_ch(n, rh, lds, cand, lds, cand, lds);
+        for (int64_t r = 0; r < n; ++r) {
+          T* c = cand + r * lds;
+          act_into<kA>(c, c, units);
+          const T* u = g + r * lds + units;
+          const T* hr = h + r * ldh;
+          T* hn = O.at(t, c0 + r);
+#pragma GCC ivdep
+          for (int64_t k = 0; k < units; ++k) hn[k] = (hr[k] - c[k]) * u[k] + c[k];
+        }
+      });
+    });
+  });
+  gather_final(O, bs, units, h_final.data_ptr<T>());
+}
+
 // ------------------------------------------------------------------ one-off GEMMs
 // out = a w^T (+ add) in float32 for the GEMMs over all steps in _fused_kernels.py (input
 // projections, weight and input gradients): a [n, K] and w [N, K] with any strides (a
@@ -623,7 +920,7 @@ inline void linear_impl(const Tensor& a, const Tensor& w, const float* padd, int
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t i0 = c * kChunk, rows = std::min(kChunk, n - i0);
         for (int64_t p = 0; p < panels; ++p)
-          panel_rows(rows, pa + i0 * lda, lda, ak, pw + p * K * kPanel, K,
+          panel_rows(rows, pa + i0 * lda, lda, ak, pw + p * K * kPanel, kPanel, K,
                      padd ? padd + i0 * ldadd : nullptr, ldadd, pc + i0 * N, N, p, N);
       }
     });
@@ -643,7 +940,7 @@ inline void linear_impl(const Tensor& a, const Tensor& w, const float* padd, int
       const bool first = k0 == 0;
       for (int64_t p = p0; p < p1; ++p) {
         pack_panel(pw, w.stride(0), w.stride(1), N, p, k0, kc, buf);
-        panel_rows(n, pa + k0 * ak, lda, ak, buf, kc, first ? padd : pc, first ? ldadd : N, pc,
+        panel_rows(n, pa + k0 * ak, lda, ak, buf, kPanel, kc, first ? padd : pc, first ? ldadd : N, pc,
                    N, p, N);
       }
     }
@@ -682,7 +979,7 @@ inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_k
           // a = x^T: element (r, k) = x[k][r]
           const int64_t lda = x.stride(1), ak = x.stride(0), n = x.size(1);
           float* o = out + row * G;
-          panel_rows(n, x.data_ptr<float>() + k0 * ak, lda, ak, buf, kc, k0 ? o : nullptr, G, o,
+          panel_rows(n, x.data_ptr<float>() + k0 * ak, lda, ak, buf, kPanel, kc, k0 ? o : nullptr, G, o,
                      G, p, G);
           row += n;
         }
