@@ -48,7 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     given = config_overrides(args)
     if "text" in given:
-        given["text"] = tuple(given["text"])
         given.setdefault("corpus", "text")
     return given
 
