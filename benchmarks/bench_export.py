@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     models: list[tuple[str, SequenceClassifier]] = []
     if args.run:
-        from rnnflow.training import load_trained_model
+        from rnnflow.tasks.image import load_trained_model
 
         model, checkpoint = load_trained_model(args.run)
         models.append((f"{checkpoint.path}", model))

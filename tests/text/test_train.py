@@ -1,8 +1,7 @@
-"""Character-LM training through the CLI entry points: run folder, resume, generate, errors."""
+"""The character-LM task through the CLI entry points: run folder, resume, generate, errors."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -14,20 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnflow.cli import _charlm, main
-from rnnflow.cli._run_folder import recorded_task
+from rnnflow.cli import main
+from rnnflow.tasks import run_task as recorded_task
+from rnnflow.tasks.charlm import load_charlm, load_charlm_checkpoint
 from rnnflow.text.baselines import ngram_perplexity
-from rnnflow.text.poetry import FORMS, is_well_formed
-from rnnflow.text.train import (
+from rnnflow.text.config import (
     CHARLM_CONFIG_RANGES,
     CharLMConfig,
     charlm_config_from_dict,
-    load_charlm,
-    load_charlm_checkpoint,
 )
-from rnnflow.text.train import (
+from rnnflow.text.config import (
     field_type as charlm_field_type,
 )
+from rnnflow.text.poetry import FORMS, is_well_formed
 from rnnflow.training.logging import read_metrics
 
 HANZI = "春江花月夜山水风云雨雪天地人心秋日明光长城"
@@ -58,9 +56,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def train(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    _charlm.add_arguments(parser)
-    return _charlm.run(parser.parse_args(list(argv)))
+    return main(["train", "--task", "charlm", *argv])
 
 
 def test_train_writes_the_run_folder(tmp_path: Path, corpus: Path, capsys) -> None:
@@ -150,31 +146,7 @@ def test_empty_or_binary_text_is_a_clear_error(tmp_path: Path, capsys, content, 
     bad.write_bytes(content)
     assert train(*TINY, "--text", str(bad), "--out", str(tmp_path / "run"), "--quiet") == 1
     err = capsys.readouterr().err
-    assert err.startswith("rnnflow train --task charlm: read_documents: ") and message in err
-
-
-def test_extends_the_classifier_train_parser(tmp_path: Path, corpus: Path) -> None:
-    """What `rnnflow train --task charlm` does: the charlm flags added to the train sub-parser."""
-    from rnnflow.cli import train as train_cli
-
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    train_parser = train_cli.add_parser(sub)
-    _charlm.add_arguments(train_parser)
-    argv = ["train", *TINY, "--cell", "rnn", "--text", str(corpus), "--quiet"]
-    args = parser.parse_args([*argv, "--out", str(tmp_path / "run"), "--epochs", "1"])
-    assert _charlm.run(args) == 0
-    assert load_charlm_checkpoint(tmp_path / "run" / "checkpoint.safetensors").config.cell == "rnn"
-    args = parser.parse_args([*argv, "--out", str(tmp_path / "r2"), "--dataset", "mnist"])
-    assert _charlm.run(args) == 2
-    text = train_parser.format_help()  # help strings are %-formatted: the '%' delimiter default
-    assert "--delimiter" in text and "(default: '%')" in text and "tang-song" in text
-
-
-def test_standalone_help(capsys) -> None:
-    with pytest.raises(SystemExit):
-        _charlm.main(["--help"])
-    assert "--text PATH" in capsys.readouterr().out
+    assert err.startswith("rnnflow train: read_documents: ") and message in err
 
 
 def test_config_checks_and_resume_refuses_changes(
@@ -205,7 +177,7 @@ CHARLM_INTS = [f.name for f in fields(CharLMConfig) if charlm_field_type(f.name)
 
 def test_every_numeric_charlm_field_is_checked() -> None:
     assert sorted(CHARLM_CONFIG_RANGES) == sorted(CHARLM_FLOATS + CHARLM_INTS)
-    assert len(CHARLM_FLOATS) == 7 and len(CHARLM_INTS) == 12  # counted by hand
+    assert len(CHARLM_FLOATS) == 8 and len(CHARLM_INTS) == 13  # counted by hand
 
 
 @pytest.mark.parametrize("name", CHARLM_FLOATS)
@@ -246,11 +218,13 @@ def test_rnnflow_train_task_charlm_through_the_real_entry_point(tmp_path: Path, 
 
 
 def test_charlm_flags_without_the_task_are_refused(tmp_path: Path, corpus: Path, capsys):
-    assert main(["train", "--text", str(corpus), "--corpus", "text", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == (
-        "rnnflow train: --corpus, --text only apply to --task charlm (the character-level "
-        "model); add --task charlm or drop them\n"
+    with pytest.raises(SystemExit, match="2"):
+        main(["train", "--text", str(corpus), "--corpus", "text", "--out", str(tmp_path / "r")])
+    assert capsys.readouterr().err.endswith(
+        f"rnnflow train: error: unrecognized arguments: --text {corpus} --corpus text (--corpus, "
+        "--text are flags of --task charlm (add --task charlm); this is --task classifier)\n"
     )
+    assert not (tmp_path / "r").exists()
 
 
 def test_checkpoints_of_format_version_1_still_load(tmp_path: Path, corpus: Path) -> None:
@@ -286,8 +260,8 @@ def test_a_non_finite_step_stops_the_character_model(tmp_path: Path, corpus: Pat
 
 
 def test_progress_beyond_the_run_is_refused(tmp_path: Path, corpus: Path, capsys) -> None:
-    """#14: a hand-edited step of 10**18 (or more tokens than its windows hold) is refused,
-    naming the file, at load (tokens) and at resume (steps: the total depends on the corpus)."""
+    """#14: a hand-edited step of 10**18 is refused at resume (the total depends on the
+    corpus), naming the file; so is a non-finite best validation loss (older files' key)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -304,14 +278,14 @@ def test_progress_beyond_the_run_is_refused(tmp_path: Path, corpus: Path, capsys
         progress = json.loads(meta["progress"]) | changes
         save_file(load_file(path), str(path), meta | {"progress": json.dumps(progress)})
 
-    edit(tokens=10**18)
+    edit(best_val_loss=math.inf)
     with pytest.raises(
         ValueError,
         match=r"checkpoint\.safetensors: corrupt progress metadata: "
-        r"'tokens' is 1000000000000000000, more than examples x max_len",
+        r"'best_val_loss' is inf, expected a finite number",
     ):
         load_charlm_checkpoint(path)
-    edit(tokens=0, step=10**18)
+    edit(best_val_loss=None, step=10**18)
     capsys.readouterr()
     assert train("--resume", str(run), "--quiet") == 1
     assert re.search(
@@ -319,3 +293,58 @@ def test_progress_beyond_the_run_is_refused(tmp_path: Path, corpus: Path, capsys
         r"but its config's run has only \d+ steps",
         capsys.readouterr().err,
     )
+
+
+def test_sigkill_and_ctrl_c_of_the_cli_then_resume_equal_the_uninterrupted_run(
+    tmp_path: Path, corpus: Path
+) -> None:
+    """The real command in a subprocess: killed (SIGKILL) once it has logged, resumed and
+    interrupted (SIGINT: it saves and exits 130), resumed to the end; its checkpoints and
+    metrics records (but wall-clock fields) equal an uninterrupted run's, bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from safetensors.torch import load_file
+
+    args = [*TINY, "--text", str(corpus), "--dropout", "0.2", "--epochs", "40", "--quiet"]
+    args += ["--log-every", "12", "--eval-every", "40", "--ema-decay", "0.5"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert train(*args, "--out", str(full)) == 0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "rnnflow", "train", "--task", "charlm"]
+
+    def start_and_signal(argv: list[str], signum: int) -> subprocess.CompletedProcess:
+        metrics = cut / "metrics.jsonl"
+        size = metrics.stat().st_size if metrics.exists() else 0
+        proc = subprocess.Popen([*command, *argv], env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not (metrics.exists() and metrics.stat().st_size > size + 200):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, "", err)
+
+    killed = start_and_signal([*args, "--out", str(cut)], signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    stopped = start_and_signal(["--resume", str(cut), "--quiet"], signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr
+    assert "saving a checkpoint after this step" in stopped.stderr
+    assert train("--resume", str(cut)) == 0
+    for name in ("checkpoint.safetensors", "best.safetensors"):
+        a, b = load_file(full / name), load_file(cut / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=f"{name}: {key}")
+    clock = ("examples_per_s", "elapsed_s", "tokens_per_s")
+    records = [
+        [
+            {k: v for k, v in r.items() if k not in clock}
+            for r in read_metrics(run / "metrics.jsonl")
+        ]
+        for run in (full, cut)
+    ]
+    assert records[0] == records[1] and len(records[0]) > 20
+    assert any(k.startswith("ema.") for k in load_file(full / "checkpoint.safetensors"))

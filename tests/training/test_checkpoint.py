@@ -165,8 +165,8 @@ def small_run(tmp_path, name="c.safetensors"):
     RNG states, progress); returns its path and config."""
     from dataclasses import replace
 
+    from rnnflow.tasks.image import build_model
     from rnnflow.training.config import TrainConfig
-    from rnnflow.training.loop import build_model
 
     config = replace(TrainConfig(), cell="lstm", num_units=4, batch_size=4, train_examples=8)
     model = build_model(config)
@@ -204,7 +204,7 @@ def edit_json_meta(path, key, edit):
 
 
 def load_model(path):
-    from rnnflow.training import load_trained_model
+    from rnnflow.tasks.image import load_trained_model
 
     return load_trained_model(path)
 
@@ -320,7 +320,8 @@ def test_garbage_rng_state_is_named_at_load(tmp_path):
 
 
 def test_optimizer_state_of_the_wrong_shape_is_refused_before_resuming(tmp_path):
-    from rnnflow.training.loop import fit
+    from rnnflow.tasks.image import ImageTask
+    from rnnflow.training.engine import fit
 
     path, config = small_run(tmp_path)
     rewrite(path, tensors={"optimizer.0.exp_avg": torch.zeros(3)})
@@ -331,7 +332,7 @@ def test_optimizer_state_of_the_wrong_shape_is_refused_before_resuming(tmp_path)
         match=r"optimizer state 'exp_avg' of parameter '.*' is stored as torch\.float32 \[3\], "
         r"the parameter is torch\.float32 \[",
     ):
-        fit(config, tmp_path / "run", train_data=data, val_data=data, resume=resume)
+        fit(ImageTask(config, data, data), tmp_path / "run", resume=resume)
 
 
 @pytest.mark.parametrize(
@@ -383,3 +384,40 @@ def test_an_optimizer_that_lists_other_parameters_is_refused(tmp_path):
     )
     with pytest.raises(CheckpointError, match=r"state for parameter indices \[1, 2, 3, 4, 5\]"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "score"),
+    [
+        ({"best_val_accuracy": 0.75}, 0.75),  # the image loop's record
+        ({"best_val_accuracy": -1.0}, None),  # its "none yet"
+        ({"best_val_loss": 2.5, "tokens": 40}, -2.5),  # the char-LM loop's (minus the loss)
+        ({"best_val_loss": None, "tokens": 0}, None),
+    ],
+)
+def test_checkpoints_written_before_the_one_engine_still_load(tmp_path, old, score):
+    """Files of the two loops before ``fit``: no "task" key (a classifier), progress with their
+    own best-score fields, read as ``best_score`` (higher is better)."""
+    from safetensors import safe_open
+
+    path, _ = small_run(tmp_path)
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    meta.pop("task")
+    meta["progress"] = json.dumps({"step": 1, "examples": 4, "best_step": 1, **old})
+    save_file(tensors, str(path), meta)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.task == "classifier" and checkpoint.metadata == {}
+    assert checkpoint.progress["best_score"] == score and "tokens" not in checkpoint.progress
+
+
+def test_a_checkpoint_of_another_task_or_a_reserved_metadata_key_is_refused(tmp_path):
+    path, config = small_run(tmp_path)
+    rewrite(path, meta={"task": "charlm"})
+    with pytest.raises(CheckpointError, match=r"c\.safetensors: a checkpoint of task 'charlm', not "
+                       r"'classifier'"):  # fmt: skip
+        load_checkpoint(path)
+    with pytest.raises(ValueError, match=r"save_checkpoint: metadata keys \['config'\] are "):
+        save_checkpoint(path, model=torch.nn.Linear(1, 1), config=config, progress={"step": 0},
+                        metadata={"config": "{}"})  # fmt: skip

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 from test_cli_train import PATCH, write_fake_dataset
 
+from rnnflow.tasks.image import ImageTask
 from rnnflow.training import fit
 from rnnflow.training.config import PRESETS
 from rnnflow.training.distributed import (
@@ -271,7 +272,7 @@ def test_a_batch_that_does_not_split_evenly_over_the_processes_is_refused(tmp_pa
     data = (torch.zeros(20, 28, 28), torch.zeros(20, dtype=torch.long))
     three = DistributedContext(rank=0, world_size=3, backend="gloo")
     with pytest.raises(ValueError, match=r"batch_size \(10\) must be divisible by the number "):
-        fit(config, tmp_path, train_data=data, val_data=data, distributed=three)
+        fit(ImageTask(config, data, data), tmp_path, distributed=three)
 
 
 def test_a_single_process_context_changes_nothing():
@@ -315,25 +316,17 @@ def test_a_bad_launch_environment_is_named(monkeypatch, env, message):
         init_distributed(timeout_s=1)
 
 
-def test_the_character_model_refuses_to_run_under_torchrun(monkeypatch, tmp_path, capsys):
-    from rnnflow.cli import main
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["train", "--task", "charlm", "--out", str(tmp_path / "lm")]) == 2
-    assert "implemented for the image classifier only, not --task charlm" in capsys.readouterr().err
-    assert not (tmp_path / "lm").exists()
-
-
 # Each rank records the example ids (pixel [0, 0]) of every training batch its model sees.
 SHARD_SCRIPT = """
 import json, sys, torch
-from rnnflow.training import loop
+from rnnflow.tasks import image
+from rnnflow.training.engine import fit
 from rnnflow.training.config import TrainConfig
 from rnnflow.training.distributed import init_distributed
 
 ctx = init_distributed(timeout_s=60)
-seen, real_build = [], loop.build_model
-def build(config, num_classes=10):
+seen, real_build = [], image.build_model
+def build(config, metadata=None, num_classes=10):
     model = real_build(config, num_classes=num_classes)
     forward = model.forward
     def recording(x):
@@ -342,13 +335,13 @@ def build(config, num_classes=10):
         return forward(x)
     model.forward = recording
     return model
-loop.build_model = build
+image.build_model = build
 config = TrainConfig(num_units=4, batch_size=8, train_examples=32, val_size=0, device="cpu",
                      threads=1, seed=4)
 x = torch.zeros(24, 28, 28)
 x[:, 0, 0] = torch.arange(24).float()
 y = torch.arange(24) % 10
-loop.fit(config, sys.argv[1], train_data=(x, y), val_data=(x[:0], y[:0]), distributed=ctx)
+fit(image.ImageTask(config, (x, y), (x[:0], y[:0])), sys.argv[1], distributed=ctx)
 with open(f"{sys.argv[1]}/seen{ctx.rank}.json", "w") as f:
     json.dump(seen, f)
 ctx.close(wait_for_peers=True)
@@ -379,3 +372,52 @@ def test_each_rank_trains_on_distributed_samplers_share_of_every_global_batch(jo
     for rank in (0, 1):
         share = list(DistributedSampler(range(8), num_replicas=2, rank=rank, shuffle=False))
         assert seen[rank] == [[batch[i] for i in share] for batch in batches[:4]], rank
+
+
+def _charlm_corpus(path: Path, batch_size: int) -> int:
+    """A text file whose training split has 1 window more than a multiple of ``batch_size``
+    (each epoch's last batch holds 1 window: rank 1's shard of it is empty); its window count."""
+    import random
+
+    from rnnflow.tasks.charlm import prepare_data
+    from rnnflow.text.config import CharLMConfig
+
+    rng = random.Random(0)
+    docs: list[str] = []
+    while True:
+        docs.append("".join(rng.choice("abcdefgh \n") for _ in range(rng.randint(8, 60))))
+        path.write_text("\n%\n".join(docs) + "\n", encoding="utf-8")
+        config = CharLMConfig(corpus="text", text=(str(path),), min_count=1, max_len=32)
+        windows = len(prepare_data(config).train_examples)
+        if len(docs) >= 20 and windows % batch_size == 1:
+            return windows
+
+
+def test_the_character_model_trains_data_parallel_as_one_process(job, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo, CPU) ends with the 1-process run's weights and
+    optimizer state: the loss is normalised by the global batch's character count, not each
+    rank's (windows of different lengths: per-rank means would weight them differently)."""
+    corpus = tmp_path / "corpus.txt"
+    windows = _charlm_corpus(corpus, batch_size=4)
+    args = ["train", "--task", "charlm", "--preset", "tiny", "--corpus", "text", "--text"]
+    args += [str(corpus), "--min-count", "1", "--max-len", "32", "--batch-size", "4"]
+    args += ["--epochs", "2", "--dropout", "0", "--device", "cpu", "--threads", "1", "--quiet"]
+    args += ["--eval-every", "24", "--log-every", "8"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    for nproc, out in ((1, one), (2, two)):
+        prefix = [sys.executable] if nproc == 1 else [*launch, "2"]
+        result = subprocess.run(
+            [*prefix, "-m", "rnnflow", *args, "--out", str(out)], cwd=job.cwd, env=job.env,
+            capture_output=True, text=True, timeout=TIMEOUT,
+        )  # fmt: skip
+        _ok(result)
+    _assert_same_run(two, one)
+    r1, r2 = _records(one), _records(two)
+    assert [(r["kind"], r["step"]) for r in r2] == [(r["kind"], r["step"]) for r in r1]
+    steps = 2 * -(-windows // 4)
+    assert r1[-1]["step"] == steps and load_file(two / "checkpoint.safetensors")
+    for a, b in zip(r2, r1, strict=True):  # the same losses over the global batches
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), (a, b)
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["processes"] == 2
