@@ -5,9 +5,9 @@
     rnnflow train --resume runs/tang
 
 One flag per ``CharLMConfig`` field (``--text`` repeats and implies ``--corpus text``). After a
-finished run the best checkpoint's validation perplexity is printed beside the unigram and
-bigram baselines on the same split (``summary.json``). ``rnnflow evaluate`` on a char-LM run
-reports its validation loss, perplexity and accuracy; ``predict`` and ``export`` refuse it.
+finished run the best checkpoint's validation perplexity is printed beside the unigram, bigram
+and Kneser-Ney 3-gram baselines on the same split (``summary.json``). ``rnnflow evaluate`` on a
+char-LM run reports its validation loss, perplexity and accuracy; ``predict`` and ``export`` refuse it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from rnnflow.cli._config_args import add_config_arguments, config_overrides
 
 # Flags that may change on --resume: where the data is and how many threads; not the experiment.
-RESUMABLE = {"fortunes_dir", "threads", "device"}
+RESUMABLE = {"fortunes_dir", "data_dir", "threads", "device"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,8 +98,8 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
     )
     if base:
         line += (
-            f"; unigram {base['unigram_perplexity']:.2f}, bigram {base['bigram_perplexity']:.2f}"
-            " on the same split"
+            f"; unigram {base['unigram_perplexity']:.2f}, bigram {base['bigram_perplexity']:.2f}, "
+            f"Kneser-Ney 3-gram {base['kn3_perplexity']:.2f} on the same split"
         )
     print(line)
     print(f"trained {progress.step} steps in {progress.train_seconds:.0f} s; run folder: {run_dir}")
@@ -184,6 +184,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if base:
         print(
             f"baselines on the same split: unigram perplexity {base['unigram_perplexity']:.2f}, "
-            f"bigram {base['bigram_perplexity']:.2f}"
+            f"bigram {base['bigram_perplexity']:.2f}, "
+            f"Kneser-Ney 3-gram {base['kn3_perplexity']:.2f}"
         )
     return 0

@@ -33,7 +33,7 @@ from rnnflow.models.classifier import SequenceClassifier
 from rnnflow.tasks.charlm import load_charlm
 from rnnflow.tasks.image import load_trained_model, predict_proba
 from rnnflow.text.corpus import Vocabulary
-from rnnflow.text.generate import generate
+from rnnflow.text.generate import generate, sample_record
 from rnnflow.text.poetry import FORMS
 from rnnflow.training import Checkpoint, CheckpointError
 
@@ -265,13 +265,14 @@ class PoemRun:
             "prime": options["prime"],
             "temperature": options["temperature"],
             "top_k": options["top_k"],
+            "top_p": options["top_p"],
             "form": form.name if form else None,
+            "acrostic": options["acrostic"],
+            "rhyme": options["rhyme"],
+            "tonal": options["tonal"],
             "samples": [
                 {
-                    "seed": seed,
-                    "text": s.text,
-                    "finished": s.finished,
-                    "log_prob": s.log_prob,
+                    **sample_record(seed, s, form),
                     "steps": [
                         {
                             "text": self.vocab.decode([i]),
@@ -293,6 +294,7 @@ def _generate_options(request: object) -> dict[str, Any]:
     if not isinstance(request, dict):
         raise RequestError(f"expected a JSON object, got {type(request).__name__}")
     known = {"prime", "length", "temperature", "top_k", "seed", "form", "num"}
+    known |= {"top_p", "acrostic", "rhyme", "tonal"}  # poem constraints (rnnflow.text.constraints)
     unknown = sorted(set(request) - known)
     if unknown:
         raise RequestError(f"unknown field(s) {unknown}; expected some of {sorted(known)}")
@@ -316,6 +318,15 @@ def _generate_options(request: object) -> dict[str, Any]:
         or not 0 <= temperature <= 100
     ):
         raise RequestError(f"temperature: expected a number in [0, 100], got {temperature!r}")
+    top_p = request.get("top_p", 1.0)
+    if isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0 < top_p <= 1:
+        raise RequestError(f"top_p: expected a number in (0, 1], got {top_p!r}")
+    acrostic = request.get("acrostic", "")
+    if not isinstance(acrostic, str) or len(acrostic) > 8:
+        raise RequestError(f"acrostic: expected a string of at most 8 characters, got {acrostic!r}")
+    for flag in ("rhyme", "tonal"):
+        if not isinstance(request.get(flag, False), bool):
+            raise RequestError(f"{flag}: expected true or false, got {request[flag]!r}")
     form = request.get("form")
     if form is not None:
         if form not in FORMS:  # the forms `rnnflow generate --form` offers
@@ -326,6 +337,10 @@ def _generate_options(request: object) -> dict[str, Any]:
         "length": integer("length", 200, 0, GENERATE_LIMITS["length"]),
         "temperature": float(temperature),
         "top_k": integer("top_k", 0, 0, 1_000_000),
+        "top_p": float(top_p),
+        "acrostic": acrostic,
+        "rhyme": request.get("rhyme", False),
+        "tonal": request.get("tonal", False),
         "seed": integer("seed", 0, 0, 2**62),
         "form": form,
         "num": integer("num", 1, 1, GENERATE_LIMITS["num"]),

@@ -26,17 +26,16 @@ import torch
 from torch import nn
 
 from rnnflow.models.char_lm import CharLM, masked_cross_entropy
-from rnnflow.text.baselines import ngram_perplexity
+from rnnflow.text.baselines import kneser_ney_perplexity, ngram_perplexity
 from rnnflow.text.config import TASK, CharLMConfig, charlm_config_from_dict
 from rnnflow.text.corpus import (
     Batch,
     BucketBatches,
     Vocabulary,
     make_examples,
-    read_documents,
     split_documents,
 )
-from rnnflow.text.poetry import load_builtin_corpus
+from rnnflow.text.sources import load_documents
 from rnnflow.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from rnnflow.training.distributed import SINGLE_PROCESS, DistributedContext
 from rnnflow.training.task import StepOutput, Validation
@@ -80,13 +79,6 @@ class CharData:
         return sum(len(e) - 1 for e in self.val_examples)
 
 
-def load_documents(config: CharLMConfig) -> list[str]:
-    """The documents a config names: a built-in poem corpus or the ``text`` files."""
-    if config.corpus == "text":
-        return read_documents(list(config.text), delimiter=config.delimiter or None)
-    return load_builtin_corpus(config.corpus, fortunes_dir=config.fortunes_dir)
-
-
 def prepare_data(config: CharLMConfig, *, documents: list[str] | None = None) -> CharData:
     """Read (unless ``documents`` is given), split, build the vocabulary on the training part,
     encode and window. Deterministic: the same config gives the same data."""
@@ -107,7 +99,8 @@ def prepare_data(config: CharLMConfig, *, documents: list[str] | None = None) ->
 
 
 def baselines(data: CharData) -> dict[str, float]:
-    """Unigram and bigram validation perplexities on ``data``'s split (see ``baselines.py``)."""
+    """Unigram, bigram and interpolated Kneser-Ney 3-gram validation perplexities on ``data``'s
+    split (see ``rnnflow.text.baselines``)."""
     if not data.val_encoded:
         return {}
     kwargs = {"vocab_size": len(data.vocab), "excluded": (data.vocab.pad_id, data.vocab.bos_id)}
@@ -118,6 +111,7 @@ def baselines(data: CharData) -> dict[str, float]:
         "bigram_perplexity": ngram_perplexity(
             data.train_encoded, data.val_encoded, order=2, **kwargs
         ),
+        "kn3_perplexity": kneser_ney_perplexity(data.train_encoded, data.val_encoded, **kwargs),
     }
 
 
