@@ -7,7 +7,8 @@
 One flag per ``CharLMConfig`` field (``--text`` repeats and implies ``--corpus text``). After a
 finished run the best checkpoint's validation perplexity is printed beside the unigram, bigram
 and Kneser-Ney 3-gram baselines on the same split (``summary.json``). ``rnnflow evaluate`` on a
-char-LM run reports its validation loss, perplexity and accuracy; ``predict`` and ``export`` refuse it.
+char-LM run reports its validation loss, perplexity and accuracy; ``predict`` and ``export``
+refuse it.
 """
 
 from __future__ import annotations
