@@ -56,7 +56,9 @@ def write_fake_dataset(folder: Path) -> dict[str, IdxFile]:
     for role, (name, array) in arrays.items():
         write_idx(folder / name, array)
         data = (folder / name).read_bytes()
-        rows[role] = IdxFile(name, "0" * 64, 0, hashlib.sha256(data).hexdigest(), len(data))
+        rows[role] = IdxFile(
+            name, "0" * 64, archive_size=0, size=len(data), sha256=hashlib.sha256(data).hexdigest()
+        )
     return rows
 
 

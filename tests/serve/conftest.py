@@ -49,7 +49,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     for role, (name, array) in arrays.items():
         write_idx(data / name, array)
         raw = (data / name).read_bytes()
-        rows[role] = IdxFile(name, "0" * 64, 0, hashlib.sha256(raw).hexdigest(), len(raw))
+        rows[role] = IdxFile(
+            name, "0" * 64, archive_size=0, size=len(raw), sha256=hashlib.sha256(raw).hexdigest()
+        )
     threads = torch.get_num_threads()
     common = ["--dataset", "mnist", "--batch-size", "20", "--train-examples", "200"]
     common += ["--val-size", "40", "--log-every", "200", "--eval-every", "200", "--quiet"]
