@@ -25,7 +25,11 @@ from rnnflow.cli import prog
 from rnnflow.cli._config_args import add_field_argument
 
 # Flags that may change on --resume: where the data is and how many threads; not the experiment.
-_RESUMABLE_OVERRIDES = {"fortunes_dir", "threads", "device"}
+_RESUMABLE_OVERRIDES = {"fortunes_dir", "data_dir", "threads", "device"}
+_TUPLE_HELP = {  # tuple fields: repeatable flags
+    "text": ("PATH", "a UTF-8 text file (repeat for several); implies --corpus text"),
+    "forms": ("CxV", "keep only poems of this form, e.g. 5x8 (repeat for several)"),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,8 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(
                 flag,
                 action="append",
-                metavar="PATH",
-                help="a UTF-8 text file (repeat for several); implies --corpus text",
+                metavar=_TUPLE_HELP[f.name][0],
+                help=_TUPLE_HELP[f.name][1],
                 dest=f"cfg_{f.name}",
                 default=argparse.SUPPRESS,
             )
@@ -111,6 +115,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if foreign:
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
         raise ValueError(f"{flags}: not a charlm option (see {prog()} train --help)")
+    if "forms" in given:
+        given["forms"] = tuple(given["forms"])
     if "text" in given:
         given["text"] = tuple(given["text"])
         given.setdefault("corpus", "text")
@@ -261,7 +267,8 @@ def _train(args: argparse.Namespace, plan: Any) -> int:
     line = f"validation perplexity {result.perplexity:.2f} (best step {summary['best_step']})"
     if base:
         line += (
-            f"; unigram {base['unigram_perplexity']:.2f}, bigram {base['bigram_perplexity']:.2f}"
+            f"; unigram {base['unigram_perplexity']:.2f}, bigram {base['bigram_perplexity']:.2f}, "
+            f"Kneser-Ney 3-gram {base['kn3_perplexity']:.2f}"
             " on the same split"
         )
     print(line)

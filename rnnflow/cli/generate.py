@@ -1,10 +1,16 @@
-"""`rnnflow generate RUN_DIR [--prime TEXT] [--length N] [--temperature T] [--top-k K] [--seed S]
-[--form 5x4|7x4|5x8|7x8] [--num N] [--json]`: sample text from a character-level model.
+"""`rnnflow generate RUN_DIR [--prime TEXT] [--length N] [--temperature T] [--top-k K] [--top-p P]
+[--seed S] [--form 5x4|7x4|5x8|7x8] [--acrostic CHARS] [--rhyme] [--tonal] [--num N] [--json]`:
+sample text from a character-level model.
 
 Samples one character at a time, carrying the recurrent state (``rnnflow.text.generate``). With
 ``--form`` the distribution is masked so that the result is a regular poem of that form (hanzi
-verses, ``，`` and ``。？！``, one couplet per line); ``--prime`` must then fit the form. The same
-``--seed`` gives the same text. ``--num N`` draws N samples with seeds S, S+1, ...
+verses, ``，`` and ``。？！``, one couplet per line); ``--prime`` must then fit the form.
+``--acrostic 春夏秋冬`` starts verse i with the i-th character (without ``--form``: 5x4 for 4
+characters, 5x8 for 8), ``--rhyme`` makes the even verses rhyme and ``--tonal`` imposes the
+level/oblique pattern of regulated verse (``rnnflow.text.constraints``); all by masking, so they
+always hold. The same ``--seed`` gives the same text. ``--num N`` draws N samples with seeds S,
+S+1, ... ``--json`` also reports, per sample, whether its even verses rhyme and whether it
+follows the tonal pattern (the same checks whether or not they were imposed).
 """
 
 from __future__ import annotations
@@ -39,11 +45,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--top-k", type=int, default=0, help="sample among the K most likely; 0: all (0)"
     )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        default=1.0,
+        help="sample among the most likely characters holding probability P; 1: all (1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     parser.add_argument(
         "--form",
         choices=FORM_NAMES,
         help="force a regular poem of C characters per verse and V verses (CxV)",
+    )
+    parser.add_argument(
+        "--acrostic",
+        default="",
+        metavar="CHARS",
+        help="verse i starts with the i-th character (one per verse; without --form: 5x4 for "
+        "4 characters, 5x8 for 8)",
+    )
+    parser.add_argument(
+        "--rhyme", action="store_true", help="the even verses end on one rhyme group (needs --form)"
+    )
+    parser.add_argument(
+        "--tonal",
+        action="store_true",
+        help="the level/oblique (平仄) pattern of regulated verse (needs a 5- or 7-character form)",
     )
     parser.add_argument("--num", type=int, default=1, help="samples to draw, seeds S, S+1, ... (1)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
@@ -58,6 +85,7 @@ def _fail(message: str, status: int = 2) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rnnflow.text.constraints import poem_checks
     from rnnflow.text.generate import generate
     from rnnflow.text.poetry import PoemForm
     from rnnflow.text.train import load_charlm
@@ -72,7 +100,19 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--top-k", args.top_k), ("--length", args.length)):
         if value < 0:
             return _fail(f"{flag} must be >= 0, got {value}")
-    form = PoemForm.parse(args.form) if args.form else None
+    if not 0 < args.top_p <= 1:
+        return _fail(f"--top-p must be in (0, 1], got {args.top_p}")
+    form_name = args.form
+    if form_name is None and args.acrostic:
+        form_name = {4: "5x4", 8: "5x8"}.get(len(args.acrostic))
+        if form_name is None:
+            return _fail(
+                f"--acrostic {args.acrostic!r} has {len(args.acrostic)} characters: give --form "
+                "(one character per verse; 4 or 8 characters choose 5x4 or 5x8 by themselves)"
+            )
+    if form_name is None and (args.rhyme or args.tonal):
+        return _fail("--rhyme and --tonal need --form (5x4, 7x4, 5x8 or 7x8)")
+    form = PoemForm.parse(form_name) if form_name else None
     try:
         model, vocab, checkpoint = load_charlm(args.model, device=args.device)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
@@ -90,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
                     top_k=args.top_k,
                     seed=args.seed + i,
                     form=form,
+                    top_p=args.top_p,
+                    acrostic=args.acrostic,
+                    rhyme=args.rhyme,
+                    tonal=args.tonal,
                 )
             )
     except ValueError as exc:
@@ -101,13 +145,18 @@ def run(args: argparse.Namespace) -> int:
             "prime": args.prime,
             "temperature": args.temperature,
             "top_k": args.top_k,
+            "top_p": args.top_p,
             "form": form.name if form else None,
+            "acrostic": args.acrostic,
+            "rhyme": args.rhyme,
+            "tonal": args.tonal,
             "samples": [
                 {
                     "seed": args.seed + i,
                     "text": s.text,
                     "finished": s.finished,
                     "log_prob": s.log_prob,
+                    **({} if form is None else poem_checks(s.text, form)),
                 }
                 for i, s in enumerate(samples)
             ],

@@ -7,6 +7,7 @@ torch); ``rnnflow.text.train`` re-exports every name.
 from __future__ import annotations
 
 import json
+import re
 import typing
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
@@ -41,8 +42,13 @@ class CharLMConfig:
     """Everything that defines a character-LM run. Frozen: derive variants with ``replace``."""
 
     # data
-    corpus: Literal["tang", "song", "tang-song", "text"] = "tang"  # "text": the --text files
+    # tang, song, tang-song: Debian's fortunes-zh (313 + 94 poems, offline); tang-full,
+    # tang-song-full: the npm package chinese-poetry (rnnflow.text.chinese_poetry); text: --text
+    corpus: Literal["tang", "song", "tang-song", "tang-full", "tang-song-full", "text"] = "tang"
     text: tuple[str, ...] = ()  # UTF-8 files, with corpus="text"
+    data_dir: str | None = None  # *-full: folder of chinese-poetry-2.0.1.tgz (else the cache)
+    script: Literal["simplified", "traditional"] = "simplified"  # *-full: OpenCC t2s or as is
+    forms: tuple[str, ...] = ()  # keep only poems of these forms (e.g. 5x8); empty: keep all
     delimiter: str = "%"  # a line holding only this ends a document; "" : one document per file
     fortunes_dir: str | None = None  # None: $RNNFLOW_FORTUNES_DIR or /usr/share/games/fortunes
     val_fraction: float = 0.1  # documents held out (seeded) for validation
@@ -79,6 +85,9 @@ class CharLMConfig:
             raise ValueError(f"CharLMConfig: min_lr must be <= lr ({self.lr}), got {self.min_lr}")
         if self.corpus == "text" and not self.text:
             raise ValueError("CharLMConfig: corpus='text' needs at least one file in text")
+        bad = [f for f in self.forms if re.fullmatch(r"[1-9][0-9]*x[1-9][0-9]*", f) is None]
+        if bad:
+            raise ValueError(f"CharLMConfig: forms are CHARSxVERSES names such as '5x8', got {bad}")
         if self.corpus != "text" and self.text:
             raise ValueError(
                 f"CharLMConfig: text files are read only with corpus='text', got "
@@ -147,6 +156,36 @@ PRESETS: dict[str, CharLMConfig] = {
     "tang": _DEFAULT,
     # Tang + Song poems, two layers.
     "tang-song": replace(_DEFAULT, corpus="tang-song", num_layers=2, epochs=30),
+    # The 50,024 cleaned Tang poems of chinese-poetry (5% held out): see docs/RESULTS.md.
+    "tang-full": replace(
+        _DEFAULT,
+        corpus="tang-full",
+        val_fraction=0.05,
+        min_count=10,
+        num_units=256,
+        batch_size=64,
+        dropout=0.0,
+        epochs=1,
+        lr=0.004,
+        min_lr=0.0004,
+        log_every=3200,
+        eval_every=24000,
+    ),
+    # Five-character regulated poems (五言律诗, 5x8) of the full Tang set: 14,222 poems.
+    "tang-5x8": replace(
+        _DEFAULT,
+        corpus="tang-full",
+        forms=("5x8",),
+        val_fraction=0.05,
+        min_count=5,
+        num_units=256,
+        batch_size=64,
+        dropout=0.1,
+        epochs=2,
+        lr=0.004,
+        min_lr=0.0004,
+        log_every=3200,
+    ),
     # Seconds: smoke tests and CI.
     "tiny": replace(
         _DEFAULT, embed_size=16, num_units=32, batch_size=8, epochs=2, min_count=1, dropout=0.0

@@ -2,15 +2,19 @@
 
     logits, state = model([<bos>, prime...])             # one dynamic_rnn call over the prime
     repeat:
-        p  = softmax(mask(logits) / temperature)          # mask: specials, the form, top-k
+        p  = softmax(mask(logits) / temperature)          # mask: specials, constraints, top-k/p
         c ~ p                                             # torch.Generator seeded by ``seed``
         logits, state = model([c], initial_state=state)   # one step, the state carried
     until <eos> (or ``length`` characters, or the form is complete)
 
 The mask always removes ``<pad>``, ``<unk>`` and ``<bos>``; with a :class:`PoemForm` it keeps only
 the ids the form allows at each position (hanzi, ``，``, ``。？！``, a line break, ``<eos>``), so
-the poem is well formed whatever the model prefers. Top-k then keeps the k most likely of the
-allowed ids; ``temperature=0`` picks the most likely one (greedy).
+the poem is well formed whatever the model prefers; ``acrostic``, ``rhyme`` and ``tonal`` narrow
+it further (:class:`rnnflow.text.constraints.ConstraintMask`). Top-k then keeps the k most likely
+of the allowed ids, top-p the smallest set of them whose probability reaches p (Holtzman et al.
+2020, "The Curious Case of Neural Text Degeneration"); ``temperature=0`` picks the most likely
+allowed id (greedy). Masks are applied before sampling, so every constraint holds by
+construction: no sample is ever drawn and thrown away.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import torch
 from torch import Tensor
 
 from rnnflow.models.char_lm import CharLM
+from rnnflow.text.constraints import ConstraintError, ConstraintMask, PoemConstraints
 from rnnflow.text.corpus import Vocabulary
-from rnnflow.text.poetry import FormMask, PoemForm
+from rnnflow.text.poetry import PoemForm
 
 __all__ = ["Sample", "generate"]
 
@@ -55,6 +60,10 @@ def generate(
     seed: int = 0,
     form: PoemForm | None = None,
     candidates: int = 0,
+    top_p: float = 1.0,
+    acrostic: str = "",
+    rhyme: bool = False,
+    tonal: bool = False,
 ) -> Sample:
     """Sample a continuation of ``prime`` from ``model`` (see the module docstring).
 
@@ -69,10 +78,16 @@ def generate(
             the ``candidates`` most likely ids and their probabilities (``Sample.candidates``);
             0 records nothing.
         form: force a regular poem; ``prime`` must then be a prefix that fits it.
+        top_p: nucleus sampling: keep the most likely allowed ids until their probability
+            reaches ``top_p`` (in (0, 1]; 1 keeps all).
+        acrostic: with ``form``: verse i starts with ``acrostic[i]`` (one character per verse).
+        rhyme: with ``form``: the even verses end on characters of one rhyme group.
+        tonal: with a 5- or 7-character ``form``: the level/oblique pattern of regulated verse.
 
     Raises ``ValueError`` for a NaN, infinite or negative ``temperature``, a ``top_k`` or
-    ``length`` that is not an int >= 0, an unknown prime character or a prime that does not fit
-    ``form``.
+    ``length`` that is not an int >= 0, a ``top_p`` outside (0, 1], an unknown prime character
+    or a prime that does not fit ``form``, and :class:`~rnnflow.text.constraints.ConstraintError`
+    (a ``ValueError``) when acrostic/rhyme/tonal are asked without a form or cannot be met.
     """
     if isinstance(temperature, bool) or not (
         isinstance(temperature, int | float) and math.isfinite(temperature) and temperature >= 0
@@ -92,7 +107,18 @@ def generate(
         raise ValueError(f"generate: the prime has characters the model does not know: {unknown}")
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 0:
         raise ValueError(f"generate: candidates must be an int >= 0, got {candidates!r}")
-    form_mask = FormMask(form, vocab) if form is not None else None
+    if isinstance(top_p, bool) or not (isinstance(top_p, int | float) and 0 < top_p <= 1):
+        raise ValueError(f"generate: top_p must be a number in (0, 1], got {top_p!r}")
+    if form is None and (acrostic or rhyme or tonal):
+        raise ConstraintError(
+            "generate: acrostic, rhyme and tonal constrain a poem: pass a form (e.g. "
+            "PoemForm.parse('5x4'))"
+        )
+    form_mask = (
+        ConstraintMask(PoemConstraints(form, acrostic, rhyme, tonal), vocab)
+        if form is not None
+        else None
+    )
     if form_mask is not None:
         form_mask.check_prefix(prime)
         length = len(form_mask) - len(prime)
@@ -111,15 +137,17 @@ def generate(
         log_prob = 0.0
         finished = False
         shown: list[tuple[tuple[int, float], ...]] = []
+        text = prime
         for _ in range(length):
             allowed = base
             if form_mask is not None:
-                allowed = allowed & form_mask.allowed(len(prime) + len(ids))
-            choice, lp, probs = _draw(last, allowed, temperature, top_k, generator)
+                allowed = allowed & form_mask.allowed(text)
+            choice, lp, probs = _draw(last, allowed, temperature, top_k, top_p, generator)
             if candidates:
                 values, top = probs.topk(min(candidates, len(probs)))
                 shown.append(tuple((int(i), float(v)) for v, i in zip(values, top) if v > 0))
             ids.append(choice)
+            text += vocab.decode([choice])
             log_prob += lp
             if choice == vocab.eos_id:
                 finished = True
@@ -141,7 +169,12 @@ def generate(
 
 
 def _draw(
-    logits: Tensor, allowed: Tensor, temperature: float, top_k: int, generator: torch.Generator
+    logits: Tensor,
+    allowed: Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    generator: torch.Generator,
 ) -> tuple[int, float, Tensor]:
     """One id from ``logits`` [V] restricted to ``allowed`` [V], its log-probability, and the
     probabilities [V] it was drawn from (greedy: the softmax of the masked logits)."""
@@ -153,6 +186,11 @@ def _draw(
     if top_k and top_k < int(allowed.sum()):
         kth = masked.topk(top_k).values[-1]
         masked = masked.masked_fill(masked < kth, float("-inf"))
+    if top_p < 1:
+        probs, order = masked.softmax(-1).sort(descending=True)  # [V]
+        before = probs.cumsum(-1) - probs  # mass of the more likely ids
+        cut = order[before >= top_p]  # the most likely id always stays (before = 0)
+        masked = masked.index_fill(0, cut, float("-inf"))
     log_p = masked.log_softmax(-1)  # [V]
     probs = log_p.exp()  # [V]
     choice = int(torch.multinomial(probs, 1, generator=generator))

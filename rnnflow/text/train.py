@@ -34,7 +34,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from rnnflow.models.char_lm import CharLM, masked_cross_entropy
-from rnnflow.text.baselines import ngram_perplexity
+from rnnflow.text.baselines import kneser_ney_perplexity, ngram_perplexity
 from rnnflow.text.config import (  # re-exported: the config's home is rnnflow.text.config
     CHARLM_CONFIG_RANGES,
     PRESETS,
@@ -47,10 +47,9 @@ from rnnflow.text.corpus import (
     BucketBatches,
     Vocabulary,
     make_examples,
-    read_documents,
     split_documents,
 )
-from rnnflow.text.poetry import load_builtin_corpus
+from rnnflow.text.sources import load_documents
 from rnnflow.training.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -116,13 +115,6 @@ class CharData:
         return sum(len(e) - 1 for e in self.val_examples)
 
 
-def load_documents(config: CharLMConfig) -> list[str]:
-    """The documents a config names: a built-in poem corpus or the ``text`` files."""
-    if config.corpus == "text":
-        return read_documents(list(config.text), delimiter=config.delimiter or None)
-    return load_builtin_corpus(config.corpus, fortunes_dir=config.fortunes_dir)
-
-
 def prepare_data(config: CharLMConfig, *, documents: list[str] | None = None) -> CharData:
     """Read (unless ``documents`` is given), split, build the vocabulary on the training part,
     encode and window. Deterministic: the same config gives the same data."""
@@ -143,7 +135,8 @@ def prepare_data(config: CharLMConfig, *, documents: list[str] | None = None) ->
 
 
 def baselines(data: CharData) -> dict[str, float]:
-    """Unigram and bigram validation perplexities on ``data``'s split (see ``baselines.py``)."""
+    """Unigram, bigram and Kneser-Ney trigram validation perplexities on ``data``'s split (see
+    ``baselines.py``)."""
     if not data.val_encoded:
         return {}
     kwargs = {"vocab_size": len(data.vocab), "excluded": (data.vocab.pad_id, data.vocab.bos_id)}
@@ -154,6 +147,7 @@ def baselines(data: CharData) -> dict[str, float]:
         "bigram_perplexity": ngram_perplexity(
             data.train_encoded, data.val_encoded, order=2, **kwargs
         ),
+        "kn3_perplexity": kneser_ney_perplexity(data.train_encoded, data.val_encoded, **kwargs),
     }
 
 

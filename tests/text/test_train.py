@@ -138,6 +138,45 @@ def test_generate_cli_errors(tmp_path: Path, corpus: Path, capsys) -> None:
     assert "character 5 is '山', expected '，'" in capsys.readouterr().err
 
 
+def test_generate_cli_acrostic_rhyme_tonal_json(tmp_path: Path, corpus: Path, capsys) -> None:
+    from rnnflow.text.constraints import rhymes, tonal_pattern_holds, verses
+
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--out", str(run), "--quiet") == 0
+    capsys.readouterr()
+    argv = ["generate", str(run), "--acrostic", "春江花月", "--rhyme", "--tonal", "--json"]
+    assert main([*argv, "--num", "4", "--top-p", "0.9", "--temperature", "1.5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["form"] == "5x4" and out["acrostic"] == "春江花月" and out["top_p"] == 0.9
+    for s in out["samples"]:
+        text = s["text"]
+        assert is_well_formed(text, FORMS["5x4"]) and [v[0] for v in verses(text)] == list(
+            "春江花月"
+        )
+        assert rhymes(text) and tonal_pattern_holds(text, 5)
+        assert s["well_formed"] and s["rhymes"] and s["tonal"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--acrostic", "春江花"], "--acrostic '春江花' has 3 characters: give --form"),
+        (["--rhyme"], "--rhyme and --tonal need --form"),
+        (["--form", "5x4", "--acrostic", "春江花龘"], "acrostic characters ['龘'] are not in"),
+        (["--form", "7x8", "--acrostic", "春江花月"], "has 4 characters, the 7x8 form has 8"),
+        (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
+    ],
+)
+def test_generate_cli_constraint_errors(
+    tmp_path: Path, corpus: Path, capsys, argv: list[str], message: str
+) -> None:
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--out", str(run), "--quiet") == 0
+    capsys.readouterr()
+    assert main(["generate", str(run), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
