@@ -17,6 +17,7 @@ import torch
 
 from rnnflow.cli import _charlm, main
 from rnnflow.data import write_idx
+from rnnflow.data.catalog import Checksum
 from rnnflow.data.datasets import DATASETS, IdxFile
 
 HANZI = "春江花月夜山水风云雨雪天地人心秋日明光长城"
@@ -50,7 +51,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     for role, (name, array) in arrays.items():
         write_idx(data / name, array)
         raw = (data / name).read_bytes()
-        rows[role] = IdxFile(name, "0" * 64, 0, hashlib.sha256(raw).hexdigest(), len(raw))
+        rows[role] = IdxFile(  # no archive: the files sit uncompressed in --data-dir
+            name,
+            archive_checksum=Checksum("sha256", "0" * 64),
+            archive_size=None,
+            size=len(raw),
+            sha256=hashlib.sha256(raw).hexdigest(),
+        )
     threads = torch.get_num_threads()
     common = ["--dataset", "mnist", "--batch-size", "20", "--train-examples", "200"]
     common += ["--val-size", "40", "--log-every", "200", "--eval-every", "200", "--quiet"]
