@@ -191,25 +191,34 @@ def _required_tone(verse: int, column: int, first: Tone) -> Tone | None:
     return "ze" if lead == "ping" else "ping"
 
 
+def _tonal_hits(text: str, chars_per_verse: int) -> tuple[int, int]:
+    """(governed positions whose tone fits the pattern, governed positions) of ``text``; (0, 1)
+    when the verses are not all ``chars_per_verse`` long or the key character has no tone."""
+    vs = verses(text)
+    if not vs or any(len(v) != chars_per_verse for v in vs):
+        return 0, 1
+    first = tone(vs[0][1])
+    if first is None:
+        return 0, 1
+    hits, total = 1, 1  # the key position fits by definition
+    for i, v in enumerate(vs):
+        wanted = [(c, _required_tone(i, c, first)) for c in range(1, chars_per_verse - 1, 2)]
+        if i % 2 == 1:
+            wanted.append((chars_per_verse - 1, "ping"))
+        elif i > 0:
+            wanted.append((chars_per_verse - 1, "ze"))
+        for column, t in wanted:
+            if (i, column) != (0, 1):
+                hits += tone(v[column]) == t
+                total += 1
+    return hits, total
+
+
 def tonal_pattern_holds(text: str, chars_per_verse: int) -> bool:
     """Whether the verses of ``text`` follow the regulated pattern (module docstring) for
     ``chars_per_verse`` 5 or 7, with the tones of :func:`tone`."""
-    vs = verses(text)
-    if not vs or any(len(v) != chars_per_verse for v in vs):
-        return False
-    first = tone(vs[0][1])
-    if first is None:
-        return False
-    for i, v in enumerate(vs):
-        for column in range(1, chars_per_verse - 1, 2):
-            if tone(v[column]) != _required_tone(i, column, first):
-                return False
-        end = tone(v[-1])
-        if i % 2 == 1 and end != "ping":
-            return False
-        if i % 2 == 0 and i > 0 and end != "ze":
-            return False
-    return True
+    hits, total = _tonal_hits(text, chars_per_verse)
+    return hits == total
 
 
 def poem_checks(text: str, form: PoemForm) -> dict[str, bool]:
@@ -226,19 +235,23 @@ def compliance(poems: Sequence[str]) -> dict[str, float | int]:
     """Rhyme and tonal-pattern rates of ``poems`` (5/7-character regular poems only count).
 
     Returns ``{"poems": n, "rhyme": fraction of n whose even verses rhyme, "tonal": fraction
-    whose tones follow the regulated pattern}``; n counts the poems that are well formed in one
-    of the forms 5x4, 7x4, 5x8, 7x8. Raises ``ValueError`` when there is none.
+    whose tones follow the regulated pattern throughout, "tonal_positions": fraction of all the
+    positions the pattern governs (2nd/4th/6th characters, verse ends) that fit it}``; n counts
+    the poems that are well formed in one of the forms 5x4, 7x4, 5x8, 7x8. Raises
+    ``ValueError`` when there is none.
     """
     from rnnflow.text.poetry import FORMS
 
-    forms = [f for f in FORMS.values()]
+    forms = list(FORMS.values())
     kept = [(p, f) for p in poems for f in forms if is_well_formed(p, f)]
     if not kept:
         raise ValueError("compliance: no poem of the forms 5x4, 7x4, 5x8, 7x8 given")
+    hits = [_tonal_hits(p, f.chars_per_verse) for p, f in kept]
     return {
         "poems": len(kept),
         "rhyme": sum(rhymes(p) for p, _ in kept) / len(kept),
-        "tonal": sum(tonal_pattern_holds(p, f.chars_per_verse) for p, f in kept) / len(kept),
+        "tonal": sum(h == t for h, t in hits) / len(kept),
+        "tonal_positions": sum(h for h, _ in hits) / sum(t for _, t in hits),
     }
 
 

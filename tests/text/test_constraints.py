@@ -74,8 +74,7 @@ def test_not_a_hanzi_has_no_group_or_tone() -> None:
 def test_whole_poems_by_hand() -> None:
     # 登鹳雀楼: 流/楼 rhyme (尤); 日-山 / 河-海 / 穷-里 / 上-层 follow 对 and 粘
     assert rhymes(DENGLOU) and tonal_pattern_holds(DENGLOU, 5)
-    # 静夜思 rhymes (霜/乡: 唐) but is not regulated: 前 (2nd of verse 1) and 是 are level/oblique
-    # where 对 needs the opposite of 月... verse 2's 2nd character 是 repeats verse 1's tone
+    # 静夜思 rhymes (霜/乡: 唐) but is not regulated verse (see the positions below)
     assert rhymes(JINGYESI) and not tonal_pattern_holds(JINGYESI, 5)
     # 春望 rhymed in Middle Chinese; 簪 is zān today (寒), not 文 like 深/心/金; 别 bié is level
     # today (entering tone then): modern readings miss both
@@ -86,7 +85,15 @@ def test_whole_poems_by_hand() -> None:
         "rhymes": True,
         "tonal": True,
     }
-    assert compliance([DENGLOU, JINGYESI, "not a poem"]) == {"poems": 2, "rhyme": 1.0, "tonal": 0.5}
+    # governed positions of a 5x4 poem: 2nd and 4th of 4 verses + 3 verse ends = 11; 静夜思 misses
+    # 上 (4th of verse 2, oblique where level is due) and 头 (2nd of verse 3, level: 粘 wants
+    # oblique): 9 of 11; 登鹳雀楼 11 of 11
+    assert compliance([DENGLOU, JINGYESI, "not a poem"]) == {
+        "poems": 2,
+        "rhyme": 1.0,
+        "tonal": 0.5,
+        "tonal_positions": 20 / 22,
+    }
     with pytest.raises(ValueError, match="compliance: no poem of the forms"):
         compliance(["abc"])
 
