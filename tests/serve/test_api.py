@@ -23,6 +23,7 @@ from rnnflow.cli import main  # noqa: E402
 from rnnflow.cli.serve import is_loopback  # noqa: E402
 from rnnflow.data.images import load_image  # noqa: E402
 from rnnflow.serve import create_app, load_run  # noqa: E402
+from rnnflow.text.train import load_charlm  # noqa: E402
 from rnnflow.training import load_trained_model  # noqa: E402
 
 BASE = "http://127.0.0.1"
@@ -146,6 +147,27 @@ def test_generate_equals_cli_generate_json(runs, capsys):
     for s in plain["samples"]:
         s.pop("steps")
     assert plain == cli
+
+
+def test_candidates_are_the_model_on_the_whole_prefix(runs):
+    """Free text at temperature 1: each step's candidates are the five largest of the softmax
+    of the model's logits after the whole prefix, run in one call (not the carried state),
+    without <pad>, <unk> and <bos>."""
+    request = {"prime": "春江", "length": 8, "temperature": 1.0, "seed": 2}
+    body = client(runs["poem"]).post("/api/generate", json=request).json()
+    model, vocab, _ = load_charlm(runs["poem"])
+    steps = body["samples"][0]["steps"]
+    ids = [vocab.index[ch] for ch in "春江"]
+    with torch.no_grad():
+        for step in steps:
+            logits = model(torch.tensor([[vocab.bos_id, *ids]]))[0][0, -1].double()  # [V]
+            logits[[vocab.pad_id, vocab.unk_id, vocab.bos_id]] = float("-inf")
+            values, top = logits.softmax(-1).topk(5)
+            assert [c["symbol"] for c in step["candidates"]] == [vocab.symbols[i] for i in top]
+            shown = torch.tensor([c["probability"] for c in step["candidates"]], dtype=torch.double)
+            torch.testing.assert_close(shown, values, rtol=0, atol=1e-6)
+            ids.append(vocab.index[step["symbol"]])
+    assert len(steps) == 8 or steps[-1]["symbol"] == "<eos>"
 
 
 def test_constrained_generate_equals_cli_generate_json(runs, capsys):
