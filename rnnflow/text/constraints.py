@@ -7,9 +7,10 @@ into ``allowed(text_so_far) -> bool [V]`` for one vocabulary.
 
 Rhyme (``rhyme=True``): the last characters of the even verses (2, 4, ...) share one rhyme
 group. The group is fixed by the first of them (any character that has a group may come there);
-the later ones are restricted to that group. Groups are the 14 of the 中华新韵 table (China Poetry
-Society, 2005), read from each character's modern Mandarin final (``pypinyin``, its most common
-reading)::
+the later ones are restricted to that group, and to the characters of it not yet used as a rhyme
+(as in classical verse) unless no other one fits. Groups are the 14 of the 中华新韵 table
+(China Poetry Society, 2005), read from each character's modern Mandarin final (``pypinyin``,
+its most common reading)::
 
     麻 a ia ua     波 o e uo      皆 ie üe       开 ai uai       微 ei uei       豪 ao iao
     尤 ou iou      寒 an ian uan üan              文 en in uen ün             唐 ang iang uang
@@ -319,13 +320,16 @@ class ConstraintMask:
     def __len__(self) -> int:
         return len(self.form_mask)
 
-    def _rhyme_mask(self, text: str) -> Tensor | None:
+    def _rhyme_mask(self, text: str) -> tuple[Tensor | None, list[int]]:
+        """The ids of the poem's rhyme group (None: the first rhyme has no group), and the ids
+        already used as rhymes."""
         done = verses(text) if text[-1:] in _SEPARATORS else verses(text)[:-1]
-        first = next((v[-1] for v in done[1::2]), None)
-        if first is None:  # the first rhyme: any character that has a group
-            return torch.stack(list(self._group_of.values())).any(0)
-        group = rhyme_group(first)
-        return self._group_of.get(group) if group is not None else None
+        used = [v[-1] for v in done[1::2]]
+        if not used:  # the first rhyme: any character that has a group
+            return torch.stack(list(self._group_of.values())).any(0), []
+        group = rhyme_group(used[0])
+        ids = [self.vocab.index[ch] for ch in used if ch in self.vocab]
+        return (self._group_of.get(group) if group is not None else None), ids
 
     def allowed(self, text: str) -> Tensor:
         """bool [V]: the ids that may follow ``text`` (raises :class:`ConstraintError` when no
@@ -342,8 +346,9 @@ class ConstraintMask:
             only = torch.zeros_like(mask)
             only[self._acrostic[verse]] = True
             mask &= only
+        used: list[int] = []
         if c.rhyme and verse % 2 == 1 and column == n - 1:
-            rhyme = self._rhyme_mask(text)
+            rhyme, used = self._rhyme_mask(text)
             mask &= rhyme if rhyme is not None else torch.zeros_like(mask)
         if c.tonal:
             wanted = self._wanted_tone(text, verse, column)
@@ -351,6 +356,11 @@ class ConstraintMask:
                 mask &= self._tone_of[wanted]
             elif verse == 0 and column == 1:  # the pattern's key: any character with a tone
                 mask &= self._tone_of["ping"] | self._tone_of["ze"]
+        if used:  # a rhyme character once, while the group has another that fits
+            fresh = mask.clone()
+            fresh[used] = False
+            if bool(fresh.any()):
+                mask = fresh
         if not bool(mask.any()):
             raise ConstraintError(
                 f"ConstraintMask: no character of the vocabulary fits position {position} "

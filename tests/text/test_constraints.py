@@ -176,6 +176,13 @@ def _obeys(text: str, r: dict) -> None:
         assert [v[0] for v in verses(text)] == list(r["acrostic"]), text
     if r["rhyme"]:
         assert rhymes(text), text
+        # a rhyme character comes back only when its group has no unused one left
+        ends = [v[-1] for v in verses(text)[1::2]]
+        group = rhyme_group(ends[0])
+        members = {
+            ch for ch in POOL if rhyme_group(ch) == group and (not r["tonal"] or tone(ch) == "ping")
+        }
+        assert len(set(ends)) == min(len(ends), len(members)), text
     if r["tonal"]:
         assert tonal_pattern_holds(text, form.chars_per_verse), text
 
