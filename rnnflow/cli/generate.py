@@ -85,8 +85,7 @@ def _fail(message: str, status: int = 2) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rnnflow.text.constraints import poem_checks
-    from rnnflow.text.generate import generate
+    from rnnflow.text.generate import generate, sample_record
     from rnnflow.text.poetry import PoemForm
     from rnnflow.text.train import load_charlm
     from rnnflow.training.checkpoint import CheckpointError
@@ -150,16 +149,7 @@ def run(args: argparse.Namespace) -> int:
             "acrostic": args.acrostic,
             "rhyme": args.rhyme,
             "tonal": args.tonal,
-            "samples": [
-                {
-                    "seed": args.seed + i,
-                    "text": s.text,
-                    "finished": s.finished,
-                    "log_prob": s.log_prob,
-                    **({} if form is None else poem_checks(s.text, form)),
-                }
-                for i, s in enumerate(samples)
-            ],
+            "samples": [sample_record(args.seed + i, s, form) for i, s in enumerate(samples)],
         }
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return 0

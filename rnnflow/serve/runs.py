@@ -12,7 +12,8 @@ its API, built on the same public functions as the command line (no web framewor
   options of ``rnnflow generate`` (prime, length, temperature, top-k, top-p, seed, form,
   acrostic, rhyme, tonal), recording each step's top candidates (of the distribution the
   character was drawn from: after the constraint mask, temperature, top-k and top-p), and
-  ``rnnflow.text.constraints.poem_checks`` per poem, as ``rnnflow generate --json`` reports.
+  each sample's record by ``rnnflow.text.generate.sample_record``, as ``rnnflow generate --json``
+  writes it (with a form, the checks of ``rnnflow.text.constraints.poem_checks``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from rnnflow.data import CLASS_NAMES
 from rnnflow.data.images import ImageError, Style, load_image, preprocess_image
 from rnnflow.models.char_lm import CharLM
 from rnnflow.models.classifier import SequenceClassifier
-from rnnflow.text.constraints import poem_checks
 from rnnflow.text.corpus import Vocabulary
-from rnnflow.text.generate import generate
+from rnnflow.text.generate import generate, sample_record
 from rnnflow.text.poetry import FORMS
 from rnnflow.text.train import CharLMCheckpoint, load_charlm
 from rnnflow.training import Checkpoint, CheckpointError, load_trained_model, predict_proba
@@ -280,11 +280,7 @@ class PoemRun:
             **{name: options[name] for name in ("acrostic", "rhyme", "tonal")},
             "samples": [
                 {
-                    "seed": seed,
-                    "text": s.text,
-                    "finished": s.finished,
-                    "log_prob": s.log_prob,
-                    **({} if form is None else poem_checks(s.text, form)),
+                    **sample_record(seed, s, form),
                     "steps": [
                         {
                             "text": self.vocab.decode([i]),

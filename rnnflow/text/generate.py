@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from rnnflow.models.char_lm import CharLM
-from rnnflow.text.constraints import ConstraintError, ConstraintMask, PoemConstraints
+from rnnflow.text.constraints import ConstraintError, ConstraintMask, PoemConstraints, poem_checks
 from rnnflow.text.corpus import Vocabulary
 from rnnflow.text.poetry import PoemForm
 
-__all__ = ["Sample", "generate"]
+__all__ = ["Sample", "generate", "sample_record"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,21 @@ def generate(
         finished=finished,
         candidates=tuple(shown),
     )
+
+
+def sample_record(seed: int, sample: Sample, form: PoemForm | None) -> dict[str, Any]:
+    """One sample as ``rnnflow generate --json`` and ``/api/generate`` write it: ``seed``,
+    ``text``, ``finished``, ``log_prob``, and with a ``form`` the checks of
+    :func:`~rnnflow.text.constraints.poem_checks` (``well_formed``, ``rhymes``, ``tonal``)."""
+    record: dict[str, Any] = {
+        "seed": seed,
+        "text": sample.text,
+        "finished": sample.finished,
+        "log_prob": sample.log_prob,
+    }
+    if form is not None:
+        record.update(poem_checks(sample.text, form))
+    return record
 
 
 def _draw(

@@ -125,6 +125,19 @@ def test_info_says_what_the_run_is(runs):
     assert poem["kind"] == "poem" and poem["forms"] == ["5x4", "7x4", "5x8", "7x8"]
 
 
+def test_generate_constraints_equal_cli_generate_json(runs, capsys):
+    request = {"form": "5x4", "seed": 5, "acrostic": "春江花月", "rhyme": True, "top_p": 0.9}
+    body = client(runs["poem"]).post("/api/generate", json=request).json()
+    argv = ["generate", str(runs["poem"]), "--form", "5x4", "--seed", "5", "--top-p", "0.9"]
+    cli = cli_json(capsys, *argv, "--acrostic", "春江花月", "--rhyme", "--json")
+    for sample in body["samples"]:
+        sample.pop("steps")
+    assert body == cli and cli["samples"][0]["rhymes"] and cli["samples"][0]["well_formed"]
+    assert cli["samples"][0]["text"][0] == "春"
+    bad = client(runs["poem"]).post("/api/generate", json={"acrostic": "春江花", "form": "5x4"})
+    assert bad.status_code == 422 and "the 5x4 form has 4 verses" in bad.text
+
+
 def test_generate_equals_cli_generate_json(runs, capsys):
     request = {"form": "5x4", "seed": 3, "num": 2, "temperature": 0.8}
     answer = client(runs["poem"]).post("/api/generate", json=request)
