@@ -9,8 +9,11 @@ its API, built on the same public functions as the command line (no web framewor
   0..t-1 for t = 0..28, the hidden state after each row, and the rows that changed the
   predicted class's probability most.
 - Poem runs (``rnnflow train --task charlm``): ``rnnflow.text.generate.generate`` with the
-  options of ``rnnflow generate`` (prime, length, temperature, top-k, seed, form), recording each
-  step's top candidates.
+  options of ``rnnflow generate`` (prime, length, temperature, top-k, top-p, seed, form,
+  acrostic, rhyme, tonal), recording each step's top candidates (of the distribution the
+  character was drawn from: after the constraint mask, temperature, top-k and top-p), and
+  each sample's record by ``rnnflow.text.generate.sample_record``, as ``rnnflow generate --json``
+  writes it (with a form, the checks of ``rnnflow.text.constraints.poem_checks``).
 """
 
 from __future__ import annotations
@@ -53,8 +56,14 @@ MAX_PIXELS = 16_000_000
 """Uploaded images with more pixels than this (read from the header) are refused before decoding."""
 CANDIDATES = 5  # top candidates recorded per generated character
 MOVED = 5  # rows listed as having moved the decision most
-GENERATE_LIMITS = {"length": 2000, "num": 8, "prime": 200}
-"""Upper bounds of /api/generate's ``length``, ``num`` and ``len(prime)`` (one request's work)."""
+GENERATE_LIMITS = {
+    "length": 2000,
+    "num": 8,
+    "prime": 200,
+    "acrostic": max(form.verses for form in FORMS.values()),
+}
+"""Upper bounds of /api/generate's ``length``, ``num``, ``len(prime)`` and ``len(acrostic)``
+(one request's work; an acrostic has one character per verse)."""
 
 
 class RequestError(ValueError):
@@ -240,9 +249,15 @@ class PoemRun:
     def generate(self, request: object) -> dict[str, Any]:
         """The answer of ``/api/generate``: the fields of ``rnnflow generate --json`` for the
         same options (defaults as the CLI's), each sample with ``steps``: per generated
-        character its ``text`` and the top candidates (``symbol``, ``probability``)."""
+        character its ``text``, ``symbol`` and the top candidates (``symbol``,
+        ``probability``) of the distribution it was drawn from, after the constraint mask.
+
+        Raises :class:`RequestError`: 400 for a bad field (naming it), 422 for options the
+        model or the form cannot meet (a prime or acrostic character outside the vocabulary,
+        an acrostic whose length is not the form's verse count), with the library's message.
+        """
         options = _generate_options(request)
-        form = options.pop("form")
+        form = options["form"]
         num = options.pop("num")
         samples = []
         with self.lock:
@@ -252,24 +267,18 @@ class PoemRun:
                         self.model,
                         self.vocab,
                         **{**options, "seed": options["seed"] + i},
-                        form=form,
                         candidates=CANDIDATES,
                     )
-                except ValueError as exc:
+                except ValueError as exc:  # ConstraintError included
                     raise RequestError(str(exc), status=422) from exc
                 samples.append((options["seed"] + i, s))
         symbols = self.vocab.symbols
         return {
             "checkpoint": str(self.checkpoint.path),
             "checkpoint_step": self.checkpoint.progress.get("step"),
-            "prime": options["prime"],
-            "temperature": options["temperature"],
-            "top_k": options["top_k"],
-            "top_p": options["top_p"],
+            **{name: options[name] for name in ("prime", "temperature", "top_k", "top_p")},
             "form": form.name if form else None,
-            "acrostic": options["acrostic"],
-            "rhyme": options["rhyme"],
-            "tonal": options["tonal"],
+            **{name: options[name] for name in ("acrostic", "rhyme", "tonal")},
             "samples": [
                 {
                     **sample_record(seed, s, form),
@@ -290,11 +299,13 @@ class PoemRun:
 
 
 def _generate_options(request: object) -> dict[str, Any]:
-    """Check /api/generate's JSON object; defaults are ``rnnflow generate``'s."""
+    """Check /api/generate's JSON object (types and ranges; what depends on the model and the
+    form is checked by ``generate``); defaults are ``rnnflow generate``'s. Returns
+    ``generate``'s keyword arguments and ``num``."""
     if not isinstance(request, dict):
         raise RequestError(f"expected a JSON object, got {type(request).__name__}")
-    known = {"prime", "length", "temperature", "top_k", "seed", "form", "num"}
-    known |= {"top_p", "acrostic", "rhyme", "tonal"}  # poem constraints (rnnflow.text.constraints)
+    known = {"prime", "length", "temperature", "top_k", "top_p", "seed", "form", "num"}
+    known |= {"acrostic", "rhyme", "tonal"}
     unknown = sorted(set(request) - known)
     if unknown:
         raise RequestError(f"unknown field(s) {unknown}; expected some of {sorted(known)}")
@@ -305,46 +316,59 @@ def _generate_options(request: object) -> dict[str, Any]:
             raise RequestError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
         return value
 
-    prime = request.get("prime", "")
-    if not isinstance(prime, str) or len(prime) > GENERATE_LIMITS["prime"]:
-        raise RequestError(
-            f"prime: expected a string of at most {GENERATE_LIMITS['prime']} characters"
-        )
-    temperature = request.get("temperature", 0.8)
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float)
-        or not math.isfinite(temperature)
-        or not 0 <= temperature <= 100
-    ):
-        raise RequestError(f"temperature: expected a number in [0, 100], got {temperature!r}")
-    top_p = request.get("top_p", 1.0)
-    if isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0 < top_p <= 1:
-        raise RequestError(f"top_p: expected a number in (0, 1], got {top_p!r}")
-    acrostic = request.get("acrostic", "")
-    if not isinstance(acrostic, str) or len(acrostic) > 8:
-        raise RequestError(f"acrostic: expected a string of at most 8 characters, got {acrostic!r}")
-    for flag in ("rhyme", "tonal"):
-        if not isinstance(request.get(flag, False), bool):
-            raise RequestError(f"{flag}: expected true or false, got {request[flag]!r}")
+    def number(name: str, default: float, low: float, high: float, interval: str) -> float:
+        value = request.get(name, default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not low <= value <= high
+            or (interval.startswith("(") and value == low)
+        ):
+            raise RequestError(f"{name}: expected a number in {interval}, got {value!r}")
+        return float(value)
+
+    def text(name: str) -> str:
+        value, limit = request.get(name, ""), GENERATE_LIMITS[name]
+        if not isinstance(value, str) or len(value) > limit:
+            got = f"{len(value)} characters" if isinstance(value, str) else repr(value)
+            raise RequestError(
+                f"{name}: expected a string of at most {limit} characters, got {got}"
+            )
+        return value
+
+    def flag(name: str) -> bool:
+        value = request.get(name, False)
+        if not isinstance(value, bool):
+            raise RequestError(f"{name}: expected true or false, got {value!r}")
+        return value
+
     form = request.get("form")
     if form is not None:
         if form not in FORMS:  # the forms `rnnflow generate --form` offers
             raise RequestError(f"form: expected one of {list(FORMS)} or null, got {form!r}")
         form = FORMS[form]
-    return {
-        "prime": prime,
+    options = {
+        "prime": text("prime"),
         "length": integer("length", 200, 0, GENERATE_LIMITS["length"]),
-        "temperature": float(temperature),
+        "temperature": number("temperature", 0.8, 0, 100, "[0, 100]"),
         "top_k": integer("top_k", 0, 0, 1_000_000),
-        "top_p": float(top_p),
-        "acrostic": acrostic,
-        "rhyme": request.get("rhyme", False),
-        "tonal": request.get("tonal", False),
+        "top_p": number("top_p", 1.0, 0, 1, "(0, 1]"),
         "seed": integer("seed", 0, 0, 2**62),
         "form": form,
+        "acrostic": text("acrostic"),
+        "rhyme": flag("rhyme"),
+        "tonal": flag("tonal"),
         "num": integer("num", 1, 1, GENERATE_LIMITS["num"]),
     }
+    if form is None:
+        asked = [name for name in ("acrostic", "rhyme", "tonal") if options[name]]
+        if asked:
+            raise RequestError(
+                f"{', '.join(asked)}: need a form ({', '.join(FORMS)}): they constrain a "
+                "regular poem (an acrostic has one character per verse)"
+            )
+    return options
 
 
 def load_run(path: str | os.PathLike[str], *, device: str = "cpu") -> ImageRun | PoemRun:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +17,42 @@ import torch
 
 from rnnflow.cli import main
 from rnnflow.data import write_idx
+from rnnflow.data.catalog import Checksum
 from rnnflow.data.datasets import DATASETS, IdxFile
 
 HANZI = "春江花月夜山水风云雨雪天地人心秋日明光长城"
+READINGS = {  # written by hand from a dictionary, for the assertions: (中华新韵 group, tone)
+    "春": ("文", 1), "江": ("唐", 1), "花": ("麻", 1), "月": ("皆", 4), "夜": ("皆", 4),
+    "山": ("寒", 1), "水": ("微", 3), "风": ("庚", 1), "云": ("文", 2), "雨": ("齐", 3),
+    "雪": ("皆", 3), "天": ("寒", 1), "地": ("齐", 4), "人": ("文", 2), "心": ("文", 1),
+    "秋": ("尤", 1), "日": ("支", 4), "明": ("庚", 2), "光": ("唐", 1), "城": ("庚", 2),
+    "长": ("唐", None),  # cháng 2 (long) or zhǎng 3 (to grow): a tone the tests do not judge
+}  # fmt: skip
+
+
+class HandReadings:
+    """Verses, rhyme groups and tones from the hand-written READINGS (not from rnnflow)."""
+
+    @staticmethod
+    def verses(text: str) -> list[str]:
+        """The verses of a poem: split at ，。？！ and line breaks."""
+        return [v for v in re.split(r"[，。？！\n]", text) if v]
+
+    @staticmethod
+    def rhyme_class(ch: str) -> str:
+        return READINGS[ch][0]
+
+    @staticmethod
+    def level(ch: str) -> bool | None:
+        """True for a level (平: tones 1, 2) character, False for an oblique one (仄: 3, 4),
+        None when the table does not judge it."""
+        tone = READINGS[ch][1]
+        return None if tone is None else tone in (1, 2)
+
+
+@pytest.fixture(scope="session")
+def hand() -> HandReadings:
+    return HandReadings()
 
 
 def fake_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,8 +83,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     for role, (name, array) in arrays.items():
         write_idx(data / name, array)
         raw = (data / name).read_bytes()
-        rows[role] = IdxFile(
-            name, "0" * 64, archive_size=0, size=len(raw), sha256=hashlib.sha256(raw).hexdigest()
+        rows[role] = IdxFile(  # no archive: the files sit uncompressed in --data-dir
+            name,
+            archive_checksum=Checksum("sha256", "0" * 64),
+            archive_size=None,
+            size=len(raw),
+            sha256=hashlib.sha256(raw).hexdigest(),
         )
     threads = torch.get_num_threads()
     common = ["--dataset", "mnist", "--batch-size", "20", "--train-examples", "200"]

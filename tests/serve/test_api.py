@@ -23,6 +23,7 @@ from rnnflow.cli import main  # noqa: E402
 from rnnflow.cli.serve import is_loopback  # noqa: E402
 from rnnflow.data.images import load_image  # noqa: E402
 from rnnflow.serve import create_app, load_run  # noqa: E402
+from rnnflow.tasks.charlm import load_charlm  # noqa: E402
 from rnnflow.tasks.image import load_trained_model  # noqa: E402
 
 BASE = "http://127.0.0.1"
@@ -161,6 +162,75 @@ def test_generate_equals_cli_generate_json(runs, capsys):
     assert plain == cli
 
 
+def test_candidates_are_the_model_on_the_whole_prefix(runs):
+    """Free text at temperature 1: each step's candidates are the five largest of the softmax
+    of the model's logits after the whole prefix, run in one call (not the carried state),
+    without <pad>, <unk> and <bos>."""
+    request = {"prime": "春江", "length": 8, "temperature": 1.0, "seed": 2}
+    body = client(runs["poem"]).post("/api/generate", json=request).json()
+    model, vocab, _ = load_charlm(runs["poem"])
+    steps = body["samples"][0]["steps"]
+    ids = [vocab.index[ch] for ch in "春江"]
+    with torch.no_grad():
+        for step in steps:
+            logits = model(torch.tensor([[vocab.bos_id, *ids]]))[0][0, -1].double()  # [V]
+            logits[[vocab.pad_id, vocab.unk_id, vocab.bos_id]] = float("-inf")
+            values, top = logits.softmax(-1).topk(5)
+            assert [c["symbol"] for c in step["candidates"]] == [vocab.symbols[i] for i in top]
+            shown = torch.tensor([c["probability"] for c in step["candidates"]], dtype=torch.double)
+            torch.testing.assert_close(shown, values, rtol=0, atol=1e-6)
+            ids.append(vocab.index[step["symbol"]])
+    assert len(steps) == 8 or steps[-1]["symbol"] == "<eos>"
+
+
+def test_constrained_generate_equals_cli_generate_json(runs, capsys):
+    request = {"form": "5x8", "acrostic": "春江花月夜山水风", "rhyme": True, "tonal": True}
+    request |= {"prime": "春", "temperature": 1.3, "top_k": 9, "top_p": 0.6, "seed": 11, "num": 3}
+    answer = client(runs["poem"]).post("/api/generate", json=request)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    argv = ["generate", str(runs["poem"]), "--form", "5x8", "--acrostic", request["acrostic"]]
+    argv += ["--rhyme", "--tonal", "--prime", "春", "--temperature", "1.3", "--top-k", "9"]
+    argv += ["--top-p", "0.6", "--seed", "11", "--num", "3", "--json"]
+    cli = cli_json(capsys, *argv)
+    for sample in body["samples"]:
+        assert "".join(s["text"] for s in sample.pop("steps")) == sample["text"][1:]
+    assert body == cli
+    assert [s["seed"] for s in body["samples"]] == [11, 12, 13]
+
+
+def test_constrained_poems_obey_hand_written_rhymes_and_tones(runs, hand):
+    """Each verse starts with its acrostic character, the even verses end in one rhyme group,
+    the 2nd/4th characters follow the 5x4 平仄 pattern (all by the hand-written READINGS), and
+    the candidates shown are those after the mask: only the acrostic character at a verse's
+    start, only the rhyme group at the last rhyme."""
+    acrostic = "山水风云"
+    request = {"form": "5x4", "acrostic": acrostic, "rhyme": True, "tonal": True}
+    body = client(runs["poem"]).post("/api/generate", json={**request, "num": 6}).json()
+    for sample in body["samples"]:
+        vs = hand.verses(sample["text"])
+        assert [v[0] for v in vs] == list(acrostic) and [len(v) for v in vs] == [5] * 4
+        assert hand.rhyme_class(vs[1][-1]) == hand.rhyme_class(vs[3][-1]), vs
+        tones = [[hand.level(v[c]) for c in (1, 3, 4)] for v in vs]  # 2nd, 4th, last
+        second = [t[0] for t in tones]
+        pairs = [(t[0], t[1]) for t in tones] + [(second[0], second[1]), (second[2], second[3])]
+        assert all(a != b for a, b in pairs if None not in (a, b)), vs  # 二四分明, 对
+        assert None in second[1:3] or second[1] == second[2], vs  # 粘
+        ends = [t[2] for t in tones][1:]  # verses 2-4 end level, oblique, level
+        assert all(e is None or e == x for e, x in zip(ends, [True, False, True])), vs
+        assert sample["rhymes"] and sample["tonal"] and sample["well_formed"]
+        steps = sample["steps"]  # no prime: step i is character i of the text
+        for i, step in enumerate(steps):
+            before = sample["text"][:i]
+            shown = [c["symbol"] for c in step["candidates"]]
+            if i == 0 or before[-1] in "，\n":  # a verse starts
+                assert shown == [acrostic[len(hand.verses(before))]]
+                assert step["candidates"][0]["probability"] == pytest.approx(1.0)
+        last = sample["text"].rindex("。") - 1  # the last verse's last character
+        group = hand.rhyme_class(vs[1][-1])
+        assert {hand.rhyme_class(c["symbol"]) for c in steps[last]["candidates"]} == {group}
+
+
 def huge_png_header(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height pixels (no pixel data): a decompression bomb's
     first bytes."""
@@ -241,11 +311,55 @@ def test_generate_refuses_bad_fields(runs):
         ({"colour": "red"}, 400, "unknown field(s) ['colour']"),
         ({"prime": "QQ"}, 422, "characters the model does not know"),
         ({"form": "5x4", "prime": "春，"}, 422, ""),
+        ({"top_p": 0}, 400, "top_p: expected a number in (0, 1], got 0"),
+        ({"top_p": 1.5}, 400, "top_p: expected a number in (0, 1], got 1.5"),
+        ({"top_p": "all"}, 400, "top_p: expected a number in (0, 1], got 'all'"),
+        ({"top_k": -1}, 400, "top_k: expected an integer in [0, 1000000], got -1"),
+        (
+            {"acrostic": "春江花月"},
+            400,
+            "acrostic: need a form (5x4, 7x4, 5x8, 7x8): they constrain a regular poem",
+        ),
+        ({"rhyme": True, "tonal": True}, 400, "rhyme, tonal: need a form"),
+        ({"rhyme": "yes", "form": "5x4"}, 400, "rhyme: expected true or false, got 'yes'"),
+        ({"tonal": 1, "form": "5x4"}, 400, "tonal: expected true or false, got 1"),
+        (
+            {"acrostic": ["春"], "form": "5x4"},
+            400,
+            "acrostic: expected a string of at most 8 characters, got ['春']",
+        ),
+        (
+            {"acrostic": "春" * 9, "form": "5x8"},
+            400,
+            "acrostic: expected a string of at most 8 characters, got 9 characters",
+        ),
+        (
+            {"acrostic": "春江", "form": "5x4"},
+            422,
+            "the acrostic '春江' has 2 characters, the 5x4 form has 4 verses",
+        ),
+        ({"acrostic": "春江花月夜", "form": "7x4"}, 422, "has 5 characters, the 7x4 form has 4"),
+        (
+            {"acrostic": "春江花海", "form": "5x4"},
+            422,
+            "the acrostic characters ['海'] are not in the model's vocabulary",
+        ),
+        ({"acrostic": "春江花a", "form": "5x4"}, 422, "must be CJK ideographs, got ['a']"),
+        (
+            {"acrostic": "春江花月", "form": "5x4", "prime": "江"},
+            422,
+            "the prime '江' breaks the constraints at character 0",
+        ),
     ]
     for request, status, message in cases:
         response = c.post("/api/generate", json=request)
         assert response.status_code == status, (request, response.text)
         assert message in response.json()["error"]
+    for raw in (b'{"top_p": NaN}', b'{"temperature": Infinity}'):  # Python's json reads them
+        response = c.post(
+            "/api/generate", content=raw, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400 and "expected a number in" in response.json()["error"]
     response = c.post("/api/generate", content=b"[", headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and "malformed JSON" in response.json()["error"]
     response = c.post("/api/generate", content=b"{}", headers={"Content-Type": "text/plain"})

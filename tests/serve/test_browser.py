@@ -1,7 +1,9 @@
 """End to end in a real headless browser (Debian's chromium, driven by Playwright): a real
 `rnnflow serve` process, strokes drawn on the canvas with the mouse and the keyboard, the shown
 prediction and per-step probabilities checked against `rnnflow predict --json` and the model run
-on the cut image, the slider and the play button, a poem, and a bad upload.
+on the cut image, the slider and the play button, a bad upload; an acrostic poem with rhyme on,
+checked against `rnnflow generate --json` and a hand-written table of rhyme groups, and bad poem
+requests shown in the page.
 
 Needs /usr/bin/chromium (`make browser` installs it where apt exists) and the `playwright` pip
 package (its own browser download is never used). Screenshots go to a tmp folder, and also to
@@ -183,24 +185,55 @@ def test_draw_a_seven_read_it_step_by_step_and_match_the_cli(runs, page_for, tmp
     shot(page, tmp_path, "serve-error")
 
 
-def test_generate_a_poem_character_by_character(runs, page_for, tmp_path, capsys):
+def test_generate_an_acrostic_rhyming_poem_character_by_character(
+    runs, page_for, tmp_path, capsys, hand
+):
     page = page_for(runs["poem"])
     page.wait_for_selector("body[data-ready=poem]")
+    assert "after the constraint mask" in page.inner_text("#poem-view")
     page.select_option("#form", "5x4")
+    page.fill("#acrostic", "春江花月")
+    page.check("#rhyme")
     page.fill("#seed", "3")
     page.click("#generate")
     page.wait_for_selector("#poem[data-done]", timeout=20_000)
+    shown = page.inner_text("#poem")
     capsys.readouterr()
-    argv = ["generate", str(runs["poem"]), "--form", "5x4", "--seed", "3", "--json"]
-    assert main(argv) == 0
-    text = json.loads(capsys.readouterr().out)["samples"][0]["text"]
-    assert page.inner_text("#poem") == text
+    argv = ["generate", str(runs["poem"]), "--form", "5x4", "--acrostic", "春江花月", "--rhyme"]
+    assert main([*argv, "--seed", "3", "--json"]) == 0
+    assert shown == json.loads(capsys.readouterr().out)["samples"][0]["text"]
+    lines = shown.split("\n")
+    vs = hand.verses(shown)
+    assert len(lines) == 2 and [len(v) for v in vs] == [5] * 4
+    assert [v[0] for v in vs] == list("春江花月")  # each verse starts with its character
+    assert hand.rhyme_class(vs[1][-1]) == hand.rhyme_class(vs[3][-1])  # the even verses rhyme
+    assert page.locator("#poem span.acrostic").all_inner_texts() == list("春江花月")
+    assert page.locator("#poem span.rhyme").all_inner_texts() == [vs[1][-1], vs[3][-1]]
+    assert "even verses rhyme: yes" in page.inner_text("#poem-meta")
+    page.click("#poem span[data-step='6']")  # the second verse's first character: 江 only
+    assert page.inner_text("#cand-step").startswith("character 7 (“江” was drawn)")
+    assert page.locator("#cands .val").count() == 1
     page.click("#poem span[data-step='2']")
     assert page.inner_text("#cand-step").startswith("character 3")
-    assert 1 <= page.locator("#cands .val").count() <= 5
+    answer = page.evaluate("window.rnnflow.poem.samples[0].steps[2].candidates")  # the API's
+    assert 1 <= len(answer) <= 5
+    assert shown_probabilities(page, "#cands") == [c["probability"] for c in answer]
     shot(page, tmp_path, "serve-poem")
+
+    # bad requests: the error in the page, and the next good request clears it
+    page.fill("#acrostic", "春江")
+    page.click("#generate")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "the acrostic '春江' has 2 characters, the 5x4 form has 4 verses" in page.inner_text(
+        "#error"
+    )
+    page.fill("#acrostic", "")
+    page.uncheck("#rhyme")
     page.select_option("#form", "")
     page.fill("#prime", "QQ")
     page.click("#generate")
-    page.wait_for_selector("#error:not([hidden])")
-    assert "characters the model does not know" in page.inner_text("#error")
+    sync_api.expect(page.locator("#error")).to_contain_text("characters the model does not know")
+    page.fill("#prime", "春")
+    page.fill("#length", "5")
+    page.click("#generate")
+    page.wait_for_selector("#error[hidden]", state="attached")

@@ -356,15 +356,38 @@ function setupPoem() {
   $("poem-form").addEventListener("submit", (e) => { e.preventDefault(); writePoem(); });
 }
 
+const SEPARATORS = "，。？！\n";      // end a verse (rnnflow.text.constraints.verses)
+
+function mark(spans, request) {      // acrostic characters and rhyme positions, for the eye
+  const verses = [];                 // [verse][spans]
+  let current = [];
+  for (const span of spans) {
+    if (SEPARATORS.includes(span.textContent) || !span.textContent) {
+      if (current.length) verses.push(current);
+      current = [];
+    } else current.push(span);
+  }
+  if (current.length) verses.push(current);
+  verses.forEach((verse, v) => {
+    if (request.acrostic) verse[0].classList.add("acrostic");
+    if (request.rhyme && v % 2 === 1) verse[verse.length - 1].classList.add("rhyme");
+  });
+}
+
 async function writePoem() {
   const int = (id) => Number.parseInt($(id).value || "0", 10);
+  const num = (id) => Number.parseFloat($(id).value || "0");
   const request = {
     prime: $("prime").value,
     length: int("length"),
-    temperature: Number.parseFloat($("temperature").value || "0"),
+    temperature: num("temperature"),
     top_k: int("top_k"),
+    top_p: num("top_p"),
     seed: int("seed"),
     form: $("form").value || null,
+    acrostic: $("acrostic").value.trim(),
+    rhyme: $("rhyme").checked,
+    tonal: $("tonal").checked,
   };
   let data;
   try { data = await api("/api/generate", request); } catch (err) { showError(err.message); return; }
@@ -372,7 +395,13 @@ async function writePoem() {
   state.poem = data;
   const sample = data.samples[0];
   const poem = $("poem");
-  poem.replaceChildren(document.createTextNode(data.prime));
+  const primed = [...data.prime].map((ch) => {
+    const span = document.createElement("span");
+    span.textContent = ch;
+    span.className = "prime";
+    return span;
+  });
+  poem.replaceChildren(...primed);
   $("poem-meta").textContent = "";
   clearInterval(state.timer);
   let i = 0;
@@ -380,9 +409,15 @@ async function writePoem() {
     if (i >= sample.steps.length) {
       clearInterval(state.timer);
       state.timer = null;
-      poem.dataset.done = "1";
+      mark([...poem.querySelectorAll("span")], data);
+      const checks = data.form === null ? "" :
+        ` · even verses rhyme: ${sample.rhymes ? "yes" : "no"}` +
+        ` · 平仄 pattern: ${sample.tonal ? "yes" : "no"}` +
+        (data.acrostic ? " · red: the acrostic" : "") + (data.rhyme ? " · underlined: the rhymes" : "");
       $("poem-meta").textContent = `${sample.steps.length} characters, log-probability ` +
-        `${sample.log_prob.toFixed(2)}${sample.finished ? "" : " (stopped at the length limit)"}`;
+        `${sample.log_prob.toFixed(2)}${sample.finished ? "" : " (stopped at the length limit)"}` +
+        checks;
+      poem.dataset.done = "1";
       return;
     }
     const step = sample.steps[i];
