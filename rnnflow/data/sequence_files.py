@@ -145,8 +145,8 @@ def _load_npz(path: Path, allow_pickle: bool) -> dict[str, np.ndarray]:
         if "allow_pickle" in str(exc):
             raise SequenceDataError(
                 f"{path}: holds object arrays (a list of series), which NumPy stores with "
-                "pickle; pass allow_pickle=True (CLI: --allow-pickle) only for a file you trust, "
-                "or save a padded array with lengths instead"
+                "pickle; pass allow_pickle=True (rnnflow train: --allow-pickle) only for a file "
+                "you trust, or save a padded array with lengths instead"
             ) from exc
         raise SequenceDataError(f"{path}: not a readable .npz file: {exc}") from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:

@@ -188,12 +188,14 @@ def test_build_model_needs_a_recorded_config(files) -> None:
             {"num_channels": 2, "norm_mean": (0.0,), "norm_std": (1.0,)},
             r"norm_mean and norm_std must hold num_channels \(2\) values each, got 1 and 1",
         ),
-        ({"epochs": 0}, r"epochs"),
+        ({"epochs": 0}, r"SequenceConfig: epochs must be > 0, got 0"),
+        ({"norm_mean": (float("nan"),)}, r"SequenceConfig: norm_mean must be a tuple of float"),
+        ({"norm_std": ("1",)}, r"SequenceConfig: norm_std must be a tuple of float, got \('1',\)"),
         ({"val_size": -1}, r"val_size"),
     ],
 )
 def test_config_errors(tmp_path: Path, changes, match) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         config(tmp_path / "x.npz", **changes)
 
 
