@@ -20,7 +20,6 @@ Needs ``onnx`` and ``onnxruntime`` (``pip install 'rnnflow[export]'``), imported
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 
@@ -28,8 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnflow import _nest
-from rnnflow.interop._traceable import quiet_tracing
-from rnnflow.interop.onnx import OPSET, _import
+from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, _import, trace_to_onnx
 from rnnflow.models.classifier import SequenceClassifier
 from rnnflow.recurrence._masking import reverse_sequence
 from rnnflow.recurrence.reference import reference_dynamic_rnn
@@ -44,7 +42,6 @@ __all__ = [
 
 SERIES_NAME = "series"
 LENGTHS_NAME = "sequence_length"
-OUTPUT_NAME = "logits"
 
 
 class TraceableSequenceClassifier(nn.Module):
@@ -126,44 +123,23 @@ def sequence_to_onnx(
     statistics ``mean``/``std`` (D floats each), its time axis fixed at ``max_steps``.
     ``metadata`` (str -> str) goes to ``metadata_props``. Raises ``ValueError`` for a model
     off the CPU or ``max_steps`` < 1, ``ImportError`` naming the extra without onnx."""
-    onnx = _import("onnx")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"sequence_to_onnx: max_steps must be an int >= 1, got {max_steps!r}")
     device = next(model.parameters()).device
     if device.type != "cpu":
         raise ValueError(f"sequence_to_onnx: model must be on the CPU, got parameters on {device}")
     traceable = TraceableSequenceClassifier(model, mean, std)
-    # lengths 1 and max_steps: the trace must not specialise on either
+    # lengths max_steps and 1: the trace must not specialise on either
     example = (torch.zeros(2, max_steps, model.input_size), torch.tensor([max_steps, 1]))
-    buffer = io.BytesIO()
-    with quiet_tracing(), torch.no_grad():
-        torch.onnx.export(
-            traceable,
-            example,
-            buffer,
-            input_names=[SERIES_NAME, LENGTHS_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={
-                SERIES_NAME: {0: "batch"},
-                LENGTHS_NAME: {0: "batch"},
-                OUTPUT_NAME: {0: "batch"},
-            },
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    proto = onnx.load_model_from_string(buffer.getvalue())
-    proto.producer_name = "rnnflow"
-    proto.doc_string = (
+    doc = (
         f"rnnflow SequenceClassifier ({model.extra_repr()}): {SERIES_NAME} float32 "
         f"[batch, {max_steps}, {model.input_size}] (raw values, padded past each length), "
         f"{LENGTHS_NAME} int64 [batch] in [1, {max_steps}] -> {OUTPUT_NAME} float32 "
         f"[batch, {model.num_classes}]"
     )
-    if metadata:
-        onnx.helper.set_model_props(proto, dict(metadata))
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
+    return trace_to_onnx(
+        traceable, example, [SERIES_NAME, LENGTHS_NAME], doc, metadata=metadata, opset=opset
+    )
 
 
 def onnx_sequence_logits(
