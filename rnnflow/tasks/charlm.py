@@ -1,7 +1,7 @@
 """The character language model task (``rnnflow train --task charlm``; config: ``CharLMConfig``).
 
 A :class:`~rnnflow.models.char_lm.CharLM` learns to predict the next character of documents (the
-built-in Tang/Song poems or the user's text files), trained by the one ``rnnflow.training.fit``
+built-in Tang/Song poems or the user's text files), trained by the one ``rnnflow.training.engine``
 engine through :class:`CharLMTask`: so it has what every task has (exact resume, DDP under
 torchrun, EMA, warm-up, AdamW). The run folder also holds ``vocab.json``; every checkpoint
 carries the vocabulary as metadata ``vocab``. Data order is a pure function of
@@ -319,7 +319,7 @@ def load_charlm(
 ) -> tuple[CharLM, Vocabulary, Checkpoint]:
     """The model and vocabulary of a run folder (its best checkpoint) or file, in eval mode."""
     from rnnflow.training.checkpoint import load_model_state
-    from rnnflow.training.fit import find_checkpoint, resolve_device
+    from rnnflow.training.engine import find_checkpoint, resolve_device
 
     found = find_checkpoint(path, written_by="`rnnflow train --task charlm`")
     checkpoint = load_charlm_checkpoint(found)

@@ -397,7 +397,7 @@ def load_checkpoint(
         progress = json.loads(meta["progress"])
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata: {exc}") from exc
-    from rnnflow.training.fit import Progress  # fit.py imports this module
+    from rnnflow.training.engine import Progress  # engine.py imports this module
 
     progress = check_progress(path, _upgrade_progress(path, progress), Progress)
     # a config that fixes its step count (the classifier's) bounds "step"; fit checks the

@@ -1,12 +1,12 @@
 """The Task protocol: what one kind of run (image classifier, char LM, ...) gives ``fit``.
 
-``rnnflow.training.fit.fit(task, run_dir, ...)`` is the one training engine. It owns the optimizer
-steps, the learning-rate schedule (warm-up + constant/cosine), checkpoints and exact resume,
-RNG streams, DistributedDataParallel under ``torchrun``, the weight average (EMA), the
-non-finite stop, ``metrics.jsonl``/TensorBoard, and Ctrl-C. It knows no task: a task object
-(structurally a :class:`Task`; task modules need not import this file) owns its data, model,
-loss, metrics and validation. One module per task lives in ``rnnflow/tasks/<name>.py`` and is
-registered in ``rnnflow.tasks`` (the recipe is there).
+``rnnflow.training.engine.fit(task, run_dir, ...)`` (``from rnnflow.training import fit``) is the
+one training engine. It owns the optimizer steps, the learning-rate schedule (warm-up +
+constant/cosine), checkpoints and exact resume, RNG streams, DistributedDataParallel under
+``torchrun``, the weight average (EMA), the non-finite stop, ``metrics.jsonl``/TensorBoard,
+and Ctrl-C. It knows no task: a task object (structurally a :class:`Task`; task modules need
+not import this file) owns its data, model, loss, metrics and validation. One module per task
+lives in ``rnnflow/tasks/<name>.py`` and is registered in ``rnnflow.tasks`` (the recipe is there).
 
 What ``fit`` does with a task, in order (single process: ``ctx`` is
 ``rnnflow.training.distributed.SINGLE_PROCESS``, whose ``shard`` returns the batch and whose

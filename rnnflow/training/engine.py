@@ -1,4 +1,4 @@
-"""``fit``: the one training engine, for every task (``rnnflow.training.task.Task``).
+"""``fit``, the one training engine, for every task (``rnnflow.training.task.Task``).
 
 ``fit(task, run_dir)`` runs (or resumes) a whole run. Every piece of randomness lives in RNG
 states that checkpoints save (torch's global generator for initialisation and dropout, a
