@@ -6,7 +6,7 @@ classifies from the last VALID output (bidirectional: the forward direction's ou
 T_i - 1 and the backward direction's at step 0, after reading T_i - 1 .. 0), so the zero padding
 of a batch never reaches the logits. Series are standardised per channel with statistics of the
 training part only (``rnnflow.data.sequence_norm``), recorded in the run's config and applied
-by evaluate, predict and export. Trained by the one ``rnnflow.training.fit`` engine through
+by evaluate, predict and export. Trained by the one ``rnnflow.training.engine.fit`` through
 :class:`SequenceTask`; config: :class:`rnnflow.tasks.sequence_config.SequenceConfig`.
 """
 
