@@ -54,7 +54,8 @@ class TraceableSequenceClassifier(nn.Module):
 
     Bidirectional: ``h = cat(out_fw[len - 1], out_bw[0])`` where ``out_bw`` is the backward
     cell's outputs over each row reversed within its length, reversed back: the classifier's
-    own computation. Shares ``model``'s parameters; always in eval mode (dropout off).
+    own computation. ``pooling="mean"``: ``h`` is the mean of the valid outputs instead.
+    Shares ``model``'s parameters; always in eval mode (dropout off).
     """
 
     def __init__(
@@ -89,10 +90,19 @@ class TraceableSequenceClassifier(nn.Module):
             out_fw = _run(m.cell_fw, x, lengths)  # [T, B, H]
             out_bw_rev = _run(m.cell_bw, reverse_sequence(x, lengths), lengths)  # [T, B, H]
             out_bw = reverse_sequence(out_bw_rev, lengths)
-            h = torch.cat([_at(out_fw, last), out_bw[0]], dim=1)  # [B, 2H]
+            if m.pooling == "mean":
+                h = _mean(torch.cat([out_fw, out_bw], dim=2), lengths)  # [B, 2H]
+            else:
+                h = torch.cat([_at(out_fw, last), out_bw[0]], dim=1)  # [B, 2H]
         else:
-            h = _at(_run(m.cell, x, lengths), last)  # [B, H]
+            out = _run(m.cell, x, lengths)  # [T, B, H]
+            h = _mean(out, lengths) if m.pooling == "mean" else _at(out, last)  # [B, H]
         return h @ m.weights_out + m.biases_out  # [B, C]
+
+
+def _mean(outputs: Tensor, lengths: Tensor) -> Tensor:
+    """Mean over the valid steps of time-major ``outputs`` [T, B, F] (zero past each length)."""
+    return outputs.sum(dim=0) / lengths.clamp(min=1).to(outputs.dtype)[:, None]  # [B, F]
 
 
 def _at(outputs: Tensor, step: Tensor) -> Tensor:

@@ -154,6 +154,7 @@ def build_model(
         projection_size=config.projection_size,
         init=config.init,
         forget_bias=config.forget_bias,
+        pooling=config.pooling,
     )
 
 

@@ -17,6 +17,8 @@ from rnnflow._fit_config import FIT_CONFIG_RANGES, FitConfig
 from rnnflow._fit_config import config_from_dict as _config_from_dict
 from rnnflow.models.cell_kinds import CellKind, Init
 
+Pooling = Literal["last", "mean"]  # rnnflow.models.classifier.POOLINGS (that module needs torch)
+
 __all__ = ["BUILTIN", "DATA_RECORD_FIELDS", "PRESETS", "SequenceConfig", "config_from_dict"]
 
 TASK = "sequence"
@@ -59,6 +61,7 @@ class SequenceConfig(FitConfig):
     projection_size: int | None = None  # width of the input projection; None: num_units
     init: Init = "glorot"
     forget_bias: float = 1.0
+    pooling: Pooling = "last"  # the last valid output(s), or the mean of the valid outputs
     # optimisation (the rest: FitConfig)
     label_smoothing: float = 0.0
     epochs: int = 100  # passes over the training split

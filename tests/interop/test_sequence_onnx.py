@@ -21,7 +21,7 @@ MEAN, STD = [0.5, -1.0, 2.0], [2.0, 0.5, 1.5]
 MAX_STEPS = 9
 
 
-def model(cell: str, bidirectional: bool, layers: int) -> SequenceClassifier:
+def model(cell: str, bidirectional: bool, layers: int, pooling: str = "last") -> SequenceClassifier:
     torch.manual_seed(0)
     return SequenceClassifier(
         input_size=3,
@@ -31,15 +31,22 @@ def model(cell: str, bidirectional: bool, layers: int) -> SequenceClassifier:
         num_layers=layers,
         bidirectional=bidirectional,
         init="glorot",
+        pooling=pooling,
     ).eval()
 
 
 @pytest.mark.parametrize(
-    ("cell", "bidirectional", "layers"),
-    [("gru", True, 1), ("lstm", False, 2), ("rnn", True, 2), ("gru", False, 1)],
+    ("cell", "bidirectional", "layers", "pooling"),
+    [
+        ("gru", True, 1, "last"),
+        ("lstm", False, 2, "last"),
+        ("rnn", True, 2, "last"),
+        ("gru", False, 1, "mean"),
+        ("lstm", True, 1, "mean"),
+    ],
 )
-def test_onnxruntime_equals_pytorch_on_variable_lengths(cell, bidirectional, layers) -> None:
-    m = model(cell, bidirectional, layers)
+def test_onnxruntime_equals_pytorch_on_variable_lengths(cell, bidirectional, layers, pooling):
+    m = model(cell, bidirectional, layers, pooling)
     data = sequence_to_onnx(m, mean=MEAN, std=STD, max_steps=MAX_STEPS, metadata={"k": "v"})
     generator = torch.Generator().manual_seed(1)
     lengths = torch.tensor([9, 1, 4, 7, 2, 5, 9])  # batch 7: not the traced batch of 2
