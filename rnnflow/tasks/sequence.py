@@ -217,7 +217,9 @@ class SequenceTask:
     to its own longest series. ``step`` trains this rank's rows on ``F.cross_entropy`` (label
     smoothing from the config), summed and divided by the GLOBAL batch's count times the world
     size, so DDP's gradient average equals the single-process gradient even for a last batch
-    that does not split evenly. Validation scores accuracy on every rank (the set is small).
+    that does not split evenly. With ``noise_std`` > 0 every training value (the padding too,
+    which the model never reads) gets Gaussian noise drawn from fit's generator. Validation
+    scores accuracy on every rank (the set is small).
     """
 
     config: SequenceConfig
@@ -255,6 +257,8 @@ class SequenceTask:
         x, lengths, labels = batch  # [B, T_b, D], [B], [B]: the global batch
         count = len(labels)
         device = next(model.parameters()).device
+        if self.config.noise_std:  # drawn for the global batch, before sharding, on the CPU
+            x = x + self.config.noise_std * torch.randn(x.shape, generator=generator)
         x, lengths, y = (ctx.shard(t).to(device) for t in (x, lengths, labels))
         if len(y) == 0:  # more ranks than rows: DDP still waits for every gradient
             loss = sum(p.sum() for p in model.parameters()) * 0.0

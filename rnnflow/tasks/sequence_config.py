@@ -64,6 +64,7 @@ class SequenceConfig(FitConfig):
     pooling: Pooling = "last"  # the last valid output(s), or the mean of the valid outputs
     # optimisation (the rest: FitConfig)
     label_smoothing: float = 0.0
+    noise_std: float = 0.0  # training batches: add N(0, noise_std^2) to every standardised value
     epochs: int = 100  # passes over the training split
 
     @classmethod
@@ -116,6 +117,7 @@ SEQUENCE_CONFIG_RANGES: dict[str, Range] = {
     "projection_size": POSITIVE,
     "forget_bias": FINITE,
     "label_smoothing": PROBABILITY,
+    "noise_std": NON_NEGATIVE,
     "epochs": POSITIVE,
 }
 

@@ -233,13 +233,22 @@ def test_step_loss_is_normalised_by_the_global_batch(trained) -> None:
 def test_fit_resumes_bit_exactly_mid_epoch(files, tmp_path: Path) -> None:
     """Stopped after 7 steps (mid-epoch 0 of 13 batches) and resumed, the run ends with the
     same weights and optimizer state, bit for bit, as the run that never stopped (bucketed
-    batches, dropout and a validation set: every RNG stream and position must be restored)."""
+    batches, dropout, input noise and a validation set: every RNG stream and position must be
+    restored)."""
     from safetensors.torch import load_file
 
     from rnnflow.tasks import load_checkpoint
     from rnnflow.training.engine import CHECKPOINT_NAME, fit
 
-    cfg = config(files["real"], epochs=2, bucket=True, dropout=0.2, val_size=40, eval_every=160)
+    cfg = config(
+        files["real"],
+        epochs=2,
+        bucket=True,
+        dropout=0.2,
+        val_size=40,
+        eval_every=160,
+        noise_std=0.1,
+    )
 
     def state(run_dir: Path) -> dict[str, torch.Tensor]:
         return load_file(run_dir / CHECKPOINT_NAME)
@@ -257,3 +266,23 @@ def test_fit_resumes_bit_exactly_mid_epoch(files, tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_input_noise_is_drawn_from_the_generator_for_the_whole_batch(trained) -> None:
+    task, _ = trained
+    noisy = SequenceTask(replace(task.config, noise_std=0.5), task.train, None, task.test)
+    torch.manual_seed(0)
+    model = noisy.build_model()
+    batch = next(iter(noisy.batches(0, 0)))
+
+    def loss(t: SequenceTask, seed: int) -> float:
+        return t.step(model, batch, SINGLE_PROCESS, torch.Generator().manual_seed(seed)).loss.item()
+
+    assert loss(noisy, 1) == loss(noisy, 1) != loss(noisy, 2)
+    assert loss(task, 1) == loss(task, 2)  # no noise: the generator is not used
+    x, lengths, _ = batch
+    expected = x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(expected, lengths)
+    want = torch.nn.functional.cross_entropy(logits, batch[2]).item()
+    assert loss(noisy, 1) == pytest.approx(want, rel=1e-6)
