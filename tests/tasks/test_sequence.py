@@ -70,6 +70,8 @@ def config(path: Path, **changes) -> SequenceConfig:
         bidirectional=False,
         batch_size=32,
         lr=0.01,
+        schedule="constant",
+        warmup_examples=0,
         epochs=8,
         seed=0,
         threads=1,
