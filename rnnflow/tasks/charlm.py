@@ -223,19 +223,21 @@ class CharLMTask:
     ) -> StepOutput:
         device = next(model.parameters()).device
         global_tokens = batch.tokens  # predicted characters of the whole global batch
-        lengths = ctx.shard(batch.lengths).to(device)  # [B / world]
-        if len(lengths) == 0:  # fewer windows than processes: a loss of 0 that DDP can reduce
-            zero = torch.stack([p.sum() for p in model.parameters()]).sum() * 0.0
-            stats = {"loss_sum": 0.0, "correct": 0.0, "tokens": 0.0}
-            return StepOutput(loss=zero, examples=len(batch.lengths), stats=stats)
-        targets = ctx.shard(batch.targets).to(device)  # [B / world, T]
-        logits, _ = model(ctx.shard(batch.inputs).to(device), sequence_length=lengths)
-        loss_sum, n = masked_cross_entropy(logits, targets, lengths)  # logits [B / world, T, V]
+        rows = ctx.shard(torch.arange(len(batch.lengths)))  # this rank's rows
+        weight = 1.0
+        if len(rows) == 0:  # a last batch of fewer windows than processes: DDP still needs a
+            rows, weight = torch.arange(1), 0.0  # forward and backward here: row 0, weight 0
+        lengths = batch.lengths[rows].to(device)  # [b]
+        targets = batch.targets[rows].to(device)  # [b, T]
+        logits, _ = model(batch.inputs[rows].to(device), sequence_length=lengths)  # [b, T, V]
+        loss_sum, n = masked_cross_entropy(logits, targets, lengths)
         loss = loss_sum / global_tokens * ctx.world_size  # x 1 (exact) in one process
+        if weight != 1.0:
+            loss = loss * weight
         stats = {
-            "loss_sum": loss_sum.item(),
-            "correct": float(_correct(logits, targets, lengths)),
-            "tokens": float(n),
+            "loss_sum": loss_sum.item() * weight,
+            "correct": float(_correct(logits, targets, lengths)) * weight,
+            "tokens": float(n) * weight,
         }
         return StepOutput(loss=loss, examples=len(batch.lengths), stats=stats)
 

@@ -49,12 +49,13 @@ Contract of each member (a plain class or a frozen dataclass is fine):
   batch's count times ``ctx.world_size`` (``local_sum / global_count * world_size``), so that
   DDP's mean of the ranks' gradients is the gradient of the global batch's mean loss; when
   every rank holds the same number of items (images: ``batch_size`` divisible by the world
-  size), the local mean is the same thing. A rank whose shard is empty must still return a
-  loss connected to every parameter (e.g. ``sum(p.sum() for p in model.parameters()) * 0``),
-  as DDP waits for every gradient. ``StepOutput.examples``: examples in the global batch
-  (counted into ``examples``, the unit of log_every, eval_every and warmup_examples).
-  ``StepOutput.stats``: this rank's SUMS for the log window (e.g. ``loss_sum``, ``correct``,
-  ``count``); fit adds them up over steps and over ranks (one ``all_sum``).
+  size), the local mean is the same thing. A rank whose shard is empty (a last batch of fewer
+  items than processes) must still call ``model`` (DDP's forward prepares its gradient
+  averaging) and return its loss: e.g. run row 0 and multiply the loss (and stats) by 0.
+  ``StepOutput.examples``: examples in the global batch (counted into ``examples``, the unit
+  of log_every, eval_every and warmup_examples). ``StepOutput.stats``: this rank's SUMS for
+  the log window (e.g. ``loss_sum``, ``correct``, ``count``); fit adds them up over steps and
+  over ranks (one ``all_sum``), and saves the open window's sums in checkpoints.
 - ``summarize(stats, seconds) -> dict[str, float]``: the "train" record's task part from the
   window's summed ``stats`` and its wall ``seconds`` (``loss`` is required: the progress bar
   shows it; ``accuracy``, ``perplexity``, ``tokens_per_s`` ... as the task likes). fit adds
