@@ -232,44 +232,6 @@ def test_step_loss_is_normalised_by_the_global_batch(trained) -> None:
         torch.testing.assert_close((a + b) / 2, s, rtol=1e-5, atol=1e-6)
 
 
-def test_fit_resumes_bit_exactly_mid_epoch(files, tmp_path: Path) -> None:
-    """Stopped after 7 steps (mid-epoch 0 of 13 batches) and resumed, the run ends with the
-    same weights and optimizer state, bit for bit, as the run that never stopped (bucketed
-    batches, dropout, input noise and a validation set: every RNG stream and position must be
-    restored)."""
-    from safetensors.torch import load_file
-
-    from rnnflow.tasks import load_checkpoint
-    from rnnflow.training.engine import CHECKPOINT_NAME, fit
-
-    cfg = config(
-        files["real"],
-        epochs=2,
-        bucket=True,
-        dropout=0.2,
-        val_size=40,
-        eval_every=160,
-        noise_std=0.1,
-    )
-
-    def state(run_dir: Path) -> dict[str, torch.Tensor]:
-        return load_file(run_dir / CHECKPOINT_NAME)
-
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    whole.mkdir()
-    parts.mkdir()
-    fit(make_task(cfg), whole)
-    _, progress = fit(make_task(cfg), parts, stop_at_step=7)
-    assert progress.step == 7 and not progress.finished
-    resume = load_checkpoint(parts / CHECKPOINT_NAME)
-    _, progress = fit(make_task(cfg), parts, resume=resume)
-    assert progress.finished and progress.step == 2 * 12
-    a, b = state(whole), state(parts)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
 def test_input_noise_is_drawn_from_the_generator_for_the_whole_batch(trained) -> None:
     task, _ = trained
     noisy = SequenceTask(replace(task.config, noise_std=0.5), task.train, None, task.test)
