@@ -155,3 +155,32 @@ def test_export_onnx_with_lengths(run: Path, tmp_path: Path, capsys) -> None:
     torch.testing.assert_close(onnx_sequence_logits(out, raw, lengths), expected, atol=1e-4, rtol=0)
     assert main(["export", str(run), "--format", "torchscript", "--out", str(out)]) == 1
     assert "a sequence run exports to ONNX only" in capsys.readouterr().err
+
+
+def test_a_builtin_set_without_aeon_names_the_extra(tmp_path: Path, monkeypatch, capsys) -> None:
+    import importlib.util as util
+
+    find_spec = util.find_spec
+    monkeypatch.setattr(util, "find_spec", lambda n, *a: None if n == "aeon" else find_spec(n, *a))
+    status = main(["train", *SMALL, "--dataset", "japanese-vowels", "--out", str(tmp_path / "r")])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert re.search(
+        r"dataset 'japanese-vowels': the dataset 'japanese-vowels' needs the package aeon, which "
+        r"is not installed: pip install 'rnnflow\[sequence\]'",
+        err,
+    ), err
+
+
+def test_resume_through_the_cli_ends_as_the_uninterrupted_run(run: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    data = json.loads((run / "config.json").read_text())["train_file"]
+    args = ["train", *SMALL, "--dataset", "npz", "--train-file", data]
+    threads = torch.get_num_threads()
+    assert main([*args, "--out", str(tmp_path / "r"), "--stop-at-step", "4"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "r"), "--quiet"]) == 0
+    torch.set_num_threads(threads)
+    a = load_file(run / "checkpoint.safetensors")
+    b = load_file(tmp_path / "r" / "checkpoint.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

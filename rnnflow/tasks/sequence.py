@@ -55,14 +55,17 @@ def _sha256(path: Path) -> str:
 
 def _read_raw(config: SequenceConfig) -> tuple[SequenceDataset, SequenceDataset, tuple[str, ...]]:
     """(train, test, sha256 records) as stored on disk, not normalised."""
-    if config.dataset in ("japanese-vowels", "pickup-gesture-wiimote-z"):
-        files = [uea_path(config.dataset, "train"), uea_path(config.dataset, "test")]
-        train, test = load_uea(config.dataset, "train"), load_uea(config.dataset, "test")
-    elif config.dataset == "ts":
-        files = [Path(config.train_file), Path(config.test_file)]  # type: ignore[arg-type]
-        train = read_sequence_ts(files[0])
-        test = read_sequence_ts(files[1], class_names=train.class_names)
-    else:  # npz: two files, or one file holding x_train and x_test
+    try:
+        if config.dataset in ("japanese-vowels", "pickup-gesture-wiimote-z"):
+            files = [uea_path(config.dataset, "train"), uea_path(config.dataset, "test")]
+            train, test = load_uea(config.dataset, "train"), load_uea(config.dataset, "test")
+        elif config.dataset == "ts":
+            files = [Path(config.train_file), Path(config.test_file)]  # type: ignore[arg-type]
+            train = read_sequence_ts(files[0])
+            test = read_sequence_ts(files[1], class_names=train.class_names)
+    except ModuleNotFoundError as exc:  # aeon is absent: a run that cannot start, said plainly
+        raise ValueError(f"dataset {config.dataset!r}: {exc}") from exc
+    if config.dataset == "npz":  # npz: two files, or one file holding x_train and x_test
         files = [Path(config.train_file)]  # type: ignore[arg-type]
         kwargs = {"allow_pickle": config.allow_pickle}
         if config.test_file:
@@ -111,7 +114,9 @@ def read_splits(
     the training part (after the ``val_size`` hold-out). The returned config records the
     channels, classes, statistics and files' sha256; a config that already records them (a
     resumed run) must see the same files: ``ValueError`` naming both lists otherwise.
-    Raises the readers' errors (``SequenceDataError`` naming the file) too."""
+    Raises the readers' errors (``SequenceDataError`` naming the file) too, and ``ValueError``
+    naming the extra ``sequence`` when a built-in set or a ``.ts`` file needs aeon and it is
+    absent."""
     train, test, sha256 = _read_raw(config)
     if config.data_sha256 and config.data_sha256 != sha256:
         raise ValueError(
