@@ -93,8 +93,9 @@ def check_range(owner: str, name: str, value: float, allowed: Range) -> None:
 
 def check_field_type(owner: str, name: str, value: Any, tp: Any) -> None:
     """Raise if ``value`` does not fit the annotation ``tp`` of field ``name`` of ``owner``:
-    ``Literal`` (ValueError, the allowed values), ``X | None``, ``tuple[str, ...]``, bool, int,
-    float (an int is accepted) and str (TypeError). Booleans are not ints here."""
+    ``Literal`` (ValueError, the allowed values), ``X | None``, ``tuple[str, ...]``,
+    ``tuple[float, ...]`` (finite), bool, int, float (an int is accepted) and str (TypeError).
+    Booleans are not ints here."""
     origin = typing.get_origin(tp)
     if origin is Literal:
         if value not in typing.get_args(tp):
@@ -103,8 +104,14 @@ def check_field_type(owner: str, name: str, value: Any, tp: Any) -> None:
             )
         return
     if origin is tuple:
-        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
-            raise TypeError(f"{owner}: {name} must be a tuple of str, got {value!r}")
+        item = typing.get_args(tp)[0]  # tuple[str, ...] or tuple[float, ...]
+        if not isinstance(value, tuple) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            if item is float
+            else isinstance(v, item)
+            for v in value
+        ):
+            raise TypeError(f"{owner}: {name} must be a tuple of {item.__name__}, got {value!r}")
         return
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

@@ -36,6 +36,7 @@ from typing import Any
 CLI_GLUE: dict[str, str] = {
     "classifier": "rnnflow.cli._image",
     "charlm": "rnnflow.cli._charlm",
+    "sequence": "rnnflow.cli._sequence",
 }
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "onnx_logits",
     "onnx_metadata",
     "to_onnx",
+    "trace_to_onnx",
 ]
 
 OPSET = 17  # onnxruntime >= 1.11; the legacy exporter's well-trodden range
@@ -66,32 +67,50 @@ def to_onnx(
     ``metadata`` (str -> str) is stored in the model's ``metadata_props``. The model must be on
     the CPU; it is traced in eval mode with a batch of 2 zero images and left as it was.
     """
-    onnx = _import("onnx")
-    traceable = TraceableClassifier(model)
     device = next(model.parameters()).device
     if device.type != "cpu":
         raise ValueError(f"to_onnx: model must be on the CPU, got parameters on {device}")
     example = torch.zeros(2, model.input_size, model.input_size)  # [B, T, D]; T = D = 28 rows
+    doc = (
+        f"rnnflow SequenceClassifier ({model.extra_repr()}): {INPUT_NAME} float32 "
+        f"[batch, 28, 28] (rows as time steps, pixels in [0, 1]) -> {OUTPUT_NAME} float32 "
+        f"[batch, {model.num_classes}]"
+    )
+    return trace_to_onnx(
+        TraceableClassifier(model), (example,), [INPUT_NAME], doc, metadata=metadata, opset=opset
+    )
+
+
+def trace_to_onnx(
+    module: torch.nn.Module,
+    example: tuple[Tensor, ...],
+    input_names: list[str],
+    doc_string: str,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    opset: int = OPSET,
+) -> bytes:
+    """Trace ``module`` on ``example`` with the TorchScript-based exporter (axis 0 of every
+    input and of the output ``logits`` dynamic, named "batch"), checked by ``onnx.checker``;
+    ``metadata`` goes to ``metadata_props``. Used by :func:`to_onnx` and the sequence export."""
+    onnx = _import("onnx")
     buffer = io.BytesIO()
+    batch = {0: "batch"}
     with quiet_tracing(), torch.no_grad():
         torch.onnx.export(
-            traceable,
-            (example,),
+            module,
+            example,
             buffer,
-            input_names=[INPUT_NAME],
+            input_names=input_names,
             output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamic_axes={**dict.fromkeys(input_names, batch), OUTPUT_NAME: batch},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
         )
     proto = onnx.load_model_from_string(buffer.getvalue())
     proto.producer_name = "rnnflow"
-    proto.doc_string = (
-        f"rnnflow SequenceClassifier ({model.extra_repr()}): {INPUT_NAME} float32 "
-        f"[batch, 28, 28] (rows as time steps, pixels in [0, 1]) -> {OUTPUT_NAME} float32 "
-        f"[batch, {model.num_classes}]"
-    )
+    proto.doc_string = doc_string
     if metadata:
         onnx.helper.set_model_props(proto, dict(metadata))
     onnx.checker.check_model(proto)

@@ -17,6 +17,7 @@ inside a DropoutWrapper). A bidirectional model has ``cell_fw`` and ``cell_bw`` 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +38,10 @@ from rnnflow.cells.lstm_block import LSTMBlockCell
 from rnnflow.models.cell_kinds import CELL_KINDS, INITS, CellKind, Init
 from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
 
-__all__ = ["CELL_KINDS", "INITS", "SequenceClassifier", "make_cell"]
+__all__ = ["CELL_KINDS", "INITS", "POOLINGS", "Pooling", "SequenceClassifier", "make_cell"]
+
+Pooling = Literal["last", "mean"]
+POOLINGS: tuple[Pooling, ...] = ("last", "mean")
 
 
 def make_cell(
@@ -94,6 +98,10 @@ class SequenceClassifier(nn.Module):
     output of each direction. Without dropout the last valid output equals the final state's h,
     which is what the TF1 tutorial feeds to its output layer.
 
+    ``pooling="mean"`` feeds the mean of the valid outputs instead (masked mean pooling):
+    ``h = sum_{t < len} out[b, t] / len`` (each direction for a bidirectional model; a row of
+    length 0 gives zeros), so every step reaches the output layer directly.
+
     Args:
         input_size: D, features per time step (28 pixels of a row).
         num_classes: C.
@@ -115,6 +123,8 @@ class SequenceClassifier(nn.Module):
             initialisers either way (Glorot-uniform kernels; GRU gate bias 1.0).
         forget_bias: the forget-gate bias of BasicLSTMCell, LSTMCell, LSTMBlockCell and
             LayerNormBasicLSTMCell (CudnnCompatibleLSTMCell has none, as cuDNN; GRUs ignore it).
+        pooling: ``"last"`` (the last valid output: the tutorial) or ``"mean"`` (the mean of
+            the valid outputs).
     """
 
     def __init__(
@@ -130,6 +140,7 @@ class SequenceClassifier(nn.Module):
         projection_size: int | None = None,
         init: Init = "normal",
         forget_bias: float = 1.0,
+        pooling: Pooling = "last",
     ) -> None:
         super().__init__()
         owner = "SequenceClassifier"
@@ -153,6 +164,8 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"{owner}: cell must be one of {CELL_KINDS}, got {cell!r}")
         if init not in INITS:
             raise ValueError(f"{owner}: init must be one of {INITS}, got {init!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"{owner}: pooling must be one of {POOLINGS}, got {pooling!r}")
         if (
             isinstance(dropout, bool)
             or not isinstance(dropout, int | float)
@@ -168,6 +181,7 @@ class SequenceClassifier(nn.Module):
         self.dropout = float(dropout)
         self.projection_size = projection_size or num_units
         self.init = init
+        self.pooling = pooling
 
         p = self.projection_size
         features = num_units * (2 if bidirectional else 1)
@@ -222,7 +236,12 @@ class SequenceClassifier(nn.Module):
         rows_in = inputs.reshape(batch * max_time, self.input_size)  # one GEMM, bias fused
         x = torch.addmm(self.biases_in, rows_in, self.weights_in)
         x = x.view(batch, max_time, self.projection_size)  # [B, T, P]
-        if sequence_length is None and not self.bidirectional and max_time > 0:
+        if (
+            self.pooling == "last"
+            and sequence_length is None
+            and not self.bidirectional
+            and max_time > 0
+        ):
             outputs, _ = dynamic_rnn(self.cell, x)  # [B, T, H]
             return outputs[:, -1]  # [B, H]: every row's last step, no index tensors
         if sequence_length is None:
@@ -234,8 +253,12 @@ class SequenceClassifier(nn.Module):
             (out_fw, out_bw), _ = bidirectional_dynamic_rnn(
                 self.cell_fw, self.cell_bw, x, sequence_length=sequence_length
             )  # [B, T, H] each
+            if self.pooling == "mean":
+                return _valid_mean(torch.cat([out_fw, out_bw], dim=2), sequence_length)
             return torch.cat([out_fw[rows, last], out_bw[:, 0]], dim=1)  # [B, 2H]
         outputs, _ = dynamic_rnn(self.cell, x, sequence_length=sequence_length)  # [B, T, H]
+        if self.pooling == "mean":
+            return _valid_mean(outputs, sequence_length)
         return outputs[rows, last]  # [B, H]
 
     def forward(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
@@ -272,4 +295,15 @@ class SequenceClassifier(nn.Module):
             f"cell={self.cell_kind!r}, num_units={self.num_units}, num_layers={self.num_layers}, "
             f"bidirectional={self.bidirectional}, dropout={self.dropout}, "
             f"projection_size={self.projection_size}, init={self.init!r}"
+            + (f", pooling={self.pooling!r}" if self.pooling != "last" else "")
         )
+
+
+def _valid_mean(outputs: Tensor, sequence_length: Tensor | None) -> Tensor:
+    """Mean over the valid steps of ``outputs`` [B, T, F] (zero past each length, as
+    ``dynamic_rnn`` returns them): [B, F]; a length of 0 (or T = 0) gives zeros."""
+    if sequence_length is None:
+        count = torch.full((outputs.shape[0],), max(outputs.shape[1], 1), device=outputs.device)
+    else:
+        count = sequence_length.to(outputs.device).clamp(min=1)  # [B]
+    return outputs.sum(dim=1) / count.to(outputs.dtype)[:, None]  # [B, F]

@@ -105,6 +105,14 @@ TASKS: tuple[TaskInfo, ...] = (
         "rnnflow.text.config:charlm_config_from_dict",
         "a character-level language model (poems, your text; docs/TEXT.md)",
     ),
+    TaskInfo(
+        "sequence",
+        "rnnflow.tasks.sequence",
+        "rnnflow.tasks.sequence_config:PRESETS",
+        "japanese-vowels",
+        "rnnflow.tasks.sequence_config:config_from_dict",
+        "a variable-length series classifier (UEA/UCR sets, your .npz/.ts files)",
+    ),
 )
 
 

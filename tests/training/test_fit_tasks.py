@@ -54,10 +54,35 @@ def charlm_task(seed: int = 0) -> Task:
     return CharLMTask(config, prepare_data(config, documents=docs))
 
 
+def sequence_task(seed: int = 0) -> Task:
+    import numpy as np
+
+    from rnnflow.data.sequences import SequenceDataset
+    from rnnflow.tasks.sequence import SequenceTask
+    from rnnflow.tasks.sequence_config import SequenceConfig
+
+    config = SequenceConfig(
+        num_units=6, cell="gru", dropout=0.2, batch_size=8, epochs=4, eval_every=40, log_every=24,
+        ema_decay=0.9, schedule="cosine", warmup_examples=16, grad_clip=1.0, optimizer="adamw",
+        weight_decay=0.01, label_smoothing=0.1, noise_std=0.1, bucket=True, device="cpu",
+        threads=1, seed=seed, num_channels=3, class_names=("a", "b", "c"),
+        norm_mean=(0.0, 0.0, 0.0), norm_std=(1.0, 1.0, 1.0),
+    )  # fmt: skip
+    rng = np.random.default_rng(seed)
+    series = [rng.normal(size=(int(rng.integers(1, 10)), 3)).astype(np.float32) for _ in range(64)]
+    data = SequenceDataset.from_arrays(series, np.arange(64) % 3, config.class_names)
+
+    def part(lo: int, hi: int) -> SequenceDataset:
+        return SequenceDataset(data.series[lo:hi], data.labels[lo:hi], data.class_names)
+
+    return SequenceTask(config, part(0, 48), part(48, 64), part(48, 64))
+
+
 # task name -> a small task with every stateful feature on (seq, senti: add one line each)
 TASKS: dict[str, Callable[[], Task]] = {
     "classifier": image_task,
     "charlm": charlm_task,
+    "sequence": sequence_task,
 }
 
 WALL_CLOCK = ("examples_per_s", "elapsed_s", "tokens_per_s")

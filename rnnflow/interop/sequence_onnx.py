@@ -1,0 +1,180 @@
+"""Export a sequence classifier to ONNX with its lengths and its standardisation, and run it.
+
+The graph (opset 17)::
+
+    series          float32 [batch, max_steps, D]   raw values (as in the training files),
+                                                    padded past each length with anything
+    sequence_length int64   [batch]                 1 <= length <= max_steps
+      -> logits     float32 [batch, num_classes]
+
+Inside: ``(series - mean) / std`` with the run's training statistics, then the classifier with
+``sequence_length`` exactly as PyTorch runs it: the reference loop unrolled over ``max_steps``
+steps, outputs zero and state carried past each length (TF1's ``dynamic_rnn`` semantics),
+the last valid output (and for a bidirectional model the backward direction reading each row
+reversed within its length, ``tf.reverse_sequence``) fed to the output layer. So values past a
+row's length never change its logits, and ``batch`` is a dynamic axis; the time axis is fixed at
+``max_steps`` (tracing unrolls the loop): pad shorter series to it; longer ones cannot be fed.
+
+Needs ``onnx`` and ``onnxruntime`` (``pip install 'rnnflow[export]'``), imported when used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from rnnflow import _nest
+from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, _import, trace_to_onnx
+from rnnflow.models.classifier import SequenceClassifier
+from rnnflow.recurrence._masking import reverse_sequence
+from rnnflow.recurrence.reference import reference_dynamic_rnn
+
+__all__ = [
+    "LENGTHS_NAME",
+    "SERIES_NAME",
+    "TraceableSequenceClassifier",
+    "onnx_sequence_logits",
+    "sequence_to_onnx",
+]
+
+SERIES_NAME = "series"
+LENGTHS_NAME = "sequence_length"
+
+
+class TraceableSequenceClassifier(nn.Module):
+    """``model(standardise(series), sequence_length)`` on the reference loop, for tracing.
+
+        x      = ((series - mean) / std) @ weights_in + biases_in       # [B, T, D] -> [B, T, P]
+        out    = masked reference loop(cell, x, sequence_length)        # [T, B, H]
+        h      = out[sequence_length - 1, b]                            # [B, H]
+        logits = h @ weights_out + biases_out                           # [B, C]
+
+    Bidirectional: ``h = cat(out_fw[len - 1], out_bw[0])`` where ``out_bw`` is the backward
+    cell's outputs over each row reversed within its length, reversed back: the classifier's
+    own computation. ``pooling="mean"``: ``h`` is the mean of the valid outputs instead.
+    Shares ``model``'s parameters; always in eval mode (dropout off).
+    """
+
+    def __init__(
+        self, model: SequenceClassifier, mean: Sequence[float], std: Sequence[float]
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, SequenceClassifier):
+            raise TypeError(
+                f"TraceableSequenceClassifier: model must be a SequenceClassifier, got "
+                f"{type(model).__name__}"
+            )
+        if len(mean) != model.input_size or len(std) != model.input_size:
+            raise ValueError(
+                f"TraceableSequenceClassifier: mean and std must hold {model.input_size} values "
+                f"(the model's channels), got {len(mean)} and {len(std)}"
+            )
+        self.model = model
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32))  # [D]
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32))  # [D]
+        self.eval()
+
+    def train(self, mode: bool = True) -> TraceableSequenceClassifier:
+        return super().train(False)  # an exported graph never drops out
+
+    def forward(self, series: Tensor, sequence_length: Tensor) -> Tensor:
+        m = self.model
+        lengths = sequence_length.to(torch.int64)  # [B]
+        x = (series - self.mean) / self.std  # [B, T, D]
+        x = (x @ m.weights_in + m.biases_in).transpose(0, 1)  # [T, B, P]
+        last = (lengths - 1).clamp(min=0)  # [B]
+        if m.bidirectional:
+            out_fw = _run(m.cell_fw, x, lengths)  # [T, B, H]
+            out_bw_rev = _run(m.cell_bw, reverse_sequence(x, lengths), lengths)  # [T, B, H]
+            out_bw = reverse_sequence(out_bw_rev, lengths)
+            if m.pooling == "mean":
+                h = _mean(torch.cat([out_fw, out_bw], dim=2), lengths)  # [B, 2H]
+            else:
+                h = torch.cat([_at(out_fw, last), out_bw[0]], dim=1)  # [B, 2H]
+        else:
+            out = _run(m.cell, x, lengths)  # [T, B, H]
+            h = _mean(out, lengths) if m.pooling == "mean" else _at(out, last)  # [B, H]
+        return h @ m.weights_out + m.biases_out  # [B, C]
+
+
+def _mean(outputs: Tensor, lengths: Tensor) -> Tensor:
+    """Mean over the valid steps of time-major ``outputs`` [T, B, F] (zero past each length)."""
+    return outputs.sum(dim=0) / lengths.clamp(min=1).to(outputs.dtype)[:, None]  # [B, F]
+
+
+def _at(outputs: Tensor, step: Tensor) -> Tensor:
+    """``outputs[step[b], b]`` for each row b of time-major ``outputs`` [T, B, H]: [B, H] (a
+    Gather: ONNX's advanced indexing misreads negative indices)."""
+    index = step.view(1, -1, 1).expand(1, outputs.shape[1], outputs.shape[2])  # [1, B, H]
+    return outputs.gather(0, index).squeeze(0)
+
+
+def _run(cell: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
+    """The masked reference loop over time-major ``x`` [T, B, P] from a zero state: [T, B, H]."""
+    batch = x.shape[1]
+    state = _nest.map_structure(lambda size: x.new_zeros(batch, size), cell.state_size)
+    outputs, _ = reference_dynamic_rnn(cell, x, lengths, state)
+    return outputs
+
+
+def sequence_to_onnx(
+    model: SequenceClassifier,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    max_steps: int,
+    metadata: Mapping[str, str] | None = None,
+    opset: int = OPSET,
+) -> bytes:
+    """The serialized ONNX model (see the module docstring) of a CPU ``model`` with the run's
+    statistics ``mean``/``std`` (D floats each), its time axis fixed at ``max_steps``.
+    ``metadata`` (str -> str) goes to ``metadata_props``. Raises ``ValueError`` for a model
+    off the CPU or ``max_steps`` < 1, ``ImportError`` naming the extra without onnx."""
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"sequence_to_onnx: max_steps must be an int >= 1, got {max_steps!r}")
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        raise ValueError(f"sequence_to_onnx: model must be on the CPU, got parameters on {device}")
+    traceable = TraceableSequenceClassifier(model, mean, std)
+    # lengths max_steps and 1: the trace must not specialise on either
+    example = (torch.zeros(2, max_steps, model.input_size), torch.tensor([max_steps, 1]))
+    doc = (
+        f"rnnflow SequenceClassifier ({model.extra_repr()}): {SERIES_NAME} float32 "
+        f"[batch, {max_steps}, {model.input_size}] (raw values, padded past each length), "
+        f"{LENGTHS_NAME} int64 [batch] in [1, {max_steps}] -> {OUTPUT_NAME} float32 "
+        f"[batch, {model.num_classes}]"
+    )
+    return trace_to_onnx(
+        traceable, example, [SERIES_NAME, LENGTHS_NAME], doc, metadata=metadata, opset=opset
+    )
+
+
+def onnx_sequence_logits(
+    model: bytes | str | os.PathLike[str],
+    series: Tensor,
+    sequence_length: Tensor,
+    *,
+    batch_size: int = 1000,
+) -> Tensor:
+    """Logits float32 [N, C] of an exported sequence model (bytes or a path) for padded raw
+    ``series`` [N, max_steps, D] and ``sequence_length`` [N], by onnxruntime's CPU provider."""
+    ort = _import("onnxruntime")
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    x = series.detach().to("cpu", torch.float32).numpy()
+    lengths = sequence_length.detach().to("cpu", torch.int64).numpy()
+    parts = [
+        torch.from_numpy(
+            session.run(
+                [OUTPUT_NAME],
+                {SERIES_NAME: x[lo : lo + batch_size], LENGTHS_NAME: lengths[lo : lo + batch_size]},
+            )[0]
+        )
+        for lo in range(0, len(x), batch_size)
+    ]
+    if not parts:
+        return torch.zeros(0, session.get_outputs()[0].shape[1])
+    return torch.cat(parts)  # [N, C]

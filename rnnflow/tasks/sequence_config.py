@@ -1,0 +1,144 @@
+"""SequenceConfig: every field of a variable-length sequence-classifier run, and its presets.
+
+Torch-free (the CLI builds ``rnnflow train --task sequence``'s flags from it). A run saves
+``asdict(config)`` in ``config.json`` and in every checkpoint; the fields under "recorded from the
+data" are filled in from the training split when the run starts (no flags), so that evaluate,
+predict and export read and normalise new series exactly as training did.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Literal
+
+from rnnflow._config_checks import FINITE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
+from rnnflow._fit_config import FIT_CONFIG_RANGES, FitConfig
+from rnnflow._fit_config import config_from_dict as _config_from_dict
+from rnnflow.models.cell_kinds import CellKind, Init
+
+Pooling = Literal["last", "mean"]  # rnnflow.models.classifier.POOLINGS (that module needs torch)
+
+__all__ = ["BUILTIN", "DATA_RECORD_FIELDS", "PRESETS", "SequenceConfig", "config_from_dict"]
+
+TASK = "sequence"
+BUILTIN = ("japanese-vowels", "pickup-gesture-wiimote-z")  # .ts files inside the aeon wheel
+
+
+@dataclass(frozen=True)
+class SequenceConfig(FitConfig):
+    """A sequence-classifier run: series [T_i, D] -> one of C classes (rnnflow.tasks.sequence).
+
+    Data: ``dataset`` is a built-in UEA/UCR set read offline from the installed aeon
+    (``japanese-vowels``, ``pickup-gesture-wiimote-z``; extra ``sequence``) or your files:
+    ``npz`` (``train_file``, ``test_file``; one file holding ``x_train``/``x_test`` needs only
+    ``train_file``) or ``ts`` (both files). Features are standardised per channel with the
+    training split's statistics (``norm_mean``/``norm_std``, recorded). ``val_size`` series are
+    held out of the training split for validation and model selection; with 0 (the default)
+    there is no validation and the last model is kept: the test split is never used for
+    selection, only by ``rnnflow evaluate``.
+    """
+
+    # shared fields with this task's defaults: the japanese-vowels recipe (docs/RESULTS.md)
+    lr: float = 0.003
+    schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_examples: int = 2700  # 10 epochs of JapaneseVowels' 270 training series
+    batch_size: int = 16
+    log_every: int = 2700
+    eval_every: int = 2700  # validation (with --val-size) and a checkpoint every 2700 examples
+    # data
+    dataset: Literal["japanese-vowels", "pickup-gesture-wiimote-z", "npz", "ts"] = "japanese-vowels"
+    train_file: str | None = None  # npz / ts: the training series
+    test_file: str | None = None  # npz / ts: the test series (npz: default x_test of train_file)
+    allow_pickle: bool = False  # npz: accept object arrays (pickle: only files you trust)
+    val_size: int = 0  # held out of the training split (seeded); 0: no validation
+    bucket: bool = False  # batch series of similar lengths together (less padding)
+    # recorded from the data (no flags; see DATA_RECORD_FIELDS)
+    num_channels: int = 0  # D, values per time step
+    class_names: tuple[str, ...] = ()
+    norm_mean: tuple[float, ...] = ()  # per channel, over the valid steps of the training split
+    norm_std: tuple[float, ...] = ()
+    data_sha256: tuple[str, ...] = ()  # "file name=sha256 of its bytes" of every file read
+    # model (rnnflow.models.classifier.SequenceClassifier)
+    cell: CellKind = "gru"
+    num_units: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.0  # drop probability on each layer's outputs (DropoutWrapper)
+    projection_size: int | None = None  # width of the input projection; None: num_units
+    init: Init = "glorot"
+    forget_bias: float = 1.0
+    pooling: Pooling = "last"  # the last valid output(s), or the mean of the valid outputs
+    # optimisation (the rest: FitConfig)
+    label_smoothing: float = 0.0
+    noise_std: float = 0.0  # training batches: add N(0, noise_std^2) to every standardised value
+    epochs: int = 100  # passes over the training split
+
+    @classmethod
+    def ranges(cls) -> dict[str, Range]:
+        return SEQUENCE_CONFIG_RANGES
+
+    def check(self) -> None:
+        own = self.dataset in ("npz", "ts")
+        if own and not self.train_file:
+            raise ValueError(
+                f"SequenceConfig: dataset {self.dataset!r} needs train_file (--train-file FILE)"
+            )
+        if self.dataset == "ts" and not self.test_file:
+            raise ValueError("SequenceConfig: dataset 'ts' needs test_file (--test-file FILE)")
+        if not own and (self.train_file or self.test_file):
+            raise ValueError(
+                f"SequenceConfig: train_file and test_file are for datasets 'npz' and 'ts', not "
+                f"the built-in {self.dataset!r}"
+            )
+        if len(self.norm_mean) != len(self.norm_std) or len(self.norm_mean) not in (
+            0,
+            self.num_channels,
+        ):
+            raise ValueError(
+                f"SequenceConfig: norm_mean and norm_std must hold num_channels "
+                f"({self.num_channels}) values each, got {len(self.norm_mean)} and "
+                f"{len(self.norm_std)}"
+            )
+        if any(s <= 0 for s in self.norm_std):
+            raise ValueError(f"SequenceConfig: norm_std must be > 0, got {min(self.norm_std)}")
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the data's facts (channels, classes, statistics) are filled in."""
+        return self.num_channels > 0 and bool(self.class_names) and bool(self.norm_mean)
+
+    @property
+    def num_classes(self) -> int:
+        """C (0 before the data is read)."""
+        return len(self.class_names)
+
+
+SEQUENCE_CONFIG_RANGES: dict[str, Range] = {
+    **FIT_CONFIG_RANGES,
+    "val_size": NON_NEGATIVE,
+    "num_channels": NON_NEGATIVE,
+    "num_units": POSITIVE,
+    "num_layers": POSITIVE,
+    "dropout": PROBABILITY,
+    "projection_size": POSITIVE,
+    "forget_bias": FINITE,
+    "label_smoothing": PROBABILITY,
+    "noise_std": NON_NEGATIVE,
+    "epochs": POSITIVE,
+}
+
+DATA_RECORD_FIELDS = ("num_channels", "class_names", "norm_mean", "norm_std", "data_sha256")
+"""Fields the run records from the training data, not set by flags or presets."""
+
+config_from_dict = functools.partial(_config_from_dict, SequenceConfig, task=TASK)
+"""A SequenceConfig from ``asdict`` output (``config.json``, a checkpoint's config)."""
+
+_BASE = SequenceConfig()
+
+PRESETS: dict[str, SequenceConfig] = {
+    # JapaneseVowels (12 channels, 7-29 steps, 9 speakers): a bidirectional GRU of 128 units per
+    # direction, Adam 3e-3, 10 epochs of warm-up then cosine to 0 over 100 epochs of batch 16;
+    # the defaults above. docs/RESULTS.md has the numbers.
+    "japanese-vowels": _BASE,
+}
