@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import json
 import typing
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from rnnflow._config_checks import (
-    FINITE,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    POSITIVE,
-    PROBABILITY,
-    SEED,
-    THREADS,
-    Range,
-    check_field_type,
-    check_ranges,
-)
+from rnnflow._config_checks import FINITE, POSITIVE, PROBABILITY, Range
+from rnnflow._fit_config import FIT_CONFIG_RANGES, FitConfig
+from rnnflow._fit_config import config_from_dict as _config_from_dict
 
 __all__ = [
     "CHARLM_CONFIG_RANGES",
@@ -37,8 +28,10 @@ TASK = "charlm"  # the "task" key of config.json and of checkpoint metadata
 
 
 @dataclass(frozen=True)
-class CharLMConfig:
-    """Everything that defines a character-LM run. Frozen: derive variants with ``replace``."""
+class CharLMConfig(FitConfig):
+    """Everything that defines a character-LM run: the shared fields of
+    :class:`~rnnflow._fit_config.FitConfig` (optimizer, warm-up, EMA, ...; the defaults below
+    replace some of theirs) and the fields below. Frozen: derive variants with ``replace``."""
 
     # data
     corpus: Literal["tang", "song", "tang-song", "text"] = "tang"  # "text": the --text files
@@ -55,28 +48,23 @@ class CharLMConfig:
     num_layers: int = 1
     dropout: float = 0.3  # embeddings, between layers, top outputs
     forget_bias: float = 1.0  # BasicLSTMCell only
-    # optimisation (Adam)
+    # optimisation: FitConfig's fields, these with other defaults
     lr: float = 0.003
     min_lr: float = 0.0003  # cosine floor
     schedule: Literal["constant", "cosine"] = "cosine"
-    weight_decay: float = 0.0
     grad_clip: float = 5.0  # global gradient norm; 0 disables
     batch_size: int = 32  # windows per batch
     epochs: int = 25
-    # bookkeeping
-    seed: int = 0
+    # bookkeeping: FitConfig's fields, these with other defaults
     log_every: int = 320  # training windows between "train" records
     eval_every: int = 0  # training windows between validations; 0: at the end of every epoch
     eval_batch_size: int = 64
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = 0  # torch.set_num_threads; 0: PyTorch's default
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            check_field_type("CharLMConfig", f.name, getattr(self, f.name), field_type(f.name))
-        check_ranges("CharLMConfig", self, CHARLM_CONFIG_RANGES)
-        if self.min_lr > self.lr:
-            raise ValueError(f"CharLMConfig: min_lr must be <= lr ({self.lr}), got {self.min_lr}")
+    @classmethod
+    def ranges(cls) -> dict[str, Range]:
+        return CHARLM_CONFIG_RANGES
+
+    def check(self) -> None:
         if self.corpus == "text" and not self.text:
             raise ValueError("CharLMConfig: corpus='text' needs at least one file in text")
         if self.corpus != "text" and self.text:
@@ -90,6 +78,7 @@ class CharLMConfig:
 
 
 CHARLM_CONFIG_RANGES: dict[str, Range] = {
+    **FIT_CONFIG_RANGES,
     "val_fraction": PROBABILITY,
     "min_count": POSITIVE,
     "max_len": POSITIVE,
@@ -98,17 +87,7 @@ CHARLM_CONFIG_RANGES: dict[str, Range] = {
     "num_layers": POSITIVE,
     "dropout": PROBABILITY,
     "forget_bias": FINITE,
-    "lr": LEARNING_RATE,
-    "min_lr": NON_NEGATIVE,  # and <= lr
-    "weight_decay": NON_NEGATIVE,
-    "grad_clip": Range(low=0, note=" (0 disables clipping)"),
-    "batch_size": POSITIVE,
     "epochs": POSITIVE,
-    "seed": SEED,
-    "log_every": POSITIVE,
-    "eval_every": Range(low=0, note=" (0: at the end of every epoch)"),
-    "eval_batch_size": POSITIVE,
-    "threads": THREADS,
 }
 
 
@@ -117,27 +96,10 @@ def field_type(name: str) -> Any:
     return typing.get_type_hints(CharLMConfig)[name]
 
 
-def charlm_config_from_dict(data: dict[str, Any], *, source: str = "config") -> CharLMConfig:
+def charlm_config_from_dict(data: Any, *, source: str = "config") -> CharLMConfig:
     """A CharLMConfig from ``config.json`` (the ``task`` key is checked and dropped); unknown keys
     are an error, missing keys take the defaults."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
-    values = dict(data)
-    task = values.pop("task", TASK)
-    if task != TASK:
-        raise ValueError(f"{source}: task is {task!r}, expected {TASK!r}")
-    unknown = sorted(set(values) - {f.name for f in fields(CharLMConfig)})
-    if unknown:
-        raise ValueError(f"{source}: unknown CharLMConfig fields {unknown}")
-    for f in fields(CharLMConfig):
-        tp = field_type(f.name)
-        if f.name not in values:
-            continue
-        if tp is float and isinstance(values[f.name], int):
-            values[f.name] = float(values[f.name])
-        if typing.get_origin(tp) is tuple and isinstance(values[f.name], list):
-            values[f.name] = tuple(values[f.name])
-    return CharLMConfig(**values)
+    return _config_from_dict(CharLMConfig, data, source=source, task=TASK)
 
 
 _DEFAULT = CharLMConfig()

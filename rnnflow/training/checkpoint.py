@@ -7,9 +7,12 @@ Layout of ``checkpoint.safetensors`` (format ``rnnflow.checkpoint``, version 2):
               rng.<name>                   RNG states as uint8 tensors (torch, CUDA, augment)
               ema.<name>                   the weight average's state_dict (only with ema_decay > 0)
     metadata  format, format_version       "rnnflow.checkpoint", "2"
-              config                       asdict(TrainConfig) as JSON
-              progress                     step, epoch, examples, best validation, ... as JSON
+              task                         the task that wrote it ("classifier", "charlm", ...;
+                                           absent in image-classifier files of older versions)
+              config                       asdict(the task's config) as JSON
+              progress                     step, epoch, examples, best score, ... as JSON
               optimizer                    param_groups and non-tensor state as JSON (if saved)
+              (other keys)                 the task's own metadata (a char LM's "vocab", ...)
 
 Loading never executes code from the file (safetensors holds only tensors and strings), and a
 truncated, foreign or newer file raises :class:`CheckpointError` naming the file and the problem.
@@ -17,6 +20,8 @@ Writes go to a temporary file in the same folder, are fsync'ed, then ``os.replac
 target: a crash mid-save leaves the previous checkpoint intact.
 
 Version history: 1 had no ``ema.`` tensors; version 1 files still load (with an empty ``ema``).
+Progress of files written before the one ``fit`` engine (``best_val_accuracy``, a char LM's
+``best_val_loss`` and ``tokens``) is read as ``best_score`` (accuracy; minus the loss).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from rnnflow._atomic import atomic_write_bytes  # re-exported: its home is rnnflow._atomic
-from rnnflow.training.config import TrainConfig, config_from_dict
+from rnnflow.training.config import config_from_dict as classifier_config_from_dict
 
 __all__ = [
     "FORMAT",
@@ -70,12 +75,14 @@ class Checkpoint:
     """The contents of a checkpoint file, as plain data."""
 
     path: Path
-    config: TrainConfig
+    config: Any  # the task's config (a FitConfig subclass)
     model: dict[str, Tensor]
     progress: dict[str, Any]
     optimizer: dict[str, Any] | None = None  # a torch optimizer state_dict, ready to load
     rng: dict[str, Tensor] = field(default_factory=dict)
     ema: dict[str, Tensor] = field(default_factory=dict)  # the weight average (empty: none)
+    task: str = "classifier"  # the task that wrote it (metadata "task")
+    metadata: dict[str, str] = field(default_factory=dict)  # the task's own metadata
 
 
 def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -131,23 +138,36 @@ def _unflatten_optimizer(tensors: dict[str, Tensor], meta: Any) -> dict[str, Any
     return {"state": state, "param_groups": groups}
 
 
+CORE_METADATA = ("format", "format_version", "task", "config", "progress", "optimizer")
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     *,
     model: nn.Module,
-    config: TrainConfig,
+    config: Any,
     progress: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, Tensor] | None = None,
     ema: nn.Module | None = None,
+    task: str = "classifier",
+    metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write model (+ optimizer, RNG states, weight average), config and progress atomically."""
+    """Write model (+ optimizer, RNG states, weight average), config, progress, the task's
+    name and its ``metadata`` (string values; keys other than :data:`CORE_METADATA`)
+    atomically."""
     tensors: dict[str, Tensor] = {
         f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()
     }
+    extra = dict(metadata or {})
+    clash = sorted(set(extra) & set(CORE_METADATA))
+    if clash:
+        raise ValueError(f"save_checkpoint: metadata keys {clash} are reserved")
     metadata = {
+        **extra,
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
+        "task": task,
         "config": json.dumps(asdict(config)),
         "progress": json.dumps(progress),
     }
@@ -351,25 +371,39 @@ def read_checkpoint_file(
     return meta, grouped, optimizer
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`; never unpickles anything.
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    config_from_dict: Callable[..., Any] = classifier_config_from_dict,
+    task: str = "classifier",
+) -> Checkpoint:
+    """Read a checkpoint of ``task`` written by :func:`save_checkpoint`; never unpickles
+    anything. ``config_from_dict(data, source=...)`` parses that task's config
+    (``rnnflow.tasks.load_checkpoint`` picks both from the file's own record).
 
     Raises ``FileNotFoundError`` if missing and :class:`CheckpointError` for a truncated or
-    corrupt file, a safetensors file that is not an rnnflow checkpoint, or a newer format.
+    corrupt file, a safetensors file that is not an rnnflow checkpoint, a newer format, or a
+    checkpoint of another task (a file without a task is an image classifier's).
     """
     path = Path(path)
     meta, groups, optimizer = read_checkpoint_file(
         path, reader="load_checkpoint", groups=("model", "optimizer", "rng", "ema")
     )
+    recorded = meta.get("task", "classifier")
+    if recorded != task:
+        raise CheckpointError(f"{path}: a checkpoint of task {recorded!r}, not {task!r}")
     try:
         config = config_from_dict(json.loads(meta["config"]), source=f"{path}: config")
         progress = json.loads(meta["progress"])
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata: {exc}") from exc
-    from rnnflow.training.loop import Progress  # loop.py imports this module
+    from rnnflow.training.fit import Progress  # fit.py imports this module
 
-    progress = check_progress(path, progress, Progress)
-    check_progress_bounds(path, progress, batch_size=config.batch_size, total_steps=config.steps)
+    progress = check_progress(path, _upgrade_progress(path, progress), Progress)
+    # a config that fixes its step count (the classifier's) bounds "step"; fit checks the
+    # others against the task's data
+    total = getattr(config, "steps", None)
+    check_progress_bounds(path, progress, batch_size=config.batch_size, total_steps=total)
     return Checkpoint(
         path=path,
         config=config,
@@ -378,7 +412,37 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         optimizer=optimizer,
         rng=groups["rng"],
         ema=groups["ema"],
+        task=recorded,
+        metadata={k: v for k, v in meta.items() if k not in CORE_METADATA},
     )
+
+
+def _upgrade_progress(path: Path, progress: Any) -> Any:
+    """Progress of the two loops before ``fit`` in today's fields: ``best_val_accuracy`` (-1:
+    none) and a char LM's ``best_val_loss`` (None: none) become ``best_score`` (the accuracy;
+    minus the loss), a char LM's ``tokens`` count goes. ``best_score`` must be None or a finite
+    number (:class:`CheckpointError` otherwise)."""
+    if not isinstance(progress, dict):
+        return progress  # check_progress says what is wrong
+    progress = dict(progress)
+    progress.pop("tokens", None)
+    for old, sign in (("best_val_accuracy", 1.0), ("best_val_loss", -1.0)):
+        if old not in progress:
+            continue
+        value = progress.pop(old)
+        if value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+            raise CheckpointError(
+                f"{path}: corrupt progress metadata: {old!r} is {value!r}, expected a finite number"
+            )
+        none = value is None or (old == "best_val_accuracy" and value < 0)
+        progress.setdefault("best_score", None if none else sign * float(value))
+    score = progress.get("best_score")
+    if score is not None and (type(score) not in (int, float) or not math.isfinite(score)):
+        raise CheckpointError(
+            f"{path}: corrupt progress metadata: 'best_score' is {score!r}, expected null or a "
+            "finite number"
+        )
+    return progress
 
 
 REQUIRED_PROGRESS = ("step",)  # every other field has a default
@@ -429,12 +493,11 @@ def check_progress_bounds(
     *,
     batch_size: int,
     total_steps: int | None = None,
-    window: int | None = None,
 ) -> None:
     """Refuse progress counters (already typed by :func:`check_progress`) that the run's config
     cannot have produced: ``step`` > ``total_steps`` (when known), ``examples`` > ``step x
     batch_size`` (every step sees at most one batch), ``epoch``, ``batch_in_epoch`` or
-    ``best_step`` > ``step``, ``tokens`` > ``examples x window``. Raises
+    ``best_step`` > ``step``. Raises
     :class:`CheckpointError` naming ``path``, the field, its value and the bound.
     """
     step = progress["step"]
@@ -449,8 +512,6 @@ def check_progress_bounds(
         "batch_in_epoch": (step, "step"),
         "best_step": (step, "step"),
     }
-    if window is not None and "examples" in progress:
-        bounds["tokens"] = (progress["examples"] * window, f"examples x max_len ({window})")
     for key, (high, what) in bounds.items():
         if key in progress and progress[key] > high:
             raise CheckpointError(

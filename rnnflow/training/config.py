@@ -11,24 +11,21 @@ images for validation, so ``val_size=5000`` keeps the tutorial's 55,000 training
 
 from __future__ import annotations
 
-import json
 import typing
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from rnnflow._config_checks import (  # re-exported: their home is rnnflow._config_checks
     FINITE,
-    LEARNING_RATE,
     NON_NEGATIVE,
     POSITIVE,
     PROBABILITY,
-    SEED,
-    THREADS,
     Range,
-    check_field_type,
     check_range,
     check_ranges,
 )
+from rnnflow._fit_config import FIT_CONFIG_RANGES, FitConfig
+from rnnflow._fit_config import config_from_dict as _config_from_dict
 from rnnflow.models.cell_kinds import CellKind, Init
 
 __all__ = [
@@ -45,8 +42,11 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run. Frozen: derive variants with ``replace``."""
+class TrainConfig(FitConfig):
+    """Everything that defines an image-classifier run: the shared optimisation and bookkeeping
+    fields of :class:`~rnnflow._fit_config.FitConfig` (their defaults are the tutorial's: Adam,
+    lr 0.001, batch 128, constant schedule) and the fields below. Frozen: derive variants with
+    ``replace``."""
 
     # data
     dataset: Literal["mnist", "fashion-mnist", "idx"] = "mnist"  # idx: any IDX set in data_dir
@@ -66,35 +66,20 @@ class TrainConfig:
     projection_size: int | None = None  # width of the input projection; None: num_units
     init: Init = "normal"  # projections: N(0,1) + 0.1 (tutorial) or Glorot
     forget_bias: float = 1.0  # the LSTM cells but cudnn_lstm (cuDNN has none)
-    # optimisation
-    optimizer: Literal["adam", "adamw"] = "adam"
-    lr: float = 0.001
-    weight_decay: float = 0.0  # decoupled (AdamW) or L2 (Adam)
-    schedule: Literal["constant", "cosine"] = "constant"
-    warmup_examples: int = 0  # linear warm-up from 0 to lr over this many examples
-    min_lr: float = 0.0  # cosine floor
-    grad_clip: float = 0.0  # clip the global gradient norm to this; 0 disables
+    # optimisation (the rest: FitConfig)
     label_smoothing: float = 0.0
-    ema_decay: float = 0.0  # EMA of the weights (validated, kept as best); 0 disables, e.g. 0.999
-    batch_size: int = 128
     train_examples: int = 1_000_000  # examples seen in training (steps = ceil(this / batch))
     # augmentation (training batches only)
     hflip: bool = False  # mirror each image left-right with probability 1/2
     max_shift: int = 0  # translate by up to this many pixels in each direction (zero fill)
     erase_prob: float = 0.0  # random erasing: a rectangle of noise, with this probability
     tta_flip: bool = False  # evaluation averages the probabilities of the image and its mirror
-    # bookkeeping
-    seed: int = 0
-    log_every: int = 12_800  # examples between metrics.jsonl lines
-    eval_every: int = 100_000  # examples between validations (each also saves a checkpoint)
-    eval_batch_size: int = 1000
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = 0  # torch.set_num_threads; 0: PyTorch's default
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            check_field_type("TrainConfig", f.name, getattr(self, f.name), field_type(f.name))
-        check_ranges("TrainConfig", self, TRAIN_CONFIG_RANGES)
+    @classmethod
+    def ranges(cls) -> dict[str, Range]:
+        return TRAIN_CONFIG_RANGES
+
+    def check(self) -> None:
         if self.dataset == "idx" and self.data_dir is None:
             raise ValueError("TrainConfig: dataset 'idx' needs data_dir (--data-dir DIR)")
         if self.dataset != "idx" and (
@@ -106,8 +91,6 @@ class TrainConfig:
                 f"TrainConfig: image_height, image_width, class_names and data_sha256 are "
                 f"recorded for dataset 'idx' only, not {self.dataset!r}"
             )
-        if self.min_lr > self.lr:
-            raise ValueError(f"TrainConfig: min_lr must be <= lr ({self.lr}), got {self.min_lr}")
 
     @property
     def steps(self) -> int:
@@ -119,11 +102,9 @@ class TrainConfig:
         """Classes of the model: ``len(class_names)``, else 10 (MNIST, Fashion-MNIST)."""
         return len(self.class_names) or 10
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False)
-
 
 TRAIN_CONFIG_RANGES: dict[str, Range] = {
+    **FIT_CONFIG_RANGES,
     "val_size": NON_NEGATIVE,
     "image_height": POSITIVE,
     "image_width": POSITIVE,
@@ -132,22 +113,10 @@ TRAIN_CONFIG_RANGES: dict[str, Range] = {
     "dropout": PROBABILITY,
     "projection_size": POSITIVE,  # or None
     "forget_bias": FINITE,
-    "lr": LEARNING_RATE,
-    "weight_decay": NON_NEGATIVE,
-    "warmup_examples": NON_NEGATIVE,
-    "min_lr": NON_NEGATIVE,  # and <= lr
-    "grad_clip": Range(low=0, note=" (0 disables clipping)"),
     "label_smoothing": PROBABILITY,
-    "ema_decay": Range(low=0, high=1, high_open=True, note=" (0 disables the weight average)"),
-    "batch_size": POSITIVE,
     "train_examples": POSITIVE,
     "max_shift": Range(low=0, high=28, high_open=True),
     "erase_prob": PROBABILITY,
-    "seed": SEED,
-    "log_every": POSITIVE,
-    "eval_every": POSITIVE,
-    "eval_batch_size": POSITIVE,
-    "threads": THREADS,
 }
 
 
@@ -162,22 +131,10 @@ def field_choices(name: str) -> tuple[Any, ...] | None:
     return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
 
 
-def config_from_dict(data: dict[str, Any], *, source: str = "config") -> TrainConfig:
-    """A TrainConfig from ``asdict`` output (config.json); unknown keys are an error, missing
-    keys take the defaults (configs from older versions keep loading)."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{source}: unknown TrainConfig fields {unknown}")
-    values = dict(data)
-    for f in fields(TrainConfig):  # JSON has no int/float distinction for whole numbers
-        if f.name in values and field_type(f.name) is float and isinstance(values[f.name], int):
-            values[f.name] = float(values[f.name])
-        if f.name in values and f.name in DATA_RECORD_FIELDS and isinstance(values[f.name], list):
-            values[f.name] = tuple(values[f.name])  # JSON has no tuples
-    return TrainConfig(**values)
+def config_from_dict(data: Any, *, source: str = "config") -> TrainConfig:
+    """A TrainConfig from ``asdict`` output (config.json, a checkpoint's config); unknown keys are
+    an error, missing keys take the defaults (configs from older versions keep loading)."""
+    return _config_from_dict(TrainConfig, data, source=source, task="classifier")
 
 
 DATA_RECORD_FIELDS = ("image_height", "image_width", "class_names", "data_sha256")
