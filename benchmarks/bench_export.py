@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.run:
-        from rnnflow.training import load_trained_model
+        from rnnflow.tasks.image import load_trained_model
 
         model, checkpoint = load_trained_model(args.run)
         note = f"Model: {checkpoint.path}."

@@ -37,7 +37,8 @@ def make_run(folder: Path) -> Path:
     """A run folder holding the tutorial preset's model, untrained (best.safetensors)."""
     import torch
 
-    from rnnflow.training import PRESETS, build_model, save_checkpoint
+    from rnnflow.tasks.image import build_model
+    from rnnflow.training import PRESETS, save_checkpoint
 
     torch.manual_seed(0)
     config = PRESETS["tutorial"]

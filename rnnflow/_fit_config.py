@@ -6,7 +6,7 @@ package, so that ``rnnflow.training.config`` (the image classifier's ``TrainConf
 ``training``. Each field is declared once, here; a task's config subclasses :class:`FitConfig`,
 adds its own fields (data, model) and may redeclare a shared field only to give it another
 default (``CharLMConfig``: ``lr = 0.003``). The one ``fit`` engine
-(``rnnflow.training.fit``) reads only these fields of a task's config.
+(``rnnflow.training.engine``) reads only these fields of a task's config.
 """
 
 from __future__ import annotations

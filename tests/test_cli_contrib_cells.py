@@ -29,7 +29,8 @@ from rnnflow.interop._rounding import rounding_error_bound
 from rnnflow.interop._traceable import TraceableClassifier
 from rnnflow.interop.tf1_names import cell_tf_names
 from rnnflow.models.classifier import CELL_KINDS, SequenceClassifier
-from rnnflow.training import TrainConfig, load_trained_model
+from rnnflow.tasks.image import load_trained_model
+from rnnflow.training import TrainConfig
 from rnnflow.training.config import field_type
 
 JIT_LOAD_DEPRECATED = "ignore:`torch.jit.load` is deprecated:DeprecationWarning"

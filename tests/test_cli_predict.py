@@ -18,7 +18,7 @@ from test_cli_train import write_fake_dataset
 
 from rnnflow.cli import main
 from rnnflow.data.datasets import DATASETS
-from rnnflow.training import load_trained_model
+from rnnflow.tasks.image import load_trained_model
 
 TINY = [
     "--preset", "tutorial", "--dataset", "fashion-mnist", "--batch-size", "32",

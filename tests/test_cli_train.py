@@ -246,23 +246,48 @@ def test_cli_errors(fake_data, tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
 
 
-def test_progress_bar_plain_lines_when_not_a_terminal():
+def test_progress_plain_lines_when_not_a_terminal():
+    """Not a terminal (a log file, CI): tqdm's one-line summary as plain lines, no carriage
+    returns; the last train record's loss/accuracy and the last validation shown; nothing when
+    disabled (--quiet)."""
     import io
+    from types import SimpleNamespace
 
-    from rnnflow.cli._progress import ProgressBar
+    from rnnflow.cli.train import ProgressDisplay
 
     stream = io.StringIO()
-    bar = ProgressBar(100, stream, plain_every=0.0, start_step=40)
-    bar.loss, bar.accuracy = 0.5, 0.75
-    bar.update(50, 128)
-    bar.update(100, 128)
+    show = ProgressDisplay(100, stream, plain_every=0.0, start_step=40)
+    show(SimpleNamespace(step=41), {"kind": "step", "loss": 9.0})  # per-step info: not shown
+    show(SimpleNamespace(step=50), {"kind": "train", "loss": 0.5, "accuracy": 0.75})
+    show(SimpleNamespace(step=50), {"kind": "val", "accuracy": 0.875})
+    show(SimpleNamespace(step=100), {"kind": "train", "loss": 0.25, "accuracy": 0.5})
+    show.close()
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 2 and "\r" not in stream.getvalue()
-    assert lines[0].startswith("[============>") and " 50% 50/100" in lines[0]
-    assert "loss 0.500" in lines[0] and "acc 0.750" in lines[0] and "ETA" in lines[0]
+    assert len(lines) == 4 and "\r" not in stream.getvalue()
+    assert lines[0].startswith("step 41/100: ") and "loss" not in lines[0]
+    assert lines[1].startswith("step 50/100: ") and "loss=0.500, acc=0.750" in lines[1]
+    assert "val=0.8750" in lines[2]
+    assert (
+        lines[3].startswith("step 100/100: 100%")
+        and "loss=0.250, acc=0.500, val=0.8750" in (lines[3])
+    )
     silent = io.StringIO()
-    ProgressBar(10, silent, enabled=False).update(5, 1)
+    quiet = ProgressDisplay(10, silent, enabled=False)
+    quiet(SimpleNamespace(step=5), {"kind": "train", "loss": 1.0})
+    quiet.close()
     assert silent.getvalue() == ""
+
+
+def test_progress_shows_a_language_models_validation_perplexity():
+    import io
+    from types import SimpleNamespace
+
+    from rnnflow.cli.train import ProgressDisplay
+
+    stream = io.StringIO()
+    show = ProgressDisplay(10, stream, plain_every=0.0)
+    show(SimpleNamespace(step=3), {"kind": "val", "perplexity": 12.345, "accuracy": 0.3})
+    assert "val_ppl=12.35" in stream.getvalue() and "val=" not in stream.getvalue()
 
 
 def test_without_a_validation_set_the_last_weights_are_kept(fake_data, tmp_path, capsys):
@@ -273,23 +298,6 @@ def test_without_a_validation_set_the_last_weights_are_kept(fake_data, tmp_path,
     assert "checkpoint of step 50, no validation set (--val-size 0): the last weights" in out
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert not any(json.loads(x)["kind"] == "val" for x in lines)
-
-
-def test_progress_bar_step_callback_reads_train_and_val_records():
-    import io
-    from types import SimpleNamespace
-
-    from rnnflow.cli._progress import ProgressBar
-
-    stream = io.StringIO()
-    on_step = ProgressBar(10, stream, plain_every=0.0).step_callback(32)
-    on_step(SimpleNamespace(step=1), {"kind": "step", "loss": 9.0})  # per-step info: not shown
-    on_step(SimpleNamespace(step=2), {"kind": "train", "loss": 0.25, "accuracy": 0.5})
-    on_step(SimpleNamespace(step=3), {"kind": "val", "accuracy": 0.875})
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 3 and "loss" not in lines[0]
-    assert "loss 0.250  acc 0.500" in lines[1] and "val" not in lines[1]
-    assert "loss 0.250  acc 0.500  val 0.8750" in lines[2] and " 3/10" in lines[2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -627,18 +635,74 @@ def test_a_full_disk_while_plotting_names_the_file_and_leaves_no_partial_png(
 
 
 def test_presets_of_the_other_task_are_refused_and_help_lists_what_presets_change(capsys):
-    assert main(["train", "--preset", "tiny", "--out", "x"]) == 2
+    """argparse refuses another task's preset (usage error, status 2), lists this task's and
+    names the task it belongs to."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--preset", "tiny", "--out", "x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ")
     assert (
-        "argument --preset: 'tiny' is not a preset of --task classifier; choose from best, "
-        "tutorial (--preset tiny is a preset of --task charlm: add --task charlm)"
+        "error: argument --preset: 'tiny' is not a preset of --task classifier (choose from "
+        "best, tutorial); 'tiny' is a preset of --task charlm: add --task charlm"
+    ) in err
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "charlm", "--preset", "best", "--out", "x"])
+    assert (
+        "argument --preset: 'best' is not a preset of --task charlm (choose from tang, "
+        "tang-song, tiny); 'best' is a preset of --task classifier: add --task classifier"
     ) in capsys.readouterr().err
-    assert main(["train", "--task", "charlm", "--preset", "best", "--out", "x"]) == 2
-    assert "'best' is not a preset of --task charlm; choose from tang, tang-song, tiny" in (
-        capsys.readouterr().err
-    )
+    with pytest.raises(SystemExit):
+        main(["train", "--preset", "nope", "--out", "x"])
+    err = capsys.readouterr().err
+    assert "'nope' is not a preset of --task classifier (choose from best, tutorial)\n" in err
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "the defaults shown are the tutorial preset's" in text
-    assert "best: --dataset fashion-mnist, --cell gru, --num-layers 2, --bidirectional," in text
-    assert "tiny: --min-count 1, --cell lstm, --embed-size 16, --num-units 32," in text
+    assert "best: --optimizer adamw, --lr 0.003," in text and "--dataset fashion-mnist," in text
+    assert "tiny:" not in text and "--corpus" not in text  # one task's flags and presets
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "charlm", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the defaults shown are the tang preset's" in text
+    assert "tiny: --batch-size 8, --min-count 1, --embed-size 16, --num-units 32," in text
+    assert "best:" not in text and "--dataset" not in text and "--corpus" in text
+
+
+def test_flags_of_another_task_are_refused_by_argparse_naming_the_task(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--corpus", "text", "--embed-size", "8", "--out", "x"])
+    assert exit_info.value.code == 2
+    assert (
+        "rnnflow train: error: unrecognized arguments: --corpus text --embed-size 8 (--corpus, "
+        "--embed-size are flags of --task charlm (add --task charlm); this is --task classifier)"
+    ) in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "charlm", "--hflip", "--out", "x"])
+    assert (
+        "unrecognized arguments: --hflip (--hflip is a flag of --task classifier (add --task "
+        "classifier); this is --task charlm)"
+    ) in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--colour", "red", "--out", "x"])
+    assert "unrecognized arguments: --colour red (see rnnflow train --task classifier --help" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "speech", "--out", "x"])
+    assert "argument --task: invalid choice: 'speech' (choose from 'classifier', 'image', " in (
+        capsys.readouterr().err
+    )
+
+
+def test_the_task_of_a_command_line_before_parsing(tmp_path):
+    from rnnflow.cli.train import requested_task
+
+    assert requested_task(["train", "--out", "x"]) == "classifier"
+    assert requested_task(["train", "--task", "charlm"]) == "charlm"
+    assert requested_task(["train", "--task=image"]) == "image"
+    assert requested_task(["train", "--resume", str(tmp_path)]) == "classifier"  # no run yet
+    (tmp_path / "config.json").write_text('{"task": "charlm"}')
+    assert requested_task(["train", "--resume", str(tmp_path)]) == "charlm"
+    assert requested_task(["train", f"--resume={tmp_path}", "--task", "image"]) == "image"

@@ -22,7 +22,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("download", "download and verify a dataset (mnist, fashion-mnist)"),
     "bench": ("bench", "benchmark the fused recurrence against the reference loop and PyTorch"),
     "import-tf1": ("import_tf1", "list or import a TensorFlow-1 checkpoint (no TensorFlow needed)"),
-    "train": ("train", "train the row-by-row image classifier (or, --task charlm, a text model)"),
+    "train": ("train", "train a model: the row-by-row image classifier, or --task TASK"),
     "evaluate": ("evaluate", "accuracy and confusion matrix (or a text model's perplexity)"),
     "predict": ("predict", "classify image files with a trained model"),
     "generate": ("generate", "sample text (or a poem of a given form) from a character model"),
@@ -83,7 +83,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     wanted = _wanted_command(argv) if argv is not None else None
     for name, (module_name, help_text) in _COMMANDS.items():
         if argv is None or name == wanted:
-            importlib.import_module(f"rnnflow.cli.{module_name}").add_parser(subparsers)
+            module = importlib.import_module(f"rnnflow.cli.{module_name}")
+            if name == "train":  # its flags depend on the task the command line asks for
+                command = module.add_parser(subparsers, argv)
+            else:
+                command = module.add_parser(subparsers)
+            command.set_defaults(command_parser=command)
         else:
             subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
@@ -91,7 +96,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(argv) if argv is not None else sys.argv[1:]
-    args = build_parser(args_list).parse_args(args_list)
+    parser = build_parser(args_list)
+    args, extras = parser.parse_known_args(args_list)
+    if extras:  # the command's usage, and what the flags belong to when it knows (train)
+        explain = getattr(args, "explain_unknown", None)
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        getattr(args, "command_parser", parser).error(
+            message + (explain(extras) if explain else "")
+        )
     return int(args.func(args) or 0)
 
 

@@ -1,4 +1,5 @@
-"""argparse flags generated from ``TrainConfig``'s fields: no second list of defaults."""
+"""argparse flags generated from a task config's fields (``TrainConfig``, ``CharLMConfig``, ...):
+no second list of defaults."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import argparse
 import typing
 from dataclasses import fields
 from typing import Any
-
-from rnnflow.training.config import DATA_RECORD_FIELDS, TrainConfig, field_type
 
 
 def _optional(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]:
@@ -67,16 +66,22 @@ def preset_epilog(title: str, presets: dict[str, Any], shown: dict[str, Any] | N
     return "\n".join(lines)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--field-name`` per TrainConfig field; unset flags stay out of the namespace."""
-    group = parser.add_argument_group(
-        "config overrides",
-        "any TrainConfig field; when not given, the preset's value (the defaults shown are the "
-        "tutorial preset's; the list at the end gives what each other preset changes)",
-    )
-    for f in fields(TrainConfig):
-        if f.name not in DATA_RECORD_FIELDS:  # recorded from the data, not chosen
-            add_field_argument(group, f.name, field_type(f.name), f.default)
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    config_cls: type,
+    *,
+    title: str,
+    description: str,
+    skip: typing.Collection[str] = (),
+) -> argparse._ArgumentGroup:
+    """One ``--field-name`` per field of the config dataclass ``config_cls`` (but ``skip``), in
+    an argument group; unset flags stay out of the namespace (:func:`config_overrides`)."""
+    group = parser.add_argument_group(title, description)
+    hints = typing.get_type_hints(config_cls)
+    for f in fields(config_cls):
+        if f.name not in skip:
+            add_field_argument(group, f.name, hints[f.name], f.default)
+    return group
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:

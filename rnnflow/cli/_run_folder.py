@@ -17,7 +17,8 @@ whose rules do not:
 - **Nothing is left behind**: temporary files of a write interrupted by a kill
   (``.NAME.*.tmp``) are removed when the next session takes the lock, and a session that fails
   before writing ``config.json`` removes the folder it created.
-- **The checkpoint's own record says the task** (classifier or charlm), not ``config.json``.
+- **The checkpoint's own record says the task** (``rnnflow.tasks.run_task``), not
+  ``config.json``.
 """
 
 from __future__ import annotations
@@ -150,28 +151,6 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
-
-
-def recorded_task(run_dir: str | os.PathLike[str]) -> str | None:
-    """The task of the run in ``run_dir`` ("classifier" or "charlm"), from its checkpoint's
-    metadata when it has one (the record that decides), else from ``config.json``; None when
-    neither can be read (the caller's own loader then reports the problem)."""
-    run_dir = Path(run_dir)
-    checkpoint = run_dir / CHECKPOINT_NAME
-    if checkpoint.is_file():
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(checkpoint), "pt") as f:
-                meta = f.metadata() or {}
-            return str(meta.get("task", "classifier"))
-        except Exception:  # noqa: BLE001 - any unreadable file: fall back to config.json
-            pass
-    try:
-        data = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return str(data.get("task", "classifier")) if isinstance(data, dict) else None
 
 
 @dataclass

@@ -1,55 +1,88 @@
-"""Which task a run belongs to, from its checkpoint's own record, and what each command does
-with a run of the other task.
+"""The CLI side of the task registry (``rnnflow.tasks``): each task's glue module, and dispatch of
+``evaluate``/``predict``/``export`` on the task a checkpoint records.
 
-Every rnnflow checkpoint is a safetensors file whose metadata says what wrote it: a character
-model's says ``"task": "charlm"``; an image classifier's says nothing (or ``"classifier"``). A
-run's ``config.json`` is not consulted: it is a copy for people, and can be edited.
+A glue module ``rnnflow/cli/_<task>.py`` (one line in :data:`CLI_GLUE` per task) defines:
+
+- ``add_arguments(parser)``: the task's own flags on its ``rnnflow train --task NAME`` parser
+  (``rnnflow.cli._config_args.add_config_arguments(parser, ConfigClass)`` gives one flag per
+  config field; the common flags --task, --preset, --out, --resume, --quiet, --tensorboard,
+  --stop-at-step, --dist-timeout are there already);
+- ``RESUMABLE``: the config fields a ``--resume`` may change (where the data is, threads);
+- ``overrides(args) -> dict``: the config fields given on the command line (usually
+  ``config_overrides(args)``; raise ``ValueError`` for a bad combination);
+- ``describe_start(task, args) -> str``: what the line printed when a new run starts says;
+- ``run_files(task) -> dict[str, str]``: extra files written once at the start (``vocab.json``);
+- ``report(task, plan, progress, run) -> int``: after a finished run: evaluate, print the
+  result, write ``summary.json`` (``run``: :class:`rnnflow.cli.train.FinishedRun`);
+- optionally ``evaluate(args)``, ``predict(args)``, ``export(args)`` (``-> int``) for those
+  commands on this task's runs; without one the command refuses the run, saying why
+  (``refusal(command, path)`` may give the hint).
+
+A checkpoint's metadata ``"task"`` says which task wrote it (none: a classifier of an older
+version); a run's ``config.json`` is not consulted: it is a copy for people, and can be edited.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import sys
 from pathlib import Path
+from typing import Any
 
-CLASSIFIER = "classifier"
-CHARLM = "charlm"
-KNOWN_TASKS = (CLASSIFIER, CHARLM)
+CLI_GLUE: dict[str, str] = {
+    "classifier": "rnnflow.cli._image",
+    "charlm": "rnnflow.cli._charlm",
+}
+
+
+def glue(task: str) -> Any:
+    """The glue module of the registered task ``task`` (a name or an alias)."""
+    from rnnflow.tasks import task_info
+
+    return importlib.import_module(CLI_GLUE[task_info(task).name])
 
 
 def checkpoint_task(path: str | Path) -> str:
     """The task recorded in the checkpoint ``path`` names (a file, or a run folder's best or last
     checkpoint): ``"classifier"``, ``"charlm"``, or whatever unknown task a newer rnnflow wrote.
+    A path that holds no readable checkpoint counts as a classifier: the command's own loader
+    then reports what is wrong with it."""
+    from rnnflow.tasks import CLASSIFIER
+    from rnnflow.tasks import checkpoint_task as recorded
 
-    Only the safetensors header is read. A path that holds no readable checkpoint counts as a
-    classifier: the command's own loader then reports what is wrong with it.
-    """
-    from safetensors import SafetensorError, safe_open
-
-    from rnnflow.training.loop import find_checkpoint
-
-    try:
-        with safe_open(str(find_checkpoint(path)), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (FileNotFoundError, SafetensorError, OSError, ValueError):
-        return CLASSIFIER
-    task = meta.get("task", CLASSIFIER)
-    return task if isinstance(task, str) and task else CLASSIFIER
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.safetensors", "checkpoint.safetensors"):
+            if (path / name).is_file():
+                path = path / name
+                break
+    return recorded(path) or CLASSIFIER
 
 
-def classifier_only(command: str, path: str | Path) -> str | None:
-    """``None`` for a classifier run; otherwise why ``rnnflow COMMAND`` refuses it and what to
-    run instead."""
-    task = checkpoint_task(path)
+def dispatch(command: str, args: argparse.Namespace) -> int | None:
+    """Run ``rnnflow COMMAND`` on ``args.model`` through its task's glue when the checkpoint is
+    not an image classifier's (the command's own code handles those): the glue's function's
+    status, or 1 after printing why the command refuses that run. None for a classifier."""
+    from rnnflow.tasks import CLASSIFIER, TASKS, UnknownTaskError
+
+    task = checkpoint_task(args.model)
     if task == CLASSIFIER:
         return None
-    if task == CHARLM:
-        from rnnflow.cli import prog
-
-        return (
-            f"{path} is a character-level language model run (rnnflow train --task charlm): "
-            f"`rnnflow {command}` works on image classifier runs; use `{prog()} generate {path}` "
-            f"to sample text from it, or `{prog()} evaluate {path}` for its validation perplexity"
+    try:
+        module = glue(task)
+    except UnknownTaskError:
+        print(
+            f"rnnflow {command}: {args.model} holds a checkpoint of task {task!r}, which this "
+            f"rnnflow does not know (it knows {', '.join(t.name for t in TASKS)}); a newer rnnflow "
+            "wrote "
+            "it?",
+            file=sys.stderr,
         )
-    return (
-        f"{path} holds a checkpoint of task {task!r}, which this rnnflow does not know (it "
-        f"knows {', '.join(KNOWN_TASKS)}); a newer rnnflow wrote it?"
-    )
+        return 1
+    run = getattr(module, command, None)
+    if run is not None:
+        return int(run(args))
+    hint = getattr(module, "refusal", lambda c, p: f"{p} is a {task} run")(command, args.model)
+    print(f"rnnflow {command}: {hint}", file=sys.stderr)
+    return 1

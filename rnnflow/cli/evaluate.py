@@ -1,10 +1,11 @@
 """`rnnflow evaluate RUN_DIR|CKPT [--json]`: test accuracy, per-class accuracy, confusion matrix.
 
 A run folder means its ``best.safetensors`` (best validation accuracy), else its last checkpoint.
-The dataset is the one the model was trained on unless ``--dataset`` says otherwise. A character
-model's run (``rnnflow train --task charlm``, as its checkpoint records) is evaluated on its own
-validation documents: loss, perplexity, bits per character and next-character accuracy, beside
-the unigram and bigram baselines on the same split.
+The dataset is the one the model was trained on unless ``--dataset`` says otherwise. A run of
+another task (as its checkpoint records) is evaluated by its task's CLI glue
+(``rnnflow.cli._task``): a character model (``rnnflow train --task charlm``) on its own
+validation documents: loss, perplexity, bits per character and next-character accuracy,
+beside the unigram and bigram baselines on the same split.
 """
 
 from __future__ import annotations
@@ -52,94 +53,17 @@ def format_confusion(confusion: list[list[int]], class_names: tuple[str, ...]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from rnnflow.cli._task import CHARLM, CLASSIFIER, checkpoint_task, classifier_only
+    from rnnflow.cli._task import dispatch
 
-    task = checkpoint_task(args.model)
-    if task == CHARLM:
-        return _run_charlm(args)
-    if task != CLASSIFIER:
-        print(f"rnnflow evaluate: {classifier_only('evaluate', args.model)}", file=sys.stderr)
-        return 1
-    return _run_classifier(args)
-
-
-def _run_charlm(args: argparse.Namespace) -> int:
-    """Validation loss, perplexity and accuracy of a character model on its run's own split."""
-    import math
-
-    from rnnflow.text.corpus import BucketBatches, CorpusError
-    from rnnflow.text.train import baselines, evaluate, load_charlm, prepare_data
-    from rnnflow.training import CheckpointError
-
-    image_flags = [f for f in ("dataset", "data_dir", "tta_flip") if getattr(args, f) is not None]
-    if image_flags or args.split != "test":
-        given = (
-            ", ".join("--" + f.replace("_", "-") for f in image_flags) or f"--split {args.split}"
-        )
-        print(
-            f"rnnflow evaluate: {given} applies to image classifier runs; {args.model} is a "
-            "character model, evaluated on its own validation documents",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        model, vocab, checkpoint = load_charlm(args.model)
-        data = prepare_data(checkpoint.config)
-    except (FileNotFoundError, CheckpointError, CorpusError, OSError, ValueError) as exc:
-        print(f"rnnflow evaluate: {exc}", file=sys.stderr)
-        return 1
-    if data.vocab != vocab:
-        print(
-            f"rnnflow evaluate: the corpus {checkpoint.config.corpus!r} no longer gives the "
-            f"vocabulary {checkpoint.path} was trained with (its text changed?): cannot rebuild "
-            "the validation split",
-            file=sys.stderr,
-        )
-        return 1
-    loader = BucketBatches(
-        data.val_examples, args.batch_size, shuffle=False, pad_id=data.vocab.pad_id
-    )
-    result = evaluate(model, loader)
-    base = baselines(data)
-    payload = {
-        "checkpoint": str(checkpoint.path),
-        "step": checkpoint.progress.get("step"),
-        "task": "charlm",
-        "corpus": checkpoint.config.corpus,
-        "split": "validation",
-        "documents": len(data.val_docs),
-        "characters": result.tokens,
-        "loss": result.loss,
-        "perplexity": result.perplexity,
-        "bits_per_character": result.loss / math.log(2),
-        "accuracy": result.accuracy,
-        **base,
-    }
-    if args.json:
-        print(json.dumps(payload, indent=2))
-        return 0
-    print(f"checkpoint: {checkpoint.path} (step {payload['step']}), character model")
-    print(
-        f"{payload['corpus']} validation split: {payload['documents']} documents, "
-        f"{payload['characters']} predicted characters"
-    )
-    print(
-        f"loss {result.loss:.4f} nats/char  perplexity {result.perplexity:.2f}  "
-        f"{payload['bits_per_character']:.3f} bits/char  next-character accuracy "
-        f"{result.accuracy:.4f}"
-    )
-    if base:
-        print(
-            f"baselines on the same split: unigram perplexity {base['unigram_perplexity']:.2f}, "
-            f"bigram {base['bigram_perplexity']:.2f}"
-        )
-    return 0
+    status = dispatch("evaluate", args)  # another task's run: its glue evaluates it
+    return _run_classifier(args) if status is None else status
 
 
 def _run_classifier(args: argparse.Namespace) -> int:
     from rnnflow.data import CLASS_NAMES, load_split
     from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError, canonical_name
-    from rnnflow.training import CheckpointError, evaluate, load_trained_model
+    from rnnflow.tasks.image import evaluate, load_trained_model
+    from rnnflow.training import CheckpointError
 
     try:
         model, checkpoint = load_trained_model(args.model)

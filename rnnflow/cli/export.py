@@ -102,16 +102,17 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"cannot write {out}: folder {out.parent} is not writable")
 
     from rnnflow._atomic import atomic_write_bytes
-    from rnnflow.cli._task import classifier_only
+    from rnnflow.cli._task import dispatch
     from rnnflow.data import CLASS_NAMES, load_split
     from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError, canonical_name
     from rnnflow.interop._rounding import rounding_error_bound
     from rnnflow.interop._traceable import compare_logits, pytorch_logits
-    from rnnflow.training import CheckpointError, load_trained_model
+    from rnnflow.tasks.image import load_trained_model
+    from rnnflow.training import CheckpointError
 
-    refusal = classifier_only("export", args.model)
-    if refusal:
-        return _fail(refusal)
+    status = dispatch("export", args)  # another task's run: its glue, or a refusal
+    if status is not None:
+        return status
     if args.format == "onnx":
         try:
             import onnx  # noqa: F401

@@ -58,9 +58,9 @@ def _fail(message: str, status: int = 2) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rnnflow.tasks.charlm import load_charlm
     from rnnflow.text.generate import generate
     from rnnflow.text.poetry import PoemForm
-    from rnnflow.text.train import load_charlm
     from rnnflow.training.checkpoint import CheckpointError
 
     if args.num < 1:

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from rnnflow.cli._config_args import add_config_arguments, config_overrides
+from rnnflow.cli._config_args import config_overrides
 
 # Model fields come from the checkpoint; giving them on the command line is an error.
 _FROM_CHECKPOINT = ("cell", "num_units", "num_layers", "bidirectional", "projection_size")
@@ -68,7 +68,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--beta2", type=float, default=0.999, help="TF AdamOptimizer's beta2 (default: 0.999)"
     )
-    add_config_arguments(parser)
+    from rnnflow.cli._image import add_image_config_arguments
+
+    add_image_config_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -124,12 +126,12 @@ def run(args: argparse.Namespace) -> int:
 def _import(ckpt, args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
 
+    from rnnflow._atomic import atomic_write_bytes
     from rnnflow.interop.tf1_checkpoint import TF1CheckpointError
-    from rnnflow.interop.tf1_import import import_tutorial
     from rnnflow.interop.tf1_names import TF1NameError
-    from rnnflow.training import PRESETS, build_model, build_optimizer, save_checkpoint
-    from rnnflow.training.checkpoint import atomic_write_bytes
-    from rnnflow.training.loop import BEST_NAME, CHECKPOINT_NAME, Progress
+    from rnnflow.tasks.image import build_model, import_tutorial
+    from rnnflow.training import PRESETS, build_optimizer, save_checkpoint
+    from rnnflow.training.engine import BEST_NAME, CHECKPOINT_NAME, Progress
 
     overrides = config_overrides(args)
     fixed = [k for k in _FROM_CHECKPOINT if k in overrides]

@@ -77,16 +77,16 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from rnnflow.cli._task import classifier_only
+    from rnnflow._atomic import atomic_write_bytes
+    from rnnflow.cli._task import dispatch
     from rnnflow.data import CLASS_NAMES
     from rnnflow.data.images import MAX_PIXELS, ImageTooLarge, load_image
-    from rnnflow.training import CheckpointError, load_trained_model, predict_proba
-    from rnnflow.training.checkpoint import atomic_write_bytes
+    from rnnflow.tasks.image import load_trained_model, predict_proba
+    from rnnflow.training import CheckpointError
 
-    refusal = classifier_only("predict", args.model)
-    if refusal:
-        print(f"rnnflow predict: {refusal}", file=sys.stderr)
-        return 1
+    status = dispatch("predict", args)  # another task's run: its glue, or a refusal
+    if status is not None:
+        return status
     try:
         model, checkpoint = load_trained_model(args.model)
     except (FileNotFoundError, CheckpointError) as exc:

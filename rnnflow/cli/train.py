@@ -1,32 +1,37 @@
-"""`rnnflow train --preset P --out RUN_DIR [--FIELD VALUE ...]`, `rnnflow train --resume RUN_DIR`.
+"""`rnnflow train [--task TASK] --preset P --out RUN_DIR [--FIELD VALUE ...]`, `rnnflow train
+--resume RUN_DIR`: train any registered task (``rnnflow.tasks``) with the one ``fit`` engine.
 
-Trains the row-by-row classifier (config: a preset from ``rnnflow.training.config.PRESETS`` plus
-any field overridden by a flag), with a progress bar, periodic validation and checkpoints, then
-evaluates the best-validation checkpoint on the test set. RUN_DIR receives ``config.json``,
-``run.json`` (run-level options: ``--tensorboard``), ``metrics.jsonl``,
-``checkpoint.safetensors`` (exact resume), ``best.safetensors``, ``curves.png``,
-``confusion.png``, ``summary.json`` and, with ``--tensorboard``, ``tensorboard/`` event files.
-One process at a time writes a run folder (see ``rnnflow.cli._run_folder``); a non-finite loss
-or weight stops training with exit status 1, keeping the last good checkpoint.
+``--task`` picks the task (default: the image classifier; with ``--resume``, the run's own
+checkpoint says which). The parser offers only that task's flags and presets (its glue module,
+``rnnflow.cli._task``): a preset or flag of another task is refused by argparse, naming the task
+it belongs to. ``rnnflow train --task TASK --help`` lists one task's flags.
+
+RUN_DIR receives ``config.json``, ``run.json`` (run-level options: ``--tensorboard``),
+``metrics.jsonl``, ``checkpoint.safetensors`` (exact resume), ``best.safetensors``,
+``curves.png``, ``summary.json``, the task's own files (``confusion.png``, ``vocab.json``) and,
+with ``--tensorboard``, ``tensorboard/`` event files. One process at a time writes a run folder
+(see ``rnnflow.cli._run_folder``); a non-finite loss or weight stops training with exit status
+1, keeping the last good checkpoint. Under ``torchrun`` every task trains data-parallel.
 
 Ctrl-C finishes the current step, saves a checkpoint and exits with status 130 (a second Ctrl-C
 aborts at once); ``rnnflow train --resume RUN_DIR`` then continues exactly where it stopped, as
-it does after a kill (from the last periodic checkpoint).
+it does after a kill (from the last periodic checkpoint). Progress goes to stderr: a tqdm bar on
+a terminal, a plain line every 30 seconds otherwise, nothing with ``--quiet``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import resource
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
 
-from rnnflow.cli._config_args import add_config_arguments, config_overrides
 from rnnflow.cli._run_folder import (
     CONFIG_NAME,
     RunRefused,
@@ -35,30 +40,73 @@ from rnnflow.cli._run_folder import (
     start_run_files,
 )
 
-# Flags that may change on --resume: where the data is and how many threads; not the experiment.
-_RESUMABLE_OVERRIDES = {"data_dir", "threads"}
+DEFAULT_TASK = "classifier"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def requested_task(argv: Sequence[str] | None) -> str:
+    """The task a ``rnnflow train`` command line asks for, before parsing: its ``--task``
+    (``--task X`` or ``--task=X``; an unknown name is returned as is, for argparse to refuse),
+    else the task recorded in ``--resume RUN_DIR``'s checkpoint, else the image classifier."""
+    from rnnflow.tasks import run_task
+
+    words = list(argv or [])
+    resume = None
+    for i, word in enumerate(words):
+        if word == "--task" and i + 1 < len(words):
+            return words[i + 1]
+        if word.startswith("--task="):
+            return word.partition("=")[2]
+        if word == "--resume" and i + 1 < len(words):
+            resume = words[i + 1]
+        elif word.startswith("--resume="):
+            resume = word.partition("=")[2]
+    if resume is not None:
+        return run_task(resume) or DEFAULT_TASK
+    return DEFAULT_TASK
+
+
+def add_parser(
+    subparsers: argparse._SubParsersAction, argv: Sequence[str] | None = None
+) -> argparse.ArgumentParser:
+    """The ``train`` parser for the task ``argv`` asks for (:func:`requested_task`)."""
     from rnnflow.cli._config_args import preset_epilog
-    from rnnflow.training.config import PRESETS
+    from rnnflow.cli._task import glue
+    from rnnflow.tasks import TASKS, UnknownTaskError, task_info, task_names
 
+    wanted = requested_task(argv)
+    try:
+        info = task_info(wanted)
+    except UnknownTaskError:
+        info = task_info(DEFAULT_TASK)  # argparse refuses the --task value below
+    presets = info.load_presets()
+    tasks_help = "; ".join(
+        f"{t.name}{' (' + ', '.join(t.aliases) + ')' if t.aliases else ''}: {t.summary}"
+        for t in TASKS
+    )
     parser = subparsers.add_parser(
         "train",
-        help="train the row-by-row image classifier",
+        help="train a model: the row-by-row image classifier, or --task TASK",
         description=(
-            "Train a recurrent classifier that reads each 28x28 image row by row (28 steps of "
-            "28 pixels). Every TrainConfig field has a flag; unset ones take the preset's value."
+            f"Train a model of --task {info.name}: {info.summary}. Every config field has a "
+            "flag; unset ones take the preset's value. `rnnflow train --task TASK --help` shows "
+            "another task's flags."
         ),
-        epilog=preset_epilog("classifier presets (--task classifier)", PRESETS),
+        epilog=preset_epilog(f"{info.name} presets (--task {info.name})", presets),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "--task",
+        choices=task_names(),
+        default=info.name,
+        help=f"what to train (default: {DEFAULT_TASK}; with --resume, the run's own): {tasks_help}",
+    )
+    parser.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
+        type=_preset_type(info, presets),
         default=None,
+        metavar="{" + ",".join(sorted(presets)) + "}",
         help="base config; its values replace the defaults shown below (listed at the end); "
-        "classifier: tutorial (default), best",
+        f"default {info.default_preset}",
     )
     parser.add_argument("--out", metavar="RUN_DIR", help="new run folder to create")
     parser.add_argument(
@@ -84,20 +132,64 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="N",
         help="stop (checkpointed, resumable) after N optimizer steps, as Ctrl-C would",
     )
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--task",
-        choices=("classifier", "charlm"),
-        default=None,
-        help="classifier: the row-by-row image classifier (default); "
-        "charlm: a character-level language model (docs/TEXT.md); with --resume, the run's "
-        "own checkpoint says which",
-    )
-    from rnnflow.cli import _charlm
-
-    _charlm.add_arguments(parser)  # only the charlm flags this parser lacks; extends --preset
-    parser.set_defaults(func=run)
+    glue(info.name).add_arguments(parser)
+    parser.set_defaults(func=run, explain_unknown=_explain_unknown(info.name))
     return parser
+
+
+def _preset_type(info: Any, presets: dict[str, Any]) -> Any:
+    """argparse ``type`` of ``--preset``: a preset of this task, else an error listing them and
+    naming the task whose preset it is."""
+
+    def preset(text: str) -> str:
+        if text in presets:
+            return text
+        from rnnflow.tasks import TASKS
+
+        owners = [t.name for t in TASKS if t.name != info.name and text in t.load_presets()]
+        hint = "".join(f"; {text!r} is a preset of --task {o}: add --task {o}" for o in owners[:1])
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a preset of --task {info.name} (choose from "
+            f"{', '.join(sorted(presets))}){hint}"
+        )
+
+    preset.__name__ = "preset"
+    return preset
+
+
+def _explain_unknown(task: str) -> Any:
+    """For ``rnnflow.cli.main``: a hint for unrecognized train flags that belong to another
+    task ("--corpus is a flag of --task charlm")."""
+
+    def explain(extras: list[str]) -> str:
+        import dataclasses
+
+        from rnnflow.tasks import TASKS
+
+        flags = {w.partition("=")[0] for w in extras if w.startswith("--")}
+        hints = []
+        for info in TASKS:
+            if info.name == task:
+                continue
+            config_cls = type(next(iter(info.load_presets().values())))
+            names = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(config_cls)}
+            theirs = sorted(flags & names)
+            if theirs:
+                what = "is a flag" if len(theirs) == 1 else "are flags"
+                hints.append(
+                    f"{', '.join(theirs)} {what} of --task {info.name} (add --task {info.name})"
+                )
+        if not hints:
+            return f" (see {_prog()} train --task {task} --help for this task's flags)"
+        return f" ({'; '.join(hints)}; this is --task {task})"
+
+    return explain
+
+
+def _prog() -> str:
+    from rnnflow.cli import prog
+
+    return prog()
 
 
 def _positive_seconds(text: str) -> float:
@@ -115,14 +207,14 @@ def _fail(message: str, status: int = 2) -> int:
     return status
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     """CPU time (user + system) of this process: on a shared machine, wall time overstates the
     cost; CPU seconds / cores is what a dedicated machine would take."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-class _StopFlag:
+class StopFlag:
     """SIGINT handler: the first Ctrl-C asks the loop to stop after its step; the second aborts.
 
     Under ``torchrun`` (``distributed=True``) SIGTERM also asks for a stop and repeated signals
@@ -137,7 +229,7 @@ class _StopFlag:
         self._signals = (signal.SIGINT, signal.SIGTERM) if distributed else (signal.SIGINT,)
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopFlag:
+    def __enter__(self) -> StopFlag:
         for signum in self._signals:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -165,101 +257,114 @@ class _StopFlag:
             signal.signal(signum, previous)
 
 
+class ProgressDisplay:
+    """Training progress on ``stream`` with tqdm: a live bar on a terminal; elsewhere (a log
+    file, CI, a test's captured stderr) tqdm's same one-line summary as a plain line at most
+    every ``plain_every`` seconds and at the end. Shows the last "train" record's loss (and
+    accuracy) and the last validation's accuracy or perplexity. An ``on_step`` for ``fit``."""
+
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO,
+        *,
+        enabled: bool = True,
+        start_step: int = 0,
+        examples_per_step: int = 1,
+        plain_every: float = 30.0,
+    ) -> None:
+        from tqdm import tqdm
+
+        self.enabled = enabled
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self.stream = stream
+        self.total = total
+        self.plain_every = plain_every
+        self.start_step = start_step
+        self.examples_per_step = examples_per_step
+        self.postfix: dict[str, str] = {}
+        self._start = time.perf_counter()
+        self._last_plain = self._start
+        self.bar = tqdm(
+            total=total,
+            initial=start_step,
+            file=stream,
+            disable=not self.tty,
+            unit="step",
+            dynamic_ncols=True,
+            leave=True,
+        )
+
+    def __call__(self, progress: Any, info: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        kind = info.get("kind")
+        if kind == "train":
+            self.postfix["loss"] = f"{info['loss']:.3f}"
+            if "accuracy" in info:
+                self.postfix["acc"] = f"{info['accuracy']:.3f}"
+        elif kind == "val":
+            if "perplexity" in info:
+                self.postfix["val_ppl"] = f"{info['perplexity']:.2f}"
+            elif "accuracy" in info:
+                self.postfix["val"] = f"{info['accuracy']:.4f}"
+        if self.tty:
+            if kind in ("train", "val"):
+                self.bar.set_postfix(self.postfix, refresh=False)
+            self.bar.update(progress.step - self.bar.n)
+            return
+        now = time.perf_counter()
+        if now - self._last_plain >= self.plain_every or progress.step >= self.total:
+            self._last_plain = now
+            self._plain_line(progress.step, now)
+
+    def _plain_line(self, step: int, now: float) -> None:
+        from tqdm import tqdm
+
+        elapsed = now - self._start
+        rate = (step - self.start_step) / elapsed if elapsed > 0 else None
+        postfix = ", ".join(f"{k}={v}" for k, v in self.postfix.items())
+        line = tqdm.format_meter(
+            step - self.start_step,
+            self.total - self.start_step,
+            elapsed,
+            ncols=100,
+            unit="step",
+            rate=rate,
+            postfix=postfix or None,
+            initial=0,
+        )
+        self.stream.write(f"step {step}/{self.total}: {line}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class FinishedRun:
+    """What a glue's ``report`` gets besides the task: where, how long, with which logger."""
+
+    run_dir: Any
+    metrics: Any  # MetricsLogger, still open
+    processes: int
+    wall_seconds: float  # this session
+
+    @property
+    def cpu_seconds(self) -> float:
+        return cpu_seconds()
+
+
 def run(args: argparse.Namespace) -> int:
-    from rnnflow.cli import _charlm
-    from rnnflow.cli._run_folder import recorded_task
+    from rnnflow.cli._task import glue
+    from rnnflow.tasks import run_task, task_info
 
-    task = args.task
+    info = task_info(args.task)
     if args.resume:
-        recorded = recorded_task(args.resume)  # the checkpoint's own record decides
-        if task is not None and recorded is not None and task != recorded:
-            return _fail(f"--task {task}, but {args.resume} holds a {recorded} run")
-        task = task or recorded
-    task = task or "classifier"
-    if task == "classifier" and getattr(args, "cfg_dataset", None) == "idx":
-        if getattr(args, "cfg_data_dir", None) is None:
-            return _fail(
-                "argument --data-dir: required with --dataset idx (the folder of the "
-                "four IDX files)"
-            )
-    problem = _preset_problem(args.preset, task)
-    if problem:
-        return _fail(problem)
-    if task == "charlm":
-        from rnnflow.training.distributed import launched_distributed
-
-        if launched_distributed():  # N copies would each write the same run folder
-            return _fail(
-                "torchrun data-parallel training is implemented for the image classifier only, "
-                "not --task charlm: run the character model as one process"
-            )
-        return _charlm.run(args)
-    return _run_classifier(args)
-
-
-def _preset_problem(preset: str | None, task: str) -> str | None:
-    """Why ``--preset`` does not fit ``--task`` (each task has its own presets), else None."""
-    from rnnflow.text.config import PRESETS as CHARLM_PRESETS
-    from rnnflow.training.config import PRESETS
-
-    if preset is None:
-        return None
-    own, other = (PRESETS, CHARLM_PRESETS) if task == "classifier" else (CHARLM_PRESETS, PRESETS)
-    if preset in own:
-        return None
-    hint = ""
-    if preset in other:
-        hint = f" (--preset {preset} is a preset of --task " + (
-            "charlm: add --task charlm)" if task == "classifier" else "classifier)"
-        )
-    return (
-        f"argument --preset: {preset!r} is not a preset of --task {task}; choose from "
-        f"{', '.join(sorted(own))}{hint}"
-    )
-
-
-def _charlm_only_flags(args: argparse.Namespace) -> list[str]:
-    """Flags given on the command line that only ``--task charlm`` understands."""
-    from dataclasses import fields
-
-    from rnnflow.training.config import TrainConfig
-
-    known = {f.name for f in fields(TrainConfig)}
-    given = [name for name in config_overrides(args) if name not in known]
-    if getattr(args, "cfg_text", None) or getattr(args, "text", None):
-        given.append("text")
-    return sorted({"--" + name.replace("_", "-") for name in given})
-
-
-def _plan_run(args: argparse.Namespace) -> tuple[Any, Any]:
-    """``(RunPlan, RunLock)``, or :class:`RunRefused`. Under torchrun only rank 0 plans (it
-    alone reads, locks and writes the run folder)."""
-    from rnnflow.data.datasets import canonical_name
-    from rnnflow.training import load_checkpoint
-    from rnnflow.training.config import PRESETS, config_from_dict
-
-    overrides = config_overrides(args)
-    if overrides.get("dataset", "idx") != "idx":
-        overrides["dataset"] = canonical_name(overrides["dataset"])
-    return plan_run(
-        args,
-        overrides,
-        preset=PRESETS[args.preset or "tutorial"],
-        load_checkpoint=load_checkpoint,
-        config_from_dict=config_from_dict,
-        resumable=_RESUMABLE_OVERRIDES,
-    )
-
-
-def _run_classifier(args: argparse.Namespace) -> int:
-    charlm_flags = _charlm_only_flags(args)
-    if charlm_flags:
-        print(
-            f"rnnflow train: {', '.join(charlm_flags)} only apply to --task charlm "
-            "(the character-level model); add --task charlm or drop them",
-            file=sys.stderr,
-        )
-        return 2
+        recorded = run_task(args.resume)  # the checkpoint's own record decides
+        if recorded is not None and task_info(recorded).name != info.name:
+            return _fail(f"--task {args.task}, but {args.resume} holds a {recorded} run")
+    module = glue(info.name)
     from rnnflow.training.distributed import (
         SINGLE_PROCESS,
         DistributedError,
@@ -271,7 +376,7 @@ def _run_classifier(args: argparse.Namespace) -> int:
     try:
         if launched_distributed():
             ctx = init_distributed(timeout_s=args.dist_timeout)
-        return _train_classifier(args, ctx)
+        return _train(args, info, module, ctx)
     except DistributedError as exc:
         # An error every rank agreed on is printed once, by rank 0; a lost peer by each rank.
         if ctx.is_main or not exc.reported_by_all:
@@ -289,92 +394,90 @@ def _run_classifier(args: argparse.Namespace) -> int:
         ctx.close()
 
 
-def _train_classifier(args: argparse.Namespace, ctx: Any) -> int:
+def _plan(args: argparse.Namespace, info: Any, module: Any) -> tuple[Any, Any]:
+    """``(RunPlan, RunLock)``, or :class:`RunRefused`. Under torchrun only rank 0 plans (it
+    alone reads, locks and writes the run folder)."""
+    from rnnflow.training.checkpoint import load_checkpoint
+
+    try:
+        overrides = module.overrides(args)
+    except ValueError as exc:
+        raise RunRefused(str(exc)) from exc
+    return plan_run(
+        args,
+        overrides,
+        preset=info.load_presets()[args.preset or info.default_preset],
+        load_checkpoint=lambda path: load_checkpoint(
+            path, config_from_dict=info.parse_config, task=info.name
+        ),
+        config_from_dict=info.parse_config,
+        resumable=module.RESUMABLE,
+    )
+
+
+def _train(args: argparse.Namespace, info: Any, module: Any, ctx: Any) -> int:
     plan: Any = None
     lock = None
     if ctx.is_main:
         try:
-            plan, lock = _plan_run(args)
+            plan, lock = _plan(args, info, module)
         except RunRefused as exc:
             plan = exc
     plan = ctx.broadcast(plan)  # rank 0's config and checkpoint, or its refusal
     if isinstance(plan, RunRefused):
         return _fail(str(plan), plan.status) if ctx.is_main else plan.status
     try:
-        return _train_planned(args, ctx, plan)
+        return _train_planned(args, info, module, ctx, plan)
     finally:
         if lock is not None:  # a folder this session created and never used goes too
             lock.release(remove_created=True)
 
 
-def _train_planned(args: argparse.Namespace, ctx: Any, plan: Any) -> int:
+def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, plan: Any) -> int:
     import torch
 
-    from rnnflow.cli._progress import ProgressBar
-    from rnnflow.data import CLASS_NAMES, load_split, train_val_split
-    from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError
-    from rnnflow.training import (
-        CheckpointError,
-        MetricsLogger,
-        evaluate,
-        fit,
-        load_trained_model,
-        read_metrics,
-    )
-    from rnnflow.training.logging import write_run_file
-    from rnnflow.training.loop import BEST_NAME
-    from rnnflow.training.plots import plot_confusion, plot_curves
+    from rnnflow.training import CheckpointError, MetricsLogger, fit, read_metrics
+    from rnnflow.training.plots import plot_curves
 
     config, resume, run_dir = plan.config, plan.resume, plan.run_dir
-
     if config.threads:
         torch.set_num_threads(config.threads)
-    say = (lambda *a: None) if args.quiet or not ctx.is_main else print_stderr
+    say = (lambda *a: None) if args.quiet or not ctx.is_main else _print_stderr
     error = None
+    task = None
     try:
-        if config.dataset == "idx":
-            config, (x, y), (test_x, test_y) = _load_idx(config)
-            plan.config = config
-        else:
-            x, y = load_split(config.dataset, "train", config.data_dir)
-            test_x, test_y = load_split(config.dataset, "test", config.data_dir)
-        if config.val_size:
-            train_data, val_data = train_val_split(x, y, val_size=config.val_size, seed=config.seed)
-        else:
-            train_data, val_data = (x, y), (x[:0], y[:0])
-    except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
+        task = info.import_module().make_task(config)
+        plan.config = config = task.config  # with what the data recorded (idx checksums)
+        total = task.total_steps()
+    except (OSError, ValueError) as exc:  # missing/corrupt data, bad files: named in exc
         error = str(exc)
     if error is None and ctx.is_main:
-        try:  # run.json, then config.json: from here the folder holds a resumable run
-            start_run_files(plan, {CONFIG_NAME: config.to_json() + "\n"})
+        try:  # run.json, the task's files, then config.json: from here the folder holds a run
+            files = {**module.run_files(task), CONFIG_NAME: config.to_json() + "\n"}
+            start_run_files(plan, files)
         except OSError as exc:
             error = str(exc)
     if not ctx.parallel and error is not None:
         return _fail(error, 1)
     ctx.check_all(error)
-    class_names = config.class_names or CLASS_NAMES[config.dataset]
 
     processes = f" on {ctx.world_size} processes ({ctx.backend})" if ctx.parallel else ""
     if not plan.existing:
-        say(
-            f"run {run_dir}: preset {args.preset or 'tutorial'}, {config.dataset}, "
-            f"{config.steps} steps{processes}"
-        )
+        say(f"run {run_dir}: {module.describe_start(task, args)}, {total} steps{processes}")
     elif resume is None:
         say(f"run {run_dir}: killed before its first checkpoint; starting again from step 0")
     else:
         say(
-            f"run {run_dir}: resuming at step {resume.progress['step']} of {config.steps} "
+            f"run {run_dir}: resuming at step {resume.progress['step']} of {total} "
             f"({resume.progress['examples']} examples seen){processes}"
         )
-    bar = ProgressBar(
-        config.steps,
+    display = ProgressDisplay(
+        total,
         sys.stderr,
         enabled=not args.quiet and ctx.is_main,
-        start_step=resume.progress["step"] if resume is not None else 0,
+        start_step=plan.start_step,
+        examples_per_step=config.batch_size,
     )
-
-    on_step = bar.step_callback(config.batch_size)
     start = time.perf_counter()
     try:
         with (
@@ -387,123 +490,50 @@ def _train_planned(args: argparse.Namespace, ctx: Any, plan: Any) -> int:
                 if ctx.is_main
                 else contextlib.nullcontext()
             ) as metrics,
-            _StopFlag(distributed=ctx.parallel, announce=ctx.is_main) as stop,
+            StopFlag(distributed=ctx.parallel, announce=ctx.is_main) as stop,
         ):
-            model, progress = fit(
-                config,
+            _, progress = fit(
+                task,
                 run_dir,
-                train_data=train_data,
-                val_data=val_data,
-                num_classes=len(class_names),
                 resume=resume,
                 metrics=metrics,
-                on_step=on_step if ctx.is_main else None,
+                on_step=display if ctx.is_main else None,
                 should_stop=stop,
                 stop_at_step=args.stop_at_step,
                 distributed=ctx,
             )
-            bar.close()
+            display.close()
             ctx.close(wait_for_peers=True)
-            if not ctx.is_main:  # rank 0 alone plots and evaluates on the test set
+            if not ctx.is_main:  # rank 0 alone plots and evaluates
                 return 130 if stop.requested and not progress.finished else 0
             plot_curves(read_metrics(metrics.path), run_dir / "curves.png")
             if not progress.finished:
                 print(
-                    f"rnnflow train: stopped at step {progress.step}/{config.steps}; checkpoint "
+                    f"rnnflow train: stopped at step {progress.step}/{total}; checkpoint "
                     f"saved. Continue with: {continue_command(plan)}",
                     file=sys.stderr,
                 )
                 return 130 if stop.requested else 0
-            best, checkpoint = load_trained_model(run_dir / BEST_NAME, device=config.device)
-            result = evaluate(
-                best,
-                test_x,
-                test_y,
-                batch_size=config.eval_batch_size,
-                tta_flip=config.tta_flip,
-                num_classes=len(class_names),
-            )
-            record = {
-                "kind": "test",
-                "step": progress.step,
-                "examples": progress.examples,
-                "checkpoint_step": checkpoint.progress["step"],
-                "loss": result.loss,
-                "accuracy": result.accuracy,
-                "per_class_accuracy": result.per_class_accuracy.tolist(),
-                "train_seconds": progress.train_seconds,
-                "process_cpu_seconds": _cpu_seconds(),
-                "examples_per_s": progress.examples / max(progress.train_seconds, 1e-9),
-            }
-            metrics.log(record)
+            finished = FinishedRun(run_dir, metrics, ctx.world_size, time.perf_counter() - start)
+            status = module.report(task, plan, progress, finished)
         plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png")
-        plot_confusion(result.confusion.tolist(), class_names, run_dir / "confusion.png")
+        return status
     except KeyboardInterrupt:
-        bar.close()
+        display.close()
         return _fail("aborted by a second Ctrl-C (the last periodic checkpoint is kept)", 130)
     except (CheckpointError, OSError, ValueError) as exc:
+        display.close()
         return _fail(str(exc), 1)
-    summary = {
-        "run_dir": str(run_dir),
-        "test_accuracy": result.accuracy,
-        "best_step": checkpoint.progress["step"],
-        "steps": progress.step,
-        "processes": ctx.world_size,
-        "train_seconds": round(progress.train_seconds, 1),
-        "wall_seconds_this_session": round(time.perf_counter() - start, 1),
-        "process_cpu_seconds_this_session": round(_cpu_seconds(), 1),
-        "examples_per_s": round(record["examples_per_s"], 1),
-    }
-    try:
-        write_run_file(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
-    except OSError as exc:
-        return _fail(str(exc), 1)
-    picked = (
-        f"best validation accuracy {progress.best_val_accuracy:.4f}"
-        if config.val_size
-        else "no validation set (--val-size 0): the last weights"
-    )
-    print(
-        f"test accuracy {result.accuracy:.4f} ({config.dataset}, {len(test_y)} images; "
-        f"checkpoint of step {checkpoint.progress['step']}, {picked})"
-    )
-    print(
-        f"trained {progress.examples} examples in {progress.train_seconds:.0f} s "
-        f"({record['examples_per_s']:.0f} examples/s); run folder: {run_dir}"
-    )
-    return 0
 
 
-def _load_idx(config: Any) -> tuple[Any, Any, Any]:
-    """``(config with the data recorded, (train x, y), (test x, y))`` of a ``--dataset idx`` run;
-    a resumed run must see the files it recorded (``ValueError`` otherwise)."""
-    from dataclasses import replace
+def write_summary(run_dir: Any, summary: dict[str, Any]) -> None:
+    """``summary.json`` of a finished run (atomic)."""
+    import json
 
-    from rnnflow.data.idx_folder import load_idx_folder_split
+    from rnnflow.training.logging import write_run_file
 
-    train = load_idx_folder_split(config.data_dir, "train")
-    test = load_idx_folder_split(config.data_dir, "test")
-    height, width = train.images.shape[1:]
-    if test.images.shape[1:] != train.images.shape[1:]:
-        raise ValueError(
-            f"--dataset idx: test images are {list(test.images.shape[1:])}, training images "
-            f"{[height, width]} (in {config.data_dir})"
-        )
-    sha256 = tuple(f"{n}={h}" for n, h in {**train.sha256, **test.sha256}.items())
-    if config.data_sha256 and config.data_sha256 != sha256:
-        raise ValueError(
-            f"--dataset idx: the files in {config.data_dir} differ from those this run recorded "
-            f"(config.json data_sha256): recorded {list(config.data_sha256)}, found {list(sha256)}"
-        )
-    recorded = replace(
-        config,
-        image_height=height,
-        image_width=width,
-        class_names=train.class_names,
-        data_sha256=sha256,
-    )
-    return recorded, (train.images, train.labels), (test.images, test.labels)
+    write_run_file(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
 
 
-def print_stderr(*parts: Any) -> None:
+def _print_stderr(*parts: Any) -> None:
     print(*parts, file=sys.stderr)

@@ -6,7 +6,9 @@ Two entry points:
   cells, stacked or wrapped), finding the variable scope itself.
 * :func:`import_tutorial` rebuilds the "MNIST row by row" tutorial's model (and TF's Adam
   state, when the checkpoint has it) as a :class:`~rnnflow.models.SequenceClassifier` with a
-  :class:`~rnnflow.training.TrainConfig`, ready for ``rnnflow.training.save_checkpoint``.
+  :class:`~rnnflow.training.TrainConfig`, ready for ``rnnflow.training.save_checkpoint``
+  (``rnnflow.tasks.image.import_tutorial`` calls it with the image task's model and optimizer:
+  ``interop`` imports nothing of ``training``).
 
 TF1's AdamOptimizer vs ``torch.optim.Adam``: the slots ``X/Adam`` and ``X/Adam_1`` are
 PyTorch's ``exp_avg`` and ``exp_avg_sq`` unchanged, and TF's ``beta1_power`` holds
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -205,9 +207,11 @@ def _model_cell_names(model: nn.Module, layout: Any) -> dict[str, str]:
 def import_tutorial(
     checkpoint: TF1Checkpoint | str | os.PathLike[str],
     *,
+    base_config: Any,
+    build_model: Callable[..., nn.Module],
+    build_optimizer: Callable[[Any, nn.Module], torch.optim.Optimizer],
     overrides: Mapping[str, str] | None = None,
     ignore: Iterable[str] = (),
-    base_config: Any = None,
     beta1: float = 0.9,
     beta2: float = 0.999,
     with_optimizer: bool = True,
@@ -223,13 +227,15 @@ def import_tutorial(
         overrides: TF1 variable -> rnnflow parameter (``{"Variable_1": "weights_out"}``),
             applied before the automatic matching (the CLI's ``--map NAME=PARAM``).
         ignore: TF1 variables to leave out (a ``global_step``-like extra, another head).
-        base_config: the TrainConfig to start from (default: the ``tutorial`` preset); the
-            model fields (cell, units, layers, ...) are replaced by what the checkpoint holds.
+        base_config: the TrainConfig to start from (``rnnflow.tasks.image.import_tutorial``
+            passes the ``tutorial`` preset); the model fields (cell, units, layers, ...) are
+            replaced by what the checkpoint holds.
+        build_model, build_optimizer: the image task's (``rnnflow.tasks.image``):
+            ``build_model(config, num_classes=C)`` and ``build_optimizer(config, model)``;
+            passed in because ``interop`` sits below the training layers.
         beta1, beta2: the TF AdamOptimizer's betas (not stored in TF1 checkpoints).
         with_optimizer: import the Adam slots (when all parameters have them).
     """
-    from rnnflow.training import PRESETS, build_model, build_optimizer
-
     owner = "import_tutorial"
     ckpt = _open(checkpoint)
     overrides = dict(overrides or {})
@@ -282,9 +288,8 @@ def import_tutorial(
         )
     # Everything sized by the index is checked against the data files before a model exists.
     ckpt.check_data([*model_vars, *(n for n in shapes if with_optimizer and optimizer_variable(n))])
-    base = base_config if base_config is not None else PRESETS["tutorial"]
     config = replace(
-        base,
+        base_config,
         cell=layout.kind,
         num_units=layout.num_units,
         num_layers=layout.num_layers,

@@ -4,7 +4,7 @@ its API, built on the same public functions as the command line (no web framewor
 - Image runs (``rnnflow train``, MNIST / Fashion-MNIST classifiers): the image is preprocessed by
   ``rnnflow.data.images`` exactly as ``rnnflow predict`` does (file uploads through
   ``load_image``, canvas pixels through ``preprocess_image``), classified by
-  ``rnnflow.training.predict_proba`` (so the numbers equal ``rnnflow predict --json``), and read
+  ``rnnflow.tasks.image.predict_proba`` (so the numbers equal ``rnnflow predict --json``), and read
   step by step with ``SequenceClassifier.prefix_logits``: the class probabilities after rows
   0..t-1 for t = 0..28, the hidden state after each row, and the rows that changed the
   predicted class's probability most.
@@ -30,11 +30,12 @@ from rnnflow.data import CLASS_NAMES
 from rnnflow.data.images import ImageError, Style, load_image, preprocess_image
 from rnnflow.models.char_lm import CharLM
 from rnnflow.models.classifier import SequenceClassifier
+from rnnflow.tasks.charlm import load_charlm
+from rnnflow.tasks.image import load_trained_model, predict_proba
 from rnnflow.text.corpus import Vocabulary
 from rnnflow.text.generate import generate
 from rnnflow.text.poetry import FORMS
-from rnnflow.text.train import CharLMCheckpoint, load_charlm
-from rnnflow.training import Checkpoint, CheckpointError, load_trained_model, predict_proba
+from rnnflow.training import Checkpoint, CheckpointError
 
 __all__ = [
     "CANDIDATES",
@@ -217,7 +218,7 @@ class PoemRun:
 
     model: CharLM
     vocab: Vocabulary
-    checkpoint: CharLMCheckpoint
+    checkpoint: Checkpoint  # of task charlm
     lock: threading.Lock
 
     kind = "poem"

@@ -1,6 +1,6 @@
 """The task registry: task name -> its modules, imported only when used (torch-free here).
 
-A *task* is one kind of training run served by the one engine ``rnnflow.training.fit``: the image
+A *task* is one kind of training run served by the one engine ``rnnflow.training.engine``: the image
 classifier, the character language model, ... Each is a module ``rnnflow/tasks/<module>.py``
 implementing the :class:`rnnflow.training.task.Task` protocol, plus a torch-free config module
 (its ``FitConfig`` subclass and ``PRESETS``), plus a CLI glue file. This file maps names to
@@ -137,7 +137,7 @@ def task_info(name: str) -> TaskInfo:
         if name == info.name or name in info.aliases:
             return info
     raise UnknownTaskError(
-        f"task {name!r} is not known to this rnnflow (known: {', '.join(task_names())}); "
+        f"task {name!r} is not known to this rnnflow (known: {', '.join(t.name for t in TASKS)}); "
         "a newer rnnflow wrote it?"
     )
 
@@ -185,7 +185,7 @@ def load_trained(
     another task. The stored shapes are checked against the config before anything is built.
     """
     from rnnflow.training.checkpoint import CheckpointError, check_weights_fit, load_model_state
-    from rnnflow.training.fit import find_checkpoint, resolve_device
+    from rnnflow.training.engine import find_checkpoint, resolve_device
 
     checkpoint = load_checkpoint(find_checkpoint(path))
     if task is not None and checkpoint.task != task_info(task).name:

@@ -1,7 +1,7 @@
 """The character language model task (``rnnflow train --task charlm``; config: ``CharLMConfig``).
 
 A :class:`~rnnflow.models.char_lm.CharLM` learns to predict the next character of documents (the
-built-in Tang/Song poems or the user's text files), trained by the one ``rnnflow.training.fit``
+built-in Tang/Song poems or the user's text files), trained by the one ``rnnflow.training.engine``
 engine through :class:`CharLMTask`: so it has what every task has (exact resume, DDP under
 torchrun, EMA, warm-up, AdamW). The run folder also holds ``vocab.json``; every checkpoint
 carries the vocabulary as metadata ``vocab``. Data order is a pure function of
@@ -223,19 +223,21 @@ class CharLMTask:
     ) -> StepOutput:
         device = next(model.parameters()).device
         global_tokens = batch.tokens  # predicted characters of the whole global batch
-        lengths = ctx.shard(batch.lengths).to(device)  # [B / world]
-        if len(lengths) == 0:  # fewer windows than processes: a loss of 0 that DDP can reduce
-            zero = torch.stack([p.sum() for p in model.parameters()]).sum() * 0.0
-            stats = {"loss_sum": 0.0, "correct": 0.0, "tokens": 0.0}
-            return StepOutput(loss=zero, examples=len(batch.lengths), stats=stats)
-        targets = ctx.shard(batch.targets).to(device)  # [B / world, T]
-        logits, _ = model(ctx.shard(batch.inputs).to(device), sequence_length=lengths)
-        loss_sum, n = masked_cross_entropy(logits, targets, lengths)  # logits [B / world, T, V]
+        rows = ctx.shard(torch.arange(len(batch.lengths)))  # this rank's rows
+        weight = 1.0
+        if len(rows) == 0:  # a last batch of fewer windows than processes: DDP still needs a
+            rows, weight = torch.arange(1), 0.0  # forward and backward here: row 0, weight 0
+        lengths = batch.lengths[rows].to(device)  # [b]
+        targets = batch.targets[rows].to(device)  # [b, T]
+        logits, _ = model(batch.inputs[rows].to(device), sequence_length=lengths)  # [b, T, V]
+        loss_sum, n = masked_cross_entropy(logits, targets, lengths)
         loss = loss_sum / global_tokens * ctx.world_size  # x 1 (exact) in one process
+        if weight != 1.0:
+            loss = loss * weight
         stats = {
-            "loss_sum": loss_sum.item(),
-            "correct": float(_correct(logits, targets, lengths)),
-            "tokens": float(n),
+            "loss_sum": loss_sum.item() * weight,
+            "correct": float(_correct(logits, targets, lengths)) * weight,
+            "tokens": float(n) * weight,
         }
         return StepOutput(loss=loss, examples=len(batch.lengths), stats=stats)
 
@@ -319,7 +321,7 @@ def load_charlm(
 ) -> tuple[CharLM, Vocabulary, Checkpoint]:
     """The model and vocabulary of a run folder (its best checkpoint) or file, in eval mode."""
     from rnnflow.training.checkpoint import load_model_state
-    from rnnflow.training.fit import find_checkpoint, resolve_device
+    from rnnflow.training.engine import find_checkpoint, resolve_device
 
     found = find_checkpoint(path, written_by="`rnnflow train --task charlm`")
     checkpoint = load_charlm_checkpoint(found)

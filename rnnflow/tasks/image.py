@@ -2,7 +2,7 @@
 
 The TensorFlow-1 tutorial's model (``rnnflow.models.SequenceClassifier``) on MNIST,
 Fashion-MNIST or any IDX set (``TrainConfig``: ``rnnflow.training.config``), trained by the one
-``rnnflow.training.fit`` engine through :class:`ImageTask`. Also here: the augmentation
+``rnnflow.training.engine`` engine through :class:`ImageTask`. Also here: the augmentation
 (mirror, shift, random erasing), class probabilities and evaluation used by ``rnnflow
 evaluate``/``predict``/``serve``.
 
@@ -35,6 +35,7 @@ __all__ = [
     "augment",
     "build_model",
     "evaluate",
+    "import_tutorial",
     "load_data",
     "load_trained_model",
     "make_task",
@@ -357,3 +358,23 @@ def load_trained_model(
 
     model, checkpoint = load_trained(path, device=device, task=NAME)
     return model, checkpoint  # type: ignore[return-value]
+
+
+def import_tutorial(
+    checkpoint: Any, *, base_config: TrainConfig | None = None, **kwargs: Any
+) -> Any:
+    """:func:`rnnflow.interop.tf1_import.import_tutorial` with this task's model and optimizer,
+    starting from ``base_config`` (default: the ``tutorial`` preset); returns its
+    ``ImportedModel``. The other keyword arguments (``overrides``, ``ignore``, ``beta1``,
+    ``beta2``, ``with_optimizer``) are passed through."""
+    from rnnflow.interop.tf1_import import import_tutorial as import_model
+    from rnnflow.training.config import PRESETS
+    from rnnflow.training.engine import build_optimizer
+
+    return import_model(
+        checkpoint,
+        base_config=PRESETS["tutorial"] if base_config is None else base_config,
+        build_model=build_model,
+        build_optimizer=build_optimizer,
+        **kwargs,
+    )

@@ -1,5 +1,5 @@
 """Text: corpora, vocabularies and batches for character-level models; poems and their forms;
-sampling; the character-LM trainer.
+sampling (the character-LM task that trains on them: ``rnnflow.tasks.charlm``).
 
 Import by path (``from rnnflow.text import read_documents``); ``rnnflow`` itself does not
 re-export these.

@@ -1,7 +1,7 @@
 """The character-LM run's config: ``CharLMConfig`` (every default), its ranges and presets.
 
 Torch-free (the CLI's ``rnnflow train --help`` builds its flags from these without importing
-torch); ``rnnflow.text.train`` re-exports every name.
+torch); the task module ``rnnflow.tasks.charlm`` trains it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Training: the config and presets, the loop, data parallelism, checkpoints, logs and plots.
+"""Training: the one ``fit`` engine, the Task protocol, data parallelism, checkpoints, logs, plots.
 
-The names are imported on first use (PEP 562), so that the CLI's argument parsers, which read
-only the config, do not import torch (``rnnflow train --help`` stays fast).
+The engine knows no task: the image classifier and the character LM are tasks in
+``rnnflow.tasks`` (``rnnflow.tasks.image``: its model, evaluation and probabilities). The
+names are imported on first use (PEP 562), so that the CLI's argument parsers, which read only
+the configs, do not import torch (``rnnflow train --help`` stays fast).
 
 Import by path (``from rnnflow.training import fit``); ``rnnflow`` itself does not re-export these.
 """
@@ -22,19 +24,16 @@ if TYPE_CHECKING:
     )
     from rnnflow.training.config import PRESETS, TrainConfig, config_from_dict
     from rnnflow.training.distributed import DistributedContext, DistributedError, init_distributed
-    from rnnflow.training.logging import MetricsLogger, read_metrics
-    from rnnflow.training.loop import (
-        EvalResult,
+    from rnnflow.training.engine import (
+        NonFiniteError,
         Progress,
-        build_model,
         build_optimizer,
-        evaluate,
         find_checkpoint,
         fit,
         learning_rate,
-        load_trained_model,
-        predict_proba,
     )
+    from rnnflow.training.logging import MetricsLogger, read_metrics
+    from rnnflow.training.task import StepOutput, Task, Validation
 
 __all__ = [
     "PRESETS",
@@ -42,22 +41,21 @@ __all__ = [
     "CheckpointError",
     "DistributedContext",
     "DistributedError",
-    "EvalResult",
     "MetricsLogger",
+    "NonFiniteError",
     "Progress",
+    "StepOutput",
+    "Task",
     "TrainConfig",
-    "build_model",
+    "Validation",
     "build_optimizer",
     "config_from_dict",
-    "evaluate",
     "find_checkpoint",
     "fit",
     "init_distributed",
     "learning_rate",
-    "load_trained_model",
     "load_checkpoint",
     "load_model_state",
-    "predict_proba",
     "read_metrics",
     "save_checkpoint",
 ]
@@ -74,18 +72,17 @@ _HOME = {
     "DistributedContext": "rnnflow.training.distributed",
     "DistributedError": "rnnflow.training.distributed",
     "init_distributed": "rnnflow.training.distributed",
+    "NonFiniteError": "rnnflow.training.engine",
+    "Progress": "rnnflow.training.engine",
+    "build_optimizer": "rnnflow.training.engine",
+    "find_checkpoint": "rnnflow.training.engine",
+    "fit": "rnnflow.training.engine",
+    "learning_rate": "rnnflow.training.engine",
     "MetricsLogger": "rnnflow.training.logging",
     "read_metrics": "rnnflow.training.logging",
-    "EvalResult": "rnnflow.training.loop",
-    "Progress": "rnnflow.training.loop",
-    "build_model": "rnnflow.training.loop",
-    "build_optimizer": "rnnflow.training.loop",
-    "evaluate": "rnnflow.training.loop",
-    "find_checkpoint": "rnnflow.training.loop",
-    "fit": "rnnflow.training.loop",
-    "learning_rate": "rnnflow.training.loop",
-    "load_trained_model": "rnnflow.training.loop",
-    "predict_proba": "rnnflow.training.loop",
+    "StepOutput": "rnnflow.training.task",
+    "Task": "rnnflow.training.task",
+    "Validation": "rnnflow.training.task",
 }
 
 __getattr__, __dir__ = _lazy_names(__name__, _HOME, __all__)

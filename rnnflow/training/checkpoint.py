@@ -397,7 +397,7 @@ def load_checkpoint(
         progress = json.loads(meta["progress"])
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint metadata: {exc}") from exc
-    from rnnflow.training.fit import Progress  # fit.py imports this module
+    from rnnflow.training.engine import Progress  # engine.py imports this module
 
     progress = check_progress(path, _upgrade_progress(path, progress), Progress)
     # a config that fixes its step count (the classifier's) bounds "step"; fit checks the
@@ -421,7 +421,8 @@ def _upgrade_progress(path: Path, progress: Any) -> Any:
     """Progress of the two loops before ``fit`` in today's fields: ``best_val_accuracy`` (-1:
     none) and a char LM's ``best_val_loss`` (None: none) become ``best_score`` (the accuracy;
     minus the loss), a char LM's ``tokens`` count goes. ``best_score`` must be None or a finite
-    number (:class:`CheckpointError` otherwise)."""
+    number and ``window_sums`` None or an object of finite numbers (:class:`CheckpointError`
+    otherwise)."""
     if not isinstance(progress, dict):
         return progress  # check_progress says what is wrong
     progress = dict(progress)
@@ -441,6 +442,18 @@ def _upgrade_progress(path: Path, progress: Any) -> Any:
         raise CheckpointError(
             f"{path}: corrupt progress metadata: 'best_score' is {score!r}, expected null or a "
             "finite number"
+        )
+    sums = progress.get("window_sums")
+    if sums is not None and not (
+        isinstance(sums, dict)
+        and all(
+            isinstance(k, str) and type(v) in (int, float) and math.isfinite(v)
+            for k, v in sums.items()
+        )
+    ):
+        raise CheckpointError(
+            f"{path}: corrupt progress metadata: 'window_sums' is {str(sums)[:200]}, expected "
+            "null or an object of finite numbers"
         )
     return progress
 
@@ -508,6 +521,7 @@ def check_progress_bounds(
         )
     bounds = {
         "examples": (step * batch_size, f"step x batch_size = {step} x {batch_size}"),
+        "window_examples": (progress.get("examples", 0), "examples"),
         "epoch": (step, "step"),
         "batch_in_epoch": (step, "step"),
         "best_step": (step, "step"),

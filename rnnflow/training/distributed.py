@@ -81,7 +81,7 @@ class DistributedContext:
     def device(self, name: str) -> torch.device:
         """The device this rank trains on, for a config's ``device`` (``auto|cpu|cuda``): GPU
         ``LOCAL_RANK`` when training on CUDA with several processes."""
-        from rnnflow.training.loop import resolve_device
+        from rnnflow.training.engine import resolve_device
 
         device = resolve_device(name)
         if not self.parallel or device.type != "cuda":

@@ -1,12 +1,12 @@
 """The Task protocol: what one kind of run (image classifier, char LM, ...) gives ``fit``.
 
-``rnnflow.training.fit.fit(task, run_dir, ...)`` is the one training engine. It owns the optimizer
-steps, the learning-rate schedule (warm-up + constant/cosine), checkpoints and exact resume,
-RNG streams, DistributedDataParallel under ``torchrun``, the weight average (EMA), the
-non-finite stop, ``metrics.jsonl``/TensorBoard, and Ctrl-C. It knows no task: a task object
-(structurally a :class:`Task`; task modules need not import this file) owns its data, model,
-loss, metrics and validation. One module per task lives in ``rnnflow/tasks/<name>.py`` and is
-registered in ``rnnflow.tasks`` (the recipe is there).
+``rnnflow.training.engine.fit(task, run_dir, ...)`` (``from rnnflow.training import fit``) is the
+one training engine. It owns the optimizer steps, the learning-rate schedule (warm-up +
+constant/cosine), checkpoints and exact resume, RNG streams, DistributedDataParallel under
+``torchrun``, the weight average (EMA), the non-finite stop, ``metrics.jsonl``/TensorBoard,
+and Ctrl-C. It knows no task: a task object (structurally a :class:`Task`; task modules need
+not import this file) owns its data, model, loss, metrics and validation. One module per task
+lives in ``rnnflow/tasks/<name>.py`` and is registered in ``rnnflow.tasks`` (the recipe is there).
 
 What ``fit`` does with a task, in order (single process: ``ctx`` is
 ``rnnflow.training.distributed.SINGLE_PROCESS``, whose ``shard`` returns the batch and whose
@@ -49,12 +49,13 @@ Contract of each member (a plain class or a frozen dataclass is fine):
   batch's count times ``ctx.world_size`` (``local_sum / global_count * world_size``), so that
   DDP's mean of the ranks' gradients is the gradient of the global batch's mean loss; when
   every rank holds the same number of items (images: ``batch_size`` divisible by the world
-  size), the local mean is the same thing. A rank whose shard is empty must still return a
-  loss connected to every parameter (e.g. ``sum(p.sum() for p in model.parameters()) * 0``),
-  as DDP waits for every gradient. ``StepOutput.examples``: examples in the global batch
-  (counted into ``examples``, the unit of log_every, eval_every and warmup_examples).
-  ``StepOutput.stats``: this rank's SUMS for the log window (e.g. ``loss_sum``, ``correct``,
-  ``count``); fit adds them up over steps and over ranks (one ``all_sum``).
+  size), the local mean is the same thing. A rank whose shard is empty (a last batch of fewer
+  items than processes) must still call ``model`` (DDP's forward prepares its gradient
+  averaging) and return its loss: e.g. run row 0 and multiply the loss (and stats) by 0.
+  ``StepOutput.examples``: examples in the global batch (counted into ``examples``, the unit
+  of log_every, eval_every and warmup_examples). ``StepOutput.stats``: this rank's SUMS for
+  the log window (e.g. ``loss_sum``, ``correct``, ``count``); fit adds them up over steps and
+  over ranks (one ``all_sum``), and saves the open window's sums in checkpoints.
 - ``summarize(stats, seconds) -> dict[str, float]``: the "train" record's task part from the
   window's summed ``stats`` and its wall ``seconds`` (``loss`` is required: the progress bar
   shows it; ``accuracy``, ``perplexity``, ``tokens_per_s`` ... as the task likes). fit adds

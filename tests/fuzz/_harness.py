@@ -92,9 +92,9 @@ def make_seeds(folder: Path) -> Seeds:
     import torch
     from PIL import Image
 
+    from rnnflow.tasks.image import build_model
     from rnnflow.training import save_checkpoint
     from rnnflow.training.config import TrainConfig
-    from rnnflow.training.loop import build_model
 
     folder.mkdir(parents=True, exist_ok=True)
     seeds = Seeds(folder)

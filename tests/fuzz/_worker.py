@@ -31,8 +31,8 @@ import rnnflow
 from rnnflow.data.idx import read_idx
 from rnnflow.data.images import load_image
 from rnnflow.interop.tf1_checkpoint import TF1Checkpoint
-from rnnflow.interop.tf1_import import import_tutorial
-from rnnflow.training import fit, load_checkpoint, load_trained_model
+from rnnflow.tasks.image import ImageTask, import_tutorial, load_trained_model
+from rnnflow.training import fit, load_checkpoint
 from rnnflow.training.logging import read_metrics
 from rnnflow.training.plots import plot_curves
 
@@ -52,10 +52,8 @@ def read_checkpoint(path: Path) -> str:
         config = resume.config
         with tempfile.TemporaryDirectory() as run_dir:
             _, progress = fit(
-                config,
+                ImageTask(config, data, data),
                 run_dir,
-                train_data=data,
-                val_data=data,
                 resume=resume,
                 stop_at_step=resume.progress["step"] + 1,
             )

@@ -18,7 +18,7 @@ from rnnflow.data.datasets import DATASETS
 from rnnflow.interop._rounding import FLOAT32_UNIT_ROUNDOFF, _chunk_bound, rounding_error_bound
 from rnnflow.interop._traceable import TraceableClassifier, compare_logits
 from rnnflow.models.classifier import SequenceClassifier
-from rnnflow.training import load_trained_model
+from rnnflow.tasks.image import load_trained_model
 
 JIT_LOAD_DEPRECATED = "ignore:`torch.jit.load` is deprecated:DeprecationWarning"
 

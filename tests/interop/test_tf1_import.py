@@ -15,8 +15,8 @@ from interop._tf1_bundle import FIXTURES, load_expected
 
 from rnnflow.cli import main
 from rnnflow.interop.tf1_checkpoint import TF1Checkpoint, TF1CheckpointError, TF1ChecksumError
-from rnnflow.interop.tf1_import import import_tutorial
 from rnnflow.interop.tf1_names import TF1NameError
+from rnnflow.tasks.image import import_tutorial
 
 MODELS = {  # name: (cell, units, layers)
     "basic_rnn": ("rnn", 128, 1),
@@ -183,7 +183,8 @@ def test_cli_list_reports_a_corrupted_tensor(tf1_copy, capsys) -> None:
 
 
 def test_cli_import_writes_a_run_that_evaluates_predicts_and_resumes(tmp_path: Path, capsys):
-    from rnnflow.training import fit, load_checkpoint, load_trained_model
+    from rnnflow.tasks.image import ImageTask, load_trained_model
+    from rnnflow.training import fit, load_checkpoint
 
     run_dir = tmp_path / "run"
     argv = ["import-tf1", str(FIXTURES / "basic_rnn" / "model.ckpt"), "--preset", "tutorial"]
@@ -216,14 +217,8 @@ def test_cli_import_writes_a_run_that_evaluates_predicts_and_resumes(tmp_path: P
     images = torch.from_numpy(np.load(FIXTURES / "batch.npz")["images"]).float() / 255
     labels = torch.from_numpy(np.load(FIXTURES / "batch.npz")["labels"])
     train = (images.repeat(4, 1, 1), labels.repeat(4))  # 256 examples: 2 batches
-    _, progress = fit(
-        resume.config,
-        run_dir,
-        train_data=train,
-        val_data=(images, labels),
-        resume=resume,
-        stop_at_step=301,
-    )
+    task = ImageTask(resume.config, train, (images, labels))
+    _, progress = fit(task, run_dir, resume=resume, stop_at_step=301)
     assert progress.step == 301
 
 
@@ -277,7 +272,7 @@ def test_an_index_claiming_a_huge_model_is_refused_before_building_it(
     before a model (3.4 GB for H = 20000) is built."""
     from interop._tf1_bundle import entry_proto
 
-    import rnnflow.training
+    import rnnflow.tasks.image
 
     claims = {
         "Variable": (28, units),
@@ -298,7 +293,7 @@ def test_an_index_claiming_a_huge_model_is_refused_before_building_it(
     def no_building(*args, **kwargs):
         raise AssertionError("build_model ran before the data files were checked")
 
-    monkeypatch.setattr(rnnflow.training, "build_model", no_building)
+    monkeypatch.setattr(rnnflow.tasks.image, "build_model", no_building)
     message = r"claims bytes \[0, \d+\) \(\d+ bytes\), but the file has only 40 bytes"
     with pytest.raises(TF1CheckpointError, match=message):
         import_tutorial(prefix, ignore=["pad"])

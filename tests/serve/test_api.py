@@ -23,7 +23,7 @@ from rnnflow.cli import main  # noqa: E402
 from rnnflow.cli.serve import is_loopback  # noqa: E402
 from rnnflow.data.images import load_image  # noqa: E402
 from rnnflow.serve import create_app, load_run  # noqa: E402
-from rnnflow.training import load_trained_model  # noqa: E402
+from rnnflow.tasks.image import load_trained_model  # noqa: E402
 
 BASE = "http://127.0.0.1"
 

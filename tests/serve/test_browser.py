@@ -34,7 +34,7 @@ sync_api = pytest.importorskip(
 
 from rnnflow.cli import main  # noqa: E402
 from rnnflow.data.images import load_image  # noqa: E402
-from rnnflow.training import load_trained_model  # noqa: E402
+from rnnflow.tasks.image import load_trained_model  # noqa: E402
 
 ARGS = [
     "--headless",

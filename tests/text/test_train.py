@@ -1,8 +1,7 @@
-"""Character-LM training through the CLI entry points: run folder, resume, generate, errors."""
+"""The character-LM task through the CLI entry points: run folder, resume, generate, errors."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -14,20 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnflow.cli import _charlm, main
-from rnnflow.cli._run_folder import recorded_task
+from rnnflow.cli import main
+from rnnflow.tasks import run_task as recorded_task
+from rnnflow.tasks.charlm import load_charlm, load_charlm_checkpoint
 from rnnflow.text.baselines import ngram_perplexity
-from rnnflow.text.poetry import FORMS, is_well_formed
-from rnnflow.text.train import (
+from rnnflow.text.config import (
     CHARLM_CONFIG_RANGES,
     CharLMConfig,
     charlm_config_from_dict,
-    load_charlm,
-    load_charlm_checkpoint,
 )
-from rnnflow.text.train import (
+from rnnflow.text.config import (
     field_type as charlm_field_type,
 )
+from rnnflow.text.poetry import FORMS, is_well_formed
 from rnnflow.training.logging import read_metrics
 
 HANZI = "春江花月夜山水风云雨雪天地人心秋日明光长城"
@@ -58,9 +56,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def train(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    _charlm.add_arguments(parser)
-    return _charlm.run(parser.parse_args(list(argv)))
+    return main(["train", "--task", "charlm", *argv])
 
 
 def test_train_writes_the_run_folder(tmp_path: Path, corpus: Path, capsys) -> None:
@@ -150,31 +146,7 @@ def test_empty_or_binary_text_is_a_clear_error(tmp_path: Path, capsys, content, 
     bad.write_bytes(content)
     assert train(*TINY, "--text", str(bad), "--out", str(tmp_path / "run"), "--quiet") == 1
     err = capsys.readouterr().err
-    assert err.startswith("rnnflow train --task charlm: read_documents: ") and message in err
-
-
-def test_extends_the_classifier_train_parser(tmp_path: Path, corpus: Path) -> None:
-    """What `rnnflow train --task charlm` does: the charlm flags added to the train sub-parser."""
-    from rnnflow.cli import train as train_cli
-
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    train_parser = train_cli.add_parser(sub)
-    _charlm.add_arguments(train_parser)
-    argv = ["train", *TINY, "--cell", "rnn", "--text", str(corpus), "--quiet"]
-    args = parser.parse_args([*argv, "--out", str(tmp_path / "run"), "--epochs", "1"])
-    assert _charlm.run(args) == 0
-    assert load_charlm_checkpoint(tmp_path / "run" / "checkpoint.safetensors").config.cell == "rnn"
-    args = parser.parse_args([*argv, "--out", str(tmp_path / "r2"), "--dataset", "mnist"])
-    assert _charlm.run(args) == 2
-    text = train_parser.format_help()  # help strings are %-formatted: the '%' delimiter default
-    assert "--delimiter" in text and "(default: '%')" in text and "tang-song" in text
-
-
-def test_standalone_help(capsys) -> None:
-    with pytest.raises(SystemExit):
-        _charlm.main(["--help"])
-    assert "--text PATH" in capsys.readouterr().out
+    assert err.startswith("rnnflow train: read_documents: ") and message in err
 
 
 def test_config_checks_and_resume_refuses_changes(
@@ -205,7 +177,7 @@ CHARLM_INTS = [f.name for f in fields(CharLMConfig) if charlm_field_type(f.name)
 
 def test_every_numeric_charlm_field_is_checked() -> None:
     assert sorted(CHARLM_CONFIG_RANGES) == sorted(CHARLM_FLOATS + CHARLM_INTS)
-    assert len(CHARLM_FLOATS) == 7 and len(CHARLM_INTS) == 12  # counted by hand
+    assert len(CHARLM_FLOATS) == 8 and len(CHARLM_INTS) == 13  # counted by hand
 
 
 @pytest.mark.parametrize("name", CHARLM_FLOATS)
@@ -246,11 +218,13 @@ def test_rnnflow_train_task_charlm_through_the_real_entry_point(tmp_path: Path, 
 
 
 def test_charlm_flags_without_the_task_are_refused(tmp_path: Path, corpus: Path, capsys):
-    assert main(["train", "--text", str(corpus), "--corpus", "text", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == (
-        "rnnflow train: --corpus, --text only apply to --task charlm (the character-level "
-        "model); add --task charlm or drop them\n"
+    with pytest.raises(SystemExit, match="2"):
+        main(["train", "--text", str(corpus), "--corpus", "text", "--out", str(tmp_path / "r")])
+    assert capsys.readouterr().err.endswith(
+        f"rnnflow train: error: unrecognized arguments: --text {corpus} --corpus text (--corpus, "
+        "--text are flags of --task charlm (add --task charlm); this is --task classifier)\n"
     )
+    assert not (tmp_path / "r").exists()
 
 
 def test_checkpoints_of_format_version_1_still_load(tmp_path: Path, corpus: Path) -> None:
@@ -286,8 +260,8 @@ def test_a_non_finite_step_stops_the_character_model(tmp_path: Path, corpus: Pat
 
 
 def test_progress_beyond_the_run_is_refused(tmp_path: Path, corpus: Path, capsys) -> None:
-    """#14: a hand-edited step of 10**18 (or more tokens than its windows hold) is refused,
-    naming the file, at load (tokens) and at resume (steps: the total depends on the corpus)."""
+    """#14: a hand-edited step of 10**18 is refused at resume (the total depends on the
+    corpus), naming the file; so is a non-finite best validation loss (older files' key)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -304,14 +278,14 @@ def test_progress_beyond_the_run_is_refused(tmp_path: Path, corpus: Path, capsys
         progress = json.loads(meta["progress"]) | changes
         save_file(load_file(path), str(path), meta | {"progress": json.dumps(progress)})
 
-    edit(tokens=10**18)
+    edit(best_val_loss=math.inf)
     with pytest.raises(
         ValueError,
         match=r"checkpoint\.safetensors: corrupt progress metadata: "
-        r"'tokens' is 1000000000000000000, more than examples x max_len",
+        r"'best_val_loss' is inf, expected a finite number",
     ):
         load_charlm_checkpoint(path)
-    edit(tokens=0, step=10**18)
+    edit(best_val_loss=None, step=10**18)
     capsys.readouterr()
     assert train("--resume", str(run), "--quiet") == 1
     assert re.search(

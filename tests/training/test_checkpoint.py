@@ -165,8 +165,8 @@ def small_run(tmp_path, name="c.safetensors"):
     RNG states, progress); returns its path and config."""
     from dataclasses import replace
 
+    from rnnflow.tasks.image import build_model
     from rnnflow.training.config import TrainConfig
-    from rnnflow.training.loop import build_model
 
     config = replace(TrainConfig(), cell="lstm", num_units=4, batch_size=4, train_examples=8)
     model = build_model(config)
@@ -204,7 +204,7 @@ def edit_json_meta(path, key, edit):
 
 
 def load_model(path):
-    from rnnflow.training import load_trained_model
+    from rnnflow.tasks.image import load_trained_model
 
     return load_trained_model(path)
 
@@ -320,7 +320,8 @@ def test_garbage_rng_state_is_named_at_load(tmp_path):
 
 
 def test_optimizer_state_of_the_wrong_shape_is_refused_before_resuming(tmp_path):
-    from rnnflow.training.loop import fit
+    from rnnflow.tasks.image import ImageTask
+    from rnnflow.training.engine import fit
 
     path, config = small_run(tmp_path)
     rewrite(path, tensors={"optimizer.0.exp_avg": torch.zeros(3)})
@@ -331,7 +332,7 @@ def test_optimizer_state_of_the_wrong_shape_is_refused_before_resuming(tmp_path)
         match=r"optimizer state 'exp_avg' of parameter '.*' is stored as torch\.float32 \[3\], "
         r"the parameter is torch\.float32 \[",
     ):
-        fit(config, tmp_path / "run", train_data=data, val_data=data, resume=resume)
+        fit(ImageTask(config, data, data), tmp_path / "run", resume=resume)
 
 
 @pytest.mark.parametrize(

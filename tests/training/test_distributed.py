@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 from test_cli_train import PATCH, write_fake_dataset
 
+from rnnflow.tasks.image import ImageTask
 from rnnflow.training import fit
 from rnnflow.training.config import PRESETS
 from rnnflow.training.distributed import (
@@ -271,7 +272,7 @@ def test_a_batch_that_does_not_split_evenly_over_the_processes_is_refused(tmp_pa
     data = (torch.zeros(20, 28, 28), torch.zeros(20, dtype=torch.long))
     three = DistributedContext(rank=0, world_size=3, backend="gloo")
     with pytest.raises(ValueError, match=r"batch_size \(10\) must be divisible by the number "):
-        fit(config, tmp_path, train_data=data, val_data=data, distributed=three)
+        fit(ImageTask(config, data, data), tmp_path, distributed=three)
 
 
 def test_a_single_process_context_changes_nothing():
@@ -315,25 +316,17 @@ def test_a_bad_launch_environment_is_named(monkeypatch, env, message):
         init_distributed(timeout_s=1)
 
 
-def test_the_character_model_refuses_to_run_under_torchrun(monkeypatch, tmp_path, capsys):
-    from rnnflow.cli import main
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["train", "--task", "charlm", "--out", str(tmp_path / "lm")]) == 2
-    assert "implemented for the image classifier only, not --task charlm" in capsys.readouterr().err
-    assert not (tmp_path / "lm").exists()
-
-
 # Each rank records the example ids (pixel [0, 0]) of every training batch its model sees.
 SHARD_SCRIPT = """
 import json, sys, torch
-from rnnflow.training import loop
+from rnnflow.tasks import image
+from rnnflow.training.engine import fit
 from rnnflow.training.config import TrainConfig
 from rnnflow.training.distributed import init_distributed
 
 ctx = init_distributed(timeout_s=60)
-seen, real_build = [], loop.build_model
-def build(config, num_classes=10):
+seen, real_build = [], image.build_model
+def build(config, metadata=None, num_classes=10):
     model = real_build(config, num_classes=num_classes)
     forward = model.forward
     def recording(x):
@@ -342,13 +335,13 @@ def build(config, num_classes=10):
         return forward(x)
     model.forward = recording
     return model
-loop.build_model = build
+image.build_model = build
 config = TrainConfig(num_units=4, batch_size=8, train_examples=32, val_size=0, device="cpu",
                      threads=1, seed=4)
 x = torch.zeros(24, 28, 28)
 x[:, 0, 0] = torch.arange(24).float()
 y = torch.arange(24) % 10
-loop.fit(config, sys.argv[1], train_data=(x, y), val_data=(x[:0], y[:0]), distributed=ctx)
+fit(image.ImageTask(config, (x, y), (x[:0], y[:0])), sys.argv[1], distributed=ctx)
 with open(f"{sys.argv[1]}/seen{ctx.rank}.json", "w") as f:
     json.dump(seen, f)
 ctx.close(wait_for_peers=True)

@@ -1,4 +1,4 @@
-"""``fit``: the one training engine, for every task (``rnnflow.training.task.Task``).
+"""``fit``, the one training engine, for every task (``rnnflow.training.task.Task``).
 
 ``fit(task, run_dir)`` runs (or resumes) a whole run. Every piece of randomness lives in RNG
 states that checkpoints save (torch's global generator for initialisation and dropout, a
@@ -77,6 +77,10 @@ class Progress:
     best_score: float | None = None  # best Validation.score so far (None: none yet)
     best_step: int = -1
     finished: bool = False
+    # the open "train" record window (so that a resumed run logs the same records): the task's
+    # stats summed over the window's steps and over the ranks, and its examples
+    window_sums: dict[str, float] | None = None
+    window_examples: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -342,11 +346,18 @@ def fit(
     metadata = task.checkpoint_metadata()
 
     def save(path: Path, *, full: bool) -> None:
-        """Rank 0 writes; a full save is a collective (it gathers every rank's RNG state)."""
+        """Rank 0 writes; a full save is a collective (it gathers every rank's RNG state and
+        sums the open window's stats)."""
         nonlocal saved_step
         rng = None
+        saved = asdict(progress)  # the open window only in full checkpoints (resume needs it)
+        saved["window_sums"], saved["window_examples"] = None, 0
         if full:
             saved_step = progress.step
+            keys = sorted(window)
+            sums = ctx.all_sum(torch.tensor([window[k] for k in keys], dtype=torch.float64))
+            saved["window_sums"] = dict(zip(keys, sums.tolist()))
+            saved["window_examples"] = window_examples
             rng = _rng_states(augment_gen)
             for rank, state in enumerate(ctx.gather(_own_rng_state(device))):
                 if rank > 0:
@@ -358,7 +369,7 @@ def fit(
                 path,
                 model=model if full else scored,
                 config=config,
-                progress=asdict(progress),
+                progress=saved,
                 optimizer=optimizer if full else None,
                 rng=rng,
                 ema=ema if full else None,
@@ -393,9 +404,11 @@ def fit(
         return before // every != progress.examples // every
 
     model.train()
-    window: dict[str, float] = {}
+    # the open log window: rank 0 continues the saved sums (over all ranks), the others add theirs
+    saved_sums = progress.window_sums or {}
+    window = {k: v if ctx.is_main else 0.0 for k, v in saved_sums.items()}
+    window_examples = progress.window_examples
     window_start = time.perf_counter()
-    window_examples = 0
     session_start = time.perf_counter()
     seconds_before = progress.train_seconds
     try:

@@ -1,4 +1,5 @@
-"""Loop pieces: learning-rate schedule, augmentation, evaluation, metrics log on resume."""
+"""The fit engine's pieces (learning-rate schedule, EMA, non-finite stop, metrics log on
+resume) and the image task's (augmentation, evaluation, label-smoothed loss)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ import pytest
 import torch
 from torch import nn
 
-from rnnflow.training import MetricsLogger, evaluate, learning_rate, read_metrics
+from rnnflow.tasks.image import ERASE_AREA, ImageTask, augment, evaluate, random_erase
+from rnnflow.training import MetricsLogger, learning_rate, read_metrics
 from rnnflow.training.config import TrainConfig
-from rnnflow.training.loop import ERASE_AREA, augment, random_erase, update_ema
+from rnnflow.training.engine import NonFiniteError, fit, update_ema
 
 
 def test_constant_schedule_is_the_tutorials():
     config = TrainConfig()
-    assert {learning_rate(config, s) for s in (0, 100, config.steps - 1)} == {0.001}
+    steps = config.steps
+    assert {learning_rate(config, s, steps) for s in (0, 100, steps - 1)} == {0.001}
 
 
 def test_warmup_then_cosine():
@@ -25,13 +28,17 @@ def test_warmup_then_cosine():
         TrainConfig(), schedule="cosine", lr=0.1, min_lr=0.0, warmup_examples=1280,
         batch_size=128, train_examples=128 * 110,
     )  # fmt: skip
-    assert learning_rate(config, 0) == pytest.approx(0.01)
-    assert learning_rate(config, 9) == pytest.approx(0.1)
-    assert learning_rate(config, 10) == pytest.approx(0.1)
-    assert learning_rate(config, 60) == pytest.approx(0.05)
-    assert learning_rate(config, 110) == pytest.approx(0.0, abs=1e-12)
-    assert all(learning_rate(config, s) >= learning_rate(config, s + 1) for s in range(10, 109))
-    assert not math.isnan(learning_rate(config, 200))
+
+    def lr(step):
+        return learning_rate(config, step, config.steps)
+
+    assert lr(0) == pytest.approx(0.01)
+    assert lr(9) == pytest.approx(0.1)
+    assert lr(10) == pytest.approx(0.1)
+    assert lr(60) == pytest.approx(0.05)
+    assert lr(110) == pytest.approx(0.0, abs=1e-12)
+    assert all(lr(s) >= lr(s + 1) for s in range(10, 109))
+    assert not math.isnan(lr(200))
 
 
 def test_augment_is_seeded_and_keeps_shape_and_content():
@@ -142,8 +149,8 @@ def test_update_ema_matches_a_hand_computation():
 
 
 def test_resume_with_ema_decay_needs_a_weight_average_in_the_checkpoint(tmp_path):
+    from rnnflow.tasks.image import build_model
     from rnnflow.training import load_checkpoint, save_checkpoint
-    from rnnflow.training.loop import build_model, fit
 
     config = replace(TrainConfig(), num_units=4, batch_size=4, train_examples=8, ema_decay=0.9)
     save_checkpoint(
@@ -159,13 +166,11 @@ def test_resume_with_ema_decay_needs_a_weight_average_in_the_checkpoint(tmp_path
         match=r"c.safetensors: holds no weight average \(ema\.\* "
         r"tensors\) but its config has ema_decay=0.9; cannot resume from it",
     ):
-        fit(config, tmp_path, train_data=data, val_data=data,
+        fit(ImageTask(config, data, data), tmp_path,
             resume=load_checkpoint(tmp_path / "c.safetensors"))  # fmt: skip
 
 
 def _tiny_run(tmp_path, nan_pixels=False, **changes):
-    from rnnflow.training.loop import fit
-
     config = replace(
         TrainConfig(), num_units=4, batch_size=8, train_examples=64, val_size=0,
         eval_every=16, log_every=8, threads=1, device="cpu", **changes,
@@ -174,13 +179,11 @@ def _tiny_run(tmp_path, nan_pixels=False, **changes):
     data = (torch.rand(32, 28, 28, generator=gen), torch.arange(32) % 10)
     if nan_pixels:
         data[0][:, 5, 5] = math.nan
-    return config, data, lambda **kw: fit(config, tmp_path, train_data=data, val_data=data, **kw)
+    return config, data, lambda **kw: fit(ImageTask(config, data, data), tmp_path, **kw)
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     """Keras's TerminateOnNaN: a NaN pixel in the data makes the loss NaN at the first step."""
-    from rnnflow.training.loop import NonFiniteError
-
     _, _, run = _tiny_run(tmp_path, nan_pixels=True)
     with pytest.raises(
         NonFiniteError,
@@ -193,8 +196,6 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
 
 def test_weights_that_overflow_stop_the_run(tmp_path):
     """lr = 1e37 is finite and accepted; the first Adam step moves every weight by ~1e38."""
-    from rnnflow.training.loop import NonFiniteError
-
     _, _, run = _tiny_run(tmp_path, lr=1e37)
     with pytest.raises(NonFiniteError, match=r"at optimizer step [12] \(learning rate 1e\+37\)"):
         run()
@@ -204,7 +205,6 @@ def test_a_nan_optimizer_step_stops_the_run(tmp_path):
     """A corrupt optimizer state (a negative second moment, as in a bad TF1 Adam_1) makes the
     weights NaN at the next step: the run stops, the checkpoint on disk is not replaced."""
     from rnnflow.training import load_checkpoint
-    from rnnflow.training.loop import NonFiniteError
 
     _, _, run = _tiny_run(tmp_path)
     run(stop_at_step=2)
@@ -229,7 +229,7 @@ def test_the_training_loss_is_label_smoothed_cross_entropy_by_hand(tmp_path, smo
     batch, (1 - e) * (-log p_y) + e * mean_k(-log p_k) (Szegedy et al., 2016), averaged over
     the batch: a loop that ignored label_smoothing would log the e = 0 value."""
     from rnnflow.data import BatchIterator
-    from rnnflow.training.loop import build_model
+    from rnnflow.tasks.image import build_model
 
     config, data, run = _tiny_run(tmp_path, label_smoothing=smoothing, seed=5)
     with MetricsLogger(tmp_path) as log:
