@@ -33,6 +33,7 @@ from typing import Any
 CLI_GLUE: dict[str, str] = {
     "classifier": "rnnflow.cli._image",
     "charlm": "rnnflow.cli._charlm",
+    "text-classify": "rnnflow.cli._text_classify",
 }
 
 

@@ -281,17 +281,21 @@ class TextClassifyTask:
     ) -> StepOutput:
         device = next(model.parameters()).device
         count = len(batch.labels)  # texts in the GLOBAL batch
-        lengths = ctx.shard(batch.lengths)  # [B / world]
-        if len(lengths) == 0:  # fewer texts than processes: a loss of 0 that DDP can reduce
-            zero = torch.stack([p.sum() for p in model.parameters()]).sum() * 0.0
-            stats = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
-            return StepOutput(loss=zero, examples=count, stats=stats)
+        rows = ctx.shard(torch.arange(count))  # this rank's rows
+        weight = 1.0
+        if len(rows) == 0:  # a last batch of fewer texts than processes: DDP still needs a
+            rows, weight = torch.arange(1), 0.0  # forward and backward here: row 0, weight 0
+        lengths = batch.lengths[rows]  # [b]
         width = int(lengths.max())  # this shard's longest text: no all-padding columns
-        tokens = ctx.shard(batch.tokens)[:, :width].to(device)  # [B / world, T]
-        labels = ctx.shard(batch.labels).to(device)
-        logits = model(tokens, lengths.to(device))  # [B / world, C]
+        tokens = batch.tokens[rows, :width].to(device)  # [b, T]
+        labels = batch.labels[rows].to(device)  # [b]
+        logits = model(tokens, lengths.to(device))  # [b, C]
         loss_sum = F.cross_entropy(logits, labels, reduction="sum")
-        loss = loss_sum / count * ctx.world_size  # x 1 (exact) in one process
+        loss = loss_sum / count * ctx.world_size * weight  # x 1 (exact) in one process
+        if weight == 0.0:
+            return StepOutput(
+                loss=loss, examples=count, stats={"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+            )
         stats = {
             "loss_sum": loss_sum.item(),
             "correct": float((logits.argmax(dim=1) == labels).sum()),
@@ -303,7 +307,6 @@ class TextClassifyTask:
         return {
             "loss": stats["loss_sum"] / stats["count"],
             "accuracy": stats["correct"] / stats["count"],
-            "texts_per_s": stats["count"] / seconds,
         }
 
     def validate(

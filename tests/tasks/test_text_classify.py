@@ -21,8 +21,8 @@ from rnnflow.tasks.text_classify import (
     predict_proba,
 )
 from rnnflow.text.classify_config import PRESETS, TextClassifyConfig
+from rnnflow.training import fit
 from rnnflow.training.distributed import DistributedContext
-from rnnflow.training.fit import fit
 
 
 def cue_file(path: Path, n: int = 240, *, seed: int = 0, shuffled: bool = False) -> Path:
