@@ -33,10 +33,11 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("pooling", ["last", "max"])
 def test_batch_equals_each_text_alone_and_padding_is_ignored(
-    cell: str, bidirectional: bool
+    cell: str, bidirectional: bool, pooling: str
 ) -> None:
-    model = _model(cell, bidirectional)
+    model = _model(cell, bidirectional, pooling=pooling)
     tokens, lengths = _inputs()
     logits = model(tokens, lengths)
     assert logits.shape == (4, 3) and logits.dtype == torch.float64
@@ -51,6 +52,33 @@ def test_batch_equals_each_text_alone_and_padding_is_ignored(
     torch.testing.assert_close(model(garbage, lengths), logits, rtol=0, atol=0)
     wider = torch.cat([tokens, torch.full((4, 3), 2)], dim=1)  # more padding columns
     torch.testing.assert_close(model(wider, lengths), logits, rtol=1e-12, atol=1e-12)
+
+
+def test_max_pooling_is_the_largest_output_of_each_feature_over_the_valid_steps() -> None:
+    model = _model("gru", True, pooling="max").eval()
+    tokens, lengths = _inputs()
+    logits = model(tokens, lengths)
+    c = model.classifier
+    for row in range(4):
+        n = int(lengths[row])
+        steps = c.step_outputs(model.embedding(tokens[row : row + 1, :n]), torch.tensor([n]))[0]
+        best = steps[0]
+        for t in range(1, n):  # a plain loop over the text's own steps
+            best = torch.maximum(best, steps[t])
+        want = best @ c.weights_out + c.biases_out
+        torch.testing.assert_close(logits[row], want, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(logits, _model("gru", True, pooling="last")(tokens, lengths))
+
+
+def test_dropouts_act_in_training_mode_only() -> None:
+    model = _model(pooling="max", dropout=0.5, embedding_dropout=0.3)
+    tokens, lengths = _inputs()
+    model.eval()
+    torch.testing.assert_close(model(tokens, lengths), model(tokens, lengths), rtol=0, atol=0)
+    plain = _model(pooling="max").eval()(tokens, lengths)
+    torch.testing.assert_close(model(tokens, lengths), plain, rtol=0, atol=0)
+    model.train()
+    assert not torch.equal(model(tokens, lengths), model(tokens, lengths))
 
 
 def test_backward_direction_sees_the_text_start() -> None:
