@@ -165,7 +165,9 @@ def build_model(config: TextClassifyConfig, metadata: dict[str, str] | int) -> T
         num_units=config.num_units,
         num_layers=config.num_layers,
         bidirectional=config.bidirectional,
+        pooling=config.pooling,
         dropout=config.dropout,
+        embedding_dropout=config.embedding_dropout,
     )
 
 

@@ -60,7 +60,9 @@ class TextClassifyConfig(FitConfig):
     num_units: int = 128
     num_layers: int = 1
     bidirectional: bool = True
-    dropout: float = 0.0  # on each layer's outputs
+    pooling: Literal["last", "max"] = "max"  # each direction's last output, or max over steps
+    dropout: float = 0.5  # on the pooled features
+    embedding_dropout: float = 0.2  # on the embedded characters
     # optimisation: FitConfig's fields, these with other defaults
     lr: float = 0.002
     schedule: Literal["constant", "cosine"] = "cosine"
@@ -99,6 +101,7 @@ TEXT_CLASSIFY_RANGES: dict[str, Range] = {
     "num_units": POSITIVE,
     "num_layers": POSITIVE,
     "dropout": PROBABILITY,
+    "embedding_dropout": PROBABILITY,
     "epochs": POSITIVE,
 }
 
@@ -117,6 +120,8 @@ PRESETS: dict[str, TextClassifyConfig] = {
         batch_size=8,
         epochs=2,
         min_count=1,
+        dropout=0.0,
+        embedding_dropout=0.0,
         log_every=16,
     ),
 }
