@@ -56,19 +56,19 @@ class TextClassifyConfig(FitConfig):
     data_sha256: str = ""
     # model
     cell: CellKind = "gru"
-    embedding_size: int = 64
+    embedding_size: int = 128
     num_units: int = 128
     num_layers: int = 1
     bidirectional: bool = True
     pooling: Literal["last", "max"] = "max"  # each direction's last output, or max over steps
     dropout: float = 0.5  # on the pooled features
-    embedding_dropout: float = 0.2  # on the embedded characters
+    embedding_dropout: float = 0.25  # on the embedded characters
     # optimisation: FitConfig's fields, these with other defaults
     lr: float = 0.002
     schedule: Literal["constant", "cosine"] = "cosine"
     grad_clip: float = 5.0
     batch_size: int = 64
-    epochs: int = 3
+    epochs: int = 6
     # bookkeeping: FitConfig's fields, these with other defaults
     log_every: int = 3200  # training texts between "train" records
     eval_every: int = 0  # 0: validate at the end of every epoch
