@@ -144,28 +144,25 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
     return 0
 
 
-def _load(command: str, path: str) -> Any:
-    """(model, vocab, checkpoint) or an exit status after printing why not."""
+def _load(command: str, args: argparse.Namespace) -> Any:
+    """(model, vocab, checkpoint) of ``args.model``, or an exit status after printing why not
+    (an image-classifier flag given, or no usable checkpoint)."""
     from rnnflow.tasks.text_classify import load_text_classifier
     from rnnflow.training import CheckpointError
 
+    given = [f for f in _IMAGE_FLAGS if getattr(args, f, None) not in (None, False)]
+    if given:
+        flags = ", ".join("--" + f.replace("_", "-") for f in given)
+        return _fail(
+            command,
+            f"{flags} applies to image classifier runs; {args.model} is a text-classify run (it "
+            "reads the texts it was trained with, or the texts you give)",
+            2,
+        )
     try:
-        return load_text_classifier(path)
+        return load_text_classifier(args.model)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         return _fail(command, str(exc))
-
-
-def _refuse_image_flags(command: str, args: argparse.Namespace) -> int | None:
-    given = [f for f in _IMAGE_FLAGS if getattr(args, f, None) not in (None, False)]
-    if not given:
-        return None
-    flags = ", ".join("--" + f.replace("_", "-") for f in given)
-    return _fail(
-        command,
-        f"{flags} applies to image classifier runs; {args.model} is a text-classify run (it "
-        "reads the texts it was trained with, or the texts you give)",
-        2,
-    )
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -175,10 +172,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from rnnflow.tasks.text_classify import TextClassifyTask, prepare_data
     from rnnflow.tasks.text_classify import evaluate as evaluate_model
 
-    refused = _refuse_image_flags("evaluate", args)
-    if refused is not None:
-        return refused
-    loaded = _load("evaluate", args.model)
+    loaded = _load("evaluate", args)
     if isinstance(loaded, int):
         return loaded
     model, vocab, checkpoint = loaded
@@ -226,10 +220,7 @@ def predict(args: argparse.Namespace) -> int:
     probabilities; ``-`` reads one text per line of standard input (blank lines skipped)."""
     from rnnflow.tasks.text_classify import predict_proba
 
-    refused = _refuse_image_flags("predict", args)
-    if refused is not None:
-        return refused
-    loaded = _load("predict", args.model)
+    loaded = _load("predict", args)
     if isinstance(loaded, int):
         return loaded
     model, vocab, checkpoint = loaded

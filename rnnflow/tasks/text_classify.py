@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnflow.models.text_classifier import TextClassifier
+from rnnflow.tasks._vocab import check_same_vocab
+from rnnflow.tasks._vocab import checkpoint_vocab as _checkpoint_vocab
 from rnnflow.text.bag_of_characters import BaselineResult, bag_of_characters_baselines
 from rnnflow.text.classification_scores import ClassificationScores, classification_scores
 from rnnflow.text.classify_config import TASK, TextClassifyConfig
@@ -46,7 +48,7 @@ from rnnflow.text.labelled_text import (
     read_labelled_file,
     split_labelled,
 )
-from rnnflow.training.checkpoint import Checkpoint, CheckpointError
+from rnnflow.training.checkpoint import Checkpoint
 from rnnflow.training.distributed import SINGLE_PROCESS, DistributedContext
 from rnnflow.training.task import StepOutput, Validation
 
@@ -66,6 +68,7 @@ __all__ = [
 ]
 
 NAME = TASK  # "text-classify"
+_KIND = "a text-classifier"
 
 
 @dataclass
@@ -329,13 +332,7 @@ class TextClassifyTask:
         return {"vocab": self.data.vocab.to_json()}
 
     def check_resume(self, checkpoint: Checkpoint) -> None:
-        vocab = checkpoint_vocab(checkpoint)
-        if vocab != self.data.vocab:
-            raise ValueError(
-                f"{checkpoint.path}: the vocabulary differs from the one of the data now read "
-                f"({len(vocab)} vs {len(self.data.vocab)} symbols): the data changed since the "
-                "run began"
-            )
+        check_same_vocab(checkpoint, self.data.vocab, kind=_KIND)
 
 
 def make_task(config: TextClassifyConfig) -> TextClassifyTask:
@@ -348,15 +345,7 @@ def make_task(config: TextClassifyConfig) -> TextClassifyTask:
 def checkpoint_vocab(checkpoint: Checkpoint) -> Vocabulary:
     """The vocabulary a text-classifier checkpoint carries (metadata ``vocab``);
     ``CheckpointError`` naming the file when it is missing or malformed."""
-    text = checkpoint.metadata.get("vocab")
-    if text is None:
-        raise CheckpointError(
-            f"{checkpoint.path}: a text-classifier checkpoint without a vocabulary"
-        )
-    try:
-        return Vocabulary.from_json(text)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"{checkpoint.path}: corrupt checkpoint metadata: {exc}") from exc
+    return _checkpoint_vocab(checkpoint, kind=_KIND)
 
 
 def load_text_classifier(

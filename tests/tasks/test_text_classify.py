@@ -145,3 +145,27 @@ def test_build_model_from_metadata_matches_the_run(tmp_path: Path) -> None:
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == {
         k: tuple(v.shape) for k, v in ckpt.model.items()
     }
+
+
+def test_checkpoint_vocabulary_missing_corrupt_or_changed_is_refused() -> None:
+    from rnnflow.tasks._vocab import check_same_vocab
+    from rnnflow.tasks.text_classify import checkpoint_vocab
+    from rnnflow.text.corpus import Vocabulary
+    from rnnflow.training.checkpoint import Checkpoint, CheckpointError
+
+    def ckpt(metadata: dict[str, str]) -> Checkpoint:
+        return Checkpoint(path=Path("c.safetensors"), config=None, model={}, progress={},
+                          metadata=metadata)  # fmt: skip
+
+    vocab = Vocabulary.build(["好坏"])
+    assert checkpoint_vocab(ckpt({"vocab": vocab.to_json()})) == vocab
+    with pytest.raises(
+        CheckpointError, match=r"c\.safetensors: a text-classifier checkpoint without a vocabulary"
+    ):
+        checkpoint_vocab(ckpt({}))
+    with pytest.raises(CheckpointError, match=r"c\.safetensors: corrupt checkpoint metadata"):
+        checkpoint_vocab(ckpt({"vocab": '{"symbols": 3}'}))
+    with pytest.raises(
+        ValueError, match=r"c\.safetensors: the vocabulary differs .* \(6 vs 7 symbols\)"
+    ):
+        check_same_vocab(ckpt({"vocab": vocab.to_json()}), Vocabulary.build(["好坏了"]), kind="a")
