@@ -67,7 +67,7 @@ def test_evaluate_json_matches_the_models_predictions(text_run: Path, capsys) ->
     data = read_labelled_file(ckpt.config.train_file)
     from rnnflow.text.labelled_text import deduplicate, split_labelled
 
-    train = split_labelled(deduplicate(data).data, seed=ckpt.config.seed).train
+    train = split_labelled(deduplicate(data).data, seed=ckpt.config.split_seed).train
     predicted = predict_proba(model, vocab, train.texts, max_chars=ckpt.config.max_chars)
     labels = torch.tensor(train.labels)
     pred = predicted.argmax(dim=1)
@@ -124,3 +124,11 @@ def test_another_tasks_preset_is_refused_by_argparse(capsys) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "tutorial" in err and "reviews" in err and "tiny" in err
+
+
+def test_export_refuses_a_text_run_and_says_why(text_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(text_run), "--format", "onnx", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "is a text-classify run: exporting one is not implemented yet" in err
+    assert not out.exists()

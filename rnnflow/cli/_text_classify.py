@@ -260,4 +260,10 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def refusal(command: str, path: Any) -> str:
+    if command == "export":
+        return (
+            f"{path} is a text-classify run: exporting one is not implemented yet (use "
+            "`rnnflow predict` on it, or load it with rnnflow.tasks.text_classify."
+            "load_text_classifier)"
+        )
     return f"{path} is a text-classify run: `rnnflow {command}` does not apply to it"

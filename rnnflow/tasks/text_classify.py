@@ -129,7 +129,10 @@ def prepare_data(
         )
     kept, repeats, conflicting = deduplicate(data)
     splits = split_labelled(
-        kept, test_fraction=config.test_fraction, val_fraction=config.val_fraction, seed=config.seed
+        kept,
+        test_fraction=config.test_fraction,
+        val_fraction=config.val_fraction,
+        seed=config.split_seed,
     )
     if len(splits.train) == 0:
         raise ValueError(f"{_source(config)}: no text left for training")

