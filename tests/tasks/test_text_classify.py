@@ -64,6 +64,15 @@ def test_task_records_classes_and_sha256_and_splits(tmp_path: Path) -> None:
     assert task.epoch_length() == -(-194 // 8)
 
 
+def test_the_split_follows_split_seed_not_seed(tmp_path: Path) -> None:
+    path = cue_file(tmp_path / "a.tsv")
+    base = make_task(tiny_config(path)).data.splits
+    other_seed = make_task(tiny_config(path, seed=5)).data.splits
+    other_split = make_task(tiny_config(path, split_seed=5)).data.splits
+    assert other_seed.test.texts == base.test.texts and other_seed.val.texts == base.val.texts
+    assert other_split.test.texts != base.test.texts
+
+
 @pytest.mark.parametrize("shuffled", [False, True])
 def test_learns_a_cue_and_not_shuffled_labels(tmp_path: Path, shuffled: bool) -> None:
     task = make_task(tiny_config(cue_file(tmp_path / "a.tsv", shuffled=shuffled)))
