@@ -127,6 +127,16 @@ def test_loss_over_two_processes_averages_to_the_single_process_loss(tmp_path: P
     torch.testing.assert_close(whole.loss, hand)
     assert parts[0].stats["count"] == 4 and parts[1].stats["count"] == 3
     assert whole.examples == parts[0].examples == 7
+    # 8 processes, 7 texts: rank 7 has none, yet must run forward and backward (DDP waits for
+    # every gradient) and add nothing
+    empty = task.step(model, batch, DistributedContext(rank=7, world_size=8), g)
+    assert empty.loss.item() == 0.0 and empty.stats == {
+        "loss_sum": 0.0,
+        "correct": 0.0,
+        "count": 0.0,
+    }
+    empty.loss.backward()
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
 
 
 def test_predict_proba_equals_each_text_alone(tmp_path: Path) -> None:
