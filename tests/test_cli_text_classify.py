@@ -126,9 +126,27 @@ def test_another_tasks_preset_is_refused_by_argparse(capsys) -> None:
     assert "tutorial" in err and "reviews" in err and "tiny" in err
 
 
-def test_export_refuses_a_text_run_and_says_why(text_run: Path, tmp_path: Path, capsys) -> None:
+def test_export_onnx_checks_the_test_texts_and_writes(
+    text_run: Path, tmp_path: Path, capsys
+) -> None:
+    pytest.importorskip("onnxruntime", reason="needs the export extra")
+    from rnnflow.interop.text_onnx import onnx_text_logits
+
     out = tmp_path / "m.onnx"
-    assert main(["export", str(text_run), "--format", "onnx", "--out", str(out)]) == 1
-    err = capsys.readouterr().err
-    assert "is a text-classify run: exporting one is not implemented yet" in err
-    assert not out.exists()
+    assert main(["export", str(text_run), "--format", "torchscript", "--out", str(out)]) == 1
+    assert "a text-classify run exports to ONNX only" in capsys.readouterr().err
+    assert main(["export", str(text_run), "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "check on the run's test texts: max |onnxruntime - pytorch|" in printed
+    assert "argmax agreement 24/24" in printed
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["rnnflow.task"] == "text-classify"
+    from rnnflow.text.corpus import Vocabulary
+
+    vocab = Vocabulary.from_json(meta["rnnflow.vocab"])
+    ids = vocab.encode("这是好的")
+    tokens = torch.tensor([ids + [0] * (200 - len(ids))])
+    logits = onnx_text_logits(out, tokens, torch.tensor([len(ids)]))
+    assert json.loads(meta["rnnflow.class_names"])[int(logits.argmax())] == "pos"

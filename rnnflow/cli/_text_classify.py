@@ -4,6 +4,7 @@
     rnnflow train --task text-classify --train my.tsv --out runs/mine   # label<TAB>text lines
     rnnflow evaluate runs/reviews [--split train] [--json]
     rnnflow predict runs/reviews "这部电影太好看了" [--json]   # "-": a text per line of stdin
+    rnnflow export runs/reviews --format onnx --out reviews.onnx
 
 One flag per ``TextClassifyConfig`` field (but the fields recorded from the data; ``--train
 FILE`` is ``--train-file FILE`` and implies ``--corpus file``). After a finished run the best
@@ -24,6 +25,9 @@ from rnnflow.cli._config_args import add_config_arguments, config_overrides
 # Flags that may change on --resume: where the file is (its sha256 is checked) and threads.
 RESUMABLE = {"train_file", "threads", "device"}
 _IMAGE_FLAGS = ("dataset", "data_dir", "tta_flip", "save_input", "max_pixels")
+# `rnnflow export` tolerance: |onnxruntime - pytorch| <= TOL + TOL * |logit| (float32 sums of
+# 2 x 200 unrolled steps in another order)
+EXPORT_TOLERANCE = 1e-4
 
 
 def _fail(command: str, message: str, status: int = 1) -> int:
@@ -259,11 +263,79 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def refusal(command: str, path: Any) -> str:
-    if command == "export":
-        return (
-            f"{path} is a text-classify run: exporting one is not implemented yet (use "
-            "`rnnflow predict` on it, or load it with rnnflow.tasks.text_classify."
-            "load_text_classifier)"
+def export(args: argparse.Namespace) -> int:
+    """``rnnflow export RUN --format onnx --out PATH`` for a text-classify run: inputs ``tokens``
+    int64 [batch, max_chars] and ``sequence_length`` int64 [batch] (``rnnflow.interop.
+    text_onnx``; the vocabulary travels in the file's metadata). Nothing is written unless
+    onnxruntime's logits on the run's test texts agree with PyTorch's within ``--atol``/
+    ``--rtol`` (default 1e-4 each)."""
+    from dataclasses import asdict
+
+    import torch
+
+    from rnnflow._atomic import atomic_write_bytes
+    from rnnflow.interop._traceable import compare_logits
+    from rnnflow.tasks.text_classify import prepare_data
+    from rnnflow.text.labelled_text import pad_tokens
+
+    if args.format != "onnx":
+        return _fail("export", f"--format {args.format}: a text-classify run exports to ONNX only")
+    loaded = _load("export", args)
+    if isinstance(loaded, int):
+        return loaded
+    model, vocab, checkpoint = loaded
+    try:
+        from rnnflow.interop.text_onnx import onnx_text_logits, text_to_onnx
+
+        config, data = prepare_data(checkpoint.config)
+    except (ImportError, OSError, ValueError) as exc:
+        return _fail("export", f"{exc}\n(the exported model is checked on the run's test texts)")
+    max_chars = config.max_chars
+    metadata = {
+        "rnnflow.task": "text-classify",
+        "rnnflow.config": json.dumps(asdict(config), ensure_ascii=False),
+        "rnnflow.class_names": json.dumps(list(config.class_names), ensure_ascii=False),
+        "rnnflow.vocab": vocab.to_json(),
+        "rnnflow.step": str(checkpoint.progress.get("step")),
+        "rnnflow.input": f"tokens int64 [batch, {max_chars}]: ids of rnnflow.vocab's symbols "
+        f"(unknown characters: 1), padded past each length; sequence_length int64 [batch] in "
+        f"[1, {max_chars}]",
+        "rnnflow.output": f"logits float32 [batch, {model.num_classes}]",
+    }
+    onnx_bytes = text_to_onnx(model, max_chars=max_chars, metadata=metadata)
+    encoded = data.encoded["test"][: args.check_images] or data.encoded["train"][:1]
+    tokens, lengths = pad_tokens(encoded, pad_id=vocab.pad_id)  # [N, T <= max_chars]
+    tokens = torch.nn.functional.pad(tokens, (0, max_chars - tokens.shape[1]))  # [N, max_chars]
+    exported = onnx_text_logits(onnx_bytes, tokens, lengths, batch_size=args.batch_size)
+    with torch.no_grad():
+        expected = torch.cat(
+            [
+                model(tokens[lo : lo + args.batch_size], lengths[lo : lo + args.batch_size])
+                for lo in range(0, len(tokens), args.batch_size)
+            ]
+        ).float()
+    atol = EXPORT_TOLERANCE if args.atol is None else args.atol
+    rtol = (EXPORT_TOLERANCE if args.atol is None else 0.0) if args.rtol is None else args.rtol
+    result = compare_logits(expected, exported, atol=atol, rtol=rtol)
+    print(f"checkpoint: {checkpoint.path} (step {checkpoint.progress.get('step')})")
+    print(
+        f"exported ONNX: tokens int64 [batch, {max_chars}] + sequence_length int64 [batch] -> "
+        f"logits float32 [batch, {model.num_classes}], {len(onnx_bytes)} bytes"
+    )
+    print(f"check on the run's test texts: {result.describe('onnxruntime')}")
+    if not result.passed:
+        return _fail(
+            "export",
+            f"the exported model's logits differ from PyTorch's by more than atol {atol:.3g} + "
+            f"rtol {rtol:.3g} * |logit|; nothing was written to {args.out}",
         )
+    try:
+        atomic_write_bytes(args.out, onnx_bytes)
+    except OSError as exc:
+        return _fail("export", f"cannot write {args.out}: {exc}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def refusal(command: str, path: Any) -> str:
     return f"{path} is a text-classify run: `rnnflow {command}` does not apply to it"
