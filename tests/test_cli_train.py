@@ -706,3 +706,25 @@ def test_the_task_of_a_command_line_before_parsing(tmp_path):
     (tmp_path / "config.json").write_text('{"task": "charlm"}')
     assert requested_task(["train", "--resume", str(tmp_path)]) == "charlm"
     assert requested_task(["train", f"--resume={tmp_path}", "--task", "image"]) == "image"
+
+
+def test_old_and_new_spellings_of_the_image_task_train_the_same_run(fake_data, tmp_path, capsys):
+    """No --task (the old command line), --task classifier (the old spelling) and --task image
+    train the same run; a resume finds the task in the checkpoint, and a --task that
+    contradicts it is refused."""
+    data, _ = fake_data
+    runs = {}
+    for name, flags in {"none": [], "classifier": ["--task", "classifier"]}.items():
+        runs[name] = tmp_path / name
+        assert train(data, runs[name], *flags, "--stop-at-step", "3") == 0
+    runs["image"] = tmp_path / "image"
+    assert main(["train", "--task", "image", *TINY, "--data-dir", str(data), "--out",
+                 str(runs["image"]), "--stop-at-step", "3"]) == 0  # fmt: skip
+    for name in ("classifier", "image"):
+        assert_same_tensors(params(runs[name]), params(runs["none"]))
+    assert main(["train", "--resume", str(runs["image"]), "--stop-at-step", "4"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--task", "charlm", "--resume", str(runs["none"])]) == 2
+    assert capsys.readouterr().err == (
+        f"rnnflow train: --task charlm, but {runs['none']} holds a classifier run\n"
+    )

@@ -48,7 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     given = config_overrides(args)
     if "text" in given:
-        given["text"] = tuple(given["text"])
         given.setdefault("corpus", "text")
     return given
 
@@ -85,19 +84,12 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
     write_summary(
         run_dir,
         {
-            "run_dir": str(run_dir),
+            **run.summary(progress, checkpoint.progress["step"]),
             **describe(data, config),
             "val_loss": result.loss,
             "val_perplexity": result.perplexity,
             "val_accuracy": result.accuracy,
             **base,
-            "best_step": checkpoint.progress["step"],
-            "steps": progress.step,
-            "processes": run.processes,
-            "train_seconds": round(progress.train_seconds, 1),
-            "wall_seconds_this_session": round(run.wall_seconds, 1),
-            # on a shared machine wall time overstates the cost: CPU seconds of this process
-            "process_cpu_seconds_this_session": round(run.cpu_seconds, 1),
             "threads": torch.get_num_threads(),
         },
     )

@@ -19,7 +19,8 @@ def _optional(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]
 
 def add_field_argument(group: Any, name: str, tp: Any, default: Any) -> None:
     """``--field-name`` for one config field of type ``tp`` (Literal -> choices, bool ->
-    --x/--no-x, int/float/str, optionally None). Unset, it stays out of the namespace
+    --x/--no-x, int/float/str, optionally None; ``tuple[str, ...]`` -> a repeated flag, whose
+    list :func:`config_overrides` turns into a tuple). Unset, it stays out of the namespace
     (``dest="cfg_<name>"``, so :func:`config_overrides` finds exactly the given ones)."""
     flag = "--" + name.replace("_", "-")
     kwargs: dict[str, Any] = {"dest": f"cfg_{name}", "default": argparse.SUPPRESS}
@@ -29,6 +30,10 @@ def add_field_argument(group: Any, name: str, tp: Any, default: Any) -> None:
         return
     if tp is bool:
         group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text, **kwargs)
+        return
+    if typing.get_origin(tp) is tuple:  # tuple[str, ...]: the flag repeats; a list in the namespace
+        help_text = "repeat for several; " + help_text
+        group.add_argument(flag, action="append", metavar="STR", help=help_text, **kwargs)
         return
     args = typing.get_args(tp)
     base = next((a for a in args if a is not type(None)), tp)
@@ -85,5 +90,10 @@ def add_config_arguments(
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """{field: value} for the config flags given on the command line."""
-    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+    """{field: value} for the config flags given on the command line (repeated flags' lists as
+    tuples, as the frozen configs hold them)."""
+    return {
+        k[4:]: tuple(v) if isinstance(v, list) else v
+        for k, v in vars(args).items()
+        if k.startswith("cfg_")
+    }

@@ -104,14 +104,8 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
     write_summary(
         run_dir,
         {
-            "run_dir": str(run_dir),
+            **run.summary(progress, checkpoint.progress["step"]),
             "test_accuracy": result.accuracy,
-            "best_step": checkpoint.progress["step"],
-            "steps": progress.step,
-            "processes": run.processes,
-            "train_seconds": round(progress.train_seconds, 1),
-            "wall_seconds_this_session": round(run.wall_seconds, 1),
-            "process_cpu_seconds_this_session": round(run.cpu_seconds, 1),
             "examples_per_s": round(examples_per_s, 1),
         },
     )

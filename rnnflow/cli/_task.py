@@ -4,16 +4,19 @@
 A glue module ``rnnflow/cli/_<task>.py`` (one line in :data:`CLI_GLUE` per task) defines:
 
 - ``add_arguments(parser)``: the task's own flags on its ``rnnflow train --task NAME`` parser
-  (``rnnflow.cli._config_args.add_config_arguments(parser, ConfigClass)`` gives one flag per
-  config field; the common flags --task, --preset, --out, --resume, --quiet, --tensorboard,
-  --stop-at-step, --dist-timeout are there already);
+  (``rnnflow.cli._config_args.add_config_arguments(parser, ConfigClass, title=...,
+  description=...)`` gives one flag per config field, dest ``cfg_<field>``; the common flags
+  --task, --preset, --out, --resume, --quiet, --tensorboard, --stop-at-step, --dist-timeout
+  are there already; a flag of another task is then refused by argparse, naming that task);
 - ``RESUMABLE``: the config fields a ``--resume`` may change (where the data is, threads);
 - ``overrides(args) -> dict``: the config fields given on the command line (usually
   ``config_overrides(args)``; raise ``ValueError`` for a bad combination);
 - ``describe_start(task, args) -> str``: what the line printed when a new run starts says;
 - ``run_files(task) -> dict[str, str]``: extra files written once at the start (``vocab.json``);
-- ``report(task, plan, progress, run) -> int``: after a finished run: evaluate, print the
-  result, write ``summary.json`` (``run``: :class:`rnnflow.cli.train.FinishedRun`);
+- ``report(task, plan, progress, run) -> int``: after a finished run (rank 0 only): evaluate,
+  print the result, write ``summary.json`` with ``rnnflow.cli.train.write_summary`` (``run``: a
+  :class:`rnnflow.cli.train.FinishedRun`; ``run.summary(progress, best_step)`` gives the fields
+  every task's summary has, ``run.metrics`` logs a "test" record);
 - optionally ``evaluate(args)``, ``predict(args)``, ``export(args)`` (``-> int``) for those
   commands on this task's runs; without one the command refuses the run, saying why
   (``refusal(command, path)`` may give the hint).

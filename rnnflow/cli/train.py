@@ -354,6 +354,19 @@ class FinishedRun:
     def cpu_seconds(self) -> float:
         return cpu_seconds()
 
+    def summary(self, progress: Any, best_step: int) -> dict[str, Any]:
+        """The fields every task's ``summary.json`` has: where, which checkpoint, how long
+        (wall and, on a shared machine the fairer figure, this process's CPU seconds)."""
+        return {
+            "run_dir": str(self.run_dir),
+            "best_step": best_step,
+            "steps": progress.step,
+            "processes": self.processes,
+            "train_seconds": round(progress.train_seconds, 1),
+            "wall_seconds_this_session": round(self.wall_seconds, 1),
+            "process_cpu_seconds_this_session": round(self.cpu_seconds, 1),
+        }
+
 
 def run(args: argparse.Namespace) -> int:
     from rnnflow.cli._task import glue

@@ -4,7 +4,6 @@ tiny character model on a generated poem corpus. No network."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import random
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnflow.cli import _charlm, main
+from rnnflow.cli import main
 from rnnflow.data import write_idx
 from rnnflow.data.datasets import DATASETS, IdxFile
 
@@ -71,12 +70,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
         corpus = root / "poems.txt"
         poems = [f"{verse()}，{verse()}。\n{verse()}，{verse()}。" for _ in range(24)]
         corpus.write_text("\n%\n".join(poems) + "\n", encoding="utf-8")
-        parser = argparse.ArgumentParser()
-        _charlm.add_arguments(parser)
         poem = root / "poem"
         tiny = ["--preset", "tiny", "--embed-size", "8", "--num-units", "16", "--batch-size", "4"]
         tiny += ["--cell", "gru", "--threads", "1", "--quiet", "--epochs", "1"]
-        args = parser.parse_args([*tiny, "--text", str(corpus), "--out", str(poem)])
-        assert _charlm.run(args) == 0
+        assert (
+            main(["train", "--task", "charlm", *tiny, "--text", str(corpus), "--out", str(poem)])
+            == 0
+        )
     torch.set_num_threads(threads)
     yield {"image": image, "bidir": bidir, "poem": poem}

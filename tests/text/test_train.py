@@ -293,3 +293,58 @@ def test_progress_beyond_the_run_is_refused(tmp_path: Path, corpus: Path, capsys
         r"but its config's run has only \d+ steps",
         capsys.readouterr().err,
     )
+
+
+def test_sigkill_and_ctrl_c_of_the_cli_then_resume_equal_the_uninterrupted_run(
+    tmp_path: Path, corpus: Path
+) -> None:
+    """The real command in a subprocess: killed (SIGKILL) once it has logged, resumed and
+    interrupted (SIGINT: it saves and exits 130), resumed to the end; its checkpoints and
+    metrics records (but wall-clock fields) equal an uninterrupted run's, bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from safetensors.torch import load_file
+
+    args = [*TINY, "--text", str(corpus), "--dropout", "0.2", "--epochs", "40", "--quiet"]
+    args += ["--log-every", "12", "--eval-every", "40", "--ema-decay", "0.5"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert train(*args, "--out", str(full)) == 0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "rnnflow", "train", "--task", "charlm"]
+
+    def start_and_signal(argv: list[str], signum: int) -> subprocess.CompletedProcess:
+        metrics = cut / "metrics.jsonl"
+        size = metrics.stat().st_size if metrics.exists() else 0
+        proc = subprocess.Popen([*command, *argv], env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not (metrics.exists() and metrics.stat().st_size > size + 200):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, "", err)
+
+    killed = start_and_signal([*args, "--out", str(cut)], signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    stopped = start_and_signal(["--resume", str(cut), "--quiet"], signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr
+    assert "saving a checkpoint after this step" in stopped.stderr
+    assert train("--resume", str(cut)) == 0
+    for name in ("checkpoint.safetensors", "best.safetensors"):
+        a, b = load_file(full / name), load_file(cut / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=f"{name}: {key}")
+    clock = ("examples_per_s", "elapsed_s", "tokens_per_s")
+    records = [
+        [
+            {k: v for k, v in r.items() if k not in clock}
+            for r in read_metrics(run / "metrics.jsonl")
+        ]
+        for run in (full, cut)
+    ]
+    assert records[0] == records[1] and len(records[0]) > 20
+    assert any(k.startswith("ema.") for k in load_file(full / "checkpoint.safetensors"))

@@ -384,3 +384,40 @@ def test_an_optimizer_that_lists_other_parameters_is_refused(tmp_path):
     )
     with pytest.raises(CheckpointError, match=r"state for parameter indices \[1, 2, 3, 4, 5\]"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "score"),
+    [
+        ({"best_val_accuracy": 0.75}, 0.75),  # the image loop's record
+        ({"best_val_accuracy": -1.0}, None),  # its "none yet"
+        ({"best_val_loss": 2.5, "tokens": 40}, -2.5),  # the char-LM loop's (minus the loss)
+        ({"best_val_loss": None, "tokens": 0}, None),
+    ],
+)
+def test_checkpoints_written_before_the_one_engine_still_load(tmp_path, old, score):
+    """Files of the two loops before ``fit``: no "task" key (a classifier), progress with their
+    own best-score fields, read as ``best_score`` (higher is better)."""
+    from safetensors import safe_open
+
+    path, _ = small_run(tmp_path)
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    meta.pop("task")
+    meta["progress"] = json.dumps({"step": 1, "examples": 4, "best_step": 1, **old})
+    save_file(tensors, str(path), meta)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.task == "classifier" and checkpoint.metadata == {}
+    assert checkpoint.progress["best_score"] == score and "tokens" not in checkpoint.progress
+
+
+def test_a_checkpoint_of_another_task_or_a_reserved_metadata_key_is_refused(tmp_path):
+    path, config = small_run(tmp_path)
+    rewrite(path, meta={"task": "charlm"})
+    with pytest.raises(CheckpointError, match=r"c\.safetensors: a checkpoint of task 'charlm', not "
+                       r"'classifier'"):  # fmt: skip
+        load_checkpoint(path)
+    with pytest.raises(ValueError, match=r"save_checkpoint: metadata keys \['config'\] are "):
+        save_checkpoint(path, model=torch.nn.Linear(1, 1), config=config, progress={"step": 0},
+                        metadata={"config": "{}"})  # fmt: skip

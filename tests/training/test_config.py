@@ -139,3 +139,35 @@ def test_the_cli_refuses_non_finite_values_before_anything_is_written(
     assert main(["train", "--out", str(tmp_path / "r"), flag, value]) == 2
     assert f"rnnflow train: TrainConfig: {message}" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_config_flags_are_generated_for_any_task_config_tuple_fields_repeat():
+    """A task config's fields become flags (dest cfg_<field>); a tuple[str, ...] field is a
+    repeated flag whose values come back as the tuple the frozen config holds."""
+    import argparse
+    from dataclasses import dataclass
+
+    from rnnflow._fit_config import FitConfig
+    from rnnflow.cli._config_args import add_config_arguments
+
+    @dataclass(frozen=True)
+    class SomeConfig(FitConfig):
+        files: tuple[str, ...] = ()
+        width: int = 3
+
+        @classmethod
+        def ranges(cls):
+            from rnnflow._config_checks import POSITIVE
+
+            return {"width": POSITIVE}
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, SomeConfig, title="t", description="d", skip=("seed",))
+    args = parser.parse_args(["--files", "a.npz", "--files", "b.npz", "--lr", "0.5"])
+    overrides = config_overrides(args)
+    assert overrides == {"files": ("a.npz", "b.npz"), "lr": 0.5}
+    assert SomeConfig(**overrides).files == ("a.npz", "b.npz")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--seed", "1"])  # skipped
+    with pytest.raises(ValueError, match=r"SomeConfig: width must be > 0, got 0"):
+        SomeConfig(width=0)

@@ -372,3 +372,52 @@ def test_each_rank_trains_on_distributed_samplers_share_of_every_global_batch(jo
     for rank in (0, 1):
         share = list(DistributedSampler(range(8), num_replicas=2, rank=rank, shuffle=False))
         assert seen[rank] == [[batch[i] for i in share] for batch in batches[:4]], rank
+
+
+def _charlm_corpus(path: Path, batch_size: int) -> int:
+    """A text file whose training split has 1 window more than a multiple of ``batch_size``
+    (each epoch's last batch holds 1 window: rank 1's shard of it is empty); its window count."""
+    import random
+
+    from rnnflow.tasks.charlm import prepare_data
+    from rnnflow.text.config import CharLMConfig
+
+    rng = random.Random(0)
+    docs: list[str] = []
+    while True:
+        docs.append("".join(rng.choice("abcdefgh \n") for _ in range(rng.randint(8, 60))))
+        path.write_text("\n%\n".join(docs) + "\n", encoding="utf-8")
+        config = CharLMConfig(corpus="text", text=(str(path),), min_count=1, max_len=32)
+        windows = len(prepare_data(config).train_examples)
+        if len(docs) >= 20 and windows % batch_size == 1:
+            return windows
+
+
+def test_the_character_model_trains_data_parallel_as_one_process(job, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo, CPU) ends with the 1-process run's weights and
+    optimizer state: the loss is normalised by the global batch's character count, not each
+    rank's (windows of different lengths: per-rank means would weight them differently)."""
+    corpus = tmp_path / "corpus.txt"
+    windows = _charlm_corpus(corpus, batch_size=4)
+    args = ["train", "--task", "charlm", "--preset", "tiny", "--corpus", "text", "--text"]
+    args += [str(corpus), "--min-count", "1", "--max-len", "32", "--batch-size", "4"]
+    args += ["--epochs", "2", "--dropout", "0", "--device", "cpu", "--threads", "1", "--quiet"]
+    args += ["--eval-every", "24", "--log-every", "8"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    for nproc, out in ((1, one), (2, two)):
+        prefix = [sys.executable] if nproc == 1 else [*launch, "2"]
+        result = subprocess.run(
+            [*prefix, "-m", "rnnflow", *args, "--out", str(out)], cwd=job.cwd, env=job.env,
+            capture_output=True, text=True, timeout=TIMEOUT,
+        )  # fmt: skip
+        _ok(result)
+    _assert_same_run(two, one)
+    r1, r2 = _records(one), _records(two)
+    assert [(r["kind"], r["step"]) for r in r2] == [(r["kind"], r["step"]) for r in r1]
+    steps = 2 * -(-windows // 4)
+    assert r1[-1]["step"] == steps and load_file(two / "checkpoint.safetensors")
+    for a, b in zip(r2, r1, strict=True):  # the same losses over the global batches
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), (a, b)
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["processes"] == 2

@@ -212,3 +212,21 @@ def test_a_checkpoint_of_another_task_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint.safetensors: a 'charlm' checkpoint; this run "
                        r"is a 'classifier' one"):  # fmt: skip
         fit(image_task(), tmp_path / "lm", resume=checkpoint)
+
+
+def test_load_trained_rebuilds_any_tasks_model_from_its_checkpoint(tmp_path):
+    """rnnflow.tasks.load_trained dispatches on the recorded task (the char LM's model needs
+    its vocabulary from the metadata); asking for another task is refused, naming both."""
+    from rnnflow.models.char_lm import CharLM
+    from rnnflow.tasks import load_trained
+    from rnnflow.tasks.image import load_trained_model
+    from rnnflow.training import CheckpointError
+
+    trained, _ = _train(charlm_task(), tmp_path / "lm", stop_at_step=2)
+    model, checkpoint = load_trained(tmp_path / "lm")
+    assert isinstance(model, CharLM) and not model.training and checkpoint.task == "charlm"
+    for name, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    with pytest.raises(CheckpointError, match=r"checkpoint\.safetensors: a 'charlm' checkpoint, "
+                       r"not a 'classifier' one"):  # fmt: skip
+        load_trained_model(tmp_path / "lm")
