@@ -118,6 +118,21 @@ def test_bad_file_and_changed_data_are_refused(text_run: Path, tmp_path: Path, c
         source.write_bytes(original)
 
 
+def test_a_run_without_test_or_validation_texts_says_so(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a.tsv").write_text("".join(cue_lines(40, 0)), encoding="utf-8")
+    run = tmp_path / "run"
+    args = [*TINY, "--train", str(tmp_path / "a.tsv"), "--epochs", "1", "--out", str(run)]
+    assert main([*args, "--test-fraction", "0", "--val-fraction", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "no test texts (--test-fraction 0.0): nothing scored" in out
+    assert "no validation texts: the last weights" in out
+    assert "baselines skipped: the baselines need validation and test texts" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"] is None and summary["baselines"] == []
+    assert main(["evaluate", str(run)]) == 1
+    assert "has no test texts" in capsys.readouterr().err
+
+
 def test_another_tasks_preset_is_refused_by_argparse(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["train", "--task", "text-classify", "--preset", "tutorial", "--out", "x"])

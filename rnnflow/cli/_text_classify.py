@@ -79,7 +79,9 @@ def run_files(task: Any) -> dict[str, str]:
 
 
 def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
-    """Score the best checkpoint on the test split beside the baselines; print and record it."""
+    """Score the best checkpoint on the test split beside the baselines; print and record it.
+    A run without test texts (``--test-fraction 0``) or validation texts (``--val-fraction 0``,
+    so no baseline can choose its hyperparameter) says so instead."""
     import torch
 
     from rnnflow.cli.train import write_summary
@@ -87,33 +89,40 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
     from rnnflow.training.engine import BEST_NAME
     from rnnflow.training.plots import plot_confusion
 
-    config, run_dir = task.config, plan.run_dir
+    config, run_dir, splits = task.config, plan.run_dir, task.data.splits
     best, _, checkpoint = load_text_classifier(run_dir / BEST_NAME, device=config.device)
-    result = evaluate(best, task.loader("test"), num_classes=task.num_classes)
-    try:
-        base = [b.to_dict() for b in baselines(task.data, config)]
-        skipped = None
-    except ImportError as exc:
-        base, skipped = [], str(exc)
-    run.metrics.log(
-        {
-            "kind": "test",
-            "step": progress.step,
-            "examples": progress.examples,
-            "checkpoint_step": checkpoint.progress["step"],
-            "loss": result.loss,
-            "accuracy": result.scores.accuracy,
-            "macro_f1": result.scores.macro_f1,
-        }
-    )
-    names = list(config.class_names)
-    plot_confusion([list(r) for r in result.scores.confusion], names, run_dir / "confusion.png")
+    result = None
+    if len(splits.test):
+        result = evaluate(best, task.loader("test"), num_classes=task.num_classes)
+        names = list(config.class_names)
+        confusion = [list(r) for r in result.scores.confusion]
+        plot_confusion(confusion, names, run_dir / "confusion.png")
+        run.metrics.log(
+            {
+                "kind": "test",
+                "step": progress.step,
+                "examples": progress.examples,
+                "checkpoint_step": checkpoint.progress["step"],
+                "loss": result.loss,
+                "accuracy": result.scores.accuracy,
+                "macro_f1": result.scores.macro_f1,
+            }
+        )
+    base: list[dict[str, Any]] = []
+    skipped = None
+    if not (len(splits.val) and len(splits.test)):
+        skipped = "the baselines need validation and test texts"
+    else:
+        try:
+            base = [b.to_dict() for b in baselines(task.data, config)]
+        except ImportError as exc:
+            skipped = str(exc)
     write_summary(
         run_dir,
         {
             "run_dir": str(run_dir),
             **task.data.describe(),
-            "test": result.to_dict(),
+            "test": result.to_dict() if result is not None else None,
             "baselines": base,
             **({"baselines_skipped": skipped} if skipped else {}),
             "best_step": checkpoint.progress["step"],
@@ -126,12 +135,20 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
             "threads": torch.get_num_threads(),
         },
     )
-    s = result.scores
-    print(
-        f"test accuracy {s.accuracy:.4f}, macro F1 {s.macro_f1:.4f} ({len(task.data.splits.test)} "
-        f"texts; checkpoint of step {checkpoint.progress['step']}, best validation accuracy "
-        f"{progress.best_score:.4f})"
+    picked = (
+        f"best validation accuracy {progress.best_score:.4f}"
+        if progress.best_score is not None and len(splits.val)
+        else "no validation texts: the last weights"
     )
+    where = f"checkpoint of step {checkpoint.progress['step']}, {picked}"
+    if result is None:
+        print(f"no test texts (--test-fraction {config.test_fraction}): nothing scored ({where})")
+    else:
+        s = result.scores
+        print(
+            f"test accuracy {s.accuracy:.4f}, macro F1 {s.macro_f1:.4f} ({len(splits.test)} "
+            f"texts; {where})"
+        )
     for b in base:
         t = b["test"]
         print(
@@ -191,6 +208,8 @@ def evaluate(args: argparse.Namespace) -> int:
             "cannot rebuild its split",
         )
     task = TextClassifyTask(config, data)
+    if not len(getattr(data.splits, args.split)):
+        return _fail("evaluate", f"{args.model} has no {args.split} texts (its config's fractions)")
     batch_size = max(1, args.batch_size)
     loader = task.loader(args.split, batch_size=batch_size)
     result = evaluate_model(model, loader, num_classes=task.num_classes)

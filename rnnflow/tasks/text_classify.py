@@ -223,6 +223,7 @@ def predict_proba(
     empty = [i for i, t in enumerate(texts) if not t]
     if empty:
         raise ValueError(f"predict: text {empty[0] + 1} is empty")
+    was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     encoded = encode_texts(texts, vocab, max_chars=max_chars)
@@ -233,6 +234,7 @@ def predict_proba(
         tokens, lengths = pad_tokens([encoded[i] for i in rows], pad_id=vocab.pad_id)
         logits = model(tokens.to(device), lengths.to(device))  # [b, C]
         out[rows] = torch.softmax(logits.float(), dim=1).cpu()
+    model.train(was_training)
     return out
 
 
