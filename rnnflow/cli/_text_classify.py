@@ -120,18 +120,11 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
     write_summary(
         run_dir,
         {
-            "run_dir": str(run_dir),
+            **run.summary(progress, checkpoint.progress["step"]),
             **task.data.describe(),
             "test": result.to_dict() if result is not None else None,
             "baselines": base,
             **({"baselines_skipped": skipped} if skipped else {}),
-            "best_step": checkpoint.progress["step"],
-            "steps": progress.step,
-            "processes": run.processes,
-            "train_seconds": round(progress.train_seconds, 1),
-            "wall_seconds_this_session": round(run.wall_seconds, 1),
-            # on a shared machine wall time overstates the cost: CPU seconds of this process
-            "process_cpu_seconds_this_session": round(run.cpu_seconds, 1),
             "threads": torch.get_num_threads(),
         },
     )
