@@ -37,6 +37,7 @@ CLI_GLUE: dict[str, str] = {
     "classifier": "rnnflow.cli._image",
     "charlm": "rnnflow.cli._charlm",
     "sequence": "rnnflow.cli._sequence",
+    "text-classify": "rnnflow.cli._text_classify",
 }
 
 

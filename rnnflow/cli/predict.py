@@ -25,7 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Classify images with a trained model (a run folder or a checkpoint file).",
     )
     parser.add_argument("model", metavar="RUN_DIR|CKPT", help="run folder or .safetensors file")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    parser.add_argument(
+        "images", metavar="IMAGE", nargs="+", help="image files (text-classify: texts, - = stdin)"
+    )
     parser.add_argument("--top", type=int, default=3, help="classes to show per image (3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""Models built from rnnflow cells: the row-by-row image classifier and the character-level LM.
+"""Models built from rnnflow cells: the row-by-row image classifier, the character-level LM and
+the text classifier.
 
 The names are imported on first use (PEP 562), so that ``rnnflow.models.cell_kinds`` (read by the
 run config, whose CLI parsers must not import torch) imports no torch.
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from rnnflow.models.cell_kinds import CELL_KINDS, INITS
     from rnnflow.models.char_lm import CharLM, masked_cross_entropy
     from rnnflow.models.classifier import SequenceClassifier, make_cell
+    from rnnflow.models.text_classifier import TextClassifier
 
 __all__ = [
     "CELL_KINDS",
@@ -22,6 +24,7 @@ __all__ = [
     "make_cell",
     "CharLM",
     "masked_cross_entropy",
+    "TextClassifier",
 ]
 
 _HOME = {
@@ -31,5 +34,6 @@ _HOME = {
     "make_cell": "rnnflow.models.classifier",
     "CharLM": "rnnflow.models.char_lm",
     "masked_cross_entropy": "rnnflow.models.char_lm",
+    "TextClassifier": "rnnflow.models.text_classifier",
 }
 __getattr__, __dir__ = lazy_names(__name__, _HOME, __all__)

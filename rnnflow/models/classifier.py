@@ -219,8 +219,23 @@ class SequenceClassifier(nn.Module):
                     w.uniform_(-limit, limit)
                     b.zero_()
 
-    def features(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
-        """The last valid output(s) fed to the output projection: [B, T, D] -> [B, F]."""
+    def step_outputs(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
+        """The top layer's output at every step: [B, T, D] -> [B, T, F], zeros past each row's
+        length (TF1's ``dynamic_rnn``). Bidirectional: each step's forward and backward outputs
+        concatenated (F = 2H; the backward direction reads each row reversed within its length,
+        its output re-aligned to the step it read)."""
+        x = self._projected(inputs)  # [B, T, P]
+        if self.bidirectional:
+            (out_fw, out_bw), _ = bidirectional_dynamic_rnn(
+                self.cell_fw, self.cell_bw, x, sequence_length=sequence_length
+            )  # [B, T, H] each
+            return torch.cat([out_fw, out_bw], dim=2)  # [B, T, 2H]
+        outputs, _ = dynamic_rnn(self.cell, x, sequence_length=sequence_length)  # [B, T, H]
+        return outputs
+
+    def _projected(self, inputs: Tensor) -> Tensor:
+        """The input projection [B, T, D] -> [B, T, P] (one GEMM, bias fused), after checking
+        the shape."""
         if not isinstance(inputs, Tensor) or inputs.dim() != 3:
             shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
             raise ValueError(
@@ -233,32 +248,30 @@ class SequenceClassifier(nn.Module):
                 f"got {tuple(inputs.shape)}"
             )
         batch, max_time = inputs.shape[0], inputs.shape[1]
-        rows_in = inputs.reshape(batch * max_time, self.input_size)  # one GEMM, bias fused
+        rows_in = inputs.reshape(batch * max_time, self.input_size)
         x = torch.addmm(self.biases_in, rows_in, self.weights_in)
-        x = x.view(batch, max_time, self.projection_size)  # [B, T, P]
-        if (
-            self.pooling == "last"
-            and sequence_length is None
-            and not self.bidirectional
-            and max_time > 0
-        ):
-            outputs, _ = dynamic_rnn(self.cell, x)  # [B, T, H]
-            return outputs[:, -1]  # [B, H]: every row's last step, no index tensors
+        return x.view(batch, max_time, self.projection_size)
+
+    def features(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
+        """What the output projection reads: [B, T, D] -> [B, F]: the last valid output(s)
+        (``pooling="last"``) or the mean of the valid outputs (``pooling="mean"``)."""
+        if self.pooling == "last" and sequence_length is None and not self.bidirectional:
+            x = self._projected(inputs)
+            if x.shape[1] > 0:
+                outputs, _ = dynamic_rnn(self.cell, x)  # [B, T, H]
+                return outputs[:, -1]  # [B, H]: every row's last step, no index tensors
+        outputs = self.step_outputs(inputs, sequence_length)  # [B, T, F]
+        if self.pooling == "mean":
+            return _valid_mean(outputs, sequence_length)
+        batch, max_time = outputs.shape[0], outputs.shape[1]
         if sequence_length is None:
             last = torch.full((batch,), max_time - 1, dtype=torch.long, device=inputs.device)
         else:
             last = (sequence_length.to(device=inputs.device, dtype=torch.long) - 1).clamp(min=0)
         rows = torch.arange(batch, device=inputs.device)
         if self.bidirectional:
-            (out_fw, out_bw), _ = bidirectional_dynamic_rnn(
-                self.cell_fw, self.cell_bw, x, sequence_length=sequence_length
-            )  # [B, T, H] each
-            if self.pooling == "mean":
-                return _valid_mean(torch.cat([out_fw, out_bw], dim=2), sequence_length)
-            return torch.cat([out_fw[rows, last], out_bw[:, 0]], dim=1)  # [B, 2H]
-        outputs, _ = dynamic_rnn(self.cell, x, sequence_length=sequence_length)  # [B, T, H]
-        if self.pooling == "mean":
-            return _valid_mean(outputs, sequence_length)
+            h = self.num_units  # forward: its last valid step; backward: step 0 (read last)
+            return torch.cat([outputs[rows, last, :h], outputs[:, 0, h:]], dim=1)  # [B, 2H]
         return outputs[rows, last]  # [B, H]
 
     def forward(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:

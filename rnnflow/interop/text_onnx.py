@@ -1,0 +1,180 @@
+"""Export a text classifier to ONNX with its token ids and lengths, and run it.
+
+The graph (opset 17)::
+
+    tokens          int64 [batch, max_chars]   character ids (the run's vocab.json), padded past
+                                               each length with any id in [0, vocab size)
+    sequence_length int64 [batch]              1 <= length <= max_chars
+      -> logits     float32 [batch, num_classes]
+
+Inside: the embedding (a Gather), then :class:`~rnnflow.models.text_classifier.TextClassifier`'s
+computation with ``sequence_length`` exactly as PyTorch runs it: the reference loop unrolled over
+``max_chars`` steps, outputs zero and state carried past each length (TF1's ``dynamic_rnn``), the
+backward direction reading each row reversed within its length (``tf.reverse_sequence``), then
+the pooling (last valid outputs, or the maximum over the valid steps) and the output layer.
+Values past a row's length never change its logits; ``batch`` is a dynamic axis, the time axis
+is fixed at ``max_chars`` (tracing unrolls the loop): pad shorter texts to it.
+
+Needs ``onnx`` and ``onnxruntime`` (``pip install 'rnnflow[export]'``), imported when used.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from rnnflow import _nest
+from rnnflow.interop._traceable import quiet_tracing
+from rnnflow.interop.onnx import OPSET, _import
+from rnnflow.models.text_classifier import TextClassifier
+from rnnflow.recurrence._masking import reverse_sequence
+from rnnflow.recurrence.reference import reference_dynamic_rnn
+
+__all__ = [
+    "LENGTHS_NAME",
+    "TOKENS_NAME",
+    "TraceableTextClassifier",
+    "onnx_text_logits",
+    "text_to_onnx",
+]
+
+TOKENS_NAME = "tokens"
+LENGTHS_NAME = "sequence_length"
+OUTPUT_NAME = "logits"
+
+
+class TraceableTextClassifier(nn.Module):
+    """``TextClassifier(tokens, sequence_length)`` on the reference loop, for tracing; shares the
+    model's parameters and is always in eval mode (no dropout)."""
+
+    def __init__(self, model: TextClassifier) -> None:
+        super().__init__()
+        if not isinstance(model, TextClassifier):
+            raise TypeError(
+                f"TraceableTextClassifier: model must be a TextClassifier, got "
+                f"{type(model).__name__}"
+            )
+        self.model = model
+        self.eval()
+
+    def train(self, mode: bool = True) -> TraceableTextClassifier:
+        return super().train(False)  # an exported graph never drops out
+
+    def forward(self, tokens: Tensor, sequence_length: Tensor) -> Tensor:
+        m, c = self.model, self.model.classifier
+        lengths = sequence_length.to(torch.int64)  # [B]
+        x = m.embedding(tokens) @ c.weights_in + c.biases_in  # [B, T, P]
+        x = x.transpose(0, 1)  # [T, B, P]
+        if c.bidirectional:
+            out_fw = _run(c.cell_fw, x, lengths)  # [T, B, H]
+            out_bw = reverse_sequence(
+                _run(c.cell_bw, reverse_sequence(x, lengths), lengths), lengths
+            )
+            outputs = torch.cat([out_fw, out_bw], dim=2)  # [T, B, 2H]
+        else:
+            outputs = _run(c.cell, x, lengths)  # [T, B, H]
+        if m.pooling == "max":
+            steps = torch.arange(outputs.shape[0], device=x.device)[:, None]  # [T, 1]
+            past = steps >= lengths[None, :]  # [T, B]
+            features = outputs.masked_fill(past[:, :, None], float("-inf")).amax(dim=0)
+        else:
+            last = (lengths - 1).clamp(min=0)
+            index = last.view(1, -1, 1).expand(1, outputs.shape[1], outputs.shape[2])  # [1, B, F]
+            at_last = outputs.gather(0, index).squeeze(0)  # [B, F]
+            if c.bidirectional:
+                h = c.num_units  # forward: its last valid step; backward: step 0
+                features = torch.cat([at_last[:, :h], outputs[0, :, h:]], dim=1)
+            else:
+                features = at_last
+        return features @ c.weights_out + c.biases_out  # [B, C]
+
+
+def _run(cell: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
+    """The masked reference loop over time-major ``x`` [T, B, P] from a zero state: [T, B, H]."""
+    batch = x.shape[1]  # traced as a size, not a constant
+    state = _nest.map_structure(lambda size: x.new_zeros(batch, size), cell.state_size)
+    outputs, _ = reference_dynamic_rnn(cell, x, lengths, state)
+    return outputs
+
+
+def text_to_onnx(
+    model: TextClassifier,
+    *,
+    max_chars: int,
+    metadata: Mapping[str, str] | None = None,
+    opset: int = OPSET,
+) -> bytes:
+    """The serialized ONNX model (see the module docstring) of a CPU ``model``, its time axis
+    fixed at ``max_chars``; ``metadata`` (str -> str) goes to ``metadata_props``. Raises
+    ``ValueError`` for a model off the CPU or ``max_chars`` < 1, ``ImportError`` naming the
+    extra without onnx."""
+    onnx = _import("onnx")
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        raise ValueError(f"text_to_onnx: max_chars must be an int >= 1, got {max_chars!r}")
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        raise ValueError(f"text_to_onnx: model must be on the CPU, got parameters on {device}")
+    traceable = TraceableTextClassifier(model)
+    # lengths max_chars and 1: the trace must not specialise on either
+    example = (torch.zeros(2, max_chars, dtype=torch.long), torch.tensor([max_chars, 1]))
+    buffer = io.BytesIO()
+    with quiet_tracing(), torch.no_grad():
+        torch.onnx.export(
+            traceable,
+            example,
+            buffer,
+            input_names=[TOKENS_NAME, LENGTHS_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={
+                TOKENS_NAME: {0: "batch"},
+                LENGTHS_NAME: {0: "batch"},
+                OUTPUT_NAME: {0: "batch"},
+            },
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    proto = onnx.load_model_from_string(buffer.getvalue())
+    proto.producer_name = "rnnflow"
+    proto.doc_string = (
+        f"rnnflow TextClassifier: {TOKENS_NAME} int64 [batch, {max_chars}] (character ids, "
+        f"padded past each length), {LENGTHS_NAME} int64 [batch] in [1, {max_chars}] -> "
+        f"{OUTPUT_NAME} float32 [batch, {model.num_classes}]"
+    )
+    if metadata:
+        onnx.helper.set_model_props(proto, dict(metadata))
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def onnx_text_logits(
+    model: bytes | str | os.PathLike[str],
+    tokens: Tensor,
+    sequence_length: Tensor,
+    *,
+    batch_size: int = 1000,
+) -> Tensor:
+    """Logits float32 [N, C] of an exported text model (bytes or a path) for padded ``tokens``
+    [N, max_chars] and ``sequence_length`` [N], by onnxruntime's CPU provider."""
+    ort = _import("onnxruntime")
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    ids = tokens.detach().to("cpu", torch.int64).numpy()
+    lengths = sequence_length.detach().to("cpu", torch.int64).numpy()
+    parts = [
+        torch.from_numpy(
+            session.run(
+                [OUTPUT_NAME],
+                {
+                    TOKENS_NAME: ids[lo : lo + batch_size],
+                    LENGTHS_NAME: lengths[lo : lo + batch_size],
+                },
+            )[0]
+        )
+        for lo in range(0, len(ids), batch_size)
+    ]
+    return torch.cat(parts)  # [N, C]

@@ -1,0 +1,167 @@
+"""`rnnflow train --task text-classify` through the real entry point on a labelled file written
+here: the run reports test scores beside the baselines, `evaluate` gives accuracy, F1 and the
+confusion matrix equal to the model's own predictions, `predict` classifies arguments and stdin,
+and bad input gets rnnflow's message."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnflow.cli import main
+
+TINY = ["train", "--task", "text-classify", "--preset", "tiny", "--lr", "0.02", "--epochs", "4"]
+TINY += ["--threads", "1", "--quiet"]
+
+
+def cue_lines(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        y = i % 2
+        filler = "".join(rng.choice("的了是在我有他这") for _ in range(rng.randint(2, 12)))
+        at = rng.randint(0, len(filler))
+        text = filler[:at] + ("好" if y else "坏") + filler[at:] + str(i)
+        lines.append(f"{'pos' if y else 'neg'}\t{text}\n")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory) -> Path:
+    pytest.importorskip("sklearn", reason="the run's baselines need scikit-learn")
+    threads = torch.get_num_threads()
+    root = tmp_path_factory.mktemp("text")
+    (root / "a.tsv").write_text("".join(cue_lines(240, 0)), encoding="utf-8")
+    run = root / "run"
+    assert main([*TINY, "--train", str(root / "a.tsv"), "--out", str(run)]) == 0
+    torch.set_num_threads(threads)
+    return run
+
+
+def test_train_reports_test_scores_beside_the_baselines(text_run: Path) -> None:
+    summary = json.loads((text_run / "summary.json").read_text())
+    assert summary["classes"] == ["neg", "pos"]
+    assert (summary["train_texts"], summary["val_texts"], summary["test_texts"]) == (194, 22, 24)
+    assert summary["test"]["accuracy"] == 1.0
+    assert [b["name"] for b in summary["baselines"]] == ["naive_bayes", "logistic_regression"]
+    assert all(b["test"]["accuracy"] == 1.0 for b in summary["baselines"])
+    config = json.loads((text_run / "config.json").read_text())
+    assert config["task"] == "text-classify" and config["corpus"] == "file"
+    assert (text_run / "vocab.json").is_file() and (text_run / "confusion.png").is_file()
+
+
+def test_evaluate_json_matches_the_models_predictions(text_run: Path, capsys) -> None:
+    from rnnflow.tasks.text_classify import load_text_classifier, predict_proba
+    from rnnflow.text.labelled_text import read_labelled_file
+
+    assert main(["evaluate", str(text_run), "--split", "train", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["task"] == "text-classify" and got["split"] == "train" and got["texts"] == 194
+    # the truth: every training text of the file, classified one by one by the model
+    model, vocab, ckpt = load_text_classifier(text_run)
+    data = read_labelled_file(ckpt.config.train_file)
+    from rnnflow.text.labelled_text import deduplicate, split_labelled
+
+    train = split_labelled(deduplicate(data).data, seed=ckpt.config.split_seed).train
+    predicted = predict_proba(model, vocab, train.texts, max_chars=ckpt.config.max_chars)
+    labels = torch.tensor(train.labels)
+    pred = predicted.argmax(dim=1)
+    confusion = [[int(((labels == t) & (pred == p)).sum()) for p in (0, 1)] for t in (0, 1)]
+    assert got["confusion"] == confusion
+    assert got["accuracy"] == pytest.approx(float((pred == labels).double().mean()))
+    assert main(["evaluate", str(text_run)]) == 0
+    out = capsys.readouterr().out
+    assert "test split: 24 texts" in out and "macro F1" in out and "confusion matrix" in out
+
+
+def test_predict_arguments_and_stdin(text_run: Path, capsys, monkeypatch) -> None:
+    assert main(["predict", str(text_run), "这是好的", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p["class"] for p in got] == ["pos"]
+    assert sum(got[0]["probabilities"].values()) == pytest.approx(1.0)
+    monkeypatch.setattr("sys.stdin", io.StringIO("他坏了\n\n  我好  \n"))
+    assert main(["predict", str(text_run), "-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ")[0] for line in lines] == ["neg", "pos"]
+    assert lines[1].endswith("\t我好")
+
+
+def test_predict_and_evaluate_refuse_bad_input(text_run: Path, capsys, monkeypatch) -> None:
+    assert main(["predict", str(text_run), "好", "   "]) == 1
+    assert "rnnflow predict: predict: text 2 is empty" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert main(["predict", str(text_run), "-"]) == 1
+    assert "no text to classify (standard input was empty)" in capsys.readouterr().err
+    assert main(["evaluate", str(text_run), "--dataset", "mnist"]) == 2
+    assert "--dataset applies to image classifier runs" in capsys.readouterr().err
+
+
+def test_bad_file_and_changed_data_are_refused(text_run: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("pos\tok\nneg no tab\n", encoding="utf-8")
+    assert main([*TINY, "--train", str(bad), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.tsv line 2: expected 'label<TAB>text', found no TAB" in err
+    config = json.loads((text_run / "config.json").read_text())
+    source = Path(config["train_file"])
+    original = source.read_bytes()
+    try:
+        source.write_text("".join(cue_lines(240, 1)), encoding="utf-8")
+        assert main(["evaluate", str(text_run)]) == 1
+        assert "the data differ from those this run recorded" in capsys.readouterr().err
+    finally:
+        source.write_bytes(original)
+
+
+def test_a_run_without_test_or_validation_texts_says_so(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a.tsv").write_text("".join(cue_lines(40, 0)), encoding="utf-8")
+    run = tmp_path / "run"
+    args = [*TINY, "--train", str(tmp_path / "a.tsv"), "--epochs", "1", "--out", str(run)]
+    assert main([*args, "--test-fraction", "0", "--val-fraction", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "no test texts (--test-fraction 0.0): nothing scored" in out
+    assert "no validation texts: the last weights" in out
+    assert "baselines skipped: the baselines need validation and test texts" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"] is None and summary["baselines"] == []
+    assert main(["evaluate", str(run)]) == 1
+    assert "has no test texts" in capsys.readouterr().err
+
+
+def test_another_tasks_preset_is_refused_by_argparse(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--task", "text-classify", "--preset", "tutorial", "--out", "x"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "tutorial" in err and "reviews" in err and "tiny" in err
+
+
+def test_export_onnx_checks_the_test_texts_and_writes(
+    text_run: Path, tmp_path: Path, capsys
+) -> None:
+    pytest.importorskip("onnxruntime", reason="needs the export extra")
+    from rnnflow.interop.text_onnx import onnx_text_logits
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(text_run), "--format", "torchscript", "--out", str(out)]) == 1
+    assert "a text-classify run exports to ONNX only" in capsys.readouterr().err
+    assert main(["export", str(text_run), "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "check on the run's test texts: max |onnxruntime - pytorch|" in printed
+    assert "argmax agreement 24/24" in printed
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["rnnflow.task"] == "text-classify"
+    from rnnflow.text.corpus import Vocabulary
+
+    vocab = Vocabulary.from_json(meta["rnnflow.vocab"])
+    ids = vocab.encode("这是好的")
+    tokens = torch.tensor([ids + [0] * (200 - len(ids))])
+    logits = onnx_text_logits(out, tokens, torch.tensor([len(ids)]))
+    assert json.loads(meta["rnnflow.class_names"])[int(logits.argmax())] == "pos"
