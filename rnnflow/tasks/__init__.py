@@ -112,6 +112,8 @@ TASKS: tuple[TaskInfo, ...] = (
         "japanese-vowels",
         "rnnflow.tasks.sequence_config:config_from_dict",
         "a variable-length series classifier (UEA/UCR sets, your .npz/.ts files)",
+    ),
+    TaskInfo(
         "text-classify",
         "rnnflow.tasks.text_classify",
         "rnnflow.text.classify_config:PRESETS",
