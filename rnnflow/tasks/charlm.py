@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from rnnflow.models.char_lm import CharLM, masked_cross_entropy
+from rnnflow.tasks._vocab import check_same_vocab
+from rnnflow.tasks._vocab import checkpoint_vocab as _checkpoint_vocab
 from rnnflow.text.baselines import kneser_ney_perplexity, ngram_perplexity
 from rnnflow.text.config import TASK, CharLMConfig, charlm_config_from_dict
 from rnnflow.text.corpus import (
@@ -56,6 +58,7 @@ __all__ = [
 ]
 
 NAME = TASK  # "charlm"
+_KIND = "a character-LM"  # how checkpoint errors name this task's files
 
 
 @dataclass
@@ -263,13 +266,7 @@ class CharLMTask:
         return {"vocab": self.data.vocab.to_json()}
 
     def check_resume(self, checkpoint: Checkpoint) -> None:
-        vocab = checkpoint_vocab(checkpoint)
-        if vocab != self.data.vocab:
-            raise ValueError(
-                f"{checkpoint.path}: the vocabulary differs from the one of the corpus now on "
-                f"disk ({len(vocab)} vs {len(self.data.vocab)} symbols): the corpus changed "
-                "since the run began"
-            )
+        check_same_vocab(checkpoint, self.data.vocab, kind=_KIND)
 
 
 def make_task(config: CharLMConfig) -> CharLMTask:
@@ -280,13 +277,7 @@ def make_task(config: CharLMConfig) -> CharLMTask:
 def checkpoint_vocab(checkpoint: Checkpoint) -> Vocabulary:
     """The vocabulary a char-LM checkpoint carries (metadata ``vocab``); ``CheckpointError``
     naming the file when it is missing or malformed."""
-    text = checkpoint.metadata.get("vocab")
-    if text is None:
-        raise CheckpointError(f"{checkpoint.path}: a character-LM checkpoint without a vocabulary")
-    try:
-        return Vocabulary.from_json(text)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"{checkpoint.path}: corrupt checkpoint metadata: {exc}") from exc
+    return _checkpoint_vocab(checkpoint, kind=_KIND)
 
 
 def load_charlm_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
