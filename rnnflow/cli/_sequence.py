@@ -249,7 +249,6 @@ def export(args: argparse.Namespace) -> int:
 
     import torch
 
-    from rnnflow._atomic import atomic_write_bytes
     from rnnflow.data.sequences import SequenceDataError, pad_series
     from rnnflow.interop._traceable import compare_logits
 
@@ -323,16 +322,11 @@ def export(args: argparse.Namespace) -> int:
         f"{len(data)} bytes"
     )
     print(f"check on {config.dataset} test series: {result.describe('onnxruntime')}")
-    if not result.passed:
-        return _fail(
-            "export",
-            f"the exported model's logits differ from PyTorch's by more than atol {atol:.3g} + "
-            f"rtol {rtol:.3g} * |logit|; nothing was written to {args.out}",
-        )
-    try:
-        atomic_write_bytes(args.out, data)
-    except OSError as exc:
-        return _fail("export", f"cannot write {args.out}: {exc}")
+    from rnnflow.cli.export import write_checked
+
+    status = write_checked(args.out, data, result, atol=atol, rtol=rtol)
+    if status:
+        return status
     print(f"wrote {args.out}")
     return 0
 

@@ -285,7 +285,6 @@ def export(args: argparse.Namespace) -> int:
 
     import torch
 
-    from rnnflow._atomic import atomic_write_bytes
     from rnnflow.interop._traceable import compare_logits
     from rnnflow.tasks.text_classify import prepare_data
     from rnnflow.text.labelled_text import pad_tokens
@@ -335,16 +334,11 @@ def export(args: argparse.Namespace) -> int:
         f"logits float32 [batch, {model.num_classes}], {len(onnx_bytes)} bytes"
     )
     print(f"check on the run's test texts: {result.describe('onnxruntime')}")
-    if not result.passed:
-        return _fail(
-            "export",
-            f"the exported model's logits differ from PyTorch's by more than atol {atol:.3g} + "
-            f"rtol {rtol:.3g} * |logit|; nothing was written to {args.out}",
-        )
-    try:
-        atomic_write_bytes(args.out, onnx_bytes)
-    except OSError as exc:
-        return _fail("export", f"cannot write {args.out}: {exc}")
+    from rnnflow.cli.export import write_checked
+
+    status = write_checked(args.out, onnx_bytes, result, atol=atol, rtol=rtol)
+    if status:
+        return status
     print(f"wrote {args.out}")
     return 0
 

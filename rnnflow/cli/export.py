@@ -20,6 +20,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 FORMATS = ("onnx", "torchscript")
 _RUNTIME = {"onnx": "onnxruntime", "torchscript": "torch.jit"}
@@ -69,6 +70,27 @@ def _fail(message: str) -> int:
     return 1
 
 
+def write_checked(
+    out: Any, data: bytes, check: Any, *, atol: float, rtol: float, advice: str = ""
+) -> int:
+    """Write an exported model to ``out`` (atomically) only if ``check`` (its logits against
+    PyTorch's) passed; else say by how much it failed and write nothing. Every task's export
+    ends here. Returns the exit status: 0 written, 1 refused or unwritable."""
+    from rnnflow._atomic import atomic_write_bytes
+
+    if not check.passed:
+        message = (
+            f"the exported model's logits differ from PyTorch's by more than atol {atol:.3g} "
+            f"+ rtol {rtol:.3g} * |logit|; nothing was written to {out}"
+        )
+        return _fail(f"{message}. {advice}" if advice else message)
+    try:
+        atomic_write_bytes(out, data)
+    except OSError as exc:
+        return _fail(f"cannot write {out}: {exc}")
+    return 0
+
+
 def _round_up(value: float) -> str:
     """``value`` rounded up to two significant digits, as text: 2.77e-05 -> '2.8e-05'."""
     import math
@@ -101,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
     if not os.access(out.parent, os.W_OK):
         return _fail(f"cannot write {out}: folder {out.parent} is not writable")
 
-    from rnnflow._atomic import atomic_write_bytes
     from rnnflow.cli._task import dispatch
     from rnnflow.data import CLASS_NAMES, load_split
     from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError, canonical_name
@@ -185,14 +206,11 @@ def run(args: argparse.Namespace) -> int:
             else f"To accept it, rerun with {accept}, or without --atol/--rtol to use this "
             "model's float32 rounding bound"
         )
-        return _fail(
-            f"the exported model's logits differ from PyTorch's by more than atol {atol:.3g} "
-            f"+ rtol {rtol:.3g} * |logit|; nothing was written to {out}. {advice}"
-        )
-    try:
-        atomic_write_bytes(out, data)
-    except OSError as exc:
-        return _fail(f"cannot write {out}: {exc}")
+    else:
+        advice = ""
+    status = write_checked(out, data, check, atol=atol, rtol=rtol, advice=advice)
+    if status:
+        return status
     if config.tta_flip:
         print(
             "note: this run evaluates with tta_flip (mirror averaging); the exported model "

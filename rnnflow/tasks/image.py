@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from rnnflow.data import BatchIterator
 from rnnflow.models import SequenceClassifier
+from rnnflow.tasks._classifier_args import recurrent_args
 from rnnflow.training.checkpoint import Checkpoint
 from rnnflow.training.config import TrainConfig
 from rnnflow.training.distributed import DistributedContext
@@ -69,14 +70,7 @@ def build_model(
     return SequenceClassifier(
         input_size=config.image_width,
         num_classes=config.num_classes if num_classes is None else num_classes,
-        cell=config.cell,
-        num_units=config.num_units,
-        num_layers=config.num_layers,
-        bidirectional=config.bidirectional,
-        dropout=config.dropout,
-        projection_size=config.projection_size,
-        init=config.init,
-        forget_bias=config.forget_bias,
+        **recurrent_args(config),
     )
 
 

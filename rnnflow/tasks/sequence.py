@@ -28,6 +28,7 @@ from rnnflow.data.sequence_files import load_uea, read_sequence_npz, read_sequen
 from rnnflow.data.sequence_norm import ChannelStats
 from rnnflow.data.sequences import SequenceDataset, pad_series
 from rnnflow.models import SequenceClassifier
+from rnnflow.tasks._classifier_args import recurrent_args
 from rnnflow.tasks.sequence_config import SequenceConfig
 from rnnflow.training.checkpoint import Checkpoint
 from rnnflow.training.distributed import DistributedContext
@@ -151,15 +152,8 @@ def build_model(
     return SequenceClassifier(
         input_size=config.num_channels,
         num_classes=config.num_classes,
-        cell=config.cell,
-        num_units=config.num_units,
-        num_layers=config.num_layers,
-        bidirectional=config.bidirectional,
-        dropout=config.dropout,
-        projection_size=config.projection_size,
-        init=config.init,
-        forget_bias=config.forget_bias,
         pooling=config.pooling,
+        **recurrent_args(config),
     )
 
 
