@@ -157,7 +157,7 @@ def series_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     threads = torch.get_num_threads()
     common = ["train", "--task", "sequence", "--dataset", "npz", "--train-file", str(data)]
-    common += ["--num-units", "8", "--batch-size", "16", "--epochs", "4", "--threads", "1"]
+    common += ["--num-units", "8", "--batch-size", "16", "--epochs", "12", "--threads", "1"]
     common += ["--quiet"]
     made = {}
     for name, extra in {
