@@ -159,7 +159,8 @@ def test_draw_a_seven_read_it_step_by_step_and_match_the_cli(runs, page_for, tmp
     shot(page, tmp_path, "serve-reading")
     page.click("#play")
     sync_api.expect(page.locator("#step-label")).to_have_text("28 of 28", timeout=10_000)
-    assert shown_probabilities(page, "#step-probs") == shown
+    last = torch.tensor(shown_probabilities(page, "#step-probs"))  # 28 rows: the prediction,
+    torch.testing.assert_close(last, torch.tensor(shown), rtol=0, atol=1e-6)  # batched apart
 
     # the keyboard path: clear, then a pen stroke drawn with the arrow keys
     page.focus("#pad")
