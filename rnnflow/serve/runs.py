@@ -8,6 +8,11 @@ its API, built on the same public functions as the command line (no web framewor
   step by step with ``SequenceClassifier.prefix_logits``: the class probabilities after rows
   0..t-1 for t = 0..28, the hidden state after each row, and the rows that changed the
   predicted class's probability most.
+- Sequence runs (``rnnflow train --task sequence``): an uploaded ``.csv``/``.npz`` series file
+  is read by ``rnnflow.data.sequence_files.read_series_file`` (the reader of ``rnnflow
+  predict RUN FILE``), standardised with the run's recorded statistics and classified by
+  ``rnnflow.tasks.sequence.predict_proba``, then each series is read step by step the same way
+  (``prefix_logits``; for a mean-pooled model, the mean of the outputs so far).
 - Poem runs (``rnnflow train --task charlm``): ``rnnflow.text.generate.generate`` with the
   options of ``rnnflow generate`` (prime, length, temperature, top-k, top-p, seed, form,
   acrostic, rhyme, tonal), recording each step's top candidates (of the distribution the
