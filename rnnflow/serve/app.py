@@ -131,7 +131,10 @@ def create_app(
         return Response(static[name], media_type=_STATIC[name], headers=_HEADERS)
 
     async def info(request: Request) -> Response:
-        return JSONResponse(run.info(), headers=_HEADERS)
+        answer = run.info()
+        if isinstance(run, SequenceRun):  # this app's limits, which create_app may change
+            answer["limits"] = {"steps": max_steps, "series": max_series}
+        return JSONResponse(answer, headers=_HEADERS)
 
     async def predict(request: Request) -> Response:
         if isinstance(run, PoemRun):

@@ -144,6 +144,9 @@ def test_info_says_what_the_reading_means(series_runs):
         "After t steps, the probabilities are the model's answer had the series ended there: "
         "the output layer applied to the state after step t-1."
     )
+    assert info["limits"] == {"steps": 1000, "series": 16}
+    small = client(series_runs["seq"], max_steps=50, max_series=2).get("/api/info").json()
+    assert small["limits"] == {"steps": 50, "series": 2}
     info = client(series_runs["seq_bidir"]).get("/api/info").json()
     assert info["bidirectional"] and info["pooling"] == "mean"
     assert "the mean of the outputs of steps 0..t-1" in info["note"]
@@ -280,6 +283,14 @@ def test_over_the_size_limit_and_a_bad_top(series_runs):
     )
     assert answer.status_code == 413
     assert answer.json()["error"].startswith("request body too large: ")
+    c = client(series_runs["seq"], max_steps=5)
+    answer = c.post(
+        "/api/predict", content=csv_bytes(rising()), headers={"Content-Type": "text/csv"}
+    )
+    assert answer.status_code == 413
+    assert answer.json()["error"].startswith(
+        "upload: series 0 has 9 steps; this server reads at most 5"
+    )
     c = client(series_runs["seq"])
     answer = c.post(
         "/api/predict?top=0", content=csv_bytes(rising()), headers={"Content-Type": "text/csv"}

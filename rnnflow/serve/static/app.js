@@ -204,9 +204,10 @@ function setupSeries() {
   $("step-probs-caption").textContent = "Class probabilities after these steps.";
   $("trace-caption").textContent = "Each class's probability after each step (the predicted " +
     "class thick); the line marks the slider.";
-  $("heat-caption").textContent = "What the output layer reads after each step (the hidden " +
-    "state; for a mean-pooled model, the mean of the outputs so far): columns are steps read, " +
-    "lines are units; red positive, blue negative.";
+  const read = state.info.pooling === "mean"
+    ? "the mean of the outputs so far: this model pools by the mean" : "the hidden state";
+  $("heat-caption").textContent = `What the output layer reads after each step (${read}): ` +
+    "columns are steps read, lines are units; red positive, blue negative.";
   $("moved-title").replaceChildren("Steps that moved the decision most ");
   const small = document.createElement("small");
   small.textContent = "(change of the predicted class's probability when the step was read; step 0 is the first)";
