@@ -144,7 +144,7 @@ def test_info_says_what_the_reading_means(series_runs):
         "After t steps, the probabilities are the model's answer had the series ended there: "
         "the output layer applied to the state after step t-1."
     )
-    assert info["limits"] == {"steps": 1000, "series": 16}
+    assert info["limits"] == {"steps": 400, "series": 16}
     small = client(series_runs["seq"], max_steps=50, max_series=2).get("/api/info").json()
     assert small["limits"] == {"steps": 50, "series": 2}
     info = client(series_runs["seq_bidir"]).get("/api/info").json()
@@ -196,10 +196,10 @@ BAD = {  # name: (body, content type, status, message)
         r"upload.csv: series 0 holds a non-finite value \(nan\) at step 1, channel 2",
     ),
     "too long": (
-        csv_bytes(rising(1001)),
+        csv_bytes(rising(401)),
         "text/csv",
         413,
-        r"upload: series 0 has 1001 steps; this server reads at most 1000",
+        r"upload: series 0 has 401 steps; this server reads at most 400",
     ),
     "too many series": (
         npz_bytes(x=np.ones((17, 2, 3), np.float32)),
