@@ -44,6 +44,7 @@ from rnnflow.models.classifier import SequenceClassifier
 from rnnflow.tasks import checkpoint_task
 from rnnflow.tasks.charlm import load_charlm
 from rnnflow.tasks.image import load_trained_model, predict_proba
+from rnnflow.tasks.predictions import top_classes
 from rnnflow.tasks.sequence import NAME as SEQUENCE_TASK
 from rnnflow.tasks.sequence import load_trained_model as load_sequence_model
 from rnnflow.tasks.sequence import normaliser
@@ -185,7 +186,7 @@ class ImageRun:
             probs = predict_proba(self.model, image[None], tta_flip=self.checkpoint.config.tta_flip)
             reading = self.reading(image, int(probs[0].argmax()))
         p = probs[0]  # [C]
-        entry = {"image": source, **_top_entry(p, names, top)}
+        entry = {"image": source, **top_classes(p, names, top)}
         return {
             "checkpoint": str(self.checkpoint.path),
             "predictions": [entry],
@@ -229,20 +230,6 @@ def read_steps(
         "hidden_scale": float(hidden.abs().max()) if hidden.numel() else 0.0,
         "moved": [{unit: int(r), "change": float(change[r])} for r in order],
         "predicted": predicted,
-    }
-
-
-def _top_entry(p: torch.Tensor, names: tuple[str, ...], top: int) -> dict[str, Any]:
-    """The fields of one ``rnnflow predict --json`` entry for probabilities ``p`` [C]."""
-    values, indices = p.topk(top)
-    return {
-        "class": names[int(indices[0])],
-        "class_index": int(indices[0]),
-        "probability": float(values[0]),
-        "top": [
-            {"class": names[int(i)], "class_index": int(i), "probability": float(v)}
-            for v, i in zip(values, indices)
-        ],
     }
 
 
@@ -526,7 +513,7 @@ class SequenceRun:
         return {
             "checkpoint": str(self.checkpoint.path),
             "predictions": [
-                {"file": "upload", "index": i, "length": len(s), **_top_entry(p, names, top)}
+                {"file": "upload", "index": i, "length": len(s), **top_classes(p, names, top)}
                 for i, (s, p) in enumerate(zip(series, probs))
             ],
             "series": [
