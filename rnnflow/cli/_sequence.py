@@ -193,6 +193,7 @@ def predict(args: argparse.Namespace) -> int:
     probabilities; files that cannot be used are reported and give exit status 1."""
     from rnnflow.data.sequence_files import read_series_file
     from rnnflow.data.sequences import SequenceDataError
+    from rnnflow.tasks.predictions import top_classes
     from rnnflow.tasks.sequence import normaliser, predict_proba
 
     loaded = _load("predict", args.model)
@@ -211,20 +212,8 @@ def predict(args: argparse.Namespace) -> int:
             continue
         probs = predict_proba(model, stats.apply(series))  # [N, C]
         for index, (s, p) in enumerate(zip(series, probs)):
-            values, indices = p.topk(top)
             results.append(
-                {
-                    "file": path,
-                    "index": index,
-                    "length": len(s),
-                    "class": names[int(indices[0])],
-                    "class_index": int(indices[0]),
-                    "probability": float(values[0]),
-                    "top": [
-                        {"class": names[int(i)], "class_index": int(i), "probability": float(v)}
-                        for v, i in zip(values, indices)
-                    ],
-                }
+                {"file": path, "index": index, "length": len(s), **top_classes(p, names, top)}
             )
     if args.json:
         payload = {"checkpoint": str(checkpoint.path), "predictions": results, "errors": errors}

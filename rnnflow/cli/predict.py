@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from rnnflow.data import CLASS_NAMES
     from rnnflow.data.images import MAX_PIXELS, ImageTooLarge, load_image
     from rnnflow.tasks.image import load_trained_model, predict_proba
+    from rnnflow.tasks.predictions import top_classes
     from rnnflow.training import CheckpointError
 
     status = dispatch("predict", args)  # another task's run: its glue, or a refusal
@@ -137,17 +138,10 @@ def run(args: argparse.Namespace) -> int:
             model, torch.stack([x for _, x in loaded]), tta_flip=checkpoint.config.tta_flip
         )
         for (path, _), p in zip(loaded, probs):
-            values, indices = p.topk(top)
             results.append(
                 {
                     "image": path,
-                    "class": names[int(indices[0])],
-                    "class_index": int(indices[0]),
-                    "probability": float(values[0]),
-                    "top": [
-                        {"class": names[int(i)], "class_index": int(i), "probability": float(v)}
-                        for v, i in zip(values, indices)
-                    ],
+                    **top_classes(p, names, top),
                     **({"input_saved_as": saved[path]} if path in saved else {}),
                 }
             )

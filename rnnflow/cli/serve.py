@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="a local web page (and JSON API) to watch a model read a drawing or write a poem",
         description=(
             "Serve a run folder on a local web page: draw or upload an image and watch an image "
-            "classifier read it row by row, or generate a poem character by character. "
+            "classifier read it row by row, upload a .csv/.npz series and watch a sequence "
+            "classifier read it step by step, or generate a poem character by character. "
             "JSON API: POST /api/predict, POST /api/generate (docs/SERVE.md)."
         ),
     )

@@ -246,7 +246,11 @@ def read_series_file(
     if suffix == ".csv":
         if not path.is_file():
             raise SequenceDataError(f"{path}: no such file")
-        rows = [r for r in path.read_text(encoding="utf-8").splitlines() if r.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SequenceDataError(f"{path}: not a readable .csv file (not UTF-8 text)") from exc
+        rows = [r for r in text.splitlines() if r.strip()]
         table = []
         for line_no, row in enumerate(rows, 1):
             cells = [c.strip() for c in row.split(",")]

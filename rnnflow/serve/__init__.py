@@ -9,6 +9,14 @@ uvicorn); :mod:`rnnflow.serve.runs` alone needs neither. Import by path::
 """
 
 from rnnflow.serve.app import MAX_BODY_BYTES, create_app
-from rnnflow.serve.runs import ImageRun, PoemRun, RequestError, load_run
+from rnnflow.serve.runs import ImageRun, PoemRun, RequestError, SequenceRun, load_run
 
-__all__ = ["MAX_BODY_BYTES", "ImageRun", "PoemRun", "RequestError", "create_app", "load_run"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "ImageRun",
+    "PoemRun",
+    "RequestError",
+    "SequenceRun",
+    "create_app",
+    "load_run",
+]

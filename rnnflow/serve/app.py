@@ -8,6 +8,8 @@ Routes (nothing else; in particular no file of the run folder is served, listed 
 - ``POST /api/predict`` (image runs): a JSON object ``{"pixels": 28 rows of 28 ints in
   [0, 255], "top": 3}`` (a drawing, light on black) or the bytes of an image file with an
   ``image/*`` content type. Answers the fields of ``rnnflow predict --json`` plus the reading.
+  Sequence runs: the bytes of a ``.csv`` or ``.npz`` series file (``SERIES_TYPES``); answers
+  the fields of ``rnnflow predict RUN FILE --json`` plus each series' reading.
 - ``POST /api/generate`` (poem runs): a JSON object with ``rnnflow generate``'s options.
 
 Every refusal is a 4xx JSON ``{"error": message}``: a body over ``max_body_bytes`` (413),
@@ -32,7 +34,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rnnflow.serve.runs import MAX_PIXELS, ImageRun, PoemRun, RequestError
+from rnnflow.serve.runs import (
+    MAX_PIXELS,
+    MAX_SERIES,
+    MAX_STEPS,
+    ImageRun,
+    PoemRun,
+    RequestError,
+    SequenceRun,
+)
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -46,6 +56,14 @@ _STATIC = {  # the only files served: name -> content type
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
+SERIES_TYPES = (
+    "text/csv",
+    "text/plain",
+    "application/octet-stream",
+    "application/zip",
+    "application/x-zip-compressed",
+)
+"""Content types /api/predict accepts for a sequence run (the bytes of a .csv or .npz file)."""
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -83,14 +101,18 @@ def _parse_json(body: bytes) -> Any:
 
 
 def create_app(
-    run: ImageRun | PoemRun,
+    run: ImageRun | PoemRun | SequenceRun,
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     max_pixels: int = MAX_PIXELS,
+    max_steps: int = MAX_STEPS,
+    max_series: int = MAX_SERIES,
     allowed_hosts: list[str] | None = None,
 ) -> Starlette:
     """The app serving ``run`` (from :func:`rnnflow.serve.load_run`).
 
+    ``max_pixels``: the largest uploaded image (pixels, from its header); ``max_steps``,
+    ``max_series``: the longest series and the most series in one upload (sequence runs).
     ``allowed_hosts``: the ``Host`` headers accepted (a defence against DNS rebinding of a
     server on 127.0.0.1); default ``localhost``, ``127.0.0.1`` and ``[::1]`` (any port).
     """
@@ -109,13 +131,18 @@ def create_app(
         return Response(static[name], media_type=_STATIC[name], headers=_HEADERS)
 
     async def info(request: Request) -> Response:
-        return JSONResponse(run.info(), headers=_HEADERS)
+        answer = run.info()
+        if isinstance(run, SequenceRun):  # this app's limits, which create_app may change
+            answer["limits"] = {"steps": max_steps, "series": max_series}
+        return JSONResponse(answer, headers=_HEADERS)
 
     async def predict(request: Request) -> Response:
-        if not isinstance(run, ImageRun):
+        if isinstance(run, PoemRun):
             return _error(400, "this run is a character model: use POST /api/generate")
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await _read_body(request, max_body_bytes)
+        if isinstance(run, SequenceRun):
+            return await predict_series(kind, body, request.query_params.get("top", "3"))
         if kind == "application/json":
             data = _parse_json(body)
             if not isinstance(data, dict) or "pixels" not in data:
@@ -138,9 +165,26 @@ def create_app(
             )
         return JSONResponse(result, headers=_HEADERS)
 
+    async def predict_series(kind: str, body: bytes, top: str) -> Response:
+        if kind not in SERIES_TYPES:
+            return _error(
+                415,
+                f"unsupported content type {kind or '(none)'!r}: this is a sequence run; send "
+                f"the bytes of a .csv or .npz series file ({', '.join(SERIES_TYPES)})",
+            )
+        if not top.isdigit() or int(top) < 1:
+            return _error(400, f"top: expected a positive integer, got {top!r}")
+        if not body:
+            return _error(400, "empty upload: send the bytes of a .csv or .npz series file")
+        series = await run_in_threadpool(
+            run.series_from_bytes, body, max_steps=max_steps, max_series=max_series
+        )
+        result = await run_in_threadpool(run.predict, series, top=int(top))
+        return JSONResponse(result, headers=_HEADERS)
+
     async def generate(request: Request) -> Response:
         if not isinstance(run, PoemRun):
-            return _error(400, "this run is an image classifier: use POST /api/predict")
+            return _error(400, f"this run is a {run.kind} classifier: use POST /api/predict")
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/json":
             return _error(415, f"unsupported content type {kind or '(none)'!r}: send JSON")

@@ -119,3 +119,52 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
         )
     torch.set_num_threads(threads)
     yield {"image": image, "bidir": bidir, "poem": poem}
+
+
+SERIES_STEPS, SERIES_CHANNELS = 12, 3
+SERIES_CLASSES = ("flat", "rising", "falling")
+
+
+def fake_series(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded raw series float32 [n, 12, 3] (lengths 4..12) and labels: class 1 rises on
+    channel 0, class 2 falls, class 0 stays flat; raw values around 10 (not standardised)."""
+    labels = rng.integers(0, 3, n)
+    lengths = rng.integers(4, SERIES_STEPS + 1, n)
+    t = np.arange(SERIES_STEPS, dtype=np.float32)[None, :]  # [1, T]
+    slope = np.array([0.0, 0.5, -0.5], np.float32)[labels][:, None]  # [n, 1]
+    x = 10.0 + rng.normal(scale=0.3, size=(n, SERIES_STEPS, SERIES_CHANNELS)).astype(np.float32)
+    x[:, :, 0] += slope * t
+    return x, lengths, labels
+
+
+@pytest.fixture(scope="session")
+def series_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """{"seq": a one-directional GRU sequence run, "seq_bidir": a bidirectional LSTM with mean
+    pooling}, trained through `rnnflow train --task sequence` on a generated .npz."""
+    root = tmp_path_factory.mktemp("serve-series")
+    rng = np.random.default_rng(0)
+    (xa, la, ya), (xb, lb, yb) = fake_series(90, rng), fake_series(30, rng)
+    data = root / "series.npz"
+    np.savez(
+        data,
+        x_train=xa,
+        lengths_train=la,
+        labels_train=ya,
+        x_test=xb,
+        lengths_test=lb,
+        labels_test=yb,
+        class_names=np.array(SERIES_CLASSES),
+    )
+    threads = torch.get_num_threads()
+    common = ["train", "--task", "sequence", "--dataset", "npz", "--train-file", str(data)]
+    common += ["--num-units", "8", "--batch-size", "16", "--epochs", "12", "--threads", "1"]
+    common += ["--quiet"]
+    made = {}
+    for name, extra in {
+        "seq": ["--cell", "gru", "--no-bidirectional"],
+        "seq_bidir": ["--cell", "lstm", "--bidirectional", "--pooling", "mean"],
+    }.items():
+        made[name] = root / name
+        assert main([*common, *extra, "--out", str(made[name])]) == 0
+    torch.set_num_threads(threads)
+    return made

@@ -4,7 +4,7 @@
 const N = 28;                      // canvas and model input: 28 x 28, row r = time step r
 const $ = (id) => document.getElementById(id);
 const pixels = new Uint8ClampedArray(N * N);  // the drawing: 0..255, light ink on black
-const state = { info: null, last: null, poem: null, step: N, timer: null, pixels };
+const state = { info: null, last: null, view: null, poem: null, step: N, timer: null, pixels };
 window.rnnflow = state;            // for the browser tests and the curious: the last answers
 
 function showError(message) {
@@ -169,9 +169,50 @@ function setupPad() {
     drop.classList.remove("over");
     if (e.dataTransfer.files[0]) upload(e.dataTransfer.files[0]);
   });
+  setupReading();
+  drawPad();
+}
+
+function setupReading() {
   $("play").addEventListener("click", play);
   $("step").addEventListener("input", () => showStep(Number($("step").value)));
-  drawPad();
+}
+
+// ---------------------------------------------------------------- series upload (sequence runs)
+function setupSeries() {
+  const limits = state.info.limits;
+  $("series-limits").textContent = `This model reads ${state.info.num_channels} channels per ` +
+    `step; at most ${limits.series} series of at most ${limits.steps} steps per file.`;
+  const send = (file) => {
+    const kind = file.name.toLowerCase().endsWith(".csv") ? "text/csv" : "application/octet-stream";
+    upload(file, kind);
+  };
+  $("series-file").addEventListener("change", () => { if ($("series-file").files[0]) send($("series-file").files[0]); });
+  const drop = $("series-drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    if (e.dataTransfer.files[0]) send(e.dataTransfer.files[0]);
+  });
+  $("series-pick").addEventListener("change", () => showSeries(Number($("series-pick").value)));
+  $("reading-title").textContent = "The reading, step by step";
+  $("step-unit").textContent = "steps read";
+  $("rows-figure").hidden = true;
+  $("series-figure").hidden = false;
+  $("step-probs-caption").textContent = "Class probabilities after these steps.";
+  $("trace-caption").textContent = "Each class's probability after each step (the predicted " +
+    "class thick); the line marks the slider.";
+  const read = state.info.pooling === "mean"
+    ? "the mean of the outputs so far: this model pools by the mean" : "the hidden state";
+  $("heat-caption").textContent = `What the output layer reads after each step (${read}): ` +
+    "columns are steps read, lines are units; red positive, blue negative.";
+  $("moved-title").replaceChildren("Steps that moved the decision most ");
+  const small = document.createElement("small");
+  small.textContent = "(change of the predicted class's probability when the step was read; step 0 is the first)";
+  $("moved-title").append(small);
+  setupReading();
 }
 
 function clearPad() {
@@ -201,8 +242,8 @@ function predictDrawing() {
   latest(api("/api/predict", { pixels: pixelRows(), top: 3 }), (err) => showError(err.message));
 }
 
-function upload(file) {
-  const kind = file.type || "application/octet-stream";
+function upload(file, contentType) {
+  const kind = contentType || file.type || "application/octet-stream";
   latest(api("/api/predict", file, kind), (err) => showError(`${file.name}: ${err.message}`));
 }
 
@@ -210,8 +251,34 @@ function upload(file) {
 function showResult(data) {
   showError("");
   state.last = data;
+  if (state.info.kind !== "sequence") {
+    show({ entry: data.predictions[0], probabilities: data.probabilities, reading: data.reading, input: data.input });
+    return;
+  }
+  const pick = $("series-pick");
+  pick.replaceChildren(...data.predictions.map((p, i) => {
+    const option = document.createElement("option");
+    option.value = String(i);
+    option.textContent = `series ${i} (${p.length} steps): ${p.class}`;
+    return option;
+  }));
+  $("series-pick-label").hidden = data.predictions.length < 2;
+  showSeries(0);
+}
+
+function showSeries(i) {
+  const s = state.last.series[i];
+  $("series-pick").value = String(i);
+  show({ entry: state.last.predictions[i], probabilities: s.probabilities, reading: s.reading, input: s.input });
+}
+
+// One prediction and its reading: entry (the fields of predict --json), probabilities [C],
+// reading (probabilities [T + 1][C], hidden [T][F], moved), input (what the model read).
+function show(view) {
+  state.view = view;
   const names = state.info.classes;
-  const p = data.predictions[0];
+  const p = view.entry;
+  const unit = state.info.kind === "sequence" ? "step" : "row";
   const pred = $("prediction");
   pred.replaceChildren();
   const strong = document.createElement("strong");
@@ -223,33 +290,76 @@ function showResult(data) {
   prob.dataset.p = String(p.probability);
   prob.textContent = ` ${(100 * p.probability).toFixed(1)} %`;
   pred.append(strong, prob);
-  bars($("probs"), names, data.probabilities, p.class_index);
+  bars($("probs"), names, view.probabilities, p.class_index);
   $("reading").hidden = false;
   const moved = $("moved");
   moved.replaceChildren();
-  for (const m of data.reading.moved) {
+  for (const m of view.reading.moved) {
     const li = document.createElement("li");
     const sign = m.change >= 0 ? "+" : "−";
-    li.textContent = `row ${m.row}: ${sign}${Math.abs(m.change).toFixed(3)} for ${p.class}`;
+    li.textContent = `${unit} ${m[unit]}: ${sign}${Math.abs(m.change).toFixed(3)} for ${p.class}`;
     moved.append(li);
   }
   legend(names, p.class_index);
-  showStep(N);
+  const T = view.reading.hidden.length;
+  $("step").max = String(T);
+  if (state.timer) { clearInterval(state.timer); state.timer = null; $("play").textContent = "▶ Play"; }
+  showStep(T);
 }
 
 function showStep(t) {
-  const data = state.last;
-  if (!data) return;
+  const view = state.view;
+  if (!view) return;
+  const T = view.reading.hidden.length;
   state.step = t;
   $("step").value = String(t);
-  $("step-label").textContent = `${t} of ${N}`;
-  const probs = data.reading.probabilities[t];
+  $("step-label").textContent = `${t} of ${T}`;
+  const probs = view.reading.probabilities[t];
   let top = 0;
   probs.forEach((v, i) => { if (v > probs[top]) top = i; });
   bars($("step-probs"), state.info.classes, probs, top);
-  drawRows(data.input, t);
-  drawTrace(data.reading, t);
-  drawHeat(data.reading, t);
+  if (state.info.kind === "sequence") drawSeries(view.input, t); else drawRows(view.input, t);
+  drawTrace(view.reading, t);
+  drawHeat(view.reading, t);
+}
+
+function drawSeries(input, t) {     // one line per channel over the steps; unread steps dimmed
+  const c = $("series-plot");
+  const ctx = c.getContext("2d");
+  const w = c.width, h = c.height, pad = 6;
+  const T = input.length, D = input[0].length;
+  let lo = Infinity, hi = -Infinity;
+  for (const row of input) for (const v of row) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  if (hi === lo) { hi += 1; lo -= 1; }
+  const cw = w / T;
+  const X = (i) => (i + 0.5) * cw;
+  const Y = (v) => h - pad - ((h - 2 * pad) * (v - lo)) / (hi - lo);
+  ctx.clearRect(0, 0, w, h);
+  ctx.strokeStyle = "#e3e6ea";
+  ctx.strokeRect(0.5, 0.5, w - 1, h - 1);
+  for (let d = 0; d < D; d++) {
+    ctx.beginPath();
+    ctx.strokeStyle = COLORS[d % COLORS.length];
+    ctx.lineWidth = 1.5;
+    input.forEach((row, i) => (i ? ctx.lineTo(X(i), Y(row[d])) : ctx.moveTo(X(i), Y(row[d]))));
+    if (T === 1) ctx.arc(X(0), Y(input[0][d]), 2, 0, 2 * Math.PI);
+    ctx.stroke();
+  }
+  ctx.fillStyle = "rgba(255,255,255,0.75)";
+  ctx.fillRect(t * cw, 0, w - t * cw, h);
+  if (t > 0 && t <= T) {
+    ctx.fillStyle = "#ff9f1c";
+    ctx.fillRect(t * cw - 1, 0, 2, h);
+  }
+  const box = $("channels");
+  if (box.childElementCount !== D) {
+    box.replaceChildren(...Array.from({ length: D }, (_, d) => {
+      const item = document.createElement("span");
+      item.textContent = `channel ${d}`;
+      item.style.borderColor = COLORS[d % COLORS.length];
+      return item;
+    }));
+  }
 }
 
 function drawRows(image, t) {
@@ -297,7 +407,8 @@ function drawTrace(reading, t) {
   ctx.fillStyle = "#5b6571";
   ctx.font = "11px system-ui, sans-serif";
   ctx.fillText("p = 1", pad + 2, pad + 10);
-  ctx.fillText(`rows read: 0 … ${steps - 1}`, w - 110, pad + 10);
+  const unit = state.info.kind === "sequence" ? "steps" : "rows";
+  ctx.fillText(`${unit} read: 0 … ${steps - 1}`, w - 110, pad + 10);
 }
 
 function legend(names, predicted) {
@@ -336,12 +447,13 @@ function drawHeat(reading, t) {
 function play() {
   if (state.timer) { clearInterval(state.timer); state.timer = null; $("play").textContent = "▶ Play"; return; }
   let t = 0;
+  const T = state.view.reading.hidden.length;
   $("play").textContent = "❚❚ Pause";
   showStep(0);
   state.timer = setInterval(() => {
     t += 1;
     showStep(t);
-    if (t >= N) { clearInterval(state.timer); state.timer = null; $("play").textContent = "▶ Play"; }
+    if (t >= T) { clearInterval(state.timer); state.timer = null; $("play").textContent = "▶ Play"; }
   }, 150);
 }
 
@@ -453,15 +565,25 @@ async function start() {
     state.info = await response.json();
   } catch (err) { showError(`cannot reach the server: ${err.message}`); return; }
   const info = state.info;
-  const run = info.kind === "image"
-    ? `${info.dataset} · ${info.cell.toUpperCase()} ${info.num_units} units` +
-      `${info.bidirectional ? " · bidirectional" : ""} · ${info.checkpoint}`
-    : `character model · ${info.cell.toUpperCase()} ${info.num_units} units · step ${info.checkpoint_step} · ${info.checkpoint}`;
+  const run = info.kind === "poem"
+    ? `character model · ${info.cell.toUpperCase()} ${info.num_units} units · step ${info.checkpoint_step} · ${info.checkpoint}`
+    : `${info.kind === "sequence" ? "sequence classifier · " : ""}${info.dataset} · ` +
+      `${info.cell.toUpperCase()} ${info.num_units} units` +
+      `${info.bidirectional ? " · bidirectional" : ""}` +
+      `${info.pooling === "mean" ? " · mean pooling" : ""} · ${info.checkpoint}`;
   $("run-info").textContent = run;
-  if (info.kind === "image") {
-    $("image-view").hidden = false;
+  if (info.kind === "image" || info.kind === "sequence") {
+    $("classify-view").hidden = false;
     $("reading-note").textContent = info.note;
-    setupPad();
+    if (info.kind === "image") {
+      $("draw-panel").hidden = false;
+      $("prediction").textContent = "Draw something.";
+      setupPad();
+    } else {
+      $("series-panel").hidden = false;
+      $("prediction").textContent = "Upload a series.";
+      setupSeries();
+    }
   } else {
     $("poem-view").hidden = false;
     setupPoem();
