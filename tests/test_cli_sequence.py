@@ -217,15 +217,20 @@ def test_a_single_class_is_refused(tmp_path: Path, capsys) -> None:
     )
 
 
-def test_config_json_names_the_task(run: Path, tmp_path: Path) -> None:
+def test_a_run_without_a_checkpoint_resumes_as_a_sequence_run(run: Path, tmp_path: Path) -> None:
     """A run that stopped before its first checkpoint is known by its config.json alone."""
     from rnnflow.tasks import run_task
 
     assert json.loads((run / "config.json").read_text())["task"] == "sequence"
     bare = tmp_path / "bare"
     bare.mkdir()
-    (bare / "config.json").write_text((run / "config.json").read_text())
+    for name in ("config.json", "run.json"):
+        (bare / name).write_text((run / name).read_text())
     assert run_task(bare) == "sequence"
+    threads = torch.get_num_threads()
+    assert main(["train", "--resume", str(bare), "--quiet"]) == 0
+    torch.set_num_threads(threads)
+    assert json.loads((bare / "summary.json").read_text())["test_series"] == 40
 
 
 def test_relative_data_paths_are_saved_absolute(
