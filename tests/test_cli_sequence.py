@@ -262,3 +262,12 @@ def test_predict_refuses_image_flags(run: Path, tmp_path: Path, flag, value, cap
     err = capsys.readouterr().err
     assert f"{flag} applies to image classifier runs; {run} is a sequence run" in err, err
     assert not (tmp_path / "saved").exists()
+
+
+def test_export_refuses_image_flags(run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m.onnx"
+    args = ["export", str(run), "--format", "onnx", "--out", str(out), "--data-dir", "d"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--data-dir applies to image classifier runs; {run} is a sequence run" in err, err
+    assert not out.exists()
