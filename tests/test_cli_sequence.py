@@ -271,3 +271,15 @@ def test_export_refuses_image_flags(run: Path, tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert f"--data-dir applies to image classifier runs; {run} is a sequence run" in err, err
     assert not out.exists()
+
+
+def test_a_two_split_file_with_a_test_file_is_refused(run: Path, tmp_path: Path, capsys) -> None:
+    both = json.loads((run / "config.json").read_text())["train_file"]
+    args = ["--train-file", both, "--test-file", both, "--out", str(tmp_path / "r")]
+    assert main(["train", *SMALL, "--dataset", "npz", *args]) != 0
+    err = capsys.readouterr().err
+    assert re.search(
+        r"data\.npz: holds two splits .*reads both from it when it is the only file "
+        r"\(no --test-file\)",
+        err,
+    ), err

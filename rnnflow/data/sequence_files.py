@@ -206,7 +206,8 @@ def read_sequence_npz(
     two_splits = "x_train" in z or "x_test" in z
     if two_splits and split is None:
         raise SequenceDataError(
-            f"{path}: holds two splits (x_train/x_test); say which one (split='train'|'test')"
+            f"{path}: holds two splits (x_train/x_test); say which one (split='train'|'test'); "
+            "rnnflow train reads both from it when it is the only file (no --test-file)"
         )
     if split is not None and not two_splits:
         raise SequenceDataError(
