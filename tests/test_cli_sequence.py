@@ -184,3 +184,102 @@ def test_resume_through_the_cli_ends_as_the_uninterrupted_run(run: Path, tmp_pat
     a = load_file(run / "checkpoint.safetensors")
     b = load_file(tmp_path / "r" / "checkpoint.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def one_split_file(path: Path, labels: np.ndarray) -> Path:
+    rng = np.random.default_rng(1)
+    np.savez(path, x=rng.normal(size=(len(labels), 4, DEPTH)).astype(np.float32), labels=labels)
+    return path
+
+
+def test_a_one_split_file_without_test_file_is_refused(tmp_path: Path, capsys) -> None:
+    """Was: the training series scored as the test split ("40 training series, 40 test")."""
+    data = one_split_file(tmp_path / "ok.npz", np.arange(40) % 2)
+    out = tmp_path / "r"
+    assert main(["train", *SMALL, "--dataset", "npz", "--train-file", str(data), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert re.search(
+        r"ok\.npz: split='train' needs a file holding both splits \(keys x_train, "
+        r"labels_train, x_test, labels_test.*got one split \(keys \['labels', 'x'\]\)"
+        r".*--test-file FILE",
+        err,
+    ), err
+    assert not (out / "checkpoint.safetensors").exists()
+
+
+def test_a_single_class_is_refused(tmp_path: Path, capsys) -> None:
+    data = one_split_file(tmp_path / "one.npz", np.zeros(40, np.int64))
+    args = ["--train-file", str(data), "--test-file", str(data), "--out", str(tmp_path / "r")]
+    assert main(["train", *SMALL, "--dataset", "npz", *args]) != 0
+    err = capsys.readouterr().err
+    assert re.search(r"must hold at least 2 classes .*got classes \['0'\] among 40 series", err), (
+        err
+    )
+
+
+def test_a_run_without_a_checkpoint_resumes_as_a_sequence_run(run: Path, tmp_path: Path) -> None:
+    """A run that stopped before its first checkpoint is known by its config.json alone."""
+    from rnnflow.tasks import run_task
+
+    assert json.loads((run / "config.json").read_text())["task"] == "sequence"
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "run.json"):
+        (bare / name).write_text((run / name).read_text())
+    assert run_task(bare) == "sequence"
+    threads = torch.get_num_threads()
+    assert main(["train", "--resume", str(bare), "--quiet"]) == 0
+    torch.set_num_threads(threads)
+    assert json.loads((bare / "summary.json").read_text())["test_series"] == 40
+
+
+def test_relative_data_paths_are_saved_absolute(
+    run: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    src = json.loads((run / "config.json").read_text())["train_file"]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "bad" / "d.npz").write_bytes(Path(src).read_bytes())
+    monkeypatch.chdir(tmp_path / "bad")
+    threads = torch.get_num_threads()
+    args = ["--train-file", "d.npz", "--epochs", "1", "--out", "../rel"]
+    assert main(["train", *SMALL, "--dataset", "npz", *args]) == 0
+    torch.set_num_threads(threads)
+    config = json.loads((tmp_path / "rel" / "config.json").read_text())
+    assert config["train_file"] == str(tmp_path / "bad" / "d.npz")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "rel"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["series"] == 40
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--save-input", None), ("--max-pixels", "100")])
+def test_predict_refuses_image_flags(run: Path, tmp_path: Path, flag, value, capsys) -> None:
+    csv = tmp_path / "one.csv"
+    csv.write_text("1,2,3\n4,5,6\n")
+    value = value or str(tmp_path / "saved")
+    assert main(["predict", str(run), str(csv), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} applies to image classifier runs; {run} is a sequence run" in err, err
+    assert not (tmp_path / "saved").exists()
+
+
+def test_export_refuses_image_flags(run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m.onnx"
+    args = ["export", str(run), "--format", "onnx", "--out", str(out), "--data-dir", "d"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--data-dir applies to image classifier runs; {run} is a sequence run" in err, err
+    assert not out.exists()
+
+
+def test_a_two_split_file_with_a_test_file_is_refused(run: Path, tmp_path: Path, capsys) -> None:
+    both = json.loads((run / "config.json").read_text())["train_file"]
+    args = ["--train-file", both, "--test-file", both, "--out", str(tmp_path / "r")]
+    assert main(["train", *SMALL, "--dataset", "npz", *args]) != 0
+    err = capsys.readouterr().err
+    assert re.search(
+        r"data\.npz: holds two splits .*reads both from it when it is the only file "
+        r"\(no --test-file\)",
+        err,
+    ), err

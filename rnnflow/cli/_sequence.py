@@ -1,7 +1,8 @@
 """CLI glue of the sequence-classifier task (``rnnflow train --task sequence``).
 
     rnnflow train --task sequence --preset japanese-vowels --out runs/jv     # aeon's built-in set
-    rnnflow train --task sequence --dataset npz --train-file d.npz --out runs/mine
+    rnnflow train --task sequence --dataset npz --train-file both.npz --out runs/mine
+    rnnflow train --task sequence --dataset npz --train-file a.npz --test-file b.npz ...
     rnnflow train --task sequence --dataset ts --train-file A_TRAIN.ts --test-file A_TEST.ts ...
     rnnflow evaluate runs/jv [--split train] [--json]
     rnnflow predict runs/jv series.csv other.npz [--top K] [--json]
@@ -10,11 +11,14 @@
 One flag per ``SequenceConfig`` field (but the fields recorded from the data). After a finished
 run the kept checkpoint (the best validation accuracy with ``--val-size N``, else the last) is
 evaluated on the test split (``metrics.jsonl`` "test" record, ``summary.json``,
-``confusion.png``). ``predict`` reads raw series (``.csv``: one row per step, one column per
-channel; ``.npz``: ``x`` [T, D], or padded [N, T, D] with ``lengths``) and standardises them with
-the run's statistics. ``export --format onnx`` writes a graph with inputs ``series`` [batch,
-max_steps, D] (raw) and ``sequence_length`` [batch] (``rnnflow.interop.sequence_onnx``), checked
-against PyTorch with onnxruntime on the run's test split before it is written.
+``confusion.png``). One ``.npz`` alone must hold both splits (``x_train``, ``labels_train``,
+``x_test``, ``labels_test``); ``--train-file``/``--test-file`` are recorded as absolute paths.
+``predict`` reads raw series (``.csv``: one row per step, one comma-separated column per channel,
+a first row without any number is a header; ``.npz``: ``x`` [T, D], or padded [N, T, D] with
+``lengths``) and standardises them with the run's statistics. ``export --format onnx`` writes a
+graph with inputs ``series`` [batch, max_steps, D] (raw) and ``sequence_length`` [batch]
+(``rnnflow.interop.sequence_onnx``), checked against PyTorch with onnxruntime on the run's test
+split before it is written.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from rnnflow.cli._config_args import add_config_arguments, config_overrides
 
 # Flags that may change on --resume: where the files are (their sha256 is checked) and threads.
 RESUMABLE = {"train_file", "test_file", "threads", "device"}
+# Image-classifier flags of evaluate/predict/export: refused on a sequence run, never ignored.
+_IMAGE_FLAGS = ("dataset", "data_dir", "tta_flip", "save_input", "max_pixels")
 # `rnnflow export` tolerance for sequence runs: |onnxruntime - pytorch| <= ATOL + RTOL * |logit|
 EXPORT_ATOL, EXPORT_RTOL = 1e-4, 1e-4
 
@@ -51,7 +57,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return config_overrides(args)
+    """The config fields given as flags; ``--train-file``/``--test-file`` made absolute (against
+    the current folder), so that evaluate, predict, export and ``--resume`` find the files from
+    any folder."""
+    from pathlib import Path
+
+    values = config_overrides(args)
+    for key in ("train_file", "test_file"):
+        if values.get(key):
+            values[key] = str(Path(values[key]).expanduser().absolute())
+    return values
+
+
+def _image_flags(command: str, args: argparse.Namespace) -> int | None:
+    """Exit status 2 after naming the image-classifier flags given, or None when none is."""
+    given = [f for f in _IMAGE_FLAGS if getattr(args, f, None) not in (None, False)]
+    if not given:
+        return None
+    flags = ", ".join("--" + f.replace("_", "-") for f in given)
+    return _fail(
+        command,
+        f"{flags} applies to image classifier runs; {args.model} is a sequence run (it reads "
+        "the files it was trained with, or the series files you give)",
+        2,
+    )
 
 
 def describe_start(task: Any, args: argparse.Namespace) -> str:
@@ -143,17 +172,9 @@ def evaluate(args: argparse.Namespace) -> int:
     from rnnflow.data.sequences import SequenceDataError
     from rnnflow.tasks.sequence import evaluate as evaluate_model
 
-    image_flags = [
-        f for f in ("dataset", "data_dir", "tta_flip") if getattr(args, f, None) is not None
-    ]
-    if image_flags:
-        given = ", ".join("--" + f.replace("_", "-") for f in image_flags)
-        return _fail(
-            "evaluate",
-            f"{given} applies to image classifier runs; {args.model} is a sequence run, "
-            "evaluated on the files it was trained with (its config.json)",
-            2,
-        )
+    refused = _image_flags("evaluate", args)
+    if refused is not None:
+        return refused
     loaded = _load("evaluate", args.model)
     if isinstance(loaded, int):
         return loaded
@@ -196,6 +217,9 @@ def predict(args: argparse.Namespace) -> int:
     from rnnflow.tasks.predictions import top_classes
     from rnnflow.tasks.sequence import normaliser, predict_proba
 
+    refused = _image_flags("predict", args)
+    if refused is not None:
+        return refused
     loaded = _load("predict", args.model)
     if isinstance(loaded, int):
         return loaded
@@ -246,13 +270,9 @@ def export(args: argparse.Namespace) -> int:
             "export",
             f"--format {args.format}: a sequence run exports to ONNX only (--format onnx)",
         )
-    for flag in ("dataset", "data_dir"):
-        if getattr(args, flag, None) is not None:
-            return _fail(
-                "export",
-                f"--{flag.replace('_', '-')} applies to image classifier runs; a sequence run "
-                "is checked on its own test split",
-            )
+    refused = _image_flags("export", args)
+    if refused is not None:
+        return refused
     try:
         from rnnflow.interop.sequence_onnx import onnx_sequence_logits, sequence_to_onnx
     except ImportError as exc:

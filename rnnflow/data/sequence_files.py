@@ -194,23 +194,36 @@ def read_sequence_npz(
     """Read labelled series from an ``.npz`` file (layouts in the module docstring).
 
     ``split`` selects ``x_<split>``/``lengths_<split>``/``labels_<split>`` in a file holding both
-    splits (required there, refused elsewhere). ``class_names`` (a run's training classes) bound
-    the labels of a test file. Raises :class:`SequenceDataError` naming the file and the key."""
+    splits (required there, refused elsewhere: a one-split file never stands in for a split).
+    ``class_names`` (a run's training classes) bound the labels of a test file. Without them the
+    labels must be 0 .. C-1, every one present. Raises :class:`SequenceDataError` naming the file
+    and the key for a missing key, a file without series, negative labels or labels that skip a
+    class."""
     path = Path(path)
+    if split is not None:
+        _check_split("read_sequence_npz", split)
     z = _load_npz(path, allow_pickle)
     two_splits = "x_train" in z or "x_test" in z
     if two_splits and split is None:
         raise SequenceDataError(
-            f"{path}: holds two splits (x_train/x_test); say which one (split='train'|'test')"
+            f"{path}: holds two splits (x_train/x_test); say which one (split='train'|'test'); "
+            "rnnflow train reads both from it when it is the only file (no --test-file)"
         )
-    if split is not None:
-        _check_split("read_sequence_npz", split)
+    if split is not None and not two_splits:
+        raise SequenceDataError(
+            f"{path}: split={split!r} needs a file holding both splits (keys x_train, "
+            f"labels_train, x_test, labels_test; lengths_train/lengths_test optional), got one "
+            f"split (keys {sorted(z)}); give the test series in a second file instead "
+            "(rnnflow train: --test-file FILE)"
+        )
     suffix = f"_{split}" if two_splits else ""
     x_key, len_key, y_key = f"x{suffix}", f"lengths{suffix}", f"labels{suffix}"
     for key in (x_key, y_key):
         if key not in z:
             raise SequenceDataError(f"{path}: missing key {key!r} (found {sorted(z)})")
     series = _series_from(path, z[x_key], z.get(len_key), x_key)
+    if not series:
+        raise SequenceDataError(f"{path}: {x_key!r} holds no series (0 rows)")
     labels = z[y_key]
     if labels.dtype.kind not in "iu" or labels.shape != (len(series),):
         raise SequenceDataError(
@@ -219,10 +232,16 @@ def read_sequence_npz(
         )
     if class_names is None and "class_names" in z:
         class_names = [str(c) for c in z["class_names"].reshape(-1)]
+    if labels.size and int(labels.min()) < 0:
+        negative = sorted({int(v) for v in labels[labels < 0]})
+        raise SequenceDataError(
+            f"{path}: {y_key!r} must be class indices >= 0, got negative labels "
+            f"{negative[:10]} (first at series {int(np.flatnonzero(labels < 0)[0])})"
+        )
     if class_names is None:
-        top = int(labels.max()) if labels.size else -1
+        top = int(labels.max())
         missing = sorted(set(range(top + 1)) - set(labels.tolist()))
-        if missing or (labels.size and int(labels.min()) < 0):
+        if missing:
             raise SequenceDataError(
                 f"{path}: labels must be contiguous from 0 (0 .. {top}); classes {missing[:10]} "
                 "never occur: add a 'class_names' key naming every class"
@@ -231,35 +250,61 @@ def read_sequence_npz(
     return SequenceDataset.from_arrays(series, labels, class_names, source=f"{path}[{x_key}]")
 
 
+_OTHER_SEPARATORS = {"\t": "tabs", ";": "semicolons", "|": "vertical bars"}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv_numbers(path: Path) -> list[list[float]]:
+    """The rows of numbers of a comma-separated series file (rules: :func:`read_series_file`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SequenceDataError(f"{path}: not a readable .csv file (not UTF-8 text)") from exc
+    rows = [r for r in text.splitlines() if r.strip()]
+    table = []
+    for line_no, row in enumerate(rows, 1):
+        cells = [c.strip() for c in row.split(",")]
+        if all(_is_number(c) for c in cells):
+            table.append([float(c) for c in cells])
+            continue
+        found = [name for sep, name in _OTHER_SEPARATORS.items() if sep in row]
+        if found:
+            raise SequenceDataError(
+                f"{path}: line {line_no}: expected comma-separated numbers, got a row "
+                f"separated by {found[0]}: {row!r}"
+            )
+        if line_no == 1 and not any(_is_number(c) for c in cells):
+            continue  # a header of channel names
+        raise SequenceDataError(f"{path}: line {line_no}: not numbers: {row!r}")
+    return table
+
+
 def read_series_file(
     path: str | os.PathLike[str], *, num_channels: int, allow_pickle: bool = False
 ) -> list[np.ndarray]:
     """Unlabelled series to classify: float32 [T_i, D] each.
 
-    ``.csv``: one series, one row per time step, D comma-separated numbers per row (one header
-    row of names is skipped). ``.npz``: ``x`` (a single series [T, D], a padded [N, T, D] with
-    optional ``lengths``, or a list); labels, if present, are ignored. Raises
-    :class:`SequenceDataError` naming the file for another suffix, a wrong channel count (D must
-    equal ``num_channels``, the model's), an empty series or a non-finite value."""
+    ``.csv``: one series, one row per time step, D comma-separated numbers per row. The first
+    row is skipped as a header only when none of its cells is a number (channel names); a first
+    row mixing names and numbers is refused, like any other row that is not all numbers.
+    ``.npz``: ``x`` (a single series [T, D], a padded [N, T, D] with optional ``lengths``, or a
+    list); labels, if present, are ignored. Raises :class:`SequenceDataError` naming the file for
+    another suffix, a ``.csv`` separated by tabs, semicolons or bars instead of commas (naming
+    the separator found), a wrong channel count (D must equal ``num_channels``, the model's), an
+    empty series or a non-finite value."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         if not path.is_file():
             raise SequenceDataError(f"{path}: no such file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise SequenceDataError(f"{path}: not a readable .csv file (not UTF-8 text)") from exc
-        rows = [r for r in text.splitlines() if r.strip()]
-        table = []
-        for line_no, row in enumerate(rows, 1):
-            cells = [c.strip() for c in row.split(",")]
-            try:
-                table.append([float(c) for c in cells])
-            except ValueError as exc:
-                if line_no == 1:
-                    continue  # a header of channel names
-                raise SequenceDataError(f"{path}: line {line_no}: not numbers: {row!r}") from exc
+        table = _read_csv_numbers(path)
         if not table:
             raise SequenceDataError(f"{path}: the series is empty (no rows of numbers)")
         widths = {len(r) for r in table}

@@ -78,6 +78,12 @@ def _read_raw(config: SequenceConfig) -> tuple[SequenceDataset, SequenceDataset,
             test = read_sequence_npz(
                 files[0], split="test", class_names=train.class_names, **kwargs
             )
+    if train.num_classes < 2 or len(set(train.labels.tolist())) < 2:
+        present = sorted({train.class_names[i] for i in train.labels.tolist()})
+        raise ValueError(
+            f"{train.source}: the training series must hold at least 2 classes (a classifier "
+            f"needs 2 to tell apart), got classes {present} among {len(train)} series"
+        )
     if test.num_channels != train.num_channels:
         raise ValueError(
             f"{test.source}: series have {test.num_channels} channels, the training series "

@@ -9,7 +9,8 @@ predict and export read and normalise new series exactly as training did.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 from rnnflow._config_checks import FINITE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
@@ -21,7 +22,7 @@ Pooling = Literal["last", "mean"]  # rnnflow.models.classifier.POOLINGS (that mo
 
 __all__ = ["BUILTIN", "DATA_RECORD_FIELDS", "PRESETS", "SequenceConfig", "config_from_dict"]
 
-TASK = "sequence"
+TASK = "sequence"  # the "task" key of config.json and of checkpoint metadata
 BUILTIN = ("japanese-vowels", "pickup-gesture-wiimote-z")  # .ts files inside the aeon wheel
 
 
@@ -102,6 +103,11 @@ class SequenceConfig(FitConfig):
             )
         if any(s <= 0 for s in self.norm_std):
             raise ValueError(f"SequenceConfig: norm_std must be > 0, got {min(self.norm_std)}")
+
+    def to_json(self) -> str:
+        """``config.json``'s text: the fields and ``"task": "sequence"`` (so that a run that
+        stopped before its first checkpoint is still known as a sequence run)."""
+        return json.dumps({"task": TASK, **asdict(self)}, indent=2, ensure_ascii=False)
 
     @property
     def recorded(self) -> bool:
