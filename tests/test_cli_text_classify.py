@@ -165,3 +165,44 @@ def test_export_onnx_checks_the_test_texts_and_writes(
     tokens = torch.tensor([ids + [0] * (200 - len(ids))])
     logits = onnx_text_logits(out, tokens, torch.tensor([len(ids)]))
     assert json.loads(meta["rnnflow.class_names"])[int(logits.argmax())] == "pos"
+
+
+@pytest.mark.parametrize(
+    ("lines", "extra", "flag", "counts"),
+    [
+        # 1 text per class: round(0.1 * 1) = 0 test texts, and nothing left for validation
+        (["pos\t好的\n", "neg\t坏的\n"], [], "--test-fraction 0.1", "(neg 1, pos 1) gives 0 test"),
+        # 4 per class: 0.1 x 4 rounds to 0 test texts, though 0.1 > 0 asked for some
+        (cue_lines(8, 0), [], "--test-fraction 0.1", "(neg 4, pos 4) gives 0 test"),
+        # a test split, but 0.1 of the 3 texts per class left rounds to 0 validation texts
+        (cue_lines(8, 0), ["--test-fraction", "0.25"], "--val-fraction 0.1", "0 validation"),
+    ],
+)
+def test_a_positive_fraction_giving_an_empty_split_is_refused_before_training(
+    tmp_path: Path, capsys, lines: list[str], extra: list[str], flag: str, counts: str
+) -> None:
+    (tmp_path / "few.tsv").write_text("".join(lines), encoding="utf-8")
+    run = tmp_path / "run"
+    assert main([*TINY, "--train", str(tmp_path / "few.tsv"), *extra, "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"few.tsv: {flag} of {len(lines)} distinct texts" in err
+    assert counts in err and f"or {flag.split()[0]} 0 to train without" in err
+    assert not run.exists()  # refused before the run folder was made
+
+
+def test_train_file_is_recorded_absolute(tmp_path: Path, monkeypatch, capsys) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "g.tsv").write_text("".join(cue_lines(40, 0)), encoding="utf-8")
+    monkeypatch.chdir(data)
+    run = tmp_path / "run"
+    assert main([*TINY, "--train-file", "g.tsv", "--epochs", "1", "--out", str(run)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["train_file"] == str(data / "g.tsv")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run still finds its file
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["texts"] == 4
+    # --resume with the relative path from the data folder is the same file
+    monkeypatch.chdir(data)
+    assert main(["train", "--resume", str(run), "--train-file", "g.tsv", "--quiet"]) == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -58,9 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given on the command line; ``--train-file`` implies ``--corpus file``
+    (on ``--resume``, where the saved corpus stays, it only says where the file is now) and is
+    recorded as an absolute path (``~`` expanded), so that ``evaluate``, ``export`` and
+    ``--resume`` find the file from any working folder."""
     given = config_overrides(args)
     if given.get("train_file"):
-        given.setdefault("corpus", "file")
+        given["train_file"] = os.path.abspath(os.path.expanduser(given["train_file"]))
+        if not getattr(args, "resume", None):
+            given.setdefault("corpus", "file")
     return given
 
 
@@ -205,7 +212,10 @@ def evaluate(args: argparse.Namespace) -> int:
         return _fail("evaluate", f"{args.model} has no {args.split} texts (its config's fractions)")
     batch_size = max(1, args.batch_size)
     loader = task.loader(args.split, batch_size=batch_size)
-    result = evaluate_model(model, loader, num_classes=task.num_classes)
+    try:
+        result = evaluate_model(model, loader, num_classes=task.num_classes)
+    except ValueError as exc:
+        return _fail("evaluate", f"{args.model}: {exc}")
     names = config.class_names
     payload = {
         "checkpoint": str(checkpoint.path),
