@@ -206,3 +206,49 @@ def test_train_file_is_recorded_absolute(tmp_path: Path, monkeypatch, capsys) ->
     # --resume with the relative path from the data folder is the same file
     monkeypatch.chdir(data)
     assert main(["train", "--resume", str(run), "--train-file", "g.tsv", "--quiet"]) == 0
+
+
+def test_predict_refuses_stdin_that_is_not_utf8(text_run: Path, capsys, monkeypatch) -> None:
+    raw = "好的\n".encode() + b"ab\xff\xfecd\n"  # line 2, byte 3: not UTF-8
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw), errors="surrogateescape"))
+    assert main(["predict", str(text_run), "-"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing classified
+    assert (
+        "rnnflow predict: standard input is not UTF-8: byte 0xff at byte 10 (line 2, byte 3 "
+        "of the line)" in captured.err
+    )
+    # valid UTF-8 bytes (with a BOM) are read as the text they are
+    raw = "\ufeff他坏了\n我好\n".encode()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw), errors="surrogateescape"))
+    assert main(["predict", str(text_run), "-"]) == 0
+    assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == [
+        "他坏了",
+        "我好",
+    ]
+
+
+def test_predict_refuses_a_file_name_and_undecodable_arguments(
+    text_run: Path, tmp_path: Path, capsys
+) -> None:
+    image = tmp_path / "img.png"
+    image.write_bytes(b"\x89PNG")
+    assert main(["predict", str(text_run), "好", str(image)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        f"{str(image)!r} names a file, but a text-classify run's predict takes texts (or - for "
+        "one text per line of standard input), not files" in captured.err
+    )
+    assert f"rnnflow predict {text_run} - < {image}" in captured.err
+    argument = "好a" + b"\xff".decode("utf-8", "surrogateescape")  # how argv holds bad bytes
+    assert main(["predict", str(text_run), "好", argument]) == 2
+    assert "text argument 2 is not UTF-8: byte 0xff at byte 5 of it" in capsys.readouterr().err
+
+
+def test_predict_help_names_the_input_of_every_task(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "RUN_DIR|CKPT INPUT" in out and "IMAGE" not in out
+    assert "texts, or - for one text per line of standard input (text-classify)" in out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -243,7 +244,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     """``rnnflow predict RUN TEXT...`` for a text-classify run: each text's class and
-    probabilities; ``-`` reads one text per line of standard input (blank lines skipped)."""
+    probabilities; ``-`` reads one text per line of standard input (blank lines skipped).
+    Refused (nothing classified): standard input or an argument that is not UTF-8 (naming the
+    byte and its position), and an argument naming an existing file (predict takes texts)."""
     from rnnflow.tasks.text_classify import predict_proba
 
     loaded = _load("predict", args)
@@ -251,11 +254,32 @@ def predict(args: argparse.Namespace) -> int:
         return loaded
     model, vocab, checkpoint = loaded
     texts: list[str] = []
-    for item in args.images:
+    for number, item in enumerate(args.images, start=1):
         if item == "-":
-            texts += [line.strip() for line in sys.stdin if line.strip()]
-        else:
-            texts.append(item)
+            try:
+                lines = _stdin_lines()
+            except ValueError as exc:
+                return _fail("predict", str(exc))
+            texts += [line.strip() for line in lines if line.strip()]
+            continue
+        if os.path.isfile(item):
+            return _fail(
+                "predict",
+                f"{item!r} names a file, but a text-classify run's predict takes texts (or - for "
+                f"one text per line of standard input), not files; to classify the file's "
+                f"lines: rnnflow predict {args.model} - < {item}",
+                2,
+            )
+        bad = _SURROGATE.search(item)  # argv bytes that were not UTF-8 (surrogateescape)
+        if bad is not None:
+            at = len(item[: bad.start()].encode("utf-8", "surrogateescape")) + 1
+            return _fail(
+                "predict",
+                f"text argument {number} is not UTF-8: byte 0x{ord(bad.group()) - 0xDC00:02x} "
+                f"at byte {at} of it; expected UTF-8 text",
+                2,
+            )
+        texts.append(item)
     if not texts:
         return _fail("predict", "no text to classify (standard input was empty)")
     try:
@@ -283,6 +307,29 @@ def predict(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r['class']} ({r['probability']:.3f})\t{r['text']}")
     return 0
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")  # how Python keeps undecodable bytes of argv
+
+
+def _stdin_lines() -> list[str]:
+    """Standard input's lines, decoded as strict UTF-8 (a UTF-8 BOM is dropped). Raises
+    ``ValueError`` naming the line, the byte and its position for bytes that are not UTF-8
+    (Python's own reading would turn them into stand-in characters and classify those)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # already text (a test's StringIO)
+        return sys.stdin.read().splitlines()
+    data = buffer.read()
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        start = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data.count(b"\n", 0, start) + 1
+        column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+        raise ValueError(
+            f"standard input is not UTF-8: byte 0x{data[start]:02x} at byte {start + 1} "
+            f"(line {line}, byte {column} of the line); convert it with e.g. iconv -t UTF-8"
+        ) from None
 
 
 def export(args: argparse.Namespace) -> int:
