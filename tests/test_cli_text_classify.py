@@ -153,7 +153,8 @@ def test_export_onnx_checks_the_test_texts_and_writes(
     assert main(["export", str(text_run), "--format", "onnx", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "check on the run's test texts: max |onnxruntime - pytorch|" in printed
-    assert "argmax agreement 24/24" in printed
+    assert "argmax agreement 24/24" in printed and " on 24 texts (largest" in printed
+    assert "images" not in printed and "not implemented" not in printed
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
@@ -252,3 +253,20 @@ def test_predict_help_names_the_input_of_every_task(capsys) -> None:
     out = " ".join(capsys.readouterr().out.split())
     assert "RUN_DIR|CKPT INPUT" in out and "IMAGE" not in out
     assert "texts, or - for one text per line of standard input (text-classify)" in out
+
+
+def test_export_of_a_run_without_test_texts_says_what_it_checked(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime", reason="needs the export extra")
+    (tmp_path / "a.tsv").write_text("".join(cue_lines(40, 0)), encoding="utf-8")
+    run = tmp_path / "run"
+    args = [*TINY, "--train", str(tmp_path / "a.tsv"), "--epochs", "1", "--out", str(run)]
+    assert main([*args, "--test-fraction", "0"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "check on the run's first training text (it has no test texts): max |onnxruntime - "
+        "pytorch|" in printed
+    )
+    assert " on 1 texts (largest" in printed and out.is_file()

@@ -371,7 +371,13 @@ def export(args: argparse.Namespace) -> int:
         "rnnflow.output": f"logits float32 [batch, {model.num_classes}]",
     }
     onnx_bytes = text_to_onnx(model, max_chars=max_chars, metadata=metadata)
-    encoded = data.encoded["test"][: args.check_images] or data.encoded["train"][:1]
+    checked = "the run's test texts"
+    encoded = data.encoded["test"][: args.check_images]
+    if not encoded:  # a run trained with --test-fraction 0
+        checked, encoded = (
+            "the run's first training text (it has no test texts)",
+            data.encoded["train"][:1],
+        )
     tokens, lengths = pad_tokens(encoded, pad_id=vocab.pad_id)  # [N, T <= max_chars]
     tokens = torch.nn.functional.pad(tokens, (0, max_chars - tokens.shape[1]))  # [N, max_chars]
     exported = onnx_text_logits(onnx_bytes, tokens, lengths, batch_size=args.batch_size)
@@ -390,7 +396,7 @@ def export(args: argparse.Namespace) -> int:
         f"exported ONNX: tokens int64 [batch, {max_chars}] + sequence_length int64 [batch] -> "
         f"logits float32 [batch, {model.num_classes}], {len(onnx_bytes)} bytes"
     )
-    print(f"check on the run's test texts: {result.describe('onnxruntime')}")
+    print(f"check on {checked}: {result.describe('onnxruntime', unit='texts')}")
     from rnnflow.cli.export import write_checked
 
     status = write_checked(args.out, onnx_bytes, result, atol=atol, rtol=rtol)
