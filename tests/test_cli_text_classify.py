@@ -153,7 +153,8 @@ def test_export_onnx_checks_the_test_texts_and_writes(
     assert main(["export", str(text_run), "--format", "onnx", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "check on the run's test texts: max |onnxruntime - pytorch|" in printed
-    assert "argmax agreement 24/24" in printed
+    assert "argmax agreement 24/24" in printed and " on 24 texts (largest" in printed
+    assert "images" not in printed and "not implemented" not in printed
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
@@ -165,3 +166,107 @@ def test_export_onnx_checks_the_test_texts_and_writes(
     tokens = torch.tensor([ids + [0] * (200 - len(ids))])
     logits = onnx_text_logits(out, tokens, torch.tensor([len(ids)]))
     assert json.loads(meta["rnnflow.class_names"])[int(logits.argmax())] == "pos"
+
+
+@pytest.mark.parametrize(
+    ("lines", "extra", "flag", "counts"),
+    [
+        # 1 text per class: round(0.1 * 1) = 0 test texts, and nothing left for validation
+        (["pos\t好的\n", "neg\t坏的\n"], [], "--test-fraction 0.1", "(neg 1, pos 1) gives 0 test"),
+        # 4 per class: 0.1 x 4 rounds to 0 test texts, though 0.1 > 0 asked for some
+        (cue_lines(8, 0), [], "--test-fraction 0.1", "(neg 4, pos 4) gives 0 test"),
+        # a test split, but 0.1 of the 3 texts per class left rounds to 0 validation texts
+        (cue_lines(8, 0), ["--test-fraction", "0.25"], "--val-fraction 0.1", "0 validation"),
+    ],
+)
+def test_a_positive_fraction_giving_an_empty_split_is_refused_before_training(
+    tmp_path: Path, capsys, lines: list[str], extra: list[str], flag: str, counts: str
+) -> None:
+    (tmp_path / "few.tsv").write_text("".join(lines), encoding="utf-8")
+    run = tmp_path / "run"
+    assert main([*TINY, "--train", str(tmp_path / "few.tsv"), *extra, "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"few.tsv: {flag} of {len(lines)} distinct texts" in err
+    assert counts in err and f"or {flag.split()[0]} 0 to train without" in err
+    assert not run.exists()  # refused before the run folder was made
+
+
+def test_train_file_is_recorded_absolute(tmp_path: Path, monkeypatch, capsys) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "g.tsv").write_text("".join(cue_lines(40, 0)), encoding="utf-8")
+    monkeypatch.chdir(data)
+    run = tmp_path / "run"
+    assert main([*TINY, "--train-file", "g.tsv", "--epochs", "1", "--out", str(run)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["train_file"] == str(data / "g.tsv")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run still finds its file
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["texts"] == 4
+    # --resume with the relative path from the data folder is the same file
+    monkeypatch.chdir(data)
+    assert main(["train", "--resume", str(run), "--train-file", "g.tsv", "--quiet"]) == 0
+
+
+def test_predict_refuses_stdin_that_is_not_utf8(text_run: Path, capsys, monkeypatch) -> None:
+    raw = "好的\n".encode() + b"ab\xff\xfecd\n"  # line 2, byte 3: not UTF-8
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw), errors="surrogateescape"))
+    assert main(["predict", str(text_run), "-"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing classified
+    assert (
+        "rnnflow predict: standard input is not UTF-8: byte 0xff at byte 10 (line 2, byte 3 "
+        "of the line)" in captured.err
+    )
+    # valid UTF-8 bytes (with a BOM) are read as the text they are
+    raw = "\ufeff他坏了\n我好\n".encode()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw), errors="surrogateescape"))
+    assert main(["predict", str(text_run), "-"]) == 0
+    assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == [
+        "他坏了",
+        "我好",
+    ]
+
+
+def test_predict_refuses_a_file_name_and_undecodable_arguments(
+    text_run: Path, tmp_path: Path, capsys
+) -> None:
+    image = tmp_path / "img.png"
+    image.write_bytes(b"\x89PNG")
+    assert main(["predict", str(text_run), "好", str(image)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        f"{str(image)!r} names a file, but a text-classify run's predict takes texts (or - for "
+        "one text per line of standard input), not files" in captured.err
+    )
+    assert f"rnnflow predict {text_run} - < {image}" in captured.err
+    argument = "好a" + b"\xff".decode("utf-8", "surrogateescape")  # how argv holds bad bytes
+    assert main(["predict", str(text_run), "好", argument]) == 2
+    assert "text argument 2 is not UTF-8: byte 0xff at byte 5 of it" in capsys.readouterr().err
+
+
+def test_predict_help_names_the_input_of_every_task(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "RUN_DIR|CKPT INPUT" in out and "IMAGE" not in out
+    assert "texts, or - for one text per line of standard input (text-classify)" in out
+
+
+def test_export_of_a_run_without_test_texts_says_what_it_checked(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime", reason="needs the export extra")
+    (tmp_path / "a.tsv").write_text("".join(cue_lines(40, 0)), encoding="utf-8")
+    run = tmp_path / "run"
+    args = [*TINY, "--train", str(tmp_path / "a.tsv"), "--epochs", "1", "--out", str(run)]
+    assert main([*args, "--test-fraction", "0"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "check on the run's first training text (it has no test texts): max |onnxruntime - "
+        "pytorch|" in printed
+    )
+    assert " on 1 texts (largest" in printed and out.is_file()

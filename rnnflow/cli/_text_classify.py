@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from typing import Any
 
@@ -58,9 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given on the command line; ``--train-file`` implies ``--corpus file``
+    (on ``--resume``, where the saved corpus stays, it only says where the file is now) and is
+    recorded as an absolute path (``~`` expanded), so that ``evaluate``, ``export`` and
+    ``--resume`` find the file from any working folder."""
     given = config_overrides(args)
     if given.get("train_file"):
-        given.setdefault("corpus", "file")
+        given["train_file"] = os.path.abspath(os.path.expanduser(given["train_file"]))
+        if not getattr(args, "resume", None):
+            given.setdefault("corpus", "file")
     return given
 
 
@@ -205,7 +213,10 @@ def evaluate(args: argparse.Namespace) -> int:
         return _fail("evaluate", f"{args.model} has no {args.split} texts (its config's fractions)")
     batch_size = max(1, args.batch_size)
     loader = task.loader(args.split, batch_size=batch_size)
-    result = evaluate_model(model, loader, num_classes=task.num_classes)
+    try:
+        result = evaluate_model(model, loader, num_classes=task.num_classes)
+    except ValueError as exc:
+        return _fail("evaluate", f"{args.model}: {exc}")
     names = config.class_names
     payload = {
         "checkpoint": str(checkpoint.path),
@@ -233,7 +244,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     """``rnnflow predict RUN TEXT...`` for a text-classify run: each text's class and
-    probabilities; ``-`` reads one text per line of standard input (blank lines skipped)."""
+    probabilities; ``-`` reads one text per line of standard input (blank lines skipped).
+    Refused (nothing classified): standard input or an argument that is not UTF-8 (naming the
+    byte and its position), and an argument naming an existing file (predict takes texts)."""
     from rnnflow.tasks.text_classify import predict_proba
 
     loaded = _load("predict", args)
@@ -241,11 +254,32 @@ def predict(args: argparse.Namespace) -> int:
         return loaded
     model, vocab, checkpoint = loaded
     texts: list[str] = []
-    for item in args.images:
+    for number, item in enumerate(args.images, start=1):
         if item == "-":
-            texts += [line.strip() for line in sys.stdin if line.strip()]
-        else:
-            texts.append(item)
+            try:
+                lines = _stdin_lines()
+            except ValueError as exc:
+                return _fail("predict", str(exc))
+            texts += [line.strip() for line in lines if line.strip()]
+            continue
+        if os.path.isfile(item):
+            return _fail(
+                "predict",
+                f"{item!r} names a file, but a text-classify run's predict takes texts (or - for "
+                f"one text per line of standard input), not files; to classify the file's "
+                f"lines: rnnflow predict {args.model} - < {item}",
+                2,
+            )
+        bad = _SURROGATE.search(item)  # argv bytes that were not UTF-8 (surrogateescape)
+        if bad is not None:
+            at = len(item[: bad.start()].encode("utf-8", "surrogateescape")) + 1
+            return _fail(
+                "predict",
+                f"text argument {number} is not UTF-8: byte 0x{ord(bad.group()) - 0xDC00:02x} "
+                f"at byte {at} of it; expected UTF-8 text",
+                2,
+            )
+        texts.append(item)
     if not texts:
         return _fail("predict", "no text to classify (standard input was empty)")
     try:
@@ -273,6 +307,29 @@ def predict(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r['class']} ({r['probability']:.3f})\t{r['text']}")
     return 0
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")  # how Python keeps undecodable bytes of argv
+
+
+def _stdin_lines() -> list[str]:
+    """Standard input's lines, decoded as strict UTF-8 (a UTF-8 BOM is dropped). Raises
+    ``ValueError`` naming the line, the byte and its position for bytes that are not UTF-8
+    (Python's own reading would turn them into stand-in characters and classify those)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # already text (a test's StringIO)
+        return sys.stdin.read().splitlines()
+    data = buffer.read()
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        start = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data.count(b"\n", 0, start) + 1
+        column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+        raise ValueError(
+            f"standard input is not UTF-8: byte 0x{data[start]:02x} at byte {start + 1} "
+            f"(line {line}, byte {column} of the line); convert it with e.g. iconv -t UTF-8"
+        ) from None
 
 
 def export(args: argparse.Namespace) -> int:
@@ -314,7 +371,13 @@ def export(args: argparse.Namespace) -> int:
         "rnnflow.output": f"logits float32 [batch, {model.num_classes}]",
     }
     onnx_bytes = text_to_onnx(model, max_chars=max_chars, metadata=metadata)
-    encoded = data.encoded["test"][: args.check_images] or data.encoded["train"][:1]
+    checked = "the run's test texts"
+    encoded = data.encoded["test"][: args.check_images]
+    if not encoded:  # a run trained with --test-fraction 0
+        checked, encoded = (
+            "the run's first training text (it has no test texts)",
+            data.encoded["train"][:1],
+        )
     tokens, lengths = pad_tokens(encoded, pad_id=vocab.pad_id)  # [N, T <= max_chars]
     tokens = torch.nn.functional.pad(tokens, (0, max_chars - tokens.shape[1]))  # [N, max_chars]
     exported = onnx_text_logits(onnx_bytes, tokens, lengths, batch_size=args.batch_size)
@@ -333,7 +396,7 @@ def export(args: argparse.Namespace) -> int:
         f"exported ONNX: tokens int64 [batch, {max_chars}] + sequence_length int64 [batch] -> "
         f"logits float32 [batch, {model.num_classes}], {len(onnx_bytes)} bytes"
     )
-    print(f"check on the run's test texts: {result.describe('onnxruntime')}")
+    print(f"check on {checked}: {result.describe('onnxruntime', unit='texts')}")
     from rnnflow.cli.export import write_checked
 
     status = write_checked(args.out, onnx_bytes, result, atol=atol, rtol=rtol)

@@ -26,7 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("model", metavar="RUN_DIR|CKPT", help="run folder or .safetensors file")
     parser.add_argument(
-        "images", metavar="IMAGE", nargs="+", help="image files (text-classify: texts, - = stdin)"
+        "images",
+        metavar="INPUT",
+        nargs="+",
+        help="per the run's task: image files (image classifier), series files (sequence), "
+        "texts, or - for one text per line of standard input (text-classify)",
     )
     parser.add_argument("--top", type=int, default=3, help="classes to show per image (3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

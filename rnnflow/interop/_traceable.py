@@ -129,12 +129,12 @@ class ExportCheck:
     rtol: float
     passed: bool  # every |actual - expected| <= atol + rtol * |expected|
 
-    def describe(self, runtime: str) -> str:
-        """One line: 'max |onnxruntime - pytorch| = ... ; argmax agreement ...'."""
+    def describe(self, runtime: str, unit: str = "images") -> str:
+        """One line: 'max |onnxruntime - pytorch| = ... on N ``unit``; argmax agreement ...'."""
         verdict = "within" if self.passed else "NOT within"
         agree = round(self.argmax_agreement * self.examples)
         return (
-            f"max |{runtime} - pytorch| = {self.max_abs_diff:.3g} on {self.examples} images "
+            f"max |{runtime} - pytorch| = {self.max_abs_diff:.3g} on {self.examples} {unit} "
             f"(largest |logit| {self.max_abs_logit:.3g}; {verdict} atol {self.atol:.3g} + rtol "
             f"{self.rtol:.3g} * |logit|); argmax agreement {agree}/{self.examples} "
             f"({100 * self.argmax_agreement:.2f}%)"

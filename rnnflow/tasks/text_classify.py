@@ -59,6 +59,7 @@ __all__ = [
     "TextEval",
     "baselines",
     "build_model",
+    "check_split_sizes",
     "checkpoint_vocab",
     "evaluate",
     "load_text_classifier",
@@ -190,7 +191,10 @@ class TextEval:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: ClassificationBatches, *, num_classes: int) -> TextEval:
-    """Loss, accuracy, F1 and confusion of ``model`` on every text of ``batches``."""
+    """Loss, accuracy, F1 and confusion of ``model`` on every text of ``batches``.
+    Raises ``ValueError`` when ``batches`` holds no text (nothing to score)."""
+    if len(batches) == 0:
+        raise ValueError("evaluate: no texts to score (an empty split)")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -342,9 +346,48 @@ class TextClassifyTask:
 
 def make_task(config: TextClassifyConfig) -> TextClassifyTask:
     """The task of a run of ``config``: its texts read, deduplicated, split and encoded (the
-    task's config records the classes and the data's sha256)."""
+    task's config records the classes and the data's sha256).
+
+    Raises ``ValueError`` before any training when a positive ``test_fraction`` or
+    ``val_fraction`` gives an empty test or validation split (too few texts per class: the
+    split rounds each class's share, and a class keeps at least one training text), naming the
+    flag and the counts; a fraction of 0 asks for no such split and is accepted.
+    """
     recorded, data = prepare_data(config)
+    check_split_sizes(recorded, data)
     return TextClassifyTask(recorded, data)
+
+
+def check_split_sizes(config: TextClassifyConfig, data: TextData) -> None:
+    """``ValueError`` when ``test_fraction`` (``val_fraction``) > 0 left no test (validation)
+    text: the run would train, then score nothing. See :func:`make_task`."""
+    splits = data.splits
+    for name, fraction, part in (
+        ("test", config.test_fraction, splits.test),
+        ("validation", config.val_fraction, splits.val),
+    ):
+        if fraction > 0 and len(part) == 0:
+            flag = "--test-fraction" if name == "test" else "--val-fraction"
+            kept = len(splits.train) + len(splits.val) + len(splits.test)
+            per_class = ", ".join(
+                f"{c} {n}"
+                for c, n in zip(data.class_names, _class_totals(splits, len(data.class_names)))
+            )
+            raise ValueError(
+                f"{_source(config)}: {flag} {fraction} of {kept} distinct texts ({per_class}) "
+                f"gives 0 {name} texts (train {len(splits.train)}, validation "
+                f"{len(splits.val)}, test {len(splits.test)}): each class's share is rounded "
+                f"and keeps at least one training text. Give more texts per class, a larger "
+                f"{flag}, or {flag} 0 to train without a {name} split"
+            )
+
+
+def _class_totals(splits: Splits, num_classes: int) -> list[int]:
+    totals = [0] * num_classes
+    for part in splits:
+        for c, n in enumerate(part.class_counts()):
+            totals[c] += n
+    return totals
 
 
 def checkpoint_vocab(checkpoint: Checkpoint) -> Vocabulary:

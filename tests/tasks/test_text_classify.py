@@ -188,3 +188,13 @@ def test_checkpoint_vocabulary_missing_corrupt_or_changed_is_refused() -> None:
         ValueError, match=r"c\.safetensors: the vocabulary differs .* \(6 vs 7 symbols\)"
     ):
         check_same_vocab(ckpt({"vocab": vocab.to_json()}), Vocabulary.build(["好坏了"]), kind="a")
+
+
+def test_evaluate_refuses_an_empty_split() -> None:
+    from rnnflow.text.labelled_text import ClassificationBatches
+
+    config = replace(PRESETS["tiny"], class_names=("neg", "pos"))
+    model = build_model(config, 5)
+    empty = ClassificationBatches([], [], 8, shuffle=False)
+    with pytest.raises(ValueError, match=r"evaluate: no texts to score \(an empty split\)"):
+        evaluate(model, empty, num_classes=2)
