@@ -156,3 +156,15 @@ def test_config_records_only_for_idx():
     with pytest.raises(ValueError, match=r"recorded for dataset 'idx' only, not 'mnist'"):
         TrainConfig(image_width=17)
     assert TrainConfig(dataset="idx", data_dir="d", class_names=("a", "b")).num_classes == 2
+
+
+@pytest.mark.parametrize("val_size", ["5000", "130"])
+def test_val_size_too_large_names_the_flag(tmp_path, capsys, val_size):
+    data, run = tmp_path / "data", tmp_path / "run"
+    write_set(data)  # 130 training images
+    argv = ["train", "--dataset", "idx", "--data-dir", str(data), "--out", str(run), "--quiet"]
+    assert main([*argv, "--num-units", "8", "--val-size", val_size]) == 1
+    err = capsys.readouterr().err
+    assert f"--val-size {val_size}: the training split holds 130 images" in err
+    assert "between 1 and 129 of them" in err and "use --val-size 13 (a tenth)" in err
+    assert "Traceback" not in err and not (run / "config.json").exists()
