@@ -184,8 +184,9 @@ def plan_run(
     ``preset`` is the config a new run starts from (``overrides`` replace its fields); a resumed
     run's config comes from its checkpoint (or, before its first checkpoint, from its
     ``config.json`` read with ``config_from_dict(data, source=...)``), where only the fields in
-    ``resumable`` may change. Takes the run folder's lock (creating the folder for ``--out``);
-    the caller releases it, and writes ``config.json`` once its data has loaded.
+    ``resumable`` may change, and ``--preset`` is refused (the saved config holds the values).
+    Takes the run folder's lock (creating the folder for ``--out``); the caller releases it,
+    and writes ``config.json`` once its data has loaded.
     """
     if args.resume:
         if args.out and Path(args.out) != Path(args.resume):
@@ -193,6 +194,11 @@ def plan_run(
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             raise RunRefused(f"cannot resume: {run_dir}: no such run folder")
+        if getattr(args, "preset", None):  # the saved config already holds the preset's values
+            raise RunRefused(
+                f"--resume continues the saved config; --preset cannot be given with it "
+                f"(got --preset {args.preset}): drop --preset, or start a new run with --out"
+            )
         fixed = sorted(set(overrides) - resumable)
         if fixed:
             flags = ", ".join("--" + k.replace("_", "-") for k in fixed)

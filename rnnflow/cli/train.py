@@ -106,7 +106,7 @@ def add_parser(
         default=None,
         metavar="{" + ",".join(sorted(presets)) + "}",
         help="base config; its values replace the defaults shown below (listed at the end); "
-        f"default {info.default_preset}",
+        f"default {info.default_preset}; not with --resume (the run keeps its saved config)",
     )
     parser.add_argument("--out", metavar="RUN_DIR", help="new run folder to create")
     parser.add_argument(
