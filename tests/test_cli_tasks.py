@@ -46,7 +46,8 @@ def image(tmp_path: Path) -> Path:
 
 CHARLM_REFUSAL = (
     r"is a character-level language model run \(rnnflow train --task charlm\): `rnnflow {cmd}` "
-    r"works on image classifier runs; use `rnnflow generate .*run` to sample text from it, or "
+    r"works on image classifier, sequence and text-classify runs; use `rnnflow generate .*run` "
+    r"to sample text from it, or "
     r"`rnnflow evaluate .*run` for its validation perplexity"
 )
 
