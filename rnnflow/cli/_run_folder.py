@@ -16,7 +16,9 @@ whose rules do not:
   run-level options (``run.json``: ``--tensorboard``).
 - **Nothing is left behind**: temporary files of a write interrupted by a kill
   (``.NAME.*.tmp``) are removed when the next session takes the lock, and a session that fails
-  before writing ``config.json`` removes the folder it created.
+  before writing ``config.json`` removes the folder it created. A new run whose model or batch
+  does not fit in memory (it could never be resumed either: sizes cannot change on
+  ``--resume``) removes what it wrote before its first checkpoint (:func:`discard_new_run`).
 - **The checkpoint's own record says the task** (``rnnflow.tasks.run_task``), not
   ``config.json``.
 """
@@ -164,6 +166,8 @@ class RunPlan:
     run_dir: Path
     options: dict[str, Any] = field(default_factory=dict)
     existing: bool = False
+    written: list[str] = field(default_factory=list)  # files start_run_files wrote (new run)
+    discard: bool = False  # a new run that cannot start: remove what this session wrote
 
     @property
     def start_step(self) -> int:
@@ -295,11 +299,33 @@ def start_run_files(plan: RunPlan, files: dict[str, str]) -> None:
     from rnnflow.training.logging import write_run_file
 
     text = json.dumps(plan.options, indent=2) + "\n"
+    if not plan.existing:
+        plan.written.append(OPTIONS_NAME)
     write_run_file(plan.run_dir / OPTIONS_NAME, text.encode())
     if plan.existing:
         return
     for name in sorted(files, key=lambda n: n == CONFIG_NAME):
+        plan.written.append(name)
         write_run_file(plan.run_dir / name, files[name].encode())
+
+
+def discard_new_run(plan: RunPlan, lock: RunLock) -> None:
+    """Undo a new run that can never start (its model does not fit in memory): remove the
+    files this session wrote (:func:`start_run_files`' and the logs') and release the lock,
+    removing the folder too when this session created it and nothing else is in it. A folder
+    that already held this run (``plan.existing``) or holds a checkpoint is left as it is."""
+    import shutil
+
+    from rnnflow.training.logging import METRICS_NAME
+
+    if plan.existing or (plan.run_dir / CHECKPOINT_NAME).exists():
+        lock.release(remove_created=True)
+        return
+    for name in [*plan.written, METRICS_NAME, "curves.png"]:
+        (plan.run_dir / name).unlink(missing_ok=True)
+    if plan.options.get("tensorboard"):
+        shutil.rmtree(plan.run_dir / "tensorboard", ignore_errors=True)
+    lock.release(remove_created=True)
 
 
 def continue_command(plan: RunPlan, *, task: str | None = None) -> str:

@@ -36,6 +36,7 @@ from rnnflow.cli._run_folder import (
     CONFIG_NAME,
     RunRefused,
     continue_command,
+    discard_new_run,
     plan_run,
     start_run_files,
 )
@@ -419,13 +420,17 @@ def _plan(args: argparse.Namespace, info: Any, module: Any) -> tuple[Any, Any]:
     return plan_run(
         args,
         overrides,
-        preset=info.load_presets()[args.preset or info.default_preset],
+        preset=_preset(info, args),
         load_checkpoint=lambda path: load_checkpoint(
             path, config_from_dict=info.parse_config, task=info.name
         ),
         config_from_dict=info.parse_config,
         resumable=module.RESUMABLE,
     )
+
+
+def _preset(info: Any, args: argparse.Namespace) -> Any:
+    return info.load_presets()[args.preset or info.default_preset]
 
 
 def _train(args: argparse.Namespace, info: Any, module: Any, ctx: Any) -> int:
@@ -442,8 +447,50 @@ def _train(args: argparse.Namespace, info: Any, module: Any, ctx: Any) -> int:
     try:
         return _train_planned(args, info, module, ctx, plan)
     finally:
-        if lock is not None:  # a folder this session created and never used goes too
+        if lock is not None and plan.discard:  # a new run that can never start
+            discard_new_run(plan, lock)
+        elif lock is not None:  # a folder this session created and never used goes too
             lock.release(remove_created=True)
+
+
+# torch's words for an allocation it cannot make (CPU allocator, CUDA, a size past int64)
+_MEMORY_WORDS = ("can't allocate memory", "out of memory", "size calculation overflowed")
+# the sizes a user sets, by config field (every task's names)
+SIZE_FIELDS = (
+    "num_units",
+    "num_layers",
+    "embed_size",
+    "embedding_size",
+    "batch_size",
+    "eval_batch_size",
+    "max_len",
+    "max_chars",
+)
+
+
+def memory_error_message(exc: BaseException, config: Any, preset: Any) -> str | None:
+    """One line for torch's failure to allocate (``RuntimeError``: "can't allocate memory",
+    CUDA "out of memory", "Storage size calculation overflowed"), else None: the bytes asked
+    (as torch said them) and the size flags likely to blame, i.e. those set above the task's
+    default preset (all size flags when none is)."""
+    import re
+
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or not any(w in text for w in _MEMORY_WORDS):
+        return None
+    found = re.search(r"allocate (\d+) bytes", text)
+    if found:
+        asked = f"{int(found.group(1)):,} bytes"
+    else:
+        found = re.search(r"allocate ([\d.]+ [KMGTP]i?B)", text)
+        asked = found.group(1) if found else "more bytes than an int64 can count"
+    names = [n for n in SIZE_FIELDS if isinstance(getattr(config, n, None), int)]
+    larger = [n for n in names if getattr(config, n) > getattr(preset, n)]
+    flags = ", ".join(f"--{n.replace('_', '-')} {getattr(config, n)}" for n in (larger or names))
+    return (
+        f"the model or a batch does not fit in memory: torch asked for {asked}; "
+        f"lower the sizes ({flags})"
+    )
 
 
 def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, plan: Any) -> int:
@@ -464,6 +511,10 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
         total = task.total_steps()
     except (OSError, ValueError) as exc:  # missing/corrupt data, bad files: named in exc
         error = str(exc)
+    except RuntimeError as exc:
+        error = memory_error_message(exc, config, _preset(info, args))
+        if error is None:
+            raise
     if error is None and ctx.is_main:
         try:  # run.json, the task's files, then config.json: from here the folder holds a run
             files = {**module.run_files(task), CONFIG_NAME: config.to_json() + "\n"}
@@ -537,6 +588,19 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
     except (CheckpointError, OSError, ValueError) as exc:
         display.close()
         return _fail(str(exc), 1)
+    except RuntimeError as exc:
+        message = memory_error_message(exc, config, _preset(info, args))
+        if message is None:
+            raise
+        display.close()
+        if (run_dir / "checkpoint.safetensors").exists():
+            where = f"{run_dir} keeps its last checkpoint"
+        elif plan.existing:
+            where = f"{run_dir} is left as it was"
+        else:  # a new run that could never start (its sizes cannot change on --resume)
+            plan.discard = ctx.is_main
+            where = f"this run's files were removed from {run_dir}"
+        return _fail(f"{message}; {where}", 1)
 
 
 def write_summary(run_dir: Any, summary: dict[str, Any]) -> None:
