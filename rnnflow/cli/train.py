@@ -15,7 +15,11 @@ with ``--tensorboard``, ``tensorboard/`` event files. One process at a time writ
 
 Ctrl-C finishes the current step, saves a checkpoint and exits with status 130 (a second Ctrl-C
 aborts at once); ``rnnflow train --resume RUN_DIR`` then continues exactly where it stopped, as
-it does after a kill (from the last periodic checkpoint). Progress goes to stderr: a tqdm bar on
+it does after a kill (from the last periodic checkpoint). Outside the training loop (imports,
+data loading, the final report) one Ctrl-C exits 130 at once with one line saying what the run
+folder keeps: a finished run's report is redone with ``rnnflow evaluate RUN_DIR``. A model or
+batch that does not fit in memory is one line naming the size flags and the bytes torch asked
+for (exit 1); a new run then removes what it wrote. Progress goes to stderr: a tqdm bar on
 a terminal, a plain line every 30 seconds otherwise, nothing with ``--quiet``.
 """
 
@@ -370,6 +374,21 @@ class FinishedRun:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``rnnflow train``; a Ctrl-C outside the training loop (the loop's own: :class:`StopFlag`)
+    exits 130 with one line saying what the run folder keeps."""
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # before the loop (imports, data); the lock is released by now
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        folder = args.resume or args.out
+        if not folder:
+            return _fail("interrupted (Ctrl-C) before training started; nothing was written", 130)
+        return _fail(interrupted_message(SimpleNamespace(run_dir=Path(folder)), "starting"), 130)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rnnflow.cli._task import glue
     from rnnflow.tasks import run_task, task_info
 
@@ -543,29 +562,31 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
         examples_per_step=config.batch_size,
     )
     start = time.perf_counter()
+    phase = "starting"  # then "training", "stopped" (a checkpoint saved) or "report" (finished)
     try:
         with (
-            (
-                MetricsLogger(
-                    run_dir,
-                    tensorboard=plan.options["tensorboard"],
-                    keep_until_step=plan.start_step,
-                )
-                if ctx.is_main
-                else contextlib.nullcontext()
-            ) as metrics,
-            StopFlag(distributed=ctx.parallel, announce=ctx.is_main) as stop,
-        ):
-            _, progress = fit(
-                task,
+            MetricsLogger(
                 run_dir,
-                resume=resume,
-                metrics=metrics,
-                on_step=display if ctx.is_main else None,
-                should_stop=stop,
-                stop_at_step=args.stop_at_step,
-                distributed=ctx,
+                tensorboard=plan.options["tensorboard"],
+                keep_until_step=plan.start_step,
             )
+            if ctx.is_main
+            else contextlib.nullcontext()
+        ) as metrics:
+            # the StopFlag holds Ctrl-C only while fit runs: after it, one Ctrl-C interrupts
+            with StopFlag(distributed=ctx.parallel, announce=ctx.is_main) as stop:
+                phase = "training"
+                _, progress = fit(
+                    task,
+                    run_dir,
+                    resume=resume,
+                    metrics=metrics,
+                    on_step=display if ctx.is_main else None,
+                    should_stop=stop,
+                    stop_at_step=args.stop_at_step,
+                    distributed=ctx,
+                )
+            phase = "report" if progress.finished else "stopped"
             display.close()
             ctx.close(wait_for_peers=True)
             if not ctx.is_main:  # rank 0 alone plots and evaluates
@@ -584,7 +605,7 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
         return status
     except KeyboardInterrupt:
         display.close()
-        return _fail("aborted by a second Ctrl-C (the last periodic checkpoint is kept)", 130)
+        return _fail(interrupted_message(plan, phase), 130)
     except (CheckpointError, OSError, ValueError) as exc:
         display.close()
         return _fail(str(exc), 1)
@@ -601,6 +622,32 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
             plan.discard = ctx.is_main
             where = f"this run's files were removed from {run_dir}"
         return _fail(f"{message}; {where}", 1)
+
+
+def interrupted_message(plan: Any, phase: str) -> str:
+    """The line for a Ctrl-C that ends ``rnnflow train`` (exit 130) in ``phase``: "training"
+    (a second Ctrl-C in the loop), "starting" (imports, data loading: before the loop),
+    "stopped" (after a checkpoint was saved) or "report" (the run finished; its test report was
+    cut short); says what the run folder keeps and the command that goes on from there."""
+    from rnnflow.cli import prog
+
+    run_dir = plan.run_dir
+    if phase == "report":
+        return (
+            f"interrupted (Ctrl-C) while reporting a finished run: its checkpoints are kept in "
+            f"{run_dir}; report it with: {prog()} evaluate {run_dir}"
+        )
+    what = {
+        "training": "aborted by a second Ctrl-C",
+        "starting": "interrupted (Ctrl-C) before training started",
+    }.get(phase, "interrupted (Ctrl-C)")
+    if (run_dir / "checkpoint.safetensors").exists():
+        kept = f"the last checkpoint in {run_dir} is kept; continue with: "
+    elif (run_dir / CONFIG_NAME).exists():
+        kept = f"{run_dir} holds the run's config (no checkpoint yet); start it again with: "
+    else:
+        return f"{what}; nothing of the run was kept"
+    return f"{what}; {kept}{continue_command(plan)}"
 
 
 def write_summary(run_dir: Any, summary: dict[str, Any]) -> None:
