@@ -133,3 +133,13 @@ def test_make_train_twice_resumes_or_says_how_to_start_over(tmp_path):
     calls, text = make_train()
     assert calls == [f"evaluate {run}"]
     assert f"{run} holds a finished run" in text and f"rm -rf {run} && make train" in text
+
+
+def test_evaluate_and_export_help_describe_every_task(capsys):
+    """``evaluate --help``/``export --help`` name every task they serve, not only images."""
+    for command in ("evaluate", "export"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split()).lower()
+        assert "sequence and text-classify runs" in text, (command, text)
+        assert "image-classifier options" in text, (command, text)

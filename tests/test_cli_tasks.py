@@ -46,7 +46,8 @@ def image(tmp_path: Path) -> Path:
 
 CHARLM_REFUSAL = (
     r"is a character-level language model run \(rnnflow train --task charlm\): `rnnflow {cmd}` "
-    r"works on image classifier runs; use `rnnflow generate .*run` to sample text from it, or "
+    r"works on image classifier, sequence and text-classify runs; use `rnnflow generate .*run` "
+    r"to sample text from it, or "
     r"`rnnflow evaluate .*run` for its validation perplexity"
 )
 
@@ -107,3 +108,16 @@ def test_an_unknown_task_is_named(charlm_run, image, tmp_path, capsys, command):
         rf"this rnnflow does not know \(it knows {known}\)",
         capsys.readouterr().err,
     )
+
+
+@pytest.mark.parametrize("info", TASKS, ids=lambda info: info.name)
+def test_resume_refuses_any_preset(tmp_path, capsys, info):
+    """--resume continues the saved config: a --preset (even the run's own) is refused, for
+    every task, before the folder is read or locked."""
+    run = tmp_path / "run"
+    run.mkdir()
+    argv = ["train", "--task", info.name, "--resume", str(run), "--preset", info.default_preset]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--preset cannot be given with it (got --preset {info.default_preset})" in err
+    assert list(run.iterdir()) == []

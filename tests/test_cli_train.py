@@ -651,9 +651,9 @@ def test_presets_of_the_other_task_are_refused_and_help_lists_what_presets_chang
     with pytest.raises(SystemExit):
         main(["train", "--task", "charlm", "--preset", "best", "--out", "x"])
     assert (
-        "argument --preset: 'best' is not a preset of --task charlm (choose from tang, tang-5x8, "
-        "tang-full, tang-song, tiny); 'best' is a preset of --task classifier: add --task "
-        "classifier"
+        "argument --preset: 'best' is not a preset of --task charlm (choose from tang, "
+        "tang-5x8, tang-full, tang-song, tiny); 'best' is a preset of --task classifier: add "
+        "--task classifier"
     ) in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--preset", "nope", "--out", "x"])
@@ -735,3 +735,58 @@ def test_old_and_new_spellings_of_the_image_task_train_the_same_run(fake_data, t
     assert capsys.readouterr().err == (
         f"rnnflow train: --task charlm, but {runs['none']} holds a classifier run\n"
     )
+
+
+def test_one_ctrl_c_during_the_report_interrupts_and_says_how_to_report(
+    fake_data, tmp_path, capsys, monkeypatch
+):
+    """After the loop, SIGINT is Python's again: one Ctrl-C in the test report ends the
+    command (130) and names `rnnflow evaluate RUN` (it was swallowed by the loop's handler)."""
+    import rnnflow.cli._image as glue
+
+    def report(*args):
+        os.kill(os.getpid(), signal.SIGINT)  # one Ctrl-C, as from the terminal
+        time.sleep(2)  # the report would go on; a swallowed Ctrl-C returns 0 below
+        return 0
+
+    monkeypatch.setattr(glue, "report", report)
+    data, _ = fake_data
+    run = tmp_path / "run"
+    assert train(data, run) == 130
+    err = capsys.readouterr().err
+    assert err == (
+        f"rnnflow train: interrupted (Ctrl-C) while reporting a finished run: its checkpoints "
+        f"are kept in {run}; report it with: rnnflow evaluate {run}\n"
+    )
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert (run / "checkpoint.safetensors").is_file()
+
+
+def test_a_ctrl_c_before_the_loop_is_one_line(fake_data, tmp_path, capsys, monkeypatch):
+    """A Ctrl-C while the data load (or an import) runs: exit 130, one line, no traceback;
+    a new run's folder goes, a resumed one is named with the command that continues it."""
+    import rnnflow.tasks.image as image
+
+    data, _ = fake_data
+    cut = tmp_path / "cut"
+    assert train(data, cut, "--stop-at-step", "2") == 0
+    capsys.readouterr()
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(image, "make_task", interrupted)
+    new = tmp_path / "new"
+    assert train(data, new) == 130
+    assert capsys.readouterr().err == (
+        "rnnflow train: interrupted (Ctrl-C) before training started; nothing of the run was kept\n"
+    )
+    assert not new.exists()
+    assert main(["train", "--resume", str(cut), "--quiet"]) == 130
+    assert capsys.readouterr().err == (
+        f"rnnflow train: interrupted (Ctrl-C) before training started; the last checkpoint in "
+        f"{cut} is kept; continue with: rnnflow train --resume {cut}\n"
+    )
+    monkeypatch.setattr("rnnflow.cli.build_parser", interrupted)  # Ctrl-C in the imports
+    assert main(["train", "--out", str(new)]) == 130
+    assert capsys.readouterr().err == "rnnflow train: interrupted (Ctrl-C)\n"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +158,59 @@ def test_config_records_only_for_idx():
     with pytest.raises(ValueError, match=r"recorded for dataset 'idx' only, not 'mnist'"):
         TrainConfig(image_width=17)
     assert TrainConfig(dataset="idx", data_dir="d", class_names=("a", "b")).num_classes == 2
+
+
+@pytest.mark.parametrize("val_size", ["5000", "130"])
+def test_val_size_too_large_names_the_flag(tmp_path, capsys, val_size):
+    data, run = tmp_path / "data", tmp_path / "run"
+    write_set(data)  # 130 training images
+    argv = ["train", "--dataset", "idx", "--data-dir", str(data), "--out", str(run), "--quiet"]
+    assert main([*argv, "--num-units", "8", "--val-size", val_size]) == 1
+    err = capsys.readouterr().err
+    assert f"--val-size {val_size}: the training split holds 130 images" in err
+    assert "between 1 and 129 of them" in err and "use --val-size 13 (a tenth)" in err
+    assert "Traceback" not in err and not (run / "config.json").exists()
+
+
+def test_a_model_too_large_for_memory_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    """torch's "can't allocate memory" becomes one line naming the size flag set above the
+    preset and the bytes torch asked for; the new run's files go, a user's file stays."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    write_set(data)
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")  # an --out folder that already held a user's file
+    argv = ["train", "--dataset", "idx", "--data-dir", str(data), "--out", str(run), "--quiet"]
+    small = ["--batch-size", "32", "--val-size", "26", "--num-units", "1000000000"]
+    assert main([*argv, *small]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(
+        r"rnnflow train: the model or a batch does not fit in memory: torch asked for "
+        r"[\d,]+ bytes; lower the sizes \(--num-units 1000000000\); this run's files were "
+        r"removed from .*run\n",
+        err,
+    ), err
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    run2 = tmp_path / "run2"  # a folder the run created goes with its files
+    assert main([*argv[:-3], "--out", str(run2), "--quiet", *small]) == 1
+    assert not run2.exists()
+    tiny = [*small[:4], "--num-units", "8", "--train-examples", "96", "--threads", "1"]
+    assert main([*argv[:-3], "--out", str(run2), "--quiet", *tiny]) == 0
+
+
+def test_memory_error_message_kinds():
+    from rnnflow.cli.train import memory_error_message
+    from rnnflow.training.config import PRESETS
+
+    preset = PRESETS["tutorial"]
+    config = dataclasses.replace(preset, batch_size=10**7)
+    cuda = RuntimeError("CUDA out of memory. Tried to allocate 3.73 GiB (GPU 0; 79 GiB total)")
+    assert memory_error_message(cuda, config, preset) == (
+        "the model or a batch does not fit in memory: torch asked for 3.73 GiB; lower the "
+        "sizes (--batch-size 10000000)"
+    )
+    overflow = RuntimeError("Storage size calculation overflowed with sizes=[10, 10]")
+    same = memory_error_message(overflow, preset, preset)
+    assert same is not None and "more bytes than an int64 can count" in same
+    assert "--num-units 128, --num-layers 1, --batch-size 128" in same  # none above: all
+    assert memory_error_message(RuntimeError("shape mismatch"), config, preset) is None
+    assert memory_error_message(ValueError("out of memory"), config, preset) is None

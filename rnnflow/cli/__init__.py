@@ -98,6 +98,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(argv) if argv is not None else sys.argv[1:]
+    try:
+        return _main(args_list)
+    except KeyboardInterrupt:  # a command that keeps something says so itself (train)
+        command = _wanted_command(args_list)
+        print(f"{prog()}{' ' + command if command else ''}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+
+
+def _main(args_list: list[str]) -> int:
     parser = build_parser(args_list)
     args, extras = parser.parse_known_args(args_list)
     if extras:  # the command's usage, and what the flags belong to when it knows (train)

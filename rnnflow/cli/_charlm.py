@@ -112,8 +112,9 @@ def refusal(command: str, path: Any) -> str:
 
     return (
         f"{path} is a character-level language model run (rnnflow train --task charlm): "
-        f"`rnnflow {command}` works on image classifier runs; use `{prog()} generate {path}` "
-        f"to sample text from it, or `{prog()} evaluate {path}` for its validation perplexity"
+        f"`rnnflow {command}` works on image classifier, sequence and text-classify runs; "
+        f"use `{prog()} generate {path}` to sample text from it, or `{prog()} evaluate {path}` "
+        "for its validation perplexity"
     )
 
 

@@ -16,7 +16,9 @@ whose rules do not:
   run-level options (``run.json``: ``--tensorboard``).
 - **Nothing is left behind**: temporary files of a write interrupted by a kill
   (``.NAME.*.tmp``) are removed when the next session takes the lock, and a session that fails
-  before writing ``config.json`` removes the folder it created.
+  before writing ``config.json`` removes the folder it created. A new run whose model or batch
+  does not fit in memory (it could never be resumed either: sizes cannot change on
+  ``--resume``) removes what it wrote before its first checkpoint (:func:`discard_new_run`).
 - **The checkpoint's own record says the task** (``rnnflow.tasks.run_task``), not
   ``config.json``.
 """
@@ -164,6 +166,8 @@ class RunPlan:
     run_dir: Path
     options: dict[str, Any] = field(default_factory=dict)
     existing: bool = False
+    written: list[str] = field(default_factory=list)  # files start_run_files wrote (new run)
+    discard: bool = False  # a new run that cannot start: remove what this session wrote
 
     @property
     def start_step(self) -> int:
@@ -184,8 +188,9 @@ def plan_run(
     ``preset`` is the config a new run starts from (``overrides`` replace its fields); a resumed
     run's config comes from its checkpoint (or, before its first checkpoint, from its
     ``config.json`` read with ``config_from_dict(data, source=...)``), where only the fields in
-    ``resumable`` may change. Takes the run folder's lock (creating the folder for ``--out``);
-    the caller releases it, and writes ``config.json`` once its data has loaded.
+    ``resumable`` may change, and ``--preset`` is refused (the saved config holds the values).
+    Takes the run folder's lock (creating the folder for ``--out``); the caller releases it,
+    and writes ``config.json`` once its data has loaded.
     """
     if args.resume:
         if args.out and Path(args.out) != Path(args.resume):
@@ -193,6 +198,11 @@ def plan_run(
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             raise RunRefused(f"cannot resume: {run_dir}: no such run folder")
+        if getattr(args, "preset", None):  # the saved config already holds the preset's values
+            raise RunRefused(
+                f"--resume continues the saved config; --preset cannot be given with it "
+                f"(got --preset {args.preset}): drop --preset, or start a new run with --out"
+            )
         fixed = sorted(set(overrides) - resumable)
         if fixed:
             flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
@@ -289,11 +299,33 @@ def start_run_files(plan: RunPlan, files: dict[str, str]) -> None:
     from rnnflow.training.logging import write_run_file
 
     text = json.dumps(plan.options, indent=2) + "\n"
+    if not plan.existing:
+        plan.written.append(OPTIONS_NAME)
     write_run_file(plan.run_dir / OPTIONS_NAME, text.encode())
     if plan.existing:
         return
     for name in sorted(files, key=lambda n: n == CONFIG_NAME):
+        plan.written.append(name)
         write_run_file(plan.run_dir / name, files[name].encode())
+
+
+def discard_new_run(plan: RunPlan, lock: RunLock) -> None:
+    """Undo a new run that can never start (its model does not fit in memory): remove the
+    files this session wrote (:func:`start_run_files`' and the logs') and release the lock,
+    removing the folder too when this session created it and nothing else is in it. A folder
+    that already held this run (``plan.existing``) or holds a checkpoint is left as it is."""
+    import shutil
+
+    from rnnflow.training.logging import METRICS_NAME
+
+    if plan.existing or (plan.run_dir / CHECKPOINT_NAME).exists():
+        lock.release(remove_created=True)
+        return
+    for name in [*plan.written, METRICS_NAME, "curves.png"]:
+        (plan.run_dir / name).unlink(missing_ok=True)
+    if plan.options.get("tensorboard"):
+        shutil.rmtree(plan.run_dir / "tensorboard", ignore_errors=True)
+    lock.release(remove_created=True)
 
 
 def continue_command(plan: RunPlan, *, task: str | None = None) -> str:

@@ -18,22 +18,37 @@ import sys
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "evaluate",
-        help="test accuracy, per-class accuracy and confusion matrix of a trained model",
-        description="Evaluate a trained model (a run folder or a checkpoint file) on a split.",
+        help="score a trained run of any task on its test split (or its validation text)",
+        description="Evaluate a trained model (a run folder or a checkpoint file) of any task. "
+        "Image classifier: test accuracy, per-class accuracy, confusion matrix. Sequence and "
+        "text-classify runs: loss, accuracy and per-class scores on the files or texts they "
+        "were trained with (--split test or train). Character model (--task charlm): "
+        "validation loss, perplexity and bits per character beside n-gram baselines. "
+        "--dataset, --data-dir and --tta-flip are image-classifier options.",
     )
     parser.add_argument("model", metavar="RUN_DIR|CKPT", help="run folder or .safetensors file")
-    parser.add_argument("--dataset", help="dataset to evaluate on (default: the training one)")
-    parser.add_argument("--data-dir", help="folder holding the dataset's IDX files")
     parser.add_argument(
-        "--split", choices=("test", "train"), default="test", help="split (default: test)"
+        "--dataset", help="image classifier: dataset to evaluate on (default: the training one)"
+    )
+    parser.add_argument(
+        "--data-dir", help="image classifier: folder holding the dataset's IDX files"
+    )
+    parser.add_argument(
+        "--split",
+        choices=("test", "train"),
+        default="test",
+        help="split (default: test; a character model has only its validation split)",
     )
     parser.add_argument(
         "--tta-flip",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="average with the mirrored image (default: as the run was configured)",
+        help="image classifier: average with the mirrored image (default: as the run was "
+        "configured)",
     )
-    parser.add_argument("--batch-size", type=int, default=1000, help="(default: 1000)")
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, help="examples per forward pass (default: 1000)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
     return parser

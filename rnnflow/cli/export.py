@@ -33,8 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="export a trained model to ONNX or TorchScript, checked against PyTorch",
         description=(
             "Export a trained model (a run folder or a checkpoint file) to ONNX or TorchScript, "
-            "run the exported file on test images and compare its logits with PyTorch's. The "
-            "file is written only if they agree within the tolerance."
+            "run the exported file on test examples and compare its logits with PyTorch's. The "
+            "file is written only if they agree within the tolerance. Image classifier runs: "
+            "ONNX or TorchScript, checked on test images; sequence and text-classify runs: ONNX, "
+            "checked on the run's own test series or texts (--dataset and --data-dir are "
+            "image-classifier options). A character model is not exported."
         ),
     )
     parser.add_argument("model", metavar="RUN_DIR|CKPT", help="run folder or .safetensors file")
@@ -49,7 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=int,
         default=10000,
         metavar="N",
-        help="compare on the first N test images (default: 10000, the whole test split)",
+        help="compare on the first N test examples (default: 10000, the whole test split of "
+        "MNIST-style data)",
     )
     parser.add_argument(
         "--atol",

@@ -15,7 +15,11 @@ with ``--tensorboard``, ``tensorboard/`` event files. One process at a time writ
 
 Ctrl-C finishes the current step, saves a checkpoint and exits with status 130 (a second Ctrl-C
 aborts at once); ``rnnflow train --resume RUN_DIR`` then continues exactly where it stopped, as
-it does after a kill (from the last periodic checkpoint). Progress goes to stderr: a tqdm bar on
+it does after a kill (from the last periodic checkpoint). Outside the training loop (imports,
+data loading, the final report) one Ctrl-C exits 130 at once with one line saying what the run
+folder keeps: a finished run's report is redone with ``rnnflow evaluate RUN_DIR``. A model or
+batch that does not fit in memory is one line naming the size flags and the bytes torch asked
+for (exit 1); a new run then removes what it wrote. Progress goes to stderr: a tqdm bar on
 a terminal, a plain line every 30 seconds otherwise, nothing with ``--quiet``.
 """
 
@@ -36,6 +40,7 @@ from rnnflow.cli._run_folder import (
     CONFIG_NAME,
     RunRefused,
     continue_command,
+    discard_new_run,
     plan_run,
     start_run_files,
 )
@@ -106,7 +111,7 @@ def add_parser(
         default=None,
         metavar="{" + ",".join(sorted(presets)) + "}",
         help="base config; its values replace the defaults shown below (listed at the end); "
-        f"default {info.default_preset}",
+        f"default {info.default_preset}; not with --resume (the run keeps its saved config)",
     )
     parser.add_argument("--out", metavar="RUN_DIR", help="new run folder to create")
     parser.add_argument(
@@ -369,6 +374,21 @@ class FinishedRun:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``rnnflow train``; a Ctrl-C outside the training loop (the loop's own: :class:`StopFlag`)
+    exits 130 with one line saying what the run folder keeps."""
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # before the loop (imports, data); the lock is released by now
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        folder = args.resume or args.out
+        if not folder:
+            return _fail("interrupted (Ctrl-C) before training started; nothing was written", 130)
+        return _fail(interrupted_message(SimpleNamespace(run_dir=Path(folder)), "starting"), 130)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rnnflow.cli._task import glue
     from rnnflow.tasks import run_task, task_info
 
@@ -419,13 +439,17 @@ def _plan(args: argparse.Namespace, info: Any, module: Any) -> tuple[Any, Any]:
     return plan_run(
         args,
         overrides,
-        preset=info.load_presets()[args.preset or info.default_preset],
+        preset=_preset(info, args),
         load_checkpoint=lambda path: load_checkpoint(
             path, config_from_dict=info.parse_config, task=info.name
         ),
         config_from_dict=info.parse_config,
         resumable=module.RESUMABLE,
     )
+
+
+def _preset(info: Any, args: argparse.Namespace) -> Any:
+    return info.load_presets()[args.preset or info.default_preset]
 
 
 def _train(args: argparse.Namespace, info: Any, module: Any, ctx: Any) -> int:
@@ -442,8 +466,50 @@ def _train(args: argparse.Namespace, info: Any, module: Any, ctx: Any) -> int:
     try:
         return _train_planned(args, info, module, ctx, plan)
     finally:
-        if lock is not None:  # a folder this session created and never used goes too
+        if lock is not None and plan.discard:  # a new run that can never start
+            discard_new_run(plan, lock)
+        elif lock is not None:  # a folder this session created and never used goes too
             lock.release(remove_created=True)
+
+
+# torch's words for an allocation it cannot make (CPU allocator, CUDA, a size past int64)
+_MEMORY_WORDS = ("can't allocate memory", "out of memory", "size calculation overflowed")
+# the sizes a user sets, by config field (every task's names)
+SIZE_FIELDS = (
+    "num_units",
+    "num_layers",
+    "embed_size",
+    "embedding_size",
+    "batch_size",
+    "eval_batch_size",
+    "max_len",
+    "max_chars",
+)
+
+
+def memory_error_message(exc: BaseException, config: Any, preset: Any) -> str | None:
+    """One line for torch's failure to allocate (``RuntimeError``: "can't allocate memory",
+    CUDA "out of memory", "Storage size calculation overflowed"), else None: the bytes asked
+    (as torch said them) and the size flags likely to blame, i.e. those set above the task's
+    default preset (all size flags when none is)."""
+    import re
+
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or not any(w in text for w in _MEMORY_WORDS):
+        return None
+    found = re.search(r"allocate (\d+) bytes", text)
+    if found:
+        asked = f"{int(found.group(1)):,} bytes"
+    else:
+        found = re.search(r"allocate ([\d.]+ [KMGTP]i?B)", text)
+        asked = found.group(1) if found else "more bytes than an int64 can count"
+    names = [n for n in SIZE_FIELDS if isinstance(getattr(config, n, None), int)]
+    larger = [n for n in names if getattr(config, n) > getattr(preset, n)]
+    flags = ", ".join(f"--{n.replace('_', '-')} {getattr(config, n)}" for n in (larger or names))
+    return (
+        f"the model or a batch does not fit in memory: torch asked for {asked}; "
+        f"lower the sizes ({flags})"
+    )
 
 
 def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, plan: Any) -> int:
@@ -464,6 +530,10 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
         total = task.total_steps()
     except (OSError, ValueError) as exc:  # missing/corrupt data, bad files: named in exc
         error = str(exc)
+    except RuntimeError as exc:
+        error = memory_error_message(exc, config, _preset(info, args))
+        if error is None:
+            raise
     if error is None and ctx.is_main:
         try:  # run.json, the task's files, then config.json: from here the folder holds a run
             files = {**module.run_files(task), CONFIG_NAME: config.to_json() + "\n"}
@@ -492,29 +562,31 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
         examples_per_step=config.batch_size,
     )
     start = time.perf_counter()
+    phase = "starting"  # then "training", "stopped" (a checkpoint saved) or "report" (finished)
     try:
         with (
-            (
-                MetricsLogger(
-                    run_dir,
-                    tensorboard=plan.options["tensorboard"],
-                    keep_until_step=plan.start_step,
-                )
-                if ctx.is_main
-                else contextlib.nullcontext()
-            ) as metrics,
-            StopFlag(distributed=ctx.parallel, announce=ctx.is_main) as stop,
-        ):
-            _, progress = fit(
-                task,
+            MetricsLogger(
                 run_dir,
-                resume=resume,
-                metrics=metrics,
-                on_step=display if ctx.is_main else None,
-                should_stop=stop,
-                stop_at_step=args.stop_at_step,
-                distributed=ctx,
+                tensorboard=plan.options["tensorboard"],
+                keep_until_step=plan.start_step,
             )
+            if ctx.is_main
+            else contextlib.nullcontext()
+        ) as metrics:
+            # the StopFlag holds Ctrl-C only while fit runs: after it, one Ctrl-C interrupts
+            with StopFlag(distributed=ctx.parallel, announce=ctx.is_main) as stop:
+                phase = "training"
+                _, progress = fit(
+                    task,
+                    run_dir,
+                    resume=resume,
+                    metrics=metrics,
+                    on_step=display if ctx.is_main else None,
+                    should_stop=stop,
+                    stop_at_step=args.stop_at_step,
+                    distributed=ctx,
+                )
+            phase = "report" if progress.finished else "stopped"
             display.close()
             ctx.close(wait_for_peers=True)
             if not ctx.is_main:  # rank 0 alone plots and evaluates
@@ -533,10 +605,49 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
         return status
     except KeyboardInterrupt:
         display.close()
-        return _fail("aborted by a second Ctrl-C (the last periodic checkpoint is kept)", 130)
+        return _fail(interrupted_message(plan, phase), 130)
     except (CheckpointError, OSError, ValueError) as exc:
         display.close()
         return _fail(str(exc), 1)
+    except RuntimeError as exc:
+        message = memory_error_message(exc, config, _preset(info, args))
+        if message is None:
+            raise
+        display.close()
+        if (run_dir / "checkpoint.safetensors").exists():
+            where = f"{run_dir} keeps its last checkpoint"
+        elif plan.existing:
+            where = f"{run_dir} is left as it was"
+        else:  # a new run that could never start (its sizes cannot change on --resume)
+            plan.discard = ctx.is_main
+            where = f"this run's files were removed from {run_dir}"
+        return _fail(f"{message}; {where}", 1)
+
+
+def interrupted_message(plan: Any, phase: str) -> str:
+    """The line for a Ctrl-C that ends ``rnnflow train`` (exit 130) in ``phase``: "training"
+    (a second Ctrl-C in the loop), "starting" (imports, data loading: before the loop),
+    "stopped" (after a checkpoint was saved) or "report" (the run finished; its test report was
+    cut short); says what the run folder keeps and the command that goes on from there."""
+    from rnnflow.cli import prog
+
+    run_dir = plan.run_dir
+    if phase == "report":
+        return (
+            f"interrupted (Ctrl-C) while reporting a finished run: its checkpoints are kept in "
+            f"{run_dir}; report it with: {prog()} evaluate {run_dir}"
+        )
+    what = {
+        "training": "aborted by a second Ctrl-C",
+        "starting": "interrupted (Ctrl-C) before training started",
+    }.get(phase, "interrupted (Ctrl-C)")
+    if (run_dir / "checkpoint.safetensors").exists():
+        kept = f"the last checkpoint in {run_dir} is kept; continue with: "
+    elif (run_dir / CONFIG_NAME).exists():
+        kept = f"{run_dir} holds the run's config (no checkpoint yet); start it again with: "
+    else:
+        return f"{what}; nothing of the run was kept"
+    return f"{what}; {kept}{continue_command(plan)}"
 
 
 def write_summary(run_dir: Any, summary: dict[str, Any]) -> None:

@@ -336,11 +336,25 @@ def make_task(config: TrainConfig) -> ImageTask:
 
     config, (x, y), test = load_data(config)
     if config.val_size:
+        _check_val_size(config.val_size, len(x))
         train_data, val_data = train_val_split(x, y, val_size=config.val_size, seed=config.seed)
     else:
         train_data, val_data = (x, y), (x[:0], y[:0])
     names = config.class_names or CLASS_NAMES[config.dataset]
     return ImageTask(config, train_data, val_data, num_classes=len(names), test_data=test)
+
+
+def _check_val_size(val_size: int | float, n: int) -> None:
+    """``ValueError`` naming ``--val-size`` (and a value that fits) when ``val_size`` would
+    leave no training or no validation image out of the ``n`` training-split images."""
+    n_val = round(n * val_size) if isinstance(val_size, float) else val_size
+    if not 0 < n_val < n:
+        fits = f"--val-size {max(1, n // 10)} (a tenth) or " if n >= 2 else ""
+        raise ValueError(
+            f"--val-size {val_size}: the training split holds {n} images, so the validation "
+            f"set must hold between 1 and {n - 1} of them, got {n_val}; use {fits}"
+            "--val-size 0 (no validation set)"
+        )
 
 
 def load_trained_model(
