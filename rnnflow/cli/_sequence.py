@@ -262,8 +262,9 @@ def export(args: argparse.Namespace) -> int:
 
     import torch
 
+    from rnnflow.cli.export import fixed_tolerance, write_checked
     from rnnflow.data.sequences import SequenceDataError, pad_series
-    from rnnflow.interop._traceable import compare_logits
+    from rnnflow.interop._traceable import compare_logits, pytorch_logits
 
     if args.format != "onnx":
         return _fail(
@@ -314,15 +315,8 @@ def export(args: argparse.Namespace) -> int:
     raw = standard * std + mean  # [N, max_steps, D]
     lengths_t = torch.from_numpy(lengths)
     exported = onnx_sequence_logits(data, raw, lengths_t, batch_size=args.batch_size)
-    with torch.no_grad():
-        expected = torch.cat(
-            [
-                model(standard[lo : lo + args.batch_size], lengths_t[lo : lo + args.batch_size])
-                for lo in range(0, len(check), args.batch_size)
-            ]
-        )
-    atol = EXPORT_ATOL if args.atol is None else args.atol
-    rtol = (EXPORT_RTOL if args.atol is None else 0.0) if args.rtol is None else args.rtol
+    expected = pytorch_logits(model, standard, lengths_t, batch_size=args.batch_size)
+    atol, rtol = fixed_tolerance(args, EXPORT_ATOL, EXPORT_RTOL)
     result = compare_logits(expected, exported, atol=atol, rtol=rtol)
     print(f"checkpoint: {checkpoint.path} (step {checkpoint.progress.get('step')})")
     print(
@@ -331,8 +325,6 @@ def export(args: argparse.Namespace) -> int:
         f"{len(data)} bytes"
     )
     print(f"check on {config.dataset} test series: {result.describe('onnxruntime')}")
-    from rnnflow.cli.export import write_checked
-
     status = write_checked(args.out, data, result, atol=atol, rtol=rtol)
     if status:
         return status

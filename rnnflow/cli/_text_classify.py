@@ -342,7 +342,8 @@ def export(args: argparse.Namespace) -> int:
 
     import torch
 
-    from rnnflow.interop._traceable import compare_logits
+    from rnnflow.cli.export import fixed_tolerance, write_checked
+    from rnnflow.interop._traceable import compare_logits, pytorch_logits
     from rnnflow.tasks.text_classify import prepare_data
     from rnnflow.text.labelled_text import pad_tokens
 
@@ -381,15 +382,8 @@ def export(args: argparse.Namespace) -> int:
     tokens, lengths = pad_tokens(encoded, pad_id=vocab.pad_id)  # [N, T <= max_chars]
     tokens = torch.nn.functional.pad(tokens, (0, max_chars - tokens.shape[1]))  # [N, max_chars]
     exported = onnx_text_logits(onnx_bytes, tokens, lengths, batch_size=args.batch_size)
-    with torch.no_grad():
-        expected = torch.cat(
-            [
-                model(tokens[lo : lo + args.batch_size], lengths[lo : lo + args.batch_size])
-                for lo in range(0, len(tokens), args.batch_size)
-            ]
-        ).float()
-    atol = EXPORT_TOLERANCE if args.atol is None else args.atol
-    rtol = (EXPORT_TOLERANCE if args.atol is None else 0.0) if args.rtol is None else args.rtol
+    expected = pytorch_logits(model, tokens, lengths, batch_size=args.batch_size)
+    atol, rtol = fixed_tolerance(args, EXPORT_TOLERANCE, EXPORT_TOLERANCE)
     result = compare_logits(expected, exported, atol=atol, rtol=rtol)
     print(f"checkpoint: {checkpoint.path} (step {checkpoint.progress.get('step')})")
     print(
@@ -397,8 +391,6 @@ def export(args: argparse.Namespace) -> int:
         f"logits float32 [batch, {model.num_classes}], {len(onnx_bytes)} bytes"
     )
     print(f"check on {checked}: {result.describe('onnxruntime', unit='texts')}")
-    from rnnflow.cli.export import write_checked
-
     status = write_checked(args.out, onnx_bytes, result, atol=atol, rtol=rtol)
     if status:
         return status

@@ -74,6 +74,15 @@ def _fail(message: str) -> int:
     return 1
 
 
+def fixed_tolerance(args: argparse.Namespace, atol: float, rtol: float) -> tuple[float, float]:
+    """(atol, rtol) of a task with a fixed export tolerance: ``--atol``/``--rtol`` replace it
+    (``--atol`` alone means rtol 0), else the task's own ``atol``/``rtol``."""
+    chosen_atol = atol if args.atol is None else args.atol
+    if args.rtol is not None:
+        return chosen_atol, args.rtol
+    return chosen_atol, rtol if args.atol is None else 0.0
+
+
 def write_checked(
     out: Any, data: bytes, check: Any, *, atol: float, rtol: float, advice: str = ""
 ) -> int:

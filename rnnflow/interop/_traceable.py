@@ -102,15 +102,17 @@ def quiet_tracing() -> Iterator[None]:
         yield
 
 
-def pytorch_logits(model: nn.Module, images: Tensor, *, batch_size: int = 1000) -> Tensor:
-    """``model(images)`` float32 [N, C] in eval mode without gradients, ``batch_size`` at a time
-    (the same call ``rnnflow evaluate`` makes, before its softmax)."""
+def pytorch_logits(model: nn.Module, *inputs: Tensor, batch_size: int = 1000) -> Tensor:
+    """``model(*inputs)`` float32 [N, C] in eval mode without gradients, ``batch_size`` rows of
+    every input at a time (the same call ``rnnflow evaluate`` makes, before its softmax): images
+    [N, 28, 28], or a padded batch and its lengths [N]."""
     was_training = model.training
     model.eval()
+    n = len(inputs[0])
     try:
         with torch.no_grad():
             parts = [
-                model(images[lo : lo + batch_size]) for lo in range(0, len(images), batch_size)
+                model(*(x[lo : lo + batch_size] for x in inputs)) for lo in range(0, n, batch_size)
             ]
     finally:
         model.train(was_training)

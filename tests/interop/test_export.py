@@ -298,3 +298,22 @@ def test_library_errors(monkeypatch):
         ImportError, match=r"needs the onnx package; .*pip install 'rnnflow\[export\]'"
     ):
         to_onnx(SequenceClassifier(num_units=4))
+
+
+@pytest.mark.parametrize(
+    ("atol", "rtol", "expected"),
+    [
+        (None, None, (1e-4, 2e-4)),  # the task's own tolerance
+        (0.5, None, (0.5, 0.0)),  # --atol alone: a purely absolute tolerance
+        (None, 0.25, (1e-4, 0.25)),  # --rtol alone replaces only the relative part
+        (0.5, 0.25, (0.5, 0.25)),
+    ],
+)
+def test_fixed_tolerance_of_the_sequence_and_text_exports(atol, rtol, expected):
+    """--atol/--rtol over a task's fixed export tolerance (sequence and text-classify runs)."""
+    import argparse
+
+    from rnnflow.cli.export import fixed_tolerance
+
+    args = argparse.Namespace(atol=atol, rtol=rtol)
+    assert fixed_tolerance(args, 1e-4, 2e-4) == expected
