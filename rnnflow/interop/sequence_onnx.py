@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from rnnflow import _nest
 from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, _import, trace_to_onnx
-from rnnflow.models.classifier import SequenceClassifier
+from rnnflow.models.classifier import SequenceClassifier, pool_outputs
 from rnnflow.recurrence._masking import reverse_sequence
 from rnnflow.recurrence.reference import reference_dynamic_rnn
 
@@ -49,12 +49,14 @@ class TraceableSequenceClassifier(nn.Module):
 
         x      = ((series - mean) / std) @ weights_in + biases_in       # [B, T, D] -> [B, T, P]
         out    = masked reference loop(cell, x, sequence_length)        # [T, B, H]
-        h      = out[sequence_length - 1, b]                            # [B, H]
+        h      = pool_outputs(out, sequence_length, pooling)             # [B, K * H]
         logits = h @ weights_out + biases_out                           # [B, C]
 
-    Bidirectional: ``h = cat(out_fw[len - 1], out_bw[0])`` where ``out_bw`` is the backward
-    cell's outputs over each row reversed within its length, reversed back: the classifier's
-    own computation. ``pooling="mean"``: ``h`` is the mean of the valid outputs instead.
+    Bidirectional: ``out = cat(out_fw, out_bw)`` where ``out_bw`` is the backward cell's outputs
+    over each row reversed within its length, reversed back. ``pool_outputs`` is
+    :func:`rnnflow.models.classifier.pool_outputs`, the classifier's own pooling (``last``:
+    the forward output at ``len - 1`` and the backward one at step 0; ``mean``, ``max`` or
+    their concatenations).
     Shares ``model``'s parameters; always in eval mode (dropout off).
     """
 
@@ -85,31 +87,19 @@ class TraceableSequenceClassifier(nn.Module):
         lengths = sequence_length.to(torch.int64)  # [B]
         x = (series - self.mean) / self.std  # [B, T, D]
         x = (x @ m.weights_in + m.biases_in).transpose(0, 1)  # [T, B, P]
-        last = (lengths - 1).clamp(min=0)  # [B]
         if m.bidirectional:
             out_fw = _run(m.cell_fw, x, lengths)  # [T, B, H]
             out_bw_rev = _run(m.cell_bw, reverse_sequence(x, lengths), lengths)  # [T, B, H]
-            out_bw = reverse_sequence(out_bw_rev, lengths)
-            if m.pooling == "mean":
-                h = _mean(torch.cat([out_fw, out_bw], dim=2), lengths)  # [B, 2H]
-            else:
-                h = torch.cat([_at(out_fw, last), out_bw[0]], dim=1)  # [B, 2H]
+            out = torch.cat([out_fw, reverse_sequence(out_bw_rev, lengths)], dim=2)  # [T, B, 2H]
         else:
             out = _run(m.cell, x, lengths)  # [T, B, H]
-            h = _mean(out, lengths) if m.pooling == "mean" else _at(out, last)  # [B, H]
+        h = pool_outputs(
+            out.transpose(0, 1),  # [B, T, F]
+            lengths,
+            pooling=m.pooling,
+            backward_units=m.num_units if m.bidirectional else 0,
+        )  # [B, K * F]
         return h @ m.weights_out + m.biases_out  # [B, C]
-
-
-def _mean(outputs: Tensor, lengths: Tensor) -> Tensor:
-    """Mean over the valid steps of time-major ``outputs`` [T, B, F] (zero past each length)."""
-    return outputs.sum(dim=0) / lengths.clamp(min=1).to(outputs.dtype)[:, None]  # [B, F]
-
-
-def _at(outputs: Tensor, step: Tensor) -> Tensor:
-    """``outputs[step[b], b]`` for each row b of time-major ``outputs`` [T, B, H]: [B, H] (a
-    Gather: ONNX's advanced indexing misreads negative indices)."""
-    index = step.view(1, -1, 1).expand(1, outputs.shape[1], outputs.shape[2])  # [1, B, H]
-    return outputs.gather(0, index).squeeze(0)
 
 
 def _run(cell: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:

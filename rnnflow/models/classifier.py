@@ -17,7 +17,7 @@ inside a DropoutWrapper). A bidirectional model has ``cell_fw`` and ``cell_bw`` 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -38,10 +38,18 @@ from rnnflow.cells.lstm_block import LSTMBlockCell
 from rnnflow.models.cell_kinds import CELL_KINDS, INITS, CellKind, Init
 from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
 
-__all__ = ["CELL_KINDS", "INITS", "POOLINGS", "Pooling", "SequenceClassifier", "make_cell"]
+__all__ = [
+    "CELL_KINDS",
+    "INITS",
+    "POOLINGS",
+    "Pooling",
+    "SequenceClassifier",
+    "make_cell",
+    "pool_outputs",
+]
 
-Pooling = Literal["last", "mean"]
-POOLINGS: tuple[Pooling, ...] = ("last", "mean")
+Pooling = Literal["last", "mean", "max", "last+max", "last+mean+max"]
+POOLINGS: tuple[Pooling, ...] = get_args(Pooling)
 
 
 def make_cell(
@@ -184,7 +192,7 @@ class SequenceClassifier(nn.Module):
         self.pooling = pooling
 
         p = self.projection_size
-        features = num_units * (2 if bidirectional else 1)
+        features = len(pooling.split("+")) * num_units * (2 if bidirectional else 1)
         self.weights_in = nn.Parameter(torch.empty(input_size, p))  # [D, P]
         self.biases_in = nn.Parameter(torch.empty(p))  # [P]
 
@@ -261,18 +269,12 @@ class SequenceClassifier(nn.Module):
                 outputs, _ = dynamic_rnn(self.cell, x)  # [B, T, H]
                 return outputs[:, -1]  # [B, H]: every row's last step, no index tensors
         outputs = self.step_outputs(inputs, sequence_length)  # [B, T, F]
-        if self.pooling == "mean":
-            return _valid_mean(outputs, sequence_length)
-        batch, max_time = outputs.shape[0], outputs.shape[1]
-        if sequence_length is None:
-            last = torch.full((batch,), max_time - 1, dtype=torch.long, device=inputs.device)
-        else:
-            last = (sequence_length.to(device=inputs.device, dtype=torch.long) - 1).clamp(min=0)
-        rows = torch.arange(batch, device=inputs.device)
-        if self.bidirectional:
-            h = self.num_units  # forward: its last valid step; backward: step 0 (read last)
-            return torch.cat([outputs[rows, last, :h], outputs[:, 0, h:]], dim=1)  # [B, 2H]
-        return outputs[rows, last]  # [B, H]
+        return pool_outputs(
+            outputs,
+            sequence_length,
+            pooling=self.pooling,
+            backward_units=self.num_units if self.bidirectional else 0,
+        )
 
     def forward(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
         """Logits [B, C] for inputs [B, T, D] (rows of an image: T = D = 28)."""
@@ -312,11 +314,51 @@ class SequenceClassifier(nn.Module):
         )
 
 
-def _valid_mean(outputs: Tensor, sequence_length: Tensor | None) -> Tensor:
-    """Mean over the valid steps of ``outputs`` [B, T, F] (zero past each length, as
-    ``dynamic_rnn`` returns them): [B, F]; a length of 0 (or T = 0) gives zeros."""
+def pool_outputs(
+    outputs: Tensor,
+    sequence_length: Tensor | None,
+    *,
+    pooling: Pooling,
+    backward_units: int = 0,
+) -> Tensor:
+    """What the output layer reads from the step outputs of one batch: [B, T, F] -> [B, K * F].
+
+    Values past each row's length are ignored (``dynamic_rnn`` returns zeros there);
+    ``sequence_length`` int [B] (None: every row has T steps); lengths outside [0, T] are the
+    caller's to refuse. ``pooling`` names K components, concatenated in this order:
+
+        last: out[b, len_b - 1]                   # the last valid output (zeros when len_b = 0)
+        mean: sum_{t < len_b} out[b, t] / len_b   # masked mean (zeros when len_b = 0)
+        max:  max_{t < len_b} out[b, t]           # masked max over time (zeros when len_b = 0)
+
+    ``backward_units`` = H > 0 marks the last H features as a backward direction's (a
+    bidirectional model): its "last" output is the one at step 0, which read the row last.
+    Gathers by index (no advanced indexing), so an ONNX trace of it is exact."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pool_outputs: pooling must be one of {POOLINGS}, got {pooling!r}")
+    batch, max_time, width = outputs.shape
+    parts_count = len(pooling.split("+"))
+    if max_time == 0:  # no step at all: every component is zeros
+        return outputs.new_zeros(batch, parts_count * width)
     if sequence_length is None:
-        count = torch.full((outputs.shape[0],), max(outputs.shape[1], 1), device=outputs.device)
+        lengths = torch.full((batch,), max_time, dtype=torch.long, device=outputs.device)
     else:
-        count = sequence_length.to(outputs.device).clamp(min=1)  # [B]
-    return outputs.sum(dim=1) / count.to(outputs.dtype)[:, None]  # [B, F]
+        lengths = sequence_length.to(device=outputs.device, dtype=torch.long)  # [B]
+    steps = torch.arange(max_time, device=outputs.device)
+    past = (steps[None, :] >= lengths[:, None])[:, :, None]  # [B, T, 1]: steps past each length
+    parts = []
+    for part in pooling.split("+"):
+        if part == "last":
+            last = (lengths - 1).clamp(min=0).view(batch, 1, 1).expand(batch, 1, width)
+            at_last = outputs.gather(1, last).squeeze(1)  # [B, F]
+            if backward_units:  # forward: its last valid step; backward: step 0 (read last)
+                cut = width - backward_units
+                at_last = torch.cat([at_last[:, :cut], outputs[:, 0, cut:]], dim=1)
+            parts.append(torch.where((lengths > 0)[:, None], at_last, torch.zeros_like(at_last)))
+        elif part == "mean":
+            count = lengths.clamp(min=1).to(outputs.dtype)  # [B]
+            parts.append(outputs.masked_fill(past, 0.0).sum(dim=1) / count[:, None])  # [B, F]
+        else:  # max
+            peak = outputs.masked_fill(past, float("-inf")).amax(dim=1)  # [B, F]
+            parts.append(torch.where((lengths > 0)[:, None], peak, torch.zeros_like(peak)))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, K * F]

@@ -43,6 +43,9 @@ def model(cell: str, bidirectional: bool, layers: int, pooling: str = "last") ->
         ("rnn", True, 2, "last"),
         ("gru", False, 1, "mean"),
         ("lstm", True, 1, "mean"),
+        ("gru", True, 1, "max"),
+        ("gru", True, 1, "last+max"),
+        ("rnn", False, 2, "last+mean+max"),
     ],
 )
 def test_onnxruntime_equals_pytorch_on_variable_lengths(cell, bidirectional, layers, pooling):
@@ -66,7 +69,7 @@ def test_onnxruntime_equals_pytorch_on_variable_lengths(cell, bidirectional, lay
     garbage = raw.clone()
     for i, n in enumerate(lengths.tolist()):
         garbage[i, n:] = 1e4 * torch.randn(MAX_STEPS - n, 3, generator=generator)
-    assert torch.equal(onnx_sequence_logits(data, garbage, lengths), got)
+    assert torch.equal(onnx_sequence_logits(data, garbage, lengths, batch_size=3), got)
     props = {p.key: p.value for p in onnx.load_model_from_string(data).metadata_props}
     assert props == {"k": "v"}
 
