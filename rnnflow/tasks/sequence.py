@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnflow.data.sequence_augment import random_crop
 from rnnflow.data.sequence_batches import SequenceBatch, SequenceBatchIterator
 from rnnflow.data.sequence_files import load_uea, read_sequence_npz, read_sequence_ts, uea_path
 from rnnflow.data.sequence_norm import ChannelStats
@@ -222,9 +223,11 @@ class SequenceTask:
     to its own longest series. ``step`` trains this rank's rows on ``F.cross_entropy`` (label
     smoothing from the config), summed and divided by the GLOBAL batch's count times the world
     size, so DDP's gradient average equals the single-process gradient even for a last batch
-    that does not split evenly. With ``noise_std`` > 0 every training value (the padding too,
-    which the model never reads) gets Gaussian noise drawn from fit's generator. Validation
-    scores accuracy on every rank (the set is small).
+    that does not split evenly. With ``crop_min`` < 1 each training series is first cut to a
+    random window (:func:`~rnnflow.data.sequence_augment.random_crop`); with ``noise_std`` > 0
+    every training value (the padding too, which the model never reads) gets Gaussian noise;
+    both drawn from fit's generator (so a resumed run draws what an uninterrupted one does).
+    Validation scores accuracy on every rank (the set is small).
     """
 
     config: SequenceConfig
@@ -262,6 +265,8 @@ class SequenceTask:
         x, lengths, labels = batch  # [B, T_b, D], [B], [B]: the global batch
         count = len(labels)
         device = next(model.parameters()).device
+        if self.config.crop_min < 1.0:  # drawn for the global batch, before sharding, on the CPU
+            x, lengths = random_crop(x, lengths, crop_min=self.config.crop_min, generator=generator)
         if self.config.noise_std:  # drawn for the global batch, before sharding, on the CPU
             x = x + self.config.noise_std * torch.randn(x.shape, generator=generator)
         x, lengths, y = (ctx.shard(t).to(device) for t in (x, lengths, labels))

@@ -18,7 +18,8 @@ from rnnflow._fit_config import FIT_CONFIG_RANGES, FitConfig
 from rnnflow._fit_config import config_from_dict as _config_from_dict
 from rnnflow.models.cell_kinds import CellKind, Init
 
-Pooling = Literal["last", "mean"]  # rnnflow.models.classifier.POOLINGS (that module needs torch)
+# rnnflow.models.classifier.POOLINGS (that module needs torch; a test keeps the two equal)
+Pooling = Literal["last", "mean", "max", "last+max", "last+mean+max"]
 
 __all__ = ["BUILTIN", "DATA_RECORD_FIELDS", "PRESETS", "SequenceConfig", "config_from_dict"]
 
@@ -69,10 +70,12 @@ class SequenceConfig(FitConfig):
     projection_size: int | None = None  # width of the input projection; None: num_units
     init: Init = "glorot"
     forget_bias: float = 1.0
-    pooling: Pooling = "last"  # the last valid output(s), or the mean of the valid outputs
+    pooling: Pooling = "last"  # the last valid output(s), the mean or max of the valid outputs,
+    # or a concatenation of them (rnnflow.models.classifier.pool_outputs)
     # optimisation (the rest: FitConfig)
     label_smoothing: float = 0.0
     noise_std: float = 0.0  # training batches: add N(0, noise_std^2) to every standardised value
+    crop_min: float = 1.0  # training batches: a random window of >= this fraction of each series
     epochs: int = 100  # passes over the training split
 
     @classmethod
@@ -131,6 +134,7 @@ SEQUENCE_CONFIG_RANGES: dict[str, Range] = {
     "forget_bias": FINITE,
     "label_smoothing": PROBABILITY,
     "noise_std": NON_NEGATIVE,
+    "crop_min": Range(low=0, high=1, low_open=True, note=" (1: no cropping)"),
     "epochs": POSITIVE,
 }
 

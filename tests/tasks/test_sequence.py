@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnflow.data.sequence_augment import random_crop
 from rnnflow.tasks.sequence import (
     SequenceTask,
     build_model,
@@ -250,3 +251,26 @@ def test_input_noise_is_drawn_from_the_generator_for_the_whole_batch(trained) ->
         logits = model(expected, lengths)
     want = torch.nn.functional.cross_entropy(logits, batch[2]).item()
     assert loss(noisy, 1) == pytest.approx(want, rel=1e-6)
+
+
+def test_random_crop_is_drawn_from_the_generator_before_the_noise(trained) -> None:
+    task, _ = trained
+    config = replace(task.config, crop_min=0.5, noise_std=0.3)
+    augmented = SequenceTask(config, task.train, None, task.test)
+    torch.manual_seed(0)
+    model = augmented.build_model()
+    batch = next(iter(augmented.batches(0, 0)))
+
+    def loss(seed: int) -> float:
+        generator = torch.Generator().manual_seed(seed)
+        return augmented.step(model, batch, SINGLE_PROCESS, generator).loss.item()
+
+    assert loss(1) == loss(1) != loss(2)
+    x, lengths, labels = batch
+    g = torch.Generator().manual_seed(1)
+    x, lengths = random_crop(x, lengths, crop_min=0.5, generator=g)
+    assert int(lengths.min()) >= 1 and not torch.equal(lengths, batch[1])
+    x = x + 0.3 * torch.randn(x.shape, generator=g)
+    with torch.no_grad():
+        want = torch.nn.functional.cross_entropy(model(x, lengths), labels).item()
+    assert loss(1) == pytest.approx(want, rel=1e-6)

@@ -64,8 +64,8 @@ def sequence_task(seed: int = 0) -> Task:
     config = SequenceConfig(
         num_units=6, cell="gru", dropout=0.2, batch_size=8, epochs=4, eval_every=40, log_every=24,
         ema_decay=0.9, schedule="cosine", warmup_examples=16, grad_clip=1.0, optimizer="adamw",
-        weight_decay=0.01, label_smoothing=0.1, noise_std=0.1, bucket=True, device="cpu",
-        threads=1, seed=seed, num_channels=3, class_names=("a", "b", "c"),
+        weight_decay=0.01, label_smoothing=0.1, noise_std=0.1, crop_min=0.7, bucket=True,
+        device="cpu", threads=1, seed=seed, num_channels=3, class_names=("a", "b", "c"),
         norm_mean=(0.0, 0.0, 0.0), norm_std=(1.0, 1.0, 1.0),
     )  # fmt: skip
     rng = np.random.default_rng(seed)
