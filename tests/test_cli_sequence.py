@@ -17,7 +17,7 @@ from rnnflow.cli import main
 
 MAX_T, DEPTH = 10, 3
 SMALL = ["--task", "sequence", "--num-units", "8", "--batch-size", "16", "--epochs", "3"]
-SMALL += ["--threads", "1", "--quiet", "--no-bidirectional"]
+SMALL += ["--threads", "1", "--quiet", "--no-bidirectional", "--warmup-examples", "32"]
 
 
 def series_file(path: Path) -> Path:
@@ -132,6 +132,23 @@ def test_train_without_a_train_file_is_refused(tmp_path: Path, capsys) -> None:
     status = main(["train", *SMALL, "--dataset", "npz", "--out", str(tmp_path / "r")])
     assert status != 0
     assert "dataset 'npz' needs train_file (--train-file FILE)" in capsys.readouterr().err
+
+
+def test_a_warmup_longer_than_the_run_is_refused_before_any_file(tmp_path: Path, capsys) -> None:
+    """80 series, batch 16, 3 epochs: 15 steps; the preset's 2700-example warm-up is 168 steps,
+    so the learning rate would still be rising when the run ends. Refused, nothing written."""
+    data = series_file(tmp_path / "d.npz")
+    argv = ["train", *SMALL, "--dataset", "npz", "--train-file", str(data)]
+    out = tmp_path / "r"
+    assert main([*argv, "--warmup-examples", "2700", "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "rnnflow train: fit: warmup_examples (2700: 168 steps of batch_size 16) is longer than "
+        "the whole run (15 steps): the learning rate would never reach lr (0.003); give "
+        "warmup_examples <= 240 (0: no warm-up) or train for more steps"
+    )
+    assert not out.exists()
+    # the whole run as warm-up (15 steps: 240 examples) is allowed
+    assert main([*argv, "--warmup-examples", "240", "--stop-at-step", "1", "--out", str(out)]) == 0
 
 
 @pytest.mark.skipif(

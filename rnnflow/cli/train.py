@@ -516,6 +516,7 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
     import torch
 
     from rnnflow.training import CheckpointError, MetricsLogger, fit, read_metrics
+    from rnnflow.training.engine import check_warmup
     from rnnflow.training.plots import plot_curves
 
     config, resume, run_dir = plan.config, plan.resume, plan.run_dir
@@ -528,6 +529,7 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
         task = info.import_module().make_task(config)
         plan.config = config = task.config  # with what the data recorded (idx checksums)
         total = task.total_steps()
+        check_warmup(config, total)  # before the run folder is written
     except (OSError, ValueError) as exc:  # missing/corrupt data, bad files: named in exc
         error = str(exc)
     except RuntimeError as exc:

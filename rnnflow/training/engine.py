@@ -52,6 +52,7 @@ __all__ = [
     "StepCallback",
     "build_optimizer",
     "check_step",
+    "check_warmup",
     "find_checkpoint",
     "fit",
     "learning_rate",
@@ -113,6 +114,20 @@ def learning_rate(config: Any, step: int, total_steps: int) -> float:
     span = max(total_steps - warmup, 1)
     progress = min((step - warmup) / span, 1.0)
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def check_warmup(config: Any, total_steps: int) -> None:
+    """Refuse (``ValueError`` naming both numbers) a warm-up longer than the run: its
+    ``warmup_examples // batch_size`` steps past ``total_steps``, the learning rate would end
+    the run still rising, below ``lr``, and no schedule after the warm-up would ever run."""
+    warmup_steps = config.warmup_examples // config.batch_size
+    if warmup_steps > total_steps:
+        raise ValueError(
+            f"fit: warmup_examples ({config.warmup_examples}: {warmup_steps} steps of batch_size "
+            f"{config.batch_size}) is longer than the whole run ({total_steps} steps): the "
+            f"learning rate would never reach lr ({config.lr}); give warmup_examples <= "
+            f"{total_steps * config.batch_size} (0: no warm-up) or train for more steps"
+        )
 
 
 @torch.no_grad()
@@ -280,8 +295,8 @@ def fit(
     single-process run. Every rank must pass the same task and ``resume``; ``metrics`` and
     ``on_step`` belong to rank 0.
 
-    Raises ``ValueError`` (``batch_size`` not divisible by the processes, a checkpoint of another
-    task or that does not fit), :class:`NonFiniteError`, and
+    Raises ``ValueError`` (``batch_size`` not divisible by the processes, a warm-up longer than
+    the run, a checkpoint of another task or that does not fit), :class:`NonFiniteError`, and
     :class:`~rnnflow.training.distributed.DistributedError` when a peer is lost.
     """
     ctx = distributed or SINGLE_PROCESS
@@ -296,6 +311,7 @@ def fit(
     device = ctx.device(config.device)
     epoch_length = task.epoch_length()
     total = task.total_steps()
+    check_warmup(config, total)
     augment_gen = torch.Generator()
     if resume is None:
         torch.manual_seed(config.seed)

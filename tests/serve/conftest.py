@@ -158,6 +158,7 @@ def series_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     threads = torch.get_num_threads()
     common = ["train", "--task", "sequence", "--dataset", "npz", "--train-file", str(data)]
     common += ["--num-units", "8", "--batch-size", "16", "--epochs", "12", "--threads", "1"]
+    common += ["--warmup-examples", "160"]  # 10 of its 72 steps
     common += ["--quiet"]
     made = {}
     for name, extra in {

@@ -14,7 +14,7 @@ from torch import nn
 from rnnflow.tasks.image import ERASE_AREA, ImageTask, augment, evaluate, random_erase
 from rnnflow.training import MetricsLogger, learning_rate, read_metrics
 from rnnflow.training.config import TrainConfig
-from rnnflow.training.engine import NonFiniteError, fit, update_ema
+from rnnflow.training.engine import NonFiniteError, check_warmup, fit, update_ema
 
 
 def test_constant_schedule_is_the_tutorials():
@@ -39,6 +39,32 @@ def test_warmup_then_cosine():
     assert lr(110) == pytest.approx(0.0, abs=1e-12)
     assert all(lr(s) >= lr(s + 1) for s in range(10, 109))
     assert not math.isnan(lr(200))
+
+
+def test_fit_refuses_a_warmup_longer_than_the_run(tmp_path):
+    """110 steps of 128: a warm-up of 111 steps would end the run below lr; 110 is allowed."""
+    config = replace(TrainConfig(), batch_size=128, train_examples=128 * 110)
+    check_warmup(replace(config, warmup_examples=128 * 110 + 127), config.steps)  # 110 steps
+    long = replace(config, warmup_examples=128 * 111)
+
+    class Task:  # fit checks before it reads anything else of the task
+        def __init__(self) -> None:
+            self.config = long
+
+        def epoch_length(self) -> int:
+            return 110
+
+        def total_steps(self) -> int:
+            return 110
+
+    with pytest.raises(
+        ValueError,
+        match=r"^fit: warmup_examples \(14208: 111 steps of batch_size 128\) is longer than the "
+        r"whole run \(110 steps\): the learning rate would never reach lr \(0.001\); give "
+        r"warmup_examples <= 14080 \(0: no warm-up\) or train for more steps$",
+    ):
+        fit(Task(), tmp_path)  # type: ignore[arg-type]
+    assert not any(tmp_path.iterdir())
 
 
 def test_augment_is_seeded_and_keeps_shape_and_content():
