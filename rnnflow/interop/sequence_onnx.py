@@ -4,7 +4,11 @@ The graph (opset 17)::
 
     series          float32 [batch, max_steps, D]   raw values (as in the training files),
                                                     padded past each length with anything
-    sequence_length int64   [batch]                 1 <= length <= max_steps
+    sequence_length int64   [batch]                 1 <= length <= max_steps (the domain:
+                                                    the graph cannot raise, so a length
+                                                    outside it gives meaningless logits or
+                                                    an onnxruntime error; check before
+                                                    running, as onnx_sequence_logits does)
       -> logits     float32 [batch, num_classes]
 
 Inside: ``(series - mean) / std`` with the run's training statistics, then the classifier with
@@ -150,12 +154,34 @@ def onnx_sequence_logits(
     batch_size: int = 1000,
 ) -> Tensor:
     """Logits float32 [N, C] of an exported sequence model (bytes or a path) for padded raw
-    ``series`` [N, max_steps, D] and ``sequence_length`` [N], by onnxruntime's CPU provider."""
+    ``series`` [N, max_steps, D] and ``sequence_length`` [N], by onnxruntime's CPU provider.
+
+    The graph's domain is each length in [1, max_steps] (a length of 0 or below would give the
+    logits of some other length, one above max_steps an onnxruntime error from inside the
+    graph), so lengths outside it, and a series of another shape than the graph's input, are
+    refused with ``ValueError`` before anything runs."""
     ort = _import("onnxruntime")
     source = model if isinstance(model, bytes) else os.fspath(model)
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    max_steps, depth = session.get_inputs()[0].shape[1:]  # fixed by sequence_to_onnx
     x = series.detach().to("cpu", torch.float32).numpy()
     lengths = sequence_length.detach().to("cpu", torch.int64).numpy()
+    if x.ndim != 3 or tuple(x.shape[1:]) != (max_steps, depth):
+        raise ValueError(
+            f"onnx_sequence_logits: series must have shape [N, {max_steps}, {depth}] (the "
+            f"exported max_steps and channels), got {list(x.shape)}"
+        )
+    if lengths.shape != (len(x),):
+        raise ValueError(
+            f"onnx_sequence_logits: sequence_length must have shape [{len(x)}] (one per "
+            f"series), got {list(lengths.shape)}"
+        )
+    bad = ((lengths < 1) | (lengths > max_steps)).nonzero()[0]
+    if len(bad):
+        raise ValueError(
+            f"onnx_sequence_logits: sequence_length must be in [1, {max_steps}] (the exported "
+            f"max_steps), got {int(lengths[bad[0]])} for series {int(bad[0])}"
+        )
     parts = [
         torch.from_numpy(
             session.run(
