@@ -159,6 +159,14 @@ def test_export_onnx_with_lengths(run: Path, tmp_path: Path, capsys) -> None:
     assert main(["export", str(run), "--format", "onnx", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "sequence_length int64 [batch]" in text and "argmax agreement 40/40" in text
+    # --check-examples (and its deprecated image-only spelling) limits the check
+    export = ["export", str(run), "--format", "onnx", "--out", str(out)]
+    assert main([*export, "--check-examples", "7"]) == 0
+    assert "argmax agreement 7/7" in capsys.readouterr().out
+    assert main([*export, "--check-images", "5"]) == 0
+    captured = capsys.readouterr()
+    assert "argmax agreement 5/5" in captured.out
+    assert "note: --check-images is deprecated; use --check-examples" in captured.err
     from rnnflow.interop.sequence_onnx import onnx_sequence_logits
 
     model, checkpoint = load_model(run)

@@ -290,7 +290,7 @@ def export(args: argparse.Namespace) -> int:
     except (SequenceDataError, ValueError, OSError) as exc:
         return _fail("export", f"{exc}\n(the exported model is checked on the run's test split)")
     max_steps = int(max(train.lengths.max(), test.lengths.max()))
-    check = test.series[: args.check_images]
+    check = test.series[: args.check_examples]
     stats = (config.norm_mean, config.norm_std)
     metadata = {
         "rnnflow.task": "sequence",

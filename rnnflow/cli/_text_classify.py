@@ -373,7 +373,7 @@ def export(args: argparse.Namespace) -> int:
     }
     onnx_bytes = text_to_onnx(model, max_chars=max_chars, metadata=metadata)
     checked = "the run's test texts"
-    encoded = data.encoded["test"][: args.check_images]
+    encoded = data.encoded["test"][: args.check_examples]
     if not encoded:  # a run trained with --test-fraction 0
         checked, encoded = (
             "the run's first training text (it has no test texts)",

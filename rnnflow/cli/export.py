@@ -48,12 +48,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--dataset", help="check images from this dataset (default: the run's)")
     parser.add_argument("--data-dir", help="folder holding the dataset's IDX files")
     parser.add_argument(
-        "--check-images",
+        "--check-examples",
         type=int,
         default=10000,
         metavar="N",
-        help="compare on the first N test examples (default: 10000, the whole test split of "
-        "MNIST-style data)",
+        help="compare on the first N test examples: images, series or texts (default: 10000, "
+        "the whole test split of MNIST-style data)",
+    )
+    parser.add_argument(  # the old, image-only spelling: still works, with a note
+        "--check-images", type=int, dest="check_images", metavar="N", help=argparse.SUPPRESS
     )
     parser.add_argument(
         "--atol",
@@ -117,10 +120,16 @@ def _round_up(value: float) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:
         return _fail(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}")
-    if args.check_images < 1 or args.batch_size < 1:
+    if args.check_images is not None:
+        print(
+            "rnnflow export: note: --check-images is deprecated; use --check-examples",
+            file=sys.stderr,
+        )
+        args.check_examples = args.check_images
+    if args.check_examples < 1 or args.batch_size < 1:
         return _fail(
-            f"--check-images and --batch-size must be >= 1, "
-            f"got {args.check_images} and {args.batch_size}"
+            f"--check-examples and --batch-size must be >= 1, "
+            f"got {args.check_examples} and {args.batch_size}"
         )
     for name in ("atol", "rtol"):
         value = getattr(args, name)
@@ -171,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         images, _ = load_split(dataset, "test", args.data_dir or config.data_dir)
     except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
         return _fail(f"{exc}\n(the exported model is checked on test images; see --dataset)")
-    images = images[: args.check_images]  # [N, 28, 28]
+    images = images[: args.check_examples]  # [N, 28, 28]
 
     metadata = {
         "rnnflow.config": json.dumps(asdict(config)),
