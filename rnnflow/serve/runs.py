@@ -238,8 +238,10 @@ def _reading_note(
 ) -> str:
     """What the probabilities after t ``unit``s mean for this model (shown in the page)."""
     whole = "image" if unit == "row" else "series"
-    if pooling == "mean":
-        what = f"the mean of the outputs of {unit}s 0..t-1 (this model pools by the mean)"
+    if pooling != "last":  # mean, max or a concatenation (models.classifier.pool_outputs)
+        names = {"last": "the last output", "mean": "the mean", "max": "the maximum"}
+        pooled = " and ".join(names[part] for part in pooling.split("+"))
+        what = f"{pooled} of the outputs of {unit}s 0..t-1 (this model pools by {pooled})"
         if bidirectional:
             what += (
                 f"; bidirectional: each direction's outputs on those {unit}s alone, the "

@@ -9,13 +9,17 @@ import torch
 from rnnflow.models.classifier import SequenceClassifier
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize(
+    ("cell", "pooling"), [("rnn", "last"), ("lstm", "last"), ("gru", "last"), ("gru", "max"),
+                          ("lstm", "last+mean+max")],
+)  # fmt: skip
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_prefix_logits_equal_the_model_on_the_cut_input(cell, bidirectional):
+def test_prefix_logits_equal_the_model_on_the_cut_input(cell, pooling, bidirectional):
     torch.manual_seed(0)
     model = SequenceClassifier(
-        input_size=5, num_classes=4, cell=cell, num_units=6, bidirectional=bidirectional
-    ).double()
+        input_size=5, num_classes=4, cell=cell, num_units=6, bidirectional=bidirectional,
+        pooling=pooling,
+    ).double()  # fmt: skip
     x = torch.randn(2, 7, 5, dtype=torch.float64)
     prefix = model.prefix_logits(x)  # [2, 8, 4]
     assert prefix.shape == (2, 8, 4)
