@@ -108,7 +108,8 @@ class SequenceClassifier(nn.Module):
 
     ``pooling="mean"`` feeds the mean of the valid outputs instead (masked mean pooling):
     ``h = sum_{t < len} out[b, t] / len`` (each direction for a bidirectional model; a row of
-    length 0 gives zeros), so every step reaches the output layer directly.
+    length 0 gives zeros), so every step reaches the output layer directly; ``"max"`` the
+    per-feature maximum over the valid steps; ``"last+max"``, ``"last+mean+max"`` concatenate.
 
     Args:
         input_size: D, features per time step (28 pixels of a row).
@@ -131,8 +132,10 @@ class SequenceClassifier(nn.Module):
             initialisers either way (Glorot-uniform kernels; GRU gate bias 1.0).
         forget_bias: the forget-gate bias of BasicLSTMCell, LSTMCell, LSTMBlockCell and
             LayerNormBasicLSTMCell (CudnnCompatibleLSTMCell has none, as cuDNN; GRUs ignore it).
-        pooling: ``"last"`` (the last valid output: the tutorial) or ``"mean"`` (the mean of
-            the valid outputs).
+        pooling: ``"last"`` (the last valid output: the tutorial), ``"mean"`` or ``"max"`` (the
+            mean or the per-feature maximum of the valid outputs), or the concatenations
+            ``"last+max"`` and ``"last+mean+max"`` (K parts: the output layer reads K * F
+            features); :func:`pool_outputs` defines each.
     """
 
     def __init__(
