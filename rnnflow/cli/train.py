@@ -529,7 +529,8 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
         task = info.import_module().make_task(config)
         plan.config = config = task.config  # with what the data recorded (idx checksums)
         total = task.total_steps()
-        check_warmup(config, total)  # before the run folder is written
+        if resume is None:  # new runs only: a run that started keeps its schedule
+            check_warmup(config, total)  # before the run folder is written
     except (OSError, ValueError) as exc:  # missing/corrupt data, bad files: named in exc
         error = str(exc)
     except RuntimeError as exc:

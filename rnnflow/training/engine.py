@@ -311,7 +311,8 @@ def fit(
     device = ctx.device(config.device)
     epoch_length = task.epoch_length()
     total = task.total_steps()
-    check_warmup(config, total)
+    if resume is None:  # a run that started keeps its schedule: resuming it is never refused
+        check_warmup(config, total)
     augment_gen = torch.Generator()
     if resume is None:
         torch.manual_seed(config.seed)

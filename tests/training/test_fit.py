@@ -66,6 +66,14 @@ def test_fit_refuses_a_warmup_longer_than_the_run(tmp_path):
         fit(Task(), tmp_path)  # type: ignore[arg-type]
     assert not any(tmp_path.iterdir())
 
+    class Resumed:  # a run that started keeps its schedule: resuming it is not refused
+        task = "other"
+        path = tmp_path / "ckpt.pt"
+
+    Task.name = "image"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"a 'other' checkpoint; this run is a 'image' one"):
+        fit(Task(), tmp_path, resume=Resumed())  # type: ignore[arg-type]
+
 
 def test_augment_is_seeded_and_keeps_shape_and_content():
     x = torch.zeros(64, 28, 28)
