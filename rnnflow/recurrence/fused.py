@@ -394,11 +394,40 @@ def _run_leaf(
         c0, h0 = state
     else:
         c0, h0 = state.split(cell.num_units, dim=1)  # [B, H] each
-    kernel, bias = _lstm_params(cell, compute)
+    bf16 = _bf16_kernel(cell, x, act)
+    if bf16:  # float32 loop, bfloat16 GEMM operands: the kernel rounded, the bias float32
+        kernel, bias = _lstm_params(cell, torch.float32)
+        # rounded as autocast's cast would, its gradient passed through unrounded (float32)
+        kernel = kernel + (kernel.to(torch.bfloat16).float() - kernel).detach()
+        x, c0, h0 = x.float(), c0.float(), h0.float()
+    else:
+        kernel, bias = _lstm_params(cell, compute)
     out, c, h = kernels.lstm_layer(
-        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act
+        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16
     )
+    if bf16:  # autocast's contract: outputs and state in bfloat16
+        out, c, h = out.to(compute), c.to(compute), h.to(compute)
     return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
+
+
+# Whether the bfloat16 kernel also takes the LSTM without lengths from oneDNN's bf16 LSTM: not
+# while it measures slower (docs/PERFORMANCE.md); benchmarks switch it on to time both.
+_BF16_OVER_ONEDNN = False
+
+
+def _bf16_kernel(cell: Any, x: Tensor, act: str | None) -> bool:
+    """Whether a bfloat16 plain LSTM layer may run the compiled loop with its AVX512-BF16 step
+    GEMM (``kernels.bf16_loops``): the recurrent products and the weight gradient in bfloat16
+    with float32 accumulation; the input projection, gate maths and state in float32, on the
+    bfloat16-rounded inputs and kernel; outputs and state returned in bfloat16. With sequence
+    lengths it replaces the Python loops; without, oneDNN's LSTM runs unless
+    ``_BF16_OVER_ONEDNN``."""
+    return (
+        x.dtype == torch.bfloat16
+        and act is not None
+        and _plain_lstm(cell)
+        and kernels.bf16_loops(x)
+    )
 
 
 def _lstm_cell_with_options(
@@ -551,6 +580,7 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
             and bool(torch.backends.mkldnn.enabled)
             and _CPU_LSTM_PEER
             and not _compiled_lstm_faster(cell, x)
+            and not (_BF16_OVER_ONEDNN and _bf16_kernel(cell, x, act))
         )
     if not x.is_cuda or not torch.backends.cudnn.is_available():
         return False
