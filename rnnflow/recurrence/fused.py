@@ -37,7 +37,13 @@ LSTM (``nn.LSTM``'s kernel) with the TF weights converted per call.
 Mixed precision: under ``torch.autocast`` (CPU bfloat16 or CUDA float16/bfloat16) with float32
 inputs, the whole recurrence (GEMMs, gates and states) runs in the autocast dtype, and outputs
 and final state come back in that dtype, as the reference loop's would; gradients reach the
-float32 parameters. GEMMs accumulate in float32 inside oneDNN/cuBLAS.
+float32 parameters. GEMMs accumulate in float32 inside oneDNN/cuBLAS. One exception: on a CPU
+with AVX512-BF16 (and the avx512 kernel variant), the plain LSTM with sequence lengths runs the
+compiled loop with its bfloat16 step GEMM (``_bf16_kernel``): the recurrent products and the
+weight gradient take bfloat16-rounded operands with float32 accumulation, as autocast's GEMMs,
+while the gate maths and the state stay float32 (closer to float32 than all-bfloat16 loops);
+outputs and state still come back in bfloat16. Without lengths oneDNN's bf16 LSTM keeps the
+layer: it measured faster (docs/PERFORMANCE.md).
 
 CUDA: for ``BasicRNNCell`` (tanh/relu) and ``BasicLSTMCell`` or a plain ``LSTMCell`` (tanh)
 without sequence lengths, the layer runs through PyTorch's own fused kernel (cuDNN) with the TF

@@ -106,11 +106,13 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) inline void bf16_tail(
 }
 
 // out[n, N] (row stride ldc) = a[n, pairs] packed^T (+ add, row stride ldadd, may be 0 (a
-// bias) or alias out): a's row r, pair p at a[r * ar + p * ap]; packed panel q's pair p at
+// bias) or alias out): a's row r, pair p at a[(r / 12) * ablk + (r % 12) * ar + p * ap] (rows
+// in blocks of the register block's 12); packed panel q's pair p at
 // packed[q * panel_stride + p * 32] (panel_stride >= pairs * 32: a chunk of longer panels).
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_gemm(
-    int64_t n, const uint32_t* a, int64_t ar, int64_t ap, int64_t pairs, const uint32_t* packed,
-    int64_t panel_stride, int64_t N, const float* add, int64_t ldadd, float* c, int64_t ldc) {
+    int64_t n, const uint32_t* a, int64_t ablk, int64_t ar, int64_t ap, int64_t pairs,
+    const uint32_t* packed, int64_t panel_stride, int64_t N, const float* add, int64_t ldadd,
+    float* c, int64_t ldc) {
   const int64_t panels = (N + kBfPanel - 1) / kBfPanel;
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t cols = std::min<int64_t>(kBfPanel, N - p * kBfPanel);
@@ -121,11 +123,12 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_gemm(
     const int64_t col = p * kBfPanel;
     int64_t r = 0;
     for (; r + kBfRows <= n; r += kBfRows)
-      bf16_block<kBfRows>(a + r * ar, ar, ap, pairs, panel,
+      bf16_block<kBfRows>(a + (r / kBfRows) * ablk, ar, ap, pairs, panel,
                           add ? add + r * ldadd + col : nullptr, ldadd, c + r * ldc + col, ldc,
                           m0, m1);
     if (r < n)
-      bf16_tail<kBfRows - 1>(static_cast<int>(n - r), a + r * ar, ar, ap, pairs, panel,
+      bf16_tail<kBfRows - 1>(static_cast<int>(n - r), a + (r / kBfRows) * ablk, ar, ap, pairs,
+                             panel,
                              add ? add + r * ldadd + col : nullptr, ldadd, c + r * ldc + col, ldc,
                              m0, m1);
   }
@@ -156,11 +159,13 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_rows(const floa
 }
 
 // dst[j] = bf16(r0[j]) | bf16(r1[j]) << 16 for j < count (r1 null: a zero high half): two rows
-// as pairs, for the weight gradient, whose products sum over rows (bf16_weight_grad).
+// as pairs, for the weight gradient, whose products sum over rows (bf16_weight_grad); `sum`
+// (may be null): sum[j] += r0[j] + r1[j] in float32 (the bias's gradient).
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_pair_rows(const float* r0,
                                                                             const float* r1,
                                                                             int64_t count,
-                                                                            uint32_t* dst) {
+                                                                            uint32_t* dst,
+                                                                            float* sum) {
   for (int64_t j = 0; j < count; j += 16) {
     const int64_t left = count - j;
     const __mmask16 m = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
@@ -169,14 +174,17 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_pair_rows(const
     const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v0));
     const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v1));
     _mm512_mask_storeu_epi32(dst + j, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    if (sum)
+      _mm512_mask_storeu_ps(sum + j, m,
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(m, sum + j), _mm512_add_ps(v0, v1)));
   }
 }
 #else
-void bf16_gemm(int64_t, const uint32_t*, int64_t, int64_t, int64_t, const uint32_t*, int64_t,
-               int64_t, const float*, int64_t, float*, int64_t) {
+void bf16_gemm(int64_t, const uint32_t*, int64_t, int64_t, int64_t, int64_t, const uint32_t*,
+               int64_t, int64_t, const float*, int64_t, float*, int64_t) {
   TORCH_CHECK(false, "rnnflow_loops: this build has no bfloat16 GEMM (needs GCC >= 10 on x86)");
 }
-void bf16_pair_rows(const float*, const float*, int64_t, uint32_t*) {
+void bf16_pair_rows(const float*, const float*, int64_t, uint32_t*, float*) {
   TORCH_CHECK(false, "rnnflow_loops: this build has no bfloat16 GEMM (needs GCC >= 10 on x86)");
 }
 void bf16_rows(const float*, int64_t, int64_t, int64_t, uint32_t*) {
@@ -194,47 +202,58 @@ inline void bf16_step_gemm(int64_t n, const float* a, int64_t lda, int64_t K,
   const int64_t pairs = (K + 1) / 2;
   if (static_cast<int64_t>(scratch.size()) < n * pairs) scratch.resize(n * pairs);
   bf16_rows(a, lda, n, K, scratch.data());
-  bf16_gemm(n, scratch.data(), pairs, 1, pairs, packed, pairs * kBfPanel, N, add, ldadd, c, ldc);
+  bf16_gemm(n, scratch.data(), kBfRows * pairs, pairs, 1, pairs, packed, pairs * kBfPanel, N, add,
+            ldadd, c, ldc);
 }
 
 // d_kernel [sum K_k, G] = [bf16(x_k)^T bf16(d)] stacked, each x_k [R, K_k] (unit column
-// stride), d [R, G] (row-major): the products sum over the R rows, so both sides are paired
-// along R: d packed into panels [G/32][R/2][32] and the inputs into [R/2][sum K_k], then the
-// kernel over chunks of kChunk pairs (a chunk of a panel, 16 KB, stays in L1 for every row
-// block; later chunks add onto the output), panels split over threads.
-void bf16_weight_grad(const std::vector<Tensor>& inputs, const Tensor& d, Tensor& d_kernel) {
-  constexpr int64_t kChunk = 128;
+// stride), d [R, G] (row-major); d_bias [G] = d summed over rows (float32). The products sum
+// over the R rows, so both sides are paired along R, a chunk of kChunk pairs at a time (so
+// that what is packed stays in L2): d's chunk into panels [kChunk][32] (16-32 KB each, L1),
+// the inputs' columns into blocks of 12 [kChunk][12] (a register block's broadcasts then read
+// 48 consecutive bytes per pair), then the kernel over the chunk, later chunks adding onto the
+// output. Threads split the panels (each packs the inputs' chunk for itself).
+void bf16_weight_grad(const std::vector<Tensor>& inputs, const Tensor& d, Tensor& d_kernel,
+                      Tensor& d_bias) {
+  constexpr int64_t kChunk = 256;
   const int64_t R = d.size(0), G = d.size(1), total = d_kernel.size(0);
   const int64_t pairs = (R + 1) / 2, panels = (G + kBfPanel - 1) / kBfPanel;
-  Tensor packed = at::zeros({panels, pairs, kBfPanel}, at::kInt);
-  Tensor rows = at::empty({pairs, total}, at::kInt);
-  auto* pk = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
-  auto* pa = reinterpret_cast<uint32_t*>(rows.data_ptr<int32_t>());
+  const int64_t blocks = (total + kBfRows - 1) / kBfRows;
   const float* pd = d.data_ptr<float>();
-  at::parallel_for(0, pairs, 64, [&](int64_t q0, int64_t q1) {
-    for (int64_t q = q0; q < q1; ++q) {
-      const float* r0 = pd + 2 * q * G;
-      const float* r1 = 2 * q + 1 < R ? r0 + G : nullptr;
-      for (int64_t p = 0; p < panels; ++p) {
-        const int64_t col = p * kBfPanel;
-        bf16_pair_rows(r0 + col, r1 ? r1 + col : nullptr, std::min(kBfPanel, G - col),
-                       pk + (p * pairs + q) * kBfPanel);
-      }
-      int64_t at = 0;
-      for (const Tensor& x : inputs) {
-        const float* x0 = x.data_ptr<float>() + 2 * q * x.stride(0);
-        bf16_pair_rows(x0, 2 * q + 1 < R ? x0 + x.stride(0) : nullptr, x.size(1),
-                       pa + q * total + at);
-        at += x.size(1);
-      }
-    }
-  });
   float* out = d_kernel.data_ptr<float>();
+  float* bias = d_bias.data_ptr<float>();
   at::parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
-    const int64_t col = p0 * kBfPanel, cols = std::min(p1 * kBfPanel, G) - col;
-    for (int64_t c0 = 0; c0 < pairs; c0 += kChunk)
-      bf16_gemm(total, pa + c0 * total, 1, total, std::min(kChunk, pairs - c0),
-                pk + p0 * pairs * kBfPanel + c0 * kBfPanel, pairs * kBfPanel, cols,
-                c0 ? out + col : nullptr, G, out + col, G);
+    const int64_t col0 = p0 * kBfPanel, cols = std::min(p1 * kBfPanel, G) - col0;
+    std::vector<uint32_t> dpack((p1 - p0) * kChunk * kBfPanel);
+    std::vector<uint32_t> apack(blocks * kChunk * kBfRows), row(total);
+    std::vector<float> sums(cols, 0.0f);
+    for (int64_t c0 = 0; c0 < pairs; c0 += kChunk) {
+      const int64_t cp = std::min(kChunk, pairs - c0);
+      for (int64_t q = 0; q < cp; ++q) {
+        const int64_t r = 2 * (c0 + q);
+        const bool pair = r + 1 < R;
+        const float* r0 = pd + r * G;
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t col = p * kBfPanel;
+          bf16_pair_rows(r0 + col, pair ? r0 + G + col : nullptr,
+                         std::min(kBfPanel, G - col),
+                         dpack.data() + ((p - p0) * kChunk + q) * kBfPanel,
+                         sums.data() + (col - col0));
+        }
+        int64_t at = 0;
+        for (const Tensor& x : inputs) {
+          const float* x0 = x.data_ptr<float>() + r * x.stride(0);
+          bf16_pair_rows(x0, pair ? x0 + x.stride(0) : nullptr, x.size(1), row.data() + at,
+                         nullptr);
+          at += x.size(1);
+        }
+        for (int64_t k = 0; k < total; k += kBfRows)
+          std::memcpy(apack.data() + ((k / kBfRows) * kChunk + q) * kBfRows, row.data() + k,
+                      std::min<int64_t>(kBfRows, total - k) * sizeof(uint32_t));
+      }
+      bf16_gemm(total, apack.data(), kChunk * kBfRows, 1, kBfRows, cp, dpack.data(),
+                kChunk * kBfPanel, cols, c0 ? out + col0 : nullptr, G, out + col0, G);
+    }
+    std::memcpy(bias + col0, sums.data(), cols * sizeof(float));
   });
 }

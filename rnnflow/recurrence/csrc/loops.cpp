@@ -762,7 +762,7 @@ std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
 bool packed_gemm() { return current_isa() != Isa::kGeneric; }
 
 // weight_grad's bfloat16 form (bf16_gemm.h, bf16_weight_grad): d_kernel from both sides
-// rounded to bfloat16, float32 accumulation; d_bias = d summed in float32.
+// rounded to bfloat16, float32 accumulation; d_bias = d summed over rows in float32.
 std::tuple<Tensor, Tensor> weight_grad_bf16(at::TensorList inputs, const Tensor& d) {
   constexpr const char* fn = "weight_grad_bf16";
   check_bf16(fn, true, d.scalar_type());
@@ -778,8 +778,9 @@ std::tuple<Tensor, Tensor> weight_grad_bf16(at::TensorList inputs, const Tensor&
   Tensor dd = d.contiguous();
   Tensor d_kernel = at::empty({total, G}, d.options());
   if (R == 0 || total == 0 || G == 0) return {d_kernel.zero_(), dd.sum(0)};
-  bf16_weight_grad(dense, dd, d_kernel);
-  return {d_kernel, dd.sum(0)};
+  Tensor d_bias = at::empty({G}, d.options());
+  bf16_weight_grad(dense, dd, d_kernel, d_bias);
+  return {d_kernel, d_bias};
 }
 
 // a [n, K] bf16(a) bf16(w)^T with w [N, K] (float32, any strides; rows of a unit-strided):

@@ -444,7 +444,10 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
                        Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
                        const std::vector<int64_t>& bs, int64_t a, bool bf16) {
   const int64_t units = hs.size(2), width = 4 * units, depth = x.size(2);
-  const StepWeight<T> gemm(w, std::numeric_limits<int64_t>::max(), bf16), gemm_x(w_x);
+  // bf16: both products in bfloat16 (x and w_x arrive rounded to it, so each product is exact
+  // in float32 either way and only the summation order differs from the float32 kernel's)
+  const StepWeight<T> gemm(w, std::numeric_limits<int64_t>::max(), bf16);
+  const StepWeight<T> gemm_x(w_x, std::numeric_limits<int64_t>::max(), bf16);
   const Tensor b_dense = bias.contiguous();
   const T* b = b_dense.data_ptr<T>();
   const auto X = steps_of<T>(x), G = steps_of<T>(gates), C = steps_of<T>(cs);
