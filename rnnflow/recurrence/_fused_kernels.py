@@ -204,9 +204,13 @@ def _pad_time(x: Tensor, total: int) -> Tensor:
     return torch.cat([x, x.new_zeros(total - x.shape[0], *x.shape[1:])])
 
 
-def _input_grad(d_gates: Tensor, w_x: Tensor, total: int) -> Tensor:
+def _input_grad(d_gates: Tensor, w_x: Tensor, total: int, bf16: bool = False) -> Tensor:
+    """``d_gates`` [S, B, G] times ``w_x`` [D, G] -> [total, B, D], zero past S steps;
+    ``bf16``: both operands rounded to bfloat16, float32 accumulation (``linear_bf16``)."""
     steps, batch, width = d_gates.shape
-    dx = lin(d_gates.reshape(steps * batch, width), w_x).view(steps, batch, -1)
+    rows = d_gates.reshape(steps * batch, width)
+    dx = _ext.loops().linear_bf16(rows, w_x) if bf16 else lin(rows, w_x)
+    dx = dx.view(steps, batch, -1)
     return _pad_time(dx, total)
 
 
@@ -589,7 +593,7 @@ class _LSTMLayer(torch.autograd.Function):
         )
         dx = None
         if ctx.needs_input_grad[0]:
-            dx = _input_grad(flat, kernel[:depth], total)
+            dx = _input_grad(flat, kernel[:depth], total, ctx.bf16)
         d_kernel, d_bias = _param_grads(
             [x[:steps], hs[:steps]],
             flat,

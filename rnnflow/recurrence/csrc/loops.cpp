@@ -783,8 +783,8 @@ std::tuple<Tensor, Tensor> weight_grad_bf16(at::TensorList inputs, const Tensor&
   return {d_kernel, d_bias};
 }
 
-// a [n, K] bf16(a) bf16(w)^T with w [N, K] (float32, any strides; rows of a unit-strided):
-// the bfloat16 step GEMM alone, for tests and benchmarks.
+// a [n, K] bf16(a) bf16(w)^T with w [N, K] (float32, any strides): the bfloat16 step GEMM
+// alone, rows split over threads (the LSTM's input gradient under bf16; tests, benchmarks).
 Tensor linear_bf16(const Tensor& a, const Tensor& w) {
   constexpr const char* fn = "linear_bf16";
   check_bf16(fn, true, a.scalar_type());
@@ -795,11 +795,14 @@ Tensor linear_bf16(const Tensor& a, const Tensor& w) {
   const Tensor wd = w.detach();
   const Tensor packed = bf16_pack(wd.data_ptr<float>(), wd.stride(0), wd.stride(1), wd.size(0),
                                   wd.size(1));
-  Tensor out = at::empty({a.size(0), w.size(0)}, a.options());
-  if (a.size(0) > 0)
-    bf16_step_gemm(a.size(0), ac.data_ptr<float>(), ac.size(1), ac.size(1),
-                   reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>()), w.size(0),
-                   nullptr, 0, out.data_ptr<float>(), w.size(0));
+  const int64_t K = a.size(1), N = w.size(0);
+  Tensor out = at::empty({a.size(0), N}, a.options());
+  const float* pa = ac.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  const auto* pw = reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>());
+  at::parallel_for(0, a.size(0), 8 * kBfRows, [&](int64_t r0, int64_t r1) {
+    bf16_step_gemm(r1 - r0, pa + r0 * K, K, K, pw, N, nullptr, 0, po + r0 * N, N);
+  });
   return out;
 }
 
