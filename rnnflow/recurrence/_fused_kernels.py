@@ -535,7 +535,6 @@ def lstm_infer(
     lengths: Tensor | None,
     bs: list[int],
     act: str,
-    bf16: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``lstm_forward`` without what only the backward needs: one [1, B, 4H] gates block reused
     at every step, c and act(c) in one [1, B, H] buffer updated in place (rows past their length
@@ -550,7 +549,7 @@ def lstm_infer(
     tcs = x.new_empty(1, batch, units)
     gates = x.new_empty(1, batch, 4 * units)
     if steps:
-        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act, bf16)
+        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act)
     return hs[1:], cs[0], _gather_final(hs[: steps + 1], lengths)
 
 
@@ -751,8 +750,11 @@ def lstm_layer(
     float32 ``x``, state and parameters, the recurrent GEMM in bfloat16 (``lstm_forward``)."""
     if _needs_grad(x, c0, h0, kernel, bias):
         return _LSTMLayer.apply(x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16)
-    if bf16:
-        return lstm_infer(x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16)
+    if bf16:  # the training loop's buffers: the compiled inference op has no bf16 form
+        *_, hs, _, final_c, final_h = lstm_forward(
+            x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16
+        )
+        return hs[1:], final_c, final_h
     ops = _infer_ops(x)
     if ops is not None:
         x, depth = _rows_inner(x), x.shape[2]

@@ -177,6 +177,22 @@ def test_the_layer_and_its_gradients_match_a_float64_loop(ops, cell_type, length
         torch.testing.assert_close(g, w, atol=3e-2, rtol=0)
 
 
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]])
+def test_without_gradients_the_same_kernel_runs(ops, lengths, monkeypatch):
+    """torch.no_grad (evaluation): the same loop, the same numbers as with gradients."""
+    monkeypatch.setattr(fused, "_BF16_OVER_ONEDNN", True)
+    cell = BasicLSTMCell(16, input_size=4)
+    x = torch.randn(3, 5, 4)
+    seq = None if lengths is None else torch.tensor(lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, state = dynamic_rnn(cell, x, sequence_length=seq, impl="fused")
+        with torch.no_grad():
+            out_ng, state_ng = dynamic_rnn(cell, x, sequence_length=seq, impl="fused")
+    assert out_ng.dtype == state_ng.c.dtype == state_ng.h.dtype == torch.bfloat16
+    assert torch.equal(out_ng, out.detach())
+    assert torch.equal(state_ng.c, state.c.detach()) and torch.equal(state_ng.h, state.h.detach())
+
+
 @pytest.mark.parametrize("isa", ["avx2", "generic"])
 def test_narrower_variants_never_reach_the_kernel(ops, isa, monkeypatch):
     """Forced narrower variants: the bfloat16 LSTM still runs under autocast (oneDNN's LSTM or
