@@ -31,13 +31,8 @@ U16 = 2.0**-9  # bfloat16 unit roundoff (8 significant bits)
 
 
 @pytest.fixture
-def ops(monkeypatch):
-    monkeypatch.delenv("RNNFLOW_NO_EXT", raising=False)
-    monkeypatch.delenv("RNNFLOW_ISA", raising=False)
-    ok, reason = _ext.status()
-    if not ok:
-        pytest.skip(f"compiled loops unavailable: {reason}")
-    loops = _ext.loops()
+def ops(force_isa):
+    loops = force_isa("avx512")  # skips, naming what is missing, where it cannot
     if not loops.bf16_supported():
         pytest.skip(f"no AVX512-BF16 here ({_ext.cpu_description()}): the kernel cannot run")
     return loops
