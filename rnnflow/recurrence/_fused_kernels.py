@@ -495,8 +495,9 @@ def lstm_forward(
 
     Returns ``gates`` [S, B, 4H] (after activation), ``cs`` [S+1, B, H], ``hs`` [T+1, B, H]
     (both zero past each length), ``tcs`` = act(c) [S, B, H], and the final c and h.
-    ``bf16`` (float32 buffers, ``bf16_loops``): the recurrent GEMM ``h_{t-1} W_h`` rounds both
-    operands to bfloat16 and accumulates in float32 (the AVX512-BF16 kernel); the rest float32.
+    ``bf16`` (float32 buffers, ``bf16_loops``): the recurrent GEMM ``h_{t-1} W_h`` and the input
+    projection round both operands to bfloat16 and accumulate in float32 (the AVX512-BF16
+    kernel); the gate maths and the state stay float32.
     """
     total, batch, depth = x.shape
     units = h0.shape[1]

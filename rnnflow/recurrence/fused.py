@@ -39,11 +39,12 @@ inputs, the whole recurrence (GEMMs, gates and states) runs in the autocast dtyp
 and final state come back in that dtype, as the reference loop's would; gradients reach the
 float32 parameters. GEMMs accumulate in float32 inside oneDNN/cuBLAS. One exception: on a CPU
 with AVX512-BF16 (and the avx512 kernel variant), the plain LSTM with sequence lengths runs the
-compiled loop with its bfloat16 step GEMM (``_bf16_kernel``): the recurrent products and the
-weight gradient take bfloat16-rounded operands with float32 accumulation, as autocast's GEMMs,
-while the gate maths and the state stay float32 (closer to float32 than all-bfloat16 loops);
-outputs and state still come back in bfloat16. Without lengths oneDNN's bf16 LSTM keeps the
-layer: it measured faster (docs/PERFORMANCE.md).
+compiled loop with its bfloat16 GEMM (``_bf16_kernel``): every product (recurrent, input
+projection, weight and input gradients) takes bfloat16-rounded operands with float32
+accumulation, as autocast's GEMMs, while the gate maths and the state stay float32 (closer to
+float32 than all-bfloat16 loops); outputs and state still come back in bfloat16. Without
+lengths oneDNN's bf16 LSTM keeps the layer: the kernel measured no faster (parity,
+docs/PERFORMANCE.md).
 
 CUDA: for ``BasicRNNCell`` (tanh/relu) and ``BasicLSTMCell`` or a plain ``LSTMCell`` (tanh)
 without sequence lengths, the layer runs through PyTorch's own fused kernel (cuDNN) with the TF
@@ -417,17 +418,17 @@ def _run_leaf(
 
 
 # Whether the bfloat16 kernel also takes the LSTM without lengths from oneDNN's bf16 LSTM: not
-# while it measures slower (docs/PERFORMANCE.md); benchmarks switch it on to time both.
+# while it measures no faster (parity at the tutorial size, docs/PERFORMANCE.md); benchmarks
+# and tests switch it on.
 _BF16_OVER_ONEDNN = False
 
 
 def _bf16_kernel(cell: Any, x: Tensor, act: str | None) -> bool:
     """Whether a bfloat16 plain LSTM layer may run the compiled loop with its AVX512-BF16 step
-    GEMM (``kernels.bf16_loops``): the recurrent products and the weight gradient in bfloat16
-    with float32 accumulation; the input projection, gate maths and state in float32, on the
-    bfloat16-rounded inputs and kernel; outputs and state returned in bfloat16. With sequence
-    lengths it replaces the Python loops; without, oneDNN's LSTM runs unless
-    ``_BF16_OVER_ONEDNN``."""
+    GEMM (``kernels.bf16_loops``): every product (recurrent, input projection, weight and input
+    gradients) from bfloat16-rounded operands with float32 accumulation; gate maths and state
+    in float32; outputs and state returned in bfloat16. With sequence lengths it replaces the
+    Python loops; without, oneDNN's LSTM runs unless ``_BF16_OVER_ONEDNN``."""
     return (
         x.dtype == torch.bfloat16
         and act is not None

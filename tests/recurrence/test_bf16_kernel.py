@@ -209,3 +209,32 @@ def test_narrower_variants_never_reach_the_kernel(ops, isa, monkeypatch):
         rf"\(running: {isa}",
     ):
         ops.lstm_forward(z, z[0].t(), z[0, 0], z, z, z, z, z[0].t(), [1], 0, False, True)
+
+
+def test_the_python_loops_round_the_same_operands(ops, monkeypatch):
+    """The Python loops' bf16 mode (``_py_lstm_forward/backward``, plain torch ops) is the
+    same function as the compiled loop's: equal up to float32 rounding and the rare element of h
+    or d_gates that lands on the other side of a bfloat16 rounding boundary (one 2^-9 step of
+    one product term: < 1e-3 here)."""
+    gen = torch.Generator().manual_seed(3)
+    steps, batch, depth, units = 9, 5, 3, 16
+    x = torch.randn(steps, batch, depth, generator=gen).bfloat16().float()
+    kernel = (0.3 * torch.randn(depth + units, 4 * units, generator=gen)).bfloat16().float()
+    bias = torch.randn(4 * units, generator=gen)
+    c0, h0 = torch.randn(batch, units, generator=gen), torch.randn(batch, units, generator=gen)
+    bs = _fused_kernels.batch_sizes(None, batch, steps)
+    d_out = torch.randn(steps, batch, units, generator=gen)
+    runs = []
+    for no_ext in ("0", "1"):
+        monkeypatch.setenv("RNNFLOW_NO_EXT", no_ext)
+        gates, cs, hs, tcs, *_ = _fused_kernels.lstm_forward(
+            x, c0, h0, kernel, bias, None, bs, "tanh", True
+        )
+        back = _fused_kernels._loops(x).lstm_backward(
+            d_out, c0, h0, gates, cs, tcs, kernel[depth:], bs, 0, False, True, True
+        )
+        runs.append([hs, cs, *back])
+    assert _fused_kernels._loops(x) is _fused_kernels._PY_LOOPS  # the second run's loops
+    for compiled, python in zip(*runs):
+        scale = float(python.abs().max())
+        torch.testing.assert_close(compiled, python, atol=1e-3 * max(scale, 1.0), rtol=0)
