@@ -80,13 +80,17 @@ class Case:
     steps: int = 28
     units: int = 128
     lengths: bool = False
+    # lengths uniform in [min_length, T]: "1" (the first tables') or "T/4" (issue 17's target)
+    min_length: str = "1"
     precision: str = "fp32"  # fp32 | bf16 (autocast; the peer stays fp32)
     reference: bool = True  # also time the per-step reference loop
     group: str = "tutorial"
 
     @property
     def name(self) -> str:
-        seq = " seq_len" if self.lengths else ""
+        seq = ""
+        if self.lengths:
+            seq = " seq_len" if self.min_length == "1" else f" seq_len[{self.min_length},T]"
         return (
             f"{self.cell} {self.mode} B={self.batch} T={self.steps} H={self.units}{seq} "
             f"{self.precision}"
@@ -134,7 +138,8 @@ def make_inputs(
     x = torch.randn(case.batch, case.steps, DEPTH, generator=g)
     lengths = None
     if case.lengths:
-        lengths = torch.randint(1, case.steps + 1, (case.batch,), generator=g)
+        low = 1 if case.min_length == "1" else max(1, case.steps // 4)
+        lengths = torch.randint(low, case.steps + 1, (case.batch,), generator=g)
         lengths[0] = case.steps
     y = torch.randint(0, CLASSES, (case.batch,), generator=g)
     return x.to(device), None if lengths is None else lengths.to(device), y.to(device)
@@ -319,6 +324,20 @@ def grid_cases() -> list[Case]:
     for cell in ("rnn", "lstm", "gru"):
         cases.append(Case(cell, "train", lengths=True, group="lengths"))
         cases.append(Case(cell, "infer", batch=1000, lengths=True, group="lengths"))
+    # issue 17's variable-length target (lengths in [T/4, T]); bf16: the compiled loop's
+    # AVX512-BF16 kernel where the CPU has it (oneDNN's LSTM takes no lengths)
+    for precision in ("fp32", "bf16"):
+        cases.append(
+            Case(
+                "lstm",
+                "train",
+                lengths=True,
+                min_length="T/4",
+                precision=precision,
+                group="lengths",
+            )
+        )
+    cases.append(Case("lstm", "train", lengths=True, precision="bf16", group="lengths"))
     # Memory and time vs T at the tutorial size: the T=28 point of the seq_len group.
     for cell in ("rnn", "lstm"):
         cases.append(Case(cell, "train", reference=False, group="seq_len"))
@@ -356,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="only the cases in this precision (default: all)",
     )
+    parser.add_argument(
+        "--group",
+        action="append",
+        choices=("tutorial", "seq_len", "units", "batch", "lengths"),
+        help="only the cases of this group (repeatable; default: all)",
+    )
     parser.add_argument("--case-index", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--peak", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -392,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         cells=args.cell,
         precision=args.precision,
+        groups=args.group,
     )
 
 
@@ -404,6 +430,7 @@ def run(
     device: str = "cpu",
     cells: list[str] | None = None,
     precision: str | None = None,
+    groups: list[str] | None = None,
 ) -> int:
     if write_doc and device != "cpu":
         raise ValueError("write_doc writes the CPU table: run it with device='cpu'")
@@ -430,6 +457,8 @@ def run(
     records = []
     for index, case in enumerate(all_cases(quick=quick)):
         if (cells and case.cell not in cells) or (precision and case.precision != precision):
+            continue
+        if groups and case.group not in groups:
             continue
         if device == "cpu":
             record = _run_case_in_fresh_process(index, peak, quick=quick, rounds=rounds)

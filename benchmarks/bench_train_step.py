@@ -9,7 +9,9 @@ batch 128, 28 steps x 28 inputs, Adam), rnnflow fused vs reference vs the PyTorc
 on Fashion-MNIST (the dataset installed here; the model and shapes are MNIST's) twice from the
 same initial weights and batch order, once in float32 and once with the opt-in bfloat16 mode
 (``torch.autocast("cpu", dtype=torch.bfloat16)`` around the forward), and prints both test
-accuracies and training speeds.
+accuracies and training speeds. ``--bf16-kernel`` adds a third run, in bfloat16 through the
+compiled LSTM loop's AVX512-BF16 kernel (where the CPU has it; without lengths the fused path
+otherwise runs oneDNN's bf16 LSTM); ``--seed`` picks the initial weights and batch order.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from torch import nn
 
 from benchmarks.bench_recurrence import Case, RnnflowModel, run_case, tutorial_cases
 from benchmarks.harness import emit, gemm_peak_gflops, machine
+from rnnflow.recurrence import _fused_kernels as kernels
+from rnnflow.recurrence import fused
 
 
 def train_and_test(
@@ -65,6 +69,8 @@ def train_and_test(
     return {
         "cell": cell,
         "precision": "bf16" if bf16 else "fp32",
+        "bf16_kernel": bf16 and fused._BF16_OVER_ONEDNN and kernels.bf16_loops(x_test),
+        "seed": seed,
         "examples": seen,
         "train_examples_per_s": round(seen / train_s, 1),
         "test_accuracy": round(100 * correct / len(x_test), 2),
@@ -77,13 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy", action="store_true", help="fp32 vs bf16 test accuracy")
     parser.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="lstm")
     parser.add_argument("--examples", type=int, default=300_000, help="training examples per run")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
+    parser.add_argument(
+        "--bf16-kernel",
+        action="store_true",
+        help="with --accuracy: also train in bf16 through the compiled LSTM's AVX512-BF16 kernel",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     emit({"machine": machine()})
     if args.accuracy:
         for bf16 in (False, True):
-            emit(train_and_test(args.cell, bf16, args.examples))
+            emit(train_and_test(args.cell, bf16, args.examples, seed=args.seed))
+        if args.bf16_kernel:
+            fused._BF16_OVER_ONEDNN = True
+            emit(train_and_test(args.cell, True, args.examples, seed=args.seed))
         return 0
     peak = gemm_peak_gflops()["peak"]
     for case in tutorial_cases(quick=False):

@@ -19,7 +19,10 @@ portable C++ ("generic": 128-bit generic vectors, SSE2 on x86-64, NEON on aarch6
 gets all three, other builds the generic one only) and runs the widest the CPU supports
 (cpuid). ``RNNFLOW_ISA=avx512|avx2|generic`` (read at every call, like
 ``RNNFLOW_NO_EXT``) forces one, so the narrower ones are tested on wide CPUs; an unknown name or
-one the CPU lacks raises ``ValueError``. ``isa()`` names the variant running.
+one the CPU lacks raises ``ValueError``. ``isa()`` names the variant running. The avx512
+variant's LSTM loop also has a bfloat16 step GEMM (``csrc/bf16_gemm.h``, AVX512-BF16
+``vdpbf16ps``, its functions under their own target attribute and run only where cpuid reports
+AVX512-BF16: ``ops.bf16_supported()``); compilers without AVX512-BF16 support build stubs.
 """
 
 from __future__ import annotations

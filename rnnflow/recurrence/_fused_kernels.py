@@ -204,22 +204,31 @@ def _pad_time(x: Tensor, total: int) -> Tensor:
     return torch.cat([x, x.new_zeros(total - x.shape[0], *x.shape[1:])])
 
 
-def _input_grad(d_gates: Tensor, w_x: Tensor, total: int) -> Tensor:
+def _input_grad(d_gates: Tensor, w_x: Tensor, total: int, bf16: bool = False) -> Tensor:
+    """``d_gates`` [S, B, G] times ``w_x`` [D, G] -> [total, B, D], zero past S steps;
+    ``bf16``: both operands rounded to bfloat16, float32 accumulation (``linear_bf16``)."""
     steps, batch, width = d_gates.shape
-    dx = lin(d_gates.reshape(steps * batch, width), w_x).view(steps, batch, -1)
+    rows = d_gates.reshape(steps * batch, width)
+    dx = _ext.loops().linear_bf16(rows, w_x) if bf16 else lin(rows, w_x)
+    dx = dx.view(steps, batch, -1)
     return _pad_time(dx, total)
 
 
 def _param_grads(
-    inputs: list[Tensor], d: Tensor, need_kernel: bool, need_bias: bool
+    inputs: list[Tensor], d: Tensor, need_kernel: bool, need_bias: bool, bf16: bool = False
 ) -> tuple[Tensor | None, Tensor | None]:
     """The kernel's gradient ``[inputs_k^T @ d]`` stacked on rows (each input [S, B, K_k]) and
     the bias's, ``d`` summed over steps and rows: one GEMM over all steps per input, or with the
-    packed GEMM one pass over ``d`` for all of them (``weight_grad`` in csrc/loops.cpp)."""
+    packed GEMM one pass over ``d`` for all of them (``weight_grad`` in csrc/loops.cpp).
+    ``bf16`` (``bf16_loops``): both operands rounded to bfloat16, float32 accumulation
+    (``weight_grad_bf16``), as autocast's backward of a bfloat16 product."""
     g = d.reshape(-1, d.shape[-1])  # [S*B, G]
     rows = [x.reshape(-1, x.shape[-1]) for x in inputs]  # [S*B, K_k]
     if not need_kernel:
         return None, (g.sum(0) if need_bias else None)
+    if bf16:
+        d_kernel, d_bias = _ext.loops().weight_grad_bf16(rows, g)
+        return d_kernel, (d_bias if need_bias else None)
     ops = _packed_gemm(g)
     if ops is not None:
         d_kernel, d_bias = ops.weight_grad(rows, g)
@@ -289,8 +298,15 @@ def _py_rnn_backward(d_out, d_final, hs, w, bs, act, onednn, need_h0) -> tuple[T
     return d_pre, dh0
 
 
-def _py_lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn) -> None:
+def _bf16_round(t: Tensor) -> Tensor:
+    """``t`` (float32) rounded to bfloat16 (nearest even), kept in float32."""
+    return t.bfloat16().float()
+
+
+def _py_lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn, bf16=False) -> None:
     kind = _KINDS[act]
+    if bf16:  # the recurrent GEMM's operands rounded to bfloat16, as the compiled bf16 kernel
+        w = _bf16_round(w)
     units = hs.shape[2]
     state_steps = cs.shape[0] > 1  # else: c and act(c) in one buffer each, updated in place
     gate_steps = gates.shape[0] > 1  # else: one [B, 4H] block reused at every step (inference)
@@ -301,7 +317,7 @@ def _py_lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn) -> No
             break
         flat = gates[t, :n] if gate_steps else gates[0, :n]  # [n, 4H]: i, j, f, o
         pre = flat if gate_steps else lin(x[t, :n], w_x, bias)
-        flat.copy_(lin(hs[t, :n], w, pre))
+        flat.copy_(lin(_bf16_round(hs[t, :n]) if bf16 else hs[t, :n], w, pre))
         g = flat.view(n, 4, units)
         g[:, 0].sigmoid_()
         g[:, 2:].sigmoid_()
@@ -313,8 +329,12 @@ def _py_lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn) -> No
         torch.mul(g[:, 3], tc, out=hs[t + 1, :n])
 
 
-def _py_lstm_backward(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, act, onednn, need_h0):
+def _py_lstm_backward(
+    d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, act, onednn, need_h0, bf16=False
+):
     kind = _KINDS[act]
+    rounded = _bf16_round if bf16 else (lambda t: t)  # the recurrent GEMM's operands
+    w = rounded(w)
     steps, (_, batch, units) = len(bs), cs.shape
     i, j, f, o = gates.view(steps, batch, 4, units).unbind(2)  # each [S, B, H]
     # Per-step factors, for all steps at once (the loop below then needs 5 ops per step):
@@ -328,7 +348,7 @@ def _py_lstm_backward(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, act, o
     carry = cs.new_zeros(batch, units)  # dc_t f_t, into step t - 1
     for t in range(steps - 1, -1, -1):
         n, m = bs[t], (bs[t + 1] if t + 1 < steps else 0)
-        rec = lin(flat[t + 1, :m], w, d_out[t, :m]) if m else None
+        rec = lin(rounded(flat[t + 1, :m]), w, d_out[t, :m]) if m else None
         dh = _with_final(rec, d_out[t] + d_final_h if m < n else d_final_h, n, m)
         dc = torch.addcmul(_with_final(carry[:m], d_final_c, n, m), dh, dc_from_dh[t, :n])
         torch.mul(dc.unsqueeze(1), from_dc[t, :n], out=d_gates[t, :n, :3])
@@ -338,7 +358,7 @@ def _py_lstm_backward(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, act, o
     if steps and bs[0]:
         dc0[: bs[0]] = carry[: bs[0]]
         if need_h0:
-            dh0[: bs[0]] = lin(flat[0, : bs[0]], w)
+            dh0[: bs[0]] = lin(rounded(flat[0, : bs[0]]), w)
     return flat, dc0, dh0
 
 
@@ -467,6 +487,7 @@ def lstm_forward(
     lengths: Tensor | None,
     bs: list[int],
     act: str,
+    bf16: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The LSTM with TF's gate columns i, j, f, o and forget_bias folded into ``bias``:
 
@@ -474,6 +495,9 @@ def lstm_forward(
 
     Returns ``gates`` [S, B, 4H] (after activation), ``cs`` [S+1, B, H], ``hs`` [T+1, B, H]
     (both zero past each length), ``tcs`` = act(c) [S, B, H], and the final c and h.
+    ``bf16`` (float32 buffers, ``bf16_loops``): the recurrent GEMM ``h_{t-1} W_h`` and the input
+    projection round both operands to bfloat16 and accumulate in float32 (the AVX512-BF16
+    kernel); the gate maths and the state stay float32.
     """
     total, batch, depth = x.shape
     units = h0.shape[1]
@@ -485,13 +509,13 @@ def lstm_forward(
     cs[0] = c0
     hs[0] = h0
     if steps:
-        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act)
+        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act, bf16)
     final_c = _gather_final(cs, lengths)
     final_h = _gather_final(hs[: steps + 1], lengths)
     return gates, cs, hs, tcs, final_c, final_h
 
 
-def _run_lstm_loop(x, kernel, bias, gates, cs, hs, tcs, bs, act) -> None:
+def _run_lstm_loop(x, kernel, bias, gates, cs, hs, tcs, bs, act, bf16=False) -> None:
     """The time loop, input projection included: the compiled loop projects each step's rows
     just before its recurrent GEMM (the block is still in cache; projecting all steps first
     wrote and re-read a 7 MB block at the tutorial size), the Python loop all steps at once."""
@@ -499,7 +523,8 @@ def _run_lstm_loop(x, kernel, bias, gates, cs, hs, tcs, bs, act) -> None:
     w_x = kernel[:depth].t()  # [4H, D], linear layout
     w_h = _recurrent_weight(kernel[depth:], x)  # [4H, H]
     loops = _loops(x)
-    loops.lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w_h, bs, _ACT_CODES[act], _use_onednn(x))
+    code = _ACT_CODES[act]
+    loops.lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w_h, bs, code, _use_onednn(x), bf16)
 
 
 def lstm_infer(
@@ -531,13 +556,13 @@ def lstm_infer(
 
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x, c0, h0, kernel, bias, lengths, bs, act):
+    def forward(ctx: Any, x, c0, h0, kernel, bias, lengths, bs, act, bf16):
         gates, cs, hs, tcs, final_c, final_h = lstm_forward(
-            x, c0, h0, kernel, bias, lengths, bs, act
+            x, c0, h0, kernel, bias, lengths, bs, act, bf16
         )
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, kernel, gates, cs, hs, tcs)
-        ctx.act, ctx.bs = act, bs
+        ctx.act, ctx.bs, ctx.bf16 = act, bs, bf16
         return hs[1:], final_c, final_h
 
     @staticmethod
@@ -551,7 +576,7 @@ class _LSTMLayer(torch.autograd.Function):
         if steps == 0:
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             zk, zb = torch.zeros_like(kernel), torch.zeros_like(kernel[0])
-            return dx, d_final_c.clone(), d_final_h.clone(), zk, zb, None, None, None
+            return dx, d_final_c.clone(), d_final_h.clone(), zk, zb, None, None, None, None
         flat, dc0, dh0 = _loops(x).lstm_backward(
             d_out,
             d_final_c,
@@ -564,14 +589,19 @@ class _LSTMLayer(torch.autograd.Function):
             _ACT_CODES[ctx.act],
             _use_onednn(x),
             ctx.needs_input_grad[2],
+            ctx.bf16,
         )
         dx = None
         if ctx.needs_input_grad[0]:
-            dx = _input_grad(flat, kernel[:depth], total)
+            dx = _input_grad(flat, kernel[:depth], total, ctx.bf16)
         d_kernel, d_bias = _param_grads(
-            [x[:steps], hs[:steps]], flat, ctx.needs_input_grad[3], ctx.needs_input_grad[4]
+            [x[:steps], hs[:steps]],
+            flat,
+            ctx.needs_input_grad[3],
+            ctx.needs_input_grad[4],
+            ctx.bf16,
         )
-        return dx, dc0, dh0, d_kernel, d_bias, None, None, None
+        return dx, dc0, dh0, d_kernel, d_bias, None, None, None, None
 
 
 # ----------------------------------------------------------------------------- GRUCell
@@ -704,10 +734,28 @@ def rnn_layer(x, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor]:
     return hs[1:], final
 
 
-def lstm_layer(x, c0, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor, Tensor]:
-    """Outputs [T, B, H], final c and final h of one (permuted) BasicLSTMCell layer."""
+def bf16_loops(x: Tensor) -> bool:
+    """Whether the compiled LSTM loop's bfloat16 step GEMM (AVX512-BF16, ``csrc/bf16_gemm.h``)
+    runs here: a CPU tensor, the compiled loops with the avx512 variant (``RNNFLOW_ISA=avx2`` or
+    ``generic`` never reach it) on a CPU with AVX512-BF16. Asked at every call."""
+    if x.device.type != "cpu":
+        return False
+    ops = _ext.loops()
+    return ops is not None and bool(ops.bf16_supported())
+
+
+def lstm_layer(
+    x, c0, h0, kernel, bias, lengths, bs, act, bf16: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Outputs [T, B, H], final c and final h of one (permuted) BasicLSTMCell layer. ``bf16``:
+    float32 ``x``, state and parameters, the recurrent GEMM in bfloat16 (``lstm_forward``)."""
     if _needs_grad(x, c0, h0, kernel, bias):
-        return _LSTMLayer.apply(x.contiguous(), c0, h0, kernel, bias, lengths, bs, act)
+        return _LSTMLayer.apply(x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16)
+    if bf16:  # the training loop's buffers: the compiled inference op has no bf16 form
+        *_, hs, _, final_c, final_h = lstm_forward(
+            x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16
+        )
+        return hs[1:], final_c, final_h
     ops = _infer_ops(x)
     if ops is not None:
         x, depth = _rows_inner(x), x.shape[2]

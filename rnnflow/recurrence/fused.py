@@ -37,7 +37,14 @@ LSTM (``nn.LSTM``'s kernel) with the TF weights converted per call.
 Mixed precision: under ``torch.autocast`` (CPU bfloat16 or CUDA float16/bfloat16) with float32
 inputs, the whole recurrence (GEMMs, gates and states) runs in the autocast dtype, and outputs
 and final state come back in that dtype, as the reference loop's would; gradients reach the
-float32 parameters. GEMMs accumulate in float32 inside oneDNN/cuBLAS.
+float32 parameters. GEMMs accumulate in float32 inside oneDNN/cuBLAS. One exception: on a CPU
+with AVX512-BF16 (and the avx512 kernel variant), the plain LSTM with sequence lengths runs the
+compiled loop with its bfloat16 GEMM (``_bf16_kernel``): every product (recurrent, input
+projection, weight and input gradients) takes bfloat16-rounded operands with float32
+accumulation, as autocast's GEMMs, while the gate maths and the state stay float32 (closer to
+float32 than all-bfloat16 loops); outputs and state still come back in bfloat16. Without
+lengths oneDNN's bf16 LSTM keeps the layer: the kernel measured no faster (parity,
+docs/PERFORMANCE.md).
 
 CUDA: for ``BasicRNNCell`` (tanh/relu) and ``BasicLSTMCell`` or a plain ``LSTMCell`` (tanh)
 without sequence lengths, the layer runs through PyTorch's own fused kernel (cuDNN) with the TF
@@ -394,11 +401,40 @@ def _run_leaf(
         c0, h0 = state
     else:
         c0, h0 = state.split(cell.num_units, dim=1)  # [B, H] each
-    kernel, bias = _lstm_params(cell, compute)
+    bf16 = _bf16_kernel(cell, x, act)
+    if bf16:  # float32 loop, bfloat16 GEMM operands: the kernel rounded, the bias float32
+        kernel, bias = _lstm_params(cell, torch.float32)
+        # rounded as autocast's cast would, its gradient passed through unrounded (float32)
+        kernel = kernel + (kernel.to(torch.bfloat16).float() - kernel).detach()
+        x, c0, h0 = x.float(), c0.float(), h0.float()
+    else:
+        kernel, bias = _lstm_params(cell, compute)
     out, c, h = kernels.lstm_layer(
-        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act
+        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16
     )
+    if bf16:  # autocast's contract: outputs and state in bfloat16
+        out, c, h = out.to(compute), c.to(compute), h.to(compute)
     return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
+
+
+# Whether the bfloat16 kernel also takes the LSTM without lengths from oneDNN's bf16 LSTM: not
+# while it measures no faster (parity at the tutorial size, docs/PERFORMANCE.md); benchmarks
+# and tests switch it on.
+_BF16_OVER_ONEDNN = False
+
+
+def _bf16_kernel(cell: Any, x: Tensor, act: str | None) -> bool:
+    """Whether a bfloat16 plain LSTM layer may run the compiled loop with its AVX512-BF16 step
+    GEMM (``kernels.bf16_loops``): every product (recurrent, input projection, weight and input
+    gradients) from bfloat16-rounded operands with float32 accumulation; gate maths and state
+    in float32; outputs and state returned in bfloat16. With sequence lengths it replaces the
+    Python loops; without, oneDNN's LSTM runs unless ``_BF16_OVER_ONEDNN``."""
+    return (
+        x.dtype == torch.bfloat16
+        and act is not None
+        and _plain_lstm(cell)
+        and kernels.bf16_loops(x)
+    )
 
 
 def _lstm_cell_with_options(
@@ -551,6 +587,7 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
             and bool(torch.backends.mkldnn.enabled)
             and _CPU_LSTM_PEER
             and not _compiled_lstm_faster(cell, x)
+            and not (_BF16_OVER_ONEDNN and _bf16_kernel(cell, x, act))
         )
     if not x.is_cuda or not torch.backends.cudnn.is_available():
         return False

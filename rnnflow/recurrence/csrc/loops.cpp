@@ -265,6 +265,8 @@ Layer check_layer(const char* fn, int64_t act, const Tensor& t, const char* name
 }
 
 // ------------------------------------------------------------------ kernel variants
+#include "bf16_gemm.h"
+
 #define RNNFLOW_LANES 4  // 128-bit generic vectors: SSE2 on x86-64, NEON on aarch64
 #define RNNFLOW_NV 2
 #define RNNFLOW_ROWS 4
@@ -368,6 +370,19 @@ Isa current_isa() {
 
 std::string isa_name() { return kIsaNames[static_cast<int>(current_isa())]; }
 
+// The AVX512-BF16 kernel (bf16_gemm.h) runs only where the CPU has it and the avx512 variant
+// runs: RNNFLOW_ISA=avx2|generic never reaches it.
+bool bf16_supported() { return current_isa() == Isa::kAvx512 && cpu_has_bf16(); }
+
+void check_bf16(const char* fn, bool bf16, at::ScalarType dt) {
+  if (!bf16) return;
+  TORCH_CHECK(dt == at::kFloat, "rnnflow_loops.", fn, ": bf16=True needs float32 buffers, got ",
+              dt);
+  TORCH_CHECK(bf16_supported(), "rnnflow_loops.", fn,
+              ": bf16=True needs AVX512-BF16 and the avx512 kernel variant (running: ",
+              isa_name(), ", avx512_bf16 ", cpu_has_bf16() ? "present" : "absent", ")");
+}
+
 // Runs variant `name` from now on; refuses one this CPU (or this build) cannot run.
 void set_isa(c10::string_view name) {
   const std::vector<std::string> missing = missing_flags(name);
@@ -404,16 +419,16 @@ std::tuple<Tensor, Tensor> rnn_backward_any(const Tensor& d_out, const Tensor& d
 template <typename T>
 void lstm_forward_any(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
                       Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
-                      const std::vector<int64_t>& bs, int64_t a) {
-  RNNFLOW_DISPATCH(lstm_forward_impl<T>(x, w_x, bias, gates, cs, hs, tcs, w, bs, a))
+                      const std::vector<int64_t>& bs, int64_t a, bool bf16) {
+  RNNFLOW_DISPATCH(lstm_forward_impl<T>(x, w_x, bias, gates, cs, hs, tcs, w, bs, a, bf16))
 }
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> lstm_backward_any(
     const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
     const Tensor& cs, const Tensor& tcs, const Tensor& w, const std::vector<int64_t>& bs,
-    int64_t a, bool need_h0) {
-  RNNFLOW_DISPATCH(
-      lstm_backward_impl<T>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, a, need_h0))
+    int64_t a, bool need_h0, bool bf16) {
+  RNNFLOW_DISPATCH(lstm_backward_impl<T>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, a,
+                                         need_h0, bf16))
 }
 template <typename T>
 void gru_forward_any(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
@@ -496,9 +511,10 @@ std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_fin
 // (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. (No-grad runs: lstm_infer.)
 void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates, Tensor cs,
                   Tensor hs, Tensor tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
-                  bool onednn) {
+                  bool onednn, bool bf16) {
   constexpr const char* fn = "lstm_forward";
   const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
+  check_bf16(fn, bf16, l.dtype);
   const auto dt = l.dtype;
   const int64_t batch = l.batch, units = l.units, width = 4 * units;
   const int64_t steps = l.steps;
@@ -511,7 +527,7 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
   expect_steps(fn, "tcs", tcs, dt, {at_least(steps), exactly(batch), exactly(units)});
   expect_steps(fn, "gates", gates, dt, {at_least(steps), exactly(batch), exactly(width)});
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
-    lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, l.bs, a);
+    lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, l.bs, a, bf16);
   });
 }
 
@@ -520,9 +536,11 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& d_out, const Tens
                                                  const Tensor& d_final_h, const Tensor& gates,
                                                  const Tensor& cs, const Tensor& tcs,
                                                  const Tensor& w, at::IntArrayRef batch_sizes,
-                                                 int64_t a, bool onednn, bool need_h0) {
+                                                 int64_t a, bool onednn, bool need_h0,
+                                                 bool bf16) {
   constexpr const char* fn = "lstm_backward";
   const Layer l = check_layer(fn, a, cs, "cs", batch_sizes);
+  check_bf16(fn, bf16, l.dtype);
   const auto dt = l.dtype;
   const int64_t batch = l.batch, units = l.units, width = 4 * units;
   const int64_t steps = l.steps;
@@ -535,7 +553,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& d_out, const Tens
   std::tuple<Tensor, Tensor, Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
     out = lstm_backward_any<scalar_t>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, l.bs, a,
-                                      need_h0);
+                                      need_h0, bf16);
   });
   return out;
 }
@@ -743,6 +761,51 @@ std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
 // oneDNN or ATen serve those GEMMs better there. The step loops use the packed GEMM always.
 bool packed_gemm() { return current_isa() != Isa::kGeneric; }
 
+// weight_grad's bfloat16 form (bf16_gemm.h, bf16_weight_grad): d_kernel from both sides
+// rounded to bfloat16, float32 accumulation; d_bias = d summed over rows in float32.
+std::tuple<Tensor, Tensor> weight_grad_bf16(at::TensorList inputs, const Tensor& d) {
+  constexpr const char* fn = "weight_grad_bf16";
+  check_bf16(fn, true, d.scalar_type());
+  expect(fn, "d", d, at::kFloat, {any_size(), any_size()});
+  const int64_t R = d.size(0), G = d.size(1);
+  int64_t total = 0;
+  std::vector<Tensor> dense;
+  for (const Tensor& x : inputs) {
+    expect(fn, "inputs[i]", x, at::kFloat, {exactly(R), any_size()});
+    dense.push_back(x.stride(1) == 1 ? x : x.contiguous());
+    total += x.size(1);
+  }
+  Tensor dd = d.contiguous();
+  Tensor d_kernel = at::empty({total, G}, d.options());
+  if (R == 0 || total == 0 || G == 0) return {d_kernel.zero_(), dd.sum(0)};
+  Tensor d_bias = at::empty({G}, d.options());
+  bf16_weight_grad(dense, dd, d_kernel, d_bias);
+  return {d_kernel, d_bias};
+}
+
+// a [n, K] bf16(a) bf16(w)^T with w [N, K] (float32, any strides): the bfloat16 step GEMM
+// alone, rows split over threads (the LSTM's input gradient under bf16; tests, benchmarks).
+Tensor linear_bf16(const Tensor& a, const Tensor& w) {
+  constexpr const char* fn = "linear_bf16";
+  check_bf16(fn, true, a.scalar_type());
+  TORCH_CHECK(a.dim() == 2 && w.dim() == 2 && a.size(1) == w.size(1) && w.scalar_type() == at::kFloat,
+              "rnnflow_loops.linear_bf16: expected a [n, K] and w [N, K] float32, got a ",
+              a.sizes(), " ", a.scalar_type(), " and w ", w.sizes(), " ", w.scalar_type());
+  const Tensor ac = a.contiguous();
+  const Tensor wd = w.detach();
+  const Tensor packed = bf16_pack(wd.data_ptr<float>(), wd.stride(0), wd.stride(1), wd.size(0),
+                                  wd.size(1));
+  const int64_t K = a.size(1), N = w.size(0);
+  Tensor out = at::empty({a.size(0), N}, a.options());
+  const float* pa = ac.data_ptr<float>();
+  float* po = out.data_ptr<float>();
+  const auto* pw = reinterpret_cast<const uint32_t*>(packed.data_ptr<int32_t>());
+  at::parallel_for(0, a.size(0), 8 * kBfRows, [&](int64_t r0, int64_t r1) {
+    bf16_step_gemm(r1 - r0, pa + r0 * K, K, K, pw, N, nullptr, 0, po + r0 * N, N);
+  });
+  return out;
+}
+
 // The pool to Python (_fused_kernels._buffer): float32/float64 CPU step buffers.
 Tensor pool_empty(at::IntArrayRef size, at::ScalarType dtype) {
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
@@ -765,6 +828,9 @@ TORCH_LIBRARY(rnnflow_loops, m) {
   m.def("linear(Tensor a, Tensor w, Tensor? add) -> Tensor");
   m.def("weight_grad(Tensor[] inputs, Tensor d) -> (Tensor, Tensor)");
   m.def("packed_gemm() -> bool", &packed_gemm);
+  m.def("bf16_supported() -> bool", &bf16_supported);
+  m.def("linear_bf16(Tensor a, Tensor w) -> Tensor");
+  m.def("weight_grad_bf16(Tensor[] inputs, Tensor d) -> (Tensor, Tensor)");
   m.def("isa() -> str", &isa_name);
   m.def("set_isa(str name) -> ()", &set_isa);
   m.def("missing_flags(str name) -> str[]", &missing_flags);
@@ -775,10 +841,11 @@ TORCH_LIBRARY(rnnflow_loops, m) {
   m.def("rnn_backward(Tensor d_out, Tensor d_final, Tensor hs, Tensor w, int[] batch_sizes, "
         "int act, bool onednn, bool need_h0) -> (Tensor, Tensor)");
   m.def("lstm_forward(Tensor x, Tensor w_x, Tensor bias, Tensor(a!) gates, Tensor(b!) cs, "
-        "Tensor(c!) hs, Tensor(d!) tcs, Tensor w, int[] batch_sizes, int act, bool onednn) -> ()");
+        "Tensor(c!) hs, Tensor(d!) tcs, Tensor w, int[] batch_sizes, int act, bool onednn, "
+        "bool bf16=False) -> ()");
   m.def("lstm_backward(Tensor d_out, Tensor d_final_c, Tensor d_final_h, Tensor gates, "
-        "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn, bool need_h0) "
-        "-> (Tensor, Tensor, Tensor)");
+        "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn, bool need_h0, "
+        "bool bf16=False) -> (Tensor, Tensor, Tensor)");
   m.def("rnn_infer(Tensor x, Tensor w_x, Tensor bias, Tensor w_h, Tensor h0, int[] batch_sizes, "
         "int act, bool batch_major) -> (Tensor, Tensor)");
   m.def("lstm_infer(Tensor x, Tensor w_x, Tensor bias, Tensor w_h, Tensor c0, Tensor h0, "
@@ -795,6 +862,8 @@ TORCH_LIBRARY(rnnflow_loops, m) {
 
 TORCH_LIBRARY_IMPL(rnnflow_loops, CPU, m) {
   m.impl("linear", &linear);
+  m.impl("linear_bf16", &linear_bf16);
+  m.impl("weight_grad_bf16", &weight_grad_bf16);
   m.impl("weight_grad", &weight_grad);
   m.impl("rnn_forward", &rnn_forward);
   m.impl("rnn_backward", &rnn_backward);

@@ -278,9 +278,18 @@ class StepWeight {
   // with whole panels (w = a TF kernel's rows, transposed), the float32 kernel reads w in place:
   // each panel is then used once per product, and packing it (a copy of w per call) cost more
   // than it saved at batch 1.
-  explicit StepWeight(const Tensor& w, int64_t max_rows = std::numeric_limits<int64_t>::max())
+  // `bf16` (float32 only; the caller checked bf16_supported()): the products round both
+  // operands to bfloat16 and run the AVX512-BF16 kernel (bf16_gemm.h), w packed once here.
+  explicit StepWeight(const Tensor& w, int64_t max_rows = std::numeric_limits<int64_t>::max(),
+                      bool bf16 = false)
       : w_(w.detach()) {
     if constexpr (std::is_same_v<T, float>) {
+      if (bf16) {
+        bf16_ = true;
+        packed_ = bf16_pack(w_.data_ptr<float>(), w_.stride(0), w_.stride(1), w_.size(0),
+                            w_.size(1));
+        return;
+      }
       direct_ = max_rows <= kRows && w_.size(0) % kPanel == 0 && w_.stride(0) == 1;
       if (!direct_) pack();
     } else {
@@ -292,6 +301,10 @@ class StepWeight {
                   int64_t ldc) const {
     if (n == 0) return;
     if constexpr (std::is_same_v<T, float>) {
+      if (bf16_)
+        return bf16_step_gemm(n, a, lda, w_.size(1),
+                              reinterpret_cast<const uint32_t*>(packed_.data_ptr<int32_t>()),
+                              w_.size(0), add, ldadd, out, ldc);
       return run(n, a, lda, 1, add, ldadd, out, ldc);
     } else {
       library(n, a, lda, add, ldadd, out, ldc);
@@ -340,8 +353,9 @@ class StepWeight {
   }
 
   Tensor w_;
-  Tensor packed_;  // [panels, K, kPanel], float32 unless direct_; undefined for float64
+  Tensor packed_;  // [panels, K, kPanel] float32 unless direct_ (bf16_: bf16_pack's pairs)
   bool direct_ = false;
+  bool bf16_ = false;
 };
 
 // Rows of a batch never interact in a recurrence (row b's state at t depends on row b's only,
@@ -428,9 +442,12 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
 template <typename T>
 void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
                        Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
-                       const std::vector<int64_t>& bs, int64_t a) {
+                       const std::vector<int64_t>& bs, int64_t a, bool bf16) {
   const int64_t units = hs.size(2), width = 4 * units, depth = x.size(2);
-  const StepWeight<T> gemm(w), gemm_x(w_x);
+  // bf16: both products in bfloat16 (x and w_x arrive rounded to it, so each product is exact
+  // in float32 either way and only the summation order differs from the float32 kernel's)
+  const StepWeight<T> gemm(w, std::numeric_limits<int64_t>::max(), bf16);
+  const StepWeight<T> gemm_x(w_x, std::numeric_limits<int64_t>::max(), bf16);
   const Tensor b_dense = bias.contiguous();
   const T* b = b_dense.data_ptr<T>();
   const auto X = steps_of<T>(x), G = steps_of<T>(gates), C = steps_of<T>(cs);
@@ -476,13 +493,13 @@ template <typename T>
 std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
     const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
     const Tensor& cs, const Tensor& tcs, const Tensor& w, const std::vector<int64_t>& bs,
-    int64_t a, bool need_h0) {
+    int64_t a, bool need_h0, bool bf16) {
   const int64_t steps = static_cast<int64_t>(bs.size());
   const int64_t batch = cs.size(1), units = cs.size(2), width = 4 * units;
   Tensor d_gates = grad_buffer(bs, batch, width, cs.options());
   Tensor scratch = at::empty({batch, units}, cs.options());
   Tensor carry = at::zeros({batch, units}, cs.options());  // dc_{t} f_{t}, into step t-1
-  const StepWeight<T> gemm(w);
+  const StepWeight<T> gemm(w, std::numeric_limits<int64_t>::max(), bf16);
   const auto DO = steps_of<T>(d_out), G = steps_of<T>(gates);
   const auto C = steps_of<T>(cs), TC = steps_of<T>(tcs), DG = steps_of<T>(d_gates);
   const T* d_fin_c = d_final_c.data_ptr<T>();

@@ -1,0 +1,259 @@
+// The bfloat16 packed step GEMM (AVX512-BF16), included once by loops.cpp before the kernel
+// variants, outside them: it is not a variant of its own but an option of the avx512 variant's
+// LSTM loops (StepWeight's bf16 mode, loops_isa.h) under bfloat16 autocast.
+//
+// out[n, N] = bf16(a)[n, K] bf16(w)^T (+ add), float32 in and out, float32 accumulation: both
+// operands rounded to bfloat16 (round to nearest even, as `Tensor.bfloat16()`), then `vdpbf16ps`
+// multiplies pairs of K (a's pair broadcast to every lane, w's pairs packed once per loop into
+// panels of 32 columns, [panels][K/2][32] 32-bit pairs, element 2k in the low half; an odd K is
+// padded with a zero) and adds both products into one float32 lane per column. 12 x 32
+// register blocks (24 zmm accumulators), as the float32 kernel. Only this code uses the
+// AVX512-BF16 instructions, each function under its own target attribute, so the rest of the
+// library builds and runs without them; `bf16_supported()` (cpuid) says whether it may run.
+// Compilers without AVX512-BF16 support (GCC < 10, non-GCC, non-x86) get stubs that refuse.
+
+#if RNNFLOW_X86_VARIANTS && __GNUC__ >= 10
+#define RNNFLOW_BF16 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define RNNFLOW_BF16 0
+#endif
+
+constexpr int64_t kBfPanel = 32;  // columns per panel: 2 zmm of 16 float32 lanes
+constexpr int kBfRows = 12;       // rows per register block
+
+// float32 -> bfloat16 bits, round to nearest even (as torch's conversion); NaN stays a NaN.
+inline uint16_t to_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// Whether the CPU has AVX512-BF16 (cpuid leaf 7, sub-leaf 1, EAX bit 5) and the AVX-512 subsets
+// the avx512 variant needs (with the OS's support for the zmm state: __builtin_cpu_supports).
+bool cpu_has_bf16() {
+#if RNNFLOW_BF16
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+      !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
+    return false;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+  return ((eax >> 5) & 1u) != 0;
+#else
+  return false;
+#endif
+}
+
+// w (N, K) with element (n, k) at w[n * s0 + k * s1], packed into [panels, ceil(K/2), 32] pairs
+// (int32 tensor; padding columns and the odd K's pad are zeros).
+Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
+  const int64_t panels = (N + kBfPanel - 1) / kBfPanel, pairs = (K + 1) / 2;
+  Tensor packed = at::zeros({panels, pairs, kBfPanel}, at::kInt);
+  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  for (int64_t n = 0; n < N; ++n) {
+    uint32_t* col = out + (n / kBfPanel) * pairs * kBfPanel + n % kBfPanel;
+    for (int64_t k = 0; k < K; ++k) {
+      const uint32_t bits = to_bf16(w[n * s0 + k * s1]);
+      col[(k / 2) * kBfPanel] |= (k % 2) ? bits << 16 : bits;
+    }
+  }
+  return packed;
+}
+
+#if RNNFLOW_BF16
+// One R x 32 block: rows of bf16 pairs (row r's pair p at a[r * ar + p * ap]) times one packed
+// panel (`pairs` pairs of 32 columns); m0, m1 mask the panel's valid columns (0-15, 16-31) for
+// `add`'s loads and the stores.
+template <int R>
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) inline void bf16_block(
+    const uint32_t* a, int64_t ar, int64_t ap, int64_t pairs, const uint32_t* panel,
+    const float* add, int64_t ldadd, float* c, int64_t ldc, __mmask16 m0, __mmask16 m1) {
+  __m512 acc[R][2];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = add ? _mm512_maskz_loadu_ps(m0, add + r * ldadd) : _mm512_setzero_ps();
+    acc[r][1] = add ? _mm512_maskz_loadu_ps(m1, add + r * ldadd + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < pairs; ++p) {
+    const __m512i w0 = _mm512_loadu_si512(panel + p * kBfPanel);
+    const __m512i w1 = _mm512_loadu_si512(panel + p * kBfPanel + 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      const __m512i b = _mm512_set1_epi32(static_cast<int>(a[r * ar + p * ap]));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], (__m512bh)b, (__m512bh)w0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], (__m512bh)b, (__m512bh)w1);
+    }
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc[r][1]);
+  }
+}
+
+template <int R>
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) inline void bf16_tail(
+    int rows, const uint32_t* a, int64_t ar, int64_t ap, int64_t pairs, const uint32_t* panel,
+    const float* add, int64_t ldadd, float* c, int64_t ldc, __mmask16 m0, __mmask16 m1) {
+  if constexpr (R > 0) {
+    if (rows == R) return bf16_block<R>(a, ar, ap, pairs, panel, add, ldadd, c, ldc, m0, m1);
+    return bf16_tail<R - 1>(rows, a, ar, ap, pairs, panel, add, ldadd, c, ldc, m0, m1);
+  }
+}
+
+// out[n, N] (row stride ldc) = a[n, pairs] packed^T (+ add, row stride ldadd, may be 0 (a
+// bias) or alias out): a's row r, pair p at a[(r / 12) * ablk + (r % 12) * ar + p * ap] (rows
+// in blocks of the register block's 12); packed panel q's pair p at
+// packed[q * panel_stride + p * 32] (panel_stride >= pairs * 32: a chunk of longer panels).
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_gemm(
+    int64_t n, const uint32_t* a, int64_t ablk, int64_t ar, int64_t ap, int64_t pairs,
+    const uint32_t* packed, int64_t panel_stride, int64_t N, const float* add, int64_t ldadd,
+    float* c, int64_t ldc) {
+  const int64_t panels = (N + kBfPanel - 1) / kBfPanel;
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t cols = std::min<int64_t>(kBfPanel, N - p * kBfPanel);
+    const __mmask16 m0 = cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << cols) - 1);
+    const __mmask16 m1 =
+        cols >= 32 ? 0xffff : (cols > 16 ? static_cast<__mmask16>((1u << (cols - 16)) - 1) : 0);
+    const uint32_t* panel = packed + p * panel_stride;
+    const int64_t col = p * kBfPanel;
+    int64_t r = 0;
+    for (; r + kBfRows <= n; r += kBfRows)
+      bf16_block<kBfRows>(a + (r / kBfRows) * ablk, ar, ap, pairs, panel,
+                          add ? add + r * ldadd + col : nullptr, ldadd, c + r * ldc + col, ldc,
+                          m0, m1);
+    if (r < n)
+      bf16_tail<kBfRows - 1>(static_cast<int>(n - r), a + (r / kBfRows) * ablk, ar, ap, pairs,
+                             panel,
+                             add ? add + r * ldadd + col : nullptr, ldadd, c + r * ldc + col, ldc,
+                             m0, m1);
+  }
+}
+
+// n rows of a (row stride lda, unit element stride) as bf16 pairs, dst[r * pairs + k / 2]
+// (element k in the low half when k is even; an odd K's pad is zero), 32 at a time with
+// `vcvtne2ps2bf16` (round to nearest even; like `vdpbf16ps`, it flushes subnormals to zero).
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_rows(const float* a,
+                                                                       int64_t lda, int64_t n,
+                                                                       int64_t K, uint32_t* dst) {
+  const int64_t pairs = (K + 1) / 2;
+  for (int64_t r = 0; r < n; ++r) {
+    const float* row = a + r * lda;
+    auto* d = reinterpret_cast<uint16_t*>(dst + r * pairs);
+    for (int64_t k = 0; k < 2 * pairs; k += 32) {
+      const int64_t left = K - k;  // elements of a left to read (the pad reads as zero)
+      const __mmask16 lo = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
+      const __mmask16 hi =
+          left >= 32 ? 0xffff : (left > 16 ? static_cast<__mmask16>((1u << (left - 16)) - 1) : 0);
+      const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, row + k + 16),
+                                             _mm512_maskz_loadu_ps(lo, row + k));
+      const int64_t out = std::min<int64_t>(32, 2 * pairs - k);
+      const __mmask32 keep = out >= 32 ? 0xffffffffu : static_cast<__mmask32>((1u << out) - 1);
+      _mm512_mask_storeu_epi16(d + k, keep, (__m512i)v);
+    }
+  }
+}
+
+// dst[j] = bf16(r0[j]) | bf16(r1[j]) << 16 for j < count (r1 null: a zero high half): two rows
+// as pairs, for the weight gradient, whose products sum over rows (bf16_weight_grad); `sum`
+// (may be null): sum[j] += r0[j] + r1[j] in float32 (the bias's gradient).
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_pair_rows(const float* r0,
+                                                                            const float* r1,
+                                                                            int64_t count,
+                                                                            uint32_t* dst,
+                                                                            float* sum) {
+  for (int64_t j = 0; j < count; j += 16) {
+    const int64_t left = count - j;
+    const __mmask16 m = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
+    const __m512 v0 = _mm512_maskz_loadu_ps(m, r0 + j);
+    const __m512 v1 = r1 ? _mm512_maskz_loadu_ps(m, r1 + j) : _mm512_setzero_ps();
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v0));
+    const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v1));
+    _mm512_mask_storeu_epi32(dst + j, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    if (sum)
+      _mm512_mask_storeu_ps(sum + j, m,
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(m, sum + j), _mm512_add_ps(v0, v1)));
+  }
+}
+#else
+void bf16_gemm(int64_t, const uint32_t*, int64_t, int64_t, int64_t, int64_t, const uint32_t*,
+               int64_t, int64_t, const float*, int64_t, float*, int64_t) {
+  TORCH_CHECK(false, "rnnflow_loops: this build has no bfloat16 GEMM (needs GCC >= 10 on x86)");
+}
+void bf16_pair_rows(const float*, const float*, int64_t, uint32_t*, float*) {
+  TORCH_CHECK(false, "rnnflow_loops: this build has no bfloat16 GEMM (needs GCC >= 10 on x86)");
+}
+void bf16_rows(const float*, int64_t, int64_t, int64_t, uint32_t*) {
+  TORCH_CHECK(false, "rnnflow_loops: this build has no bfloat16 GEMM (needs GCC >= 10 on x86)");
+}
+#endif
+
+// The whole product for float32 rows a (row stride lda): a converted to pairs in a per-thread
+// scratch buffer (once per call: every panel reads it), then the kernel. Callers check
+// bf16_supported() first.
+inline void bf16_step_gemm(int64_t n, const float* a, int64_t lda, int64_t K,
+                           const uint32_t* packed, int64_t N, const float* add, int64_t ldadd,
+                           float* c, int64_t ldc) {
+  static thread_local std::vector<uint32_t> scratch;
+  const int64_t pairs = (K + 1) / 2;
+  if (static_cast<int64_t>(scratch.size()) < n * pairs) scratch.resize(n * pairs);
+  bf16_rows(a, lda, n, K, scratch.data());
+  bf16_gemm(n, scratch.data(), kBfRows * pairs, pairs, 1, pairs, packed, pairs * kBfPanel, N, add,
+            ldadd, c, ldc);
+}
+
+// d_kernel [sum K_k, G] = [bf16(x_k)^T bf16(d)] stacked, each x_k [R, K_k] (unit column
+// stride), d [R, G] (row-major); d_bias [G] = d summed over rows (float32). The products sum
+// over the R rows, so both sides are paired along R, a chunk of kChunk pairs at a time (so
+// that what is packed stays in L2): d's chunk into panels [kChunk][32] (16-32 KB each, L1),
+// the inputs' columns into blocks of 12 [kChunk][12] (a register block's broadcasts then read
+// 48 consecutive bytes per pair), then the kernel over the chunk, later chunks adding onto the
+// output. Threads split the panels (each packs the inputs' chunk for itself).
+void bf16_weight_grad(const std::vector<Tensor>& inputs, const Tensor& d, Tensor& d_kernel,
+                      Tensor& d_bias) {
+  constexpr int64_t kChunk = 256;
+  const int64_t R = d.size(0), G = d.size(1), total = d_kernel.size(0);
+  const int64_t pairs = (R + 1) / 2, panels = (G + kBfPanel - 1) / kBfPanel;
+  const int64_t blocks = (total + kBfRows - 1) / kBfRows;
+  const float* pd = d.data_ptr<float>();
+  float* out = d_kernel.data_ptr<float>();
+  float* bias = d_bias.data_ptr<float>();
+  at::parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
+    const int64_t col0 = p0 * kBfPanel, cols = std::min(p1 * kBfPanel, G) - col0;
+    std::vector<uint32_t> dpack((p1 - p0) * kChunk * kBfPanel);
+    std::vector<uint32_t> apack(blocks * kChunk * kBfRows), row(total);
+    std::vector<float> sums(cols, 0.0f);
+    for (int64_t c0 = 0; c0 < pairs; c0 += kChunk) {
+      const int64_t cp = std::min(kChunk, pairs - c0);
+      for (int64_t q = 0; q < cp; ++q) {
+        const int64_t r = 2 * (c0 + q);
+        const bool pair = r + 1 < R;
+        const float* r0 = pd + r * G;
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t col = p * kBfPanel;
+          bf16_pair_rows(r0 + col, pair ? r0 + G + col : nullptr,
+                         std::min(kBfPanel, G - col),
+                         dpack.data() + ((p - p0) * kChunk + q) * kBfPanel,
+                         sums.data() + (col - col0));
+        }
+        int64_t at = 0;
+        for (const Tensor& x : inputs) {
+          const float* x0 = x.data_ptr<float>() + r * x.stride(0);
+          bf16_pair_rows(x0, pair ? x0 + x.stride(0) : nullptr, x.size(1), row.data() + at,
+                         nullptr);
+          at += x.size(1);
+        }
+        for (int64_t k = 0; k < total; k += kBfRows)
+          std::memcpy(apack.data() + ((k / kBfRows) * kChunk + q) * kBfRows, row.data() + k,
+                      std::min<int64_t>(kBfRows, total - k) * sizeof(uint32_t));
+      }
+      bf16_gemm(total, apack.data(), kChunk * kBfRows, 1, kBfRows, cp, dpack.data(),
+                kChunk * kBfPanel, cols, c0 ? out + col0 : nullptr, G, out + col0, G);
+    }
+    std::memcpy(bias + col0, sums.data(), cols * sizeof(float));
+  });
+}

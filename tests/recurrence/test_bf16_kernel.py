@@ -1,0 +1,240 @@
+"""The bfloat16 step GEMM of the compiled LSTM loop (csrc/bf16_gemm.h, AVX512-BF16).
+
+Where the CPU has AVX512-BF16 and the avx512 kernel variant runs, a BasicLSTMCell (or a plain
+LSTMCell) under ``torch.autocast("cpu", dtype=torch.bfloat16)`` may run the compiled loop with
+its recurrent products and weight gradient in bfloat16, float32 accumulation. Checked here
+against float64 code written in this file (independent of rnnflow's kernels):
+
+- the GEMMs alone against float64 products of the same bfloat16-rounded operands, within the
+  float32 accumulation bound |sum_k a_k w_k - fl32(...)| <= K u32 sum_k |a_k w_k| (u32 = 2^-24;
+  Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., eq. 3.5), so a dropped or
+  doubled pair of K fails;
+- the whole layer and its gradients against a float64 LSTM that rounds the same operands to
+  bfloat16 (inputs, kernel, and h_{t-1} before each recurrent product), and against the
+  float32 model;
+- RNNFLOW_ISA=avx2|generic never reaches the kernel (the ops refuse; autocast still runs).
+
+On a CPU without AVX512-BF16 these tests skip, saying so; the last one's autocast half runs
+everywhere in test_fused_parity.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnflow import BasicLSTMCell, LSTMCell, dynamic_rnn
+from rnnflow.recurrence import _ext, _fused_kernels, fused
+
+U32 = 2.0**-24  # float32 unit roundoff
+U16 = 2.0**-9  # bfloat16 unit roundoff (8 significant bits)
+
+
+@pytest.fixture
+def ops(force_isa):
+    loops = force_isa("avx512")  # skips, naming what is missing, where it cannot
+    if not loops.bf16_supported():
+        pytest.skip(f"no AVX512-BF16 here ({_ext.cpu_description()}): the kernel cannot run")
+    return loops
+
+
+def _bf16(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.bfloat16).double()
+
+
+@pytest.mark.parametrize(
+    "n, k, m",
+    [(128, 128, 512), (128, 512, 128), (13, 37, 45), (1, 1, 1), (12, 3, 33), (25, 64, 32)],
+)
+def test_step_gemm_is_the_float64_product_of_the_rounded_operands(ops, n, k, m):
+    """Full and partial register blocks (12 rows), panels (32 columns), odd K (a padded pair)."""
+    gen = torch.Generator().manual_seed(n * 1000 + k)
+    a, w = torch.randn(n, k, generator=gen), torch.randn(m, k, generator=gen)
+    want = _bf16(a) @ _bf16(w).t()
+    bound = k * U32 * (_bf16(a).abs() @ _bf16(w).abs().t())
+    assert ((ops.linear_bf16(a, w).double() - want).abs() <= bound).all()
+    # w read through strides (the loops pass W_h^T as a transposed view)
+    got_t = ops.linear_bf16(a, w.t().contiguous().t()).double()
+    assert ((got_t - want).abs() <= bound).all()
+
+
+@pytest.mark.parametrize("rows, widths, g", [(3584, (28, 128), 512), (7, (3, 5), 45), (1, (1,), 1)])
+def test_weight_grad_is_the_float64_product_of_the_rounded_operands(ops, rows, widths, g):
+    """d_kernel = [bf16(x_k)^T bf16(d)] stacked (pairs along the rows: an odd count pads one),
+    d_bias = d summed in float32."""
+    gen = torch.Generator().manual_seed(rows)
+    xs = [torch.randn(rows, w, generator=gen) for w in widths]
+    d = torch.randn(rows, g, generator=gen)
+    d_kernel, d_bias = ops.weight_grad_bf16(xs, d)
+    x = torch.cat([_bf16(t) for t in xs], dim=1)
+    want = x.t() @ _bf16(d)
+    bound = rows * U32 * (x.abs().t() @ _bf16(d).abs())
+    assert ((d_kernel.double() - want).abs() <= bound).all()
+    bias_bound = rows * U32 * float(d.abs().sum(0).max())
+    torch.testing.assert_close(d_bias.double(), d.double().sum(0), rtol=0, atol=bias_bound)
+
+
+def test_the_ops_refuse_what_they_cannot_run(ops, monkeypatch):
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=r"linear_bf16: bf16=True needs float32 buffers, got "):
+        ops.linear_bf16(x, x)
+    with pytest.raises(RuntimeError, match=r"linear_bf16: expected a \[n, K\] and w \[N, K\]"):
+        ops.linear_bf16(torch.zeros(2, 3), torch.zeros(4, 5))
+    with pytest.raises(RuntimeError, match=r"weight_grad_bf16: inputs\[i\] must be a Float CPU"):
+        ops.weight_grad_bf16([torch.zeros(3, 2)], torch.zeros(4, 5))
+    monkeypatch.setenv("RNNFLOW_ISA", "avx2")
+    assert _ext.loops() is ops and not ops.bf16_supported()
+    with pytest.raises(
+        RuntimeError,
+        match=r"needs AVX512-BF16 and the avx512 kernel variant \(running: avx2, avx512_bf16 "
+        r"present\)",
+    ):
+        ops.linear_bf16(torch.zeros(2, 3), torch.zeros(4, 3))
+
+
+def _oracle(kernel, bias, x, lengths, round_h):
+    """TF1's BasicLSTMCell (gates i, j, f, o; forget_bias already in ``bias``), float64,
+    batch-major ``x`` [B, T, D]; ``round_h``: h_{t-1} rounded to bfloat16 before the recurrent
+    product (forward only: the gradient passes through, as the kernel's)."""
+    batch, steps, depth = x.shape
+    units = kernel.shape[1] // 4
+    c = h = x.new_zeros(batch, units)
+    outs = []
+    for t in range(steps):
+        hr = h + (_bf16(h) - h).detach() if round_h else h
+        z = x[:, t] @ kernel[:depth] + hr @ kernel[depth:] + bias
+        i, j, f, o = z.chunk(4, dim=1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        live = (t < lengths).unsqueeze(1)
+        c, h = torch.where(live, c_new, c), torch.where(live, h_new, h)
+        outs.append(torch.where(live, h_new, torch.zeros_like(h_new)))
+    return torch.stack(outs, dim=1), c, h
+
+
+@pytest.mark.parametrize("lengths", [None, [20, 3, 17, 0, 20, 9, 1]])
+@pytest.mark.parametrize("cell_type", [BasicLSTMCell, LSTMCell])
+def test_the_layer_and_its_gradients_match_a_float64_loop(ops, cell_type, lengths, monkeypatch):
+    """Tolerances. Forward, against the float64 loop rounding the same operands: the kernel's
+    remaining differences are float32 accumulation and gate maths (~1e-6) and, rarely, an
+    element of h within ~1e-6 of a bfloat16 rounding boundary that rounds the other way (one
+    2^-9 relative step of one product term, |w h| < 0.2 here: < 4e-4 in a pre-activation, damped
+    by the gates' slopes <= 1); the outputs come back rounded to bfloat16 (|h| < 1: < 2^-9 =
+    2e-3): atol 3e-3. Gradients: the backward also rounds d_gates before its recurrent product,
+    and both operands of the weight gradient (each a 2^-9 relative error per term, terms of
+    either sign, so relative to the sum of |terms|, not to the gradient): compared to each
+    tensor's largest gradient, 16 u = 3e-2."""
+    monkeypatch.setattr(fused, "_BF16_OVER_ONEDNN", True)
+    torch.manual_seed(0)
+    batch, steps, depth, units = 7, 20, 6, 32
+    cell = cell_type(units, input_size=depth)
+    x = torch.randn(batch, steps, depth, requires_grad=True)
+    seq = None if lengths is None else torch.tensor(lengths)
+    weights = torch.randn(batch, steps, units)
+    spy = []
+    real = _fused_kernels.lstm_layer
+
+    def lstm_layer(*args):
+        spy.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(_fused_kernels, "lstm_layer", lstm_layer)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, state = dynamic_rnn(cell, x, sequence_length=seq, impl="fused")
+    assert spy == [True]  # the bfloat16 kernel ran
+    assert out.dtype == state.c.dtype == state.h.dtype == torch.bfloat16
+    (out.float() * weights).sum().backward()
+    got = [out.double(), state.c.double(), state.h.double()]
+    grads = [x.grad.double(), cell.kernel.grad.double(), cell.bias.grad.double()]
+
+    shift = torch.zeros(4 * units, dtype=torch.float64)
+    shift[2 * units : 3 * units] = 1.0  # forget_bias
+    kernel = _bf16(cell.kernel.detach()).requires_grad_()
+    bias = cell.bias.detach().double().requires_grad_()
+    x64 = _bf16(x.detach()).requires_grad_()
+    live = torch.full((batch,), steps) if seq is None else seq
+    want = _oracle(kernel, bias + shift, x64, live, round_h=True)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=3e-3, rtol=0)
+    (want[0] * weights.double()).sum().backward()
+    for g, w in zip(grads, [x64.grad, kernel.grad, bias.grad]):
+        torch.testing.assert_close(g, w, atol=16 * U16 * float(w.abs().max()), rtol=0)
+
+    # against the float32 model (nothing rounded): the bfloat16 mode's own error
+    exact = _oracle(
+        cell.kernel.detach().double(),
+        cell.bias.detach().double() + shift,
+        x.detach().double(),
+        live,
+        round_h=False,
+    )
+    for g, w in zip(got, exact):
+        torch.testing.assert_close(g, w, atol=3e-2, rtol=0)
+
+
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]])
+def test_without_gradients_the_same_kernel_runs(ops, lengths, monkeypatch):
+    """torch.no_grad (evaluation): the same loop, the same numbers as with gradients."""
+    monkeypatch.setattr(fused, "_BF16_OVER_ONEDNN", True)
+    cell = BasicLSTMCell(16, input_size=4)
+    x = torch.randn(3, 5, 4)
+    seq = None if lengths is None else torch.tensor(lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, state = dynamic_rnn(cell, x, sequence_length=seq, impl="fused")
+        with torch.no_grad():
+            out_ng, state_ng = dynamic_rnn(cell, x, sequence_length=seq, impl="fused")
+    assert out_ng.dtype == state_ng.c.dtype == state_ng.h.dtype == torch.bfloat16
+    assert torch.equal(out_ng, out.detach())
+    assert torch.equal(state_ng.c, state.c.detach()) and torch.equal(state_ng.h, state.h.detach())
+
+
+@pytest.mark.parametrize("isa", ["avx2", "generic"])
+def test_narrower_variants_never_reach_the_kernel(ops, isa, monkeypatch):
+    """Forced narrower variants: the bfloat16 LSTM still runs under autocast (oneDNN's LSTM or
+    the Python loops), in bfloat16, with gradients; the op itself refuses bf16=True."""
+    monkeypatch.setattr(fused, "_BF16_OVER_ONEDNN", True)
+    monkeypatch.setenv("RNNFLOW_ISA", isa)
+    cell = BasicLSTMCell(16)
+    x = torch.randn(3, 5, 4)
+    assert not _fused_kernels.bf16_loops(x)
+    for seq in (None, torch.tensor([5, 2, 4])):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, state = dynamic_rnn(cell, x, sequence_length=seq, impl="fused")
+        assert out.dtype == state.h.dtype == torch.bfloat16
+        out.float().sum().backward()
+    z = torch.zeros(2, 1, 4)
+    with pytest.raises(
+        RuntimeError,
+        match=rf"lstm_forward: bf16=True needs AVX512-BF16 and the avx512 kernel variant "
+        rf"\(running: {isa}",
+    ):
+        ops.lstm_forward(z, z[0].t(), z[0, 0], z, z, z, z, z[0].t(), [1], 0, False, True)
+
+
+def test_the_python_loops_round_the_same_operands(ops, monkeypatch):
+    """The Python loops' bf16 mode (``_py_lstm_forward/backward``, plain torch ops) is the
+    same function as the compiled loop's: equal up to float32 rounding and the rare element of h
+    or d_gates that lands on the other side of a bfloat16 rounding boundary (one 2^-9 step of
+    one product term: < 1e-3 here)."""
+    gen = torch.Generator().manual_seed(3)
+    steps, batch, depth, units = 9, 5, 3, 16
+    x = torch.randn(steps, batch, depth, generator=gen).bfloat16().float()
+    kernel = (0.3 * torch.randn(depth + units, 4 * units, generator=gen)).bfloat16().float()
+    bias = torch.randn(4 * units, generator=gen)
+    c0, h0 = torch.randn(batch, units, generator=gen), torch.randn(batch, units, generator=gen)
+    bs = _fused_kernels.batch_sizes(None, batch, steps)
+    d_out = torch.randn(steps, batch, units, generator=gen)
+    runs = []
+    for no_ext in ("0", "1"):
+        monkeypatch.setenv("RNNFLOW_NO_EXT", no_ext)
+        gates, cs, hs, tcs, *_ = _fused_kernels.lstm_forward(
+            x, c0, h0, kernel, bias, None, bs, "tanh", True
+        )
+        back = _fused_kernels._loops(x).lstm_backward(
+            d_out, c0, h0, gates, cs, tcs, kernel[depth:], bs, 0, False, True, True
+        )
+        runs.append([hs, cs, *back])
+    assert _fused_kernels._loops(x) is _fused_kernels._PY_LOOPS  # the second run's loops
+    for compiled, python in zip(*runs):
+        scale = float(python.abs().max())
+        torch.testing.assert_close(compiled, python, atol=1e-3 * max(scale, 1.0), rtol=0)
