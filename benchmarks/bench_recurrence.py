@@ -401,6 +401,22 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     elif args.threads:
         torch.set_num_threads(args.threads)
+    filters = [
+        flag
+        for flag, value in (
+            ("--cell", args.cell),
+            ("--precision", args.precision),
+            ("--group", args.group),
+        )
+        if value
+    ]
+    if args.write_doc and filters:
+        print(
+            f"bench_recurrence: --write-doc rewrites the whole recurrence table and refuses "
+            f"{', '.join(filters)} (the rows left out would be lost); keep a subset with --json",
+            file=sys.stderr,
+        )
+        return 2
     if args.case_index is not None:  # one case, in the fresh process the parent started
         case = all_cases(quick=not args.full)[args.case_index]
         emit(

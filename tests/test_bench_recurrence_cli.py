@@ -67,3 +67,13 @@ def test_command_line_without_a_gpu_exits_2_without_traceback() -> None:
         "bench_recurrence: --device cuda: no CUDA device available "
         "(torch.cuda.is_available() is False)"
     ]
+
+
+@pytest.mark.parametrize(
+    "flags", [["--cell", "lstm"], ["--precision", "bf16"], ["--group", "lengths", "--cell", "rnn"]]
+)
+def test_write_doc_refuses_a_filtered_grid(bench, capsys, flags) -> None:
+    """--write-doc rewrites the whole table: from a filtered grid it would drop the other rows."""
+    assert bench.main(["--quick", "--write-doc", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--write-doc" in err and flags[0] in err
