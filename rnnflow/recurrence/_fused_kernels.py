@@ -188,12 +188,16 @@ def _recurrent_weight(w_h: Tensor, x: Tensor) -> Tensor:
     return w_h.t().contiguous() if _loops(x) is _PY_LOOPS else w_h.t()
 
 
-def _buffer(x: Tensor, lengths: Tensor | None, *shape: int) -> Tensor:
-    """A step buffer: zeros with lengths (inactive rows are never written), else uninitialised.
-    On CPU from the compiled loops' buffer pool (large buffers reused across training steps
-    instead of page-faulted in anew: csrc/loops.cpp, BufferPool)."""
+def _buffer(
+    x: Tensor, lengths: Tensor | None, *shape: int, dtype: torch.dtype | None = None
+) -> Tensor:
+    """A step buffer (``x``'s dtype unless ``dtype``): zeros with lengths (inactive rows are
+    never written), else uninitialised. On CPU from the compiled loops' buffer pool (large
+    buffers reused across training steps instead of page-faulted in anew: csrc/loops.cpp,
+    BufferPool)."""
     ops = _loops(x)
-    buffer = x.new_empty(shape) if ops is _PY_LOOPS else ops.empty(shape, x.dtype)
+    dtype = dtype or x.dtype
+    buffer = x.new_empty(shape, dtype=dtype) if ops is _PY_LOOPS else ops.empty(shape, dtype)
     return buffer if lengths is None else buffer.zero_()
 
 
@@ -303,7 +307,9 @@ def _bf16_round(t: Tensor) -> Tensor:
     return t.bfloat16().float()
 
 
-def _py_lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn, bf16=False) -> None:
+def _py_lstm_forward(
+    x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn, bf16=False, out16=None
+) -> None:
     kind = _KINDS[act]
     if bf16:  # the recurrent GEMM's operands rounded to bfloat16, as the compiled bf16 kernel
         w = _bf16_round(w)
@@ -327,6 +333,8 @@ def _py_lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn, bf16=
         c.addcmul_(g[:, 0], g[:, 1])
         tc = _act_(kind, (tcs[t, :n] if state_steps else tcs[0, :n]).copy_(c))
         torch.mul(g[:, 3], tc, out=hs[t + 1, :n])
+        if out16 is not None:
+            out16[t, :n] = hs[t + 1, :n]  # rounded to nearest even, as the compiled loop
 
 
 def _py_lstm_backward(
@@ -488,6 +496,7 @@ def lstm_forward(
     bs: list[int],
     act: str,
     bf16: bool = False,
+    out16: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The LSTM with TF's gate columns i, j, f, o and forget_bias folded into ``bias``:
 
@@ -497,7 +506,9 @@ def lstm_forward(
     (both zero past each length), ``tcs`` = act(c) [S, B, H], and the final c and h.
     ``bf16`` (float32 buffers, ``bf16_loops``): the recurrent GEMM ``h_{t-1} W_h`` and the input
     projection round both operands to bfloat16 and accumulate in float32 (the AVX512-BF16
-    kernel); the gate maths and the state stay float32.
+    kernel); the gate maths and the state stay float32. ``out16`` (bf16 only) [T, B, H]
+    bfloat16, zeros past each length: the outputs ``hs[1:]`` rounded to bfloat16 (nearest even)
+    by the loop, while each row is in cache, for autocast's bfloat16 outputs.
     """
     total, batch, depth = x.shape
     units = h0.shape[1]
@@ -509,13 +520,13 @@ def lstm_forward(
     cs[0] = c0
     hs[0] = h0
     if steps:
-        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act, bf16)
+        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act, bf16, out16)
     final_c = _gather_final(cs, lengths)
     final_h = _gather_final(hs[: steps + 1], lengths)
     return gates, cs, hs, tcs, final_c, final_h
 
 
-def _run_lstm_loop(x, kernel, bias, gates, cs, hs, tcs, bs, act, bf16=False) -> None:
+def _run_lstm_loop(x, kernel, bias, gates, cs, hs, tcs, bs, act, bf16=False, out16=None) -> None:
     """The time loop, input projection included: the compiled loop projects each step's rows
     just before its recurrent GEMM (the block is still in cache; projecting all steps first
     wrote and re-read a 7 MB block at the tutorial size), the Python loop all steps at once."""
@@ -524,7 +535,7 @@ def _run_lstm_loop(x, kernel, bias, gates, cs, hs, tcs, bs, act, bf16=False) -> 
     w_h = _recurrent_weight(kernel[depth:], x)  # [4H, H]
     loops = _loops(x)
     code = _ACT_CODES[act]
-    loops.lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w_h, bs, code, _use_onednn(x), bf16)
+    loops.lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w_h, bs, code, _use_onednn(x), bf16, out16)
 
 
 def lstm_infer(
@@ -557,13 +568,14 @@ def lstm_infer(
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x, c0, h0, kernel, bias, lengths, bs, act, bf16):
+        out16 = _bf16_outputs(x, lengths, h0.shape[1]) if bf16 else None
         gates, cs, hs, tcs, final_c, final_h = lstm_forward(
-            x, c0, h0, kernel, bias, lengths, bs, act, bf16
+            x, c0, h0, kernel, bias, lengths, bs, act, bf16, out16
         )
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, kernel, gates, cs, hs, tcs)
         ctx.act, ctx.bs, ctx.bf16 = act, bs, bf16
-        return hs[1:], final_c, final_h
+        return (hs[1:] if out16 is None else out16), final_c, final_h
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_final_c: Tensor, d_final_h: Tensor):
@@ -571,6 +583,8 @@ class _LSTMLayer(torch.autograd.Function):
         total, batch, depth = x.shape
         bs = ctx.bs
         steps = len(bs)
+        if d_out is not None and ctx.bf16:  # the bfloat16 outputs' gradient, back to float32
+            d_out = d_out.float()
         d_out = _out_grad(d_out, hs[1:])
         d_final_c, d_final_h = _state_grad(d_final_c, hs[0]), _state_grad(d_final_h, hs[0])
         if steps == 0:
@@ -744,18 +758,25 @@ def bf16_loops(x: Tensor) -> bool:
     return ops is not None and bool(ops.bf16_supported())
 
 
+def _bf16_outputs(x: Tensor, lengths: Tensor | None, units: int) -> Tensor:
+    """The bf16 layer's outputs [T, B, H] in bfloat16, written by the loop (``out16``)."""
+    return _buffer(x, lengths, x.shape[0], x.shape[1], units, dtype=torch.bfloat16)
+
+
 def lstm_layer(
     x, c0, h0, kernel, bias, lengths, bs, act, bf16: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Outputs [T, B, H], final c and final h of one (permuted) BasicLSTMCell layer. ``bf16``:
-    float32 ``x``, state and parameters, the recurrent GEMM in bfloat16 (``lstm_forward``)."""
+    float32 ``x``, state and parameters, the recurrent GEMM in bfloat16 (``lstm_forward``);
+    the outputs then come back in bfloat16 (rounded by the loop), the final state in float32."""
     if _needs_grad(x, c0, h0, kernel, bias):
         return _LSTMLayer.apply(x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16)
     if bf16:  # the training loop's buffers: the compiled inference op has no bf16 form
-        *_, hs, _, final_c, final_h = lstm_forward(
-            x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16
+        out16 = _bf16_outputs(x, lengths, h0.shape[1])
+        *_, final_c, final_h = lstm_forward(
+            x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16, out16
         )
-        return hs[1:], final_c, final_h
+        return out16, final_c, final_h
     ops = _infer_ops(x)
     if ops is not None:
         x, depth = _rows_inner(x), x.shape[2]

@@ -406,13 +406,15 @@ def _run_leaf(
         kernel, bias = _lstm_params(cell, torch.float32)
         # rounded as autocast's cast would, its gradient passed through unrounded (float32)
         kernel = kernel + (kernel.to(torch.bfloat16).float() - kernel).detach()
-        x, c0, h0 = x.float(), c0.float(), h0.float()
+        # one copy (a transposed x would take two: float(), then the layer's contiguous())
+        x = x.to(torch.float32, memory_format=torch.contiguous_format)
+        c0, h0 = c0.float(), h0.float()
     else:
         kernel, bias = _lstm_params(cell, compute)
     out, c, h = kernels.lstm_layer(
         x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16
     )
-    if bf16:  # autocast's contract: outputs and state in bfloat16
+    if bf16:  # autocast's contract: outputs (bfloat16 already: the loop rounds them) and state
         out, c, h = out.to(compute), c.to(compute), h.to(compute)
     return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
 

@@ -238,3 +238,49 @@ def test_the_python_loops_round_the_same_operands(ops, monkeypatch):
     for compiled, python in zip(*runs):
         scale = float(python.abs().max())
         torch.testing.assert_close(compiled, python, atol=1e-3 * max(scale, 1.0), rtol=0)
+
+
+@pytest.mark.parametrize("no_ext", ["0", "1"])
+@pytest.mark.parametrize("lengths", [None, [9, 9, 7, 2, 0]])
+def test_the_loop_writes_the_bfloat16_outputs(ops, monkeypatch, no_ext, lengths):
+    """``out16`` (the layer's bfloat16 outputs, written by the loop from each row of h while it
+    is in cache) is ``hs[1:]`` rounded by torch's own conversion (nearest even), bit for bit,
+    NaN included; rows past each length keep the buffer's zeros. Both the compiled loop and
+    the Python loops (``RNNFLOW_NO_EXT=1``)."""
+    monkeypatch.setenv("RNNFLOW_NO_EXT", no_ext)
+    gen = torch.Generator().manual_seed(5)
+    steps, batch, depth, units = 9, 5, 3, 40
+    x = torch.randn(steps, batch, depth, generator=gen).bfloat16().float()
+    x[4, 1, 1] = float("nan")  # row 1's h is NaN from step 4 on
+    kernel = torch.randn(depth + units, 4 * units, generator=gen).bfloat16().float()
+    bias = torch.randn(4 * units, generator=gen)
+    c0, h0 = torch.randn(batch, units, generator=gen), torch.randn(batch, units, generator=gen)
+    lens = None if lengths is None else torch.tensor(lengths)
+    bs = _fused_kernels.batch_sizes(lens, batch, steps)  # rows sorted longest first
+    out16 = torch.zeros(steps, batch, units, dtype=torch.bfloat16)
+    *_, hs, _, _, _ = _fused_kernels.lstm_forward(
+        x, c0, h0, kernel, bias, lens, bs, "tanh", True, out16
+    )
+    want = hs[1:].bfloat16()
+    assert bool(want.isnan().any()) and not bool(hs[1:].isnan().all())
+    same = want.view(torch.int16) == out16.view(torch.int16)
+    assert bool((same | (want.isnan() & out16.isnan())).all())
+    for t, n in enumerate(bs):
+        assert not out16[t, n:].any()
+
+
+def test_the_bfloat16_outputs_are_checked(ops):
+    z = torch.zeros
+    call = (z(1, 1, 4), z(16, 4), z(16), z(1, 1, 16), z(2, 1, 4), z(2, 1, 4), z(1, 1, 4))
+    call += (z(16, 4), [1], 0, False)
+    ops.lstm_forward(*call, True, z(1, 1, 4, dtype=torch.bfloat16))  # valid
+    with pytest.raises(RuntimeError, match=r"lstm_forward: out16 needs bf16=True"):
+        ops.lstm_forward(*call, False, torch.zeros(1, 1, 1, dtype=torch.bfloat16))
+    with pytest.raises(
+        RuntimeError, match=r"lstm_forward: out16 must be a BFloat16 CPU tensor of sizes"
+    ):
+        ops.lstm_forward(*call, True, z(1, 1, 4))
+    with pytest.raises(
+        RuntimeError, match=r"lstm_forward: out16 must be a BFloat16 CPU tensor of sizes"
+    ):
+        ops.lstm_forward(*call, True, z(1, 1, 3, dtype=torch.bfloat16))

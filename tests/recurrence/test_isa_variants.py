@@ -329,7 +329,8 @@ CASES = {
     ),
     "empty/dtype": (
         "L.empty([3], torch.int64)",
-        r"rnnflow_loops.empty: dtype must be float32 or float64, got Long",
+        r"rnnflow_loops.empty: dtype must be float32, float64 or bfloat16 \(lstm_forward's "
+        r"out16\), got Long",
     ),
 }
 

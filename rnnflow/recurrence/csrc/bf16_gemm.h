@@ -23,13 +23,13 @@
 constexpr int64_t kBfPanel = 32;  // columns per panel: 2 zmm of 16 float32 lanes
 constexpr int kBfRows = 12;       // rows per register block
 
-// float32 -> bfloat16 bits, round to nearest even (as torch's conversion); NaN stays a NaN.
+// float32 -> bfloat16 bits, round to nearest even (as torch's conversion, subnormals kept);
+// NaN stays a NaN. Branch-free (a select), so that loops over rows of it vectorise.
 inline uint16_t to_bf16(float x) {
   uint32_t u;
   std::memcpy(&u, &x, sizeof(u));
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
 }
 
 // Whether the CPU has AVX512-BF16 (cpuid leaf 7, sub-leaf 1, EAX bit 5) and the AVX-512 subsets
@@ -134,16 +134,17 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_gemm(
   }
 }
 
-// n rows of a (row stride lda, unit element stride) as bf16 pairs, dst[r * pairs + k / 2]
+// n rows of a (row stride lda, unit element stride) as bf16 pairs, dst[r * ldd + k / 2]
 // (element k in the low half when k is even; an odd K's pad is zero), 32 at a time with
 // `vcvtne2ps2bf16` (round to nearest even; like `vdpbf16ps`, it flushes subnormals to zero).
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_rows(const float* a,
                                                                        int64_t lda, int64_t n,
-                                                                       int64_t K, uint32_t* dst) {
+                                                                       int64_t K, uint32_t* dst,
+                                                                       int64_t ldd) {
   const int64_t pairs = (K + 1) / 2;
   for (int64_t r = 0; r < n; ++r) {
     const float* row = a + r * lda;
-    auto* d = reinterpret_cast<uint16_t*>(dst + r * pairs);
+    auto* d = reinterpret_cast<uint16_t*>(dst + r * ldd);
     for (int64_t k = 0; k < 2 * pairs; k += 32) {
       const int64_t left = K - k;  // elements of a left to read (the pad reads as zero)
       const __mmask16 lo = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
@@ -158,14 +159,12 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_rows(const floa
   }
 }
 
-// dst[j] = bf16(r0[j]) | bf16(r1[j]) << 16 for j < count (r1 null: a zero high half): two rows
-// as pairs, for the weight gradient, whose products sum over rows (bf16_weight_grad); `sum`
-// (may be null): sum[j] += r0[j] + r1[j] in float32 (the bias's gradient).
-__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_pair_rows(const float* r0,
-                                                                            const float* r1,
-                                                                            int64_t count,
-                                                                            uint32_t* dst,
-                                                                            float* sum) {
+// dst[(j / 32) * pstride + j % 32] = bf16(r0[j]) | bf16(r1[j]) << 16 for j < count (r1 null:
+// a zero high half): two rows as pairs, for the weight gradient, whose products sum over rows
+// (bf16_weight_grad), written straight into panels of 32 columns pstride apart (pstride = 32: a
+// plain row); `sum` (may be null): sum[j] += r0[j] + r1[j] in float32 (the bias's gradient).
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_pair_rows(
+    const float* r0, const float* r1, int64_t count, uint32_t* dst, int64_t pstride, float* sum) {
   for (int64_t j = 0; j < count; j += 16) {
     const int64_t left = count - j;
     const __mmask16 m = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
@@ -173,7 +172,8 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_pair_rows(const
     const __m512 v1 = r1 ? _mm512_maskz_loadu_ps(m, r1 + j) : _mm512_setzero_ps();
     const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v0));
     const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v1));
-    _mm512_mask_storeu_epi32(dst + j, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    _mm512_mask_storeu_epi32(dst + (j / kBfPanel) * pstride + j % kBfPanel, m,
+                             _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
     if (sum)
       _mm512_mask_storeu_ps(sum + j, m,
                             _mm512_add_ps(_mm512_maskz_loadu_ps(m, sum + j), _mm512_add_ps(v0, v1)));
@@ -184,10 +184,10 @@ void bf16_gemm(int64_t, const uint32_t*, int64_t, int64_t, int64_t, int64_t, con
                int64_t, int64_t, const float*, int64_t, float*, int64_t) {
   TORCH_CHECK(false, "rnnflow_loops: this build has no bfloat16 GEMM (needs GCC >= 10 on x86)");
 }
-void bf16_pair_rows(const float*, const float*, int64_t, uint32_t*, float*) {
+void bf16_pair_rows(const float*, const float*, int64_t, uint32_t*, int64_t, float*) {
   TORCH_CHECK(false, "rnnflow_loops: this build has no bfloat16 GEMM (needs GCC >= 10 on x86)");
 }
-void bf16_rows(const float*, int64_t, int64_t, int64_t, uint32_t*) {
+void bf16_rows(const float*, int64_t, int64_t, int64_t, uint32_t*, int64_t) {
   TORCH_CHECK(false, "rnnflow_loops: this build has no bfloat16 GEMM (needs GCC >= 10 on x86)");
 }
 #endif
@@ -201,7 +201,43 @@ inline void bf16_step_gemm(int64_t n, const float* a, int64_t lda, int64_t K,
   static thread_local std::vector<uint32_t> scratch;
   const int64_t pairs = (K + 1) / 2;
   if (static_cast<int64_t>(scratch.size()) < n * pairs) scratch.resize(n * pairs);
-  bf16_rows(a, lda, n, K, scratch.data());
+  bf16_rows(a, lda, n, K, scratch.data(), pairs);
+  bf16_gemm(n, scratch.data(), kBfRows * pairs, pairs, 1, pairs, packed, pairs * kBfPanel, N, add,
+            ldadd, c, ldc);
+}
+
+// Two weights w0 (N, K0) and w1 (N, K1) (element (n, k) at w[n * s0 + k * s1]) packed as one
+// (N, K0 + K1) weight [w0 | w1] whose panels hold w0's pairs (an odd K0 padded) then w1's: the
+// LSTM's input and recurrent weights, so that a step's two products are one pass of the kernel
+// (bf16_step_gemm2) instead of two passes over the gates block.
+Tensor bf16_pack2(const float* w0, int64_t s00, int64_t s01, int64_t K0, const float* w1,
+                  int64_t s10, int64_t s11, int64_t K1, int64_t N) {
+  const Tensor a = bf16_pack(w0, s00, s01, N, K0), b = bf16_pack(w1, s10, s11, N, K1);
+  const int64_t panels = a.size(0), p0 = a.size(1), p1 = b.size(1);
+  Tensor packed = at::empty({panels, p0 + p1, kBfPanel}, at::kInt);
+  int32_t* out = packed.data_ptr<int32_t>();
+  for (int64_t p = 0; p < panels; ++p) {
+    std::memcpy(out + p * (p0 + p1) * kBfPanel, a.data_ptr<int32_t>() + p * p0 * kBfPanel,
+                p0 * kBfPanel * sizeof(int32_t));
+    std::memcpy(out + (p * (p0 + p1) + p0) * kBfPanel, b.data_ptr<int32_t>() + p * p1 * kBfPanel,
+                p1 * kBfPanel * sizeof(int32_t));
+  }
+  return packed;
+}
+
+// out[n, N] = [a0 | a1] packed^T (+ add) for bf16_pack2's weight: a0's rows (K0 columns, row
+// stride lda0) and a1's (K1, lda1) converted side by side into one scratch row of pairs, then
+// one kernel pass. The accumulation order is that of the two products run one after the other
+// (add, a0's pairs, then a1's, each into the same float32 accumulators), so the result is the
+// same bit for bit; only the second pass over out is saved.
+inline void bf16_step_gemm2(int64_t n, const float* a0, int64_t lda0, int64_t K0, const float* a1,
+                            int64_t lda1, int64_t K1, const uint32_t* packed, int64_t N,
+                            const float* add, int64_t ldadd, float* c, int64_t ldc) {
+  static thread_local std::vector<uint32_t> scratch;
+  const int64_t p0 = (K0 + 1) / 2, pairs = p0 + (K1 + 1) / 2;
+  if (static_cast<int64_t>(scratch.size()) < n * pairs) scratch.resize(n * pairs);
+  bf16_rows(a0, lda0, n, K0, scratch.data(), pairs);
+  bf16_rows(a1, lda1, n, K1, scratch.data() + p0, pairs);
   bf16_gemm(n, scratch.data(), kBfRows * pairs, pairs, 1, pairs, packed, pairs * kBfPanel, N, add,
             ldadd, c, ldc);
 }
@@ -232,19 +268,14 @@ void bf16_weight_grad(const std::vector<Tensor>& inputs, const Tensor& d, Tensor
       for (int64_t q = 0; q < cp; ++q) {
         const int64_t r = 2 * (c0 + q);
         const bool pair = r + 1 < R;
-        const float* r0 = pd + r * G;
-        for (int64_t p = p0; p < p1; ++p) {
-          const int64_t col = p * kBfPanel;
-          bf16_pair_rows(r0 + col, pair ? r0 + G + col : nullptr,
-                         std::min(kBfPanel, G - col),
-                         dpack.data() + ((p - p0) * kChunk + q) * kBfPanel,
-                         sums.data() + (col - col0));
-        }
+        const float* r0 = pd + r * G + col0;
+        bf16_pair_rows(r0, pair ? r0 + G : nullptr, cols, dpack.data() + q * kBfPanel,
+                       kChunk * kBfPanel, sums.data());
         int64_t at = 0;
         for (const Tensor& x : inputs) {
           const float* x0 = x.data_ptr<float>() + r * x.stride(0);
           bf16_pair_rows(x0, pair ? x0 + x.stride(0) : nullptr, x.size(1), row.data() + at,
-                         nullptr);
+                         kBfPanel, nullptr);
           at += x.size(1);
         }
         for (int64_t k = 0; k < total; k += kBfRows)

@@ -41,6 +41,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -419,8 +420,8 @@ std::tuple<Tensor, Tensor> rnn_backward_any(const Tensor& d_out, const Tensor& d
 template <typename T>
 void lstm_forward_any(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
                       Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
-                      const std::vector<int64_t>& bs, int64_t a, bool bf16) {
-  RNNFLOW_DISPATCH(lstm_forward_impl<T>(x, w_x, bias, gates, cs, hs, tcs, w, bs, a, bf16))
+                      const std::vector<int64_t>& bs, int64_t a, bool bf16, uint16_t* out16) {
+  RNNFLOW_DISPATCH(lstm_forward_impl<T>(x, w_x, bias, gates, cs, hs, tcs, w, bs, a, bf16, out16))
 }
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> lstm_backward_any(
@@ -509,9 +510,12 @@ std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_fin
 // x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
 // h W_h, written here, activated in place), cs [S+1, B, H] (cs[0] = c0), hs [S+1, B, H]
 // (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. (No-grad runs: lstm_infer.)
+// out16 (bf16=True only; may be undefined): [>= S, B, H] bfloat16, h_t rounded to it (as
+// `Tensor.bfloat16()`) while the row is in cache, the outputs autocast hands on, instead of a
+// conversion pass over hs afterwards; rows past each step's batch size are left as they are.
 void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates, Tensor cs,
                   Tensor hs, Tensor tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
-                  bool onednn, bool bf16) {
+                  bool onednn, bool bf16, const std::optional<Tensor>& out16) {
   constexpr const char* fn = "lstm_forward";
   const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
   check_bf16(fn, bf16, l.dtype);
@@ -526,8 +530,17 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
   expect_steps(fn, "cs", cs, dt, {at_least(steps + 1), exactly(batch), exactly(units)});
   expect_steps(fn, "tcs", tcs, dt, {at_least(steps), exactly(batch), exactly(units)});
   expect_steps(fn, "gates", gates, dt, {at_least(steps), exactly(batch), exactly(width)});
+  uint16_t* o16 = nullptr;
+  if (out16 && out16->defined()) {
+    TORCH_CHECK(bf16, "rnnflow_loops.", fn, ": out16 needs bf16=True");
+    expect_steps(fn, "out16", *out16, at::kBFloat16,
+                 {at_least(steps), exactly(batch), exactly(units)});
+    TORCH_CHECK(out16->size(0) <= 1 || out16->stride(0) == batch * units, "rnnflow_loops.", fn,
+                ": out16 must be contiguous, got strides ", out16->strides());
+    o16 = reinterpret_cast<uint16_t*>(out16->data_ptr<at::BFloat16>());
+  }
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
-    lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, l.bs, a, bf16);
+    lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, l.bs, a, bf16, o16);
   });
 }
 
@@ -808,8 +821,9 @@ Tensor linear_bf16(const Tensor& a, const Tensor& w) {
 
 // The pool to Python (_fused_kernels._buffer): float32/float64 CPU step buffers.
 Tensor pool_empty(at::IntArrayRef size, at::ScalarType dtype) {
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
-              "rnnflow_loops.empty: dtype must be float32 or float64, got ", c10::toString(dtype));
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16,
+              "rnnflow_loops.empty: dtype must be float32, float64 or bfloat16 (lstm_forward's "
+              "out16), got ", c10::toString(dtype));
   for (int64_t s : size)
     TORCH_CHECK(s >= 0, "rnnflow_loops.empty: sizes must be >= 0, got ", size);
   return pooled_empty(size, at::TensorOptions().dtype(dtype));
@@ -842,7 +856,7 @@ TORCH_LIBRARY(rnnflow_loops, m) {
         "int act, bool onednn, bool need_h0) -> (Tensor, Tensor)");
   m.def("lstm_forward(Tensor x, Tensor w_x, Tensor bias, Tensor(a!) gates, Tensor(b!) cs, "
         "Tensor(c!) hs, Tensor(d!) tcs, Tensor w, int[] batch_sizes, int act, bool onednn, "
-        "bool bf16=False) -> ()");
+        "bool bf16=False, Tensor(e!)? out16=None) -> ()");
   m.def("lstm_backward(Tensor d_out, Tensor d_final_c, Tensor d_final_h, Tensor gates, "
         "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn, bool need_h0, "
         "bool bf16=False) -> (Tensor, Tensor, Tensor)");
