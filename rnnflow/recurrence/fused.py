@@ -43,8 +43,8 @@ compiled loop with its bfloat16 GEMM (``_bf16_kernel``): every product (recurren
 projection, weight and input gradients) takes bfloat16-rounded operands with float32
 accumulation, as autocast's GEMMs, while the gate maths and the state stay float32 (closer to
 float32 than all-bfloat16 loops); outputs and state still come back in bfloat16. Without
-lengths oneDNN's bf16 LSTM keeps the layer: the kernel measured no faster (parity,
-docs/PERFORMANCE.md).
+lengths oneDNN's bf16 LSTM keeps the layer: the kernel measured not clearly faster (ahead by
+2-5% in 3 runs of 4, behind in one, docs/PERFORMANCE.md).
 
 CUDA: for ``BasicRNNCell`` (tanh/relu) and ``BasicLSTMCell`` or a plain ``LSTMCell`` (tanh)
 without sequence lengths, the layer runs through PyTorch's own fused kernel (cuDNN) with the TF
@@ -420,8 +420,8 @@ def _run_leaf(
 
 
 # Whether the bfloat16 kernel also takes the LSTM without lengths from oneDNN's bf16 LSTM: not
-# while it measures no faster (parity at the tutorial size, docs/PERFORMANCE.md); benchmarks
-# and tests switch it on.
+# while it is not clearly faster (>= 5% in every run; measured 2-5% ahead in 3 runs of 4 and
+# behind in one at the tutorial size, docs/PERFORMANCE.md); benchmarks and tests switch it on.
 _BF16_OVER_ONEDNN = False
 
 
