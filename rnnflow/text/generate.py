@@ -7,6 +7,10 @@
         logits, state = model([c], initial_state=state)   # one step, the state carried
     until <eos> (or ``length`` characters, or the form is complete)
 
+With the adaptive softmax (``CharLM(softmax="adaptive")``) the model returns its full
+log-probabilities in place of logits; their softmax is the same distribution, so everything below
+applies unchanged.
+
 The mask always removes ``<pad>``, ``<unk>`` and ``<bos>``; with a :class:`PoemForm` it keeps only
 the ids the form allows at each position (hanzi, ``，``, ``。？！``, a line break, ``<eos>``), so
 the poem is well formed whatever the model prefers; ``acrostic``, ``rhyme`` and ``tonal`` narrow
