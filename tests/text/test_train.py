@@ -268,19 +268,25 @@ def test_charlm_flags_without_the_task_are_refused(tmp_path: Path, corpus: Path,
     assert not (tmp_path / "r").exists()
 
 
-def test_checkpoints_of_format_version_1_still_load(tmp_path: Path, corpus: Path) -> None:
-    """Runs saved before the format moved to version 2 (it added the classifier's ema.*
-    tensors; a character model's file is otherwise unchanged) keep loading and generating."""
+def _rewrite_metadata(run: Path, change) -> None:
+    """Rewrite both checkpoints of ``run`` with ``change(metadata)`` (as an older version would
+    have written them)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    run = tmp_path / "run"
-    assert train(*TINY, "--text", str(corpus), "--quiet", "--epochs", "1", "--out", str(run)) == 0
     for name in ("checkpoint.safetensors", "best.safetensors"):
         path = run / name
         with safe_open(path, "pt") as f:
             meta = f.metadata()
-        save_file(load_file(path), str(path), meta | {"format_version": "1"})
+        save_file(load_file(path), str(path), change(meta))
+
+
+def test_checkpoints_of_format_version_1_still_load(tmp_path: Path, corpus: Path) -> None:
+    """Runs saved before the format moved to version 2 (it added the classifier's ema.*
+    tensors; a character model's file is otherwise unchanged) keep loading and generating."""
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--quiet", "--epochs", "1", "--out", str(run)) == 0
+    _rewrite_metadata(run, lambda meta: meta | {"format_version": "1"})
     old = load_charlm_checkpoint(run / "checkpoint.safetensors")
     assert old.progress["finished"] and old.optimizer is not None
     model, vocab, _ = load_charlm(run)
@@ -453,20 +459,16 @@ def test_adaptive_softmax_config_errors(tmp_path: Path, corpus: Path, capsys) ->
 def test_runs_from_before_the_softmax_option_still_load(tmp_path: Path, corpus: Path) -> None:
     """A checkpoint whose stored config has no softmax/cutoffs keys (written before they
     existed) loads as the full softmax it was, and generates."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
     from rnnflow.text.generate import generate
+
+    def without_softmax_keys(meta: dict[str, str]) -> dict[str, str]:
+        config = json.loads(meta["config"])
+        del config["softmax"], config["cutoffs"]
+        return meta | {"config": json.dumps(config)}
 
     run = tmp_path / "run"
     assert train(*TINY, "--text", str(corpus), "--quiet", "--epochs", "1", "--out", str(run)) == 0
-    for name in ("checkpoint.safetensors", "best.safetensors"):
-        path = run / name
-        with safe_open(path, "pt") as f:
-            meta = f.metadata()
-        config = json.loads(meta["config"])
-        del config["softmax"], config["cutoffs"]
-        save_file(load_file(path), str(path), meta | {"config": json.dumps(config)})
+    _rewrite_metadata(run, without_softmax_keys)
     model, vocab, checkpoint = load_charlm(run)
     assert checkpoint.config.softmax == "full" and isinstance(model.output, torch.nn.Linear)
     assert is_well_formed(generate(model, vocab, form=FORMS["5x4"], seed=1).text, FORMS["5x4"])
