@@ -159,7 +159,7 @@ def evaluate(model: CharLM, batches: BucketBatches) -> CharEval:
     """Mean masked cross-entropy, perplexity and accuracy of ``model`` over ``batches``."""
     was_training = model.training
     model.eval()
-    device = model.embedding.weight.device
+    device = next(model.parameters()).device
     total, correct, count = 0.0, 0, 0
     try:
         for batch in batches.iter_from(0):

@@ -130,7 +130,7 @@ def generate(
 
     was_training = model.training
     model.eval()
-    device = model.embedding.weight.device
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     base = torch.ones(len(vocab), dtype=torch.bool)  # [V]
     base[[vocab.pad_id, vocab.unk_id, vocab.bos_id]] = False
