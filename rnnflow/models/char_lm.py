@@ -182,6 +182,9 @@ class CharLM(nn.Module):
         hidden, wanted = out[valid], targets[valid]  # [N, H], [N]
         if isinstance(self.output, nn.AdaptiveLogSoftmaxWithLoss):
             nll = -self.output(hidden, wanted).output  # [N]
+            # a tail no target falls in is skipped; DistributedDataParallel needs a gradient
+            # for every parameter on every rank, so each tail also adds an exact zero
+            nll = nll + sum(p.sum() for p in self.output.tail.parameters()) * 0.0
         else:
             nll = F.cross_entropy(self.output(hidden), wanted, reduction="none")  # [N]
         return out.new_zeros(batch, steps).masked_scatter(valid, nll), state  # [B, T]

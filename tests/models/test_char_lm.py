@@ -178,3 +178,17 @@ def test_softmax_argument_errors() -> None:
         ValueError, match=r"CharLM: targets must be int64 \(2, 3\) like tokens, got torch.int64 "
     ):
         model(torch.zeros(2, 3, dtype=torch.long), targets=torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_every_parameter_gets_a_gradient_when_no_target_falls_in_a_tail() -> None:
+    """DistributedDataParallel (find_unused_parameters=False) needs a gradient for every
+    parameter on every rank; a rank whose targets all sit in the head must still give the tails
+    one (zero)."""
+    model = make(cell="lstm", num_layers=1, num_units=16, **ADAPTIVE)
+    tokens = torch.randint(0, 11, (2, 4))
+    targets = torch.randint(0, 3, (2, 4))  # head ids only
+    nll, _ = model(tokens, targets=targets)
+    nll.sum().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None]
+    assert missing == []
+    assert all(float(p.grad.abs().sum()) == 0.0 for p in model.output.tail.parameters())
