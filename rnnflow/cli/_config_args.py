@@ -31,9 +31,11 @@ def add_field_argument(group: Any, name: str, tp: Any, default: Any) -> None:
     if tp is bool:
         group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text, **kwargs)
         return
-    if typing.get_origin(tp) is tuple:  # tuple[str, ...]: the flag repeats; a list in the namespace
+    if typing.get_origin(tp) is tuple:  # tuple[X, ...]: the flag repeats; a list in the namespace
         help_text = "repeat for several; " + help_text
-        group.add_argument(flag, action="append", metavar="STR", help=help_text, **kwargs)
+        item = typing.get_args(tp)[0]  # str, int or float
+        kwargs.update(action="append", type=item, metavar=item.__name__.upper())
+        group.add_argument(flag, help=help_text, **kwargs)
         return
     args = typing.get_args(tp)
     base = next((a for a in args if a is not type(None)), tp)

@@ -125,6 +125,11 @@ def build_model(config: CharLMConfig, metadata: dict[str, str] | int) -> CharLM:
         vocab_size = metadata
     else:
         vocab_size = len(Vocabulary.from_json(metadata["vocab"]))
+    if config.cutoffs and config.cutoffs[-1] >= vocab_size:
+        raise ValueError(
+            f"charlm: --cutoffs {list(config.cutoffs)} must stay below the vocabulary size "
+            f"{vocab_size} (raise --min-count's corpus or lower the cutoffs)"
+        )
     return CharLM(
         vocab_size=vocab_size,
         embed_size=config.embed_size,
@@ -133,6 +138,8 @@ def build_model(config: CharLMConfig, metadata: dict[str, str] | int) -> CharLM:
         num_layers=config.num_layers,
         dropout=config.dropout,
         forget_bias=config.forget_bias,
+        softmax=config.softmax,
+        cutoffs=config.cutoffs,
     )
 
 
@@ -152,7 +159,7 @@ def evaluate(model: CharLM, batches: BucketBatches) -> CharEval:
     """Mean masked cross-entropy, perplexity and accuracy of ``model`` over ``batches``."""
     was_training = model.training
     model.eval()
-    device = model.output.weight.device
+    device = next(model.parameters()).device
     total, correct, count = 0.0, 0, 0
     try:
         for batch in batches.iter_from(0):
@@ -226,26 +233,30 @@ class CharLMTask:
             rows, weight = torch.arange(1), 0.0  # forward and backward here: row 0, weight 0
         lengths = batch.lengths[rows].to(device)  # [b]
         targets = batch.targets[rows].to(device)  # [b, T]
-        logits, _ = model(batch.inputs[rows].to(device), sequence_length=lengths)  # [b, T, V]
-        loss_sum, n = masked_cross_entropy(logits, targets, lengths)
+        inputs = batch.inputs[rows].to(device)  # [b, T]
+        stats: dict[str, float] = {}
+        if self.config.softmax == "adaptive":  # the cheap path: no [b, T, V] tensor, no accuracy
+            nll, _ = model(inputs, targets=targets, sequence_length=lengths)  # [b, T]
+            loss_sum, n = nll.sum(), int(lengths.sum())
+        else:
+            logits, _ = model(inputs, sequence_length=lengths)  # [b, T, V]
+            loss_sum, n = masked_cross_entropy(logits, targets, lengths)
+            stats["correct"] = float(_correct(logits, targets, lengths)) * weight
         loss = loss_sum / global_tokens * ctx.world_size  # x 1 (exact) in one process
         if weight != 1.0:
             loss = loss * weight
-        stats = {
-            "loss_sum": loss_sum.item() * weight,
-            "correct": float(_correct(logits, targets, lengths)) * weight,
-            "tokens": float(n) * weight,
-        }
+        stats["loss_sum"] = loss_sum.item() * weight
+        stats["tokens"] = float(n) * weight
         return StepOutput(loss=loss, examples=len(batch.lengths), stats=stats)
 
     def summarize(self, stats: dict[str, float], seconds: float) -> dict[str, float]:
+        """The window's mean loss, perplexity, characters per second and (full softmax only:
+        the adaptive one's training path never scores every id) next-character accuracy."""
         mean = stats["loss_sum"] / stats["tokens"]
-        return {
-            "loss": mean,
-            "perplexity": math.exp(mean),
-            "accuracy": stats["correct"] / stats["tokens"],
-            "tokens_per_s": stats["tokens"] / seconds,
-        }
+        summary = {"loss": mean, "perplexity": math.exp(mean)}
+        if "correct" in stats:
+            summary["accuracy"] = stats["correct"] / stats["tokens"]
+        return {**summary, "tokens_per_s": stats["tokens"] / seconds}
 
     def validate(
         self, model: nn.Module, ctx: DistributedContext = SINGLE_PROCESS

@@ -7,6 +7,10 @@
         logits, state = model([c], initial_state=state)   # one step, the state carried
     until <eos> (or ``length`` characters, or the form is complete)
 
+With the adaptive softmax (``CharLM(softmax="adaptive")``) the model returns its full
+log-probabilities in place of logits; their softmax is the same distribution, so everything below
+applies unchanged.
+
 The mask always removes ``<pad>``, ``<unk>`` and ``<bos>``; with a :class:`PoemForm` it keeps only
 the ids the form allows at each position (hanzi, ``，``, ``。？！``, a line break, ``<eos>``), so
 the poem is well formed whatever the model prefers; ``acrostic``, ``rhyme`` and ``tonal`` narrow
@@ -126,7 +130,7 @@ def generate(
 
     was_training = model.training
     model.eval()
-    device = model.output.weight.device
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     base = torch.ones(len(vocab), dtype=torch.bool)  # [V]
     base[[vocab.pad_id, vocab.unk_id, vocab.bos_id]] = False

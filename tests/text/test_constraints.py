@@ -111,7 +111,7 @@ VOCAB = Vocabulary(SYMBOLS)
 
 class AdversarialLM(nn.Module):
     """Random logits whose largest values sit on the ids the constraints forbid; quacks like a
-    CharLM for :func:`generate` (vocab_size, output.weight, forward(..., initial_state, impl))."""
+    CharLM for :func:`generate` (vocab_size, a parameter, forward(..., initial_state, impl))."""
 
     def __init__(self, vocab_size: int, seed: int, favoured: Tensor) -> None:
         super().__init__()

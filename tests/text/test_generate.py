@@ -107,3 +107,25 @@ def test_cli_form_names_are_the_library_forms() -> None:
     from rnnflow.cli.generate import FORM_NAMES
 
     assert sorted(FORM_NAMES) == sorted(FORMS)
+
+
+def test_adaptive_softmax_samples_score_as_its_training_path_says(vocab: Vocabulary) -> None:
+    """With the adaptive softmax, generate masks the full log-probabilities: a sample's log-prob
+    is the training path's -NLL of each drawn id, renormalised over the ids the sampler allows
+    (everything but <pad>, <unk>, <bos>)."""
+    torch.manual_seed(1)
+    model = CharLM(
+        vocab_size=len(vocab), embed_size=8, num_units=16, softmax="adaptive", cutoffs=(6, 20)
+    ).eval()
+    sample = generate(model, vocab, prime="白日", length=30, seed=3, temperature=1.0)
+    tokens = torch.tensor([[vocab.bos_id, *vocab.encode("白日"), *sample.ids]])
+    with torch.no_grad():
+        nll, _ = model(tokens[:, :-1], targets=tokens[:, 1:])  # [1, L]
+        log_probs, _ = model(tokens[:, :-1])  # [1, L, V]
+    specials = log_probs[0, 2:, [vocab.pad_id, vocab.unk_id, vocab.bos_id]].exp().sum(-1)  # [n]
+    expected = (-nll[0, 2:] - torch.log1p(-specials)).sum()
+    torch.testing.assert_close(
+        torch.tensor(sample.log_prob, dtype=torch.float64), expected.double(), rtol=1e-5, atol=1e-4
+    )
+    poem = generate(model, vocab, form=FORMS["5x4"], seed=2, temperature=1.5)
+    assert is_well_formed(poem.text, FORMS["5x4"])

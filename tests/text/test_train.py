@@ -268,19 +268,25 @@ def test_charlm_flags_without_the_task_are_refused(tmp_path: Path, corpus: Path,
     assert not (tmp_path / "r").exists()
 
 
-def test_checkpoints_of_format_version_1_still_load(tmp_path: Path, corpus: Path) -> None:
-    """Runs saved before the format moved to version 2 (it added the classifier's ema.*
-    tensors; a character model's file is otherwise unchanged) keep loading and generating."""
+def _rewrite_metadata(run: Path, change) -> None:
+    """Rewrite both checkpoints of ``run`` with ``change(metadata)`` (as an older version would
+    have written them)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    run = tmp_path / "run"
-    assert train(*TINY, "--text", str(corpus), "--quiet", "--epochs", "1", "--out", str(run)) == 0
     for name in ("checkpoint.safetensors", "best.safetensors"):
         path = run / name
         with safe_open(path, "pt") as f:
             meta = f.metadata()
-        save_file(load_file(path), str(path), meta | {"format_version": "1"})
+        save_file(load_file(path), str(path), change(meta))
+
+
+def test_checkpoints_of_format_version_1_still_load(tmp_path: Path, corpus: Path) -> None:
+    """Runs saved before the format moved to version 2 (it added the classifier's ema.*
+    tensors; a character model's file is otherwise unchanged) keep loading and generating."""
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--quiet", "--epochs", "1", "--out", str(run)) == 0
+    _rewrite_metadata(run, lambda meta: meta | {"format_version": "1"})
     old = load_charlm_checkpoint(run / "checkpoint.safetensors")
     assert old.progress["finished"] and old.optimizer is not None
     model, vocab, _ = load_charlm(run)
@@ -389,3 +395,80 @@ def test_sigkill_and_ctrl_c_of_the_cli_then_resume_equal_the_uninterrupted_run(
     ]
     assert records[0] == records[1] and len(records[0]) > 20
     assert any(k.startswith("ema.") for k in load_file(full / "checkpoint.safetensors"))
+
+
+ADAPTIVE = ["--softmax", "adaptive", "--cutoffs", "6", "--cutoffs", "14"]
+
+
+def test_adaptive_softmax_run_trains_evaluates_and_generates_poems(
+    tmp_path: Path, corpus: Path, capsys
+) -> None:
+    """--softmax adaptive: recorded in config.json and the checkpoint; the train records carry no
+    accuracy (the cheap path never scores every id), validation does; generate's constraints
+    mask the full log-probabilities, so every poem keeps its form, acrostic and rhyme."""
+    from torch import nn
+
+    from rnnflow.text.constraints import rhymes, verses
+
+    run = tmp_path / "run"
+    assert train(*TINY, *ADAPTIVE, "--text", str(corpus), "--out", str(run), "--quiet") == 0
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert config["softmax"] == "adaptive" and config["cutoffs"] == [6, 14]
+    model, vocab, checkpoint = load_charlm(run)
+    assert checkpoint.config.cutoffs == (6, 14) and checkpoint.config.softmax == "adaptive"
+    assert isinstance(model.output, nn.AdaptiveLogSoftmaxWithLoss)
+    assert model.output.cutoffs == [6, 14, len(vocab)]
+    records = read_metrics(run / "metrics.jsonl")
+    assert all("accuracy" not in r for r in records if r["kind"] == "train")
+    assert all(0 <= r["accuracy"] <= 1 for r in records if r["kind"] == "val")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["val_perplexity"] == pytest.approx(math.exp(summary["val_loss"]))
+
+    capsys.readouterr()
+    argv = ["generate", str(run), "--acrostic", "春江花月", "--rhyme", "--json", "--num", "3"]
+    assert main([*argv, "--temperature", "1.5"]) == 0
+    for sample in json.loads(capsys.readouterr().out)["samples"]:
+        text = sample["text"]
+        assert is_well_formed(text, FORMS["5x4"]) and rhymes(text)
+        assert [v[0] for v in verses(text)] == list("春江花月")
+    assert main(["evaluate", str(run)]) == 0
+    assert "perplexity" in capsys.readouterr().out
+
+
+def test_adaptive_softmax_config_errors(tmp_path: Path, corpus: Path, capsys) -> None:
+    with pytest.raises(ValueError, match=r"softmax='adaptive' needs cutoffs \(e\.g\. --cutoffs"):
+        CharLMConfig(softmax="adaptive")
+    with pytest.raises(
+        ValueError, match=r"cutoffs=\[5\] are for softmax='adaptive' \(--softmax adaptive\)"
+    ):
+        CharLMConfig(cutoffs=(5,))
+    with pytest.raises(ValueError, match=r"cutoffs must be increasing positive ids, got \[9, 5\]"):
+        CharLMConfig(softmax="adaptive", cutoffs=(9, 5))
+    with pytest.raises(ValueError, match=r"softmax must be one of \['full', 'adaptive'\]"):
+        CharLMConfig(softmax="sampled")  # type: ignore[arg-type]
+    with pytest.raises(SystemExit, match="2"):
+        train(*TINY, "--softmax", "adaptive", "--cutoffs", "x")
+    assert "--cutoffs: invalid int value: 'x'" in capsys.readouterr().err
+    big = ["--softmax", "adaptive", "--cutoffs", "9999"]
+    assert train(*TINY, *big, "--text", str(corpus), "--out", str(tmp_path / "r")) == 1
+    err = capsys.readouterr().err
+    assert "charlm: --cutoffs [9999] must stay below the vocabulary size" in err, err
+    assert "Traceback" not in err
+
+
+def test_runs_from_before_the_softmax_option_still_load(tmp_path: Path, corpus: Path) -> None:
+    """A checkpoint whose stored config has no softmax/cutoffs keys (written before they
+    existed) loads as the full softmax it was, and generates."""
+    from rnnflow.text.generate import generate
+
+    def without_softmax_keys(meta: dict[str, str]) -> dict[str, str]:
+        config = json.loads(meta["config"])
+        del config["softmax"], config["cutoffs"]
+        return meta | {"config": json.dumps(config)}
+
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--quiet", "--epochs", "1", "--out", str(run)) == 0
+    _rewrite_metadata(run, without_softmax_keys)
+    model, vocab, checkpoint = load_charlm(run)
+    assert checkpoint.config.softmax == "full" and isinstance(model.output, torch.nn.Linear)
+    assert is_well_formed(generate(model, vocab, form=FORMS["5x4"], seed=1).text, FORMS["5x4"])
