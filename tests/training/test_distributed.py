@@ -393,13 +393,20 @@ def _charlm_corpus(path: Path, batch_size: int) -> int:
             return windows
 
 
-def test_the_character_model_trains_data_parallel_as_one_process(job, tmp_path):
+@pytest.mark.parametrize(
+    "softmax",
+    [[], ["--softmax", "adaptive", "--cutoffs", "4", "--cutoffs", "8"]],
+    ids=("full", "adaptive"),
+)
+def test_the_character_model_trains_data_parallel_as_one_process(job, tmp_path, softmax):
     """torchrun --nproc_per_node 2 (gloo, CPU) ends with the 1-process run's weights and
     optimizer state: the loss is normalised by the global batch's character count, not each
-    rank's (windows of different lengths: per-rank means would weight them differently)."""
+    rank's (windows of different lengths: per-rank means would weight them differently). With
+    the adaptive softmax too (its loss is summed over the valid steps of each shard, as the full
+    softmax's; a tail with no target in a shard: tests/models/test_char_lm.py)."""
     corpus = tmp_path / "corpus.txt"
     windows = _charlm_corpus(corpus, batch_size=4)
-    args = ["train", "--task", "charlm", "--preset", "tiny", "--corpus", "text", "--text"]
+    args = ["train", "--task", "charlm", "--preset", "tiny", "--corpus", "text", *softmax, "--text"]
     args += [str(corpus), "--min-count", "1", "--max-len", "32", "--batch-size", "4"]
     args += ["--epochs", "2", "--dropout", "0", "--device", "cpu", "--threads", "1", "--quiet"]
     args += ["--eval-every", "24", "--log-every", "8"]
