@@ -652,8 +652,8 @@ def test_presets_of_the_other_task_are_refused_and_help_lists_what_presets_chang
         main(["train", "--task", "charlm", "--preset", "best", "--out", "x"])
     assert (
         "argument --preset: 'best' is not a preset of --task charlm (choose from tang, "
-        "tang-5x8, tang-full, tang-song, tiny); 'best' is a preset of --task classifier: add "
-        "--task classifier"
+        "tang-5x8, tang-full, tang-full-512, tang-song, tiny); 'best' is a preset of --task "
+        "classifier: add --task classifier"
     ) in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--preset", "nope", "--out", "x"])
