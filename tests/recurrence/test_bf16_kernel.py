@@ -44,10 +44,20 @@ def _bf16(t: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "n, k, m",
-    [(128, 128, 512), (128, 512, 128), (13, 37, 45), (1, 1, 1), (12, 3, 33), (25, 64, 32)],
+    [
+        (128, 128, 512),
+        (128, 512, 128),
+        (13, 37, 45),
+        (1, 1, 1),
+        (12, 3, 33),
+        (25, 64, 32),
+        (14, 301, 40),
+    ],
 )
 def test_step_gemm_is_the_float64_product_of_the_rounded_operands(ops, n, k, m):
-    """Full and partial register blocks (12 rows), panels (32 columns), odd K (a padded pair)."""
+    """Full and partial register blocks (12 rows), panels (32 columns), odd K (a padded pair),
+    K over the kernel's chunk of 128 pairs (512: two whole chunks; 301: a partial one with the
+    padded pair)."""
     gen = torch.Generator().manual_seed(n * 1000 + k)
     a, w = torch.randn(n, k, generator=gen), torch.randn(m, k, generator=gen)
     want = _bf16(a) @ _bf16(w).t()
@@ -58,10 +68,12 @@ def test_step_gemm_is_the_float64_product_of_the_rounded_operands(ops, n, k, m):
     assert ((got_t - want).abs() <= bound).all()
 
 
-@pytest.mark.parametrize("rows, widths, g", [(3584, (28, 128), 512), (7, (3, 5), 45), (1, (1,), 1)])
+@pytest.mark.parametrize(
+    "rows, widths, g", [(3584, (28, 128), 512), (517, (13, 20), 70), (7, (3, 5), 45), (1, (1,), 1)]
+)
 def test_weight_grad_is_the_float64_product_of_the_rounded_operands(ops, rows, widths, g):
-    """d_kernel = [bf16(x_k)^T bf16(d)] stacked (pairs along the rows: an odd count pads one),
-    d_bias = d summed in float32."""
+    """d_kernel = [bf16(x_k)^T bf16(d)] stacked (pairs along the rows: an odd count pads one;
+    517 rows: two chunks of 128 pairs and a partial third), d_bias = d summed in float32."""
     gen = torch.Generator().manual_seed(rows)
     xs = [torch.randn(rows, w, generator=gen) for w in widths]
     d = torch.randn(rows, g, generator=gen)

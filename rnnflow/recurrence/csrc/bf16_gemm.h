@@ -192,6 +192,26 @@ void bf16_rows(const float*, int64_t, int64_t, int64_t, uint32_t*, int64_t) {
 }
 #endif
 
+// Pairs of K per pass of the kernel: a panel's chunk of kBfKc pairs (16 KB) and a register
+// block's rows of a (12 x kBfKc pairs, 6 KB) fit in a 32 KB L1 together; a whole panel of a
+// longer K (the backward loop's d_gates W_h: K = 4H = 512, 256 pairs, a 32 KB panel) does not,
+// and each row block then streams it from L2 again. Later chunks add onto out: the float32
+// accumulation runs through the pairs in the same order either way (a store and a reload are
+// exact), so chunking changes no bit.
+constexpr int64_t kBfKc = 128;
+
+// out[n, N] = a[n, pairs] packed^T (+ add) for row-major pairs a (row stride `pairs`) and a
+// weight packed whole (bf16_pack, bf16_pack2), kBfKc pairs of K at a time.
+inline void bf16_gemm_kc(int64_t n, const uint32_t* a, int64_t pairs, const uint32_t* packed,
+                         int64_t N, const float* add, int64_t ldadd, float* c, int64_t ldc) {
+  for (int64_t k0 = 0; k0 < pairs; k0 += kBfKc) {
+    const bool first = k0 == 0;
+    bf16_gemm(n, a + k0, kBfRows * pairs, pairs, 1, std::min(kBfKc, pairs - k0),
+              packed + k0 * kBfPanel, pairs * kBfPanel, N, first ? add : c, first ? ldadd : ldc,
+              c, ldc);
+  }
+}
+
 // The whole product for float32 rows a (row stride lda): a converted to pairs in a per-thread
 // scratch buffer (once per call: every panel reads it), then the kernel. Callers check
 // bf16_supported() first.
@@ -202,8 +222,7 @@ inline void bf16_step_gemm(int64_t n, const float* a, int64_t lda, int64_t K,
   const int64_t pairs = (K + 1) / 2;
   if (static_cast<int64_t>(scratch.size()) < n * pairs) scratch.resize(n * pairs);
   bf16_rows(a, lda, n, K, scratch.data(), pairs);
-  bf16_gemm(n, scratch.data(), kBfRows * pairs, pairs, 1, pairs, packed, pairs * kBfPanel, N, add,
-            ldadd, c, ldc);
+  bf16_gemm_kc(n, scratch.data(), pairs, packed, N, add, ldadd, c, ldc);
 }
 
 // Two weights w0 (N, K0) and w1 (N, K1) (element (n, k) at w[n * s0 + k * s1]) packed as one
@@ -238,20 +257,19 @@ inline void bf16_step_gemm2(int64_t n, const float* a0, int64_t lda0, int64_t K0
   if (static_cast<int64_t>(scratch.size()) < n * pairs) scratch.resize(n * pairs);
   bf16_rows(a0, lda0, n, K0, scratch.data(), pairs);
   bf16_rows(a1, lda1, n, K1, scratch.data() + p0, pairs);
-  bf16_gemm(n, scratch.data(), kBfRows * pairs, pairs, 1, pairs, packed, pairs * kBfPanel, N, add,
-            ldadd, c, ldc);
+  bf16_gemm_kc(n, scratch.data(), pairs, packed, N, add, ldadd, c, ldc);
 }
 
 // d_kernel [sum K_k, G] = [bf16(x_k)^T bf16(d)] stacked, each x_k [R, K_k] (unit column
 // stride), d [R, G] (row-major); d_bias [G] = d summed over rows (float32). The products sum
 // over the R rows, so both sides are paired along R, a chunk of kChunk pairs at a time (so
-// that what is packed stays in L2): d's chunk into panels [kChunk][32] (16-32 KB each, L1),
+// that what is packed stays in L2): d's chunk into panels [kChunk][32] (16 KB each, in L1 with a register block of the inputs' 6 KB),
 // the inputs' columns into blocks of 12 [kChunk][12] (a register block's broadcasts then read
 // 48 consecutive bytes per pair), then the kernel over the chunk, later chunks adding onto the
 // output. Threads split the panels (each packs the inputs' chunk for itself).
 void bf16_weight_grad(const std::vector<Tensor>& inputs, const Tensor& d, Tensor& d_kernel,
                       Tensor& d_bias) {
-  constexpr int64_t kChunk = 256;
+  constexpr int64_t kChunk = kBfKc;  // d's chunk: 16 KB per panel, as the step GEMM's
   const int64_t R = d.size(0), G = d.size(1), total = d_kernel.size(0);
   const int64_t pairs = (R + 1) / 2, panels = (G + kBfPanel - 1) / kBfPanel;
   const int64_t blocks = (total + kBfRows - 1) / kBfRows;
