@@ -125,11 +125,7 @@ def build_model(config: CharLMConfig, metadata: dict[str, str] | int) -> CharLM:
         vocab_size = metadata
     else:
         vocab_size = len(Vocabulary.from_json(metadata["vocab"]))
-    if config.cutoffs and config.cutoffs[-1] >= vocab_size:
-        raise ValueError(
-            f"charlm: --cutoffs {list(config.cutoffs)} must stay below the vocabulary size "
-            f"{vocab_size} (raise --min-count's corpus or lower the cutoffs)"
-        )
+    _check_cutoffs(config, vocab_size)
     return CharLM(
         vocab_size=vocab_size,
         embed_size=config.embed_size,
@@ -141,6 +137,16 @@ def build_model(config: CharLMConfig, metadata: dict[str, str] | int) -> CharLM:
         softmax=config.softmax,
         cutoffs=config.cutoffs,
     )
+
+
+def _check_cutoffs(config: CharLMConfig, vocab_size: int) -> None:
+    """ValueError unless the adaptive softmax's cutoffs stay below the vocabulary size."""
+    if config.cutoffs and config.cutoffs[-1] >= vocab_size:
+        raise ValueError(
+            f"charlm: --cutoffs {list(config.cutoffs)} must stay below the vocabulary size "
+            f"{vocab_size} (a larger corpus or a lower --min-count gives more characters; or "
+            "lower the cutoffs)"
+        )
 
 
 @dataclass
@@ -281,8 +287,19 @@ class CharLMTask:
 
 
 def make_task(config: CharLMConfig) -> CharLMTask:
-    """The task of a run of ``config``: its corpus read, split, encoded and windowed."""
-    return CharLMTask(config, prepare_data(config))
+    """The task of a run of ``config``: its corpus read, split, encoded and windowed. Raises
+    ``ValueError`` before any run file is written when the data cannot make the run: cutoffs at
+    or above the vocabulary size, or a validation split left empty by ``val_fraction > 0`` (its
+    perplexity would be NaN)."""
+    data = prepare_data(config)
+    _check_cutoffs(config, len(data.vocab))
+    if config.val_fraction > 0 and not data.val_examples:
+        documents = len(data.train_docs) + len(data.val_docs)
+        raise ValueError(
+            f"charlm: --val-fraction {config.val_fraction} leaves no validation document: the "
+            f"corpus holds {documents} document(s); give at least 2 (a longer corpus)"
+        )
+    return CharLMTask(config, data)
 
 
 def checkpoint_vocab(checkpoint: Checkpoint) -> Vocabulary:

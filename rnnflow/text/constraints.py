@@ -270,7 +270,7 @@ class ConstraintMask:
         self.form_mask = FormMask(constraints.form, vocab)
         self.vocab = vocab
         form = constraints.form
-        missing = sorted({ch for ch in constraints.acrostic if ch not in vocab})
+        missing = list(dict.fromkeys(c for c in constraints.acrostic if c not in vocab))  # typed
         if missing:
             raise ConstraintError(
                 f"ConstraintMask: the acrostic characters {missing} are not in the model's "

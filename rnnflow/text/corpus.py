@@ -117,7 +117,8 @@ def read_documents(
     for raw in paths:
         path = Path(raw)
         if not path.is_file():
-            raise FileNotFoundError(f"read_documents: {path}: no such file")
+            what = "a directory, not a file" if path.is_dir() else "no such file"
+            raise FileNotFoundError(f"read_documents: {path}: {what}")
         text = clean_text(_decode(path))
         lines = text.split("\n")
         current: list[str] = []

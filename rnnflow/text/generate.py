@@ -107,7 +107,7 @@ def generate(
         raise ValueError(
             f"generate: the vocabulary has {len(vocab)} symbols, the model {model.vocab_size}"
         )
-    unknown = sorted({ch for ch in prime if ch not in vocab})
+    unknown = list(dict.fromkeys(ch for ch in prime if ch not in vocab))  # as typed
     if unknown:
         raise ValueError(f"generate: the prime has characters the model does not know: {unknown}")
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 0:

@@ -107,7 +107,8 @@ def _text_lines(path: Path, owner: str) -> tuple[list[tuple[int, str]], bytes]:
     UTF-8 or control characters (a binary file).
     """
     if not path.is_file():
-        raise FileNotFoundError(f"{owner}: {path}: no such file")
+        what = "a directory, not a file" if path.is_dir() else "no such file"
+        raise FileNotFoundError(f"{owner}: {path}: {what}")
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]

@@ -222,6 +222,10 @@ def test_constraint_errors_are_clear() -> None:
         ConstraintError, match=r"acrostic characters \['龘'\] are not in the model's"
     ):
         ConstraintMask(PoemConstraints(form, acrostic="春夏秋龘"), VOCAB)
+    with pytest.raises(  # in the order typed (code point order would be 熊, 虎, 龙), once each
+        ConstraintError, match=r"acrostic characters \['龙', '虎', '熊'\] are not in the model's"
+    ):
+        ConstraintMask(PoemConstraints(form, acrostic="龙虎熊龙"), VOCAB)
     no_rhyme = Vocabulary([*SPECIALS, "，", "。", "\n", "呣", "嗯"])  # m̄, ń: syllables, no final
     with pytest.raises(ConstraintError, match="no character of the vocabulary has a rhyme group"):
         ConstraintMask(PoemConstraints(form, rhyme=True), no_rhyme)

@@ -81,6 +81,8 @@ def test_only_delimiters_and_missing_file(tmp_path: Path) -> None:
         read_documents(f)
     with pytest.raises(FileNotFoundError, match=r"nope\.txt: no such file"):
         read_documents(tmp_path / "nope.txt")
+    with pytest.raises(FileNotFoundError, match=r"read_documents: .*: a directory, not a file$"):
+        read_documents(tmp_path)
     with pytest.raises(CorpusError, match="no file given"):
         read_documents([])
 

@@ -86,6 +86,8 @@ def test_prime_and_argument_errors(vocab: Vocabulary) -> None:
         ValueError, match=r"the prime has characters the model does not know: \['龙'\]"
     ):
         generate(model, vocab, prime="龙")
+    with pytest.raises(ValueError, match=r"does not know: \['龙', '熊'\]$"):  # as typed, once
+        generate(model, vocab, prime="龙熊龙")
     with pytest.raises(ValueError, match=r"does not fit the 5x4 form: character 0 is 'a'"):
         generate(model, vocab, prime="a", form=PoemForm(5, 4))
     for bad in (-1, float("nan"), float("inf"), True):

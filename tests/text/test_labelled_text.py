@@ -80,6 +80,10 @@ def test_read_labelled_file_non_utf8_names_line_and_byte(tmp_path: Path) -> None
 def test_read_labelled_file_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"read_labelled_file: .*nope\.tsv: no such file"):
         read_labelled_file(tmp_path / "nope.tsv")
+    with pytest.raises(
+        FileNotFoundError, match=r"read_labelled_file: .*: a directory, not a file$"
+    ):
+        read_labelled_file(tmp_path)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("snownlp") is None, reason="snownlp not installed")

@@ -453,7 +453,24 @@ def test_adaptive_softmax_config_errors(tmp_path: Path, corpus: Path, capsys) ->
     assert train(*TINY, *big, "--text", str(corpus), "--out", str(tmp_path / "r")) == 1
     err = capsys.readouterr().err
     assert "charlm: --cutoffs [9999] must stay below the vocabulary size" in err, err
-    assert "Traceback" not in err
+    assert "a lower --min-count gives more characters" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # refused before any run file: the folder stays usable
+    good = ["--softmax", "adaptive", "--cutoffs", "8"]
+    assert train(*TINY, *good, "--text", str(corpus), "--out", str(tmp_path / "r")) == 0
+
+
+def test_a_corpus_too_small_for_a_validation_split_is_refused(tmp_path: Path, capsys) -> None:
+    """One document and --val-fraction > 0: no validation document, a NaN perplexity; refused
+    before any run file is written."""
+    one = tmp_path / "one.txt"
+    one.write_text("春眠不觉晓\n", encoding="utf-8")
+    assert train(*TINY, "--text", str(one), "--out", str(tmp_path / "r")) == 1
+    err = capsys.readouterr().err
+    assert (
+        "charlm: --val-fraction 0.1 leaves no validation document: the corpus holds 1 document(s)"
+        in err
+    ), err
+    assert not (tmp_path / "r").exists()
 
 
 def test_runs_from_before_the_softmax_option_still_load(tmp_path: Path, corpus: Path) -> None:
