@@ -67,7 +67,9 @@ def run_files(task: Any) -> dict[str, str]:
 
 
 def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
-    """The best checkpoint's validation perplexity beside the n-gram baselines."""
+    """The best checkpoint's validation perplexity beside the n-gram baselines; a run without
+    validation documents (``--val-fraction 0``) keeps its last weights and says so (its
+    summary's ``val_*`` entries are null)."""
     import torch
 
     from rnnflow.cli.train import write_summary
@@ -77,26 +79,32 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
 
     config, data, run_dir = task.config, task.data, plan.run_dir
     best, _, checkpoint = load_charlm(run_dir / BEST_NAME, device=config.device)
-    loader = BucketBatches(
-        data.val_examples, config.eval_batch_size, shuffle=False, pad_id=data.vocab.pad_id
-    )
-    result = evaluate(best, loader)
+    step = checkpoint.progress["step"]
+    scores: dict[str, float | None] = dict.fromkeys(_VAL_KEYS)
+    if data.val_examples:
+        loader = BucketBatches(
+            data.val_examples, config.eval_batch_size, shuffle=False, pad_id=data.vocab.pad_id
+        )
+        result = evaluate(best, loader)
+        scores = dict(zip(_VAL_KEYS, (result.loss, result.perplexity, result.accuracy)))
     base = baselines(data)
     write_summary(
         run_dir,
         {
-            **run.summary(progress, checkpoint.progress["step"]),
+            **run.summary(progress, step),
             **describe(data, config),
-            "val_loss": result.loss,
-            "val_perplexity": result.perplexity,
-            "val_accuracy": result.accuracy,
+            **scores,
             **base,
             "threads": torch.get_num_threads(),
         },
     )
-    line = (
-        f"validation perplexity {result.perplexity:.2f} (best step {checkpoint.progress['step']})"
-    )
+    if scores["val_perplexity"] is None:
+        line = (
+            f"no validation documents (--val-fraction {config.val_fraction}): the last weights "
+            f"(step {step}), nothing scored"
+        )
+    else:
+        line = f"validation perplexity {scores['val_perplexity']:.2f} (best step {step})"
     if base:
         line += (
             f"; unigram {base['unigram_perplexity']:.2f}, bigram {base['bigram_perplexity']:.2f}, "
@@ -105,6 +113,9 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
     print(line)
     print(f"trained {progress.step} steps in {progress.train_seconds:.0f} s; run folder: {run_dir}")
     return 0
+
+
+_VAL_KEYS = ("val_loss", "val_perplexity", "val_accuracy")  # summary.json's validation scores
 
 
 def refusal(command: str, path: Any) -> str:
@@ -148,6 +159,13 @@ def evaluate(args: argparse.Namespace) -> int:
             f"rnnflow evaluate: the corpus {checkpoint.config.corpus!r} no longer gives the "
             f"vocabulary {checkpoint.path} was trained with (its text changed?): cannot rebuild "
             "the validation split",
+            file=sys.stderr,
+        )
+        return 1
+    if not data.val_examples:
+        print(
+            f"rnnflow evaluate: {args.model} has no validation documents (trained with "
+            f"--val-fraction {checkpoint.config.val_fraction}): nothing to score",
             file=sys.stderr,
         )
         return 1

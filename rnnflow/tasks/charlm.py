@@ -153,7 +153,7 @@ def _check_cutoffs(config: CharLMConfig, vocab_size: int) -> None:
 class CharEval:
     loss: float  # mean nats per predicted character
     accuracy: float  # next-character top-1
-    tokens: int
+    tokens: int  # predicted characters scored (>= 1)
 
     @property
     def perplexity(self) -> float:
@@ -162,7 +162,11 @@ class CharEval:
 
 @torch.no_grad()
 def evaluate(model: CharLM, batches: BucketBatches) -> CharEval:
-    """Mean masked cross-entropy, perplexity and accuracy of ``model`` over ``batches``."""
+    """Mean masked cross-entropy, perplexity and accuracy of ``model`` over ``batches``.
+    Raises ``ValueError`` when ``batches`` holds no example (an empty split: nothing to score;
+    a run trained with ``val_fraction=0`` has no validation documents)."""
+    if len(batches) == 0:
+        raise ValueError("evaluate: no characters to score (an empty split)")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -178,8 +182,6 @@ def evaluate(model: CharLM, batches: BucketBatches) -> CharEval:
             count += n
     finally:
         model.train(was_training)
-    if count == 0:
-        return CharEval(float("nan"), float("nan"), 0)
     return CharEval(total / count, correct / count, count)
 
 

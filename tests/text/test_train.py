@@ -473,6 +473,50 @@ def test_a_corpus_too_small_for_a_validation_split_is_refused(tmp_path: Path, ca
     assert not (tmp_path / "r").exists()
 
 
+def _reject_nan(token: str) -> None:
+    raise AssertionError(f"a non-finite number {token} in a JSON file")
+
+
+def test_no_validation_split_keeps_the_last_weights_and_reports_no_nan(
+    tmp_path: Path, corpus: Path, capsys
+) -> None:
+    """--val-fraction 0 (as the image and sequence tasks' --val-size 0): every document trains,
+    the last weights are the kept ones, and no NaN reaches the console, summary.json,
+    metrics.jsonl or `rnnflow evaluate` (which refuses: nothing to score)."""
+    from rnnflow.tasks.charlm import evaluate
+    from rnnflow.text.corpus import BucketBatches
+
+    run = tmp_path / "run"
+    assert train(*TINY, "--text", str(corpus), "--val-fraction", "0", "--out", str(run)) == 0
+    out = capsys.readouterr().out
+    assert "no validation documents (--val-fraction 0.0): the last weights (step 12)" in out, out
+    assert "nan" not in out.lower()
+    for text in (run / "summary.json").read_text(), (run / "config.json").read_text():
+        json.loads(text, parse_constant=_reject_nan)
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=_reject_nan)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train_documents"] == 24 and summary["val_documents"] == 0
+    assert [summary[k] for k in ("val_loss", "val_perplexity", "val_accuracy")] == [None] * 3
+    assert {r["kind"] for r in read_metrics(run / "metrics.jsonl")} == {"train"}
+    best = load_charlm_checkpoint(run / "best.safetensors")
+    last = load_charlm_checkpoint(run / "checkpoint.safetensors")
+    assert best.progress["step"] == last.progress["step"] == summary["steps"]
+    for key, tensor in last.model.items():
+        torch.testing.assert_close(best.model[key], tensor, rtol=0, atol=0)
+    for argv in ([], ["--json"]):
+        assert main(["evaluate", str(run), *argv]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert (
+            f"rnnflow evaluate: {run} has no validation documents (trained with --val-fraction "
+            "0.0): nothing to score" in captured.err
+        ), captured.err
+    model, vocab, _ = load_charlm(run)
+    with pytest.raises(ValueError, match=r"evaluate: no characters to score \(an empty split\)"):
+        evaluate(model, BucketBatches([], 4, shuffle=False, pad_id=vocab.pad_id))
+
+
 def test_runs_from_before_the_softmax_option_still_load(tmp_path: Path, corpus: Path) -> None:
     """A checkpoint whose stored config has no softmax/cutoffs keys (written before they
     existed) loads as the full softmax it was, and generates."""
