@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from rnnflow import _nest
 from rnnflow.interop._traceable import quiet_tracing
 from rnnflow.interop.onnx import OPSET, _import
+from rnnflow.models.classifier import pool_outputs
 from rnnflow.models.text_classifier import TextClassifier
 from rnnflow.recurrence._masking import reverse_sequence
 from rnnflow.recurrence.reference import reference_dynamic_rnn
@@ -65,7 +66,7 @@ class TraceableTextClassifier(nn.Module):
         return super().train(False)  # an exported graph never drops out
 
     def forward(self, tokens: Tensor, sequence_length: Tensor) -> Tensor:
-        m, c = self.model, self.model.classifier
+        m, c = self.model, self.model.classifier  # c.pooling is m.pooling
         lengths = sequence_length.to(torch.int64)  # [B]
         x = m.embedding(tokens) @ c.weights_in + c.biases_in  # [B, T, P]
         x = x.transpose(0, 1)  # [T, B, P]
@@ -77,19 +78,12 @@ class TraceableTextClassifier(nn.Module):
             outputs = torch.cat([out_fw, out_bw], dim=2)  # [T, B, 2H]
         else:
             outputs = _run(c.cell, x, lengths)  # [T, B, H]
-        if m.pooling == "max":
-            steps = torch.arange(outputs.shape[0], device=x.device)[:, None]  # [T, 1]
-            past = steps >= lengths[None, :]  # [T, B]
-            features = outputs.masked_fill(past[:, :, None], float("-inf")).amax(dim=0)
-        else:
-            last = (lengths - 1).clamp(min=0)
-            index = last.view(1, -1, 1).expand(1, outputs.shape[1], outputs.shape[2])  # [1, B, F]
-            at_last = outputs.gather(0, index).squeeze(0)  # [B, F]
-            if c.bidirectional:
-                h = c.num_units  # forward: its last valid step; backward: step 0
-                features = torch.cat([at_last[:, :h], outputs[0, :, h:]], dim=1)
-            else:
-                features = at_last
+        features = pool_outputs(
+            outputs.transpose(0, 1),  # [B, T, F]
+            lengths,
+            pooling=c.pooling,
+            backward_units=c.num_units if c.bidirectional else 0,
+        )  # [B, F]
         return features @ c.weights_out + c.biases_out  # [B, C]
 
 

@@ -8,12 +8,13 @@
          -> dropout -> @ weights_out + biases_out                           # [B, C] logits
 
 The recurrent part is :class:`rnnflow.models.classifier.SequenceClassifier` itself (parameters
-``classifier.*``), so every cell kind and stacking of the image classifier works here too; only
-the embedding (``embedding.weight`` [V, E], ~N(0, 1) as ``nn.Embedding``), the pooling and the
-two dropouts are new. Ids past each row's ``sequence_length`` are never read: padding changes
-nothing. Max pooling over time for text classification: Collobert et al., "Natural Language
-Processing (Almost) from Scratch", JMLR 2011; Lai et al., "Recurrent Convolutional Neural
-Networks for Text Classification", AAAI 2015 (max over a bidirectional RNN's outputs).
+``classifier.*``), so every cell kind and stacking of the image classifier works here too, and
+so does its masked pooling (:func:`rnnflow.models.classifier.pool_outputs`); only the embedding
+(``embedding.weight`` [V, E], ~N(0, 1) as ``nn.Embedding``) and the two dropouts are new. Ids
+past each row's ``sequence_length`` are never read: padding changes nothing. Max pooling over
+time for text classification: Collobert et al., "Natural Language Processing (Almost) from
+Scratch", JMLR 2011; Lai et al., "Recurrent Convolutional Neural Networks for Text
+Classification", AAAI 2015 (max over a bidirectional RNN's outputs).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class TextClassifier(nn.Module):
             bidirectional=bidirectional,
             projection_size=projection_size,
             init="glorot",
+            pooling=pooling,
         )
 
     @property
@@ -139,13 +141,7 @@ class TextClassifier(nn.Module):
             )
         x = F.dropout(self.embedding(tokens), self.embedding_dropout, self.training)  # [B, T, E]
         c = self.classifier
-        if self.pooling == "last":
-            features = c.features(x, sequence_length)  # [B, F]
-        else:
-            outputs = c.step_outputs(x, sequence_length)  # [B, T, F], zeros past each length
-            steps = torch.arange(max_time, device=tokens.device)
-            past = steps[None, :] >= sequence_length.to(tokens.device)[:, None]  # [B, T]
-            features = outputs.masked_fill(past[:, :, None], float("-inf")).amax(dim=1)  # [B, F]
+        features = c.features(x, sequence_length)  # [B, F]: pool_outputs over the valid steps
         features = F.dropout(features, self.dropout, self.training)
         return features @ c.weights_out + c.biases_out  # [B, C]
 
