@@ -159,6 +159,7 @@ def test_export_onnx_with_lengths(run: Path, tmp_path: Path, capsys) -> None:
     assert main(["export", str(run), "--format", "onnx", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "sequence_length int64 [batch]" in text and "argmax agreement 40/40" in text
+    assert "max |onnxruntime - pytorch| = " in text and " on 40 series (largest" in text
     # --check-examples (and its deprecated image-only spelling) limits the check
     export = ["export", str(run), "--format", "onnx", "--out", str(out)]
     assert main([*export, "--check-examples", "7"]) == 0

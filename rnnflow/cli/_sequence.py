@@ -262,9 +262,9 @@ def export(args: argparse.Namespace) -> int:
 
     import torch
 
-    from rnnflow.cli.export import fixed_tolerance, write_checked
+    from rnnflow.cli.export import check_and_write
     from rnnflow.data.sequences import SequenceDataError, pad_series
-    from rnnflow.interop._traceable import compare_logits, pytorch_logits
+    from rnnflow.interop._traceable import pytorch_logits
 
     if args.format != "onnx":
         return _fail(
@@ -316,20 +316,18 @@ def export(args: argparse.Namespace) -> int:
     lengths_t = torch.from_numpy(lengths)
     exported = onnx_sequence_logits(data, raw, lengths_t, batch_size=args.batch_size)
     expected = pytorch_logits(model, standard, lengths_t, batch_size=args.batch_size)
-    atol, rtol = fixed_tolerance(args, EXPORT_ATOL, EXPORT_RTOL)
-    result = compare_logits(expected, exported, atol=atol, rtol=rtol)
-    print(f"checkpoint: {checkpoint.path} (step {checkpoint.progress.get('step')})")
-    print(
-        f"exported ONNX: series float32 [batch, {max_steps}, {config.num_channels}] + "
-        f"sequence_length int64 [batch] -> logits float32 [batch, {model.num_classes}], "
-        f"{len(data)} bytes"
+    return check_and_write(
+        args,
+        data,
+        checkpoint=checkpoint,
+        expected=expected,
+        exported=exported,
+        tolerance=(EXPORT_ATOL, EXPORT_RTOL),
+        signature=f"series float32 [batch, {max_steps}, {config.num_channels}] + "
+        f"sequence_length int64 [batch] -> logits float32 [batch, {model.num_classes}]",
+        checked=f"{config.dataset} test series",
+        unit="series",
     )
-    print(f"check on {config.dataset} test series: {result.describe('onnxruntime')}")
-    status = write_checked(args.out, data, result, atol=atol, rtol=rtol)
-    if status:
-        return status
-    print(f"wrote {args.out}")
-    return 0
 
 
 def refusal(command: str, path: Any) -> str:

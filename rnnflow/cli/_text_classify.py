@@ -342,8 +342,8 @@ def export(args: argparse.Namespace) -> int:
 
     import torch
 
-    from rnnflow.cli.export import fixed_tolerance, write_checked
-    from rnnflow.interop._traceable import compare_logits, pytorch_logits
+    from rnnflow.cli.export import check_and_write
+    from rnnflow.interop._traceable import pytorch_logits
     from rnnflow.tasks.text_classify import prepare_data
     from rnnflow.text.labelled_text import pad_tokens
 
@@ -383,19 +383,18 @@ def export(args: argparse.Namespace) -> int:
     tokens = torch.nn.functional.pad(tokens, (0, max_chars - tokens.shape[1]))  # [N, max_chars]
     exported = onnx_text_logits(onnx_bytes, tokens, lengths, batch_size=args.batch_size)
     expected = pytorch_logits(model, tokens, lengths, batch_size=args.batch_size)
-    atol, rtol = fixed_tolerance(args, EXPORT_TOLERANCE, EXPORT_TOLERANCE)
-    result = compare_logits(expected, exported, atol=atol, rtol=rtol)
-    print(f"checkpoint: {checkpoint.path} (step {checkpoint.progress.get('step')})")
-    print(
-        f"exported ONNX: tokens int64 [batch, {max_chars}] + sequence_length int64 [batch] -> "
-        f"logits float32 [batch, {model.num_classes}], {len(onnx_bytes)} bytes"
+    return check_and_write(
+        args,
+        onnx_bytes,
+        checkpoint=checkpoint,
+        expected=expected,
+        exported=exported,
+        tolerance=(EXPORT_TOLERANCE, EXPORT_TOLERANCE),
+        signature=f"tokens int64 [batch, {max_chars}] + sequence_length int64 [batch] -> "
+        f"logits float32 [batch, {model.num_classes}]",
+        checked=checked,
+        unit="texts",
     )
-    print(f"check on {checked}: {result.describe('onnxruntime', unit='texts')}")
-    status = write_checked(args.out, onnx_bytes, result, atol=atol, rtol=rtol)
-    if status:
-        return status
-    print(f"wrote {args.out}")
-    return 0
 
 
 def refusal(command: str, path: Any) -> str:

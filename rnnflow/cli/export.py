@@ -107,6 +107,38 @@ def write_checked(
     return 0
 
 
+def check_and_write(
+    args: argparse.Namespace,
+    data: bytes,
+    *,
+    checkpoint: Any,
+    expected: Any,
+    exported: Any,
+    tolerance: tuple[float, float],
+    signature: str,
+    checked: str,
+    unit: str,
+) -> int:
+    """The tail of an ONNX export with a fixed tolerance (the sequence and text-classify runs):
+    compare the file's logits ``exported`` [N, C] with PyTorch's ``expected`` [N, C] within the
+    task's ``tolerance`` (atol, rtol; ``--atol``/``--rtol`` replace it: :func:`fixed_tolerance`),
+    print the checkpoint, the file's ``signature`` ("inputs -> logits") and the check on
+    ``checked`` (N ``unit``), then :func:`write_checked` to ``args.out``. Returns the exit
+    status: 0 written, 1 refused or unwritable."""
+    from rnnflow.interop._traceable import compare_logits
+
+    atol, rtol = fixed_tolerance(args, *tolerance)
+    result = compare_logits(expected, exported, atol=atol, rtol=rtol)
+    print(f"checkpoint: {checkpoint.path} (step {checkpoint.progress.get('step')})")
+    print(f"exported ONNX: {signature}, {len(data)} bytes")
+    print(f"check on {checked}: {result.describe('onnxruntime', unit=unit)}")
+    status = write_checked(args.out, data, result, atol=atol, rtol=rtol)
+    if status:
+        return status
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _round_up(value: float) -> str:
     """``value`` rounded up to two significant digits, as text: 2.77e-05 -> '2.8e-05'."""
     import math
