@@ -20,13 +20,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from rnnflow.models.char_lm import CharLM, masked_cross_entropy
-from rnnflow.tasks._vocab import check_same_vocab
+from rnnflow.tasks._shard import shard_rows
+from rnnflow.tasks._vocab import VocabCheckpoints, vocab_size
 from rnnflow.tasks._vocab import checkpoint_vocab as _checkpoint_vocab
 from rnnflow.text.baselines import kneser_ney_perplexity, ngram_perplexity
 from rnnflow.text.config import TASK, CharLMConfig, charlm_config_from_dict
@@ -121,13 +122,10 @@ def baselines(data: CharData) -> dict[str, float]:
 def build_model(config: CharLMConfig, metadata: dict[str, str] | int) -> CharLM:
     """The model a config describes (initialised from torch's global RNG), for a vocabulary of
     ``metadata`` symbols (an int) or a checkpoint's metadata (its ``vocab``)."""
-    if isinstance(metadata, int):
-        vocab_size = metadata
-    else:
-        vocab_size = len(Vocabulary.from_json(metadata["vocab"]))
-    _check_cutoffs(config, vocab_size)
+    size = vocab_size(metadata)
+    _check_cutoffs(config, size)
     return CharLM(
-        vocab_size=vocab_size,
+        vocab_size=size,
         embed_size=config.embed_size,
         cell=config.cell,
         num_units=config.num_units,
@@ -194,12 +192,13 @@ def _correct(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor)
 
 
 @dataclass
-class CharLMTask:
+class CharLMTask(VocabCheckpoints):
     """The character LM as a :class:`~rnnflow.training.task.Task` over prepared ``data``."""
 
     config: CharLMConfig
     data: CharData
     name: str = NAME
+    kind: ClassVar[str] = _KIND
     _loader: BucketBatches = field(init=False, repr=False)
     _val_loader: BucketBatches = field(init=False, repr=False)
 
@@ -235,10 +234,7 @@ class CharLMTask:
     ) -> StepOutput:
         device = next(model.parameters()).device
         global_tokens = batch.tokens  # predicted characters of the whole global batch
-        rows = ctx.shard(torch.arange(len(batch.lengths)))  # this rank's rows
-        weight = 1.0
-        if len(rows) == 0:  # a last batch of fewer windows than processes: DDP still needs a
-            rows, weight = torch.arange(1), 0.0  # forward and backward here: row 0, weight 0
+        rows, weight = shard_rows(ctx, len(batch.lengths))  # this rank's rows (weight 0: none)
         lengths = batch.lengths[rows].to(device)  # [b]
         targets = batch.targets[rows].to(device)  # [b, T]
         inputs = batch.inputs[rows].to(device)  # [b, T]
@@ -280,12 +276,6 @@ class CharLMTask:
             "tokens": result.tokens,
         }
         return Validation(score=-result.loss, record=record)
-
-    def checkpoint_metadata(self) -> dict[str, str]:
-        return {"vocab": self.data.vocab.to_json()}
-
-    def check_resume(self, checkpoint: Checkpoint) -> None:
-        check_same_vocab(checkpoint, self.data.vocab, kind=_KIND)
 
 
 def make_task(config: CharLMConfig) -> CharLMTask:

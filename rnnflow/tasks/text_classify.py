@@ -23,14 +23,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rnnflow.models.text_classifier import TextClassifier
-from rnnflow.tasks._vocab import check_same_vocab
+from rnnflow.tasks._shard import shard_rows
+from rnnflow.tasks._vocab import VocabCheckpoints, vocab_size
 from rnnflow.tasks._vocab import checkpoint_vocab as _checkpoint_vocab
 from rnnflow.text.bag_of_characters import BaselineResult, bag_of_characters_baselines
 from rnnflow.text.classification_scores import ClassificationScores, classification_scores
@@ -160,12 +161,8 @@ def baselines(data: TextData, config: TextClassifyConfig) -> list[BaselineResult
 def build_model(config: TextClassifyConfig, metadata: dict[str, str] | int) -> TextClassifier:
     """The model a config describes (initialised from torch's global RNG), for a vocabulary of
     ``metadata`` symbols (an int) or a checkpoint's metadata (its ``vocab``)."""
-    if isinstance(metadata, int):
-        vocab_size = metadata
-    else:
-        vocab_size = len(Vocabulary.from_json(metadata["vocab"]))
     return TextClassifier(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size(metadata),
         num_classes=len(config.class_names),
         embedding_size=config.embedding_size,
         cell=config.cell,
@@ -243,12 +240,13 @@ def predict_proba(
 
 
 @dataclass
-class TextClassifyTask:
+class TextClassifyTask(VocabCheckpoints):
     """The text classifier as a :class:`~rnnflow.training.task.Task` over prepared ``data``."""
 
     config: TextClassifyConfig
     data: TextData
     name: str = NAME
+    kind: ClassVar[str] = _KIND
     _loader: ClassificationBatches = field(init=False, repr=False)
     _val_loader: ClassificationBatches = field(init=False, repr=False)
 
@@ -295,10 +293,7 @@ class TextClassifyTask:
     ) -> StepOutput:
         device = next(model.parameters()).device
         count = len(batch.labels)  # texts in the GLOBAL batch
-        rows = ctx.shard(torch.arange(count))  # this rank's rows
-        weight = 1.0
-        if len(rows) == 0:  # a last batch of fewer texts than processes: DDP still needs a
-            rows, weight = torch.arange(1), 0.0  # forward and backward here: row 0, weight 0
+        rows, weight = shard_rows(ctx, count)  # this rank's rows (weight 0: none)
         lengths = batch.lengths[rows]  # [b]
         width = int(lengths.max())  # this shard's longest text: no all-padding columns
         tokens = batch.tokens[rows, :width].to(device)  # [b, T]
@@ -336,12 +331,6 @@ class TextClassifyTask:
             "macro_f1": result.scores.macro_f1,
         }
         return Validation(score=result.scores.accuracy, record=record)
-
-    def checkpoint_metadata(self) -> dict[str, str]:
-        return {"vocab": self.data.vocab.to_json()}
-
-    def check_resume(self, checkpoint: Checkpoint) -> None:
-        check_same_vocab(checkpoint, self.data.vocab, kind=_KIND)
 
 
 def make_task(config: TextClassifyConfig) -> TextClassifyTask:
