@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import typing
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from rnnflow._config_checks import (
     LEARNING_RATE,
@@ -55,6 +55,8 @@ class FitConfig:
     eval_batch_size: int = 1000
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # torch.set_num_threads; 0: PyTorch's default
+    # not a field: the "task" key of config.json (to_json); None: the image classifier
+    task_name: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -76,7 +78,11 @@ class FitConfig:
         ``ValueError`` naming the config class, the field and the value."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+        """``config.json``'s text: ``"task": task_name`` first when the class names its task
+        (so that a run that stopped before its first checkpoint is still known by its task; the
+        image classifier's config has none), then every field."""
+        head = {} if self.task_name is None else {"task": self.task_name}
+        return json.dumps({**head, **asdict(self)}, indent=2, ensure_ascii=False)
 
 
 FIT_CONFIG_RANGES: dict[str, Range] = {

@@ -6,10 +6,9 @@ importing torch); the task module ``rnnflow.tasks.text_classify`` trains it.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Literal
+from typing import ClassVar, Literal
 
 from rnnflow._config_checks import POSITIVE, PROBABILITY, SEED, Range
 from rnnflow._fit_config import FIT_CONFIG_RANGES, FitConfig
@@ -75,6 +74,7 @@ class TextClassifyConfig(FitConfig):
     log_every: int = 3200  # training texts between "train" records
     eval_every: int = 0  # 0: validate at the end of every epoch
     eval_batch_size: int = 256
+    task_name: ClassVar[str] = TASK  # config.json's "task" key
 
     @classmethod
     def ranges(cls) -> dict[str, Range]:
@@ -88,9 +88,6 @@ class TextClassifyConfig(FitConfig):
                 f"TextClassifyConfig: train_file is read only with corpus='file', got "
                 f"corpus={self.corpus!r}"
             )
-
-    def to_json(self) -> str:
-        return json.dumps({"task": TASK, **asdict(self)}, indent=2, ensure_ascii=False)
 
 
 TEXT_CLASSIFY_RANGES: dict[str, Range] = {

@@ -6,11 +6,10 @@ torch); the task module ``rnnflow.tasks.charlm`` trains it.
 
 from __future__ import annotations
 
-import json
 import re
 import typing
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal
 
 from rnnflow._config_checks import FINITE, POSITIVE, PROBABILITY, Range
 from rnnflow._fit_config import FIT_CONFIG_RANGES, FitConfig
@@ -69,6 +68,7 @@ class CharLMConfig(FitConfig):
     log_every: int = 320  # training windows between "train" records
     eval_every: int = 0  # training windows between validations; 0: at the end of every epoch
     eval_batch_size: int = 64
+    task_name: ClassVar[str] = TASK  # config.json's "task" key
 
     @classmethod
     def ranges(cls) -> dict[str, Range]:
@@ -98,9 +98,6 @@ class CharLMConfig(FitConfig):
                 f"CharLMConfig: text files are read only with corpus='text', got "
                 f"corpus={self.corpus!r}"
             )
-
-    def to_json(self) -> str:
-        return json.dumps({"task": TASK, **asdict(self)}, indent=2, ensure_ascii=False)
 
 
 CHARLM_CONFIG_RANGES: dict[str, Range] = {
