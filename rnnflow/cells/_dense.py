@@ -8,11 +8,19 @@ variables copy in unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 Initializer = Callable[[Tensor], object]
+
+
+def check_initializer(owner: str, argument: str, value: Any) -> Initializer | None:
+    """``value`` if it is None or callable, else ``TypeError`` naming ``owner`` and ``argument``."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{owner}: {argument} must be a callable or None, got {value!r}")
+    return value
 
 
 def glorot_uniform_(tensor: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ TensorFlow-1 ``RNNCell``. ``dynamic_rnn``, ``MultiRNNCell`` and ``DropoutWrapper
 from __future__ import annotations
 
 import inspect
+import math
 import operator
 from collections.abc import Callable
 from typing import Any, SupportsIndex, TypeAlias
@@ -102,6 +103,16 @@ def _as_index(value: Any) -> int | None:
 def check_num_units(owner: str, num_units: Any) -> int:
     """``num_units`` as a positive Python int (see :func:`check_int`)."""
     return check_int(owner, "num_units", num_units)
+
+
+def check_finite_float(owner: str, argument: str, value: Any) -> float:
+    """``value`` (an int or a float, a bool not) as a float: ``TypeError`` for a non-number,
+    ``ValueError`` for inf or NaN (``forget_bias`` and the other float hyperparameters)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {argument} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}: {argument} must be finite, got {value!r}")
+    return float(value)
 
 
 class RNNCell(nn.Module):

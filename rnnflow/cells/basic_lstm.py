@@ -9,7 +9,12 @@ from torch import Tensor
 
 from rnnflow.cells._dense import dense, register_dense
 from rnnflow.cells._lazy import LazyCell
-from rnnflow.cells.base import Activation, check_num_units, resolve_activation
+from rnnflow.cells.base import (
+    Activation,
+    check_finite_float,
+    check_num_units,
+    resolve_activation,
+)
 
 
 class LSTMStateTuple(NamedTuple):
@@ -59,8 +64,7 @@ class BasicLSTMCell(LazyCell):
         input_size: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
-            raise TypeError(f"BasicLSTMCell: forget_bias must be a number, got {forget_bias!r}")
+        forget = check_finite_float("BasicLSTMCell", "forget_bias", forget_bias)
         act = resolve_activation("BasicLSTMCell", activation)
         super().__init__(
             check_num_units("BasicLSTMCell", num_units),
@@ -70,7 +74,7 @@ class BasicLSTMCell(LazyCell):
             name=name,
             reuse=reuse,
         )
-        self.forget_bias = float(forget_bias)
+        self.forget_bias = forget
         self.state_is_tuple = bool(state_is_tuple)
         self._activation = act
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnflow.cells._dense import Initializer, glorot_uniform_
+from rnnflow.cells._dense import Initializer, check_initializer, glorot_uniform_
 from rnnflow.cells._lazy import LazyCell
 from rnnflow.cells.base import Activation, check_num_units
 from rnnflow.cells.lstm_block import LSTMBlockCell
@@ -86,11 +86,7 @@ class CudnnCompatibleGRUCell(LazyCell):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        if kernel_initializer is not None and not callable(kernel_initializer):
-            raise TypeError(
-                "CudnnCompatibleGRUCell: kernel_initializer must be a callable or None, "
-                f"got {kernel_initializer!r}"
-            )
+        check_initializer("CudnnCompatibleGRUCell", "kernel_initializer", kernel_initializer)
         self._kernel_initializer = kernel_initializer  # used by the build inside __init__
         super().__init__(
             check_num_units("CudnnCompatibleGRUCell", num_units),

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnflow.cells._dense import Initializer, dense, register_dense
+from rnnflow.cells._dense import Initializer, check_initializer, dense, register_dense
 from rnnflow.cells._lazy import LazyCell
 from rnnflow.cells.base import Activation, check_num_units, resolve_activation
 
@@ -45,12 +45,8 @@ class GRUCell(LazyCell):
         input_size: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        for arg, value in (
-            ("kernel_initializer", kernel_initializer),
-            ("bias_initializer", bias_initializer),
-        ):
-            if value is not None and not callable(value):
-                raise TypeError(f"GRUCell: {arg} must be a callable or None, got {value!r}")
+        check_initializer("GRUCell", "kernel_initializer", kernel_initializer)
+        check_initializer("GRUCell", "bias_initializer", bias_initializer)
         act = resolve_activation("GRUCell", activation)
         # Plain attributes may be set before nn.Module.__init__; the build inside it needs them.
         self._kernel_initializer = kernel_initializer

@@ -5,7 +5,6 @@ layers.py`` lines 2275-2333, with ``tf.nn.moments`` and ``tf.nn.batch_normalizat
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -13,9 +12,14 @@ from torch import Tensor, nn
 
 from rnnflow.cells._dense import glorot_uniform_
 from rnnflow.cells._lazy import LazyCell
-from rnnflow.cells.base import Activation, check_num_units, resolve_activation
+from rnnflow.cells.base import (
+    Activation,
+    check_finite_float,
+    check_num_units,
+    resolve_activation,
+)
 from rnnflow.cells.basic_lstm import LSTMStateTuple
-from rnnflow.cells.lstm_block import check_forget_bias, uniform_diagonal_
+from rnnflow.cells.lstm_block import uniform_diagonal_
 
 _NORMS = ("input", "transform", "forget", "output", "state")  # TF's variable scopes, in order
 
@@ -32,12 +36,6 @@ def _layer_norm(x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
     eps = 1e-3 if x.dtype == torch.float16 else 1e-12
     inv = torch.rsqrt(var + eps) * gamma  # [B, H]
     return x * inv + (beta - mean * inv)
-
-
-def _check_float(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 class LayerNormBasicLSTMCell(LazyCell):
@@ -98,8 +96,8 @@ class LayerNormBasicLSTMCell(LazyCell):
             )
         # Plain attributes read by the build inside LazyCell.__init__.
         self.layer_norm = layer_norm
-        self.norm_gain = _check_float(owner, "norm_gain", norm_gain)
-        self.norm_shift = _check_float(owner, "norm_shift", norm_shift)
+        self.norm_gain = check_finite_float(owner, "norm_gain", norm_gain)
+        self.norm_shift = check_finite_float(owner, "norm_shift", norm_shift)
         act = resolve_activation(owner, activation)
         super().__init__(
             check_num_units(owner, num_units),
@@ -109,7 +107,7 @@ class LayerNormBasicLSTMCell(LazyCell):
             name=None,
             reuse=reuse,
         )
-        self.forget_bias = check_forget_bias(owner, forget_bias)
+        self.forget_bias = check_finite_float(owner, "forget_bias", forget_bias)
         self.dropout_keep_prob = float(keep)
         self.dropout_prob_seed = dropout_prob_seed
         self._activation = act

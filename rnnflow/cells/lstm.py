@@ -8,16 +8,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnflow.cells._dense import Initializer, dense, glorot_uniform_, register_dense
+from rnnflow.cells._dense import (
+    Initializer,
+    check_initializer,
+    dense,
+    glorot_uniform_,
+    register_dense,
+)
 from rnnflow.cells._lazy import LazyCell
 from rnnflow.cells.base import (
     Activation,
+    check_finite_float,
     check_num_units,
     check_optional_int,
     resolve_activation,
 )
 from rnnflow.cells.basic_lstm import LSTMStateTuple
-from rnnflow.cells.lstm_block import check_forget_bias
 
 _PEEPHOLES = ("w_f_diag", "w_i_diag", "w_o_diag")  # TF's creation order
 
@@ -115,9 +121,8 @@ class LSTMCell(LazyCell):
             raise TypeError(f"{owner}: use_peepholes must be a bool, got {use_peepholes!r}")
         if not isinstance(state_is_tuple, bool):
             raise TypeError(f"{owner}: state_is_tuple must be a bool, got {state_is_tuple!r}")
-        forget_bias = check_forget_bias(owner, forget_bias)
-        if initializer is not None and not callable(initializer):
-            raise TypeError(f"{owner}: initializer must be a callable or None, got {initializer!r}")
+        forget_bias = check_finite_float(owner, "forget_bias", forget_bias)
+        check_initializer(owner, "initializer", initializer)
         cell_clip = _optional_clip(owner, "cell_clip", cell_clip)
         proj_clip = _optional_clip(owner, "proj_clip", proj_clip)
         num_proj = check_optional_int(owner, "num_proj", num_proj)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from rnnflow.cells._dense import dense, register_dense
 from rnnflow.cells._lazy import LazyCell
-from rnnflow.cells.base import Activation, check_num_units, check_state
+from rnnflow.cells.base import Activation, check_finite_float, check_num_units, check_state
 from rnnflow.cells.basic_lstm import LSTMStateTuple
 
 _PEEPHOLES = ("w_i_diag", "w_f_diag", "w_o_diag")
@@ -50,15 +50,6 @@ def straight_through_clip(c: Tensor, clip: float) -> Tensor:
     if clip <= 0:
         return c
     return _StraightThroughClip.apply(c, clip)
-
-
-def check_forget_bias(owner: str, forget_bias: Any) -> float:
-    """``forget_bias`` as a float; TypeError for a non-number, ValueError for inf/NaN."""
-    if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
-        raise TypeError(f"{owner}: forget_bias must be a number, got {forget_bias!r}")
-    if not math.isfinite(forget_bias):
-        raise ValueError(f"{owner}: forget_bias must be finite, got {forget_bias!r}")
-    return float(forget_bias)
 
 
 def _check_cell_clip(owner: str, cell_clip: Any) -> float:
@@ -116,7 +107,7 @@ class LSTMBlockCell(LazyCell):
         device: torch.device | str | None = None,
     ) -> None:
         owner = type(self).__name__
-        forget = check_forget_bias(owner, forget_bias)
+        forget = check_finite_float(owner, "forget_bias", forget_bias)
         clip = _check_cell_clip(owner, cell_clip)
         if not isinstance(use_peephole, bool):
             raise TypeError(f"{owner}: use_peephole must be a bool, got {use_peephole!r}")

@@ -87,6 +87,11 @@ def test_gradcheck():
 def test_errors():
     with pytest.raises(TypeError, match=r"BasicLSTMCell: forget_bias must be a number, got '1'"):
         BasicLSTMCell(3, forget_bias="1")
+    for bad in (float("nan"), float("inf"), -float("inf")):  # every step's gates would be NaN
+        with pytest.raises(
+            ValueError, match=rf"BasicLSTMCell: forget_bias must be finite, got {bad}"
+        ):
+            BasicLSTMCell(3, forget_bias=bad)
     cell = BasicLSTMCell(3, input_size=2)
     with pytest.raises(
         ValueError,

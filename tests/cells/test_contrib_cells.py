@@ -53,10 +53,28 @@ from rnnflow.recurrence.fused import fusable
             r"LayerNormBasicLSTMCell: dropout_keep_prob must be a float in \(0, 1\], got 0.0",
         ),
         (lambda: LayerNormBasicLSTMCell(4, layer_norm=None), TypeError, r"layer_norm must be a"),
-        (lambda: LayerNormBasicLSTMCell(4, norm_gain="x"), ValueError, r"norm_gain must be a fin"),
+        (
+            lambda: LayerNormBasicLSTMCell(4, norm_gain="x"),
+            TypeError,
+            r"LayerNormBasicLSTMCell: norm_gain must be a number, got 'x'",
+        ),
+        (
+            lambda: LayerNormBasicLSTMCell(4, norm_shift=float("inf")),
+            ValueError,
+            r"LayerNormBasicLSTMCell: norm_shift must be finite, got inf",
+        ),
+        (
+            lambda: LayerNormBasicLSTMCell(4, forget_bias=float("nan")),
+            ValueError,
+            r"LayerNormBasicLSTMCell: forget_bias must be finite, got nan",
+        ),
         (lambda: LayerNormBasicLSTMCell(4, dropout_prob_seed=1.5), TypeError, r"dropout_prob_se"),
         (lambda: CudnnCompatibleGRUCell(0), ValueError, r"CudnnCompatibleGRUCell: num_units"),
-        (lambda: CudnnCompatibleGRUCell(3, kernel_initializer=1), TypeError, r"kernel_initiali"),
+        (
+            lambda: CudnnCompatibleGRUCell(3, kernel_initializer=1),
+            TypeError,
+            r"CudnnCompatibleGRUCell: kernel_initializer must be a callable or None, got 1",
+        ),
     ],
 )
 def test_bad_arguments_are_refused(make, error, match):
