@@ -40,13 +40,15 @@ def register_dense(
     input_size: int,
     num_units: int,
     out_features: int,
-    kernel_initializer: Initializer | None,
-    bias_initializer: Initializer | None,
-    bias_value: float,
     dtype: torch.dtype,
     device: torch.device | str | None,
+    kernel_initializer: Initializer | None = None,
+    bias_initializer: Initializer | None = None,
+    bias_value: float = 0.0,
 ) -> None:
-    """Create ``module.kernel`` [input_size + num_units, out_features] and ``module.bias``."""
+    """Create ``module.kernel`` [input_size + num_units, out_features] (``kernel_initializer``,
+    default Glorot-uniform) and ``module.bias`` [out_features] (``bias_initializer``, default
+    the constant ``bias_value``)."""
     kernel = torch.empty(input_size + num_units, out_features, dtype=dtype, device=device)
     bias = torch.empty(out_features, dtype=dtype, device=device)
     with torch.no_grad():

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnflow.cells.base import RNNCell, State, check_optional_int, check_state
+from rnnflow.cells.base import Activation, RNNCell, State, check_optional_int, check_state
 
 
 def _autocast_to(inputs: Tensor, param_dtype: torch.dtype) -> bool:
@@ -25,7 +25,11 @@ def _autocast_to(inputs: Tensor, param_dtype: torch.dtype) -> bool:
 
 class LazyCell(RNNCell):
     """A cell whose parameters need the input depth: built now if ``input_size`` is given,
-    else on the first call with the inputs' dtype and device (TF1 builds on first call too)."""
+    else on the first call with the inputs' dtype and device (TF1 builds on first call too).
+
+    Also what the built-in cells share: ``num_units``, the ``activation`` (tanh unless the
+    subclass passes another; checked by the subclass with ``resolve_activation``) and an
+    ``output_size`` of ``num_units`` (LSTMCell's projection overrides it)."""
 
     def __init__(
         self,
@@ -36,8 +40,10 @@ class LazyCell(RNNCell):
         device: torch.device | str | None,
         name: str | None,
         reuse: Any,
+        activation: Activation = torch.tanh,
     ) -> None:
         super().__init__()
+        self._activation = activation
         owner = type(self).__name__
         input_size = check_optional_int(owner, "input_size", input_size)
         if dtype is not None and (
@@ -54,6 +60,14 @@ class LazyCell(RNNCell):
         self._declare_parameters()
         if input_size is not None:
             self.build(input_size, dtype=dtype or torch.get_default_dtype(), device=device)
+
+    @property
+    def activation(self) -> Activation:
+        return self._activation
+
+    @property
+    def output_size(self) -> int:
+        return self.num_units
 
     @property
     def built(self) -> bool:

@@ -73,14 +73,10 @@ class BasicLSTMCell(LazyCell):
             device=device,
             name=name,
             reuse=reuse,
+            activation=act,
         )
         self.forget_bias = forget
         self.state_is_tuple = bool(state_is_tuple)
-        self._activation = act
-
-    @property
-    def activation(self) -> Activation:
-        return self._activation
 
     @property
     def state_size(self) -> LSTMStateTuple | int:
@@ -88,19 +84,12 @@ class BasicLSTMCell(LazyCell):
             return LSTMStateTuple(self.num_units, self.num_units)
         return 2 * self.num_units
 
-    @property
-    def output_size(self) -> int:
-        return self.num_units
-
     def _create_parameters(self, input_size: int, *, dtype, device) -> None:
         register_dense(
             self,
             input_size=input_size,
             num_units=self.num_units,
             out_features=4 * self.num_units,
-            kernel_initializer=None,
-            bias_initializer=None,
-            bias_value=0.0,
             dtype=dtype,
             device=device,
         )

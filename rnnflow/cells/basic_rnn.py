@@ -45,19 +45,11 @@ class BasicRNNCell(LazyCell):
             device=device,
             name=name,
             reuse=reuse,
+            activation=act,
         )
-        self._activation = act
-
-    @property
-    def activation(self) -> Activation:
-        return self._activation
 
     @property
     def state_size(self) -> int:
-        return self.num_units
-
-    @property
-    def output_size(self) -> int:
         return self.num_units
 
     def _create_parameters(self, input_size: int, *, dtype, device) -> None:
@@ -66,9 +58,6 @@ class BasicRNNCell(LazyCell):
             input_size=input_size,
             num_units=self.num_units,
             out_features=self.num_units,
-            kernel_initializer=None,
-            bias_initializer=None,
-            bias_value=0.0,
             dtype=dtype,
             device=device,
         )

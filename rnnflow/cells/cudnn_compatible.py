@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from rnnflow.cells._dense import Initializer, check_initializer, glorot_uniform_
 from rnnflow.cells._lazy import LazyCell
-from rnnflow.cells.base import Activation, check_num_units
+from rnnflow.cells.base import check_num_units
 from rnnflow.cells.lstm_block import LSTMBlockCell
 
 
@@ -110,16 +110,7 @@ class CudnnCompatibleGRUCell(LazyCell):
         return "gates.kernel"
 
     @property
-    def activation(self) -> Activation:
-        """Always tanh: TF's kernels have no other."""
-        return torch.tanh
-
-    @property
     def state_size(self) -> int:
-        return self.num_units
-
-    @property
-    def output_size(self) -> int:
         return self.num_units
 
     def _create_parameters(self, input_size: int, *, dtype, device) -> None:

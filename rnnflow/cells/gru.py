@@ -58,8 +58,8 @@ class GRUCell(LazyCell):
             device=device,
             name=name,
             reuse=reuse,
+            activation=act,
         )
-        self._activation = act
 
     def _declare_parameters(self) -> None:
         self.gates = nn.Module()
@@ -72,15 +72,7 @@ class GRUCell(LazyCell):
         return "gates.kernel"
 
     @property
-    def activation(self) -> Activation:
-        return self._activation
-
-    @property
     def state_size(self) -> int:
-        return self.num_units
-
-    @property
-    def output_size(self) -> int:
         return self.num_units
 
     def _create_parameters(self, input_size: int, *, dtype, device) -> None:

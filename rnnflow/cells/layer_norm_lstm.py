@@ -106,11 +106,11 @@ class LayerNormBasicLSTMCell(LazyCell):
             device=device,
             name=None,
             reuse=reuse,
+            activation=act,
         )
         self.forget_bias = check_finite_float(owner, "forget_bias", forget_bias)
         self.dropout_keep_prob = float(keep)
         self.dropout_prob_seed = dropout_prob_seed
-        self._activation = act
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def _declare_parameters(self) -> None:
@@ -125,16 +125,8 @@ class LayerNormBasicLSTMCell(LazyCell):
             setattr(self, scope, part)
 
     @property
-    def activation(self) -> Activation:
-        return self._activation
-
-    @property
     def state_size(self) -> LSTMStateTuple:
         return LSTMStateTuple(self.num_units, self.num_units)
-
-    @property
-    def output_size(self) -> int:
-        return self.num_units
 
     def _create_parameters(self, input_size: int, *, dtype, device) -> None:
         units = self.num_units

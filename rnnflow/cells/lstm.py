@@ -146,6 +146,7 @@ class LSTMCell(LazyCell):
             device=device,
             name=name,
             reuse=reuse,
+            activation=act,
         )
         self.cell_clip = cell_clip
         self.proj_clip = proj_clip
@@ -153,11 +154,6 @@ class LSTMCell(LazyCell):
         self.num_proj_shards = num_proj_shards
         self.forget_bias = float(forget_bias)
         self.state_is_tuple = state_is_tuple
-        self._activation = act
-
-    @property
-    def activation(self) -> Activation:
-        return self._activation
 
     @property
     def state_size(self) -> LSTMStateTuple | int:
@@ -189,8 +185,6 @@ class LSTMCell(LazyCell):
             num_units=self._recurrent_depth(),
             out_features=4 * self.num_units,
             kernel_initializer=self._initializer,
-            bias_initializer=None,
-            bias_value=0.0,
             dtype=dtype,
             device=device,
         )

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from rnnflow.cells._dense import dense, register_dense
 from rnnflow.cells._lazy import LazyCell
-from rnnflow.cells.base import Activation, check_finite_float, check_num_units, check_state
+from rnnflow.cells.base import check_finite_float, check_num_units, check_state
 from rnnflow.cells.basic_lstm import LSTMStateTuple
 
 _PEEPHOLES = ("w_i_diag", "w_f_diag", "w_o_diag")
@@ -130,17 +130,8 @@ class LSTMBlockCell(LazyCell):
                 self.register_parameter(pname, None)
 
     @property
-    def activation(self) -> Activation:
-        """Always tanh: TF's kernels have no other."""
-        return torch.tanh
-
-    @property
     def state_size(self) -> LSTMStateTuple:
         return LSTMStateTuple(self.num_units, self.num_units)
-
-    @property
-    def output_size(self) -> int:
-        return self.num_units
 
     def _create_parameters(self, input_size: int, *, dtype, device) -> None:
         register_dense(
@@ -148,9 +139,6 @@ class LSTMBlockCell(LazyCell):
             input_size=input_size,
             num_units=self.num_units,
             out_features=4 * self.num_units,
-            kernel_initializer=None,
-            bias_initializer=None,
-            bias_value=0.0,
             dtype=dtype,
             device=device,
         )
