@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnflow.cells._dense import Initializer, check_initializer, glorot_uniform_
+from rnnflow.cells._dense import Initializer, check_initializer, dense, register_dense
 from rnnflow.cells._lazy import LazyCell
 from rnnflow.cells.base import check_num_units
 from rnnflow.cells.lstm_block import LSTMBlockCell
@@ -115,25 +115,26 @@ class CudnnCompatibleGRUCell(LazyCell):
 
     def _create_parameters(self, input_size: int, *, dtype, device) -> None:
         units = self.num_units
-        init = self._kernel_initializer or glorot_uniform_
-        shapes = (
-            (self.gates, (input_size + units, 2 * units), 1.0),
-            (self.candidate.input_projection, (input_size, units), 0.0),
-            (self.candidate.hidden_projection, (units, units), 0.0),
+        parts = (  # (module, kernel rows read from x, from h, kernel columns, bias value)
+            (self.gates, input_size, units, 2 * units, 1.0),
+            (self.candidate.input_projection, input_size, 0, units, 0.0),
+            (self.candidate.hidden_projection, 0, units, units, 0.0),
         )
-        for part, kernel_shape, bias_value in shapes:
-            kernel = torch.empty(kernel_shape, dtype=dtype, device=device)
-            with torch.no_grad():
-                init(kernel)
-            part.kernel = nn.Parameter(kernel)
-            part.bias = nn.Parameter(
-                torch.full((kernel_shape[1],), bias_value, dtype=dtype, device=device)
+        for part, x_rows, h_rows, columns, bias_value in parts:
+            register_dense(
+                part,
+                input_size=x_rows,
+                num_units=h_rows,
+                out_features=columns,
+                kernel_initializer=self._kernel_initializer,
+                bias_value=bias_value,
+                dtype=dtype,
+                device=device,
             )
 
     def forward(self, inputs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         self._prepare(inputs, state)
-        gates = torch.addmm(self.gates.bias, torch.cat([inputs, state], 1), self.gates.kernel)
-        r, u = torch.sigmoid(gates).chunk(2, dim=1)  # each [B, H]
+        r, u = torch.sigmoid(dense(self.gates, inputs, state)).chunk(2, dim=1)  # each [B, H]
         inp, hid = self.candidate.input_projection, self.candidate.hidden_projection
         candidate = torch.addmm(inp.bias, inputs, inp.kernel) + r * torch.addmm(
             hid.bias, state, hid.kernel
