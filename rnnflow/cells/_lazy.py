@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnflow.cells._dense import register_dense
 from rnnflow.cells.base import Activation, RNNCell, State, check_optional_int, check_state
 
 
@@ -85,6 +86,9 @@ class LazyCell(RNNCell):
         self._create_parameters(input_size, dtype=self._init_dtype or dtype, device=device)
         self._built = True
 
+    # Kernel columns per unit of a one-kernel cell (BasicRNNCell 1; the LSTMs 4: i, j, f, o).
+    _gates = 1
+
     def _declare_parameters(self) -> None:
         """Register the (not yet built) parameters as None so the attributes always exist."""
         self.register_parameter("kernel", None)
@@ -93,7 +97,16 @@ class LazyCell(RNNCell):
     def _create_parameters(
         self, input_size: int, *, dtype: torch.dtype, device: torch.device | str | None
     ) -> None:
-        raise NotImplementedError
+        """A one-kernel cell's parameters, TF's ``_linear``: ``kernel`` [input_size + recurrent
+        depth, _gates * num_units] (Glorot-uniform) and ``bias`` (zeros)."""
+        register_dense(
+            self,
+            input_size=input_size,
+            num_units=self._recurrent_depth(),
+            out_features=self._gates * self.num_units,
+            dtype=dtype,
+            device=device,
+        )
 
     def _kernel_name(self) -> str:
         """The parameter whose first dimension is ``input_size + num_units``."""

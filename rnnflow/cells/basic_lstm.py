@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from rnnflow.cells._dense import dense, register_dense
+from rnnflow.cells._dense import dense
 from rnnflow.cells._lazy import LazyCell
 from rnnflow.cells.base import (
     Activation,
@@ -51,6 +51,8 @@ class BasicLSTMCell(LazyCell):
     stacked kernel and one bias; ``forget_bias`` (1.0 by default) added to the forget gate.
     """
 
+    _gates = 4  # kernel columns i, j, f, o per unit
+
     def __init__(
         self,
         num_units: int,
@@ -83,16 +85,6 @@ class BasicLSTMCell(LazyCell):
         if self.state_is_tuple:
             return LSTMStateTuple(self.num_units, self.num_units)
         return 2 * self.num_units
-
-    def _create_parameters(self, input_size: int, *, dtype, device) -> None:
-        register_dense(
-            self,
-            input_size=input_size,
-            num_units=self.num_units,
-            out_features=4 * self.num_units,
-            dtype=dtype,
-            device=device,
-        )
 
     def forward(self, inputs: Tensor, state: Any) -> tuple[Tensor, Any]:
         self._prepare(inputs, state)

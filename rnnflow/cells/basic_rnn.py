@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnflow.cells._dense import dense, register_dense
+from rnnflow.cells._dense import dense
 from rnnflow.cells._lazy import LazyCell
 from rnnflow.cells.base import Activation, check_num_units, resolve_activation
 
@@ -51,16 +51,6 @@ class BasicRNNCell(LazyCell):
     @property
     def state_size(self) -> int:
         return self.num_units
-
-    def _create_parameters(self, input_size: int, *, dtype, device) -> None:
-        register_dense(
-            self,
-            input_size=input_size,
-            num_units=self.num_units,
-            out_features=self.num_units,
-            dtype=dtype,
-            device=device,
-        )
 
     def forward(self, inputs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         self._prepare(inputs, state)

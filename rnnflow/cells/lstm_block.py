@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnflow.cells._dense import dense, register_dense
+from rnnflow.cells._dense import dense
 from rnnflow.cells._lazy import LazyCell
 from rnnflow.cells.base import check_finite_float, check_num_units, check_state
 from rnnflow.cells.basic_lstm import LSTMStateTuple
@@ -93,6 +93,8 @@ class LSTMBlockCell(LazyCell):
     ``forget_bias`` added at run time; optional peepholes and cell clipping.
     """
 
+    _gates = 4  # kernel columns i, j, f, o per unit
+
     def __init__(
         self,
         num_units: int,
@@ -134,14 +136,7 @@ class LSTMBlockCell(LazyCell):
         return LSTMStateTuple(self.num_units, self.num_units)
 
     def _create_parameters(self, input_size: int, *, dtype, device) -> None:
-        register_dense(
-            self,
-            input_size=input_size,
-            num_units=self.num_units,
-            out_features=4 * self.num_units,
-            dtype=dtype,
-            device=device,
-        )
+        super()._create_parameters(input_size, dtype=dtype, device=device)  # kernel, bias
         if self.use_peephole:
             for pname in _PEEPHOLES:
                 diag = torch.empty(self.num_units, dtype=dtype, device=device)
