@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,35 @@ def test_export_onnx_checks_the_test_texts_and_writes(
     tokens = torch.tensor([ids + [0] * (200 - len(ids))])
     logits = onnx_text_logits(out, tokens, torch.tensor([len(ids)]))
     assert json.loads(meta["rnnflow.class_names"])[int(logits.argmax())] == "pos"
+
+
+def test_export_writes_nothing_when_onnx_disagrees_beyond_the_tolerance(
+    text_run: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """ONNX logits 0.5 off PyTorch's: refused within the default 1e-4 + 1e-4 * |logit| (exit 1,
+    nothing written, an existing file left as it was); --atol 0.6 replaces the tolerance
+    (rtol then 0) and the file is written."""
+    pytest.importorskip("onnxruntime", reason="needs the export extra")
+    import rnnflow.interop.text_onnx as text_onnx
+
+    real = text_onnx.onnx_text_logits
+    monkeypatch.setattr(text_onnx, "onnx_text_logits", lambda *a, **k: real(*a, **k) + 0.5)
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"before")
+    export = ["export", str(text_run), "--format", "onnx", "--out", str(out)]
+    assert main(export) == 1
+    captured = capsys.readouterr()
+    assert re.search(r"max \|onnxruntime - pytorch\| = 0\.5\d* on 24 texts", captured.out)
+    assert "NOT within atol 0.0001 + rtol 0.0001 * |logit|" in captured.out
+    assert (
+        "rnnflow export: the exported model's logits differ from PyTorch's by more than atol "
+        f"0.0001 + rtol 0.0001 * |logit|; nothing was written to {out}" in captured.err
+    ), captured.err
+    assert out.read_bytes() == b"before" and "wrote" not in captured.out
+    assert main([*export, "--atol", "0.6"]) == 0
+    printed = capsys.readouterr().out
+    assert "within atol 0.6 + rtol 0 * |logit|" in printed and f"wrote {out}" in printed
+    assert out.read_bytes().startswith(b"\x08")  # an ONNX protobuf (ir_version field)
 
 
 @pytest.mark.parametrize(
