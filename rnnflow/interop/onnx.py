@@ -17,16 +17,23 @@ imported when used.
 
 from __future__ import annotations
 
-import importlib
 import io
 import os
 from collections.abc import Mapping
-from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from rnnflow._atomic import atomic_write_bytes
+from rnnflow.interop._onnx_run import (
+    _import,
+    check_batch_size,
+    check_finite,
+    open_session,
+    real_inputs,
+    run_batches,
+)
 from rnnflow.interop._traceable import TraceableClassifier, quiet_tracing
 from rnnflow.models.classifier import SequenceClassifier
 
@@ -44,16 +51,6 @@ __all__ = [
 OPSET = 17  # onnxruntime >= 1.11; the legacy exporter's well-trodden range
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
-_INSTALL_HINT = "install the export extra: pip install 'rnnflow[export]'"
-
-
-def _import(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise ImportError(
-            f"rnnflow.interop.onnx: needs the {name} package; {_INSTALL_HINT}"
-        ) from exc
 
 
 def to_onnx(
@@ -129,21 +126,22 @@ def export_onnx(
 
 
 def onnx_logits(
-    model: bytes | str | os.PathLike[str], images: Tensor, *, batch_size: int = 1000
+    model: bytes | str | os.PathLike[str], images: Tensor | np.ndarray, *, batch_size: int = 1000
 ) -> Tensor:
-    """Logits float32 [N, C] of an exported model (bytes or a path) for ``images`` [N, 28, 28],
-    computed by onnxruntime's CPU provider ``batch_size`` images at a time."""
-    ort = _import("onnxruntime")
-    source = model if isinstance(model, bytes) else os.fspath(model)
-    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    x = images.detach().to("cpu", torch.float32).numpy()
-    parts = [
-        torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x[lo : lo + batch_size]})[0])
-        for lo in range(0, len(x), batch_size)
-    ]
-    if not parts:
-        return torch.zeros(0, session.get_outputs()[0].shape[1])
-    return torch.cat(parts)  # [N, C]
+    """Logits float32 [N, C] of an exported model (bytes or a path) for ``images`` [N, 28, 28]
+    (a tensor or NumPy array of real numbers, the graph's height and width), computed by
+    onnxruntime's CPU provider ``batch_size`` images at a time.
+
+    Every argument is checked before anything runs: ``FileNotFoundError`` for a missing model
+    file, ``ValueError`` for a model onnxruntime cannot read, another shape, a NaN or infinite
+    pixel or ``batch_size`` < 1, ``TypeError`` for other types (bool and complex images too)."""
+    owner = "onnx_logits"
+    batch_size = check_batch_size(owner, batch_size)
+    session = open_session(owner, model)
+    shape = [None, *session.get_inputs()[0].shape[1:]]
+    x = real_inputs(owner, "images", images, shape, "the exported height and width")
+    check_finite(owner, "images", x, ("row", "column"), None)
+    return run_batches(session, OUTPUT_NAME, {INPUT_NAME: x}, batch_size)  # [N, C]
 
 
 def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

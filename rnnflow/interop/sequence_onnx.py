@@ -27,11 +27,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from rnnflow import _nest
-from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, _import, trace_to_onnx
+from rnnflow.interop._onnx_run import (
+    check_batch_size,
+    check_finite,
+    length_inputs,
+    open_session,
+    real_inputs,
+    run_batches,
+)
+from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, trace_to_onnx
 from rnnflow.models.classifier import SequenceClassifier, pool_outputs
 from rnnflow.recurrence._masking import reverse_sequence
 from rnnflow.recurrence.reference import reference_dynamic_rnn
@@ -148,49 +157,30 @@ def sequence_to_onnx(
 
 def onnx_sequence_logits(
     model: bytes | str | os.PathLike[str],
-    series: Tensor,
-    sequence_length: Tensor,
+    series: Tensor | np.ndarray,
+    sequence_length: Tensor | np.ndarray | Sequence[int],
     *,
     batch_size: int = 1000,
 ) -> Tensor:
     """Logits float32 [N, C] of an exported sequence model (bytes or a path) for padded raw
-    ``series`` [N, max_steps, D] and ``sequence_length`` [N], by onnxruntime's CPU provider.
+    ``series`` [N, max_steps, D] (a tensor or NumPy array of real numbers, unstandardised) and
+    ``sequence_length`` [N] (integers, as :func:`rnnflow.dynamic_rnn` takes them), by
+    onnxruntime's CPU provider ``batch_size`` series at a time.
 
-    The graph's domain is each length in [1, max_steps] (a length of 0 or below would give the
-    logits of some other length, one above max_steps an onnxruntime error from inside the
-    graph), so lengths outside it, and a series of another shape than the graph's input, are
-    refused with ``ValueError`` before anything runs."""
-    ort = _import("onnxruntime")
-    source = model if isinstance(model, bytes) else os.fspath(model)
-    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    Every argument is checked before anything runs, as ``dynamic_rnn`` checks its lengths:
+    ``TypeError`` for bool or float lengths (never truncated), a series of bool or complex
+    values, other types; ``ValueError`` for a length outside the graph's domain [1, max_steps]
+    (0 or below would give the logits of some other length, one above max_steps an onnxruntime
+    error from inside the graph), a series of another shape than the graph's input, a NaN or
+    infinite value within a series' length (padding past it may hold anything, NaN too),
+    ``batch_size`` < 1, a model onnxruntime cannot read; ``FileNotFoundError`` for a missing
+    model file."""
+    owner = "onnx_sequence_logits"
+    batch_size = check_batch_size(owner, batch_size)
+    session = open_session(owner, model)
     max_steps, depth = session.get_inputs()[0].shape[1:]  # fixed by sequence_to_onnx
-    x = series.detach().to("cpu", torch.float32).numpy()
-    lengths = sequence_length.detach().to("cpu", torch.int64).numpy()
-    if x.ndim != 3 or tuple(x.shape[1:]) != (max_steps, depth):
-        raise ValueError(
-            f"onnx_sequence_logits: series must have shape [N, {max_steps}, {depth}] (the "
-            f"exported max_steps and channels), got {list(x.shape)}"
-        )
-    if lengths.shape != (len(x),):
-        raise ValueError(
-            f"onnx_sequence_logits: sequence_length must have shape [{len(x)}] (one per "
-            f"series), got {list(lengths.shape)}"
-        )
-    bad = ((lengths < 1) | (lengths > max_steps)).nonzero()[0]
-    if len(bad):
-        raise ValueError(
-            f"onnx_sequence_logits: sequence_length must be in [1, {max_steps}] (the exported "
-            f"max_steps), got {int(lengths[bad[0]])} for series {int(bad[0])}"
-        )
-    parts = [
-        torch.from_numpy(
-            session.run(
-                [OUTPUT_NAME],
-                {SERIES_NAME: x[lo : lo + batch_size], LENGTHS_NAME: lengths[lo : lo + batch_size]},
-            )[0]
-        )
-        for lo in range(0, len(x), batch_size)
-    ]
-    if not parts:
-        return torch.zeros(0, session.get_outputs()[0].shape[1])
-    return torch.cat(parts)  # [N, C]
+    what = "the exported max_steps and channels"
+    x = real_inputs(owner, "series", series, [None, max_steps, depth], what)
+    lengths = length_inputs(owner, sequence_length, batch=len(x), max_steps=max_steps)
+    check_finite(owner, "series", x, ("step", "channel"), lengths)
+    return run_batches(session, OUTPUT_NAME, {SERIES_NAME: x, LENGTHS_NAME: lengths}, batch_size)

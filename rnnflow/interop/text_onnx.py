@@ -22,14 +22,23 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from rnnflow import _nest
+from rnnflow.interop._onnx_run import (
+    _import,
+    check_batch_size,
+    length_inputs,
+    open_session,
+    run_batches,
+    token_inputs,
+)
 from rnnflow.interop._traceable import quiet_tracing
-from rnnflow.interop.onnx import OPSET, _import
+from rnnflow.interop.onnx import OPSET
 from rnnflow.models.classifier import pool_outputs
 from rnnflow.models.text_classifier import TextClassifier
 from rnnflow.recurrence._masking import reverse_sequence
@@ -147,28 +156,26 @@ def text_to_onnx(
 
 def onnx_text_logits(
     model: bytes | str | os.PathLike[str],
-    tokens: Tensor,
-    sequence_length: Tensor,
+    tokens: Tensor | np.ndarray,
+    sequence_length: Tensor | np.ndarray | Sequence[int],
     *,
     batch_size: int = 1000,
 ) -> Tensor:
     """Logits float32 [N, C] of an exported text model (bytes or a path) for padded ``tokens``
-    [N, max_chars] and ``sequence_length`` [N], by onnxruntime's CPU provider."""
-    ort = _import("onnxruntime")
-    source = model if isinstance(model, bytes) else os.fspath(model)
-    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    ids = tokens.detach().to("cpu", torch.int64).numpy()
-    lengths = sequence_length.detach().to("cpu", torch.int64).numpy()
-    parts = [
-        torch.from_numpy(
-            session.run(
-                [OUTPUT_NAME],
-                {
-                    TOKENS_NAME: ids[lo : lo + batch_size],
-                    LENGTHS_NAME: lengths[lo : lo + batch_size],
-                },
-            )[0]
-        )
-        for lo in range(0, len(ids), batch_size)
-    ]
-    return torch.cat(parts)  # [N, C]
+    [N, max_chars] (integer character ids >= 0) and ``sequence_length`` [N] (integers in
+    [1, max_chars], as :func:`rnnflow.dynamic_rnn` takes them), by onnxruntime's CPU provider
+    ``batch_size`` texts at a time.
+
+    Every argument is checked before anything runs: ``TypeError`` for bool, float or complex
+    ids or lengths (never truncated) and other types; ``ValueError`` for another shape, a
+    negative id (ONNX's Gather would read it from the end of the table), a length outside
+    [1, max_chars], ``batch_size`` < 1, a model onnxruntime cannot read; ``FileNotFoundError``
+    for a missing model file. An id beyond the vocabulary is left to onnxruntime's Gather,
+    which refuses it."""
+    owner = "onnx_text_logits"
+    batch_size = check_batch_size(owner, batch_size)
+    session = open_session(owner, model)
+    max_chars = session.get_inputs()[0].shape[1]  # fixed by text_to_onnx
+    ids = token_inputs(owner, "tokens", tokens, [None, max_chars], "the exported max_chars")
+    lengths = length_inputs(owner, sequence_length, batch=len(ids), max_steps=max_chars)
+    return run_batches(session, OUTPUT_NAME, {TOKENS_NAME: ids, LENGTHS_NAME: lengths}, batch_size)

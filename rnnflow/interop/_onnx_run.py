@@ -1,0 +1,169 @@
+"""Running an exported ONNX model with onnxruntime: the argument checks every ``onnx_*_logits``
+shares, made before anything runs, and the batched run itself.
+
+Each check names the calling function and the argument, the expected and the actual value, so a
+bad argument never reaches onnxruntime (whose errors name neither) or, worse, runs: a float
+length would be truncated, a negative token id wraps around in ONNX's ``Gather``, a NaN series
+gives NaN logits.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rnnflow.recurrence._masking import check_sequence_length
+
+INSTALL_HINT = "install the export extra: pip install 'rnnflow[export]'"
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ImportError(
+            f"rnnflow.interop.onnx: needs the {name} package; {INSTALL_HINT}"
+        ) from exc
+
+
+def open_session(owner: str, model: object) -> Any:
+    """An onnxruntime CPU session of ``model`` (the serialized bytes or a path).
+
+    Raises ``TypeError`` for another type, ``FileNotFoundError`` naming a path that is not a
+    file, ``ValueError`` for bytes or a file onnxruntime cannot read as a model."""
+    ort = _import("onnxruntime")
+    if isinstance(model, (bytes, bytearray)):
+        source: bytes | str = bytes(model)
+        what = f"the {len(model)} bytes given"
+    elif isinstance(model, (str, os.PathLike)):
+        source = os.fspath(model)
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"{owner}: model {source!r}: no such file")
+        what = repr(source)
+    else:
+        raise TypeError(
+            f"{owner}: model must be the ONNX bytes or a path to an .onnx file, got "
+            f"{type(model).__name__}"
+        )
+    try:
+        return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors derive from Exception only
+        raise ValueError(f"{owner}: model {what} is not a readable ONNX model: {exc}") from exc
+
+
+def check_batch_size(owner: str, batch_size: object) -> int:
+    """``batch_size`` as an int >= 1, or ``ValueError``."""
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)):
+        raise ValueError(f"{owner}: batch_size must be an int >= 1, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"{owner}: batch_size must be an int >= 1, got {batch_size}")
+    return int(batch_size)
+
+
+def _array(owner: str, name: str, values: object) -> np.ndarray:
+    if isinstance(values, Tensor):
+        if values.layout != torch.strided or values.is_nested or values.is_meta:
+            raise TypeError(f"{owner}: {name} must be a dense tensor holding values")
+        return values.detach().cpu().numpy()
+    if isinstance(values, np.ndarray):
+        return values
+    raise TypeError(
+        f"{owner}: {name} must be a torch.Tensor or a NumPy array, got {type(values).__name__}"
+    )
+
+
+def _check_shape(owner: str, name: str, array: np.ndarray, shape: list, what: str) -> None:
+    """``shape``: ints or None (any size); ``what`` says where the fixed sizes come from."""
+    fixed = zip(shape, array.shape, strict=False)
+    if array.ndim != len(shape) or any(s is not None and s != a for s, a in fixed):
+        expected = ", ".join("N" if s is None else str(s) for s in shape)
+        raise ValueError(
+            f"{owner}: {name} must have shape [{expected}] ({what}), got {list(array.shape)}"
+        )
+
+
+def real_inputs(owner: str, name: str, values: object, shape: list, what: str) -> np.ndarray:
+    """``values`` (a tensor or NumPy array of real numbers, shape ``shape``: None for the batch
+    axis, ``what`` says where the fixed sizes come from) as float32.
+
+    Raises ``TypeError`` for another type or a bool/complex/non-numeric dtype, ``ValueError``
+    for another shape."""
+    array = _array(owner, name, values)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{owner}: {name} must hold real numbers, got dtype {array.dtype}")
+    _check_shape(owner, name, array, shape, what)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def check_finite(
+    owner: str, name: str, array: np.ndarray, axes: tuple[str, str], lengths: np.ndarray | None
+) -> None:
+    """Refuse (``ValueError``) a NaN or infinite value in ``array`` [N, A, B] (``axes`` names A
+    and B), only within each row's first ``lengths[i]`` entries of A when given (padding past a
+    length may hold anything), naming the first one as ``rnnflow predict`` does."""
+    finite = np.isfinite(array)
+    if lengths is not None:
+        finite |= np.arange(array.shape[1])[None, :, None] >= lengths[:, None, None]
+    if not finite.all():
+        i, a, b = (int(v) for v in np.argwhere(~finite)[0])
+        raise ValueError(
+            f"{owner}: {name} {i} holds a non-finite value ({array[i, a, b]}) at {axes[0]} {a}, "
+            f"{axes[1]} {b}; fill or drop missing values first"
+        )
+
+
+def token_inputs(owner: str, name: str, values: object, shape: list, what: str) -> np.ndarray:
+    """``values`` (a tensor or NumPy array of integer ids >= 0, shape ``shape``) as int64.
+
+    Raises ``TypeError`` for a bool/float/complex dtype, ``ValueError`` for another shape or a
+    negative id (ONNX's Gather would read it from the end of the table)."""
+    array = _array(owner, name, values)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{owner}: {name} must hold integer ids, got dtype {array.dtype}")
+    _check_shape(owner, name, array, shape, what)
+    negative = np.argwhere(array < 0)
+    if len(negative):
+        index = [int(i) for i in negative[0]]
+        raise ValueError(f"{owner}: {name} must be ids >= 0, got {array[tuple(index)]} at {index}")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def length_inputs(owner: str, sequence_length: object, *, batch: int, max_steps: int) -> np.ndarray:
+    """``sequence_length`` checked as ``dynamic_rnn`` checks it (an integer tensor, list or NumPy
+    array [batch]; bool and float refused with ``TypeError``), every value in [1, max_steps]
+    (``ValueError`` naming the first one outside): int64 [batch]."""
+    if sequence_length is None:
+        raise TypeError(f"{owner}: sequence_length must be given (one length per series), got None")
+    lengths = check_sequence_length(
+        owner, sequence_length, batch=batch, max_time=sys.maxsize, device=torch.device("cpu")
+    )
+    assert lengths is not None
+    array = lengths.numpy()
+    bad = ((array < 1) | (array > max_steps)).nonzero()[0]
+    if len(bad):
+        raise ValueError(
+            f"{owner}: sequence_length must be in [1, {max_steps}] (the exported max_steps), "
+            f"got {int(array[bad[0]])} for series {int(bad[0])}"
+        )
+    return array
+
+
+def run_batches(session: Any, output: str, feeds: dict[str, np.ndarray], batch_size: int) -> Tensor:
+    """``output`` of ``session`` over ``feeds`` (arrays with one batch axis N), ``batch_size``
+    rows at a time: float32 [N, C] (an empty [0, C] for N = 0)."""
+    n = len(next(iter(feeds.values())))
+    parts = [
+        torch.from_numpy(
+            session.run([output], {k: v[lo : lo + batch_size] for k, v in feeds.items()})[0]
+        )
+        for lo in range(0, n, batch_size)
+    ]
+    if not parts:
+        return torch.zeros(0, session.get_outputs()[0].shape[1])
+    return torch.cat(parts)  # [N, C]
