@@ -31,7 +31,12 @@ from typing import Literal
 
 import numpy as np
 
-from rnnflow.data.sequences import SequenceDataError, SequenceDataset
+from rnnflow.data.sequences import (
+    SequenceDataError,
+    SequenceDataset,
+    check_class_names,
+    classes,
+)
 
 __all__ = [
     "UEA_DATASETS",
@@ -115,18 +120,21 @@ def read_sequence_ts(
         data, y, meta = load_from_ts_file(str(path), return_meta_data=True)
     except (OSError, ValueError, IndexError) as exc:  # aeon's messages do not name the file
         raise SequenceDataError(f"{path}: not a readable .ts file: {exc}") from exc
-    if not meta.get("classlabel"):
+    if not meta.get("classlabel") or not (class_names or meta.get("class_values")):
+        # aeon reads an empty or garbage file as a classification file with no classes
         raise SequenceDataError(
-            f"{path}: expected a classification file ('@classLabel true <names>'), got one "
-            "without class labels"
+            f"{path}: expected a classification file (a '@classLabel true <names>' header "
+            "line, then '@data' and one series per line), got one without class labels"
         )
+    if len(data) == 0:
+        raise SequenceDataError(f"{path}: holds no series (no lines after '@data')")
     names = tuple(class_names) if class_names is not None else tuple(meta["class_values"])
     index = {n.lower(): i for i, n in enumerate(names)}  # aeon lower-cases the labels
     labels = []
     for i, value in enumerate(str(v) for v in y):
         if value not in index:
             raise SequenceDataError(
-                f"{path}: case {i + 1} has label {value!r}, not one of the classes {list(names)}"
+                f"{path}: series {i} has label {value!r}, not one of the classes {list(names)}"
             )
         labels.append(index[value])
     series = [np.asarray(case, dtype=np.float64).T for case in data]  # [T_i, D] each
@@ -230,8 +238,13 @@ def read_sequence_npz(
             f"{path}: {y_key!r} must be integers [{len(series)}] (one per series), got "
             f"{labels.dtype} {list(labels.shape)}"
         )
+    names_from = "the class_names given"
     if class_names is None and "class_names" in z:
+        names_from = "'class_names'"
         class_names = [str(c) for c in z["class_names"].reshape(-1)]
+    if class_names is not None:
+        class_names = tuple(str(c) for c in class_names)
+        check_class_names(f"{path}: {names_from}", class_names)
     if labels.size and int(labels.min()) < 0:
         negative = sorted({int(v) for v in labels[labels < 0]})
         raise SequenceDataError(
@@ -246,7 +259,13 @@ def read_sequence_npz(
                 f"{path}: labels must be contiguous from 0 (0 .. {top}); classes {missing[:10]} "
                 "never occur: add a 'class_names' key naming every class"
             )
-        class_names = [str(i) for i in range(top + 1)]
+        class_names = tuple(str(i) for i in range(top + 1))
+    bad = np.flatnonzero(labels >= len(class_names))
+    if bad.size:
+        raise SequenceDataError(
+            f"{path}: {y_key!r} must be in [0, {len(class_names)}) ({classes(len(class_names))} "
+            f"in {names_from}), got {int(labels[bad[0]])} at series {int(bad[0])}"
+        )
     return SequenceDataset.from_arrays(series, labels, class_names, source=f"{path}[{x_key}]")
 
 

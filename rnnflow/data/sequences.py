@@ -15,11 +15,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SequenceDataError", "SequenceDataset", "pad_series"]
+__all__ = ["SequenceDataError", "SequenceDataset", "check_class_names", "classes", "pad_series"]
 
 
 class SequenceDataError(ValueError):
     """Sequence data that cannot be used as given; the message names the file or argument."""
+
+
+def classes(count: int) -> str:
+    """``"1 class"``, ``"3 classes"``."""
+    return f"{count} class" if count == 1 else f"{count} classes"
+
+
+def check_class_names(src: str, class_names: object) -> None:
+    """Refuse (:class:`SequenceDataError`, prefixed with ``src``) anything but a non-empty tuple
+    of distinct, non-blank strings."""
+    if not isinstance(class_names, tuple) or not class_names:
+        raise SequenceDataError(f"{src}: class_names must be a non-empty tuple of names")
+    for name in class_names:
+        if not isinstance(name, str) or not name.strip():
+            raise SequenceDataError(f"{src}: class names must be non-empty strings, got {name!r}")
+    if len(set(class_names)) != len(class_names):
+        dup = sorted({n for n in class_names if class_names.count(n) > 1})
+        raise SequenceDataError(f"{src}: class names must be distinct, repeated: {dup}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,16 +61,7 @@ class SequenceDataset:
 
     def __post_init__(self) -> None:
         src = self.source
-        if not isinstance(self.class_names, tuple) or not self.class_names:
-            raise SequenceDataError(f"{src}: class_names must be a non-empty tuple of names")
-        for name in self.class_names:
-            if not isinstance(name, str) or not name.strip():
-                raise SequenceDataError(
-                    f"{src}: class names must be non-empty strings, got {name!r}"
-                )
-        if len(set(self.class_names)) != len(self.class_names):
-            dup = sorted({n for n in self.class_names if self.class_names.count(n) > 1})
-            raise SequenceDataError(f"{src}: class names must be distinct, repeated: {dup}")
+        check_class_names(src, self.class_names)
         n = len(self.series)
         if n == 0:
             raise SequenceDataError(f"{src}: expected at least one series, got none")
@@ -70,7 +79,7 @@ class SequenceDataset:
         bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
         if bad.size:
             raise SequenceDataError(
-                f"{src}: labels must be in [0, {num_classes}) ({num_classes} classes), "
+                f"{src}: labels must be in [0, {num_classes}) ({classes(num_classes)}), "
                 f"got {int(labels[bad[0]])} at series {int(bad[0])}"
             )
         depth = None

@@ -75,7 +75,7 @@ def test_dataset_lengths_and_shape() -> None:
             r"t: labels must be in \[0, 2\) \(2 classes\), got 2 at "
             r"series 0",
         ),
-        ([f32([1.0])], [-1], ["a"], r"labels must be in \[0, 1\) \(1 classes\), got -1"),
+        ([f32([1.0])], [-1], ["a"], r"labels must be in \[0, 1\) \(1 class\), got -1"),
         (
             [f32([1.0])],
             [0, 0],
@@ -176,7 +176,7 @@ def test_npz_object_list_needs_allow_pickle(tmp_path: Path) -> None:
         ),
         (
             {"x": np.ones((1, 3, 1)), "labels": np.array([3]), "class_names": np.array(["a", "b"])},
-            r"labels must be in \[0, 2\) \(2 classes\), got 3",
+            r": 'labels' must be in \[0, 2\) \(2 classes in 'class_names'\), got 3",
         ),
         (
             {"x": np.full((1, 2, 1), np.inf), "labels": np.array([0])},
@@ -230,7 +230,7 @@ def test_ts_test_file_maps_labels_onto_training_classes(tmp_path: Path) -> None:
     assert read_sequence_ts(path, class_names=["up", "down"]).labels.tolist() == [1]
     other = write_ts(tmp_path / "o.ts", "1:2:left\n", classes="left")
     with pytest.raises(
-        SequenceDataError, match=r"o.ts: case 1 has label 'left', not one of the classes"
+        SequenceDataError, match=r"o.ts: series 0 has label 'left', not one of the classes"
     ):
         read_sequence_ts(other, class_names=["up", "down"])
 

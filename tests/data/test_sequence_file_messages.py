@@ -1,0 +1,111 @@
+"""Every .npz/.ts error names the key or header it is about, and counts series one way: ``series
+i`` from 0, the index of the series in the file (the reviewer found label and class-name errors
+blamed on ``[x]``, "(1 classes)", an empty .ts file reported as empty class_names, and .ts files
+counting from 0 for a NaN but from 1 for a bad label)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnflow.data.sequence_files import read_sequence_npz, read_sequence_ts
+from rnnflow.data.sequences import SequenceDataError
+
+needs_aeon = pytest.mark.skipif(
+    importlib.util.find_spec("aeon") is None, reason="aeon (the extra 'sequence') is absent"
+)
+
+
+def npz(path: Path, labels: list[int], names: list[str] | None, suffix: str = "") -> Path:
+    arrays = {f"x{suffix}": np.ones((len(labels), 3, 2)), f"labels{suffix}": np.array(labels)}
+    if suffix:  # a two-split file: the other split too
+        other = "_test" if suffix == "_train" else "_train"
+        arrays |= {f"x{other}": np.ones((1, 3, 2)), f"labels{other}": np.array([0])}
+    if names is not None:
+        arrays["class_names"] = np.array(names)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("labels", "names", "suffix", "message"),
+    [
+        (
+            [0, 1, 2, 1],
+            ["a", "b"],
+            "",
+            r"'labels' must be in \[0, 2\) \(2 classes in 'class_names'\), got 2 at series 2$",
+        ),
+        (
+            [0, 1],
+            ["a"],
+            "_train",
+            r"'labels_train' must be in \[0, 1\) \(1 class in 'class_names'\), got 1 at series 1$",
+        ),
+        (
+            [0, 1],
+            ["a", "a"],
+            "",
+            r"'class_names': class names must be distinct, repeated: \['a'\]$",
+        ),
+        ([0, 0], [], "", r"'class_names': class_names must be a non-empty tuple of names$"),
+        ([0, 0], [" "], "", r"'class_names': class names must be non-empty strings, got ' '$"),
+    ],
+)
+def test_npz_label_and_class_name_errors_name_their_keys(tmp_path, labels, names, suffix, message):
+    path = npz(tmp_path / "f.npz", labels, names, suffix)
+    with pytest.raises(SequenceDataError, match=rf"^{re.escape(str(path))}: {message}"):
+        read_sequence_npz(path, split=suffix[1:] or None)
+
+
+def test_npz_labels_past_the_given_class_names_say_so(tmp_path: Path) -> None:
+    path = npz(tmp_path / "t.npz", [0, 2], None)
+    with pytest.raises(
+        SequenceDataError,
+        match=rf"^{re.escape(str(path))}: 'labels' must be in \[0, 2\) \(2 classes in the "
+        r"class_names given\), got 2 at series 1$",
+    ):
+        read_sequence_npz(path, class_names=["a", "b"])
+    assert read_sequence_npz(path, class_names=["a", "b", "c"]).labels.tolist() == [0, 2]
+
+
+def write_ts(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+HEADER = "@problemName T\n@univariate true\n@equalLength false\n@classLabel true up down\n"
+
+
+@needs_aeon
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", r"expected a classification file \(a '@classLabel true <names>' header line, then "),
+        ("hello world\n", r"expected a classification file .*got one without class labels$"),
+        (HEADER + "@data\n", r"holds no series \(no lines after '@data'\)$"),
+    ],
+)
+def test_an_empty_or_garbage_ts_file_says_what_is_missing(tmp_path, text, message) -> None:
+    path = write_ts(tmp_path / "e.ts", text)
+    with pytest.raises(SequenceDataError, match=rf"^{re.escape(str(path))}: {message}"):
+        read_sequence_ts(path)
+
+
+@needs_aeon
+def test_ts_errors_count_series_from_0_both_for_a_nan_and_a_bad_label(tmp_path) -> None:
+    """Series 2 is the file's third data line in both messages."""
+    nan = write_ts(tmp_path / "n.ts", HEADER + "@data\n1,2:up\n3,4:down\n5,NaN:up\n")
+    with pytest.raises(
+        SequenceDataError, match=rf"^{re.escape(str(nan))}: series 2 holds a non-finite value"
+    ):
+        read_sequence_ts(nan)
+    label = write_ts(tmp_path / "l.ts", HEADER + "@data\n1,2:up\n3,4:down\n5,6:left\n")
+    with pytest.raises(
+        SequenceDataError, match=rf"^{re.escape(str(label))}: series 2 has label 'left', not one "
+    ):
+        read_sequence_ts(label, class_names=["up", "down"])
