@@ -22,8 +22,10 @@ wheel, read offline.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import os
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -270,38 +272,48 @@ def read_sequence_npz(
 
 
 _OTHER_SEPARATORS = {"\t": "tabs", ";": "semicolons", "|": "vertical bars"}
+# A number as written in a CSV file: ASCII digits, optional sign, point and exponent, or nan/inf
+# (refused later as non-finite, with their step). Python's float() is looser: it takes '1_000',
+# other scripts' digits and surrounding whitespace, none of which a CSV writer produces.
+_NUMBER = re.compile(
+    r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)", re.I
+)
 
 
 def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return _NUMBER.fullmatch(text) is not None
 
 
 def _read_csv_numbers(path: Path) -> list[list[float]]:
     """The rows of numbers of a comma-separated series file (rules: :func:`read_series_file`)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: drops a BOM (Excel's "CSV UTF-8")
     except UnicodeDecodeError as exc:
         raise SequenceDataError(f"{path}: not a readable .csv file (not UTF-8 text)") from exc
-    rows = [r for r in text.splitlines() if r.strip()]
     table = []
-    for line_no, row in enumerate(rows, 1):
-        cells = [c.strip() for c in row.split(",")]
+    first = True
+    for line_no, row in enumerate(text.splitlines(), 1):  # line numbers of the file, from 1
+        if not row.strip():
+            continue
+        cells = [c.strip() for c in next(csv.reader([row]))]  # csv: quoted fields "1","2"
+        is_first, first = first, False
         if all(_is_number(c) for c in cells):
             table.append([float(c) for c in cells])
             continue
         found = [name for sep, name in _OTHER_SEPARATORS.items() if sep in row]
+        if not found and any(len(c.split()) > 1 and all(map(_is_number, c.split())) for c in cells):
+            found = ["spaces"]
         if found:
             raise SequenceDataError(
                 f"{path}: line {line_no}: expected comma-separated numbers, got a row "
                 f"separated by {found[0]}: {row!r}"
             )
-        if line_no == 1 and not any(_is_number(c) for c in cells):
+        if is_first and not any(_is_number(c) for c in cells):
             continue  # a header of channel names
-        raise SequenceDataError(f"{path}: line {line_no}: not numbers: {row!r}")
+        column, cell = next((j, c) for j, c in enumerate(cells, 1) if not _is_number(c))
+        raise SequenceDataError(
+            f"{path}: line {line_no}: not numbers: {row!r} (column {column}: {cell!r})"
+        )
     return table
 
 
@@ -310,9 +322,13 @@ def read_series_file(
 ) -> list[np.ndarray]:
     """Unlabelled series to classify: float32 [T_i, D] each.
 
-    ``.csv``: one series, one row per time step, D comma-separated numbers per row. The first
-    row is skipped as a header only when none of its cells is a number (channel names); a first
-    row mixing names and numbers is refused, like any other row that is not all numbers.
+    ``.csv``: one series, one row per time step, D comma-separated numbers per row (UTF-8, a
+    byte-order mark allowed; fields may be quoted, ``"1","2"``; blank lines skipped). A number
+    is written with ASCII digits, an optional sign, point and exponent (``1_000`` and other
+    forms Python's ``float`` takes are refused). The first non-blank row is skipped as a header
+    only when none of its cells is a number (channel names); a first row mixing names and
+    numbers is refused, like any other row that is not all numbers, and so is a row of numbers
+    separated by spaces, tabs, semicolons or bars. Errors give the file's line number (from 1).
     ``.npz``: ``x`` (a single series [T, D], a padded [N, T, D] with optional ``lengths``, or a
     list); labels, if present, are ignored. Raises :class:`SequenceDataError` naming the file for
     another suffix, a ``.csv`` separated by tabs, semicolons or bars instead of commas (naming

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnflow.data.sequence_files import read_sequence_npz, read_sequence_ts
+from rnnflow.data.sequence_files import read_sequence_npz, read_sequence_ts, read_series_file
 from rnnflow.data.sequences import SequenceDataError
 
 needs_aeon = pytest.mark.skipif(
@@ -109,3 +109,48 @@ def test_ts_errors_count_series_from_0_both_for_a_nan_and_a_bad_label(tmp_path) 
         SequenceDataError, match=rf"^{re.escape(str(label))}: series 2 has label 'left', not one "
     ):
         read_sequence_ts(label, class_names=["up", "down"])
+
+
+# ------------------------------------------------------------------------------------------------
+# predict's .csv series: the header rule, the number syntax, a BOM, quoting, line numbers
+
+
+def read_csv(tmp_path: Path, text: str, encoding: str = "utf-8") -> np.ndarray:
+    path = tmp_path / "s.csv"
+    path.write_bytes(text.encode(encoding))
+    (series,) = read_series_file(path, num_channels=3)
+    return series
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1,2,3\n4,5,6\n",  # no header
+        '"1","2","3"\n4,5,6\n',  # quoted numbers are numbers, not a header
+        "a,b,c\n1,2,3\n4,5,6\n",  # a header of names
+        "\ufeff1,2,3\n4,5,6\n",  # Excel's "CSV UTF-8": a byte-order mark
+        "\ufeffx,y,z\n1,2,3\n4,5,6\n",
+        "\n1.0, +2e0 ,3.\n\n4,.5e1,6\n",  # blank lines, spaces around fields, number forms
+    ],
+)
+def test_csv_reads_numbers_and_only_a_nameful_first_row_as_header(tmp_path, text) -> None:
+    np.testing.assert_array_equal(read_csv(tmp_path, text), [[1, 2, 3], [4, 5, 6]])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1 2 3\n4,5,6\n", r"line 1: expected comma-separated numbers, got a row separated by sp"),
+        (
+            "4,5,6\n\n1 2 3\n",
+            r"line 3: expected comma-separated numbers, got a row separated by sp",
+        ),
+        ("1_000,2,3\n4,5,6\n", r"line 1: not numbers: '1_000,2,3' \(column 1: '1_000'\)$"),
+        ("a,b,c\n1,2,3\n\n4,5,٦\n", r"line 4: not numbers: '4,5,٦' \(column 3: '٦'\)$"),
+        ("1,2,3\n\n\n4,5,x\n", r"line 4: not numbers: '4,5,x' \(column 3: 'x'\)$"),
+        ("1,2,3\n4,nan,6\n", r"series 0 holds a non-finite value \(nan\) at step 1, channel 1"),
+    ],
+)
+def test_csv_refuses_what_is_not_a_comma_separated_number(tmp_path, text, message) -> None:
+    with pytest.raises(SequenceDataError, match=rf"s\.csv.*{message}"):
+        read_csv(tmp_path, text)
