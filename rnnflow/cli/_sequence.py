@@ -54,15 +54,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "shown are the japanese-vowels preset's)",
         skip=DATA_RECORD_FIELDS,
     )
+    warmup = next(a for a in parser._actions if a.dest == "cfg_warmup_examples")
+    warmup.help = (
+        f"linear warm-up of the learning rate over this many examples (default: "
+        f"{SequenceConfig.warmup_examples}, the japanese-vowels preset's ten epochs of its 270 "
+        "series; 0, no warm-up, for a run that names no --preset and trains on other data, "
+        "--dataset npz, ts or pickup-gesture-wiimote-z)"
+    )
+
+
+def _default_warmup(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
+    """The preset's warm-up is ten epochs of ITS data set: a run naming no ``--preset`` on other
+    data (a first small run of one's own series) gets none unless ``--warmup-examples`` is given,
+    so that ``--epochs 1`` is not refused for a warm-up longer than the run."""
+    from rnnflow.tasks.sequence_config import SequenceConfig
+
+    if getattr(args, "resume", None) is None and getattr(args, "preset", None) is None:
+        if given.get("dataset", SequenceConfig.dataset) != SequenceConfig.dataset:
+            return {"warmup_examples": 0, **given}
+    return given
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields given as flags; ``--train-file``/``--test-file`` made absolute (against
+    """The config fields given as flags (and the warm-up of a run on other data than the
+    preset's: :func:`_default_warmup`); ``--train-file``/``--test-file`` made absolute (against
     the current folder), so that evaluate, predict, export and ``--resume`` find the files from
     any folder."""
     from pathlib import Path
 
-    values = config_overrides(args)
+    values = _default_warmup(args, config_overrides(args))
     for key in ("train_file", "test_file"):
         if values.get(key):
             values[key] = str(Path(values[key]).expanduser().absolute())
