@@ -38,8 +38,8 @@ def open_session(owner: str, model: object) -> Any:
     Raises ``TypeError`` for another type, ``FileNotFoundError`` naming a path that is not a
     file, ``ValueError`` for bytes or a file onnxruntime cannot read as a model."""
     ort = _import("onnxruntime")
-    if isinstance(model, (bytes, bytearray)):
-        source: bytes | str = bytes(model)
+    if isinstance(model, bytes):
+        source: bytes | str = model
         what = f"the {len(model)} bytes given"
     elif isinstance(model, (str, os.PathLike)):
         source = os.fspath(model)
@@ -118,20 +118,38 @@ def check_finite(
         )
 
 
-def token_inputs(owner: str, name: str, values: object, shape: list, what: str) -> np.ndarray:
-    """``values`` (a tensor or NumPy array of integer ids >= 0, shape ``shape``) as int64.
+def token_inputs(
+    owner: str, name: str, values: object, shape: list, what: str, *, vocab: int | None
+) -> np.ndarray:
+    """``values`` (a tensor or NumPy array of integer ids in [0, vocab), shape ``shape``) as
+    int64; ``vocab`` None: no upper bound known.
 
-    Raises ``TypeError`` for a bool/float/complex dtype, ``ValueError`` for another shape or a
-    negative id (ONNX's Gather would read it from the end of the table)."""
+    Raises ``TypeError`` for a bool/float/complex dtype, ``ValueError`` for another shape or an
+    id outside [0, vocab) (padding included: the graph looks every id up; a negative one ONNX's
+    Gather would read from the end of the table, one past it makes onnxruntime fail)."""
     array = _array(owner, name, values)
     if array.dtype.kind not in "iu":
         raise TypeError(f"{owner}: {name} must hold integer ids, got dtype {array.dtype}")
     _check_shape(owner, name, array, shape, what)
-    negative = np.argwhere(array < 0)
-    if len(negative):
-        index = [int(i) for i in negative[0]]
-        raise ValueError(f"{owner}: {name} must be ids >= 0, got {array[tuple(index)]} at {index}")
+    outside = array < 0 if vocab is None else (array < 0) | (array >= vocab)
+    if outside.any():
+        index = [int(i) for i in np.argwhere(outside)[0]]
+        bound = "ids >= 0" if vocab is None else f"ids in [0, {vocab}) (the model's vocabulary)"
+        raise ValueError(f"{owner}: {name} must be {bound}, got {array[tuple(index)]} at {index}")
     return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def initializer_shape(model: bytes | str, name: str) -> list[int] | None:
+    """The shape of the graph initializer ``name`` of a model ``open_session`` accepted (bytes
+    or a path), or None when the graph has none of that name."""
+    onnx = _import("onnx")
+    proto = (
+        onnx.load_model_from_string(model)
+        if isinstance(model, bytes)
+        else onnx.load(model, load_external_data=False)
+    )
+    found = [list(i.dims) for i in proto.graph.initializer if i.name == name]
+    return found[0] if found else None
 
 
 def length_inputs(owner: str, sequence_length: object, *, batch: int, max_steps: int) -> np.ndarray:

@@ -32,6 +32,7 @@ from rnnflow import _nest
 from rnnflow.interop._onnx_run import (
     _import,
     check_batch_size,
+    initializer_shape,
     length_inputs,
     open_session,
     run_batches,
@@ -55,6 +56,7 @@ __all__ = [
 TOKENS_NAME = "tokens"
 LENGTHS_NAME = "sequence_length"
 OUTPUT_NAME = "logits"
+_TABLE = "model.embedding.weight"  # the embedding's initializer in the graph: [vocab, E]
 
 
 class TraceableTextClassifier(nn.Module):
@@ -168,14 +170,21 @@ def onnx_text_logits(
 
     Every argument is checked before anything runs: ``TypeError`` for bool, float or complex
     ids or lengths (never truncated) and other types; ``ValueError`` for another shape, a
-    negative id (ONNX's Gather would read it from the end of the table), a length outside
-    [1, max_chars], ``batch_size`` < 1, a model onnxruntime cannot read; ``FileNotFoundError``
-    for a missing model file. An id beyond the vocabulary is left to onnxruntime's Gather,
-    which refuses it."""
+    an id outside the model's vocabulary, padding included (a negative one ONNX's Gather would
+    read from the end of the table), a length outside [1, max_chars], ``batch_size`` < 1, a
+    model onnxruntime cannot read; ``FileNotFoundError`` for a missing model file."""
     owner = "onnx_text_logits"
     batch_size = check_batch_size(owner, batch_size)
     session = open_session(owner, model)
     max_chars = session.get_inputs()[0].shape[1]  # fixed by text_to_onnx
-    ids = token_inputs(owner, "tokens", tokens, [None, max_chars], "the exported max_chars")
+    table = initializer_shape(model if isinstance(model, bytes) else os.fspath(model), _TABLE)
+    ids = token_inputs(
+        owner,
+        "tokens",
+        tokens,
+        [None, max_chars],
+        "the exported max_chars",
+        vocab=table[0] if table else None,
+    )
     lengths = length_inputs(owner, sequence_length, batch=len(ids), max_steps=max_chars)
     return run_batches(session, OUTPUT_NAME, {TOKENS_NAME: ids, LENGTHS_NAME: lengths}, batch_size)

@@ -145,8 +145,17 @@ def test_wrong_types_and_shapes_name_the_argument(seq, text, images) -> None:
         onnx_logits(images, torch.zeros(2, 28))
     with pytest.raises(TypeError, match=r"^onnx_text_logits: tokens must hold integer ids, got "):
         onnx_text_logits(text, torch.ones(2, MAX_CHARS), torch.tensor([3, 4]))
-    with pytest.raises(ValueError, match=r"^onnx_text_logits: tokens must be ids >= 0, got -1 at "):
-        onnx_text_logits(text, -torch.ones(2, MAX_CHARS, dtype=torch.int64), [3, 4])
+    ids = torch.ones(2, MAX_CHARS, dtype=torch.int64)
+    ids[1, 2] = -1  # ONNX's Gather would read the table's last row
+    with pytest.raises(
+        ValueError,
+        match=r"^onnx_text_logits: tokens must be ids in \[0, 9\) \(the model's vocabulary\), "
+        r"got -1 at \[1, 2\]$",
+    ):
+        onnx_text_logits(text, ids, [3, 4])
+    ids[1, 2], ids[0, 4] = 1, 9  # past the vocabulary, in the padding: onnxruntime would fail
+    with pytest.raises(ValueError, match=r"tokens must be ids in \[0, 9\) .*got 9 at \[0, 4\]$"):
+        onnx_text_logits(text, ids, [3, 4])
     with pytest.raises(ValueError, match=r"tokens must have shape \[N, 5\] \(the exported max_c"):
         onnx_text_logits(text, torch.ones(2, 7, dtype=torch.int64), torch.tensor([3, 4]))
 
