@@ -70,6 +70,8 @@ def _array(owner: str, name: str, values: object) -> np.ndarray:
     if isinstance(values, Tensor):
         if values.layout != torch.strided or values.is_nested or values.is_meta:
             raise TypeError(f"{owner}: {name} must be a dense tensor holding values")
+        if values.is_floating_point():  # bfloat16 and float8 have no NumPy dtype
+            return values.detach().to("cpu", torch.float32).numpy()
         return values.detach().cpu().numpy()
     if isinstance(values, np.ndarray):
         return values
