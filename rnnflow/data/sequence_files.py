@@ -295,7 +295,12 @@ def _read_csv_numbers(path: Path) -> list[list[float]]:
     for line_no, row in enumerate(text.splitlines(), 1):  # line numbers of the file, from 1
         if not row.strip():
             continue
-        cells = [c.strip() for c in next(csv.reader([row]))]  # csv: quoted fields "1","2"
+        try:
+            cells = [c.strip() for c in next(csv.reader([row]))]  # csv: quoted fields "1","2"
+        except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
+            raise SequenceDataError(
+                f"{path}: line {line_no}: not a readable CSV row: {exc}"
+            ) from exc
         is_first, first = first, False
         if all(_is_number(c) for c in cells):
             table.append([float(c) for c in cells])
@@ -347,7 +352,7 @@ def read_series_file(
             raise SequenceDataError(
                 f"{path}: every row must have the same number of columns, got {sorted(widths)}"
             )
-        series = [np.array(table, dtype=np.float32).reshape(len(table), -1)]
+        series = [np.array(table, dtype=np.float64).reshape(len(table), -1)]  # float32: below
     elif suffix == ".npz":
         z = _load_npz(path, allow_pickle)
         if "x" not in z:

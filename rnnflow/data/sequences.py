@@ -122,8 +122,8 @@ class SequenceDataset:
     ) -> SequenceDataset:
         """Convert (float series -> float32 [T_i, D], integer labels -> int64) and validate.
 
-        Raises :class:`SequenceDataError` for non-numeric series, non-integer labels and anything
-        the class refuses (see the attributes)."""
+        Raises :class:`SequenceDataError` for non-numeric series, values beyond float32's range,
+        non-integer labels and anything the class refuses (see the attributes)."""
         converted = []
         for i, s in enumerate(series):
             a = np.asarray(s)
@@ -131,7 +131,17 @@ class SequenceDataset:
                 raise SequenceDataError(
                     f"{source}: series {i} must hold numbers, got dtype {a.dtype}"
                 )
-            converted.append(np.ascontiguousarray(a, dtype=np.float32))
+            with np.errstate(over="ignore"):
+                f = np.ascontiguousarray(a, dtype=np.float32)
+            beyond = np.isinf(f) & np.isfinite(a)  # float64 values float32 cannot hold
+            if beyond.any():
+                where = [int(v) for v in np.argwhere(beyond)[0]]
+                at = f"step {where[0]}, channel {where[1]}" if a.ndim == 2 else f"index {where}"
+                raise SequenceDataError(
+                    f"{source}: series {i} holds {a[tuple(where)]} at {at}, beyond float32's "
+                    f"range (|value| <= {np.finfo(np.float32).max:.4g})"
+                )
+            converted.append(f)
         y = np.asarray(labels)
         if y.size and y.dtype.kind not in "iu":
             raise SequenceDataError(f"{source}: labels must be integers, got dtype {y.dtype}")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rnnflow.data.sequence_files import read_sequence_npz, read_sequence_ts, read_series_file
 from rnnflow.data.sequences import SequenceDataError
@@ -154,3 +156,44 @@ def test_csv_reads_numbers_and_only_a_nameful_first_row_as_header(tmp_path, text
 def test_csv_refuses_what_is_not_a_comma_separated_number(tmp_path, text, message) -> None:
     with pytest.raises(SequenceDataError, match=rf"s\.csv.*{message}"):
         read_csv(tmp_path, text)
+
+
+def test_csv_a_field_too_long_for_the_csv_module_is_named(tmp_path: Path) -> None:
+    with pytest.raises(
+        SequenceDataError, match=r"s\.csv: line 2: not a readable CSV row: field larger than "
+    ):
+        read_csv(tmp_path, "1,2,3\n" + "5" * 200_000 + ",1,2\n")
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list('0123456789.,-+eE _"\\n\\t;|ab\\ufeff٦')), max_size=40
+    )
+)
+def test_csv_any_text_reads_or_fails_with_a_named_error(tmp_path: Path, text: str) -> None:
+    """The oracle: a file of comma-separated numbers read back exactly, anything else a
+    SequenceDataError naming the file (never another exception)."""
+    try:
+        series = read_csv(tmp_path, text)
+    except SequenceDataError as exc:
+        assert str(exc).startswith(str(tmp_path / "s.csv"))
+        return
+    assert series.shape[1] == 3 and np.isfinite(series).all()
+
+
+def test_values_beyond_float32_are_refused_not_turned_into_inf(tmp_path: Path) -> None:
+    with pytest.raises(
+        SequenceDataError,
+        match=r"s\.csv: series 0 holds 1e\+100 at step 1, channel 2, beyond float32's range "
+        r"\(\|value\| <= 3\.403e\+38\)$",
+    ):
+        read_csv(tmp_path, "1,2,3\n4,5,1e100\n")
+    x = np.ones((2, 3, 1))
+    x[1, 2, 0] = -1e39
+    np.savez(tmp_path / "big.npz", x=x, labels=np.array([0, 1]))
+    with pytest.raises(SequenceDataError, match=r"series 1 holds -1e\+39 at step 2, channel 0, "):
+        read_sequence_npz(tmp_path / "big.npz")
+    np.testing.assert_array_equal(read_csv(tmp_path, "1,2,3e38\n")[0], np.float32([1, 2, 3e38]))
