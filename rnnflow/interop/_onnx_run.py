@@ -71,7 +71,7 @@ def _array(owner: str, name: str, values: object) -> np.ndarray:
         if values.layout != torch.strided or values.is_nested or values.is_meta:
             raise TypeError(f"{owner}: {name} must be a dense tensor holding values")
         if values.is_floating_point():  # bfloat16 and float8 have no NumPy dtype
-            return values.detach().to("cpu", torch.float32).numpy()
+            return values.detach().to("cpu", torch.float64).numpy()
         return values.detach().cpu().numpy()
     if isinstance(values, np.ndarray):
         return values
@@ -91,8 +91,8 @@ def _check_shape(owner: str, name: str, array: np.ndarray, shape: list, what: st
 
 
 def real_inputs(owner: str, name: str, values: object, shape: list, what: str) -> np.ndarray:
-    """``values`` (a tensor or NumPy array of real numbers, shape ``shape``: None for the batch
-    axis, ``what`` says where the fixed sizes come from) as float32.
+    """``values`` as a NumPy array of real numbers of shape ``shape`` (None for the batch axis;
+    ``what`` says where the fixed sizes come from), not yet converted: :func:`finite_float32`.
 
     Raises ``TypeError`` for another type or a bool/complex/non-numeric dtype, ``ValueError``
     for another shape."""
@@ -100,24 +100,35 @@ def real_inputs(owner: str, name: str, values: object, shape: list, what: str) -
     if array.dtype.kind not in "fiu":
         raise TypeError(f"{owner}: {name} must hold real numbers, got dtype {array.dtype}")
     _check_shape(owner, name, array, shape, what)
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return array
 
 
-def check_finite(
+def finite_float32(
     owner: str, name: str, array: np.ndarray, axes: tuple[str, str], lengths: np.ndarray | None
-) -> None:
-    """Refuse (``ValueError``) a NaN or infinite value in ``array`` [N, A, B] (``axes`` names A
-    and B), only within each row's first ``lengths[i]`` entries of A when given (padding past a
-    length may hold anything), naming the first one as ``rnnflow predict`` does."""
-    finite = np.isfinite(array)
+) -> np.ndarray:
+    """``array`` [N, A, B] as float32, every value finite and within float32's range: within
+    each row's first ``lengths[i]`` entries of A when ``lengths`` is given (padding past a
+    length may hold anything).
+
+    Raises ``ValueError`` for a NaN or infinite value, or one float32 cannot hold, naming the
+    first as ``rnnflow predict`` does (the row, then ``axes``, the names of A and B)."""
+    valid = np.ones(array.shape, dtype=bool)
     if lengths is not None:
-        finite |= np.arange(array.shape[1])[None, :, None] >= lengths[:, None, None]
-    if not finite.all():
-        i, a, b = (int(v) for v in np.argwhere(~finite)[0])
-        raise ValueError(
-            f"{owner}: {name} {i} holds a non-finite value ({array[i, a, b]}) at {axes[0]} {a}, "
-            f"{axes[1]} {b}; fill or drop missing values first"
-        )
+        valid &= np.arange(array.shape[1])[None, :, None] < lengths[:, None, None]
+    with np.errstate(over="ignore"):
+        single = np.ascontiguousarray(array, dtype=np.float32)
+    for bad, kind in (
+        (~np.isfinite(array), "a non-finite value"),
+        (np.isinf(single), "a value beyond float32's range"),
+    ):
+        bad &= valid
+        if bad.any():
+            i, a, b = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{owner}: {name} {i} holds {kind} ({array[i, a, b]}) at {axes[0]} {a}, "
+                f"{axes[1]} {b}; fill or drop missing values first"
+            )
+    return single
 
 
 def token_inputs(

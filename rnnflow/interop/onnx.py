@@ -29,7 +29,7 @@ from rnnflow._atomic import atomic_write_bytes
 from rnnflow.interop._onnx_run import (
     _import,
     check_batch_size,
-    check_finite,
+    finite_float32,
     open_session,
     real_inputs,
     run_batches,
@@ -139,8 +139,8 @@ def onnx_logits(
     batch_size = check_batch_size(owner, batch_size)
     session = open_session(owner, model)
     shape = [None, *session.get_inputs()[0].shape[1:]]
-    x = real_inputs(owner, "images", images, shape, "the exported height and width")
-    check_finite(owner, "images", x, ("row", "column"), None)
+    raw = real_inputs(owner, "images", images, shape, "the exported height and width")
+    x = finite_float32(owner, "images", raw, ("row", "column"), None)
     return run_batches(session, OUTPUT_NAME, {INPUT_NAME: x}, batch_size)  # [N, C]
 
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from rnnflow import _nest
 from rnnflow.interop._onnx_run import (
     check_batch_size,
-    check_finite,
+    finite_float32,
     length_inputs,
     open_session,
     real_inputs,
@@ -180,7 +180,7 @@ def onnx_sequence_logits(
     session = open_session(owner, model)
     max_steps, depth = session.get_inputs()[0].shape[1:]  # fixed by sequence_to_onnx
     what = "the exported max_steps and channels"
-    x = real_inputs(owner, "series", series, [None, max_steps, depth], what)
-    lengths = length_inputs(owner, sequence_length, batch=len(x), max_steps=max_steps)
-    check_finite(owner, "series", x, ("step", "channel"), lengths)
+    raw = real_inputs(owner, "series", series, [None, max_steps, depth], what)
+    lengths = length_inputs(owner, sequence_length, batch=len(raw), max_steps=max_steps)
+    x = finite_float32(owner, "series", raw, ("step", "channel"), lengths)
     return run_batches(session, OUTPUT_NAME, {SERIES_NAME: x, LENGTHS_NAME: lengths}, batch_size)

@@ -126,6 +126,16 @@ def test_non_finite_values_within_a_length_are_refused_padding_is_free(seq, imag
     with torch.no_grad():
         want = m(torch.nan_to_num(x, posinf=0.0), lengths)
     torch.testing.assert_close(onnx_sequence_logits(data, x, lengths), want, rtol=1e-5, atol=1e-5)
+    big = x.double()
+    big[0, 5, 0] = 1e39  # float32 cannot hold it: it would run as inf
+    with pytest.raises(
+        ValueError,
+        match=r"^onnx_sequence_logits: series 0 holds a value beyond float32's range \(1e\+39\) "
+        r"at step 5, channel 0;",
+    ):
+        onnx_sequence_logits(data, big.numpy(), lengths)
+    with pytest.raises(ValueError, match=r"series 0 holds a value beyond float32's range"):
+        onnx_sequence_logits(data, big, lengths)  # a float64 tensor too
     pixels = torch.zeros(2, 28, 28)
     pixels[0, 3, 5] = float("-inf")
     with pytest.raises(
