@@ -35,7 +35,8 @@ from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatib
 from rnnflow.cells.gru_block import GRUBlockCellV2
 from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
 from rnnflow.cells.lstm_block import LSTMBlockCell
-from rnnflow.models.cell_kinds import CELL_KINDS, INITS, CellKind, Init
+from rnnflow.models.cell_kinds import CELL_KINDS, CONV_BRANCHES, INITS, CellKind, ConvBranch, Init
+from rnnflow.models.fcn import FCNBranch
 from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
 
 __all__ = [
@@ -136,6 +137,12 @@ class SequenceClassifier(nn.Module):
             mean or the per-feature maximum of the valid outputs), or the concatenations
             ``"last+max"`` and ``"last+mean+max"`` (K parts: the output layer reads K * F
             features); :func:`pool_outputs` defines each.
+        conv_branch: ``"none"``; ``"fcn"`` or ``"fcn-se"``: a convolutional branch beside the
+            recurrent network, LSTM-FCN's or MLSTM-FCN's (:class:`rnnflow.models.fcn.FCNBranch`,
+            masked to each length; ``"fcn-se"`` with squeeze-and-excitation), reading the inputs
+            (before the projection); its 128 features are concatenated after the pooled recurrent
+            ones (``weights_out`` [F + 128, C]). Its batch norm uses batch statistics in
+            ``train()`` mode and running statistics in ``eval()`` mode.
     """
 
     def __init__(
@@ -152,6 +159,7 @@ class SequenceClassifier(nn.Module):
         init: Init = "normal",
         forget_bias: float = 1.0,
         pooling: Pooling = "last",
+        conv_branch: ConvBranch = "none",
     ) -> None:
         super().__init__()
         owner = "SequenceClassifier"
@@ -177,6 +185,10 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"{owner}: init must be one of {INITS}, got {init!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"{owner}: pooling must be one of {POOLINGS}, got {pooling!r}")
+        if conv_branch not in CONV_BRANCHES:
+            raise ValueError(
+                f"{owner}: conv_branch must be one of {CONV_BRANCHES}, got {conv_branch!r}"
+            )
         if (
             isinstance(dropout, bool)
             or not isinstance(dropout, int | float)
@@ -193,6 +205,7 @@ class SequenceClassifier(nn.Module):
         self.projection_size = projection_size or num_units
         self.init = init
         self.pooling = pooling
+        self.conv_branch = conv_branch
 
         p = self.projection_size
         features = len(pooling.split("+")) * num_units * (2 if bidirectional else 1)
@@ -214,6 +227,9 @@ class SequenceClassifier(nn.Module):
             self.cell_bw = build()
         else:
             self.cell = build()
+        if conv_branch != "none":
+            self.fcn = FCNBranch(input_size, squeeze_excite=conv_branch == "fcn-se")
+            features += self.fcn.num_features
         self.weights_out = nn.Parameter(torch.empty(features, num_classes))  # [F, C]
         self.biases_out = nn.Parameter(torch.empty(num_classes))  # [C]
         self.reset_projections()
@@ -264,8 +280,15 @@ class SequenceClassifier(nn.Module):
         return x.view(batch, max_time, self.projection_size)
 
     def features(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
-        """What the output projection reads: [B, T, D] -> [B, F]: the last valid output(s)
-        (``pooling="last"``) or the mean of the valid outputs (``pooling="mean"``)."""
+        """What the output projection reads: [B, T, D] -> [B, F]: the pooled outputs
+        (:func:`pool_outputs`), then the convolutional branch's features if there is one."""
+        recurrent = self._recurrent_features(inputs, sequence_length)  # [B, F_rnn]
+        if self.conv_branch == "none":
+            return recurrent
+        return torch.cat([recurrent, self.fcn(inputs, sequence_length)], dim=1)  # [B, F]
+
+    def _recurrent_features(self, inputs: Tensor, sequence_length: Tensor | None) -> Tensor:
+        """The pooled recurrent outputs [B, F_rnn] (the last valid output(s), their mean, ...)."""
         if self.pooling == "last" and sequence_length is None and not self.bidirectional:
             x = self._projected(inputs)
             if x.shape[1] > 0:
@@ -314,6 +337,7 @@ class SequenceClassifier(nn.Module):
             f"bidirectional={self.bidirectional}, dropout={self.dropout}, "
             f"projection_size={self.projection_size}, init={self.init!r}"
             + (f", pooling={self.pooling!r}" if self.pooling != "last" else "")
+            + (f", conv_branch={self.conv_branch!r}" if self.conv_branch != "none" else "")
         )
 
 

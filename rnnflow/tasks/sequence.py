@@ -160,6 +160,7 @@ def build_model(
         input_size=config.num_channels,
         num_classes=config.num_classes,
         pooling=config.pooling,
+        conv_branch=config.conv_branch,
         **recurrent_args(config),
     )
 

@@ -16,7 +16,7 @@ from typing import Literal
 from rnnflow._config_checks import FINITE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
 from rnnflow._fit_config import FIT_CONFIG_RANGES, FitConfig
 from rnnflow._fit_config import config_from_dict as _config_from_dict
-from rnnflow.models.cell_kinds import CellKind, Init
+from rnnflow.models.cell_kinds import CellKind, ConvBranch, Init
 
 # rnnflow.models.classifier.POOLINGS (that module needs torch; a test keeps the two equal)
 Pooling = Literal["last", "mean", "max", "last+max", "last+mean+max"]
@@ -72,6 +72,8 @@ class SequenceConfig(FitConfig):
     forget_bias: float = 1.0
     pooling: Pooling = "last"  # the last valid output(s), the mean or max of the valid outputs,
     # or a concatenation of them (rnnflow.models.classifier.pool_outputs)
+    conv_branch: ConvBranch = "none"  # a masked convolutional branch beside the recurrent one:
+    # LSTM-FCN's ("fcn") or MLSTM-FCN's with squeeze-and-excitation ("fcn-se"; rnnflow.models.fcn)
     # optimisation (the rest: FitConfig)
     label_smoothing: float = 0.0
     noise_std: float = 0.0  # training batches: add N(0, noise_std^2) to every standardised value
