@@ -53,41 +53,57 @@ def valid_steps(
 
 def _mean_over_valid(h: Tensor, valid: Tensor) -> Tensor:
     """[B, C, T] -> [B, C]: the mean over each row's valid steps (zeros for a row of none)."""
-    mask = valid[:, None, :].to(h.dtype)  # [B, 1, T]
-    count = mask.sum(dim=2).clamp(min=1.0)  # [B, 1]
-    return (h * mask).sum(dim=2) / count  # [B, C]
+    mask = valid[:, None, :]  # [B, 1, T]
+    count = mask.sum(dim=2).clamp(min=1).to(h.dtype)  # [B, 1]
+    return torch.where(mask, h, 0.0).sum(dim=2) / count  # [B, C]
 
 
-class MaskedBatchNorm1d(nn.BatchNorm1d):
-    """``nn.BatchNorm1d`` over the valid steps of a padded batch [B, C, T] only.
+class MaskedBatchNorm1d(nn.Module):
+    """Batch normalisation (``nn.BatchNorm1d``) over the valid steps of a padded batch only.
 
-    Training mode: the statistics are those of the N valid steps (the steps of every row, as if
-    the rows were cut to their lengths and joined), the running mean and (unbiased) variance are
-    updated from them exactly as ``nn.BatchNorm1d`` on those N steps would, and each valid step
-    is normalised with them. Eval mode (with running statistics): the running statistics, step
-    by step. Steps past a row's length come out as zeros either way, so they never reach the
-    next layer. Parameters and buffers are ``nn.BatchNorm1d``'s (same names and state dict).
+        y[b, c, t] = (x[b, c, t] - mean_c) / sqrt(var_c + eps) * weight_c + bias_c   (t < len_b)
+        y[b, c, t] = 0                                                               (t >= len_b)
+
+    Training mode: ``mean_c``, ``var_c`` (biased) are those of the N valid steps of the batch
+    (the rows cut to their lengths and joined), and the running statistics move as
+    ``nn.BatchNorm1d``'s would on those N steps: ``running = (1 - momentum) * running +
+    momentum * batch`` (the variance unbiased, N / (N - 1)). Eval mode: the running statistics.
+    Parameters ``weight``, ``bias`` [C] (1, 0) and buffers ``running_mean``, ``running_var``
+    [C] (0, 1) under ``nn.BatchNorm1d``'s names; unlike it no integer ``num_batches_tracked``
+    (checkpoints hold floating-point tensors only), so ``momentum`` is a float (no cumulative
+    average).
 
     ``forward(x, valid)``: x float [B, C, T], valid bool [B, T] (:func:`valid_steps`) ->
-    [B, C, T]. Raises ``ValueError`` when training on a batch with fewer than 2 valid steps
-    (one value per channel has no variance; ``nn.BatchNorm1d`` refuses it too).
+    [B, C, T]. Raises ``ValueError`` for a bad size or momentum, and when training on a batch
+    with fewer than 2 valid steps (one value per channel has no variance; ``nn.BatchNorm1d``
+    refuses it too).
     """
 
-    def forward(self, x: Tensor, valid: Tensor) -> Tensor:  # type: ignore[override]
-        batch_stats = self.training or not self.track_running_stats
-        if not batch_stats:  # eval: an affine map per channel, then the padding zeroed
-            out = F.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+    def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(
+                f"MaskedBatchNorm1d: num_features must be a positive int, got {num_features!r}"
             )
-            return out * valid[:, None, :].to(out.dtype)  # [B, C, T]
-        factor = 0.0
-        if self.training and self.track_running_stats:  # nn.BatchNorm1d's bookkeeping
-            assert self.num_batches_tracked is not None
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average
-                factor = 1.0 / float(self.num_batches_tracked)
-            else:
-                factor = self.momentum
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, int | float)
+            or not (0.0 <= momentum <= 1.0)
+        ):
+            raise ValueError(
+                f"MaskedBatchNorm1d: momentum must be a float in [0, 1], got {momentum!r}"
+            )
+        self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
+        self.weight = nn.Parameter(torch.ones(num_features))  # [C]
+        self.bias = nn.Parameter(torch.zeros(num_features))  # [C]
+        self.register_buffer("running_mean", torch.zeros(num_features))  # [C]
+        self.register_buffer("running_var", torch.ones(num_features))  # [C]
+
+    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
+        mean, var = self.running_mean, self.running_var
+        if not self.training:  # an affine map per channel, then the padding zeroed
+            out = F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+            return torch.where(valid[:, None, :], out, 0.0)  # [B, C, T]
         rows = x.transpose(1, 2)  # [B, T, C]
         values = rows[valid]  # [N, C]: the valid steps of every row, in order
         if values.shape[0] < 2:
@@ -96,17 +112,13 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
                 f"a variance), got {values.shape[0]}"
             )
         normed = F.batch_norm(
-            values,
-            self.running_mean if self.training else None,
-            self.running_var if self.training else None,
-            self.weight,
-            self.bias,
-            True,
-            factor,
-            self.eps,
-        )  # [N, C]
+            values, mean, var, self.weight, self.bias, True, self.momentum, self.eps
+        )  # [N, C]; updates running_mean and running_var in place
         out = torch.zeros_like(rows).index_put((valid,), normed)  # [B, T, C], zeros past lengths
         return out.transpose(1, 2)  # [B, C, T]
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
 class SqueezeExcite(nn.Module):
@@ -200,8 +212,8 @@ class FCNBranch(nn.Module):
             )
         batch, max_time = inputs.shape[0], inputs.shape[1]
         valid = valid_steps(sequence_length, batch, max_time, inputs.device)  # [B, T]
-        keep = valid[:, None, :].to(inputs.dtype)  # [B, 1, T]
-        h = inputs.transpose(1, 2) * keep  # [B, D, T], zeros past each length
+        h = torch.where(valid[:, None, :], inputs.transpose(1, 2), 0.0)  # [B, D, T], zeros past
+        # each length (whatever the padding holds, inf and NaN too)
         for i, (conv, norm, k) in enumerate(zip(self.convs, self.norms, self.kernels)):
             h = conv(F.pad(h, ((k - 1) // 2, k // 2)))  # [B, C_i, T]: "same", zeros past the end
             h = torch.relu(norm(h, valid))  # zeros past each length
