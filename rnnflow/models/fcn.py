@@ -195,7 +195,9 @@ class FCNBranch(nn.Module):
         self.num_features = widths[-1]
         self.kernels = tuple(kernels)
         depths = (input_size, *widths[:-1])
-        self.convs = nn.ModuleList(nn.Conv1d(i, o, k) for i, o, k in zip(depths, widths, kernels))
+        self.convs = nn.ModuleList(
+            nn.Conv1d(i, o, k, padding=k // 2) for i, o, k in zip(depths, widths, kernels)
+        )
         self.norms = nn.ModuleList(MaskedBatchNorm1d(o, eps=1e-3, momentum=0.01) for o in widths)
         self.excites = nn.ModuleList(
             SqueezeExcite(o) for o in (widths[:-1] if squeeze_excite else ())
@@ -215,7 +217,10 @@ class FCNBranch(nn.Module):
         h = torch.where(valid[:, None, :], inputs.transpose(1, 2), 0.0)  # [B, D, T], zeros past
         # each length (whatever the padding holds, inf and NaN too)
         for i, (conv, norm, k) in enumerate(zip(self.convs, self.norms, self.kernels)):
-            h = conv(F.pad(h, ((k - 1) // 2, k // 2)))  # [B, C_i, T]: "same", zeros past the end
+            # k // 2 zeros each side, then the T outputs of TF's "same" ((k - 1) // 2 zeros before,
+            # k // 2 after): one slice, as an ONNX Pad would reverse its pad list (a step of -1)
+            shift = k // 2 - (k - 1) // 2  # 1 for an even kernel, 0 for an odd one
+            h = conv(h)[:, :, shift : shift + max_time]  # [B, C_i, T]
             h = torch.relu(norm(h, valid))  # zeros past each length
             if i < len(self.excites):
                 h = self.excites[i](h, valid)
