@@ -43,14 +43,16 @@ def series_file(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["none", "fcn-se"])
+def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A finished run, without and with the MLSTM-FCN convolutional branch (--conv-branch)."""
     threads = torch.get_num_threads()
     root = tmp_path_factory.mktemp("seqcli")
     data = series_file(root / "data.npz")
     out = root / "run"
+    branch = [] if request.param == "none" else ["--conv-branch", request.param]
     status = main(
-        ["train", *SMALL, "--dataset", "npz", "--train-file", str(data), "--out", str(out)]
+        ["train", *SMALL, *branch, "--dataset", "npz", "--train-file", str(data), "--out", str(out)]
     )
     torch.set_num_threads(threads)
     assert status == 0
@@ -66,6 +68,8 @@ def load_model(run: Path):
 def test_train_records_the_data_and_reports_the_test_accuracy(run: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["class_names"] == ["low", "high"]
+    assert config["conv_branch"] in ("none", "fcn-se")
+    assert (config["conv_branch"] != "none") == hasattr(load_model(run)[0], "fcn")
     assert config["num_channels"] == DEPTH and config["data_sha256"][0].startswith("data.npz=")
     z = np.load(Path(config["train_file"]))
     steps = np.concatenate([x[:n] for x, n in zip(z["x_train"], z["lengths_train"])])
@@ -200,8 +204,9 @@ def test_a_builtin_set_without_aeon_names_the_extra(tmp_path: Path, monkeypatch,
 def test_resume_through_the_cli_ends_as_the_uninterrupted_run(run: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    data = json.loads((run / "config.json").read_text())["train_file"]
-    args = ["train", *SMALL, "--dataset", "npz", "--train-file", data]
+    config = json.loads((run / "config.json").read_text())
+    args = ["train", *SMALL, "--dataset", "npz", "--train-file", config["train_file"]]
+    args += ["--conv-branch", config["conv_branch"]]
     threads = torch.get_num_threads()
     assert main([*args, "--out", str(tmp_path / "r"), "--stop-at-step", "4"]) == 0
     assert main(["train", "--resume", str(tmp_path / "r"), "--quiet"]) == 0

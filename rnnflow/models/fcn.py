@@ -166,8 +166,8 @@ class FCNBranch(nn.Module):
         squeeze_excite: SE after every block but the last (MLSTM-FCN), or none (LSTM-FCN).
 
     ``forward(inputs, sequence_length)``: inputs float [B, T, D], sequence_length int [B] or None
-    (every row T steps); rows of length 0 give zeros. Values past a row's length never change
-    its features. Raises ``ValueError`` for inputs of another shape.
+    (every row T steps); rows of length 0 (or T = 0) give zeros. Values past a row's length
+    never change its features. Raises ``ValueError`` for inputs of another shape.
     """
 
     def __init__(
@@ -213,6 +213,8 @@ class FCNBranch(nn.Module):
                 f"{tuple(inputs.shape)}"
             )
         batch, max_time = inputs.shape[0], inputs.shape[1]
+        if max_time == 0:  # no step at all (a convolution needs one): the mean of none
+            return inputs.new_zeros(batch, self.num_features)
         valid = valid_steps(sequence_length, batch, max_time, inputs.device)  # [B, T]
         h = torch.where(valid[:, None, :], inputs.transpose(1, 2), 0.0)  # [B, D, T], zeros past
         # each length (whatever the padding holds, inf and NaN too)

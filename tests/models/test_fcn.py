@@ -166,6 +166,18 @@ def test_a_row_alone_equals_the_row_in_a_batch(conv_branch: str) -> None:
         assert model(x[b : b + 1, :n]).allclose(alone, rtol=1e-5, atol=1e-6)  # no lengths: all
 
 
+@pytest.mark.parametrize("conv_branch", ["fcn", "fcn-se"])
+def test_prefix_logits_are_the_logits_of_each_cut(conv_branch: str) -> None:
+    """What `rnnflow serve` reads step by step: prefix_logits[:, t] = forward(inputs[:, :t]),
+    t = 0 (no step: the recurrent zero state, the branch's zeros) included."""
+    model = _model(conv_branch).eval()
+    x = torch.randn(2, 6, 3)
+    prefix = model.prefix_logits(x)  # [2, 7, 4]
+    for t in range(7):
+        torch.testing.assert_close(prefix[:, t], model(x[:, :t]), rtol=1e-5, atol=1e-6)
+    assert model.fcn(x[:, :0]).equal(torch.zeros(2, 128))
+
+
 def test_the_branch_widens_the_output_layer_and_is_saved() -> None:
     model = _model("fcn-se")
     assert model.weights_out.shape == (2 * 5 + 128, 4)
