@@ -9,6 +9,7 @@ from the training part only, and the config records what the run read.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -195,11 +196,28 @@ def test_build_model_needs_a_recorded_config(files) -> None:
         ({"norm_mean": (float("nan"),)}, r"SequenceConfig: norm_mean must be a tuple of float"),
         ({"norm_std": ("1",)}, r"SequenceConfig: norm_std must be a tuple of float, got \('1',\)"),
         ({"val_size": -1}, r"val_size"),
+        (
+            {"conv_branch": "inception"},
+            r"SequenceConfig: conv_branch must be one of \['none', 'fcn', 'fcn-se'\], got 'incep",
+        ),
     ],
 )
 def test_config_errors(tmp_path: Path, changes, match) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
         config(tmp_path / "x.npz", **changes)
+
+
+def test_a_config_of_a_run_before_the_conv_branch_loads_without_one(files) -> None:
+    """config.json of older runs has no conv_branch: they load as they trained, without one."""
+    from dataclasses import asdict
+
+    from rnnflow.tasks.sequence_config import config_from_dict
+
+    recorded = make_task(config(files["real"])).config
+    old = {k: v for k, v in asdict(recorded).items() if k != "conv_branch"}
+    loaded = config_from_dict(json.loads(json.dumps(old)))
+    assert loaded == recorded and loaded.conv_branch == "none"
+    assert not hasattr(build_model(loaded), "fcn")
 
 
 def test_val_size_must_leave_both_parts(files) -> None:
