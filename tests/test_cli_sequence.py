@@ -50,7 +50,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     root = tmp_path_factory.mktemp("seqcli")
     data = series_file(root / "data.npz")
     out = root / "run"
-    branch = [] if request.param == "none" else ["--conv-branch", request.param]
+    branch = ["--conv-branch", request.param]  # the preset's is fcn-se
     status = main(
         ["train", *SMALL, *branch, "--dataset", "npz", "--train-file", str(data), "--out", str(out)]
     )
@@ -68,7 +68,7 @@ def load_model(run: Path):
 def test_train_records_the_data_and_reports_the_test_accuracy(run: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["class_names"] == ["low", "high"]
-    assert config["conv_branch"] in ("none", "fcn-se")
+    assert config["conv_branch"] in ("none", "fcn-se")  # one each (the fixture's two params)
     assert (config["conv_branch"] != "none") == hasattr(load_model(run)[0], "fcn")
     assert config["num_channels"] == DEPTH and config["data_sha256"][0].startswith("data.npz=")
     z = np.load(Path(config["train_file"]))

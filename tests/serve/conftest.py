@@ -163,8 +163,16 @@ def series_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     common += ["--quiet"]
     made = {}
     for name, extra in {
-        "seq": ["--cell", "gru", "--no-bidirectional"],
-        "seq_bidir": ["--cell", "lstm", "--bidirectional", "--pooling", "mean"],
+        "seq": ["--cell", "gru", "--no-bidirectional", "--conv-branch", "none"],
+        "seq_bidir": [
+            "--cell",
+            "lstm",
+            "--bidirectional",
+            "--pooling",
+            "mean",
+            "--conv-branch",
+            "none",
+        ],
         "seq_fcn": ["--cell", "gru", "--bidirectional", "--conv-branch", "fcn-se"],
     }.items():
         made[name] = root / name

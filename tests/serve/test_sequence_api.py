@@ -151,6 +151,12 @@ def test_info_says_what_the_reading_means(series_runs):
     assert info["bidirectional"] and info["pooling"] == "mean"
     assert "the mean of the outputs of steps 0..t-1" in info["note"]
     assert "the backward direction run over steps t-1..0" in info["note"]
+    assert info["conv_branch"] == "none" and "convolutional" not in info["note"]
+    info = client(series_runs["seq_fcn"]).get("/api/info").json()
+    assert info["conv_branch"] == "fcn-se" and info["note"].endswith(
+        "Beside it, the convolutional branch (--conv-branch) reads steps 0..t-1 alone: its "
+        "features are the mean of its last block over those steps."
+    )
 
 
 def bomb() -> bytes:
