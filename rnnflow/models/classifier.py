@@ -45,6 +45,7 @@ __all__ = [
     "POOLINGS",
     "Pooling",
     "SequenceClassifier",
+    "append_deltas",
     "make_cell",
     "pool_outputs",
 ]
@@ -143,6 +144,8 @@ class SequenceClassifier(nn.Module):
             (before the projection); its 128 features are concatenated after the pooled recurrent
             ones (``weights_out`` [F + 128, C]). Its batch norm uses batch statistics in
             ``train()`` mode and running statistics in ``eval()`` mode.
+        deltas: append each input channel's first difference as D more channels before
+            everything else (:func:`append_deltas`; the projection and the branch read 2D).
     """
 
     def __init__(
@@ -160,6 +163,7 @@ class SequenceClassifier(nn.Module):
         forget_bias: float = 1.0,
         pooling: Pooling = "last",
         conv_branch: ConvBranch = "none",
+        deltas: bool = False,
     ) -> None:
         super().__init__()
         owner = "SequenceClassifier"
@@ -206,10 +210,12 @@ class SequenceClassifier(nn.Module):
         self.init = init
         self.pooling = pooling
         self.conv_branch = conv_branch
+        self.deltas = bool(deltas)
+        width = input_size * (2 if deltas else 1)  # channels the model reads per step
 
         p = self.projection_size
         features = len(pooling.split("+")) * num_units * (2 if bidirectional else 1)
-        self.weights_in = nn.Parameter(torch.empty(input_size, p))  # [D, P]
+        self.weights_in = nn.Parameter(torch.empty(width, p))  # [D, P] (2D with deltas)
         self.biases_in = nn.Parameter(torch.empty(p))  # [P]
 
         def build() -> RNNCell:
@@ -228,7 +234,7 @@ class SequenceClassifier(nn.Module):
         else:
             self.cell = build()
         if conv_branch != "none":
-            self.fcn = FCNBranch(input_size, squeeze_excite=conv_branch == "fcn-se")
+            self.fcn = FCNBranch(width, squeeze_excite=conv_branch == "fcn-se")
             features += self.fcn.num_features
         self.weights_out = nn.Parameter(torch.empty(features, num_classes))  # [F, C]
         self.biases_out = nn.Parameter(torch.empty(num_classes))  # [C]
@@ -262,7 +268,16 @@ class SequenceClassifier(nn.Module):
 
     def _projected(self, inputs: Tensor) -> Tensor:
         """The input projection [B, T, D] -> [B, T, P] (one GEMM, bias fused), after checking
-        the shape."""
+        the shape (and appending the deltas, with ``deltas``)."""
+        x = self._front(inputs)  # [B, T, D or 2D]
+        batch, max_time, width = x.shape
+        rows_in = x.reshape(batch * max_time, width)
+        x = torch.addmm(self.biases_in, rows_in, self.weights_in)
+        return x.view(batch, max_time, self.projection_size)
+
+    def _front(self, inputs: Tensor) -> Tensor:
+        """The inputs [B, T, D] after checking their shape, with their deltas appended when
+        ``deltas`` ([B, T, 2D])."""
         if not isinstance(inputs, Tensor) or inputs.dim() != 3:
             shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
             raise ValueError(
@@ -274,10 +289,7 @@ class SequenceClassifier(nn.Module):
                 f"SequenceClassifier: inputs must have shape [batch, time, {self.input_size}], "
                 f"got {tuple(inputs.shape)}"
             )
-        batch, max_time = inputs.shape[0], inputs.shape[1]
-        rows_in = inputs.reshape(batch * max_time, self.input_size)
-        x = torch.addmm(self.biases_in, rows_in, self.weights_in)
-        return x.view(batch, max_time, self.projection_size)
+        return append_deltas(inputs) if self.deltas else inputs
 
     def features(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
         """What the output projection reads: [B, T, D] -> [B, F]: the pooled outputs
@@ -285,7 +297,8 @@ class SequenceClassifier(nn.Module):
         recurrent = self._recurrent_features(inputs, sequence_length)  # [B, F_rnn]
         if self.conv_branch == "none":
             return recurrent
-        return torch.cat([recurrent, self.fcn(inputs, sequence_length)], dim=1)  # [B, F]
+        conv = self.fcn(self._front(inputs), sequence_length)  # [B, 128]
+        return torch.cat([recurrent, conv], dim=1)  # [B, F]
 
     def _recurrent_features(self, inputs: Tensor, sequence_length: Tensor | None) -> Tensor:
         """The pooled recurrent outputs [B, F_rnn] (the last valid output(s), their mean, ...)."""
@@ -338,6 +351,7 @@ class SequenceClassifier(nn.Module):
             f"projection_size={self.projection_size}, init={self.init!r}"
             + (f", pooling={self.pooling!r}" if self.pooling != "last" else "")
             + (f", conv_branch={self.conv_branch!r}" if self.conv_branch != "none" else "")
+            + (", deltas=True" if self.deltas else "")
         )
 
 
@@ -389,3 +403,17 @@ def pool_outputs(
             peak = outputs.masked_fill(past, float("-inf")).amax(dim=1)  # [B, F]
             parts.append(torch.where((lengths > 0)[:, None], peak, torch.zeros_like(peak)))
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, K * F]
+
+
+def append_deltas(inputs: Tensor) -> Tensor:
+    """Each channel's first difference appended as D more channels: [B, T, D] -> [B, T, 2D].
+
+        out[b, t] = concat(x[b, t], x[b, t] - x[b, t - 1])     # the delta 0 at t = 0
+
+    (the delta coefficients speech front ends append to cepstra, in their simplest form, a
+    one-step difference; HTK's regression over +-2 steps is another). Within each row's length
+    a delta reads only valid steps (t and t - 1 < length); those past it read the padding, which
+    the recurrent network and the convolutional branch ignore. Slices only, so an ONNX trace of
+    it is exact."""
+    previous = torch.cat([inputs[:, :1], inputs[:, :-1]], dim=1)  # [B, T, D]: x[t - 1], x[0] at 0
+    return torch.cat([inputs, inputs - previous], dim=2)  # [B, T, 2D]

@@ -161,6 +161,7 @@ def build_model(
         num_classes=config.num_classes,
         pooling=config.pooling,
         conv_branch=config.conv_branch,
+        deltas=config.deltas,
         **recurrent_args(config),
     )
 

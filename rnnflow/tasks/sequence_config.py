@@ -74,6 +74,8 @@ class SequenceConfig(FitConfig):
     # or a concatenation of them (rnnflow.models.classifier.pool_outputs)
     conv_branch: ConvBranch = "none"  # a masked convolutional branch beside the recurrent one:
     # LSTM-FCN's ("fcn") or MLSTM-FCN's with squeeze-and-excitation ("fcn-se"; rnnflow.models.fcn)
+    deltas: bool = False  # append each standardised channel's first difference x[t] - x[t-1]
+    # (0 at t = 0) as D more channels (rnnflow.models.classifier.append_deltas)
     # optimisation (the rest: FitConfig)
     label_smoothing: float = 0.0
     noise_std: float = 0.0  # training batches: add N(0, noise_std^2) to every standardised value
