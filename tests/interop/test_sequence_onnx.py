@@ -22,7 +22,12 @@ MAX_STEPS = 9
 
 
 def model(
-    cell: str, bidirectional: bool, layers: int, pooling: str = "last", conv_branch: str = "none"
+    cell: str,
+    bidirectional: bool,
+    layers: int,
+    pooling: str = "last",
+    conv_branch: str = "none",
+    deltas: bool = False,
 ) -> SequenceClassifier:
     torch.manual_seed(0)
     m = SequenceClassifier(
@@ -35,6 +40,7 @@ def model(
         init="glorot",
         pooling=pooling,
         conv_branch=conv_branch,  # type: ignore[arg-type]
+        deltas=deltas,
     )
     with torch.no_grad():  # batch norm's running statistics away from 0 and 1
         for _ in range(3):
@@ -55,12 +61,15 @@ def model(
         ("rnn", False, 2, "last+mean+max", "none"),
         ("gru", True, 1, "last", "fcn-se"),
         ("lstm", False, 1, "mean", "fcn"),
+        ("gru", True, 1, "last", "fcn-se+deltas"),
+        ("gru", False, 1, "max", "none+deltas"),
     ],
 )
 def test_onnxruntime_equals_pytorch_on_variable_lengths(
     cell, bidirectional, layers, pooling, conv_branch
 ):
-    m = model(cell, bidirectional, layers, pooling, conv_branch)
+    branch, _, deltas = conv_branch.partition("+")
+    m = model(cell, bidirectional, layers, pooling, branch, deltas=bool(deltas))
     data = sequence_to_onnx(m, mean=MEAN, std=STD, max_steps=MAX_STEPS, metadata={"k": "v"})
     generator = torch.Generator().manual_seed(1)
     lengths = torch.tensor([9, 1, 4, 7, 2, 5, 9])  # batch 7: not the traced batch of 2

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from rnnflow.models import SequenceClassifier
+from rnnflow.models.classifier import append_deltas
 from rnnflow.models.fcn import FCNBranch, MaskedBatchNorm1d, SqueezeExcite, valid_steps
 
 LENGTHS = torch.tensor([7, 3, 1, 5])  # B = 4, T = 7
@@ -125,35 +126,48 @@ def test_same_padding_is_tensorflows_for_an_even_kernel() -> None:
     torch.testing.assert_close(branch(x, torch.tensor([3])), cut)
 
 
-def _model(conv_branch: str) -> SequenceClassifier:
+def _model(conv_branch: str, deltas: bool = False) -> SequenceClassifier:
     torch.manual_seed(0)
     return SequenceClassifier(
         input_size=3, num_classes=4, cell="gru", num_units=5, bidirectional=True,
-        init="glorot", conv_branch=conv_branch,  # type: ignore[arg-type]
+        init="glorot", conv_branch=conv_branch, deltas=deltas,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("conv_branch", ["fcn", "fcn-se"])
+def test_deltas_by_hand() -> None:
+    x = torch.tensor([[[1.0, 2.0], [4.0, 0.0], [3.0, 3.0]]])  # [1, 3, 2]
+    want = torch.tensor([[[1.0, 2.0, 0.0, 0.0], [4.0, 0.0, 3.0, -2.0], [3.0, 3.0, -1.0, 3.0]]])
+    assert append_deltas(x).equal(want)
+    assert append_deltas(x[:, :0]).shape == (1, 0, 4)
+    model = _model("fcn-se", deltas=True)
+    assert model.weights_in.shape[0] == 6 and model.fcn.input_size == 6
+
+
+@pytest.mark.parametrize(("conv_branch", "deltas"), [("fcn", False), ("fcn-se", False),
+                                                     ("fcn-se", True), ("none", True)])  # fmt: skip
 @pytest.mark.parametrize("training", [True, False])
-def test_padding_never_changes_the_logits(conv_branch: str, training: bool) -> None:
+def test_padding_never_changes_the_logits(conv_branch: str, deltas: bool, training: bool) -> None:
     """Other values past each length (huge, or in the branch alone inf and NaN) leave the logits
-    as they were, with batch statistics (train) and running statistics (eval)."""
-    model = _model(conv_branch).train(training)
+    as they were, with batch statistics (train) and running statistics (eval); with deltas,
+    whose step at each length reads the padding, too."""
+    model = _model(conv_branch, deltas).train(training)
     x = torch.randn(4, 7, 3)
     other = x.clone()
     for b, n in enumerate(LENGTHS.tolist()):
         other[b, n:] = 1e4 * torch.randn(7 - n, 3)
     want = model(x, LENGTHS)
     assert model(other, LENGTHS).equal(want)
-    other[1, 3:] = float("nan")
-    other[2, 1:] = float("inf")
-    assert model.fcn(other, LENGTHS).equal(model.fcn(x, LENGTHS))
+    if conv_branch != "none":
+        other[1, 3:] = float("nan")
+        other[2, 1:] = float("inf")
+        front = model._front  # the inputs the branch reads (with their deltas)
+        assert model.fcn(front(other), LENGTHS).equal(model.fcn(front(x), LENGTHS))
 
 
-@pytest.mark.parametrize("conv_branch", ["fcn", "fcn-se"])
-def test_a_row_alone_equals_the_row_in_a_batch(conv_branch: str) -> None:
+@pytest.mark.parametrize(("conv_branch", "deltas"), [("fcn", False), ("fcn-se", True)])
+def test_a_row_alone_equals_the_row_in_a_batch(conv_branch: str, deltas: bool) -> None:
     """Eval mode: each row run alone, cut to its length, gives its logits in the padded batch."""
-    model = _model(conv_branch)
+    model = _model(conv_branch, deltas)
     model.train()
     for _ in range(3):  # running statistics away from their initial 0 / 1
         model(torch.randn(4, 7, 3) * 3 + 1, LENGTHS)
@@ -166,16 +180,16 @@ def test_a_row_alone_equals_the_row_in_a_batch(conv_branch: str) -> None:
         assert model(x[b : b + 1, :n]).allclose(alone, rtol=1e-5, atol=1e-6)  # no lengths: all
 
 
-@pytest.mark.parametrize("conv_branch", ["fcn", "fcn-se"])
-def test_prefix_logits_are_the_logits_of_each_cut(conv_branch: str) -> None:
+@pytest.mark.parametrize(("conv_branch", "deltas"), [("fcn", False), ("fcn-se", True)])
+def test_prefix_logits_are_the_logits_of_each_cut(conv_branch: str, deltas: bool) -> None:
     """What `rnnflow serve` reads step by step: prefix_logits[:, t] = forward(inputs[:, :t]),
     t = 0 (no step: the recurrent zero state, the branch's zeros) included."""
-    model = _model(conv_branch).eval()
+    model = _model(conv_branch, deltas).eval()
     x = torch.randn(2, 6, 3)
     prefix = model.prefix_logits(x)  # [2, 7, 4]
     for t in range(7):
         torch.testing.assert_close(prefix[:, t], model(x[:, :t]), rtol=1e-5, atol=1e-6)
-    assert model.fcn(x[:, :0]).equal(torch.zeros(2, 128))
+    assert model.fcn(model._front(x[:, :0])).equal(torch.zeros(2, 128))
 
 
 def test_the_branch_widens_the_output_layer_and_is_saved() -> None:

@@ -208,16 +208,17 @@ def test_config_errors(tmp_path: Path, changes, match) -> None:
 
 
 def test_a_config_of_a_run_before_the_conv_branch_loads_without_one(files) -> None:
-    """config.json of older runs has no conv_branch: they load as they trained, without one."""
+    """config.json of older runs has no conv_branch or deltas: they load as they trained."""
     from dataclasses import asdict
 
     from rnnflow.tasks.sequence_config import config_from_dict
 
     recorded = make_task(config(files["real"])).config
-    old = {k: v for k, v in asdict(recorded).items() if k != "conv_branch"}
+    old = {k: v for k, v in asdict(recorded).items() if k not in ("conv_branch", "deltas")}
     loaded = config_from_dict(json.loads(json.dumps(old)))
-    assert loaded == recorded and loaded.conv_branch == "none"
-    assert not hasattr(build_model(loaded), "fcn")
+    assert loaded == recorded and loaded.conv_branch == "none" and not loaded.deltas
+    model = build_model(loaded)
+    assert not hasattr(model, "fcn") and not model.deltas
 
 
 def test_val_size_must_leave_both_parts(files) -> None:

@@ -54,7 +54,7 @@ def charlm_task(seed: int = 0) -> Task:
     return CharLMTask(config, prepare_data(config, documents=docs))
 
 
-def sequence_task(seed: int = 0, conv_branch: str = "none") -> Task:
+def sequence_task(seed: int = 0, conv_branch: str = "none", deltas: bool = False) -> Task:
     import numpy as np
 
     from rnnflow.data.sequences import SequenceDataset
@@ -67,6 +67,7 @@ def sequence_task(seed: int = 0, conv_branch: str = "none") -> Task:
         weight_decay=0.01, label_smoothing=0.1, noise_std=0.1, crop_min=0.7, bucket=True,
         device="cpu", threads=1, seed=seed, num_channels=3, class_names=("a", "b", "c"),
         norm_mean=(0.0, 0.0, 0.0), norm_std=(1.0, 1.0, 1.0), conv_branch=conv_branch,
+        deltas=deltas,
     )  # fmt: skip
     rng = np.random.default_rng(seed)
     series = [rng.normal(size=(int(rng.integers(1, 10)), 3)).astype(np.float32) for _ in range(64)]
@@ -108,7 +109,7 @@ TASKS: dict[str, Callable[[], Task]] = {
 
 # variants of a task with more state: batch norm's running statistics (the conv branch)
 VARIANTS: dict[str, Callable[[], Task]] = {
-    "sequence+fcn-se": lambda: sequence_task(conv_branch="fcn-se"),
+    "sequence+fcn-se": lambda: sequence_task(conv_branch="fcn-se", deltas=True),
 }
 RUNS = TASKS | VARIANTS
 
