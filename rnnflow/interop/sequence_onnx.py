@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from rnnflow import _nest
 from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, _import, trace_to_onnx
-from rnnflow.models.classifier import SequenceClassifier, append_deltas, pool_outputs
+from rnnflow.models.classifier import SequenceClassifier, pool_outputs
 from rnnflow.recurrence._masking import reverse_sequence
 from rnnflow.recurrence.reference import reference_dynamic_rnn
 
@@ -52,7 +52,7 @@ class TraceableSequenceClassifier(nn.Module):
     """``model(standardise(series), sequence_length)`` on the reference loop, for tracing.
 
         x      = ((series - mean) / std) @ weights_in + biases_in       # [B, T, D] -> [B, T, P]
-                 (deltas: append_deltas of the standardised series first, [B, T, 2D])
+                 (deltas: model.model_inputs appends the scaled deltas first, [B, T, 2D])
         out    = masked reference loop(cell, x, sequence_length)        # [T, B, H]
         h      = pool_outputs(out, sequence_length, pooling)             # [B, K * H]
         h      = concat(h, fcn(standardised series, sequence_length))   # a conv branch, if any
@@ -93,8 +93,7 @@ class TraceableSequenceClassifier(nn.Module):
         m = self.model
         lengths = sequence_length.to(torch.int64)  # [B]
         standardised = (series - self.mean) / self.std  # [B, T, D]
-        if m.deltas:
-            standardised = append_deltas(standardised)  # [B, T, 2D]
+        standardised = m.model_inputs(standardised)  # [B, T, D] (2D with deltas)
         x = (standardised @ m.weights_in + m.biases_in).transpose(0, 1)  # [T, B, P]
         if m.bidirectional:
             out_fw = _run(m.cell_fw, x, lengths)  # [T, B, H]

@@ -17,6 +17,7 @@ inside a DropoutWrapper). A bidirectional model has ``cell_fw`` and ``cell_bw`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 import torch
@@ -145,7 +146,9 @@ class SequenceClassifier(nn.Module):
             ones (``weights_out`` [F + 128, C]). Its batch norm uses batch statistics in
             ``train()`` mode and running statistics in ``eval()`` mode.
         deltas: append each input channel's first difference as D more channels before
-            everything else (:func:`append_deltas`; the projection and the branch read 2D).
+            everything else (:func:`append_deltas`; the projection and the branch read 2D),
+            each scaled and shifted per channel by the buffers ``delta_scale`` and
+            ``delta_shift`` [D] (1 and 0 until :meth:`set_delta_standardisation`).
     """
 
     def __init__(
@@ -211,6 +214,9 @@ class SequenceClassifier(nn.Module):
         self.pooling = pooling
         self.conv_branch = conv_branch
         self.deltas = bool(deltas)
+        if deltas:  # the deltas' own standardisation (saved with the weights)
+            self.register_buffer("delta_scale", torch.ones(input_size))  # [D]
+            self.register_buffer("delta_shift", torch.zeros(input_size))  # [D]
         width = input_size * (2 if deltas else 1)  # channels the model reads per step
 
         p = self.projection_size
@@ -269,15 +275,32 @@ class SequenceClassifier(nn.Module):
     def _projected(self, inputs: Tensor) -> Tensor:
         """The input projection [B, T, D] -> [B, T, P] (one GEMM, bias fused), after checking
         the shape (and appending the deltas, with ``deltas``)."""
-        x = self._front(inputs)  # [B, T, D or 2D]
+        x = self.model_inputs(inputs)  # [B, T, D or 2D]
         batch, max_time, width = x.shape
         rows_in = x.reshape(batch * max_time, width)
         x = torch.addmm(self.biases_in, rows_in, self.weights_in)
         return x.view(batch, max_time, self.projection_size)
 
-    def _front(self, inputs: Tensor) -> Tensor:
-        """The inputs [B, T, D] after checking their shape, with their deltas appended when
-        ``deltas`` ([B, T, 2D])."""
+    def set_delta_standardisation(self, scale: Sequence[float], shift: Sequence[float]) -> None:
+        """Set ``delta_scale`` and ``delta_shift`` (D floats each) of a model built with
+        ``deltas=True``: its delta channels become ``delta * scale + shift``. Raises
+        ``ValueError`` for a model without deltas or another count."""
+        if not self.deltas:
+            raise ValueError(
+                "SequenceClassifier.set_delta_standardisation: the model has no deltas"
+            )
+        if len(scale) != self.input_size or len(shift) != self.input_size:
+            raise ValueError(
+                f"SequenceClassifier.set_delta_standardisation: scale and shift must hold "
+                f"{self.input_size} values (input_size), got {len(scale)} and {len(shift)}"
+            )
+        with torch.no_grad():
+            self.delta_scale.copy_(torch.tensor(list(scale)))
+            self.delta_shift.copy_(torch.tensor(list(shift)))
+
+    def model_inputs(self, inputs: Tensor) -> Tensor:
+        """What the model reads at each step: the inputs [B, T, D] after checking their shape;
+        with ``deltas``, their scaled and shifted first differences appended ([B, T, 2D])."""
         if not isinstance(inputs, Tensor) or inputs.dim() != 3:
             shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
             raise ValueError(
@@ -289,7 +312,12 @@ class SequenceClassifier(nn.Module):
                 f"SequenceClassifier: inputs must have shape [batch, time, {self.input_size}], "
                 f"got {tuple(inputs.shape)}"
             )
-        return append_deltas(inputs) if self.deltas else inputs
+        if not self.deltas:
+            return inputs
+        both = append_deltas(inputs)  # [B, T, 2D]
+        depth = self.input_size
+        deltas = both[:, :, depth:] * self.delta_scale + self.delta_shift  # [B, T, D]
+        return torch.cat([both[:, :, :depth], deltas], dim=2)  # [B, T, 2D]
 
     def features(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
         """What the output projection reads: [B, T, D] -> [B, F]: the pooled outputs
@@ -297,7 +325,7 @@ class SequenceClassifier(nn.Module):
         recurrent = self._recurrent_features(inputs, sequence_length)  # [B, F_rnn]
         if self.conv_branch == "none":
             return recurrent
-        conv = self.fcn(self._front(inputs), sequence_length)  # [B, 128]
+        conv = self.fcn(self.model_inputs(inputs), sequence_length)  # [B, 128]
         return torch.cat([recurrent, conv], dim=1)  # [B, F]
 
     def _recurrent_features(self, inputs: Tensor, sequence_length: Tensor | None) -> Tensor:

@@ -61,6 +61,8 @@ class SequenceConfig(FitConfig):
     norm_mean: tuple[float, ...] = ()  # per channel, over the valid steps of the training split
     norm_std: tuple[float, ...] = ()
     data_sha256: tuple[str, ...] = ()  # "file name=sha256 of its bytes" of every file read
+    delta_mean: tuple[float, ...] = ()  # with deltas: the statistics of the training split's
+    delta_std: tuple[float, ...] = ()  # first differences (rnnflow.data.sequence_norm.delta_stats)
     # model (rnnflow.models.classifier.SequenceClassifier)
     cell: CellKind = "gru"
     num_units: int = 128
@@ -74,8 +76,8 @@ class SequenceConfig(FitConfig):
     # or a concatenation of them (rnnflow.models.classifier.pool_outputs)
     conv_branch: ConvBranch = "none"  # a masked convolutional branch beside the recurrent one:
     # LSTM-FCN's ("fcn") or MLSTM-FCN's with squeeze-and-excitation ("fcn-se"; rnnflow.models.fcn)
-    deltas: bool = False  # append each standardised channel's first difference x[t] - x[t-1]
-    # (0 at t = 0) as D more channels (rnnflow.models.classifier.append_deltas)
+    deltas: bool = False  # append each channel's first difference x[t] - x[t-1] (0 at t = 0),
+    # standardised with its own training statistics, as D more channels (append_deltas)
     # optimisation (the rest: FitConfig)
     label_smoothing: float = 0.0
     noise_std: float = 0.0  # training batches: add N(0, noise_std^2) to every standardised value
@@ -110,6 +112,17 @@ class SequenceConfig(FitConfig):
             )
         if any(s <= 0 for s in self.norm_std):
             raise ValueError(f"SequenceConfig: norm_std must be > 0, got {min(self.norm_std)}")
+        if len(self.delta_mean) != len(self.delta_std) or len(self.delta_mean) not in (
+            0,
+            self.num_channels,
+        ):
+            raise ValueError(
+                f"SequenceConfig: delta_mean and delta_std must hold num_channels "
+                f"({self.num_channels}) values each, got {len(self.delta_mean)} and "
+                f"{len(self.delta_std)}"
+            )
+        if any(s <= 0 for s in self.delta_std):
+            raise ValueError(f"SequenceConfig: delta_std must be > 0, got {min(self.delta_std)}")
 
     def to_json(self) -> str:
         """``config.json``'s text: the fields and ``"task": "sequence"`` (so that a run that
@@ -142,7 +155,15 @@ SEQUENCE_CONFIG_RANGES: dict[str, Range] = {
     "epochs": POSITIVE,
 }
 
-DATA_RECORD_FIELDS = ("num_channels", "class_names", "norm_mean", "norm_std", "data_sha256")
+DATA_RECORD_FIELDS = (
+    "num_channels",
+    "class_names",
+    "norm_mean",
+    "norm_std",
+    "data_sha256",
+    "delta_mean",
+    "delta_std",
+)
 """Fields the run records from the training data, not set by flags or presets."""
 
 config_from_dict = functools.partial(_config_from_dict, SequenceConfig, task=TASK)

@@ -160,7 +160,7 @@ def test_padding_never_changes_the_logits(conv_branch: str, deltas: bool, traini
     if conv_branch != "none":
         other[1, 3:] = float("nan")
         other[2, 1:] = float("inf")
-        front = model._front  # the inputs the branch reads (with their deltas)
+        front = model.model_inputs  # the inputs the branch reads (with their deltas)
         assert model.fcn(front(other), LENGTHS).equal(model.fcn(front(x), LENGTHS))
 
 
@@ -189,7 +189,7 @@ def test_prefix_logits_are_the_logits_of_each_cut(conv_branch: str, deltas: bool
     prefix = model.prefix_logits(x)  # [2, 7, 4]
     for t in range(7):
         torch.testing.assert_close(prefix[:, t], model(x[:, :t]), rtol=1e-5, atol=1e-6)
-    assert model.fcn(model._front(x[:, :0])).equal(torch.zeros(2, 128))
+    assert model.fcn(model.model_inputs(x[:, :0])).equal(torch.zeros(2, 128))
 
 
 def test_the_branch_widens_the_output_layer_and_is_saved() -> None:
