@@ -42,6 +42,8 @@ def model(
         conv_branch=conv_branch,  # type: ignore[arg-type]
         deltas=deltas,
     )
+    if deltas:
+        m.set_delta_standardisation([0.5, 2.0, 1.5], [0.1, -0.2, 0.3])
     with torch.no_grad():  # batch norm's running statistics away from 0 and 1
         for _ in range(3):
             m(3 * torch.randn(5, MAX_STEPS, 3) + 1, torch.tensor([9, 2, 5, 7, 3]))

@@ -143,6 +143,22 @@ def test_deltas_by_hand() -> None:
     assert model.weights_in.shape[0] == 6 and model.fcn.input_size == 6
 
 
+def test_delta_standardisation_by_hand() -> None:
+    """Delta channels become delta * scale + shift per channel; a model without deltas, or a
+    wrong count, is refused."""
+    model = _model("none", deltas=True)
+    model.set_delta_standardisation([2.0, 0.5, 1.0], [1.0, 0.0, -1.0])
+    x = torch.tensor([[[1.0, 2.0, 3.0], [3.0, 6.0, 2.0]]])  # [1, 2, 3]
+    want = torch.tensor([[[1.0, 2.0, 3.0, 1.0, 0.0, -1.0], [3.0, 6.0, 2.0, 5.0, 2.0, -2.0]]])
+    assert model.model_inputs(x).equal(want)
+    assert {"delta_scale", "delta_shift"} <= model.state_dict().keys()
+    with pytest.raises(ValueError, match=r"scale and shift must hold 3 values \(input_size\), "
+                       r"got 2 and 3"):  # fmt: skip
+        model.set_delta_standardisation([1.0, 1.0], [0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match=r"set_delta_standardisation: the model has no deltas"):
+        _model("none").set_delta_standardisation([1.0] * 3, [0.0] * 3)
+
+
 @pytest.mark.parametrize(("conv_branch", "deltas"), [("fcn", False), ("fcn-se", False),
                                                      ("fcn-se", True), ("none", True)])  # fmt: skip
 @pytest.mark.parametrize("training", [True, False])

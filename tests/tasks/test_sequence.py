@@ -197,6 +197,10 @@ def test_build_model_needs_a_recorded_config(files) -> None:
         ({"norm_std": ("1",)}, r"SequenceConfig: norm_std must be a tuple of float, got \('1',\)"),
         ({"val_size": -1}, r"val_size"),
         (
+            {"num_channels": 1, "norm_mean": (0.0,), "norm_std": (1.0,), "delta_mean": (0.0,)},
+            r"delta_mean and delta_std must hold num_channels \(1\) values each, got 1 and 0",
+        ),
+        (
             {"conv_branch": "inception"},
             r"SequenceConfig: conv_branch must be one of \['none', 'fcn', 'fcn-se'\], got 'incep",
         ),
@@ -219,6 +223,9 @@ def test_a_config_of_a_run_before_the_conv_branch_loads_without_one(files) -> No
     assert loaded == recorded and loaded.conv_branch == "none" and not loaded.deltas
     model = build_model(loaded)
     assert not hasattr(model, "fcn") and not model.deltas
+    needs = r"SequenceConfig: deltas needs delta_mean/delta_std recorded; build the model from"
+    with pytest.raises(ValueError, match=needs):
+        build_model(replace(loaded, deltas=True))
 
 
 def test_val_size_must_leave_both_parts(files) -> None:

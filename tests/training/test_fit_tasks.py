@@ -67,7 +67,8 @@ def sequence_task(seed: int = 0, conv_branch: str = "none", deltas: bool = False
         weight_decay=0.01, label_smoothing=0.1, noise_std=0.1, crop_min=0.7, bucket=True,
         device="cpu", threads=1, seed=seed, num_channels=3, class_names=("a", "b", "c"),
         norm_mean=(0.0, 0.0, 0.0), norm_std=(1.0, 1.0, 1.0), conv_branch=conv_branch,
-        deltas=deltas,
+        deltas=deltas, delta_mean=(0.1, 0.0, -0.1) if deltas else (),
+        delta_std=(1.5, 1.4, 1.3) if deltas else (),
     )  # fmt: skip
     rng = np.random.default_rng(seed)
     series = [rng.normal(size=(int(rng.integers(1, 10)), 3)).astype(np.float32) for _ in range(64)]
