@@ -173,14 +173,15 @@ _BASE = SequenceConfig()
 
 PRESETS: dict[str, SequenceConfig] = {
     # JapaneseVowels (12 channels, 7-29 steps, 9 speakers): a bidirectional GRU of 128 units per
-    # direction beside MLSTM-FCN's masked convolutional branch with squeeze-and-excitation, Adam
-    # 3e-3, 10 epochs of warm-up then cosine to 0 over 100 epochs of batch 16; the defaults above
-    # but conv_branch (whose default stays "none": configs of older runs, which lack the field,
-    # load as they trained). Chosen by 5-fold stratified cross-validation of the 270 TRAINING
-    # series (the test split unread): with the branch 4, 5, 5 held-out errors for seeds 0-2,
-    # without it 5, 7, 6; the branch without SE 6 (seed 0). Earlier rounds: EMA, input noise,
-    # AdamW weight decay, random crops and 200-300 epochs tied the GRU alone; mean, max and
-    # concatenated pooling, 2 layers, 256 units with dropout, 64 units, LSTM and the N(0, 1)
-    # input projection were worse. docs/RESULTS.md has the numbers.
-    "japanese-vowels": replace(_BASE, conv_branch="fcn-se"),
+    # direction beside MLSTM-FCN's masked convolutional branch with squeeze-and-excitation, both
+    # reading the 12 channels and their 12 standardised first differences (deltas); Adam 3e-3,
+    # 10 epochs of warm-up then cosine to 0 over 100 epochs of batch 16; the defaults above but
+    # conv_branch and deltas (whose defaults stay off: configs of older runs, which lack the
+    # fields, load as they trained). Chosen by 5-fold stratified cross-validation of the 270
+    # TRAINING series (the test split unread), held-out errors for seeds 0, 1, 2: the GRU alone
+    # 5, 7, 6; with the branch 4, 5, 5; with the branch and deltas 2, 3, 2. Earlier rounds:
+    # EMA, input noise, AdamW weight decay, random crops and 200-300 epochs tied the GRU alone;
+    # mean, max and concatenated pooling, 2 layers, 256 units with dropout, 64 units, LSTM and
+    # the N(0, 1) input projection were worse. docs/RESULTS.md has the numbers.
+    "japanese-vowels": replace(_BASE, conv_branch="fcn-se", deltas=True),
 }
