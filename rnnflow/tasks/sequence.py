@@ -4,10 +4,14 @@
 The model is :class:`rnnflow.models.SequenceClassifier` called with ``sequence_length``: it
 classifies from the last VALID output (bidirectional: the forward direction's output at step
 T_i - 1 and the backward direction's at step 0, after reading T_i - 1 .. 0), so the zero padding
-of a batch never reaches the logits. Series are standardised per channel with statistics of the
-training part only (``rnnflow.data.sequence_norm``), recorded in the run's config and applied
-by evaluate, predict and export. Trained by the one ``rnnflow.training.engine.fit`` through
-:class:`SequenceTask`; config: :class:`rnnflow.tasks.sequence_config.SequenceConfig`.
+of a batch never reaches the logits. Options: a masked convolutional branch beside it
+(``conv_branch``, :mod:`rnnflow.models.fcn`) and delta channels (``deltas``: each channel's
+first difference, standardised with the statistics of the training part's differences, recorded
+as ``delta_mean``/``delta_std``); the japanese-vowels preset uses both. Series are standardised
+per channel with statistics of the training part only (``rnnflow.data.sequence_norm``),
+recorded in the run's config and applied by evaluate, predict and export. Trained by the one
+``rnnflow.training.engine.fit`` through :class:`SequenceTask`; config:
+:class:`rnnflow.tasks.sequence_config.SequenceConfig`.
 """
 
 from __future__ import annotations

@@ -228,6 +228,22 @@ def test_a_config_of_a_run_before_the_conv_branch_loads_without_one(files) -> No
         build_model(replace(loaded, deltas=True))
 
 
+def test_the_model_standardises_its_deltas_with_the_training_differences(files) -> None:
+    """The built model's delta channels of a standardised training series equal its raw
+    differences (0 first) standardised with mean and std of all training differences, both
+    computed here with numpy from the file."""
+    recorded, train, _, _ = read_splits(config(files["real"], deltas=True))
+    z = np.load(files["real"])
+    raw = [x[:n].astype(np.float64) for x, n in zip(z["x_train"], z["lengths_train"])]
+    diffs = [np.diff(x, axis=0, prepend=x[:1]) for x in raw]
+    steps = np.concatenate(diffs)
+    mean, std = steps.mean(0), steps.std(0)
+    model = build_model(recorded)
+    for i in (0, 5):
+        got = model.model_inputs(torch.from_numpy(train.series[i])[None])[0, :, DEPTH:]
+        np.testing.assert_allclose(got.numpy(), (diffs[i] - mean) / std, rtol=1e-5, atol=1e-5)
+
+
 def test_val_size_must_leave_both_parts(files) -> None:
     with pytest.raises(ValueError, match=r"val_size must leave both parts non-empty .*got 400"):
         read_splits(config(files["real"], val_size=400))
