@@ -43,14 +43,18 @@ def series_file(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["none", "fcn-se+deltas"])
+def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A finished run of the recurrent network alone, and one with the MLSTM-FCN convolutional
+    branch (--conv-branch) and delta channels (--deltas)."""
     threads = torch.get_num_threads()
     root = tmp_path_factory.mktemp("seqcli")
     data = series_file(root / "data.npz")
     out = root / "run"
+    conv_branch, _, deltas = request.param.partition("+")
+    branch = ["--conv-branch", conv_branch, "--deltas" if deltas else "--no-deltas"]
     status = main(
-        ["train", *SMALL, "--dataset", "npz", "--train-file", str(data), "--out", str(out)]
+        ["train", *SMALL, *branch, "--dataset", "npz", "--train-file", str(data), "--out", str(out)]
     )
     torch.set_num_threads(threads)
     assert status == 0
@@ -66,10 +70,19 @@ def load_model(run: Path):
 def test_train_records_the_data_and_reports_the_test_accuracy(run: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["class_names"] == ["low", "high"]
+    assert config["conv_branch"] in ("none", "fcn-se")  # one each (the fixture's two params)
+    assert (config["conv_branch"] != "none") == hasattr(load_model(run)[0], "fcn")
     assert config["num_channels"] == DEPTH and config["data_sha256"][0].startswith("data.npz=")
     z = np.load(Path(config["train_file"]))
     steps = np.concatenate([x[:n] for x, n in zip(z["x_train"], z["lengths_train"])])
     np.testing.assert_allclose(config["norm_mean"], steps.astype(np.float64).mean(0), rtol=1e-12)
+    if config["deltas"]:  # the statistics of the training series' first differences
+        pairs = zip(z["x_train"], z["lengths_train"])
+        d = np.concatenate([np.diff(x[:n], axis=0, prepend=x[:1]) for x, n in pairs])
+        np.testing.assert_allclose(config["delta_mean"], d.astype(np.float64).mean(0), rtol=1e-12)
+        np.testing.assert_allclose(config["delta_std"], d.astype(np.float64).std(0), rtol=1e-12)
+    else:
+        assert config["delta_mean"] == config["delta_std"] == []
     summary = json.loads((run / "summary.json").read_text())
     assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["test_series"] == 40
     assert (run / "confusion.png").is_file()
@@ -201,8 +214,13 @@ def test_a_builtin_set_without_aeon_names_the_extra(tmp_path: Path, monkeypatch,
 def test_resume_through_the_cli_ends_as_the_uninterrupted_run(run: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    data = json.loads((run / "config.json").read_text())["train_file"]
-    args = ["train", *SMALL, "--dataset", "npz", "--train-file", data]
+    config = json.loads((run / "config.json").read_text())
+    args = ["train", *SMALL, "--dataset", "npz", "--train-file", config["train_file"]]
+    args += [
+        "--conv-branch",
+        config["conv_branch"],
+        "--deltas" if config["deltas"] else "--no-deltas",
+    ]
     threads = torch.get_num_threads()
     assert main([*args, "--out", str(tmp_path / "r"), "--stop-at-step", "4"]) == 0
     assert main(["train", "--resume", str(tmp_path / "r"), "--quiet"]) == 0

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         SequenceConfig,
         title="sequence config (--task sequence)",
         description="any SequenceConfig field; when not given, the preset's value (the defaults "
-        "shown are the japanese-vowels preset's)",
+        "shown are SequenceConfig's; the list below says what each preset changes)",
         skip=DATA_RECORD_FIELDS,
     )
     warmup = next(a for a in parser._actions if a.dest == "cfg_warmup_examples")

@@ -17,7 +17,7 @@ import numpy as np
 
 from rnnflow.data.sequences import SequenceDataError, SequenceDataset
 
-__all__ = ["ChannelStats"]
+__all__ = ["ChannelStats", "delta_stats"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,12 @@ class ChannelStats:
             raise ValueError(
                 f"ChannelStats.from_dict: expected {{'mean': [...], 'std': [...]}}, got {d!r}"
             ) from exc
+
+
+def delta_stats(train: SequenceDataset) -> ChannelStats:
+    """:meth:`ChannelStats.fit` of the series' first differences: for each series x [T_i, D],
+    ``d[0] = 0`` and ``d[t] = x[t] - x[t - 1]`` (every step inside its own length), the
+    statistics over every step of every series. A model with deltas standardises its delta
+    channels with them (``rnnflow.models.classifier.append_deltas``)."""
+    deltas = tuple(np.diff(x, axis=0, prepend=x[:1]) for x in train.series)  # [T_i, D] each
+    return ChannelStats.fit(SequenceDataset(deltas, train.labels, train.class_names, train.source))

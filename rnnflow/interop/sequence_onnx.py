@@ -61,15 +61,18 @@ class TraceableSequenceClassifier(nn.Module):
     """``model(standardise(series), sequence_length)`` on the reference loop, for tracing.
 
         x      = ((series - mean) / std) @ weights_in + biases_in       # [B, T, D] -> [B, T, P]
+                 (deltas: model.model_inputs appends the scaled deltas first, [B, T, 2D])
         out    = masked reference loop(cell, x, sequence_length)        # [T, B, H]
         h      = pool_outputs(out, sequence_length, pooling)             # [B, K * H]
+        h      = concat(h, fcn(standardised series, sequence_length))   # a conv branch, if any
         logits = h @ weights_out + biases_out                           # [B, C]
 
     Bidirectional: ``out = cat(out_fw, out_bw)`` where ``out_bw`` is the backward cell's outputs
     over each row reversed within its length, reversed back. ``pool_outputs`` is
     :func:`rnnflow.models.classifier.pool_outputs`, the classifier's own pooling (``last``:
     the forward output at ``len - 1`` and the backward one at step 0; ``mean``, ``max`` or
-    their concatenations).
+    their concatenations). A convolutional branch (``conv_branch``, rnnflow.models.fcn) runs as
+    in eval mode: its batch norm uses the running statistics.
     Shares ``model``'s parameters; always in eval mode (dropout off).
     """
 
@@ -98,8 +101,9 @@ class TraceableSequenceClassifier(nn.Module):
     def forward(self, series: Tensor, sequence_length: Tensor) -> Tensor:
         m = self.model
         lengths = sequence_length.to(torch.int64)  # [B]
-        x = (series - self.mean) / self.std  # [B, T, D]
-        x = (x @ m.weights_in + m.biases_in).transpose(0, 1)  # [T, B, P]
+        standardised = (series - self.mean) / self.std  # [B, T, D]
+        standardised = m.model_inputs(standardised)  # [B, T, D] (2D with deltas)
+        x = (standardised @ m.weights_in + m.biases_in).transpose(0, 1)  # [T, B, P]
         if m.bidirectional:
             out_fw = _run(m.cell_fw, x, lengths)  # [T, B, H]
             out_bw_rev = _run(m.cell_bw, reverse_sequence(x, lengths), lengths)  # [T, B, H]
@@ -112,6 +116,8 @@ class TraceableSequenceClassifier(nn.Module):
             pooling=m.pooling,
             backward_units=m.num_units if m.bidirectional else 0,
         )  # [B, K * F]
+        if m.conv_branch != "none":  # eval mode: batch norm is an affine map per channel
+            h = torch.cat([h, m.fcn(standardised, lengths)], dim=1)  # [B, K * F + 128]
         return h @ m.weights_out + m.biases_out  # [B, C]
 
 

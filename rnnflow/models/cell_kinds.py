@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["CELL_KINDS", "INITS", "CellKind", "Init"]
+__all__ = ["CELL_KINDS", "CONV_BRANCHES", "INITS", "CellKind", "ConvBranch", "Init"]
 
 # rnn: BasicRNNCell; lstm: BasicLSTMCell; gru: GRUCell; lstm_cell: tf.nn.rnn_cell.LSTMCell; the
 # tf.contrib cells: lstm_block (LSTMBlockCell), gru_block (GRUBlockCellV2), layer_norm_lstm
@@ -23,5 +23,9 @@ CellKind = Literal[
     "cudnn_gru",
 ]
 Init = Literal["normal", "glorot"]
+# a convolutional branch beside the recurrent network (rnnflow.models.fcn): none, LSTM-FCN's
+# (three masked conv blocks with batch norm), or MLSTM-FCN's (the same with squeeze-and-excitation)
+ConvBranch = Literal["none", "fcn", "fcn-se"]
 CELL_KINDS: tuple[str, ...] = get_args(CellKind)
 INITS: tuple[str, ...] = get_args(Init)
+CONV_BRANCHES: tuple[str, ...] = get_args(ConvBranch)

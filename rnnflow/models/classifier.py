@@ -17,6 +17,7 @@ inside a DropoutWrapper). A bidirectional model has ``cell_fw`` and ``cell_bw`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 import torch
@@ -35,7 +36,8 @@ from rnnflow.cells.cudnn_compatible import CudnnCompatibleGRUCell, CudnnCompatib
 from rnnflow.cells.gru_block import GRUBlockCellV2
 from rnnflow.cells.layer_norm_lstm import LayerNormBasicLSTMCell
 from rnnflow.cells.lstm_block import LSTMBlockCell
-from rnnflow.models.cell_kinds import CELL_KINDS, INITS, CellKind, Init
+from rnnflow.models.cell_kinds import CELL_KINDS, CONV_BRANCHES, INITS, CellKind, ConvBranch, Init
+from rnnflow.models.fcn import FCNBranch
 from rnnflow.recurrence import bidirectional_dynamic_rnn, dynamic_rnn
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "POOLINGS",
     "Pooling",
     "SequenceClassifier",
+    "append_deltas",
     "make_cell",
     "pool_outputs",
 ]
@@ -136,6 +139,16 @@ class SequenceClassifier(nn.Module):
             mean or the per-feature maximum of the valid outputs), or the concatenations
             ``"last+max"`` and ``"last+mean+max"`` (K parts: the output layer reads K * F
             features); :func:`pool_outputs` defines each.
+        conv_branch: ``"none"``; ``"fcn"`` or ``"fcn-se"``: a convolutional branch beside the
+            recurrent network, LSTM-FCN's or MLSTM-FCN's (:class:`rnnflow.models.fcn.FCNBranch`,
+            masked to each length; ``"fcn-se"`` with squeeze-and-excitation), reading the inputs
+            (before the projection); its 128 features are concatenated after the pooled recurrent
+            ones (``weights_out`` [F + 128, C]). Its batch norm uses batch statistics in
+            ``train()`` mode and running statistics in ``eval()`` mode.
+        deltas: append each input channel's first difference as D more channels before
+            everything else (:func:`append_deltas`; the projection and the branch read 2D),
+            each scaled and shifted per channel by the buffers ``delta_scale`` and
+            ``delta_shift`` [D] (1 and 0 until :meth:`set_delta_standardisation`).
     """
 
     def __init__(
@@ -152,6 +165,8 @@ class SequenceClassifier(nn.Module):
         init: Init = "normal",
         forget_bias: float = 1.0,
         pooling: Pooling = "last",
+        conv_branch: ConvBranch = "none",
+        deltas: bool = False,
     ) -> None:
         super().__init__()
         owner = "SequenceClassifier"
@@ -177,6 +192,10 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"{owner}: init must be one of {INITS}, got {init!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"{owner}: pooling must be one of {POOLINGS}, got {pooling!r}")
+        if conv_branch not in CONV_BRANCHES:
+            raise ValueError(
+                f"{owner}: conv_branch must be one of {CONV_BRANCHES}, got {conv_branch!r}"
+            )
         if (
             isinstance(dropout, bool)
             or not isinstance(dropout, int | float)
@@ -193,10 +212,16 @@ class SequenceClassifier(nn.Module):
         self.projection_size = projection_size or num_units
         self.init = init
         self.pooling = pooling
+        self.conv_branch = conv_branch
+        self.deltas = bool(deltas)
+        if deltas:  # the deltas' own standardisation (saved with the weights)
+            self.register_buffer("delta_scale", torch.ones(input_size))  # [D]
+            self.register_buffer("delta_shift", torch.zeros(input_size))  # [D]
+        width = input_size * (2 if deltas else 1)  # channels the model reads per step
 
         p = self.projection_size
         features = len(pooling.split("+")) * num_units * (2 if bidirectional else 1)
-        self.weights_in = nn.Parameter(torch.empty(input_size, p))  # [D, P]
+        self.weights_in = nn.Parameter(torch.empty(width, p))  # [D, P] (2D with deltas)
         self.biases_in = nn.Parameter(torch.empty(p))  # [P]
 
         def build() -> RNNCell:
@@ -214,6 +239,9 @@ class SequenceClassifier(nn.Module):
             self.cell_bw = build()
         else:
             self.cell = build()
+        if conv_branch != "none":
+            self.fcn = FCNBranch(width, squeeze_excite=conv_branch == "fcn-se")
+            features += self.fcn.num_features
         self.weights_out = nn.Parameter(torch.empty(features, num_classes))  # [F, C]
         self.biases_out = nn.Parameter(torch.empty(num_classes))  # [C]
         self.reset_projections()
@@ -246,7 +274,33 @@ class SequenceClassifier(nn.Module):
 
     def _projected(self, inputs: Tensor) -> Tensor:
         """The input projection [B, T, D] -> [B, T, P] (one GEMM, bias fused), after checking
-        the shape."""
+        the shape (and appending the deltas, with ``deltas``)."""
+        x = self.model_inputs(inputs)  # [B, T, D or 2D]
+        batch, max_time, width = x.shape
+        rows_in = x.reshape(batch * max_time, width)
+        x = torch.addmm(self.biases_in, rows_in, self.weights_in)
+        return x.view(batch, max_time, self.projection_size)
+
+    def set_delta_standardisation(self, scale: Sequence[float], shift: Sequence[float]) -> None:
+        """Set ``delta_scale`` and ``delta_shift`` (D floats each) of a model built with
+        ``deltas=True``: its delta channels become ``delta * scale + shift``. Raises
+        ``ValueError`` for a model without deltas or another count."""
+        if not self.deltas:
+            raise ValueError(
+                "SequenceClassifier.set_delta_standardisation: the model has no deltas"
+            )
+        if len(scale) != self.input_size or len(shift) != self.input_size:
+            raise ValueError(
+                f"SequenceClassifier.set_delta_standardisation: scale and shift must hold "
+                f"{self.input_size} values (input_size), got {len(scale)} and {len(shift)}"
+            )
+        with torch.no_grad():
+            self.delta_scale.copy_(torch.tensor(list(scale)))
+            self.delta_shift.copy_(torch.tensor(list(shift)))
+
+    def model_inputs(self, inputs: Tensor) -> Tensor:
+        """What the model reads at each step: the inputs [B, T, D] after checking their shape;
+        with ``deltas``, their scaled and shifted first differences appended ([B, T, 2D])."""
         if not isinstance(inputs, Tensor) or inputs.dim() != 3:
             shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
             raise ValueError(
@@ -258,14 +312,24 @@ class SequenceClassifier(nn.Module):
                 f"SequenceClassifier: inputs must have shape [batch, time, {self.input_size}], "
                 f"got {tuple(inputs.shape)}"
             )
-        batch, max_time = inputs.shape[0], inputs.shape[1]
-        rows_in = inputs.reshape(batch * max_time, self.input_size)
-        x = torch.addmm(self.biases_in, rows_in, self.weights_in)
-        return x.view(batch, max_time, self.projection_size)
+        if not self.deltas:
+            return inputs
+        both = append_deltas(inputs)  # [B, T, 2D]
+        depth = self.input_size
+        deltas = both[:, :, depth:] * self.delta_scale + self.delta_shift  # [B, T, D]
+        return torch.cat([both[:, :, :depth], deltas], dim=2)  # [B, T, 2D]
 
     def features(self, inputs: Tensor, sequence_length: Tensor | None = None) -> Tensor:
-        """What the output projection reads: [B, T, D] -> [B, F]: the last valid output(s)
-        (``pooling="last"``) or the mean of the valid outputs (``pooling="mean"``)."""
+        """What the output projection reads: [B, T, D] -> [B, F]: the pooled outputs
+        (:func:`pool_outputs`), then the convolutional branch's features if there is one."""
+        recurrent = self._recurrent_features(inputs, sequence_length)  # [B, F_rnn]
+        if self.conv_branch == "none":
+            return recurrent
+        conv = self.fcn(self.model_inputs(inputs), sequence_length)  # [B, 128]
+        return torch.cat([recurrent, conv], dim=1)  # [B, F]
+
+    def _recurrent_features(self, inputs: Tensor, sequence_length: Tensor | None) -> Tensor:
+        """The pooled recurrent outputs [B, F_rnn] (the last valid output(s), their mean, ...)."""
         if self.pooling == "last" and sequence_length is None and not self.bidirectional:
             x = self._projected(inputs)
             if x.shape[1] > 0:
@@ -314,6 +378,8 @@ class SequenceClassifier(nn.Module):
             f"bidirectional={self.bidirectional}, dropout={self.dropout}, "
             f"projection_size={self.projection_size}, init={self.init!r}"
             + (f", pooling={self.pooling!r}" if self.pooling != "last" else "")
+            + (f", conv_branch={self.conv_branch!r}" if self.conv_branch != "none" else "")
+            + (", deltas=True" if self.deltas else "")
         )
 
 
@@ -365,3 +431,17 @@ def pool_outputs(
             peak = outputs.masked_fill(past, float("-inf")).amax(dim=1)  # [B, F]
             parts.append(torch.where((lengths > 0)[:, None], peak, torch.zeros_like(peak)))
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, K * F]
+
+
+def append_deltas(inputs: Tensor) -> Tensor:
+    """Each channel's first difference appended as D more channels: [B, T, D] -> [B, T, 2D].
+
+        out[b, t] = concat(x[b, t], x[b, t] - x[b, t - 1])     # the delta 0 at t = 0
+
+    (the delta coefficients speech front ends append to cepstra, in their simplest form, a
+    one-step difference; HTK's regression over +-2 steps is another). Within each row's length
+    a delta reads only valid steps (t and t - 1 < length); those past it read the padding, which
+    the recurrent network and the convolutional branch ignore. Slices only, so an ONNX trace of
+    it is exact."""
+    previous = torch.cat([inputs[:, :1], inputs[:, :-1]], dim=1)  # [B, T, D]: x[t - 1], x[0] at 0
+    return torch.cat([inputs, inputs - previous], dim=2)  # [B, T, 2D]

@@ -233,6 +233,12 @@ def read_steps(
     }
 
 
+_CONV_NOTE = (
+    " Beside it, the convolutional branch (--conv-branch) reads steps 0..t-1 alone: its features"
+    " are the mean of its last block over those steps."
+)
+
+
 def _reading_note(
     bidirectional: bool, tta_flip: bool, *, pooling: str = "last", unit: str = "row"
 ) -> str:
@@ -442,8 +448,10 @@ class SequenceRun:
             "num_layers": cfg.num_layers,
             "bidirectional": cfg.bidirectional,
             "pooling": cfg.pooling,
+            "conv_branch": cfg.conv_branch,
             "limits": {"steps": MAX_STEPS, "series": MAX_SERIES},
-            "note": _reading_note(cfg.bidirectional, False, pooling=cfg.pooling, unit="step"),
+            "note": _reading_note(cfg.bidirectional, False, pooling=cfg.pooling, unit="step")
+            + (_CONV_NOTE if cfg.conv_branch != "none" else ""),
         }
 
     def series_from_bytes(

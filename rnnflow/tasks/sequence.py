@@ -4,10 +4,14 @@
 The model is :class:`rnnflow.models.SequenceClassifier` called with ``sequence_length``: it
 classifies from the last VALID output (bidirectional: the forward direction's output at step
 T_i - 1 and the backward direction's at step 0, after reading T_i - 1 .. 0), so the zero padding
-of a batch never reaches the logits. Series are standardised per channel with statistics of the
-training part only (``rnnflow.data.sequence_norm``), recorded in the run's config and applied
-by evaluate, predict and export. Trained by the one ``rnnflow.training.engine.fit`` through
-:class:`SequenceTask`; config: :class:`rnnflow.tasks.sequence_config.SequenceConfig`.
+of a batch never reaches the logits. Options: a masked convolutional branch beside it
+(``conv_branch``, :mod:`rnnflow.models.fcn`) and delta channels (``deltas``: each channel's
+first difference, standardised with the statistics of the training part's differences, recorded
+as ``delta_mean``/``delta_std``); the japanese-vowels preset uses both. Series are standardised
+per channel with statistics of the training part only (``rnnflow.data.sequence_norm``),
+recorded in the run's config and applied by evaluate, predict and export. Trained by the one
+``rnnflow.training.engine.fit`` through :class:`SequenceTask`; config:
+:class:`rnnflow.tasks.sequence_config.SequenceConfig`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import Tensor, nn
 from rnnflow.data.sequence_augment import random_crop
 from rnnflow.data.sequence_batches import SequenceBatch, SequenceBatchIterator
 from rnnflow.data.sequence_files import load_uea, read_sequence_npz, read_sequence_ts, uea_path
-from rnnflow.data.sequence_norm import ChannelStats
+from rnnflow.data.sequence_norm import ChannelStats, delta_stats
 from rnnflow.data.sequences import SequenceDataset, pad_series
 from rnnflow.models import SequenceClassifier
 from rnnflow.tasks._classifier_args import recurrent_args
@@ -135,6 +139,7 @@ def read_splits(
     if config.val_size:
         train, val = _hold_out(train, config.val_size, config.seed)
     stats = ChannelStats.fit(train)
+    deltas = delta_stats(train) if config.deltas else None
     recorded = replace(
         config,
         num_channels=train.num_channels,
@@ -142,6 +147,8 @@ def read_splits(
         norm_mean=stats.mean,
         norm_std=stats.std,
         data_sha256=sha256,
+        delta_mean=deltas.mean if deltas else (),
+        delta_std=deltas.std if deltas else (),
     )
     norm = stats.normalise
     return recorded, norm(train), (norm(val) if val is not None else None), norm(test)
@@ -156,12 +163,25 @@ def build_model(
             "SequenceConfig: num_channels/class_names are not recorded; build the model from "
             "the config that make_task returns"
         )
-    return SequenceClassifier(
+    model = SequenceClassifier(
         input_size=config.num_channels,
         num_classes=config.num_classes,
         pooling=config.pooling,
+        conv_branch=config.conv_branch,
+        deltas=config.deltas,
         **recurrent_args(config),
     )
+    if config.deltas:  # the model reads standardised x: its differences are delta / norm_std
+        if len(config.delta_std) != config.num_channels:
+            raise ValueError(
+                "SequenceConfig: deltas needs delta_mean/delta_std recorded; build the model from "
+                "the config that make_task returns"
+            )
+        model.set_delta_standardisation(
+            [s / d for s, d in zip(config.norm_std, config.delta_std, strict=True)],
+            [-m / d for m, d in zip(config.delta_mean, config.delta_std, strict=True)],
+        )
+    return model
 
 
 @torch.no_grad()

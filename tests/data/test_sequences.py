@@ -20,7 +20,7 @@ from rnnflow.data.sequence_files import (
     read_series_file,
     uea_path,
 )
-from rnnflow.data.sequence_norm import ChannelStats
+from rnnflow.data.sequence_norm import ChannelStats, delta_stats
 from rnnflow.data.sequences import SequenceDataError, SequenceDataset
 
 HAS_AEON = importlib.util.find_spec("aeon") is not None
@@ -472,3 +472,14 @@ def test_batches_resume_errors() -> None:
         it.iter_from(0, 7)
     with pytest.raises(ValueError, match=r"epoch must be an int >= 0, got -1"):
         it.iter_from(-1)
+
+
+def test_delta_stats_by_hand() -> None:
+    """Series [1, 3, 6] and [2] (one channel): differences 0, 2, 3 and 0 (each series' first
+    step 0); mean 5 / 4, population variance ((1.25)^2 + 0.75^2 + 1.75^2 + 1.25^2) / 4."""
+    data = SequenceDataset.from_arrays(
+        [np.array([[1.0], [3.0], [6.0]]), np.array([[2.0]])], [0, 1], ("a", "b")
+    )
+    stats = delta_stats(data)
+    assert stats.mean == pytest.approx((1.25,), rel=1e-15)
+    assert stats.std == pytest.approx((math.sqrt(6.75 / 4),), rel=1e-15)

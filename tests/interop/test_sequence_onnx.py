@@ -21,9 +21,16 @@ MEAN, STD = [0.5, -1.0, 2.0], [2.0, 0.5, 1.5]
 MAX_STEPS = 9
 
 
-def model(cell: str, bidirectional: bool, layers: int, pooling: str = "last") -> SequenceClassifier:
+def model(
+    cell: str,
+    bidirectional: bool,
+    layers: int,
+    pooling: str = "last",
+    conv_branch: str = "none",
+    deltas: bool = False,
+) -> SequenceClassifier:
     torch.manual_seed(0)
-    return SequenceClassifier(
+    m = SequenceClassifier(
         input_size=3,
         num_classes=4,
         cell=cell,
@@ -32,24 +39,39 @@ def model(cell: str, bidirectional: bool, layers: int, pooling: str = "last") ->
         bidirectional=bidirectional,
         init="glorot",
         pooling=pooling,
-    ).eval()
+        conv_branch=conv_branch,  # type: ignore[arg-type]
+        deltas=deltas,
+    )
+    if deltas:
+        m.set_delta_standardisation([0.5, 2.0, 1.5], [0.1, -0.2, 0.3])
+    with torch.no_grad():  # batch norm's running statistics away from 0 and 1
+        for _ in range(3):
+            m(3 * torch.randn(5, MAX_STEPS, 3) + 1, torch.tensor([9, 2, 5, 7, 3]))
+    return m.eval()
 
 
 @pytest.mark.parametrize(
-    ("cell", "bidirectional", "layers", "pooling"),
+    ("cell", "bidirectional", "layers", "pooling", "conv_branch"),
     [
-        ("gru", True, 1, "last"),
-        ("lstm", False, 2, "last"),
-        ("rnn", True, 2, "last"),
-        ("gru", False, 1, "mean"),
-        ("lstm", True, 1, "mean"),
-        ("gru", True, 1, "max"),
-        ("gru", True, 1, "last+max"),
-        ("rnn", False, 2, "last+mean+max"),
+        ("gru", True, 1, "last", "none"),
+        ("lstm", False, 2, "last", "none"),
+        ("rnn", True, 2, "last", "none"),
+        ("gru", False, 1, "mean", "none"),
+        ("lstm", True, 1, "mean", "none"),
+        ("gru", True, 1, "max", "none"),
+        ("gru", True, 1, "last+max", "none"),
+        ("rnn", False, 2, "last+mean+max", "none"),
+        ("gru", True, 1, "last", "fcn-se"),
+        ("lstm", False, 1, "mean", "fcn"),
+        ("gru", True, 1, "last", "fcn-se+deltas"),
+        ("gru", False, 1, "max", "none+deltas"),
     ],
 )
-def test_onnxruntime_equals_pytorch_on_variable_lengths(cell, bidirectional, layers, pooling):
-    m = model(cell, bidirectional, layers, pooling)
+def test_onnxruntime_equals_pytorch_on_variable_lengths(
+    cell, bidirectional, layers, pooling, conv_branch
+):
+    branch, _, deltas = conv_branch.partition("+")
+    m = model(cell, bidirectional, layers, pooling, branch, deltas=bool(deltas))
     data = sequence_to_onnx(m, mean=MEAN, std=STD, max_steps=MAX_STEPS, metadata={"k": "v"})
     generator = torch.Generator().manual_seed(1)
     lengths = torch.tensor([9, 1, 4, 7, 2, 5, 9])  # batch 7: not the traced batch of 2

@@ -140,7 +140,8 @@ def fake_series(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
 @pytest.fixture(scope="session")
 def series_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """{"seq": a one-directional GRU sequence run, "seq_bidir": a bidirectional LSTM with mean
-    pooling}, trained through `rnnflow train --task sequence` on a generated .npz."""
+    pooling, "seq_fcn": a bidirectional GRU with the MLSTM-FCN convolutional branch and
+    deltas}, trained through `rnnflow train --task sequence` on a generated .npz."""
     root = tmp_path_factory.mktemp("serve-series")
     rng = np.random.default_rng(0)
     (xa, la, ya), (xb, lb, yb) = fake_series(90, rng), fake_series(30, rng)
@@ -159,11 +160,20 @@ def series_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     common = ["train", "--task", "sequence", "--dataset", "npz", "--train-file", str(data)]
     common += ["--num-units", "8", "--batch-size", "16", "--epochs", "12", "--threads", "1"]
     common += ["--warmup-examples", "160"]  # 10 of its 72 steps
-    common += ["--quiet"]
+    common += ["--quiet", "--no-deltas"]  # the preset has deltas: named where wanted
     made = {}
     for name, extra in {
-        "seq": ["--cell", "gru", "--no-bidirectional"],
-        "seq_bidir": ["--cell", "lstm", "--bidirectional", "--pooling", "mean"],
+        "seq": ["--cell", "gru", "--no-bidirectional", "--conv-branch", "none"],
+        "seq_bidir": [
+            "--cell",
+            "lstm",
+            "--bidirectional",
+            "--pooling",
+            "mean",
+            "--conv-branch",
+            "none",
+        ],
+        "seq_fcn": ["--cell", "gru", "--bidirectional", "--conv-branch", "fcn-se", "--deltas"],
     }.items():
         made[name] = root / name
         assert main([*common, *extra, "--out", str(made[name])]) == 0

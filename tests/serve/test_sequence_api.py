@@ -67,7 +67,7 @@ def standardise(run: Path, series: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(((series.astype(np.float64) - mean) / std).astype(np.float32))
 
 
-@pytest.mark.parametrize("name", ["seq", "seq_bidir"])
+@pytest.mark.parametrize("name", ["seq", "seq_bidir", "seq_fcn"])
 def test_upload_prediction_equals_cli_predict_json(series_runs, name, tmp_path, capsys):
     run = series_runs[name]
     one = rising()
@@ -97,7 +97,7 @@ def test_upload_prediction_equals_cli_predict_json(series_runs, name, tmp_path, 
     assert [p["length"] for p in cli["predictions"]] == [11, 5]
 
 
-@pytest.mark.parametrize("name", ["seq", "seq_bidir"])
+@pytest.mark.parametrize("name", ["seq", "seq_bidir", "seq_fcn"])
 def test_reading_is_the_model_on_each_prefix(series_runs, name):
     run = series_runs[name]
     raw = rising(10)
@@ -131,9 +131,9 @@ def test_reading_is_the_model_on_each_prefix(series_runs, name):
     assert list(changes) == largest
     for step, change in changes.items():
         assert change == pytest.approx(float(steps[step + 1, c] - steps[step, c]), abs=1e-6)
-    width = 8 if name == "seq" else 2 * 8
+    width = {"seq": 8, "seq_bidir": 2 * 8, "seq_fcn": 2 * 8 + 128}[name]
     assert np.array(reading["hidden"]).shape == (10, width)
-    assert checkpoint.config.pooling == ("last" if name == "seq" else "mean")
+    assert checkpoint.config.pooling == ("mean" if name == "seq_bidir" else "last")
 
 
 def test_info_says_what_the_reading_means(series_runs):
@@ -151,6 +151,12 @@ def test_info_says_what_the_reading_means(series_runs):
     assert info["bidirectional"] and info["pooling"] == "mean"
     assert "the mean of the outputs of steps 0..t-1" in info["note"]
     assert "the backward direction run over steps t-1..0" in info["note"]
+    assert info["conv_branch"] == "none" and "convolutional" not in info["note"]
+    info = client(series_runs["seq_fcn"]).get("/api/info").json()
+    assert info["conv_branch"] == "fcn-se" and info["note"].endswith(
+        "Beside it, the convolutional branch (--conv-branch) reads steps 0..t-1 alone: its "
+        "features are the mean of its last block over those steps."
+    )
 
 
 def bomb() -> bytes:

@@ -9,6 +9,7 @@ from the training part only, and the config records what the run read.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -195,11 +196,52 @@ def test_build_model_needs_a_recorded_config(files) -> None:
         ({"norm_mean": (float("nan"),)}, r"SequenceConfig: norm_mean must be a tuple of float"),
         ({"norm_std": ("1",)}, r"SequenceConfig: norm_std must be a tuple of float, got \('1',\)"),
         ({"val_size": -1}, r"val_size"),
+        (
+            {"num_channels": 1, "norm_mean": (0.0,), "norm_std": (1.0,), "delta_mean": (0.0,)},
+            r"delta_mean and delta_std must hold num_channels \(1\) values each, got 1 and 0",
+        ),
+        (
+            {"conv_branch": "inception"},
+            r"SequenceConfig: conv_branch must be one of \['none', 'fcn', 'fcn-se'\], got 'incep",
+        ),
     ],
 )
 def test_config_errors(tmp_path: Path, changes, match) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
         config(tmp_path / "x.npz", **changes)
+
+
+def test_a_config_of_a_run_before_the_conv_branch_loads_without_one(files) -> None:
+    """config.json of older runs has no conv_branch or deltas: they load as they trained."""
+    from dataclasses import asdict
+
+    from rnnflow.tasks.sequence_config import config_from_dict
+
+    recorded = make_task(config(files["real"])).config
+    old = {k: v for k, v in asdict(recorded).items() if k not in ("conv_branch", "deltas")}
+    loaded = config_from_dict(json.loads(json.dumps(old)))
+    assert loaded == recorded and loaded.conv_branch == "none" and not loaded.deltas
+    model = build_model(loaded)
+    assert not hasattr(model, "fcn") and not model.deltas
+    needs = r"SequenceConfig: deltas needs delta_mean/delta_std recorded; build the model from"
+    with pytest.raises(ValueError, match=needs):
+        build_model(replace(loaded, deltas=True))
+
+
+def test_the_model_standardises_its_deltas_with_the_training_differences(files) -> None:
+    """The built model's delta channels of a standardised training series equal its raw
+    differences (0 first) standardised with mean and std of all training differences, both
+    computed here with numpy from the file."""
+    recorded, train, _, _ = read_splits(config(files["real"], deltas=True))
+    z = np.load(files["real"])
+    raw = [x[:n].astype(np.float64) for x, n in zip(z["x_train"], z["lengths_train"])]
+    diffs = [np.diff(x, axis=0, prepend=x[:1]) for x in raw]
+    steps = np.concatenate(diffs)
+    mean, std = steps.mean(0), steps.std(0)
+    model = build_model(recorded)
+    for i in (0, 5):
+        got = model.model_inputs(torch.from_numpy(train.series[i])[None])[0, :, DEPTH:]
+        np.testing.assert_allclose(got.numpy(), (diffs[i] - mean) / std, rtol=1e-5, atol=1e-5)
 
 
 def test_val_size_must_leave_both_parts(files) -> None:

@@ -54,7 +54,7 @@ def charlm_task(seed: int = 0) -> Task:
     return CharLMTask(config, prepare_data(config, documents=docs))
 
 
-def sequence_task(seed: int = 0) -> Task:
+def sequence_task(seed: int = 0, conv_branch: str = "none", deltas: bool = False) -> Task:
     import numpy as np
 
     from rnnflow.data.sequences import SequenceDataset
@@ -66,7 +66,9 @@ def sequence_task(seed: int = 0) -> Task:
         ema_decay=0.9, schedule="cosine", warmup_examples=16, grad_clip=1.0, optimizer="adamw",
         weight_decay=0.01, label_smoothing=0.1, noise_std=0.1, crop_min=0.7, bucket=True,
         device="cpu", threads=1, seed=seed, num_channels=3, class_names=("a", "b", "c"),
-        norm_mean=(0.0, 0.0, 0.0), norm_std=(1.0, 1.0, 1.0),
+        norm_mean=(0.0, 0.0, 0.0), norm_std=(1.0, 1.0, 1.0), conv_branch=conv_branch,
+        deltas=deltas, delta_mean=(0.1, 0.0, -0.1) if deltas else (),
+        delta_std=(1.5, 1.4, 1.3) if deltas else (),
     )  # fmt: skip
     rng = np.random.default_rng(seed)
     series = [rng.normal(size=(int(rng.integers(1, 10)), 3)).astype(np.float32) for _ in range(64)]
@@ -105,6 +107,12 @@ TASKS: dict[str, Callable[[], Task]] = {
     "sequence": sequence_task,
     "text-classify": text_classify_task,
 }
+
+# variants of a task with more state: batch norm's running statistics (the conv branch)
+VARIANTS: dict[str, Callable[[], Task]] = {
+    "sequence+fcn-se": lambda: sequence_task(conv_branch="fcn-se", deltas=True),
+}
+RUNS = TASKS | VARIANTS
 
 WALL_CLOCK = ("examples_per_s", "elapsed_s", "tokens_per_s")
 
@@ -157,7 +165,7 @@ def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict[str, dict[str, Any]]:
     runs = {}
-    for name, make in TASKS.items():
+    for name, make in RUNS.items():
         run_dir = tmp_path_factory.mktemp(name) / "run"
         _, progress = _train(make(), run_dir)
         assert progress.finished
@@ -171,7 +179,7 @@ def test_every_registered_task_is_tested_here():
         assert isinstance(make(), Task)  # the protocol's members, structurally
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("task", sorted(RUNS))
 def test_ctrl_c_then_resume_equals_the_uninterrupted_run(task, uninterrupted, tmp_path):
     """A real SIGINT (the CLI's handler, rnnflow.cli.train.StopFlag) at a step between
     checkpoints and log records: fit saves there, and the resumed run ends identical."""
@@ -184,14 +192,14 @@ def test_ctrl_c_then_resume_equals_the_uninterrupted_run(task, uninterrupted, tm
             os.kill(os.getpid(), signal.SIGINT)
 
     with StopFlag(announce=False) as stop:
-        _, progress = _train(TASKS[task](), run_dir, on_step=interrupt, should_stop=stop)
+        _, progress = _train(RUNS[task](), run_dir, on_step=interrupt, should_stop=stop)
     assert stop.requested and progress.step == 7 and not progress.finished
-    (_, progress), start = _resume(TASKS[task], run_dir)
+    (_, progress), start = _resume(RUNS[task], run_dir)
     assert start == 7 and progress.finished
     _assert_same(_files(run_dir), uninterrupted[task])
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("task", sorted(RUNS))
 def test_a_kill_between_checkpoints_then_resume_equals_the_uninterrupted_run(
     task, uninterrupted, tmp_path
 ):
@@ -204,19 +212,19 @@ def test_a_kill_between_checkpoints_then_resume_equals_the_uninterrupted_run(
             raise Killed
 
     with pytest.raises(Killed):
-        _train(TASKS[task](), run_dir, on_step=kill)
-    (_, progress), start = _resume(TASKS[task], run_dir)
+        _train(RUNS[task](), run_dir, on_step=kill)
+    (_, progress), start = _resume(RUNS[task], run_dir)
     assert 0 < start < 9 and progress.finished
     _assert_same(_files(run_dir), uninterrupted[task])
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("task", sorted(RUNS))
 def test_stop_at_step_twice_then_resume_equals_the_uninterrupted_run(task, uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
-    _train(TASKS[task](), run_dir, stop_at_step=3)
+    _train(RUNS[task](), run_dir, stop_at_step=3)
     checkpoint = load_checkpoint(run_dir / "checkpoint.safetensors")
-    _train(TASKS[task](), run_dir, resume=checkpoint, stop_at_step=11)
-    (_, progress), start = _resume(TASKS[task], run_dir)
+    _train(RUNS[task](), run_dir, resume=checkpoint, stop_at_step=11)
+    (_, progress), start = _resume(RUNS[task], run_dir)
     assert start == 11 and progress.finished
     _assert_same(_files(run_dir), uninterrupted[task])
 
