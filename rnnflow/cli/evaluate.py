@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from rnnflow.cli._config_args import positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -47,7 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "configured)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=1000, help="examples per forward pass (default: 1000)"
+        "--batch-size",
+        type=positive_int,
+        default=1000,
+        help="examples per forward pass (default: 1000)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
