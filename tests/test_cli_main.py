@@ -145,6 +145,21 @@ def test_evaluate_and_export_help_describe_every_task(capsys):
         assert "image-classifier options" in text, (command, text)
 
 
+def test_export_help_gives_each_tasks_default_tolerance(capsys):
+    """``export --help`` states the default --atol/--rtol of every task that exports, as the
+    task modules define them (sequence runs use a fixed 1e-4 + 1e-4 |logit|, not the image
+    classifier's computed bound)."""
+    from rnnflow.cli._sequence import EXPORT_ATOL, EXPORT_RTOL
+    from rnnflow.cli._text_classify import EXPORT_TOLERANCE
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "image classifiers: twice the model's float32 rounding-error bound, rtol 0" in text
+    assert f"sequence runs: atol {EXPORT_ATOL:g}, rtol {EXPORT_RTOL:g}" in text, text
+    assert f"text-classify runs: atol {EXPORT_TOLERANCE:g}, rtol {EXPORT_TOLERANCE:g}" in text
+
+
 COUNT_FLAGS = [
     ("evaluate", "--batch-size"),
     ("predict", "--top"),

@@ -30,6 +30,10 @@ BOUND_IMAGES = 128  # images the rounding-error bound is computed on (float64 + 
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from rnnflow.cli._sequence import EXPORT_ATOL as seq_atol
+    from rnnflow.cli._sequence import EXPORT_RTOL as seq_rtol
+    from rnnflow.cli._text_classify import EXPORT_TOLERANCE as text_tol
+
     parser = subparsers.add_parser(
         "export",
         help="export a trained model to ONNX or TorchScript, checked against PyTorch",
@@ -68,10 +72,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--atol",
         type=float,
         help="fixed tolerance |exported - pytorch| <= ATOL + RTOL * |pytorch| instead of the "
-        "computed one (default: twice the model's float32 rounding-error bound)",
+        "task's own (default: image classifiers: twice the model's float32 rounding-error "
+        f"bound, rtol 0; sequence runs: atol {seq_atol:g}, rtol {seq_rtol:g}; text-classify "
+        f"runs: atol {text_tol:g}, rtol {text_tol:g})",
     )
     parser.add_argument(
-        "--rtol", type=float, help="relative part of the fixed tolerance (default: 0 with --atol)"
+        "--rtol",
+        type=float,
+        help="relative part of the fixed tolerance (default: 0 with --atol, else the task's)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=1000, help="(default: 1000)")
     parser.set_defaults(func=run)
