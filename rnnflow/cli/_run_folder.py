@@ -35,6 +35,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rnnflow._paths import path_problem
+
 LOCK_NAME = ".rnnflow.lock"
 CONFIG_NAME = "config.json"
 OPTIONS_NAME = "run.json"
@@ -197,7 +199,9 @@ def plan_run(
             raise RunRefused("give either --out (new run) or --resume (existing run), not both")
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
-            raise RunRefused(f"cannot resume: {run_dir}: no such run folder")
+            raise RunRefused(
+                f"cannot resume: {run_dir}: {path_problem(run_dir, 'run folder', folder=True)}"
+            )
         if getattr(args, "preset", None):  # the saved config already holds the preset's values
             raise RunRefused(
                 f"--resume continues the saved config; --preset cannot be given with it "

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnflow._paths import path_problem
 from rnnflow.data.catalog import Split
 from rnnflow.data.idx import parse_idx, read_idx_bytes
 
@@ -102,7 +103,9 @@ def load_idx_folder_split(
         raise ValueError(f"load_idx_folder_split: split must be 'train' or 'test', got {split!r}")
     folder = Path(data_dir).expanduser()
     if not folder.is_dir():
-        raise IdxFolderError(f"--dataset idx: --data-dir {folder}: no such folder")
+        raise IdxFolderError(
+            f"--dataset idx: --data-dir {folder}: {path_problem(folder, 'folder', folder=True)}"
+        )
     sha256: dict[str, str] = {}
     images_path, labels_path = (_find(folder, n) for n in IDX_FILES[split])
     images = _read(images_path, sha256)

@@ -42,6 +42,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from rnnflow._atomic import atomic_write_bytes  # re-exported: its home is rnnflow._atomic
+from rnnflow._paths import path_problem
 from rnnflow.training.config import config_from_dict as classifier_config_from_dict
 
 __all__ = [
@@ -328,7 +329,7 @@ def read_checkpoint_file(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{reader}: {path}: no such file")
+        raise FileNotFoundError(f"{reader}: {path}: {path_problem(path)}")
     with open(path, "rb") as f:
         header = _read_header(path, f, os.fstat(f.fileno()).st_size)
         meta: dict[str, str] = header.get("__metadata__", {})
