@@ -168,6 +168,34 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(fake_data, tmp_pat
     ]
 
 
+def test_stop_at_step_is_absolute_and_refuses_steps_it_cannot_reach(fake_data, tmp_path, capsys):
+    """--stop-at-step N counts the run's steps from its start: a resume at step 3 refuses N <= 3
+    naming the step (it used to train one more step and stop at 4), touching nothing; N < 1 is
+    a usage error (a new run with -1 used to stop at step 1); N > 3 stops at exactly N."""
+    data, _ = fake_data
+    run = tmp_path / "run"
+    for bad in ("0", "-1", "-3"):
+        with pytest.raises(SystemExit, match="2"):
+            train(data, run, f"--stop-at-step={bad}")
+        err = capsys.readouterr().err
+        assert f"argument --stop-at-step: expected an integer >= 1, got '{bad}'" in err, err
+    assert not run.exists()
+    assert train(data, run, "--stop-at-step", "3") == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for stop in ("3", "2", "1"):
+        assert main(["train", "--resume", str(run), "--stop-at-step", stop]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"rnnflow train: --stop-at-step {stop}: {run} is already at step 3; the step counts "
+            "from the run's start (absolute), so give a step > 3\n"
+        ), err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert main(["train", "--resume", str(run), "--stop-at-step", "5"]) == 0
+    progress = json.loads(load_file_metadata(run / "checkpoint.safetensors")["progress"])
+    assert progress["step"] == 5
+
+
 def test_resume_with_a_weight_average_is_bit_identical(fake_data, tmp_path):
     """--ema-decay: the average is in the checkpoint (ema.*), best.safetensors holds it, and a
     stopped + resumed run ends bit for bit as an uninterrupted one (raw weights and average)."""

@@ -274,7 +274,14 @@ def _plan_resume(
     options = read_run_options(run_dir)
     for name in RUN_OPTIONS:  # a flag given now turns the option on from here
         options[name] = options.get(name, False) or bool(getattr(args, name, False))
-    return RunPlan(config, resume, run_dir, options, existing=True)
+    plan = RunPlan(config, resume, run_dir, options, existing=True)
+    stop = getattr(args, "stop_at_step", None)
+    if stop is not None and stop <= plan.start_step:  # it counts from the run's start
+        raise RunRefused(
+            f"--stop-at-step {stop}: {run_dir} is already at step {plan.start_step}; the step "
+            f"counts from the run's start (absolute), so give a step > {plan.start_step}"
+        )
+    return plan
 
 
 def read_run_options(run_dir: Path) -> dict[str, Any]:
