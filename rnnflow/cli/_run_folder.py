@@ -246,13 +246,14 @@ def _plan_resume(
     load_checkpoint: Callable[[Path], Any],
     config_from_dict: Callable[..., Any],
 ) -> RunPlan:
-    from rnnflow.training.checkpoint import CheckpointError
+    from rnnflow.training.checkpoint import CheckpointError, check_run_config
 
     remove_stale_temporaries(run_dir)
     resume = None
     if (run_dir / CHECKPOINT_NAME).exists():
         try:
             resume = load_checkpoint(run_dir / CHECKPOINT_NAME)
+            check_run_config(run_dir, resume)
         except (FileNotFoundError, CheckpointError) as exc:
             raise RunRefused(f"cannot resume: {exc}") from exc
         saved = resume.config
