@@ -11,7 +11,7 @@ from torch import Tensor
 from rnnflow import _nest
 from rnnflow.cells.base import RNNCell, State, build_cell, check_optional_int, check_state
 from rnnflow.cells.device import DeviceWrapper
-from rnnflow.recurrence import fused
+from rnnflow.recurrence import _ext, fused
 from rnnflow.recurrence._masking import check_sequence_length
 from rnnflow.recurrence._shapes import check_input_depth, check_sizes
 from rnnflow.recurrence.reference import reference_dynamic_rnn
@@ -216,6 +216,7 @@ def run_time_major(
     swap_memory: bool,
 ) -> tuple[Any, State]:
     """Dispatch one checked, time-major run [T, B, D] to the fused path or the reference loop."""
+    _ext.check_isa_name()  # the same refusal on every path (bf16 autocast runs no kernel)
     use_fused = False
     if impl == "fused" or (impl == "auto" and x.shape[0] > 1):
         # A single step has nothing to batch over time, and the fused path's fixed cost
@@ -252,6 +253,7 @@ def run_rnn(
     scope: Any,
     impl: Any,
 ) -> tuple[Any, State]:
+    _ext.check_isa_name()
     if (
         impl == "auto"
         and sequence_length is None
