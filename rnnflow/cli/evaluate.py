@@ -94,11 +94,12 @@ def _run_classifier(args: argparse.Namespace) -> int:
     try:
         dataset = config.dataset if args.dataset in (None, "idx") else canonical_name(args.dataset)
         if dataset == "idx":  # the run's classes; the labels are checked against their count
-            from rnnflow.data.idx_folder import load_idx_folder_split
+            from rnnflow.data.idx_folder import check_recorded_sha256, load_idx_folder_split
 
-            split = load_idx_folder_split(
-                args.data_dir or config.data_dir, args.split, num_classes=config.num_classes
-            )
+            folder = args.data_dir or config.data_dir
+            split = load_idx_folder_split(folder, args.split, num_classes=config.num_classes)
+            if config.data_sha256:  # the files the run recorded, wherever they are now
+                check_recorded_sha256(folder, config.data_sha256, split.sha256)
             images, labels = split.images, split.labels
             if tuple(images.shape[1:]) != (config.image_height, config.image_width):
                 raise ValueError(
