@@ -143,3 +143,47 @@ def test_evaluate_and_export_help_describe_every_task(capsys):
         text = " ".join(capsys.readouterr().out.split()).lower()
         assert "sequence and text-classify runs" in text, (command, text)
         assert "image-classifier options" in text, (command, text)
+
+
+def test_export_help_gives_each_tasks_default_tolerance(capsys):
+    """``export --help`` states the default --atol/--rtol of every task that exports, as the
+    task modules define them (sequence runs use a fixed 1e-4 + 1e-4 |logit|, not the image
+    classifier's computed bound)."""
+    from rnnflow.cli._sequence import EXPORT_ATOL, EXPORT_RTOL
+    from rnnflow.cli._text_classify import EXPORT_TOLERANCE
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "image classifiers: twice the model's float32 rounding-error bound, rtol 0" in text
+    assert f"sequence runs: atol {EXPORT_ATOL:g}, rtol {EXPORT_RTOL:g}" in text, text
+    assert f"text-classify runs: atol {EXPORT_TOLERANCE:g}, rtol {EXPORT_TOLERANCE:g}" in text
+
+
+COUNT_FLAGS = [
+    ("evaluate", "--batch-size"),
+    ("predict", "--top"),
+    ("predict", "--max-pixels"),
+    ("export", "--batch-size"),
+    ("export", "--check-examples"),
+    ("export", "--check-images"),
+]
+
+
+@pytest.mark.parametrize(("command", "flag"), COUNT_FLAGS)
+@pytest.mark.parametrize("value", ["0", "-1", "-5", "1.5", "x"])
+def test_count_options_refuse_values_below_one_before_anything_runs(
+    tmp_path, capsys, command, flag, value
+):
+    """Every count option of evaluate/predict/export (one argparse type, ``positive_int``) is
+    refused with argparse's one-line usage error naming the flag, the expected and the given
+    value (exit 2), before the run is read or a file written: a batch size of 0 or -1 used to
+    end in a traceback from deep inside the model, --top 0 behaved as --top 1."""
+    out = tmp_path / "m.onnx"
+    extra = {"predict": ["x.png"], "export": ["--format", "onnx", "--out", str(out)]}
+    argv = [command, str(tmp_path / "no-run"), *extra.get(command, []), f"{flag}={value}"]
+    with pytest.raises(SystemExit, match="2"):
+        main(argv)
+    err = capsys.readouterr().err
+    assert f"error: argument {flag}: expected an integer >= 1, got '{value}'" in err, err
+    assert "Traceback" not in err and not out.exists()

@@ -103,7 +103,9 @@ def test_evaluate_json_matches_the_model_on_the_test_split(run: Path, capsys) ->
 
 def test_evaluate_refuses_image_flags(run: Path, capsys) -> None:
     assert main(["evaluate", str(run), "--dataset", "mnist"]) == 2
-    assert "--dataset applies to image classifier runs" in capsys.readouterr().err
+    err = capsys.readouterr().err  # evaluate reads no series files: the message does not offer it
+    assert "--dataset applies to image classifier runs" in err, err
+    assert err.endswith("is a sequence run (it reads the files it was trained with)\n"), err
 
 
 def test_predict_csv_and_npz_series(run: Path, tmp_path: Path, capsys) -> None:
@@ -305,6 +307,7 @@ def test_predict_refuses_image_flags(run: Path, tmp_path: Path, flag, value, cap
     assert main(["predict", str(run), str(csv), flag, value]) == 2
     err = capsys.readouterr().err
     assert f"{flag} applies to image classifier runs; {run} is a sequence run" in err, err
+    assert err.endswith("(it reads the series files you give)\n"), err
     assert not (tmp_path / "saved").exists()
 
 
@@ -314,6 +317,7 @@ def test_export_refuses_image_flags(run: Path, tmp_path: Path, capsys) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"--data-dir applies to image classifier runs; {run} is a sequence run" in err, err
+    assert err.endswith("(it reads the files it was trained with)\n"), err
     assert not out.exists()
 
 

@@ -168,6 +168,74 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(fake_data, tmp_pat
     ]
 
 
+def test_stop_at_step_is_absolute_and_refuses_steps_it_cannot_reach(fake_data, tmp_path, capsys):
+    """--stop-at-step N counts the run's steps from its start: a resume at step 3 refuses N <= 3
+    naming the step (it used to train one more step and stop at 4), touching nothing; N < 1 is
+    a usage error (a new run with -1 used to stop at step 1); N > 3 stops at exactly N."""
+    data, _ = fake_data
+    run = tmp_path / "run"
+    for bad in ("0", "-1", "-3"):
+        with pytest.raises(SystemExit, match="2"):
+            train(data, run, f"--stop-at-step={bad}")
+        err = capsys.readouterr().err
+        assert f"argument --stop-at-step: expected an integer >= 1, got '{bad}'" in err, err
+    assert not run.exists()
+    assert train(data, run, "--stop-at-step", "3") == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for stop in ("3", "2", "1"):
+        assert main(["train", "--resume", str(run), "--stop-at-step", stop]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"rnnflow train: --stop-at-step {stop}: {run} is already at step 3; the step counts "
+            "from the run's start (absolute), so give a step > 3\n"
+        ), err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert main(["train", "--resume", str(run), "--stop-at-step", "5"]) == 0
+    progress = json.loads(load_file_metadata(run / "checkpoint.safetensors")["progress"])
+    assert progress["step"] == 5
+
+
+def test_a_folder_mixing_two_runs_or_with_a_damaged_config_is_refused(fake_data, tmp_path, capsys):
+    """evaluate, predict, export and --resume refuse a run folder whose config.json is not the
+    run its checkpoints hold (another run's .safetensors copied in: they used to evaluate and
+    resume the other run and write its results into this folder), naming both files and the
+    differing fields; a config.json that is not JSON is refused naming it."""
+    data, _ = fake_data
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train(data, a, "--stop-at-step", "20") == 0  # validated: best.safetensors too
+    assert train(data, b, "--stop-at-step", "20", "--num-units", "8", "--seed", "4") == 0
+    for name in ("best.safetensors", "checkpoint.safetensors"):
+        shutil.copy(b / name, a / name)
+    capsys.readouterr()
+    png = tmp_path / "x.png"
+    Image.fromarray(make_images(1, 7)[0][0]).save(png)
+    before = {p.name: p.read_bytes() for p in a.iterdir() if p.is_file()}
+    commands = [
+        (["evaluate", str(a)], 1, "best"),
+        (["predict", str(a), str(png)], 1, "best"),
+        (["export", str(a), "--format", "torchscript", "--out", str(tmp_path / "m.pt")], 1, "best"),
+        (["train", "--resume", str(a)], 2, "checkpoint"),
+    ]
+    for argv, status, name in commands:
+        assert main(argv) == status, argv
+        err = capsys.readouterr().err
+        assert re.search(
+            rf"^rnnflow {argv[0]}: (cannot resume: )?{re.escape(str(a / 'config.json'))} and "
+            rf"{re.escape(str(a / name))}\.safetensors are not of the same run \(config.json vs "
+            r"checkpoint: num_units: 12 vs 8; seed: 3 vs 4\): the folder mixes files of two runs",
+            err,
+        ), err
+    assert {p.name: p.read_bytes() for p in a.iterdir() if p.is_file()} == before
+    assert not (tmp_path / "m.pt").exists()
+    (b / "config.json").write_text("{")
+    for argv, status, _ in commands[:1] + commands[3:]:
+        argv = [x.replace(str(a), str(b)) for x in argv]
+        assert main(argv) == status, argv
+        err = capsys.readouterr().err
+        assert f"{b / 'config.json'}: not a readable config.json (Expecting" in err, err
+
+
 def test_resume_with_a_weight_average_is_bit_identical(fake_data, tmp_path):
     """--ema-decay: the average is in the checkpoint (ema.*), best.safetensors holds it, and a
     stopped + resumed run ends bit for bit as an uninterrupted one (raw weights and average)."""

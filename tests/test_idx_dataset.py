@@ -144,10 +144,66 @@ def test_resume_refuses_changed_files(tmp_path, capsys):
     small = ["--num-units", "8", "--batch-size", "32", "--train-examples", "96", "--val-size", "26"]
     assert main([*argv, *small, "--eval-every", "32", "--stop-at-step", "1"]) == 0
     capsys.readouterr()
-    write_idx(data / "t10k-images-idx3-ubyte.gz", make(52, 7)[0])  # other images, same shape
-    assert main(["train", "--resume", str(run), "--quiet"]) == 1
-    err = capsys.readouterr().err
-    assert "differ from those this run recorded" in err and "t10k-images-idx3-ubyte.gz=" in err
+    recorded = dict(
+        s.split("=") for s in json.loads((run / "config.json").read_text())["data_sha256"]
+    )
+    # the same bytes decompressed (another copy of the folder): the same files, resumable
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for path in data.glob("*.gz"):
+        (raw / path.name.removesuffix(".gz")).write_bytes(gzip.decompress(path.read_bytes()))
+    (raw / "classes.txt").write_text((data / "classes.txt").read_text())
+    assert main(["train", "--resume", str(run), "--data-dir", str(raw), "--stop-at-step", "2"]) == 0
+    capsys.readouterr()
+    other = make(52, 7)[0]  # other images, same shape
+    write_idx(data / "t10k-images-idx3-ubyte.gz", other)
+    new = hashlib.sha256(gzip.decompress((data / "t10k-images-idx3-ubyte.gz").read_bytes()))
+    message = (  # only the file that differs, with both digests
+        f"--dataset idx: the files in {data} differ from those this run recorded (sha256 of the "
+        f"uncompressed IDX bytes): t10k-images-idx3-ubyte.gz: recorded "
+        f"{recorded['t10k-images-idx3-ubyte.gz']}, found {new.hexdigest()}\n"
+    )
+    assert main(["train", "--resume", str(run), "--data-dir", str(data), "--quiet"]) == 1
+    assert capsys.readouterr().err == "rnnflow train: " + message
+    # evaluate on another folder's files is refused the same way (it evaluated them silently)
+    assert main(["evaluate", str(run), "--data-dir", str(data)]) == 1
+    assert capsys.readouterr().err == "rnnflow evaluate: " + message
+    assert main(["evaluate", str(run), "--data-dir", str(raw), "--json"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("cat\n\ndog\nbird\n", r"classes\.txt line 2 is blank: one class name per line"),
+        ("cat\n  \ndog\n", r"classes\.txt line 2 is blank"),
+        ("cat\ndog\ncat\n", r"classes\.txt line 3: class name 'cat' repeats line 1; class "
+                             r"names must be distinct"),
+        ("only\n", r"a classifier needs at least 2 classes, \S*classes\.txt gives 1"),
+    ],
+)  # fmt: skip
+def test_classes_file_blank_duplicate_or_single_names_are_refused(tmp_path, text, message):
+    """A blank line would shift every later name onto another label, a repeated name make two
+    labels indistinguishable: refused naming the line (trailing blank lines are harmless)."""
+    write_set(tmp_path, classes=False)
+    labels = make(130, 0)[1] % 2
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", make(52, 1)[1] % 2)
+    (tmp_path / "classes.txt").write_text(text)
+    with pytest.raises(IdxFolderError, match=r"^--dataset idx: .*" + message):
+        load_idx_folder_split(tmp_path, "train")
+    (tmp_path / "classes.txt").write_text("cat\ndog\n\n\n")  # trailing blank lines: fine
+    assert load_idx_folder_split(tmp_path, "train").class_names == ("cat", "dog")
+
+
+def test_a_single_class_training_set_is_refused(tmp_path):
+    write_set(tmp_path, classes=False)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(130, np.uint8))
+    with pytest.raises(
+        IdxFolderError,
+        match=r"a classifier needs at least 2 classes, .*train-labels-idx1-ubyte\.gz \(labels "
+        r"0 \.\. 0, no classes\.txt\) gives 1",
+    ):
+        load_idx_folder_split(tmp_path, "train")
 
 
 def test_config_records_only_for_idx():

@@ -115,6 +115,14 @@ def _main(args_list: list[str]) -> int:
         getattr(args, "command_parser", parser).error(
             message + (explain(extras) if explain else "")
         )
+    if os.environ.get("RNNFLOW_ISA"):  # refused before any command reads or writes a file
+        from rnnflow.recurrence._ext import check_isa_name
+
+        try:
+            check_isa_name()
+        except ValueError as exc:
+            print(f"{prog()} {args.command}: {exc}", file=sys.stderr)
+            return 2
     return int(args.func(args) or 0)
 
 

@@ -9,6 +9,19 @@ from dataclasses import fields
 from typing import Any
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for a count option (batch size, examples, classes to show): an integer
+    >= 1; anything else is argparse's one-line usage error (exit status 2) naming the flag, e.g.
+    ``argument --batch-size: expected an integer >= 1, got '0'``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _optional(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]:
     def convert(text: str) -> Any:
         return None if text.lower() == "none" else parse(text)

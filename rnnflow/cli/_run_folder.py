@@ -35,6 +35,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rnnflow._paths import path_problem
+
 LOCK_NAME = ".rnnflow.lock"
 CONFIG_NAME = "config.json"
 OPTIONS_NAME = "run.json"
@@ -197,7 +199,9 @@ def plan_run(
             raise RunRefused("give either --out (new run) or --resume (existing run), not both")
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
-            raise RunRefused(f"cannot resume: {run_dir}: no such run folder")
+            raise RunRefused(
+                f"cannot resume: {run_dir}: {path_problem(run_dir, 'run folder', folder=True)}"
+            )
         if getattr(args, "preset", None):  # the saved config already holds the preset's values
             raise RunRefused(
                 f"--resume continues the saved config; --preset cannot be given with it "
@@ -242,13 +246,14 @@ def _plan_resume(
     load_checkpoint: Callable[[Path], Any],
     config_from_dict: Callable[..., Any],
 ) -> RunPlan:
-    from rnnflow.training.checkpoint import CheckpointError
+    from rnnflow.training.checkpoint import CheckpointError, check_run_config
 
     remove_stale_temporaries(run_dir)
     resume = None
     if (run_dir / CHECKPOINT_NAME).exists():
         try:
             resume = load_checkpoint(run_dir / CHECKPOINT_NAME)
+            check_run_config(run_dir, resume)
         except (FileNotFoundError, CheckpointError) as exc:
             raise RunRefused(f"cannot resume: {exc}") from exc
         saved = resume.config
@@ -270,7 +275,14 @@ def _plan_resume(
     options = read_run_options(run_dir)
     for name in RUN_OPTIONS:  # a flag given now turns the option on from here
         options[name] = options.get(name, False) or bool(getattr(args, name, False))
-    return RunPlan(config, resume, run_dir, options, existing=True)
+    plan = RunPlan(config, resume, run_dir, options, existing=True)
+    stop = getattr(args, "stop_at_step", None)
+    if stop is not None and stop <= plan.start_step:  # it counts from the run's start
+        raise RunRefused(
+            f"--stop-at-step {stop}: {run_dir} is already at step {plan.start_step}; the step "
+            f"counts from the run's start (absolute), so give a step > {plan.start_step}"
+        )
+    return plan
 
 
 def read_run_options(run_dir: Path) -> dict[str, Any]:

@@ -98,7 +98,11 @@ def _image_flags(command: str, args: argparse.Namespace) -> int | None:
     return _fail(
         command,
         f"{flags} applies to image classifier runs; {args.model} is a sequence run (it reads "
-        "the files it was trained with, or the series files you give)",
+        + (
+            "the series files you give)"
+            if command == "predict"
+            else "the files it was trained with)"
+        ),
         2,
     )
 

@@ -22,7 +22,10 @@ A glue module ``rnnflow/cli/_<task>.py`` (one line in :data:`CLI_GLUE` per task)
   (``refusal(command, path)`` may give the hint).
 
 A checkpoint's metadata ``"task"`` says which task wrote it (none: a classifier of an older
-version); a run's ``config.json`` is not consulted: it is a copy for people, and can be edited.
+version); a run's ``config.json`` does not decide the task, but a folder whose ``config.json``
+disagrees with its checkpoint's config on anything but where the data is (files of two runs
+mixed, a damaged file) is refused by evaluate, predict, export and ``--resume``
+(``rnnflow.training.checkpoint.check_run_config``).
 """
 
 from __future__ import annotations

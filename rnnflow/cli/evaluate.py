@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from rnnflow.cli._config_args import positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -47,7 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "configured)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=1000, help="examples per forward pass (default: 1000)"
+        "--batch-size",
+        type=positive_int,
+        default=1000,
+        help="examples per forward pass (default: 1000)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -89,11 +94,12 @@ def _run_classifier(args: argparse.Namespace) -> int:
     try:
         dataset = config.dataset if args.dataset in (None, "idx") else canonical_name(args.dataset)
         if dataset == "idx":  # the run's classes; the labels are checked against their count
-            from rnnflow.data.idx_folder import load_idx_folder_split
+            from rnnflow.data.idx_folder import check_recorded_sha256, load_idx_folder_split
 
-            split = load_idx_folder_split(
-                args.data_dir or config.data_dir, args.split, num_classes=config.num_classes
-            )
+            folder = args.data_dir or config.data_dir
+            split = load_idx_folder_split(folder, args.split, num_classes=config.num_classes)
+            if config.data_sha256:  # the files the run recorded, wherever they are now
+                check_recorded_sha256(folder, config.data_sha256, split.sha256)
             images, labels = split.images, split.labels
             if tuple(images.shape[1:]) != (config.image_height, config.image_width):
                 raise ValueError(

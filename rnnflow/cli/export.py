@@ -22,12 +22,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rnnflow.cli._config_args import positive_int
+
 FORMATS = ("onnx", "torchscript")
 _RUNTIME = {"onnx": "onnxruntime", "torchscript": "torch.jit"}
 BOUND_IMAGES = 128  # images the rounding-error bound is computed on (float64 + backward: slow)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from rnnflow.cli._sequence import EXPORT_ATOL as seq_atol
+    from rnnflow.cli._sequence import EXPORT_RTOL as seq_rtol
+    from rnnflow.cli._text_classify import EXPORT_TOLERANCE as text_tol
+
     parser = subparsers.add_parser(
         "export",
         help="export a trained model to ONNX or TorchScript, checked against PyTorch",
@@ -49,25 +55,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--data-dir", help="folder holding the dataset's IDX files")
     parser.add_argument(
         "--check-examples",
-        type=int,
+        type=positive_int,
         default=10000,
         metavar="N",
         help="compare on the first N test examples: images, series or texts (default: 10000, "
         "the whole test split of MNIST-style data)",
     )
     parser.add_argument(  # the old, image-only spelling: still works, with a note
-        "--check-images", type=int, dest="check_images", metavar="N", help=argparse.SUPPRESS
+        "--check-images",
+        type=positive_int,
+        dest="check_images",
+        metavar="N",
+        help=argparse.SUPPRESS,
     )
     parser.add_argument(
         "--atol",
         type=float,
         help="fixed tolerance |exported - pytorch| <= ATOL + RTOL * |pytorch| instead of the "
-        "computed one (default: twice the model's float32 rounding-error bound)",
+        "task's own (default: image classifiers: twice the model's float32 rounding-error "
+        f"bound, rtol 0; sequence runs: atol {seq_atol:g}, rtol {seq_rtol:g}; text-classify "
+        f"runs: atol {text_tol:g}, rtol {text_tol:g})",
     )
     parser.add_argument(
-        "--rtol", type=float, help="relative part of the fixed tolerance (default: 0 with --atol)"
+        "--rtol",
+        type=float,
+        help="relative part of the fixed tolerance (default: 0 with --atol, else the task's)",
     )
-    parser.add_argument("--batch-size", type=int, default=1000, help="(default: 1000)")
+    parser.add_argument("--batch-size", type=positive_int, default=1000, help="(default: 1000)")
     parser.set_defaults(func=run)
     return parser
 
@@ -158,11 +172,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         args.check_examples = args.check_images
-    if args.check_examples < 1 or args.batch_size < 1:
-        return _fail(
-            f"--check-examples and --batch-size must be >= 1, "
-            f"got {args.check_examples} and {args.batch_size}"
-        )
     for name in ("atol", "rtol"):
         value = getattr(args, name)
         if value is not None and not (0 <= value < float("inf")):

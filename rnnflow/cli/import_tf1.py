@@ -112,14 +112,26 @@ def _list(ckpt, *, check: bool) -> int:
 def run(args: argparse.Namespace) -> int:
     from rnnflow.interop.tf1_checkpoint import TF1Checkpoint, TF1CheckpointError
 
+    if args.check and not args.list:
+        return _fail("--check verifies the tensors --list reads: give --list --check")
+    if not args.list:
+        if args.preset is None or args.out is None:
+            return _fail("give --list, or --preset tutorial --out RUN_DIR")
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            return _fail(f"--out {out} exists and is not a folder: choose another path")
+        if getattr(args, "cfg_dataset", None) == "idx":
+            return _fail(
+                "--dataset idx: an imported run needs a catalogued dataset (a TF1 checkpoint "
+                "records no IDX folder's class names or image size); import with --dataset "
+                "mnist or fashion-mnist"
+            )
     try:
         ckpt = TF1Checkpoint(args.prefix)
     except TF1CheckpointError as exc:
         return _fail(str(exc), 1)
     if args.list:
         return _list(ckpt, check=args.check)
-    if args.preset is None or args.out is None:
-        return _fail("give --list, or --preset tutorial --out RUN_DIR")
     return _import(ckpt, args)
 
 
@@ -191,7 +203,10 @@ def _import(ckpt, args: argparse.Namespace) -> int:
         "torch": torch.Generator().manual_seed(config.seed).get_state(),
         "augment": torch.Generator().manual_seed(config.seed + 1).get_state(),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"cannot create the run folder {run_dir}: {exc.strerror}")
     atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
     save_checkpoint(
         run_dir / CHECKPOINT_NAME,

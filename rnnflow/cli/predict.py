@@ -17,6 +17,8 @@ import argparse
 import json
 import sys
 
+from rnnflow.cli._config_args import positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -32,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="per the run's task: image files (image classifier), series files (sequence), "
         "texts, or - for one text per line of standard input (text-classify)",
     )
-    parser.add_argument("--top", type=int, default=3, help="classes to show per image (3)")
+    parser.add_argument("--top", type=positive_int, default=3, help="classes to show per image (3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--save-input",
@@ -41,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument(
         "--max-pixels",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="refuse images with more than N pixels to decode (default: 50000000; JPEGs are "
@@ -69,9 +71,6 @@ def _input_names(paths: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    if args.max_pixels is not None and args.max_pixels < 1:
-        print(f"rnnflow predict: --max-pixels must be >= 1, got {args.max_pixels}", file=sys.stderr)
-        return 2
     save_dir = Path(args.save_input) if args.save_input else None
     if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
         print(f"rnnflow predict: --save-input {save_dir}: not a folder", file=sys.stderr)

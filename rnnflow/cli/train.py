@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from rnnflow.cli._config_args import positive_int
 from rnnflow.cli._run_folder import (
     CONFIG_NAME,
     RunRefused,
@@ -133,9 +134,11 @@ def add_parser(
     )
     parser.add_argument(
         "--stop-at-step",
-        type=int,
+        type=positive_int,
         metavar="N",
-        help="stop (checkpointed, resumable) after N optimizer steps, as Ctrl-C would",
+        help="stop (checkpointed, resumable) once the run reaches optimizer step N, as Ctrl-C "
+        "would; N is absolute (counted from the run's start, also with --resume), and must be "
+        "above the step a resumed run is at",
     )
     glue(info.name).add_arguments(parser)
     parser.set_defaults(func=run, explain_unknown=_explain_unknown(info.name))

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnflow._paths import path_problem
 from rnnflow.data.catalog import (  # re-exported: the table's home is rnnflow.data.catalog
     CLASS_NAMES,
     DATASETS,
@@ -169,7 +170,7 @@ def find_dataset_dir(
         if folder is None:
             report.append(f"{label}: not set")
         elif not folder.is_dir():
-            report.append(f"{label} {folder}: no such folder")
+            report.append(f"{label} {folder}: {path_problem(folder, 'folder', folder=True)}")
         elif missing := _missing(folder, spec):
             report.append(f"{label} {folder}: missing {', '.join(missing)}")
         else:

@@ -57,6 +57,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from rnnflow._paths import path_problem
+
 __all__ = [
     "MAX_PIXELS",
     "WORK_SIDE",
@@ -136,7 +138,7 @@ def load_image(
         raise ValueError(f"load_image: max_pixels must be an int >= 1, got {max_pixels!r}")
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"load_image: {path}: no such file")
+        raise FileNotFoundError(f"load_image: {path}: {path_problem(path)}")
     try:
         with warnings.catch_warnings():
             # Pillow warns above Image.MAX_IMAGE_PIXELS (our own max_pixels check decides

@@ -33,6 +33,7 @@ from typing import Literal
 
 import numpy as np
 
+from rnnflow._paths import path_problem
 from rnnflow.data.sequences import (
     SequenceDataError,
     SequenceDataset,
@@ -113,7 +114,7 @@ def read_sequence_ts(
     different lengths; ``ModuleNotFoundError`` naming the extra when aeon is absent."""
     path = Path(path)
     if not path.is_file():
-        raise SequenceDataError(f"{path}: no such file")
+        raise SequenceDataError(f"{path}: {path_problem(path)}")
     try:
         from aeon.datasets import load_from_ts_file
     except ImportError as exc:
@@ -145,7 +146,7 @@ def read_sequence_ts(
 
 def _load_npz(path: Path, allow_pickle: bool) -> dict[str, np.ndarray]:
     if not path.is_file():
-        raise SequenceDataError(f"{path}: no such file")
+        raise SequenceDataError(f"{path}: {path_problem(path)}")
     if not zipfile.is_zipfile(path):  # np.load would unpickle a non-zip file with allow_pickle
         raise SequenceDataError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
@@ -343,7 +344,7 @@ def read_series_file(
     suffix = path.suffix.lower()
     if suffix == ".csv":
         if not path.is_file():
-            raise SequenceDataError(f"{path}: no such file")
+            raise SequenceDataError(f"{path}: {path_problem(path)}")
         table = _read_csv_numbers(path)
         if not table:
             raise SequenceDataError(f"{path}: the series is empty (no rows of numbers)")

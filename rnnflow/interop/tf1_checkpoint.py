@@ -348,15 +348,25 @@ def _table_entries(index: bytes) -> Iterator[tuple[bytes, bytes]]:
 def resolve_prefix(path: str | os.PathLike[str]) -> Path:
     """The checkpoint prefix for ``path``: a prefix, its ``.index`` or ``.data-*`` file, or a
     folder holding a ``checkpoint`` file (``tf.train.Saver``'s, naming the latest prefix) or
-    exactly one ``*.index``."""
+    exactly one ``*.index``, or that ``checkpoint`` state file itself. Raises
+    :class:`TF1CheckpointError` for a folder that names no single prefix, and for a
+    ``checkpoint`` state file that names none (``model_checkpoint_path``)."""
     p = Path(path)
+    if p.is_file() and p.name == "checkpoint" and not Path(f"{p}.index").exists():
+        latest = _latest_in_state_file(p)
+        if latest is None:
+            raise TF1CheckpointError(
+                f"TF1Checkpoint: {p} is tf.train.Saver's checkpoint state file but names no "
+                'checkpoint (no line model_checkpoint_path: "PREFIX"); pass the prefix (e.g. '
+                f"{p.parent / 'model.ckpt'})"
+            )
+        return latest
     if p.is_dir():
         state = p / "checkpoint"
         if state.is_file():
-            m = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', state.read_text(), re.M)
-            if m:
-                latest = Path(m.group(1))
-                return latest if latest.is_absolute() else p / latest
+            latest = _latest_in_state_file(state)
+            if latest is not None:
+                return latest
         indexes = sorted(p.glob("*.index"))
         if len(indexes) == 1:
             return indexes[0].with_suffix("")
@@ -370,6 +380,17 @@ def resolve_prefix(path: str | os.PathLike[str]) -> Path:
     if m:
         return p.with_name(m.group(1))
     return p
+
+
+def _latest_in_state_file(state: Path) -> Path | None:
+    """The prefix the ``checkpoint`` state file ``state`` names as the latest (relative to its
+    folder), or None when it names none."""
+    text = state.read_text(encoding="utf-8", errors="replace")
+    m = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', text, re.M)
+    if m is None:
+        return None
+    latest = Path(m.group(1))
+    return latest if latest.is_absolute() else state.parent / latest
 
 
 class TF1Checkpoint:

@@ -81,15 +81,25 @@ def loops() -> Any | None:
     return ops
 
 
-def _select_isa(ops: Any, wanted: str) -> None:
-    """Run the variant ``RNNFLOW_ISA`` names (the widest the CPU supports when unset or empty)."""
-    if _state.get("isa_env") == wanted:
-        return
+def check_isa_name(wanted: str | None = None) -> None:
+    """Raise ``ValueError`` when ``wanted`` (default: ``RNNFLOW_ISA``) is set to no kernel
+    variant's name, whether or not the compiled loops run (every recurrence entry point calls
+    it: a bad value is refused the same way on every path, bfloat16 autocast and
+    ``RNNFLOW_NO_EXT`` included; the CLI at its start)."""
+    if wanted is None:
+        wanted = os.environ.get("RNNFLOW_ISA", "")
     if wanted not in ("", *ISAS):
         raise ValueError(
             f"RNNFLOW_ISA must be one of {', '.join(ISAS)} (or unset: the widest the CPU "
             f"supports), got {wanted!r}"
         )
+
+
+def _select_isa(ops: Any, wanted: str) -> None:
+    """Run the variant ``RNNFLOW_ISA`` names (the widest the CPU supports when unset or empty)."""
+    if _state.get("isa_env") == wanted:
+        return
+    check_isa_name(wanted)
     name = wanted or next(isa for isa in ISAS if not ops.missing_flags(isa))
     lacks = ops.missing_flags(name)
     if lacks:

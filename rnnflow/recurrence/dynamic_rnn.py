@@ -11,10 +11,10 @@ from torch import Tensor
 from rnnflow import _nest
 from rnnflow.cells.base import RNNCell, State, build_cell, check_optional_int, check_state
 from rnnflow.cells.device import DeviceWrapper
-from rnnflow.recurrence import fused
+from rnnflow.recurrence import _ext, fused
 from rnnflow.recurrence._masking import check_sequence_length
 from rnnflow.recurrence._shapes import check_input_depth, check_sizes
-from rnnflow.recurrence.reference import reference_dynamic_rnn
+from rnnflow.recurrence.reference import compute_dtype, reference_dynamic_rnn
 
 Impl = Literal["auto", "fused", "reference"]
 _IMPLS = ("auto", "fused", "reference")
@@ -197,9 +197,11 @@ def prepare_state(
     for leaf in _nest.flatten(initial_state):
         if leaf.layout != torch.strided or leaf.is_nested:
             raise TypeError(f"{owner}: {argument} must hold dense tensors, got {leaf.layout}")
-        if leaf.dtype != x.dtype or leaf.device != x.device:
+        # under autocast also the dtype it computes in (a returned state chains, as nn.LSTM's)
+        if leaf.dtype not in (x.dtype, compute_dtype(x)) or leaf.device != x.device:
+            also = "" if compute_dtype(x) == x.dtype else f" (or autocast's {compute_dtype(x)})"
             raise TypeError(
-                f"{owner}: {argument} must have the inputs' dtype {x.dtype} and device "
+                f"{owner}: {argument} must have the inputs' dtype {x.dtype}{also} and device "
                 f"{x.device}, got dtype {leaf.dtype} on {leaf.device}"
             )
     return initial_state
@@ -216,6 +218,7 @@ def run_time_major(
     swap_memory: bool,
 ) -> tuple[Any, State]:
     """Dispatch one checked, time-major run [T, B, D] to the fused path or the reference loop."""
+    _ext.check_isa_name()  # the same refusal on every path (bf16 autocast runs no kernel)
     use_fused = False
     if impl == "fused" or (impl == "auto" and x.shape[0] > 1):
         # A single step has nothing to batch over time, and the fused path's fixed cost
@@ -252,6 +255,7 @@ def run_rnn(
     scope: Any,
     impl: Any,
 ) -> tuple[Any, State]:
+    _ext.check_isa_name()
     if (
         impl == "auto"
         and sequence_length is None

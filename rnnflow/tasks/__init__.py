@@ -190,12 +190,21 @@ def load_trained(
     ``best.safetensors``, else its last checkpoint), of any registered task.
 
     ``task``: refuse (``CheckpointError`` naming the file and both tasks) a checkpoint of
-    another task. The stored shapes are checked against the config before anything is built.
+    another task. The stored shapes are checked against the config before anything is built;
+    a run folder's ``config.json`` against the checkpoint's config
+    (:func:`rnnflow.training.checkpoint.check_run_config`).
     """
-    from rnnflow.training.checkpoint import CheckpointError, check_weights_fit, load_model_state
+    from rnnflow.training.checkpoint import (
+        CheckpointError,
+        check_run_config,
+        check_weights_fit,
+        load_model_state,
+    )
     from rnnflow.training.engine import find_checkpoint, resolve_device
 
     checkpoint = load_checkpoint(find_checkpoint(path))
+    if Path(path).is_dir():
+        check_run_config(path, checkpoint)
     if task is not None and checkpoint.task != task_info(task).name:
         raise CheckpointError(
             f"{checkpoint.path}: a {checkpoint.task!r} checkpoint, not a {task!r} one"

@@ -299,7 +299,7 @@ def load_data(
         train = load_split(config.dataset, "train", config.data_dir)
         test = load_split(config.dataset, "test", config.data_dir)
         return config, train, test
-    from rnnflow.data.idx_folder import load_idx_folder_split
+    from rnnflow.data.idx_folder import check_recorded_sha256, load_idx_folder_split
 
     train_split = load_idx_folder_split(config.data_dir, "train")
     test_split = load_idx_folder_split(config.data_dir, "test")
@@ -309,12 +309,10 @@ def load_data(
             f"--dataset idx: test images are {list(test_split.images.shape[1:])}, training "
             f"images {[height, width]} (in {config.data_dir})"
         )
-    sha256 = tuple(f"{n}={h}" for n, h in {**train_split.sha256, **test_split.sha256}.items())
-    if config.data_sha256 and config.data_sha256 != sha256:
-        raise ValueError(
-            f"--dataset idx: the files in {config.data_dir} differ from those this run recorded "
-            f"(config.json data_sha256): recorded {list(config.data_sha256)}, found {list(sha256)}"
-        )
+    found = {**train_split.sha256, **test_split.sha256}
+    if config.data_sha256:  # a resumed run: the files it recorded (a .gz is the same file)
+        check_recorded_sha256(config.data_dir, config.data_sha256, found)
+    sha256 = tuple(f"{n}={h}" for n, h in found.items())
     recorded = replace(
         config,
         image_height=height,

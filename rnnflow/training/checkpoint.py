@@ -42,6 +42,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from rnnflow._atomic import atomic_write_bytes  # re-exported: its home is rnnflow._atomic
+from rnnflow._paths import path_problem
 from rnnflow.training.config import config_from_dict as classifier_config_from_dict
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "atomic_write_bytes",
     "check_progress",
     "check_progress_bounds",
+    "check_run_config",
     "check_weights_fit",
     "load_checkpoint",
     "load_model_state",
@@ -328,7 +330,7 @@ def read_checkpoint_file(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{reader}: {path}: no such file")
+        raise FileNotFoundError(f"{reader}: {path}: {path_problem(path)}")
     with open(path, "rb") as f:
         header = _read_header(path, f, os.fstat(f.fileno()).st_size)
         meta: dict[str, str] = header.get("__metadata__", {})
@@ -629,3 +631,54 @@ def load_model_state(model: nn.Module, checkpoint: HasWeights) -> None:
         raise CheckpointError(
             f"{checkpoint.path}: the weights do not fit the model its config describes: {exc}"
         ) from exc
+
+
+# Fields a run folder's config.json may legitimately hold differently from a checkpoint of the
+# same run: where the data is and how fast it runs (every task's --resume may change them, and
+# config.json keeps the values the run started with) and the data's recorded checksums (which a
+# resume from another copy of the same files records again).
+RUN_PLACE_FIELDS = frozenset(
+    {"data_dir", "train_file", "test_file", "fortunes_dir", "threads", "device", "data_sha256"}
+)
+
+
+def check_run_config(run_dir: str | os.PathLike[str], checkpoint: Any) -> None:
+    """Refuse a run folder whose ``config.json`` is not the run of ``checkpoint`` (a checkpoint
+    file of that folder, loaded), before it is evaluated, exported or resumed.
+
+    ``config.json`` (written when the run started) and the checkpoint's own config must agree on
+    every field but :data:`RUN_PLACE_FIELDS` (its ``"task"`` key is not compared: the
+    checkpoint's own record says the task); a folder without ``config.json`` passes. Raises
+    :class:`CheckpointError` naming both files and each differing field with its two values
+    (``.safetensors`` files copied in from another run), or naming ``config.json`` when it is
+    not a JSON object (damaged or edited).
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return
+    try:
+        folder = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable config.json ({exc})") from exc
+    if not isinstance(folder, dict):
+        raise CheckpointError(
+            f"{path}: not a readable config.json (expected a JSON object, got "
+            f"{type(folder).__name__})"
+        )
+    own = json.loads(checkpoint.config.to_json())
+
+    def short(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 40 else text[:36] + "...]"
+
+    differ = [
+        f"{key}: {short(folder.get(key))} vs {short(own.get(key))}"
+        for key in sorted((set(own) | set(folder)) - {"task"})  # the checkpoint records the task
+        if key not in RUN_PLACE_FIELDS and folder.get(key) != own.get(key)
+    ]
+    if differ:
+        shown = "; ".join(differ[:6]) + (f"; and {len(differ) - 6} more" if len(differ) > 6 else "")
+        raise CheckpointError(
+            f"{path} and {checkpoint.path} are not of the same run (config.json vs checkpoint: "
+            f"{shown}): the folder mixes files of two runs; use a folder as train wrote it"
+        )

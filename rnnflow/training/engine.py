@@ -282,8 +282,9 @@ def fit(
 
     ``resume``: a checkpoint of this task's run (``rnnflow.tasks.load_checkpoint``).
     ``should_stop()`` is polled after each optimizer step (the CLI's Ctrl-C flag);
-    ``stop_at_step`` stops after that many steps (as an interruption would). Either way the run
-    stops at a step boundary with a checkpoint, and ``progress.finished`` stays False.
+    ``stop_at_step`` stops once ``progress.step`` (the run's absolute step, not the steps of
+    this session) reaches it, as an interruption would. Either way the run stops at a step
+    boundary with a checkpoint, and ``progress.finished`` stays False.
     ``on_step(progress, info)`` is called after every step (``info``: the "train" record when
     one was logged, else ``{"kind": "step", "loss", "lr"}``) and after every validation (the
     "val" record).

@@ -242,11 +242,6 @@ def test_rounding_bound_covers_float32_error_and_is_not_vacuous(kwargs):
     ("args", "message"),
     [
         (["--format", "pb"], r"--format must be one of onnx, torchscript, got 'pb'"),
-        (["--format", "onnx", "--check-examples", "0"],
-         r"--check-examples and --batch-size must be >= 1, got 0 and 1000"),
-        (["--format", "onnx", "--check-images", "0"],  # the deprecated spelling: a note first
-         r"note: --check-images is deprecated; use --check-examples\nrnnflow export: "
-         r"--check-examples and --batch-size must be >= 1, got 0 and 1000"),
         (["--format", "onnx", "--rtol", "-1"], r"--rtol must be a finite number >= 0, got -1\.0"),
         (["--format", "onnx", "--out", "{tmp}/missing/m.onnx"],
          r"cannot write .*m\.onnx: folder .*missing does not exist"),

@@ -4,6 +4,8 @@ rnnflow models that compute TF's logits, and runs that evaluate, predict and kee
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -375,3 +377,42 @@ def test_import_hints_start_as_the_user_ran_rnnflow(tmp_path: Path, capsys, monk
     assert "`.venv/bin/rnnflow evaluate RUN --dataset fashion-mnist`" in out
     assert f"evaluate with: .venv/bin/rnnflow evaluate {tmp_path / 'a'}  (dataset: mnist)" in out
     assert "rnnflow evaluate" not in out.replace(".venv/bin/rnnflow evaluate", "")
+
+
+def test_cli_import_refuses_bad_arguments_before_reading_or_writing(tmp_path: Path, capsys):
+    """--out at a file, --dataset idx (offered by --help, as every TrainConfig dataset) and
+    --check without --list: one line naming the flag, exit 2, nothing written."""
+    prefix = str(FIXTURES / "gru" / "model.ckpt")
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    cases = [
+        (["--preset", "tutorial", "--out", str(afile)],
+         rf"--out {re.escape(str(afile))} exists and is not a folder: choose another path"),
+        (["--preset", "tutorial", "--out", str(tmp_path / "r"), "--dataset", "idx"],
+         r"--dataset idx: an imported run needs a catalogued dataset .*import with --dataset "
+         r"mnist or fashion-mnist"),
+        (["--check"], r"--check verifies the tensors --list reads: give --list --check"),
+        (["--check", "--preset", "tutorial", "--out", str(tmp_path / "r")],
+         r"--check verifies the tensors --list reads: give --list --check"),
+    ]  # fmt: skip
+    for args, message in cases:
+        assert main(["import-tf1", prefix, *args]) == 2, args
+        err = capsys.readouterr().err
+        assert re.fullmatch(r"rnnflow import-tf1: " + message + r"\n", err), err
+    assert afile.read_text() == "keep" and not (tmp_path / "r").exists()
+
+
+def test_cli_reads_the_checkpoint_through_tfs_state_file(tmp_path: Path, capsys) -> None:
+    """Passing Saver's ``checkpoint`` state file (beside the prefix) means the checkpoint it
+    names, not "a V1 checkpoint"; a state file that names none says so."""
+    run = tmp_path / "tf"
+    shutil.copytree(FIXTURES / "gru", run)
+    (run / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n')
+    assert main(["import-tf1", str(run / "checkpoint"), "--list", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{run / 'model.ckpt'}: ") and "crc32c verified" in out, out
+    (run / "checkpoint").write_text("all_model_checkpoint_paths: []\n")
+    assert main(["import-tf1", str(run / "checkpoint"), "--list"]) == 1
+    err = capsys.readouterr().err
+    assert "is tf.train.Saver's checkpoint state file but names no checkpoint" in err, err
+    assert "V1" not in err
