@@ -591,7 +591,16 @@ class _LSTMLayer(torch.autograd.Function):
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             zk, zb = torch.zeros_like(kernel), torch.zeros_like(kernel[0])
             return dx, d_final_c.clone(), d_final_h.clone(), zk, zb, None, None, None, None
-        flat, dc0, dh0 = _loops(x).lstm_backward(
+        loops = _loops(x)
+        # bf16: the weight gradient inside the backward loop, from each step's d_gates rows
+        # while they are in cache (``lstm_backward``'s d_kernel, d_bias), not a pass over all
+        # of them afterwards
+        wanted = ctx.needs_input_grad[3] or ctx.needs_input_grad[4]
+        in_loop = ctx.bf16 and wanted and loops is not _PY_LOOPS
+        grads = (
+            (x, hs, torch.empty_like(kernel), kernel.new_empty(kernel.shape[1])) if in_loop else ()
+        )
+        flat, dc0, dh0 = loops.lstm_backward(
             d_out,
             d_final_c,
             d_final_h,
@@ -604,17 +613,23 @@ class _LSTMLayer(torch.autograd.Function):
             _use_onednn(x),
             ctx.needs_input_grad[2],
             ctx.bf16,
+            *grads,
         )
         dx = None
         if ctx.needs_input_grad[0]:
             dx = _input_grad(flat, kernel[:depth], total, ctx.bf16)
-        d_kernel, d_bias = _param_grads(
-            [x[:steps], hs[:steps]],
-            flat,
-            ctx.needs_input_grad[3],
-            ctx.needs_input_grad[4],
-            ctx.bf16,
-        )
+        if in_loop:
+            d_kernel, d_bias = grads[2], grads[3]
+            d_kernel = d_kernel if ctx.needs_input_grad[3] else None
+            d_bias = d_bias if ctx.needs_input_grad[4] else None
+        else:
+            d_kernel, d_bias = _param_grads(
+                [x[:steps], hs[:steps]],
+                flat,
+                ctx.needs_input_grad[3],
+                ctx.needs_input_grad[4],
+                ctx.bf16,
+            )
         return dx, dc0, dh0, d_kernel, d_bias, None, None, None, None
 
 
