@@ -119,10 +119,13 @@ def test_the_backward_loop_computes_the_weight_gradient(ops, steps, batch, lengt
     depth, units = 5, 16
     x, hs, kernel, buffers = _backward_inputs(steps, batch, depth, units, lengths, steps + batch)
     d_kernel, d_bias = torch.full_like(kernel, float("nan")), torch.full((4 * units,), 7.0)
+    ring_k, ring_b = torch.empty_like(kernel), torch.empty(4 * units)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         d_gates, *_ = ops.lstm_backward(*buffers, x, hs, d_kernel, d_bias)
+        # keep_d_gates=False (no input gradient): two steps of d_gates kept
+        ring = ops.lstm_backward(*buffers, x, hs, ring_k, ring_b, False)[0]
     finally:
         torch.set_num_threads(before)
     a = torch.cat([_bf16(x), _bf16(hs[:steps])], dim=2).reshape(-1, depth + units)
@@ -136,6 +139,11 @@ def test_the_backward_loop_computes_the_weight_gradient(ops, steps, batch, lengt
     torch.testing.assert_close(d_bias.double(), sums.sum(0), rtol=0, atol=bias_bound)
     # the same d_gates as the loop without the weight gradient
     assert torch.equal(d_gates, ops.lstm_backward(*buffers)[0])
+    # ... and with keep_d_gates=False the same gradients; the first two steps' live rows
+    assert torch.equal(ring_k, d_kernel) and torch.equal(ring_b, d_bias)
+    for t in (0, 1):
+        live = buffers[7][t]
+        assert torch.equal(ring[t, :live], d_gates[t, :live])
 
 
 def test_the_backward_loop_weight_gradient_is_checked(ops):
@@ -160,6 +168,11 @@ def test_the_backward_loop_weight_gradient_is_checked(ops):
         RuntimeError, match=r"lstm_backward: hs must be a Float CPU tensor of sizes \[>= 4, 4, 16\]"
     ):
         ops.lstm_backward(*buffers, x, hs[:3], dk, db)
+    with pytest.raises(
+        RuntimeError,
+        match=r"lstm_backward: keep_d_gates=False needs the weight gradient in the loop",
+    ):
+        ops.lstm_backward(*buffers, None, None, None, None, False)
     with pytest.raises(
         RuntimeError, match=r"lstm_backward: d_kernel and d_bias must be contiguous"
     ):

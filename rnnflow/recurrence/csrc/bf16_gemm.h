@@ -361,4 +361,5 @@ struct LoopWeightGrad {
   const Tensor& hs;  // [>= S + 1, B, H]: hs[t] = h_{t-1}
   Tensor& d_kernel;  // [D + H, 4H]
   Tensor& d_bias;    // [4H]
+  bool keep_d_gates;  // false: d_gates is not needed after the loop (no input gradient)
 };

@@ -552,12 +552,14 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
 // d_kernel [D + H, 4H] and d_bias [4H] (bf16=True only; both or neither): the layer's weight
 // gradient is computed inside the loop into them (loops_isa.h, LoopWeightGrad), from x
 // [>= S, B, D] (the layer's inputs) and hs [S + 1, B, H] (lstm_forward's: hs[t] = h_{t-1}).
+// keep_d_gates=False (with them only): no input gradient will need d_gates, and the returned
+// one holds the last two steps' rows only ([min(S, 2), B, 4H]).
 std::tuple<Tensor, Tensor, Tensor> lstm_backward(
     const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
     const Tensor& cs, const Tensor& tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
     bool onednn, bool need_h0, bool bf16, const std::optional<Tensor>& x,
     const std::optional<Tensor>& hs, const std::optional<Tensor>& d_kernel,
-    const std::optional<Tensor>& d_bias) {
+    const std::optional<Tensor>& d_bias, bool keep_d_gates) {
   constexpr const char* fn = "lstm_backward";
   const Layer l = check_layer(fn, a, cs, "cs", batch_sizes);
   check_bf16(fn, bf16, l.dtype);
@@ -586,8 +588,11 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(
                 ": d_kernel and d_bias must be contiguous");
     dk = *d_kernel;
     db = *d_bias;
-    wg.emplace(LoopWeightGrad{*x, *hs, dk, db});
+    wg.emplace(LoopWeightGrad{*x, *hs, dk, db, keep_d_gates});
   }
+  TORCH_CHECK(keep_d_gates || wg, "rnnflow_loops.", fn,
+              ": keep_d_gates=False needs the weight gradient in the loop (x, hs, d_kernel, "
+              "d_bias)");
   std::tuple<Tensor, Tensor, Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
     out = lstm_backward_any<scalar_t>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, l.bs, a,
@@ -800,7 +805,9 @@ std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
 bool packed_gemm() { return current_isa() != Isa::kGeneric; }
 
 // weight_grad's bfloat16 form (bf16_gemm.h, bf16_weight_grad): d_kernel from both sides
-// rounded to bfloat16, float32 accumulation; d_bias = d summed over rows in float32.
+// rounded to bfloat16, float32 accumulation; d_bias = d summed over rows in float32. The LSTM's
+// bf16 backward computes its own inside the loop (lstm_backward's d_kernel, the same chunks);
+// this op: tests, and timing the kernel alone.
 std::tuple<Tensor, Tensor> weight_grad_bf16(at::TensorList inputs, const Tensor& d) {
   constexpr const char* fn = "weight_grad_bf16";
   check_bf16(fn, true, d.scalar_type());
@@ -908,7 +915,7 @@ TORCH_LIBRARY(rnnflow_loops, m) {
   m.def("lstm_backward(Tensor d_out, Tensor d_final_c, Tensor d_final_h, Tensor gates, "
         "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn, bool need_h0, "
         "bool bf16=False, Tensor? x=None, Tensor? hs=None, Tensor(f!)? d_kernel=None, "
-        "Tensor(g!)? d_bias=None) -> (Tensor, Tensor, Tensor)");
+        "Tensor(g!)? d_bias=None, bool keep_d_gates=True) -> (Tensor, Tensor, Tensor)");
   m.def("rnn_infer(Tensor x, Tensor w_x, Tensor bias, Tensor w_h, Tensor h0, int[] batch_sizes, "
         "int act, bool batch_major) -> (Tensor, Tensor)");
   m.def("lstm_infer(Tensor x, Tensor w_x, Tensor bias, Tensor w_h, Tensor c0, Tensor h0, "
