@@ -169,6 +169,10 @@ def test_the_backward_loop_weight_gradient_is_checked(ops):
     ):
         ops.lstm_backward(*buffers, x, hs[:3], dk, db)
     with pytest.raises(
+        RuntimeError, match=r"lstm_backward: x must have row-major \[batch, width\]"
+    ):
+        ops.lstm_backward(*buffers, x.transpose(1, 2).contiguous().transpose(1, 2), hs, dk, db)
+    with pytest.raises(
         RuntimeError,
         match=r"lstm_backward: keep_d_gates=False needs the weight gradient in the loop",
     ):
