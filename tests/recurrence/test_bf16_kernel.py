@@ -9,6 +9,8 @@ against float64 code written in this file (independent of rnnflow's kernels):
   float32 accumulation bound |sum_k a_k w_k - fl32(...)| <= K u32 sum_k |a_k w_k| (u32 = 2^-24;
   Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., eq. 3.5), so a dropped or
   doubled pair of K fails;
+- the weight gradient the backward loop computes itself (each step's rows paired while in
+  cache) against the float64 product over every step's rows, within the same bound;
 - the whole layer and its gradients against a float64 LSTM that rounds the same operands to
   bfloat16 (inputs, kernel, and h_{t-1} before each recurrent product), and against the
   float32 model;

@@ -628,12 +628,13 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
   T* carry_all = carry.data_ptr<T>();
   T* dh_rec_all = scratch.data_ptr<T>();
   const int64_t depth = wg ? wg->x.size(2) : 0, total = depth + units;
-  struct Partial {  // a thread's weight gradient: its first row, d_kernel, d_bias
+  struct Partial {  // another thread's weight gradient: its first row, d_kernel, d_bias
     int64_t r0;
     Tensor k, b;
   };
   std::vector<Partial> partials;
   std::mutex partials_mutex;
+  bool first_done = false;  // the rows from 0 (every run has them) wrote d_kernel and d_bias
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
     parallel_rows(batch, w.nbytes(), [&](int64_t r0, int64_t r1) {
@@ -644,8 +645,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
       T* dh_rec = dh_rec_all + at;
       std::optional<Bf16GradChunk> chunk;
       Tensor part_k;
-      if (wg) {
-        part_k = at::empty({total, width}, cs.options());
+      if (wg) {  // the thread with row 0 sums into d_kernel itself
+        part_k = r0 == 0 ? wg->d_kernel : at::empty({total, width}, cs.options());
         chunk.emplace(0, width, total, width);
       }
       for (int64_t t = steps - 1; t >= 0; --t) {
@@ -706,26 +707,28 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
       if (wg) {
         chunk->flush(part_k.data_ptr<float>());
         if (!chunk->started()) part_k.zero_();
-        Tensor part_b = at::from_blob(const_cast<float*>(chunk->sums().data()), {width},
-                                      cs.options()).clone();
-        std::lock_guard<std::mutex> lock(partials_mutex);
-        partials.push_back({r0, part_k, part_b});
+        const Tensor sums = at::from_blob(const_cast<float*>(chunk->sums().data()), {width},
+                                          cs.options());
+        if (r0 == 0) {
+          wg->d_bias.copy_(sums);
+          first_done = true;
+        } else {
+          std::lock_guard<std::mutex> lock(partials_mutex);
+          partials.push_back({r0, part_k, sums.clone()});
+        }
       }
     });
   });
-  if (wg) {
-    std::sort(partials.begin(), partials.end(),
-              [](const Partial& p, const Partial& q) { return p.r0 < q.r0; });
-    if (partials.empty()) {  // no step ran
+  if (wg) {  // the other threads' sums added in the order of their rows
+    if (!first_done) {  // no row ran
       wg->d_kernel.zero_();
       wg->d_bias.zero_();
-    } else {
-      wg->d_kernel.copy_(partials[0].k);
-      wg->d_bias.copy_(partials[0].b);
-      for (size_t p = 1; p < partials.size(); ++p) {
-        wg->d_kernel.add_(partials[p].k);
-        wg->d_bias.add_(partials[p].b);
-      }
+    }
+    std::sort(partials.begin(), partials.end(),
+              [](const Partial& p, const Partial& q) { return p.r0 < q.r0; });
+    for (const Partial& p : partials) {
+      wg->d_kernel.add_(p.k);
+      wg->d_bias.add_(p.b);
     }
   }
   const int64_t n0 = steps ? bs[0] : 0;
