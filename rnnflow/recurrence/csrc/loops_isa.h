@@ -77,8 +77,9 @@ inline T act_grad(T y) {
 // the clamp can be wide: x in [-104, 104], where n = round(x log2 e) keeps r = x - n ln 2 exact
 // to float32 rounding) and n by `vrndscaleps`: 16% less time for an LSTM step's gate maths
 // (0.79 -> 0.66 ms for 28 steps x 128 rows x 640 activations, measured alone). NaN propagates
-// (max/min return their second operand, x, for a NaN). Max error against float64 (test_bf16_
-// kernel.py's activation test, every float32 in [-104, 104] sampled): stated there.
+// (max/min return their second operand, x, for a NaN). Error against float64 (every 61st
+// float32 in [-104, 104]): sigmoid 2.32 ulps, tanh 2.98 x 2^-24 absolute, the same as exp_f's
+// (tests/recurrence/test_activations.py derives and checks the bounds).
 inline __m512 exp_zmm(__m512 x) {
   x = _mm512_min_ps(_mm512_set1_ps(104.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
