@@ -48,22 +48,6 @@ bool cpu_has_bf16() {
 #endif
 }
 
-// w (N, K) with element (n, k) at w[n * s0 + k * s1], packed into [panels, ceil(K/2), 32] pairs
-// (int32 tensor; padding columns and the odd K's pad are zeros).
-Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
-  const int64_t panels = (N + kBfPanel - 1) / kBfPanel, pairs = (K + 1) / 2;
-  Tensor packed = at::zeros({panels, pairs, kBfPanel}, at::kInt);
-  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
-  for (int64_t n = 0; n < N; ++n) {
-    uint32_t* col = out + (n / kBfPanel) * pairs * kBfPanel + n % kBfPanel;
-    for (int64_t k = 0; k < K; ++k) {
-      const uint32_t bits = to_bf16(w[n * s0 + k * s1]);
-      col[(k / 2) * kBfPanel] |= (k % 2) ? bits << 16 : bits;
-    }
-  }
-  return packed;
-}
-
 #if RNNFLOW_BF16
 // One R x 32 block: rows of bf16 pairs (row r's pair p at a[r * ar + p * ap]) times one packed
 // panel (`pairs` pairs of 32 columns); m0, m1 mask the panel's valid columns (0-15, 16-31) for
@@ -191,6 +175,29 @@ void bf16_rows(const float*, int64_t, int64_t, int64_t, uint32_t*, int64_t) {
   TORCH_CHECK(false, "rnnflow_loops: this build has no bfloat16 GEMM (needs GCC >= 10 on x86)");
 }
 #endif
+
+// w (N, K) with element (n, k) at w[n * s0 + k * s1], packed into [panels, ceil(K/2), 32] pairs
+// (int32 tensor; padding columns and the odd K's pad are zeros): each pair of K, two runs of N
+// when n is contiguous (s0 = 1, the loops' transposed views; else w is transposed into such a
+// copy first), converted 16 columns at a time by bf16_pair_rows straight into the panels
+// (rounding to nearest even as to_bf16; a subnormal weight comes out 0, which vdpbf16ps reads as
+// 0 either way). It runs at every layer call (an element at a time it was 2% of the loops' time).
+Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
+  const int64_t panels = (N + kBfPanel - 1) / kBfPanel, pairs = (K + 1) / 2;
+  Tensor packed = at::zeros({panels, pairs, kBfPanel}, at::kInt);
+  if (N == 0 || K == 0) return packed;
+  Tensor copy;
+  if (s0 != 1) {  // n contiguous: w^T [K, N] row-major
+    copy = at::from_blob(const_cast<float*>(w), {N, K}, {s0, s1}, at::kFloat).t().contiguous();
+    w = copy.data_ptr<float>();
+    s1 = N;
+  }
+  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  for (int64_t p = 0; p < pairs; ++p)
+    bf16_pair_rows(w + 2 * p * s1, 2 * p + 1 < K ? w + (2 * p + 1) * s1 : nullptr, N,
+                   out + p * kBfPanel, pairs * kBfPanel, nullptr);
+  return packed;
+}
 
 // Pairs of K per pass of the kernel: a panel's chunk of kBfKc pairs (16 KB) and a register
 // block's rows of a (12 x kBfKc pairs, 6 KB) fit in a 32 KB L1 together; a whole panel of a
