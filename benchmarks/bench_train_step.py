@@ -10,8 +10,9 @@ on Fashion-MNIST (the dataset installed here; the model and shapes are MNIST's) 
 same initial weights and batch order, once in float32 and once with the opt-in bfloat16 mode
 (``torch.autocast("cpu", dtype=torch.bfloat16)`` around the forward), and prints both test
 accuracies and training speeds. ``--bf16-kernel`` adds a third run, in bfloat16 through the
-compiled LSTM loop's AVX512-BF16 kernel (where the CPU has it; without lengths the fused path
-otherwise runs oneDNN's bf16 LSTM); ``--seed`` picks the initial weights and batch order.
+compiled LSTM loop's AVX512-BF16 kernel (where the CPU has it; the default bf16 path since the
+kernel's fourth round, so the second run takes it too); ``--seed`` picks the initial weights
+and batch order.
 """
 
 from __future__ import annotations

@@ -219,20 +219,16 @@ def _input_grad(d_gates: Tensor, w_x: Tensor, total: int, bf16: bool = False) ->
 
 
 def _param_grads(
-    inputs: list[Tensor], d: Tensor, need_kernel: bool, need_bias: bool, bf16: bool = False
+    inputs: list[Tensor], d: Tensor, need_kernel: bool, need_bias: bool
 ) -> tuple[Tensor | None, Tensor | None]:
     """The kernel's gradient ``[inputs_k^T @ d]`` stacked on rows (each input [S, B, K_k]) and
     the bias's, ``d`` summed over steps and rows: one GEMM over all steps per input, or with the
-    packed GEMM one pass over ``d`` for all of them (``weight_grad`` in csrc/loops.cpp).
-    ``bf16`` (``bf16_loops``): both operands rounded to bfloat16, float32 accumulation
-    (``weight_grad_bf16``), as autocast's backward of a bfloat16 product."""
+    packed GEMM one pass over ``d`` for all of them (``weight_grad`` in csrc/loops.cpp). (The
+    LSTM's bf16 mode computes its own inside the backward loop: ``_LSTMLayer.backward``.)"""
     g = d.reshape(-1, d.shape[-1])  # [S*B, G]
     rows = [x.reshape(-1, x.shape[-1]) for x in inputs]  # [S*B, K_k]
     if not need_kernel:
         return None, (g.sum(0) if need_bias else None)
-    if bf16:
-        d_kernel, d_bias = _ext.loops().weight_grad_bf16(rows, g)
-        return d_kernel, (d_bias if need_bias else None)
     ops = _packed_gemm(g)
     if ops is not None:
         d_kernel, d_bias = ops.weight_grad(rows, g)
@@ -591,6 +587,16 @@ class _LSTMLayer(torch.autograd.Function):
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             zk, zb = torch.zeros_like(kernel), torch.zeros_like(kernel[0])
             return dx, d_final_c.clone(), d_final_h.clone(), zk, zb, None, None, None, None
+        # bf16 (the compiled loops, bf16_loops): the weight gradient inside the backward loop,
+        # from each step's d_gates rows while they are in cache (``lstm_backward``'s d_kernel
+        # and d_bias: both operands rounded to bfloat16, float32 accumulation, as autocast's
+        # backward of a bfloat16 product), not a pass over all of them afterwards
+        # (without an input gradient, the loop then keeps only two steps of d_gates)
+        in_loop = ctx.bf16 and (ctx.needs_input_grad[3] or ctx.needs_input_grad[4])
+        grads = ()
+        if in_loop:
+            d_params = (torch.empty_like(kernel), kernel.new_empty(kernel.shape[1]))
+            grads = (x, hs, *d_params, ctx.needs_input_grad[0])
         flat, dc0, dh0 = _loops(x).lstm_backward(
             d_out,
             d_final_c,
@@ -604,17 +610,18 @@ class _LSTMLayer(torch.autograd.Function):
             _use_onednn(x),
             ctx.needs_input_grad[2],
             ctx.bf16,
+            *grads,
         )
         dx = None
         if ctx.needs_input_grad[0]:
             dx = _input_grad(flat, kernel[:depth], total, ctx.bf16)
-        d_kernel, d_bias = _param_grads(
-            [x[:steps], hs[:steps]],
-            flat,
-            ctx.needs_input_grad[3],
-            ctx.needs_input_grad[4],
-            ctx.bf16,
-        )
+        if in_loop:
+            d_kernel = grads[2] if ctx.needs_input_grad[3] else None
+            d_bias = grads[3] if ctx.needs_input_grad[4] else None
+        else:
+            d_kernel, d_bias = _param_grads(
+                [x[:steps], hs[:steps]], flat, ctx.needs_input_grad[3], ctx.needs_input_grad[4]
+            )
         return dx, dc0, dh0, d_kernel, d_bias, None, None, None, None
 
 

@@ -30,21 +30,22 @@ PackedSequence), and outputs and final state are put back in the caller's row or
 CPU: the time loops run compiled (``csrc/loops.cpp`` via ``_ext``) for float32/float64, in
 Python otherwise (the same function). ``BasicLSTMCell`` without lengths: in float32 the compiled
 kernel wherever its packed GEMM runs the avx512 or avx2 kernel variant (``_ext.isa()``; faster
-than oneDNN's LSTM in the measured cases); in bfloat16, and in float32 with the generic variant
-except where the compiled kernel measured faster (``_compiled_lstm_faster``), oneDNN's fused
-LSTM (``nn.LSTM``'s kernel) with the TF weights converted per call.
+than oneDNN's LSTM in the measured cases); in bfloat16 where the compiled loop's AVX512-BF16
+kernel cannot run, and in float32 with the generic variant except where the compiled kernel
+measured faster (``_compiled_lstm_faster``), oneDNN's fused LSTM (``nn.LSTM``'s kernel) with the
+TF weights converted per call.
 
 Mixed precision: under ``torch.autocast`` (CPU bfloat16 or CUDA float16/bfloat16) with float32
 inputs, the whole recurrence (GEMMs, gates and states) runs in the autocast dtype, and outputs
 and final state come back in that dtype, as the reference loop's would; gradients reach the
 float32 parameters. GEMMs accumulate in float32 inside oneDNN/cuBLAS. One exception: on a CPU
-with AVX512-BF16 (and the avx512 kernel variant), the plain LSTM with sequence lengths runs the
-compiled loop with its bfloat16 GEMM (``_bf16_kernel``): every product (recurrent, input
-projection, weight and input gradients) takes bfloat16-rounded operands with float32
-accumulation, as autocast's GEMMs, while the gate maths and the state stay float32 (closer to
-float32 than all-bfloat16 loops); outputs and state still come back in bfloat16. Without
-lengths oneDNN's bf16 LSTM keeps the layer: the kernel measured not clearly faster (ahead by
-2-5% in 3 runs of 4, behind in one, docs/PERFORMANCE.md).
+with AVX512-BF16 (and the avx512 kernel variant), the plain LSTM (with or without sequence
+lengths) runs the compiled loop with its bfloat16 GEMM (``_bf16_kernel``): every product
+(recurrent, input projection, weight and input gradients) takes bfloat16-rounded operands with
+float32 accumulation, as autocast's GEMMs, while the gate maths and the state stay float32
+(closer to float32 than all-bfloat16 loops); outputs and state still come back in bfloat16.
+Without lengths it replaced oneDNN's bf16 LSTM after its fourth round, ahead of it by
+6.3-9.9% in every run measured (docs/PERFORMANCE.md; ``_BF16_OVER_ONEDNN``).
 
 CUDA: for ``BasicRNNCell`` (tanh/relu) and ``BasicLSTMCell`` or a plain ``LSTMCell`` (tanh)
 without sequence lengths, the layer runs through PyTorch's own fused kernel (cuDNN) with the TF
@@ -419,10 +420,10 @@ def _run_leaf(
     return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
 
 
-# Whether the bfloat16 kernel also takes the LSTM without lengths from oneDNN's bf16 LSTM: not
-# while it is not clearly faster (>= 5% in every run; measured 2-5% ahead in 3 runs of 4 and
-# behind in one at the tutorial size, docs/PERFORMANCE.md); benchmarks and tests switch it on.
-_BF16_OVER_ONEDNN = False
+# Whether the bfloat16 kernel also takes the LSTM without lengths from oneDNN's bf16 LSTM: yes
+# since the kernel's fourth round (>= 5% faster in every run, the rule: 6.3-9.9% at the
+# tutorial size, docs/PERFORMANCE.md); False gives the layer back to oneDNN (benchmarks).
+_BF16_OVER_ONEDNN = True
 
 
 def _bf16_kernel(cell: Any, x: Tensor, act: str | None) -> bool:
@@ -577,7 +578,8 @@ def infer_fast(
 def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | None) -> bool:
     """cuDNN computes the same cell for BasicRNNCell (tanh, relu) and BasicLSTMCell (tanh);
     on CPU, oneDNN's LSTM (what ``nn.LSTM`` runs in float32 and bfloat16) serves BasicLSTMCell
-    in bfloat16, and in float32 where the compiled kernel is not the faster one."""
+    in bfloat16 where the AVX512-BF16 kernel cannot run, and in float32 where the compiled
+    kernel is not the faster one."""
     if lengths is not None:
         return False
     if x.device.type == "cpu":

@@ -9,6 +9,8 @@ against float64 code written in this file (independent of rnnflow's kernels):
   float32 accumulation bound |sum_k a_k w_k - fl32(...)| <= K u32 sum_k |a_k w_k| (u32 = 2^-24;
   Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., eq. 3.5), so a dropped or
   doubled pair of K fails;
+- the weight gradient the backward loop computes itself (each step's rows paired while in
+  cache) against the float64 product over every step's rows, within the same bound;
 - the whole layer and its gradients against a float64 LSTM that rounds the same operands to
   bfloat16 (inputs, kernel, and h_{t-1} before each recurrent product), and against the
   float32 model;
@@ -84,6 +86,103 @@ def test_weight_grad_is_the_float64_product_of_the_rounded_operands(ops, rows, w
     assert ((d_kernel.double() - want).abs() <= bound).all()
     bias_bound = rows * U32 * float(d.abs().sum(0).max())
     torch.testing.assert_close(d_bias.double(), d.double().sum(0), rtol=0, atol=bias_bound)
+
+
+def _backward_inputs(steps, batch, depth, units, lengths, seed):
+    """An LSTM layer's forward buffers (the bf16 loop's) and a d_out, for lstm_backward."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(steps, batch, depth, generator=gen)
+    kernel = 0.3 * torch.randn(depth + units, 4 * units, generator=gen)
+    bias = torch.randn(4 * units, generator=gen)
+    c0, h0 = torch.randn(batch, units, generator=gen), torch.randn(batch, units, generator=gen)
+    lens = None if lengths is None else torch.tensor(lengths)
+    bs = _fused_kernels.batch_sizes(lens, batch, steps)  # rows sorted longest first
+    gates, cs, hs, tcs, *_ = _fused_kernels.lstm_forward(
+        x, c0, h0, kernel, bias, lens, bs, "tanh", True
+    )
+    d_out = torch.randn(steps, batch, units, generator=gen)
+    buffers = (d_out, c0, h0, gates, cs, tcs, kernel[depth:], bs, 0, False, True, True)
+    return x, hs, kernel, buffers
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "steps, batch, lengths",
+    [(9, 37, None), (6, 128, None), (7, 40, [7] * 9 + [5] * 14 + [2] * 16 + [0])],
+)
+def test_the_backward_loop_computes_the_weight_gradient(ops, steps, batch, lengths, threads):
+    """lstm_backward's d_kernel and d_bias (bf16: the weight gradient inside the loop, each
+    step's rows paired): the float64 product of the same rounded operands over every step's
+    live rows, [bf16(x_t) | bf16(h_{t-1})]^T bf16(d_gates_t), within the float32 accumulation
+    bound of its R = sum of live rows terms (a dropped or doubled pair fails), and d_gates
+    summed. Odd row counts (a pair padded with a zero row), chunks of 128 pairs spanning steps
+    (6 x 128 rows: three chunks), shrinking batches, and two threads (each summing its own rows,
+    the partial sums added at the end)."""
+    depth, units = 5, 16
+    x, hs, kernel, buffers = _backward_inputs(steps, batch, depth, units, lengths, steps + batch)
+    d_kernel, d_bias = torch.full_like(kernel, float("nan")), torch.full((4 * units,), 7.0)
+    ring_k, ring_b = torch.empty_like(kernel), torch.empty(4 * units)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        d_gates, *_ = ops.lstm_backward(*buffers, x, hs, d_kernel, d_bias)
+        # keep_d_gates=False (no input gradient): two steps of d_gates kept
+        ring = ops.lstm_backward(*buffers, x, hs, ring_k, ring_b, False)[0]
+    finally:
+        torch.set_num_threads(before)
+    a = torch.cat([_bf16(x), _bf16(hs[:steps])], dim=2).reshape(-1, depth + units)
+    d = _bf16(d_gates).reshape(-1, 4 * units)  # zero rows past each length
+    want = a.t() @ d
+    rows = sum(buffers[7])
+    bound = rows * U32 * (a.abs().t() @ d.abs())
+    assert ((d_kernel.double() - want).abs() <= bound).all()
+    sums = d_gates.double().reshape(-1, 4 * units)
+    bias_bound = rows * U32 * float(sums.abs().sum(0).max())
+    torch.testing.assert_close(d_bias.double(), sums.sum(0), rtol=0, atol=bias_bound)
+    # the same d_gates as the loop without the weight gradient
+    assert torch.equal(d_gates, ops.lstm_backward(*buffers)[0])
+    # ... and with keep_d_gates=False the same gradients; the first two steps' live rows
+    assert torch.equal(ring_k, d_kernel) and torch.equal(ring_b, d_bias)
+    for t in (0, 1):
+        live = buffers[7][t]
+        assert torch.equal(ring[t, :live], d_gates[t, :live])
+
+
+def test_the_backward_loop_weight_gradient_is_checked(ops):
+    x, hs, kernel, buffers = _backward_inputs(3, 4, 5, 16, None, 0)
+    dk, db = torch.empty_like(kernel), torch.empty(64)
+    with pytest.raises(
+        RuntimeError,
+        match=r"lstm_backward: the weight gradient in the loop needs x, hs, d_kernel and d_bias "
+        r"together",
+    ):
+        ops.lstm_backward(*buffers, x, hs, dk)
+    with pytest.raises(
+        RuntimeError, match=r"lstm_backward: the weight gradient in the loop needs bf16=True"
+    ):
+        ops.lstm_backward(*buffers[:-1], False, x, hs, dk, db)
+    with pytest.raises(
+        RuntimeError,
+        match=r"lstm_backward: d_kernel must be a Float CPU tensor of sizes \[21, 64\]",
+    ):
+        ops.lstm_backward(*buffers, x, hs, dk[1:], db)
+    with pytest.raises(
+        RuntimeError, match=r"lstm_backward: hs must be a Float CPU tensor of sizes \[>= 4, 4, 16\]"
+    ):
+        ops.lstm_backward(*buffers, x, hs[:3], dk, db)
+    with pytest.raises(
+        RuntimeError, match=r"lstm_backward: x must have row-major \[batch, width\]"
+    ):
+        ops.lstm_backward(*buffers, x.transpose(1, 2).contiguous().transpose(1, 2), hs, dk, db)
+    with pytest.raises(
+        RuntimeError,
+        match=r"lstm_backward: keep_d_gates=False needs the weight gradient in the loop",
+    ):
+        ops.lstm_backward(*buffers, None, None, None, None, False)
+    with pytest.raises(
+        RuntimeError, match=r"lstm_backward: d_kernel and d_bias must be contiguous"
+    ):
+        ops.lstm_backward(*buffers, x, hs, dk.t().contiguous().t(), db)
 
 
 def test_the_ops_refuse_what_they_cannot_run(ops, monkeypatch):
@@ -182,6 +281,23 @@ def test_the_layer_and_its_gradients_match_a_float64_loop(ops, cell_type, length
     )
     for g, w in zip(got, exact):
         torch.testing.assert_close(g, w, atol=3e-2, rtol=0)
+
+
+def test_the_kernel_is_the_default_without_lengths(ops, monkeypatch):
+    """Without lengths the bf16 kernel, not oneDNN's bf16 LSTM, takes a plain LSTM layer under
+    autocast (it measured 6-10% faster in every run of its fourth round, docs/PERFORMANCE.md)."""
+    spy = []
+    real = _fused_kernels.lstm_layer
+
+    def lstm_layer(*args):
+        spy.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(_fused_kernels, "lstm_layer", lstm_layer)
+    cell = BasicLSTMCell(16, input_size=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = dynamic_rnn(cell, torch.randn(3, 5, 4), impl="fused")
+    assert spy == [True] and out.dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("lengths", [None, [5, 2, 4]])

@@ -48,22 +48,6 @@ bool cpu_has_bf16() {
 #endif
 }
 
-// w (N, K) with element (n, k) at w[n * s0 + k * s1], packed into [panels, ceil(K/2), 32] pairs
-// (int32 tensor; padding columns and the odd K's pad are zeros).
-Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
-  const int64_t panels = (N + kBfPanel - 1) / kBfPanel, pairs = (K + 1) / 2;
-  Tensor packed = at::zeros({panels, pairs, kBfPanel}, at::kInt);
-  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
-  for (int64_t n = 0; n < N; ++n) {
-    uint32_t* col = out + (n / kBfPanel) * pairs * kBfPanel + n % kBfPanel;
-    for (int64_t k = 0; k < K; ++k) {
-      const uint32_t bits = to_bf16(w[n * s0 + k * s1]);
-      col[(k / 2) * kBfPanel] |= (k % 2) ? bits << 16 : bits;
-    }
-  }
-  return packed;
-}
-
 #if RNNFLOW_BF16
 // One R x 32 block: rows of bf16 pairs (row r's pair p at a[r * ar + p * ap]) times one packed
 // panel (`pairs` pairs of 32 columns); m0, m1 mask the panel's valid columns (0-15, 16-31) for
@@ -192,6 +176,29 @@ void bf16_rows(const float*, int64_t, int64_t, int64_t, uint32_t*, int64_t) {
 }
 #endif
 
+// w (N, K) with element (n, k) at w[n * s0 + k * s1], packed into [panels, ceil(K/2), 32] pairs
+// (int32 tensor; padding columns and the odd K's pad are zeros): each pair of K, two runs of N
+// when n is contiguous (s0 = 1, the loops' transposed views; else w is transposed into such a
+// copy first), converted 16 columns at a time by bf16_pair_rows straight into the panels
+// (rounding to nearest even as to_bf16; a subnormal weight comes out 0, which vdpbf16ps reads as
+// 0 either way). It runs at every layer call (an element at a time it was 2% of the loops' time).
+Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
+  const int64_t panels = (N + kBfPanel - 1) / kBfPanel, pairs = (K + 1) / 2;
+  Tensor packed = at::zeros({panels, pairs, kBfPanel}, at::kInt);
+  if (N == 0 || K == 0) return packed;
+  Tensor copy;
+  if (s0 != 1) {  // n contiguous: w^T [K, N] row-major
+    copy = at::from_blob(const_cast<float*>(w), {N, K}, {s0, s1}, at::kFloat).t().contiguous();
+    w = copy.data_ptr<float>();
+    s1 = N;
+  }
+  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  for (int64_t p = 0; p < pairs; ++p)
+    bf16_pair_rows(w + 2 * p * s1, 2 * p + 1 < K ? w + (2 * p + 1) * s1 : nullptr, N,
+                   out + p * kBfPanel, pairs * kBfPanel, nullptr);
+  return packed;
+}
+
 // Pairs of K per pass of the kernel: a panel's chunk of kBfKc pairs (16 KB) and a register
 // block's rows of a (12 x kBfKc pairs, 6 KB) fit in a 32 KB L1 together; a whole panel of a
 // longer K (the backward loop's d_gates W_h: K = 4H = 512, 256 pairs, a 32 KB panel) does not,
@@ -260,49 +267,106 @@ inline void bf16_step_gemm2(int64_t n, const float* a0, int64_t lda0, int64_t K0
   bf16_gemm_kc(n, scratch.data(), pairs, packed, N, add, ldadd, c, ldc);
 }
 
+// One chunk of the bfloat16 weight gradient out [total, G] += [inputs]^T d over d's columns
+// [col0, col0 + cols): the products sum over rows, so both sides are paired along the rows, up
+// to kBfKc pairs a chunk (so that what is packed stays in cache): d's pair of rows into panels
+// [kBfKc][32] (16 KB each, in L1 with a register block of the inputs' 6 KB), the inputs' pair
+// of rows (their columns side by side, `total` in all) into blocks of 12 columns [kBfKc][12] (a
+// register block's broadcasts then read 48 consecutive bytes per pair); `flush` runs the kernel
+// over the chunk, the first flush writing out, later ones adding onto it. The bias's gradient,
+// d summed over rows in float32, comes with the packing (`sums`, cols wide).
+class Bf16GradChunk {
+ public:
+  // A pair of rows of one input (a1 null: a zero row, an odd count's pad), `width` columns.
+  struct Part {
+    const float* a0;
+    const float* a1;
+    int64_t width;
+  };
+
+  Bf16GradChunk(int64_t col0, int64_t cols, int64_t total, int64_t ldout)
+      : col0_(col0), cols_(cols), total_(total), ldout_(ldout),
+        dpack_(((cols + kBfPanel - 1) / kBfPanel) * kBfKc * kBfPanel),
+        apack_(((total + kBfRows - 1) / kBfRows) * kBfKc * kBfRows), row_(total),
+        sums_(cols, 0.0f) {}
+
+  bool full() const { return count_ == kBfKc; }
+
+  // Packs rows d0 and d1 of d (d1 null: a zero row; each read from column col0) and the same
+  // rows of the inputs as the chunk's next pair. Callers flush a full chunk first.
+  void add(const float* d0, const float* d1, const Part* parts, int64_t nparts) {
+    const int64_t q = count_++;
+    bf16_pair_rows(d0 + col0_, d1 ? d1 + col0_ : nullptr, cols_, dpack_.data() + q * kBfPanel,
+                   kBfKc * kBfPanel, sums_.data());
+    int64_t at = 0;
+    for (int64_t k = 0; k < nparts; ++k) {
+      bf16_pair_rows(parts[k].a0, parts[k].a1, parts[k].width, row_.data() + at, kBfPanel,
+                     nullptr);
+      at += parts[k].width;
+    }
+    for (int64_t k = 0; k < total_; k += kBfRows)
+      std::memcpy(apack_.data() + ((k / kBfRows) * kBfKc + q) * kBfRows, row_.data() + k,
+                  std::min<int64_t>(kBfRows, total_ - k) * sizeof(uint32_t));
+  }
+
+  // out[:, col0 : col0 + cols] (row stride ldout) = (or += after the first flush) the chunk's
+  // product; an empty chunk writes nothing.
+  void flush(float* out) {
+    if (count_ == 0) return;
+    float* o = out + col0_;
+    bf16_gemm(total_, apack_.data(), kBfKc * kBfRows, 1, kBfRows, count_, dpack_.data(),
+              kBfKc * kBfPanel, cols_, started_ ? o : nullptr, ldout_, o, ldout_);
+    started_ = true;
+    count_ = 0;
+  }
+
+  bool started() const { return started_; }
+  const std::vector<float>& sums() const { return sums_; }
+
+ private:
+  int64_t col0_, cols_, total_, ldout_;
+  std::vector<uint32_t> dpack_, apack_, row_;
+  std::vector<float> sums_;
+  int64_t count_ = 0;
+  bool started_ = false;
+};
+
 // d_kernel [sum K_k, G] = [bf16(x_k)^T bf16(d)] stacked, each x_k [R, K_k] (unit column
-// stride), d [R, G] (row-major); d_bias [G] = d summed over rows (float32). The products sum
-// over the R rows, so both sides are paired along R, a chunk of kChunk pairs at a time (so
-// that what is packed stays in L2): d's chunk into panels [kChunk][32] (16 KB each, in L1 with a register block of the inputs' 6 KB),
-// the inputs' columns into blocks of 12 [kChunk][12] (a register block's broadcasts then read
-// 48 consecutive bytes per pair), then the kernel over the chunk, later chunks adding onto the
-// output. Threads split the panels (each packs the inputs' chunk for itself).
+// stride), d [R, G] (row-major); d_bias [G] = d summed over rows (float32): consecutive rows
+// paired, a Bf16GradChunk at a time. Threads split the panels (each packs the inputs' chunk for
+// itself). The LSTM's bf16 backward loop runs the same chunks itself (lstm_backward's d_kernel).
 void bf16_weight_grad(const std::vector<Tensor>& inputs, const Tensor& d, Tensor& d_kernel,
                       Tensor& d_bias) {
-  constexpr int64_t kChunk = kBfKc;  // d's chunk: 16 KB per panel, as the step GEMM's
   const int64_t R = d.size(0), G = d.size(1), total = d_kernel.size(0);
-  const int64_t pairs = (R + 1) / 2, panels = (G + kBfPanel - 1) / kBfPanel;
-  const int64_t blocks = (total + kBfRows - 1) / kBfRows;
+  const int64_t panels = (G + kBfPanel - 1) / kBfPanel;
   const float* pd = d.data_ptr<float>();
   float* out = d_kernel.data_ptr<float>();
   float* bias = d_bias.data_ptr<float>();
   at::parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
     const int64_t col0 = p0 * kBfPanel, cols = std::min(p1 * kBfPanel, G) - col0;
-    std::vector<uint32_t> dpack((p1 - p0) * kChunk * kBfPanel);
-    std::vector<uint32_t> apack(blocks * kChunk * kBfRows), row(total);
-    std::vector<float> sums(cols, 0.0f);
-    for (int64_t c0 = 0; c0 < pairs; c0 += kChunk) {
-      const int64_t cp = std::min(kChunk, pairs - c0);
-      for (int64_t q = 0; q < cp; ++q) {
-        const int64_t r = 2 * (c0 + q);
-        const bool pair = r + 1 < R;
-        const float* r0 = pd + r * G + col0;
-        bf16_pair_rows(r0, pair ? r0 + G : nullptr, cols, dpack.data() + q * kBfPanel,
-                       kChunk * kBfPanel, sums.data());
-        int64_t at = 0;
-        for (const Tensor& x : inputs) {
-          const float* x0 = x.data_ptr<float>() + r * x.stride(0);
-          bf16_pair_rows(x0, pair ? x0 + x.stride(0) : nullptr, x.size(1), row.data() + at,
-                         kBfPanel, nullptr);
-          at += x.size(1);
-        }
-        for (int64_t k = 0; k < total; k += kBfRows)
-          std::memcpy(apack.data() + ((k / kBfRows) * kChunk + q) * kBfRows, row.data() + k,
-                      std::min<int64_t>(kBfRows, total - k) * sizeof(uint32_t));
+    Bf16GradChunk chunk(col0, cols, total, G);
+    std::vector<Bf16GradChunk::Part> parts(inputs.size());
+    for (int64_t r = 0; r < R; r += 2) {
+      const bool pair = r + 1 < R;
+      for (size_t k = 0; k < inputs.size(); ++k) {
+        const float* x0 = inputs[k].data_ptr<float>() + r * inputs[k].stride(0);
+        parts[k] = {x0, pair ? x0 + inputs[k].stride(0) : nullptr, inputs[k].size(1)};
       }
-      bf16_gemm(total, apack.data(), kChunk * kBfRows, 1, kBfRows, cp, dpack.data(),
-                kChunk * kBfPanel, cols, c0 ? out + col0 : nullptr, G, out + col0, G);
+      if (chunk.full()) chunk.flush(out);
+      chunk.add(pd + r * G, pair ? pd + (r + 1) * G : nullptr, parts.data(),
+                static_cast<int64_t>(parts.size()));
     }
-    std::memcpy(bias + col0, sums.data(), cols * sizeof(float));
+    chunk.flush(out);
+    std::memcpy(bias + col0, chunk.sums().data(), cols * sizeof(float));
   });
 }
+
+// What the LSTM's bf16 backward loop needs to compute the weight gradient itself
+// (lstm_backward_impl in loops_isa.h, its d_kernel and d_bias).
+struct LoopWeightGrad {
+  const Tensor& x;   // [>= S, B, D], the layer's inputs
+  const Tensor& hs;  // [>= S + 1, B, H]: hs[t] = h_{t-1}
+  Tensor& d_kernel;  // [D + H, 4H]
+  Tensor& d_bias;    // [4H]
+  bool keep_d_gates;  // false: d_gates is not needed after the loop (no input gradient)
+};

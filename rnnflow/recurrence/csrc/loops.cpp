@@ -41,6 +41,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -55,6 +56,9 @@
 #else
 #define RNNFLOW_X86_VARIANTS 0
 #endif
+#endif
+#if RNNFLOW_X86_VARIANTS
+#include <immintrin.h>  // the avx512 variant's activations (loops_isa.h, act_zmm)
 #endif
 
 namespace {
@@ -427,9 +431,9 @@ template <typename T>
 std::tuple<Tensor, Tensor, Tensor> lstm_backward_any(
     const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
     const Tensor& cs, const Tensor& tcs, const Tensor& w, const std::vector<int64_t>& bs,
-    int64_t a, bool need_h0, bool bf16) {
+    int64_t a, bool need_h0, bool bf16, const LoopWeightGrad* wg) {
   RNNFLOW_DISPATCH(lstm_backward_impl<T>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, bs, a,
-                                         need_h0, bf16))
+                                         need_h0, bf16, wg))
 }
 template <typename T>
 void gru_forward_any(Tensor gates, Tensor cands, Tensor rhs, Tensor hs, const Tensor& w_g,
@@ -545,12 +549,17 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
 }
 
 // Returns d_gates [S, B, 4H], dc0, dh0 [B, H]. w [H, 4H] = W_h.
-std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& d_out, const Tensor& d_final_c,
-                                                 const Tensor& d_final_h, const Tensor& gates,
-                                                 const Tensor& cs, const Tensor& tcs,
-                                                 const Tensor& w, at::IntArrayRef batch_sizes,
-                                                 int64_t a, bool onednn, bool need_h0,
-                                                 bool bf16) {
+// d_kernel [D + H, 4H] and d_bias [4H] (bf16=True only; both or neither): the layer's weight
+// gradient is computed inside the loop into them (loops_isa.h, LoopWeightGrad), from x
+// [>= S, B, D] (the layer's inputs) and hs [S + 1, B, H] (lstm_forward's: hs[t] = h_{t-1}).
+// keep_d_gates=False (with them only): no input gradient will need d_gates, and the returned
+// one holds the last two steps' rows only ([min(S, 2), B, 4H]).
+std::tuple<Tensor, Tensor, Tensor> lstm_backward(
+    const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
+    const Tensor& cs, const Tensor& tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
+    bool onednn, bool need_h0, bool bf16, const std::optional<Tensor>& x,
+    const std::optional<Tensor>& hs, const std::optional<Tensor>& d_kernel,
+    const std::optional<Tensor>& d_bias, bool keep_d_gates) {
   constexpr const char* fn = "lstm_backward";
   const Layer l = check_layer(fn, a, cs, "cs", batch_sizes);
   check_bf16(fn, bf16, l.dtype);
@@ -563,10 +572,31 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(const Tensor& d_out, const Tens
   expect_steps(fn, "gates", gates, dt, {at_least(steps), exactly(batch), exactly(width)});
   expect_steps(fn, "tcs", tcs, dt, {at_least(steps), exactly(batch), exactly(units)});
   expect(fn, "w", w, dt, {exactly(units), exactly(width)});
+  const bool given[4] = {x && x->defined(), hs && hs->defined(), d_kernel && d_kernel->defined(),
+                         d_bias && d_bias->defined()};
+  std::optional<LoopWeightGrad> wg;
+  Tensor dk, db;
+  if (given[0] || given[1] || given[2] || given[3]) {
+    TORCH_CHECK(given[0] && given[1] && given[2] && given[3], "rnnflow_loops.", fn,
+                ": the weight gradient in the loop needs x, hs, d_kernel and d_bias together");
+    TORCH_CHECK(bf16, "rnnflow_loops.", fn, ": the weight gradient in the loop needs bf16=True");
+    expect_steps(fn, "x", *x, dt, {at_least(steps), exactly(batch), any_size()});
+    expect_steps(fn, "hs", *hs, dt, {at_least(steps + 1), exactly(batch), exactly(units)});
+    expect(fn, "d_kernel", *d_kernel, dt, {exactly(x->size(2) + units), exactly(width)});
+    expect(fn, "d_bias", *d_bias, dt, {exactly(width)});
+    TORCH_CHECK(d_kernel->is_contiguous() && d_bias->is_contiguous(), "rnnflow_loops.", fn,
+                ": d_kernel and d_bias must be contiguous");
+    dk = *d_kernel;
+    db = *d_bias;
+    wg.emplace(LoopWeightGrad{*x, *hs, dk, db, keep_d_gates});
+  }
+  TORCH_CHECK(keep_d_gates || wg, "rnnflow_loops.", fn,
+              ": keep_d_gates=False needs the weight gradient in the loop (x, hs, d_kernel, "
+              "d_bias)");
   std::tuple<Tensor, Tensor, Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
     out = lstm_backward_any<scalar_t>(d_out, d_final_c, d_final_h, gates, cs, tcs, w, l.bs, a,
-                                      need_h0, bf16);
+                                      need_h0, bf16, wg ? &*wg : nullptr);
   });
   return out;
 }
@@ -775,7 +805,9 @@ std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
 bool packed_gemm() { return current_isa() != Isa::kGeneric; }
 
 // weight_grad's bfloat16 form (bf16_gemm.h, bf16_weight_grad): d_kernel from both sides
-// rounded to bfloat16, float32 accumulation; d_bias = d summed over rows in float32.
+// rounded to bfloat16, float32 accumulation; d_bias = d summed over rows in float32. The LSTM's
+// bf16 backward computes its own inside the loop (lstm_backward's d_kernel, the same chunks);
+// this op: tests, and timing the kernel alone.
 std::tuple<Tensor, Tensor> weight_grad_bf16(at::TensorList inputs, const Tensor& d) {
   constexpr const char* fn = "weight_grad_bf16";
   check_bf16(fn, true, d.scalar_type());
@@ -819,6 +851,28 @@ Tensor linear_bf16(const Tensor& a, const Tensor& w) {
   return out;
 }
 
+// act(x) elementwise, as the running variant's loops compute it (float32 or float64, any
+// shape; x is read dense): for the tests of the activations' accuracy.
+template <typename T>
+void activation_any(const T* src, T* dst, int64_t n, int64_t a) {
+  RNNFLOW_DISPATCH(activation_impl<T>(src, dst, n, a))
+}
+
+Tensor activation(const Tensor& x, int64_t act) {
+  check_act("activation", act);
+  const bool real = x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble;
+  TORCH_CHECK(x.device().is_cpu() && real,
+              "rnnflow_loops.activation: x must be a float32 or float64 CPU tensor, got ",
+              x.scalar_type(), " on ", x.device());
+  const Tensor src = x.contiguous();
+  Tensor out = at::empty_like(src);
+  if (x.scalar_type() == at::kFloat)
+    activation_any<float>(src.data_ptr<float>(), out.data_ptr<float>(), src.numel(), act);
+  else
+    activation_any<double>(src.data_ptr<double>(), out.data_ptr<double>(), src.numel(), act);
+  return out;
+}
+
 // The pool to Python (_fused_kernels._buffer): float32/float64 CPU step buffers.
 Tensor pool_empty(at::IntArrayRef size, at::ScalarType dtype) {
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16,
@@ -844,6 +898,7 @@ TORCH_LIBRARY(rnnflow_loops, m) {
   m.def("packed_gemm() -> bool", &packed_gemm);
   m.def("bf16_supported() -> bool", &bf16_supported);
   m.def("linear_bf16(Tensor a, Tensor w) -> Tensor");
+  m.def("activation(Tensor x, int act) -> Tensor");
   m.def("weight_grad_bf16(Tensor[] inputs, Tensor d) -> (Tensor, Tensor)");
   m.def("isa() -> str", &isa_name);
   m.def("set_isa(str name) -> ()", &set_isa);
@@ -859,7 +914,8 @@ TORCH_LIBRARY(rnnflow_loops, m) {
         "bool bf16=False, Tensor(e!)? out16=None) -> ()");
   m.def("lstm_backward(Tensor d_out, Tensor d_final_c, Tensor d_final_h, Tensor gates, "
         "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn, bool need_h0, "
-        "bool bf16=False) -> (Tensor, Tensor, Tensor)");
+        "bool bf16=False, Tensor? x=None, Tensor? hs=None, Tensor(f!)? d_kernel=None, "
+        "Tensor(g!)? d_bias=None, bool keep_d_gates=True) -> (Tensor, Tensor, Tensor)");
   m.def("rnn_infer(Tensor x, Tensor w_x, Tensor bias, Tensor w_h, Tensor h0, int[] batch_sizes, "
         "int act, bool batch_major) -> (Tensor, Tensor)");
   m.def("lstm_infer(Tensor x, Tensor w_x, Tensor bias, Tensor w_h, Tensor c0, Tensor h0, "
@@ -877,6 +933,7 @@ TORCH_LIBRARY(rnnflow_loops, m) {
 TORCH_LIBRARY_IMPL(rnnflow_loops, CPU, m) {
   m.impl("linear", &linear);
   m.impl("linear_bf16", &linear_bf16);
+  m.impl("activation", &activation);
   m.impl("weight_grad_bf16", &weight_grad_bf16);
   m.impl("weight_grad", &weight_grad);
   m.impl("rnn_forward", &rnn_forward);
