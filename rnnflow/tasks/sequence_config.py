@@ -101,28 +101,15 @@ class SequenceConfig(FitConfig):
                 f"SequenceConfig: train_file and test_file are for datasets 'npz' and 'ts', not "
                 f"the built-in {self.dataset!r}"
             )
-        if len(self.norm_mean) != len(self.norm_std) or len(self.norm_mean) not in (
-            0,
-            self.num_channels,
-        ):
-            raise ValueError(
-                f"SequenceConfig: norm_mean and norm_std must hold num_channels "
-                f"({self.num_channels}) values each, got {len(self.norm_mean)} and "
-                f"{len(self.norm_std)}"
-            )
-        if any(s <= 0 for s in self.norm_std):
-            raise ValueError(f"SequenceConfig: norm_std must be > 0, got {min(self.norm_std)}")
-        if len(self.delta_mean) != len(self.delta_std) or len(self.delta_mean) not in (
-            0,
-            self.num_channels,
-        ):
-            raise ValueError(
-                f"SequenceConfig: delta_mean and delta_std must hold num_channels "
-                f"({self.num_channels}) values each, got {len(self.delta_mean)} and "
-                f"{len(self.delta_std)}"
-            )
-        if any(s <= 0 for s in self.delta_std):
-            raise ValueError(f"SequenceConfig: delta_std must be > 0, got {min(self.delta_std)}")
+        for name in ("norm", "delta"):  # the series' and their deltas' training statistics
+            mean, std = getattr(self, f"{name}_mean"), getattr(self, f"{name}_std")
+            if len(mean) != len(std) or len(mean) not in (0, self.num_channels):
+                raise ValueError(
+                    f"SequenceConfig: {name}_mean and {name}_std must hold num_channels "
+                    f"({self.num_channels}) values each, got {len(mean)} and {len(std)}"
+                )
+            if any(s <= 0 for s in std):
+                raise ValueError(f"SequenceConfig: {name}_std must be > 0, got {min(std)}")
 
     def to_json(self) -> str:
         """``config.json``'s text: the fields and ``"task": "sequence"`` (so that a run that

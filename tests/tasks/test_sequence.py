@@ -201,6 +201,20 @@ def test_build_model_needs_a_recorded_config(files) -> None:
             r"delta_mean and delta_std must hold num_channels \(1\) values each, got 1 and 0",
         ),
         (
+            {"num_channels": 1, "norm_mean": (0.0,), "norm_std": (0.0,)},
+            r"SequenceConfig: norm_std must be > 0, got 0.0",
+        ),
+        (
+            {
+                "num_channels": 1,
+                "norm_mean": (0.0,),
+                "norm_std": (1.0,),
+                "delta_mean": (0.0,),
+                "delta_std": (-2.0,),
+            },
+            r"SequenceConfig: delta_std must be > 0, got -2.0",
+        ),
+        (
             {"conv_branch": "inception"},
             r"SequenceConfig: conv_branch must be one of \['none', 'fcn', 'fcn-se'\], got 'incep",
         ),
