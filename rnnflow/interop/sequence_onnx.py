@@ -32,14 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from rnnflow import _nest
-from rnnflow.interop._onnx_run import (
-    check_batch_size,
-    finite_float32,
-    length_inputs,
-    open_session,
-    real_inputs,
-    run_batches,
-)
+from rnnflow.interop._inputs import check_batch_size, finite_float32, length_inputs, real_inputs
+from rnnflow.interop._onnx_run import open_session, run_batches
 from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, trace_to_onnx
 from rnnflow.models.classifier import SequenceClassifier, pool_outputs
 from rnnflow.recurrence._masking import reverse_sequence
@@ -140,14 +134,16 @@ def sequence_to_onnx(
 ) -> bytes:
     """The serialized ONNX model (see the module docstring) of a CPU ``model`` with the run's
     statistics ``mean``/``std`` (D floats each), its time axis fixed at ``max_steps``.
-    ``metadata`` (str -> str) goes to ``metadata_props``. Raises ``ValueError`` for a model
-    off the CPU or ``max_steps`` < 1, ``ImportError`` naming the extra without onnx."""
+    ``metadata`` (str -> str) goes to ``metadata_props``. Raises ``TypeError`` for a model
+    that is not a SequenceClassifier or metadata that is not str -> str, ``ValueError`` for a
+    model off the CPU, ``max_steps`` < 1 or ``mean``/``std`` of another length than the
+    model's channels, ``ImportError`` naming the extra without onnx."""
+    traceable = TraceableSequenceClassifier(model, mean, std)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"sequence_to_onnx: max_steps must be an int >= 1, got {max_steps!r}")
     device = next(model.parameters()).device
     if device.type != "cpu":
         raise ValueError(f"sequence_to_onnx: model must be on the CPU, got parameters on {device}")
-    traceable = TraceableSequenceClassifier(model, mean, std)
     # lengths max_steps and 1: the trace must not specialise on either
     example = (torch.zeros(2, max_steps, model.input_size), torch.tensor([max_steps, 1]))
     doc = (
@@ -157,7 +153,13 @@ def sequence_to_onnx(
         f"[batch, {model.num_classes}]"
     )
     return trace_to_onnx(
-        traceable, example, [SERIES_NAME, LENGTHS_NAME], doc, metadata=metadata, opset=opset
+        traceable,
+        example,
+        [SERIES_NAME, LENGTHS_NAME],
+        doc,
+        metadata=metadata,
+        opset=opset,
+        owner="sequence_to_onnx",
     )
 
 
