@@ -31,13 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnflow import _nest
 from rnnflow.interop._inputs import check_batch_size, finite_float32, length_inputs, real_inputs
 from rnnflow.interop._onnx_run import open_session, run_batches
+from rnnflow.interop._traceable import pooled_features
 from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, trace_to_onnx
-from rnnflow.models.classifier import SequenceClassifier, pool_outputs
-from rnnflow.recurrence._masking import reverse_sequence
-from rnnflow.recurrence.reference import reference_dynamic_rnn
+from rnnflow.models.classifier import SequenceClassifier
 
 __all__ = [
     "LENGTHS_NAME",
@@ -98,29 +96,10 @@ class TraceableSequenceClassifier(nn.Module):
         standardised = (series - self.mean) / self.std  # [B, T, D]
         standardised = m.model_inputs(standardised)  # [B, T, D] (2D with deltas)
         x = (standardised @ m.weights_in + m.biases_in).transpose(0, 1)  # [T, B, P]
-        if m.bidirectional:
-            out_fw = _run(m.cell_fw, x, lengths)  # [T, B, H]
-            out_bw_rev = _run(m.cell_bw, reverse_sequence(x, lengths), lengths)  # [T, B, H]
-            out = torch.cat([out_fw, reverse_sequence(out_bw_rev, lengths)], dim=2)  # [T, B, 2H]
-        else:
-            out = _run(m.cell, x, lengths)  # [T, B, H]
-        h = pool_outputs(
-            out.transpose(0, 1),  # [B, T, F]
-            lengths,
-            pooling=m.pooling,
-            backward_units=m.num_units if m.bidirectional else 0,
-        )  # [B, K * F]
+        h = pooled_features(m, x, lengths)  # [B, K * F]
         if m.conv_branch != "none":  # eval mode: batch norm is an affine map per channel
             h = torch.cat([h, m.fcn(standardised, lengths)], dim=1)  # [B, K * F + 128]
         return h @ m.weights_out + m.biases_out  # [B, C]
-
-
-def _run(cell: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
-    """The masked reference loop over time-major ``x`` [T, B, P] from a zero state: [T, B, H]."""
-    batch = x.shape[1]
-    state = _nest.map_structure(lambda size: x.new_zeros(batch, size), cell.state_size)
-    outputs, _ = reference_dynamic_rnn(cell, x, lengths, state)
-    return outputs
 
 
 def sequence_to_onnx(

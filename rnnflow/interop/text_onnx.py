@@ -27,14 +27,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnflow import _nest
 from rnnflow.interop._inputs import check_batch_size, length_inputs, token_inputs
 from rnnflow.interop._onnx_run import initializer_shape, open_session, run_batches
+from rnnflow.interop._traceable import pooled_features
 from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, trace_to_onnx
-from rnnflow.models.classifier import pool_outputs
 from rnnflow.models.text_classifier import TextClassifier
-from rnnflow.recurrence._masking import reverse_sequence
-from rnnflow.recurrence.reference import reference_dynamic_rnn
 
 __all__ = [
     "LENGTHS_NAME",
@@ -71,29 +68,8 @@ class TraceableTextClassifier(nn.Module):
         lengths = sequence_length.to(torch.int64)  # [B]
         x = m.embedding(tokens) @ c.weights_in + c.biases_in  # [B, T, P]
         x = x.transpose(0, 1)  # [T, B, P]
-        if c.bidirectional:
-            out_fw = _run(c.cell_fw, x, lengths)  # [T, B, H]
-            out_bw = reverse_sequence(
-                _run(c.cell_bw, reverse_sequence(x, lengths), lengths), lengths
-            )
-            outputs = torch.cat([out_fw, out_bw], dim=2)  # [T, B, 2H]
-        else:
-            outputs = _run(c.cell, x, lengths)  # [T, B, H]
-        features = pool_outputs(
-            outputs.transpose(0, 1),  # [B, T, F]
-            lengths,
-            pooling=c.pooling,
-            backward_units=c.num_units if c.bidirectional else 0,
-        )  # [B, F]
+        features = pooled_features(c, x, lengths)  # [B, K * F]
         return features @ c.weights_out + c.biases_out  # [B, C]
-
-
-def _run(cell: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
-    """The masked reference loop over time-major ``x`` [T, B, P] from a zero state: [T, B, H]."""
-    batch = x.shape[1]  # traced as a size, not a constant
-    state = _nest.map_structure(lambda size: x.new_zeros(batch, size), cell.state_size)
-    outputs, _ = reference_dynamic_rnn(cell, x, lengths, state)
-    return outputs
 
 
 def text_to_onnx(
