@@ -142,6 +142,11 @@ def test_batch_size_below_one_or_not_an_int_is_refused(runners, name, batch_size
         r(r.data, r.inputs(2), batch_size=batch_size)
 
 
+class _BytesPath:
+    def __fspath__(self) -> bytes:
+        return b"m"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_a_missing_unreadable_or_mistyped_model_is_named(runners, name, tmp_path) -> None:
     r = runners[name]
@@ -163,6 +168,10 @@ def test_a_missing_unreadable_or_mistyped_model_is_named(runners, name, tmp_path
         TypeError, match=rf"^{name}: model must be the {r.kind} bytes or a path to an? .*, got int$"
     ):
         r(3, x)
+    with pytest.raises(
+        TypeError, match=rf"^{name}: model must be the {r.kind} bytes .*, got the bytes path b'm'$"
+    ):
+        r(_BytesPath(), x)  # read as the model's bytes otherwise
 
 
 def test_each_format_s_reader_refuses_the_other_format(runners) -> None:
