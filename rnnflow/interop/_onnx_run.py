@@ -1,26 +1,19 @@
-"""Running an exported ONNX model with onnxruntime: the argument checks every ``onnx_*_logits``
-shares, made before anything runs, and the batched run itself.
-
-Each check names the calling function and the argument, the expected and the actual value, so a
-bad argument never reaches onnxruntime (whose errors name neither) or, worse, runs: a float
-length would be truncated, a negative token id wraps around in ONNX's ``Gather``, a NaN series
-gives NaN logits.
-"""
+"""Running an exported ONNX model with onnxruntime: the optional imports, the session, the
+graph's initializers, the batched run. The argument checks are
+:mod:`rnnflow.interop._inputs`'s, shared with the TorchScript runner."""
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from rnnflow.recurrence._masking import check_sequence_length
+from rnnflow.interop._inputs import read_model, run_in_batches
 
 INSTALL_HINT = "install the export extra: pip install 'rnnflow[export]'"
+DESCRIBED = "the ONNX bytes or a path to an .onnx file"
 
 
 def _import(name: str) -> Any:
@@ -38,163 +31,45 @@ def open_session(owner: str, model: object) -> Any:
     Raises ``TypeError`` for another type, ``FileNotFoundError`` naming a path that is not a
     file, ``ValueError`` for bytes or a file onnxruntime cannot read as a model."""
     ort = _import("onnxruntime")
-    if isinstance(model, bytes):
-        source: bytes | str = model
-        what = f"the {len(model)} bytes given"
-    elif isinstance(model, (str, os.PathLike)):
-        source = os.fspath(model)
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"{owner}: model {source!r}: no such file")
-        what = repr(source)
-    else:
-        raise TypeError(
-            f"{owner}: model must be the ONNX bytes or a path to an .onnx file, got "
-            f"{type(model).__name__}"
-        )
-    try:
-        return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime's errors derive from Exception only
-        raise ValueError(f"{owner}: model {what} is not a readable ONNX model: {exc}") from exc
-
-
-def check_batch_size(owner: str, batch_size: object) -> int:
-    """``batch_size`` as an int >= 1, or ``ValueError``."""
-    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)):
-        raise ValueError(f"{owner}: batch_size must be an int >= 1, got {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"{owner}: batch_size must be an int >= 1, got {batch_size}")
-    return int(batch_size)
-
-
-def _array(owner: str, name: str, values: object) -> np.ndarray:
-    if isinstance(values, Tensor):
-        if values.layout != torch.strided or values.is_nested or values.is_meta:
-            raise TypeError(f"{owner}: {name} must be a dense tensor holding values")
-        if values.is_floating_point():  # bfloat16 and float8 have no NumPy dtype
-            return values.detach().to("cpu", torch.float64).numpy()
-        return values.detach().cpu().numpy()
-    if isinstance(values, np.ndarray):
-        return values
-    raise TypeError(
-        f"{owner}: {name} must be a torch.Tensor or a NumPy array, got {type(values).__name__}"
+    return read_model(
+        owner,
+        model,
+        kind="ONNX",
+        described=DESCRIBED,
+        reader=lambda source: ort.InferenceSession(source, providers=["CPUExecutionProvider"]),
     )
 
 
-def _check_shape(owner: str, name: str, array: np.ndarray, shape: list, what: str) -> None:
-    """``shape``: ints or None (any size); ``what`` says where the fixed sizes come from."""
-    fixed = zip(shape, array.shape, strict=False)
-    if array.ndim != len(shape) or any(s is not None and s != a for s, a in fixed):
-        expected = ", ".join("N" if s is None else str(s) for s in shape)
-        raise ValueError(
-            f"{owner}: {name} must have shape [{expected}] ({what}), got {list(array.shape)}"
-        )
-
-
-def real_inputs(owner: str, name: str, values: object, shape: list, what: str) -> np.ndarray:
-    """``values`` as a NumPy array of real numbers of shape ``shape`` (None for the batch axis;
-    ``what`` says where the fixed sizes come from), not yet converted: :func:`finite_float32`.
-
-    Raises ``TypeError`` for another type or a bool/complex/non-numeric dtype, ``ValueError``
-    for another shape."""
-    array = _array(owner, name, values)
-    if array.dtype.kind not in "fiu":
-        raise TypeError(f"{owner}: {name} must hold real numbers, got dtype {array.dtype}")
-    _check_shape(owner, name, array, shape, what)
-    return array
-
-
-def finite_float32(
-    owner: str, name: str, array: np.ndarray, axes: tuple[str, str], lengths: np.ndarray | None
-) -> np.ndarray:
-    """``array`` [N, A, B] as float32, every value finite and within float32's range: within
-    each row's first ``lengths[i]`` entries of A when ``lengths`` is given (padding past a
-    length may hold anything).
-
-    Raises ``ValueError`` for a NaN or infinite value, or one float32 cannot hold, naming the
-    first as ``rnnflow predict`` does (the row, then ``axes``, the names of A and B)."""
-    valid = np.ones(array.shape, dtype=bool)
-    if lengths is not None:
-        valid &= np.arange(array.shape[1])[None, :, None] < lengths[:, None, None]
-    with np.errstate(over="ignore"):
-        single = np.ascontiguousarray(array, dtype=np.float32)
-    for bad, kind in (
-        (~np.isfinite(array), "a non-finite value"),
-        (np.isinf(single), "a value beyond float32's range"),
-    ):
-        bad &= valid
-        if bad.any():
-            i, a, b = (int(v) for v in np.argwhere(bad)[0])
-            raise ValueError(
-                f"{owner}: {name} {i} holds {kind} ({array[i, a, b]}) at {axes[0]} {a}, "
-                f"{axes[1]} {b}; fill or drop missing values first"
-            )
-    return single
-
-
-def token_inputs(
-    owner: str, name: str, values: object, shape: list, what: str, *, vocab: int | None
-) -> np.ndarray:
-    """``values`` (a tensor or NumPy array of integer ids in [0, vocab), shape ``shape``) as
-    int64; ``vocab`` None: no upper bound known.
-
-    Raises ``TypeError`` for a bool/float/complex dtype, ``ValueError`` for another shape or an
-    id outside [0, vocab) (padding included: the graph looks every id up; a negative one ONNX's
-    Gather would read from the end of the table, one past it makes onnxruntime fail)."""
-    array = _array(owner, name, values)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{owner}: {name} must hold integer ids, got dtype {array.dtype}")
-    _check_shape(owner, name, array, shape, what)
-    outside = array < 0 if vocab is None else (array < 0) | (array >= vocab)
-    if outside.any():
-        index = [int(i) for i in np.argwhere(outside)[0]]
-        bound = "ids >= 0" if vocab is None else f"ids in [0, {vocab}) (the model's vocabulary)"
-        raise ValueError(f"{owner}: {name} must be {bound}, got {array[tuple(index)]} at {index}")
-    return np.ascontiguousarray(array, dtype=np.int64)
-
-
-def initializer_shape(model: bytes | str, name: str) -> list[int] | None:
-    """The shape of the graph initializer ``name`` of a model ``open_session`` accepted (bytes
-    or a path), or None when the graph has none of that name."""
+def load_proto(owner: str, model: object) -> Any:
+    """The ``onnx.ModelProto`` of ``model`` (the serialized bytes or a path; external data not
+    loaded), with :func:`open_session`'s errors."""
     onnx = _import("onnx")
-    proto = (
-        onnx.load_model_from_string(model)
-        if isinstance(model, bytes)
-        else onnx.load(model, load_external_data=False)
+    return read_model(
+        owner,
+        model,
+        kind="ONNX",
+        described=DESCRIBED,
+        reader=lambda source: (
+            onnx.load_model_from_string(source)
+            if isinstance(source, bytes)
+            else onnx.load(source, load_external_data=False)
+        ),
     )
-    found = [list(i.dims) for i in proto.graph.initializer if i.name == name]
+
+
+def initializer_shape(owner: str, model: object, name: str) -> list[int] | None:
+    """The shape of the graph initializer ``name`` of ``model`` (bytes or a path), or None when
+    the graph has none of that name."""
+    found = [list(i.dims) for i in load_proto(owner, model).graph.initializer if i.name == name]
     return found[0] if found else None
-
-
-def length_inputs(owner: str, sequence_length: object, *, batch: int, max_steps: int) -> np.ndarray:
-    """``sequence_length`` checked as ``dynamic_rnn`` checks it (an integer tensor, list or NumPy
-    array [batch]; bool and float refused with ``TypeError``), every value in [1, max_steps]
-    (``ValueError`` naming the first one outside): int64 [batch]."""
-    if sequence_length is None:
-        raise TypeError(f"{owner}: sequence_length must be given (one length per series), got None")
-    lengths = check_sequence_length(
-        owner, sequence_length, batch=batch, max_time=sys.maxsize, device=torch.device("cpu")
-    )
-    assert lengths is not None
-    array = lengths.numpy()
-    bad = ((array < 1) | (array > max_steps)).nonzero()[0]
-    if len(bad):
-        raise ValueError(
-            f"{owner}: sequence_length must be in [1, {max_steps}] (the exported max_steps), "
-            f"got {int(array[bad[0]])} for series {int(bad[0])}"
-        )
-    return array
 
 
 def run_batches(session: Any, output: str, feeds: dict[str, np.ndarray], batch_size: int) -> Tensor:
     """``output`` of ``session`` over ``feeds`` (arrays with one batch axis N), ``batch_size``
     rows at a time: float32 [N, C] (an empty [0, C] for N = 0)."""
-    n = len(next(iter(feeds.values())))
-    parts = [
-        torch.from_numpy(
-            session.run([output], {k: v[lo : lo + batch_size] for k, v in feeds.items()})[0]
-        )
-        for lo in range(0, n, batch_size)
-    ]
-    if not parts:
-        return torch.zeros(0, session.get_outputs()[0].shape[1])
-    return torch.cat(parts)  # [N, C]
+    return run_in_batches(
+        lambda part: session.run([output], part)[0],
+        feeds,
+        batch_size,
+        session.get_outputs()[0].shape[1],
+    )

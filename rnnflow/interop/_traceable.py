@@ -19,15 +19,18 @@ import torch
 from torch import Tensor, nn
 
 from rnnflow import _nest
-from rnnflow.models.classifier import SequenceClassifier
+from rnnflow.models.classifier import SequenceClassifier, pool_outputs
+from rnnflow.recurrence._masking import reverse_sequence
 from rnnflow.recurrence.reference import reference_dynamic_rnn
 
 __all__ = [
     "ExportCheck",
     "TraceableClassifier",
     "compare_logits",
+    "pooled_features",
     "pytorch_logits",
     "quiet_tracing",
+    "run_reference",
 ]
 
 
@@ -64,20 +67,44 @@ class TraceableClassifier(nn.Module):
         m = self.model
         x = (images @ m.weights_in + m.biases_in).transpose(0, 1)  # [T, B, P]
         if m.bidirectional:
-            out_fw = _run(m.cell_fw, x)  # [T, B, H]
-            out_bw_rev = _run(m.cell_bw, x.flip(0))  # [T, B, H], step t = input step T-1-t
+            out_fw = run_reference(m.cell_fw, x)  # [T, B, H]
+            out_bw_rev = run_reference(m.cell_bw, x.flip(0))  # [T, B, H], step t = input step T-1-t
             h = torch.cat([out_fw[-1], out_bw_rev[-1]], dim=1)  # [B, 2H]
         else:
-            h = _run(m.cell, x)[-1]  # [B, H]
+            h = run_reference(m.cell, x)[-1]  # [B, H]
         return h @ m.weights_out + m.biases_out  # [B, C]
 
 
-def _run(cell: nn.Module, x: Tensor) -> Tensor:
-    """The reference loop over time-major ``x`` [T, B, P] from a zero state: outputs [T, B, H]."""
+def run_reference(cell: nn.Module, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """The reference loop over time-major ``x`` [T, B, P] from a zero state, masked past each of
+    ``lengths`` [B] int64 when given (outputs zero, state carried): outputs [T, B, H]."""
     batch = x.shape[1]  # traced as a size, not a constant
     state = _nest.map_structure(lambda size: x.new_zeros(batch, size), cell.state_size)
-    outputs, _ = reference_dynamic_rnn(cell, x, None, state)
+    outputs, _ = reference_dynamic_rnn(cell, x, lengths, state)
     return outputs
+
+
+def pooled_features(model: SequenceClassifier, x: Tensor, lengths: Tensor) -> Tensor:
+    """``model``'s recurrent features of the projected, time-major ``x`` [T, B, P] with
+    ``lengths`` [B] int64, on the masked reference loop: [B, K * F] (F = H, 2H bidirectional).
+
+    Bidirectional: ``cat(out_fw, out_bw)`` where ``out_bw`` is the backward cell's outputs over
+    each row reversed within its length (``tf.reverse_sequence``), reversed back; then
+    :func:`rnnflow.models.classifier.pool_outputs`, the classifier's own pooling (``last``: the
+    forward output at ``len - 1`` and the backward one at step 0; ``mean``, ``max`` or their
+    concatenations)."""
+    if model.bidirectional:
+        out_fw = run_reference(model.cell_fw, x, lengths)  # [T, B, H]
+        out_bw_rev = run_reference(model.cell_bw, reverse_sequence(x, lengths), lengths)
+        out = torch.cat([out_fw, reverse_sequence(out_bw_rev, lengths)], dim=2)  # [T, B, 2H]
+    else:
+        out = run_reference(model.cell, x, lengths)  # [T, B, H]
+    return pool_outputs(
+        out.transpose(0, 1),  # [B, T, F]
+        lengths,
+        pooling=model.pooling,
+        backward_units=model.num_units if model.bidirectional else 0,
+    )  # [B, K * F]
 
 
 @contextlib.contextmanager

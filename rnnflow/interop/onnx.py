@@ -26,14 +26,8 @@ import torch
 from torch import Tensor
 
 from rnnflow._atomic import atomic_write_bytes
-from rnnflow.interop._onnx_run import (
-    _import,
-    check_batch_size,
-    finite_float32,
-    open_session,
-    real_inputs,
-    run_batches,
-)
+from rnnflow.interop._inputs import check_batch_size, check_metadata, finite_float32, real_inputs
+from rnnflow.interop._onnx_run import _import, load_proto, open_session, run_batches
 from rnnflow.interop._traceable import TraceableClassifier, quiet_tracing
 from rnnflow.models.classifier import SequenceClassifier
 
@@ -63,7 +57,11 @@ def to_onnx(
 
     ``metadata`` (str -> str) is stored in the model's ``metadata_props``. The model must be on
     the CPU; it is traced in eval mode with a batch of 2 zero images and left as it was.
+    Raises ``TypeError`` for a model that is not a SequenceClassifier or metadata that is not
+    str -> str, ``ValueError`` for a model off the CPU, ``ImportError`` naming the extra
+    without onnx.
     """
+    traceable = TraceableClassifier(model)
     device = next(model.parameters()).device
     if device.type != "cpu":
         raise ValueError(f"to_onnx: model must be on the CPU, got parameters on {device}")
@@ -74,7 +72,7 @@ def to_onnx(
         f"[batch, {model.num_classes}]"
     )
     return trace_to_onnx(
-        TraceableClassifier(model), (example,), [INPUT_NAME], doc, metadata=metadata, opset=opset
+        traceable, (example,), [INPUT_NAME], doc, metadata=metadata, opset=opset, owner="to_onnx"
     )
 
 
@@ -86,10 +84,13 @@ def trace_to_onnx(
     *,
     metadata: Mapping[str, str] | None = None,
     opset: int = OPSET,
+    owner: str = "trace_to_onnx",
 ) -> bytes:
     """Trace ``module`` on ``example`` with the TorchScript-based exporter (axis 0 of every
     input and of the output ``logits`` dynamic, named "batch"), checked by ``onnx.checker``;
-    ``metadata`` goes to ``metadata_props``. Used by :func:`to_onnx` and the sequence export."""
+    ``metadata`` (str -> str, else ``TypeError`` naming ``owner``) goes to ``metadata_props``.
+    Used by :func:`to_onnx`, the sequence and the text exports."""
+    props = check_metadata(owner, metadata)
     onnx = _import("onnx")
     buffer = io.BytesIO()
     batch = {0: "batch"}
@@ -108,8 +109,8 @@ def trace_to_onnx(
     proto = onnx.load_model_from_string(buffer.getvalue())
     proto.producer_name = "rnnflow"
     proto.doc_string = doc_string
-    if metadata:
-        onnx.helper.set_model_props(proto, dict(metadata))
+    if props:
+        onnx.helper.set_model_props(proto, props)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
@@ -144,8 +145,9 @@ def onnx_logits(
     return run_batches(session, OUTPUT_NAME, {INPUT_NAME: x}, batch_size)  # [N, C]
 
 
-def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file (``rnnflow.config`` is JSON)."""
-    onnx = _import("onnx")
-    proto = onnx.load(os.fspath(path), load_external_data=False)
+def onnx_metadata(model: bytes | str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an exported ONNX model (bytes or a path; ``rnnflow.config`` is
+    JSON). Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for one ``onnx``
+    cannot read as a model, ``TypeError`` for another type."""
+    proto = load_proto("onnx_metadata", model)
     return {p.key: p.value for p in proto.metadata_props}

@@ -31,19 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnflow import _nest
-from rnnflow.interop._onnx_run import (
-    check_batch_size,
-    finite_float32,
-    length_inputs,
-    open_session,
-    real_inputs,
-    run_batches,
-)
+from rnnflow.interop._inputs import check_batch_size, finite_float32, length_inputs, real_inputs
+from rnnflow.interop._onnx_run import open_session, run_batches
+from rnnflow.interop._traceable import pooled_features
 from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, trace_to_onnx
-from rnnflow.models.classifier import SequenceClassifier, pool_outputs
-from rnnflow.recurrence._masking import reverse_sequence
-from rnnflow.recurrence.reference import reference_dynamic_rnn
+from rnnflow.models.classifier import SequenceClassifier
 
 __all__ = [
     "LENGTHS_NAME",
@@ -104,29 +96,10 @@ class TraceableSequenceClassifier(nn.Module):
         standardised = (series - self.mean) / self.std  # [B, T, D]
         standardised = m.model_inputs(standardised)  # [B, T, D] (2D with deltas)
         x = (standardised @ m.weights_in + m.biases_in).transpose(0, 1)  # [T, B, P]
-        if m.bidirectional:
-            out_fw = _run(m.cell_fw, x, lengths)  # [T, B, H]
-            out_bw_rev = _run(m.cell_bw, reverse_sequence(x, lengths), lengths)  # [T, B, H]
-            out = torch.cat([out_fw, reverse_sequence(out_bw_rev, lengths)], dim=2)  # [T, B, 2H]
-        else:
-            out = _run(m.cell, x, lengths)  # [T, B, H]
-        h = pool_outputs(
-            out.transpose(0, 1),  # [B, T, F]
-            lengths,
-            pooling=m.pooling,
-            backward_units=m.num_units if m.bidirectional else 0,
-        )  # [B, K * F]
+        h = pooled_features(m, x, lengths)  # [B, K * F]
         if m.conv_branch != "none":  # eval mode: batch norm is an affine map per channel
             h = torch.cat([h, m.fcn(standardised, lengths)], dim=1)  # [B, K * F + 128]
         return h @ m.weights_out + m.biases_out  # [B, C]
-
-
-def _run(cell: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
-    """The masked reference loop over time-major ``x`` [T, B, P] from a zero state: [T, B, H]."""
-    batch = x.shape[1]
-    state = _nest.map_structure(lambda size: x.new_zeros(batch, size), cell.state_size)
-    outputs, _ = reference_dynamic_rnn(cell, x, lengths, state)
-    return outputs
 
 
 def sequence_to_onnx(
@@ -140,14 +113,16 @@ def sequence_to_onnx(
 ) -> bytes:
     """The serialized ONNX model (see the module docstring) of a CPU ``model`` with the run's
     statistics ``mean``/``std`` (D floats each), its time axis fixed at ``max_steps``.
-    ``metadata`` (str -> str) goes to ``metadata_props``. Raises ``ValueError`` for a model
-    off the CPU or ``max_steps`` < 1, ``ImportError`` naming the extra without onnx."""
+    ``metadata`` (str -> str) goes to ``metadata_props``. Raises ``TypeError`` for a model
+    that is not a SequenceClassifier or metadata that is not str -> str, ``ValueError`` for a
+    model off the CPU, ``max_steps`` < 1 or ``mean``/``std`` of another length than the
+    model's channels, ``ImportError`` naming the extra without onnx."""
+    traceable = TraceableSequenceClassifier(model, mean, std)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"sequence_to_onnx: max_steps must be an int >= 1, got {max_steps!r}")
     device = next(model.parameters()).device
     if device.type != "cpu":
         raise ValueError(f"sequence_to_onnx: model must be on the CPU, got parameters on {device}")
-    traceable = TraceableSequenceClassifier(model, mean, std)
     # lengths max_steps and 1: the trace must not specialise on either
     example = (torch.zeros(2, max_steps, model.input_size), torch.tensor([max_steps, 1]))
     doc = (
@@ -157,7 +132,13 @@ def sequence_to_onnx(
         f"[batch, {model.num_classes}]"
     )
     return trace_to_onnx(
-        traceable, example, [SERIES_NAME, LENGTHS_NAME], doc, metadata=metadata, opset=opset
+        traceable,
+        example,
+        [SERIES_NAME, LENGTHS_NAME],
+        doc,
+        metadata=metadata,
+        opset=opset,
+        owner="sequence_to_onnx",
     )
 
 

@@ -20,7 +20,6 @@ Needs ``onnx`` and ``onnxruntime`` (``pip install 'rnnflow[export]'``), imported
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 
@@ -28,22 +27,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnflow import _nest
-from rnnflow.interop._onnx_run import (
-    _import,
-    check_batch_size,
-    initializer_shape,
-    length_inputs,
-    open_session,
-    run_batches,
-    token_inputs,
-)
-from rnnflow.interop._traceable import quiet_tracing
-from rnnflow.interop.onnx import OPSET
-from rnnflow.models.classifier import pool_outputs
+from rnnflow.interop._inputs import check_batch_size, length_inputs, token_inputs
+from rnnflow.interop._onnx_run import initializer_shape, open_session, run_batches
+from rnnflow.interop._traceable import pooled_features
+from rnnflow.interop.onnx import OPSET, OUTPUT_NAME, trace_to_onnx
 from rnnflow.models.text_classifier import TextClassifier
-from rnnflow.recurrence._masking import reverse_sequence
-from rnnflow.recurrence.reference import reference_dynamic_rnn
 
 __all__ = [
     "LENGTHS_NAME",
@@ -55,7 +43,6 @@ __all__ = [
 
 TOKENS_NAME = "tokens"
 LENGTHS_NAME = "sequence_length"
-OUTPUT_NAME = "logits"
 _TABLE = "model.embedding.weight"  # the embedding's initializer in the graph: [vocab, E]
 
 
@@ -81,29 +68,8 @@ class TraceableTextClassifier(nn.Module):
         lengths = sequence_length.to(torch.int64)  # [B]
         x = m.embedding(tokens) @ c.weights_in + c.biases_in  # [B, T, P]
         x = x.transpose(0, 1)  # [T, B, P]
-        if c.bidirectional:
-            out_fw = _run(c.cell_fw, x, lengths)  # [T, B, H]
-            out_bw = reverse_sequence(
-                _run(c.cell_bw, reverse_sequence(x, lengths), lengths), lengths
-            )
-            outputs = torch.cat([out_fw, out_bw], dim=2)  # [T, B, 2H]
-        else:
-            outputs = _run(c.cell, x, lengths)  # [T, B, H]
-        features = pool_outputs(
-            outputs.transpose(0, 1),  # [B, T, F]
-            lengths,
-            pooling=c.pooling,
-            backward_units=c.num_units if c.bidirectional else 0,
-        )  # [B, F]
+        features = pooled_features(c, x, lengths)  # [B, K * F]
         return features @ c.weights_out + c.biases_out  # [B, C]
-
-
-def _run(cell: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
-    """The masked reference loop over time-major ``x`` [T, B, P] from a zero state: [T, B, H]."""
-    batch = x.shape[1]  # traced as a size, not a constant
-    state = _nest.map_structure(lambda size: x.new_zeros(batch, size), cell.state_size)
-    outputs, _ = reference_dynamic_rnn(cell, x, lengths, state)
-    return outputs
 
 
 def text_to_onnx(
@@ -115,45 +81,31 @@ def text_to_onnx(
 ) -> bytes:
     """The serialized ONNX model (see the module docstring) of a CPU ``model``, its time axis
     fixed at ``max_chars``; ``metadata`` (str -> str) goes to ``metadata_props``. Raises
+    ``TypeError`` for a model that is not a TextClassifier or metadata that is not str -> str,
     ``ValueError`` for a model off the CPU or ``max_chars`` < 1, ``ImportError`` naming the
     extra without onnx."""
-    onnx = _import("onnx")
+    traceable = TraceableTextClassifier(model)
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
         raise ValueError(f"text_to_onnx: max_chars must be an int >= 1, got {max_chars!r}")
     device = next(model.parameters()).device
     if device.type != "cpu":
         raise ValueError(f"text_to_onnx: model must be on the CPU, got parameters on {device}")
-    traceable = TraceableTextClassifier(model)
     # lengths max_chars and 1: the trace must not specialise on either
     example = (torch.zeros(2, max_chars, dtype=torch.long), torch.tensor([max_chars, 1]))
-    buffer = io.BytesIO()
-    with quiet_tracing(), torch.no_grad():
-        torch.onnx.export(
-            traceable,
-            example,
-            buffer,
-            input_names=[TOKENS_NAME, LENGTHS_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={
-                TOKENS_NAME: {0: "batch"},
-                LENGTHS_NAME: {0: "batch"},
-                OUTPUT_NAME: {0: "batch"},
-            },
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    proto = onnx.load_model_from_string(buffer.getvalue())
-    proto.producer_name = "rnnflow"
-    proto.doc_string = (
+    doc = (
         f"rnnflow TextClassifier: {TOKENS_NAME} int64 [batch, {max_chars}] (character ids, "
         f"padded past each length), {LENGTHS_NAME} int64 [batch] in [1, {max_chars}] -> "
         f"{OUTPUT_NAME} float32 [batch, {model.num_classes}]"
     )
-    if metadata:
-        onnx.helper.set_model_props(proto, dict(metadata))
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
+    return trace_to_onnx(
+        traceable,
+        example,
+        [TOKENS_NAME, LENGTHS_NAME],
+        doc,
+        metadata=metadata,
+        opset=opset,
+        owner="text_to_onnx",
+    )
 
 
 def onnx_text_logits(
@@ -177,7 +129,7 @@ def onnx_text_logits(
     batch_size = check_batch_size(owner, batch_size)
     session = open_session(owner, model)
     max_chars = session.get_inputs()[0].shape[1]  # fixed by text_to_onnx
-    table = initializer_shape(model if isinstance(model, bytes) else os.fspath(model), _TABLE)
+    table = initializer_shape(owner, model, _TABLE)
     ids = token_inputs(
         owner,
         "tokens",
@@ -186,5 +138,7 @@ def onnx_text_logits(
         "the exported max_chars",
         vocab=table[0] if table else None,
     )
-    lengths = length_inputs(owner, sequence_length, batch=len(ids), max_steps=max_chars)
+    lengths = length_inputs(
+        owner, sequence_length, batch=len(ids), max_steps=max_chars, axis="max_chars"
+    )
     return run_batches(session, OUTPUT_NAME, {TOKENS_NAME: ids, LENGTHS_NAME: lengths}, batch_size)

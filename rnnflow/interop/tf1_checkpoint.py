@@ -350,7 +350,13 @@ def resolve_prefix(path: str | os.PathLike[str]) -> Path:
     folder holding a ``checkpoint`` file (``tf.train.Saver``'s, naming the latest prefix) or
     exactly one ``*.index``, or that ``checkpoint`` state file itself. Raises
     :class:`TF1CheckpointError` for a folder that names no single prefix, and for a
-    ``checkpoint`` state file that names none (``model_checkpoint_path``)."""
+    ``checkpoint`` state file that names none (``model_checkpoint_path``), ``TypeError`` for
+    a ``path`` that is not a str or an ``os.PathLike``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"TF1Checkpoint: path must be a str or an os.PathLike (a checkpoint prefix, its "
+            f".index file or its folder), got {type(path).__name__}"
+        )
     p = Path(path)
     if p.is_file() and p.name == "checkpoint" and not Path(f"{p}.index").exists():
         latest = _latest_in_state_file(p)

@@ -106,37 +106,3 @@ def test_export_errors() -> None:
         TraceableSequenceClassifier(m, MEAN[:2], STD)
     with pytest.raises(TypeError, match=r"model must be a SequenceClassifier, got Linear"):
         TraceableSequenceClassifier(torch.nn.Linear(2, 2), MEAN, STD)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("lengths", "message"),
-    [
-        (
-            [3, 0],
-            r"sequence_length must be in \[1, 9\] \(the exported max_steps\), got 0 for series 1",
-        ),
-        ([-2, 3], r"sequence_length must be >= 0, got a minimum of -2"),  # dynamic_rnn's check
-        (
-            [10, 3],
-            r"sequence_length must be in \[1, 9\] \(the exported max_steps\), got 10 for series 0",
-        ),
-        ([3], r"sequence_length must have shape \(2,\), got \(1,\)"),
-    ],
-)
-def test_lengths_outside_the_graph_s_domain_are_refused(lengths, message) -> None:
-    """Lengths 0 and below used to give another length's logits, one above max_steps an
-    onnxruntime GatherElements error: both refused before the graph runs."""
-    data = sequence_to_onnx(model("gru", True, 1), mean=MEAN, std=STD, max_steps=MAX_STEPS)
-    series = torch.zeros(2, MAX_STEPS, 3)
-    with pytest.raises(ValueError, match=rf"^onnx_sequence_logits: {message}$"):
-        onnx_sequence_logits(data, series, torch.tensor(lengths))
-
-
-def test_series_of_another_shape_are_refused() -> None:
-    data = sequence_to_onnx(model("gru", False, 1), mean=MEAN, std=STD, max_steps=MAX_STEPS)
-    with pytest.raises(
-        ValueError,
-        match=r"series must have shape \[N, 9, 3\] \(the exported max_steps and channels\), "
-        r"got \[2, 12, 3\]",
-    ):
-        onnx_sequence_logits(data, torch.zeros(2, 12, 3), torch.tensor([3, 4]))

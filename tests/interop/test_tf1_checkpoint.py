@@ -149,6 +149,17 @@ def test_missing_index_and_v1_hint(tmp_path: Path) -> None:
         TF1Checkpoint(tmp_path / "old.ckpt")
 
 
+@pytest.mark.parametrize("path", [3, None, b"model.ckpt"])
+def test_a_path_of_another_type_is_named(path) -> None:
+    """It was os.fspath's "expected str, bytes or os.PathLike object, not int"."""
+    with pytest.raises(
+        TypeError,
+        match=r"^TF1Checkpoint: path must be a str or an os\.PathLike \(a checkpoint prefix, its "
+        rf"\.index file or its folder\), got {type(path).__name__}$",
+    ):
+        TF1Checkpoint(path)  # type: ignore[arg-type]
+
+
 def test_truncated_data_shard(tf1_copy) -> None:
     prefix = tf1_copy("basic_rnn")
     data = Path(f"{prefix}.data-00000-of-00001")
