@@ -29,6 +29,7 @@ taken from the activation's output: tanh 1 - y^2, sigmoid y (1 - y), relu [y > 0
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -307,8 +308,8 @@ def _py_lstm_forward(
     x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn, bf16=False, out16=None
 ) -> None:
     kind = _KINDS[act]
-    if bf16:  # the recurrent GEMM's operands rounded to bfloat16, as the compiled bf16 kernel
-        w = _bf16_round(w)
+    if bf16:  # every GEMM's operands rounded to bfloat16, as the compiled bf16 kernel's
+        w, w_x, x = _bf16_round(w), _bf16_round(w_x), _bf16_round(x)
     units = hs.shape[2]
     state_steps = cs.shape[0] > 1  # else: c and act(c) in one buffer each, updated in place
     gate_steps = gates.shape[0] > 1  # else: one [B, 4H] block reused at every step (inference)
@@ -758,11 +759,21 @@ def rnn_layer(x, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor]:
 def bf16_loops(x: Tensor) -> bool:
     """Whether the compiled LSTM loop's bfloat16 step GEMM (AVX512-BF16, ``csrc/bf16_gemm.h``)
     runs here: a CPU tensor, the compiled loops with the avx512 variant (``RNNFLOW_ISA=avx2`` or
-    ``generic`` never reach it) on a CPU with AVX512-BF16. Asked at every call."""
+    ``generic`` never reach it) on a CPU with AVX512-BF16. Asked at every call; the op's answer
+    is kept per variant (``_ext.loops()`` runs the one ``RNNFLOW_ISA`` names, or the widest,
+    at every call; the op call cost 16 us, twice per training step)."""
     if x.device.type != "cpu":
         return False
     ops = _ext.loops()
-    return ops is not None and bool(ops.bf16_supported())
+    if ops is None:
+        return False
+    key = (ops, os.environ.get("RNNFLOW_ISA", ""))
+    if key not in _BF16_SUPPORTED:
+        _BF16_SUPPORTED[key] = bool(ops.bf16_supported())
+    return _BF16_SUPPORTED[key]
+
+
+_BF16_SUPPORTED: dict[tuple[Any, str], bool] = {}  # bf16_loops: (ops, RNNFLOW_ISA) -> answer
 
 
 def _bf16_outputs(x: Tensor, lengths: Tensor | None, units: int) -> Tensor:

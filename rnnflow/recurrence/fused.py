@@ -263,7 +263,9 @@ def fused_dynamic_rnn(
         return _run_sorted(cell, inputs, lengths, initial_state, compute)
     with torch.autocast(device_type, enabled=False):
         cast = _map_state(lambda s: s.to(compute), initial_state)
-        return _run_sorted(cell, inputs.to(compute), lengths, cast, compute)
+        # the inputs are cast by the first layer (_run_leaf): the bf16 kernel rounds float32
+        # inputs itself and would only convert a bfloat16 copy back (two passes over x)
+        return _run_sorted(cell, inputs, lengths, cast, compute)
 
 
 def _run_sorted(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute: torch.dtype):
@@ -376,8 +378,14 @@ class _LSTMParams(torch.autograd.Function):
 def _run_leaf(
     cell: Any, x: Tensor, lengths: Tensor | None, bs: list[int], state: Any, compute: torch.dtype
 ):
+    """One layer over ``x`` [T, B, D] in ``compute`` (autocast's dtype) or, for a first layer
+    under autocast, still in the inputs' dtype: cast here, except where the bf16 kernel takes
+    float32 ``x`` and rounds it to bfloat16 itself (the same values)."""
     act = _activation_kind(cell.activation)
-    if _use_peer_kernel(cell, x, lengths, act):
+    bf16 = _bf16_kernel(cell, x, act, compute)
+    if x.dtype != compute and not (bf16 and (lengths is not None or _BF16_OVER_ONEDNN)):
+        x = x.to(compute)  # every path but the bf16 kernel's (which then surely runs)
+    if _use_peer_kernel(cell, x, lengths, act, bf16):
         return _peer_layer(cell, x, state, compute)
     if type(cell) is BasicRNNCell:
         kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
@@ -402,12 +410,13 @@ def _run_leaf(
         c0, h0 = state
     else:
         c0, h0 = state.split(cell.num_units, dim=1)  # [B, H] each
-    bf16 = _bf16_kernel(cell, x, act)
-    if bf16:  # float32 loop, bfloat16 GEMM operands: the kernel rounded, the bias float32
+    if bf16:  # float32 loop, bfloat16 GEMM operands: the loops round the kernel and x to
+        # bfloat16 wherever they multiply them (packing, linear_bf16: nearest even, as
+        # autocast's cast), so the float32 parameters go in as they are (no rounded copy: four
+        # passes over the kernel per call) and their gradients come back in float32; the bias
+        # stays float32
         kernel, bias = _lstm_params(cell, torch.float32)
-        # rounded as autocast's cast would, its gradient passed through unrounded (float32)
-        kernel = kernel + (kernel.to(torch.bfloat16).float() - kernel).detach()
-        # one copy (a transposed x would take two: float(), then the layer's contiguous())
+        # one copy at most (a transposed x would take two: float(), then contiguous())
         x = x.to(torch.float32, memory_format=torch.contiguous_format)
         c0, h0 = c0.float(), h0.float()
     else:
@@ -426,14 +435,16 @@ def _run_leaf(
 _BF16_OVER_ONEDNN = True
 
 
-def _bf16_kernel(cell: Any, x: Tensor, act: str | None) -> bool:
-    """Whether a bfloat16 plain LSTM layer may run the compiled loop with its AVX512-BF16 step
+def _bf16_kernel(cell: Any, x: Tensor, act: str | None, compute: torch.dtype) -> bool:
+    """Whether a plain LSTM layer computing in bfloat16 (``x`` bfloat16, or a first layer's
+    float32 inputs under bfloat16 autocast) may run the compiled loop with its AVX512-BF16 step
     GEMM (``kernels.bf16_loops``): every product (recurrent, input projection, weight and input
     gradients) from bfloat16-rounded operands with float32 accumulation; gate maths and state
     in float32; outputs and state returned in bfloat16. With sequence lengths it replaces the
     Python loops; without, oneDNN's LSTM runs unless ``_BF16_OVER_ONEDNN``."""
     return (
-        x.dtype == torch.bfloat16
+        compute == torch.bfloat16
+        and x.dtype in (torch.bfloat16, torch.float32)
         and act is not None
         and _plain_lstm(cell)
         and kernels.bf16_loops(x)
@@ -558,7 +569,7 @@ def infer_fast(
         kernel, bias = weights[2 * k], weights[2 * k + 1]
         if kernel.shape != (depth + units, width) or bias.shape != (width,):
             return None
-    if kind is BasicLSTMCell and _use_peer_kernel(cell, x, None, act):
+    if kind is BasicLSTMCell and _use_peer_kernel(cell, x, None, act, False):
         return None
     parts = _plain_state(cell, initial_state, x, grad)
     if parts is None:
@@ -575,11 +586,13 @@ def infer_fast(
 
 
 # ----------------------------------------------------------------------------- CUDA: cuDNN
-def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | None) -> bool:
+def _use_peer_kernel(
+    cell: Any, x: Tensor, lengths: Tensor | None, act: str | None, bf16: bool
+) -> bool:
     """cuDNN computes the same cell for BasicRNNCell (tanh, relu) and BasicLSTMCell (tanh);
     on CPU, oneDNN's LSTM (what ``nn.LSTM`` runs in float32 and bfloat16) serves BasicLSTMCell
-    in bfloat16 where the AVX512-BF16 kernel cannot run, and in float32 where the compiled
-    kernel is not the faster one."""
+    in bfloat16 where the AVX512-BF16 kernel cannot run (``bf16``: ``_bf16_kernel``'s answer
+    for this layer), and in float32 where the compiled kernel is not the faster one."""
     if lengths is not None:
         return False
     if x.device.type == "cpu":
@@ -591,7 +604,7 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
             and bool(torch.backends.mkldnn.enabled)
             and _CPU_LSTM_PEER
             and not _compiled_lstm_faster(cell, x)
-            and not (_BF16_OVER_ONEDNN and _bf16_kernel(cell, x, act))
+            and not (_BF16_OVER_ONEDNN and bf16)
         )
     if not x.is_cuda or not torch.backends.cudnn.is_available():
         return False

@@ -65,9 +65,11 @@ def test_step_gemm_is_the_float64_product_of_the_rounded_operands(ops, n, k, m):
     want = _bf16(a) @ _bf16(w).t()
     bound = k * U32 * (_bf16(a).abs() @ _bf16(w).abs().t())
     assert ((ops.linear_bf16(a, w).double() - want).abs() <= bound).all()
-    # w read through strides (the loops pass W_h^T as a transposed view)
-    got_t = ops.linear_bf16(a, w.t().contiguous().t()).double()
-    assert ((got_t - want).abs() <= bound).all()
+    # w read through strides, each of the packing's three ways: k contiguous (above: the
+    # backward loop's W_h), n contiguous (the forward's W_h^T, a transposed view), neither
+    for view in (w.t().contiguous().t(), torch.stack([w, w], dim=2)[:, :, 0]):
+        got_t = ops.linear_bf16(a, view).double()
+        assert ((got_t - want).abs() <= bound).all()
 
 
 @pytest.mark.parametrize(
@@ -346,8 +348,9 @@ def test_the_python_loops_round_the_same_operands(ops, monkeypatch):
     one product term: < 1e-3 here)."""
     gen = torch.Generator().manual_seed(3)
     steps, batch, depth, units = 9, 5, 3, 16
-    x = torch.randn(steps, batch, depth, generator=gen).bfloat16().float()
-    kernel = (0.3 * torch.randn(depth + units, 4 * units, generator=gen)).bfloat16().float()
+    # float32 x and kernel, not rounded here: both loops round every GEMM operand themselves
+    x = torch.randn(steps, batch, depth, generator=gen)
+    kernel = 0.3 * torch.randn(depth + units, 4 * units, generator=gen)
     bias = torch.randn(4 * units, generator=gen)
     c0, h0 = torch.randn(batch, units, generator=gen), torch.randn(batch, units, generator=gen)
     bs = _fused_kernels.batch_sizes(None, batch, steps)

@@ -178,21 +178,33 @@ void bf16_rows(const float*, int64_t, int64_t, int64_t, uint32_t*, int64_t) {
 
 // w (N, K) with element (n, k) at w[n * s0 + k * s1], packed into [panels, ceil(K/2), 32] pairs
 // (int32 tensor; padding columns and the odd K's pad are zeros): each pair of K, two runs of N
-// when n is contiguous (s0 = 1, the loops' transposed views; else w is transposed into such a
-// copy first), converted 16 columns at a time by bf16_pair_rows straight into the panels
-// (rounding to nearest even as to_bf16; a subnormal weight comes out 0, which vdpbf16ps reads as
-// 0 either way). It runs at every layer call (an element at a time it was 2% of the loops' time).
+// when n is contiguous (s0 = 1, the loops' transposed views), converted 16 columns at a time by
+// bf16_pair_rows straight into the panels; when k is contiguous instead (s1 = 1: the backward
+// loop's W_h [H, 4H]), each row's pairs by bf16_rows, then spread over the panels (an ATen
+// transposed copy first took 80 us for the tutorial's 128 x 512 weight, called per layer);
+// other strides are transposed into the first form first. Rounding to nearest even as to_bf16;
+// a subnormal weight comes out 0, which vdpbf16ps reads as 0 either way. It runs at every layer
+// call (an element at a time it was 2% of the loops' time).
 Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
   const int64_t panels = (N + kBfPanel - 1) / kBfPanel, pairs = (K + 1) / 2;
   Tensor packed = at::zeros({panels, pairs, kBfPanel}, at::kInt);
   if (N == 0 || K == 0) return packed;
+  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  if (s0 != 1 && s1 == 1) {  // k contiguous: row n's pairs, then into panel n / 32's column
+    std::vector<uint32_t> row(pairs);
+    for (int64_t n = 0; n < N; ++n) {
+      bf16_rows(w + n * s0, 0, 1, K, row.data(), pairs);
+      uint32_t* dst = out + (n / kBfPanel) * pairs * kBfPanel + n % kBfPanel;
+      for (int64_t p = 0; p < pairs; ++p) dst[p * kBfPanel] = row[p];
+    }
+    return packed;
+  }
   Tensor copy;
   if (s0 != 1) {  // n contiguous: w^T [K, N] row-major
     copy = at::from_blob(const_cast<float*>(w), {N, K}, {s0, s1}, at::kFloat).t().contiguous();
     w = copy.data_ptr<float>();
     s1 = N;
   }
-  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
   for (int64_t p = 0; p < pairs; ++p)
     bf16_pair_rows(w + 2 * p * s1, 2 * p + 1 < K ? w + (2 * p + 1) * s1 : nullptr, N,
                    out + p * kBfPanel, pairs * kBfPanel, nullptr);
