@@ -227,6 +227,7 @@ def fused_dynamic_rnn(
     *,
     owner: str = "dynamic_rnn",
     checked: bool = False,
+    zero_state: bool = False,
 ) -> tuple[Tensor, Any]:
     """The fused equivalent of ``reference_dynamic_rnn``: time-major ``inputs`` [T, B, D],
     ``lengths`` int64 [B] or None, ``initial_state`` structured as the cell's. Returns outputs
@@ -238,7 +239,9 @@ def fused_dynamic_rnn(
     run ``fusable``, the depth and the initial-state checks on these arguments) skips those
     three; the parameters' and the lengths' checks always run. T = 0 or B = 0 runs no kernel:
     zero outputs (differentiable, zero gradients) and the initial state, as the reference
-    loop."""
+    loop. ``zero_state=True``: ``initial_state`` is the cell's ``zero_state`` (the caller made
+    it: no data is looked at), so the plain LSTM's compiled loop skips h_{-1}'s products at
+    step 0 (forward, and the weight gradient's h rows in the bf16 backward)."""
     max_time, batch, depth = inputs.shape
     if not checked:
         reason = _why_not(cell, inputs)
@@ -260,29 +263,36 @@ def fused_dynamic_rnn(
         lengths = None  # every row is full: masking is the identity
     device_type = inputs.device.type
     if compute == inputs.dtype:
-        return _run_sorted(cell, inputs, lengths, initial_state, compute)
+        return _run_sorted(cell, inputs, lengths, initial_state, compute, zero_state)
     with torch.autocast(device_type, enabled=False):
         cast = _map_state(lambda s: s.to(compute), initial_state)
         # the inputs are cast by the first layer (_run_leaf): the bf16 kernel rounds float32
         # inputs itself and would only convert a bfloat16 copy back (two passes over x)
-        return _run_sorted(cell, inputs, lengths, cast, compute)
+        return _run_sorted(cell, inputs, lengths, cast, compute, zero_state)
 
 
-def _run_sorted(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute: torch.dtype):
+def _run_sorted(
+    cell: Any,
+    x: Tensor,
+    lengths: Tensor | None,
+    state: Any,
+    compute: torch.dtype,
+    zero: bool = False,
+):
     """Run with the rows sorted by length, longest first (the shrinking batch of
-    ``_fused_kernels``: step t computes only the rows still running), then restore the order."""
+    ``_fused_kernels``: step t computes only the rows still running), then restore the order.
+    ``zero``: ``state`` is a zero state (``fused_dynamic_rnn``'s ``zero_state``)."""
     if lengths is None:
-        return _run(
-            cell, x, None, kernels.batch_sizes(None, x.shape[1], x.shape[0]), state, compute
-        )
+        bs = kernels.batch_sizes(None, x.shape[1], x.shape[0])
+        return _run(cell, x, None, bs, state, compute, zero)
     order = torch.argsort(lengths, descending=True, stable=True)
     if bool((order[1:] > order[:-1]).all()):  # already sorted: no permutation
         bs = kernels.batch_sizes(lengths, x.shape[1], x.shape[0])
-        return _run(cell, x, lengths, bs, state, compute)
+        return _run(cell, x, lengths, bs, state, compute, zero)
     lengths = lengths[order]
     bs = kernels.batch_sizes(lengths, x.shape[1], x.shape[0])
     state = _map_state(lambda s: s.index_select(0, order), state)
-    out, final = _run(cell, x.index_select(1, order), lengths, bs, state, compute)
+    out, final = _run(cell, x.index_select(1, order), lengths, bs, state, compute, zero)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)
     final = _map_state(lambda s: s.index_select(0, inverse), final)
@@ -298,13 +308,20 @@ def _map_state(fn: Any, state: Any) -> Any:
 
 
 def _run(
-    cell: Any, x: Tensor, lengths: Tensor | None, bs: list[int], state: Any, compute: torch.dtype
+    cell: Any,
+    x: Tensor,
+    lengths: Tensor | None,
+    bs: list[int],
+    state: Any,
+    compute: torch.dtype,
+    zero: bool = False,
 ):
     """Run (possibly nested) ``cell`` layer by layer over ``x`` [T, B, D]; rows sorted by
-    ``lengths`` (longest first), ``bs`` the active rows per step (``batch_sizes``)."""
+    ``lengths`` (longest first), ``bs`` the active rows per step (``batch_sizes``); ``zero``:
+    ``state`` is a zero state."""
     cell = builtin_view(cell)  # contrib cells with a built-in cell's maths
     if type(cell) is DropoutWrapper:  # the identity here (checked by _why_not)
-        return _run(cell.cell, x, lengths, bs, state, compute)
+        return _run(cell.cell, x, lengths, bs, state, compute, zero)
     if type(cell) is MultiRNNCell:
         subs = cell.cells
         if cell.state_is_tuple:
@@ -313,10 +330,10 @@ def _run(
             parts = list(state.split([sub.state_size for sub in subs], dim=1))  # [B, S_k]
         finals = []
         for sub, part in zip(subs, parts):
-            x, final = _run(sub, x, lengths, bs, part, compute)
+            x, final = _run(sub, x, lengths, bs, part, compute, zero)
             finals.append(final)
         return x, (tuple(finals) if cell.state_is_tuple else torch.cat(finals, dim=1))
-    return _run_leaf(cell, x, lengths, bs, state, compute)
+    return _run_leaf(cell, x, lengths, bs, state, compute, zero)
 
 
 def _param(p: Tensor, compute: torch.dtype) -> Tensor:
@@ -376,11 +393,18 @@ class _LSTMParams(torch.autograd.Function):
 
 
 def _run_leaf(
-    cell: Any, x: Tensor, lengths: Tensor | None, bs: list[int], state: Any, compute: torch.dtype
+    cell: Any,
+    x: Tensor,
+    lengths: Tensor | None,
+    bs: list[int],
+    state: Any,
+    compute: torch.dtype,
+    zero: bool = False,
 ):
     """One layer over ``x`` [T, B, D] in ``compute`` (autocast's dtype) or, for a first layer
     under autocast, still in the inputs' dtype: cast here, except where the bf16 kernel takes
-    float32 ``x`` and rounds it to bfloat16 itself (the same values)."""
+    float32 ``x`` and rounds it to bfloat16 itself (the same values). ``zero``: ``state`` is a
+    zero state (``fused_dynamic_rnn``'s ``zero_state``), passed to the plain LSTM's loop."""
     act = _activation_kind(cell.activation)
     bf16 = _bf16_kernel(cell, x, act, compute)
     if x.dtype != compute and not (bf16 and (lengths is not None or _BF16_OVER_ONEDNN)):
@@ -422,7 +446,7 @@ def _run_leaf(
     else:
         kernel, bias = _lstm_params(cell, compute)
     out, c, h = kernels.lstm_layer(
-        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16
+        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16, zero_h0=zero
     )
     if bf16:  # autocast's contract: outputs (bfloat16 already: the loop rounds them) and state
         out, c, h = out.to(compute), c.to(compute), h.to(compute)
