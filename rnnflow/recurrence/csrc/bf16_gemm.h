@@ -34,15 +34,20 @@ inline uint16_t to_bf16(float x) {
 
 // Whether the CPU has AVX512-BF16 (cpuid leaf 7, sub-leaf 1, EAX bit 5) and the AVX-512 subsets
 // the avx512 variant needs (with the OS's support for the zmm state: __builtin_cpu_supports).
+// Asked once per process: in a virtual machine the cpuid instruction traps to the hypervisor
+// (the bf16_supported op took 16 us per call here, and every bf16 op call asked it).
 bool cpu_has_bf16() {
 #if RNNFLOW_BF16
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-      !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
-    return false;
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
-  return ((eax >> 5) & 1u) != 0;
+  static const bool has = [] {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
+      return false;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+    return ((eax >> 5) & 1u) != 0;
+  }();
+  return has;
 #else
   return false;
 #endif
