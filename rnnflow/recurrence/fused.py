@@ -627,8 +627,8 @@ def _use_peer_kernel(
             and torch.backends.mkldnn.is_available()
             and bool(torch.backends.mkldnn.enabled)
             and _CPU_LSTM_PEER
-            and not _compiled_lstm_faster(cell, x)
             and not (_BF16_OVER_ONEDNN and bf16)
+            and not _compiled_lstm_faster(cell, x)
         )
     if not x.is_cuda or not torch.backends.cudnn.is_available():
         return False
