@@ -10,7 +10,8 @@ against float64 code written in this file (independent of rnnflow's kernels):
   Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., eq. 3.5), so a dropped or
   doubled pair of K fails;
 - the weight gradient the backward loop computes itself (each step's rows paired while in
-  cache) against the float64 product over every step's rows, within the same bound;
+  cache) against the float64 product over every step's rows, within the same bound, also when
+  a zero initial state lets step 0 leave out h_{-1}'s products (zero_h0, dynamic_rnn's flag);
 - the whole layer and its gradients against a float64 LSTM that rounds the same operands to
   bfloat16 (inputs, kernel, and h_{t-1} before each recurrent product), and against the
   float32 model;
