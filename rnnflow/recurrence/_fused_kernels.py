@@ -29,6 +29,7 @@ taken from the activation's output: tanh 1 - y^2, sigmoid y (1 - y), relu [y > 0
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -304,11 +305,11 @@ def _bf16_round(t: Tensor) -> Tensor:
 
 
 def _py_lstm_forward(
-    x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn, bf16=False, out16=None
-) -> None:
+    x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn, bf16=False, out16=None, zero_h0=False
+) -> None:  # zero_h0 (hs[0] is zeros) changes no value: the compiled loop's shortcut only
     kind = _KINDS[act]
-    if bf16:  # the recurrent GEMM's operands rounded to bfloat16, as the compiled bf16 kernel
-        w = _bf16_round(w)
+    if bf16:  # every GEMM's operands rounded to bfloat16, as the compiled bf16 kernel's
+        w, w_x, x = _bf16_round(w), _bf16_round(w_x), _bf16_round(x)
     units = hs.shape[2]
     state_steps = cs.shape[0] > 1  # else: c and act(c) in one buffer each, updated in place
     gate_steps = gates.shape[0] > 1  # else: one [B, 4H] block reused at every step (inference)
@@ -493,6 +494,7 @@ def lstm_forward(
     act: str,
     bf16: bool = False,
     out16: Tensor | None = None,
+    zero_h0: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The LSTM with TF's gate columns i, j, f, o and forget_bias folded into ``bias``:
 
@@ -504,7 +506,8 @@ def lstm_forward(
     projection round both operands to bfloat16 and accumulate in float32 (the AVX512-BF16
     kernel); the gate maths and the state stay float32. ``out16`` (bf16 only) [T, B, H]
     bfloat16, zeros past each length: the outputs ``hs[1:]`` rounded to bfloat16 (nearest even)
-    by the loop, while each row is in cache, for autocast's bfloat16 outputs.
+    by the loop, while each row is in cache, for autocast's bfloat16 outputs. ``zero_h0``: the
+    caller knows ``h0`` is zeros (a zero state; not checked): step 0 skips ``h_{-1} W_h``.
     """
     total, batch, depth = x.shape
     units = h0.shape[1]
@@ -516,13 +519,15 @@ def lstm_forward(
     cs[0] = c0
     hs[0] = h0
     if steps:
-        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act, bf16, out16)
+        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act, bf16, out16, zero_h0)
     final_c = _gather_final(cs, lengths)
     final_h = _gather_final(hs[: steps + 1], lengths)
     return gates, cs, hs, tcs, final_c, final_h
 
 
-def _run_lstm_loop(x, kernel, bias, gates, cs, hs, tcs, bs, act, bf16=False, out16=None) -> None:
+def _run_lstm_loop(
+    x, kernel, bias, gates, cs, hs, tcs, bs, act, bf16=False, out16=None, zero_h0=False
+) -> None:
     """The time loop, input projection included: the compiled loop projects each step's rows
     just before its recurrent GEMM (the block is still in cache; projecting all steps first
     wrote and re-read a 7 MB block at the tutorial size), the Python loop all steps at once."""
@@ -531,7 +536,10 @@ def _run_lstm_loop(x, kernel, bias, gates, cs, hs, tcs, bs, act, bf16=False, out
     w_h = _recurrent_weight(kernel[depth:], x)  # [4H, H]
     loops = _loops(x)
     code = _ACT_CODES[act]
-    loops.lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w_h, bs, code, _use_onednn(x), bf16, out16)
+    onednn = _use_onednn(x)
+    loops.lstm_forward(
+        x, w_x, bias, gates, cs, hs, tcs, w_h, bs, code, onednn, bf16, out16, zero_h0
+    )
 
 
 def lstm_infer(
@@ -563,14 +571,14 @@ def lstm_infer(
 
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x, c0, h0, kernel, bias, lengths, bs, act, bf16):
+    def forward(ctx: Any, x, c0, h0, kernel, bias, lengths, bs, act, bf16, zero_h0):
         out16 = _bf16_outputs(x, lengths, h0.shape[1]) if bf16 else None
         gates, cs, hs, tcs, final_c, final_h = lstm_forward(
-            x, c0, h0, kernel, bias, lengths, bs, act, bf16, out16
+            x, c0, h0, kernel, bias, lengths, bs, act, bf16, out16, zero_h0
         )
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, kernel, gates, cs, hs, tcs)
-        ctx.act, ctx.bs, ctx.bf16 = act, bs, bf16
+        ctx.act, ctx.bs, ctx.bf16, ctx.zero_h0 = act, bs, bf16, zero_h0
         return (hs[1:] if out16 is None else out16), final_c, final_h
 
     @staticmethod
@@ -586,7 +594,7 @@ class _LSTMLayer(torch.autograd.Function):
         if steps == 0:
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             zk, zb = torch.zeros_like(kernel), torch.zeros_like(kernel[0])
-            return dx, d_final_c.clone(), d_final_h.clone(), zk, zb, None, None, None, None
+            return dx, d_final_c.clone(), d_final_h.clone(), zk, zb, None, None, None, None, None
         # bf16 (the compiled loops, bf16_loops): the weight gradient inside the backward loop,
         # from each step's d_gates rows while they are in cache (``lstm_backward``'s d_kernel
         # and d_bias: both operands rounded to bfloat16, float32 accumulation, as autocast's
@@ -596,7 +604,7 @@ class _LSTMLayer(torch.autograd.Function):
         grads = ()
         if in_loop:
             d_params = (torch.empty_like(kernel), kernel.new_empty(kernel.shape[1]))
-            grads = (x, hs, *d_params, ctx.needs_input_grad[0])
+            grads = (x, hs, *d_params, ctx.needs_input_grad[0], ctx.zero_h0)
         flat, dc0, dh0 = _loops(x).lstm_backward(
             d_out,
             d_final_c,
@@ -622,7 +630,7 @@ class _LSTMLayer(torch.autograd.Function):
             d_kernel, d_bias = _param_grads(
                 [x[:steps], hs[:steps]], flat, ctx.needs_input_grad[3], ctx.needs_input_grad[4]
             )
-        return dx, dc0, dh0, d_kernel, d_bias, None, None, None, None
+        return dx, dc0, dh0, d_kernel, d_bias, None, None, None, None, None
 
 
 # ----------------------------------------------------------------------------- GRUCell
@@ -758,11 +766,21 @@ def rnn_layer(x, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor]:
 def bf16_loops(x: Tensor) -> bool:
     """Whether the compiled LSTM loop's bfloat16 step GEMM (AVX512-BF16, ``csrc/bf16_gemm.h``)
     runs here: a CPU tensor, the compiled loops with the avx512 variant (``RNNFLOW_ISA=avx2`` or
-    ``generic`` never reach it) on a CPU with AVX512-BF16. Asked at every call."""
+    ``generic`` never reach it) on a CPU with AVX512-BF16. Asked at every call; the op's answer
+    is kept per variant (``_ext.loops()`` runs the one ``RNNFLOW_ISA`` names, or the widest,
+    at every call; the op call cost 16 us, twice per training step)."""
     if x.device.type != "cpu":
         return False
     ops = _ext.loops()
-    return ops is not None and bool(ops.bf16_supported())
+    if ops is None:
+        return False
+    key = (ops, os.environ.get("RNNFLOW_ISA", ""))
+    if key not in _BF16_SUPPORTED:
+        _BF16_SUPPORTED[key] = bool(ops.bf16_supported())
+    return _BF16_SUPPORTED[key]
+
+
+_BF16_SUPPORTED: dict[tuple[Any, str], bool] = {}  # bf16_loops: (ops, RNNFLOW_ISA) -> answer
 
 
 def _bf16_outputs(x: Tensor, lengths: Tensor | None, units: int) -> Tensor:
@@ -771,17 +789,19 @@ def _bf16_outputs(x: Tensor, lengths: Tensor | None, units: int) -> Tensor:
 
 
 def lstm_layer(
-    x, c0, h0, kernel, bias, lengths, bs, act, bf16: bool = False
+    x, c0, h0, kernel, bias, lengths, bs, act, bf16: bool = False, *, zero_h0: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Outputs [T, B, H], final c and final h of one (permuted) BasicLSTMCell layer. ``bf16``:
     float32 ``x``, state and parameters, the recurrent GEMM in bfloat16 (``lstm_forward``);
-    the outputs then come back in bfloat16 (rounded by the loop), the final state in float32."""
+    the outputs then come back in bfloat16 (rounded by the loop), the final state in float32.
+    ``zero_h0``: the caller knows the state is zeros (``lstm_forward``'s)."""
     if _needs_grad(x, c0, h0, kernel, bias):
-        return _LSTMLayer.apply(x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16)
+        x = x.contiguous()
+        return _LSTMLayer.apply(x, c0, h0, kernel, bias, lengths, bs, act, bf16, zero_h0)
     if bf16:  # the training loop's buffers: the compiled inference op has no bf16 form
         out16 = _bf16_outputs(x, lengths, h0.shape[1])
         *_, final_c, final_h = lstm_forward(
-            x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16, out16
+            x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16, out16, zero_h0
         )
         return out16, final_c, final_h
     ops = _infer_ops(x)

@@ -216,8 +216,11 @@ def run_time_major(
     *,
     impl: Impl,
     swap_memory: bool,
+    zero_state: bool = False,
 ) -> tuple[Any, State]:
-    """Dispatch one checked, time-major run [T, B, D] to the fused path or the reference loop."""
+    """Dispatch one checked, time-major run [T, B, D] to the fused path or the reference loop.
+    ``zero_state``: ``state`` is the cell's ``zero_state`` (no initial state was given), which
+    lets the fused LSTM skip h_{-1}'s products at step 0."""
     _ext.check_isa_name()  # the same refusal on every path (bf16 autocast runs no kernel)
     use_fused = False
     if impl == "fused" or (impl == "auto" and x.shape[0] > 1):
@@ -231,13 +234,23 @@ def run_time_major(
         use_fused = ok and (impl == "fused" or not fused.auto_prefers_reference(cell, x))
     if swap_memory and x.is_cuda and torch.is_grad_enabled():
         with torch.autograd.graph.save_on_cpu(pin_memory=True):
-            return _run(use_fused, owner, cell, x, lengths, state)
-    return _run(use_fused, owner, cell, x, lengths, state)
+            return _run(use_fused, owner, cell, x, lengths, state, zero_state)
+    return _run(use_fused, owner, cell, x, lengths, state, zero_state)
 
 
-def _run(use_fused: bool, owner: str, cell: Any, x: Tensor, lengths: Tensor | None, state: State):
+def _run(
+    use_fused: bool,
+    owner: str,
+    cell: Any,
+    x: Tensor,
+    lengths: Tensor | None,
+    state: State,
+    zero_state: bool = False,
+):
     if use_fused:  # prepare_state and fusable() checked the depth, the state and the cell
-        return fused.fused_dynamic_rnn(cell, x, lengths, state, owner=owner, checked=True)
+        return fused.fused_dynamic_rnn(
+            cell, x, lengths, state, owner=owner, checked=True, zero_state=zero_state
+        )
     return reference_dynamic_rnn(cell, x, lengths, state, owner=owner)
 
 
@@ -283,7 +296,14 @@ def run_rnn(
     )
     state = prepare_state(owner, "cell", "initial_state", cell, initial_state, x)
     outputs, state = run_time_major(
-        owner, cell, x, lengths, state, impl=impl, swap_memory=swap_memory
+        owner,
+        cell,
+        x,
+        lengths,
+        state,
+        impl=impl,
+        swap_memory=swap_memory,
+        zero_state=initial_state is None,
     )
     if not time_major:
         outputs = _nest.map_structure(lambda out: out.transpose(0, 1), outputs)  # [B, T, size]

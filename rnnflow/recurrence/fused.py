@@ -227,6 +227,7 @@ def fused_dynamic_rnn(
     *,
     owner: str = "dynamic_rnn",
     checked: bool = False,
+    zero_state: bool = False,
 ) -> tuple[Tensor, Any]:
     """The fused equivalent of ``reference_dynamic_rnn``: time-major ``inputs`` [T, B, D],
     ``lengths`` int64 [B] or None, ``initial_state`` structured as the cell's. Returns outputs
@@ -238,7 +239,9 @@ def fused_dynamic_rnn(
     run ``fusable``, the depth and the initial-state checks on these arguments) skips those
     three; the parameters' and the lengths' checks always run. T = 0 or B = 0 runs no kernel:
     zero outputs (differentiable, zero gradients) and the initial state, as the reference
-    loop."""
+    loop. ``zero_state=True``: ``initial_state`` is the cell's ``zero_state`` (the caller made
+    it: no data is looked at), so the plain LSTM's compiled loop skips h_{-1}'s products at
+    step 0 (forward, and the weight gradient's h rows in the bf16 backward)."""
     max_time, batch, depth = inputs.shape
     if not checked:
         reason = _why_not(cell, inputs)
@@ -260,27 +263,36 @@ def fused_dynamic_rnn(
         lengths = None  # every row is full: masking is the identity
     device_type = inputs.device.type
     if compute == inputs.dtype:
-        return _run_sorted(cell, inputs, lengths, initial_state, compute)
+        return _run_sorted(cell, inputs, lengths, initial_state, compute, zero_state)
     with torch.autocast(device_type, enabled=False):
         cast = _map_state(lambda s: s.to(compute), initial_state)
-        return _run_sorted(cell, inputs.to(compute), lengths, cast, compute)
+        # the inputs are cast by the first layer (_run_leaf): the bf16 kernel rounds float32
+        # inputs itself and would only convert a bfloat16 copy back (two passes over x)
+        return _run_sorted(cell, inputs, lengths, cast, compute, zero_state)
 
 
-def _run_sorted(cell: Any, x: Tensor, lengths: Tensor | None, state: Any, compute: torch.dtype):
+def _run_sorted(
+    cell: Any,
+    x: Tensor,
+    lengths: Tensor | None,
+    state: Any,
+    compute: torch.dtype,
+    zero: bool = False,
+):
     """Run with the rows sorted by length, longest first (the shrinking batch of
-    ``_fused_kernels``: step t computes only the rows still running), then restore the order."""
+    ``_fused_kernels``: step t computes only the rows still running), then restore the order.
+    ``zero``: ``state`` is a zero state (``fused_dynamic_rnn``'s ``zero_state``)."""
     if lengths is None:
-        return _run(
-            cell, x, None, kernels.batch_sizes(None, x.shape[1], x.shape[0]), state, compute
-        )
+        bs = kernels.batch_sizes(None, x.shape[1], x.shape[0])
+        return _run(cell, x, None, bs, state, compute, zero)
     order = torch.argsort(lengths, descending=True, stable=True)
     if bool((order[1:] > order[:-1]).all()):  # already sorted: no permutation
         bs = kernels.batch_sizes(lengths, x.shape[1], x.shape[0])
-        return _run(cell, x, lengths, bs, state, compute)
+        return _run(cell, x, lengths, bs, state, compute, zero)
     lengths = lengths[order]
     bs = kernels.batch_sizes(lengths, x.shape[1], x.shape[0])
     state = _map_state(lambda s: s.index_select(0, order), state)
-    out, final = _run(cell, x.index_select(1, order), lengths, bs, state, compute)
+    out, final = _run(cell, x.index_select(1, order), lengths, bs, state, compute, zero)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)
     final = _map_state(lambda s: s.index_select(0, inverse), final)
@@ -296,13 +308,20 @@ def _map_state(fn: Any, state: Any) -> Any:
 
 
 def _run(
-    cell: Any, x: Tensor, lengths: Tensor | None, bs: list[int], state: Any, compute: torch.dtype
+    cell: Any,
+    x: Tensor,
+    lengths: Tensor | None,
+    bs: list[int],
+    state: Any,
+    compute: torch.dtype,
+    zero: bool = False,
 ):
     """Run (possibly nested) ``cell`` layer by layer over ``x`` [T, B, D]; rows sorted by
-    ``lengths`` (longest first), ``bs`` the active rows per step (``batch_sizes``)."""
+    ``lengths`` (longest first), ``bs`` the active rows per step (``batch_sizes``); ``zero``:
+    ``state`` is a zero state."""
     cell = builtin_view(cell)  # contrib cells with a built-in cell's maths
     if type(cell) is DropoutWrapper:  # the identity here (checked by _why_not)
-        return _run(cell.cell, x, lengths, bs, state, compute)
+        return _run(cell.cell, x, lengths, bs, state, compute, zero)
     if type(cell) is MultiRNNCell:
         subs = cell.cells
         if cell.state_is_tuple:
@@ -311,10 +330,10 @@ def _run(
             parts = list(state.split([sub.state_size for sub in subs], dim=1))  # [B, S_k]
         finals = []
         for sub, part in zip(subs, parts):
-            x, final = _run(sub, x, lengths, bs, part, compute)
+            x, final = _run(sub, x, lengths, bs, part, compute, zero)
             finals.append(final)
         return x, (tuple(finals) if cell.state_is_tuple else torch.cat(finals, dim=1))
-    return _run_leaf(cell, x, lengths, bs, state, compute)
+    return _run_leaf(cell, x, lengths, bs, state, compute, zero)
 
 
 def _param(p: Tensor, compute: torch.dtype) -> Tensor:
@@ -374,10 +393,23 @@ class _LSTMParams(torch.autograd.Function):
 
 
 def _run_leaf(
-    cell: Any, x: Tensor, lengths: Tensor | None, bs: list[int], state: Any, compute: torch.dtype
+    cell: Any,
+    x: Tensor,
+    lengths: Tensor | None,
+    bs: list[int],
+    state: Any,
+    compute: torch.dtype,
+    zero: bool = False,
 ):
+    """One layer over ``x`` [T, B, D] in ``compute`` (autocast's dtype) or, for a first layer
+    under autocast, still in the inputs' dtype: cast here, except where the bf16 kernel takes
+    float32 ``x`` and rounds it to bfloat16 itself (the same values). ``zero``: ``state`` is a
+    zero state (``fused_dynamic_rnn``'s ``zero_state``), passed to the plain LSTM's loop."""
     act = _activation_kind(cell.activation)
-    if _use_peer_kernel(cell, x, lengths, act):
+    bf16 = _bf16_kernel(cell, x, act, compute)
+    if x.dtype != compute and not (bf16 and (lengths is not None or _BF16_OVER_ONEDNN)):
+        x = x.to(compute)  # every path but the bf16 kernel's (which then surely runs)
+    if _use_peer_kernel(cell, x, lengths, act, bf16):
         return _peer_layer(cell, x, state, compute)
     if type(cell) is BasicRNNCell:
         kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
@@ -402,18 +434,19 @@ def _run_leaf(
         c0, h0 = state
     else:
         c0, h0 = state.split(cell.num_units, dim=1)  # [B, H] each
-    bf16 = _bf16_kernel(cell, x, act)
-    if bf16:  # float32 loop, bfloat16 GEMM operands: the kernel rounded, the bias float32
+    if bf16:  # float32 loop, bfloat16 GEMM operands: the loops round the kernel and x to
+        # bfloat16 wherever they multiply them (packing, linear_bf16: nearest even, as
+        # autocast's cast), so the float32 parameters go in as they are (no rounded copy: four
+        # passes over the kernel per call) and their gradients come back in float32; the bias
+        # stays float32
         kernel, bias = _lstm_params(cell, torch.float32)
-        # rounded as autocast's cast would, its gradient passed through unrounded (float32)
-        kernel = kernel + (kernel.to(torch.bfloat16).float() - kernel).detach()
-        # one copy (a transposed x would take two: float(), then the layer's contiguous())
+        # one copy at most (a transposed x would take two: float(), then contiguous())
         x = x.to(torch.float32, memory_format=torch.contiguous_format)
         c0, h0 = c0.float(), h0.float()
     else:
         kernel, bias = _lstm_params(cell, compute)
     out, c, h = kernels.lstm_layer(
-        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16
+        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16, zero_h0=zero
     )
     if bf16:  # autocast's contract: outputs (bfloat16 already: the loop rounds them) and state
         out, c, h = out.to(compute), c.to(compute), h.to(compute)
@@ -426,14 +459,16 @@ def _run_leaf(
 _BF16_OVER_ONEDNN = True
 
 
-def _bf16_kernel(cell: Any, x: Tensor, act: str | None) -> bool:
-    """Whether a bfloat16 plain LSTM layer may run the compiled loop with its AVX512-BF16 step
+def _bf16_kernel(cell: Any, x: Tensor, act: str | None, compute: torch.dtype) -> bool:
+    """Whether a plain LSTM layer computing in bfloat16 (``x`` bfloat16, or a first layer's
+    float32 inputs under bfloat16 autocast) may run the compiled loop with its AVX512-BF16 step
     GEMM (``kernels.bf16_loops``): every product (recurrent, input projection, weight and input
     gradients) from bfloat16-rounded operands with float32 accumulation; gate maths and state
     in float32; outputs and state returned in bfloat16. With sequence lengths it replaces the
     Python loops; without, oneDNN's LSTM runs unless ``_BF16_OVER_ONEDNN``."""
     return (
-        x.dtype == torch.bfloat16
+        compute == torch.bfloat16
+        and x.dtype in (torch.bfloat16, torch.float32)
         and act is not None
         and _plain_lstm(cell)
         and kernels.bf16_loops(x)
@@ -558,7 +593,7 @@ def infer_fast(
         kernel, bias = weights[2 * k], weights[2 * k + 1]
         if kernel.shape != (depth + units, width) or bias.shape != (width,):
             return None
-    if kind is BasicLSTMCell and _use_peer_kernel(cell, x, None, act):
+    if kind is BasicLSTMCell and _use_peer_kernel(cell, x, None, act, False):
         return None
     parts = _plain_state(cell, initial_state, x, grad)
     if parts is None:
@@ -575,11 +610,13 @@ def infer_fast(
 
 
 # ----------------------------------------------------------------------------- CUDA: cuDNN
-def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | None) -> bool:
+def _use_peer_kernel(
+    cell: Any, x: Tensor, lengths: Tensor | None, act: str | None, bf16: bool
+) -> bool:
     """cuDNN computes the same cell for BasicRNNCell (tanh, relu) and BasicLSTMCell (tanh);
     on CPU, oneDNN's LSTM (what ``nn.LSTM`` runs in float32 and bfloat16) serves BasicLSTMCell
-    in bfloat16 where the AVX512-BF16 kernel cannot run, and in float32 where the compiled
-    kernel is not the faster one."""
+    in bfloat16 where the AVX512-BF16 kernel cannot run (``bf16``: ``_bf16_kernel``'s answer
+    for this layer), and in float32 where the compiled kernel is not the faster one."""
     if lengths is not None:
         return False
     if x.device.type == "cpu":
@@ -590,8 +627,8 @@ def _use_peer_kernel(cell: Any, x: Tensor, lengths: Tensor | None, act: str | No
             and torch.backends.mkldnn.is_available()
             and bool(torch.backends.mkldnn.enabled)
             and _CPU_LSTM_PEER
+            and not (_BF16_OVER_ONEDNN and bf16)
             and not _compiled_lstm_faster(cell, x)
-            and not (_BF16_OVER_ONEDNN and _bf16_kernel(cell, x, act))
         )
     if not x.is_cuda or not torch.backends.cudnn.is_available():
         return False

@@ -10,7 +10,8 @@ against float64 code written in this file (independent of rnnflow's kernels):
   Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., eq. 3.5), so a dropped or
   doubled pair of K fails;
 - the weight gradient the backward loop computes itself (each step's rows paired while in
-  cache) against the float64 product over every step's rows, within the same bound;
+  cache) against the float64 product over every step's rows, within the same bound, also when
+  a zero initial state lets step 0 leave out h_{-1}'s products (zero_h0, dynamic_rnn's flag);
 - the whole layer and its gradients against a float64 LSTM that rounds the same operands to
   bfloat16 (inputs, kernel, and h_{t-1} before each recurrent product), and against the
   float32 model;
@@ -25,7 +26,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnflow import BasicLSTMCell, LSTMCell, dynamic_rnn
+from rnnflow import BasicLSTMCell, LSTMCell, MultiRNNCell, dynamic_rnn
 from rnnflow.recurrence import _ext, _fused_kernels, fused
 
 U32 = 2.0**-24  # float32 unit roundoff
@@ -65,9 +66,11 @@ def test_step_gemm_is_the_float64_product_of_the_rounded_operands(ops, n, k, m):
     want = _bf16(a) @ _bf16(w).t()
     bound = k * U32 * (_bf16(a).abs() @ _bf16(w).abs().t())
     assert ((ops.linear_bf16(a, w).double() - want).abs() <= bound).all()
-    # w read through strides (the loops pass W_h^T as a transposed view)
-    got_t = ops.linear_bf16(a, w.t().contiguous().t()).double()
-    assert ((got_t - want).abs() <= bound).all()
+    # w read through strides, each of the packing's three ways: k contiguous (above: the
+    # backward loop's W_h), n contiguous (the forward's W_h^T, a transposed view), neither
+    for view in (w.t().contiguous().t(), torch.stack([w, w], dim=2)[:, :, 0]):
+        got_t = ops.linear_bf16(a, view).double()
+        assert ((got_t - want).abs() <= bound).all()
 
 
 @pytest.mark.parametrize(
@@ -88,17 +91,20 @@ def test_weight_grad_is_the_float64_product_of_the_rounded_operands(ops, rows, w
     torch.testing.assert_close(d_bias.double(), d.double().sum(0), rtol=0, atol=bias_bound)
 
 
-def _backward_inputs(steps, batch, depth, units, lengths, seed):
-    """An LSTM layer's forward buffers (the bf16 loop's) and a d_out, for lstm_backward."""
+def _backward_inputs(steps, batch, depth, units, lengths, seed, zero_h0=False):
+    """An LSTM layer's forward buffers (the bf16 loop's) and a d_out, for lstm_backward;
+    zero_h0: a zero initial state, and the forward told so."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(steps, batch, depth, generator=gen)
     kernel = 0.3 * torch.randn(depth + units, 4 * units, generator=gen)
     bias = torch.randn(4 * units, generator=gen)
     c0, h0 = torch.randn(batch, units, generator=gen), torch.randn(batch, units, generator=gen)
+    if zero_h0:
+        c0, h0 = torch.zeros_like(c0), torch.zeros_like(h0)
     lens = None if lengths is None else torch.tensor(lengths)
     bs = _fused_kernels.batch_sizes(lens, batch, steps)  # rows sorted longest first
     gates, cs, hs, tcs, *_ = _fused_kernels.lstm_forward(
-        x, c0, h0, kernel, bias, lens, bs, "tanh", True
+        x, c0, h0, kernel, bias, lens, bs, "tanh", True, zero_h0=zero_h0
     )
     d_out = torch.randn(steps, batch, units, generator=gen)
     buffers = (d_out, c0, h0, gates, cs, tcs, kernel[depth:], bs, 0, False, True, True)
@@ -146,6 +152,81 @@ def test_the_backward_loop_computes_the_weight_gradient(ops, steps, batch, lengt
     for t in (0, 1):
         live = buffers[7][t]
         assert torch.equal(ring[t, :live], d_gates[t, :live])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "steps, batch, lengths",
+    [(1, 37, None), (2, 37, None), (3, 128, None), (7, 40, [7] * 9 + [5] * 14 + [2] * 16 + [0])],
+)
+def test_a_zero_state_skips_the_products_of_h0(ops, steps, batch, lengths, threads):
+    """zero_h0 (dynamic_rnn made the state: initial_state=None): step 0 leaves out h_{-1} W_h in
+    the forward and the h rows' products of step 0 in the weight gradient. The same buffers as
+    without the flag (only zero products are left out), and the weight gradient within the
+    float32 accumulation bound of the float64 product of the rounded operands; one step alone
+    (the h rows then get no product at all: zeros, d_kernel starting as NaN), a chunk of 128
+    pairs split at step 0, shrinking batches, two threads."""
+    depth, units = 5, 16
+    seed = steps + batch
+    x, hs, kernel, buffers = _backward_inputs(steps, batch, depth, units, lengths, seed, True)
+    d_kernel, d_bias = torch.full_like(kernel, float("nan")), torch.full((4 * units,), 7.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        d_gates, *_ = ops.lstm_backward(*buffers, x, hs, d_kernel, d_bias, True, True)
+        full_k, full_b = torch.empty_like(kernel), torch.empty(4 * units)
+        ops.lstm_backward(*buffers, x, hs, full_k, full_b)  # zero_h0=False: every product
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(d_kernel, full_k) and torch.equal(d_bias, full_b)
+    a = torch.cat([_bf16(x), _bf16(hs[:steps])], dim=2).reshape(-1, depth + units)
+    d = _bf16(d_gates).reshape(-1, 4 * units)
+    want = a.t() @ d
+    bound = sum(buffers[7]) * U32 * (a.abs().t() @ d.abs())
+    assert ((d_kernel.double() - want).abs() <= bound).all()
+    assert not d_kernel[depth:].isnan().any()
+
+
+def test_a_zero_state_forward_is_the_full_one(ops):
+    """The forward with zero_h0 and a zero h0: the same gates, states and outputs as the loop
+    that multiplies h_{-1} = 0 (a step-0 mutant that skipped h at later steps, or x, fails)."""
+    gen = torch.Generator().manual_seed(11)
+    steps, batch, depth, units = 4, 13, 5, 16
+    x = torch.randn(steps, batch, depth, generator=gen)
+    kernel = 0.3 * torch.randn(depth + units, 4 * units, generator=gen)
+    bias = torch.randn(4 * units, generator=gen)
+    zero = torch.zeros(batch, units)
+    bs = _fused_kernels.batch_sizes(None, batch, steps)
+    runs = [
+        _fused_kernels.lstm_forward(x, zero, zero, kernel, bias, None, bs, "tanh", True, None, z)
+        for z in (False, True)
+    ]
+    for full, skipped in zip(*runs):
+        assert torch.equal(full, skipped)
+    with pytest.raises(RuntimeError, match=r"lstm_backward: zero_h0=True needs the weight"):
+        buffers = _backward_inputs(2, 3, 5, 16, None, 0, True)[3]
+        ops.lstm_backward(*buffers, None, None, None, None, True, True)
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_dynamic_rnn_says_when_the_state_is_its_zero_state(ops, given, monkeypatch):
+    """initial_state=None: every LSTM layer (a MultiRNNCell's too) is told its state is zeros;
+    a given initial state, zeros or not, never."""
+    monkeypatch.setattr(fused, "_BF16_OVER_ONEDNN", True)
+    told = []
+    real = _fused_kernels.lstm_layer
+
+    def lstm_layer(*args, **kwargs):
+        told.append(kwargs["zero_h0"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_fused_kernels, "lstm_layer", lstm_layer)
+    cell = MultiRNNCell([BasicLSTMCell(16), BasicLSTMCell(8)])
+    x = torch.randn(3, 5, 4)
+    state = cell.zero_state(3, torch.float32) if given else None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dynamic_rnn(cell, x, initial_state=state, impl="fused")
+    assert told == [not given, not given]
 
 
 def test_the_backward_loop_weight_gradient_is_checked(ops):
@@ -245,9 +326,9 @@ def test_the_layer_and_its_gradients_match_a_float64_loop(ops, cell_type, length
     spy = []
     real = _fused_kernels.lstm_layer
 
-    def lstm_layer(*args):
+    def lstm_layer(*args, **kwargs):
         spy.append(args[-1])
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(_fused_kernels, "lstm_layer", lstm_layer)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -289,9 +370,9 @@ def test_the_kernel_is_the_default_without_lengths(ops, monkeypatch):
     spy = []
     real = _fused_kernels.lstm_layer
 
-    def lstm_layer(*args):
+    def lstm_layer(*args, **kwargs):
         spy.append(args[-1])
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(_fused_kernels, "lstm_layer", lstm_layer)
     cell = BasicLSTMCell(16, input_size=4)
@@ -346,8 +427,9 @@ def test_the_python_loops_round_the_same_operands(ops, monkeypatch):
     one product term: < 1e-3 here)."""
     gen = torch.Generator().manual_seed(3)
     steps, batch, depth, units = 9, 5, 3, 16
-    x = torch.randn(steps, batch, depth, generator=gen).bfloat16().float()
-    kernel = (0.3 * torch.randn(depth + units, 4 * units, generator=gen)).bfloat16().float()
+    # float32 x and kernel, not rounded here: both loops round every GEMM operand themselves
+    x = torch.randn(steps, batch, depth, generator=gen)
+    kernel = 0.3 * torch.randn(depth + units, 4 * units, generator=gen)
     bias = torch.randn(4 * units, generator=gen)
     c0, h0 = torch.randn(batch, units, generator=gen), torch.randn(batch, units, generator=gen)
     bs = _fused_kernels.batch_sizes(None, batch, steps)

@@ -34,15 +34,20 @@ inline uint16_t to_bf16(float x) {
 
 // Whether the CPU has AVX512-BF16 (cpuid leaf 7, sub-leaf 1, EAX bit 5) and the AVX-512 subsets
 // the avx512 variant needs (with the OS's support for the zmm state: __builtin_cpu_supports).
+// Asked once per process: in a virtual machine the cpuid instruction traps to the hypervisor
+// (the bf16_supported op took 16 us per call here, and every bf16 op call asked it).
 bool cpu_has_bf16() {
 #if RNNFLOW_BF16
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-      !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
-    return false;
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
-  return ((eax >> 5) & 1u) != 0;
+  static const bool has = [] {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
+      return false;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+    return ((eax >> 5) & 1u) != 0;
+  }();
+  return has;
 #else
   return false;
 #endif
@@ -178,21 +183,33 @@ void bf16_rows(const float*, int64_t, int64_t, int64_t, uint32_t*, int64_t) {
 
 // w (N, K) with element (n, k) at w[n * s0 + k * s1], packed into [panels, ceil(K/2), 32] pairs
 // (int32 tensor; padding columns and the odd K's pad are zeros): each pair of K, two runs of N
-// when n is contiguous (s0 = 1, the loops' transposed views; else w is transposed into such a
-// copy first), converted 16 columns at a time by bf16_pair_rows straight into the panels
-// (rounding to nearest even as to_bf16; a subnormal weight comes out 0, which vdpbf16ps reads as
-// 0 either way). It runs at every layer call (an element at a time it was 2% of the loops' time).
+// when n is contiguous (s0 = 1, the loops' transposed views), converted 16 columns at a time by
+// bf16_pair_rows straight into the panels; when k is contiguous instead (s1 = 1: the backward
+// loop's W_h [H, 4H]), each row's pairs by bf16_rows, then spread over the panels (an ATen
+// transposed copy first took 80 us for the tutorial's 128 x 512 weight, called per layer);
+// other strides are transposed into the first form first. Rounding to nearest even as to_bf16;
+// a subnormal weight comes out 0, which vdpbf16ps reads as 0 either way. It runs at every layer
+// call (an element at a time it was 2% of the loops' time).
 Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
   const int64_t panels = (N + kBfPanel - 1) / kBfPanel, pairs = (K + 1) / 2;
   Tensor packed = at::zeros({panels, pairs, kBfPanel}, at::kInt);
   if (N == 0 || K == 0) return packed;
+  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  if (s0 != 1 && s1 == 1) {  // k contiguous: row n's pairs, then into panel n / 32's column
+    std::vector<uint32_t> row(pairs);
+    for (int64_t n = 0; n < N; ++n) {
+      bf16_rows(w + n * s0, 0, 1, K, row.data(), pairs);
+      uint32_t* dst = out + (n / kBfPanel) * pairs * kBfPanel + n % kBfPanel;
+      for (int64_t p = 0; p < pairs; ++p) dst[p * kBfPanel] = row[p];
+    }
+    return packed;
+  }
   Tensor copy;
   if (s0 != 1) {  // n contiguous: w^T [K, N] row-major
     copy = at::from_blob(const_cast<float*>(w), {N, K}, {s0, s1}, at::kFloat).t().contiguous();
     w = copy.data_ptr<float>();
     s1 = N;
   }
-  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
   for (int64_t p = 0; p < pairs; ++p)
     bf16_pair_rows(w + 2 * p * s1, 2 * p + 1 < K ? w + (2 * p + 1) * s1 : nullptr, N,
                    out + p * kBfPanel, pairs * kBfPanel, nullptr);
@@ -208,12 +225,15 @@ Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
 constexpr int64_t kBfKc = 128;
 
 // out[n, N] = a[n, pairs] packed^T (+ add) for row-major pairs a (row stride `pairs`) and a
-// weight packed whole (bf16_pack, bf16_pack2), kBfKc pairs of K at a time.
+// weight packed whole (bf16_pack, bf16_pack2), kBfKc pairs of K at a time; `used` (1 to
+// pairs; default all): only the first `used` pairs of a and of the weight.
 inline void bf16_gemm_kc(int64_t n, const uint32_t* a, int64_t pairs, const uint32_t* packed,
-                         int64_t N, const float* add, int64_t ldadd, float* c, int64_t ldc) {
-  for (int64_t k0 = 0; k0 < pairs; k0 += kBfKc) {
+                         int64_t N, const float* add, int64_t ldadd, float* c, int64_t ldc,
+                         int64_t used = -1) {
+  const int64_t run = used < 0 ? pairs : used;
+  for (int64_t k0 = 0; k0 < run; k0 += kBfKc) {
     const bool first = k0 == 0;
-    bf16_gemm(n, a + k0, kBfRows * pairs, pairs, 1, std::min(kBfKc, pairs - k0),
+    bf16_gemm(n, a + k0, kBfRows * pairs, pairs, 1, std::min(kBfKc, run - k0),
               packed + k0 * kBfPanel, pairs * kBfPanel, N, first ? add : c, first ? ldadd : ldc,
               c, ldc);
   }
@@ -255,7 +275,10 @@ Tensor bf16_pack2(const float* w0, int64_t s00, int64_t s01, int64_t K0, const f
 // stride lda0) and a1's (K1, lda1) converted side by side into one scratch row of pairs, then
 // one kernel pass. The accumulation order is that of the two products run one after the other
 // (add, a0's pairs, then a1's, each into the same float32 accumulators), so the result is the
-// same bit for bit; only the second pass over out is saved.
+// same bit for bit; only the second pass over out is saved. a1 null: a1 is known to be zeros
+// (the LSTM's h_{-1} from a zero state) and its pairs are skipped: the same values, less the
+// trailing additions of zero products (which could only turn a -0 into +0, or flush a
+// subnormal sum to 0: vdpbf16ps flushes its results).
 inline void bf16_step_gemm2(int64_t n, const float* a0, int64_t lda0, int64_t K0, const float* a1,
                             int64_t lda1, int64_t K1, const uint32_t* packed, int64_t N,
                             const float* add, int64_t ldadd, float* c, int64_t ldc) {
@@ -263,8 +286,11 @@ inline void bf16_step_gemm2(int64_t n, const float* a0, int64_t lda0, int64_t K0
   const int64_t p0 = (K0 + 1) / 2, pairs = p0 + (K1 + 1) / 2;
   if (static_cast<int64_t>(scratch.size()) < n * pairs) scratch.resize(n * pairs);
   bf16_rows(a0, lda0, n, K0, scratch.data(), pairs);
-  bf16_rows(a1, lda1, n, K1, scratch.data() + p0, pairs);
-  bf16_gemm_kc(n, scratch.data(), pairs, packed, N, add, ldadd, c, ldc);
+  if (a1)
+    bf16_rows(a1, lda1, n, K1, scratch.data() + p0, pairs);
+  else if (p0 == 0)  // no a0 either: a1's zeros run (the kernel then writes out = add)
+    std::fill(scratch.begin(), scratch.begin() + n * pairs, 0u);
+  bf16_gemm_kc(n, scratch.data(), pairs, packed, N, add, ldadd, c, ldc, a1 || p0 == 0 ? -1 : p0);
 }
 
 // One chunk of the bfloat16 weight gradient out [total, G] += [inputs]^T d over d's columns
@@ -323,6 +349,12 @@ class Bf16GradChunk {
   bool started() const { return started_; }
   const std::vector<float>& sums() const { return sums_; }
 
+  // From the next pair on, only the first `total` columns of the inputs (out's first `total`
+  // rows): the rest are known zeros (the LSTM's h_{-1} from a zero state). Call on an empty
+  // chunk (after a flush); the rows past `total` keep what earlier flushes wrote (the caller
+  // zeroes them if none did).
+  void narrow(int64_t total) { total_ = std::min(total_, total); }
+
  private:
   int64_t col0_, cols_, total_, ldout_;
   std::vector<uint32_t> dpack_, apack_, row_;
@@ -369,4 +401,5 @@ struct LoopWeightGrad {
   Tensor& d_kernel;  // [D + H, 4H]
   Tensor& d_bias;    // [4H]
   bool keep_d_gates;  // false: d_gates is not needed after the loop (no input gradient)
+  bool zero_h0;       // hs[0] is zeros (a zero state): its rows of d_kernel are zeros too
 };

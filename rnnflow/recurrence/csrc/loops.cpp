@@ -424,8 +424,10 @@ std::tuple<Tensor, Tensor> rnn_backward_any(const Tensor& d_out, const Tensor& d
 template <typename T>
 void lstm_forward_any(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
                       Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
-                      const std::vector<int64_t>& bs, int64_t a, bool bf16, uint16_t* out16) {
-  RNNFLOW_DISPATCH(lstm_forward_impl<T>(x, w_x, bias, gates, cs, hs, tcs, w, bs, a, bf16, out16))
+                      const std::vector<int64_t>& bs, int64_t a, bool bf16, uint16_t* out16,
+                      bool zero_h0) {
+  RNNFLOW_DISPATCH(
+      lstm_forward_impl<T>(x, w_x, bias, gates, cs, hs, tcs, w, bs, a, bf16, out16, zero_h0))
 }
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> lstm_backward_any(
@@ -517,9 +519,11 @@ std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_fin
 // out16 (bf16=True only; may be undefined): [>= S, B, H] bfloat16, h_t rounded to it (as
 // `Tensor.bfloat16()`) while the row is in cache, the outputs autocast hands on, instead of a
 // conversion pass over hs afterwards; rows past each step's batch size are left as they are.
+// zero_h0: the caller knows hs[0] is zeros (a zero initial state; not checked): step 0 skips
+// h_{-1} W_h (the same values: only zero products are left out).
 void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates, Tensor cs,
                   Tensor hs, Tensor tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
-                  bool onednn, bool bf16, const std::optional<Tensor>& out16) {
+                  bool onednn, bool bf16, const std::optional<Tensor>& out16, bool zero_h0) {
   constexpr const char* fn = "lstm_forward";
   const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
   check_bf16(fn, bf16, l.dtype);
@@ -544,7 +548,7 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
     o16 = reinterpret_cast<uint16_t*>(out16->data_ptr<at::BFloat16>());
   }
   AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
-    lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, l.bs, a, bf16, o16);
+    lstm_forward_any<scalar_t>(x, w_x, bias, gates, cs, hs, tcs, w, l.bs, a, bf16, o16, zero_h0);
   });
 }
 
@@ -553,13 +557,15 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
 // gradient is computed inside the loop into them (loops_isa.h, LoopWeightGrad), from x
 // [>= S, B, D] (the layer's inputs) and hs [S + 1, B, H] (lstm_forward's: hs[t] = h_{t-1}).
 // keep_d_gates=False (with them only): no input gradient will need d_gates, and the returned
-// one holds the last two steps' rows only ([min(S, 2), B, 4H]).
+// one holds the last two steps' rows only ([min(S, 2), B, 4H]). zero_h0 (with them only): hs[0]
+// is zeros (a zero initial state; not checked), so d_kernel's h rows take no products from
+// step 0 (the same values: only zero products are left out).
 std::tuple<Tensor, Tensor, Tensor> lstm_backward(
     const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
     const Tensor& cs, const Tensor& tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
     bool onednn, bool need_h0, bool bf16, const std::optional<Tensor>& x,
     const std::optional<Tensor>& hs, const std::optional<Tensor>& d_kernel,
-    const std::optional<Tensor>& d_bias, bool keep_d_gates) {
+    const std::optional<Tensor>& d_bias, bool keep_d_gates, bool zero_h0) {
   constexpr const char* fn = "lstm_backward";
   const Layer l = check_layer(fn, a, cs, "cs", batch_sizes);
   check_bf16(fn, bf16, l.dtype);
@@ -588,8 +594,10 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(
                 ": d_kernel and d_bias must be contiguous");
     dk = *d_kernel;
     db = *d_bias;
-    wg.emplace(LoopWeightGrad{*x, *hs, dk, db, keep_d_gates});
+    wg.emplace(LoopWeightGrad{*x, *hs, dk, db, keep_d_gates, zero_h0});
   }
+  TORCH_CHECK(!zero_h0 || wg, "rnnflow_loops.", fn,
+              ": zero_h0=True needs the weight gradient in the loop (x, hs, d_kernel, d_bias)");
   TORCH_CHECK(keep_d_gates || wg, "rnnflow_loops.", fn,
               ": keep_d_gates=False needs the weight gradient in the loop (x, hs, d_kernel, "
               "d_bias)");
@@ -911,11 +919,12 @@ TORCH_LIBRARY(rnnflow_loops, m) {
         "int act, bool onednn, bool need_h0) -> (Tensor, Tensor)");
   m.def("lstm_forward(Tensor x, Tensor w_x, Tensor bias, Tensor(a!) gates, Tensor(b!) cs, "
         "Tensor(c!) hs, Tensor(d!) tcs, Tensor w, int[] batch_sizes, int act, bool onednn, "
-        "bool bf16=False, Tensor(e!)? out16=None) -> ()");
+        "bool bf16=False, Tensor(e!)? out16=None, bool zero_h0=False) -> ()");
   m.def("lstm_backward(Tensor d_out, Tensor d_final_c, Tensor d_final_h, Tensor gates, "
         "Tensor cs, Tensor tcs, Tensor w, int[] batch_sizes, int act, bool onednn, bool need_h0, "
         "bool bf16=False, Tensor? x=None, Tensor? hs=None, Tensor(f!)? d_kernel=None, "
-        "Tensor(g!)? d_bias=None, bool keep_d_gates=True) -> (Tensor, Tensor, Tensor)");
+        "Tensor(g!)? d_bias=None, bool keep_d_gates=True, bool zero_h0=False) -> "
+        "(Tensor, Tensor, Tensor)");
   m.def("rnn_infer(Tensor x, Tensor w_x, Tensor bias, Tensor w_h, Tensor h0, int[] batch_sizes, "
         "int act, bool batch_major) -> (Tensor, Tensor)");
   m.def("lstm_infer(Tensor x, Tensor w_x, Tensor bias, Tensor w_h, Tensor c0, Tensor h0, "

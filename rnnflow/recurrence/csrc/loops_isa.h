@@ -530,11 +530,13 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
 // x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
 // h W_h, written here, activated in place), cs [S+1, B, H] (cs[0] = c0), hs [S+1, B, H]
 // (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. (No-grad runs: lstm_infer_impl.)
+// zero_h0: the caller knows h0 is zeros (a zero state), so step 0 skips h_{-1} W_h (adding
+// zero products changes no value).
 template <typename T>
 void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
                        Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
                        const std::vector<int64_t>& bs, int64_t a, bool bf16,
-                       uint16_t* out16) {
+                       uint16_t* out16, bool zero_h0) {
   const int64_t units = hs.size(2), width = 4 * units, depth = x.size(2), batch = hs.size(1);
   // bf16 (float32 only): both products in bfloat16 (x and w_x arrive rounded to it, so each
   // product is exact in float32 either way and only the summation order differs from the
@@ -564,14 +566,15 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
         const int64_t n = std::min(bs[t], r1) - r0;
         if (n <= 0) break;
         T* g = G[t] + r0 * width;
+        const bool h_zero = zero_h0 && t == 0;
         if constexpr (std::is_same_v<T, float>) {
-          if (joint)  // x_t W_x + h_{t-1} W_h + b
-            bf16_step_gemm2(n, X[t] + r0 * depth, depth, depth, Hs[t] + at, units, units, pw,
-                            width, b, 0, g, width);
+          if (joint)  // x_t W_x + h_{t-1} W_h + b (h_{-1} = 0: its pairs skipped)
+            bf16_step_gemm2(n, X[t] + r0 * depth, depth, depth, h_zero ? nullptr : Hs[t] + at,
+                            units, units, pw, width, b, 0, g, width);
         }
         if (!joint) {
           (*gemm_x)(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
-          (*gemm)(n, Hs[t] + at, units, g, width, g, width);
+          if (!h_zero) (*gemm)(n, Hs[t] + at, units, g, width, g, width);
         }
         const T* c_prev = C[t] + at;
         T* c_new = C[t + 1] + at;
@@ -694,13 +697,20 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
           if (wg) {  // the step's rows into the weight gradient, two at a time
             const float* xt = wg->x.data_ptr<float>() + t * wg->x.stride(0) + r0 * depth;
             const float* ht = wg->hs.data_ptr<float>() + t * wg->hs.stride(0) + at;
+            const bool h_zero = wg->zero_h0 && t == 0;
+            if (h_zero) {  // h_{-1} = 0: from here on the x rows only
+              chunk->flush(part_k.data_ptr<float>());
+              if (!chunk->started()) part_k.narrow(0, depth, units).zero_();
+              chunk->narrow(depth);
+            }
             for (int64_t b = 0; b < n; b += 2) {
               const bool pair = b + 1 < n;
               const Bf16GradChunk::Part parts[2] = {
                   {xt + b * depth, pair ? xt + (b + 1) * depth : nullptr, depth},
                   {ht + b * units, pair ? ht + (b + 1) * units : nullptr, units}};
               if (chunk->full()) chunk->flush(part_k.data_ptr<float>());
-              chunk->add(dg + b * width, pair ? dg + (b + 1) * width : nullptr, parts, 2);
+              chunk->add(dg + b * width, pair ? dg + (b + 1) * width : nullptr, parts,
+                         h_zero ? 1 : 2);
             }
           }
         }
