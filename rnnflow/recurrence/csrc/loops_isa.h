@@ -211,63 +211,12 @@ constexpr int chains() {
   return R * 4 <= kRows ? 4 : (R * 2 <= kRows ? 2 : 1);
 }
 
-// The left operand of a product, rows offset by the caller: element (r, k) at a[r * lda + k * ak]
-// for k < K, then, when K2 > 0, K2 more columns from a second block, element (r, K + k) at
-// a2[r * lda2 + k]: the LSTM's [x_t | h_{t-1}] multiplied by [W_x; W_h] packed together, without
-// copying the two side by side.
-struct Left {
-  const float* a;
-  int64_t lda, ak, K;
-  const float* a2 = nullptr;
-  int64_t lda2 = 0, K2 = 0;
-  Left rows(int64_t i) const {
-    return {a + i * lda, lda, ak, K, a2 ? a2 + i * lda2 : nullptr, lda2, K2};
-  }
-  int64_t depth() const { return K + K2; }
-};
-
-// acc[ch] += a[:, k] panel[k, :] for k < K with k = ch (mod C), C independent chains (C = 1: one
-// chain, k in order).
-template <int R, int C>
-[[gnu::always_inline]] inline void accumulate(Vec (&acc)[C][R][kNv], const float* a, int64_t lda,
-                                              int64_t ak, const float* panel, int64_t ldp,
-                                              int64_t K) {
-  int64_t k = 0;
-  for (; k + C <= K; k += C) {
-#pragma GCC unroll 4
-    for (int ch = 0; ch < C; ++ch) {
-      Vec b[kNv];
-#pragma GCC unroll 4
-      for (int v = 0; v < kNv; ++v) b[v] = load(panel + (k + ch) * ldp + v * kLanes);
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        const float av = a[r * lda + (k + ch) * ak];  // scalar * vector: broadcast (not 0 + av)
-#pragma GCC unroll 4
-        for (int v = 0; v < kNv; ++v) acc[ch][r][v] += av * b[v];
-      }
-    }
-  }
-  if constexpr (C > 1) {
-    for (; k < K; ++k) {
-      Vec b[kNv];
-#pragma GCC unroll 4
-      for (int v = 0; v < kNv; ++v) b[v] = load(panel + k * ldp + v * kLanes);
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        const float av = a[r * lda + k * ak];
-#pragma GCC unroll 4
-        for (int v = 0; v < kNv; ++v) acc[0][r][v] += av * b[v];
-      }
-    }
-  }
-}
-
-// c[r, :kPanel] = a[r, :] . panel + add[r, :kPanel] for r < R (add may be null, or c): a's
-// columns (both blocks of Left) against the panel's rows [0, K + K2). Rows or columns of a
-// contiguous run at the same speed. A block of few rows splits K over C = chains<R>() chains.
+// The kernel below for a block of R rows with C = chains<R>() > 1: k = c (mod C) accumulates
+// into chain c.
 template <int R>
-inline void panel_kernel(const Left& a, const float* panel, int64_t ldp, const float* add,
-                         int64_t ldadd, float* c, int64_t ldc) {
+inline void panel_kernel_chains(const float* a, int64_t lda, int64_t ak, const float* panel,
+                                int64_t ldp, int64_t K, const float* add, int64_t ldadd, float* c,
+                                int64_t ldc) {
   constexpr int C = chains<R>();
   Vec acc[C][R][kNv];
 #pragma GCC unroll 16
@@ -278,8 +227,32 @@ inline void panel_kernel(const Left& a, const float* panel, int64_t ldp, const f
 #pragma GCC unroll 4
       for (int ch = 1; ch < C; ++ch) acc[ch][r][v] = Vec{};
     }
-  accumulate<R, C>(acc, a.a, a.lda, a.ak, panel, ldp, a.K);
-  if (a.K2 > 0) accumulate<R, C>(acc, a.a2, a.lda2, 1, panel + a.K * ldp, ldp, a.K2);
+  int64_t k = 0;
+  for (; k + C <= K; k += C) {
+#pragma GCC unroll 4
+    for (int ch = 0; ch < C; ++ch) {
+      Vec b[kNv];
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) b[v] = load(panel + (k + ch) * ldp + v * kLanes);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const float av = a[r * lda + (k + ch) * ak];
+#pragma GCC unroll 4
+        for (int v = 0; v < kNv; ++v) acc[ch][r][v] += av * b[v];
+      }
+    }
+  }
+  for (; k < K; ++k) {
+    Vec b[kNv];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) b[v] = load(panel + k * ldp + v * kLanes);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const float av = a[r * lda + k * ak];
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) acc[0][r][v] += av * b[v];
+    }
+  }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
@@ -290,15 +263,46 @@ inline void panel_kernel(const Left& a, const float* panel, int64_t ldp, const f
     }
 }
 
+// c[r, :kPanel] = a[r, :K] . panel + add[r, :kPanel] for r < R (add may be null, or c). a's
+// element (r, k) is a[r * lda + k * ak]: rows or columns contiguous run at the same speed.
+template <int R>
+inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* panel, int64_t ldp,
+                         int64_t K, const float* add, int64_t ldadd, float* c, int64_t ldc) {
+  if constexpr (chains<R>() > 1) {
+    return panel_kernel_chains<R>(a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
+  }
+  Vec acc[R][kNv];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) acc[r][v] = add ? load(add + r * ldadd + v * kLanes) : Vec{};
+  for (int64_t k = 0; k < K; ++k) {
+    Vec b[kNv];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) b[v] = load(panel + k * ldp + v * kLanes);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const float av = a[r * lda + k * ak];  // scalar * vector: broadcast (not 0 + av, an add)
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) acc[r][v] += av * b[v];
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) store(c + r * ldc + v * kLanes, acc[r][v]);
+}
+
 // The row remainder (fewer than kRows rows) picks its kernel at run time.
 template <int R>
-inline void panel_tail(int rows_left, const Left& a, const float* panel, int64_t ldp,
-                       const float* add, int64_t ldadd, float* c, int64_t ldc) {
+inline void panel_tail(int rows_left, const float* a, int64_t lda, int64_t ak, const float* panel,
+                       int64_t ldp, int64_t K, const float* add, int64_t ldadd, float* c,
+                       int64_t ldc) {
   if constexpr (R > 0) {
     if (rows_left == R)
-      panel_kernel<R>(a, panel, ldp, add, ldadd, c, ldc);
+      panel_kernel<R>(a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
     else
-      panel_tail<R - 1>(rows_left, a, panel, ldp, add, ldadd, c, ldc);
+      panel_tail<R - 1>(rows_left, a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
   }
 }
 
@@ -321,21 +325,22 @@ inline void pack_panel(const float* w, int64_t s0, int64_t s1, int64_t N, int64_
 }
 
 // out[:, panel p's columns] = a . panel (+ add) for all n rows of a, a register block at a time.
-// panel [a.depth()][kPanel] holds the rows of the K dimension that a's columns meet (a and add
-// are offset by the caller). A partial last panel (N not a multiple of kPanel) goes through a
-// block on the stack, so no column past N is read or written.
-inline void panel_rows(int64_t n, const Left& a, const float* panel, int64_t ldp, const float* add,
-                       int64_t ldadd, float* out, int64_t ldc, int64_t p, int64_t N) {
+// panel [kc][kPanel] holds rows [0, kc) of the K dimension (a and add are offset by the caller).
+// A partial last panel (N not a multiple of kPanel) goes through a block on the stack, so no
+// column past N is read or written.
+inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const float* panel,
+                       int64_t ldp, int64_t kc, const float* add, int64_t ldadd, float* out, int64_t ldc,
+                       int64_t p, int64_t N) {
   const int64_t col = p * kPanel, width = std::min(kPanel, N - col);
   const float* add_col = add ? add + col : nullptr;
   float* out_col = out + col;
   if (width == kPanel) {
     int64_t i = 0;
     for (; i + kRows <= n; i += kRows)
-      panel_kernel<kRows>(a.rows(i), panel, ldp, add_col ? add_col + i * ldadd : nullptr, ldadd,
-                          out_col + i * ldc, ldc);
+      panel_kernel<kRows>(a + i * lda, lda, ak, panel, ldp, kc, add_col ? add_col + i * ldadd : nullptr,
+                          ldadd, out_col + i * ldc, ldc);
     if (i < n)
-      panel_tail<kRows - 1>(static_cast<int>(n - i), a.rows(i), panel, ldp,
+      panel_tail<kRows - 1>(static_cast<int>(n - i), a + i * lda, lda, ak, panel, ldp, kc,
                             add_col ? add_col + i * ldadd : nullptr, ldadd, out_col + i * ldc,
                             ldc);
     return;
@@ -347,7 +352,7 @@ inline void panel_rows(int64_t n, const Left& a, const float* panel, int64_t ldp
     if (add_col)
       for (int r = 0; r < rows; ++r)
         std::memcpy(block + r * kPanel, add_col + (i + r) * ldadd, width * sizeof(float));
-    panel_tail<kRows>(rows, a.rows(i), panel, ldp, block, kPanel, block, kPanel);
+    panel_tail<kRows>(rows, a + i * lda, lda, ak, panel, ldp, kc, block, kPanel, block, kPanel);
     for (int r = 0; r < rows; ++r)
       std::memcpy(out_col + (i + r) * ldc, block + r * kPanel, width * sizeof(float));
   }
@@ -368,7 +373,7 @@ class StepWeight {
   // operands to bfloat16 and run the AVX512-BF16 kernel (bf16_gemm.h), w packed once here.
   explicit StepWeight(const Tensor& w, int64_t max_rows = std::numeric_limits<int64_t>::max(),
                       bool bf16 = false)
-      : w_(w.detach()), depth_(w_.size(1)) {
+      : w_(w.detach()) {
     if constexpr (std::is_same_v<T, float>) {
       if (bf16) {
         bf16_ = true;
@@ -377,26 +382,10 @@ class StepWeight {
         return;
       }
       direct_ = max_rows <= kRows && w_.size(0) % kPanel == 0 && w_.stride(0) == 1;
-      if (!direct_) pack({w_});
+      if (!direct_) pack();
     } else {
       w_ = w_.contiguous();  // ATen's addmm wants a dense weight
     }
-  }
-
-  // float32: the LSTM's two weights w_x [N, D] and w [N, H] packed as one [N, D + H] (each
-  // panel's D rows of w_x, then its H rows of w), for `joint`.
-  StepWeight(const Tensor& w_x, const Tensor& w) : w_(w.detach()), depth_(w_x.size(1) + w.size(1)) {
-    static_assert(std::is_same_v<T, float>, "the joint weight is float32's");
-    pack({w_x.detach(), w_});
-  }
-
-  // out = [x | h] [w_x; w]^T + add over n rows (the joint constructor's weight): one pass of
-  // the kernel over each panel, so the step's gates block is written once, not written by
-  // x W_x and then read back and rewritten by h W_h.
-  void joint(int64_t n, const float* x, int64_t ldx, const float* h, int64_t ldh, const float* add,
-             int64_t ldadd, float* out, int64_t ldc) const {
-    const int64_t d = depth_ - w_.size(1);
-    if (n > 0) run(n, Left{x, ldx, 1, d, h, ldh, w_.size(1)}, add, ldadd, out, ldc);
   }
 
   void operator()(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
@@ -407,7 +396,7 @@ class StepWeight {
         return bf16_step_gemm(n, a, lda, w_.size(1),
                               reinterpret_cast<const uint32_t*>(packed_.data_ptr<int32_t>()),
                               w_.size(0), add, ldadd, out, ldc);
-      return run(n, Left{a, lda, 1, depth_}, add, ldadd, out, ldc);
+      return run(n, a, lda, 1, add, ldadd, out, ldc);
     } else {
       library(n, a, lda, add, ldadd, out, ldc);
     }
@@ -415,19 +404,18 @@ class StepWeight {
 
   const float* packed_data() const { return packed_.data_ptr<float>(); }
 
-  // The packed GEMM over n rows of a; add's row stride may be 0 (a bias). (Walking a panel
-  // taller than L1 in chunks of K, each over all rows while it stays in L1, was measured for
-  // the LSTM backward's K = 512: no faster, docs/PERFORMANCE.md.)
-  void run(int64_t n, const Left& a, const float* add, int64_t ldadd, float* out,
-           int64_t ldc) const {
-    const int64_t K = depth_, N = w_.size(0), panels = (N + kPanel - 1) / kPanel;
+  // The packed GEMM with a's element (r, k) at a[r * lda + k * ak]; add's row stride may be 0
+  // (a bias).
+  void run(int64_t n, const float* a, int64_t lda, int64_t ak, const float* add, int64_t ldadd,
+           float* out, int64_t ldc) const {
+    const int64_t K = w_.size(1), N = w_.size(0), panels = (N + kPanel - 1) / kPanel;
     // panel p, row k: packed at pw[(p * K + k) * kPanel], in place at w[p * kPanel + k * s1]
     const float* pw = direct_ ? w_.data_ptr<float>() : packed_.data_ptr<float>();
     const int64_t ldp = direct_ ? w_.stride(1) : kPanel, step = direct_ ? kPanel : K * kPanel;
     const int64_t grain = std::max<int64_t>(1, kMacsPerThread / std::max<int64_t>(1, n * K * kPanel));
     at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p)
-        panel_rows(n, a, pw + p * step, ldp, add, ldadd, out, ldc, p, N);
+        panel_rows(n, a, lda, ak, pw + p * step, ldp, K, add, ldadd, out, ldc, p, N);
     });
   }
 
@@ -447,22 +435,15 @@ class StepWeight {
     }
   }
 
-  // parts [N, K_i], packed side by side on K: panel p holds each part's K_i rows in turn.
-  void pack(std::initializer_list<Tensor> parts) {
-    const int64_t N = w_.size(0), K = depth_, panels = (N + kPanel - 1) / kPanel;
+  void pack() {
+    const int64_t N = w_.size(0), K = w_.size(1), panels = (N + kPanel - 1) / kPanel;
     packed_ = at::empty({panels, K, kPanel}, w_.options());
-    for (int64_t p = 0; p < panels; ++p) {
-      float* dst = packed_.data_ptr<float>() + p * K * kPanel;
-      for (const Tensor& part : parts) {
-        pack_panel(part.data_ptr<float>(), part.stride(0), part.stride(1), N, p, 0, part.size(1),
-                   dst);
-        dst += part.size(1) * kPanel;
-      }
-    }
+    for (int64_t p = 0; p < panels; ++p)
+      pack_panel(w_.data_ptr<float>(), w_.stride(0), w_.stride(1), N, p, 0, K,
+                 packed_.data_ptr<float>() + p * K * kPanel);
   }
 
   Tensor w_;
-  int64_t depth_;  // K: w's columns (the joint weight: D + H)
   Tensor packed_;  // [panels, K, kPanel] float32 unless direct_ (bf16_: bf16_pack's pairs)
   bool direct_ = false;
   bool bf16_ = false;
@@ -561,16 +542,11 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
   // (bf16_step_gemm2): the gates block is written once per step instead of twice (the same
   // bits as the two products one after the other; the forward loop 2-4% faster, measured).
   const bool joint = std::is_same_v<T, float> && bf16;
-  // float32 likewise: x_t W_x + h_{t-1} W_h + b in one pass of the packed kernel over
-  // [W_x; W_h] (StepWeight::joint), the gates block written once per step.
-  const bool joint32 = std::is_same_v<T, float> && !bf16;
   Tensor packed;
   std::optional<StepWeight<T>> gemm, gemm_x;
   if (joint) {
     packed = bf16_pack2(w_x.data_ptr<float>(), w_x.stride(0), w_x.stride(1), depth,
                         w.data_ptr<float>(), w.stride(0), w.stride(1), units, width);
-  } else if (joint32) {
-    if constexpr (std::is_same_v<T, float>) gemm.emplace(w_x, w);
   } else {
     gemm.emplace(w, std::numeric_limits<int64_t>::max(), bf16);
     gemm_x.emplace(w_x, std::numeric_limits<int64_t>::max(), bf16);
@@ -593,11 +569,7 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
             bf16_step_gemm2(n, X[t] + r0 * depth, depth, depth, Hs[t] + at, units, units, pw,
                             width, b, 0, g, width);
         }
-        if constexpr (std::is_same_v<T, float>) {
-          if (joint32)  // x_t W_x + h_{t-1} W_h + b
-            gemm->joint(n, X[t] + r0 * depth, depth, Hs[t] + at, units, b, 0, g, width);
-        }
-        if (!joint && !joint32) {
+        if (!joint) {
           (*gemm_x)(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
           (*gemm)(n, Hs[t] + at, units, g, width, g, width);
         }
@@ -1135,7 +1107,7 @@ inline void linear_impl(const Tensor& a, const Tensor& w, const float* padd, int
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t i0 = c * kChunk, rows = std::min(kChunk, n - i0);
         for (int64_t p = 0; p < panels; ++p)
-          panel_rows(rows, Left{pa + i0 * lda, lda, ak, K}, pw + p * K * kPanel, kPanel,
+          panel_rows(rows, pa + i0 * lda, lda, ak, pw + p * K * kPanel, kPanel, K,
                      padd ? padd + i0 * ldadd : nullptr, ldadd, pc + i0 * N, N, p, N);
       }
     });
@@ -1155,8 +1127,8 @@ inline void linear_impl(const Tensor& a, const Tensor& w, const float* padd, int
       const bool first = k0 == 0;
       for (int64_t p = p0; p < p1; ++p) {
         pack_panel(pw, w.stride(0), w.stride(1), N, p, k0, kc, buf);
-        panel_rows(n, Left{pa + k0 * ak, lda, ak, kc}, buf, kPanel, first ? padd : pc,
-                   first ? ldadd : N, pc, N, p, N);
+        panel_rows(n, pa + k0 * ak, lda, ak, buf, kPanel, kc, first ? padd : pc, first ? ldadd : N, pc,
+                   N, p, N);
       }
     }
   });
@@ -1194,8 +1166,8 @@ inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_k
           // a = x^T: element (r, k) = x[k][r]
           const int64_t lda = x.stride(1), ak = x.stride(0), n = x.size(1);
           float* o = out + row * G;
-          panel_rows(n, Left{x.data_ptr<float>() + k0 * ak, lda, ak, kc}, buf, kPanel,
-                     k0 ? o : nullptr, G, o, G, p, G);
+          panel_rows(n, x.data_ptr<float>() + k0 * ak, lda, ak, buf, kPanel, kc, k0 ? o : nullptr, G, o,
+                     G, p, G);
           row += n;
         }
       }

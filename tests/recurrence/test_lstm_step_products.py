@@ -1,10 +1,9 @@
-"""The float32 LSTM forward loop's step product, x_t W_x + h_{t-1} W_h + b in one pass of the
-packed kernel over [W_x; W_h] packed together (csrc/loops_isa.h ``StepWeight::joint``), for
-every kernel variant, against the same LSTM computed in float64 with torch's matmul: the input
-depth and the units not multiples of anything (the two blocks of K meet anywhere in a panel),
-4H not a multiple of the panel width, 1 row (the kernel's independent chains, K not a multiple
-of their number), an odd batch (a partial register block) and a batch that shrinks mid-sequence.
-"""
+"""The float32 LSTM forward loop's step products, x_t W_x + b then h_{t-1} W_h added into the
+same gates block (csrc/loops_isa.h ``lstm_forward_impl``, the packed kernel), for every kernel
+variant, against the same LSTM computed in float64 with torch's matmul: input depths and units
+that are multiples of nothing, 4H not a multiple of the panel width, 1 row (the kernel's
+independent chains, K not a multiple of their number), an odd batch (a partial register block)
+and a batch that shrinks mid-sequence."""
 
 from __future__ import annotations
 
@@ -49,7 +48,7 @@ def lstm_float64(x, w_x, w_h, bias, bs):
     ],
     ids=["1row-D1-H5", "1row-D33-H8", "odd-shrinking-H37", "one-block-H16", "25rows-H128"],
 )
-def test_joint_step_product_matches_float64(batch, depth, units, bs, packed):
+def test_step_products_match_float64(batch, depth, units, bs, packed):
     ops = packed
     torch.manual_seed(0)
     steps = len(bs)
@@ -70,7 +69,7 @@ def test_joint_step_product_matches_float64(batch, depth, units, bs, packed):
 
 
 @pytest.mark.parametrize("layout", ["rows", "columns"])
-def test_joint_step_product_reads_weights_of_any_layout(layout, packed):
+def test_step_products_read_weights_of_any_layout(layout, packed):
     """w_x and w_h as the loop receives them (views of the TF kernel's rows, transposed) or
     dense: the packing reads both through their strides."""
     ops = packed
