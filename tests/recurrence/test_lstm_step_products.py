@@ -1,9 +1,10 @@
-"""The float32 LSTM forward loop's step products, x_t W_x + b then h_{t-1} W_h added into the
-same gates block (csrc/loops_isa.h ``lstm_forward_impl``, the packed kernel), for every kernel
-variant, against the same LSTM computed in float64 with torch's matmul: input depths and units
-that are multiples of nothing, 4H not a multiple of the panel width, 1 row (the kernel's
-independent chains, K not a multiple of their number), an odd batch (a partial register block)
-and a batch that shrinks mid-sequence."""
+"""The float32 LSTM forward loop's step product, [x_t | h_{t-1}] [W_x; W_h] + b: each step's rows
+copied side by side and multiplied by the two weights packed as one (csrc/loops_isa.h
+``lstm_forward_impl``, ``StepWeight``'s joint constructor), for every kernel variant, against
+the same LSTM computed in float64 with torch's matmul: input depths and units that are
+multiples of nothing, 4H not a multiple of the panel width, 1 row (the kernel's independent
+chains, K not a multiple of their number), an odd batch (a partial register block) and a batch
+that shrinks mid-sequence."""
 
 from __future__ import annotations
 
