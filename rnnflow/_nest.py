@@ -85,16 +85,20 @@ def pack_sequence_as(structure: Any, flat: Sequence[Any]) -> Any:
     if len(flat) != n_expected:
         raise ValueError(f"pack_sequence_as: structure has {n_expected} leaves, got {len(flat)}")
 
-    def build(node: Any, pos: int) -> tuple[Any, int]:
-        if not is_sequence(node):
-            return flat[pos], pos + 1
-        items = []
-        for child in children(node):
-            item, pos = build(child, pos)
-            items.append(item)
-        return _rebuild(node, items), pos
+    return _build(structure, flat, 0)[0]
 
-    return build(structure, 0)[0]
+
+def _build(node: Any, flat: list[Any], pos: int) -> tuple[Any, int]:
+    """``node`` rebuilt from ``flat[pos:]``, and the position after its leaves. Module-level, not
+    a closure: a nested function that calls itself is a reference cycle that keeps ``flat`` (a
+    step's outputs, and the buffers they view) alive until the garbage collector runs."""
+    if not is_sequence(node):
+        return flat[pos], pos + 1
+    items = []
+    for child in children(node):
+        item, pos = _build(child, flat, pos)
+        items.append(item)
+    return _rebuild(node, items), pos
 
 
 def same_structure(a: Any, b: Any) -> bool:

@@ -4,6 +4,8 @@ with their own type and key order (expected values as tf.nest documents them).""
 from __future__ import annotations
 
 import collections
+import gc
+import weakref
 from typing import NamedTuple
 
 import pytest
@@ -52,3 +54,24 @@ def test_unsortable_keys_are_refused():
 
 def test_describe_dicts():
     assert _nest.describe({"h": 3, "c": (4,)}, leaf=lambda n: f"<{n}>") == "{'h': <3>, 'c': (<4>,)}"
+
+
+def test_pack_sequence_as_leaves_no_reference_cycle():
+    """The leaves are freed as soon as the rebuilt structure is, without the garbage collector:
+    a reference cycle (a self-calling closure holding the leaves) kept the fused LSTM's outputs,
+    and the pooled [T+1, B, H] buffer they view, alive until gc ran, so each training step
+    page-faulted in a fresh one (~1,600 page faults per step at the tutorial size)."""
+
+    class Leaf:
+        pass
+
+    leaf = Leaf()
+    alive = weakref.ref(leaf)
+    gc.disable()
+    try:
+        packed = _nest.pack_sequence_as((0, [0, {"a": 0}]), [leaf, 1, 2])
+        assert packed[0] is leaf
+        del packed, leaf
+        assert alive() is None
+    finally:
+        gc.enable()

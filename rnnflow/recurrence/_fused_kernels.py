@@ -1,7 +1,7 @@
 """Hand-written forward and BPTT backward for one layer of each built-in cell, over all steps.
 
 Each layer is one ``torch.autograd.Function``. The forward computes the input projection of every
-step in one GEMM (the compiled LSTM loop: each step's, just before its recurrent GEMM) and keeps
+step in one GEMM (the compiled LSTM loop: each step's, with its recurrent GEMM) and keeps
 only the recurrent product ``h @ W_h`` (and the pointwise gate maths) inside the time loop,
 writing into preallocated [T, B, ...] buffers. The backward walks the steps in reverse doing only
 the unavoidable per-step work (``dgates @ W_h^T`` and pointwise products), then computes the
@@ -529,8 +529,9 @@ def _run_lstm_loop(
     x, kernel, bias, gates, cs, hs, tcs, bs, act, bf16=False, out16=None, zero_h0=False
 ) -> None:
     """The time loop, input projection included: the compiled loop projects each step's rows
-    just before its recurrent GEMM (the block is still in cache; projecting all steps first
-    wrote and re-read a 7 MB block at the tutorial size), the Python loop all steps at once."""
+    with its recurrent GEMM (in float32 one product, [x_t | h_{t-1}] [W_x; W_h]; projecting all
+    steps first wrote and re-read a 7 MB block at the tutorial size), the Python loop all steps
+    at once."""
     depth = x.shape[2]
     w_x = kernel[:depth].t()  # [4H, D], linear layout
     w_h = _recurrent_weight(kernel[depth:], x)  # [4H, H]

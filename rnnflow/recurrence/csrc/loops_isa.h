@@ -373,7 +373,7 @@ class StepWeight {
   // operands to bfloat16 and run the AVX512-BF16 kernel (bf16_gemm.h), w packed once here.
   explicit StepWeight(const Tensor& w, int64_t max_rows = std::numeric_limits<int64_t>::max(),
                       bool bf16 = false)
-      : w_(w.detach()) {
+      : w_(w.detach()), depth_(w_.size(1)) {
     if constexpr (std::is_same_v<T, float>) {
       if (bf16) {
         bf16_ = true;
@@ -382,10 +382,18 @@ class StepWeight {
         return;
       }
       direct_ = max_rows <= kRows && w_.size(0) % kPanel == 0 && w_.stride(0) == 1;
-      if (!direct_) pack();
+      if (!direct_) pack({w_});
     } else {
       w_ = w_.contiguous();  // ATen's addmm wants a dense weight
     }
+  }
+
+  // float32: the LSTM's w_x [N, D] and w [N, H] as one weight [N, D + H] (each panel's D rows
+  // of w_x, then its H rows of w): products with rows [x_t | h_{t-1}] side by side.
+  StepWeight(const Tensor& w_x, const Tensor& w)
+      : w_(w.detach()), depth_(w_x.size(1) + w.size(1)) {
+    static_assert(std::is_same_v<T, float>, "the joint weight is float32's");
+    pack({w_x.detach(), w_});
   }
 
   void operator()(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
@@ -408,7 +416,7 @@ class StepWeight {
   // (a bias).
   void run(int64_t n, const float* a, int64_t lda, int64_t ak, const float* add, int64_t ldadd,
            float* out, int64_t ldc) const {
-    const int64_t K = w_.size(1), N = w_.size(0), panels = (N + kPanel - 1) / kPanel;
+    const int64_t K = depth_, N = w_.size(0), panels = (N + kPanel - 1) / kPanel;
     // panel p, row k: packed at pw[(p * K + k) * kPanel], in place at w[p * kPanel + k * s1]
     const float* pw = direct_ ? w_.data_ptr<float>() : packed_.data_ptr<float>();
     const int64_t ldp = direct_ ? w_.stride(1) : kPanel, step = direct_ ? kPanel : K * kPanel;
@@ -435,15 +443,22 @@ class StepWeight {
     }
   }
 
-  void pack() {
-    const int64_t N = w_.size(0), K = w_.size(1), panels = (N + kPanel - 1) / kPanel;
+  // parts [N, K_i] packed side by side on K: panel p holds each part's K_i rows in turn.
+  void pack(std::initializer_list<Tensor> parts) {
+    const int64_t N = w_.size(0), K = depth_, panels = (N + kPanel - 1) / kPanel;
     packed_ = at::empty({panels, K, kPanel}, w_.options());
-    for (int64_t p = 0; p < panels; ++p)
-      pack_panel(w_.data_ptr<float>(), w_.stride(0), w_.stride(1), N, p, 0, K,
-                 packed_.data_ptr<float>() + p * K * kPanel);
+    for (int64_t p = 0; p < panels; ++p) {
+      float* dst = packed_.data_ptr<float>() + p * K * kPanel;
+      for (const Tensor& part : parts) {
+        pack_panel(part.data_ptr<float>(), part.stride(0), part.stride(1), N, p, 0, part.size(1),
+                   dst);
+        dst += part.size(1) * kPanel;
+      }
+    }
   }
 
   Tensor w_;
+  int64_t depth_;  // K: w's columns (the joint weight's: D + H)
   Tensor packed_;  // [panels, K, kPanel] float32 unless direct_ (bf16_: bf16_pack's pairs)
   bool direct_ = false;
   bool bf16_ = false;
@@ -544,11 +559,21 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
   // (bf16_step_gemm2): the gates block is written once per step instead of twice (the same
   // bits as the two products one after the other; the forward loop 2-4% faster, measured).
   const bool joint = std::is_same_v<T, float> && bf16;
-  Tensor packed;
+  // float32 likewise: each step's rows [x_t | h_{t-1}] copied side by side into `xh` (78 KB a
+  // step at the tutorial's size) and multiplied by [W_x; W_h] packed as one weight, one pass
+  // of the unchanged kernel: the gates block is written once, not written by x_t W_x and then
+  // read back by h_{t-1} W_h (a full register block sums k in the same order, so the same
+  // bits; docs/PERFORMANCE.md, fifth round).
+  const bool joint32 = std::is_same_v<T, float> && !bf16;
+  const int64_t ldxh = depth + units;
+  Tensor packed, xh;
   std::optional<StepWeight<T>> gemm, gemm_x;
   if (joint) {
     packed = bf16_pack2(w_x.data_ptr<float>(), w_x.stride(0), w_x.stride(1), depth,
                         w.data_ptr<float>(), w.stride(0), w.stride(1), units, width);
+  } else if constexpr (std::is_same_v<T, float>) {
+    gemm.emplace(w_x, w);
+    xh = at::empty({batch, ldxh}, x.options());
   } else {
     gemm.emplace(w, std::numeric_limits<int64_t>::max(), bf16);
     gemm_x.emplace(w_x, std::numeric_limits<int64_t>::max(), bf16);
@@ -572,7 +597,16 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
             bf16_step_gemm2(n, X[t] + r0 * depth, depth, depth, h_zero ? nullptr : Hs[t] + at,
                             units, units, pw, width, b, 0, g, width);
         }
-        if (!joint) {
+        if (joint32) {  // [x_t | h_{t-1}] [W_x; W_h] + b
+          T* rows = xh.data_ptr<T>() + r0 * ldxh;
+          const T* xt = X[t] + r0 * depth;
+          const T* hp = Hs[t] + at;
+          for (int64_t r = 0; r < n; ++r) {
+            std::memcpy(rows + r * ldxh, xt + r * depth, depth * sizeof(T));
+            std::memcpy(rows + r * ldxh + depth, hp + r * units, units * sizeof(T));
+          }
+          (*gemm)(n, rows, ldxh, b, 0, g, width);
+        } else if (!joint) {
           (*gemm_x)(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
           if (!h_zero) (*gemm)(n, Hs[t] + at, units, g, width, g, width);
         }
