@@ -29,7 +29,6 @@ taken from the activation's output: tanh 1 - y^2, sigmoid y (1 - y), relu [y > 0
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -767,21 +766,12 @@ def rnn_layer(x, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor]:
 def bf16_loops(x: Tensor) -> bool:
     """Whether the compiled LSTM loop's bfloat16 step GEMM (AVX512-BF16, ``csrc/bf16_gemm.h``)
     runs here: a CPU tensor, the compiled loops with the avx512 variant (``RNNFLOW_ISA=avx2`` or
-    ``generic`` never reach it) on a CPU with AVX512-BF16. Asked at every call; the op's answer
-    is kept per variant (``_ext.loops()`` runs the one ``RNNFLOW_ISA`` names, or the widest,
-    at every call; the op call cost 16 us, twice per training step)."""
+    ``generic`` never reach it) on a CPU with AVX512-BF16. Asked at every call (the op asks
+    cpuid once per process: 0.5 us per call)."""
     if x.device.type != "cpu":
         return False
     ops = _ext.loops()
-    if ops is None:
-        return False
-    key = (ops, os.environ.get("RNNFLOW_ISA", ""))
-    if key not in _BF16_SUPPORTED:
-        _BF16_SUPPORTED[key] = bool(ops.bf16_supported())
-    return _BF16_SUPPORTED[key]
-
-
-_BF16_SUPPORTED: dict[tuple[Any, str], bool] = {}  # bf16_loops: (ops, RNNFLOW_ISA) -> answer
+    return ops is not None and bool(ops.bf16_supported())
 
 
 def _bf16_outputs(x: Tensor, lengths: Tensor | None, units: int) -> Tensor:

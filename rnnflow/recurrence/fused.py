@@ -403,8 +403,9 @@ def _run_leaf(
 ):
     """One layer over ``x`` [T, B, D] in ``compute`` (autocast's dtype) or, for a first layer
     under autocast, still in the inputs' dtype: cast here, except where the bf16 kernel takes
-    float32 ``x`` and rounds it to bfloat16 itself (the same values). ``zero``: ``state`` is a
-    zero state (``fused_dynamic_rnn``'s ``zero_state``), passed to the plain LSTM's loop."""
+    float32 ``x`` and rounds it to bfloat16 itself (the same values). ``zero``: ``state`` came
+    from the cell's ``zero_state`` (``fused_dynamic_rnn``'s ``zero_state``); the plain LSTM's
+    loop skips h_{-1}'s products when, in addition, h0's values are all zeros."""
     act = _activation_kind(cell.activation)
     bf16 = _bf16_kernel(cell, x, act, compute)
     if x.dtype != compute and not (bf16 and (lengths is not None or _BF16_OVER_ONEDNN)):
@@ -445,8 +446,13 @@ def _run_leaf(
         c0, h0 = c0.float(), h0.float()
     else:
         kernel, bias = _lstm_params(cell, compute)
+    # The loop may skip h_{-1} W_h at step 0 only if h0 IS zeros: `zero` says the state came
+    # from a zero_state, which a subclass or an instance may override (a learned initial
+    # state), so the values are checked too (one reduction over [B, H]; CPU only, where the
+    # compiled loop reads the flag: no device sync elsewhere).
+    zero_h0 = zero and h0.device.type == "cpu" and not bool(h0.any())
     out, c, h = kernels.lstm_layer(
-        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16, zero_h0=zero
+        x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16, zero_h0=zero_h0
     )
     if bf16:  # autocast's contract: outputs (bfloat16 already: the loop rounds them) and state
         out, c, h = out.to(compute), c.to(compute), h.to(compute)

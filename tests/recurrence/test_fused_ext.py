@@ -22,7 +22,16 @@ from rnnflow_testing import (
     outputs_and_grads,
 )
 
-from rnnflow import BasicLSTMCell, BasicRNNCell, GRUCell, MultiRNNCell, _nest, dynamic_rnn
+from rnnflow import (
+    BasicLSTMCell,
+    BasicRNNCell,
+    GRUCell,
+    LSTMBlockCell,
+    LSTMCell,
+    MultiRNNCell,
+    _nest,
+    dynamic_rnn,
+)
 from rnnflow.recurrence import _ext, fused
 from rnnflow.recurrence import _fused_kernels as kernels
 
@@ -244,3 +253,55 @@ def test_final_state_only_loss(kind, lengths, given_state, loops, monkeypatch):
         return state, torch.autograd.grad(loss, wrt)
 
     assert_close_tree(grads("fused"), grads("reference"), atol=1e-10, rtol=1e-10)
+
+
+class _LearnedInitialState(LSTMBlockCell):
+    """A cell whose zero_state is not zeros (as a learned initial state would be)."""
+
+    def zero_state(self, batch_size, dtype=None, *, device=None):
+        c, h = super().zero_state(batch_size, dtype, device=device)
+        return c + 0.5, h - 0.25
+
+
+def _instance_override(cell):
+    zero_state = cell.zero_state
+    cell.zero_state = lambda b, d=None, *, device=None: tuple(
+        t + 0.25 for t in zero_state(b, d, device=device)
+    )
+    return cell
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _LearnedInitialState(6),
+        lambda: MultiRNNCell([_LearnedInitialState(6), BasicLSTMCell(5)]),
+        lambda: MultiRNNCell([_instance_override(BasicLSTMCell(6))]),
+        lambda: MultiRNNCell([BasicLSTMCell(5), _instance_override(LSTMCell(6))]),
+    ],
+    ids=["subclass", "subclass-in-multi", "instance-in-multi", "instance-second-layer"],
+)
+@pytest.mark.parametrize("lengths", [None, [5, 0, 3]])
+def test_a_zero_state_that_is_not_zeros_is_not_skipped(loops, make, lengths):
+    """initial_state=None with a zero_state that a subclass or an instance overrides: the loop
+    must not skip h_{-1} W_h (the values decide, not the flag): float64 outputs, final state and
+    every gradient against the reference loop at 1e-10."""
+    torch.manual_seed(0)
+    cell = make()
+    x = torch.randn(3, 5, 4, dtype=torch.float64)
+    seq = None if lengths is None else torch.tensor(lengths)
+    dynamic_rnn(cell, x[:, :1], impl="reference")  # build the parameters
+    cell = cell.double()
+    results = []
+    for impl in ("fused", "reference"):
+        xi = x.clone().requires_grad_(True)
+        out, state = dynamic_rnn(cell, xi, sequence_length=seq, impl=impl)
+        leaves = [out, *torch.utils._pytree.tree_leaves(state)]
+        loss = sum(
+            (t * torch.linspace(-1, 1, t.numel(), dtype=t.dtype).view(t.shape)).sum()
+            for t in leaves
+        )
+        grads = torch.autograd.grad(loss, [xi, *cell.parameters()])
+        results.append([*leaves, *grads])
+    for fast, ref in zip(*results):
+        torch.testing.assert_close(fast, ref, atol=1e-10, rtol=1e-10)
