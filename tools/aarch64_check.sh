@@ -30,13 +30,17 @@ OUT="${OUT:-aarch64_check_out}"
 HOST_PYTHON="${HOST_PYTHON:-.venv/bin/python}"
 TORCH_AARCH64="${TORCH_AARCH64:-2.9.1}"
 
-if [ "$(uname -m)" != x86_64 ] || [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    echo "aarch64_check: needs an x86-64 Debian machine and root (uname -m: $(uname -m))" >&2
+codename="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
+if [ "$(uname -m)" != x86_64 ] || [ "$(id -u)" != 0 ] || [ "$codename" != bookworm ]; then
+    echo "aarch64_check: needs root on x86-64 Debian 12 (bookworm: its arm64 python3.11" \
+        "packages); here: $(uname -m), uid $(id -u), ${codename:-no VERSION_CODENAME}" >&2
     exit 2
 fi
 
-if ! command -v qemu-aarch64-static >/dev/null || ! command -v aarch64-linux-gnu-g++ >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static g++-aarch64-linux-gnu
+if ! command -v qemu-aarch64-static >/dev/null || ! command -v aarch64-linux-gnu-g++ >/dev/null ||
+    ! command -v file >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static g++-aarch64-linux-gnu file
 fi
 
 if [ ! -x "$A64/root/usr/bin/python3.11" ]; then
@@ -80,6 +84,7 @@ export PYTHONDONTWRITEBYTECODE=1
 PY=("$A64/root/usr/bin/python3.11")
 
 mkdir -p "$OUT"
+set +e  # a failure here is shown below, not an exit without a word
 {
     echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)"
     "${PY[@]}" -c 'import platform, sys, torch; print("python", sys.version.split()[0],
@@ -91,7 +96,6 @@ print("compiled loops:", _ext.status(), "variant:", _ext.isa())'
 cat "$OUT/env.txt"
 
 if [ "$#" -eq 0 ]; then set -- tests/recurrence tests/cells; fi
-set +e
 "${PY[@]}" -m pytest -q -p no:cacheprovider -rs "$@" >"$OUT/pytest.txt" 2>&1
 status=$?
 set -e
