@@ -50,12 +50,27 @@ class TraceableClassifier(nn.Module):
     Shares ``model``'s parameters (no copy); always runs in eval mode (dropout off).
     """
 
-    def __init__(self, model: SequenceClassifier) -> None:
+    def __init__(self, model: SequenceClassifier, owner: str = "TraceableClassifier") -> None:
         super().__init__()
         if not isinstance(model, SequenceClassifier):
             raise TypeError(
                 f"TraceableClassifier: model must be a SequenceClassifier, "
                 f"got {type(model).__name__}"
+            )
+        options = [
+            f"{name}={value!r}"
+            for name, value, plain in (
+                ("pooling", model.pooling, "last"),
+                ("conv_branch", model.conv_branch, "none"),
+                ("deltas", model.deltas, False),
+            )
+            if value != plain
+        ]
+        if options:  # this graph reads the last step's h only: it would answer wrongly
+            raise ValueError(
+                f"{owner}: the image export runs the last step's output only, got a model "
+                f"with {', '.join(options)}: export it with "
+                f"rnnflow.interop.sequence_onnx.sequence_to_onnx, which runs them"
             )
         self.model = model
         self.eval()

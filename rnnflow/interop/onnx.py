@@ -61,7 +61,7 @@ def to_onnx(
     str -> str, ``ValueError`` for a model off the CPU, ``ImportError`` naming the extra
     without onnx.
     """
-    traceable = TraceableClassifier(model)
+    traceable = TraceableClassifier(model, "to_onnx")
     device = next(model.parameters()).device
     if device.type != "cpu":
         raise ValueError(f"to_onnx: model must be on the CPU, got parameters on {device}")

@@ -54,7 +54,7 @@ def to_torchscript(
 
     Raises ``TypeError`` for a model that is not a SequenceClassifier or metadata that is not
     str -> str, ``ValueError`` for a model off the CPU."""
-    traceable = TraceableClassifier(model)
+    traceable = TraceableClassifier(model, "to_torchscript")
     extra = {METADATA_FILE: json.dumps(check_metadata("to_torchscript", metadata))}
     device = next(model.parameters()).device
     if device.type != "cpu":

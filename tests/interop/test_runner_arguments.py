@@ -413,3 +413,25 @@ def test_exporters_refuse_another_model_class_and_non_string_metadata(runners, n
         export(model, metadata={"a": 3})
     with pytest.raises(TypeError, match=rf"^{name}: metadata must be a mapping of str to str, go"):
         export(model, metadata=[("a", "b")])
+
+
+@pytest.mark.parametrize("export", ["to_onnx", "to_torchscript"])
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        ({"pooling": "mean"}, "pooling='mean'"),
+        ({"conv_branch": "fcn"}, "conv_branch='fcn'"),
+        ({"deltas": True}, "deltas=True"),
+    ],
+)
+def test_the_image_exports_refuse_what_their_graph_would_not_run(export, options, named):
+    """The image graph reads the last step's h only: a model pooling otherwise, with a
+    convolutional branch or deltas would be exported wrongly (mean pooling: logits 2.8 off)."""
+    fn = {"to_onnx": to_onnx, "to_torchscript": to_torchscript}[export]
+    model = SequenceClassifier(num_units=4, **options)
+    with pytest.raises(
+        ValueError,
+        match=rf"{export}: the image export runs the last step's output only, got a model "
+        rf"with {re.escape(named)}",
+    ):
+        fn(model)
