@@ -25,19 +25,28 @@ def _import(name: str) -> Any:
         ) from exc
 
 
-def open_session(owner: str, model: object) -> Any:
-    """An onnxruntime CPU session of ``model`` (the serialized bytes or a path).
+def open_session(owner: str, model: object, inputs: list[str], exporter: str) -> Any:
+    """An onnxruntime CPU session of ``model`` (the serialized bytes or a path), whose graph
+    inputs must be ``inputs`` (the names ``exporter`` writes).
 
     Raises ``TypeError`` for another type, ``FileNotFoundError`` naming a path that is not a
-    file, ``ValueError`` for bytes or a file onnxruntime cannot read as a model."""
+    file, ``ValueError`` for bytes or a file onnxruntime cannot read as a model, or a graph
+    with other inputs (another task's export: onnxruntime would only say inputs are missing)."""
     ort = _import("onnxruntime")
-    return read_model(
+    session = read_model(
         owner,
         model,
         kind="ONNX",
         described=DESCRIBED,
         reader=lambda source: ort.InferenceSession(source, providers=["CPUExecutionProvider"]),
     )
+    found = [i.name for i in session.get_inputs()]
+    if found != inputs:
+        raise ValueError(
+            f"{owner}: model must be a graph written by {exporter} (inputs {inputs}), got a "
+            f"graph with inputs {found}"
+        )
+    return session
 
 
 def load_proto(owner: str, model: object) -> Any:

@@ -138,7 +138,7 @@ def onnx_logits(
     pixel or ``batch_size`` < 1, ``TypeError`` for other types (bool and complex images too)."""
     owner = "onnx_logits"
     batch_size = check_batch_size(owner, batch_size)
-    session = open_session(owner, model)
+    session = open_session(owner, model, [INPUT_NAME], "to_onnx")
     shape = [None, *session.get_inputs()[0].shape[1:]]
     raw = real_inputs(owner, "images", images, shape, "the exported height and width")
     x = finite_float32(owner, "images", raw, ("row", "column"), None)

@@ -164,7 +164,7 @@ def onnx_sequence_logits(
     model file."""
     owner = "onnx_sequence_logits"
     batch_size = check_batch_size(owner, batch_size)
-    session = open_session(owner, model)
+    session = open_session(owner, model, [SERIES_NAME, LENGTHS_NAME], "sequence_to_onnx")
     max_steps, depth = session.get_inputs()[0].shape[1:]  # fixed by sequence_to_onnx
     what = "the exported max_steps and channels"
     raw = real_inputs(owner, "series", series, [None, max_steps, depth], what)

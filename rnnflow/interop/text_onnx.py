@@ -127,7 +127,7 @@ def onnx_text_logits(
     model onnxruntime cannot read; ``FileNotFoundError`` for a missing model file."""
     owner = "onnx_text_logits"
     batch_size = check_batch_size(owner, batch_size)
-    session = open_session(owner, model)
+    session = open_session(owner, model, [TOKENS_NAME, LENGTHS_NAME], "text_to_onnx")
     max_chars = session.get_inputs()[0].shape[1]  # fixed by text_to_onnx
     table = initializer_shape(owner, model, _TABLE)
     ids = token_inputs(

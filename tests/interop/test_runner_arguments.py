@@ -435,3 +435,28 @@ def test_the_image_exports_refuse_what_their_graph_would_not_run(export, options
         rf"with {re.escape(named)}",
     ):
         fn(model)
+
+
+ONNX_RUNNERS = {
+    "onnx_logits": ("to_onnx", "['images']"),
+    "onnx_sequence_logits": ("sequence_to_onnx", "['series', 'sequence_length']"),
+    "onnx_text_logits": ("text_to_onnx", "['tokens', 'sequence_length']"),
+}
+
+
+@pytest.mark.parametrize(
+    "name, other", [(a, b) for a in ONNX_RUNNERS for b in ONNX_RUNNERS if a != b]
+)
+def test_an_onnx_runner_refuses_another_task_s_graph(runners, name, other) -> None:
+    """Every ONNX runner given another exporter's graph names both sets of inputs (before,
+    onnxruntime said only that inputs were missing, without the function's name)."""
+    r, graph = runners[name], runners[other].data
+    exporter, inputs = ONNX_RUNNERS[name]
+    x = r.inputs(2)
+    lengths = r.lengths(2) if r.lengths else None
+    with pytest.raises(
+        ValueError,
+        match=rf"{name}: model must be a graph written by {exporter} \(inputs "
+        rf"{re.escape(inputs)}\), got a graph with inputs {re.escape(ONNX_RUNNERS[other][1])}",
+    ):
+        r(graph, x, lengths)
