@@ -108,6 +108,10 @@ def load_tf1_cell(
     restricted to scopes ending in ``direction`` (``"fw"``/``"bw"``) when given.
     Returns the scope used.
 
+    Raises :class:`TF1NameError` when no scope or several fit, when the cell's scope holds model
+    variables the cell has no parameter for (TF's cell had peepholes, a projection or more
+    layers: loading the rest would compute other numbers), or when a shape does not fit.
+
         cell = MultiRNNCell([GRUCell(64), GRUCell(64)])
         load_tf1_cell(cell, "run/model.ckpt")      # rnn/multi_rnn_cell/cell_k/gru_cell/...
     """
@@ -115,6 +119,7 @@ def load_tf1_cell(
     if scope is None:
         scope = find_scope(cell, ckpt.entries, suffix=direction)
     mapping = cell_tf_names(cell, scope)
+    _refuse_unclaimed(cell, ckpt.entries, scope)
     if not getattr(cell, "built", True):
         # Unbuilt cells learn their input depth from the kernel as load_state_dict runs.
         _copy_unbuilt(cell, ckpt, mapping)
@@ -123,11 +128,44 @@ def load_tf1_cell(
     return scope
 
 
+def _refuse_unclaimed(cell: nn.Module, names: Iterable[str], scope: str) -> None:
+    """Refuse model variables inside the cell's own scope that no rnnflow parameter takes.
+
+    They mean the TF1 cell was built differently (peepholes' ``w_*_diag``, a projection's
+    ``projection/kernel``, more ``cell_k`` layers): loading the rest would run without them and
+    give wrong outputs, silently. Optimizer slots (``kernel/Adam``) are not model variables.
+    """
+    own_scopes = {name.split("/")[0] for name in cell_tf_names(cell, "").values() if "/" in name}
+    if len(own_scopes) != 1:  # variables at the scope's root: no scope of the cell's own
+        return
+    prefix = "/".join(filter(None, [scope, own_scopes.pop()])) + "/"
+    claimed = set(cell_tf_names(cell, scope).values())
+    unclaimed = sorted(
+        name
+        for name in names
+        if name.startswith(prefix) and name not in claimed and not optimizer_variable(name)
+    )
+    if unclaimed:
+        raise TF1NameError(
+            f"load_tf1_cell: the checkpoint's scope {prefix[:-1]!r} holds variables "
+            f"{type(cell).__name__} has no parameter for: {unclaimed}; build the cell as TF1 "
+            "did (w_*_diag: use_peepholes=True / use_peephole=True; projection/kernel: "
+            "num_proj; cell_k: as many layers)"
+        )
+
+
 def _copy_unbuilt(cell: nn.Module, ckpt: TF1Checkpoint, mapping: Mapping[str, str]) -> None:
     missing = [name for name in mapping.values() if name not in ckpt]
     if missing:
         raise TF1NameError(f"load_tf1_cell: the checkpoint lacks {missing}")
-    cell.load_state_dict({k: ckpt.read(v) for k, v in mapping.items()}, strict=True)
+    values = {key: ckpt.read(name) for key, name in mapping.items()}
+    try:
+        cell.load_state_dict(values, strict=True)
+    except RuntimeError as err:  # the cell builds itself from the kernel, then torch compares
+        raise TF1NameError(
+            f"load_tf1_cell: the checkpoint's variables do not fit {type(cell).__name__} "
+            f"(check num_units / num_proj): {err}"
+        ) from err
 
 
 # ----------------------------------------------------------------------------- Adam

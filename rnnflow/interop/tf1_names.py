@@ -165,7 +165,7 @@ def find_scope(cell: nn.Module, names: Iterable[str], *, suffix: str = "") -> st
         raise TF1NameError(
             f"{owner}: the checkpoint has no variables {wanted}"
             + (f" with a scope ending in {suffix!r}" if suffix else "")
-            + "; check the cell type and units, or map names with --map"
+            + "; check the cell type and units, or pass load_tf1_cell's scope"
         )
     raise TF1NameError(f"{owner}: several scopes fit: {candidates}; pass the scope explicitly")
 

@@ -99,7 +99,7 @@ def test_cell_names_reject_unknown_cells() -> None:
 
 def test_find_scope_errors() -> None:
     names = ["a/rnn/gru_cell/gates/kernel", "a/rnn/gru_cell/gates/bias"]
-    with pytest.raises(TF1NameError, match=r"no variables <scope>/gru_cell/gates/kernel, .*"):
+    with pytest.raises(TF1NameError, match=r"no variables <scope>/gru_cell/gates/kernel, .*scope"):
         find_scope(GRUCell(3), names)
     both = [f"{s}/basic_rnn_cell/{p}" for s in ("x", "y") for p in ("kernel", "bias")]
     with pytest.raises(TF1NameError, match=r"several scopes fit: \['x', 'y'\]"):
@@ -167,6 +167,54 @@ def test_tf_scoped_cells_load_and_reproduce_tf(case: str) -> None:
         atol = 5e-6 if spec.get("depth", 5) == 64 else 1e-6
         torch.testing.assert_close(
             value, torch.from_numpy(expected[key]), atol=atol, rtol=1e-6, msg=key
+        )
+
+
+def _names_fixture(case: str) -> TF1Checkpoint:
+    return TF1Checkpoint(FIXTURES / "names" / case / "model.ckpt")
+
+
+@pytest.mark.parametrize(
+    ("case", "make_cell", "unclaimed"),
+    [
+        # peepholes left out: w_*_diag would be dropped (outputs 0.44 off TF's)
+        ("lstm_cell_peep_proj", lambda: LSTMCell(5, num_proj=3), "w_f_diag"),
+        # the projection left out, the cell unbuilt: it would build for input depth 3
+        ("lstm_cell_peep_proj", lambda: LSTMCell(5, use_peepholes=True), "projection/kernel"),
+        # one layer of a two-layer MultiRNNCell
+        ("multi_lstm_cell", lambda: MultiRNNCell([LSTMCell(4, num_proj=3)]), "cell_1/"),
+        # the second layer without its peepholes
+        (
+            "multi_lstm_cell",
+            lambda: MultiRNNCell([LSTMCell(4, num_proj=3), LSTMCell(3)]),
+            "cell_1/lstm_cell/w_i_diag",
+        ),
+    ],
+)
+def test_load_refuses_variables_the_cell_has_no_parameter_for(case, make_cell, unclaimed) -> None:
+    """A cell built differently from TF's (peepholes, projection, layers) would load the rest and
+    compute other numbers, silently: the variables left in its scope are named instead."""
+    with pytest.raises(TF1NameError, match=rf"has no parameter for: \[[^]]*{unclaimed}"):
+        load_tf1_cell(make_cell(), _names_fixture(case))
+
+
+def test_load_ignores_optimizer_slots_in_the_cells_scope() -> None:
+    """kernel/Adam and kernel/Adam_1 sit in the cell's scope but are optimizer state."""
+    ckpt = TF1Checkpoint(FIXTURES / "basic_lstm" / "model.ckpt")
+    assert "rnn/basic_lstm_cell/kernel/Adam" in ckpt.entries
+    cell = BasicLSTMCell(64)
+    assert load_tf1_cell(cell, ckpt) == "rnn"
+    torch.testing.assert_close(cell.kernel, ckpt.read("rnn/basic_lstm_cell/kernel"))
+
+
+def test_load_names_the_sizes_an_unbuilt_cell_does_not_fit() -> None:
+    with pytest.raises(TF1NameError, match=r"(?s)do not fit LSTMCell .*num_units.*\[8, 20\]"):
+        load_tf1_cell(
+            LSTMCell(7, use_peepholes=True, num_proj=3), _names_fixture("lstm_cell_peep_proj")
+        )
+    with pytest.raises(TF1NameError, match=r"(?s)projection\.kernel.*\[5, 3\]"):
+        load_tf1_cell(
+            LSTMCell(5, use_peepholes=True, num_proj=4), _names_fixture("lstm_cell_peep_proj")
         )
 
 
