@@ -164,7 +164,8 @@ class RNNCell(nn.Module):
         ``batch_size`` is anything ``operator.index`` accepts (an int, ``np.int64``, a 0-d
         integer tensor such as ``x.shape[0]`` under ``torch.jit.trace``, which then stays a
         traced size); ``ValueError`` for floats, bools and negatives. ``dtype``/``device``
-        default to the parameters' (or the default dtype and CPU before the cell is built).
+        default to the parameters' (or the default dtype and CPU before the cell is built);
+        ``TypeError`` for a dtype that is not a floating ``torch.dtype`` (a string, a NumPy type).
         """
         dtype, device = self._state_dtype_device(dtype, device)
         return zeros_for_state_size(self, self.state_size, batch_size, dtype, device)
@@ -172,12 +173,22 @@ class RNNCell(nn.Module):
     def _state_dtype_device(
         self, dtype: torch.dtype | None, device: torch.device | str | None
     ) -> tuple[torch.dtype, torch.device | str]:
+        self._check_state_dtype(dtype)
         found = self._param_dtype_device()
         if dtype is None:
             dtype = found[0] if found else torch.get_default_dtype()
         if device is None:
             device = found[1] if found else torch.device("cpu")
         return dtype, device
+
+    def _check_state_dtype(self, dtype: Any) -> None:
+        """TF1 took ``tf.float32`` here; a string or NumPy type would reach ``torch.zeros``."""
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(
+                f"{type(self).__name__}.zero_state: dtype must be None or a floating torch.dtype "
+                f"(e.g. torch.float32), got {dtype!r}"
+                + ("" if isinstance(dtype, torch.dtype) else f" ({type(dtype).__name__})")
+            )
 
     def _inner_zero_state(
         self,
@@ -189,6 +200,7 @@ class RNNCell(nn.Module):
         """``cell``'s own ``zero_state`` (TF1's wrappers and ``MultiRNNCell`` delegate): called
         with ``device=`` when it takes one, else with TF1's ``(batch_size, dtype)`` and moved to
         the device; zeros shaped by its ``state_size`` when it has no ``zero_state``."""
+        self._check_state_dtype(dtype)
         zero_state = getattr(cell, "zero_state", None)
         if zero_state is not None and _takes_device(zero_state):
             return zero_state(batch_size, dtype, device=device)

@@ -1,4 +1,5 @@
-"""Integer-like arguments wherever TF1 takes an int: what ``operator.index`` accepts, one helper."""
+"""Integer-like arguments wherever TF1 takes an int: what ``operator.index`` accepts, one helper;
+and zero_state's other argument, the dtype."""
 
 from __future__ import annotations
 
@@ -82,6 +83,34 @@ def test_zero_state_refuses_other_batch_sizes(value, shown):
         match=rf"BasicLSTMCell\.zero_state: batch_size must be a non-negative int, got {shown}$",
     ):
         BasicLSTMCell(3).zero_state(value)
+
+
+@pytest.mark.parametrize(
+    "make_cell",
+    [lambda: GRUCell(3), lambda: MultiRNNCell([GRUCell(3)]), lambda: DropoutWrapper(GRUCell(3))],
+)
+@pytest.mark.parametrize(
+    ("dtype", "shown"),
+    [
+        ("float32", r"'float32' \(str\)"),
+        (np.float32, r"numpy\.float32'> \(type\)"),
+        (torch.int64, r"torch\.int64$"),
+    ],
+)
+def test_zero_state_refuses_dtypes_that_are_not_floating_torch_dtypes(make_cell, dtype, shown):
+    """TF1 code passes tf.float32 there: its port may pass a string or a NumPy type."""
+    cell = make_cell()
+    owner = type(cell).__name__
+    with pytest.raises(
+        TypeError,
+        match=rf"^{owner}\.zero_state: dtype must be None or a floating torch\.dtype .*{shown}",
+    ):
+        cell.zero_state(2, dtype)
+    assert _nest_dtypes(cell.zero_state(2, torch.float64)) == {torch.float64}
+
+
+def _nest_dtypes(state) -> set:
+    return {leaf.dtype for leaf in rnnflow._nest.flatten(state)}
 
 
 def test_dropout_wrapper_integer_arguments():
