@@ -119,8 +119,8 @@ def raw_rnn(
         ``final_loop_state`` None when the first ``loop_fn`` call returned None.
 
     Raises:
-        TypeError: ``cell`` is not a cell, ``loop_fn`` is not callable, ``finished`` is not a
-            bool tensor [B], ``swap_memory`` is not a bool or ``scope`` not a str.
+        TypeError: ``cell`` is not a cell, ``loop_fn`` is not callable or returns other than a
+            5-tuple, ``finished`` is not a bool tensor [B], ``swap_memory`` is not a bool or ``scope`` not a str.
         ValueError: a ``loop_fn`` result whose structure or batch changes between steps, an
             initial state that does not fit ``cell.state_size``, or a ``parallel_iterations``
             that is not a positive int (``np.int64`` and 0-d integer tensors are) or None.
@@ -134,7 +134,9 @@ def raw_rnn(
         raise TypeError(f"{_OWNER}: scope must be a str or None, got {scope!r}")
     if hasattr(cell, "begin_sequence"):  # a new run: DropoutWrapper draws new variational masks
         cell.begin_sequence()
-    finished, next_input, state, emit_structure, init_loop_state = loop_fn(0, None, None, None)
+    finished, next_input, state, emit_structure, init_loop_state = _call(
+        loop_fn, 0, None, None, None
+    )
     finished = _check_finished(finished, None, 0)
     batch = finished.shape[0]
     _check_batch("next_input as", next_input, batch)
@@ -154,13 +156,7 @@ def raw_rnn(
     time = 0
     while not bool(finished.all()):
         output, cell_state = cell(next_input, state)
-        result = loop_fn(time + 1, output, cell_state, loop_state)
-        if not isinstance(result, tuple) or len(result) != 5:
-            raise TypeError(
-                f"{_OWNER}: loop_fn(time={time + 1}) must return a 5-tuple (finished, "
-                f"next_input, next_cell_state, emit_output, next_loop_state), got "
-                f"{type(result).__name__}"
-            )
+        result = _call(loop_fn, time + 1, output, cell_state, loop_state)
         next_finished, new_input, next_state, emit, next_loop_state = result
         next_finished = _check_finished(next_finished, batch, time + 1)
         _same(time + 1, "next_cell_state", state, next_state)
@@ -180,3 +176,15 @@ def raw_rnn(
         stacked = _no_steps(cell, next_input, flat_zero)
     emit_all = _nest.pack_sequence_as(zero_emit, stacked)
     return emit_all, state, (None if init_loop_state is None else loop_state)
+
+
+def _call(loop_fn: Callable[..., Any], time: int, *args: Any) -> tuple[Any, ...]:
+    """``loop_fn(time, *args)``, refused unless it returns TF1's 5-tuple."""
+    result = loop_fn(time, *args)
+    if not isinstance(result, tuple) or len(result) != 5:
+        got = f"a {len(result)}-tuple" if isinstance(result, tuple) else type(result).__name__
+        raise TypeError(
+            f"{_OWNER}: loop_fn(time={time}) must return a 5-tuple (finished, next_input, "
+            f"next_cell_state, emit_output, next_loop_state), got {got}"
+        )
+    return result

@@ -214,6 +214,26 @@ def test_raw_rnn_refuses_a_bad_finished(finished, error, match):
         raw_rnn(BasicRNNCell(3), loop_fn)
 
 
+@pytest.mark.parametrize(
+    ("change", "at", "got"),
+    [
+        (lambda r: (*r, None), 0, "a 6-tuple"),
+        (lambda r: r[:4], 1, "a 4-tuple"),
+        (list, 0, "list"),
+        (list, 1, "list"),
+    ],
+)
+def test_raw_rnn_refuses_a_loop_fn_result_that_is_not_a_5_tuple(change, at, got):
+    def loop_fn(time, cell_output, cell_state, loop_state):
+        state = torch.zeros(2, 3) if time == 0 else cell_state
+        result = (torch.zeros(2, dtype=torch.bool), torch.zeros(2, 2), state, None, None)
+        return change(result) if time == at else result
+
+    match = rf"^raw_rnn: loop_fn\(time={at}\) must return a 5-tuple \(finished, .*got {got}$"
+    with pytest.raises(TypeError, match=match):
+        raw_rnn(BasicRNNCell(3), loop_fn)
+
+
 def test_raw_rnn_refuses_a_changing_structure_and_a_bad_initial_state():
     def loop_fn(time, cell_output, cell_state, loop_state):
         finished = torch.zeros(2, dtype=torch.bool)
