@@ -289,7 +289,9 @@ def make_task(config: CharLMConfig) -> CharLMTask:
         documents = len(data.train_docs) + len(data.val_docs)
         raise ValueError(
             f"charlm: --val-fraction {config.val_fraction} leaves no validation document: the "
-            f"corpus holds {documents} document(s); give at least 2 (a longer corpus)"
+            f"corpus holds {documents} document(s) (a line holding only {config.delimiter!r} "
+            "ends a document; with --delimiter '' each file is one); split the text into "
+            "documents, give more files, or pass --val-fraction 0"
         )
     return CharLMTask(config, data)
 
