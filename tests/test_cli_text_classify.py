@@ -300,3 +300,12 @@ def test_export_of_a_run_without_test_texts_says_what_it_checked(tmp_path: Path,
         "pytorch|" in printed
     )
     assert " on 1 texts (largest" in printed and out.is_file()
+
+
+def test_serve_refuses_a_text_classify_run_naming_what_to_use(text_run: Path, capsys) -> None:
+    """serve has pages for image, sequence and poem runs; a text run was refused as 'not a
+    classifier checkpoint', which it is."""
+    assert main(["serve", str(text_run), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "a text-classify run (rnnflow train --task text-classify)" in err, err
+    assert f"rnnflow predict {text_run} TEXT" in err, err

@@ -49,6 +49,7 @@ from rnnflow.tasks.sequence import NAME as SEQUENCE_TASK
 from rnnflow.tasks.sequence import load_trained_model as load_sequence_model
 from rnnflow.tasks.sequence import normaliser
 from rnnflow.tasks.sequence import predict_proba as sequence_predict_proba
+from rnnflow.tasks.text_classify import NAME as TEXT_CLASSIFY_TASK
 from rnnflow.text.corpus import Vocabulary
 from rnnflow.text.generate import generate, sample_record
 from rnnflow.text.poetry import FORMS
@@ -579,12 +580,19 @@ def load_run(
 
     Raises ``FileNotFoundError`` for a missing path or a folder without a checkpoint,
     ``CheckpointError`` for a file that is none of these kinds of rnnflow checkpoint, and
-    ``ValueError`` for an image run whose images are not 28x28 (``--dataset idx``).
+    ``ValueError`` for an image run whose images are not 28x28 (``--dataset idx``) and for a
+    text-classify run (not served: ``rnnflow predict`` classifies texts).
     """
     try:
         found = find_checkpoint(path)
     except FileNotFoundError:
         found = None  # the loaders below say why, in their words
+    if found is not None and checkpoint_task(found) == TEXT_CLASSIFY_TASK:
+        raise ValueError(
+            f"{path}: a text-classify run (rnnflow train --task text-classify): rnnflow serve "
+            "serves image classifier, sequence and character-model runs; classify texts with "
+            f"rnnflow predict {path} TEXT ... (or - for standard input), or export the run"
+        )
     if found is not None and checkpoint_task(found) == SEQUENCE_TASK:
         series_model, series_checkpoint = load_sequence_model(found, device=device)
         return SequenceRun(series_model, series_checkpoint, threading.Lock())
