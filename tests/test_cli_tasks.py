@@ -85,6 +85,12 @@ def test_evaluate_serves_a_charlm_run_on_its_validation_split(charlm_run, capsys
         r"rnnflow evaluate: --dataset applies to image classifier runs; .* is a character model",
         capsys.readouterr().err,
     )
+    assert main(["evaluate", str(charlm_run), "--split", "train"]) == 2
+    assert re.search(
+        r"rnnflow evaluate: --split train applies to image classifier, sequence and "
+        r"text-classify runs; .* is a character model",
+        capsys.readouterr().err,
+    )
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate", "export"])

@@ -139,11 +139,16 @@ def evaluate(args: argparse.Namespace) -> int:
 
     image_flags = [f for f in ("dataset", "data_dir", "tta_flip") if getattr(args, f) is not None]
     if image_flags or args.split != "test":
-        given = (
-            ", ".join("--" + f.replace("_", "-") for f in image_flags) or f"--split {args.split}"
-        )
+        if image_flags:
+            given = ", ".join("--" + f.replace("_", "-") for f in image_flags)
+            runs = "image classifier runs"
+        else:
+            given, runs = (
+                f"--split {args.split}",
+                "image classifier, sequence and text-classify runs",
+            )
         print(
-            f"rnnflow evaluate: {given} applies to image classifier runs; {args.model} is a "
+            f"rnnflow evaluate: {given} applies to {runs}; {args.model} is a "
             "character model, evaluated on its own validation documents",
             file=sys.stderr,
         )
