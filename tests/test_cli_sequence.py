@@ -159,7 +159,7 @@ def test_a_warmup_longer_than_the_run_is_refused_before_any_file(tmp_path: Path,
     assert capsys.readouterr().err.strip() == (
         "rnnflow train: fit: warmup_examples (2700: 168 steps of batch_size 16) is longer than "
         "the whole run (15 steps): the learning rate would never reach lr (0.003); give "
-        "warmup_examples <= 240 (0: no warm-up) or train for more steps"
+        "warmup_examples (--warmup-examples) <= 240 (0: no warm-up) or train for more steps"
     )
     assert not out.exists()
     # the whole run as warm-up (15 steps: 240 examples) is allowed

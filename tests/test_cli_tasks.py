@@ -127,3 +127,10 @@ def test_resume_refuses_any_preset(tmp_path, capsys, info):
     err = capsys.readouterr().err
     assert f"--preset cannot be given with it (got --preset {info.default_preset})" in err
     assert list(run.iterdir()) == []
+
+
+def test_generate_names_itself_once_for_the_librarys_errors(charlm_run, capsys):
+    """rnnflow.text.generate's errors start with 'generate:': the command must not say it twice."""
+    assert main(["generate", str(charlm_run), "--prime", "\u2603"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnflow generate: the prime has characters the model does not know"), err

@@ -80,7 +80,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _fail(message: str, status: int = 2) -> int:
-    print(f"rnnflow generate: {message}", file=sys.stderr)
+    # the library's own errors name their function, generate: the command says it already
+    print(f"rnnflow generate: {message.removeprefix('generate: ')}", file=sys.stderr)
     return status
 
 

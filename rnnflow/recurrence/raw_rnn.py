@@ -120,7 +120,8 @@ def raw_rnn(
 
     Raises:
         TypeError: ``cell`` is not a cell, ``loop_fn`` is not callable or returns other than a
-            5-tuple, ``finished`` is not a bool tensor [B], ``swap_memory`` is not a bool or ``scope`` not a str.
+            5-tuple, ``finished`` is not a bool tensor [B], ``swap_memory`` is not a bool or
+            ``scope`` not a str.
         ValueError: a ``loop_fn`` result whose structure or batch changes between steps, an
             initial state that does not fit ``cell.state_size``, or a ``parallel_iterations``
             that is not a positive int (``np.int64`` and 0-d integer tensors are) or None.

@@ -184,7 +184,8 @@ def create_app(
 
     async def generate(request: Request) -> Response:
         if not isinstance(run, PoemRun):
-            return _error(400, f"this run is a {run.kind} classifier: use POST /api/predict")
+            what = "an image" if run.kind == "image" else f"a {run.kind}"
+            return _error(400, f"this run is {what} classifier: use POST /api/predict")
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/json":
             return _error(415, f"unsupported content type {kind or '(none)'!r}: send JSON")

@@ -125,8 +125,9 @@ def check_warmup(config: Any, total_steps: int) -> None:
         raise ValueError(
             f"fit: warmup_examples ({config.warmup_examples}: {warmup_steps} steps of batch_size "
             f"{config.batch_size}) is longer than the whole run ({total_steps} steps): the "
-            f"learning rate would never reach lr ({config.lr}); give warmup_examples <= "
-            f"{total_steps * config.batch_size} (0: no warm-up) or train for more steps"
+            f"learning rate would never reach lr ({config.lr}); give warmup_examples "
+            f"(--warmup-examples) <= {total_steps * config.batch_size} (0: no warm-up) or train "
+            "for more steps"
         )
 
 

@@ -269,7 +269,8 @@ def test_bad_requests_are_refused_with_4xx_and_the_server_keeps_answering(runs):
          413, "request body too large: 300000 bytes, the limit is 200000"),
         (post("/api/predict", content=b"", headers={"Content-Type": "image/png"}),
          400, "empty upload"),
-        (post("/api/generate", json={"form": "5x4"}), 400, "image classifier: use POST"),
+        (post("/api/generate", json={"form": "5x4"}), 400,
+         "this run is an image classifier: use POST"),
         (c.get("/api/predict"), 405, ""),
         (c.put("/", content=b"x"), 405, ""),
     ]  # fmt: skip

@@ -61,7 +61,8 @@ def test_fit_refuses_a_warmup_longer_than_the_run(tmp_path):
         ValueError,
         match=r"^fit: warmup_examples \(14208: 111 steps of batch_size 128\) is longer than the "
         r"whole run \(110 steps\): the learning rate would never reach lr \(0.001\); give "
-        r"warmup_examples <= 14080 \(0: no warm-up\) or train for more steps$",
+        r"warmup_examples \(--warmup-examples\) <= 14080 \(0: no warm-up\) or train for more "
+        r"steps$",
     ):
         fit(Task(), tmp_path)  # type: ignore[arg-type]
     assert not any(tmp_path.iterdir())
