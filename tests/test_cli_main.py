@@ -145,6 +145,36 @@ def test_evaluate_and_export_help_describe_every_task(capsys):
         assert "image-classifier options" in text, (command, text)
 
 
+@pytest.mark.parametrize(
+    ("task", "flag", "meaning"),
+    [
+        ("classifier", "--threads INT", "torch.set_num_threads; 0: PyTorch's default (default: 0)"),
+        ("classifier", "--lr FLOAT", "peak learning rate (default: 0.001)"),  # FitConfig's field
+        ("charlm", "--delimiter STR", "a line holding only this ends a document"),
+        (
+            "sequence",
+            "--eval-every INT",
+            "validation (with --val-size) and a checkpoint every",
+        ),  # its own
+    ],
+)
+def test_config_flags_help_gives_each_fields_meaning(capsys, task, flag, meaning):
+    """The config dataclasses document each field in the comment ending its line; --help shows
+    it (flags with only a default said nothing of what they do)."""
+    with pytest.raises(SystemExit):
+        main(["train", "--task", task, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{flag} {meaning}" in text, text
+
+
+def test_preset_lists_give_repeated_flags_as_typed(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "charlm", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--cutoffs 500 --cutoffs 2000" in text, text
+    assert "(500, 2000)" not in text
+
+
 def test_export_help_gives_each_tasks_default_tolerance(capsys):
     """``export --help`` states the default --atol/--rtol of every task that exports, as the
     task modules define them (sequence runs use a fixed 1e-4 + 1e-4 |logit|, not the image

@@ -4,6 +4,12 @@ no second list of defaults."""
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
+import inspect
+import io
+import textwrap
+import tokenize
 import typing
 from dataclasses import fields
 from typing import Any
@@ -30,14 +36,47 @@ def _optional(parse: typing.Callable[[str], Any]) -> typing.Callable[[str], Any]
     return convert
 
 
-def add_field_argument(group: Any, name: str, tp: Any, default: Any) -> None:
+def field_comments(config_cls: type) -> dict[str, str]:
+    """{field: the comment ending its line} over ``config_cls`` and its bases: the configs
+    document each field there, and ``--help`` shows it (one copy of each field's meaning)."""
+    comments: dict[str, str] = {}
+    for cls in reversed(config_cls.__mro__):
+        if not dataclasses.is_dataclass(cls):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(cls))
+        except (OSError, TypeError):  # no source (a frozen app): flags keep their defaults only
+            continue
+        lines = source.splitlines()
+        for node in ast.parse(source).body[0].body:  # type: ignore[attr-defined]
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                line = lines[node.end_lineno - 1]  # type: ignore[operator]
+                found = [t for t in _tokens(line) if t.type == tokenize.COMMENT]
+                if found:
+                    comments[node.target.id] = found[0].string.lstrip("#").strip()
+    return comments
+
+
+def _tokens(line: str) -> list[tokenize.TokenInfo]:
+    try:
+        return list(tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline))
+    except (tokenize.TokenError, SyntaxError):  # a line inside a bracket: no comment read
+        return []
+
+
+def add_field_argument(
+    group: Any, name: str, tp: Any, default: Any, meaning: str | None = None
+) -> None:
     """``--field-name`` for one config field of type ``tp`` (Literal -> choices, bool ->
     --x/--no-x, int/float/str, optionally None; ``tuple[str, ...]`` -> a repeated flag, whose
     list :func:`config_overrides` turns into a tuple). Unset, it stays out of the namespace
     (``dest="cfg_<name>"``, so :func:`config_overrides` finds exactly the given ones)."""
     flag = "--" + name.replace("_", "-")
     kwargs: dict[str, Any] = {"dest": f"cfg_{name}", "default": argparse.SUPPRESS}
-    help_text = f"(default: {default!r})".replace("%", "%%")  # argparse %-formats help
+    shown = f"(default: {default!r})"
+    help_text = (f"{meaning} {shown}" if meaning else shown).replace(
+        "%", "%%"
+    )  # argparse %-formats
     if typing.get_origin(tp) is typing.Literal:
         group.add_argument(flag, choices=typing.get_args(tp), help=help_text, **kwargs)
         return
@@ -63,6 +102,8 @@ def _flag_text(name: str, value: Any) -> str:
     flag = name.replace("_", "-")
     if isinstance(value, bool):
         return f"--{flag}" if value else f"--no-{flag}"
+    if isinstance(value, tuple):  # a repeated flag
+        return " ".join(f"--{flag} {item}" for item in value) or f"no --{flag}"
     return f"--{flag} {value}"
 
 
@@ -70,7 +111,6 @@ def preset_epilog(title: str, presets: dict[str, Any], shown: dict[str, Any] | N
     """Help text listing, for each preset, the values that differ from the defaults ``--help``
     shows (``shown``: field -> default; the first preset's dataclass defaults when None), so
     that ``--help`` does not pass one preset's defaults off as every preset's."""
-    import textwrap
     from dataclasses import asdict
 
     if shown is None:
@@ -98,9 +138,10 @@ def add_config_arguments(
     an argument group; unset flags stay out of the namespace (:func:`config_overrides`)."""
     group = parser.add_argument_group(title, description)
     hints = typing.get_type_hints(config_cls)
+    meanings = field_comments(config_cls)
     for f in fields(config_cls):
         if f.name not in skip:
-            add_field_argument(group, f.name, hints[f.name], f.default)
+            add_field_argument(group, f.name, hints[f.name], f.default, meanings.get(f.name))
     return group
 
 

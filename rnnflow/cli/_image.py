@@ -22,18 +22,21 @@ from rnnflow.cli._config_args import add_config_arguments, config_overrides
 RESUMABLE = {"data_dir", "threads"}
 
 
-def add_image_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_image_config_arguments(
+    parser: argparse.ArgumentParser, *, other_presets: bool = True
+) -> None:
     """One ``--field-name`` per ``TrainConfig`` field chosen by the user (not the fields a
-    ``--dataset idx`` run records from its files)."""
+    ``--dataset idx`` run records from its files); ``other_presets``: the help ends with the
+    list of what each other preset changes."""
     from rnnflow.training.config import DATA_RECORD_FIELDS, TrainConfig
 
+    listed = "; the list at the end gives what each other preset changes" if other_presets else ""
     add_config_arguments(
         parser,
         TrainConfig,
         title="config overrides",
         description="any TrainConfig field; when not given, the preset's value (the defaults "
-        "shown are the tutorial preset's; the list at the end gives what each other preset "
-        "changes)",
+        f"shown are the tutorial preset's{listed})",
         skip=DATA_RECORD_FIELDS,
     )
 

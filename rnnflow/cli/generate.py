@@ -73,7 +73,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="the level/oblique (平仄) pattern of regulated verse (needs a 5- or 7-character form)",
     )
     parser.add_argument("--num", type=int, default=1, help="samples to draw, seeds S, S+1, ... (1)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="where the model generates (auto: cuda when available; default: cpu)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
     return parser

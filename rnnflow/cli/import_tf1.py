@@ -70,7 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     from rnnflow.cli._image import add_image_config_arguments
 
-    add_image_config_arguments(parser)
+    add_image_config_arguments(parser, other_presets=False)  # tutorial is its one preset
     parser.set_defaults(func=run)
     return parser
 

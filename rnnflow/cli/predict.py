@@ -23,8 +23,9 @@ from rnnflow.cli._config_args import positive_int
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "predict",
-        help="classify image files with a trained model",
-        description="Classify images with a trained model (a run folder or a checkpoint file).",
+        help="classify images, series or texts with a trained model",
+        description="Classify images, series files or texts (per the run's task) with a trained "
+        "model (a run folder or a checkpoint file).",
     )
     parser.add_argument("model", metavar="RUN_DIR|CKPT", help="run folder or .safetensors file")
     parser.add_argument(
@@ -34,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="per the run's task: image files (image classifier), series files (sequence), "
         "texts, or - for one text per line of standard input (text-classify)",
     )
-    parser.add_argument("--top", type=positive_int, default=3, help="classes to show per image (3)")
+    parser.add_argument("--top", type=positive_int, default=3, help="classes to show per input (3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--save-input",

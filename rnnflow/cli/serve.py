@@ -32,7 +32,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)"
     )
     parser.add_argument("--port", type=int, default=8000, help="port (8000; 0: any free port)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="where the model serves (auto: cuda when available; default: cpu)",
+    )
     parser.set_defaults(func=run)
     return parser
 
