@@ -76,7 +76,9 @@ def test_train_evaluate_records_sha256(tmp_path, capsys):
     assert (
         main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 1
     )
-    assert "is a --dataset idx run (13x17 images): export supports" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is a --dataset idx run (13x17 images): export supports runs on the registered " in err
+    assert "emnist-letters, fashion-mnist, kmnist, mnist), not idx runs yet" in err, err
     from rnnflow.serve import load_run  # the page draws 28x28: refused at start, not per request
 
     with pytest.raises(ValueError, match=r"trained on 13x17 images .* reads 28x28 images only"):

@@ -188,7 +188,12 @@ def run(args: argparse.Namespace) -> int:
 
     from rnnflow.cli._task import dispatch
     from rnnflow.data import CLASS_NAMES, load_split
-    from rnnflow.data.datasets import DatasetChecksumError, DatasetNotFoundError, canonical_name
+    from rnnflow.data.datasets import (
+        DATASETS,
+        DatasetChecksumError,
+        DatasetNotFoundError,
+        canonical_name,
+    )
     from rnnflow.interop._rounding import rounding_error_bound
     from rnnflow.interop._traceable import compare_logits, pytorch_logits
     from rnnflow.tasks.image import load_trained_model
@@ -214,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
     if config.dataset == "idx":
         return _fail(
             f"{args.model} is a --dataset idx run ({config.image_height}x{config.image_width} "
-            "images): export supports MNIST and Fashion-MNIST runs only"
+            "images): export supports runs on the registered datasets "
+            f"({', '.join(sorted(DATASETS))}), not idx runs yet (docs/DATA.md)"
         )
     try:
         dataset = canonical_name(args.dataset) if args.dataset else config.dataset
