@@ -455,8 +455,9 @@ def test_the_python_loops_round_the_same_operands(ops, monkeypatch):
 def test_the_loop_writes_the_bfloat16_outputs(ops, monkeypatch, no_ext, lengths):
     """``out16`` (the layer's bfloat16 outputs, written by the loop from each row of h while it
     is in cache) is ``hs[1:]`` rounded by torch's own conversion (nearest even), bit for bit,
-    NaN included; rows past each length keep the buffer's zeros. Both the compiled loop and
-    the Python loops (``RNNFLOW_NO_EXT=1``)."""
+    NaN included; rows past each length keep the buffer's zeros; the final c and h, likewise
+    in bfloat16, each row's at its last step. Both the compiled loop and the Python loops
+    (``RNNFLOW_NO_EXT=1``)."""
     monkeypatch.setenv("RNNFLOW_NO_EXT", no_ext)
     gen = torch.Generator().manual_seed(5)
     steps, batch, depth, units = 9, 5, 3, 40
@@ -468,9 +469,20 @@ def test_the_loop_writes_the_bfloat16_outputs(ops, monkeypatch, no_ext, lengths)
     lens = None if lengths is None else torch.tensor(lengths)
     bs = _fused_kernels.batch_sizes(lens, batch, steps)  # rows sorted longest first
     out16 = torch.zeros(steps, batch, units, dtype=torch.bfloat16)
-    *_, hs, _, _, _ = _fused_kernels.lstm_forward(
-        x, c0, h0, kernel, bias, lens, bs, "tanh", True, out16
+    _, cs, hs, _, final_c, final_h = _fused_kernels.lstm_forward(
+        x, c0.bfloat16(), h0.bfloat16(), kernel, bias, lens, bs, "tanh", True, out16
     )
+    # a bfloat16 state goes into the float32 buffers as it is; the final state comes back
+    # rounded to bfloat16 (each row's at its last step)
+    assert torch.equal(cs[0], c0.bfloat16().float()) and torch.equal(hs[0], h0.bfloat16().float())
+    last = torch.tensor([len(bs)] * batch if lens is None else lengths)
+    rows = torch.arange(batch)
+    for final, seq in ((final_c, cs), (final_h, hs)):
+        expected = seq[last, rows].bfloat16()
+        assert final.dtype == torch.bfloat16
+        assert bool(
+            ((final.view(torch.int16) == expected.view(torch.int16)) | expected.isnan()).all()
+        )
     want = hs[1:].bfloat16()
     assert bool(want.isnan().any()) and not bool(hs[1:].isnan().all())
     same = want.view(torch.int16) == out16.view(torch.int16)
@@ -494,3 +506,25 @@ def test_the_bfloat16_outputs_are_checked(ops):
         RuntimeError, match=r"lstm_forward: out16 must be a BFloat16 CPU tensor of sizes"
     ):
         ops.lstm_forward(*call, True, z(1, 1, 3, dtype=torch.bfloat16))
+
+
+# ----------------------------------------------------------------------------- per-call cost
+# What the bf16 layer's call does around the loops (shared with the float32 LSTM): checked
+# against hand-computed values, with or without AVX512-BF16.
+@pytest.mark.parametrize("forget_bias", [1.0, 0.5, -2.0])
+def test_the_forget_bias_is_folded_into_the_forget_columns(forget_bias):
+    """``_lstm_params``: the bias plus forget_bias in TF's forget columns [2H, 3H) only (the
+    shift made once per shape and reused: the same cached tensor, never written), also when
+    it was first made under ``torch.inference_mode`` (then still an ordinary tensor)."""
+    fused._forget_shift.cache_clear()
+    cell = BasicLSTMCell(5, input_size=3, forget_bias=forget_bias)
+    with torch.inference_mode():
+        fused._lstm_params(cell, torch.float32)
+    for _ in range(2):
+        kernel, bias = fused._lstm_params(cell, torch.float32)
+        want = cell.bias.detach().clone()
+        want[10:15] += forget_bias
+        assert kernel is cell.kernel and torch.equal(bias.detach(), want)
+    shift = fused._forget_shift(5, forget_bias, torch.float32, torch.device("cpu"))
+    assert not shift.is_inference() and fused._forget_shift.cache_info().misses == 1
+    assert shift.tolist() == [0.0] * 10 + [forget_bias] * 5 + [0.0] * 5
