@@ -794,6 +794,15 @@ def bf16_loops(x: Tensor) -> bool:
     return ops is not None and bool(ops.bf16_supported())
 
 
+def bf16_rows_input(x: Tensor) -> Tensor:
+    """``x`` [T, B, D] as the bf16 loop takes it: float32 with unit stride within each row, any
+    row and step strides (a batch-major input's transposed view: read in place, its rows
+    rounded by the kernel); otherwise one copy to dense float32."""
+    if x.dtype == torch.float32 and (x.shape[2] <= 1 or x.stride(2) == 1):
+        return x
+    return x.to(torch.float32, memory_format=torch.contiguous_format)
+
+
 def _bf16_outputs(x: Tensor, lengths: Tensor | None, units: int) -> Tensor:
     """The bf16 layer's outputs [T, B, H] in bfloat16, written by the loop (``out16``)."""
     return _buffer(x, lengths, x.shape[0], x.shape[1], units, dtype=torch.bfloat16)
@@ -808,12 +817,12 @@ def lstm_layer(
     the loop and by the final state's one conversion). ``zero_h0``: the caller knows the state
     is zeros (``lstm_forward``'s)."""
     if _needs_grad(x, c0, h0, kernel, bias):
-        x = x.contiguous()
+        x = bf16_rows_input(x) if bf16 else x.contiguous()
         return _LSTMLayer.apply(x, c0, h0, kernel, bias, lengths, bs, act, bf16, zero_h0)
     if bf16:  # the training loop's buffers: the compiled inference op has no bf16 form
         out16 = _bf16_outputs(x, lengths, h0.shape[1])
         *_, final_c, final_h = lstm_forward(
-            x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16, out16, zero_h0
+            bf16_rows_input(x), c0, h0, kernel, bias, lengths, bs, act, bf16, out16, zero_h0
         )
         return out16, final_c, final_h
     ops = _infer_ops(x)

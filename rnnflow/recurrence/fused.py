@@ -452,9 +452,10 @@ def _run_leaf(
         # passes over the kernel per call) and their gradients come back in float32; the bias
         # stays float32
         kernel, bias = _lstm_params(cell, torch.float32)
-        # one copy at most (a transposed x would take two: float(), then contiguous()); the
-        # bfloat16 state goes in as it is (the loop's float32 buffers take it: one conversion)
-        x = x.to(torch.float32, memory_format=torch.contiguous_format)
+        # float32 x as it is, the loop reading its rows through their stride (a batch-major
+        # input's transposed view: no copy), else one copy to dense float32; the bfloat16
+        # state goes in as it is (the loop's float32 buffers take it: one conversion)
+        x = kernels.bf16_rows_input(x)
     else:
         kernel, bias = _lstm_params(cell, compute)
     # The loop may skip h_{-1} W_h at step 0 only if h0 IS zeros: `zero` says the state came

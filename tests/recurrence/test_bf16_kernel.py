@@ -187,6 +187,57 @@ def test_a_zero_state_skips_the_products_of_h0(ops, steps, batch, lengths, threa
     assert not d_kernel[depth:].isnan().any()
 
 
+@pytest.mark.parametrize("lengths", [None, [6, 6, 4, 1, 0]])
+def test_the_loops_read_x_through_its_row_stride(ops, lengths):
+    """bf16 mode reads x's rows through their stride (a batch-major input's transposed view,
+    no copy first): the same buffers, outputs and gradients, bit for bit, as from the dense copy
+    (x is rounded by the kernel either way); every other mode still refuses such an x."""
+    gen = torch.Generator().manual_seed(9)
+    steps, batch, depth, units = 6, 5, 7, 16
+    x_bm = torch.randn(batch, steps + 2, depth, generator=gen)[:, 1:-1]  # [B, T, D], a slice
+    x = x_bm.transpose(0, 1)  # [T, B, D], row stride (T + 2) D
+    kernel = 0.3 * torch.randn(depth + units, 4 * units, generator=gen)
+    bias = torch.randn(4 * units, generator=gen)
+    c0, h0 = torch.randn(batch, units, generator=gen), torch.randn(batch, units, generator=gen)
+    d_out = torch.randn(steps, batch, units, generator=gen)
+    lens = None if lengths is None else torch.tensor(lengths)
+    bs = _fused_kernels.batch_sizes(lens, batch, steps)
+    assert _fused_kernels.bf16_rows_input(x) is x and x.stride(1) == (steps + 2) * depth
+    runs = []
+    for given in (x, x.contiguous()):
+        out16 = torch.zeros(steps, batch, units, dtype=torch.bfloat16)
+        fwd = _fused_kernels.lstm_forward(
+            given, c0, h0, kernel, bias, lens, bs, "tanh", True, out16
+        )
+        gates, cs, hs, tcs = fwd[:4]
+        dk, db = torch.empty_like(kernel), torch.empty(4 * units)
+        back = ops.lstm_backward(
+            d_out,
+            c0,
+            h0,
+            gates,
+            cs,
+            tcs,
+            kernel[depth:],
+            bs,
+            0,
+            False,
+            True,
+            True,
+            given,
+            hs,
+            dk,
+            db,
+        )
+        runs.append([*fwd, out16, *back, dk, db])
+    for strided, dense in zip(*runs):
+        assert torch.equal(strided, dense)
+    with pytest.raises(
+        RuntimeError, match=r"lstm_forward: x must have row-major \[batch, width\] steps"
+    ):
+        _fused_kernels.lstm_forward(x, c0, h0, kernel, bias, lens, bs, "tanh")
+
+
 def test_a_zero_state_forward_is_the_full_one(ops):
     """The forward with zero_h0 and a zero h0: the same gates, states and outputs as the loop
     that multiplies h_{-1} = 0 (a step-0 mutant that skipped h at later steps, or x, fails)."""
@@ -252,7 +303,9 @@ def test_the_backward_loop_weight_gradient_is_checked(ops):
     ):
         ops.lstm_backward(*buffers, x, hs[:3], dk, db)
     with pytest.raises(
-        RuntimeError, match=r"lstm_backward: x must have row-major \[batch, width\]"
+        RuntimeError,
+        match=r"lstm_backward: x must have unit stride within a row \(strides \[\*, \*, 1\]\), "
+        r"got strides \[20, 1, 4\]",
     ):
         ops.lstm_backward(*buffers, x.transpose(1, 2).contiguous().transpose(1, 2), hs, dk, db)
     with pytest.raises(
