@@ -758,8 +758,9 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
         if (!chunk->started()) part_k.zero_();
         const Tensor sums = at::from_blob(const_cast<float*>(chunk->sums().data()), {width},
                                           cs.options());
-        if (r0 == 0) {
-          wg->d_bias.copy_(sums);
+        if (r0 == 0) {  // d_bias is contiguous (checked): a plain copy (ATen's copy_ of these
+          // 4H floats took 16-27 us per call here, under torch.profiler)
+          std::memcpy(wg->d_bias.data_ptr<float>(), chunk->sums().data(), width * sizeof(float));
           first_done = true;
         } else {
           std::lock_guard<std::mutex> lock(partials_mutex);
