@@ -67,7 +67,10 @@ def loops() -> Any | None:
     Raises:
         ValueError: ``RNNFLOW_ISA`` names no kernel variant, or one this CPU cannot run.
     """
-    if disabled():
+    # Called several times per layer call (every buffer, GEMM and loop asks): the two reads of
+    # the environment inline, and the variant set again only when RNNFLOW_ISA changed.
+    environ = os.environ
+    if environ.get("RNNFLOW_NO_EXT", "") not in ("", "0"):  # disabled()
         return None
     if "ops" not in _state:
         try:
@@ -77,7 +80,9 @@ def loops() -> Any | None:
             _log.info("compiled step loops unavailable, using the Python loops (%s)", exc)
     ops = _state["ops"]
     if ops is not None:
-        _select_isa(ops, os.environ.get("RNNFLOW_ISA", ""))
+        wanted = environ.get("RNNFLOW_ISA", "")
+        if _state.get("isa_env") != wanted:
+            _select_isa(ops, wanted)
     return ops
 
 
@@ -97,8 +102,6 @@ def check_isa_name(wanted: str | None = None) -> None:
 
 def _select_isa(ops: Any, wanted: str) -> None:
     """Run the variant ``RNNFLOW_ISA`` names (the widest the CPU supports when unset or empty)."""
-    if _state.get("isa_env") == wanted:
-        return
     check_isa_name(wanted)
     name = wanted or next(isa for isa in ISAS if not ops.missing_flags(isa))
     lacks = ops.missing_flags(name)

@@ -173,29 +173,36 @@ def batch_sizes(lengths: Tensor | None, batch: int, max_time: int) -> list[int]:
     return (lengths[None, :] > t[:, None]).sum(1).tolist()
 
 
-def _gather_final(seq: Tensor, lengths: Tensor | None) -> Tensor:
-    """State after each row's last valid step from ``seq`` [T+1, B, H] (``seq[0]``: initial)."""
+def _gather_final(seq: Tensor, lengths: Tensor | None, dtype: torch.dtype | None = None) -> Tensor:
+    """State after each row's last valid step from ``seq`` [T+1, B, H] (``seq[0]``: initial),
+    a new tensor, in ``dtype`` (default ``seq``'s: the conversion is the copy)."""
     if lengths is None:
-        return seq[-1].clone()
+        return seq[-1].clone() if dtype in (None, seq.dtype) else seq[-1].to(dtype)
     rows = torch.arange(seq.shape[1], device=seq.device)
-    return seq[lengths, rows]  # [B, H]
+    final = seq[lengths, rows]  # [B, H]
+    return final if dtype is None else final.to(dtype)
 
 
-def _recurrent_weight(w_h: Tensor, x: Tensor) -> Tensor:
-    """``W_h^T`` in ``nn.Linear``'s layout for the forward loop. The compiled loops pack it from
-    any strides (a dense copy first would be a second pass over it: 16 MB per call at 1024 LSTM
-    units); the Python loops multiply by it every step, so they get the dense copy once."""
-    return w_h.t().contiguous() if _loops(x) is _PY_LOOPS else w_h.t()
+def _recurrent_weight(w_h: Tensor, loops: Any) -> Tensor:
+    """``W_h^T`` in ``nn.Linear``'s layout for the forward loop of ``loops`` (``_loops``). The
+    compiled loops pack it from any strides (a dense copy first would be a second pass over it:
+    16 MB per call at 1024 LSTM units); the Python loops multiply by it every step, so they get
+    the dense copy once."""
+    return w_h.t().contiguous() if loops is _PY_LOOPS else w_h.t()
 
 
 def _buffer(
-    x: Tensor, lengths: Tensor | None, *shape: int, dtype: torch.dtype | None = None
+    x: Tensor,
+    lengths: Tensor | None,
+    *shape: int,
+    dtype: torch.dtype | None = None,
+    loops: Any = None,
 ) -> Tensor:
     """A step buffer (``x``'s dtype unless ``dtype``): zeros with lengths (inactive rows are
     never written), else uninitialised. On CPU from the compiled loops' buffer pool (large
     buffers reused across training steps instead of page-faulted in anew: csrc/loops.cpp,
-    BufferPool)."""
-    ops = _loops(x)
+    BufferPool). ``loops``: ``_loops(x)``, when the caller has it (one lookup per layer)."""
+    ops = _loops(x) if loops is None else loops
     dtype = dtype or x.dtype
     buffer = x.new_empty(shape, dtype=dtype) if ops is _PY_LOOPS else ops.empty(shape, dtype)
     return buffer if lengths is None else buffer.zero_()
@@ -250,7 +257,11 @@ def _out_grad(d_out: Tensor | None, like: Tensor) -> Tensor:
 
 
 def _state_grad(d: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if d is None else d.contiguous()
+    """A final state's gradient as the loops take it: dense, in ``like``'s dtype (the bf16
+    LSTM's bfloat16 final state sends a bfloat16 one: one conversion), zeros when unused."""
+    if d is None:
+        return torch.zeros_like(like)
+    return d.to(like.dtype).contiguous()  # (.to with a memory_format keeps an expanded d)
 
 
 def _with_final(recurrent: Tensor | None, final: Tensor, n: int, m: int) -> Tensor:
@@ -431,12 +442,13 @@ def rnn_forward(
     total, batch, depth = x.shape
     units = h0.shape[1]
     steps = len(bs)
-    hs = _buffer(x, lengths, total + 1, batch, units)
+    loops = _loops(x)
+    hs = _buffer(x, lengths, total + 1, batch, units, loops=loops)
     hs[0] = h0
     if steps:
         pre = _project(x[:steps], kernel[:depth], bias)
-        w_h = _recurrent_weight(kernel[depth:], x)  # [H, H]
-        _loops(x).rnn_forward(
+        w_h = _recurrent_weight(kernel[depth:], loops)  # [H, H]
+        loops.rnn_forward(
             pre.view(steps, batch, units), hs, w_h, bs, _ACT_CODES[act], _use_onednn(x)
         )
     return hs, _gather_final(hs[: steps + 1], lengths)
@@ -505,36 +517,43 @@ def lstm_forward(
     projection round both operands to bfloat16 and accumulate in float32 (the AVX512-BF16
     kernel); the gate maths and the state stay float32. ``out16`` (bf16 only) [T, B, H]
     bfloat16, zeros past each length: the outputs ``hs[1:]`` rounded to bfloat16 (nearest even)
-    by the loop, while each row is in cache, for autocast's bfloat16 outputs. ``zero_h0``: the
-    caller knows ``h0`` is zeros (a zero state; not checked): step 0 skips ``h_{-1} W_h``.
+    by the loop, while each row is in cache, for autocast's bfloat16 outputs. In bf16 mode
+    ``c0`` and ``h0`` may be bfloat16 (autocast's state: the buffers take them in float32) and
+    the final c and h come back in bfloat16 (rounded as ``Tensor.bfloat16()``), the dtype
+    autocast hands on, each converted once from the buffers. ``zero_h0``: the caller knows
+    ``h0`` is zeros (a zero state; not checked): step 0 skips ``h_{-1} W_h``.
     """
     total, batch, depth = x.shape
     units = h0.shape[1]
     steps = len(bs)
-    cs = _buffer(x, lengths, steps + 1, batch, units)
-    hs = _buffer(x, lengths, total + 1, batch, units)
-    tcs = _buffer(x, lengths, steps, batch, units)
-    gates = _buffer(x, lengths, steps, batch, 4 * units)  # i, j, f, o
+    loops = _loops(x)
+    cs = _buffer(x, lengths, steps + 1, batch, units, loops=loops)
+    hs = _buffer(x, lengths, total + 1, batch, units, loops=loops)
+    tcs = _buffer(x, lengths, steps, batch, units, loops=loops)
+    gates = _buffer(x, lengths, steps, batch, 4 * units, loops=loops)  # i, j, f, o
     cs[0] = c0
     hs[0] = h0
     if steps:
-        _run_lstm_loop(x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act, bf16, out16, zero_h0)
-    final_c = _gather_final(cs, lengths)
-    final_h = _gather_final(hs[: steps + 1], lengths)
+        _run_lstm_loop(
+            x[:steps], kernel, bias, gates, cs, hs, tcs, bs, act, bf16, out16, zero_h0, loops
+        )
+    state_dtype = torch.bfloat16 if bf16 else None
+    final_c = _gather_final(cs, lengths, state_dtype)
+    final_h = _gather_final(hs[: steps + 1], lengths, state_dtype)
     return gates, cs, hs, tcs, final_c, final_h
 
 
 def _run_lstm_loop(
-    x, kernel, bias, gates, cs, hs, tcs, bs, act, bf16=False, out16=None, zero_h0=False
+    x, kernel, bias, gates, cs, hs, tcs, bs, act, bf16=False, out16=None, zero_h0=False, loops=None
 ) -> None:
     """The time loop, input projection included: the compiled loop projects each step's rows
     with its recurrent GEMM (in float32 one product, [x_t | h_{t-1}] [W_x; W_h]; projecting all
     steps first wrote and re-read a 7 MB block at the tutorial size), the Python loop all steps
-    at once."""
+    at once. ``loops``: ``_loops(x)`` when the caller has it."""
     depth = x.shape[2]
+    loops = _loops(x) if loops is None else loops
     w_x = kernel[:depth].t()  # [4H, D], linear layout
-    w_h = _recurrent_weight(kernel[depth:], x)  # [4H, H]
-    loops = _loops(x)
+    w_h = _recurrent_weight(kernel[depth:], loops)  # [4H, H]
     code = _ACT_CODES[act]
     onednn = _use_onednn(x)
     loops.lstm_forward(
@@ -590,6 +609,7 @@ class _LSTMLayer(torch.autograd.Function):
         if d_out is not None and ctx.bf16:  # the bfloat16 outputs' gradient, back to float32
             d_out = d_out.float()
         d_out = _out_grad(d_out, hs[1:])
+        # (bf16: the bfloat16 final state's gradients, back to float32 here)
         d_final_c, d_final_h = _state_grad(d_final_c, hs[0]), _state_grad(d_final_h, hs[0])
         if steps == 0:
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
@@ -659,8 +679,8 @@ def gru_forward(
     gates = _project(x[:steps], g_kernel[:depth], g_bias).view(steps, batch, 2 * units)
     cands = _project(x[:steps], c_kernel[:depth], c_bias).view(steps, batch, units)
     if steps:
-        w_gh = _recurrent_weight(g_kernel[depth:], x)  # [2H, H]
-        w_ch = _recurrent_weight(c_kernel[depth:], x)  # [H, H]
+        w_gh = _recurrent_weight(g_kernel[depth:], _loops(x))  # [2H, H]
+        w_ch = _recurrent_weight(c_kernel[depth:], _loops(x))  # [H, H]
         _loops(x).gru_forward(
             gates, cands, rhs, hs, w_gh, w_ch, bs, _ACT_CODES[act], _use_onednn(x)
         )
@@ -774,6 +794,15 @@ def bf16_loops(x: Tensor) -> bool:
     return ops is not None and bool(ops.bf16_supported())
 
 
+def bf16_rows_input(x: Tensor) -> Tensor:
+    """``x`` [T, B, D] as the bf16 loop takes it: float32 with unit stride within each row, any
+    row and step strides (a batch-major input's transposed view: read in place, its rows
+    rounded by the kernel); otherwise one copy to dense float32."""
+    if x.dtype == torch.float32 and (x.shape[2] <= 1 or x.stride(2) == 1):
+        return x
+    return x.to(torch.float32, memory_format=torch.contiguous_format)
+
+
 def _bf16_outputs(x: Tensor, lengths: Tensor | None, units: int) -> Tensor:
     """The bf16 layer's outputs [T, B, H] in bfloat16, written by the loop (``out16``)."""
     return _buffer(x, lengths, x.shape[0], x.shape[1], units, dtype=torch.bfloat16)
@@ -783,16 +812,17 @@ def lstm_layer(
     x, c0, h0, kernel, bias, lengths, bs, act, bf16: bool = False, *, zero_h0: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Outputs [T, B, H], final c and final h of one (permuted) BasicLSTMCell layer. ``bf16``:
-    float32 ``x``, state and parameters, the recurrent GEMM in bfloat16 (``lstm_forward``);
-    the outputs then come back in bfloat16 (rounded by the loop), the final state in float32.
-    ``zero_h0``: the caller knows the state is zeros (``lstm_forward``'s)."""
+    float32 ``x`` and parameters, float32 or bfloat16 state, the products in bfloat16
+    (``lstm_forward``); the outputs and the final state then come back in bfloat16 (rounded by
+    the loop and by the final state's one conversion). ``zero_h0``: the caller knows the state
+    is zeros (``lstm_forward``'s)."""
     if _needs_grad(x, c0, h0, kernel, bias):
-        x = x.contiguous()
+        x = bf16_rows_input(x) if bf16 else x.contiguous()
         return _LSTMLayer.apply(x, c0, h0, kernel, bias, lengths, bs, act, bf16, zero_h0)
     if bf16:  # the training loop's buffers: the compiled inference op has no bf16 form
         out16 = _bf16_outputs(x, lengths, h0.shape[1])
         *_, final_c, final_h = lstm_forward(
-            x.contiguous(), c0, h0, kernel, bias, lengths, bs, act, bf16, out16, zero_h0
+            bf16_rows_input(x), c0, h0, kernel, bias, lengths, bs, act, bf16, out16, zero_h0
         )
         return out16, final_c, final_h
     ops = _infer_ops(x)

@@ -57,6 +57,7 @@ against the reference loop.
 
 from __future__ import annotations
 
+import functools
 import operator
 import warnings
 from typing import Any
@@ -342,14 +343,24 @@ def _param(p: Tensor, compute: torch.dtype) -> Tensor:
 
 def _lstm_params(cell: BasicLSTMCell, compute: torch.dtype) -> tuple[Tensor, Tensor]:
     """The LSTM's kernel (TF's gate order i, j, f, o, as the fused kernels take it) and bias
-    with ``forget_bias`` folded in: two small ops, no copy of the kernel."""
+    with ``forget_bias`` folded in: one addition, no copy of the kernel."""
     kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
     if cell.forget_bias:
-        units = cell.num_units
-        shift = bias.new_zeros(4 * units)
-        shift[2 * units : 3 * units] = cell.forget_bias
+        shift = _forget_shift(cell.num_units, float(cell.forget_bias), bias.dtype, bias.device)
         bias = bias + shift
     return kernel, bias
+
+
+@functools.lru_cache(maxsize=64)
+def _forget_shift(units: int, forget_bias: float, dtype: torch.dtype, device: Any) -> Tensor:
+    """[4H] zeros with ``forget_bias`` in the forget gate's columns [2H, 3H), made once per
+    (units, forget_bias, dtype, device) (three small ops per layer call before). Never written:
+    callers add it to the bias (a new tensor). Made outside inference mode, so that a training
+    step may use one first made under ``torch.inference_mode``."""
+    with torch.inference_mode(False):
+        shift = torch.zeros(4 * units, dtype=dtype, device=device)
+        shift[2 * units : 3 * units] = forget_bias
+    return shift
 
 
 def _torch_lstm_weights(cell: BasicLSTMCell, depth: int, compute: torch.dtype):
@@ -441,9 +452,10 @@ def _run_leaf(
         # passes over the kernel per call) and their gradients come back in float32; the bias
         # stays float32
         kernel, bias = _lstm_params(cell, torch.float32)
-        # one copy at most (a transposed x would take two: float(), then contiguous())
-        x = x.to(torch.float32, memory_format=torch.contiguous_format)
-        c0, h0 = c0.float(), h0.float()
+        # float32 x as it is, the loop reading its rows through their stride (a batch-major
+        # input's transposed view: no copy), else one copy to dense float32; the bfloat16
+        # state goes in as it is (the loop's float32 buffers take it: one conversion)
+        x = kernels.bf16_rows_input(x)
     else:
         kernel, bias = _lstm_params(cell, compute)
     # The loop may skip h_{-1} W_h at step 0 only if h0 IS zeros: `zero` says the state came
@@ -451,11 +463,11 @@ def _run_leaf(
     # state), so the values are checked too (one reduction over [B, H]; CPU only, where the
     # compiled loop reads the flag: no device sync elsewhere).
     zero_h0 = zero and h0.device.type == "cpu" and not bool(h0.any())
+    # bf16: outputs and final state come back in bfloat16 (autocast's contract; the loop
+    # rounds the outputs, the layer the final state)
     out, c, h = kernels.lstm_layer(
         x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16, zero_h0=zero_h0
     )
-    if bf16:  # autocast's contract: outputs (bfloat16 already: the loop rounds them) and state
-        out, c, h = out.to(compute), c.to(compute), h.to(compute)
     return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
 
 

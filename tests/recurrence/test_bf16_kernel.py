@@ -187,6 +187,57 @@ def test_a_zero_state_skips_the_products_of_h0(ops, steps, batch, lengths, threa
     assert not d_kernel[depth:].isnan().any()
 
 
+@pytest.mark.parametrize("lengths", [None, [6, 6, 4, 1, 0]])
+def test_the_loops_read_x_through_its_row_stride(ops, lengths):
+    """bf16 mode reads x's rows through their stride (a batch-major input's transposed view,
+    no copy first): the same buffers, outputs and gradients, bit for bit, as from the dense copy
+    (x is rounded by the kernel either way); every other mode still refuses such an x."""
+    gen = torch.Generator().manual_seed(9)
+    steps, batch, depth, units = 6, 5, 7, 16
+    x_bm = torch.randn(batch, steps + 2, depth, generator=gen)[:, 1:-1]  # [B, T, D], a slice
+    x = x_bm.transpose(0, 1)  # [T, B, D], row stride (T + 2) D
+    kernel = 0.3 * torch.randn(depth + units, 4 * units, generator=gen)
+    bias = torch.randn(4 * units, generator=gen)
+    c0, h0 = torch.randn(batch, units, generator=gen), torch.randn(batch, units, generator=gen)
+    d_out = torch.randn(steps, batch, units, generator=gen)
+    lens = None if lengths is None else torch.tensor(lengths)
+    bs = _fused_kernels.batch_sizes(lens, batch, steps)
+    assert _fused_kernels.bf16_rows_input(x) is x and x.stride(1) == (steps + 2) * depth
+    runs = []
+    for given in (x, x.contiguous()):
+        out16 = torch.zeros(steps, batch, units, dtype=torch.bfloat16)
+        fwd = _fused_kernels.lstm_forward(
+            given, c0, h0, kernel, bias, lens, bs, "tanh", True, out16
+        )
+        gates, cs, hs, tcs = fwd[:4]
+        dk, db = torch.empty_like(kernel), torch.empty(4 * units)
+        back = ops.lstm_backward(
+            d_out,
+            c0,
+            h0,
+            gates,
+            cs,
+            tcs,
+            kernel[depth:],
+            bs,
+            0,
+            False,
+            True,
+            True,
+            given,
+            hs,
+            dk,
+            db,
+        )
+        runs.append([*fwd, out16, *back, dk, db])
+    for strided, dense in zip(*runs):
+        assert torch.equal(strided, dense)
+    with pytest.raises(
+        RuntimeError, match=r"lstm_forward: x must have row-major \[batch, width\] steps"
+    ):
+        _fused_kernels.lstm_forward(x, c0, h0, kernel, bias, lens, bs, "tanh")
+
+
 def test_a_zero_state_forward_is_the_full_one(ops):
     """The forward with zero_h0 and a zero h0: the same gates, states and outputs as the loop
     that multiplies h_{-1} = 0 (a step-0 mutant that skipped h at later steps, or x, fails)."""
@@ -252,7 +303,9 @@ def test_the_backward_loop_weight_gradient_is_checked(ops):
     ):
         ops.lstm_backward(*buffers, x, hs[:3], dk, db)
     with pytest.raises(
-        RuntimeError, match=r"lstm_backward: x must have row-major \[batch, width\]"
+        RuntimeError,
+        match=r"lstm_backward: x must have unit stride within a row \(strides \[\*, \*, 1\]\), "
+        r"got strides \[20, 1, 4\]",
     ):
         ops.lstm_backward(*buffers, x.transpose(1, 2).contiguous().transpose(1, 2), hs, dk, db)
     with pytest.raises(
@@ -455,8 +508,9 @@ def test_the_python_loops_round_the_same_operands(ops, monkeypatch):
 def test_the_loop_writes_the_bfloat16_outputs(ops, monkeypatch, no_ext, lengths):
     """``out16`` (the layer's bfloat16 outputs, written by the loop from each row of h while it
     is in cache) is ``hs[1:]`` rounded by torch's own conversion (nearest even), bit for bit,
-    NaN included; rows past each length keep the buffer's zeros. Both the compiled loop and
-    the Python loops (``RNNFLOW_NO_EXT=1``)."""
+    NaN included; rows past each length keep the buffer's zeros; the final c and h, likewise
+    in bfloat16, each row's at its last step. Both the compiled loop and the Python loops
+    (``RNNFLOW_NO_EXT=1``)."""
     monkeypatch.setenv("RNNFLOW_NO_EXT", no_ext)
     gen = torch.Generator().manual_seed(5)
     steps, batch, depth, units = 9, 5, 3, 40
@@ -468,9 +522,20 @@ def test_the_loop_writes_the_bfloat16_outputs(ops, monkeypatch, no_ext, lengths)
     lens = None if lengths is None else torch.tensor(lengths)
     bs = _fused_kernels.batch_sizes(lens, batch, steps)  # rows sorted longest first
     out16 = torch.zeros(steps, batch, units, dtype=torch.bfloat16)
-    *_, hs, _, _, _ = _fused_kernels.lstm_forward(
-        x, c0, h0, kernel, bias, lens, bs, "tanh", True, out16
+    _, cs, hs, _, final_c, final_h = _fused_kernels.lstm_forward(
+        x, c0.bfloat16(), h0.bfloat16(), kernel, bias, lens, bs, "tanh", True, out16
     )
+    # a bfloat16 state goes into the float32 buffers as it is; the final state comes back
+    # rounded to bfloat16 (each row's at its last step)
+    assert torch.equal(cs[0], c0.bfloat16().float()) and torch.equal(hs[0], h0.bfloat16().float())
+    last = torch.tensor([len(bs)] * batch if lens is None else lengths)
+    rows = torch.arange(batch)
+    for final, seq in ((final_c, cs), (final_h, hs)):
+        expected = seq[last, rows].bfloat16()
+        assert final.dtype == torch.bfloat16
+        assert bool(
+            ((final.view(torch.int16) == expected.view(torch.int16)) | expected.isnan()).all()
+        )
     want = hs[1:].bfloat16()
     assert bool(want.isnan().any()) and not bool(hs[1:].isnan().all())
     same = want.view(torch.int16) == out16.view(torch.int16)
@@ -494,3 +559,25 @@ def test_the_bfloat16_outputs_are_checked(ops):
         RuntimeError, match=r"lstm_forward: out16 must be a BFloat16 CPU tensor of sizes"
     ):
         ops.lstm_forward(*call, True, z(1, 1, 3, dtype=torch.bfloat16))
+
+
+# ----------------------------------------------------------------------------- per-call cost
+# What the bf16 layer's call does around the loops (shared with the float32 LSTM): checked
+# against hand-computed values, with or without AVX512-BF16.
+@pytest.mark.parametrize("forget_bias", [1.0, 0.5, -2.0])
+def test_the_forget_bias_is_folded_into_the_forget_columns(forget_bias):
+    """``_lstm_params``: the bias plus forget_bias in TF's forget columns [2H, 3H) only (the
+    shift made once per shape and reused: the same cached tensor, never written), also when
+    it was first made under ``torch.inference_mode`` (then still an ordinary tensor)."""
+    fused._forget_shift.cache_clear()
+    cell = BasicLSTMCell(5, input_size=3, forget_bias=forget_bias)
+    with torch.inference_mode():
+        fused._lstm_params(cell, torch.float32)
+    for _ in range(2):
+        kernel, bias = fused._lstm_params(cell, torch.float32)
+        want = cell.bias.detach().clone()
+        want[10:15] += forget_bias
+        assert kernel is cell.kernel and torch.equal(bias.detach(), want)
+    shift = fused._forget_shift(5, forget_bias, torch.float32, torch.device("cpu"))
+    assert not shift.is_inference() and fused._forget_shift.cache_info().misses == 1
+    assert shift.tolist() == [0.0] * 10 + [forget_bias] * 5 + [0.0] * 5

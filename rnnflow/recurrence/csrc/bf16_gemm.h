@@ -190,19 +190,20 @@ void bf16_rows(const float*, int64_t, int64_t, int64_t, uint32_t*, int64_t) {
 // other strides are transposed into the first form first. Rounding to nearest even as to_bf16;
 // a subnormal weight comes out 0, which vdpbf16ps reads as 0 either way. It runs at every layer
 // call (an element at a time it was 2% of the loops' time).
-Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
-  const int64_t panels = (N + kBfPanel - 1) / kBfPanel, pairs = (K + 1) / 2;
-  Tensor packed = at::zeros({panels, pairs, kBfPanel}, at::kInt);
-  if (N == 0 || K == 0) return packed;
-  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+// Into `out` (zeros where nothing is written: padding columns, the odd K's pad), panel q's pair
+// p at out[q * pstride + p * 32] (pstride >= pairs * 32: bf16_pack2's panels hold two weights).
+void bf16_pack_into(uint32_t* out, int64_t pstride, const float* w, int64_t s0, int64_t s1,
+                    int64_t N, int64_t K) {
+  const int64_t pairs = (K + 1) / 2;
+  if (N == 0 || K == 0) return;
   if (s0 != 1 && s1 == 1) {  // k contiguous: row n's pairs, then into panel n / 32's column
     std::vector<uint32_t> row(pairs);
     for (int64_t n = 0; n < N; ++n) {
       bf16_rows(w + n * s0, 0, 1, K, row.data(), pairs);
-      uint32_t* dst = out + (n / kBfPanel) * pairs * kBfPanel + n % kBfPanel;
+      uint32_t* dst = out + (n / kBfPanel) * pstride + n % kBfPanel;
       for (int64_t p = 0; p < pairs; ++p) dst[p * kBfPanel] = row[p];
     }
-    return packed;
+    return;
   }
   Tensor copy;
   if (s0 != 1) {  // n contiguous: w^T [K, N] row-major
@@ -212,7 +213,14 @@ Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
   }
   for (int64_t p = 0; p < pairs; ++p)
     bf16_pair_rows(w + 2 * p * s1, 2 * p + 1 < K ? w + (2 * p + 1) * s1 : nullptr, N,
-                   out + p * kBfPanel, pairs * kBfPanel, nullptr);
+                   out + p * kBfPanel, pstride, nullptr);
+}
+
+Tensor bf16_pack(const float* w, int64_t s0, int64_t s1, int64_t N, int64_t K) {
+  const int64_t panels = (N + kBfPanel - 1) / kBfPanel, pairs = (K + 1) / 2;
+  Tensor packed = at::zeros({panels, pairs, kBfPanel}, at::kInt);
+  bf16_pack_into(reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>()), pairs * kBfPanel, w, s0,
+                 s1, N, K);
   return packed;
 }
 
@@ -258,16 +266,13 @@ inline void bf16_step_gemm(int64_t n, const float* a, int64_t lda, int64_t K,
 // (bf16_step_gemm2) instead of two passes over the gates block.
 Tensor bf16_pack2(const float* w0, int64_t s00, int64_t s01, int64_t K0, const float* w1,
                   int64_t s10, int64_t s11, int64_t K1, int64_t N) {
-  const Tensor a = bf16_pack(w0, s00, s01, N, K0), b = bf16_pack(w1, s10, s11, N, K1);
-  const int64_t panels = a.size(0), p0 = a.size(1), p1 = b.size(1);
-  Tensor packed = at::empty({panels, p0 + p1, kBfPanel}, at::kInt);
-  int32_t* out = packed.data_ptr<int32_t>();
-  for (int64_t p = 0; p < panels; ++p) {
-    std::memcpy(out + p * (p0 + p1) * kBfPanel, a.data_ptr<int32_t>() + p * p0 * kBfPanel,
-                p0 * kBfPanel * sizeof(int32_t));
-    std::memcpy(out + (p * (p0 + p1) + p0) * kBfPanel, b.data_ptr<int32_t>() + p * p1 * kBfPanel,
-                p1 * kBfPanel * sizeof(int32_t));
-  }
+  // each weight packed straight into its place in the joint panels (was: each packed into a
+  // tensor of its own, then both copied: three allocations, now one)
+  const int64_t panels = (N + kBfPanel - 1) / kBfPanel, p0 = (K0 + 1) / 2, p1 = (K1 + 1) / 2;
+  Tensor packed = at::zeros({panels, p0 + p1, kBfPanel}, at::kInt);
+  auto* out = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  bf16_pack_into(out, (p0 + p1) * kBfPanel, w0, s00, s01, N, K0);
+  bf16_pack_into(out + p0 * kBfPanel, (p0 + p1) * kBfPanel, w1, s10, s11, N, K1);
   return packed;
 }
 

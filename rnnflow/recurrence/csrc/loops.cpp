@@ -220,6 +220,17 @@ void expect_steps(const char* fn, const char* name, const Tensor& t, at::ScalarT
               "(strides [*, ", t.size(2), ", 1]), got strides ", t.strides());
 }
 
+// The LSTM loop's x [>= S, B, D]: row-major steps, except in bf16 mode, whose kernel reads the
+// rows through their stride (unit stride within a row; a batch-major input's transposed view).
+void expect_x(const char* fn, const Tensor& x, at::ScalarType dtype, int64_t steps,
+              int64_t batch, bool bf16) {
+  if (!bf16) return expect_steps(fn, "x", x, dtype, {at_least(steps), exactly(batch), any_size()});
+  expect(fn, "x", x, dtype, {at_least(steps), exactly(batch), any_size()});
+  TORCH_CHECK(x.size(2) <= 1 || x.stride(2) == 1, "rnnflow_loops.", fn,
+              ": x must have unit stride within a row (strides [*, *, 1]), got strides ",
+              x.strides());
+}
+
 // ... and a contiguous [B, H] block.
 void expect_rows(const char* fn, const char* name, const Tensor& t, at::ScalarType dtype,
                  int64_t batch, int64_t units) {
@@ -538,7 +549,7 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
   const auto dt = l.dtype;
   const int64_t batch = l.batch, units = l.units, width = 4 * units;
   const int64_t steps = l.steps;
-  expect_steps(fn, "x", x, dt, {at_least(steps), exactly(batch), any_size()});
+  expect_x(fn, x, dt, steps, batch, bf16);
   const int64_t depth = x.size(2);
   expect(fn, "w_x", w_x, dt, {exactly(width), exactly(depth)});
   expect(fn, "bias", bias, dt, {exactly(width)});
@@ -594,7 +605,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(
     TORCH_CHECK(given[0] && given[1] && given[2] && given[3], "rnnflow_loops.", fn,
                 ": the weight gradient in the loop needs x, hs, d_kernel and d_bias together");
     TORCH_CHECK(bf16, "rnnflow_loops.", fn, ": the weight gradient in the loop needs bf16=True");
-    expect_steps(fn, "x", *x, dt, {at_least(steps), exactly(batch), any_size()});
+    expect_x(fn, *x, dt, steps, batch, true);
     expect_steps(fn, "hs", *hs, dt, {at_least(steps + 1), exactly(batch), exactly(units)});
     expect(fn, "d_kernel", *d_kernel, dt, {exactly(x->size(2) + units), exactly(width)});
     expect(fn, "d_bias", *d_bias, dt, {exactly(width)});
