@@ -245,6 +245,19 @@ def _param_grads(
     return d_kernel, (g.sum(0) if need_bias else None)
 
 
+def refuse_create_graph(layer: str) -> None:
+    """Refuse a backward under ``create_graph=True`` (a gradient penalty, higher-order
+    gradients): the compiled loops are opaque to autograd, so their results would count as
+    constants and every second derivative through them would come back as zeros, silently."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"rnnflow's fused {layer} layer: its backward is not differentiable, so gradients "
+            "taken with create_graph=True through it would have zero second derivatives; for "
+            "second-order gradients run the RNN with impl='reference' (dynamic_rnn, "
+            "static_rnn and the bidirectional functions take it)"
+        )
+
+
 def _out_grad(d_out: Tensor | None, like: Tensor) -> Tensor:
     """The outputs' gradient, or (outputs unused) one zero block expanded over time: the loops
     read it a step at a time, so nothing of size [T, B, H] is materialised."""
@@ -465,6 +478,7 @@ class _RNNLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_final: Tensor):
+        refuse_create_graph("BasicRNNCell")
         x, kernel, hs = ctx.saved_tensors
         total, batch, depth = x.shape
         bs = ctx.bs
@@ -602,6 +616,7 @@ class _LSTMLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_final_c: Tensor, d_final_h: Tensor):
+        refuse_create_graph("LSTM")
         x, kernel, gates, cs, hs, tcs = ctx.saved_tensors
         total, batch, depth = x.shape
         bs = ctx.bs
@@ -700,6 +715,7 @@ class _GRULayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_final: Tensor):
+        refuse_create_graph("GRUCell")
         x, g_kernel, c_kernel, gates, cands, rhs, hs = ctx.saved_tensors
         total, batch, depth = x.shape
         bs = ctx.bs

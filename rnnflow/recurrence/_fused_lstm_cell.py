@@ -45,6 +45,7 @@ from rnnflow.recurrence._fused_kernels import (
     _state_grad,
     _with_final,
     lin,
+    refuse_create_graph,
 )
 
 
@@ -158,6 +159,7 @@ class _LSTMCellLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_final_c: Tensor, d_final_m: Tensor):
+        refuse_create_graph("LSTMCell")
         x, kernel, gates, cs, ms, tcs, c_in, m_in, w_i, w_f, w_o, proj = ctx.saved_tensors
         total, _, depth = x.shape
         bs, steps = ctx.bs, len(ctx.bs)
