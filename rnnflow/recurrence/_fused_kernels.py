@@ -275,8 +275,10 @@ def _loops(x: Tensor) -> Any:
 
 # ----------------------------------------------------------------------------- Python loops
 # The same interface and function as csrc/loops.cpp (read its header for the conventions).
-def _py_rnn_forward(pre, hs, w, bs, act, onednn) -> None:
+def _py_rnn_forward(x, w_x, bias, hs, w, bs, act, onednn, zero_h0=False) -> None:
+    # zero_h0 (hs[0] is zeros) changes no value: the compiled loop's shortcut only
     kind = _KINDS[act]
+    pre = _project(x, w_x.t(), bias).view(len(bs), hs.shape[1], hs.shape[2])
     for t, n in enumerate(bs):
         if n == 0:
             break
@@ -424,28 +426,37 @@ _KINDS = {code: kind for kind, code in _ACT_CODES.items()}
 
 # ----------------------------------------------------------------------------- BasicRNNCell
 def rnn_forward(
-    x: Tensor, h0: Tensor, kernel: Tensor, bias: Tensor, lengths: Tensor | None, bs: list[int], act
+    x: Tensor,
+    h0: Tensor,
+    kernel: Tensor,
+    bias: Tensor,
+    lengths: Tensor | None,
+    bs: list[int],
+    act,
+    zero_h0: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """h_t = act(x_t W_x + h_{t-1} W_h + b). Returns ``hs`` [T+1, B, H] (``hs[0] = h0``,
-    past-length entries zero) and the final state [B, H]."""
+    past-length entries zero) and the final state [B, H]. The compiled loop projects each
+    step's inputs with its recurrent GEMM (float32: one product, [x_t | h_{t-1}] [W_x; W_h]).
+    ``zero_h0``: the caller knows ``h0`` is zeros (a zero state; not checked): step 0 skips
+    ``h_{-1} W_h``."""
     total, batch, depth = x.shape
     units = h0.shape[1]
     steps = len(bs)
     hs = _buffer(x, lengths, total + 1, batch, units)
     hs[0] = h0
     if steps:
-        pre = _project(x[:steps], kernel[:depth], bias)
         w_h = _recurrent_weight(kernel[depth:], x)  # [H, H]
-        _loops(x).rnn_forward(
-            pre.view(steps, batch, units), hs, w_h, bs, _ACT_CODES[act], _use_onednn(x)
-        )
+        w_x = kernel[:depth].t()  # [H, D], linear layout
+        code, onednn = _ACT_CODES[act], _use_onednn(x)
+        _loops(x).rnn_forward(x[:steps], w_x, bias, hs, w_h, bs, code, onednn, zero_h0)
     return hs, _gather_final(hs[: steps + 1], lengths)
 
 
 class _RNNLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x, h0, kernel, bias, lengths, bs, act):
-        hs, final = rnn_forward(x, h0, kernel, bias, lengths, bs, act)
+    def forward(ctx: Any, x, h0, kernel, bias, lengths, bs, act, zero_h0):
+        hs, final = rnn_forward(x, h0, kernel, bias, lengths, bs, act, zero_h0)
         ctx.set_materialize_grads(False)  # unused outputs: no [T, B, H] of zeros
         ctx.save_for_backward(x, kernel, hs)
         ctx.act, ctx.bs = act, bs
@@ -461,7 +472,7 @@ class _RNNLayer(torch.autograd.Function):
         if steps == 0:
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             zk, zb = torch.zeros_like(kernel), torch.zeros_like(kernel[0])
-            return dx, d_final.clone(), zk, zb, None, None, None
+            return dx, d_final.clone(), zk, zb, None, None, None, None
         d_pre, dh0 = _loops(x).rnn_backward(
             d_out,
             d_final,
@@ -478,7 +489,7 @@ class _RNNLayer(torch.autograd.Function):
         d_kernel, d_bias = _param_grads(
             [x[:steps], hs[:steps]], d_pre, ctx.needs_input_grad[2], ctx.needs_input_grad[3]
         )
-        return dx, dh0, d_kernel, d_bias, None, None, None
+        return dx, dh0, d_kernel, d_bias, None, None, None, None
 
 
 # ----------------------------------------------------------------------------- BasicLSTMCell
@@ -749,17 +760,20 @@ def _batch_major(x: Tensor) -> bool:
     return x.stride(1) > x.stride(0)
 
 
-def rnn_layer(x, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor]:
-    """Outputs [T, B, H] and final h of one BasicRNNCell layer; differentiable when needed."""
+def rnn_layer(
+    x, h0, kernel, bias, lengths, bs, act, *, zero_h0: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Outputs [T, B, H] and final h of one BasicRNNCell layer; differentiable when needed.
+    ``zero_h0``: the caller knows the state is zeros (``rnn_forward``'s)."""
     if _needs_grad(x, h0, kernel, bias):
-        return _RNNLayer.apply(x.contiguous(), h0, kernel, bias, lengths, bs, act)
+        return _RNNLayer.apply(x.contiguous(), h0, kernel, bias, lengths, bs, act, zero_h0)
     ops = _infer_ops(x)
     if ops is not None:
         x, depth = _rows_inner(x), x.shape[2]
         w_x, w_h = kernel[:depth].t(), kernel[depth:].t()
         code = _ACT_CODES[act]
         return ops.rnn_infer(x, w_x, bias, w_h, h0.contiguous(), bs, code, _batch_major(x))
-    hs, final = rnn_forward(x.contiguous(), h0, kernel, bias, lengths, bs, act)
+    hs, final = rnn_forward(x.contiguous(), h0, kernel, bias, lengths, bs, act, zero_h0)
     return hs[1:], final
 
 

@@ -414,7 +414,10 @@ def _run_leaf(
         return _peer_layer(cell, x, state, compute)
     if type(cell) is BasicRNNCell:
         kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
-        return kernels.rnn_layer(x, state, kernel, bias, lengths, bs, act)
+        # the LSTM's rule (below); without grad the inference op runs, which has no use for it
+        grad = torch.is_grad_enabled()
+        zero_h0 = zero and grad and state.device.type == "cpu" and not bool(state.any())
+        return kernels.rnn_layer(x, state, kernel, bias, lengths, bs, act, zero_h0=zero_h0)
     if type(cell) is GRUCell:
         g, c = cell.gates, cell.candidate
         return kernels.gru_layer(

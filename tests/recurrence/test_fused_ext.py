@@ -271,15 +271,30 @@ def _instance_override(cell):
     return cell
 
 
+def _rnn_instance_override(cell):
+    zero_state = cell.zero_state
+    cell.zero_state = lambda b, d=None, *, device=None: zero_state(b, d, device=device) - 0.25
+    return cell
+
+
 @pytest.mark.parametrize(
     "make",
     [
+        lambda: _rnn_instance_override(BasicRNNCell(6)),
+        lambda: MultiRNNCell([BasicRNNCell(5), _rnn_instance_override(BasicRNNCell(6))]),
         lambda: _LearnedInitialState(6),
         lambda: MultiRNNCell([_LearnedInitialState(6), BasicLSTMCell(5)]),
         lambda: MultiRNNCell([_instance_override(BasicLSTMCell(6))]),
         lambda: MultiRNNCell([BasicLSTMCell(5), _instance_override(LSTMCell(6))]),
     ],
-    ids=["subclass", "subclass-in-multi", "instance-in-multi", "instance-second-layer"],
+    ids=[
+        "rnn-instance",
+        "rnn-instance-second-layer",
+        "subclass",
+        "subclass-in-multi",
+        "instance-in-multi",
+        "instance-second-layer",
+    ],
 )
 @pytest.mark.parametrize("lengths", [None, [5, 0, 3]])
 def test_a_zero_state_that_is_not_zeros_is_not_skipped(loops, make, lengths):

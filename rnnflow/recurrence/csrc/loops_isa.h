@@ -416,10 +416,26 @@ class StepWeight {
   // (a bias).
   void run(int64_t n, const float* a, int64_t lda, int64_t ak, const float* add, int64_t ldadd,
            float* out, int64_t ldc) const {
-    const int64_t K = depth_, N = w_.size(0), panels = (N + kPanel - 1) / kPanel;
+    run_rows(depth_, n, a, lda, ak, add, ldadd, out, ldc);
+  }
+
+  // The joint weight's first `rows` rows alone (the first part's, W_x of [W_x; W_h]): out[n, N]
+  // = a[n, rows] W_x (+ add), for a step whose h_{t-1} is zeros (its products skipped, not
+  // added as zeros).
+  void leading(int64_t rows, int64_t n, const float* a, int64_t lda, const float* add,
+               int64_t ldadd, float* out, int64_t ldc) const {
+    TORCH_CHECK(!direct_ && !bf16_ && rows <= depth_, "StepWeight::leading: a packed float32 weight");
+    if (n > 0) run_rows(rows, n, a, lda, 1, add, ldadd, out, ldc);
+  }
+
+ private:
+  // run() over the first K rows of each packed panel (all depth_ of them: the whole weight).
+  void run_rows(int64_t K, int64_t n, const float* a, int64_t lda, int64_t ak, const float* add,
+                int64_t ldadd, float* out, int64_t ldc) const {
+    const int64_t N = w_.size(0), panels = (N + kPanel - 1) / kPanel;
     // panel p, row k: packed at pw[(p * K + k) * kPanel], in place at w[p * kPanel + k * s1]
     const float* pw = direct_ ? w_.data_ptr<float>() : packed_.data_ptr<float>();
-    const int64_t ldp = direct_ ? w_.stride(1) : kPanel, step = direct_ ? kPanel : K * kPanel;
+    const int64_t ldp = direct_ ? w_.stride(1) : kPanel, step = direct_ ? kPanel : depth_ * kPanel;
     const int64_t grain = std::max<int64_t>(1, kMacsPerThread / std::max<int64_t>(1, n * K * kPanel));
     at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p)
@@ -427,7 +443,6 @@ class StepWeight {
     });
   }
 
- private:
   // ATen's addmm (float64).
   void library(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
                int64_t ldc) const {
@@ -480,20 +495,62 @@ void parallel_rows(int64_t batch, int64_t weight_bytes, F&& f) {
 }
 
 // ------------------------------------------------------------------ BasicRNNCell
-// pre [S, B, H]: x W_x + b; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H] = W_h^T.
+// Step t's rows [x_t | h_{t-1}] side by side in `rows` [n, D + H] (row stride D + H), for one
+// product with [W_x; W_h] packed as one weight (the float32 RNN and LSTM forward loops): one
+// pass of the kernel over K = D + H instead of x_t W_x written into the step's block and read
+// back by h_{t-1} W_h (a full register block sums k in the same order either way).
 template <typename T>
-void rnn_forward_impl(Tensor pre, Tensor hs, const Tensor& w, const std::vector<int64_t>& bs,
-                      int64_t a) {
-  const int64_t units = hs.size(2);
-  const StepWeight<T> gemm(w);
-  const auto P = steps_of<T>(pre), Hs = steps_of<T>(hs);
+void side_by_side(int64_t n, const T* x, int64_t depth, const T* h, int64_t units, T* rows) {
+  for (int64_t r = 0; r < n; ++r) {
+    std::memcpy(rows + r * (depth + units), x + r * depth, depth * sizeof(T));
+    std::memcpy(rows + r * (depth + units) + depth, h + r * units, units * sizeof(T));
+  }
+}
+
+// x [S, B, D], w_x [H, D] = W_x^T, bias [H]; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H]
+// = W_h^T. h_t = act(x_t W_x + b + h_{t-1} W_h), each step's input projection computed with its
+// recurrent product while the step's rows are in cache: float32, one product [x_t | h_{t-1}]
+// [W_x; W_h] + b (side_by_side; projecting all steps first, a separate pass, wrote and re-read
+// a [S, B, H] block: docs/PERFORMANCE.md, sixth round); float64, ATen's addmm twice. zero_h0:
+// the caller knows h0 is zeros (a zero state), so step 0 skips h_{-1} W_h (float32: the first D
+// rows of the joint weight alone; adding zero products changes no value).
+template <typename T>
+void rnn_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor hs,
+                      const Tensor& w, const std::vector<int64_t>& bs, int64_t a, bool zero_h0) {
+  const int64_t units = hs.size(2), depth = x.size(2), batch = hs.size(1);
+  constexpr bool f32 = std::is_same_v<T, float>;
+  std::optional<StepWeight<T>> gemm, gemm_x;
+  Tensor xh;
+  if constexpr (f32) {
+    gemm.emplace(w_x, w);
+    xh = at::empty({batch, depth + units}, hs.options());
+  } else {
+    gemm.emplace(w);
+    gemm_x.emplace(w_x);
+  }
+  const Tensor b_dense = bias.contiguous();
+  const T* b = b_dense.data_ptr<T>();
+  const auto X = steps_of<T>(x), Hs = steps_of<T>(hs);
   with_act(a, [&](auto A) {
-    parallel_rows(hs.size(1), w.nbytes(), [&](int64_t r0, int64_t r1) {
+    parallel_rows(batch, w.nbytes(), [&](int64_t r0, int64_t r1) {
       for (size_t t = 0; t < bs.size(); ++t) {
         const int64_t n = std::min(bs[t], r1) - r0, at = r0 * units;
         if (n <= 0) break;
         T* h = Hs[t + 1] + at;
-        gemm(n, Hs[t] + at, units, P[t] + at, units, h, units);
+        const T* xt = X[t] + r0 * depth;
+        const bool h_zero = zero_h0 && t == 0;
+        if constexpr (f32) {
+          if (h_zero) {
+            gemm->leading(depth, n, xt, depth, b, 0, h, units);  // x_0 W_x + b
+          } else {
+            T* rows = xh.data_ptr<T>() + r0 * (depth + units);
+            side_by_side(n, xt, depth, Hs[t] + at, units, rows);
+            (*gemm)(n, rows, depth + units, b, 0, h, units);
+          }
+        } else {
+          (*gemm_x)(n, xt, depth, b, 0, h, units);
+          if (!h_zero) (*gemm)(n, Hs[t] + at, units, h, units, h, units);
+        }
         act_into<decltype(A)::value>(h, h, n * units);
       }
     });
@@ -563,7 +620,8 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
   // step at the tutorial's size) and multiplied by [W_x; W_h] packed as one weight, one pass
   // of the unchanged kernel: the gates block is written once, not written by x_t W_x and then
   // read back by h_{t-1} W_h (a full register block sums k in the same order, so the same
-  // bits; docs/PERFORMANCE.md, fifth round).
+  // bits; docs/PERFORMANCE.md, fifth round). zero_h0: step 0 multiplies x_0 by the joint
+  // weight's W_x rows alone (StepWeight::leading; sixth round).
   const bool joint32 = std::is_same_v<T, float> && !bf16;
   const int64_t ldxh = depth + units;
   Tensor packed, xh;
@@ -597,16 +655,16 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
             bf16_step_gemm2(n, X[t] + r0 * depth, depth, depth, h_zero ? nullptr : Hs[t] + at,
                             units, units, pw, width, b, 0, g, width);
         }
-        if (joint32) {  // [x_t | h_{t-1}] [W_x; W_h] + b
-          T* rows = xh.data_ptr<T>() + r0 * ldxh;
-          const T* xt = X[t] + r0 * depth;
-          const T* hp = Hs[t] + at;
-          for (int64_t r = 0; r < n; ++r) {
-            std::memcpy(rows + r * ldxh, xt + r * depth, depth * sizeof(T));
-            std::memcpy(rows + r * ldxh + depth, hp + r * units, units * sizeof(T));
+        if constexpr (std::is_same_v<T, float>) {
+          if (joint32 && h_zero) {  // x_0 W_x + b: h_{-1} = 0, the joint weight's W_x rows alone
+            gemm->leading(depth, n, X[t] + r0 * depth, depth, b, 0, g, width);
+          } else if (joint32) {  // [x_t | h_{t-1}] [W_x; W_h] + b
+            T* rows = xh.data_ptr<T>() + r0 * ldxh;
+            side_by_side(n, X[t] + r0 * depth, depth, Hs[t] + at, units, rows);
+            (*gemm)(n, rows, ldxh, b, 0, g, width);
           }
-          (*gemm)(n, rows, ldxh, b, 0, g, width);
-        } else if (!joint) {
+        }
+        if (!joint && !joint32) {
           (*gemm_x)(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
           if (!h_zero) (*gemm)(n, Hs[t] + at, units, g, width, g, width);
         }
