@@ -221,10 +221,12 @@ def _input_grad(d_gates: Tensor, w_x: Tensor, total: int, bf16: bool = False) ->
 def _param_grads(
     inputs: list[Tensor], d: Tensor, need_kernel: bool, need_bias: bool
 ) -> tuple[Tensor | None, Tensor | None]:
-    """The kernel's gradient ``[inputs_k^T @ d]`` stacked on rows (each input [S, B, K_k]) and
-    the bias's, ``d`` summed over steps and rows: one GEMM over all steps per input, or with the
-    packed GEMM one pass over ``d`` for all of them (``weight_grad`` in csrc/loops.cpp). (The
-    LSTM's bf16 mode computes its own inside the backward loop: ``_LSTMLayer.backward``.)"""
+    """The kernel's gradient ``[inputs_k^T @ d]`` stacked on rows (each input [S_k, B, K_k],
+    S_k <= S: paired with ``d``'s last S_k steps, the steps before them zeros, left out: a zero
+    initial state's h_{-1}) and the bias's, ``d`` summed over steps and rows: one GEMM over all
+    steps per input, or with the packed GEMM one pass over ``d`` for all of them
+    (``weight_grad`` in csrc/loops.cpp). (The LSTM's bf16 mode computes its own inside the
+    backward loop: ``_LSTMLayer.backward``.)"""
     g = d.reshape(-1, d.shape[-1])  # [S*B, G]
     rows = [x.reshape(-1, x.shape[-1]) for x in inputs]  # [S*B, K_k]
     if not need_kernel:
@@ -234,7 +236,10 @@ def _param_grads(
         d_kernel, d_bias = ops.weight_grad(rows, g)
         return d_kernel, (d_bias if need_bias else None)
     fast = _use_onednn(g)
-    d_kernel = torch.cat([lin(a.t(), g.t()) if fast else torch.mm(a.t(), g) for a in rows])
+    last = [g[g.shape[0] - a.shape[0] :] for a in rows]  # d's rows paired with each input's
+    d_kernel = torch.cat(
+        [lin(a.t(), d.t()) if fast else torch.mm(a.t(), d) for a, d in zip(rows, last)]
+    )
     return d_kernel, (g.sum(0) if need_bias else None)
 
 
@@ -459,7 +464,7 @@ class _RNNLayer(torch.autograd.Function):
         hs, final = rnn_forward(x, h0, kernel, bias, lengths, bs, act, zero_h0)
         ctx.set_materialize_grads(False)  # unused outputs: no [T, B, H] of zeros
         ctx.save_for_backward(x, kernel, hs)
-        ctx.act, ctx.bs = act, bs
+        ctx.act, ctx.bs, ctx.zero_h0 = act, bs, zero_h0
         return hs[1:], final
 
     @staticmethod
@@ -486,8 +491,9 @@ class _RNNLayer(torch.autograd.Function):
         dx = None
         if ctx.needs_input_grad[0]:
             dx = _input_grad(d_pre, kernel[:depth], total)
+        h_rows = hs[1:steps] if ctx.zero_h0 else hs[:steps]  # h_{-1} = 0: no rows of its own
         d_kernel, d_bias = _param_grads(
-            [x[:steps], hs[:steps]], d_pre, ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+            [x[:steps], h_rows], d_pre, ctx.needs_input_grad[2], ctx.needs_input_grad[3]
         )
         return dx, dh0, d_kernel, d_bias, None, None, None, None
 
@@ -638,8 +644,9 @@ class _LSTMLayer(torch.autograd.Function):
             d_kernel = grads[2] if ctx.needs_input_grad[3] else None
             d_bias = grads[3] if ctx.needs_input_grad[4] else None
         else:
+            h_rows = hs[1:steps] if ctx.zero_h0 else hs[:steps]  # h_{-1} = 0: left out
             d_kernel, d_bias = _param_grads(
-                [x[:steps], hs[:steps]], flat, ctx.needs_input_grad[3], ctx.needs_input_grad[4]
+                [x[:steps], h_rows], flat, ctx.needs_input_grad[3], ctx.needs_input_grad[4]
             )
         return dx, dc0, dh0, d_kernel, d_bias, None, None, None, None, None
 

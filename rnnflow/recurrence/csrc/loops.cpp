@@ -800,8 +800,9 @@ Tensor linear(const Tensor& a, const Tensor& w, const std::optional<Tensor>& add
 }
 
 // The parameter gradients of a layer from the gradient of its pre-activations d [R, G] (R = all
-// steps' rows) and the inputs its kernel multiplied, each [R, K_i]: d_kernel = the inputs_i^T d
-// stacked on rows [sum K_i, G], d_bias = d's column sums [G]. One pass over d (7 MB for the
+// steps' rows) and the inputs its kernel multiplied, each [R_i, K_i] with R_i <= R, paired with
+// d's last R_i rows (the rows before them are zeros, left out: a zero initial state's h_{-1}):
+// d_kernel = the inputs_i^T d stacked on rows [sum K_i, G], d_bias = d's column sums [G]. One pass over d (7 MB for the
 // tutorial's LSTM) for all of them in float32 (loops_isa.h); two GEMMs in float64.
 std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
   constexpr const char* fn = "weight_grad";
@@ -810,12 +811,12 @@ std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
   const int64_t R = d.size(0), G = d.size(1);
   int64_t total = 0;
   for (const Tensor& x : inputs) {
-    expect(fn, "inputs[i]", x, dt, {exactly(R), any_size()});
+    expect(fn, "inputs[i]", x, dt, {Dim{0, R}, any_size()});
     total += x.size(1);
   }
   if (dt != at::kFloat || R == 0) {
     std::vector<Tensor> parts;
-    for (const Tensor& x : inputs) parts.push_back(at::mm(x.t(), d));
+    for (const Tensor& x : inputs) parts.push_back(at::mm(x.t(), d.narrow(0, R - x.size(0), x.size(0))));
     if (parts.empty()) return {at::empty({0, G}, d.options()), d.sum(0)};
     return {at::cat(parts), d.sum(0)};
   }

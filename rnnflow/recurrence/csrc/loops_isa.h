@@ -1239,7 +1239,8 @@ inline void linear_impl(const Tensor& a, const Tensor& w, const float* padd, int
 // The parameter gradients of a layer in float32 (loops.cpp `weight_grad` checked the sizes and
 // allocated d_kernel [sum K_i, G] and d_bias [G]): one pass over d for all of them, each thread
 // packing a chunk of d's columns once and sweeping every input over it, and summing the chunk
-// for the bias (float per chunk, double across).
+// for the bias (float per chunk, double across). An input with R_i < R rows pairs with d's last
+// R_i rows (the rows before them are zeros: a zero initial state's h_{-1}, left out).
 inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_kernel,
                              Tensor& d_bias) {
   constexpr int64_t kKc = 256;
@@ -1250,6 +1251,11 @@ inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_k
   const int64_t panels = (G + kPanel - 1) / kPanel;
   const int64_t grain =
       std::max<int64_t>(1, kMacsPerThread / std::max<int64_t>(1, total * R * kPanel));
+  int64_t first = 0;  // an input without rows: its d_kernel rows are zeros
+  for (const Tensor& x : inputs) {
+    if (x.size(0) == 0) d_kernel.narrow(0, first, x.size(1)).zero_();
+    first += x.size(1);
+  }
   at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
     alignas(64) float buf[kKc * kPanel];
     std::vector<double> sums((p1 - p0) * kPanel, 0.0);
@@ -1265,12 +1271,14 @@ inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_k
         for (int64_t j = 0; j < kPanel; ++j) sums[(p - p0) * kPanel + j] += chunk[j];
         int64_t row = 0;
         for (const Tensor& x : inputs) {
-          // a = x^T: element (r, k) = x[k][r]
+          // a = x^T: element (r, k) = x[k][r], x's row k paired with d's row `skip` + k
           const int64_t lda = x.stride(1), ak = x.stride(0), n = x.size(1);
+          const int64_t skip = R - x.size(0), lo = std::max(k0, skip);
           float* o = out + row * G;
-          panel_rows(n, x.data_ptr<float>() + k0 * ak, lda, ak, buf, kPanel, kc, k0 ? o : nullptr, G, o,
-                     G, p, G);
           row += n;
+          if (lo >= k0 + kc) continue;  // the chunk is before x's rows
+          panel_rows(n, x.data_ptr<float>() + (lo - skip) * ak, lda, ak, buf + (lo - k0) * kPanel,
+                     kPanel, k0 + kc - lo, lo > skip ? o : nullptr, G, o, G, p, G);
         }
       }
     }
