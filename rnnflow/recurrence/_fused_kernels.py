@@ -616,8 +616,11 @@ class _LSTMLayer(torch.autograd.Function):
         # from each step's d_gates rows while they are in cache (``lstm_backward``'s d_kernel
         # and d_bias: both operands rounded to bfloat16, float32 accumulation, as autocast's
         # backward of a bfloat16 product), not a pass over all of them afterwards
-        # (without an input gradient, the loop then keeps only two steps of d_gates)
-        in_loop = ctx.bf16 and (ctx.needs_input_grad[3] or ctx.needs_input_grad[4])
+        # (without an input gradient, the loop then keeps only two steps of d_gates); float32
+        # in the compiled loops likewise, in float32 (8% off backward + weight gradient here:
+        # docs/PERFORMANCE.md, sixth round)
+        loop_grad = ctx.bf16 or (x.dtype == torch.float32 and _loops(x) is not _PY_LOOPS)
+        in_loop = loop_grad and (ctx.needs_input_grad[3] or ctx.needs_input_grad[4])
         grads = ()
         if in_loop:
             d_params = (torch.empty_like(kernel), kernel.new_empty(kernel.shape[1]))

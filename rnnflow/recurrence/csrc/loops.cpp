@@ -603,7 +603,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(
   if (given[0] || given[1] || given[2] || given[3]) {
     TORCH_CHECK(given[0] && given[1] && given[2] && given[3], "rnnflow_loops.", fn,
                 ": the weight gradient in the loop needs x, hs, d_kernel and d_bias together");
-    TORCH_CHECK(bf16, "rnnflow_loops.", fn, ": the weight gradient in the loop needs bf16=True");
+    TORCH_CHECK(dt == at::kFloat, "rnnflow_loops.", fn,
+                ": the weight gradient in the loop needs float32, got ", dt);
     expect_steps(fn, "x", *x, dt, {at_least(steps), exactly(batch), any_size()});
     expect_steps(fn, "hs", *hs, dt, {at_least(steps + 1), exactly(batch), exactly(units)});
     expect(fn, "d_kernel", *d_kernel, dt, {exactly(x->size(2) + units), exactly(width)});

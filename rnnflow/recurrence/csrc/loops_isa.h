@@ -691,6 +691,65 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
   });
 }
 
+// The float32 LSTM backward's weight gradient inside the loop (lstm_backward_impl, `wg` without
+// bf16): at each step, while its rows are in cache, d_kernel [D + H, 4H] += [x_t | h_{t-1}]^T
+// d_gates_t and d_bias += d_gates_t's column sums, instead of a pass over all steps' d_gates
+// (7 MB at the tutorial's size, from L3) afterwards (`weight_grad`). The product is the packed
+// kernel with a = x_t^T (element (r, k) = x_t[k][r]) and d_gates_t's rows as the panel rows,
+// read in place (ldp = 4H) when 4H is whole panels, else packed a panel at a time. The first
+// step a part gets writes it (no zeroing pass); d_bias sums in double across steps.
+class WeightGrad32 {
+ public:
+  // One step: n rows of x_t [n, depth] and h_{t-1} [n, units] (null: zeros, left out) and of
+  // d_gates_t [n, width] (row stride width) into out [depth + units, width].
+  void add(int64_t n, const float* x, int64_t depth, const float* h, int64_t units,
+           const float* d, int64_t width, float* out) {
+    if (sums_.empty()) {
+      sums_.assign(width, 0.0);
+      step_.resize(width);
+    }
+    std::fill(step_.begin(), step_.end(), 0.0f);  // the step's sums in float, then into double
+    for (int64_t r = 0; r < n; ++r)
+#pragma GCC ivdep
+      for (int64_t j = 0; j < width; ++j) step_[j] += d[r * width + j];
+    for (int64_t j = 0; j < width; ++j) sums_[j] += step_[j];
+    const int64_t panels = (width + kPanel - 1) / kPanel;
+    const bool direct = width % kPanel == 0;
+    if (!direct) buf_.resize(n * kPanel);
+    for (int64_t p = 0; p < panels; ++p) {
+      const float* panel = d + p * kPanel;
+      int64_t ldp = width;
+      if (!direct) {  // d^T's panel p: element (j, k) = d[k][j]
+        pack_panel(d, 1, width, width, p, 0, n, buf_.data());
+        panel = buf_.data();
+        ldp = kPanel;
+      }
+      panel_rows(depth, x, 1, depth, panel, ldp, n, x_started_ ? out : nullptr, width, out,
+                 width, p, width);
+      if (h)
+        panel_rows(units, h, 1, units, panel, ldp, n, h_started_ ? out + depth * width : nullptr,
+                   width, out + depth * width, width, p, width);
+    }
+    x_started_ = true;
+    h_started_ = h_started_ || h;
+  }
+
+  // d_bias's partial sums (float32 [width]); zeros into the parts of out no step wrote.
+  Tensor finish(Tensor& out, int64_t depth, int64_t width) {
+    if (!x_started_) out.narrow(0, 0, depth).zero_();
+    if (!h_started_) out.narrow(0, depth, out.size(0) - depth).zero_();
+    Tensor sums = at::empty({width}, out.options());
+    for (int64_t j = 0; j < width; ++j)
+      sums.data_ptr<float>()[j] = sums_.empty() ? 0.0f : static_cast<float>(sums_[j]);
+    return sums;
+  }
+
+ private:
+  std::vector<double> sums_;
+  std::vector<float> step_, buf_;
+  bool x_started_ = false, h_started_ = false;
+};
+
 // Returns d_gates [S, B, 4H] ([min(S, 2), B, 4H], the last two steps' rows, when wg says it is
 // not kept), dc0, dh0 [B, H]. w [H, 4H] = W_h.
 // `wg` (bf16 only; null: none): the weight gradient inside the loop, d_kernel [D + H, 4H] =
@@ -743,8 +802,9 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
       Tensor part_k;
       if (wg) {  // the thread with row 0 sums into d_kernel itself
         part_k = r0 == 0 ? wg->d_kernel : at::empty({total, width}, cs.options());
-        chunk.emplace(0, width, total, width);
+        if (bf16) chunk.emplace(0, width, total, width);
       }
+      WeightGrad32 wg32;  // float32 (wg without bf16): each step's product, see there
       for (int64_t t = steps - 1; t >= 0; --t) {
         const int64_t n = std::min(bs[t], r1) - r0;
         const int64_t m = std::max<int64_t>(0, t + 1 < steps ? std::min(bs[t + 1], r1) - r0 : 0);
@@ -786,7 +846,12 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
             gate_grads(std::true_type());
         }
         if constexpr (std::is_same_v<T, float>) {
-          if (wg) {  // the step's rows into the weight gradient, two at a time
+          if (wg && !bf16) {  // float32: the step's rows into the weight gradient
+            const float* xt = wg->x.data_ptr<float>() + t * wg->x.stride(0) + r0 * depth;
+            const float* ht = wg->hs.data_ptr<float>() + t * wg->hs.stride(0) + at;
+            const bool h_zero = wg->zero_h0 && t == 0;  // h_{-1} = 0: its rows left out
+            wg32.add(n, xt, depth, h_zero ? nullptr : ht, units, dg, width, part_k.data_ptr<float>());
+          } else if (wg) {  // the step's rows into the weight gradient, two at a time
             const float* xt = wg->x.data_ptr<float>() + t * wg->x.stride(0) + r0 * depth;
             const float* ht = wg->hs.data_ptr<float>() + t * wg->hs.stride(0) + at;
             const bool h_zero = wg->zero_h0 && t == 0;
@@ -808,10 +873,14 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
         }
       }
       if (wg) {
-        chunk->flush(part_k.data_ptr<float>());
-        if (!chunk->started()) part_k.zero_();
-        const Tensor sums = at::from_blob(const_cast<float*>(chunk->sums().data()), {width},
-                                          cs.options());
+        Tensor sums;
+        if (bf16) {
+          chunk->flush(part_k.data_ptr<float>());
+          if (!chunk->started()) part_k.zero_();
+          sums = at::from_blob(const_cast<float*>(chunk->sums().data()), {width}, cs.options());
+        } else {
+          sums = wg32.finish(part_k, depth, width);
+        }
         if (r0 == 0) {
           wg->d_bias.copy_(sums);
           first_done = true;
