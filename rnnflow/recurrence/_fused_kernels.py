@@ -225,8 +225,8 @@ def _param_grads(
     S_k <= S: paired with ``d``'s last S_k steps, the steps before them zeros, left out: a zero
     initial state's h_{-1}) and the bias's, ``d`` summed over steps and rows: one GEMM over all
     steps per input, or with the packed GEMM one pass over ``d`` for all of them
-    (``weight_grad`` in csrc/loops.cpp). (The LSTM's bf16 mode computes its own inside the
-    backward loop: ``_LSTMLayer.backward``.)"""
+    (``weight_grad`` in csrc/loops.cpp). (The LSTM in the compiled loops, float32 and bf16,
+    computes its own inside the backward loop: ``_LSTMLayer.backward``.)"""
     g = d.reshape(-1, d.shape[-1])  # [S*B, G]
     rows = [x.reshape(-1, x.shape[-1]) for x in inputs]  # [S*B, K_k]
     if not need_kernel:

@@ -752,13 +752,14 @@ class WeightGrad32 {
 
 // Returns d_gates [S, B, 4H] ([min(S, 2), B, 4H], the last two steps' rows, when wg says it is
 // not kept), dc0, dh0 [B, H]. w [H, 4H] = W_h.
-// `wg` (bf16 only; null: none): the weight gradient inside the loop, d_kernel [D + H, 4H] =
+// `wg` (float32 only; null: none): the weight gradient inside the loop, d_kernel [D + H, 4H] =
 // sum over steps and rows of [bf16(x_t) | bf16(h_{t-1})]^T bf16(d_gates_t), d_bias [4H] = the
 // d_gates rows summed in float32, from each step's rows while they are in cache (a
 // Bf16GradChunk per thread: the step's rows paired, two steps of 128 rows a chunk), instead of
 // a pass over all steps' d_gates (7 MB at the tutorial's size) afterwards. Threads with rows of
 // their own sum into partial gradients, added in the order of their rows at the end.
-// (LoopWeightGrad: bf16_gemm.h.)
+// (LoopWeightGrad: bf16_gemm.h.) float32 without bf16: the same in float32, a step at a time
+// (WeightGrad32).
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
     const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
