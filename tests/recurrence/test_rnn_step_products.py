@@ -5,23 +5,18 @@ product with the two weights packed as one; csrc/loops_isa.h ``rnn_forward_impl`
 ``StepWeight::leading``), for every kernel variant and float64, against the same RNN computed
 in float64 with torch's matmul: input depths and units that are multiples of nothing, H not a
 multiple of the panel width, 1 row, an odd batch (a partial register block) and a batch that
-shrinks mid-sequence. The LSTM's ``zero_h0`` in the same float32 product: the last test."""
+shrinks mid-sequence. (The LSTM's ``zero_h0``: test_lstm_step_products.py.)"""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from rnnflow_testing import STEP_PRODUCT_SHAPES
 
 from rnnflow.recurrence import _fused_kernels as kernels
 
-SHAPES = [
-    (1, 1, 5, [1, 1, 1]),
-    (1, 33, 8, [1, 1]),
-    (13, 28, 37, [13, 13, 6, 1]),
-    (12, 3, 16, [12, 12]),
-    (25, 28, 128, [25, 24, 12]),
-]
-IDS = ["1row-D1-H5", "1row-D33-H8", "odd-shrinking-H37", "one-block-H16", "25rows-H128"]
+SHAPES = list(STEP_PRODUCT_SHAPES.values())
+IDS = list(STEP_PRODUCT_SHAPES)
 
 
 def rnn_float64(x, w_x, w_h, bias, h0, bs):
