@@ -73,3 +73,16 @@ def outputs_and_grads(cell, x, lengths, init, impl, time_major=False):
     loss = (out * weights).sum() + sum((s * (k + 1.5)).sum() for k, s in enumerate(leaves))
     wrt = [x, *cell.parameters(), *(_nest.flatten(init) if init is not None else [])]
     return out, state, torch.autograd.grad(loss, wrt)
+
+
+# The compiled loops' step products (tests/recurrence/test_*_step_products.py): (batch, depth,
+# units, batch_sizes) with depths and units that are multiples of nothing, units not a multiple
+# of the panel width, 1 row (the kernel's independent chains, K not a multiple of their
+# number), an odd batch (a partial register block), one whole block, a batch that shrinks.
+STEP_PRODUCT_SHAPES = {
+    "1row-D1-H5": (1, 1, 5, [1, 1, 1]),
+    "1row-D33-H8": (1, 33, 8, [1, 1]),
+    "odd-shrinking-H37": (13, 28, 37, [13, 13, 6, 1]),
+    "one-block-H16": (12, 3, 16, [12, 12]),
+    "25rows-H128": (25, 28, 128, [25, 24, 12]),
+}

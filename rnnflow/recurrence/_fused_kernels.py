@@ -228,10 +228,12 @@ def _input_grad(d_gates: Tensor, w_x: Tensor, total: int, bf16: bool = False) ->
 def _param_grads(
     inputs: list[Tensor], d: Tensor, need_kernel: bool, need_bias: bool
 ) -> tuple[Tensor | None, Tensor | None]:
-    """The kernel's gradient ``[inputs_k^T @ d]`` stacked on rows (each input [S, B, K_k]) and
-    the bias's, ``d`` summed over steps and rows: one GEMM over all steps per input, or with the
-    packed GEMM one pass over ``d`` for all of them (``weight_grad`` in csrc/loops.cpp). (The
-    LSTM's bf16 mode computes its own inside the backward loop: ``_LSTMLayer.backward``.)"""
+    """The kernel's gradient ``[inputs_k^T @ d]`` stacked on rows (each input [S_k, B, K_k],
+    S_k <= S: paired with ``d``'s last S_k steps, the steps before them zeros, left out: a zero
+    initial state's h_{-1}) and the bias's, ``d`` summed over steps and rows: one GEMM over all
+    steps per input, or with the packed GEMM one pass over ``d`` for all of them
+    (``weight_grad`` in csrc/loops.cpp). (The LSTM in the compiled loops, float32 and bf16,
+    computes its own inside the backward loop: ``_LSTMLayer.backward``.)"""
     g = d.reshape(-1, d.shape[-1])  # [S*B, G]
     rows = [x.reshape(-1, x.shape[-1]) for x in inputs]  # [S*B, K_k]
     if not need_kernel:
@@ -241,7 +243,10 @@ def _param_grads(
         d_kernel, d_bias = ops.weight_grad(rows, g)
         return d_kernel, (d_bias if need_bias else None)
     fast = _use_onednn(g)
-    d_kernel = torch.cat([lin(a.t(), g.t()) if fast else torch.mm(a.t(), g) for a in rows])
+    last = [g[g.shape[0] - a.shape[0] :] for a in rows]  # d's rows paired with each input's
+    d_kernel = torch.cat(
+        [lin(a.t(), d.t()) if fast else torch.mm(a.t(), d) for a, d in zip(rows, last)]
+    )
     return d_kernel, (g.sum(0) if need_bias else None)
 
 
@@ -299,8 +304,10 @@ def _loops(x: Tensor) -> Any:
 
 # ----------------------------------------------------------------------------- Python loops
 # The same interface and function as csrc/loops.cpp (read its header for the conventions).
-def _py_rnn_forward(pre, hs, w, bs, act, onednn) -> None:
+def _py_rnn_forward(x, w_x, bias, hs, w, bs, act, onednn, zero_h0=False) -> None:
+    # zero_h0 (hs[0] is zeros) changes no value: the compiled loop's shortcut only
     kind = _KINDS[act]
+    pre = _project(x, w_x.t(), bias).view(len(bs), hs.shape[1], hs.shape[2])
     for t, n in enumerate(bs):
         if n == 0:
             break
@@ -448,10 +455,20 @@ _KINDS = {code: kind for kind, code in _ACT_CODES.items()}
 
 # ----------------------------------------------------------------------------- BasicRNNCell
 def rnn_forward(
-    x: Tensor, h0: Tensor, kernel: Tensor, bias: Tensor, lengths: Tensor | None, bs: list[int], act
+    x: Tensor,
+    h0: Tensor,
+    kernel: Tensor,
+    bias: Tensor,
+    lengths: Tensor | None,
+    bs: list[int],
+    act,
+    zero_h0: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """h_t = act(x_t W_x + h_{t-1} W_h + b). Returns ``hs`` [T+1, B, H] (``hs[0] = h0``,
-    past-length entries zero) and the final state [B, H]."""
+    past-length entries zero) and the final state [B, H]. The compiled loop projects each
+    step's inputs with its recurrent GEMM (float32: one product, [x_t | h_{t-1}] [W_x; W_h]).
+    ``zero_h0``: the caller knows ``h0`` is zeros (a zero state; not checked): step 0 skips
+    ``h_{-1} W_h``."""
     total, batch, depth = x.shape
     units = h0.shape[1]
     steps = len(bs)
@@ -459,21 +476,20 @@ def rnn_forward(
     hs = _buffer(x, lengths, total + 1, batch, units, loops=loops)
     hs[0] = h0
     if steps:
-        pre = _project(x[:steps], kernel[:depth], bias)
         w_h = _recurrent_weight(kernel[depth:], loops)  # [H, H]
-        loops.rnn_forward(
-            pre.view(steps, batch, units), hs, w_h, bs, _ACT_CODES[act], _use_onednn(x)
-        )
+        w_x = kernel[:depth].t()  # [H, D], linear layout
+        code, onednn = _ACT_CODES[act], _use_onednn(x)
+        loops.rnn_forward(x[:steps], w_x, bias, hs, w_h, bs, code, onednn, zero_h0)
     return hs, _gather_final(hs[: steps + 1], lengths)
 
 
 class _RNNLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x, h0, kernel, bias, lengths, bs, act):
-        hs, final = rnn_forward(x, h0, kernel, bias, lengths, bs, act)
+    def forward(ctx: Any, x, h0, kernel, bias, lengths, bs, act, zero_h0):
+        hs, final = rnn_forward(x, h0, kernel, bias, lengths, bs, act, zero_h0)
         ctx.set_materialize_grads(False)  # unused outputs: no [T, B, H] of zeros
         ctx.save_for_backward(x, kernel, hs)
-        ctx.act, ctx.bs = act, bs
+        ctx.act, ctx.bs, ctx.zero_h0 = act, bs, zero_h0
         return hs[1:], final
 
     @staticmethod
@@ -487,7 +503,7 @@ class _RNNLayer(torch.autograd.Function):
         if steps == 0:
             dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
             zk, zb = torch.zeros_like(kernel), torch.zeros_like(kernel[0])
-            return dx, d_final.clone(), zk, zb, None, None, None
+            return dx, d_final.clone(), zk, zb, None, None, None, None
         d_pre, dh0 = _loops(x).rnn_backward(
             d_out,
             d_final,
@@ -501,10 +517,11 @@ class _RNNLayer(torch.autograd.Function):
         dx = None
         if ctx.needs_input_grad[0]:
             dx = _input_grad(d_pre, kernel[:depth], total)
+        h_rows = hs[1:steps] if ctx.zero_h0 else hs[:steps]  # h_{-1} = 0: no rows of its own
         d_kernel, d_bias = _param_grads(
-            [x[:steps], hs[:steps]], d_pre, ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+            [x[:steps], h_rows], d_pre, ctx.needs_input_grad[2], ctx.needs_input_grad[3]
         )
-        return dx, dh0, d_kernel, d_bias, None, None, None
+        return dx, dh0, d_kernel, d_bias, None, None, None, None
 
 
 # ----------------------------------------------------------------------------- BasicLSTMCell
@@ -634,8 +651,11 @@ class _LSTMLayer(torch.autograd.Function):
         # from each step's d_gates rows while they are in cache (``lstm_backward``'s d_kernel
         # and d_bias: both operands rounded to bfloat16, float32 accumulation, as autocast's
         # backward of a bfloat16 product), not a pass over all of them afterwards
-        # (without an input gradient, the loop then keeps only two steps of d_gates)
-        in_loop = ctx.bf16 and (ctx.needs_input_grad[3] or ctx.needs_input_grad[4])
+        # (without an input gradient, the loop then keeps only two steps of d_gates); float32
+        # in the compiled loops likewise, in float32 (8% off backward + weight gradient here:
+        # docs/PERFORMANCE.md, sixth round)
+        loop_grad = ctx.bf16 or (x.dtype == torch.float32 and _loops(x) is not _PY_LOOPS)
+        in_loop = loop_grad and (ctx.needs_input_grad[3] or ctx.needs_input_grad[4])
         grads = ()
         if in_loop:
             d_params = (torch.empty_like(kernel), kernel.new_empty(kernel.shape[1]))
@@ -662,8 +682,9 @@ class _LSTMLayer(torch.autograd.Function):
             d_kernel = grads[2] if ctx.needs_input_grad[3] else None
             d_bias = grads[3] if ctx.needs_input_grad[4] else None
         else:
+            h_rows = hs[1:steps] if ctx.zero_h0 else hs[:steps]  # h_{-1} = 0: left out
             d_kernel, d_bias = _param_grads(
-                [x[:steps], hs[:steps]], flat, ctx.needs_input_grad[3], ctx.needs_input_grad[4]
+                [x[:steps], h_rows], flat, ctx.needs_input_grad[3], ctx.needs_input_grad[4]
             )
         return dx, dc0, dh0, d_kernel, d_bias, None, None, None, None, None
 
@@ -785,17 +806,20 @@ def _batch_major(x: Tensor) -> bool:
     return x.stride(1) > x.stride(0)
 
 
-def rnn_layer(x, h0, kernel, bias, lengths, bs, act) -> tuple[Tensor, Tensor]:
-    """Outputs [T, B, H] and final h of one BasicRNNCell layer; differentiable when needed."""
+def rnn_layer(
+    x, h0, kernel, bias, lengths, bs, act, *, zero_h0: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Outputs [T, B, H] and final h of one BasicRNNCell layer; differentiable when needed.
+    ``zero_h0``: the caller knows the state is zeros (``rnn_forward``'s)."""
     if _needs_grad(x, h0, kernel, bias):
-        return _RNNLayer.apply(x.contiguous(), h0, kernel, bias, lengths, bs, act)
+        return _RNNLayer.apply(x.contiguous(), h0, kernel, bias, lengths, bs, act, zero_h0)
     ops = _infer_ops(x)
     if ops is not None:
         x, depth = _rows_inner(x), x.shape[2]
         w_x, w_h = kernel[:depth].t(), kernel[depth:].t()
         code = _ACT_CODES[act]
         return ops.rnn_infer(x, w_x, bias, w_h, h0.contiguous(), bs, code, _batch_major(x))
-    hs, final = rnn_forward(x.contiguous(), h0, kernel, bias, lengths, bs, act)
+    hs, final = rnn_forward(x.contiguous(), h0, kernel, bias, lengths, bs, act, zero_h0)
     return hs[1:], final
 
 

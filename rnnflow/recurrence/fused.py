@@ -425,7 +425,10 @@ def _run_leaf(
         return _peer_layer(cell, x, state, compute)
     if type(cell) is BasicRNNCell:
         kernel, bias = _param(cell.kernel, compute), _param(cell.bias, compute)
-        return kernels.rnn_layer(x, state, kernel, bias, lengths, bs, act)
+        # the LSTM's rule (below); without grad the inference op runs, which has no use for it
+        grad = torch.is_grad_enabled()
+        zero_h0 = zero and grad and state.device.type == "cpu" and _zeros(state)
+        return kernels.rnn_layer(x, state, kernel, bias, lengths, bs, act, zero_h0=zero_h0)
     if type(cell) is GRUCell:
         g, c = cell.gates, cell.candidate
         return kernels.gru_layer(
@@ -462,13 +465,20 @@ def _run_leaf(
     # from a zero_state, which a subclass or an instance may override (a learned initial
     # state), so the values are checked too (one reduction over [B, H]; CPU only, where the
     # compiled loop reads the flag: no device sync elsewhere).
-    zero_h0 = zero and h0.device.type == "cpu" and not bool(h0.any())
+    zero_h0 = zero and h0.device.type == "cpu" and _zeros(h0)
     # bf16: outputs and final state come back in bfloat16 (autocast's contract; the loop
     # rounds the outputs, the layer the final state)
     out, c, h = kernels.lstm_layer(
         x, c0.contiguous(), h0.contiguous(), kernel, bias, lengths, bs, act, bf16, zero_h0=zero_h0
     )
     return out, (LSTMStateTuple(c, h) if cell.state_is_tuple else torch.cat([c, h], dim=1))
+
+
+def _zeros(t: Tensor) -> bool:
+    """Whether every value of ``t`` is zero (NaN is not): its min and max in one pass, 4 us for
+    [128, 128] float32 here against 11-17 us for ``not t.any()``."""
+    low, high = torch.aminmax(t)
+    return bool(low == 0) and bool(high == 0)
 
 
 # Whether the bfloat16 kernel also takes the LSTM without lengths from oneDNN's bf16 LSTM: yes

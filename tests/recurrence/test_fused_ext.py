@@ -144,6 +144,29 @@ def test_packed_linear_matches_float64(n, k, cols, layout, add, packed):
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5 * k**0.5)
 
 
+@pytest.mark.parametrize(
+    "rows,skips",
+    [(1, (1, 0)), (600, (0, 599)), (600, (256, 300)), (512, (255, 257)), (3584, (128, 3583))],
+    ids=["1-row-none", "1-left", "mid-chunk", "chunk-edges", "tutorial"],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_weight_grad_inputs_with_fewer_rows_pair_with_ds_last(rows, skips, dtype, packed):
+    """An input of R_i < R rows pairs with d's last R_i rows (a zero initial state's h_{-1} rows
+    left out: ``_param_grads``): none left, all but one, a start inside a 256-row packing chunk,
+    on both sides of a chunk's edge, the tutorial's one step of 128 rows; against float64 torch
+    with the rows before each input's taken as zeros."""
+    torch.manual_seed(0)
+    d = torch.randn(rows, 70, dtype=dtype)
+    inputs = [torch.randn(rows - skips[0], 3, dtype=dtype), torch.randn(40, rows - skips[1]).t()]
+    inputs[1] = inputs[1].to(dtype)
+    d_kernel, d_bias = packed.weight_grad(inputs, d)
+    full = [torch.cat([x.new_zeros(s, x.shape[1]), x]).double() for x, s in zip(inputs, skips)]
+    expected = torch.cat([x.t() @ d.double() for x in full])
+    tol = 1e-5 * rows**0.5 if dtype == torch.float32 else 1e-12 * rows
+    torch.testing.assert_close(d_kernel.double(), expected, rtol=1e-5, atol=tol)
+    torch.testing.assert_close(d_bias.double(), d.double().sum(0), rtol=1e-5, atol=tol)
+
+
 @pytest.mark.parametrize("rows,cols", [(1, 1), (600, 70), (256, 32), (3584, 512)])
 def test_weight_grad_matches_float64(rows, cols, packed):
     """Kernel and bias gradients in one pass over d (csrc/loops.cpp ``weight_grad``): several
@@ -271,15 +294,30 @@ def _instance_override(cell):
     return cell
 
 
+def _rnn_instance_override(cell):
+    zero_state = cell.zero_state
+    cell.zero_state = lambda b, d=None, *, device=None: zero_state(b, d, device=device) - 0.25
+    return cell
+
+
 @pytest.mark.parametrize(
     "make",
     [
+        lambda: _rnn_instance_override(BasicRNNCell(6)),
+        lambda: MultiRNNCell([BasicRNNCell(5), _rnn_instance_override(BasicRNNCell(6))]),
         lambda: _LearnedInitialState(6),
         lambda: MultiRNNCell([_LearnedInitialState(6), BasicLSTMCell(5)]),
         lambda: MultiRNNCell([_instance_override(BasicLSTMCell(6))]),
         lambda: MultiRNNCell([BasicLSTMCell(5), _instance_override(LSTMCell(6))]),
     ],
-    ids=["subclass", "subclass-in-multi", "instance-in-multi", "instance-second-layer"],
+    ids=[
+        "rnn-instance",
+        "rnn-instance-second-layer",
+        "subclass",
+        "subclass-in-multi",
+        "instance-in-multi",
+        "instance-second-layer",
+    ],
 )
 @pytest.mark.parametrize("lengths", [None, [5, 0, 3]])
 def test_a_zero_state_that_is_not_zeros_is_not_skipped(loops, make, lengths):

@@ -125,48 +125,58 @@ def test_the_build_does_not_target_the_build_machine():
 # Each case calls one op of torch.ops.rnnflow_loops with one argument wrong, in float64 unless
 # said otherwise. B = 3 rows, H = 4 units, D = 5 inputs, S = 2 steps.
 CASES = {
-    # BasicRNNCell: pre [S, B, H], hs [S+1, B, H], w [H, H]
-    "rnn_forward/pre_steps": (
-        "L.rnn_forward(z(1, 3, 4), z(3, 3, 4), z(4, 4), [3, 3], 0, False)",
-        r"rnn_forward: pre must be a Double CPU tensor of sizes \[>= 2, 3, 4\], got Double "
-        r"cpu \[1, 3, 4\]",
+    # BasicRNNCell: x [S, B, D], w_x [H, D], bias [H], hs [S+1, B, H], w [H, H]
+    "rnn_forward/x_steps": (
+        "L.rnn_forward(z(1, 3, 5), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [3, 3], 0, False)",
+        r"rnn_forward: x must be a Double CPU tensor of sizes \[>= 2, 3, \*\], got Double "
+        r"cpu \[1, 3, 5\]",
+    ),
+    "rnn_forward/depth": (  # inputs deeper than the kernel
+        "L.rnn_forward(z(2, 3, 13), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [3, 3], 0, False)",
+        r"rnn_forward: w_x must be a Double CPU tensor of sizes \[4, 13\], got Double cpu "
+        r"\[4, 5\]",
+    ),
+    "rnn_forward/bias": (
+        "L.rnn_forward(z(2, 3, 5), z(4, 5), z(5), z(3, 3, 4), z(4, 4), [3, 3], 0, False)",
+        r"rnn_forward: bias must be a Double CPU tensor of sizes \[4\], got Double cpu \[5\]",
     ),
     "rnn_forward/w": (
-        "L.rnn_forward(z(2, 3, 4), z(3, 3, 4), z(4, 5), [3, 3], 0, False)",
+        "L.rnn_forward(z(2, 3, 5), z(4, 5), z(4), z(3, 3, 4), z(4, 5), [3, 3], 0, False)",
         r"rnn_forward: w must be a Double CPU tensor of sizes \[4, 4\], got Double cpu \[4, 5\]",
     ),
     "rnn_forward/dtype": (
-        "L.rnn_forward(z(2, 3, 4).float(), z(3, 3, 4), z(4, 4), [3, 3], 0, False)",
-        r"rnn_forward: pre must be a Double CPU tensor of sizes \[>= 2, 3, 4\], got Float",
+        "L.rnn_forward(z(2, 3, 5).float(), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [3, 3], 0, False)",
+        r"rnn_forward: x must be a Double CPU tensor of sizes \[>= 2, 3, \*\], got Float",
     ),
     "rnn_forward/int_hs": (
-        "L.rnn_forward(z(2, 3, 4), z(3, 3, 4).long(), z(4, 4), [3, 3], 0, False)",
+        "L.rnn_forward(z(2, 3, 5), z(4, 5), z(4), z(3, 3, 4).long(), z(4, 4), [3, 3], 0, False)",
         r"rnn_forward: hs must be float32 or float64, got Long",
     ),
     "rnn_forward/batch_sizes_over_batch": (
-        "L.rnn_forward(z(2, 3, 4), z(3, 3, 4), z(4, 4), [4, 3], 0, False)",
+        "L.rnn_forward(z(2, 3, 5), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [4, 3], 0, False)",
         r"rnn_forward: batch_sizes must be non-increasing, each within \[0, 3\] \(the batch\), "
         r"got 4 at step 0",
     ),
     "rnn_forward/batch_sizes_increasing": (
-        "L.rnn_forward(z(2, 3, 4), z(3, 3, 4), z(4, 4), [1, 2], 0, False)",
+        "L.rnn_forward(z(2, 3, 5), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [1, 2], 0, False)",
         r"got 2 at step 1 after 1",
     ),
     "rnn_forward/batch_sizes_negative": (
-        "L.rnn_forward(z(2, 3, 4), z(3, 3, 4), z(4, 4), [-1], 0, False)",
+        "L.rnn_forward(z(2, 3, 5), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [-1], 0, False)",
         r"got -1 at step 0",
     ),
     "rnn_forward/too_many_steps": (
-        "L.rnn_forward(z(9, 3, 4), z(3, 3, 4), z(4, 4), [3, 3, 3], 0, False)",
+        "L.rnn_forward(z(9, 3, 5), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [3, 3, 3], 0, False)",
         r"rnn_forward: batch_sizes has 3 steps, more than the 2 the buffers hold",
     ),
     "rnn_forward/strided_steps": (
-        "L.rnn_forward(z(2, 4, 3).transpose(1, 2), z(3, 3, 4), z(4, 4), [3, 3], 0, False)",
-        r"rnn_forward: pre must have row-major \[batch, width\] steps \(strides \[\*, 4, 1\]\), "
-        r"got strides \[12, 1, 3\]",
+        "L.rnn_forward(z(2, 5, 3).transpose(1, 2), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [3, 3], 0, "
+        "False)",
+        r"rnn_forward: x must have row-major \[batch, width\] steps \(strides \[\*, 5, 1\]\), "
+        r"got strides \[15, 1, 3\]",
     ),
     "rnn_forward/act": (
-        "L.rnn_forward(z(2, 3, 4), z(3, 3, 4), z(4, 4), [3, 3], 7, False)",
+        "L.rnn_forward(z(2, 3, 5), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [3, 3], 7, False)",
         r"rnn_forward: act must be 0 \(tanh\), 1 \(sigmoid\), 2 \(relu\) or 3 \(linear\), got 7",
     ),
     "rnn_backward/d_final": (
@@ -321,9 +331,9 @@ CASES = {
         r"linear: w must be a Float CPU tensor of sizes \[\*, 4\], got Double",
     ),
     "weight_grad/rows": (
-        "L.weight_grad([z(7, 3).float(), z(6, 2).float()], z(7, 5).float())",
-        r"weight_grad: inputs\[i\] must be a Float CPU tensor of sizes \[7, \*\], got Float cpu "
-        r"\[6, 2\]",
+        "L.weight_grad([z(7, 3).float(), z(8, 2).float()], z(7, 5).float())",
+        r"weight_grad: inputs\[i\] must be a Float CPU tensor of sizes \[0\.\.7, \*\], got Float "
+        r"cpu \[8, 2\]",
     ),
     "weight_grad/rank": (
         "L.weight_grad([z(7, 3).float()], z(7).float())",

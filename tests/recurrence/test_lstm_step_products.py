@@ -4,14 +4,18 @@ copied side by side and multiplied by the two weights packed as one (csrc/loops_
 the same LSTM computed in float64 with torch's matmul: input depths and units that are
 multiples of nothing, 4H not a multiple of the panel width, 1 row (the kernel's independent
 chains, K not a multiple of their number), an odd batch (a partial register block) and a batch
-that shrinks mid-sequence."""
+that shrinks mid-sequence; and ``zero_h0`` (step 0: the joint weight's W_x rows alone)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from rnnflow_testing import STEP_PRODUCT_SHAPES
 
 from rnnflow.recurrence import _fused_kernels as kernels
+
+SHAPES = list(STEP_PRODUCT_SHAPES.values())
+IDS = list(STEP_PRODUCT_SHAPES)
 
 
 def lstm_float64(x, w_x, w_h, bias, bs):
@@ -38,17 +42,7 @@ def lstm_float64(x, w_x, w_h, bias, bs):
     return gates, hs
 
 
-@pytest.mark.parametrize(
-    "batch,depth,units,bs",
-    [
-        (1, 1, 5, [1, 1, 1]),
-        (1, 33, 8, [1, 1]),
-        (13, 28, 37, [13, 13, 6, 1]),
-        (12, 3, 16, [12, 12]),
-        (25, 28, 128, [25, 24, 12]),
-    ],
-    ids=["1row-D1-H5", "1row-D33-H8", "odd-shrinking-H37", "one-block-H16", "25rows-H128"],
-)
+@pytest.mark.parametrize("batch,depth,units,bs", SHAPES, ids=IDS)
 def test_step_products_match_float64(batch, depth, units, bs, packed):
     ops = packed
     torch.manual_seed(0)
@@ -89,3 +83,29 @@ def test_step_products_read_weights_of_any_layout(layout, packed):
     want_gates, want_hs = lstm_float64(x, w_x, w_h, bias, [batch] * 2)
     torch.testing.assert_close(gates.double(), want_gates, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(hs[1:].double(), want_hs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch,depth,units,bs", SHAPES, ids=IDS)
+def test_lstm_zero_h0_skips_step_0s_recurrent_product(batch, depth, units, bs, packed):
+    """zero_h0 (the caller's word that h0 is zeros; not checked): step 0 multiplies x_0 by the
+    joint weight's W_x rows alone (``StepWeight::leading``). hs[0] holds non-zero values here,
+    so the result equals the float64 LSTM from h0 = 0 only if exactly step 0's product with it
+    is skipped, and every later step reads h_{t-1}."""
+    torch.manual_seed(0)
+    steps = len(bs)
+    x = torch.randn(steps, batch, depth)
+    kernel = torch.randn(depth + units, 4 * units) / (depth + units) ** 0.5
+    w_x, w_h = kernel[:depth].t(), kernel[depth:].t()
+    bias = torch.randn(4 * units)
+    gates = torch.zeros(steps, batch, 4 * units)
+    cs = torch.zeros(steps + 1, batch, units)
+    hs = torch.full((steps + 1, batch, units), 3.0)
+    tcs = torch.zeros(steps, batch, units)
+    code = kernels._ACT_CODES["tanh"]
+    packed.lstm_forward(x, w_x, bias, gates, cs, hs, tcs, w_h, bs, code, False, False, None, True)
+    want_gates, want_hs = lstm_float64(x, w_x, w_h, bias, bs)
+    tol = 2e-6 * (depth + units) ** 0.5
+    torch.testing.assert_close(gates.double(), want_gates, rtol=tol, atol=tol)
+    for t in range(steps):  # rows past bs[t] keep the buffer's 3.0: compare the running ones
+        n = bs[t]
+        torch.testing.assert_close(hs[t + 1, :n].double(), want_hs[t, :n], rtol=tol, atol=tol)

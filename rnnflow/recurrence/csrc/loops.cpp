@@ -4,8 +4,9 @@
 // fallback in _fused_kernels.py does (same buffers, same results up to float rounding). What
 // moves here is what Python did once per step: the recurrent GEMM (our packed GEMM in float32,
 // see loops_isa.h; ATen's addmm in float64) and the gate maths, fused into one pass per step
-// over the [n, G] block, each thread taking a range of rows. The GEMMs over all steps (input
-// projections, weight and input gradients) are called from Python as `linear` and
+// over the [n, G] block, each thread taking a range of rows (the RNN's and LSTM's input
+// projections too, each step's with its recurrent GEMM). The GEMMs over all steps (the GRU's
+// input projections, weight and input gradients) are called from Python as `linear` and
 // `weight_grad`, with the same packed kernel. Large buffers come from a per-thread pool.
 //
 // Kernel variants: the arithmetic (loops_isa.h) is compiled once per instruction set into its
@@ -429,9 +430,9 @@ void set_isa(c10::string_view name) {
 #endif
 
 template <typename T>
-void rnn_forward_any(Tensor pre, Tensor hs, const Tensor& w, const std::vector<int64_t>& bs,
-                     int64_t a) {
-  RNNFLOW_DISPATCH(rnn_forward_impl<T>(pre, hs, w, bs, a))
+void rnn_forward_any(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor hs,
+                     const Tensor& w, const std::vector<int64_t>& bs, int64_t a, bool zero_h0) {
+  RNNFLOW_DISPATCH(rnn_forward_impl<T>(x, w_x, bias, hs, w, bs, a, zero_h0))
 }
 template <typename T>
 std::tuple<Tensor, Tensor> rnn_backward_any(const Tensor& d_out, const Tensor& d_final,
@@ -499,17 +500,26 @@ void weight_grad_any(at::TensorList inputs, const Tensor& d, Tensor& d_kernel, T
 // Each checks every argument, then runs the chosen variant. `onednn` is accepted for the
 // Python loops' interface and unused here (every variant has its packed float32 GEMM).
 
-// pre [S, B, H]: x W_x + b; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H] = W_h^T.
-void rnn_forward(Tensor pre, Tensor hs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
-                 bool onednn) {
+// x [S, B, D], w_x [H, D] = W_x^T, bias [H]; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H]
+// = W_h^T. Each step's input projection is computed in the loop, with its recurrent product.
+// zero_h0: the caller knows hs[0] is zeros (a zero initial state; not checked): step 0 skips
+// h_{-1} W_h (the same values: only zero products are left out).
+void rnn_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor hs,
+                 const Tensor& w, at::IntArrayRef batch_sizes, int64_t a, bool onednn,
+                 bool zero_h0) {
   constexpr const char* fn = "rnn_forward";
   const Layer l = check_layer(fn, a, hs, "hs", batch_sizes);
   const auto dt = l.dtype;
   const int64_t batch = l.batch, units = l.units;
   const int64_t steps = l.steps;
-  expect_steps(fn, "pre", pre, dt, {at_least(steps), exactly(batch), exactly(units)});
+  expect_steps(fn, "x", x, dt, {at_least(steps), exactly(batch), any_size()});
+  const int64_t depth = x.size(2);
+  expect(fn, "w_x", w_x, dt, {exactly(units), exactly(depth)});
+  expect(fn, "bias", bias, dt, {exactly(units)});
   expect(fn, "w", w, dt, {exactly(units), exactly(units)});
-  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] { rnn_forward_any<scalar_t>(pre, hs, w, l.bs, a); });
+  AT_DISPATCH_FLOATING_TYPES(dt, fn, [&] {
+    rnn_forward_any<scalar_t>(x, w_x, bias, hs, w, l.bs, a, zero_h0);
+  });
 }
 
 // Returns d_pre [S, B, H] and dh0 [B, H]. w [H, H] = W_h (dh_prev = d_pre W_h^T).
@@ -604,8 +614,9 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(
   if (given[0] || given[1] || given[2] || given[3]) {
     TORCH_CHECK(given[0] && given[1] && given[2] && given[3], "rnnflow_loops.", fn,
                 ": the weight gradient in the loop needs x, hs, d_kernel and d_bias together");
-    TORCH_CHECK(bf16, "rnnflow_loops.", fn, ": the weight gradient in the loop needs bf16=True");
-    expect_x(fn, *x, dt, steps, batch, true);
+    TORCH_CHECK(dt == at::kFloat, "rnnflow_loops.", fn,
+                ": the weight gradient in the loop needs float32, got ", dt);
+    expect_x(fn, *x, dt, steps, batch, bf16);  // float32: row-major steps (ldx = depth)
     expect_steps(fn, "hs", *hs, dt, {at_least(steps + 1), exactly(batch), exactly(units)});
     expect(fn, "d_kernel", *d_kernel, dt, {exactly(x->size(2) + units), exactly(width)});
     expect(fn, "d_bias", *d_bias, dt, {exactly(width)});
@@ -801,8 +812,9 @@ Tensor linear(const Tensor& a, const Tensor& w, const std::optional<Tensor>& add
 }
 
 // The parameter gradients of a layer from the gradient of its pre-activations d [R, G] (R = all
-// steps' rows) and the inputs its kernel multiplied, each [R, K_i]: d_kernel = the inputs_i^T d
-// stacked on rows [sum K_i, G], d_bias = d's column sums [G]. One pass over d (7 MB for the
+// steps' rows) and the inputs its kernel multiplied, each [R_i, K_i] with R_i <= R, paired with
+// d's last R_i rows (the rows before them are zeros, left out: a zero initial state's h_{-1}):
+// d_kernel = the inputs_i^T d stacked on rows [sum K_i, G], d_bias = d's column sums [G]. One pass over d (7 MB for the
 // tutorial's LSTM) for all of them in float32 (loops_isa.h); two GEMMs in float64.
 std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
   constexpr const char* fn = "weight_grad";
@@ -811,12 +823,12 @@ std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
   const int64_t R = d.size(0), G = d.size(1);
   int64_t total = 0;
   for (const Tensor& x : inputs) {
-    expect(fn, "inputs[i]", x, dt, {exactly(R), any_size()});
+    expect(fn, "inputs[i]", x, dt, {Dim{0, R}, any_size()});
     total += x.size(1);
   }
   if (dt != at::kFloat || R == 0) {
     std::vector<Tensor> parts;
-    for (const Tensor& x : inputs) parts.push_back(at::mm(x.t(), d));
+    for (const Tensor& x : inputs) parts.push_back(at::mm(x.t(), d.narrow(0, R - x.size(0), x.size(0))));
     if (parts.empty()) return {at::empty({0, G}, d.options()), d.sum(0)};
     return {at::cat(parts), d.sum(0)};
   }
@@ -932,8 +944,8 @@ TORCH_LIBRARY(rnnflow_loops, m) {
   m.def("missing_flags(str name) -> str[]", &missing_flags);
   m.def("compiled_isas() -> str[]", &compiled_isas);
   m.def("empty(int[] size, ScalarType dtype) -> Tensor", &pool_empty);
-  m.def("rnn_forward(Tensor(a!) pre, Tensor(b!) hs, Tensor w, int[] batch_sizes, int act, "
-        "bool onednn) -> ()");
+  m.def("rnn_forward(Tensor x, Tensor w_x, Tensor bias, Tensor(a!) hs, Tensor w, "
+        "int[] batch_sizes, int act, bool onednn, bool zero_h0=False) -> ()");
   m.def("rnn_backward(Tensor d_out, Tensor d_final, Tensor hs, Tensor w, int[] batch_sizes, "
         "int act, bool onednn, bool need_h0) -> (Tensor, Tensor)");
   m.def("lstm_forward(Tensor x, Tensor w_x, Tensor bias, Tensor(a!) gates, Tensor(b!) cs, "

@@ -416,10 +416,26 @@ class StepWeight {
   // (a bias).
   void run(int64_t n, const float* a, int64_t lda, int64_t ak, const float* add, int64_t ldadd,
            float* out, int64_t ldc) const {
-    const int64_t K = depth_, N = w_.size(0), panels = (N + kPanel - 1) / kPanel;
+    run_rows(depth_, n, a, lda, ak, add, ldadd, out, ldc);
+  }
+
+  // The joint weight's first `rows` rows alone (the first part's, W_x of [W_x; W_h]): out[n, N]
+  // = a[n, rows] W_x (+ add), for a step whose h_{t-1} is zeros (its products skipped, not
+  // added as zeros).
+  void leading(int64_t rows, int64_t n, const float* a, int64_t lda, const float* add,
+               int64_t ldadd, float* out, int64_t ldc) const {
+    TORCH_CHECK(!direct_ && !bf16_ && rows <= depth_, "StepWeight::leading: a packed float32 weight");
+    if (n > 0) run_rows(rows, n, a, lda, 1, add, ldadd, out, ldc);
+  }
+
+ private:
+  // run() over the first K rows of each packed panel (all depth_ of them: the whole weight).
+  void run_rows(int64_t K, int64_t n, const float* a, int64_t lda, int64_t ak, const float* add,
+                int64_t ldadd, float* out, int64_t ldc) const {
+    const int64_t N = w_.size(0), panels = (N + kPanel - 1) / kPanel;
     // panel p, row k: packed at pw[(p * K + k) * kPanel], in place at w[p * kPanel + k * s1]
     const float* pw = direct_ ? w_.data_ptr<float>() : packed_.data_ptr<float>();
-    const int64_t ldp = direct_ ? w_.stride(1) : kPanel, step = direct_ ? kPanel : K * kPanel;
+    const int64_t ldp = direct_ ? w_.stride(1) : kPanel, step = direct_ ? kPanel : depth_ * kPanel;
     const int64_t grain = std::max<int64_t>(1, kMacsPerThread / std::max<int64_t>(1, n * K * kPanel));
     at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p)
@@ -427,7 +443,6 @@ class StepWeight {
     });
   }
 
- private:
   // ATen's addmm (float64).
   void library(int64_t n, const T* a, int64_t lda, const T* add, int64_t ldadd, T* out,
                int64_t ldc) const {
@@ -480,20 +495,62 @@ void parallel_rows(int64_t batch, int64_t weight_bytes, F&& f) {
 }
 
 // ------------------------------------------------------------------ BasicRNNCell
-// pre [S, B, H]: x W_x + b; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H] = W_h^T.
+// Step t's rows [x_t | h_{t-1}] side by side in `rows` [n, D + H] (row stride D + H), for one
+// product with [W_x; W_h] packed as one weight (the float32 RNN and LSTM forward loops): one
+// pass of the kernel over K = D + H instead of x_t W_x written into the step's block and read
+// back by h_{t-1} W_h (a full register block sums k in the same order either way).
 template <typename T>
-void rnn_forward_impl(Tensor pre, Tensor hs, const Tensor& w, const std::vector<int64_t>& bs,
-                      int64_t a) {
-  const int64_t units = hs.size(2);
-  const StepWeight<T> gemm(w);
-  const auto P = steps_of<T>(pre), Hs = steps_of<T>(hs);
+void side_by_side(int64_t n, const T* x, int64_t depth, const T* h, int64_t units, T* rows) {
+  for (int64_t r = 0; r < n; ++r) {
+    std::memcpy(rows + r * (depth + units), x + r * depth, depth * sizeof(T));
+    std::memcpy(rows + r * (depth + units) + depth, h + r * units, units * sizeof(T));
+  }
+}
+
+// x [S, B, D], w_x [H, D] = W_x^T, bias [H]; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H]
+// = W_h^T. h_t = act(x_t W_x + b + h_{t-1} W_h), each step's input projection computed with its
+// recurrent product while the step's rows are in cache: float32, one product [x_t | h_{t-1}]
+// [W_x; W_h] + b (side_by_side; projecting all steps first, a separate pass, wrote and re-read
+// a [S, B, H] block: docs/PERFORMANCE.md, sixth round); float64, ATen's addmm twice. zero_h0:
+// the caller knows h0 is zeros (a zero state), so step 0 skips h_{-1} W_h (float32: the first D
+// rows of the joint weight alone; adding zero products changes no value).
+template <typename T>
+void rnn_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor hs,
+                      const Tensor& w, const std::vector<int64_t>& bs, int64_t a, bool zero_h0) {
+  const int64_t units = hs.size(2), depth = x.size(2), batch = hs.size(1);
+  constexpr bool f32 = std::is_same_v<T, float>;
+  std::optional<StepWeight<T>> gemm, gemm_x;
+  Tensor xh;
+  if constexpr (f32) {
+    gemm.emplace(w_x, w);
+    xh = at::empty({batch, depth + units}, hs.options());
+  } else {
+    gemm.emplace(w);
+    gemm_x.emplace(w_x);
+  }
+  const Tensor b_dense = bias.contiguous();
+  const T* b = b_dense.data_ptr<T>();
+  const auto X = steps_of<T>(x), Hs = steps_of<T>(hs);
   with_act(a, [&](auto A) {
-    parallel_rows(hs.size(1), w.nbytes(), [&](int64_t r0, int64_t r1) {
+    parallel_rows(batch, w.nbytes(), [&](int64_t r0, int64_t r1) {
       for (size_t t = 0; t < bs.size(); ++t) {
         const int64_t n = std::min(bs[t], r1) - r0, at = r0 * units;
         if (n <= 0) break;
         T* h = Hs[t + 1] + at;
-        gemm(n, Hs[t] + at, units, P[t] + at, units, h, units);
+        const T* xt = X[t] + r0 * depth;
+        const bool h_zero = zero_h0 && t == 0;
+        if constexpr (f32) {
+          if (h_zero) {
+            gemm->leading(depth, n, xt, depth, b, 0, h, units);  // x_0 W_x + b
+          } else {
+            T* rows = xh.data_ptr<T>() + r0 * (depth + units);
+            side_by_side(n, xt, depth, Hs[t] + at, units, rows);
+            (*gemm)(n, rows, depth + units, b, 0, h, units);
+          }
+        } else {
+          (*gemm_x)(n, xt, depth, b, 0, h, units);
+          if (!h_zero) (*gemm)(n, Hs[t] + at, units, h, units, h, units);
+        }
         act_into<decltype(A)::value>(h, h, n * units);
       }
     });
@@ -563,7 +620,8 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
   // step at the tutorial's size) and multiplied by [W_x; W_h] packed as one weight, one pass
   // of the unchanged kernel: the gates block is written once, not written by x_t W_x and then
   // read back by h_{t-1} W_h (a full register block sums k in the same order, so the same
-  // bits; docs/PERFORMANCE.md, fifth round).
+  // bits; docs/PERFORMANCE.md, fifth round). zero_h0: step 0 multiplies x_0 by the joint
+  // weight's W_x rows alone (StepWeight::leading; sixth round).
   const bool joint32 = std::is_same_v<T, float> && !bf16;
   const int64_t ldxh = depth + units;
   Tensor packed, xh;
@@ -600,16 +658,16 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
             bf16_step_gemm2(n, X[t] + r0 * ldx, ldx, depth, h_zero ? nullptr : Hs[t] + at,
                             units, units, pw, width, b, 0, g, width);
         }
-        if (joint32) {  // [x_t | h_{t-1}] [W_x; W_h] + b
-          T* rows = xh.data_ptr<T>() + r0 * ldxh;
-          const T* xt = X[t] + r0 * depth;
-          const T* hp = Hs[t] + at;
-          for (int64_t r = 0; r < n; ++r) {
-            std::memcpy(rows + r * ldxh, xt + r * depth, depth * sizeof(T));
-            std::memcpy(rows + r * ldxh + depth, hp + r * units, units * sizeof(T));
+        if constexpr (std::is_same_v<T, float>) {
+          if (joint32 && h_zero) {  // x_0 W_x + b: h_{-1} = 0, the joint weight's W_x rows alone
+            gemm->leading(depth, n, X[t] + r0 * depth, depth, b, 0, g, width);
+          } else if (joint32) {  // [x_t | h_{t-1}] [W_x; W_h] + b
+            T* rows = xh.data_ptr<T>() + r0 * ldxh;
+            side_by_side(n, X[t] + r0 * depth, depth, Hs[t] + at, units, rows);
+            (*gemm)(n, rows, ldxh, b, 0, g, width);
           }
-          (*gemm)(n, rows, ldxh, b, 0, g, width);
-        } else if (!joint) {
+        }
+        if (!joint && !joint32) {
           (*gemm_x)(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
           if (!h_zero) (*gemm)(n, Hs[t] + at, units, g, width, g, width);
         }
@@ -636,15 +694,75 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
   });
 }
 
+// The float32 LSTM backward's weight gradient inside the loop (lstm_backward_impl, `wg` without
+// bf16): at each step, while its rows are in cache, d_kernel [D + H, 4H] += [x_t | h_{t-1}]^T
+// d_gates_t and d_bias += d_gates_t's column sums, instead of a pass over all steps' d_gates
+// (7 MB at the tutorial's size, from L3) afterwards (`weight_grad`). The product is the packed
+// kernel with a = x_t^T (element (r, k) = x_t[k][r]) and d_gates_t's rows as the panel rows,
+// read in place (ldp = 4H) when 4H is whole panels, else packed a panel at a time. The first
+// step a part gets writes it (no zeroing pass); d_bias sums in double across steps.
+class WeightGrad32 {
+ public:
+  // One step: n rows of x_t [n, depth] and h_{t-1} [n, units] (null: zeros, left out) and of
+  // d_gates_t [n, width] (row stride width) into out [depth + units, width].
+  void add(int64_t n, const float* x, int64_t depth, const float* h, int64_t units,
+           const float* d, int64_t width, float* out) {
+    if (sums_.empty()) {
+      sums_.assign(width, 0.0);
+      step_.resize(width);
+    }
+    std::fill(step_.begin(), step_.end(), 0.0f);  // the step's sums in float, then into double
+    for (int64_t r = 0; r < n; ++r)
+#pragma GCC ivdep
+      for (int64_t j = 0; j < width; ++j) step_[j] += d[r * width + j];
+    for (int64_t j = 0; j < width; ++j) sums_[j] += step_[j];
+    const int64_t panels = (width + kPanel - 1) / kPanel;
+    const bool direct = width % kPanel == 0;
+    if (!direct) buf_.resize(n * kPanel);
+    for (int64_t p = 0; p < panels; ++p) {
+      const float* panel = d + p * kPanel;
+      int64_t ldp = width;
+      if (!direct) {  // d^T's panel p: element (j, k) = d[k][j]
+        pack_panel(d, 1, width, width, p, 0, n, buf_.data());
+        panel = buf_.data();
+        ldp = kPanel;
+      }
+      panel_rows(depth, x, 1, depth, panel, ldp, n, x_started_ ? out : nullptr, width, out,
+                 width, p, width);
+      if (h)
+        panel_rows(units, h, 1, units, panel, ldp, n, h_started_ ? out + depth * width : nullptr,
+                   width, out + depth * width, width, p, width);
+    }
+    x_started_ = true;
+    h_started_ = h_started_ || h;
+  }
+
+  // d_bias's partial sums (float32 [width]); zeros into the parts of out no step wrote.
+  Tensor finish(Tensor& out, int64_t depth, int64_t width) {
+    if (!x_started_) out.narrow(0, 0, depth).zero_();
+    if (!h_started_) out.narrow(0, depth, out.size(0) - depth).zero_();
+    Tensor sums = at::empty({width}, out.options());
+    for (int64_t j = 0; j < width; ++j)
+      sums.data_ptr<float>()[j] = sums_.empty() ? 0.0f : static_cast<float>(sums_[j]);
+    return sums;
+  }
+
+ private:
+  std::vector<double> sums_;
+  std::vector<float> step_, buf_;
+  bool x_started_ = false, h_started_ = false;
+};
+
 // Returns d_gates [S, B, 4H] ([min(S, 2), B, 4H], the last two steps' rows, when wg says it is
 // not kept), dc0, dh0 [B, H]. w [H, 4H] = W_h.
-// `wg` (bf16 only; null: none): the weight gradient inside the loop, d_kernel [D + H, 4H] =
+// `wg` (float32 only; null: none): the weight gradient inside the loop, d_kernel [D + H, 4H] =
 // sum over steps and rows of [bf16(x_t) | bf16(h_{t-1})]^T bf16(d_gates_t), d_bias [4H] = the
 // d_gates rows summed in float32, from each step's rows while they are in cache (a
 // Bf16GradChunk per thread: the step's rows paired, two steps of 128 rows a chunk), instead of
 // a pass over all steps' d_gates (7 MB at the tutorial's size) afterwards. Threads with rows of
 // their own sum into partial gradients, added in the order of their rows at the end.
-// (LoopWeightGrad: bf16_gemm.h.)
+// (LoopWeightGrad: bf16_gemm.h.) float32 without bf16: the same in float32, a step at a time
+// (WeightGrad32).
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
     const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
@@ -689,8 +807,9 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
       Tensor part_k;
       if (wg) {  // the thread with row 0 sums into d_kernel itself
         part_k = r0 == 0 ? wg->d_kernel : at::empty({total, width}, cs.options());
-        chunk.emplace(0, width, total, width);
+        if (bf16) chunk.emplace(0, width, total, width);
       }
+      WeightGrad32 wg32;  // float32 (wg without bf16): each step's product, see there
       for (int64_t t = steps - 1; t >= 0; --t) {
         const int64_t n = std::min(bs[t], r1) - r0;
         const int64_t m = std::max<int64_t>(0, t + 1 < steps ? std::min(bs[t + 1], r1) - r0 : 0);
@@ -732,7 +851,13 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
             gate_grads(std::true_type());
         }
         if constexpr (std::is_same_v<T, float>) {
-          if (wg) {  // the step's rows into the weight gradient, two at a time
+          if (wg && !bf16) {  // float32: the step's rows into the weight gradient
+            const float* xt = wg->x.data_ptr<float>() + t * wg->x.stride(0) + r0 * ldx;
+            const float* ht = wg->hs.data_ptr<float>() + t * wg->hs.stride(0) + at;
+            const bool h_zero = wg->zero_h0 && t == 0;  // h_{-1} = 0: its rows left out
+            // x's steps are row-major here (ldx = depth: loops.cpp's expect_x)
+            wg32.add(n, xt, depth, h_zero ? nullptr : ht, units, dg, width, part_k.data_ptr<float>());
+          } else if (wg) {  // the step's rows into the weight gradient, two at a time
             const float* xt = wg->x.data_ptr<float>() + t * wg->x.stride(0) + r0 * ldx;
             const float* ht = wg->hs.data_ptr<float>() + t * wg->hs.stride(0) + at;
             const bool h_zero = wg->zero_h0 && t == 0;
@@ -754,13 +879,17 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
         }
       }
       if (wg) {
-        chunk->flush(part_k.data_ptr<float>());
-        if (!chunk->started()) part_k.zero_();
-        const Tensor sums = at::from_blob(const_cast<float*>(chunk->sums().data()), {width},
-                                          cs.options());
+        Tensor sums;
+        if (bf16) {
+          chunk->flush(part_k.data_ptr<float>());
+          if (!chunk->started()) part_k.zero_();
+          sums = at::from_blob(const_cast<float*>(chunk->sums().data()), {width}, cs.options());
+        } else {
+          sums = wg32.finish(part_k, depth, width);
+        }
         if (r0 == 0) {  // d_bias is contiguous (checked): a plain copy (ATen's copy_ of these
           // 4H floats took 16-27 us per call here, under torch.profiler)
-          std::memcpy(wg->d_bias.data_ptr<float>(), chunk->sums().data(), width * sizeof(float));
+          std::memcpy(wg->d_bias.data_ptr<float>(), sums.data_ptr<float>(), width * sizeof(float));
           first_done = true;
         } else {
           std::lock_guard<std::mutex> lock(partials_mutex);
@@ -1186,7 +1315,8 @@ inline void linear_impl(const Tensor& a, const Tensor& w, const float* padd, int
 // The parameter gradients of a layer in float32 (loops.cpp `weight_grad` checked the sizes and
 // allocated d_kernel [sum K_i, G] and d_bias [G]): one pass over d for all of them, each thread
 // packing a chunk of d's columns once and sweeping every input over it, and summing the chunk
-// for the bias (float per chunk, double across).
+// for the bias (float per chunk, double across). An input with R_i < R rows pairs with d's last
+// R_i rows (the rows before them are zeros: a zero initial state's h_{-1}, left out).
 inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_kernel,
                              Tensor& d_bias) {
   constexpr int64_t kKc = 256;
@@ -1197,6 +1327,11 @@ inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_k
   const int64_t panels = (G + kPanel - 1) / kPanel;
   const int64_t grain =
       std::max<int64_t>(1, kMacsPerThread / std::max<int64_t>(1, total * R * kPanel));
+  int64_t first = 0;  // an input without rows: its d_kernel rows are zeros
+  for (const Tensor& x : inputs) {
+    if (x.size(0) == 0) d_kernel.narrow(0, first, x.size(1)).zero_();
+    first += x.size(1);
+  }
   at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
     alignas(64) float buf[kKc * kPanel];
     std::vector<double> sums((p1 - p0) * kPanel, 0.0);
@@ -1212,12 +1347,14 @@ inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_k
         for (int64_t j = 0; j < kPanel; ++j) sums[(p - p0) * kPanel + j] += chunk[j];
         int64_t row = 0;
         for (const Tensor& x : inputs) {
-          // a = x^T: element (r, k) = x[k][r]
+          // a = x^T: element (r, k) = x[k][r], x's row k paired with d's row `skip` + k
           const int64_t lda = x.stride(1), ak = x.stride(0), n = x.size(1);
+          const int64_t skip = R - x.size(0), lo = std::max(k0, skip);
           float* o = out + row * G;
-          panel_rows(n, x.data_ptr<float>() + k0 * ak, lda, ak, buf, kPanel, kc, k0 ? o : nullptr, G, o,
-                     G, p, G);
           row += n;
+          if (lo >= k0 + kc) continue;  // the chunk is before x's rows
+          panel_rows(n, x.data_ptr<float>() + (lo - skip) * ak, lda, ak, buf + (lo - k0) * kPanel,
+                     kPanel, k0 + kc - lo, lo > skip ? o : nullptr, G, o, G, p, G);
         }
       }
     }
