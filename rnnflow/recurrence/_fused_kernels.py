@@ -658,7 +658,8 @@ class _LSTMLayer(torch.autograd.Function):
         in_loop = loop_grad and (ctx.needs_input_grad[3] or ctx.needs_input_grad[4])
         grads = ()
         if in_loop:
-            d_params = (torch.empty_like(kernel), kernel.new_empty(kernel.shape[1]))
+            # dense: the loop writes rows (empty_like would keep a column-major kernel's strides)
+            d_params = (kernel.new_empty(kernel.shape), kernel.new_empty(kernel.shape[1]))
             grads = (x, hs, *d_params, ctx.needs_input_grad[0], ctx.zero_h0)
         flat, dc0, dh0 = _loops(x).lstm_backward(
             d_out,
