@@ -305,7 +305,7 @@ def _loops(x: Tensor) -> Any:
 # ----------------------------------------------------------------------------- Python loops
 # The same interface and function as csrc/loops.cpp (read its header for the conventions).
 def _py_rnn_forward(x, w_x, bias, hs, w, bs, act, onednn, zero_h0=False) -> None:
-    # zero_h0 (hs[0] is zeros) changes no value: the compiled loop's shortcut only
+    # zero_h0 (hs[0] is zeros): the compiled loop's shortcut only (equal up to rounding)
     kind = _KINDS[act]
     pre = _project(x, w_x.t(), bias).view(len(bs), hs.shape[1], hs.shape[2])
     for t, n in enumerate(bs):
@@ -336,7 +336,7 @@ def _bf16_round(t: Tensor) -> Tensor:
 
 def _py_lstm_forward(
     x, w_x, bias, gates, cs, hs, tcs, w, bs, act, onednn, bf16=False, out16=None, zero_h0=False
-) -> None:  # zero_h0 (hs[0] is zeros) changes no value: the compiled loop's shortcut only
+) -> None:  # zero_h0 (hs[0] is zeros): the compiled loop's shortcut only (same up to rounding)
     kind = _KINDS[act]
     if bf16:  # every GEMM's operands rounded to bfloat16, as the compiled bf16 kernel's
         w, w_x, x = _bf16_round(w), _bf16_round(w_x), _bf16_round(x)

@@ -58,8 +58,8 @@ def dynamic_rnn(
         scope: accepted for TF1 compatibility; parameters live in the cell, not in a scope.
         impl: ``"auto"`` uses the fused path when ``fused.fusable`` allows and the reference loop
             otherwise; ``"fused"`` raises if it cannot fuse; ``"reference"`` forces the loop.
-            Second-order gradients (``create_graph=True``) need ``"reference"``: the fused
-            backward raises ``RuntimeError`` under it (its compiled loops are not differentiable).
+            Second-order gradients (``create_graph=True``) need ``"reference"``: the compiled
+            loops' backward raises ``RuntimeError`` under it (it is not differentiable).
 
     Returns:
         ``(outputs, state)``: outputs [B, T, output_size] (or [T, B, output_size]; one such

@@ -241,8 +241,8 @@ def fused_dynamic_rnn(
     three; the parameters' and the lengths' checks always run. T = 0 or B = 0 runs no kernel:
     zero outputs (differentiable, zero gradients) and the initial state, as the reference
     loop. ``zero_state=True``: ``initial_state`` is the cell's ``zero_state`` (the caller made
-    it: no data is looked at), so the plain LSTM's compiled loop skips h_{-1}'s products at
-    step 0 (forward, and the weight gradient's h rows in the bf16 backward)."""
+    it), so the compiled RNN and plain LSTM loops skip h_{-1}'s products at step 0 (forward,
+    and the weight gradient's h rows) when h0's values are zeros too."""
     max_time, batch, depth = inputs.shape
     if not checked:
         reason = _why_not(cell, inputs)
@@ -415,8 +415,8 @@ def _run_leaf(
     """One layer over ``x`` [T, B, D] in ``compute`` (autocast's dtype) or, for a first layer
     under autocast, still in the inputs' dtype: cast here, except where the bf16 kernel takes
     float32 ``x`` and rounds it to bfloat16 itself (the same values). ``zero``: ``state`` came
-    from the cell's ``zero_state`` (``fused_dynamic_rnn``'s ``zero_state``); the plain LSTM's
-    loop skips h_{-1}'s products when, in addition, h0's values are all zeros."""
+    from the cell's ``zero_state`` (``fused_dynamic_rnn``'s ``zero_state``); the RNN's and the
+    plain LSTM's loops skip h_{-1}'s products when, in addition, h0's values are all zeros."""
     act = _activation_kind(cell.activation)
     bf16 = _bf16_kernel(cell, x, act, compute)
     if x.dtype != compute and not (bf16 and (lengths is not None or _BF16_OVER_ONEDNN)):

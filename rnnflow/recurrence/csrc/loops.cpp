@@ -503,7 +503,8 @@ void weight_grad_any(at::TensorList inputs, const Tensor& d, Tensor& d_kernel, T
 // x [S, B, D], w_x [H, D] = W_x^T, bias [H]; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H]
 // = W_h^T. Each step's input projection is computed in the loop, with its recurrent product.
 // zero_h0: the caller knows hs[0] is zeros (a zero initial state; not checked): step 0 skips
-// h_{-1} W_h (the same values: only zero products are left out).
+// h_{-1} W_h (only zero products are left out: equal up to float rounding, the x products
+// summed in another grouping where a register block has few rows).
 void rnn_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor hs,
                  const Tensor& w, at::IntArrayRef batch_sizes, int64_t a, bool onednn,
                  bool zero_h0) {
@@ -549,7 +550,8 @@ std::tuple<Tensor, Tensor> rnn_backward(const Tensor& d_out, const Tensor& d_fin
 // `Tensor.bfloat16()`) while the row is in cache, the outputs autocast hands on, instead of a
 // conversion pass over hs afterwards; rows past each step's batch size are left as they are.
 // zero_h0: the caller knows hs[0] is zeros (a zero initial state; not checked): step 0 skips
-// h_{-1} W_h (the same values: only zero products are left out).
+// h_{-1} W_h (only zero products are left out: equal up to float rounding, the x products
+// summed in another grouping where a register block has few rows).
 void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates, Tensor cs,
                   Tensor hs, Tensor tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,
                   bool onednn, bool bf16, const std::optional<Tensor>& out16, bool zero_h0) {
@@ -582,13 +584,13 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
 }
 
 // Returns d_gates [S, B, 4H], dc0, dh0 [B, H]. w [H, 4H] = W_h.
-// d_kernel [D + H, 4H] and d_bias [4H] (bf16=True only; both or neither): the layer's weight
+// d_kernel [D + H, 4H] and d_bias [4H] (float32 only; both or neither): the layer's weight
 // gradient is computed inside the loop into them (loops_isa.h, LoopWeightGrad), from x
 // [>= S, B, D] (the layer's inputs) and hs [S + 1, B, H] (lstm_forward's: hs[t] = h_{t-1}).
 // keep_d_gates=False (with them only): no input gradient will need d_gates, and the returned
 // one holds the last two steps' rows only ([min(S, 2), B, 4H]). zero_h0 (with them only): hs[0]
 // is zeros (a zero initial state; not checked), so d_kernel's h rows take no products from
-// step 0 (the same values: only zero products are left out).
+// step 0 (only zero products are left out: equal up to float rounding).
 std::tuple<Tensor, Tensor, Tensor> lstm_backward(
     const Tensor& d_out, const Tensor& d_final_c, const Tensor& d_final_h, const Tensor& gates,
     const Tensor& cs, const Tensor& tcs, const Tensor& w, at::IntArrayRef batch_sizes, int64_t a,

@@ -513,7 +513,8 @@ void side_by_side(int64_t n, const T* x, int64_t depth, const T* h, int64_t unit
 // [W_x; W_h] + b (side_by_side; projecting all steps first, a separate pass, wrote and re-read
 // a [S, B, H] block: docs/PERFORMANCE.md, sixth round); float64, ATen's addmm twice. zero_h0:
 // the caller knows h0 is zeros (a zero state), so step 0 skips h_{-1} W_h (float32: the first D
-// rows of the joint weight alone; adding zero products changes no value).
+// rows of the joint weight alone; only zero products are left out: equal up to float rounding,
+// the x products grouped otherwise where a register block has few rows).
 template <typename T>
 void rnn_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor hs,
                       const Tensor& w, const std::vector<int64_t>& bs, int64_t a, bool zero_h0) {
@@ -602,8 +603,8 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
 // x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
 // h W_h, written here, activated in place), cs [S+1, B, H] (cs[0] = c0), hs [S+1, B, H]
 // (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. (No-grad runs: lstm_infer_impl.)
-// zero_h0: the caller knows h0 is zeros (a zero state), so step 0 skips h_{-1} W_h (adding
-// zero products changes no value).
+// zero_h0: the caller knows h0 is zeros (a zero state), so step 0 skips h_{-1} W_h (only zero
+// products are left out: equal up to float rounding).
 template <typename T>
 void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor gates,
                        Tensor cs, Tensor hs, Tensor tcs, const Tensor& w,
