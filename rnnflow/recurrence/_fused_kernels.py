@@ -619,6 +619,13 @@ def lstm_infer(
     return hs[1:], cs[0], _gather_final(hs[: steps + 1], lengths)
 
 
+# The float32 weight gradient inside the backward loop pays per step what one GEMM over all
+# steps pays once (a product of K = the step's rows): measured, 1 thread, tutorial LSTM training
+# step against the pass afterwards, on Zen 4: 1.57x slower at B = 1, 1.04x at 16, a tie at 32
+# (1.01x), 6% faster at 64 and 128 (docs/PERFORMANCE.md, sixth round). bf16 keeps it always.
+_LOOP_WG_MIN_ROWS = 48
+
+
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x, c0, h0, kernel, bias, lengths, bs, act, bf16, zero_h0):
@@ -654,7 +661,9 @@ class _LSTMLayer(torch.autograd.Function):
         # (without an input gradient, the loop then keeps only two steps of d_gates); float32
         # in the compiled loops likewise, in float32 (8% off backward + weight gradient here:
         # docs/PERFORMANCE.md, sixth round)
-        loop_grad = ctx.bf16 or (x.dtype == torch.float32 and _loops(x) is not _PY_LOOPS)
+        loop_grad = ctx.bf16 or (
+            x.dtype == torch.float32 and _loops(x) is not _PY_LOOPS and batch >= _LOOP_WG_MIN_ROWS
+        )
         in_loop = loop_grad and (ctx.needs_input_grad[3] or ctx.needs_input_grad[4])
         grads = ()
         if in_loop:

@@ -86,13 +86,16 @@ def test_float64_refuses_the_weight_gradient_in_the_loop(packed):
         packed.lstm_backward(*buffers, x, hs, dk, db)
 
 
+@pytest.mark.parametrize("min_rows", [1, 10**9], ids=["in-the-loop", "after-the-loop"])
 @pytest.mark.parametrize("lengths", [None, [5, 0, 3, 5, 1, 2, 4]], ids=["full", "mixed"])
 @pytest.mark.parametrize("x_grad", [False, True], ids=["no-input-grad", "input-grad"])
-def test_fused_training_gradients_match_float64(x_grad, lengths, packed, monkeypatch):
+def test_fused_training_gradients_match_float64(x_grad, lengths, min_rows, packed, monkeypatch):
     """Through dynamic_rnn (a zero state, so h_{-1}'s rows are left out too): the kernel's and
-    the bias's gradients of the fused float32 LSTM, whose weight gradient now comes from the
-    backward loop, against the reference loop in float64."""
+    the bias's gradients of the fused float32 LSTM, its weight gradient from the backward loop
+    (batches of at least ``_LOOP_WG_MIN_ROWS`` rows) or from one pass after it (smaller ones),
+    against the reference loop in float64."""
     monkeypatch.setattr(fused, "_CPU_LSTM_PEER", False)
+    monkeypatch.setattr(kernels, "_LOOP_WG_MIN_ROWS", min_rows)
     torch.manual_seed(0)
     cell = BasicLSTMCell(37, input_size=CELL_INPUT_DEPTH)
     x = torch.randn(7, 5, CELL_INPUT_DEPTH)
