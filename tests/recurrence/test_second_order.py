@@ -8,6 +8,8 @@ layers refuse a backward under ``create_graph=True``, naming the remedy, and the
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -20,6 +22,7 @@ from rnnflow import (
     MultiRNNCell,
     dynamic_rnn,
 )
+from rnnflow.recurrence import fused
 
 CELLS = {
     "BasicRNNCell": lambda: BasicRNNCell(3),
@@ -31,20 +34,49 @@ CELLS = {
 }
 
 
+def _penalty_grads(cell, x, impl):
+    """d/d(parameters) of a gradient penalty |d(sum outputs^2)/dx|^2: second derivatives."""
+    outputs, _ = dynamic_rnn(cell, x, dtype=x.dtype, impl=impl)
+    (dx,) = torch.autograd.grad(outputs.pow(2).sum(), x, create_graph=True)
+    return torch.autograd.grad(dx.pow(2).sum(), list(cell.parameters()))
+
+
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_the_fused_path_refuses_create_graph_instead_of_returning_zeros(name, dtype):
+def test_the_compiled_loops_refuse_create_graph_instead_of_returning_zeros(
+    name, dtype, monkeypatch
+):
+    """Every layer through rnnflow's own loops (compiled or Python; oneDNN's LSTM switched off,
+    as where the packed kernel serves the LSTM) refuses, and first-order gradients still work."""
+    monkeypatch.setattr(fused, "_CPU_LSTM_PEER", False)
     torch.manual_seed(0)
     cell = CELLS[name]()
     x = torch.randn(2, 5, 4, dtype=dtype, requires_grad=True)
-    outputs, _ = dynamic_rnn(cell, x, dtype=dtype, impl="fused")
-    loss = outputs.pow(2).sum()
     with pytest.raises(RuntimeError, match=r"create_graph=True.*impl='reference'"):
-        torch.autograd.grad(loss, x, create_graph=True)
-    # without create_graph the same graph's first-order gradient is still there
+        _penalty_grads(cell, x, "fused")
     outputs, _ = dynamic_rnn(cell, x, dtype=dtype, impl="fused")
     (dx,) = torch.autograd.grad(outputs.pow(2).sum(), x)
     assert dx.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_fused_path_is_refused_or_right_never_zeros(name, dtype):
+    """As dispatched (a float32 LSTM may run oneDNN's LSTM, which autograd differentiates twice:
+    on builds without the packed kernel, aarch64 or RNNFLOW_ISA=generic): either the refusal,
+    or the reference loop's second derivatives."""
+    torch.manual_seed(0)
+    cell = CELLS[name]()
+    x = torch.randn(2, 5, 4, dtype=dtype, requires_grad=True)
+    want = _penalty_grads(cell, x, "reference")
+    try:
+        got = _penalty_grads(cell, x, "fused")
+    except RuntimeError as err:
+        assert re.search(r"create_graph=True.*impl='reference'", str(err)), err
+        return
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=tol * max(1.0, float(w.abs().max())), rtol=tol)
 
 
 @pytest.mark.parametrize("name", CELLS)
