@@ -587,13 +587,14 @@ def load_run(
         found = find_checkpoint(path)
     except FileNotFoundError:
         found = None  # the loaders below say why, in their words
-    if found is not None and checkpoint_task(found) == TEXT_CLASSIFY_TASK:
+    task = None if found is None else checkpoint_task(found)  # the file's header, read once
+    if task == TEXT_CLASSIFY_TASK:
         raise ValueError(
             f"{path}: a text-classify run (rnnflow train --task text-classify): rnnflow serve "
             "serves image classifier, sequence and character-model runs; classify texts with "
             f"rnnflow predict {path} TEXT ... (or - for standard input), or export the run"
         )
-    if found is not None and checkpoint_task(found) == SEQUENCE_TASK:
+    if task == SEQUENCE_TASK:
         series_model, series_checkpoint = load_sequence_model(found, device=device)
         return SequenceRun(series_model, series_checkpoint, threading.Lock())
     try:
