@@ -102,11 +102,25 @@ def run_bidirectional(
     state_fw = prepare_state(owner, "cell_fw", "initial_state_fw", cell_fw, initial_state_fw, x)
     state_bw = prepare_state(owner, "cell_bw", "initial_state_bw", cell_bw, initial_state_bw, x)
     out_fw, state_fw = run_time_major(
-        owner, cell_fw, x, lengths, state_fw, impl=impl, swap_memory=swap_memory
+        owner,
+        cell_fw,
+        x,
+        lengths,
+        state_fw,
+        impl=impl,
+        swap_memory=swap_memory,
+        zero_state=initial_state_fw is None,
     )
     x_rev = reverse_sequence(x, lengths)  # [T, B, D], each row reversed in its length
     out_bw_rev, state_bw = run_time_major(
-        owner, cell_bw, x_rev, lengths, state_bw, impl=impl, swap_memory=swap_memory
+        owner,
+        cell_bw,
+        x_rev,
+        lengths,
+        state_bw,
+        impl=impl,
+        swap_memory=swap_memory,
+        zero_state=initial_state_bw is None,
     )
     out_bw = _nest.map_structure(lambda out: reverse_sequence(out, lengths), out_bw_rev)
     if not time_major:  # [B, T, size]

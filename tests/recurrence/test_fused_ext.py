@@ -30,6 +30,7 @@ from rnnflow import (
     LSTMCell,
     MultiRNNCell,
     _nest,
+    bidirectional_dynamic_rnn,
     dynamic_rnn,
 )
 from rnnflow.recurrence import _ext, fused
@@ -320,10 +321,12 @@ def _rnn_instance_override(cell):
     ],
 )
 @pytest.mark.parametrize("lengths", [None, [5, 0, 3]])
-def test_a_zero_state_that_is_not_zeros_is_not_skipped(loops, make, lengths):
+@pytest.mark.parametrize("driver", ["dynamic_rnn", "bidirectional_dynamic_rnn"])
+def test_a_zero_state_that_is_not_zeros_is_not_skipped(loops, make, lengths, driver):
     """initial_state=None with a zero_state that a subclass or an instance overrides: the loop
     must not skip h_{-1} W_h (the values decide, not the flag): float64 outputs, final state and
-    every gradient against the reference loop at 1e-10."""
+    every gradient against the reference loop at 1e-10, through both drivers that tell the
+    fused path the state is the cell's zero_state (the backward direction runs the same cell)."""
     torch.manual_seed(0)
     cell = make()
     x = torch.randn(3, 5, 4, dtype=torch.float64)
@@ -333,8 +336,11 @@ def test_a_zero_state_that_is_not_zeros_is_not_skipped(loops, make, lengths):
     results = []
     for impl in ("fused", "reference"):
         xi = x.clone().requires_grad_(True)
-        out, state = dynamic_rnn(cell, xi, sequence_length=seq, impl=impl)
-        leaves = [out, *torch.utils._pytree.tree_leaves(state)]
+        if driver == "dynamic_rnn":
+            out, state = dynamic_rnn(cell, xi, sequence_length=seq, impl=impl)
+        else:
+            out, state = bidirectional_dynamic_rnn(cell, cell, xi, sequence_length=seq, impl=impl)
+        leaves = torch.utils._pytree.tree_leaves((out, state))
         loss = sum(
             (t * torch.linspace(-1, 1, t.numel(), dtype=t.dtype).view(t.shape)).sum()
             for t in leaves
