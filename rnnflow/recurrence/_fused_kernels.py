@@ -524,6 +524,7 @@ class _RNNLayer(torch.autograd.Function):
         d_kernel, d_bias = _param_grads(
             [x[:steps], h_rows], d_pre, ctx.needs_input_grad[2], ctx.needs_input_grad[3]
         )
+        dh0 = dh0 if ctx.needs_input_grad[1] else None  # (the compiled loop's: empty then)
         return dx, dh0, d_kernel, d_bias, None, None, None, None
 
 
@@ -699,6 +700,7 @@ class _LSTMLayer(torch.autograd.Function):
             d_kernel, d_bias = _param_grads(
                 [x[:steps], h_rows], flat, ctx.needs_input_grad[3], ctx.needs_input_grad[4]
             )
+        dh0 = dh0 if ctx.needs_input_grad[2] else None  # (the compiled loop's: empty then)
         return dx, dc0, dh0, d_kernel, d_bias, None, None, None, None, None
 
 
@@ -788,6 +790,7 @@ class _GRULayer(torch.autograd.Function):
         need = ctx.needs_input_grad
         d_gk, d_gb = _param_grads([x[:steps], hs[:steps]], d_gates, need[2], need[3])
         d_ck, d_cb = _param_grads([x[:steps], rhs], d_cands, need[4], need[5])
+        dh0 = dh0 if need[1] else None  # (the compiled loop's: empty then)
         return dx, dh0, d_gk, d_gb, d_ck, d_cb, None, None, None
 
 

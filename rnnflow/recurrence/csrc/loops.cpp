@@ -30,7 +30,8 @@
 // that of the final state, which enters row b at its last step (rows [batch_sizes[t+1],
 // batch_sizes[t]) end at step t). Returned gradients are zero for inactive rows. d_out may be a
 // zero block expanded over time (stride 0): only d_out[t] rows are read. need_h0 false skips the
-// GEMM of the initial state's gradient (the returned dh0 is then not meaningful).
+// GEMM of the initial state's gradient (the returned dh0 is then an empty tensor: no [B, H]
+// copy of d_final made for nothing).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

@@ -516,6 +516,21 @@ void side_by_side(int64_t n, const T* x, int64_t ldx, int64_t depth, const T* h,
   }
 }
 
+// Asks for the n rows of a step of x (depth values each, ldx apart) to be brought into cache
+// while the current step computes: a layer's input comes from memory (the previous training
+// step's buffers pushed it out), and read through a batch-major input's strides, 112 bytes a
+// row 3 KB apart at the tutorial's size, the hardware prefetchers did not bring it in time
+// (docs/PERFORMANCE.md, seventh round).
+template <typename T>
+inline void prefetch_rows(const T* x, int64_t n, int64_t ldx, int64_t depth) {
+  const int64_t bytes = depth * static_cast<int64_t>(sizeof(T));
+  for (int64_t r = 0; r < n; ++r) {
+    const char* row = reinterpret_cast<const char*>(x + r * ldx);
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b);
+    __builtin_prefetch(row + bytes - 1);
+  }
+}
+
 // x [S, B, D] (any step and row strides, unit stride within a row: loops.cpp's expect_x), w_x
 // [H, D] = W_x^T, bias [H]; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H]
 // = W_h^T. h_t = act(x_t W_x + b + h_{t-1} W_h), each step's input projection computed with its
@@ -551,6 +566,8 @@ void rnn_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Te
         T* h = Hs[t + 1] + at;
         const T* xt = X[t] + r0 * ldx;
         const bool h_zero = zero_h0 && t == 0;
+        if (t + 1 < bs.size())  // the next step's x rows, while this step computes
+          prefetch_rows(X[t + 1] + r0 * ldx, std::min(bs[t + 1], r1) - r0, ldx, depth);
         if constexpr (f32) {
           if (h_zero) {
             gemm->leading(depth, n, xt, ldx, b, 0, h, units);  // x_0 W_x + b
@@ -604,9 +621,10 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
       }
     });
   });
+  if (!need_h0) return {d_pre, at::empty({0}, hs.options())};  // no [B, H] copy for nothing
   Tensor dh0 = d_final.clone();
   const int64_t n0 = steps ? bs[0] : 0;
-  if (n0 > 0 && need_h0) gemm(n0, DP[0], units, nullptr, 0, dh0.data_ptr<T>(), units);
+  if (n0 > 0) gemm(n0, DP[0], units, nullptr, 0, dh0.data_ptr<T>(), units);
   return {d_pre, dh0};
 }
 
@@ -666,6 +684,8 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
         if (n <= 0) break;
         T* g = G[t] + r0 * width;
         const bool h_zero = zero_h0 && t == 0;
+        if (t + 1 < bs.size())  // the next step's x rows, while this step computes
+          prefetch_rows(X[t + 1] + r0 * ldx, std::min(bs[t + 1], r1) - r0, ldx, depth);
         if constexpr (std::is_same_v<T, float>) {
           if (joint)  // x_t W_x + h_{t-1} W_h + b (h_{-1} = 0: its pairs skipped)
             bf16_step_gemm2(n, X[t] + r0 * ldx, ldx, depth, h_zero ? nullptr : Hs[t] + at,
@@ -925,7 +945,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
   }
   const int64_t n0 = steps ? bs[0] : 0;
   Tensor dc0 = d_final_c.clone();
-  Tensor dh0 = d_final_h.clone();
+  Tensor dh0 = need_h0 ? d_final_h.clone() : at::empty({0}, cs.options());
   if (n0 > 0) {
     std::memcpy(dc0.data_ptr<T>(), carry_all, n0 * units * sizeof(T));
     if (need_h0) gemm(n0, DG[0], width, nullptr, 0, dh0.data_ptr<T>(), units);
@@ -1058,6 +1078,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
     });
   });
   const int64_t n0 = steps ? bs[0] : 0;
+  if (!need_h0) return {d_gates, d_cands, at::empty({0}, hs.options())};
   Tensor dh0 = d_final.clone();
   if (n0 > 0) std::memcpy(dh0.data_ptr<T>(), rec_all, n0 * units * sizeof(T));
   return {d_gates, d_cands, dh0};
