@@ -113,11 +113,13 @@ def lin(x: Tensor, weight: Tensor, add: Tensor | None = None) -> Tensor:
 
 def _project(x: Tensor, w_x: Tensor, bias: Tensor) -> Tensor:
     """The input projection of every step, ``x`` [S, B, D] -> ``x W_x + b`` [S*B, G] (one GEMM,
-    bias fused: the packed GEMM, else oneDNN for float32, 2x MKL's addmm at 3584 x 28 x 128)."""
-    rows = x.reshape(-1, x.shape[-1])
+    bias fused: the packed GEMM, which reads ``x``'s rows step by step through their strides,
+    else oneDNN for float32, 2x MKL's addmm at 3584 x 28 x 128, on a dense copy of the rows
+    where ``x`` is not one)."""
     ops = _packed_gemm(x)
     if ops is not None:
-        return ops.linear(rows, w_x.t(), bias)
+        return ops.linear(x, w_x.t(), bias)
+    rows = x.reshape(-1, x.shape[-1])
     if _use_onednn(x) and x.dtype == torch.float32:
         w = w_x.t().contiguous()
         return torch.ops.mkldnn._linear_pointwise(rows, w, bias, "none", [], "")
@@ -232,16 +234,17 @@ def _param_grads(
     S_k <= S: paired with ``d``'s last S_k steps, the steps before them zeros, left out: a zero
     initial state's h_{-1}) and the bias's, ``d`` summed over steps and rows: one GEMM over all
     steps per input, or with the packed GEMM one pass over ``d`` for all of them
-    (``weight_grad`` in csrc/loops.cpp). (The LSTM in the compiled loops, float32 and bf16,
-    computes its own inside the backward loop: ``_LSTMLayer.backward``.)"""
+    (``weight_grad`` in csrc/loops.cpp, which reads each input's rows step by step through
+    their strides: a layer's strided x needs no copy). (The LSTM in the compiled loops, float32
+    and bf16, computes its own inside the backward loop: ``_LSTMLayer.backward``.)"""
     g = d.reshape(-1, d.shape[-1])  # [S*B, G]
-    rows = [x.reshape(-1, x.shape[-1]) for x in inputs]  # [S*B, K_k]
     if not need_kernel:
         return None, (g.sum(0) if need_bias else None)
     ops = _packed_gemm(g)
     if ops is not None:
-        d_kernel, d_bias = ops.weight_grad(rows, g)
+        d_kernel, d_bias = ops.weight_grad(inputs, g)
         return d_kernel, (d_bias if need_bias else None)
+    rows = [x.reshape(-1, x.shape[-1]) for x in inputs]  # [S*B, K_k] (a copy if x is strided)
     fast = _use_onednn(g)
     last = [g[g.shape[0] - a.shape[0] :] for a in rows]  # d's rows paired with each input's
     d_kernel = torch.cat(
@@ -521,6 +524,7 @@ class _RNNLayer(torch.autograd.Function):
         d_kernel, d_bias = _param_grads(
             [x[:steps], h_rows], d_pre, ctx.needs_input_grad[2], ctx.needs_input_grad[3]
         )
+        dh0 = dh0 if ctx.needs_input_grad[1] else None  # (the compiled loop's: empty then)
         return dx, dh0, d_kernel, d_bias, None, None, None, None
 
 
@@ -696,6 +700,7 @@ class _LSTMLayer(torch.autograd.Function):
             d_kernel, d_bias = _param_grads(
                 [x[:steps], h_rows], flat, ctx.needs_input_grad[3], ctx.needs_input_grad[4]
             )
+        dh0 = dh0 if ctx.needs_input_grad[2] else None  # (the compiled loop's: empty then)
         return dx, dc0, dh0, d_kernel, d_bias, None, None, None, None, None
 
 
@@ -785,6 +790,7 @@ class _GRULayer(torch.autograd.Function):
         need = ctx.needs_input_grad
         d_gk, d_gb = _param_grads([x[:steps], hs[:steps]], d_gates, need[2], need[3])
         d_ck, d_cb = _param_grads([x[:steps], rhs], d_cands, need[4], need[5])
+        dh0 = dh0 if need[1] else None  # (the compiled loop's: empty then)
         return dx, dh0, d_gk, d_gb, d_ck, d_cb, None, None, None
 
 
@@ -810,6 +816,24 @@ def _rows_inner(x: Tensor) -> Tensor:
     return x if x.shape[2] <= 1 or x.stride(2) == 1 else x.contiguous()
 
 
+def _loop_input(x: Tensor) -> Tensor:
+    """A training layer's ``x`` [T, B, D] for the RNN's and LSTM's loops: the compiled loops
+    (float32 and float64, every kernel variant) read each step's rows through their strides,
+    forward and in the weight gradient (``expect_x`` in csrc/loops.cpp: unit stride within a
+    row), so a batch-major input's transposed view, a slice of a wider D or a step slice goes
+    in as it is; otherwise, and for the Python loops, whose GEMMs over all steps would each
+    copy it again, one dense copy. (Measured: the copy of the tutorial's [28, 128, 28] took
+    100-200 us of a ~5.5 ms RNN training step: docs/PERFORMANCE.md, seventh round.)"""
+    return _rows_inner(x) if _loops(x) is not _PY_LOOPS else x.contiguous()
+
+
+def _gemm_input(x: Tensor) -> Tensor:
+    """The GRU's ``x`` [T, B, D], read only by GEMMs over all steps (its two input projections
+    and weight gradients): as it is where the packed GEMM reads it through its strides
+    (``_project``, ``_param_grads``), else one dense copy (each GEMM would copy it again)."""
+    return _rows_inner(x) if _packed_gemm(x) is not None else x.contiguous()
+
+
 def _batch_major(x: Tensor) -> bool:
     """Whether ``x`` [T, B, D] is batch-major memory (a [B, T, D] tensor's transpose): the
     inference ops then write the outputs batch-major too, so no transposed copy follows."""
@@ -822,7 +846,7 @@ def rnn_layer(
     """Outputs [T, B, H] and final h of one BasicRNNCell layer; differentiable when needed.
     ``zero_h0``: the caller knows the state is zeros (``rnn_forward``'s)."""
     if _needs_grad(x, h0, kernel, bias):
-        return _RNNLayer.apply(x.contiguous(), h0, kernel, bias, lengths, bs, act, zero_h0)
+        return _RNNLayer.apply(_loop_input(x), h0, kernel, bias, lengths, bs, act, zero_h0)
     ops = _infer_ops(x)
     if ops is not None:
         x, depth = _rows_inner(x), x.shape[2]
@@ -867,7 +891,7 @@ def lstm_layer(
     the loop and by the final state's one conversion). ``zero_h0``: the caller knows the state
     is zeros (``lstm_forward``'s)."""
     if _needs_grad(x, c0, h0, kernel, bias):
-        x = bf16_rows_input(x) if bf16 else x.contiguous()
+        x = bf16_rows_input(x) if bf16 else _loop_input(x)
         return _LSTMLayer.apply(x, c0, h0, kernel, bias, lengths, bs, act, bf16, zero_h0)
     if bf16:  # the training loop's buffers: the compiled inference op has no bf16 form
         out16 = _bf16_outputs(x, lengths, h0.shape[1])
@@ -888,7 +912,7 @@ def gru_layer(x, h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act):
     """Outputs [T, B, H] and final h of one GRUCell layer."""
     if _needs_grad(x, h0, g_kernel, g_bias, c_kernel, c_bias):
         return _GRULayer.apply(
-            x.contiguous(), h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act
+            _gemm_input(x), h0, g_kernel, g_bias, c_kernel, c_bias, lengths, bs, act
         )
     ops = _infer_ops(x)
     if ops is not None:

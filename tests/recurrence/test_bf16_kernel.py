@@ -191,7 +191,8 @@ def test_a_zero_state_skips_the_products_of_h0(ops, steps, batch, lengths, threa
 def test_the_loops_read_x_through_its_row_stride(ops, lengths):
     """bf16 mode reads x's rows through their stride (a batch-major input's transposed view,
     no copy first): the same buffers, outputs and gradients, bit for bit, as from the dense copy
-    (x is rounded by the kernel either way); every other mode still refuses such an x."""
+    (x is rounded by the kernel either way); an x without unit stride within a row is refused
+    (float32 reads strided rows too: test_strided_input.py)."""
     gen = torch.Generator().manual_seed(9)
     steps, batch, depth, units = 6, 5, 7, 16
     x_bm = torch.randn(batch, steps + 2, depth, generator=gen)[:, 1:-1]  # [B, T, D], a slice
@@ -232,10 +233,9 @@ def test_the_loops_read_x_through_its_row_stride(ops, lengths):
         runs.append([*fwd, out16, *back, dk, db])
     for strided, dense in zip(*runs):
         assert torch.equal(strided, dense)
-    with pytest.raises(
-        RuntimeError, match=r"lstm_forward: x must have row-major \[batch, width\] steps"
-    ):
-        _fused_kernels.lstm_forward(x, c0, h0, kernel, bias, lens, bs, "tanh")
+    inner = x.transpose(1, 2).contiguous().transpose(1, 2)  # strides [*, 1, B]
+    with pytest.raises(RuntimeError, match=r"lstm_forward: x must have unit stride within a row"):
+        _fused_kernels.lstm_forward(inner, c0, h0, kernel, bias, lens, bs, "tanh", True, None)
 
 
 def test_a_zero_state_forward_is_the_full_one(ops):

@@ -172,8 +172,8 @@ CASES = {
     "rnn_forward/strided_steps": (
         "L.rnn_forward(z(2, 5, 3).transpose(1, 2), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [3, 3], 0, "
         "False)",
-        r"rnn_forward: x must have row-major \[batch, width\] steps \(strides \[\*, 5, 1\]\), "
-        r"got strides \[15, 1, 3\]",
+        r"rnn_forward: x must have unit stride within a row \(strides \[\*, \*, 1\]\), got "
+        r"strides \[15, 1, 3\]",
     ),
     "rnn_forward/act": (
         "L.rnn_forward(z(2, 3, 5), z(4, 5), z(4), z(3, 3, 4), z(4, 4), [3, 3], 7, False)",

@@ -30,7 +30,8 @@
 // that of the final state, which enters row b at its last step (rows [batch_sizes[t+1],
 // batch_sizes[t]) end at step t). Returned gradients are zero for inactive rows. d_out may be a
 // zero block expanded over time (stride 0): only d_out[t] rows are read. need_h0 false skips the
-// GEMM of the initial state's gradient (the returned dh0 is then not meaningful).
+// GEMM of the initial state's gradient (the returned dh0 is then an empty tensor: no [B, H]
+// copy of d_final made for nothing).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -221,16 +222,58 @@ void expect_steps(const char* fn, const char* name, const Tensor& t, at::ScalarT
               "(strides [*, ", t.size(2), ", 1]), got strides ", t.strides());
 }
 
-// The LSTM loop's x [>= S, B, D]: row-major steps, except in bf16 mode, whose kernel reads the
-// rows through their stride (unit stride within a row; a batch-major input's transposed view).
+// A training loop's x [>= S, B, D] (the RNN's and LSTM's, forward and the LSTM's in-loop weight
+// gradient): any step and row strides, unit stride within a row. The loops read each step's rows
+// through their stride (a batch-major input's transposed view, a slice of a wider D, a step
+// slice: no copy first), as the inference loops do.
 void expect_x(const char* fn, const Tensor& x, at::ScalarType dtype, int64_t steps,
-              int64_t batch, bool bf16) {
-  if (!bf16) return expect_steps(fn, "x", x, dtype, {at_least(steps), exactly(batch), any_size()});
+              int64_t batch) {
   expect(fn, "x", x, dtype, {at_least(steps), exactly(batch), any_size()});
   TORCH_CHECK(x.size(2) <= 1 || x.stride(2) == 1, "rnnflow_loops.", fn,
               ": x must have unit stride within a row (strides [*, *, 1]), got strides ",
               x.strides());
 }
+
+// The rows of a float32 matrix [R, K] (any strides), or of an [S, B, K] tensor read as its S * B
+// rows step by step (any strides): row k at base + (k / per) * st + (k % per) * sr, its column j
+// at + j * sc. The one-off GEMMs (linear, weight_grad) take a layer's x [S, B, D] so (a
+// batch-major input's transposed view: no copy to [S * B, D] first). Rows one stride apart
+// throughout (a matrix; a tensor whose steps follow at the row stride: dense, a step slice, one
+// step or one row) are one run of R rows. A 3-D tensor's rows are summed in order, one chain
+// per row (panel_kernel's kChains false), so its runs give the bits of one run: a strided x,
+// the same values laid out densely, the same numbers.
+struct RowsView {
+  const float* base;
+  int64_t rows, cols;  // R, K
+  int64_t per;         // rows per run (a step's B, or R when uniform); >= 1
+  int64_t st, sr, sc;  // run (step), row and column strides
+  bool by_step;        // a 3-D tensor's rows (one chain per row in the kernels)
+
+  // f(k, n, p): rows [k, k + n) of [lo, hi), one stride apart (sr), row k at p; in order.
+  template <typename F>
+  void runs(int64_t lo, int64_t hi, F&& f) const {
+    for (int64_t k = lo; k < hi;) {
+      const int64_t s = k / per, end = std::min(hi, (s + 1) * per);
+      f(k, end - k, base + s * st + (k - s * per) * sr);
+      k = end;
+    }
+  }
+};
+
+RowsView rows_view(const Tensor& t) {
+  const float* base = t.data_ptr<float>();
+  if (t.dim() == 2)
+    return {base, t.size(0), t.size(1), std::max<int64_t>(1, t.size(0)), 0, t.stride(0),
+            t.stride(1), false};
+  const int64_t S = t.size(0), B = t.size(1), R = S * B;
+  const int64_t sr = B == 1 ? t.stride(0) : t.stride(1);  // B = 1: the steps are the rows
+  if (S <= 1 || B <= 1 || t.stride(0) == B * t.stride(1))
+    return {base, R, t.size(2), std::max<int64_t>(1, R), 0, sr, t.stride(2), true};
+  return {base, R, t.size(2), B, t.stride(0), t.stride(1), t.stride(2), true};
+}
+
+// A dense [S * B, K] matrix of t's rows (2-D: t), for ATen (float64).
+Tensor as_rows(const Tensor& t) { return t.dim() == 3 ? t.reshape({-1, t.size(2)}) : t; }
 
 // ... and a contiguous [B, H] block.
 void expect_rows(const char* fn, const char* name, const Tensor& t, at::ScalarType dtype,
@@ -489,10 +532,12 @@ void gru_infer_any(const Tensor& x, const Tensor& w_gx, const Tensor& b_g, const
   RNNFLOW_DISPATCH(
       gru_infer_impl<T>(x, w_gx, b_g, w_cx, b_c, w_gh, w_ch, out, h_final, bs, a))
 }
-void linear_any(const Tensor& a, const Tensor& w, const float* add, int64_t ldadd, Tensor& out) {
+void linear_any(const RowsView& a, const Tensor& w, const float* add, int64_t ldadd,
+                Tensor& out) {
   RNNFLOW_DISPATCH(linear_impl(a, w, add, ldadd, out))
 }
-void weight_grad_any(at::TensorList inputs, const Tensor& d, Tensor& d_kernel, Tensor& d_bias) {
+void weight_grad_any(const std::vector<RowsView>& inputs, const Tensor& d, Tensor& d_kernel,
+                     Tensor& d_bias) {
   RNNFLOW_DISPATCH(weight_grad_impl(inputs, d, d_kernel, d_bias))
 }
 
@@ -513,7 +558,7 @@ void rnn_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor 
   const auto dt = l.dtype;
   const int64_t batch = l.batch, units = l.units;
   const int64_t steps = l.steps;
-  expect_steps(fn, "x", x, dt, {at_least(steps), exactly(batch), any_size()});
+  expect_x(fn, x, dt, steps, batch);
   const int64_t depth = x.size(2);
   expect(fn, "w_x", w_x, dt, {exactly(units), exactly(depth)});
   expect(fn, "bias", bias, dt, {exactly(units)});
@@ -561,7 +606,7 @@ void lstm_forward(const Tensor& x, const Tensor& w_x, const Tensor& bias, Tensor
   const auto dt = l.dtype;
   const int64_t batch = l.batch, units = l.units, width = 4 * units;
   const int64_t steps = l.steps;
-  expect_x(fn, x, dt, steps, batch, bf16);
+  expect_x(fn, x, dt, steps, batch);
   const int64_t depth = x.size(2);
   expect(fn, "w_x", w_x, dt, {exactly(width), exactly(depth)});
   expect(fn, "bias", bias, dt, {exactly(width)});
@@ -618,7 +663,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward(
                 ": the weight gradient in the loop needs x, hs, d_kernel and d_bias together");
     TORCH_CHECK(dt == at::kFloat, "rnnflow_loops.", fn,
                 ": the weight gradient in the loop needs float32, got ", dt);
-    expect_x(fn, *x, dt, steps, batch, bf16);  // float32: row-major steps (ldx = depth)
+    expect_x(fn, *x, dt, steps, batch);
     expect_steps(fn, "hs", *hs, dt, {at_least(steps + 1), exactly(batch), exactly(units)});
     expect(fn, "d_kernel", *d_kernel, dt, {exactly(x->size(2) + units), exactly(width)});
     expect(fn, "d_bias", *d_bias, dt, {exactly(width)});
@@ -788,14 +833,17 @@ std::tuple<Tensor, Tensor> gru_infer(const Tensor& x, const Tensor& w_gx, const 
 }
 
 // out = a w^T (+ add) for the GEMMs over all steps in _fused_kernels.py (input projections,
-// weight and input gradients): a [n, K] and w [N, K] with any strides (a transposed view costs
-// nothing), add [N] (a bias) or [n, N]. float32: the packed kernel (1.1-3x oneDNN's
+// weight and input gradients): a [n, K], or a layer's x [S, B, K] as its n = S * B rows (step
+// by step: RowsView), and w [N, K], each with any strides (a transposed view costs nothing),
+// add [N] (a bias) or [n, N]. Returns [n, N]. float32: the packed kernel (1.1-3x oneDNN's
 // _linear_pointwise at these shapes with AVX-512 here); float64: ATen's addmm.
 Tensor linear(const Tensor& a, const Tensor& w, const std::optional<Tensor>& add) {
   constexpr const char* fn = "linear";
   const auto dt = loop_dtype(fn, a, "a");
-  expect(fn, "a", a, dt, {any_size(), any_size()});
-  const int64_t n = a.size(0), K = a.size(1);
+  if (a.dim() == 3) expect(fn, "a", a, dt, {any_size(), any_size(), any_size()});
+  else expect(fn, "a", a, dt, {any_size(), any_size()});
+  const int64_t K = a.size(a.dim() - 1);
+  const int64_t n = a.dim() == 3 ? a.size(0) * a.size(1) : a.size(0);
   expect(fn, "w", w, dt, {any_size(), exactly(K)});
   const int64_t N = w.size(0);
   if (add) {
@@ -803,21 +851,24 @@ Tensor linear(const Tensor& a, const Tensor& w, const std::optional<Tensor>& add
     else expect(fn, "add", *add, dt, {exactly(n), exactly(N)});
   }
   if (dt != at::kFloat || n == 0 || K == 0) {
-    if (add) return at::addmm(*add, a, w.t());
-    return at::mm(a, w.t());
+    if (add) return at::addmm(*add, as_rows(a), w.t());
+    return at::mm(as_rows(a), w.t());
   }
   Tensor out = pooled_empty({n, N}, a.options());
   Tensor bias;
   if (add) bias = add->contiguous();
-  linear_any(a, w, add ? bias.data_ptr<float>() : nullptr, add && add->dim() == 2 ? N : 0, out);
+  linear_any(rows_view(a), w, add ? bias.data_ptr<float>() : nullptr,
+             add && add->dim() == 2 ? N : 0, out);
   return out;
 }
 
 // The parameter gradients of a layer from the gradient of its pre-activations d [R, G] (R = all
-// steps' rows) and the inputs its kernel multiplied, each [R_i, K_i] with R_i <= R, paired with
+// steps' rows) and the inputs its kernel multiplied, each [R_i, K_i], or [S_i, B, K_i] read as
+// its R_i = S_i * B rows (a layer's x through its strides: RowsView), with R_i <= R, paired with
 // d's last R_i rows (the rows before them are zeros, left out: a zero initial state's h_{-1}):
-// d_kernel = the inputs_i^T d stacked on rows [sum K_i, G], d_bias = d's column sums [G]. One pass over d (7 MB for the
-// tutorial's LSTM) for all of them in float32 (loops_isa.h); two GEMMs in float64.
+// d_kernel = the inputs_i^T d stacked on rows [sum K_i, G], d_bias = d's column sums [G]. One
+// pass over d (7 MB for the tutorial's LSTM) for all of them in float32 (loops_isa.h); ATen's
+// GEMMs in float64.
 std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
   constexpr const char* fn = "weight_grad";
   const auto dt = loop_dtype(fn, d, "d");
@@ -825,18 +876,29 @@ std::tuple<Tensor, Tensor> weight_grad(at::TensorList inputs, const Tensor& d) {
   const int64_t R = d.size(0), G = d.size(1);
   int64_t total = 0;
   for (const Tensor& x : inputs) {
-    expect(fn, "inputs[i]", x, dt, {Dim{0, R}, any_size()});
-    total += x.size(1);
+    if (x.dim() == 3) {
+      expect(fn, "inputs[i]", x, dt, {any_size(), any_size(), any_size()});
+      TORCH_CHECK(x.size(0) * x.size(1) <= R, "rnnflow_loops.", fn, ": inputs[i] [S, B, K] "
+                  "must have at most ", R, " rows (S * B; d's rows), got ", x.sizes());
+    } else {
+      expect(fn, "inputs[i]", x, dt, {Dim{0, R}, any_size()});
+    }
+    total += x.size(x.dim() - 1);
   }
   if (dt != at::kFloat || R == 0) {
     std::vector<Tensor> parts;
-    for (const Tensor& x : inputs) parts.push_back(at::mm(x.t(), d.narrow(0, R - x.size(0), x.size(0))));
+    for (const Tensor& x : inputs) {
+      const Tensor rows = as_rows(x);
+      parts.push_back(at::mm(rows.t(), d.narrow(0, R - rows.size(0), rows.size(0))));
+    }
     if (parts.empty()) return {at::empty({0, G}, d.options()), d.sum(0)};
     return {at::cat(parts), d.sum(0)};
   }
+  std::vector<RowsView> views;
+  for (const Tensor& x : inputs) views.push_back(rows_view(x));
   Tensor d_kernel = at::empty({total, G}, d.options());
   Tensor d_bias = at::empty({G}, d.options());
-  weight_grad_any(inputs, d, d_kernel, d_bias);
+  weight_grad_any(views, d, d_kernel, d_bias);
   return {d_kernel, d_bias};
 }
 

@@ -265,10 +265,14 @@ inline void panel_kernel_chains(const float* a, int64_t lda, int64_t ak, const f
 
 // c[r, :kPanel] = a[r, :K] . panel + add[r, :kPanel] for r < R (add may be null, or c). a's
 // element (r, k) is a[r * lda + k * ak]: rows or columns contiguous run at the same speed.
-template <int R>
+// kChains false: one chain whatever R, so each row's sum is add + the k terms in order,
+// whichever block the row is in and however K is split into calls (each call's sums stored and
+// reloaded exactly): the one-off GEMMs over a layer's x read step by step (RowsView) give the
+// bits of the same values laid out densely.
+template <int R, bool kChains = true>
 inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* panel, int64_t ldp,
                          int64_t K, const float* add, int64_t ldadd, float* c, int64_t ldc) {
-  if constexpr (chains<R>() > 1) {
+  if constexpr (kChains && chains<R>() > 1) {
     return panel_kernel_chains<R>(a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
   }
   Vec acc[R][kNv];
@@ -294,15 +298,15 @@ inline void panel_kernel(const float* a, int64_t lda, int64_t ak, const float* p
 }
 
 // The row remainder (fewer than kRows rows) picks its kernel at run time.
-template <int R>
+template <int R, bool kChains = true>
 inline void panel_tail(int rows_left, const float* a, int64_t lda, int64_t ak, const float* panel,
                        int64_t ldp, int64_t K, const float* add, int64_t ldadd, float* c,
                        int64_t ldc) {
   if constexpr (R > 0) {
     if (rows_left == R)
-      panel_kernel<R>(a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
+      panel_kernel<R, kChains>(a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
     else
-      panel_tail<R - 1>(rows_left, a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
+      panel_tail<R - 1, kChains>(rows_left, a, lda, ak, panel, ldp, K, add, ldadd, c, ldc);
   }
 }
 
@@ -328,6 +332,7 @@ inline void pack_panel(const float* w, int64_t s0, int64_t s1, int64_t N, int64_
 // panel [kc][kPanel] holds rows [0, kc) of the K dimension (a and add are offset by the caller).
 // A partial last panel (N not a multiple of kPanel) goes through a block on the stack, so no
 // column past N is read or written.
+template <bool kChains = true>
 inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const float* panel,
                        int64_t ldp, int64_t kc, const float* add, int64_t ldadd, float* out, int64_t ldc,
                        int64_t p, int64_t N) {
@@ -337,10 +342,10 @@ inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const
   if (width == kPanel) {
     int64_t i = 0;
     for (; i + kRows <= n; i += kRows)
-      panel_kernel<kRows>(a + i * lda, lda, ak, panel, ldp, kc, add_col ? add_col + i * ldadd : nullptr,
+      panel_kernel<kRows, kChains>(a + i * lda, lda, ak, panel, ldp, kc, add_col ? add_col + i * ldadd : nullptr,
                           ldadd, out_col + i * ldc, ldc);
     if (i < n)
-      panel_tail<kRows - 1>(static_cast<int>(n - i), a + i * lda, lda, ak, panel, ldp, kc,
+      panel_tail<kRows - 1, kChains>(static_cast<int>(n - i), a + i * lda, lda, ak, panel, ldp, kc,
                             add_col ? add_col + i * ldadd : nullptr, ldadd, out_col + i * ldc,
                             ldc);
     return;
@@ -352,7 +357,8 @@ inline void panel_rows(int64_t n, const float* a, int64_t lda, int64_t ak, const
     if (add_col)
       for (int r = 0; r < rows; ++r)
         std::memcpy(block + r * kPanel, add_col + (i + r) * ldadd, width * sizeof(float));
-    panel_tail<kRows>(rows, a + i * lda, lda, ak, panel, ldp, kc, block, kPanel, block, kPanel);
+    panel_tail<kRows, kChains>(rows, a + i * lda, lda, ak, panel, ldp, kc, block, kPanel, block,
+                               kPanel);
     for (int r = 0; r < rows; ++r)
       std::memcpy(out_col + (i + r) * ldc, block + r * kPanel, width * sizeof(float));
   }
@@ -498,16 +504,35 @@ void parallel_rows(int64_t batch, int64_t weight_bytes, F&& f) {
 // Step t's rows [x_t | h_{t-1}] side by side in `rows` [n, D + H] (row stride D + H), for one
 // product with [W_x; W_h] packed as one weight (the float32 RNN and LSTM forward loops): one
 // pass of the kernel over K = D + H instead of x_t W_x written into the step's block and read
-// back by h_{t-1} W_h (a full register block sums k in the same order either way).
+// back by h_{t-1} W_h (a full register block sums k in the same order either way). x's rows
+// are ldx apart (the layer's x read through its row stride: a batch-major input's transposed
+// view needs no copy first; this copy is the one the step makes anyway), h's units apart.
 template <typename T>
-void side_by_side(int64_t n, const T* x, int64_t depth, const T* h, int64_t units, T* rows) {
+void side_by_side(int64_t n, const T* x, int64_t ldx, int64_t depth, const T* h, int64_t units,
+                  T* rows) {
   for (int64_t r = 0; r < n; ++r) {
-    std::memcpy(rows + r * (depth + units), x + r * depth, depth * sizeof(T));
+    std::memcpy(rows + r * (depth + units), x + r * ldx, depth * sizeof(T));
     std::memcpy(rows + r * (depth + units) + depth, h + r * units, units * sizeof(T));
   }
 }
 
-// x [S, B, D], w_x [H, D] = W_x^T, bias [H]; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H]
+// Asks for the n rows of a step of x (depth values each, ldx apart) to be brought into cache
+// while the current step computes: a layer's input comes from memory (the previous training
+// step's buffers pushed it out), and read through a batch-major input's strides, 112 bytes a
+// row 3 KB apart at the tutorial's size, the hardware prefetchers did not bring it in time
+// (docs/PERFORMANCE.md, seventh round).
+template <typename T>
+inline void prefetch_rows(const T* x, int64_t n, int64_t ldx, int64_t depth) {
+  const int64_t bytes = depth * static_cast<int64_t>(sizeof(T));
+  for (int64_t r = 0; r < n; ++r) {
+    const char* row = reinterpret_cast<const char*>(x + r * ldx);
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b);
+    __builtin_prefetch(row + bytes - 1);
+  }
+}
+
+// x [S, B, D] (any step and row strides, unit stride within a row: loops.cpp's expect_x), w_x
+// [H, D] = W_x^T, bias [H]; hs [T+1, B, H]: hs[0] = h0, zeros after; w [H, H]
 // = W_h^T. h_t = act(x_t W_x + b + h_{t-1} W_h), each step's input projection computed with its
 // recurrent product while the step's rows are in cache: float32, one product [x_t | h_{t-1}]
 // [W_x; W_h] + b (side_by_side; projecting all steps first, a separate pass, wrote and re-read
@@ -532,24 +557,27 @@ void rnn_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, Te
   const Tensor b_dense = bias.contiguous();
   const T* b = b_dense.data_ptr<T>();
   const auto X = steps_of<T>(x), Hs = steps_of<T>(hs);
+  const int64_t ldx = x.size(1) > 1 ? x.stride(1) : depth;  // x's row stride
   with_act(a, [&](auto A) {
     parallel_rows(batch, w.nbytes(), [&](int64_t r0, int64_t r1) {
       for (size_t t = 0; t < bs.size(); ++t) {
         const int64_t n = std::min(bs[t], r1) - r0, at = r0 * units;
         if (n <= 0) break;
         T* h = Hs[t + 1] + at;
-        const T* xt = X[t] + r0 * depth;
+        const T* xt = X[t] + r0 * ldx;
         const bool h_zero = zero_h0 && t == 0;
+        if (t + 1 < bs.size())  // the next step's x rows, while this step computes
+          prefetch_rows(X[t + 1] + r0 * ldx, std::min(bs[t + 1], r1) - r0, ldx, depth);
         if constexpr (f32) {
           if (h_zero) {
-            gemm->leading(depth, n, xt, depth, b, 0, h, units);  // x_0 W_x + b
+            gemm->leading(depth, n, xt, ldx, b, 0, h, units);  // x_0 W_x + b
           } else {
             T* rows = xh.data_ptr<T>() + r0 * (depth + units);
-            side_by_side(n, xt, depth, Hs[t] + at, units, rows);
+            side_by_side(n, xt, ldx, depth, Hs[t] + at, units, rows);
             (*gemm)(n, rows, depth + units, b, 0, h, units);
           }
         } else {
-          (*gemm_x)(n, xt, depth, b, 0, h, units);
+          (*gemm_x)(n, xt, ldx, b, 0, h, units);
           if (!h_zero) (*gemm)(n, Hs[t] + at, units, h, units, h, units);
         }
         act_into<decltype(A)::value>(h, h, n * units);
@@ -593,14 +621,16 @@ std::tuple<Tensor, Tensor> rnn_backward_impl(const Tensor& d_out, const Tensor& 
       }
     });
   });
+  if (!need_h0) return {d_pre, at::empty({0}, hs.options())};  // no [B, H] copy for nothing
   Tensor dh0 = d_final.clone();
   const int64_t n0 = steps ? bs[0] : 0;
-  if (n0 > 0 && need_h0) gemm(n0, DP[0], units, nullptr, 0, dh0.data_ptr<T>(), units);
+  if (n0 > 0) gemm(n0, DP[0], units, nullptr, 0, dh0.data_ptr<T>(), units);
   return {d_pre, dh0};
 }
 
 // ------------------------------------------------------------------ BasicLSTMCell
-// x [S, B, D], w_x [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
+// x [S, B, D] (any step and row strides, unit stride within a row: loops.cpp's expect_x), w_x
+// [4H, D] = W_x^T, bias [4H]; gates [S, B, 4H] (TF's i, j, f, o: x W_x + b +
 // h W_h, written here, activated in place), cs [S+1, B, H] (cs[0] = c0), hs [S+1, B, H]
 // (hs[0] = h0), tcs [S, B, H] = act(c); w [4H, H] = W_h^T. (No-grad runs: lstm_infer_impl.)
 // zero_h0: the caller knows h0 is zeros (a zero state), so step 0 skips h_{-1} W_h (only zero
@@ -642,8 +672,8 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
   const T* b = b_dense.data_ptr<T>();
   const auto X = steps_of<T>(x), G = steps_of<T>(gates), C = steps_of<T>(cs);
   const auto Hs = steps_of<T>(hs), TC = steps_of<T>(tcs);
-  // x's row stride: bf16 reads x through it (a batch-major layer input's transposed view, with
-  // no copy first); every other mode gets row-major steps (ldx = depth, checked by the caller)
+  // x's row stride: every mode reads x's rows through it (a batch-major layer input's
+  // transposed view, with no copy first)
   const int64_t ldx = x.size(1) > 1 ? x.stride(1) : depth;
   with_act(a, [&](auto A) {
     constexpr int kA = decltype(A)::value;
@@ -654,6 +684,8 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
         if (n <= 0) break;
         T* g = G[t] + r0 * width;
         const bool h_zero = zero_h0 && t == 0;
+        if (t + 1 < bs.size())  // the next step's x rows, while this step computes
+          prefetch_rows(X[t + 1] + r0 * ldx, std::min(bs[t + 1], r1) - r0, ldx, depth);
         if constexpr (std::is_same_v<T, float>) {
           if (joint)  // x_t W_x + h_{t-1} W_h + b (h_{-1} = 0: its pairs skipped)
             bf16_step_gemm2(n, X[t] + r0 * ldx, ldx, depth, h_zero ? nullptr : Hs[t] + at,
@@ -661,15 +693,15 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
         }
         if constexpr (std::is_same_v<T, float>) {
           if (joint32 && h_zero) {  // x_0 W_x + b: h_{-1} = 0, the joint weight's W_x rows alone
-            gemm->leading(depth, n, X[t] + r0 * depth, depth, b, 0, g, width);
+            gemm->leading(depth, n, X[t] + r0 * ldx, ldx, b, 0, g, width);
           } else if (joint32) {  // [x_t | h_{t-1}] [W_x; W_h] + b
             T* rows = xh.data_ptr<T>() + r0 * ldxh;
-            side_by_side(n, X[t] + r0 * depth, depth, Hs[t] + at, units, rows);
+            side_by_side(n, X[t] + r0 * ldx, ldx, depth, Hs[t] + at, units, rows);
             (*gemm)(n, rows, ldxh, b, 0, g, width);
           }
         }
         if (!joint && !joint32) {
-          (*gemm_x)(n, X[t] + r0 * depth, depth, b, 0, g, width);  // x_t W_x + b
+          (*gemm_x)(n, X[t] + r0 * ldx, ldx, b, 0, g, width);  // x_t W_x + b
           if (!h_zero) (*gemm)(n, Hs[t] + at, units, g, width, g, width);
         }
         const T* c_prev = C[t] + at;
@@ -704,9 +736,9 @@ void lstm_forward_impl(const Tensor& x, const Tensor& w_x, const Tensor& bias, T
 // step a part gets writes it (no zeroing pass); d_bias sums in double across steps.
 class WeightGrad32 {
  public:
-  // One step: n rows of x_t [n, depth] and h_{t-1} [n, units] (null: zeros, left out) and of
-  // d_gates_t [n, width] (row stride width) into out [depth + units, width].
-  void add(int64_t n, const float* x, int64_t depth, const float* h, int64_t units,
+  // One step: n rows of x_t [n, depth] (row stride ldx) and h_{t-1} [n, units] (null: zeros,
+  // left out) and of d_gates_t [n, width] (row stride width) into out [depth + units, width].
+  void add(int64_t n, const float* x, int64_t ldx, int64_t depth, const float* h, int64_t units,
            const float* d, int64_t width, float* out) {
     if (sums_.empty()) {
       sums_.assign(width, 0.0);
@@ -728,7 +760,7 @@ class WeightGrad32 {
         panel = buf_.data();
         ldp = kPanel;
       }
-      panel_rows(depth, x, 1, depth, panel, ldp, n, x_started_ ? out : nullptr, width, out,
+      panel_rows(depth, x, 1, ldx, panel, ldp, n, x_started_ ? out : nullptr, width, out,
                  width, p, width);
       if (h)
         panel_rows(units, h, 1, units, panel, ldp, n, h_started_ ? out + depth * width : nullptr,
@@ -856,8 +888,8 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
             const float* xt = wg->x.data_ptr<float>() + t * wg->x.stride(0) + r0 * ldx;
             const float* ht = wg->hs.data_ptr<float>() + t * wg->hs.stride(0) + at;
             const bool h_zero = wg->zero_h0 && t == 0;  // h_{-1} = 0: its rows left out
-            // x's steps are row-major here (ldx = depth: loops.cpp's expect_x)
-            wg32.add(n, xt, depth, h_zero ? nullptr : ht, units, dg, width, part_k.data_ptr<float>());
+            wg32.add(n, xt, ldx, depth, h_zero ? nullptr : ht, units, dg, width,
+                     part_k.data_ptr<float>());
           } else if (wg) {  // the step's rows into the weight gradient, two at a time
             const float* xt = wg->x.data_ptr<float>() + t * wg->x.stride(0) + r0 * ldx;
             const float* ht = wg->hs.data_ptr<float>() + t * wg->hs.stride(0) + at;
@@ -913,7 +945,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_backward_impl(
   }
   const int64_t n0 = steps ? bs[0] : 0;
   Tensor dc0 = d_final_c.clone();
-  Tensor dh0 = d_final_h.clone();
+  Tensor dh0 = need_h0 ? d_final_h.clone() : at::empty({0}, cs.options());
   if (n0 > 0) {
     std::memcpy(dc0.data_ptr<T>(), carry_all, n0 * units * sizeof(T));
     if (need_h0) gemm(n0, DG[0], width, nullptr, 0, dh0.data_ptr<T>(), units);
@@ -1046,6 +1078,7 @@ std::tuple<Tensor, Tensor, Tensor> gru_backward_impl(const Tensor& d_out, const 
     });
   });
   const int64_t n0 = steps ? bs[0] : 0;
+  if (!need_h0) return {d_gates, d_cands, at::empty({0}, hs.options())};
   Tensor dh0 = d_final.clone();
   if (n0 > 0) std::memcpy(dh0.data_ptr<T>(), rec_all, n0 * units * sizeof(T));
   return {d_gates, d_cands, dh0};
@@ -1263,30 +1296,38 @@ void gru_infer_impl(const Tensor& x, const Tensor& w_gx, const Tensor& b_g, cons
 
 // ------------------------------------------------------------------ one-off GEMMs
 // out = a w^T (+ add) in float32 for the GEMMs over all steps in _fused_kernels.py (input
-// projections, weight and input gradients): a [n, K] and w [N, K] with any strides (a
-// transposed view costs nothing), add null, a bias (ldadd 0) or [n, N] (ldadd N), dense. The
-// caller (loops.cpp `linear`) checked the sizes and allocated out [n, N].
-inline void linear_impl(const Tensor& a, const Tensor& w, const float* padd, int64_t ldadd,
+// projections, weight and input gradients): a's n rows, K columns (RowsView: a matrix, or a
+// layer's x [S, B, K] step by step) and w [N, K] with any strides (a transposed view costs
+// nothing), add null, a bias (ldadd 0) or [n, N] (ldadd N), dense. The caller (loops.cpp
+// `linear`) checked the sizes and allocated out [n, N]. kChains: panel_kernel's (false for a
+// 3-D a: each row's bits whatever its block).
+template <bool kChains>
+inline void linear_rows(const RowsView& a, const Tensor& w, const float* padd, int64_t ldadd,
                         Tensor& out) {
-  const int64_t n = a.size(0), N = w.size(0), K = a.size(1);
-  const float* pa = a.data_ptr<float>();
+  const int64_t n = a.rows, N = w.size(0), K = a.cols;
   float* pc = out.data_ptr<float>();
-  const int64_t lda = a.stride(0), ak = a.stride(1);
+  const int64_t lda = a.sr, ak = a.sc;
   const int64_t panels = (N + kPanel - 1) / kPanel;
   if (panels * K * kPanel * static_cast<int64_t>(sizeof(float)) <= kSmallWeightBytes) {
     // A small w (an input projection's): packed whole, then each thread takes a range of rows
     // and writes them whole, 4 register blocks at a time over every panel (output written
-    // once, in order).
+    // once, in order). The chunks lie within a run of a (one stride): per run, ceil(per /
+    // kChunk) of them (a matrix: one run).
     const StepWeight<float> gemm(w);
     const float* pw = gemm.packed_data();
     constexpr int64_t kChunk = 4 * kRows;
-    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    const int64_t per = std::min(a.per, n), runs = (n + per - 1) / per;
+    const int64_t per_run = (per + kChunk - 1) / kChunk;
     const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (kChunk * K * N));
-    at::parallel_for(0, chunks, grain, [&](int64_t c0, int64_t c1) {
+    at::parallel_for(0, runs * per_run, grain, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        const int64_t i0 = c * kChunk, rows = std::min(kChunk, n - i0);
+        const int64_t run = c / per_run, first = (c % per_run) * kChunk;
+        const int64_t i0 = run * per + first;
+        const int64_t rows = std::min({kChunk, per - first, n - i0});
+        if (rows <= 0) continue;
+        const float* pa = a.base + run * a.st + first * lda;
         for (int64_t p = 0; p < panels; ++p)
-          panel_rows(rows, pa + i0 * lda, lda, ak, pw + p * K * kPanel, kPanel, K,
+          panel_rows<kChains>(rows, pa, lda, ak, pw + p * K * kPanel, kPanel, K,
                      padd ? padd + i0 * ldadd : nullptr, ldadd, pc + i0 * N, N, p, N);
       }
     });
@@ -1295,7 +1336,7 @@ inline void linear_impl(const Tensor& a, const Tensor& w, const float* padd, int
   // A large w (a weight gradient's: dG over all steps, 7 MB here) is used once: packing all of
   // it would cost more than it saves. Each thread takes a range of panels and walks K in chunks
   // of kKc: it packs each panel's chunk into an L1-sized buffer and sweeps every row of a over
-  // it (a's chunk stays in L2 across the panels), accumulating into out.
+  // it, a run at a time (a's chunk stays in L2 across the panels), accumulating into out.
   constexpr int64_t kKc = 256;
   const float* pw = w.data_ptr<float>();
   const int64_t grain = std::max<int64_t>(1, kMacsPerThread / (n * K * kPanel));
@@ -1306,20 +1347,32 @@ inline void linear_impl(const Tensor& a, const Tensor& w, const float* padd, int
       const bool first = k0 == 0;
       for (int64_t p = p0; p < p1; ++p) {
         pack_panel(pw, w.stride(0), w.stride(1), N, p, k0, kc, buf);
-        panel_rows(n, pa + k0 * ak, lda, ak, buf, kPanel, kc, first ? padd : pc, first ? ldadd : N, pc,
-                   N, p, N);
+        a.runs(0, n, [&](int64_t i0, int64_t rows, const float* pa) {
+          const float* add = first ? (padd ? padd + i0 * ldadd : nullptr) : pc + i0 * N;
+          panel_rows<kChains>(rows, pa + k0 * ak, lda, ak, buf, kPanel, kc, add, first ? ldadd : N,
+                     pc + i0 * N, N, p, N);
+        });
       }
     }
   });
+}
+
+inline void linear_impl(const RowsView& a, const Tensor& w, const float* padd, int64_t ldadd,
+                        Tensor& out) {
+  if (a.by_step) return linear_rows<false>(a, w, padd, ldadd, out);
+  linear_rows<true>(a, w, padd, ldadd, out);
 }
 
 // The parameter gradients of a layer in float32 (loops.cpp `weight_grad` checked the sizes and
 // allocated d_kernel [sum K_i, G] and d_bias [G]): one pass over d for all of them, each thread
 // packing a chunk of d's columns once and sweeping every input over it, and summing the chunk
 // for the bias (float per chunk, double across). An input with R_i < R rows pairs with d's last
-// R_i rows (the rows before them are zeros: a zero initial state's h_{-1}, left out).
-inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_kernel,
-                             Tensor& d_bias) {
+// R_i rows (the rows before them are zeros: a zero initial state's h_{-1}, left out). An input
+// read step by step (RowsView: a layer's x through its strides) goes a run at a time, each run
+// accumulating into d_kernel's rows as the next chunk does, one chain per row (the bits of its
+// values laid out densely).
+inline void weight_grad_impl(const std::vector<RowsView>& inputs, const Tensor& d,
+                             Tensor& d_kernel, Tensor& d_bias) {
   constexpr int64_t kKc = 256;
   const int64_t R = d.size(0), G = d.size(1), total = d_kernel.size(0);
   const float* pd = d.data_ptr<float>();
@@ -1329,9 +1382,9 @@ inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_k
   const int64_t grain =
       std::max<int64_t>(1, kMacsPerThread / std::max<int64_t>(1, total * R * kPanel));
   int64_t first = 0;  // an input without rows: its d_kernel rows are zeros
-  for (const Tensor& x : inputs) {
-    if (x.size(0) == 0) d_kernel.narrow(0, first, x.size(1)).zero_();
-    first += x.size(1);
+  for (const RowsView& x : inputs) {
+    if (x.rows == 0) d_kernel.narrow(0, first, x.cols).zero_();
+    first += x.cols;
   }
   at::parallel_for(0, panels, grain, [&](int64_t p0, int64_t p1) {
     alignas(64) float buf[kKc * kPanel];
@@ -1347,15 +1400,22 @@ inline void weight_grad_impl(at::TensorList inputs, const Tensor& d, Tensor& d_k
           for (int64_t j = 0; j < kPanel; ++j) chunk[j] += buf[k * kPanel + j];
         for (int64_t j = 0; j < kPanel; ++j) sums[(p - p0) * kPanel + j] += chunk[j];
         int64_t row = 0;
-        for (const Tensor& x : inputs) {
-          // a = x^T: element (r, k) = x[k][r], x's row k paired with d's row `skip` + k
-          const int64_t lda = x.stride(1), ak = x.stride(0), n = x.size(1);
-          const int64_t skip = R - x.size(0), lo = std::max(k0, skip);
+        for (const RowsView& x : inputs) {
+          // a = x^T: element (r, k) = x's row k, column r; x's row k pairs with d's row skip + k
+          const int64_t skip = R - x.rows, lo = std::max(k0, skip);
           float* o = out + row * G;
-          row += n;
+          row += x.cols;
           if (lo >= k0 + kc) continue;  // the chunk is before x's rows
-          panel_rows(n, x.data_ptr<float>() + (lo - skip) * ak, lda, ak, buf + (lo - k0) * kPanel,
-                     kPanel, k0 + kc - lo, lo > skip ? o : nullptr, G, o, G, p, G);
+          x.runs(lo - skip, k0 + kc - skip, [&](int64_t k, int64_t m, const float* pa) {
+            const int64_t dk = skip + k;  // d's row
+            const float* add = dk > skip ? o : nullptr;
+            if (x.by_step)
+              panel_rows<false>(x.cols, pa, x.sc, x.sr, buf + (dk - k0) * kPanel, kPanel, m, add,
+                                G, o, G, p, G);
+            else
+              panel_rows(x.cols, pa, x.sc, x.sr, buf + (dk - k0) * kPanel, kPanel, m, add, G, o,
+                         G, p, G);
+          });
         }
       }
     }
