@@ -117,9 +117,19 @@ class _Runner(torch.nn.Module):
         return dynamic_rnn(self.cell, x)
 
 
-def test_vmap_without_gradients_runs_the_reference_loop(calls):
-    """No gradient anywhere: the plain inference call (``fused.infer_fast``) must not take a
-    batched tensor either."""
+def test_vmap_without_gradients_runs_the_reference_loop(calls, monkeypatch):
+    """No gradient anywhere: the plain inference call (``fused.infer_fast``) leaves a batched
+    tensor to the reference loop too (its compiled op would run under vmap's slow per-row
+    fallback, with a warning from C++)."""
+    import importlib
+
+    driver = importlib.import_module("rnnflow.recurrence.dynamic_rnn")
+
+    loops = []
+    real = driver.reference_dynamic_rnn
+    monkeypatch.setattr(
+        driver, "reference_dynamic_rnn", lambda *a, **k: loops.append(1) or real(*a, **k)
+    )
     torch.manual_seed(3)
     cell = BasicLSTMCell(4, input_size=3, dtype=torch.float64)
     x = torch.randn(5, 2, 6, 3, dtype=torch.float64)  # 5 independent batches
@@ -127,7 +137,7 @@ def test_vmap_without_gradients_runs_the_reference_loop(calls):
         got = vmap(lambda xb: dynamic_rnn(cell, xb)[0])(x)
         truth = torch.stack([dynamic_rnn(cell, xb, impl="reference")[0] for xb in x])
     torch.testing.assert_close(got, truth, rtol=1e-12, atol=1e-14)
-    assert calls == []
+    assert calls == [] and len(loops) == 1 + len(x)  # the vmapped call, then the truth's
 
 
 def _entry_points():
