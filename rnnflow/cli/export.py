@@ -56,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--dataset",
         type=dataset_type(),
-        choices=dataset_choices(),
+        choices=dataset_choices(idx=False),
         help="check images from this dataset (default: the run's)",
     )
     parser.add_argument("--data-dir", help="folder holding the dataset's IDX files")
