@@ -235,3 +235,24 @@ def test_an_empty_run_under_grad_has_zero_gradients():
     x = torch.randn(2, 0, 2, dtype=torch.float64)
     dx = grad(lambda x: dynamic_rnn(cell, x)[0].sum() + dynamic_rnn(cell, x)[1].sum())(x)
     assert dx.shape == x.shape
+
+
+def test_vectorized_jacobian_through_onednns_lstm(monkeypatch):
+    """float32 LSTM where oneDNN's LSTM serves the layer (CPUs without the packed kernel): its
+    backward, and the weight conversion's, under batched gradients."""
+    monkeypatch.setattr(fused, "_compiled_lstm_faster", lambda cell, x: False)
+    peer = []
+    real = fused._peer_layer
+    monkeypatch.setattr(fused, "_peer_layer", lambda *a: peer.append(1) or real(*a))
+    torch.manual_seed(5)
+    cell = BasicLSTMCell(4, input_size=3)
+    x = torch.randn(2, 5, 3)
+
+    def f(impl):
+        return lambda x: dynamic_rnn(cell, x, impl=impl)[0].sum(-1)
+
+    truth = torch.autograd.functional.jacobian(f("reference"), x)
+    got = torch.autograd.functional.jacobian(f("auto"), x, vectorize=True)
+    torch.testing.assert_close(got, truth, rtol=1e-5, atol=1e-6)
+    if torch.backends.mkldnn.is_available():
+        assert peer
