@@ -35,6 +35,12 @@ def _legacy_level() -> int:
     return following - 1
 
 
+def _batched(g: Any) -> bool:
+    return isinstance(g, Tensor) and (
+        _functorch.is_legacy_batchedtensor(g) or _functorch.is_batchedtensor(g)
+    )
+
+
 def _unbatch(g: Any) -> tuple[Any, Callable[[Tensor], Tensor] | None]:
     """``(g with its batch dimension first, rebatch)`` for a batched gradient, where
     ``rebatch(stacked)`` batches a [N, ...] result again at ``g``'s level; ``(g, None)`` for
@@ -61,10 +67,10 @@ def per_example_backward(backward: Callable[..., tuple[Any, ...]]) -> Callable[.
 
     @functools.wraps(backward)
     def run(ctx: Any, *grads: Any) -> tuple[Any, ...]:
+        if not any(map(_batched, grads)):  # every training step: one pass of cheap checks
+            return backward(ctx, *grads)
         unbatched = [_unbatch(g) for g in grads]
         batched = [(g, rebatch) for g, rebatch in unbatched if rebatch is not None]
-        if not batched:
-            return backward(ctx, *grads)
         rebatch = batched[0][1]
         rows = []
         for i in range(batched[0][0].shape[0]):
