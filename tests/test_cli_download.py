@@ -178,8 +178,8 @@ def test_unknown_dataset_is_a_usage_error(capsys) -> None:
 def test_help_lists_the_datasets(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["download", "--help"])
+    # one spelling, train's (the aliases are accepted, not listed: tests/cli/)
     assert (
-        "{emnist-balanced,emnist-letters,emnist_balanced,emnist_letters,fashion-mnist,"
-        "fashion_mnist,kmnist,kuzushiji-mnist,mnist}"
+        "{mnist,fashion-mnist,kmnist,emnist-letters,emnist-balanced}"
         in capsys.readouterr().out.replace("\n", "").replace(" ", "")
     )

@@ -56,11 +56,11 @@ def test_predict_and_export_refuse_a_charlm_run_and_say_what_to_use(charlm_run, 
     # the run's config.json is a copy for people: the checkpoint's record decides
     config = json.loads((charlm_run / "config.json").read_text())
     (charlm_run / "config.json").write_text(json.dumps({**config, "task": "classifier"}))
-    assert main(["predict", str(charlm_run), str(image)]) == 1
+    assert main(["predict", str(charlm_run), str(image)]) == 2  # a run of the wrong kind
     err = capsys.readouterr().err
     assert re.search(r"^rnnflow predict: .*run " + CHARLM_REFUSAL.format(cmd="predict"), err), err
     out = charlm_run.parent / "m.onnx"
-    assert main(["export", str(charlm_run), "--format", "onnx", "--out", str(out)]) == 1
+    assert main(["export", str(charlm_run), "--format", "onnx", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert re.search(r"^rnnflow export: .*run " + CHARLM_REFUSAL.format(cmd="export"), err), err
     assert not out.exists()

@@ -130,7 +130,7 @@ def test_a_run_without_test_or_validation_texts_says_so(tmp_path: Path, capsys) 
     assert "baselines skipped: the baselines need validation and test texts" in out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test"] is None and summary["baselines"] == []
-    assert main(["evaluate", str(run)]) == 1
+    assert main(["evaluate", str(run)]) == 2  # the run has no such split: a usage error
     assert "has no test texts" in capsys.readouterr().err
 
 
@@ -149,7 +149,7 @@ def test_export_onnx_checks_the_test_texts_and_writes(
     from rnnflow.interop.text_onnx import onnx_text_logits
 
     out = tmp_path / "m.onnx"
-    assert main(["export", str(text_run), "--format", "torchscript", "--out", str(out)]) == 1
+    assert main(["export", str(text_run), "--format", "torchscript", "--out", str(out)]) == 2
     assert "a text-classify run exports to ONNX only" in capsys.readouterr().err
     assert main(["export", str(text_run), "--format", "onnx", "--out", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -737,7 +737,7 @@ def test_presets_of_the_other_task_are_refused_and_help_lists_what_presets_chang
         main(["train", "--task", "charlm", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "the defaults shown are the tang preset's" in text
-    assert "tiny: --batch-size 8, --min-count 1, --embed-size 16, --num-units 32," in text
+    assert "tiny: --batch-size 8, --min-count 1, --embedding-size 16, --num-units 32," in text
     assert "best:" not in text and "--dataset" not in text and "--corpus" in text
 
 
@@ -751,7 +751,8 @@ def test_flags_of_another_task_are_refused_by_argparse_naming_the_task(capsys):
         "--embed-size are flags of --task charlm (add --task charlm); "
     ) in err
     # every task with such a flag is named (text-classify has --corpus too)
-    assert "--corpus is a flag of --task text-classify (add --task text-classify); " in err
+    # (--embed-size: the character model's hidden alias of text-classify's --embedding-size)
+    assert "--corpus, --embed-size are flags of --task text-classify (add --task " in err
     assert err.endswith("; this is --task classifier)\n")
     with pytest.raises(SystemExit):
         main(["train", "--task", "charlm", "--hflip", "--out", "x"])

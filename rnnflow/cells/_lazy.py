@@ -83,7 +83,12 @@ class LazyCell(RNNCell):
             return
         input_size = operator.index(input_size)  # e.g. a traced x.shape[-1]
         self.input_size = input_size
-        self._create_parameters(input_size, dtype=self._init_dtype or dtype, device=device)
+        # Outside inference mode: a cell first called (or made) under torch.inference_mode()
+        # would otherwise hold inference tensors as parameters, which autograd refuses to save
+        # for backward ever after ("Inference tensors cannot be saved for backward"): the cell
+        # could never train. The values are the same (the same draws from the same generator).
+        with torch.inference_mode(False):
+            self._create_parameters(input_size, dtype=self._init_dtype or dtype, device=device)
         self._built = True
 
     # Kernel columns per unit of a one-kernel cell (BasicRNNCell 1; the LSTMs 4: i, j, f, o).

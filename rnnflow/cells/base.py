@@ -121,7 +121,8 @@ class RNNCell(nn.Module):
     Subclasses define ``state_size``, ``output_size`` and ``forward(inputs, state)``. Cells whose
     parameters depend on the input depth build them lazily on the first call unless
     ``input_size`` was given (as TF1 cells and ``nn.LazyLinear`` do): create the optimizer after
-    that first call, or pass ``input_size``.
+    that first call, or pass ``input_size``. Parameters are made outside
+    ``torch.inference_mode()`` even when the first call runs in it, so the cell trains later.
     """
 
     @property

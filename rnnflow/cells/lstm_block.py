@@ -35,13 +35,25 @@ _PEEPHOLES = ("w_i_diag", "w_f_diag", "w_o_diag")
 
 
 class _StraightThroughClip(torch.autograd.Function):
+    # setup_context style with a generated vmap rule and a jvp: it runs under torch.func
+    # transforms (vmap, grad, jacrev, jacfwd), where the RNN then runs the reference loop
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, c: Tensor, clip: float) -> Tensor:
+    def forward(c: Tensor, clip: float) -> Tensor:
         return c.clamp(-clip, clip)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        pass
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return grad, None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, _clip: Any) -> Tensor:
+        return tangent
 
 
 def straight_through_clip(c: Tensor, clip: float) -> Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,17 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The exit statuses of every command (`rnnflow --help` shows them; README "Command line").
+EXIT_STATUS = (
+    "exit status: 0 done; 2 a usage error, reported before any work: a flag or value "
+    "argparse or the command refuses, a combination of flags, a dataset name, a path of the "
+    "wrong kind (a file where a folder is needed) or a run of the wrong kind for the command; "
+    "1 the command failed: missing, unreadable or corrupt files or data, a check that did not "
+    "pass, a write that failed; 130 interrupted (Ctrl-C). Every command creates the missing "
+    "parent folders of what it writes."
+)
+
+
 def version() -> str:
     """The installed rnnflow's version (package metadata: no torch import)."""
     from importlib.metadata import PackageNotFoundError
@@ -56,12 +68,19 @@ def prog() -> str:
         found = shutil.which("rnnflow")
         if found and os.path.exists(argv0) and os.path.samefile(found, argv0):
             return "rnnflow"
-        return argv0
+        return shlex.quote(argv0)
     if argv0.endswith(os.path.join("rnnflow", "__main__.py")):  # python -m rnnflow
         python = shutil.which("python")
         same = python and os.path.samefile(python, sys.executable)
-        return f"{'python' if same else sys.executable} -m rnnflow"
+        return f"{'python' if same else shlex.quote(sys.executable)} -m rnnflow"
     return "rnnflow"
+
+
+def command(*words: object) -> str:
+    """A command line the user can paste as it is: :func:`prog` followed by ``words``, each
+    quoted for the shell where it needs it (a run folder with a space, ``<``). Every hint that
+    names a command to run is built with it."""
+    return " ".join([prog(), *(shlex.quote(str(w)) for w in words)])
 
 
 def _wanted_command(argv: Sequence[str]) -> str | None:
@@ -79,6 +98,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog=prog(),
         description="TensorFlow-1 style recurrent networks on PyTorch: train, evaluate, predict, "
         "generate, export.",
+        epilog=EXIT_STATUS,
     )
     parser.add_argument("--version", action="version", version=f"rnnflow {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

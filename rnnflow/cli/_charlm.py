@@ -19,7 +19,8 @@ import math
 import sys
 from typing import Any
 
-from rnnflow.cli._config_args import add_config_arguments, config_overrides
+from rnnflow._words import count
+from rnnflow.cli._config_args import add_config_arguments, config_overrides, flag_name
 
 # Flags that may change on --resume: where the data is and how many threads; not the experiment.
 RESUMABLE = {"fortunes_dir", "data_dir", "threads", "device"}
@@ -56,8 +57,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 def describe_start(task: Any, args: argparse.Namespace) -> str:
     data = task.data
     return (
-        f"{task.config.corpus} corpus, {len(data.train_docs)} + {len(data.val_docs)} documents "
-        f"(train + val), {data.train_tokens} + {data.val_tokens} characters, vocabulary "
+        f"{task.config.corpus} corpus, {len(data.train_docs)} + "
+        f"{count(len(data.val_docs), 'document')} "
+        f"(train + val), {data.train_tokens} + {count(data.val_tokens, 'character')}, vocabulary "
         f"{len(data.vocab)}"
     )
 
@@ -111,7 +113,10 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
             f"Kneser-Ney 3-gram {base['kn3_perplexity']:.2f} on the same split"
         )
     print(line)
-    print(f"trained {progress.step} steps in {progress.train_seconds:.0f} s; run folder: {run_dir}")
+    print(
+        f"trained {count(progress.step, 'step')} in {progress.train_seconds:.0f} s; run "
+        f"folder: {run_dir}"
+    )
     return 0
 
 
@@ -119,12 +124,12 @@ _VAL_KEYS = ("val_loss", "val_perplexity", "val_accuracy")  # summary.json's val
 
 
 def refusal(command: str, path: Any) -> str:
-    from rnnflow.cli import prog
+    from rnnflow.cli import command as line
 
     return (
         f"{path} is a character-level language model run (rnnflow train --task charlm): "
         f"`rnnflow {command}` works on image classifier, sequence and text-classify runs; "
-        f"use `{prog()} generate {path}` to sample text from it, or `{prog()} evaluate {path}` "
+        f"use `{line('generate', path)}` to sample text from it, or `{line('evaluate', path)}` "
         "for its validation perplexity"
     )
 
@@ -140,7 +145,7 @@ def evaluate(args: argparse.Namespace) -> int:
     image_flags = [f for f in ("dataset", "data_dir", "tta_flip") if getattr(args, f) is not None]
     if image_flags or args.split != "test":
         if image_flags:
-            given = ", ".join("--" + f.replace("_", "-") for f in image_flags)
+            given = ", ".join(flag_name(f) for f in image_flags)
             runs = "image classifier runs"
         else:
             given, runs = (
@@ -198,7 +203,7 @@ def evaluate(args: argparse.Namespace) -> int:
         return 0
     print(f"checkpoint: {checkpoint.path} (step {payload['step']}), character model")
     print(
-        f"{payload['corpus']} validation split: {payload['documents']} documents, "
+        f"{payload['corpus']} validation split: {count(payload['documents'], 'document')}, "
         f"{payload['characters']} predicted characters"
     )
     print(

@@ -16,7 +16,8 @@ import argparse
 import sys
 from typing import Any
 
-from rnnflow.cli._config_args import add_config_arguments, config_overrides
+from rnnflow._words import count
+from rnnflow.cli._config_args import add_config_arguments, config_overrides, dataset_aliases
 
 # Flags that may change on --resume: where the data is and how many threads; not the experiment.
 RESUMABLE = {"data_dir", "threads"}
@@ -38,6 +39,7 @@ def add_image_config_arguments(
         description="any TrainConfig field; when not given, the preset's value (the defaults "
         f"shown are the tutorial preset's{listed})",
         skip=DATA_RECORD_FIELDS,
+        aliases={"dataset": dataset_aliases()},
     )
 
 
@@ -118,11 +120,11 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
         else "no validation set (--val-size 0): the last weights"
     )
     print(
-        f"test accuracy {result.accuracy:.4f} ({config.dataset}, {len(test_y)} images; "
+        f"test accuracy {result.accuracy:.4f} ({config.dataset}, {count(len(test_y), 'image')}; "
         f"checkpoint of step {checkpoint.progress['step']}, {picked})"
     )
     print(
-        f"trained {progress.examples} examples in {progress.train_seconds:.0f} s "
+        f"trained {count(progress.examples, 'example')} in {progress.train_seconds:.0f} s "
         f"({examples_per_s:.0f} examples/s); run folder: {run_dir}"
     )
     sys.stdout.flush()

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnflow._paths import path_problem
+from rnnflow.cli._config_args import flag_name
 
 LOCK_NAME = ".rnnflow.lock"
 CONFIG_NAME = "config.json"
@@ -209,8 +210,8 @@ def plan_run(
             )
         fixed = sorted(set(overrides) - resumable)
         if fixed:
-            flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
-            allowed = ", ".join("--" + k.replace("_", "-") for k in sorted(resumable))
+            flags = ", ".join(flag_name(k) for k in fixed)
+            allowed = ", ".join(flag_name(k) for k in sorted(resumable))
             raise RunRefused(
                 f"--resume continues the saved config; {flags} cannot change (only {allowed} can)"
             )
@@ -343,7 +344,6 @@ def discard_new_run(plan: RunPlan, lock: RunLock) -> None:
 def continue_command(plan: RunPlan, *, task: str | None = None) -> str:
     """The command that continues this run (its options are restored from ``run.json``), as the
     user can type it (:func:`rnnflow.cli.prog`)."""
-    from rnnflow.cli import prog
+    from rnnflow.cli import command
 
-    flag = f" --task {task}" if task else ""
-    return f"{prog()} train{flag} --resume {plan.run_dir}"
+    return command("train", *(("--task", task) if task else ()), "--resume", plan.run_dir)

@@ -28,7 +28,8 @@ import json
 import sys
 from typing import Any
 
-from rnnflow.cli._config_args import add_config_arguments, config_overrides
+from rnnflow._words import count
+from rnnflow.cli._config_args import add_config_arguments, config_overrides, flag_name
 
 # Flags that may change on --resume: where the files are (their sha256 is checked) and threads.
 RESUMABLE = {"train_file", "test_file", "threads", "device"}
@@ -94,7 +95,7 @@ def _image_flags(command: str, args: argparse.Namespace) -> int | None:
     given = [f for f in _IMAGE_FLAGS if getattr(args, f, None) not in (None, False)]
     if not given:
         return None
-    flags = ", ".join("--" + f.replace("_", "-") for f in given)
+    flags = ", ".join(flag_name(f) for f in given)
     return _fail(
         command,
         f"{flags} applies to image classifier runs; {args.model} is a sequence run (it reads "
@@ -113,8 +114,9 @@ def describe_start(task: Any, args: argparse.Namespace) -> str:
     held = f" (+{len(val)} validation)" if val is not None else ""
     return (
         f"{task.config.dataset}: {len(train)} training series{held}, {len(test)} test; "
-        f"{train.num_channels} channels, lengths {int(lengths.min())}-{int(lengths.max())}, "
-        f"{train.num_classes} classes"
+        f"{count(train.num_channels, 'channel')}, lengths "
+        f"{int(lengths.min())}-{int(lengths.max())}, "
+        f"{count(train.num_classes, 'class')}"
     )
 
 
@@ -164,7 +166,7 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
         f"checkpoint of step {checkpoint.progress['step']}, {picked})"
     )
     print(
-        f"trained {progress.step} steps in {progress.train_seconds:.0f} s "
+        f"trained {count(progress.step, 'step')} in {progress.train_seconds:.0f} s "
         f"({run.cpu_seconds:.0f} s process CPU); run folder: {run_dir}"
     )
     sys.stdout.flush()
@@ -271,7 +273,7 @@ def predict(args: argparse.Namespace) -> int:
         for r in results:
             others = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top"][1:])
             where = f"{r['file']}[{r['index']}]" if r["file"] in several else r["file"]
-            line = f"{where} ({r['length']} steps): {r['class']} ({r['probability']:.3f})"
+            line = f"{where} ({count(r['length'], 'step')}): {r['class']} ({r['probability']:.3f})"
             print(line + (f"  [then: {others}]" if others else ""))
     for e in errors:
         print(f"rnnflow predict: {e['error']}", file=sys.stderr)
@@ -294,6 +296,7 @@ def export(args: argparse.Namespace) -> int:
         return _fail(
             "export",
             f"--format {args.format}: a sequence run exports to ONNX only (--format onnx)",
+            2,
         )
     refused = _image_flags("export", args)
     if refused is not None:

@@ -71,7 +71,8 @@ def checkpoint_task(path: str | Path) -> str:
 def dispatch(command: str, args: argparse.Namespace) -> int | None:
     """Run ``rnnflow COMMAND`` on ``args.model`` through its task's glue when the checkpoint is
     not an image classifier's (the command's own code handles those): the glue's function's
-    status, or 1 after printing why the command refuses that run. None for a classifier."""
+    status, or 2 after printing why the command refuses that run (1 for a task this rnnflow
+    does not know). None for a classifier."""
     from rnnflow.tasks import CLASSIFIER, TASKS, UnknownTaskError
 
     task = checkpoint_task(args.model)
@@ -93,4 +94,4 @@ def dispatch(command: str, args: argparse.Namespace) -> int | None:
         return int(run(args))
     hint = getattr(module, "refusal", lambda c, p: f"{p} is a {task} run")(command, args.model)
     print(f"rnnflow {command}: {hint}", file=sys.stderr)
-    return 1
+    return 2  # a run of the wrong kind for this command: a usage error

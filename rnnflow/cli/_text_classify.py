@@ -19,10 +19,12 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 from typing import Any
 
-from rnnflow.cli._config_args import add_config_arguments, config_overrides
+from rnnflow._words import count
+from rnnflow.cli._config_args import add_config_arguments, config_overrides, flag_name
 
 # Flags that may change on --resume: where the file is (its sha256 is checked) and threads.
 RESUMABLE = {"train_file", "threads", "device"}
@@ -77,7 +79,7 @@ def describe_start(task: Any, args: argparse.Namespace) -> str:
     dropped = d["repeats_dropped"] + d["conflicting_dropped"]
     return (
         f"{task.config.corpus} corpus: {d['train_texts']} + {d['val_texts']} + "
-        f"{d['test_texts']} texts (train + val + test; {dropped} repeated or conflicting "
+        f"{count(d['test_texts'], 'text')} (train + val + test; {dropped} repeated or conflicting "
         f"dropped), classes {', '.join(d['classes'])}, vocabulary {d['vocab_size']}"
     )
 
@@ -147,8 +149,8 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
     else:
         s = result.scores
         print(
-            f"test accuracy {s.accuracy:.4f}, macro F1 {s.macro_f1:.4f} ({len(splits.test)} "
-            f"texts; {where})"
+            f"test accuracy {s.accuracy:.4f}, macro F1 {s.macro_f1:.4f} "
+            f"({count(len(splits.test), 'text')}; {where})"
         )
     for b in base:
         t = b["test"]
@@ -159,7 +161,7 @@ def report(task: Any, plan: Any, progress: Any, run: Any) -> int:
     if skipped:
         print(f"baselines skipped: {skipped}")
     print(
-        f"trained {progress.step} steps in {progress.train_seconds:.0f} s "
+        f"trained {count(progress.step, 'step')} in {progress.train_seconds:.0f} s "
         f"({run.cpu_seconds:.0f} s process CPU); run folder: {run_dir}"
     )
     sys.stdout.flush()
@@ -174,7 +176,7 @@ def _load(command: str, args: argparse.Namespace) -> Any:
 
     given = [f for f in _IMAGE_FLAGS if getattr(args, f, None) not in (None, False)]
     if given:
-        flags = ", ".join("--" + f.replace("_", "-") for f in given)
+        flags = ", ".join(flag_name(f) for f in given)
         return _fail(
             command,
             f"{flags} applies to image classifier runs; {args.model} is a text-classify run (it "
@@ -210,7 +212,9 @@ def evaluate(args: argparse.Namespace) -> int:
         )
     task = TextClassifyTask(config, data)
     if not len(getattr(data.splits, args.split)):
-        return _fail("evaluate", f"{args.model} has no {args.split} texts (its config's fractions)")
+        return _fail(
+            "evaluate", f"{args.model} has no {args.split} texts (its config's fractions)", 2
+        )
     batch_size = max(1, args.batch_size)
     loader = task.loader(args.split, batch_size=batch_size)
     try:
@@ -234,7 +238,8 @@ def evaluate(args: argparse.Namespace) -> int:
     s = result.scores
     print(f"checkpoint: {checkpoint.path} (step {payload['step']}), text classifier")
     print(
-        f"{config.corpus} {args.split} split: {payload['texts']} texts  loss {result.loss:.4f}  "
+        f"{config.corpus} {args.split} split: {count(payload['texts'], 'text')}  loss "
+        f"{result.loss:.4f}  "
         f"accuracy {s.accuracy:.4f}  macro F1 {s.macro_f1:.4f}"
     )
     print("F1 per class: " + ", ".join(f"{n} {f:.4f}" for n, f in zip(names, s.f1)))
@@ -263,11 +268,13 @@ def predict(args: argparse.Namespace) -> int:
             texts += [line.strip() for line in lines if line.strip()]
             continue
         if os.path.isfile(item):
+            from rnnflow.cli import command
+
             return _fail(
                 "predict",
                 f"{item!r} names a file, but a text-classify run's predict takes texts (or - for "
                 f"one text per line of standard input), not files; to classify the file's "
-                f"lines: rnnflow predict {args.model} - < {item}",
+                f"lines: {command('predict', args.model, '-')} < {shlex.quote(item)}",
                 2,
             )
         bad = _SURROGATE.search(item)  # argv bytes that were not UTF-8 (surrogateescape)
@@ -348,7 +355,9 @@ def export(args: argparse.Namespace) -> int:
     from rnnflow.text.labelled_text import pad_tokens
 
     if args.format != "onnx":
-        return _fail("export", f"--format {args.format}: a text-classify run exports to ONNX only")
+        return _fail(
+            "export", f"--format {args.format}: a text-classify run exports to ONNX only", 2
+        )
     loaded = _load("export", args)
     if isinstance(loaded, int):
         return loaded

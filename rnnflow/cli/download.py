@@ -16,11 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def _dataset_choices() -> list[str]:
-    from rnnflow.data.catalog import DATASETS
-
-    return sorted([*DATASETS, *(a for spec in DATASETS.values() for a in spec.aliases)])
+from rnnflow.cli._config_args import dataset_choices, dataset_type
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -32,7 +28,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "published checksums, atomically renamed) into DATA_DIR/<name>, then verify them."
         ),
     )
-    parser.add_argument("dataset", choices=_dataset_choices(), help="dataset name")
+    parser.add_argument(
+        "dataset",
+        type=dataset_type(),
+        choices=dataset_choices(idx=False),
+        help="dataset name (train's --dataset spelling; the other separator and the "
+        "catalog's aliases are accepted)",
+    )
     parser.add_argument(
         "--data-dir",
         default=None,

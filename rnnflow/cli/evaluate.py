@@ -14,7 +14,8 @@ import argparse
 import json
 import sys
 
-from rnnflow.cli._config_args import positive_int
+from rnnflow._words import count
+from rnnflow.cli._config_args import dataset_choices, dataset_type, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,7 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("model", metavar="RUN_DIR|CKPT", help="run folder or .safetensors file")
     parser.add_argument(
-        "--dataset", help="image classifier: dataset to evaluate on (default: the training one)"
+        "--dataset",
+        type=dataset_type(),
+        choices=dataset_choices(),
+        help="image classifier: dataset to evaluate on (default: the training one)",
     )
     parser.add_argument(
         "--data-dir", help="image classifier: folder holding the dataset's IDX files"
@@ -109,8 +113,8 @@ def _run_classifier(args: argparse.Namespace) -> int:
         else:
             if len(CLASS_NAMES[dataset]) != config.num_classes:  # its labels mean other classes
                 raise ValueError(
-                    f"--dataset {dataset} has {len(CLASS_NAMES[dataset])} classes, the run's "
-                    f"model {config.num_classes} ({config.dataset})"
+                    f"--dataset {dataset} has {count(len(CLASS_NAMES[dataset]), 'class')}, the "
+                    f"run's model {config.num_classes} ({config.dataset})"
                 )
             images, labels = load_split(dataset, args.split, args.data_dir or config.data_dir)
     except (DatasetNotFoundError, DatasetChecksumError, ValueError, OSError) as exc:
@@ -139,7 +143,10 @@ def _run_classifier(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2))
         return 0
     print(f"checkpoint: {checkpoint.path} (step {checkpoint.progress.get('step')})")
-    print(f"{dataset} {args.split}: {len(labels)} images" + (", mirror-averaged" if tta else ""))
+    print(
+        f"{dataset} {args.split}: {count(len(labels), 'image')}"
+        + (", mirror-averaged" if tta else "")
+    )
     print(f"accuracy {result.accuracy:.4f}  loss {result.loss:.4f}")
     print("per-class accuracy:")
     for i, (name, acc) in enumerate(zip(names, per_class)):

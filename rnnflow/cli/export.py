@@ -8,21 +8,23 @@ classes agree. The tolerance follows from float32 arithmetic on the model at han
 bound on a float32 evaluation's rounding error (``rnnflow.interop._rounding``, largest over the
 first ``BOUND_IMAGES`` check images), or the fixed rule
 ``|exported - pytorch| <= ATOL + RTOL * |pytorch|`` given by ``--atol``/``--rtol``. Within
-tolerance the file is written atomically (temporary file + ``os.replace``); otherwise nothing is
-written, any existing PATH is left untouched, and the exit status is 1.
+tolerance the file is written atomically (temporary file + ``os.replace``; missing parent folders
+are created, as every command that writes does); otherwise nothing is written, any existing PATH
+is left untouched, and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rnnflow.cli._config_args import positive_int
+from rnnflow._paths import output_problem
+from rnnflow._words import count
+from rnnflow.cli._config_args import dataset_choices, dataset_type, positive_int
 
 FORMATS = ("onnx", "torchscript")
 _RUNTIME = {"onnx": "onnxruntime", "torchscript": "torch.jit"}
@@ -49,9 +51,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("model", metavar="RUN_DIR|CKPT", help="run folder or .safetensors file")
     parser.add_argument(
         "--format", required=True, help=f"output format: {' or '.join(FORMATS)}"
-    )  # checked in run(), so that a wrong value gets rnnflow's message and exit status 1
+    )  # checked in run(), so that a wrong value gets rnnflow's message (exit status 2)
     parser.add_argument("--out", required=True, metavar="PATH", help="file to write")
-    parser.add_argument("--dataset", help="check images from this dataset (default: the run's)")
+    parser.add_argument(
+        "--dataset",
+        type=dataset_type(),
+        choices=dataset_choices(idx=False),
+        help="check images from this dataset (default: the run's)",
+    )
     parser.add_argument("--data-dir", help="folder holding the dataset's IDX files")
     parser.add_argument(
         "--check-examples",
@@ -86,9 +93,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = 1) -> int:
     print(f"rnnflow export: {message}", file=sys.stderr)
-    return 1
+    return status
 
 
 def fixed_tolerance(args: argparse.Namespace, atol: float, rtol: float) -> tuple[float, float]:
@@ -115,6 +122,7 @@ def write_checked(
         )
         return _fail(f"{message}. {advice}" if advice else message)
     try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)  # as train --out, import-tf1 --out
         atomic_write_bytes(out, data)
     except OSError as exc:
         return _fail(f"cannot write {out}: {exc}")
@@ -165,7 +173,7 @@ def _round_up(value: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:
-        return _fail(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}")
+        return _fail(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}", 2)
     if args.check_images is not None:
         print(
             "rnnflow export: note: --check-images is deprecated; use --check-examples",
@@ -175,16 +183,11 @@ def run(args: argparse.Namespace) -> int:
     for name in ("atol", "rtol"):
         value = getattr(args, name)
         if value is not None and not (0 <= value < float("inf")):
-            return _fail(f"--{name} must be a finite number >= 0, got {value}")
+            return _fail(f"--{name} must be a finite number >= 0, got {value}", 2)
     out = Path(args.out)
-    if out.is_dir():
-        return _fail(f"cannot write {out}: it is a folder")
-    if not out.parent.exists():
-        return _fail(f"cannot write {out}: folder {out.parent} does not exist")
-    if not out.parent.is_dir():
-        return _fail(f"cannot write {out}: {out.parent} is not a folder")
-    if not os.access(out.parent, os.W_OK):
-        return _fail(f"cannot write {out}: folder {out.parent} is not writable")
+    problem = output_problem(out)
+    if problem is not None:
+        return _fail(*problem)
 
     from rnnflow.cli._task import dispatch
     from rnnflow.data import CLASS_NAMES, load_split
@@ -260,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         atol, rtol = 2 * bound, 0.0
         print(
             f"tolerance {atol:.3g}: twice this model's float32 rounding-error bound {bound:.3g} "
-            f"(largest over {min(len(images), BOUND_IMAGES)} images; docs/DEPLOYING.md)"
+            f"(largest over {count(min(len(images), BOUND_IMAGES), 'image')}; docs/DEPLOYING.md)"
         )
     else:
         atol, rtol = args.atol or 0.0, args.rtol or 0.0

@@ -20,6 +20,8 @@ import json
 import math
 import sys
 
+from rnnflow._words import count
+
 # rnnflow.text.poetry.FORMS' names (a test keeps them equal), listed here so that `--help` and
 # argument parsing do not import torch
 FORM_NAMES = ("5x4", "7x4", "5x8", "7x8")
@@ -112,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         form_name = {4: "5x4", 8: "5x8"}.get(len(args.acrostic))
         if form_name is None:
             return _fail(
-                f"--acrostic {args.acrostic!r} has {len(args.acrostic)} characters: give --form "
+                f"--acrostic {args.acrostic!r} has {count(len(args.acrostic), 'character')}: "
+                f"give --form "
                 "(one character per verse; 4 or 8 characters choose 5x4 or 5x8 by themselves)"
             )
     if form_name is None and (args.rhyme or args.tonal):

@@ -24,7 +24,8 @@ import json
 import sys
 from pathlib import Path
 
-from rnnflow.cli._config_args import config_overrides
+from rnnflow._words import count
+from rnnflow.cli._config_args import config_overrides, flag_name
 
 # Model fields come from the checkpoint; giving them on the command line is an error.
 _FROM_CHECKPOINT = ("cell", "num_units", "num_layers", "bidirectional", "projection_size")
@@ -85,7 +86,9 @@ def _list(ckpt, *, check: bool) -> int:
     from rnnflow.interop.tf1_names import optimizer_variable
 
     width = max((len(n) for n in ckpt.entries), default=4)
-    print(f"{ckpt.prefix}: {len(ckpt.entries)} variables, {ckpt.num_shards} shard(s)")
+    print(
+        f"{ckpt.prefix}: {count(len(ckpt.entries), 'variable')}, {count(ckpt.num_shards, 'shard')}"
+    )
     for name, entry in ckpt.entries.items():
         kind = "optimizer" if optimizer_variable(name) else "model"
         shape = "x".join(str(d) for d in entry.shape) or "scalar"
@@ -101,7 +104,8 @@ def _list(ckpt, *, check: bool) -> int:
         skipped = len(ckpt.entries) - len(readable)
         if skipped:
             print(
-                f"{len(readable)} tensors read, crc32c verified; {skipped} skipped (string, "
+                f"{count(len(readable), 'tensor')} read, crc32c verified; {skipped} skipped "
+                f"(string, "
                 "sliced or other dtypes this reader does not decode)"
             )
         else:
@@ -148,7 +152,7 @@ def _import(ckpt, args: argparse.Namespace) -> int:
     overrides = config_overrides(args)
     fixed = [k for k in _FROM_CHECKPOINT if k in overrides]
     if fixed:
-        flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
+        flags = ", ".join(flag_name(k) for k in fixed)
         return _fail(f"{flags}: the model's shape comes from the checkpoint")
     if "dataset" in overrides:
         from rnnflow.data.datasets import canonical_name
@@ -185,7 +189,8 @@ def _import(ckpt, args: argparse.Namespace) -> int:
     num_classes = imported.model.biases_out.shape[0]
     if num_classes != 10:
         return _fail(
-            f"the checkpoint's model has {num_classes} classes; MNIST and Fashion-MNIST have 10"
+            f"the checkpoint's model has {count(num_classes, 'class')}; MNIST and "
+            f"Fashion-MNIST have 10"
         )
 
     # The run folder: what `rnnflow train` would have written, at TF's step.
@@ -235,7 +240,8 @@ def _import(ckpt, args: argparse.Namespace) -> int:
     print(
         f"  model: {config.cell} x{config.num_layers}, {config.num_units} units"
         + (", bidirectional" if config.bidirectional else "")
-        + f", projection {config.projection_size or config.num_units}, {num_classes} classes"
+        + f", projection {config.projection_size or config.num_units}, "
+        f"{count(num_classes, 'class')}"
     )
     width = max(len(p) for p in imported.mapping)
     for param, name in imported.mapping.items():
@@ -246,14 +252,14 @@ def _import(ckpt, args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     if imported.skipped:
         print(f"  not imported: {', '.join(imported.skipped)}")
-    from rnnflow.cli import prog  # as the user ran it: .venv/bin/rnnflow, python -m rnnflow
+    from rnnflow.cli import command  # as the user ran it: .venv/bin/rnnflow, python -m rnnflow
 
     if assumed:
         print(
             f"  dataset: {config.dataset} ASSUMED (the {args.preset} preset's default; a TF1 "
             "checkpoint does not say what it was trained on). For a Fashion-MNIST model, import "
             "again with --dataset fashion-mnist, or evaluate this run with "
-            f"`{prog()} evaluate RUN --dataset fashion-mnist`"
+            f"`{command('evaluate', run_dir, '--dataset', 'fashion-mnist')}`"
         )
-    print(f"evaluate with: {prog()} evaluate {run_dir}  (dataset: {config.dataset})")
+    print(f"evaluate with: {command('evaluate', run_dir)}  (dataset: {config.dataset})")
     return 0

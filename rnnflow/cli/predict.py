@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 
+from rnnflow._words import count
 from rnnflow.cli._config_args import positive_int
 
 
@@ -72,10 +73,13 @@ def _input_names(paths: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from rnnflow._paths import output_problem
+
     save_dir = Path(args.save_input) if args.save_input else None
-    if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
-        print(f"rnnflow predict: --save-input {save_dir}: not a folder", file=sys.stderr)
-        return 2
+    problem = output_problem(save_dir, folder=True) if save_dir is not None else None
+    if problem is not None:
+        print(f"rnnflow predict: --save-input: {problem[0]}", file=sys.stderr)
+        return problem[1]
 
     import io
 
@@ -162,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"rnnflow predict: {e['error']}", file=sys.stderr)
     if errors:
         print(
-            f"rnnflow predict: {len(errors)} of {len(args.images)} images could not be used",
+            f"rnnflow predict: {len(errors)} of {count(len(args.images), 'image')} could not "
+            f"be used",
             file=sys.stderr,
         )
     return status

@@ -36,7 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from rnnflow.cli._config_args import positive_int
+from rnnflow._words import count
+from rnnflow.cli._config_args import field_flags, flag_name, positive_int
 from rnnflow.cli._run_folder import (
     CONFIG_NAME,
     RunRefused,
@@ -180,7 +181,7 @@ def _explain_unknown(task: str) -> Any:
             if info.name == task:
                 continue
             config_cls = type(next(iter(info.load_presets().values())))
-            names = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(config_cls)}
+            names = {flag for f in dataclasses.fields(config_cls) for flag in field_flags(f.name)}
             theirs = sorted(flags & names)
             if theirs:
                 what = "is a flag" if len(theirs) == 1 else "are flags"
@@ -188,16 +189,16 @@ def _explain_unknown(task: str) -> Any:
                     f"{', '.join(theirs)} {what} of --task {info.name} (add --task {info.name})"
                 )
         if not hints:
-            return f" (see {_prog()} train --task {task} --help for this task's flags)"
+            return f" (see {_command('train', '--task', task, '--help')} for this task's flags)"
         return f" ({'; '.join(hints)}; this is --task {task})"
 
     return explain
 
 
-def _prog() -> str:
-    from rnnflow.cli import prog
+def _command(*words: object) -> str:
+    from rnnflow.cli import command
 
-    return prog()
+    return command(*words)
 
 
 def _positive_seconds(text: str) -> float:
@@ -508,7 +509,7 @@ def memory_error_message(exc: BaseException, config: Any, preset: Any) -> str | 
         asked = found.group(1) if found else "more bytes than an int64 can count"
     names = [n for n in SIZE_FIELDS if isinstance(getattr(config, n, None), int)]
     larger = [n for n in names if getattr(config, n) > getattr(preset, n)]
-    flags = ", ".join(f"--{n.replace('_', '-')} {getattr(config, n)}" for n in (larger or names))
+    flags = ", ".join(f"{flag_name(n)} {getattr(config, n)}" for n in (larger or names))
     return (
         f"the model or a batch does not fit in memory: torch asked for {asked}; "
         f"lower the sizes ({flags})"
@@ -552,13 +553,15 @@ def _train_planned(args: argparse.Namespace, info: Any, module: Any, ctx: Any, p
 
     processes = f" on {ctx.world_size} processes ({ctx.backend})" if ctx.parallel else ""
     if not plan.existing:
-        say(f"run {run_dir}: {module.describe_start(task, args)}, {total} steps{processes}")
+        say(
+            f"run {run_dir}: {module.describe_start(task, args)}, {count(total, 'step')}{processes}"
+        )
     elif resume is None:
         say(f"run {run_dir}: killed before its first checkpoint; starting again from step 0")
     else:
         say(
             f"run {run_dir}: resuming at step {resume.progress['step']} of {total} "
-            f"({resume.progress['examples']} examples seen){processes}"
+            f"({count(resume.progress['examples'], 'example')} seen){processes}"
         )
     display = ProgressDisplay(
         total,
@@ -635,13 +638,13 @@ def interrupted_message(plan: Any, phase: str) -> str:
     (a second Ctrl-C in the loop), "starting" (imports, data loading: before the loop),
     "stopped" (after a checkpoint was saved) or "report" (the run finished; its test report was
     cut short); says what the run folder keeps and the command that goes on from there."""
-    from rnnflow.cli import prog
+    from rnnflow.cli import command
 
     run_dir = plan.run_dir
     if phase == "report":
         return (
             f"interrupted (Ctrl-C) while reporting a finished run: its checkpoints are kept in "
-            f"{run_dir}; report it with: {prog()} evaluate {run_dir}"
+            f"{run_dir}; report it with: {command('evaluate', run_dir)}"
         )
     what = {
         "training": "aborted by a second Ctrl-C",

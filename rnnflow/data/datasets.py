@@ -229,7 +229,10 @@ def _not_found_message(spec: DatasetSpec, report: list[str]) -> str:
         )
     if spec.os_package:
         fixes.append(f"install the Debian package: sudo apt-get install {spec.os_package}")
-    fixes.append(f"connect to the internet and run: rnnflow download {spec.name} [--data-dir DIR]")
+    fixes.append(
+        f"connect to the internet and run: rnnflow download {spec.name} (--data-dir DIR puts "
+        "it in DIR/<name>; training then needs the same --data-dir DIR)"
+    )
     how = "\n".join(f"  - {fix}" for fix in fixes)
     return (
         f"dataset {spec.name!r} not found and not downloaded. Searched:\n{searched}\n"

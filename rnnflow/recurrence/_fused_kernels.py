@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from rnnflow.recurrence import _ext
+from rnnflow.recurrence._batched_backward import per_example_backward
 
 
 # ----------------------------------------------------------------------------- GEMMs
@@ -496,6 +497,7 @@ class _RNNLayer(torch.autograd.Function):
         return hs[1:], final
 
     @staticmethod
+    @per_example_backward  # vmapped gradients: jacobian(vectorize=True)
     def backward(ctx: Any, d_out: Tensor, d_final: Tensor):
         refuse_create_graph("BasicRNNCell")
         x, kernel, hs = ctx.saved_tensors
@@ -643,6 +645,7 @@ class _LSTMLayer(torch.autograd.Function):
         return (hs[1:] if out16 is None else out16), final_c, final_h
 
     @staticmethod
+    @per_example_backward  # vmapped gradients: jacobian(vectorize=True)
     def backward(ctx: Any, d_out: Tensor, d_final_c: Tensor, d_final_h: Tensor):
         refuse_create_graph("LSTM")
         x, kernel, gates, cs, hs, tcs = ctx.saved_tensors
@@ -750,6 +753,7 @@ class _GRULayer(torch.autograd.Function):
         return hs[1:], final
 
     @staticmethod
+    @per_example_backward  # vmapped gradients: jacobian(vectorize=True)
     def backward(ctx: Any, d_out: Tensor, d_final: Tensor):
         refuse_create_graph("GRUCell")
         x, g_kernel, c_kernel, gates, cands, rhs, hs = ctx.saved_tensors

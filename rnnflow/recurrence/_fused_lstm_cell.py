@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnflow.recurrence._batched_backward import per_example_backward
 from rnnflow.recurrence._fused_kernels import (
     _act_,
     _act_grad,
@@ -158,6 +159,7 @@ class _LSTMCellLayer(torch.autograd.Function):
         return ms[1:], final_c, final_m
 
     @staticmethod
+    @per_example_backward  # vmapped gradients: jacobian(vectorize=True)
     def backward(ctx: Any, d_out: Tensor, d_final_c: Tensor, d_final_m: Tensor):
         refuse_create_graph("LSTMCell")
         x, kernel, gates, cs, ms, tcs, c_in, m_in, w_i, w_f, w_o, proj = ctx.saved_tensors

@@ -59,7 +59,11 @@ def dynamic_rnn(
         impl: ``"auto"`` uses the fused path when ``fused.fusable`` allows and the reference loop
             otherwise; ``"fused"`` raises if it cannot fuse; ``"reference"`` forces the loop.
             Second-order gradients (``create_graph=True``) need ``"reference"``: the compiled
-            loops' backward raises ``RuntimeError`` under it (it is not differentiable).
+            loops' backward raises ``RuntimeError`` under it (it is not differentiable). Under
+            a ``torch.func`` transform (``vmap``, ``grad``, ``jacrev``, ``jacfwd``) ``"auto"``
+            runs the reference loop and ``"fused"`` raises ``ValueError`` naming
+            ``"reference"`` (``fused.transform_active``); a vectorized Jacobian
+            (``is_grads_batched``) runs the fused backward once per row.
 
     Returns:
         ``(outputs, state)``: outputs [B, T, output_size] (or [T, B, output_size]; one such

@@ -167,15 +167,33 @@ def _why_not(cell: Any, inputs: Tensor) -> str | None:
     return None
 
 
+def transform_active() -> bool:
+    """Whether a ``torch.func`` transform (``vmap``, ``grad``, ``jacrev``, ``jacfwd``, ``vjp``,
+    ...) is running: the fused layers' autograd Functions (no ``setup_context``, no vmap rule)
+    and compiled loops (raw data pointers) cannot run on its wrapped tensors, so only the
+    reference loop (plain torch ops) can. The condition ``torch.autograd.Function.apply``
+    itself tests."""
+    return torch._C._are_functorch_transforms_active()
+
+
+TRANSFORM_REASON = (
+    "a torch.func transform (vmap, grad, jacrev, jacfwd, ...) is running, and the fused "
+    "layers have no rule for it; run the RNN with impl='reference'"
+)
+
+
 def fusable(cell: Any, inputs: Tensor) -> tuple[bool, str]:
     """Whether ``fused_dynamic_rnn`` can run ``cell`` on ``inputs`` [T, B, D], and if not, why.
 
-    Returns ``(True, "")`` or ``(False, reason)``; the reason names the cell and what is missing.
+    Returns ``(True, "")`` or ``(False, reason)``; the reason names the cell and what is missing
+    (or the torch.func transform that is running: :func:`transform_active`).
     """
     if not isinstance(inputs, Tensor) or inputs.dim() != 3 or not inputs.is_floating_point():
         return False, "inputs must be a floating tensor of rank 3"
     if torch.jit.is_tracing():  # the C++ loops are opaque to the tracer
         return False, "torch.jit.trace is recording (it records the reference loop)"
+    if transform_active():
+        return False, TRANSFORM_REASON
     reason = _why_not(cell, inputs)
     return (True, "") if reason is None else (False, reason)
 
@@ -604,7 +622,7 @@ def infer_fast(
     steps, batch, depth = x.shape
     if steps == 0 or batch == 0 or not cell.built:
         return None
-    if torch.is_autocast_enabled("cpu") or torch.jit.is_tracing():
+    if torch.is_autocast_enabled("cpu") or torch.jit.is_tracing() or transform_active():
         return None
     weights = _leaf_weights(cell)
     grad = torch.is_grad_enabled()

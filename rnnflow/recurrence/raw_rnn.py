@@ -12,7 +12,7 @@ from rnnflow import _nest
 from rnnflow.cells.base import State, check_optional_int, check_state
 from rnnflow.recurrence._masking import copy_through
 from rnnflow.recurrence.dynamic_rnn import _flag, check_cell
-from rnnflow.recurrence.reference import _ZerosFrom
+from rnnflow.recurrence.reference import zeros_from
 
 _OWNER = "raw_rnn"
 
@@ -69,7 +69,7 @@ def _no_steps(cell: Any, first_input: Any, flat_zero: list[Tensor]) -> list[Tens
     out = []
     for z in flat_zero:
         if torch.is_grad_enabled() and sources and z.is_floating_point():
-            out.append(_ZerosFrom.apply([(0, *z.shape)], z.dtype, z.device, *sources)[0])
+            out += zeros_from([(0, *z.shape)], z.dtype, z.device, sources)
         else:
             out.append(z.new_zeros(0, *z.shape))
     return out

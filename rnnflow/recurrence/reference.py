@@ -34,23 +34,6 @@ def compute_dtype(inputs: Tensor) -> torch.dtype:
     return inputs.dtype
 
 
-class _ZerosFrom(torch.autograd.Function):
-    """Zero tensors of the given shapes that count as functions of ``sources`` with zero
-    gradients: a run over no steps (T = 0) or no rows (B = 0) still connects its outputs to the
-    inputs and parameters, so ``outputs.sum().backward()`` works and every gradient exists and
-    is zero, as in TensorFlow."""
-
-    @staticmethod
-    def forward(ctx: Any, shapes, dtype, device, *sources):
-        ctx.specs = [(s.shape, s.dtype, s.device) for s in sources]
-        return tuple(torch.zeros(shape, dtype=dtype, device=device) for shape in shapes)
-
-    @staticmethod
-    def backward(ctx: Any, *grads):
-        zeros = (torch.zeros(shape, dtype=dtype, device=dev) for shape, dtype, dev in ctx.specs)
-        return (None, None, None, *zeros)
-
-
 def empty_outputs(cell: Any, inputs: Tensor, dtype: torch.dtype) -> Any:
     """Zero outputs [T, B, size] for each leaf of ``cell.output_size``, for time-major
     ``inputs`` [T, B, D] with T = 0 or B = 0, differentiable (zero gradients) with respect to
@@ -60,11 +43,25 @@ def empty_outputs(cell: Any, inputs: Tensor, dtype: torch.dtype) -> Any:
     shapes = [(steps, batch, size) for size in _nest.flatten(sizes)]
     params = cell.parameters() if isinstance(cell, torch.nn.Module) else ()
     sources = [t for t in (inputs, *params) if t.requires_grad]
+    zeros = zeros_from(shapes, dtype, inputs.device, sources)
+    return _nest.pack_sequence_as(sizes, zeros)
+
+
+def zeros_from(
+    shapes: list[tuple[int, ...]], dtype: torch.dtype, device: torch.device, sources: list[Tensor]
+) -> list[Tensor]:
+    """Zero tensors of ``shapes`` that count as functions of ``sources`` with zero gradients
+    (when grad mode is on): a run over no steps or no rows still connects its outputs to the
+    inputs and parameters, so ``outputs.sum().backward()`` works and every gradient exists and
+    is zero, as in TensorFlow. Plain ops (no autograd Function), so torch.func transforms go
+    through them too."""
+    zeros = [torch.zeros(shape, dtype=dtype, device=device) for shape in shapes]
     if torch.is_grad_enabled() and sources:
-        zeros = _ZerosFrom.apply(shapes, dtype, inputs.device, *sources)
-    else:
-        zeros = [inputs.new_zeros(shape, dtype=dtype) for shape in shapes]
-    return _nest.pack_sequence_as(sizes, list(zeros))
+        # exactly 0 (a sum over no elements, whatever the values: inf and NaN too), depending
+        # on every source with a zero gradient
+        link = sum(s.reshape(-1)[:0].sum().to(device) for s in sources)
+        zeros = [z + link for z in zeros]  # a 0-d link keeps each z's dtype (autocast's too)
+    return zeros
 
 
 def _step_leaves(owner: str, what: str, value: Any, sizes: Any, batch: int, t: int) -> list[Tensor]:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnflow._words import count
 from rnnflow.data import BatchIterator
 from rnnflow.models import SequenceClassifier
 from rnnflow.tasks._classifier_args import recurrent_args
@@ -226,7 +227,8 @@ class ImageTask:
     def epoch_length(self) -> int:
         if len(self._loader) == 0:
             raise ValueError(
-                f"fit: the training set ({len(self.train_data[0])} examples) is smaller than one "
+                f"fit: the training set ({count(len(self.train_data[0]), 'example')}) is "
+                f"smaller than one "
                 f"batch ({self.config.batch_size})"
             )
         return len(self._loader)
@@ -349,7 +351,8 @@ def _check_val_size(val_size: int | float, n: int) -> None:
     if not 0 < n_val < n:
         fits = f"--val-size {max(1, n // 10)} (a tenth) or " if n >= 2 else ""
         raise ValueError(
-            f"--val-size {val_size}: the training split holds {n} images, so the validation "
+            f"--val-size {val_size}: the training split holds {count(n, 'image')}, so the "
+            f"validation "
             f"set must hold between 1 and {n - 1} of them, got {n_val}; use {fits}"
             "--val-size 0 (no validation set)"
         )

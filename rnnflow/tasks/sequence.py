@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnflow._words import count
 from rnnflow.data.sequence_augment import random_crop
 from rnnflow.data.sequence_batches import SequenceBatch, SequenceBatchIterator
 from rnnflow.data.sequence_files import load_uea, read_sequence_npz, read_sequence_ts, uea_path
@@ -91,7 +92,8 @@ def _read_raw(config: SequenceConfig) -> tuple[SequenceDataset, SequenceDataset,
         )
     if test.num_channels != train.num_channels:
         raise ValueError(
-            f"{test.source}: series have {test.num_channels} channels, the training series "
+            f"{test.source}: series have {count(test.num_channels, 'channel')}, the training "
+            f"series "
             f"({train.source}) {train.num_channels}"
         )
     return train, test, tuple(_sha256(p) for p in files)

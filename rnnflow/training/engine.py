@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnnflow._words import count
 from rnnflow.training.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -123,8 +124,10 @@ def check_warmup(config: Any, total_steps: int) -> None:
     warmup_steps = config.warmup_examples // config.batch_size
     if warmup_steps > total_steps:
         raise ValueError(
-            f"fit: warmup_examples ({config.warmup_examples}: {warmup_steps} steps of batch_size "
-            f"{config.batch_size}) is longer than the whole run ({total_steps} steps): the "
+            f"fit: warmup_examples ({config.warmup_examples}: {count(warmup_steps, 'step')} of "
+            f"batch_size "
+            f"{config.batch_size}) is longer than the whole run "
+            f"({count(total_steps, 'step')}): the "
             f"learning rate would never reach lr ({config.lr}); give warmup_examples "
             f"(--warmup-examples) <= {total_steps * config.batch_size} (0: no warm-up) or train "
             "for more steps"

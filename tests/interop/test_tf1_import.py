@@ -147,7 +147,7 @@ def test_checkpoint_without_adam_slots(tmp_path: Path, bundle_writer) -> None:
 def test_cli_list(capsys) -> None:
     assert main(["import-tf1", str(FIXTURES / "gru"), "--list", "--check"]) == 0
     out = capsys.readouterr().out
-    assert "model.ckpt: 26 variables, 1 shard(s)" in out
+    assert "model.ckpt: 26 variables, 1 shard\n" in out
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:-1]}
     assert lines["rnn/gru_cell/gates/kernel"] == ["float32", "128x128", "model"]
     assert lines["beta1_power"] == ["float32", "scalar", "optimizer"]
@@ -168,7 +168,7 @@ def test_cli_check_skips_what_it_cannot_decode(tmp_path: Path, bundle_writer, ca
     out = capsys.readouterr().out
     assert "_CHECKPOINTABLE_OBJECT_GRAPH  string    scalar       model" in out
     assert out.endswith(
-        "1 tensors read, crc32c verified; 1 skipped (string, sliced or other "
+        "1 tensor read, crc32c verified; 1 skipped (string, sliced or other "
         "dtypes this reader does not decode)\n"
     )
 
@@ -357,7 +357,8 @@ def test_the_assumed_dataset_is_said_and_recorded(tmp_path: Path, capsys) -> Non
     assert (
         "  dataset: mnist ASSUMED (the tutorial preset's default; a TF1 checkpoint does not say "
         "what it was trained on). For a Fashion-MNIST model, import again with --dataset "
-        "fashion-mnist, or evaluate this run with `rnnflow evaluate RUN --dataset fashion-mnist`"
+        "fashion-mnist, or evaluate this run with "
+        f"`rnnflow evaluate {tmp_path / 'a'} --dataset fashion-mnist`"  # runnable: the run
     ) in out
     record = json.loads((tmp_path / "a" / "import.json").read_text())
     assert record["dataset"] == "mnist" and record["dataset_assumed"] is True
@@ -374,7 +375,7 @@ def test_import_hints_start_as_the_user_ran_rnnflow(tmp_path: Path, capsys, monk
     prefix = str(FIXTURES / "basic_rnn" / "model.ckpt")
     assert main(["import-tf1", prefix, "--preset", "tutorial", "--out", str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out
-    assert "`.venv/bin/rnnflow evaluate RUN --dataset fashion-mnist`" in out
+    assert f"`.venv/bin/rnnflow evaluate {tmp_path / 'a'} --dataset fashion-mnist`" in out
     assert f"evaluate with: .venv/bin/rnnflow evaluate {tmp_path / 'a'}  (dataset: mnist)" in out
     assert "rnnflow evaluate" not in out.replace(".venv/bin/rnnflow evaluate", "")
 
