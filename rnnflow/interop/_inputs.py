@@ -107,25 +107,53 @@ def finite_float32(
     each row's first ``lengths[i]`` entries of A when ``lengths`` is given (padding past a
     length may hold anything).
 
-    Raises ``ValueError`` for a NaN or infinite value, or one float32 cannot hold, naming the
-    first as ``rnnflow predict`` does (the row, then ``axes``, the names of A and B)."""
+    Raises ``ValueError`` for a NaN, an infinite value or one float32 cannot hold, naming the
+    first as ``rnnflow predict`` does (the row, then ``axes``, the names of A and B) and what to
+    do: a NaN is a missing value to fill or drop, an infinite or huge one a value to scale."""
     valid = np.ones(array.shape, dtype=bool)
     if lengths is not None:
         valid &= np.arange(array.shape[1])[None, :, None] < lengths[:, None, None]
     with np.errstate(over="ignore"):
         single = np.ascontiguousarray(array, dtype=np.float32)
-    for bad, kind in (
-        (~np.isfinite(array), "a non-finite value"),
-        (np.isinf(single), "a value beyond float32's range"),
+    for bad, kind, advice in (
+        (np.isnan(array), "a non-finite value", "fill or drop missing values first"),
+        (np.isinf(array), "a non-finite value", "the model takes finite values only"),
+        (
+            np.isinf(single) & np.isfinite(array),
+            "a value beyond float32's range",
+            f"the exported model computes in float32 (|value| <= "
+            f"{np.finfo(np.float32).max:.4g}): scale the values",
+        ),
     ):
         bad &= valid
         if bad.any():
             i, a, b = (int(v) for v in np.argwhere(bad)[0])
             raise ValueError(
                 f"{owner}: {name} {i} holds {kind} ({array[i, a, b]}) at {axes[0]} {a}, "
-                f"{axes[1]} {b}; fill or drop missing values first"
+                f"{axes[1]} {b}; {advice}"
             )
     return single
+
+
+def unit_interval(owner: str, name: str, array: np.ndarray) -> np.ndarray:
+    """``array`` (images, finite float32) unchanged when every value is in [0, 1], the range
+    the models were trained on (``rnnflow.data.images.load_image`` and the datasets' loaders
+    give it); else ``ValueError`` naming the first value outside, its position and, for
+    values up to 255, the usual cause: 8-bit pixels not divided by 255."""
+    outside = (array < 0) | (array > 1)
+    if outside.any():
+        index = [int(i) for i in np.argwhere(outside)[0]]
+        value = array[tuple(index)]
+        hint = (
+            "; 8-bit pixels (0..255)? divide them by 255"
+            if float(array.min()) >= 0 and float(array.max()) <= 255
+            else ""
+        )
+        raise ValueError(
+            f"{owner}: {name} must hold pixels in [0, 1] (as the model was trained on), got "
+            f"{value:g} at {index}{hint}"
+        )
+    return array
 
 
 def token_inputs(
@@ -150,12 +178,19 @@ def token_inputs(
 
 
 def length_inputs(
-    owner: str, sequence_length: object, *, batch: int, max_steps: int, axis: str = "max_steps"
+    owner: str,
+    sequence_length: object,
+    *,
+    batch: int,
+    max_steps: int,
+    axis: str = "max_steps",
+    unit: str = "series",
 ) -> np.ndarray:
     """``sequence_length`` checked as ``dynamic_rnn`` checks its type and shape (an integer
     tensor, list or NumPy array [batch]; bool and float refused with ``TypeError``), every value
     in the graph's domain [1, max_steps] (``ValueError`` naming the range, ``axis`` the name of
-    its time axis, and the first value outside it, a negative one too): int64 [batch]."""
+    its time axis, and the first value outside it and its row, a ``unit``: "series", "text"; a
+    negative value too): int64 [batch]."""
     if sequence_length is None:
         raise TypeError(f"{owner}: sequence_length must be given (one length per series), got None")
     try:
@@ -181,7 +216,7 @@ def length_inputs(
     if len(bad):
         raise ValueError(
             f"{owner}: sequence_length must be in [1, {max_steps}] (the exported {axis}), "
-            f"got {int(values[bad[0]])} for series {int(bad[0])}"
+            f"got {int(values[bad[0]])} for {unit} {int(bad[0])}"
         )
     return np.ascontiguousarray(values, dtype=np.int64)
 

@@ -26,7 +26,13 @@ import torch
 from torch import Tensor
 
 from rnnflow._atomic import atomic_write_bytes
-from rnnflow.interop._inputs import check_batch_size, check_metadata, finite_float32, real_inputs
+from rnnflow.interop._inputs import (
+    check_batch_size,
+    check_metadata,
+    finite_float32,
+    real_inputs,
+    unit_interval,
+)
 from rnnflow.interop._onnx_run import _import, load_proto, open_session, run_batches
 from rnnflow.interop._traceable import TraceableClassifier, quiet_tracing
 from rnnflow.models.classifier import SequenceClassifier
@@ -141,7 +147,9 @@ def onnx_logits(
     session = open_session(owner, model, [INPUT_NAME], "to_onnx")
     shape = [None, *session.get_inputs()[0].shape[1:]]
     raw = real_inputs(owner, "images", images, shape, "the exported height and width")
-    x = finite_float32(owner, "images", raw, ("row", "column"), None)
+    x = unit_interval(
+        owner, "images", finite_float32(owner, "images", raw, ("row", "column"), None)
+    )
     return run_batches(session, OUTPUT_NAME, {INPUT_NAME: x}, batch_size)  # [N, C]
 
 

@@ -139,6 +139,6 @@ def onnx_text_logits(
         vocab=table[0] if table else None,
     )
     lengths = length_inputs(
-        owner, sequence_length, batch=len(ids), max_steps=max_chars, axis="max_chars"
+        owner, sequence_length, batch=len(ids), max_steps=max_chars, axis="max_chars", unit="text"
     )
     return run_batches(session, OUTPUT_NAME, {TOKENS_NAME: ids, LENGTHS_NAME: lengths}, batch_size)

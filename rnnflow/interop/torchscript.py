@@ -31,6 +31,7 @@ from rnnflow.interop._inputs import (
     read_model,
     real_inputs,
     run_in_batches,
+    unit_interval,
 )
 from rnnflow.interop._traceable import TraceableClassifier, quiet_tracing
 from rnnflow.models.classifier import SequenceClassifier
@@ -133,7 +134,9 @@ def torchscript_logits(
     module = _load(owner, model)
     size, classes = _traced_sizes(owner, module)
     raw = real_inputs(owner, "images", images, [None, size, size], "the exported height and width")
-    x = finite_float32(owner, "images", raw, ("row", "column"), None)
+    x = unit_interval(
+        owner, "images", finite_float32(owner, "images", raw, ("row", "column"), None)
+    )
 
     def run(part: dict[str, np.ndarray]) -> Tensor:
         return module(torch.from_numpy(part["images"]))  # [rows, C]

@@ -228,7 +228,10 @@ def test_every_real_dtype_runs_as_float32(runners, name, dtype) -> None:
     """The TorchScript module itself runs only float32 (float64 failed inside the
     interpreter): every runner converts real inputs, as the ONNX runners did."""
     r = runners[name]
-    x = (r.inputs(3) * 4).to(dtype)
+    if name in IMAGE_RUNNERS:  # pixels in [0, 1]: uint8 images of 0s and 1s
+        x = (r.inputs(3).round() if dtype == torch.uint8 else r.inputs(3)).to(dtype)
+    else:
+        x = (r.inputs(3) * 4).to(dtype)
     assert torch.equal(r(r.data, x), r(r.data, x.float()))
 
 
@@ -275,6 +278,13 @@ def test_non_finite_values_are_refused_naming_the_first(runners, name) -> None:
     with pytest.raises(
         ValueError,
         match=rf"^{name}: {arg} 1 holds a non-finite value \(-inf\) at {axes[0]} 1, {axes[1]} 1;"
+        r" the model takes finite values only$",
+    ):
+        r(r.data, x)
+    x[1, 1, 1] = float("nan")  # NaN: a missing value
+    with pytest.raises(
+        ValueError,
+        match=rf"^{name}: {arg} 1 holds a non-finite value \(nan\) at {axes[0]} 1, {axes[1]} 1;"
         r" fill or drop missing values first$",
     ):
         r(r.data, x)
@@ -283,9 +293,43 @@ def test_non_finite_values_are_refused_naming_the_first(runners, name) -> None:
     with pytest.raises(
         ValueError,
         match=rf"^{name}: {arg} 0 holds a value beyond float32's range \(1e\+39\) at "
-        rf"{axes[0]} 0, {axes[1]} 1;",
+        rf"{axes[0]} 0, {axes[1]} 1; the exported model computes in float32 "
+        r"\(\|value\| <= 3\.403e\+38\): scale the values$",
     ):
         r(r.data, big.numpy())
+
+
+IMAGE_RUNNERS = ["onnx_logits", "torchscript_logits"]
+EIGHT_BIT = r"got \d+ at \[0, 0, 0\]; 8-bit pixels \(0\.\.255\)\? divide them by 255$"
+
+
+@pytest.mark.parametrize("name", IMAGE_RUNNERS)
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # 8-bit pixels: uint8 as read from a PNG, or the same values as floats
+        (lambda x: (x * 255).round().to(torch.uint8).numpy(), EIGHT_BIT),
+        (lambda x: (x * 255).round(), EIGHT_BIT),
+        (lambda x: x * 2 - 1, r"got -?[0-9.e-]+ at \[0, \d+, \d+\]$"),  # [-1, 1]: no hint
+        (lambda x: x * 300, r"got [0-9.e+]+ at \[0, \d+, \d+\]$"),  # beyond 255: no hint
+    ],
+)  # fmt: skip
+def test_image_runners_refuse_pixels_outside_the_unit_interval(runners, name, make, message):
+    """The models were trained on pixels in [0, 1]; 0..255 images ran and returned other
+    logits without a word (before: 200 of 200 such calls answered)."""
+    r = runners[name]
+    x = r.inputs(2)
+    with pytest.raises(
+        ValueError,
+        match=rf"^{name}: images must hold pixels in \[0, 1\] \(as the model was "
+        rf"trained on\), {message}",
+    ):
+        r(r.data, make(x))
+    edges = x.clone()
+    edges[0, 0, :2] = torch.tensor([0.0, 1.0])  # the interval's ends are inside it
+    with torch.no_grad():
+        want = r.model(edges)
+    torch.testing.assert_close(r(r.data, edges), want, rtol=1e-5, atol=1e-5)
 
 
 def test_non_finite_padding_past_a_length_is_free(runners) -> None:
@@ -356,7 +400,7 @@ def test_lengths_outside_the_graph_s_domain_name_the_real_range(
     with pytest.raises(
         ValueError,
         match=rf"^{name}: sequence_length must be in \[1, {top}\] \(the exported {axis}\), "
-        rf"got {bad} for series {series}$",
+        rf"got {bad} for {'series' if name == 'onnx_sequence_logits' else 'text'} {series}$",
     ):
         r.run(r.data, r.inputs(2), lengths)
 
