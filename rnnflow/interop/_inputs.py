@@ -139,14 +139,14 @@ def unit_interval(owner: str, name: str, array: np.ndarray) -> np.ndarray:
     """``array`` (images, finite float32) unchanged when every value is in [0, 1], the range
     the models were trained on (``rnnflow.data.images.load_image`` and the datasets' loaders
     give it); else ``ValueError`` naming the first value outside, its position and, for
-    values up to 255, the usual cause: 8-bit pixels not divided by 255."""
+    values in [0, 255] reaching 2 or more, the usual cause: 8-bit pixels not divided by 255."""
     outside = (array < 0) | (array > 1)
     if outside.any():
         index = [int(i) for i in np.argwhere(outside)[0]]
         value = array[tuple(index)]
         hint = (
             "; 8-bit pixels (0..255)? divide them by 255"
-            if float(array.min()) >= 0 and float(array.max()) <= 255
+            if float(array.min()) >= 0 and 2 <= float(array.max()) <= 255
             else ""
         )
         raise ValueError(

@@ -311,6 +311,7 @@ EIGHT_BIT = r"got \d+ at \[0, 0, 0\]; 8-bit pixels \(0\.\.255\)\? divide them by
         (lambda x: (x * 255).round().to(torch.uint8).numpy(), EIGHT_BIT),
         (lambda x: (x * 255).round(), EIGHT_BIT),
         (lambda x: x * 2 - 1, r"got -?[0-9.e-]+ at \[0, \d+, \d+\]$"),  # [-1, 1]: no hint
+        (lambda x: x * 1.01, r"got 1\.0\d* at \[0, \d+, \d+\]$"),  # just above 1: no hint
         (lambda x: x * 300, r"got [0-9.e+]+ at \[0, \d+, \d+\]$"),  # beyond 255: no hint
     ],
 )  # fmt: skip
