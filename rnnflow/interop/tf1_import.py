@@ -25,6 +25,7 @@ matters only for parameters whose sqrt(v) is within a few orders of magnitude of
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -57,8 +58,17 @@ def _copy_into(
     owner: str, module: nn.Module, ckpt: TF1Checkpoint, mapping: Mapping[str, str]
 ) -> list[str]:
     """Load ``mapping`` (state_dict key -> TF name) into ``module`` strictly; returns notes."""
+    tensors, notes = _checked_tensors(owner, module.state_dict(), ckpt, mapping)
+    module.load_state_dict(tensors, strict=True)
+    return notes
+
+
+def _checked_tensors(
+    owner: str, own: Mapping[str, Tensor], ckpt: TF1Checkpoint, mapping: Mapping[str, str]
+) -> tuple[dict[str, Tensor], list[str]]:
+    """The checkpoint's tensors for ``own`` (state_dict key -> the parameter it fills), each
+    checked for shape, dtype and finite values before anything is loaded; and notes."""
     notes: list[str] = []
-    own = module.state_dict()
     missing = sorted(set(own) - set(mapping))
     if missing:
         raise TF1NameError(f"{owner}: no TF1 variable for rnnflow parameters {missing}")
@@ -71,16 +81,45 @@ def _copy_into(
                 f"{owner}: {tf_name!r} has shape {list(value.shape)}, rnnflow parameter "
                 f"{key!r} expects {list(target.shape)}"
             )
-        if value.dtype != target.dtype:
-            if not value.dtype.is_floating_point:
-                raise TF1NameError(
-                    f"{owner}: {tf_name!r} has dtype {value.dtype}, expected a float tensor"
-                )
-            notes.append(f"{tf_name}: converted {value.dtype} -> {target.dtype}")
-        _check_finite(owner, tf_name, value)
-        tensors[key] = value.to(target.dtype)
-    module.load_state_dict(tensors, strict=True)
-    return notes
+        tensors[key] = _as_float(owner, tf_name, value, target.dtype, notes)
+    return tensors, notes
+
+
+def _as_float(
+    owner: str,
+    tf_name: str,
+    value: Tensor,
+    dtype: torch.dtype,
+    notes: list[str],
+    *,
+    non_negative: bool = False,
+) -> Tensor:
+    """``value`` (a TF1 variable or Adam slot) as ``dtype``, checked finite (and, for a second
+    moment, ``non_negative``); a conversion adds a note to ``notes``, an integer or bool
+    tensor is refused (its values are not weights)."""
+    if value.dtype != dtype:
+        if not value.dtype.is_floating_point:
+            raise TF1NameError(
+                f"{owner}: {tf_name!r} has dtype {value.dtype}, expected a float tensor"
+            )
+        notes.append(f"{tf_name}: converted {value.dtype} -> {dtype}")
+    _check_finite(owner, tf_name, value, non_negative=non_negative)
+    return value.to(dtype)
+
+
+def _read_scalar(owner: str, ckpt: TF1Checkpoint, tf_name: str) -> float:
+    """The float scalar ``tf_name`` (TF's ``beta1_power``/``beta2_power``: shape [], float),
+    or :class:`TF1NameError` naming it, the expected and the actual shape or dtype."""
+    value = ckpt.read(tf_name)
+    if value.dim() != 0:
+        raise TF1NameError(
+            f"{owner}: {tf_name!r} has shape {list(value.shape)}, expected a scalar [] "
+            "(TF's AdamOptimizer stores it as one float)"
+        )
+    if not value.dtype.is_floating_point:
+        raise TF1NameError(f"{owner}: {tf_name!r} has dtype {value.dtype}, expected a float scalar")
+    _check_finite(owner, tf_name, value)
+    return float(value)
 
 
 def _check_finite(owner: str, tf_name: str, value: Tensor, *, non_negative: bool = False) -> None:
@@ -158,14 +197,26 @@ def _copy_unbuilt(cell: nn.Module, ckpt: TF1Checkpoint, mapping: Mapping[str, st
     missing = [name for name in mapping.values() if name not in ckpt]
     if missing:
         raise TF1NameError(f"load_tf1_cell: the checkpoint lacks {missing}")
-    values = {key: ckpt.read(name) for key, name in mapping.items()}
+    # A copy of the cell learns its input depth from the kernel (the lazy cells build in
+    # load_state_dict); its parameters' shapes and dtypes are then checked as a built cell's,
+    # before the cell itself is touched.
+    probe = copy.deepcopy(cell)
+    placeholders = {}
+    for key, name in mapping.items():
+        value = ckpt.read(name)
+        dtype = value.dtype if value.dtype.is_floating_point else torch.get_default_dtype()
+        placeholders[key] = torch.zeros(value.shape, dtype=dtype)
     try:
-        cell.load_state_dict(values, strict=True)
-    except RuntimeError as err:  # the cell builds itself from the kernel, then torch compares
-        raise TF1NameError(
-            f"load_tf1_cell: the checkpoint's variables do not fit {type(cell).__name__} "
-            f"(check num_units / num_proj): {err}"
-        ) from err
+        probe.load_state_dict(placeholders, strict=True)
+    except RuntimeError as err:  # a shape mismatch: reported below from the built probe
+        if not getattr(probe, "built", True):
+            kernels = {n: list(ckpt.shapes()[n]) for n in mapping.values() if "kernel" in n}
+            raise TF1NameError(
+                f"load_tf1_cell: {type(cell).__name__} cannot be built from the checkpoint's "
+                f"kernels {kernels} (check num_units / num_proj)"
+            ) from err
+    tensors, _ = _checked_tensors("load_tf1_cell", probe.state_dict(), ckpt, mapping)
+    cell.load_state_dict(tensors, strict=True)
 
 
 # ----------------------------------------------------------------------------- Adam
@@ -384,6 +435,7 @@ def _adam_state(
     beta2: float,
 ) -> tuple[dict[str, Any] | None, int, list[str], list[str]]:
     """(torch Adam state_dict or None, step, notes, TF optimizer variables not imported)."""
+    owner = "import_tutorial"
     optimizer_names = sorted(n for n in ckpt.entries if optimizer_variable(n))
     names = dict(model.named_parameters())
     slots = {p: (f"{mapping[p]}/Adam", f"{mapping[p]}/Adam_1") for p in names}
@@ -394,11 +446,11 @@ def _adam_state(
     if len(present) != len(names) or "beta1_power" not in ckpt or "beta2_power" not in ckpt:
         lacking = sorted(set(names) - set(present))
         raise TF1NameError(
-            f"import_tutorial: incomplete Adam state (no slots for {lacking} or no "
+            f"{owner}: incomplete Adam state (no slots for {lacking} or no "
             "beta1_power/beta2_power); import without it (--no-optimizer)"
         )
-    b1p = float(ckpt.read("beta1_power"))
-    b2p = float(ckpt.read("beta2_power"))
+    b1p = _read_scalar(owner, ckpt, "beta1_power")
+    b2p = _read_scalar(owner, ckpt, "beta2_power")
     step = adam_step_from_powers(b1p, b2p, beta1=beta1, beta2=beta2)
     optimizer = build_optimizer(config, model)
     for group in optimizer.param_groups:
@@ -406,28 +458,29 @@ def _adam_state(
     state_dict = optimizer.state_dict()
     order = {id(p): k for k, p in enumerate(model.parameters())}
     state: dict[int, dict[str, Any]] = {}
+    notes: list[str] = []
     for pname, param in names.items():
         m_name, v_name = slots[pname]
         m, v = ckpt.read(m_name), ckpt.read(v_name)
-        _check_finite("import_tutorial", m_name, m)
-        _check_finite("import_tutorial", v_name, v, non_negative=True)
         for slot, value in ((m_name, m), (v_name, v)):
             if tuple(value.shape) != tuple(param.shape):
                 raise TF1NameError(
-                    f"import_tutorial: slot {slot!r} has shape {list(value.shape)}, "
+                    f"{owner}: slot {slot!r} has shape {list(value.shape)}, "
                     f"parameter {pname!r} has {list(param.shape)}"
                 )
         state[order[id(param)]] = {
             "step": torch.tensor(float(step)),
-            "exp_avg": m.to(param.dtype).clone(),
-            "exp_avg_sq": v.to(param.dtype).clone(),
+            "exp_avg": _as_float(owner, m_name, m, param.dtype, notes).clone(),
+            "exp_avg_sq": _as_float(
+                owner, v_name, v, param.dtype, notes, non_negative=True
+            ).clone(),
         }
     state_dict["state"] = state
     optimizer.load_state_dict(state_dict)  # validates the layout against the model
     used = {"beta1_power", "beta2_power", *(s for pair in slots.values() for s in pair)}
-    notes = [
+    notes.append(
         f"Adam state imported: step {step} (beta1_power={b1p:.6g}, beta2_power={b2p:.6g}, "
         f"betas {beta1}, {beta2}); PyTorch's Adam applies epsilon after the bias correction "
         "of v, so its epsilon acts as eps * sqrt(1 - beta2^t) in TF's formula"
-    ]
+    )
     return optimizer.state_dict(), step, notes, [n for n in optimizer_names if n not in used]

@@ -197,6 +197,7 @@ def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
     and infer cell type, units, layers and direction from their names and shapes."""
     owner = "parse_rnn_variables"
     found: dict[tuple[str, str | None, int | None], dict[str, str]] = {}
+    cells: dict[tuple[str, str | None, int | None], set[str]] = {}  # TF cell scopes found
     kinds: dict[tuple[str | None, int | None], str] = {}
     for name in sorted(shapes):
         m = _CELL_VAR_RE.match(name)
@@ -212,6 +213,7 @@ def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
         scope = m["scope"] or ""
         layer = int(m["layer"]) if m["layer"] is not None else None
         found.setdefault((scope, m["dir"], layer), {})[m["param"]] = name
+        cells.setdefault((scope, m["dir"], layer), set()).add(m["cell"])
         kinds[(m["dir"], layer)] = _KIND_OF_SCOPE[m["cell"]]
     if not found:
         raise TF1NameError(
@@ -219,6 +221,13 @@ def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
             "…/gru_cell/gates/kernel) in the checkpoint; is it a model built from TF1 cells?"
             + _contrib_hint(shapes)
         )
+    for key, names in cells.items():
+        if len(names) > 1:
+            where = _cell_path(*key, "") or "the checkpoint's root"
+            raise TF1NameError(
+                f"{owner}: several cell kinds under {where!r}: {sorted(names)}; one TF1 cell "
+                "runs in one scope: leave the other's variables out (--ignore NAME)"
+            )
     scopes = sorted({s for s, _, _ in found})
     if len(scopes) > 1:
         raise TF1NameError(f"{owner}: cell variables under several scopes {scopes}; expected one")
@@ -239,7 +248,11 @@ def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
     for key, params in found.items():
         missing = [p for p in _PARAMS_OF_KIND[kind] if p not in params]
         if missing:
-            raise TF1NameError(f"{owner}: cell {key} lacks {missing}")
+            path = _cell_path(*key, next(iter(cells[key])))
+            raise TF1NameError(
+                f"{owner}: the {kind} cell {path!r} lacks {[f'{path}/{p}' for p in missing]} "
+                f"(has {sorted(params.values())})"
+            )
     first = found[(scopes[0], "fw" if directions != [""] else None, 0 if multi else None)]
     if kind == "gru":
         units = shapes[first["candidate/bias"]][0]
@@ -261,6 +274,12 @@ def parse_rnn_variables(shapes: Mapping[str, tuple[int, ...]]) -> CellLayout:
         multi=multi,
         variables=tuple(sorted(v for params in found.values() for v in params.values())),
     )
+
+
+def _cell_path(scope: str, direction: str | None, layer: int | None, cell: str) -> str:
+    """The TF variable scope of one cell: ``rnn/fw/multi_rnn_cell/cell_1/gru_cell``."""
+    multi = None if layer is None else f"multi_rnn_cell/cell_{layer}"
+    return "/".join(p for p in (scope, direction, multi, cell) if p)
 
 
 # ----------------------------------------------------------------------------- the tutorial

@@ -332,6 +332,58 @@ def test_non_finite_values_and_a_negative_second_moment_are_refused_at_import(
     assert not run_dir.exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("beta1_power", np.array([0.9, 0.9], np.float32),
+         r"'beta1_power' has shape \[2\], expected a scalar \[\] \(TF's AdamOptimizer stores it "
+         r"as one float\)"),
+        ("beta2_power", np.zeros((1, 1), np.float32),
+         r"'beta2_power' has shape \[1, 1\], expected a scalar \[\] .*"),
+        ("beta1_power", np.array(1, np.int64),
+         r"'beta1_power' has dtype torch\.int64, expected a float scalar"),
+        ("beta2_power", np.array(np.nan, np.float32),
+         r"'beta2_power' holds NaN or infinite values"),
+    ],
+)  # fmt: skip
+def test_adam_powers_must_be_float_scalars(tmp_path: Path, bundle_writer, capsys, name, value,
+                                           message) -> None:  # fmt: skip
+    """Before: a [2] power raised PyTorch's "only one element tensors can be converted to Python
+    scalars" (naming no variable), an int64 1 was read as 1.0 and blamed on beta1."""
+    prefix = bundle_writer(tmp_path / "bad" / "model.ckpt", {**_tensors("gru"), name: value})
+    with pytest.raises(TF1NameError, match=rf"^import_tutorial: {message}$"):
+        import_tutorial(prefix)
+    run_dir = tmp_path / "run"
+    assert main(["import-tf1", str(prefix), "--preset", "tutorial", "--out", str(run_dir)]) == 2
+    assert re.search(rf"rnnflow import-tf1: import_tutorial: {message}", capsys.readouterr().err)
+    assert not run_dir.exists()
+    imported = import_tutorial(prefix, with_optimizer=False)  # the way out the message implies
+    assert imported.optimizer_state is None
+
+
+@pytest.mark.parametrize(
+    "name", ["rnn/gru_cell/candidate/kernel", "Variable_1/Adam", "Variable/Adam_1"]
+)
+def test_every_float64_tensor_converted_gets_a_note(tmp_path: Path, bundle_writer, name) -> None:
+    """Parameters and Adam slots alike (before: a float64 slot was converted without a note);
+    the values are the float64 ones rounded to float32 (NumPy's rounding is the truth)."""
+    tensors = _tensors("gru")
+    wide = tensors[name].astype(np.float64) + 1e-12  # a value float32 cannot hold exactly
+    prefix = bundle_writer(tmp_path / "f64" / "model.ckpt", {**tensors, name: wide})
+    imported = import_tutorial(prefix)
+    assert f"{name}: converted torch.float64 -> torch.float32" in imported.notes
+    assert sum("converted" in note for note in imported.notes) == 1
+    param, slot = name.rsplit("/", 1) if "/Adam" in name else (name, "")
+    key = {v: k for k, v in imported.mapping.items()}[param]
+    if slot:
+        order = [k for k, _ in imported.model.named_parameters()].index(key)
+        field = {"Adam": "exp_avg", "Adam_1": "exp_avg_sq"}[slot]
+        got = imported.optimizer_state["state"][order][field]
+    else:
+        got = imported.model.state_dict()[key]
+    assert torch.equal(got, torch.from_numpy(wide.astype(np.float32)))
+
+
 @pytest.mark.parametrize("name", ["Variable", "rnn/gru_cell/gates/kernel/Adam_1"])
 def test_a_corrupted_data_file_is_caught_by_the_import_itself(tf1_copy, capsys, name) -> None:
     """crc32c is verified on the import path (a weight and an Adam slot), not only by --check."""

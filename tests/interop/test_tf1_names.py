@@ -208,11 +208,19 @@ def test_load_ignores_optimizer_slots_in_the_cells_scope() -> None:
 
 
 def test_load_names_the_sizes_an_unbuilt_cell_does_not_fit() -> None:
-    with pytest.raises(TF1NameError, match=r"(?s)do not fit LSTMCell .*num_units.*\[8, 20\]"):
+    with pytest.raises(
+        TF1NameError,
+        match=r"^load_tf1_cell: 'encoder/rnn/lstm_cell/kernel' has shape \[8, 20\], rnnflow "
+        r"parameter 'kernel' expects \[8, 28\]$",
+    ):
         load_tf1_cell(
             LSTMCell(7, use_peepholes=True, num_proj=3), _names_fixture("lstm_cell_peep_proj")
         )
-    with pytest.raises(TF1NameError, match=r"(?s)projection\.kernel.*\[5, 3\]"):
+    with pytest.raises(
+        TF1NameError,
+        match=r"^load_tf1_cell: 'encoder/rnn/lstm_cell/projection/kernel' has shape \[5, 3\], "
+        r"rnnflow parameter 'projection\.kernel' expects \[5, 4\]$",
+    ):
         load_tf1_cell(
             LSTMCell(5, use_peepholes=True, num_proj=4), _names_fixture("lstm_cell_peep_proj")
         )
@@ -259,8 +267,6 @@ def test_layout_bidirectional_and_errors() -> None:
         parse_rnn_variables(peepholes)
     with pytest.raises(TF1NameError, match=r"no RNN cell variables"):
         parse_rnn_variables({"Variable": (28, 128)})
-    with pytest.raises(TF1NameError, match=r"lacks \['bias'\]"):
-        parse_rnn_variables({"rnn/basic_rnn_cell/kernel": (10, 5)})
 
 
 # ----------------------------------------------------------------------------- the tutorial
@@ -374,3 +380,76 @@ def test_adam_step_errors() -> None:
     # the tutorial's checkpoint with the wrong betas is caught
     with pytest.raises(ValueError, match=r"another beta1"):
         adam_step_from_powers(0.9**301, 0.999**301, beta1=0.95)
+
+
+@pytest.mark.parametrize("input_size", [None, 96])
+def test_a_cell_of_other_units_is_refused_naming_the_variable_and_both_shapes(input_size) -> None:
+    """TF's GRU has 64 units (gates/kernel [128, 128]); GRUCell(32) built from it or with its
+    input depth: one line naming the variable and both shapes, the same words for both, not
+    PyTorch's multi-line size-mismatch dump (before, for the unbuilt cell). The cell is left
+    unbuilt when the load fails."""
+    cell = GRUCell(32, input_size=input_size)
+    with pytest.raises(
+        TF1NameError,
+        match=r"^load_tf1_cell: 'rnn/gru_cell/gates/kernel' has shape \[128, 128\], rnnflow "
+        r"parameter 'gates\.kernel' expects \[128, 64\]$",
+    ):
+        load_tf1_cell(cell, TF1Checkpoint(FIXTURES / "gru" / "model.ckpt"))
+    assert cell.built == (input_size is not None)
+
+
+def test_an_unbuilt_cell_gets_a_built_cell_s_checks(tmp_path, bundle_writer) -> None:
+    """Dtype and finite-value checks hold for a cell built from the kernel as for a built one
+    (before: an int kernel failed inside torch, a NaN one loaded)."""
+    source = TF1Checkpoint(FIXTURES / "gru" / "model.ckpt")
+    tensors = {n: source.read(n).numpy() for n in source}
+    name = "rnn/gru_cell/candidate/bias"
+    for value, message in [
+        (np.full(64, np.nan, np.float32), rf"'{name}' holds NaN or infinite values"),
+        (np.ones(64, np.int32), rf"'{name}' has dtype torch\.int32, expected a float tensor"),
+    ]:
+        prefix = bundle_writer(tmp_path / str(value.dtype) / "model.ckpt", {**tensors, name: value})
+        cell = GRUCell(64)
+        with pytest.raises(TF1NameError, match=rf"^load_tf1_cell: {message}$"):
+            load_tf1_cell(cell, prefix)
+        assert not cell.built
+    with pytest.raises(
+        TF1NameError, match=r"GRUCell cannot be built from the checkpoint's kernels"
+    ):
+        load_tf1_cell(GRUCell(200), source)  # 200 units: the kernel has no input rows left
+    cell = GRUCell(64)
+    load_tf1_cell(cell, source)
+    torch.testing.assert_close(cell.gates.kernel, source.read("rnn/gru_cell/gates/kernel"))
+
+
+GRU_SHAPES = {"gates/kernel": (10, 10), "gates/bias": (10,), "candidate/kernel": (10, 5),
+              "candidate/bias": (5,)}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [
+        (
+            {"rnn/basic_rnn_cell/kernel": (10, 5)},
+            r"the rnn cell 'rnn/basic_rnn_cell' lacks \['rnn/basic_rnn_cell/bias'\] \(has "
+            r"\['rnn/basic_rnn_cell/kernel'\]\)$",
+        ),
+        (
+            {**{f"enc/{d}/multi_rnn_cell/cell_0/gru_cell/{p}": s for d in ("fw", "bw")
+                for p, s in GRU_SHAPES.items()},
+             "enc/bw/multi_rnn_cell/cell_0/gru_cell/candidate/bias": None},
+            r"the gru cell 'enc/bw/multi_rnn_cell/cell_0/gru_cell' lacks "
+            r"\['enc/bw/multi_rnn_cell/cell_0/gru_cell/candidate/bias'\]",
+        ),
+        (   # a stray GRU variable beside an LSTM: two kinds in one scope, said as such
+            {"rnn/basic_lstm_cell/kernel": (10, 20), "rnn/basic_lstm_cell/bias": (20,),
+             "rnn/gru_cell/gates/kernel": (10, 10)},
+            r"several cell kinds under 'rnn': \['basic_lstm_cell', 'gru_cell'\]; one TF1 cell "
+            r"runs in one scope: leave the other's variables out \(--ignore NAME\)$",
+        ),
+    ],
+)  # fmt: skip
+def test_layout_errors_name_tf_s_scopes_not_internal_tuples(shapes, message) -> None:
+    shapes = {name: shape for name, shape in shapes.items() if shape is not None}
+    with pytest.raises(TF1NameError, match=rf"^parse_rnn_variables: {message}"):
+        parse_rnn_variables(shapes)
