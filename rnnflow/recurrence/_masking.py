@@ -102,7 +102,7 @@ def reverse_sequence(x: Tensor, lengths: Tensor | None) -> Tensor:
     max_time, lengths = x.shape[0], lengths.to(x.device)  # x may be a DeviceWrapper's output
     steps = torch.arange(max_time, device=x.device)[:, None]  # [T, 1]
     source = torch.where(steps < lengths[None, :], lengths[None, :] - 1 - steps, steps)  # [T, B]
-    index = source.view(max_time, x.shape[1], *([1] * (x.dim() - 2))).expand_as(x)
+    index = source[(..., *([None] * (x.dim() - 2)))].expand_as(x)  # [T, B, 1, ...]: no Reshape
     return x.gather(0, index)
 
 
