@@ -510,9 +510,10 @@ def test_an_onnx_runner_refuses_another_task_s_graph(runners, name, other) -> No
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("kind", ["image", "sequence", "text"])
 def test_every_exported_graph_runs_at_batch_0_in_onnxruntime(kind, bidirectional) -> None:
-    """The batch axis is dynamic down to 0 in the graph itself, not only in the runners (which
-    never run an empty batch): before, the bidirectional sequence and text graphs failed in a
-    Reshape at batch 0 (reverse_sequence's index view), the image graph returned [0, 10]."""
+    """The batch axis is dynamic down to 0 in the graph itself (and the TorchScript module), not
+    only in the runners (which never run an empty batch): before, the bidirectional sequence
+    and text graphs failed in a Reshape at batch 0 (reverse_sequence's index view), the image
+    graph returned [0, 10]."""
     import onnxruntime as ort
 
     torch.manual_seed(0)
@@ -538,3 +539,7 @@ def test_every_exported_graph_runs_at_batch_0_in_onnxruntime(kind, bidirectional
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], feeds)
     assert logits.shape == (0, model.num_classes) and logits.dtype == np.float32
+    if kind == "image":  # the TorchScript module too
+        module = load_torchscript(to_torchscript(model))
+        empty = module(torch.zeros(0, SIDE, SIDE))
+        assert empty.shape == (0, model.num_classes) and empty.dtype == torch.float32
