@@ -183,3 +183,23 @@ def test_seed_and_huge_temperature_errors(vocab: Vocabulary) -> None:
     assert len(generate(model, vocab, length=5, seed=2**63 - 1).ids) <= 5
     with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0 .*, got 1000"):
         generate(model, vocab, temperature=10**400)  # an int no float holds
+
+
+def test_cli_seed_takes_the_api_range(tmp_path, capsys) -> None:
+    """`generate --seed` and /api/generate take the same seeds (SERVE.md: same options and seed,
+    same poem): [0, 2**62]; anything else is argparse's usage error naming the flag."""
+    from rnnflow.cli import main
+    from rnnflow.cli.generate import MAX_SEED
+    from rnnflow.text.generate import MAX_SEED as LIBRARY_MAX_SEED
+
+    assert MAX_SEED == LIBRARY_MAX_SEED == 4611686018427387904
+    for bad in ("-5", "99999999999999999999999", "4611686018427387905", "1.5", "x"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["generate", str(tmp_path / "run"), "--seed", bad])
+        assert exit_info.value.code == 2
+        assert (
+            f"error: argument --seed: expected an integer in [0, 4611686018427387904], got '{bad}'"
+            in capsys.readouterr().err
+        )
+    assert main(["generate", str(tmp_path / "run"), "--seed", str(2**62)]) == 1  # parsed
+    assert "rnnflow generate: " in capsys.readouterr().err
