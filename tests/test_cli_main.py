@@ -240,3 +240,15 @@ def test_a_reader_that_left_ends_the_command_quietly():
     finally:
         os.close(write_end)
     assert (result.returncode, result.stderr) == (1, "")
+
+
+def test_a_message_naming_the_command_keeps_its_prefix_once(capsys):
+    from rnnflow.cli import report
+
+    for command, message, shown in (
+        ("generate", "generate: seed must be an int", "rnnflow generate: seed must be an int"),
+        ("predict", "predict_proba: text 2 is empty", "rnnflow predict: predict_proba: text 2"),
+        ("predict", "no predict: here", "rnnflow predict: no predict: here"),
+    ):
+        report(command, message)
+        assert capsys.readouterr().err.startswith(shown + ("" if "text 2" in shown else "\n"))

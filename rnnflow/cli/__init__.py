@@ -83,6 +83,12 @@ def command(*words: object) -> str:
     return " ".join([prog(), *(shlex.quote(str(w)) for w in words)])
 
 
+def report(command: str, message: str) -> None:
+    """Print ``rnnflow COMMAND: message`` to standard error. A library message that starts with
+    the command's own name (``generate: ...`` from ``generate()``) keeps it once, not twice."""
+    print(f"rnnflow {command}: {message.removeprefix(f'{command}: ')}", file=sys.stderr)
+
+
 def _wanted_command(argv: Sequence[str]) -> str | None:
     """The sub-command ``argv`` names (its first non-option word), if it names one."""
     for word in argv:

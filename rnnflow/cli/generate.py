@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 
 from rnnflow._words import count
 
@@ -102,8 +101,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _fail(message: str, status: int = 2) -> int:
-    # the library's own errors name their function, generate: the command says it already
-    print(f"rnnflow generate: {message.removeprefix('generate: ')}", file=sys.stderr)
+    from rnnflow.cli import report
+
+    report("generate", message)  # the library's "generate: ..." errors: the prefix once
     return status
 
 
