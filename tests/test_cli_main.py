@@ -217,3 +217,38 @@ def test_count_options_refuse_values_below_one_before_anything_runs(
     err = capsys.readouterr().err
     assert f"error: argument {flag}: expected an integer >= 1, got '{value}'" in err, err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_a_reader_that_left_ends_the_command_quietly():
+    """`rnnflow import-tf1 CKPT --list | head -1`: stdout's reader is gone before the command
+    writes (its end of the pipe is closed first, so the write fails every time, whatever the
+    output's size). Python's documented SIGPIPE recipe, in `main` for every command: no
+    traceback, status 1 (a write that failed)."""
+    ckpt = ROOT / "tests" / "fixtures" / "tf1_ckpt" / "gru" / "model.ckpt"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "rnnflow", "import-tf1", str(ckpt), "--list"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (1, "")
+
+
+def test_a_message_naming_the_command_keeps_its_prefix_once(capsys):
+    from rnnflow.cli import report
+
+    for command, message, shown in (
+        ("generate", "generate: seed must be an int", "rnnflow generate: seed must be an int"),
+        ("predict", "predict_proba: text 2 is empty", "rnnflow predict: predict_proba: text 2"),
+        ("predict", "no predict: here", "rnnflow predict: no predict: here"),
+    ):
+        report(command, message)
+        assert capsys.readouterr().err.startswith(shown + ("" if "text 2" in shown else "\n"))

@@ -93,8 +93,11 @@ def test_predict_arguments_and_stdin(text_run: Path, capsys, monkeypatch) -> Non
 
 
 def test_predict_and_evaluate_refuse_bad_input(text_run: Path, capsys, monkeypatch) -> None:
-    assert main(["predict", str(text_run), "好", "   "]) == 1
-    assert "rnnflow predict: predict: text 2 is empty" in capsys.readouterr().err
+    for blank in ("", "   "):  # refused before the model runs, the prefix once
+        assert main(["predict", str(text_run), "好", blank]) == 2
+        assert capsys.readouterr().err == (
+            "rnnflow predict: text argument 2 is empty (or white space only): nothing to classify\n"
+        )
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     assert main(["predict", str(text_run), "-"]) == 1
     assert "no text to classify (standard input was empty)" in capsys.readouterr().err

@@ -83,6 +83,12 @@ def command(*words: object) -> str:
     return " ".join([prog(), *(shlex.quote(str(w)) for w in words)])
 
 
+def report(command: str, message: str) -> None:
+    """Print ``rnnflow COMMAND: message`` to standard error. A library message that starts with
+    the command's own name (``generate: ...`` from ``generate()``) keeps it once, not twice."""
+    print(f"rnnflow {command}: {message.removeprefix(f'{command}: ')}", file=sys.stderr)
+
+
 def _wanted_command(argv: Sequence[str]) -> str | None:
     """The sub-command ``argv`` names (its first non-option word), if it names one."""
     for word in argv:
@@ -119,7 +125,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(argv) if argv is not None else sys.argv[1:]
     try:
-        return _main(args_list)
+        status = _main(args_list)
+        sys.stdout.flush()  # here, not at exit: a reader that left is handled below
+        return status
+    except BrokenPipeError:  # stdout's reader left (`| head`): exit quietly, no traceback
+        # Python's documented recipe (signal module, "Note on SIGPIPE"): point stdout at
+        # devnull so that the flush at exit cannot raise again; status 1: a write that failed
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:  # a command that keeps something says so itself (train)
         command = _wanted_command(args_list)
         print(f"{prog()}{' ' + command if command else ''}: interrupted (Ctrl-C)", file=sys.stderr)

@@ -40,7 +40,9 @@ EXPORT_ATOL, EXPORT_RTOL = 1e-4, 1e-4
 
 
 def _fail(command: str, message: str, status: int = 1) -> int:
-    print(f"rnnflow {command}: {message}", file=sys.stderr)
+    from rnnflow.cli import report
+
+    report(command, message)
     return status
 
 

@@ -35,7 +35,9 @@ EXPORT_TOLERANCE = 1e-4
 
 
 def _fail(command: str, message: str, status: int = 1) -> int:
-    print(f"rnnflow {command}: {message}", file=sys.stderr)
+    from rnnflow.cli import report
+
+    report(command, message)
     return status
 
 
@@ -275,6 +277,12 @@ def predict(args: argparse.Namespace) -> int:
                 f"{item!r} names a file, but a text-classify run's predict takes texts (or - for "
                 f"one text per line of standard input), not files; to classify the file's "
                 f"lines: {command('predict', args.model, '-')} < {shlex.quote(item)}",
+                2,
+            )
+        if not item.strip():
+            return _fail(
+                "predict",
+                f"text argument {number} is empty (or white space only): nothing to classify",
                 2,
             )
         bad = _SURROGATE.search(item)  # argv bytes that were not UTF-8 (surrogateescape)

@@ -18,13 +18,25 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 
 from rnnflow._words import count
 
 # rnnflow.text.poetry.FORMS' names (a test keeps them equal), listed here so that `--help` and
 # argument parsing do not import torch
 FORM_NAMES = ("5x4", "7x4", "5x8", "7x8")
+MAX_SEED = 2**62  # rnnflow.text.generate.MAX_SEED (a test keeps them equal): /api/generate's range
+
+
+def seed(text: str) -> int:
+    """``--seed``: an integer in [0, MAX_SEED], the range ``/api/generate`` takes, so that the
+    same seed gives the same poem in both (argparse reports the flag and this message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {MAX_SEED}], got {text!r}")
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -53,7 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=1.0,
         help="sample among the most likely characters holding probability P; 1: all (1)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
+    parser.add_argument(
+        "--seed", type=seed, default=0, help=f"sampling seed, in [0, {MAX_SEED}] (0)"
+    )
     parser.add_argument(
         "--form",
         choices=FORM_NAMES,
@@ -87,8 +101,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _fail(message: str, status: int = 2) -> int:
-    # the library's own errors name their function, generate: the command says it already
-    print(f"rnnflow generate: {message.removeprefix('generate: ')}", file=sys.stderr)
+    from rnnflow.cli import report
+
+    report("generate", message)  # the library's "generate: ..." errors: the prefix once
     return status
 
 

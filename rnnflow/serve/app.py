@@ -12,9 +12,10 @@ Routes (nothing else; in particular no file of the run folder is served, listed 
   the fields of ``rnnflow predict RUN FILE --json`` plus each series' reading.
 - ``POST /api/generate`` (poem runs): a JSON object with ``rnnflow generate``'s options.
 
-Every refusal is a 4xx JSON ``{"error": message}``: a body over ``max_body_bytes`` (413),
-malformed JSON (400), an unsupported content type (415), an image that is not one (415) or is
-too large (413), a bad field (400); an unexpected failure is a 500 with the same shape, and the
+Every refusal is a 4xx JSON ``{"error": message}``: a ``Host`` header not allowed (400), a
+body over ``max_body_bytes`` (413), malformed or too deeply nested JSON (400), an unsupported
+content type (415), an image that is not one (415) or is too large (413), a bad field (400:
+an unknown one included); an unexpected failure is a 500 with the same shape, and the
 server goes on. Inference runs in a worker thread, one request at a time per model.
 """
 
@@ -27,12 +28,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rnnflow.serve.runs import (
     MAX_PIXELS,
@@ -42,6 +45,7 @@ from rnnflow.serve.runs import (
     PoemRun,
     RequestError,
     SequenceRun,
+    check_fields,
 )
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
@@ -98,6 +102,52 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise HTTPException(400, f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:  # json's parser recurses once per [ or {
+        raise HTTPException(400, "malformed JSON: nested too deeply") from exc
+
+
+def _top(value: object, *, query: bool) -> int:
+    """``top``: a JSON integer >= 1, or (``query``) the ASCII digits of one in ``?top=``
+    (``str.isdigit`` would also take '²' and '٣')."""
+    top = value
+    if query and isinstance(value, str) and value.isascii() and value.isdigit():
+        try:
+            top = int(value)
+        except ValueError:  # over Python's 4300-digit limit: left a str, refused below
+            pass
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise RequestError(f"top: expected a positive integer, got {value!r}")
+    return top
+
+
+class _TrustedHost(TrustedHostMiddleware):
+    """Starlette's ``TrustedHostMiddleware`` (its Host parsing and matching), refusing with
+    this API's JSON 400 ``{"error": ...}`` instead of the plain text "Invalid host header"."""
+
+    _PASSED = "rnnflow.trusted_host"  # set in the request's scope once the host passed
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        super().__init__(self._passed, allowed_hosts=allowed_hosts, www_redirect=False)
+        self.inner = app
+
+    async def _passed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[self._PASSED] = True
+        await self.inner(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def app_only(message: Any) -> None:  # drops the plain-text refusal
+            if scope.get(self._PASSED):
+                await send(message)
+
+        await super().__call__(scope, receive, app_only)
+        if not scope.get(self._PASSED):
+            host = Headers(scope=scope).get("host")
+            refusal = _error(
+                400,
+                f"Host header {host!r} refused: this server answers to "
+                f"{', '.join(self.allowed_hosts)} only (a defence against DNS rebinding)",
+            )
+            await refusal(scope, receive, send)
 
 
 def create_app(
@@ -147,9 +197,8 @@ def create_app(
             data = _parse_json(body)
             if not isinstance(data, dict) or "pixels" not in data:
                 return _error(400, 'expected a JSON object {"pixels": [[...28 ints] x 28]}')
-            top = data.get("top", 3)
-            if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-                return _error(400, f"top: expected a positive integer, got {top!r}")
+            check_fields(data, {"pixels", "top"})
+            top = _top(data.get("top", 3), query=False)
             image = run.image_from_pixels(data["pixels"])
             result = await run_in_threadpool(run.predict, image, source="canvas", top=top)
         elif kind.startswith("image/") or kind == "application/octet-stream":
@@ -172,14 +221,13 @@ def create_app(
                 f"unsupported content type {kind or '(none)'!r}: this is a sequence run; send "
                 f"the bytes of a .csv or .npz series file ({', '.join(SERIES_TYPES)})",
             )
-        if not top.isdigit() or int(top) < 1:
-            return _error(400, f"top: expected a positive integer, got {top!r}")
+        count = _top(top, query=True)
         if not body:
             return _error(400, "empty upload: send the bytes of a .csv or .npz series file")
         series = await run_in_threadpool(
             run.series_from_bytes, body, max_steps=max_steps, max_series=max_series
         )
-        result = await run_in_threadpool(run.predict, series, top=int(top))
+        result = await run_in_threadpool(run.predict, series, top=count)
         return JSONResponse(result, headers=_HEADERS)
 
     async def generate(request: Request) -> Response:
@@ -212,7 +260,7 @@ def create_app(
             Route("/api/predict", predict, methods=["POST"]),
             Route("/api/generate", generate, methods=["POST"]),
         ],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts)],
+        middleware=[Middleware(_TrustedHost, allowed_hosts=hosts)],
         exception_handlers={
             RequestError: request_error,
             HTTPException: http_error,

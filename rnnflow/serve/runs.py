@@ -51,7 +51,7 @@ from rnnflow.tasks.sequence import normaliser
 from rnnflow.tasks.sequence import predict_proba as sequence_predict_proba
 from rnnflow.tasks.text_classify import NAME as TEXT_CLASSIFY_TASK
 from rnnflow.text.corpus import Vocabulary
-from rnnflow.text.generate import generate, sample_record
+from rnnflow.text.generate import MAX_SEED, generate, sample_record
 from rnnflow.text.poetry import FORMS
 from rnnflow.training import Checkpoint, CheckpointError
 from rnnflow.training.engine import find_checkpoint
@@ -68,6 +68,7 @@ __all__ = [
     "PoemRun",
     "RequestError",
     "SequenceRun",
+    "check_fields",
     "load_run",
     "read_steps",
 ]
@@ -352,6 +353,13 @@ class PoemRun:
         }
 
 
+def check_fields(request: dict[str, Any], known: set[str]) -> None:
+    """Raise a 400 :class:`RequestError` naming the fields of a JSON object not in ``known``."""
+    unknown = sorted(set(request) - known)
+    if unknown:
+        raise RequestError(f"unknown field(s) {unknown}; expected some of {sorted(known)}")
+
+
 def _generate_options(request: object) -> dict[str, Any]:
     """Check /api/generate's JSON object (types and ranges; what depends on the model and the
     form is checked by ``generate``); defaults are ``rnnflow generate``'s. Returns
@@ -359,10 +367,7 @@ def _generate_options(request: object) -> dict[str, Any]:
     if not isinstance(request, dict):
         raise RequestError(f"expected a JSON object, got {type(request).__name__}")
     known = {"prime", "length", "temperature", "top_k", "top_p", "seed", "form", "num"}
-    known |= {"acrostic", "rhyme", "tonal"}
-    unknown = sorted(set(request) - known)
-    if unknown:
-        raise RequestError(f"unknown field(s) {unknown}; expected some of {sorted(known)}")
+    check_fields(request, known | {"acrostic", "rhyme", "tonal"})
 
     def integer(name: str, default: int, low: int, high: int) -> int:
         value = request.get(name, default)
@@ -375,8 +380,8 @@ def _generate_options(request: object) -> dict[str, Any]:
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
+            or not low <= value <= high  # first: an int of 400 digits has no float
             or not math.isfinite(value)
-            or not low <= value <= high
             or (interval.startswith("(") and value == low)
         ):
             raise RequestError(f"{name}: expected a number in {interval}, got {value!r}")
@@ -408,7 +413,7 @@ def _generate_options(request: object) -> dict[str, Any]:
         "temperature": number("temperature", 0.8, 0, 100, "[0, 100]"),
         "top_k": integer("top_k", 0, 0, 1_000_000),
         "top_p": number("top_p", 1.0, 0, 1, "(0, 1]"),
-        "seed": integer("seed", 0, 0, 2**62),
+        "seed": integer("seed", 0, 0, MAX_SEED),
         "form": form,
         "acrostic": text("acrostic"),
         "rhyme": flag("rhyme"),

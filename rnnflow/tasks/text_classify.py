@@ -223,7 +223,9 @@ def predict_proba(
     texts = [t.strip() for t in texts]
     empty = [i for i, t in enumerate(texts) if not t]
     if empty:
-        raise ValueError(f"predict: text {empty[0] + 1} is empty")
+        raise ValueError(
+            f"predict_proba: text {empty[0] + 1} is empty (after stripping white space)"
+        )
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -35,7 +35,11 @@ from rnnflow.text.constraints import ConstraintError, ConstraintMask, PoemConstr
 from rnnflow.text.corpus import Vocabulary
 from rnnflow.text.poetry import PoemForm
 
-__all__ = ["Sample", "generate", "sample_record"]
+__all__ = ["MAX_SEED", "Sample", "generate", "sample_record"]
+
+MAX_SEED = 2**62
+"""The largest seed `rnnflow generate --seed` and ``/api/generate`` take: ``--num N`` draws with
+seeds S .. S + N - 1, which stay well inside :func:`generate`'s int64 range."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,11 @@ def generate(
         prime: text to start with (every character must be in the vocabulary).
         length: at most this many characters after the prime (ignored with ``form``: the form
             fixes the length).
-        temperature: a finite float > 0 divides the logits; 0 is greedy decoding.
+        temperature: a finite float > 0 divides the logits (however small: the limit is
+            greedy); 0 is greedy decoding.
         top_k: keep the k most likely allowed ids; 0 (or more than are allowed) keeps all.
-        seed: seeds the sampling generator: the same seed gives the same text.
+        seed: seeds the sampling generator (an int in [0, 2**63 - 1]): the same seed gives the
+            same text.
         candidates: also record, for each sampled id,
             the ``candidates`` most likely ids and their probabilities (``Sample.candidates``);
             0 records nothing.
@@ -90,12 +96,13 @@ def generate(
         tonal: with a 5- or 7-character ``form``: the level/oblique pattern of regulated verse.
 
     Raises ``ValueError`` for a NaN, infinite or negative ``temperature``, a ``top_k`` or
-    ``length`` that is not an int >= 0, a ``top_p`` outside (0, 1], an unknown prime character
-    or a prime that does not fit ``form``, and :class:`~rnnflow.text.constraints.ConstraintError`
-    (a ``ValueError``) when acrostic/rhyme/tonal are asked without a form or cannot be met.
+    ``length`` that is not an int >= 0, a ``seed`` outside [0, 2**63 - 1], a ``top_p`` outside
+    (0, 1], an unknown prime character or a prime that does not fit ``form``, and
+    :class:`~rnnflow.text.constraints.ConstraintError` (a ``ValueError``) when
+    acrostic/rhyme/tonal are asked without a form or cannot be met.
     """
     if isinstance(temperature, bool) or not (
-        isinstance(temperature, int | float) and math.isfinite(temperature) and temperature >= 0
+        isinstance(temperature, int | float) and _finite_float(temperature) and temperature >= 0
     ):
         raise ValueError(
             f"generate: temperature must be a finite number >= 0 (0: greedy), got {temperature!r}"
@@ -103,6 +110,8 @@ def generate(
     for name, value in (("top_k", top_k), ("length", length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"generate: {name} must be an int >= 0, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**63 - 1:
+        raise ValueError(f"generate: seed must be an int in [0, 2**63 - 1], got {seed!r}")
     if len(vocab) != model.vocab_size:
         raise ValueError(
             f"generate: the vocabulary has {len(vocab)} symbols, the model {model.vocab_size}"
@@ -173,6 +182,14 @@ def generate(
     )
 
 
+def _finite_float(value: float) -> bool:
+    """Whether ``value`` is a finite float, or an int a float can hold (10**400 cannot)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def sample_record(seed: int, sample: Sample, form: PoemForm | None) -> dict[str, Any]:
     """One sample as ``rnnflow generate --json`` and ``/api/generate`` write it: ``seed``,
     ``text``, ``finished``, ``log_prob``, and with a ``form`` the checks of
@@ -202,15 +219,19 @@ def _draw(
     if temperature == 0:
         choice = int(masked.argmax())
         return choice, 0.0, masked.softmax(-1)
-    masked = masked / temperature
+    # shifted so that the largest allowed logit is 0, and divided in float64: every value is in
+    # [-inf, 0] for any temperature > 0 (a tiny one, even below float32's smallest, cannot
+    # overflow to inf - inf = NaN); the softmax is the same, being shift-invariant
+    masked = ((masked.double() - masked.max()) / temperature).float()  # [V]
     if top_k and top_k < int(allowed.sum()):
         kth = masked.topk(top_k).values[-1]
         masked = masked.masked_fill(masked < kth, float("-inf"))
     if top_p < 1:
         probs, order = masked.softmax(-1).sort(descending=True)  # [V]
         before = probs.cumsum(-1) - probs  # mass of the more likely ids
-        cut = order[before >= top_p]  # the most likely id always stays (before = 0)
-        masked = masked.index_fill(0, cut, float("-inf"))
+        cut = before >= top_p  # [V]; top_p is compared in float32: a tiny one rounds to 0
+        cut[0] = False  # so the most likely id is kept explicitly: never an empty nucleus
+        masked = masked.index_fill(0, order[cut], float("-inf"))
     log_p = masked.log_softmax(-1)  # [V]
     probs = log_p.exp()  # [V]
     choice = int(torch.multinomial(probs, 1, generator=generator))

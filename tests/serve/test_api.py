@@ -440,3 +440,73 @@ def test_cli_serve_binds_and_warns_off_loopback(runs, monkeypatch, capsys, host,
     assert f"open http://{host}:{seen['bound'][1]}/" in out
     assert ("WARNING: listening on 0.0.0.0, reachable from other machines" in err) == warned
     assert seen["hosts"] == hosts
+
+
+def test_a_tiny_temperature_or_top_p_answers_the_greedy_poem(runs):
+    """softmax(l / t) -> one-hot(argmax l) as t -> 0+, and a nucleus smaller than the top
+    probability is the top id alone: both give temperature 0's (greedy) text, never a 500."""
+    c = client(runs["poem"])
+    request = {"form": "5x4", "seed": 4}
+    greedy = c.post("/api/generate", json={**request, "temperature": 0}).json()
+    for extra in (
+        {"temperature": 1e-40},
+        {"temperature": 5e-324},
+        {"top_p": 1e-300},
+        {"top_p": 5e-324},
+    ):
+        answer = c.post("/api/generate", json={**request, **extra})
+        assert answer.status_code == 200, (extra, answer.text)
+        assert answer.json()["samples"][0]["text"] == greedy["samples"][0]["text"]
+
+
+def test_every_number_and_seed_out_of_range_is_a_400(runs):
+    c = client(runs["poem"])
+    big = "1" + "0" * 400  # a JSON integer no float holds
+    for field, message in (
+        ("temperature", f"temperature: expected a number in [0, 100], got {big}"),
+        ("top_p", f"top_p: expected a number in (0, 1], got {big}"),
+        ("seed", f"seed: expected an integer in [0, 4611686018427387904], got {big}"),
+    ):
+        raw = f'{{"{field}": {big}}}'.encode()
+        answer = c.post("/api/generate", content=raw, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400 and answer.json()["error"] == message
+    for seed in (-1, 2**62 + 1):
+        answer = c.post("/api/generate", json={"seed": seed})
+        assert answer.status_code == 400
+        assert answer.json()["error"] == (
+            f"seed: expected an integer in [0, 4611686018427387904], got {seed}"
+        )
+
+
+def test_deeply_nested_json_is_malformed_json(runs):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for run, path in (("image", "/api/predict"), ("poem", "/api/generate")):
+        c = TestClient(
+            create_app(load_run(runs[run])), base_url=BASE, raise_server_exceptions=False
+        )
+        answer = c.post(path, content=deep, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400
+        assert answer.json() == {"error": "malformed JSON: nested too deeply"}
+
+
+def test_an_unknown_field_of_a_drawing_is_refused(runs):
+    c = client(runs["image"])
+    answer = c.post("/api/predict", json={"pixels": stroke().tolist(), "top": 2, "foo": 1})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == (
+        "unknown field(s) ['foo']; expected some of ['pixels', 'top']"
+    )
+    assert c.post("/api/predict", json={"pixels": stroke().tolist(), "top": 2}).status_code == 200
+
+
+def test_a_foreign_host_is_refused_in_json(runs):
+    c = TestClient(create_app(load_run(runs["image"])), base_url="http://evil.example:8000")
+    answer = c.get("/api/info")
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {
+        "error": "Host header 'evil.example:8000' refused: this server answers to localhost, "
+        "127.0.0.1, [::1] only (a defence against DNS rebinding)"
+    }
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert client(runs["image"]).get("/api/info").status_code == 200  # BASE: a loopback host

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -307,3 +308,36 @@ def test_over_the_size_limit_and_a_bad_top(series_runs):
     generate = c.post("/api/generate", json={})
     assert generate.status_code == 400
     assert generate.json()["error"] == "this run is a sequence classifier: use POST /api/predict"
+
+
+@pytest.mark.parametrize(
+    "top",
+    [
+        "%C2%B2",  # '²': str.isdigit() says yes, int() says no
+        "%D9%A3",  # Arabic-Indic 3: int() reads it as 3
+        "%EF%BC%93",  # fullwidth 3
+        "1" * 5000,  # ASCII digits over Python's int() limit
+        "-1",
+        "%2B3",
+        "3.0",
+        "%203",
+        "",
+    ],
+)
+def test_top_is_ascii_digits_only(series_runs, top):
+    c = client(series_runs["seq"])
+    answer = c.post(
+        f"/api/predict?top={top}", content=csv_bytes(rising()), headers={"Content-Type": "text/csv"}
+    )
+    assert answer.status_code == 400
+    expected = repr(urllib.parse.unquote_plus(top))
+    assert answer.json()["error"] == f"top: expected a positive integer, got {expected}"
+
+
+def test_top_in_ascii_digits_is_read(series_runs):
+    c = client(series_runs["seq"])
+    answer = c.post(
+        "/api/predict?top=02", content=csv_bytes(rising()), headers={"Content-Type": "text/csv"}
+    )
+    assert answer.status_code == 200
+    assert len(answer.json()["predictions"][0]["top"]) == 2

@@ -152,7 +152,7 @@ def test_predict_proba_equals_each_text_alone(tmp_path: Path) -> None:
         torch.testing.assert_close(probs[i], alone)
     cut = predict_proba(model, vocab, ["好的了是在"], max_chars=1)
     torch.testing.assert_close(cut, predict_proba(model, vocab, ["好"], max_chars=5))
-    with pytest.raises(ValueError, match=r"predict: text 2 is empty"):
+    with pytest.raises(ValueError, match=r"^predict_proba: text 2 is empty \(after stripping"):
         predict_proba(model, vocab, ["好", "  "], max_chars=5)
 
 

@@ -131,3 +131,75 @@ def test_adaptive_softmax_samples_score_as_its_training_path_says(vocab: Vocabul
     )
     poem = generate(model, vocab, form=FORMS["5x4"], seed=2, temperature=1.5)
     assert is_well_formed(poem.text, FORMS["5x4"])
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 5e-324, 1e-300, 1e-40])
+def test_a_tiny_temperature_is_the_greedy_limit(vocab: Vocabulary, temperature: float) -> None:
+    """softmax(l / t) tends to the one-hot of argmax l as t -> 0+: a temperature below float32's
+    smallest number still samples (no inf - inf = NaN) and draws exactly the greedy text, each
+    id with probability 1 (log_prob 0)."""
+    model = model_for(vocab)
+    greedy = generate(model, vocab, length=30, temperature=0)
+    for seed in (0, 1):
+        sample = generate(model, vocab, length=30, temperature=temperature, seed=seed)
+        assert sample.ids == greedy.ids
+        assert sample.log_prob == 0.0
+    poem = generate(model, vocab, form=FORMS["5x4"], temperature=temperature)
+    assert is_well_formed(poem.text, FORMS["5x4"])
+
+
+@pytest.mark.parametrize("top_p", [5e-324, 1e-300, 1e-46, 1e-9])
+def test_a_tiny_top_p_keeps_the_most_likely_id(vocab: Vocabulary, top_p: float) -> None:
+    """The nucleus is the smallest set of the most likely ids whose mass reaches top_p: for any
+    top_p below the largest probability that is the most likely id alone (greedy), even when
+    top_p rounds to 0 in float32."""
+    model = model_for(vocab)
+    greedy = generate(model, vocab, length=30, temperature=0)
+    for temperature in (1.0, 100.0):
+        sample = generate(model, vocab, length=30, temperature=temperature, top_p=top_p)
+        assert sample.ids == greedy.ids
+
+
+def test_top_p_keeps_the_nucleus_computed_by_hand() -> None:
+    """p = (0.5, 0.3, 0.2): top_p 0.6 keeps {0, 1} renormalised to (0.625, 0.375, 0); top_p 0.4
+    keeps {0} (0.5 already reaches it); top_p 1 keeps all."""
+    from rnnflow.text.generate import _draw
+
+    logits = torch.tensor([0.5, 0.3, 0.2]).log()
+    allowed = torch.ones(3, dtype=torch.bool)
+    for top_p, expected in ((0.6, [0.625, 0.375, 0.0]), (0.4, [1.0, 0.0, 0.0]), (1.0, None)):
+        _, _, probs = _draw(logits, allowed, 1.0, 0, top_p, torch.Generator().manual_seed(0))
+        want = torch.tensor(expected or [0.5, 0.3, 0.2])
+        torch.testing.assert_close(probs, want)
+
+
+def test_seed_and_huge_temperature_errors(vocab: Vocabulary) -> None:
+    model = model_for(vocab)
+    for bad in (-1, 2**63, 1.0, True):
+        with pytest.raises(
+            ValueError, match=rf"generate: seed must be an int in \[0, 2\*\*63 - 1\], got {bad}"
+        ):
+            generate(model, vocab, seed=bad)
+    assert len(generate(model, vocab, length=5, seed=2**63 - 1).ids) <= 5
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0 .*, got 1000"):
+        generate(model, vocab, temperature=10**400)  # an int no float holds
+
+
+def test_cli_seed_takes_the_api_range(tmp_path, capsys) -> None:
+    """`generate --seed` and /api/generate take the same seeds (SERVE.md: same options and seed,
+    same poem): [0, 2**62]; anything else is argparse's usage error naming the flag."""
+    from rnnflow.cli import main
+    from rnnflow.cli.generate import MAX_SEED
+    from rnnflow.text.generate import MAX_SEED as LIBRARY_MAX_SEED
+
+    assert MAX_SEED == LIBRARY_MAX_SEED == 4611686018427387904
+    for bad in ("-5", "99999999999999999999999", "4611686018427387905", "1.5", "x"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["generate", str(tmp_path / "run"), "--seed", bad])
+        assert exit_info.value.code == 2
+        assert (
+            f"error: argument --seed: expected an integer in [0, 4611686018427387904], got '{bad}'"
+            in capsys.readouterr().err
+        )
+    assert main(["generate", str(tmp_path / "run"), "--seed", str(2**62)]) == 1  # parsed
+    assert "rnnflow generate: " in capsys.readouterr().err
