@@ -17,7 +17,7 @@ import torch
 from rnnflow.cli import main
 
 TINY = ["train", "--task", "text-classify", "--preset", "tiny", "--lr", "0.02", "--epochs", "4"]
-TINY += ["--threads", "1", "--quiet"]
+TINY += ["--threads", "1", "--quiet", "--max-chars", "24"]  # the texts: <= 18 characters
 
 
 def cue_lines(n: int, seed: int) -> list[str]:
@@ -167,7 +167,7 @@ def test_export_onnx_checks_the_test_texts_and_writes(
 
     vocab = Vocabulary.from_json(meta["rnnflow.vocab"])
     ids = vocab.encode("这是好的")
-    tokens = torch.tensor([ids + [0] * (200 - len(ids))])
+    tokens = torch.tensor([ids + [0] * (24 - len(ids))])  # [1, max_chars] (TINY's --max-chars)
     logits = onnx_text_logits(out, tokens, torch.tensor([len(ids)]))
     assert json.loads(meta["rnnflow.class_names"])[int(logits.argmax())] == "pos"
 
